@@ -1,0 +1,165 @@
+// The agent ↔ reconciler wire (/v1). One valibot schema per message, imported by
+// both programs: the agent builds messages of these types and the reconciler
+// validates every body against the same schema before it touches the store.
+import * as v from "valibot";
+
+export const WIRE_VERSION = "v1";
+
+/** Largest request body the reconciler reads (a full event batch is far below it). */
+export const MAX_BODY_BYTES = 1024 * 1024;
+/** Largest number of events in one batch; the agent splits its spool to fit. */
+export const MAX_EVENTS_PER_BATCH = 500;
+
+const NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$/i;
+
+export const NodeId = v.pipe(
+  v.string(),
+  v.regex(NAME_PATTERN, "must be 1–253 letters, digits, '.', '_' or '-', starting and ending with a letter or digit"),
+);
+export const BootId = v.pipe(v.string(), v.minLength(1), v.maxLength(64));
+const ShortText = v.pipe(v.string(), v.maxLength(256));
+const Count = v.pipe(v.number(), v.integer(), v.minValue(0));
+const IsoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO-8601 timestamp"));
+
+/** Health verdicts, worst last. */
+export const SEVERITIES = ["healthy", "degraded", "unhealthy"] as const;
+export const Severity = v.picklist(SEVERITIES);
+export type Severity = v.InferOutput<typeof Severity>;
+
+/** What should be done about a finding: NVIDIA's vocabulary, in increasing cost. */
+export const ACTIONS = ["none", "restart_app", "reset_gpu", "reboot", "replace", "contact_support"] as const;
+export const RecommendedAction = v.picklist(ACTIONS);
+export type RecommendedAction = v.InferOutput<typeof RecommendedAction>;
+
+/** Identity of one GPU, as NVML reports it. */
+export const GpuIdentity = v.object({
+  index: Count,
+  uuid: ShortText,
+  pciBusId: ShortText,
+});
+export type GpuIdentity = v.InferOutput<typeof GpuIdentity>;
+
+export const GpuInfo = v.object({
+  ...GpuIdentity.entries,
+  name: ShortText,
+  memoryTotalBytes: v.optional(Count),
+});
+export type GpuInfo = v.InferOutput<typeof GpuInfo>;
+
+/** Whether the agent could read its GPUs; when not, why (and which library paths it tried). */
+export const NvmlStatus = v.object({
+  available: v.boolean(),
+  libraryPath: v.optional(ShortText),
+  error: v.optional(v.pipe(v.string(), v.maxLength(4096))),
+  triedPaths: v.optional(v.array(ShortText)),
+});
+export type NvmlStatus = v.InferOutput<typeof NvmlStatus>;
+
+export const RegisterRequest = v.strictObject({
+  nodeId: NodeId,
+  pool: v.optional(ShortText),
+  provider: v.optional(ShortText),
+  instanceType: v.optional(ShortText),
+  hostname: ShortText,
+  bootId: BootId,
+  agentVersion: ShortText,
+  driverVersion: v.optional(ShortText),
+  cudaVersion: v.optional(ShortText),
+  nvml: NvmlStatus,
+  gpus: v.pipe(v.array(GpuInfo), v.maxLength(64)),
+});
+export type RegisterRequest = v.InferOutput<typeof RegisterRequest>;
+
+export const RegisterResponse = v.object({
+  nodeId: NodeId,
+  heartbeatIntervalSeconds: v.number(),
+  /** Highest event sequence number already stored for this node: the agent resends after it. */
+  lastEventSeq: Count,
+});
+export type RegisterResponse = v.InferOutput<typeof RegisterResponse>;
+
+/** Point-in-time readings of one GPU, carried by each heartbeat. */
+export const GpuSnapshot = v.object({
+  index: Count,
+  temperatureC: v.optional(v.number()),
+  powerW: v.optional(v.number()),
+  utilizationPct: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(100))),
+  memoryUsedBytes: v.optional(Count),
+  eccVolatileDbe: v.optional(Count),
+  eccVolatileSbe: v.optional(Count),
+  clocksEventReasons: v.optional(Count),
+});
+export type GpuSnapshot = v.InferOutput<typeof GpuSnapshot>;
+
+export const Heartbeat = v.strictObject({
+  nodeId: NodeId,
+  bootId: BootId,
+  sentAt: IsoTime,
+  nvml: NvmlStatus,
+  gpus: v.pipe(v.array(GpuSnapshot), v.maxLength(64)),
+});
+export type Heartbeat = v.InferOutput<typeof Heartbeat>;
+
+export const HeartbeatResponse = v.object({
+  /** When the agent should send the next heartbeat. */
+  heartbeatIntervalSeconds: v.number(),
+});
+export type HeartbeatResponse = v.InferOutput<typeof HeartbeatResponse>;
+
+/** One structured health finding. `seq` is per node, strictly increasing, never reused. */
+export const HealthEvent = v.strictObject({
+  seq: v.pipe(Count, v.minValue(1)),
+  time: IsoTime,
+  bootId: BootId,
+  check: v.pipe(v.string(), v.regex(/^[a-z][a-z0-9_]{0,63}$/, "must be a lower_snake_case check name")),
+  code: v.optional(ShortText),
+  severity: Severity,
+  action: RecommendedAction,
+  gpu: v.optional(GpuIdentity),
+  message: v.pipe(v.string(), v.maxLength(4096)),
+  /** How many times this finding repeated since it was first reported (deduplication). */
+  count: v.optional(v.pipe(Count, v.minValue(1))),
+});
+export type HealthEvent = v.InferOutput<typeof HealthEvent>;
+
+export const EventBatch = v.pipe(
+  v.strictObject({
+    nodeId: NodeId,
+    events: v.pipe(v.array(HealthEvent), v.minLength(1), v.maxLength(MAX_EVENTS_PER_BATCH)),
+  }),
+  v.check(
+    (batch) => batch.events.every((e, i) => i === 0 || e.seq > batch.events[i - 1]!.seq),
+    "events must be in strictly increasing seq order",
+  ),
+);
+export type EventBatch = v.InferOutput<typeof EventBatch>;
+
+export const EventBatchResponse = v.object({
+  /** Highest seq now stored; every event at or below it is safe to drop from the spool. */
+  ackedSeq: Count,
+  /** How many events of the batch were new (the rest were duplicates). */
+  stored: Count,
+});
+export type EventBatchResponse = v.InferOutput<typeof EventBatchResponse>;
+
+/** The body of every non-2xx answer. */
+export const ErrorBody = v.object({
+  error: v.string(),
+  issues: v.optional(v.array(v.object({ path: v.string(), message: v.string() }))),
+});
+export type ErrorBody = v.InferOutput<typeof ErrorBody>;
+
+/** Turns valibot issues into `path: message` pairs, e.g. `events[0].severity`. */
+export function issuePaths(issues: readonly v.BaseIssue<unknown>[]): { path: string; message: string }[] {
+  return issues.map((issue) => ({ path: formatIssuePath(issue.path) || "(body)", message: issue.message }));
+}
+
+export function formatIssuePath(path: v.BaseIssue<unknown>["path"]): string {
+  let out = "";
+  for (const item of path ?? []) {
+    const key = item.key;
+    if (typeof key === "number") out += `[${key}]`;
+    else out += out ? `.${String(key)}` : String(key);
+  }
+  return out;
+}
