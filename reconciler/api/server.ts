@@ -1,0 +1,130 @@
+// The reconciler's HTTP surface (hono): the /v1 agent API, the admin reads, and
+// /healthz, /readyz, /metrics. Every body is validated with the shared wire schema.
+import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { timingSafeEqual } from "node:crypto";
+import * as v from "valibot";
+import {
+  EventBatch,
+  Heartbeat,
+  MAX_BODY_BYTES,
+  RegisterRequest,
+  issuePaths,
+  type ErrorBody,
+  type EventBatchResponse,
+  type HeartbeatResponse,
+  type RegisterResponse,
+} from "../../schema/wire.ts";
+import { appendEvents, getNodeDetail, listNodes, recordHeartbeat, registerNode, type Clock } from "../fleet/registry.ts";
+import type { Metrics } from "../metrics.ts";
+import type { Store } from "../store/store.ts";
+
+export interface ApiOptions {
+  store: Store;
+  metrics: Metrics;
+  /** The shared secret every /v1 call must present as `Authorization: Bearer …`. */
+  authToken: string;
+  heartbeatIntervalSeconds: number;
+  now: Clock;
+  log: (line: string) => void;
+}
+
+export function createApi(opts: ApiOptions): Hono {
+  const { store, metrics, now } = opts;
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    opts.log(`error: ${c.req.method} ${c.req.path}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return c.json<ErrorBody>({ error: "internal error; see the reconciler's log" }, 500);
+  });
+  app.notFound((c) => c.json<ErrorBody>({ error: `no route ${c.req.method} ${c.req.path}` }, 404));
+
+  app.get("/healthz", (c) => c.text("ok"));
+  app.get("/readyz", async (c) => {
+    const ok = store.migrated && (await store.ping());
+    return ok ? c.text("ready") : c.text("not ready: store unreachable or not migrated", 503);
+  });
+  app.get("/metrics", async (c) => {
+    const body = await metrics.render();
+    return c.body(body, 200, { "Content-Type": metrics.contentType });
+  });
+
+  const v1 = new Hono();
+  v1.use(
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => c.json<ErrorBody>({ error: `request body over ${MAX_BODY_BYTES} bytes` }, 413),
+    }),
+  );
+  v1.use(async (c, next) => {
+    if (!bearerMatches(c.req.header("Authorization"), opts.authToken)) {
+      return c.json<ErrorBody>({ error: "missing or wrong bearer token (NAVARCH_AUTH_TOKEN)" }, 401);
+    }
+    await next();
+  });
+
+  v1.post("/register", async (c) => {
+    const body = await validated(c, RegisterRequest);
+    if (body instanceof Response) return body;
+    const result = await registerNode(store.db, body, now);
+    if (result.created) opts.log(`node ${body.nodeId} registered (${body.gpus.length} GPUs, NVML ${body.nvml.available ? "ok" : "unavailable"})`);
+    return c.json<RegisterResponse>({
+      nodeId: body.nodeId,
+      heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds,
+      lastEventSeq: result.lastEventSeq,
+    });
+  });
+
+  v1.post("/heartbeat", async (c) => {
+    const body = await validated(c, Heartbeat);
+    if (body instanceof Response) return body;
+    if (!(await recordHeartbeat(store.db, body, now))) {
+      return c.json<ErrorBody>({ error: `node ${body.nodeId} is not registered; register first` }, 404);
+    }
+    metrics.heartbeats.inc();
+    return c.json<HeartbeatResponse>({ heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds });
+  });
+
+  v1.post("/events", async (c) => {
+    const body = await validated(c, EventBatch);
+    if (body instanceof Response) return body;
+    const result = await appendEvents(store.db, body, now);
+    if (result === undefined) {
+      return c.json<ErrorBody>({ error: `node ${body.nodeId} is not registered; register first` }, 404);
+    }
+    for (const e of result.stored) metrics.healthEvents.inc({ check: e.check, severity: e.severity });
+    return c.json<EventBatchResponse>({ ackedSeq: result.ackedSeq, stored: result.stored.length });
+  });
+
+  v1.get("/nodes", async (c) => c.json({ nodes: await listNodes(store.db) }));
+  v1.get("/nodes/:id", async (c) => {
+    const detail = await getNodeDetail(store.db, c.req.param("id"));
+    if (detail === undefined) return c.json<ErrorBody>({ error: `node ${c.req.param("id")} not found` }, 404);
+    return c.json(detail);
+  });
+
+  app.route("/v1", v1);
+  return app;
+}
+
+/** Parses the JSON body against a schema; answers 400 with every failing field path. */
+async function validated<S extends v.GenericSchema>(c: Context, schema: S): Promise<v.InferOutput<S> | Response> {
+  let raw: unknown;
+  try {
+    raw = await c.req.json();
+  } catch {
+    return c.json<ErrorBody>({ error: "request body is not valid JSON" }, 400);
+  }
+  const parsed = v.safeParse(schema, raw);
+  if (!parsed.success) {
+    return c.json<ErrorBody>({ error: "invalid request body", issues: issuePaths(parsed.issues) }, 400);
+  }
+  return parsed.output;
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  if (header === undefined || !header.startsWith("Bearer ")) return false;
+  const given = Buffer.from(header.slice("Bearer ".length));
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}

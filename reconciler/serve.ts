@@ -1,0 +1,95 @@
+// Starts the reconciler: opens (and migrates) the store, resolves the auth token,
+// and serves the API. Returns a handle so the demo, tests and `navarch serve` share
+// one start-up path.
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createApi } from "./api/server.ts";
+import type { Clock } from "./fleet/registry.ts";
+import { createMetrics } from "./metrics.ts";
+import { openStore, type Store } from "./store/store.ts";
+
+export interface ServeSettings {
+  host: string;
+  port: number;
+  dataDir: string;
+  databaseUrl: string;
+  databaseAuthToken?: string;
+  /** Name of the env var that holds the API token (the seed's NAVARCH_AUTH_TOKEN). */
+  authTokenEnv: string;
+  heartbeatIntervalSeconds: number;
+}
+
+export interface Reconciler {
+  readonly url: string;
+  readonly authToken: string;
+  /** Where the token came from, for the start-up log line. */
+  readonly authTokenSource: string;
+  readonly store: Store;
+  stop(): Promise<void>;
+}
+
+export async function startReconciler(
+  settings: ServeSettings,
+  log: (line: string) => void,
+  now: Clock = Date.now,
+): Promise<Reconciler> {
+  const { token, source } = resolveAuthToken(settings);
+  const store = await openStore({
+    url: settings.databaseUrl,
+    ...(settings.databaseAuthToken ? { authToken: settings.databaseAuthToken } : {}),
+  });
+  const metrics = createMetrics(store.db);
+  const app = createApi({
+    store,
+    metrics,
+    authToken: token,
+    heartbeatIntervalSeconds: settings.heartbeatIntervalSeconds,
+    now,
+    log,
+  });
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({ hostname: settings.host, port: settings.port, fetch: app.fetch });
+  } catch (err) {
+    store.close();
+    throw new Error(
+      `cannot listen on ${settings.host}:${settings.port}: ${err instanceof Error ? err.message : String(err)} (set server.address)`,
+    );
+  }
+  const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${server.port}`;
+  return {
+    url,
+    authToken: token,
+    authTokenSource: source,
+    store,
+    async stop() {
+      await server.stop();
+      store.close();
+    },
+  };
+}
+
+/**
+ * The token comes from the named env var. With none set (the embedded default),
+ * a random one is generated once and kept in the data directory (mode 0600), so
+ * local agents and the CLI can read it and it survives restarts.
+ */
+function resolveAuthToken(settings: ServeSettings): { token: string; source: string } {
+  const fromEnv = process.env[settings.authTokenEnv];
+  if (fromEnv) return { token: fromEnv, source: `$${settings.authTokenEnv}` };
+  const path = authTokenFile(settings.dataDir);
+  if (existsSync(path)) {
+    const token = readFileSync(path, "utf8").trim();
+    if (token.length > 0) return { token, source: path };
+  }
+  mkdirSync(settings.dataDir, { recursive: true });
+  const token = randomBytes(24).toString("base64url");
+  writeFileSync(path, `${token}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
+  return { token, source: `${path} (generated: $${settings.authTokenEnv} was not set)` };
+}
+
+export function authTokenFile(dataDir: string): string {
+  return join(dataDir, "auth-token");
+}

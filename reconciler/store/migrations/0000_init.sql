@@ -1,0 +1,109 @@
+CREATE TABLE `audit_log` (
+	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
+	`at` integer NOT NULL,
+	`actor` text NOT NULL,
+	`action` text NOT NULL,
+	`target` text NOT NULL,
+	`details` text
+);
+--> statement-breakpoint
+CREATE INDEX `audit_log_at` ON `audit_log` (`at`);--> statement-breakpoint
+CREATE TABLE `gpus` (
+	`node_id` text NOT NULL,
+	`gpu_index` integer NOT NULL,
+	`uuid` text NOT NULL,
+	`pci_bus_id` text NOT NULL,
+	`name` text NOT NULL,
+	`memory_total_bytes` integer,
+	`last_snapshot` text,
+	`updated_at` integer NOT NULL,
+	PRIMARY KEY(`node_id`, `gpu_index`),
+	FOREIGN KEY (`node_id`) REFERENCES `nodes`(`id`) ON UPDATE no action ON DELETE cascade
+);
+--> statement-breakpoint
+CREATE TABLE `health_events` (
+	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
+	`node_id` text NOT NULL,
+	`seq` integer NOT NULL,
+	`boot_id` text NOT NULL,
+	`time` integer NOT NULL,
+	`received_at` integer NOT NULL,
+	`check` text NOT NULL,
+	`code` text,
+	`severity` text NOT NULL,
+	`action` text NOT NULL,
+	`gpu_index` integer,
+	`gpu_uuid` text,
+	`gpu_pci_bus_id` text,
+	`message` text NOT NULL,
+	`count` integer DEFAULT 1 NOT NULL
+);
+--> statement-breakpoint
+CREATE UNIQUE INDEX `health_events_node_seq` ON `health_events` (`node_id`,`seq`);--> statement-breakpoint
+CREATE INDEX `health_events_time` ON `health_events` (`time`);--> statement-breakpoint
+CREATE TABLE `instances` (
+	`name` text PRIMARY KEY NOT NULL,
+	`provider` text NOT NULL,
+	`provider_id` text,
+	`pool` text NOT NULL,
+	`instance_type` text NOT NULL,
+	`region` text,
+	`state` text NOT NULL,
+	`address` text,
+	`operation_key` text,
+	`missed_sweeps` integer DEFAULT 0 NOT NULL,
+	`created_at` integer NOT NULL,
+	`updated_at` integer NOT NULL
+);
+--> statement-breakpoint
+CREATE INDEX `instances_pool` ON `instances` (`pool`);--> statement-breakpoint
+CREATE UNIQUE INDEX `instances_provider_id` ON `instances` (`provider`,`provider_id`);--> statement-breakpoint
+CREATE TABLE `nodes` (
+	`id` text PRIMARY KEY NOT NULL,
+	`pool` text,
+	`provider` text,
+	`instance_type` text,
+	`instance_name` text,
+	`hostname` text NOT NULL,
+	`state` text NOT NULL,
+	`version` integer DEFAULT 0 NOT NULL,
+	`boot_id` text NOT NULL,
+	`agent_version` text NOT NULL,
+	`driver_version` text,
+	`cuda_version` text,
+	`nvml_available` integer NOT NULL,
+	`nvml_error` text,
+	`registered_at` integer NOT NULL,
+	`last_heartbeat_at` integer NOT NULL,
+	`last_event_seq` integer DEFAULT 0 NOT NULL,
+	`cordoned_by` text,
+	`state_reason` text,
+	`next_action_at` integer,
+	`updated_at` integer NOT NULL
+);
+--> statement-breakpoint
+CREATE INDEX `nodes_pool_state` ON `nodes` (`pool`,`state`);--> statement-breakpoint
+CREATE INDEX `nodes_next_action` ON `nodes` (`next_action_at`);--> statement-breakpoint
+CREATE TABLE `operations` (
+	`key` text PRIMARY KEY NOT NULL,
+	`kind` text NOT NULL,
+	`node_id` text,
+	`pool` text,
+	`state` text NOT NULL,
+	`attempts` integer DEFAULT 0 NOT NULL,
+	`payload` text,
+	`result` text,
+	`error` text,
+	`created_at` integer NOT NULL,
+	`updated_at` integer NOT NULL
+);
+--> statement-breakpoint
+CREATE INDEX `operations_state` ON `operations` (`state`);--> statement-breakpoint
+CREATE TABLE `pools` (
+	`name` text PRIMARY KEY NOT NULL,
+	`source` text NOT NULL,
+	`spec` text NOT NULL,
+	`paused` integer DEFAULT false NOT NULL,
+	`created_at` integer NOT NULL,
+	`updated_at` integer NOT NULL
+);

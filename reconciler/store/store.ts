@@ -1,0 +1,188 @@
+// Opens the reconciler's libSQL database (embedded file by default, or a remote
+// sqld URL), applies the embedded migrations, and turns every way that can fail
+// into a StoreError that names the database and says what to do.
+import { createClient, type Client } from "@libsql/client";
+import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
+import { accessSync, constants, mkdirSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import * as tables from "../../schema/db.ts";
+import { MIGRATIONS } from "./migrations/index.ts";
+
+export type Db = LibSQLDatabase<typeof tables>;
+
+export class StoreError extends Error {
+  override readonly name = "StoreError";
+}
+
+export interface Store {
+  readonly db: Db;
+  readonly client: Client;
+  /** Where the data lives, for messages: a file path or the remote URL without credentials. */
+  readonly location: string;
+  /** True once the schema is current; /readyz reports it. */
+  readonly migrated: boolean;
+  /** Cheap liveness probe of the database connection. */
+  ping(): Promise<boolean>;
+  close(): void;
+}
+
+export interface StoreOptions {
+  /** `file:PATH`, `libsql://…`, `http(s)://…`, or `:memory:`. */
+  url: string;
+  authToken?: string;
+}
+
+/** The database URL used when the config names none: a file under the data directory. */
+export function defaultDatabaseUrl(dataDir: string): string {
+  return `file:${resolve(dataDir, "navarch.db")}`;
+}
+
+export async function openStore(options: StoreOptions): Promise<Store> {
+  const { url } = options;
+  const filePath = url.startsWith("file:") ? url.slice("file:".length) : undefined;
+  const location = filePath ?? redactUrl(url);
+  if (filePath !== undefined) prepareDatabaseFile(filePath);
+
+  let client: Client;
+  try {
+    client = createClient({ url, ...(options.authToken ? { authToken: options.authToken } : {}) });
+  } catch (err) {
+    throw new StoreError(`cannot open database ${location}: ${errorText(err)}`);
+  }
+  try {
+    if (filePath !== undefined) {
+      // WAL lets readers (API) run beside the writer; busy_timeout rides out short locks.
+      await client.execute("PRAGMA journal_mode = WAL");
+      await client.execute("PRAGMA busy_timeout = 5000");
+      await client.execute("PRAGMA synchronous = NORMAL");
+    }
+    await client.execute("PRAGMA foreign_keys = ON");
+    await migrate(client, location);
+  } catch (err) {
+    client.close();
+    if (err instanceof StoreError) throw err;
+    throw new StoreError(describeOpenFailure(location, err));
+  }
+
+  const db = drizzle(client, { schema: tables });
+  return {
+    db,
+    client,
+    location,
+    migrated: true,
+    async ping() {
+      try {
+        await client.execute("SELECT 1");
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    close: () => client.close(),
+  };
+}
+
+const MIGRATIONS_TABLE = "__navarch_migrations";
+
+/**
+ * Applies each embedded migration the database lacks, each in its own transaction,
+ * and refuses a database that a newer navarch migrated (its tags are unknown here)
+ * or whose applied migration differs from ours (edited after release).
+ */
+async function migrate(client: Client, location: string): Promise<void> {
+  await client.execute(
+    `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (tag TEXT PRIMARY KEY, hash TEXT NOT NULL, applied_at INTEGER NOT NULL)`,
+  );
+  const applied = await client.execute(`SELECT tag, hash FROM ${MIGRATIONS_TABLE}`);
+  const appliedHashes = new Map(applied.rows.map((r) => [String(r.tag), String(r.hash)]));
+  const known = new Set(MIGRATIONS.map((m) => m.tag));
+  for (const tag of appliedHashes.keys()) {
+    if (!known.has(tag)) {
+      throw new StoreError(
+        `database ${location} was migrated by a newer navarch (migration ${tag} is unknown to this version); upgrade navarch or restore a backup`,
+      );
+    }
+  }
+  for (const migration of MIGRATIONS) {
+    const hash = new Bun.CryptoHasher("sha256").update(migration.sql).digest("hex");
+    const appliedHash = appliedHashes.get(migration.tag);
+    if (appliedHash !== undefined) {
+      if (appliedHash !== hash) {
+        throw new StoreError(`database ${location}: migration ${migration.tag} differs from the one applied to it`);
+      }
+      continue;
+    }
+    const statements = migration.sql
+      .split("--> statement-breakpoint")
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0);
+    await client.batch(
+      [
+        ...statements,
+        { sql: `INSERT INTO ${MIGRATIONS_TABLE} (tag, hash, applied_at) VALUES (?, ?, ?)`, args: [migration.tag, hash, Date.now()] },
+      ],
+      "write",
+    );
+  }
+}
+
+/** Creates the data directory and checks, before libSQL does, that the file can be written. */
+function prepareDatabaseFile(path: string): void {
+  if (path === ":memory:" || path === "") return;
+  const dir = dirname(path);
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new StoreError(`cannot create data directory ${dir} for database ${path}: ${errorText(err)}`);
+  }
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new StoreError(`database directory ${dir} is not writable by this user; fix its permissions or set server.data_dir`);
+  }
+  let isFile = false;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new StoreError(`database path ${path} exists but is not a regular file`);
+    isFile = true;
+  } catch (err) {
+    if (err instanceof StoreError) throw err;
+  }
+  if (isFile) {
+    try {
+      accessSync(path, constants.R_OK | constants.W_OK);
+    } catch {
+      throw new StoreError(`database file ${path} is not readable and writable by this user; fix its permissions`);
+    }
+  }
+}
+
+function describeOpenFailure(location: string, err: unknown): string {
+  const text = errorText(err);
+  if (/not a database|malformed|SQLITE_NOTADB|SQLITE_CORRUPT/i.test(text)) {
+    return `database ${location} is corrupt or not a libSQL/SQLite database (${text}); restore it from a backup or move it aside to start empty`;
+  }
+  if (/readonly|read-only|SQLITE_READONLY|SQLITE_CANTOPEN|permission/i.test(text)) {
+    return `database ${location} cannot be written (${text}); check its permissions and the disk`;
+  }
+  if (/ECONNREFUSED|fetch failed|Unable to connect|ENOTFOUND/i.test(text)) {
+    return `database server ${location} is unreachable (${text})`;
+  }
+  return `cannot open database ${location}: ${text}`;
+}
+
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.password = "";
+    u.username = "";
+    u.search = "";
+    return u.toString();
+  } catch {
+    return "(invalid database URL)";
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

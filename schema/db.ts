@@ -1,0 +1,165 @@
+// The reconciler's tables (drizzle, SQLite dialect: libSQL embedded file or sqld).
+// Migrations are generated from this file by `bun run db:generate` into
+// reconciler/store/migrations/ and embedded in the binary.
+//
+// Times are integer milliseconds since the epoch (UTC) so that comparisons and
+// deadlines (`next_action_at`) are plain integer arithmetic in SQL.
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+/** Node lifecycle states (architecture.md). Every transition is a compare-and-set on `version`. */
+export const NODE_STATES = [
+  "requested",
+  "provisioning",
+  "bootstrapping",
+  "validating",
+  "ready",
+  "suspect",
+  "cordoned",
+  "draining",
+  "terminating",
+  "terminated",
+  "failed",
+  "lost",
+  "held",
+] as const;
+export type NodeState = (typeof NODE_STATES)[number];
+
+export const pools = sqliteTable("pools", {
+  name: text("name").primaryKey(),
+  /** Where the pool is defined: the config file or a Kubernetes custom resource. */
+  source: text("source", { enum: ["config", "crd"] }).notNull(),
+  /** The normalised pool spec as JSON, exactly as validated. */
+  spec: text("spec", { mode: "json" }).notNull(),
+  paused: integer("paused", { mode: "boolean" }).notNull().default(false),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+/** What a provider has (or we asked it for); reconciled against `nodes`. */
+export const instances = sqliteTable(
+  "instances",
+  {
+    /** Our deterministic name for it, derived from the operation that created it. */
+    name: text("name").primaryKey(),
+    provider: text("provider").notNull(),
+    /** The provider's own id once known. */
+    providerId: text("provider_id"),
+    pool: text("pool").notNull(),
+    instanceType: text("instance_type").notNull(),
+    region: text("region"),
+    state: text("state", { enum: ["pending", "running", "stopping", "terminated", "unknown"] }).notNull(),
+    address: text("address"),
+    operationKey: text("operation_key"),
+    /** Consecutive inventory sweeps that did not see it (reap only after two). */
+    missedSweeps: integer("missed_sweeps").notNull().default(0),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("instances_pool").on(t.pool), uniqueIndex("instances_provider_id").on(t.provider, t.providerId)],
+);
+
+/** What registered (an agent), with its lifecycle state. */
+export const nodes = sqliteTable(
+  "nodes",
+  {
+    id: text("id").primaryKey(),
+    pool: text("pool"),
+    provider: text("provider"),
+    instanceType: text("instance_type"),
+    instanceName: text("instance_name"),
+    hostname: text("hostname").notNull(),
+    state: text("state", { enum: NODE_STATES }).notNull(),
+    /** Bumped on every write; transitions are `UPDATE … WHERE version = ?`. */
+    version: integer("version").notNull().default(0),
+    bootId: text("boot_id").notNull(),
+    agentVersion: text("agent_version").notNull(),
+    driverVersion: text("driver_version"),
+    cudaVersion: text("cuda_version"),
+    nvmlAvailable: integer("nvml_available", { mode: "boolean" }).notNull(),
+    nvmlError: text("nvml_error"),
+    registeredAt: integer("registered_at").notNull(),
+    lastHeartbeatAt: integer("last_heartbeat_at").notNull(),
+    /** Highest health-event seq stored for this node. */
+    lastEventSeq: integer("last_event_seq").notNull().default(0),
+    /** Who cordoned it (`navarch` or a human), so we only undo our own cordons. */
+    cordonedBy: text("cordoned_by"),
+    stateReason: text("state_reason"),
+    nextActionAt: integer("next_action_at"),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("nodes_pool_state").on(t.pool, t.state), index("nodes_next_action").on(t.nextActionAt)],
+);
+
+export const gpus = sqliteTable(
+  "gpus",
+  {
+    nodeId: text("node_id")
+      .notNull()
+      .references(() => nodes.id, { onDelete: "cascade" }),
+    index: integer("gpu_index").notNull(),
+    uuid: text("uuid").notNull(),
+    pciBusId: text("pci_bus_id").notNull(),
+    name: text("name").notNull(),
+    memoryTotalBytes: integer("memory_total_bytes"),
+    /** The latest heartbeat's readings (GpuSnapshot) as JSON. */
+    lastSnapshot: text("last_snapshot", { mode: "json" }),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.nodeId, t.index] })],
+);
+
+/** Append-only log of every health finding an agent reported. */
+export const healthEvents = sqliteTable(
+  "health_events",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    nodeId: text("node_id").notNull(),
+    seq: integer("seq").notNull(),
+    bootId: text("boot_id").notNull(),
+    time: integer("time").notNull(),
+    receivedAt: integer("received_at").notNull(),
+    check: text("check").notNull(),
+    code: text("code"),
+    severity: text("severity", { enum: ["healthy", "degraded", "unhealthy"] }).notNull(),
+    action: text("action").notNull(),
+    gpuIndex: integer("gpu_index"),
+    gpuUuid: text("gpu_uuid"),
+    gpuPciBusId: text("gpu_pci_bus_id"),
+    message: text("message").notNull(),
+    count: integer("count").notNull().default(1),
+  },
+  (t) => [uniqueIndex("health_events_node_seq").on(t.nodeId, t.seq), index("health_events_time").on(t.time)],
+);
+
+/** Every side effect, written before it is attempted, keyed for idempotency. */
+export const operations = sqliteTable(
+  "operations",
+  {
+    key: text("key").primaryKey(),
+    kind: text("kind").notNull(),
+    nodeId: text("node_id"),
+    pool: text("pool"),
+    state: text("state", { enum: ["pending", "running", "succeeded", "failed", "cancelled"] }).notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    payload: text("payload", { mode: "json" }),
+    result: text("result", { mode: "json" }),
+    error: text("error"),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("operations_state").on(t.state)],
+);
+
+/** Who did what, when: humans through the API and the reconciler itself. */
+export const auditLog = sqliteTable(
+  "audit_log",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    at: integer("at").notNull(),
+    actor: text("actor").notNull(),
+    action: text("action").notNull(),
+    target: text("target").notNull(),
+    details: text("details", { mode: "json" }),
+  },
+  (t) => [index("audit_log_at").on(t.at)],
+);

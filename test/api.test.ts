@@ -1,0 +1,157 @@
+// The /v1 agent API against a real reconciler on loopback with a real libSQL file.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { MAX_BODY_BYTES, type HealthEvent, type RegisterRequest } from "../schema/wire.ts";
+import { tempDir } from "./support.ts";
+
+let rec: Reconciler;
+const dataDir = join(tempDir(), "data");
+
+beforeAll(async () => {
+  process.env.NAVARCH_TEST_TOKEN = "test-token";
+  rec = await startReconciler(
+    {
+      host: "127.0.0.1",
+      port: 0,
+      dataDir,
+      databaseUrl: `file:${dataDir}/navarch.db`,
+      authTokenEnv: "NAVARCH_TEST_TOKEN",
+      heartbeatIntervalSeconds: 7,
+    },
+    () => undefined,
+  );
+});
+afterAll(() => rec.stop());
+
+function call(path: string, body: unknown, token: string | null = "test-token", method = "POST") {
+  return fetch(`${rec.url}${path}`, {
+    method,
+    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    ...(method === "GET" ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) }),
+  });
+}
+
+const registration: RegisterRequest = {
+  nodeId: "node-a",
+  pool: "training",
+  hostname: "host-a",
+  bootId: "boot-1",
+  agentVersion: "0.1.0",
+  driverVersion: "570.86.15",
+  cudaVersion: "12.8",
+  nvml: { available: true, libraryPath: "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1" },
+  gpus: [
+    { index: 0, uuid: "GPU-aaaa", pciBusId: "00000000:3B:00.0", name: "NVIDIA H100 80GB HBM3", memoryTotalBytes: 85899345920 },
+    { index: 1, uuid: "GPU-bbbb", pciBusId: "00000000:86:00.0", name: "NVIDIA H100 80GB HBM3" },
+  ],
+};
+
+function event(seq: number, over: Partial<HealthEvent> = {}): HealthEvent {
+  return {
+    seq,
+    time: new Date().toISOString(),
+    bootId: "boot-1",
+    check: "xid",
+    code: "79",
+    severity: "unhealthy",
+    action: "replace",
+    gpu: { index: 1, uuid: "GPU-bbbb", pciBusId: "00000000:86:00.0" },
+    message: "GPU has fallen off the bus",
+    ...over,
+  };
+}
+
+describe("agent API", () => {
+  test("probes answer without a token", async () => {
+    expect((await fetch(`${rec.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${rec.url}/readyz`);
+    expect(ready.status).toBe(200);
+    const metrics = await fetch(`${rec.url}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain("navarch_nodes_total");
+  });
+
+  test("no token or a wrong one is 401", async () => {
+    expect((await call("/v1/register", registration, null)).status).toBe(401);
+    const wrong = await call("/v1/register", registration, "nope");
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as { error: string }).error).toContain("NAVARCH_AUTH_TOKEN");
+  });
+
+  test("register stores the node and its GPUs", async () => {
+    const res = await call("/v1/register", registration);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ nodeId: "node-a", heartbeatIntervalSeconds: 7, lastEventSeq: 0 });
+    const detail = (await (await call("/v1/nodes/node-a", undefined, "test-token", "GET")).json()) as {
+      node: { state: string; driverVersion: string; pool: string };
+      gpus: { uuid: string; pciBusId: string }[];
+    };
+    expect(detail.node.state).toBe("validating");
+    expect(detail.node.driverVersion).toBe("570.86.15");
+    expect(detail.gpus.map((g) => g.uuid)).toEqual(["GPU-aaaa", "GPU-bbbb"]);
+  });
+
+  test("a bad payload is 400 with every failing field path", async () => {
+    const res = await call("/v1/register", {
+      ...registration,
+      nodeId: "bad id!",
+      gpus: [{ index: -1, uuid: "x", pciBusId: "y", name: "z" }],
+      extra: true,
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { issues: { path: string }[] };
+    const paths = body.issues.map((i) => i.path);
+    expect(paths).toContain("nodeId");
+    expect(paths).toContain("gpus[0].index");
+    expect(paths).toContain("extra");
+  });
+
+  test("a body that is not JSON is 400", async () => {
+    const res = await call("/v1/heartbeat", "{not json");
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toContain("not valid JSON");
+  });
+
+  test("an oversize body is refused with 413", async () => {
+    const res = await call("/v1/register", { ...registration, hostname: "x".repeat(MAX_BODY_BYTES + 10) });
+    expect(res.status).toBe(413);
+  });
+
+  test("heartbeat updates readings; an unknown node is told to register", async () => {
+    const hb = {
+      nodeId: "node-a",
+      bootId: "boot-1",
+      sentAt: new Date().toISOString(),
+      nvml: { available: true },
+      gpus: [{ index: 0, temperatureC: 61, powerW: 412.5, utilizationPct: 97 }],
+    };
+    expect((await call("/v1/heartbeat", hb)).status).toBe(200);
+    const detail = (await (await call("/v1/nodes/node-a", undefined, "test-token", "GET")).json()) as {
+      gpus: { lastSnapshot: { temperatureC: number } | null }[];
+    };
+    expect(detail.gpus[0]?.lastSnapshot?.temperatureC).toBe(61);
+    const unknown = await call("/v1/heartbeat", { ...hb, nodeId: "ghost" });
+    expect(unknown.status).toBe(404);
+  });
+
+  test("events are stored once: resends are dropped by seq, order is enforced", async () => {
+    const first = await call("/v1/events", { nodeId: "node-a", events: [event(1), event(2)] });
+    expect(await first.json()).toEqual({ ackedSeq: 2, stored: 2 });
+    const resend = await call("/v1/events", { nodeId: "node-a", events: [event(2), event(3)] });
+    expect(await resend.json()).toEqual({ ackedSeq: 3, stored: 1 });
+    const disorder = await call("/v1/events", { nodeId: "node-a", events: [event(5), event(4)] });
+    expect(disorder.status).toBe(400);
+    const badSeverity = await call("/v1/events", { nodeId: "node-a", events: [event(6, { severity: "fine" as never })] });
+    expect(badSeverity.status).toBe(400);
+    expect(((await badSeverity.json()) as { issues: { path: string }[] }).issues[0]?.path).toBe("events[0].severity");
+    // Re-registering tells the agent where the reconciler's log ends.
+    const again = await call("/v1/register", registration);
+    expect(((await again.json()) as { lastEventSeq: number }).lastEventSeq).toBe(3);
+    const detail = (await (await call("/v1/nodes/node-a", undefined, "test-token", "GET")).json()) as {
+      events: { seq: number; code: string; gpuUuid: string }[];
+    };
+    expect(detail.events.map((e) => e.seq)).toEqual([3, 2, 1]);
+    expect(detail.events[0]?.gpuUuid).toBe("GPU-bbbb");
+  });
+});

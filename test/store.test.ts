@@ -1,0 +1,91 @@
+import { describe, expect, test } from "bun:test";
+import { chmodSync, cpSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { nodes } from "../schema/db.ts";
+import { registerNode } from "../reconciler/fleet/registry.ts";
+import { MIGRATIONS } from "../reconciler/store/migrations/index.ts";
+import { StoreError, openStore } from "../reconciler/store/store.ts";
+import { BUN, REPO_ROOT, tempDir } from "./support.ts";
+
+const register = {
+  nodeId: "gpu-node-1",
+  hostname: "gpu-node-1",
+  bootId: "boot-a",
+  agentVersion: "0.0.0",
+  nvml: { available: false, error: "no libnvidia-ml" },
+  gpus: [],
+};
+
+describe("store", () => {
+  test("creates the data directory, migrates, and keeps data across reopen", async () => {
+    const dir = join(tempDir(), "nested", "data");
+    const url = `file:${dir}/navarch.db`;
+    const first = await openStore({ url });
+    await registerNode(first.db, register, () => 1000);
+    first.close();
+    const second = await openStore({ url });
+    const rows = await second.db.select().from(nodes);
+    expect(rows.map((r) => r.id)).toEqual(["gpu-node-1"]);
+    const applied = await second.client.execute("SELECT tag FROM __navarch_migrations ORDER BY tag");
+    expect(applied.rows.map((r) => r.tag)).toEqual(MIGRATIONS.map((m) => m.tag));
+    second.close();
+  });
+
+  test("a corrupt database file gives an error naming the file, not a stack trace", async () => {
+    const path = join(tempDir(), "navarch.db");
+    writeFileSync(path, Buffer.alloc(8192, 0x5a));
+    const err = await openStore({ url: `file:${path}` }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreError);
+    expect((err as Error).message).toContain(path);
+    expect((err as Error).message).toMatch(/corrupt or not a libSQL\/SQLite database/);
+  });
+
+  test("an unwritable data directory is named in the error", async () => {
+    if (process.getuid?.() === 0) {
+      // root ignores directory permissions; use a path under a regular file instead
+      const file = join(tempDir(), "not-a-dir");
+      writeFileSync(file, "x");
+      const err = await openStore({ url: `file:${file}/sub/navarch.db` }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreError);
+      expect((err as Error).message).toContain(`${file}/sub`);
+      return;
+    }
+    const dir = join(tempDir(), "ro");
+    mkdirSync(dir);
+    chmodSync(dir, 0o500);
+    const err = await openStore({ url: `file:${dir}/navarch.db` }).catch((e: unknown) => e);
+    expect((err as Error).message).toContain(dir);
+  });
+
+  test("a database path that is a directory is refused clearly", async () => {
+    const dir = tempDir();
+    const err = await openStore({ url: `file:${dir}` }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreError);
+    expect((err as Error).message).toContain("not a regular file");
+  });
+
+  test("a database migrated by a newer navarch is refused", async () => {
+    const url = `file:${tempDir()}/navarch.db`;
+    const store = await openStore({ url });
+    await store.client.execute("INSERT INTO __navarch_migrations (tag, hash, applied_at) VALUES ('9999_future', 'x', 0)");
+    store.close();
+    const err = await openStore({ url }).catch((e: unknown) => e);
+    expect((err as Error).message).toContain("9999_future");
+    expect((err as Error).message).toContain("newer navarch");
+  });
+
+  test("the committed migrations match schema/db.ts (drizzle-kit has nothing to generate)", async () => {
+    const out = join(tempDir(), "migrations");
+    cpSync(join(REPO_ROOT, "reconciler/store/migrations"), out, { recursive: true });
+    const before = readdirSync(out).sort();
+    const proc = Bun.spawnSync(
+      [BUN, "x", "--bun", "drizzle-kit", "generate", "--dialect", "sqlite", "--schema", "./schema/db.ts", "--out", relative(REPO_ROOT, out)],
+      { cwd: REPO_ROOT, stdout: "pipe", stderr: "pipe" },
+    );
+    // drizzle-kit exits 0 even when it fails, so its own words are checked too.
+    expect(proc.exitCode).toBe(0);
+    // A schema change without `bun run db:generate` would add a new .sql file here.
+    expect(readdirSync(out).sort()).toEqual(before);
+    expect(proc.stdout.toString() + proc.stderr.toString()).toContain("No schema changes");
+  });
+});
