@@ -1,0 +1,194 @@
+// The agent's reporting loop: register, heartbeat on the reconciler's interval,
+// and push health events the moment they are found (never waiting for the next
+// heartbeat). Events go through the disk spool first, so nothing is lost while
+// the reconciler is unreachable; they are resent in order once it answers.
+import type { GpuInfo, GpuSnapshot, HealthEvent, NvmlStatus, RegisterRequest } from "../schema/wire.ts";
+import { NAVARCH_VERSION } from "../schema/version.ts";
+import { ReportError, type ReconcilerClient } from "./reporter.ts";
+import type { NewEvent, Spool } from "./spool.ts";
+
+/** What the agent knows about this machine's GPUs (NVML, or why it is unavailable). */
+export interface GpuSource {
+  status(): NvmlStatus;
+  driverVersion(): string | undefined;
+  cudaVersion(): string | undefined;
+  inventory(): GpuInfo[];
+  snapshot(): Promise<GpuSnapshot[]>;
+  close(): void;
+}
+
+export interface AgentIdentity {
+  nodeId: string;
+  pool?: string;
+  provider?: string;
+  instanceType?: string;
+  hostname: string;
+  bootId: string;
+}
+
+export interface AgentOptions {
+  identity: AgentIdentity;
+  client: ReconcilerClient;
+  spool: Spool;
+  gpus: GpuSource;
+  log: (line: string) => void;
+  /** Used until the reconciler says otherwise in its answers. */
+  heartbeatIntervalMs?: number;
+  /** Backoff bounds for an unreachable reconciler. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+export class Agent {
+  private registered = false;
+  private heartbeatIntervalMs: number;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private flushing: Promise<void> | undefined;
+  private failures = 0;
+  private lastHeartbeatAt = 0;
+  private loopDone: Promise<void> | undefined;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 30_000;
+  }
+
+  start(): void {
+    this.loopDone = this.loop();
+  }
+
+  /** Records a finding and pushes it at once (through the spool). */
+  report(event: Omit<NewEvent, "bootId">): HealthEvent {
+    const full = this.opts.spool.append({ ...event, bootId: this.opts.identity.bootId });
+    this.kick();
+    return full;
+  }
+
+  /** Stops the loop after one last attempt to send what is spooled. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.kick();
+    await this.loopDone;
+  }
+
+  /** Ends the current wait, unless the reconciler is failing: then the backoff holds. */
+  private kick(): void {
+    if (this.failures === 0 || this.stopped) this.wake?.();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        if (!this.registered) await this.register();
+        await this.flushEvents();
+        if (Date.now() - this.lastHeartbeatAt >= this.heartbeatIntervalMs) await this.heartbeat();
+        this.failures = 0;
+      } catch (err) {
+        this.onFailure(err);
+      }
+      await this.sleep(this.nextDelay());
+    }
+    // Best effort on the way out; whatever is not acknowledged stays spooled.
+    if (this.registered) await this.flushEvents().catch(() => undefined);
+  }
+
+  private async register(): Promise<void> {
+    const { identity, gpus } = this.opts;
+    const req: RegisterRequest = {
+      nodeId: identity.nodeId,
+      hostname: identity.hostname,
+      bootId: identity.bootId,
+      agentVersion: NAVARCH_VERSION,
+      nvml: gpus.status(),
+      gpus: gpus.inventory(),
+      ...optional("pool", identity.pool),
+      ...optional("provider", identity.provider),
+      ...optional("instanceType", identity.instanceType),
+      ...optional("driverVersion", gpus.driverVersion()),
+      ...optional("cudaVersion", gpus.cudaVersion()),
+    };
+    const res = await this.opts.client.register(req);
+    this.opts.spool.continueAfter(res.lastEventSeq);
+    this.heartbeatIntervalMs = res.heartbeatIntervalSeconds * 1000;
+    this.registered = true;
+    this.lastHeartbeatAt = Date.now();
+    this.opts.log(
+      `registered as ${identity.nodeId} (${req.gpus.length} GPUs${req.nvml.available ? "" : `; NVML unavailable: ${req.nvml.error ?? "unknown"}`})`,
+    );
+  }
+
+  private async heartbeat(): Promise<void> {
+    const res = await this.opts.client.heartbeat({
+      nodeId: this.opts.identity.nodeId,
+      bootId: this.opts.identity.bootId,
+      sentAt: new Date().toISOString(),
+      nvml: this.opts.gpus.status(),
+      gpus: await this.opts.gpus.snapshot(),
+    });
+    this.heartbeatIntervalMs = res.heartbeatIntervalSeconds * 1000;
+    this.lastHeartbeatAt = Date.now();
+  }
+
+  /** Sends spooled events oldest first until the spool is empty; one flush at a time. */
+  private flushEvents(): Promise<void> {
+    this.flushing ??= (async () => {
+      try {
+        const { spool, client, identity } = this.opts;
+        while (spool.size > 0) {
+          const batch = spool.nextBatch();
+          const res = await client.sendEvents({ nodeId: identity.nodeId, events: batch });
+          spool.acknowledge(res.ackedSeq);
+        }
+      } finally {
+        this.flushing = undefined;
+      }
+    })();
+    return this.flushing;
+  }
+
+  private onFailure(err: unknown): void {
+    this.failures++;
+    if (err instanceof ReportError && err.needsRegistration) {
+      this.registered = false;
+      this.opts.log("reconciler does not know this node; registering again");
+      return;
+    }
+    // Log the first failure and then every tenth, so an outage does not flood the journal.
+    if (this.failures === 1 || this.failures % 10 === 0) {
+      const spooled = this.opts.spool.size;
+      this.opts.log(
+        `${err instanceof Error ? err.message : String(err)}${spooled > 0 ? ` (${spooled} events spooled)` : ""}; retrying`,
+      );
+    }
+  }
+
+  private nextDelay(): number {
+    if (this.failures > 0) {
+      const min = this.opts.retryMinMs ?? 500;
+      const max = this.opts.retryMaxMs ?? 30_000;
+      const exp = Math.min(max, min * 2 ** Math.min(this.failures - 1, 16));
+      return exp / 2 + Math.random() * (exp / 2); // jitter: many agents must not retry in step
+    }
+    if (this.opts.spool.size > 0) return 0;
+    return Math.max(0, this.lastHeartbeatAt + this.heartbeatIntervalMs - Date.now());
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}

@@ -1,0 +1,138 @@
+// navarch-node: the GPU node agent. Flags follow the seed's DaemonSet and systemd
+// examples (`--server HOST:PORT --node-id ID`); the token comes from NAVARCH_AUTH_TOKEN.
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { parseArgs } from "node:util";
+import * as v from "valibot";
+import { NAVARCH_VERSION } from "../schema/version.ts";
+import { NodeId } from "../schema/wire.ts";
+import { Agent } from "./agent.ts";
+import { openGpuSource } from "./gpus.ts";
+import { ReconcilerClient, normalizeServerUrl } from "./reporter.ts";
+import { Spool } from "./spool.ts";
+
+const USAGE = `navarch-node ${NAVARCH_VERSION}: GPU health agent for Navarch
+
+Usage:
+  navarch-node --server HOST:PORT [--node-id ID] [options]
+
+Options:
+  --server URL           reconciler address: host:port or http(s)://host:port (required)
+  --node-id ID           this node's id (default: the hostname)
+  --pool NAME            pool this node belongs to (set by the reconciler's bootstrap)
+  --provider NAME        provider that created this machine
+  --instance-type TYPE   provider instance type
+  --nvml-library PATH    libnvidia-ml.so.1 to load (default: $NAVARCH_NVML_LIBRARY, then the driver's usual paths)
+  --state-dir DIR        where unsent events are spooled (default: /var/lib/navarch-node, or
+                         ~/.local/state/navarch-node when not root)
+  --version              print the version and exit
+  -h, --help             print this help and exit
+
+Environment:
+  NAVARCH_AUTH_TOKEN     bearer token for the reconciler (required)
+`;
+
+function fail(message: string): never {
+  process.stderr.write(`navarch-node: ${message}\n`);
+  process.exit(2);
+}
+
+function defaultStateDir(): string {
+  if (process.getuid?.() === 0) return "/var/lib/navarch-node";
+  const base = process.env.XDG_STATE_HOME ?? `${process.env.HOME ?? "/tmp"}/.local/state`;
+  return `${base}/navarch-node`;
+}
+
+function readBootId(): string {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return "unknown-boot";
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        server: { type: "string" },
+        "node-id": { type: "string" },
+        pool: { type: "string" },
+        provider: { type: "string" },
+        "instance-type": { type: "string" },
+        "nvml-library": { type: "string" },
+        "state-dir": { type: "string" },
+        version: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    fail(`${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+  }
+  const flags = parsed.values;
+  if (flags.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (flags.version) {
+    process.stdout.write(`${NAVARCH_VERSION}\n`);
+    return;
+  }
+  if (!flags.server) fail("--server is required (the reconciler's host:port)");
+  let serverUrl: string;
+  try {
+    serverUrl = normalizeServerUrl(flags.server);
+  } catch (err) {
+    fail(err instanceof Error ? err.message : String(err));
+  }
+  const nodeId = flags["node-id"] ?? hostname();
+  const idCheck = v.safeParse(NodeId, nodeId);
+  if (!idCheck.success) fail(`--node-id ${JSON.stringify(nodeId)}: ${idCheck.issues[0]?.message ?? "invalid"}`);
+  const token = process.env.NAVARCH_AUTH_TOKEN;
+  if (!token) fail("NAVARCH_AUTH_TOKEN is not set; the reconciler refuses unauthenticated agents");
+
+  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} navarch-node: ${line}\n`);
+  const stateDir = flags["state-dir"] ?? defaultStateDir();
+  let spool: Spool;
+  try {
+    spool = new Spool(stateDir);
+  } catch (err) {
+    fail(`cannot use state directory ${stateDir}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const gpus = openGpuSource({ libraryPath: flags["nvml-library"] ?? process.env.NAVARCH_NVML_LIBRARY, log });
+
+  const agent = new Agent({
+    identity: {
+      nodeId,
+      hostname: hostname(),
+      bootId: readBootId(),
+      ...(flags.pool ? { pool: flags.pool } : {}),
+      ...(flags.provider ? { provider: flags.provider } : {}),
+      ...(flags["instance-type"] ? { instanceType: flags["instance-type"] } : {}),
+    },
+    client: new ReconcilerClient(serverUrl, token),
+    spool,
+    gpus,
+    log,
+  });
+  log(`starting ${NAVARCH_VERSION}: node ${nodeId}, reconciler ${serverUrl}, state ${stateDir}`);
+  agent.start();
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: stopping`);
+    await agent.stop();
+    gpus.close();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+await main(process.argv.slice(2));
