@@ -44,6 +44,8 @@ export class Agent {
   private heartbeatIntervalMs: number;
   private stopped = false;
   private wake: (() => void) | undefined;
+  /** Set by a kick that came while the loop was busy, so the next sleep is skipped. */
+  private kicked = false;
   private flushing: Promise<void> | undefined;
   private failures = 0;
   private lastHeartbeatAt = 0;
@@ -73,7 +75,9 @@ export class Agent {
 
   /** Ends the current wait, unless the reconciler is failing: then the backoff holds. */
   private kick(): void {
-    if (this.failures === 0 || this.stopped) this.wake?.();
+    if (this.failures > 0 && !this.stopped) return;
+    this.kicked = true;
+    this.wake?.();
   }
 
   private async loop(): Promise<void> {
@@ -99,6 +103,7 @@ export class Agent {
       hostname: identity.hostname,
       bootId: identity.bootId,
       agentVersion: NAVARCH_VERSION,
+      spoolId: this.opts.spool.id,
       nvml: gpus.status(),
       gpus: gpus.inventory(),
       ...optional("pool", identity.pool),
@@ -108,7 +113,7 @@ export class Agent {
       ...optional("cudaVersion", gpus.cudaVersion()),
     };
     const res = await this.opts.client.register(req);
-    this.opts.spool.continueAfter(res.lastEventSeq);
+    this.opts.spool.adopt(res.lastEventSeq, res.sameSpool);
     this.heartbeatIntervalMs = res.heartbeatIntervalSeconds * 1000;
     this.registered = true;
     this.lastHeartbeatAt = Date.now();
@@ -131,19 +136,21 @@ export class Agent {
 
   /** Sends spooled events oldest first until the spool is empty; one flush at a time. */
   private flushEvents(): Promise<void> {
-    this.flushing ??= (async () => {
-      try {
-        const { spool, client, identity } = this.opts;
-        while (spool.size > 0) {
-          const batch = spool.nextBatch();
-          const res = await client.sendEvents({ nodeId: identity.nodeId, events: batch });
-          spool.acknowledge(res.ackedSeq);
-        }
-      } finally {
-        this.flushing = undefined;
+    if (this.flushing) return this.flushing;
+    const run = async () => {
+      const { spool, client, identity } = this.opts;
+      while (spool.size > 0) {
+        const res = await client.sendEvents({ nodeId: identity.nodeId, events: spool.nextBatch() });
+        spool.acknowledge(res.ackedSeq);
       }
-    })();
-    return this.flushing;
+    };
+    // Cleared from outside the async body: a body that finishes synchronously would
+    // otherwise clear the field before it was assigned.
+    const flushing = run().finally(() => {
+      if (this.flushing === flushing) this.flushing = undefined;
+    });
+    this.flushing = flushing;
+    return flushing;
   }
 
   private onFailure(err: unknown): void {
@@ -174,7 +181,10 @@ export class Agent {
   }
 
   private sleep(ms: number): Promise<void> {
-    if (this.stopped) return Promise.resolve();
+    if (this.stopped || this.kicked) {
+      this.kicked = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       function done() {
@@ -183,6 +193,7 @@ export class Agent {
       }
       this.wake = () => {
         this.wake = undefined;
+        this.kicked = false;
         done();
       };
     });

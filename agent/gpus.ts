@@ -16,7 +16,7 @@ export function openGpuSource(opts: { libraryPath?: string | undefined; log: (li
   const reasons: string[] = [];
   for (const path of tried) {
     try {
-      dlopen(path, {}).close();
+      dlopen(path, { nvmlInit_v2: { args: [], returns: "i32" } }).close();
       reasons.push(`${path}: loads, but this agent version has no NVML binding yet`);
     } catch (err) {
       reasons.push(`${path}: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`);

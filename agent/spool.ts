@@ -7,6 +7,9 @@
 //   events.jsonl  one HealthEvent per line, in seq order (unacknowledged ones, plus
 //                 acknowledged ones not yet compacted)
 //   acked         the highest seq the reconciler confirmed, as decimal text
+//   spool-id      a UUID made with the directory; sent at registration so the
+//                 reconciler can tell a lost ack from a spool that started over
+import { randomUUID } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
@@ -20,11 +23,13 @@ export class Spool {
   private lastSeq = 0;
   private readonly eventsPath: string;
   private readonly ackedPath: string;
+  readonly id: string;
 
   constructor(dir: string) {
     mkdirSync(dir, { recursive: true });
     this.eventsPath = join(dir, "events.jsonl");
     this.ackedPath = join(dir, "acked");
+    this.id = loadOrCreateId(join(dir, "spool-id"));
     this.load();
   }
 
@@ -38,12 +43,21 @@ export class Spool {
   }
 
   /**
-   * Never reuse a seq the reconciler already has (e.g. this machine's state dir was
-   * wiped but the node id is the same): continue after the larger of the two.
+   * Aligns with what the reconciler has stored for this node (its registration answer).
+   * Same spool: everything up to `serverSeq` arrived (only the ack was lost). Another
+   * spool (this state directory is new, or the reconciler's database is): the unsent
+   * events are renumbered after `serverSeq`, so no seq is ever reused.
    */
-  continueAfter(serverSeq: number): void {
-    if (serverSeq > this.lastSeq) this.lastSeq = serverSeq;
-    if (serverSeq > this.ackedSeq) this.acknowledge(serverSeq);
+  adopt(serverSeq: number, sameSpool: boolean): void {
+    if (sameSpool) {
+      this.lastSeq = Math.max(this.lastSeq, serverSeq);
+      this.acknowledge(serverSeq);
+      return;
+    }
+    this.pending = this.pending.map((e, i) => ({ ...e, seq: serverSeq + 1 + i }));
+    this.ackedSeq = serverSeq;
+    this.lastSeq = serverSeq + this.pending.length;
+    this.persist();
   }
 
   append(event: NewEvent): HealthEvent {
@@ -68,8 +82,12 @@ export class Spool {
     if (seq <= this.ackedSeq) return;
     this.ackedSeq = seq;
     this.pending = this.pending.filter((e) => e.seq > seq);
-    writeAtomically(this.ackedPath, `${seq}\n`);
-    // Compact: rewrite the file with what is still pending (rare: events are few).
+    this.persist();
+  }
+
+  /** Compacts: rewrites the files with what is still pending (rare: events are few). */
+  private persist(): void {
+    writeAtomically(this.ackedPath, `${this.ackedSeq}\n`);
     writeAtomically(this.eventsPath, this.pending.map((e) => `${JSON.stringify(e)}\n`).join(""));
   }
 
@@ -98,6 +116,16 @@ export class Spool {
     }
     this.pending.sort((a, b) => a.seq - b.seq);
   }
+}
+
+function loadOrCreateId(path: string): string {
+  if (existsSync(path)) {
+    const id = readFileSync(path, "utf8").trim();
+    if (/^[0-9a-f-]{36}$/i.test(id)) return id;
+  }
+  const id = randomUUID();
+  writeAtomically(path, `${id}\n`);
+  return id;
 }
 
 function writeAtomically(path: string, text: string): void {

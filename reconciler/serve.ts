@@ -9,6 +9,10 @@ import type { Clock } from "./fleet/registry.ts";
 import { createMetrics } from "./metrics.ts";
 import { openStore, type Store } from "./store/store.ts";
 
+export class ListenError extends Error {
+  override readonly name = "ListenError";
+}
+
 export interface ServeSettings {
   host: string;
   port: number;
@@ -53,7 +57,7 @@ export async function startReconciler(
     server = Bun.serve({ hostname: settings.host, port: settings.port, fetch: app.fetch });
   } catch (err) {
     store.close();
-    throw new Error(
+    throw new ListenError(
       `cannot listen on ${settings.host}:${settings.port}: ${err instanceof Error ? err.message : String(err)} (set server.address)`,
     );
   }
@@ -64,7 +68,8 @@ export async function startReconciler(
     authTokenSource: source,
     store,
     async stop() {
-      await server.stop();
+      // Close keep-alive connections too: agents must see this server is gone.
+      await server.stop(true);
       store.close();
     },
   };

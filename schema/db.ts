@@ -79,8 +79,9 @@ export const nodes = sqliteTable(
     nvmlError: text("nvml_error"),
     registeredAt: integer("registered_at").notNull(),
     lastHeartbeatAt: integer("last_heartbeat_at").notNull(),
-    /** Highest health-event seq stored for this node. */
+    /** Highest health-event seq stored for this node, and the agent spool it came from. */
     lastEventSeq: integer("last_event_seq").notNull().default(0),
+    spoolId: text("spool_id").notNull(),
     /** Who cordoned it (`navarch` or a human), so we only undo our own cordons. */
     cordonedBy: text("cordoned_by"),
     stateReason: text("state_reason"),

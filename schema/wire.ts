@@ -63,6 +63,11 @@ export const RegisterRequest = v.strictObject({
   hostname: ShortText,
   bootId: BootId,
   agentVersion: ShortText,
+  /**
+   * Identity of the agent's event spool (made when its state directory is). A new
+   * one tells the reconciler the agent's seq numbering started over.
+   */
+  spoolId: v.pipe(v.string(), v.uuid("must be a UUID")),
   driverVersion: v.optional(ShortText),
   cudaVersion: v.optional(ShortText),
   nvml: NvmlStatus,
@@ -73,8 +78,13 @@ export type RegisterRequest = v.InferOutput<typeof RegisterRequest>;
 export const RegisterResponse = v.object({
   nodeId: NodeId,
   heartbeatIntervalSeconds: v.number(),
-  /** Highest event sequence number already stored for this node: the agent resends after it. */
+  /** Highest event sequence number already stored for this node. */
   lastEventSeq: Count,
+  /**
+   * Whether `lastEventSeq` was stored from this same spool. If so the agent drops its
+   * events up to it (their ack was lost); if not, it renumbers its unsent events after it.
+   */
+  sameSpool: v.boolean(),
 });
 export type RegisterResponse = v.InferOutput<typeof RegisterResponse>;
 

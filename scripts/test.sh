@@ -13,7 +13,7 @@ export PATH
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-bun test "$@" 2>&1 | tee "$log"
+bun test --timeout 60000 "$@" 2>&1 | tee "$log"
 status=$?
 set -e
 # bun test's summary lines look like " 42 pass", " 0 fail", " 3 skip".

@@ -38,6 +38,7 @@ const registration: RegisterRequest = {
   hostname: "host-a",
   bootId: "boot-1",
   agentVersion: "0.1.0",
+  spoolId: "6f1c2a7e-0d5b-4c53-9a51-2f7f0f3c9b10",
   driverVersion: "570.86.15",
   cudaVersion: "12.8",
   nvml: { available: true, libraryPath: "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1" },
@@ -82,7 +83,7 @@ describe("agent API", () => {
   test("register stores the node and its GPUs", async () => {
     const res = await call("/v1/register", registration);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ nodeId: "node-a", heartbeatIntervalSeconds: 7, lastEventSeq: 0 });
+    expect(await res.json()).toEqual({ nodeId: "node-a", heartbeatIntervalSeconds: 7, lastEventSeq: 0, sameSpool: false });
     const detail = (await (await call("/v1/nodes/node-a", undefined, "test-token", "GET")).json()) as {
       node: { state: string; driverVersion: string; pool: string };
       gpus: { uuid: string; pciBusId: string }[];
@@ -147,7 +148,9 @@ describe("agent API", () => {
     expect(((await badSeverity.json()) as { issues: { path: string }[] }).issues[0]?.path).toBe("events[0].severity");
     // Re-registering tells the agent where the reconciler's log ends.
     const again = await call("/v1/register", registration);
-    expect(((await again.json()) as { lastEventSeq: number }).lastEventSeq).toBe(3);
+    expect(await again.json()).toMatchObject({ lastEventSeq: 3, sameSpool: true });
+    const otherSpool = await call("/v1/register", { ...registration, spoolId: "0e2b7a3c-8f61-4d2e-b1a4-5c9d7e8f0a12" });
+    expect(await otherSpool.json()).toMatchObject({ lastEventSeq: 3, sameSpool: false });
     const detail = (await (await call("/v1/nodes/node-a", undefined, "test-token", "GET")).json()) as {
       events: { seq: number; code: string; gpuUuid: string }[];
     };

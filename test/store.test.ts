@@ -12,6 +12,7 @@ const register = {
   hostname: "gpu-node-1",
   bootId: "boot-a",
   agentVersion: "0.0.0",
+  spoolId: "6f1c2a7e-0d5b-4c53-9a51-2f7f0f3c9b10",
   nvml: { available: false, error: "no libnvidia-ml" },
   gpus: [],
 };

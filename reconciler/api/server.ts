@@ -72,6 +72,7 @@ export function createApi(opts: ApiOptions): Hono {
       nodeId: body.nodeId,
       heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds,
       lastEventSeq: result.lastEventSeq,
+      sameSpool: result.sameSpool,
     });
   });
 

@@ -10,6 +10,7 @@ export type Clock = () => number;
 export interface RegisterResult {
   created: boolean;
   lastEventSeq: number;
+  sameSpool: boolean;
 }
 
 /** States in which a (re-)registration leaves the lifecycle state alone. */
@@ -27,6 +28,7 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
       hostname: req.hostname,
       bootId: req.bootId,
       agentVersion: req.agentVersion,
+      spoolId: req.spoolId,
       driverVersion: req.driverVersion ?? null,
       cudaVersion: req.cudaVersion ?? null,
       nvmlAvailable: req.nvml.available,
@@ -68,7 +70,11 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
         })),
       );
     }
-    return { created: existing === undefined, lastEventSeq: existing?.lastEventSeq ?? 0 };
+    return {
+      created: existing === undefined,
+      lastEventSeq: existing?.lastEventSeq ?? 0,
+      sameSpool: existing?.spoolId === req.spoolId,
+    };
   });
 }
 

@@ -76,6 +76,7 @@ CREATE TABLE `nodes` (
 	`registered_at` integer NOT NULL,
 	`last_heartbeat_at` integer NOT NULL,
 	`last_event_seq` integer DEFAULT 0 NOT NULL,
+	`spool_id` text NOT NULL,
 	`cordoned_by` text,
 	`state_reason` text,
 	`next_action_at` integer,
