@@ -1,0 +1,38 @@
+// `navarch config check FILE`: validates a config file without touching any state.
+// Exit status: 0 valid (the normalised config is printed), 2 invalid or bad usage.
+import { configToYaml } from "../config/print.ts";
+import { formatProblems, loadConfigFile } from "../config/load.ts";
+
+export const CONFIG_CHECK_USAGE = "usage: navarch config check FILE";
+
+/** Output sinks; every call gets text that ends in a newline (pass `(s) => process.stdout.write(s)`). */
+export interface CommandOutput {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+}
+
+/** `args` are the words after `config check`. */
+export async function configCheckCommand(args: string[], out: CommandOutput): Promise<number> {
+  if (args.length === 1 && (args[0] === "-h" || args[0] === "--help")) {
+    out.stdout(`${CONFIG_CHECK_USAGE}\nValidates FILE, prints it normalised (defaults filled in), or lists every problem.\n`);
+    return 0;
+  }
+  const file = args[0];
+  if (args.length !== 1 || file === undefined || file.startsWith("-")) {
+    out.stderr(`${CONFIG_CHECK_USAGE}\n`);
+    return 2;
+  }
+
+  const result = await loadConfigFile(file);
+  if (!result.ok) {
+    for (const line of formatProblems(result.problems, file)) out.stderr(`${line}\n`);
+    const n = result.problems.length;
+    out.stderr(`${file}: ${n} problem${n === 1 ? "" : "s"}; nothing was changed\n`);
+    return 2;
+  }
+  for (const warning of result.warnings) out.stderr(`warning: ${warning}\n`);
+  const pools = result.config.pools.length;
+  out.stdout(`# ${file} is valid (${pools} pool${pools === 1 ? "" : "s"}); normalised, with defaults filled in:\n`);
+  out.stdout(configToYaml(result.config));
+  return 0;
+}

@@ -1,0 +1,826 @@
+// The reconciler's configuration file: one valibot schema for the whole YAML document and
+// the types of the normalised result. This is the only definition of the config format;
+// the loader (reconciler/config/load.ts) adds YAML parsing and error formatting around it.
+//
+// Conventions:
+// - Keys stay snake_case in the normalised config, exactly as written in YAML, so one name
+//   is used by the file, by every error path (`pools[1].scaling.max_nodes`) and by the code.
+// - Durations are written like Go's (`30s`, `5m`, `1h30m`, `500ms`) and normalised to
+//   milliseconds (`Millis`). `formatDuration` turns them back into the short form.
+// - Defaults are filled in, so consumers never handle an absent optional with a default.
+// - Every object is strict: an unknown key is an error, with a suggestion when it is a typo.
+// - Messages are sentence fragments that name what was expected and what was
+//   found (`expected a non-negative integer, got "two"`); the loader prefixes the path.
+// - Cross-field rules also run on objects that have other errors, as long as the fields
+//   they compare are themselves valid, so one run reports every problem.
+import * as v from "valibot";
+import { TEMPLATE_VARIABLES, parseTemplate } from "../bootstrap/template.ts";
+
+// ───────────────────────────── normalised types ─────────────────────────────
+
+/** A duration in milliseconds. */
+export type Millis = number;
+
+export const PROVIDER_TYPES = ["lambda", "gcp", "aws", "coreweave", "local"] as const;
+export type ProviderType = (typeof PROVIDER_TYPES)[number];
+
+export interface NavarchConfig {
+  server: ServerConfig;
+  /**
+   * Settings per provider type. Contains every provider a pool uses: one a pool names
+   * without a `providers:` entry gets that type's defaults.
+   */
+  providers: ProvidersConfig;
+  pools: PoolConfig[];
+}
+
+export interface ServerConfig {
+  /** `host:port` the API listens on; split it with `parseAddress`. */
+  address: string;
+  heartbeat_interval: Millis;
+  /** A node silent for this long is Lost. Defaults to 3 × heartbeat_interval. */
+  heartbeat_timeout: Millis;
+  health_check_interval: Millis;
+  autoscale_interval: Millis;
+  health_policy_path?: string;
+  data_dir: string;
+  /** `file:…`, `libsql://…`, `http(s)://…` or `ws(s)://…`; absent means a file under data_dir. */
+  database_url?: string;
+  /** Name of the environment variable holding the admin/bootstrap token (never the token). */
+  auth_token_env: string;
+}
+
+export interface LambdaProviderConfig {
+  api_key_env: string;
+  /** Overrides the API endpoint (tests point it at a fake server). */
+  base_url?: string;
+}
+export interface GcpProviderConfig {
+  project?: string;
+  credentials_env?: string;
+  credentials_file?: string;
+  base_url?: string;
+}
+export interface AwsProviderConfig {
+  region?: string;
+  access_key_id_env?: string;
+  secret_access_key_env?: string;
+  endpoint?: string;
+}
+export interface CoreWeaveProviderConfig {
+  namespace?: string;
+  kubeconfig?: string;
+}
+export interface LocalProviderConfig {
+  agent_binary?: string;
+  nvml_library?: string;
+  nodes_dir?: string;
+}
+export interface ProvidersConfig {
+  lambda?: LambdaProviderConfig;
+  gcp?: GcpProviderConfig;
+  aws?: AwsProviderConfig;
+  coreweave?: CoreWeaveProviderConfig;
+  local?: LocalProviderConfig;
+}
+
+export interface PoolConfig {
+  /** DNS-1123 label; unique in the file. */
+  name: string;
+  /** Providers in failover order (YAML `provider: x` becomes `[x]`). Never empty. */
+  providers: ProviderType[];
+  instance_type: string;
+  region: string;
+  zones: string[];
+  scaling: ScalingConfig;
+  health: HealthConfig;
+  labels: Record<string, string>;
+  ssh_user: string;
+  /** Present whenever setup_commands is not empty. */
+  ssh_private_key_path?: string;
+  /** Go-template strings, already checked by `parseTemplate`. */
+  setup_commands: string[];
+}
+
+export interface ScalingConfig {
+  min_nodes: number;
+  /** ≥ min_nodes. */
+  max_nodes: number;
+  cooldown_period: Millis;
+  /** Absent: the pool does not scale by itself (Pattern 2 of the seed). */
+  autoscaler?: AutoscalerConfig;
+}
+
+export interface HealthConfig {
+  /** Consecutive failed checks before a node is declared unhealthy. */
+  unhealthy_threshold: number;
+  auto_replace: boolean;
+  drain_timeout: Millis;
+  /** A new machine whose agent has not registered within this is Failed. */
+  registration_timeout: Millis;
+}
+
+export const AUTOSCALER_TYPES = ["reactive", "queue", "scheduled", "predictive", "composite", "idle"] as const;
+export type AutoscalerType = (typeof AUTOSCALER_TYPES)[number];
+
+export type AutoscalerConfig =
+  | ReactiveAutoscalerConfig
+  | QueueAutoscalerConfig
+  | ScheduledAutoscalerConfig
+  | PredictiveAutoscalerConfig
+  | CompositeAutoscalerConfig
+  | IdleAutoscalerConfig;
+
+/** Scales on GPU utilisation (percent): up above scale_up_threshold, down below scale_down_threshold. */
+export interface ReactiveAutoscalerConfig {
+  type: "reactive";
+  scale_up_threshold: number;
+  /** < scale_up_threshold. */
+  scale_down_threshold: number;
+}
+
+/** Sizes the pool to ceil(queued + running jobs / jobs_per_node). */
+export interface QueueAutoscalerConfig {
+  type: "queue";
+  jobs_per_node: number;
+}
+
+/**
+ * Time windows that override the pool's bounds; `fallback` picks the size inside the
+ * bounds in force (without one, the pool holds the lower bound).
+ */
+export interface ScheduledAutoscalerConfig {
+  type: "scheduled";
+  /** Canonical IANA name (`Intl` resolved), e.g. `Europe/Berlin`. */
+  timezone: string;
+  windows: ScheduleWindow[];
+  fallback?: AutoscalerConfig;
+}
+
+export const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
+
+export interface ScheduleWindow {
+  /** Days on which the window starts; deduplicated, as three-letter lowercase names. */
+  days: Weekday[];
+  /** `HH:MM`, 24-hour. When end ≤ start the window runs past midnight into the next day. */
+  start: string;
+  end: string;
+  /** At least one of the two is set. */
+  min_nodes?: number;
+  max_nodes?: number;
+}
+
+/** Extrapolates the demand trend over lookback_window, times growth_factor. */
+export interface PredictiveAutoscalerConfig {
+  type: "predictive";
+  lookback_window: Millis;
+  growth_factor: number;
+  fallback?: AutoscalerConfig;
+}
+
+/** Combines the recommendations of several autoscalers (nesting allowed). */
+export interface CompositeAutoscalerConfig {
+  type: "composite";
+  mode: "max" | "min" | "avg";
+  autoscalers: AutoscalerConfig[];
+}
+
+/** Interactive pools (velda's AgentPool): keep between min_idle and max_idle nodes idle. */
+export interface IdleAutoscalerConfig {
+  type: "idle";
+  min_idle: number;
+  /** ≥ min_idle. */
+  max_idle: number;
+  /** How long an idle node above max_idle is kept before removal. */
+  idle_decay: Millis;
+}
+
+// ───────────────────────────── messages ─────────────────────────────
+
+/** How a value is shown after "got": strings quoted, containers by kind. */
+function show(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "null (an empty value)";
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  return String(value);
+}
+
+/** The candidate `word` most likely misspells, if any is close enough to suggest. */
+export function closestMatch(word: string, candidates: readonly string[]): string | undefined {
+  const w = word.toLowerCase();
+  const limit = w.length <= 3 ? 1 : w.length <= 6 ? 2 : 3;
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const d = editDistance(w, candidate.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  if (best !== undefined && bestDistance <= limit) return best;
+  // A truncated or extended name (`cooldown` for `cooldown_period`) is far in edits but obvious.
+  const related = candidates.filter((c) => w.length >= 4 && (c.toLowerCase().startsWith(w) || w.startsWith(c.toLowerCase())));
+  return related.length === 1 ? related[0] : undefined;
+}
+
+/** Optimal-string-alignment distance: insertions, deletions, substitutions, adjacent swaps. */
+function editDistance(a: string, b: string): number {
+  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) rows[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2]![j - 2]! + 1);
+      rows[i]![j] = d;
+    }
+  }
+  return rows[a.length]![b.length]!;
+}
+
+/** `unknown <noun> "x" (expected one of a, b; did you mean "a"?)` */
+function unknownNameMessage(noun: string, got: string, allowed: readonly string[]): string {
+  const suggestion = closestMatch(got, allowed);
+  const hint = suggestion === undefined ? "" : `; did you mean "${suggestion}"?`;
+  return `unknown ${noun} "${got}" (expected one of ${allowed.join(", ")}${hint})`;
+}
+
+// ───────────────────────────── durations ─────────────────────────────
+
+const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+const DURATION_PATTERN = /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/;
+
+/** `1h30m` → 5400000. Undefined for anything else (no sign, no bare numbers, no spaces). */
+export function parseDuration(text: string): Millis | undefined {
+  if (text === "0") return 0; // Go accepts a bare zero too
+  if (!DURATION_PATTERN.test(text)) return undefined;
+  let total = 0;
+  for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
+    total += Number(amount) * DURATION_UNITS_MS[unit as keyof typeof DURATION_UNITS_MS];
+  }
+  return Math.round(total);
+}
+
+/** 5400000 → `1h30m`; 500 → `500ms`; 0 → `0s`. Round-trips through `parseDuration`. */
+export function formatDuration(ms: Millis): string {
+  if (ms === 0) return "0s";
+  let rest = Math.round(ms);
+  let out = "";
+  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000], ["ms", 1]] as const) {
+    const n = Math.floor(rest / size);
+    if (n > 0) out += `${n}${unit}`;
+    rest -= n * size;
+  }
+  return out;
+}
+
+/** Every key whose value is a duration, so printers can turn `Millis` back into `5m`. */
+export const DURATION_KEYS: ReadonlySet<string> = new Set([
+  "heartbeat_interval",
+  "heartbeat_timeout",
+  "health_check_interval",
+  "autoscale_interval",
+  "cooldown_period",
+  "drain_timeout",
+  "registration_timeout",
+  "lookback_window",
+  "idle_decay",
+]);
+
+// ───────────────────────────── leaf schemas ─────────────────────────────
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** A value of type T accepted by `test`; otherwise `expected <what>, got <value>`. */
+function accept<T>(test: (value: unknown) => boolean, what: string) {
+  return v.custom<T>(test, (issue) => `expected ${what}, got ${show(issue.input)}`);
+}
+
+const Str = accept<string>((x) => typeof x === "string", "a string");
+const Text = accept<string>((x) => typeof x === "string" && x.trim() !== "", "a non-empty string");
+const Bool = accept<boolean>((x) => typeof x === "boolean", "true or false");
+
+function int(min: number) {
+  const what = min === 0 ? "a non-negative integer" : `an integer ≥ ${min}`;
+  return accept<number>((x) => typeof x === "number" && Number.isInteger(x) && x >= min, what);
+}
+const Count = int(0);
+
+/** Any YAML mapping (valibot's object schemas would also take a list). */
+const Mapping = accept<Record<string, unknown>>(isRecord, "a mapping");
+
+/** A string matching `pattern`; `what` describes the shape for the message. */
+function shaped(pattern: RegExp, what: string) {
+  return accept<string>((x) => typeof x === "string" && pattern.test(x), what);
+}
+
+/** One of a fixed set of names, with a suggestion for near misses. */
+function oneOf<const T extends readonly string[]>(noun: string, names: T) {
+  return v.custom<T[number]>(
+    (x) => typeof x === "string" && names.includes(x),
+    (issue) =>
+      typeof issue.input === "string"
+        ? unknownNameMessage(noun, issue.input, names)
+        : `expected a ${noun} (one of ${names.join(", ")}), got ${show(issue.input)}`,
+  );
+}
+
+function duration({ positive }: { positive: boolean }) {
+  return v.pipe(
+    v.custom<string>(
+      (x) => typeof x === "string" && parseDuration(x) !== undefined && (!positive || parseDuration(x)! > 0),
+      (issue) =>
+        typeof issue.input === "string" && parseDuration(issue.input) === 0
+          ? `must be longer than zero, got ${show(issue.input)}`
+          : `expected a duration like 30s or 5m, got ${show(issue.input)}`,
+    ),
+    v.transform((text) => parseDuration(text)!),
+  );
+}
+const Duration = duration({ positive: false });
+const PositiveDuration = duration({ positive: true });
+
+function list<TItem extends v.GenericSchema>(item: TItem, { nonEmpty = false, noun = "item" } = {}) {
+  return v.pipe(
+    v.array(item, (issue) => `expected a list, got ${show(issue.input)}`),
+    v.check((items) => !nonEmpty || items.length > 0, `must list at least one ${noun}`),
+  );
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DnsLabel = shaped(DNS_LABEL, "a DNS label (lowercase letters, digits and '-', at most 63, starting and ending alphanumeric)");
+const EnvVarName = v.custom<string>(
+  (x) => typeof x === "string" && /^[A-Z_][A-Z0-9_]*$/.test(x),
+  // Don't echo the value: a secret pasted where its variable's name belongs would end up in logs.
+  (issue) =>
+    typeof issue.input === "string"
+      ? "expected the name of an environment variable, like LAMBDA_API_KEY (capital letters, digits and _); the value is not shown in case it is a secret"
+      : `expected the name of an environment variable, like LAMBDA_API_KEY, got ${show(issue.input)}`,
+);
+const HttpUrl = accept<string>((x) => {
+  if (typeof x !== "string" || !URL.canParse(x)) return false;
+  return ["http:", "https:"].includes(new URL(x).protocol);
+}, "an http:// or https:// URL");
+
+/** Go templates over TEMPLATE_VARIABLES; one issue per template error. */
+const SetupCommand = v.pipe(
+  Str,
+  v.rawCheck(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    const parsed = parseTemplate(dataset.value);
+    if (parsed.ok) return;
+    for (const error of parsed.errors) {
+      let message = error.message;
+      if (error.variable !== undefined) {
+        const guess = closestMatch(error.variable, TEMPLATE_VARIABLES);
+        const allowed = TEMPLATE_VARIABLES.map((n) => `{{.${n}}}`).join(", ");
+        message += guess === undefined ? ` (allowed: ${allowed})` : ` (did you mean {{.${guess}}}?)`;
+      }
+      addIssue({ message });
+    }
+  }),
+);
+
+// ───────────────────────────── objects and cross-field rules ─────────────────────────────
+
+type PathKey = string | number;
+type Report = (path: PathKey | readonly PathKey[], message: string) => void;
+
+/**
+ * A mapping with exactly these keys. Unlike `v.strictObject` it reports every unknown key
+ * (not just the first) with a did-you-mean; `unknownNoun` names what a key is when the keys
+ * are themselves names (`provider type`).
+ */
+function strict<const TEntries extends v.ObjectEntries>(entries: TEntries, { unknownNoun }: { unknownNoun?: string } = {}) {
+  const known = Object.keys(entries);
+  return v.pipe(
+    Mapping,
+    // Only reached with a mapping, so its message is only ever about missing required keys.
+    v.looseObject(entries, "is required"),
+    v.rawCheck(({ dataset, addIssue }) => {
+      const value: unknown = dataset.value;
+      if (!isRecord(value)) return;
+      for (const key of Object.keys(value)) {
+        if (known.includes(key)) continue;
+        const message = unknownNoun
+          ? unknownNameMessage(unknownNoun, key, known)
+          : `unknown key "${key}"${suggest(key, known)}`;
+        addIssue({ message, path: [{ type: "object", origin: "key", input: value, key, value: value[key] }] });
+      }
+    }),
+    v.transform((value) => {
+      const out: Record<string, unknown> = {};
+      for (const key of known) if (value[key] !== undefined) out[key] = value[key];
+      return out as v.InferOutput<v.ObjectSchema<TEntries, undefined>>;
+    }),
+  );
+}
+
+function suggest(word: string, known: readonly string[]): string {
+  const match = closestMatch(word, known);
+  return match === undefined ? "" : ` (did you mean "${match}"?)`;
+}
+
+/**
+ * Cross-field rules for one object. `check` sees only the fields that passed their own
+ * schema (so a rule never piles onto an error already reported) plus the raw input (to ask
+ * whether a key was written at all), and reports issues at paths below the object.
+ */
+function rules<T>(check: (fields: Record<string, unknown>, report: Report, raw: Record<string, unknown>) => void) {
+  return v.rawCheck<T>(({ dataset, addIssue }) => {
+    const raw: unknown = dataset.value;
+    if (!isRecord(raw)) return;
+    const issues = dataset.issues ?? [];
+    if (issues.some((issue) => !issue.path?.length)) return;
+    const broken = new Set(issues.map((issue) => issue.path![0]!.key));
+    const fields = Object.fromEntries(Object.entries(raw).filter(([key]) => !broken.has(key)));
+    check(
+      fields,
+      (path, message) => {
+        const keys = Array.isArray(path) ? path : [path];
+        const items: v.IssuePathItem[] = [];
+        let input: unknown = raw;
+        for (const key of keys) {
+          const value = isRecord(input) || Array.isArray(input) ? (input as Record<PathKey, unknown>)[key] : undefined;
+          items.push({ type: "unknown", origin: "value", input, key, value });
+          input = value;
+        }
+        addIssue({ message, path: items as [v.IssuePathItem, ...v.IssuePathItem[]] });
+      },
+      raw,
+    );
+  });
+}
+
+const num = (x: unknown): number | undefined => (typeof x === "number" ? x : undefined);
+
+// ───────────────────────────── server ─────────────────────────────
+
+/** Splits `host:port` (`[::1]:80` for IPv6). Undefined when it is not one. */
+export function parseAddress(address: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(address);
+  const port = Number(match?.[3]);
+  if (!match || port < 1 || port > 65535) return undefined;
+  return { host: match[1] ?? match[2]!, port };
+}
+
+const Address = accept<string>(
+  (x) => typeof x === "string" && parseAddress(x) !== undefined,
+  "host:port with a port from 1 to 65535, like 0.0.0.0:50051",
+);
+
+const DatabaseUrl = shaped(/^(file:.+|(libsql|https?|wss?):\/\/.+)$/, "a database URL: file:…, libsql://…, http(s)://… or ws(s)://…");
+
+const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
+  strict({
+    address: v.optional(Address, "127.0.0.1:50051"),
+    heartbeat_interval: v.optional(PositiveDuration, "30s"),
+    heartbeat_timeout: v.optional(PositiveDuration),
+    health_check_interval: v.optional(PositiveDuration, "60s"),
+    autoscale_interval: v.optional(PositiveDuration, "30s"),
+    health_policy_path: v.optional(Text),
+    data_dir: v.optional(Text, "data"),
+    database_url: v.optional(DatabaseUrl),
+    auth_token_env: v.optional(EnvVarName, "NAVARCH_AUTH_TOKEN"),
+  }),
+  rules((f, report) => {
+    const [interval, timeout] = [num(f.heartbeat_interval), num(f.heartbeat_timeout)];
+    if (interval !== undefined && timeout !== undefined && timeout <= interval) {
+      report("heartbeat_timeout", `must be longer than heartbeat_interval (${formatDuration(interval)}), got ${formatDuration(timeout)}`);
+    }
+  }),
+  // Three missed heartbeats: one lost packet or a slow GC pause must not declare a node Lost.
+  v.transform(({ address, heartbeat_interval, heartbeat_timeout, ...rest }) => ({
+    address,
+    heartbeat_interval,
+    heartbeat_timeout: heartbeat_timeout ?? 3 * heartbeat_interval,
+    ...rest,
+  })),
+);
+
+// ───────────────────────────── providers ─────────────────────────────
+
+/** One schema per provider type; `{}` through any of them gives that type's defaults. */
+export const PROVIDER_SCHEMAS = {
+  lambda: strict({
+    api_key_env: v.optional(EnvVarName, "LAMBDA_API_KEY"),
+    base_url: v.optional(HttpUrl),
+  }),
+  gcp: v.pipe(
+    strict({
+      project: v.optional(shaped(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, "a GCP project id (6–30 lowercase letters, digits and '-')")),
+      credentials_env: v.optional(EnvVarName),
+      credentials_file: v.optional(Text),
+      base_url: v.optional(HttpUrl),
+    }),
+    rules((_f, report, raw) => {
+      if (raw.credentials_env !== undefined && raw.credentials_file !== undefined) {
+        report("credentials_file", "set credentials_env or credentials_file, not both");
+      }
+    }),
+  ),
+  aws: v.pipe(
+    strict({
+      region: v.optional(Text),
+      access_key_id_env: v.optional(EnvVarName),
+      secret_access_key_env: v.optional(EnvVarName),
+      endpoint: v.optional(HttpUrl),
+    }),
+    rules((_f, report, raw) => {
+      // Half a key pair would silently fall back to the default credential chain for the other half.
+      const [id, secret] = [raw.access_key_id_env !== undefined, raw.secret_access_key_env !== undefined];
+      if (id && !secret) report("secret_access_key_env", "is required when access_key_id_env is set");
+      if (secret && !id) report("access_key_id_env", "is required when secret_access_key_env is set");
+    }),
+  ),
+  coreweave: strict({
+    namespace: v.optional(DnsLabel),
+    kubeconfig: v.optional(Text),
+  }),
+  local: strict({
+    agent_binary: v.optional(Text),
+    nvml_library: v.optional(Text),
+    nodes_dir: v.optional(Text),
+  }),
+} satisfies Record<ProviderType, v.GenericSchema>;
+
+const Providers: v.GenericSchema<unknown, ProvidersConfig> = strict(
+  {
+    lambda: v.optional(PROVIDER_SCHEMAS.lambda),
+    gcp: v.optional(PROVIDER_SCHEMAS.gcp),
+    aws: v.optional(PROVIDER_SCHEMAS.aws),
+    coreweave: v.optional(PROVIDER_SCHEMAS.coreweave),
+    local: v.optional(PROVIDER_SCHEMAS.local),
+  },
+  { unknownNoun: "provider type" },
+);
+
+const ProviderName = oneOf("provider type", PROVIDER_TYPES);
+
+// ───────────────────────────── autoscalers ─────────────────────────────
+
+const Percent = accept<number>((x) => typeof x === "number" && x >= 0 && x <= 100, "a number from 0 to 100");
+
+const Reactive = v.pipe(
+  strict({
+    type: v.literal("reactive"),
+    scale_up_threshold: v.optional(Percent, 80),
+    scale_down_threshold: v.optional(Percent, 20),
+  }),
+  rules((f, report) => {
+    const [up, down] = [num(f.scale_up_threshold), num(f.scale_down_threshold)];
+    if (up !== undefined && down !== undefined && down >= up) {
+      report("scale_down_threshold", `must be < scale_up_threshold (${up}), got ${down}`);
+    }
+  }),
+);
+
+const Queue = strict({
+  type: v.literal("queue"),
+  jobs_per_node: int(1),
+});
+
+const DAY_NAMES: Record<string, Weekday> = Object.fromEntries(
+  ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"].flatMap((name, i) => [
+    [name, WEEKDAYS[i]!],
+    [WEEKDAYS[i]!, WEEKDAYS[i]!],
+  ]),
+);
+const Day = v.pipe(
+  v.custom<string>(
+    (x) => typeof x === "string" && x.toLowerCase() in DAY_NAMES,
+    (issue) =>
+      typeof issue.input === "string"
+        ? unknownNameMessage("day", issue.input, WEEKDAYS)
+        : `expected a day like mon or monday, got ${show(issue.input)}`,
+  ),
+  v.transform((day) => DAY_NAMES[day.toLowerCase()]!),
+);
+
+const ClockTime = v.pipe(
+  shaped(/^([01]?\d|2[0-3]):[0-5]\d$/, "a time of day as HH:MM (00:00 to 23:59)"),
+  v.transform((t) => t.padStart(5, "0")),
+);
+
+const Window = v.pipe(
+  strict({
+    days: list(Day, { nonEmpty: true, noun: "day" }),
+    start: ClockTime,
+    end: ClockTime,
+    min_nodes: v.optional(Count),
+    max_nodes: v.optional(Count),
+  }),
+  rules((f, report, raw) => {
+    if (f.start !== undefined && f.start === f.end) report("end", `must differ from start (${String(f.start)})`);
+    const [min, max] = [num(f.min_nodes), num(f.max_nodes)];
+    if (min !== undefined && max !== undefined && max < min) report("max_nodes", `must be ≥ min_nodes (${min}), got ${max}`);
+    if (raw.min_nodes === undefined && raw.max_nodes === undefined) {
+      report("min_nodes", "set min_nodes or max_nodes (a window without either changes nothing)");
+    }
+  }),
+  v.transform((w) => ({ ...w, days: [...new Set(w.days)] })),
+);
+
+const TimeZone = v.pipe(
+  v.custom<string>(
+    (x) => typeof x === "string" && canonicalTimeZone(x) !== undefined,
+    (issue) => {
+      if (typeof issue.input !== "string") return `expected an IANA time zone like Europe/Berlin or UTC, got ${show(issue.input)}`;
+      const guess = closestMatch(issue.input, Intl.supportedValuesOf("timeZone"));
+      return `unknown time zone ${show(issue.input)} (expected an IANA name like Europe/Berlin or UTC${guess ? `; did you mean "${guess}"?` : ""})`;
+    },
+  ),
+  v.transform((tz) => canonicalTimeZone(tz)!),
+);
+
+function canonicalTimeZone(name: string): string | undefined {
+  try {
+    return new Intl.DateTimeFormat("en-US", { timeZone: name }).resolvedOptions().timeZone;
+  } catch {
+    return undefined;
+  }
+}
+
+const Scheduled = strict({
+  type: v.literal("scheduled"),
+  timezone: v.optional(TimeZone, "UTC"),
+  windows: list(Window, { nonEmpty: true, noun: "window" }),
+  fallback: v.optional(v.lazy(() => Autoscaler)),
+});
+
+const Predictive = strict({
+  type: v.literal("predictive"),
+  lookback_window: v.optional(PositiveDuration, "1h"),
+  growth_factor: v.optional(accept<number>((x) => typeof x === "number" && x > 0, "a number > 0"), 1),
+  fallback: v.optional(v.lazy(() => Autoscaler)),
+});
+
+const Composite = strict({
+  type: v.literal("composite"),
+  mode: v.optional(oneOf("composite mode", ["max", "min", "avg"] as const), "max"),
+  autoscalers: list(v.lazy(() => Autoscaler), { nonEmpty: true, noun: "autoscaler" }),
+});
+
+const Idle = v.pipe(
+  strict({
+    type: v.literal("idle"),
+    min_idle: Count,
+    max_idle: Count,
+    idle_decay: v.optional(Duration, "60s"), // velda's idleDecaySecond default
+  }),
+  rules((f, report) => {
+    const [min, max] = [num(f.min_idle), num(f.max_idle)];
+    if (min !== undefined && max !== undefined && max < min) report("max_idle", `must be ≥ min_idle (${min}), got ${max}`);
+  }),
+);
+
+const AUTOSCALER_SCHEMAS: Record<AutoscalerType, v.GenericSchema<unknown, AutoscalerConfig>> = {
+  reactive: Reactive,
+  queue: Queue,
+  scheduled: Scheduled,
+  predictive: Predictive,
+  composite: Composite,
+  idle: Idle,
+};
+
+/** What an autoscaler without a known `type` fails with (always): the message names the types. */
+const UnknownAutoscaler = v.pipe(
+  accept<Record<string, unknown>>(isRecord, `a mapping with a "type" (one of ${AUTOSCALER_TYPES.join(", ")})`),
+  v.looseObject(
+  {
+    type: v.custom<never>(
+      () => false,
+      (issue) =>
+        typeof issue.input === "string"
+          ? unknownNameMessage("autoscaler type", issue.input, AUTOSCALER_TYPES)
+          : `expected an autoscaler type (one of ${AUTOSCALER_TYPES.join(", ")}), got ${show(issue.input)}`,
+    ),
+  },
+  `is required (one of ${AUTOSCALER_TYPES.join(", ")})`,
+  ),
+) as unknown as v.GenericSchema<unknown, never>;
+
+/** Discriminated on `type`, dispatched by hand so each variant keeps its own strict keys and rules. */
+const Autoscaler: v.GenericSchema<unknown, AutoscalerConfig> = v.lazy((input) => {
+  const type = isRecord(input) ? input.type : undefined;
+  return typeof type === "string" && type in AUTOSCALER_SCHEMAS ? AUTOSCALER_SCHEMAS[type as AutoscalerType] : UnknownAutoscaler;
+});
+
+// ───────────────────────────── pools ─────────────────────────────
+
+const Scaling: v.GenericSchema<unknown, ScalingConfig> = v.pipe(
+  strict({
+    min_nodes: v.optional(Count, 0),
+    max_nodes: v.optional(Count),
+    cooldown_period: v.optional(Duration, "5m"),
+    autoscaler: v.optional(Autoscaler),
+  }),
+  rules((f, report, raw) => {
+    const [min, max] = [num(f.min_nodes), num(f.max_nodes)];
+    if (min !== undefined && max !== undefined && max < min) report("max_nodes", `must be ≥ min_nodes (${min}), got ${max}`);
+    // Without an autoscaler an absent max means a fixed-size pool (max = min). With one it
+    // would silently cap the autoscaler at min_nodes, so the ceiling must be stated.
+    if (raw.autoscaler !== undefined && raw.max_nodes === undefined) report("max_nodes", "is required when an autoscaler is set");
+  }),
+  v.transform(({ min_nodes, max_nodes, ...rest }) => ({ min_nodes, max_nodes: max_nodes ?? min_nodes, ...rest })),
+);
+
+const Health: v.GenericSchema<unknown, HealthConfig> = strict({
+  unhealthy_threshold: v.optional(int(1), 2),
+  auto_replace: v.optional(Bool, true),
+  drain_timeout: v.optional(PositiveDuration, "30m"),
+  // GPU images routinely take longer than Cluster API's 10 min default to come up.
+  registration_timeout: v.optional(PositiveDuration, "15m"),
+});
+
+// Kubernetes label rules (labels are mirrored onto Kubernetes nodes).
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const LabelKey = accept<string>((x) => {
+  if (typeof x !== "string") return false;
+  const slash = x.lastIndexOf("/");
+  const [prefix, name] = slash < 0 ? [undefined, x] : [x.slice(0, slash), x.slice(slash + 1)];
+  return LABEL_NAME.test(name) && (prefix === undefined || DNS_SUBDOMAIN.test(prefix));
+}, "a Kubernetes label key ([prefix/]name: name at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends)");
+const LabelValue = v.custom<string>(
+  (x) => typeof x === "string" && (x === "" || LABEL_NAME.test(x)),
+  (issue) =>
+    typeof issue.input === "string"
+      ? `expected a Kubernetes label value (at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends), got ${show(issue.input)}`
+      : `expected a string (quote it: "${String(issue.input)}"), got ${show(issue.input)}`,
+);
+const Labels = v.pipe(Mapping, v.record(LabelKey, LabelValue));
+
+const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
+  strict({
+    name: DnsLabel,
+    provider: v.optional(ProviderName),
+    providers: v.optional(
+      v.pipe(
+        list(ProviderName, { nonEmpty: true, noun: "provider" }),
+        v.check((p) => new Set(p).size === p.length, "must not name a provider twice"),
+      ),
+    ),
+    instance_type: Text,
+    region: Text,
+    zones: v.optional(list(Text), []),
+    // The seed's SSH bootstrap pool has none: a fixed pool of zero, grown only on request.
+    scaling: v.optional(Scaling, {}),
+    health: v.optional(Health, {}),
+    labels: v.optional(Labels, {}),
+    // The login user of the stock GPU images on Lambda, GCP and AWS; only used for setup_commands.
+    ssh_user: v.optional(shaped(/^[a-z_][a-z0-9_-]{0,31}$/, "a user name like ubuntu"), "ubuntu"),
+    ssh_private_key_path: v.optional(Text),
+    setup_commands: v.optional(list(SetupCommand), []),
+  }),
+  rules((_f, report, raw) => {
+    const [one, many] = [raw.provider !== undefined, raw.providers !== undefined];
+    if (one && many) report("providers", "set provider or providers (a failover list), not both");
+    if (!one && !many) report("provider", "is required (or providers: a list in failover order)");
+    const commands = raw.setup_commands;
+    if (Array.isArray(commands) && commands.length > 0 && raw.ssh_private_key_path === undefined) {
+      report("ssh_private_key_path", "is required when setup_commands is not empty (they run over SSH)");
+    }
+  }),
+  v.transform(({ name, provider, providers, ...rest }) => ({ name, providers: providers ?? (provider ? [provider] : []), ...rest })),
+);
+
+// ───────────────────────────── the file ─────────────────────────────
+
+export const NavarchConfigSchema: v.GenericSchema<unknown, NavarchConfig> = v.pipe(
+  strict({
+    server: v.optional(Server, {}),
+    providers: v.optional(Providers, {}),
+    pools: v.optional(list(Pool), []),
+  }),
+  rules((_f, report, raw) => {
+    // The raw list, so duplicates are found even when some pool has other errors.
+    const pools: unknown = raw.pools;
+    if (!Array.isArray(pools)) return;
+    const firstIndex = new Map<string, number>();
+    pools.forEach((pool: unknown, i) => {
+      const name = isRecord(pool) ? pool.name : undefined;
+      if (typeof name !== "string") return;
+      const first = firstIndex.get(name);
+      if (first === undefined) firstIndex.set(name, i);
+      else report(["pools", i, "name"], `duplicate pool name "${name}" (already used by pools[${first}])`);
+    });
+  }),
+  v.transform((config) => ({ ...config, providers: withImplicitProviders(config.providers, config.pools) })),
+);
+
+/** Adds the defaults of every provider type a pool uses but `providers:` does not configure. */
+function withImplicitProviders(providers: ProvidersConfig, pools: readonly PoolConfig[]): ProvidersConfig {
+  const out: ProvidersConfig = { ...providers };
+  for (const type of new Set(pools.flatMap((p) => p.providers))) {
+    if (out[type] === undefined) Object.assign(out, { [type]: v.parse(PROVIDER_SCHEMAS[type], {}) });
+  }
+  return out;
+}
+
+/** Validates one pool on its own (e.g. a pool that comes from a Kubernetes custom resource). */
+export const PoolSchema = Pool;
+export const AutoscalerSchema = Autoscaler;
