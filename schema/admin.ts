@@ -1,0 +1,52 @@
+// Shapes of the admin API's answers that the CLI (and later the dashboard) read.
+// Non-strict objects: the server may add fields without breaking older clients.
+import * as v from "valibot";
+import { NODE_STATES } from "./db.ts";
+
+const Nullable = <T extends v.GenericSchema>(s: T) => v.nullable(s);
+
+export const NodeRow = v.object({
+  id: v.string(),
+  pool: Nullable(v.string()),
+  provider: Nullable(v.string()),
+  instanceType: Nullable(v.string()),
+  hostname: v.string(),
+  state: v.picklist(NODE_STATES),
+  stateReason: Nullable(v.string()),
+  bootId: v.string(),
+  agentVersion: v.string(),
+  driverVersion: Nullable(v.string()),
+  cudaVersion: Nullable(v.string()),
+  nvmlAvailable: v.boolean(),
+  nvmlError: Nullable(v.string()),
+  registeredAt: v.number(),
+  lastHeartbeatAt: v.number(),
+  lastEventSeq: v.number(),
+  cordonedBy: Nullable(v.string()),
+});
+export type NodeRow = v.InferOutput<typeof NodeRow>;
+
+export const GpuRow = v.object({
+  index: v.number(),
+  uuid: v.string(),
+  pciBusId: v.string(),
+  name: v.string(),
+  memoryTotalBytes: Nullable(v.number()),
+  lastSnapshot: Nullable(v.record(v.string(), v.unknown())),
+});
+
+export const EventRow = v.object({
+  seq: v.number(),
+  time: v.number(),
+  check: v.string(),
+  code: Nullable(v.string()),
+  severity: v.string(),
+  action: v.string(),
+  gpuIndex: Nullable(v.number()),
+  message: v.string(),
+  count: v.number(),
+});
+
+export const NodeList = v.object({ nodes: v.array(NodeRow) });
+export const NodeDetail = v.object({ node: NodeRow, gpus: v.array(GpuRow), events: v.array(EventRow) });
+export type NodeDetail = v.InferOutput<typeof NodeDetail>;
