@@ -9,12 +9,12 @@ import {
   KmsgParser,
   kmsgFindingToEvent,
   matchKmsgMessage,
-  normalizePciBusId,
   parseKmsgRecord,
   parseKmsgText,
   type KmsgFinding,
   type KmsgIo,
 } from "../agent/checks/kmsg.ts";
+import { normalizePciBusId } from "../agent/pci.ts";
 import { HealthEvent } from "../schema/wire.ts";
 import { applyXidOverrides } from "../schema/xid-catalog.ts";
 
