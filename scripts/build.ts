@@ -36,7 +36,9 @@ interface Target {
 
 const targets: Target[] = [
   { name: "navarch", entrypoints: ["reconciler/main.ts"], plugins: [embedLibsqlNative] },
-  { name: "navarch-node", entrypoints: ["agent/main.ts"], plugins: [] },
+  // The NVML worker is loaded by path at run time: it must be an entrypoint of its own
+  // (agent/nvml/worker-url.ts finds it inside the binary).
+  { name: "navarch-node", entrypoints: ["agent/main.ts", "agent/nvml/worker.ts"], plugins: [] },
 ];
 
 const wanted = process.argv.slice(2);

@@ -180,7 +180,7 @@ function maxCount(i: Incident): number {
   return Math.max(0, ...i.counts.values());
 }
 
-function withCount(i: Incident): Finding & { count?: number } {
+function withCount(i: Incident): Finding {
   const count = maxCount(i);
   return count > 1 ? { ...i.finding, count } : { ...i.finding };
 }

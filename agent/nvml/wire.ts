@@ -1,0 +1,33 @@
+// From binding results to the shared wire types (schema/wire.ts).
+import type { GpuInfo, GpuSnapshot } from "../../schema/wire.ts";
+import type { DeviceIdentity, DeviceSnapshot, NvmlInventory } from "./types.ts";
+
+const text = (s: string) => (s.length > 256 ? s.slice(0, 256) : s);
+const count = (n: number) => (Number.isFinite(n) && n >= 0 ? Math.floor(n) : undefined);
+
+export function toWireGpuInfo(identity: DeviceIdentity): GpuInfo {
+  const info: GpuInfo = { index: identity.index, uuid: text(identity.uuid), pciBusId: text(identity.pciBusId), name: text(identity.name) };
+  if (identity.memoryTotalBytes !== null) info.memoryTotalBytes = identity.memoryTotalBytes;
+  return info;
+}
+
+/** The GPUs whose identity could be read (the others are reported through events/status). */
+export function toWireGpus(inventory: NvmlInventory): GpuInfo[] {
+  return inventory.devices.flatMap((d) => (d.identity.ok ? [toWireGpuInfo(d.identity.value)] : []));
+}
+
+/** The heartbeat's point-in-time readings; readings that failed are left out. */
+export function toWireGpuSnapshot(d: DeviceSnapshot): GpuSnapshot {
+  const s: GpuSnapshot = { index: d.index };
+  if (d.temperatureC.ok) s.temperatureC = d.temperatureC.value;
+  if (d.powerUsageMw.ok) s.powerW = d.powerUsageMw.value / 1000;
+  if (d.utilization.ok) s.utilizationPct = Math.min(100, Math.max(0, d.utilization.value.gpuPct));
+  if (d.memory.ok) s.memoryUsedBytes = count(d.memory.value.usedBytes);
+  if (d.ecc.volatile.ok) {
+    s.eccVolatileDbe = count(d.ecc.volatile.value.uncorrected);
+    s.eccVolatileSbe = count(d.ecc.volatile.value.corrected);
+  }
+  if (d.clocksEventReasons.ok) s.clocksEventReasons = count(d.clocksEventReasons.value.mask);
+  for (const k of Object.keys(s) as (keyof GpuSnapshot)[]) if (s[k] === undefined) delete s[k];
+  return s;
+}
