@@ -2,7 +2,7 @@
 // and push health events the moment they are found (never waiting for the next
 // heartbeat). Events go through the disk spool first, so nothing is lost while
 // the reconciler is unreachable; they are resent in order once it answers.
-import type { GpuInfo, GpuSnapshot, HealthEvent, NvmlStatus, RegisterRequest } from "../schema/wire.ts";
+import type { AgentHealth, GpuInfo, GpuSnapshot, HealthEvent, NvmlStatus, RegisterRequest } from "../schema/wire.ts";
 import { NAVARCH_VERSION } from "../schema/version.ts";
 import { ReportError, type ReconcilerClient } from "./reporter.ts";
 import type { NewEvent, Spool } from "./spool.ts";
@@ -10,6 +10,7 @@ import type { NewEvent, Spool } from "./spool.ts";
 /** What the agent knows about this machine's GPUs (NVML, or why it is unavailable). */
 export interface GpuSource {
   status(): NvmlStatus;
+  health(): AgentHealth;
   driverVersion(): string | undefined;
   cudaVersion(): string | undefined;
   inventory(): GpuInfo[];
@@ -128,6 +129,7 @@ export class Agent {
       bootId: this.opts.identity.bootId,
       sentAt: new Date().toISOString(),
       nvml: this.opts.gpus.status(),
+      health: this.opts.gpus.health(),
       gpus: await this.opts.gpus.snapshot(),
     });
     this.heartbeatIntervalMs = res.heartbeatIntervalSeconds * 1000;

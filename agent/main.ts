@@ -7,7 +7,8 @@ import * as v from "valibot";
 import { NAVARCH_VERSION } from "../schema/version.ts";
 import { NodeId } from "../schema/wire.ts";
 import { Agent } from "./agent.ts";
-import { openGpuSource } from "./gpus.ts";
+import { runCheckOnce } from "./check.ts";
+import { HealthMonitor } from "./health.ts";
 import { ReconcilerClient, normalizeServerUrl } from "./reporter.ts";
 import { Spool } from "./spool.ts";
 
@@ -15,6 +16,9 @@ const USAGE = `navarch-node ${NAVARCH_VERSION}: GPU health agent for Navarch
 
 Usage:
   navarch-node --server HOST:PORT [--node-id ID] [options]
+  navarch-node check --once [-o table|json] [--nvml-library PATH] [--kmsg-path PATH]
+                         run every check once and print the result; exit 0 healthy,
+                         1 degraded, 2 unhealthy, 3 GPUs cannot be read
 
 Options:
   --server URL           reconciler address: host:port or http(s)://host:port (required)
@@ -25,6 +29,11 @@ Options:
   --nvml-library PATH    libnvidia-ml.so.1 to load (default: $NAVARCH_NVML_LIBRARY, then the driver's usual paths)
   --state-dir DIR        where unsent events are spooled (default: /var/lib/navarch-node, or
                          ~/.local/state/navarch-node when not root)
+  --kmsg-path PATH       kernel log to follow (default /dev/kmsg; "none" to not follow one)
+  --poll-interval SEC    seconds between full GPU checks (default 10)
+  --expected-gpus N      GPUs this machine must have (default: the most seen since start)
+  --nvml-deadline SEC    seconds an NVML snapshot may take before the driver is reported
+                         unresponsive (default 5)
   --version              print the version and exit
   -h, --help             print this help and exit
 
@@ -51,7 +60,18 @@ function readBootId(): string {
   }
 }
 
+function positiveNumber(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) fail(`--${flag}: expected a number > 0, got ${JSON.stringify(value)}`);
+  return n;
+}
+
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === "check") {
+    process.exitCode = await runCheckOnce(argv.slice(1));
+    return;
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -64,6 +84,10 @@ async function main(argv: string[]): Promise<void> {
         "instance-type": { type: "string" },
         "nvml-library": { type: "string" },
         "state-dir": { type: "string" },
+        "kmsg-path": { type: "string" },
+        "poll-interval": { type: "string" },
+        "expected-gpus": { type: "string" },
+        "nvml-deadline": { type: "string" },
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -103,9 +127,28 @@ async function main(argv: string[]): Promise<void> {
   } catch (err) {
     fail(`cannot use state directory ${stateDir}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const gpus = openGpuSource({ libraryPath: flags["nvml-library"] ?? process.env.NAVARCH_NVML_LIBRARY, log });
+  const pollSeconds = positiveNumber("poll-interval", flags["poll-interval"]);
+  const expectedGpus = positiveNumber("expected-gpus", flags["expected-gpus"]);
+  const deadlineSeconds = positiveNumber("nvml-deadline", flags["nvml-deadline"]);
+  if (expectedGpus !== undefined && !Number.isInteger(expectedGpus)) fail(`--expected-gpus: expected a whole number, got ${expectedGpus}`);
 
-  const agent = new Agent({
+  // The monitor reports through the agent, which exists once the monitor does.
+  let agent: Agent | undefined;
+  const gpus = new HealthMonitor({
+    libraryPath: flags["nvml-library"],
+    kmsgPath: flags["kmsg-path"] === "none" ? null : (flags["kmsg-path"] ?? "/dev/kmsg"),
+    ...(pollSeconds !== undefined ? { pollIntervalMs: pollSeconds * 1000 } : {}),
+    ...(expectedGpus !== undefined ? { expectedGpus } : {}),
+    ...(deadlineSeconds !== undefined ? { pollDeadlineMs: deadlineSeconds * 1000 } : {}),
+    onFinding: (f) => {
+      const { pciBusId: _busId, ...event } = f;
+      agent?.report({ ...event, time: new Date().toISOString() });
+      log(`${f.severity}: ${f.check}${f.code ? ` ${f.code}` : ""}: ${f.message}`);
+    },
+    log,
+  });
+
+  agent = new Agent({
     identity: {
       nodeId,
       hostname: hostname(),
@@ -120,6 +163,8 @@ async function main(argv: string[]): Promise<void> {
     log,
   });
   log(`starting ${NAVARCH_VERSION}: node ${nodeId}, reconciler ${serverUrl}, state ${stateDir}`);
+  // Report from the start: findings of the first check are spooled until registration.
+  await gpus.start();
   agent.start();
 
   let stopping = false;
@@ -127,8 +172,8 @@ async function main(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     log(`${signal}: stopping`);
-    await agent.stop();
-    gpus.close();
+    await agent?.stop();
+    await gpus.close();
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));

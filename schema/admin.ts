@@ -19,6 +19,7 @@ export const NodeRow = v.object({
   cudaVersion: Nullable(v.string()),
   nvmlAvailable: v.boolean(),
   nvmlError: Nullable(v.string()),
+  agentHealth: Nullable(v.picklist(["healthy", "degraded", "unhealthy"])),
   registeredAt: v.number(),
   lastHeartbeatAt: v.number(),
   lastEventSeq: v.number(),

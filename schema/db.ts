@@ -77,6 +77,8 @@ export const nodes = sqliteTable(
     cudaVersion: text("cuda_version"),
     nvmlAvailable: integer("nvml_available", { mode: "boolean" }).notNull(),
     nvmlError: text("nvml_error"),
+    /** The agent's own verdict from its last heartbeat (null until its first full check). */
+    agentHealth: text("agent_health", { enum: ["healthy", "degraded", "unhealthy"] }),
     registeredAt: integer("registered_at").notNull(),
     lastHeartbeatAt: integer("last_heartbeat_at").notNull(),
     /** Highest health-event seq stored for this node, and the agent spool it came from. */

@@ -101,11 +101,20 @@ export const GpuSnapshot = v.object({
 });
 export type GpuSnapshot = v.InferOutput<typeof GpuSnapshot>;
 
+/** The agent's own verdict. `checked` stays false until its first full check completed. */
+export const AgentHealth = v.object({
+  checked: v.boolean(),
+  worst: Severity,
+  openIncidents: Count,
+});
+export type AgentHealth = v.InferOutput<typeof AgentHealth>;
+
 export const Heartbeat = v.strictObject({
   nodeId: NodeId,
   bootId: BootId,
   sentAt: IsoTime,
   nvml: NvmlStatus,
+  health: AgentHealth,
   gpus: v.pipe(v.array(GpuSnapshot), v.maxLength(64)),
 });
 export type Heartbeat = v.InferOutput<typeof Heartbeat>;

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Agent } from "../agent/agent.ts";
-import { openGpuSource } from "../agent/gpus.ts";
+import { HealthMonitor } from "../agent/health.ts";
 import { ReconcilerClient } from "../agent/reporter.ts";
 import { Spool } from "../agent/spool.ts";
 import { getNodeDetail } from "../reconciler/fleet/registry.ts";
@@ -31,12 +31,20 @@ async function reconciler(dataDir: string, port = 0): Promise<Reconciler> {
   return rec;
 }
 
-function agentFor(url: string, stateDir: string, nodeId = "agent-1") {
+/** The agent's real health monitor, with no NVML library to load (these tests are about reporting). */
+async function noGpus(): Promise<HealthMonitor> {
+  const monitor = new HealthMonitor({ libraryPath: "/nonexistent/libnvidia-ml.so.1", kmsgPath: null, onFinding: () => undefined, log: () => undefined });
+  await monitor.start();
+  cleanups.push(() => monitor.close());
+  return monitor;
+}
+
+async function agentFor(url: string, stateDir: string, nodeId = "agent-1") {
   const agent = new Agent({
     identity: { nodeId, hostname: "test-host", bootId: "boot-x", pool: "p" },
     client: new ReconcilerClient(url, "agent-test-token", 2000),
     spool: new Spool(stateDir),
-    gpus: openGpuSource({ libraryPath: "/nonexistent/libnvidia-ml.so.1", log: () => undefined }),
+    gpus: await noGpus(),
     log: () => undefined,
     retryMinMs: 50,
     retryMaxMs: 200,
@@ -60,7 +68,7 @@ describe("agent reporting", () => {
     const dataDir = tempDir();
     const rec = await reconciler(dataDir);
     cleanups.push(() => rec.stop());
-    const agent = agentFor(rec.url, join(dataDir, "agent"));
+    const agent = await agentFor(rec.url, join(dataDir, "agent"));
     await waitFor("registration", () => getNodeDetail(rec.store.db, "agent-1"));
     const sent = performance.now();
     agent.report(finding(79));
@@ -72,7 +80,7 @@ describe("agent reporting", () => {
     const dataDir = tempDir();
     let rec = await reconciler(dataDir);
     const port = Number(new URL(rec.url).port);
-    const agent = agentFor(rec.url, join(dataDir, "agent"));
+    const agent = await agentFor(rec.url, join(dataDir, "agent"));
     await waitFor("registration", () => getNodeDetail(rec.store.db, "agent-1"));
     await rec.stop();
     for (let i = 1; i <= 50; i++) agent.report(finding(i));
@@ -102,7 +110,7 @@ describe("agent reporting", () => {
     spool.append({ ...finding(1), bootId: "boot-x" });
     spool.append({ ...finding(2), bootId: "boot-x" });
     expect(new Spool(stateDir).id).toBe(spool.id);
-    const agent = agentFor(rec.url, stateDir);
+    const agent = await agentFor(rec.url, stateDir);
     await waitFor("2 events", async () => ((await getNodeDetail(rec.store.db, "agent-1"))?.events.length === 2 ? true : undefined));
     const next = agent.report(finding(3));
     expect(next.seq).toBe(3);
@@ -114,13 +122,13 @@ describe("agent reporting", () => {
     const dataDir = tempDir();
     const rec = await reconciler(dataDir);
     cleanups.push(() => rec.stop());
-    const first = agentFor(rec.url, join(dataDir, "agent-a"));
+    const first = await agentFor(rec.url, join(dataDir, "agent-a"));
     first.report(finding(1));
     first.report(finding(2));
     await waitFor("2 events", async () => ((await getNodeDetail(rec.store.db, "agent-1"))?.events.length === 2 ? true : undefined));
     await first.stop();
     // Same node id, empty state directory; the event is found before it has registered.
-    const second = agentFor(rec.url, join(dataDir, "agent-b"));
+    const second = await agentFor(rec.url, join(dataDir, "agent-b"));
     second.report(finding(3));
     const events = await waitFor("3 events", async () => {
       const d = await getNodeDetail(rec.store.db, "agent-1");

@@ -125,6 +125,7 @@ describe("agent API", () => {
       bootId: "boot-1",
       sentAt: new Date().toISOString(),
       nvml: { available: true },
+      health: { checked: true, worst: "healthy", openIncidents: 0 },
       gpus: [{ index: 0, temperatureC: 61, powerW: 412.5, utilizationPct: 97 }],
     };
     expect((await call("/v1/heartbeat", hb)).status).toBe(200);

@@ -11,7 +11,12 @@
 import type { RecommendedAction, Severity } from "../../schema/wire.ts";
 import type { Finding } from "./gpu.ts";
 
-export type FindingSource = "nvml_event" | "kmsg" | "poll";
+/**
+ * Where an occurrence came from. Each source counts its own occurrences of an
+ * incident; "kmsg_bus" is the fallen-off-the-bus text, which accompanies an Xid 79
+ * line for the same fault. Level conditions come from a named poll scope.
+ */
+export type FindingSource = "nvml_event" | "kmsg" | "kmsg_bus" | `poll:${string}`;
 
 export interface Escalation {
   count: number;
@@ -85,10 +90,12 @@ export class IncidentTracker {
   }
 
   /**
-   * A poll's complete set of level conditions from `source`. New ones are reported;
-   * open non-sticky ones no longer present are closed with a "healthy" event.
+   * A poll's complete set of level conditions in `scope` (e.g. "nvml", "watchdog").
+   * New ones are reported; open non-sticky ones of that scope no longer present are
+   * closed with a "healthy" event.
    */
-  poll(findings: Finding[], at: number, sticky: (f: Finding) => boolean = () => false): Finding[] {
+  poll(findings: Finding[], at: number, sticky: (f: Finding) => boolean = () => false, scope = "nvml"): Finding[] {
+    const source = `poll:${scope}` as const;
     const out: Finding[] = [];
     const seen = new Set<string>();
     for (const finding of findings) {
@@ -96,7 +103,7 @@ export class IncidentTracker {
       seen.add(key);
       const existing = this.open.get(key);
       if (existing === undefined) {
-        out.push(this.report(this.openIncident(key, { finding, source: "poll", at, sticky: sticky(finding) }), at));
+        out.push(this.report(this.openIncident(key, { finding, source, at, sticky: sticky(finding) }), at));
       } else {
         existing.lastSeenAt = at;
         // The condition got worse or better while staying open (e.g. slowdown → shutdown is a new code,
@@ -105,7 +112,7 @@ export class IncidentTracker {
       }
     }
     for (const incident of [...this.open.values()]) {
-      if (seen.has(incident.key) || incident.sticky || !incident.counts.has("poll") || incident.counts.size > 1) continue;
+      if (seen.has(incident.key) || incident.sticky || !incident.counts.has(source) || incident.counts.size > 1) continue;
       this.close(incident);
       out.push({ ...incident.finding, severity: "healthy", action: "none", message: `recovered: ${incident.finding.message}` });
     }
@@ -118,7 +125,7 @@ export class IncidentTracker {
     for (const incident of this.open.values()) {
       const count = maxCount(incident);
       if (count > incident.reportedCount && at - incident.reportedAt >= this.repeatReportMs) out.push(this.report(incident, at));
-      else if (!incident.sticky && !incident.counts.has("poll") && at - incident.lastSeenAt > this.quietMs) this.close(incident);
+      else if (!incident.sticky && !isPolled(incident) && at - incident.lastSeenAt > this.quietMs) this.close(incident);
     }
     return out;
   }
@@ -169,11 +176,15 @@ export class IncidentTracker {
 
 /** GPU, check, code, and the message with its numbers removed (counters, pids, addresses). */
 export function incidentKey(f: Finding): string {
-  const gpu = f.gpu?.pciBusId ?? f.gpu?.uuid ?? "node";
+  const gpu = f.gpu?.pciBusId ?? f.pciBusId ?? "node";
   // Xid-like findings are identified by their code alone: the same fault seen through
   // NVML (no text) and the kernel log (text) must be one incident.
   const text = f.code !== undefined ? "" : f.message.replace(/0x[0-9a-f]+|\d+/gi, "#");
   return `${gpu}|${f.check}|${f.code ?? ""}|${text}`;
+}
+
+function isPolled(i: Incident): boolean {
+  return [...i.counts.keys()].some((s) => s.startsWith("poll:"));
 }
 
 function maxCount(i: Incident): number {

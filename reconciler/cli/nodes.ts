@@ -53,11 +53,12 @@ function render(format: Format, body: unknown, asTable: () => string): string {
 export function nodesTable(nodes: NodeRow[], now = Date.now()): string {
   if (nodes.length === 0) return "No nodes.";
   return table(
-    ["NODE", "POOL", "STATE", "NVML", "LAST HEARTBEAT", "REASON"],
+    ["NODE", "POOL", "STATE", "HEALTH", "NVML", "LAST HEARTBEAT", "REASON"],
     nodes.map((n) => [
       n.id,
       n.pool ?? "-",
       n.state,
+      n.agentHealth ?? "unchecked",
       n.nvmlAvailable ? "ok" : "unavailable",
       age(n.lastHeartbeatAt, now),
       n.stateReason ?? "",
@@ -75,6 +76,7 @@ function nodeDetailText(d: NodeDetail, now = Date.now()): string {
     `Agent:       ${n.agentVersion}, boot ${n.bootId}`,
     `Driver:      ${n.driverVersion ?? "-"} (CUDA ${n.cudaVersion ?? "-"})`,
     `NVML:        ${n.nvmlAvailable ? "ok" : `unavailable: ${n.nvmlError ?? "unknown"}`}`,
+    `Health:      ${n.agentHealth ?? "not checked yet"} (the agent's own verdict)`,
     `Registered:  ${age(n.registeredAt, now)}`,
     `Heartbeat:   ${age(n.lastHeartbeatAt, now)}`,
     "",

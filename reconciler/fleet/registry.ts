@@ -89,6 +89,7 @@ export async function recordHeartbeat(db: Db, hb: Heartbeat, now: Clock): Promis
         bootId: hb.bootId,
         nvmlAvailable: hb.nvml.available,
         nvmlError: hb.nvml.available ? null : (hb.nvml.error ?? "NVML unavailable"),
+        agentHealth: hb.health.checked ? hb.health.worst : null,
         updatedAt: at,
       })
       .where(eq(nodes.id, hb.nodeId))

@@ -73,6 +73,7 @@ CREATE TABLE `nodes` (
 	`cuda_version` text,
 	`nvml_available` integer NOT NULL,
 	`nvml_error` text,
+	`agent_health` text,
 	`registered_at` integer NOT NULL,
 	`last_heartbeat_at` integer NOT NULL,
 	`last_event_seq` integer DEFAULT 0 NOT NULL,
