@@ -52,6 +52,8 @@ export class GpuCheckState {
   maxDeviceCount = 0;
   readonly clockSamples = new Map<number, { at: number; hw: boolean }[]>();
   readonly counters = new Map<string, CounterSample>();
+  /** Identity of each GPU index as last read, so a GPU that is lost is still named. */
+  readonly identities = new Map<number, GpuIdentity>();
 
   /** Rate per `perMs` since the previous sample of this counter; undefined on the first. */
   rate(key: string, value: number, at: number, perMs: number): number | undefined {
@@ -95,7 +97,9 @@ export function gpuIdentityOf(device: DeviceSnapshot): GpuIdentity | undefined {
 }
 
 function evaluateDevice(device: DeviceSnapshot, state: GpuCheckState, at: number): Finding[] {
-  const gpu = gpuIdentityOf(device);
+  const read = gpuIdentityOf(device);
+  if (read) state.identities.set(device.index, read);
+  const gpu = read ?? state.identities.get(device.index);
   const label = `GPU ${device.index}${gpu ? ` (${gpu.pciBusId})` : ""}`;
   const out: Finding[] = [];
   const add = (f: Omit<Finding, "gpu">) => out.push(gpu ? { ...f, gpu } : f);
