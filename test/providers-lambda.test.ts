@@ -1,0 +1,200 @@
+// LambdaProvider against the fake Lambda Cloud API (test/fake-clouds/lambda.ts).
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { LambdaProvider } from "../reconciler/providers/lambda.ts";
+import { ProviderError, TAG_MANAGED_BY, TAG_POOL } from "../reconciler/providers/provider.ts";
+import { startLambdaFake, type LambdaFake } from "./fake-clouds/lambda.ts";
+import { expectProviderError, fakeEnv, launchRequest, TEST_PUBLIC_KEY } from "./fake-clouds/support.ts";
+
+let fake: LambdaFake;
+const KEY_ENV = "LAMBDA_API_KEY";
+
+function provider(key = fake.apiKey, options: ConstructorParameters<typeof LambdaProvider>[2] = {}): LambdaProvider {
+  return new LambdaProvider({ api_key_env: KEY_ENV, base_url: fake.url }, fakeEnv({ [KEY_ENV]: key }), { timeoutMs: 2000, ...options });
+}
+
+beforeAll(() => {
+  fake = startLambdaFake({ endpoint: (n) => ({ address: "127.0.0.1", sshPort: 22000 + n }) });
+});
+afterAll(async () => {
+  await fake.stop();
+});
+afterEach(() => {
+  fake.clearFaults();
+});
+
+describe("LambdaProvider", () => {
+  test("launch → get → list by tags → terminate → get is undefined", async () => {
+    const p = provider();
+    const req = launchRequest({ pool: "lifecycle" });
+    const launched = await p.launch(req);
+    expect(launched).toMatchObject({ name: req.name, provider: "lambda", instanceType: req.instanceType, region: req.region, state: "pending" });
+
+    const got = await p.get(launched.id);
+    expect(got).toMatchObject({ id: launched.id, name: req.name, state: "running", address: "127.0.0.1", tags: req.tags });
+    expect(fake.state.instances.get(launched.id)?.sshPort).toBeGreaterThan(22000);
+
+    const other = await p.launch(launchRequest({ pool: "other-pool" }));
+    const listed = await p.list({ [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: "lifecycle" });
+    expect(listed.map((i) => i.id)).toEqual([launched.id]);
+
+    await p.terminate(launched.id);
+    expect(await p.get(launched.id)).toBeUndefined();
+    expect((await p.list({ [TAG_POOL]: "lifecycle" })).length).toBe(0);
+    await p.terminate(other.id);
+  });
+
+  test("registers the launch's public key once and reuses it", async () => {
+    const p = provider();
+    const a = await p.launch(launchRequest({ pool: "keys" }));
+    const b = await p.launch(launchRequest({ pool: "keys" }));
+    const keys = [...fake.state.sshKeys.values()];
+    expect(keys.length).toBe(1);
+    expect(keys[0]!.public_key).toBe(TEST_PUBLIC_KEY.split(" ").slice(0, 2).join(" "));
+    expect(fake.state.instances.get(a.id)?.sshKeyNames).toEqual([keys[0]!.name]);
+    await Promise.all([p.terminate(a.id), p.terminate(b.id)]);
+  });
+
+  test("a launch retried after a lost answer finds the first instance instead of creating another", async () => {
+    const p = provider();
+    const req = launchRequest({ pool: "crash" });
+    fake.inject({ kind: "lose_response", on: "launch", times: 1 });
+    await expectProviderError(p.launch(req), "transient");
+    expect(fake.live().filter((i) => i.name === req.name).length).toBe(1);
+
+    const again = await p.launch(req);
+    const matching = fake.live().filter((i) => i.name === req.name);
+    expect(matching.length).toBe(1);
+    expect(again.id).toBe(matching[0]!.id);
+    await p.terminate(again.id);
+  });
+
+  test("insufficient capacity → capacity; instance types show the region without capacity", async () => {
+    const p = provider();
+    fake.inject({ kind: "capacity", on: "launch", instanceType: "gpu_8x_h100_sxm5", region: "us-west-2" });
+    const types = await p.instanceTypes();
+    expect(types.find((t) => t.name === "gpu_8x_h100_sxm5")?.regionsWithCapacity).toEqual(["us-east-1"]);
+    const err = await expectProviderError(p.launch(launchRequest()), "capacity");
+    expect(err.retryable).toBe(true);
+    // A region the type has no capacity in at all answers the same way.
+    await expectProviderError(p.launch(launchRequest({ instanceType: "gpu_1x_gh200", region: "us-east-1" })), "capacity");
+  });
+
+  test("quota → quota", async () => {
+    fake.inject({ kind: "quota", on: "launch" });
+    await expectProviderError(provider().launch(launchRequest()), "quota");
+  });
+
+  test("429 → rate_limit with Retry-After", async () => {
+    fake.inject({ kind: "rate_limit", retryAfterSeconds: 12, times: 1 });
+    const err = await expectProviderError(provider().list({}), "rate_limit");
+    expect(err.retryAfterSeconds).toBe(12);
+  });
+
+  test("5xx → transient; fail twice then succeed", async () => {
+    const p = provider();
+    fake.inject({ kind: "server_error", status: 502, on: "list", times: 1 });
+    fake.inject({ kind: "server_error", on: "list", times: 1 });
+    await expectProviderError(p.list({}), "transient");
+    await expectProviderError(p.list({}), "transient");
+    expect(Array.isArray(await p.list({}))).toBe(true);
+  });
+
+  test("a slow API times out as transient", async () => {
+    fake.inject({ kind: "latency", ms: 400, on: "list", times: 1 });
+    await expectProviderError(provider(fake.apiKey, { timeoutMs: 100 }).list({}), "transient");
+  });
+
+  test("a bad key → auth, and the key is in no message", async () => {
+    const bad = "secret_bad-key-4f1c9a7e0d";
+    const err = await expectProviderError(provider(bad).list({}), "auth");
+    expect(err.message).not.toContain(bad);
+    expect(err.message).toContain("invalid-api-key");
+    expect(err.retryable).toBe(false);
+
+    const missing = new LambdaProvider({ api_key_env: KEY_ENV, base_url: fake.url }, fakeEnv({}));
+    const err2 = await expectProviderError(missing.list({}), "auth");
+    expect(err2.message).toContain(KEY_ENV);
+  });
+
+  test("a key revoked mid-run (injected auth failure) → auth, not retryable", async () => {
+    fake.inject({ kind: "auth", on: "launch", times: 1 });
+    const err = await expectProviderError(provider().launch(launchRequest({ pool: "revoked" })), "auth");
+    expect(err.message).not.toContain(fake.apiKey);
+    expect(err.retryable).toBe(false);
+  });
+
+  test("the key is scrubbed even when the server echoes it back", async () => {
+    const echo = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (req) =>
+        Response.json({ error: { code: "global/invalid-parameters", message: `bad header ${req.headers.get("authorization")}` } }, { status: 400 }),
+    });
+    try {
+      const key = "secret_echoed-key-99ab";
+      const p = new LambdaProvider({ api_key_env: KEY_ENV, base_url: `http://127.0.0.1:${echo.port}` }, fakeEnv({ [KEY_ENV]: key }));
+      const err = await expectProviderError(p.list({}), "invalid");
+      expect(err.message).not.toContain(key);
+      expect(err.message).toContain("[redacted]");
+    } finally {
+      await echo.stop(true);
+    }
+  });
+
+  test("terminating an unknown or already-gone instance succeeds", async () => {
+    const p = provider();
+    await p.terminate("0123456789abcdef0123456789abcdef");
+    const inst = await p.launch(launchRequest({ pool: "twice" }));
+    await p.terminate(inst.id);
+    await p.terminate(inst.id);
+  });
+
+  test("instanceTypes parses GPU counts, models and regions", async () => {
+    const types = await provider().instanceTypes();
+    expect(types.find((t) => t.name === "gpu_1x_a10")).toEqual({
+      name: "gpu_1x_a10",
+      gpus: 1,
+      gpuModel: "A10 (24 GB PCIe)",
+      regionsWithCapacity: ["us-west-1", "us-east-1"],
+    });
+    expect(types.find((t) => t.name === "gpu_1x_gh200")?.regionsWithCapacity).toEqual([]);
+  });
+
+  test("an unexpected response shape is a transient ProviderError", async () => {
+    const odd = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ data: [{ nope: true }] }) });
+    try {
+      const p = new LambdaProvider({ api_key_env: KEY_ENV, base_url: `http://127.0.0.1:${odd.port}` }, fakeEnv({ [KEY_ENV]: "k" }));
+      const err = await expectProviderError(p.list({}), "transient");
+      expect(err.message).toContain("unexpected response");
+    } finally {
+      await odd.stop(true);
+    }
+  });
+
+  test("without tags from the API, tagsFromName supplies them", async () => {
+    const old = startLambdaFake({ supportsTags: false });
+    try {
+      const p = new LambdaProvider({ api_key_env: KEY_ENV, base_url: old.url }, fakeEnv({ [KEY_ENV]: old.apiKey }), {
+        tagsFromName: (name) => {
+          const m = /^nv-(.+)-[0-9a-f]+$/.exec(name);
+          return m === null ? undefined : { [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: m[1]! };
+        },
+      });
+      const inst = await p.launch(launchRequest({ pool: "legacy-pool" }));
+      const listed = await p.list({ [TAG_POOL]: "legacy-pool", [TAG_MANAGED_BY]: "navarch" });
+      expect(listed.map((i) => i.id)).toEqual([inst.id]);
+      // A retried launch still finds the instance by name.
+      const again = await p.launch({ ...launchRequest({ pool: "legacy-pool" }), name: inst.name });
+      expect(again.id).toBe(inst.id);
+    } finally {
+      await old.stop();
+    }
+  });
+
+  test("a launch with no SSH key at all is invalid", async () => {
+    const req = launchRequest();
+    delete req.sshPublicKey;
+    const err = await expectProviderError(provider().launch(req), "invalid");
+    expect(err).toBeInstanceOf(ProviderError);
+  });
+});
