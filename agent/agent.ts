@@ -117,7 +117,8 @@ export class Agent {
     this.opts.spool.adopt(res.lastEventSeq, res.sameSpool);
     this.heartbeatIntervalMs = res.heartbeatIntervalSeconds * 1000;
     this.registered = true;
-    this.lastHeartbeatAt = Date.now();
+    // Heartbeat right away: the reconciler gets readings and the verdict without waiting an interval.
+    this.lastHeartbeatAt = 0;
     this.opts.log(
       `registered as ${identity.nodeId} (${req.gpus.length} GPUs${req.nvml.available ? "" : `; NVML unavailable: ${req.nvml.error ?? "unknown"}`})`,
     );

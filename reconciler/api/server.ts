@@ -99,7 +99,12 @@ export function createApi(opts: ApiOptions): Hono {
 
   v1.get("/nodes", async (c) => c.json({ nodes: await listNodes(store.db) }));
   v1.get("/nodes/:id", async (c) => {
-    const detail = await getNodeDetail(store.db, c.req.param("id"));
+    const events = c.req.query("events");
+    const limit = events === undefined ? 50 : Number(events);
+    if (!Number.isInteger(limit) || limit < 0 || limit > 10_000) {
+      return c.json<ErrorBody>({ error: `events: expected a whole number from 0 to 10000, got ${JSON.stringify(events)}` }, 400);
+    }
+    const detail = await getNodeDetail(store.db, c.req.param("id"), limit);
     if (detail === undefined) return c.json<ErrorBody>({ error: `node ${c.req.param("id")} not found` }, 404);
     return c.json(detail);
   });
