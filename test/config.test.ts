@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseTemplate, renderTemplate, shellEscape, TEMPLATE_VARIABLES } from "../bootstrap/template.ts";
 import { configCheckCommand } from "../reconciler/cli/config-check.ts";
-import { formatProblems, loadConfigFile, parseConfig, type LoadResult } from "../reconciler/config/load.ts";
+import { loadConfigFile, parseConfig, type LoadResult } from "../reconciler/config/load.ts";
+import { formatProblems } from "../reconciler/config/yaml-source.ts";
 import { configToYaml } from "../reconciler/config/print.ts";
 import { closestMatch, formatDuration, parseAddress, parseDuration, type NavarchConfig } from "../schema/config.ts";
 

@@ -1,7 +1,8 @@
 // `navarch config check FILE`: validates a config file without touching any state.
 // Exit status: 0 valid (the normalised config is printed), 2 invalid or bad usage.
 import { configToYaml } from "../config/print.ts";
-import { formatProblems, loadConfigFile } from "../config/load.ts";
+import { loadConfigFile } from "../config/load.ts";
+import { formatProblems } from "../config/yaml-source.ts";
 
 export const CONFIG_CHECK_USAGE = "usage: navarch config check FILE";
 

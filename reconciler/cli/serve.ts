@@ -3,7 +3,8 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parseAddress, type NavarchConfig } from "../../schema/config.ts";
 import { EMBEDDED_DEFAULTS_SOURCE, EMBEDDED_DEFAULTS_YAML } from "../config/defaults.ts";
-import { formatProblems, loadConfigFile, parseConfig } from "../config/load.ts";
+import { loadConfigFile, parseConfig } from "../config/load.ts";
+import { formatProblems } from "../config/yaml-source.ts";
 import { ListenError, startReconciler, type ServeSettings } from "../serve.ts";
 import { StoreError, defaultDatabaseUrl } from "../store/store.ts";
 

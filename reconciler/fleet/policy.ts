@@ -30,16 +30,15 @@
 //   (code "*" matches any code.) An occurrence is counted from the rows' cumulative `count`: a
 //   finding the agent deduplicated into one row with count 500 is 500 occurrences; healthy
 //   (recovery) rows are not occurrences.
-import { readFile } from "node:fs/promises";
 import { CelScalar, celEnv, celFunc, celMap, isCelError, mapType, objectType, parse, plan, type CelInput, type CelMap, type CelType } from "@bufbuild/cel";
 import { strings } from "@bufbuild/cel/ext";
-import { isScalar, LineCounter, parseDocument, type Document } from "yaml";
+import { isScalar } from "yaml";
 import { closestMatch } from "../../schema/config.ts";
 import type { healthEvents } from "../../schema/db.ts";
 import { validateHealthPolicy, type HealthPolicyDocument, type PolicyIssue, type PolicyRule } from "../../schema/health-policy.ts";
 import { ACTIONS, type GpuIdentity, type HealthEvent, type RecommendedAction, type Severity } from "../../schema/wire.ts";
 import { lookupXid, XID_CATALOG, type XidCatalog, type XidCatalogEntry, type XidPersistence } from "../../schema/xid-catalog.ts";
-import type { Problem } from "../config/load.ts";
+import { YamlSource, readTextFile, sortProblems, type Problem } from "../config/yaml-source.ts";
 
 // ───────────────────────────── public types ─────────────────────────────
 
@@ -1265,38 +1264,16 @@ export type PolicyLoadResult = { ok: true; policy: HealthPolicy; warnings: strin
  * problem is reported with its key path and line; a policy with any problem is rejected whole.
  */
 export function parsePolicy(text: string, source: string, options: { catalog?: XidCatalog } = {}): PolicyLoadResult {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const at = (offset: number) => {
-    const { line, col } = lineCounter.linePos(offset);
-    return { line, column: col };
-  };
-  if (doc.errors.length > 0) {
-    const problems: Problem[] = [];
-    for (const error of doc.errors) {
-      const { line, column } = at(error.pos[0]);
-      if (problems.at(-1)?.line === line) continue;
-      problems.push({ path: "", message: `YAML syntax error at line ${line}, column ${column}: ${error.message}`, value: undefined, line, column });
-    }
-    return { ok: false, problems };
-  }
-  let raw: unknown;
-  try {
-    raw = doc.contents === null ? {} : doc.toJS({ maxAliasCount: 1000 });
-  } catch (error) {
-    return { ok: false, problems: [{ path: "", message: `YAML error: ${error instanceof Error ? error.message : String(error)}`, value: undefined }] };
-  }
+  // An empty file is the default policy only.
+  const parsed = YamlSource.parse(text, {});
+  if (!parsed.ok) return parsed;
+  const yaml = parsed.source;
+  const raw = yaml.raw;
   const validated = validateHealthPolicy(raw, options.catalog);
   const issues: PolicyCompileIssue[] = validated.ok ? [] : validated.issues;
   if (validated.ok) {
     const compiled = compilePolicy(validated.policy, source);
-    if (compiled.ok) {
-      const warnings = doc.warnings.map((w) => {
-        const { line, column } = at(w.pos[0]);
-        return `${source}: YAML warning at line ${line}, column ${column}: ${w.message}`;
-      });
-      return { ok: true, policy: compiled.policy, warnings };
-    }
+    if (compiled.ok) return { ok: true, policy: compiled.policy, warnings: yaml.warnings(source) };
     issues.push(...compiled.issues);
   } else {
     // Report bad CEL alongside the shape problems (one run shows everything).
@@ -1308,35 +1285,22 @@ export function parsePolicy(text: string, source: string, options: { catalog?: X
       if (!compiled.ok) issues.push(celIssue(index, when, compiled.problem));
     });
   }
-  const problems = issues.map((issue) => toProblem(issue, raw, doc, at));
-  problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
-  return { ok: false, problems };
+  return { ok: false, problems: sortProblems(issues.map((issue) => toProblem(issue, yaml))) };
 }
 
 /** Reads `path` and parses it; an unreadable file is a problem naming the OS reason. */
 export async function loadPolicyFile(path: string, options: { catalog?: XidCatalog } = {}): Promise<PolicyLoadResult> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    const code = typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? ` (${error.code})` : "";
-    return { ok: false, problems: [{ path: "", message: `cannot read ${path}${code}`, value: undefined }] };
-  }
-  return parsePolicy(text, path, options);
+  const read = await readTextFile(path);
+  return read.ok ? parsePolicy(read.text, path, options) : read;
 }
 
-function toProblem(issue: PolicyCompileIssue, raw: unknown, doc: Document, at: (offset: number) => { line: number; column: number }): Problem {
+function toProblem(issue: PolicyCompileIssue, yaml: YamlSource): Problem {
   const keys = issue.keys ?? [];
-  const value = keys.reduce<unknown>((node, key) => (typeof node === "object" && node !== null ? (node as Record<string | number, unknown>)[key] : undefined), raw);
-  let node: unknown;
-  for (let n = keys.length; n >= 0 && node === undefined; n--) node = n === 0 ? doc.contents : doc.getIn(keys.slice(0, n), true);
-  const range = typeof node === "object" && node !== null && "range" in node && Array.isArray(node.range) ? node.range : undefined;
-  const start = typeof range?.[0] === "number" ? range[0] : undefined;
-  if (start === undefined) return { path: issue.path, message: issue.message, value };
-  const position = at(start);
+  const problem = yaml.problemAt(issue.path, keys, issue.message);
   // A one-line plain scalar is the expression verbatim: point at the CEL error itself.
-  if (issue.cel && isScalar(node) && node.type === "PLAIN" && typeof node.value === "string" && !node.value.includes("\n")) {
-    position.column += issue.cel.column - 1;
+  const { node } = yaml.nodeAt(keys);
+  if (issue.cel && problem.column !== undefined && isScalar(node) && node.type === "PLAIN" && typeof node.value === "string" && !node.value.includes("\n")) {
+    problem.column += issue.cel.column - 1;
   }
-  return { path: issue.path, message: issue.message, value, ...position };
+  return problem;
 }
