@@ -26,6 +26,8 @@ export type ProviderType = (typeof PROVIDER_TYPES)[number];
 
 export interface NavarchConfig {
   server: ServerConfig;
+  /** Limits on what the reconciler may do on its own (remediation.md §5.4). */
+  safety: SafetyConfig;
   /**
    * Settings per provider type. Contains every provider a pool uses: one a pool names
    * without a `providers:` entry gets that type's defaults.
@@ -48,6 +50,24 @@ export interface ServerConfig {
   database_url?: string;
   /** Name of the environment variable holding the admin/bootstrap token (never the token). */
   auth_token_env: string;
+}
+
+export interface SafetyConfig {
+  /** Compute and record every decision, change nothing (no cordon, terminate, launch). */
+  dry_run: boolean;
+  /** Per pool, nodes that may be out of service for health at once: max(floor, ceil(percent × size)). */
+  unhealthy_budget: { floor: number; percent: number };
+  /** Replacements (cordoned through terminating, plus pending replacements) in flight at once. */
+  max_in_flight_per_pool: number;
+  max_in_flight_fleet: number;
+  /** New cordons, fleet-wide: a token bucket of `burst` refilled at `per_minute`. */
+  cordon_rate: { per_minute: number; burst: number };
+  /** Trips when this many nodes, or this share of a pool, are cordoned within the window; blocks destructive actions until a human resets it. */
+  breaker: { window: Millis; max_cordons: number; percent: number };
+  /** Freeze Lost handling when this share of nodes (and at least min_nodes) went silent within the window. */
+  partition: { window: Millis; percent: number; min_nodes: number };
+  /** Replacement attempts for one failing slot before the node is Held for a human. */
+  max_attempts: number;
 }
 
 export interface LambdaProviderConfig {
@@ -286,6 +306,7 @@ export const DURATION_KEYS: ReadonlySet<string> = new Set([
   "registration_timeout",
   "lookback_window",
   "idle_decay",
+  "window",
 ]);
 
 // ───────────────────────────── leaf schemas ─────────────────────────────
@@ -788,11 +809,33 @@ const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
   v.transform(({ name, provider, providers, ...rest }) => ({ name, providers: providers ?? (provider ? [provider] : []), ...rest })),
 );
 
+// ───────────────────────────── safety rails ─────────────────────────────
+
+// Defaults are safe for a 3-node and a 3,000-node pool alike (remediation.md §5.4):
+// budgets have an absolute floor and a share; the breaker counts both.
+const Safety: v.GenericSchema<unknown, SafetyConfig> = strict({
+  dry_run: v.optional(Bool, false),
+  unhealthy_budget: v.optional(strict({ floor: v.optional(int(0), 1), percent: v.optional(Percent, 20) }), {}),
+  max_in_flight_per_pool: v.optional(int(1), 2),
+  max_in_flight_fleet: v.optional(int(1), 10),
+  cordon_rate: v.optional(strict({ per_minute: v.optional(int(1), 6), burst: v.optional(int(1), 5) }), {}),
+  breaker: v.optional(
+    strict({ window: v.optional(PositiveDuration, "10m"), max_cordons: v.optional(int(1), 10), percent: v.optional(Percent, 30) }),
+    {},
+  ),
+  partition: v.optional(
+    strict({ window: v.optional(PositiveDuration, "2m"), percent: v.optional(Percent, 50), min_nodes: v.optional(int(1), 3) }),
+    {},
+  ),
+  max_attempts: v.optional(int(1), 3),
+});
+
 // ───────────────────────────── the file ─────────────────────────────
 
 export const NavarchConfigSchema: v.GenericSchema<unknown, NavarchConfig> = v.pipe(
   strict({
     server: v.optional(Server, {}),
+    safety: v.optional(Safety, {}),
     providers: v.optional(Providers, {}),
     pools: v.optional(list(Pool), []),
   }),

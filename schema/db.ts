@@ -31,6 +31,10 @@ export const pools = sqliteTable("pools", {
   /** The normalised pool spec as JSON, exactly as validated. */
   spec: text("spec", { mode: "json" }).notNull(),
   paused: integer("paused", { mode: "boolean" }).notNull().default(false),
+  pausedReason: text("paused_reason"),
+  /** Last scaling action (cooldown_period counts from it); replacements are not scaling. */
+  lastScaleAt: integer("last_scale_at"),
+  lastScaleDirection: text("last_scale_direction", { enum: ["up", "down"] }),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });
@@ -59,6 +63,11 @@ export const instances = sqliteTable(
 );
 
 /** What registered (an agent), with its lifecycle state. */
+/**
+ * One row per machine we run or know of, from the moment it is requested (id = the
+ * instance name the provider gets, which is also the agent's --node-id) or, for a
+ * machine we did not create, from its agent's first registration.
+ */
 export const nodes = sqliteTable(
   "nodes",
   {
@@ -66,32 +75,87 @@ export const nodes = sqliteTable(
     pool: text("pool"),
     provider: text("provider"),
     instanceType: text("instance_type"),
+    /** The instance (what the provider has) behind this node, once launched. */
     instanceName: text("instance_name"),
-    hostname: text("hostname").notNull(),
     state: text("state", { enum: NODE_STATES }).notNull(),
     /** Bumped on every write; transitions are `UPDATE … WHERE version = ?`. */
     version: integer("version").notNull().default(0),
-    bootId: text("boot_id").notNull(),
-    agentVersion: text("agent_version").notNull(),
+    stateReason: text("state_reason"),
+    stateChangedAt: integer("state_changed_at").notNull(),
+    /** When the reconciler must look at this node again (deadlines live here, not in timers). */
+    nextActionAt: integer("next_action_at"),
+    requestedAt: integer("requested_at"),
+    /** The node this one replaces, for replacements. */
+    replacementOf: text("replacement_of"),
+    // What the agent reported (null until it registers).
+    hostname: text("hostname"),
+    bootId: text("boot_id"),
+    agentVersion: text("agent_version"),
     driverVersion: text("driver_version"),
     cudaVersion: text("cuda_version"),
-    nvmlAvailable: integer("nvml_available", { mode: "boolean" }).notNull(),
+    nvmlAvailable: integer("nvml_available", { mode: "boolean" }).notNull().default(false),
     nvmlError: text("nvml_error"),
     /** The agent's own verdict from its last heartbeat (null until its first full check). */
     agentHealth: text("agent_health", { enum: ["healthy", "degraded", "unhealthy"] }),
-    registeredAt: integer("registered_at").notNull(),
-    lastHeartbeatAt: integer("last_heartbeat_at").notNull(),
+    registeredAt: integer("registered_at"),
+    lastHeartbeatAt: integer("last_heartbeat_at"),
     /** Highest health-event seq stored for this node, and the agent spool it came from. */
     lastEventSeq: integer("last_event_seq").notNull().default(0),
-    spoolId: text("spool_id").notNull(),
+    spoolId: text("spool_id"),
+    // The reconciler's health judgement.
+    /** Open findings (policy results per incident key), as JSON. */
+    findings: text("findings", { mode: "json" }).notNull().default([]),
+    /** Consecutive failed health evaluations (health.unhealthy_threshold). */
+    consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+    /** Highest health_events.id already evaluated for this node. */
+    evaluatedEventId: integer("evaluated_event_id").notNull().default(0),
+    verdict: text("verdict", { enum: ["healthy", "degraded", "unhealthy"] }),
+    /** The open incident, while there is one. */
+    incidentId: integer("incident_id"),
     /** Who cordoned it (`navarch` or a human), so we only undo our own cordons. */
     cordonedBy: text("cordoned_by"),
-    stateReason: text("state_reason"),
-    nextActionAt: integer("next_action_at"),
+    /** Replacement attempts for this node's slot (then Held); also launch attempts while requested. */
+    attempts: integer("attempts").notNull().default(0),
+    /** Why the node is on its way out once drained: replaced (health) or removed (scale down). */
+    removal: text("removal", { enum: ["replace", "scale_down"] }),
     updatedAt: integer("updated_at").notNull(),
   },
   (t) => [index("nodes_pool_state").on(t.pool, t.state), index("nodes_next_action").on(t.nextActionAt)],
 );
+
+/** One per unhealthy episode of a node, with the clock of each step (for the timing metrics). */
+export const incidents = sqliteTable(
+  "incidents",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    nodeId: text("node_id").notNull(),
+    pool: text("pool"),
+    reason: text("reason").notNull(),
+    /** When the first unhealthy finding of this episode happened on the node. */
+    faultAt: integer("fault_at").notNull(),
+    openedAt: integer("opened_at").notNull(),
+    cordonedAt: integer("cordoned_at"),
+    drainedAt: integer("drained_at"),
+    terminatedAt: integer("terminated_at"),
+    replacementNodeId: text("replacement_node_id"),
+    replacementReadyAt: integer("replacement_ready_at"),
+    /** What the reconciler is doing or refused to do, and why (e.g. the rail that blocks it). */
+    status: text("status").notNull(),
+    closedAt: integer("closed_at"),
+    outcome: text("outcome", { enum: ["replaced", "recovered", "cancelled", "held", "terminated"] }),
+  },
+  (t) => [index("incidents_node").on(t.nodeId), index("incidents_open").on(t.closedAt)],
+);
+
+/** Circuit breakers per pool and fleet-wide (scope "fleet" or "pool:<name>"). */
+export const breakers = sqliteTable("breakers", {
+  scope: text("scope").primaryKey(),
+  trippedAt: integer("tripped_at").notNull(),
+  reason: text("reason").notNull(),
+  /** Set by a human reset; a tripped breaker stays tripped until then. */
+  resetAt: integer("reset_at"),
+  resetBy: text("reset_by"),
+});
 
 export const gpus = sqliteTable(
   "gpus",

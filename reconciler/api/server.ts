@@ -67,6 +67,9 @@ export function createApi(opts: ApiOptions): Hono {
     const body = await validated(c, RegisterRequest);
     if (body instanceof Response) return body;
     const result = await registerNode(store.db, body, now);
+    if (!result.ok) {
+      return c.json<ErrorBody>({ error: `node ${body.nodeId} is ${result.state}; this machine is being or has been removed from the fleet` }, 409);
+    }
     if (result.created) opts.log(`node ${body.nodeId} registered (${body.gpus.length} GPUs, NVML ${body.nvml.available ? "ok" : "unavailable"})`);
     return c.json<RegisterResponse>({
       nodeId: body.nodeId,

@@ -7,20 +7,22 @@ import type { Db } from "../store/store.ts";
 
 export type Clock = () => number;
 
-export interface RegisterResult {
-  created: boolean;
-  lastEventSeq: number;
-  sameSpool: boolean;
-}
+export type RegisterResult =
+  | { ok: true; created: boolean; lastEventSeq: number; sameSpool: boolean }
+  /** The node was terminated or given up on: its machine should not be running. */
+  | { ok: false; state: string };
 
 /** States in which a (re-)registration leaves the lifecycle state alone. */
-const KEEP_STATE_ON_REGISTER = new Set(["ready", "suspect", "cordoned", "draining", "held", "terminating"]);
+const KEEP_STATE_ON_REGISTER = new Set(["ready", "suspect", "cordoned", "draining", "held"]);
+/** States from which a registration is refused. */
+const GONE_STATES = new Set(["terminating", "terminated", "failed"]);
 
 export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Promise<RegisterResult> {
   const at = now();
   const nvmlError = req.nvml.available ? null : (req.nvml.error ?? "NVML unavailable");
   return db.transaction(async (tx) => {
     const [existing] = await tx.select().from(nodes).where(eq(nodes.id, req.nodeId));
+    if (existing && GONE_STATES.has(existing.state)) return { ok: false as const, state: existing.state };
     const fields = {
       pool: req.pool ?? existing?.pool ?? null,
       provider: req.provider ?? existing?.provider ?? null,
@@ -43,6 +45,7 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
         // A node is not Ready until its first full health check passes (lifecycle).
         state: "validating",
         stateReason: nvmlError ?? "awaiting first health check",
+        stateChangedAt: at,
         registeredAt: at,
       });
     } else {
@@ -51,7 +54,8 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
         .update(nodes)
         .set({
           ...fields,
-          ...(keep ? {} : { state: "validating" as const, stateReason: nvmlError ?? "awaiting first health check" }),
+          registeredAt: existing.registeredAt ?? at,
+          ...(keep ? {} : { state: "validating" as const, stateReason: nvmlError ?? "awaiting first health check", stateChangedAt: at }),
           version: sql`${nodes.version} + 1`,
         })
         .where(eq(nodes.id, req.nodeId));
@@ -71,6 +75,7 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
       );
     }
     return {
+      ok: true as const,
       created: existing === undefined,
       lastEventSeq: existing?.lastEventSeq ?? 0,
       sameSpool: existing?.spoolId === req.spoolId,

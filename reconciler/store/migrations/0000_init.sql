@@ -8,6 +8,14 @@ CREATE TABLE `audit_log` (
 );
 --> statement-breakpoint
 CREATE INDEX `audit_log_at` ON `audit_log` (`at`);--> statement-breakpoint
+CREATE TABLE `breakers` (
+	`scope` text PRIMARY KEY NOT NULL,
+	`tripped_at` integer NOT NULL,
+	`reason` text NOT NULL,
+	`reset_at` integer,
+	`reset_by` text
+);
+--> statement-breakpoint
 CREATE TABLE `gpus` (
 	`node_id` text NOT NULL,
 	`gpu_index` integer NOT NULL,
@@ -41,6 +49,25 @@ CREATE TABLE `health_events` (
 --> statement-breakpoint
 CREATE UNIQUE INDEX `health_events_node_seq` ON `health_events` (`node_id`,`seq`);--> statement-breakpoint
 CREATE INDEX `health_events_time` ON `health_events` (`time`);--> statement-breakpoint
+CREATE TABLE `incidents` (
+	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
+	`node_id` text NOT NULL,
+	`pool` text,
+	`reason` text NOT NULL,
+	`fault_at` integer NOT NULL,
+	`opened_at` integer NOT NULL,
+	`cordoned_at` integer,
+	`drained_at` integer,
+	`terminated_at` integer,
+	`replacement_node_id` text,
+	`replacement_ready_at` integer,
+	`status` text NOT NULL,
+	`closed_at` integer,
+	`outcome` text
+);
+--> statement-breakpoint
+CREATE INDEX `incidents_node` ON `incidents` (`node_id`);--> statement-breakpoint
+CREATE INDEX `incidents_open` ON `incidents` (`closed_at`);--> statement-breakpoint
 CREATE TABLE `instances` (
 	`name` text PRIMARY KEY NOT NULL,
 	`provider` text NOT NULL,
@@ -64,23 +91,33 @@ CREATE TABLE `nodes` (
 	`provider` text,
 	`instance_type` text,
 	`instance_name` text,
-	`hostname` text NOT NULL,
 	`state` text NOT NULL,
 	`version` integer DEFAULT 0 NOT NULL,
-	`boot_id` text NOT NULL,
-	`agent_version` text NOT NULL,
+	`state_reason` text,
+	`state_changed_at` integer NOT NULL,
+	`next_action_at` integer,
+	`requested_at` integer,
+	`replacement_of` text,
+	`hostname` text,
+	`boot_id` text,
+	`agent_version` text,
 	`driver_version` text,
 	`cuda_version` text,
-	`nvml_available` integer NOT NULL,
+	`nvml_available` integer DEFAULT false NOT NULL,
 	`nvml_error` text,
 	`agent_health` text,
-	`registered_at` integer NOT NULL,
-	`last_heartbeat_at` integer NOT NULL,
+	`registered_at` integer,
+	`last_heartbeat_at` integer,
 	`last_event_seq` integer DEFAULT 0 NOT NULL,
-	`spool_id` text NOT NULL,
+	`spool_id` text,
+	`findings` text DEFAULT '[]' NOT NULL,
+	`consecutive_failures` integer DEFAULT 0 NOT NULL,
+	`evaluated_event_id` integer DEFAULT 0 NOT NULL,
+	`verdict` text,
+	`incident_id` integer,
 	`cordoned_by` text,
-	`state_reason` text,
-	`next_action_at` integer,
+	`attempts` integer DEFAULT 0 NOT NULL,
+	`removal` text,
 	`updated_at` integer NOT NULL
 );
 --> statement-breakpoint
@@ -106,6 +143,9 @@ CREATE TABLE `pools` (
 	`source` text NOT NULL,
 	`spec` text NOT NULL,
 	`paused` integer DEFAULT false NOT NULL,
+	`paused_reason` text,
+	`last_scale_at` integer,
+	`last_scale_direction` text,
 	`created_at` integer NOT NULL,
 	`updated_at` integer NOT NULL
 );

@@ -1,0 +1,53 @@
+// The write-ahead log of side effects. Every call that changes the world (cloud
+// launch/terminate, scheduler cordon, …) first gets an operation row under a
+// deterministic key; the call carries the key as its idempotency token. After a
+// crash at any point the same key is retried and finds the same result, so no
+// instance is created twice and none is terminated twice.
+import { eq, sql } from "drizzle-orm";
+import { operations } from "../../schema/db.ts";
+import type { Db } from "../store/store.ts";
+
+export type OperationOutcome<T> = { ok: true; result: T; replayed: boolean } | { ok: false; error: unknown };
+
+export interface OperationSpec {
+  key: string;
+  kind: string;
+  nodeId?: string;
+  pool?: string;
+  payload?: unknown;
+}
+
+/**
+ * Runs `effect` under the operation `spec.key`. A key that already succeeded
+ * returns its stored result without calling `effect` again.
+ */
+export async function runOperation<T>(db: Db, spec: OperationSpec, at: number, effect: () => Promise<T>): Promise<OperationOutcome<T>> {
+  await db
+    .insert(operations)
+    .values({
+      key: spec.key,
+      kind: spec.kind,
+      nodeId: spec.nodeId ?? null,
+      pool: spec.pool ?? null,
+      state: "pending",
+      payload: spec.payload ?? null,
+      createdAt: at,
+      updatedAt: at,
+    })
+    .onConflictDoNothing();
+  const [row] = await db.select().from(operations).where(eq(operations.key, spec.key));
+  if (row?.state === "succeeded") return { ok: true, result: row.result as T, replayed: true };
+  await db
+    .update(operations)
+    .set({ state: "running", attempts: sql`${operations.attempts} + 1`, updatedAt: at })
+    .where(eq(operations.key, spec.key));
+  try {
+    const result = await effect();
+    await db.update(operations).set({ state: "succeeded", result: (result ?? null) as unknown, error: null, updatedAt: at }).where(eq(operations.key, spec.key));
+    return { ok: true, result, replayed: false };
+  } catch (error) {
+    const text = error instanceof Error ? error.message : String(error);
+    await db.update(operations).set({ state: "failed", error: text, updatedAt: at }).where(eq(operations.key, spec.key));
+    return { ok: false, error };
+  }
+}

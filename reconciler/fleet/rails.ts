@@ -1,0 +1,184 @@
+// Safety rails (remediation.md §5.4), computed from the rows as they are (level-
+// triggered: nothing here is the only copy of anything). Every automatic action
+// that takes capacity away asks first; a refusal names the rail and says why, and
+// the node and its incident show it. Recovery (uncordon) is never blocked.
+import type { SafetyConfig } from "../../schema/config.ts";
+import type { NodeState } from "../../schema/db.ts";
+
+export type RailName =
+  | "dry_run"
+  | "paused"
+  | "unhealthy_budget"
+  | "in_flight_pool"
+  | "in_flight_fleet"
+  | "cordon_rate"
+  | "breaker"
+  | "partition_freeze"
+  | "max_attempts";
+
+export type RailVerdict = { allowed: true } | { allowed: false; rail: RailName; reason: string };
+
+export interface RailNode {
+  id: string;
+  pool: string | null;
+  state: NodeState;
+  incidentId: number | null;
+  replacementOf: string | null;
+  removal: "replace" | "scale_down" | null;
+}
+
+/** States in which a node is out of service for its health (counted by the budget). */
+const OUT_OF_SERVICE: ReadonlySet<NodeState> = new Set(["cordoned", "draining", "terminating", "held"]);
+/** A replacement not yet in service. */
+const COMING_UP: ReadonlySet<NodeState> = new Set(["requested", "provisioning", "bootstrapping", "validating"]);
+/** Nodes that make up a pool's size. */
+export const IN_POOL: ReadonlySet<NodeState> = new Set([
+  "requested",
+  "provisioning",
+  "bootstrapping",
+  "validating",
+  "ready",
+  "suspect",
+  "cordoned",
+  "draining",
+  "lost",
+  "held",
+]);
+
+export interface RailInputs {
+  safety: SafetyConfig;
+  now: number;
+  nodes: readonly RailNode[];
+  /** Times of recent cordons (ours), fleet-wide, with their pool. */
+  recentCordons: readonly { at: number; pool: string | null }[];
+  /** Tripped breakers by scope ("fleet", "pool:<name>"), with their reason. */
+  trippedBreakers: ReadonlyMap<string, string>;
+  pausedPools: ReadonlyMap<string, string>;
+  /** Set while too many heartbeats stopped at once. */
+  partitionFrozen?: string;
+}
+
+export class Rails {
+  constructor(private readonly inputs: RailInputs) {}
+
+  /** May a new cordon (the start of taking a node out) happen in `pool`? */
+  mayCordon(pool: string | null): RailVerdict {
+    return (
+      this.common(pool) ??
+      this.budget(pool) ??
+      this.inFlight(pool) ??
+      this.cordonRate() ??
+      ({ allowed: true } as const)
+    );
+  }
+
+  /** May a drained node be terminated (and replaced)? */
+  mayTerminate(pool: string | null): RailVerdict {
+    return this.common(pool) ?? ({ allowed: true } as const);
+  }
+
+  /** May a Lost node be fenced (its instance terminated)? Frozen while a partition is suspected. */
+  mayDeclareLost(): RailVerdict {
+    const frozen = this.inputs.partitionFrozen;
+    return frozen ? { allowed: false, rail: "partition_freeze", reason: frozen } : { allowed: true };
+  }
+
+  /** May a node be replaced after `attempts` replacements of its slot? */
+  mayReplace(attempts: number): RailVerdict {
+    const max = this.inputs.safety.max_attempts;
+    return attempts >= max
+      ? { allowed: false, rail: "max_attempts", reason: `${attempts} replacements of this node's slot already (safety.max_attempts ${max}); a human must look` }
+      : { allowed: true };
+  }
+
+  /** Records a cordon made in this pass, so later decisions of the same pass see it. */
+  noteCordon(pool: string | null): void {
+    (this.inputs.recentCordons as { at: number; pool: string | null }[]).push({ at: this.inputs.now, pool });
+  }
+
+  private common(pool: string | null): RailVerdict | undefined {
+    const { safety, trippedBreakers, pausedPools } = this.inputs;
+    if (safety.dry_run) return { allowed: false, rail: "dry_run", reason: "safety.dry_run is on: decisions are recorded, nothing is changed" };
+    if (pool !== null && pausedPools.has(pool)) return { allowed: false, rail: "paused", reason: `pool ${pool} is paused: ${pausedPools.get(pool)}` };
+    const fleet = trippedBreakers.get("fleet");
+    if (fleet) return { allowed: false, rail: "breaker", reason: `fleet circuit breaker tripped: ${fleet}; reset it after checking the cause` };
+    const poolBreaker = pool === null ? undefined : trippedBreakers.get(`pool:${pool}`);
+    if (poolBreaker) return { allowed: false, rail: "breaker", reason: `pool ${pool} circuit breaker tripped: ${poolBreaker}; reset it after checking the cause` };
+    return undefined;
+  }
+
+  private budget(pool: string | null): RailVerdict | undefined {
+    const members = this.poolNodes(pool);
+    const size = members.filter((n) => IN_POOL.has(n.state)).length;
+    const { floor, percent } = this.inputs.safety.unhealthy_budget;
+    const allowed = Math.max(floor, Math.ceil((percent / 100) * size));
+    const out = members.filter((n) => OUT_OF_SERVICE.has(n.state) && n.removal !== "scale_down").length;
+    if (out < allowed) return undefined;
+    return {
+      allowed: false,
+      rail: "unhealthy_budget",
+      reason: `${out} of ${size} nodes of pool ${pool ?? "-"} already out of service; the budget is max(${floor}, ${percent}% of ${size}) = ${allowed}`,
+    };
+  }
+
+  private inFlight(pool: string | null): RailVerdict | undefined {
+    const { max_in_flight_per_pool: perPool, max_in_flight_fleet: fleet } = this.inputs.safety;
+    const inFlight = (nodes: readonly RailNode[]) =>
+      nodes.filter((n) => (OUT_OF_SERVICE.has(n.state) && n.removal !== "scale_down" && n.state !== "held") || (n.replacementOf !== null && COMING_UP.has(n.state))).length;
+    const poolCount = inFlight(this.poolNodes(pool));
+    if (poolCount >= perPool) {
+      return { allowed: false, rail: "in_flight_pool", reason: `${poolCount} replacements in flight in pool ${pool ?? "-"} (safety.max_in_flight_per_pool ${perPool})` };
+    }
+    const fleetCount = inFlight(this.inputs.nodes);
+    if (fleetCount >= fleet) {
+      return { allowed: false, rail: "in_flight_fleet", reason: `${fleetCount} replacements in flight fleet-wide (safety.max_in_flight_fleet ${fleet})` };
+    }
+    return undefined;
+  }
+
+  /** A token bucket of `burst` refilled at `per_minute`, replayed over the recent cordons. */
+  private cordonRate(): RailVerdict | undefined {
+    const { per_minute: perMinute, burst } = this.inputs.safety.cordon_rate;
+    const refillMs = 60_000 / perMinute;
+    const horizon = this.inputs.now - burst * refillMs;
+    const times = this.inputs.recentCordons.map((c) => c.at).filter((t) => t > horizon).sort((a, b) => a - b);
+    let tokens = burst;
+    let last = horizon;
+    for (const t of times) {
+      tokens = Math.min(burst, tokens + (t - last) / refillMs) - 1;
+      last = t;
+    }
+    tokens = Math.min(burst, tokens + (this.inputs.now - last) / refillMs);
+    if (tokens >= 1) return undefined;
+    const waitS = Math.ceil(((1 - tokens) * refillMs) / 1000);
+    return { allowed: false, rail: "cordon_rate", reason: `new cordons limited to ${perMinute}/min (burst ${burst}); next in ${waitS} s` };
+  }
+
+  private poolNodes(pool: string | null): readonly RailNode[] {
+    return this.inputs.nodes.filter((n) => n.pool === pool);
+  }
+}
+
+/**
+ * Whether the breaker of `scope` should trip now: too many cordons within the window,
+ * in absolute numbers or as a share of the nodes the scope covers.
+ */
+export function breakerShouldTrip(safety: SafetyConfig, cordonsInWindow: number, scopeSize: number): string | undefined {
+  const { max_cordons: max, percent, window } = safety.breaker;
+  const minutes = Math.round(window / 60_000);
+  if (cordonsInWindow >= max) return `${cordonsInWindow} nodes cordoned within ${minutes} min (safety.breaker.max_cordons ${max})`;
+  // A share only means something once more than one node is involved.
+  if (cordonsInWindow >= 2 && scopeSize > 0 && (cordonsInWindow / scopeSize) * 100 >= percent) {
+    return `${cordonsInWindow} of ${scopeSize} nodes cordoned within ${minutes} min (≥ safety.breaker.percent ${percent}%)`;
+  }
+  return undefined;
+}
+
+/** Whether many heartbeats stopped at once: then the problem is more likely ours than theirs. */
+export function partitionSuspected(safety: SafetyConfig, silent: number, watched: number): string | undefined {
+  const { percent, min_nodes: minNodes } = safety.partition;
+  if (silent >= minNodes && watched > 0 && (silent / watched) * 100 >= percent) {
+    return `${silent} of ${watched} nodes stopped heartbeating at once (≥ safety.partition.percent ${percent}%): suspecting a partition on our side, Lost handling frozen`;
+  }
+  return undefined;
+}

@@ -1,0 +1,789 @@
+// The reconcile loop: level-triggered over the rows in libSQL. Each pass reads
+// the nodes as they are, judges their health from the events the agents sent,
+// and moves each node one step through its lifecycle (architecture.md):
+//
+//   requested → provisioning → validating → ready ⇄ suspect → cordoned → draining
+//     → terminating → terminated        (+ failed, lost, held)
+//
+// Every transition is a compare-and-set on the node's version; every side effect
+// goes through an operation row (operations.ts) with a deterministic key; deadlines
+// live in the rows. Events only wake the loop. A crash at any point resumes from
+// the rows: nothing is launched twice, nothing leaks, nothing is terminated twice.
+import { and, asc, eq, gt, gte, inArray, isNull, notInArray, sql } from "drizzle-orm";
+import { randomBytes } from "node:crypto";
+import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
+import { auditLog, breakers, gpus, healthEvents, incidents, instances, nodes, pools, type NodeState } from "../../schema/db.ts";
+import type { GpuSnapshot } from "../../schema/wire.ts";
+import { decideScale, type PoolMetrics } from "../pools/autoscaler.ts";
+import { ProviderError, TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance, type Provider } from "../providers/provider.ts";
+import type { Store } from "../store/store.ts";
+import { runOperation } from "./operations.ts";
+import { eventFromRow, nodeVerdict, trackFinding, type HealthPolicy, type OpenFinding } from "./policy.ts";
+import { IN_POOL, Rails, breakerShouldTrip, partitionSuspected, type RailNode, type RailVerdict } from "./rails.ts";
+import type { Clock } from "./registry.ts";
+import { NO_SCHEDULER, type SchedulerMirror } from "./scheduler.ts";
+
+type NodeRow = typeof nodes.$inferSelect;
+
+export interface ReconcilerOptions {
+  store: Store;
+  config: NavarchConfig;
+  /** Providers by config name (`lambda`, `local`, …). */
+  providers: ReadonlyMap<string, Provider>;
+  policy: HealthPolicy;
+  scheduler?: SchedulerMirror;
+  now?: Clock;
+  log?: (line: string) => void;
+  /** Who the audit log names for the reconciler's own actions. */
+  actor?: string;
+}
+
+/** What one pass did, for tests, the simulator and the log. */
+export interface PassReport {
+  at: number;
+  transitions: { node: string; from: NodeState; to: NodeState; reason: string }[];
+  blocked: { node: string; rail: string; reason: string }[];
+  launched: string[];
+  terminated: string[];
+  durationMs: number;
+}
+
+/** States the reconciler never moves out of by itself. */
+const TERMINAL: readonly NodeState[] = ["terminated", "failed"];
+/** States whose agent must keep heartbeating. */
+const WATCHED: ReadonlySet<NodeState> = new Set(["validating", "ready", "suspect", "cordoned", "draining"]);
+/** An inventory sweep runs this often (and at start). */
+const SWEEP_INTERVAL_MS = 60_000;
+/** Launch retries back off up to this. */
+const MAX_LAUNCH_BACKOFF_MS = 10 * 60_000;
+/** A failure within this time of becoming Ready counts as a retry of the same slot. */
+const MIN_HEALTHY_PERIOD_MS = 60 * 60_000;
+
+export class Reconciler {
+  private readonly store: Store;
+  private readonly scheduler: SchedulerMirror;
+  private readonly now: Clock;
+  private readonly log: (line: string) => void;
+  private readonly actor: string;
+  private config: NavarchConfig;
+  private lastSweepAt = Number.NEGATIVE_INFINITY;
+  private readonly lastHealthTick = new Map<string, number>();
+  /** This pass's verdict explanation per node, and when its deciding finding opened. */
+  private readonly verdictReasons = new Map<string, { reason: string; faultAt: number }>();
+  private readonly lastAutoscaleAt = new Map<string, number>();
+  /** Instances seen with no node, by provider id: how many sweeps in a row (reap after two). */
+  private readonly orphanSweeps = new Map<string, number>();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private running: Promise<PassReport> | undefined;
+  private wakeRequested = false;
+  private stopped = true;
+
+  constructor(private readonly opts: ReconcilerOptions) {
+    this.store = opts.store;
+    this.config = opts.config;
+    this.scheduler = opts.scheduler ?? NO_SCHEDULER;
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log ?? (() => undefined);
+    this.actor = opts.actor ?? "navarch";
+  }
+
+  /** Runs passes every `intervalMs` and whenever woken, until stop(). */
+  start(intervalMs = 1000): void {
+    this.stopped = false;
+    const loop = async () => {
+      if (this.stopped) return;
+      try {
+        await this.pass();
+      } catch (err) {
+        this.log(`reconcile pass failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      }
+      if (!this.stopped) this.timer = setTimeout(loop, this.wakeRequested ? 0 : intervalMs);
+    };
+    void loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running?.catch(() => undefined);
+  }
+
+  /** An event arrived or an operator acted: run a pass soon instead of at the next tick. */
+  wake(): void {
+    this.wakeRequested = true;
+    if (this.stopped || this.running) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (!this.stopped) void this.pass().catch((err: unknown) => this.log(`reconcile pass failed: ${String(err)}`)).finally(() => this.start());
+    }, 0);
+  }
+
+  /** One level-triggered pass over every node and pool; passes never overlap. */
+  pass(): Promise<PassReport> {
+    this.running ??= this.runPass().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async runPass(): Promise<PassReport> {
+    this.wakeRequested = false;
+    const started = performance.now();
+    const at = this.now();
+    const report: PassReport = { at, transitions: [], blocked: [], launched: [], terminated: [], durationMs: 0 };
+    const db = this.store.db;
+    await this.syncPools(at);
+
+    const live = await db.select().from(nodes).where(notInArray(nodes.state, [...TERMINAL]));
+    const readings = await this.latestReadings(live.map((n) => n.id));
+    await this.judgeHealth(live, at);
+
+    const rails = await this.rails(live, at);
+    const ctx: PassContext = { at, report, rails, readings };
+    for (const node of live) {
+      try {
+        await this.step(node, ctx);
+      } catch (err) {
+        this.log(`node ${node.id}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    // Scale on the rows as the steps left them (a replacement requested this pass counts).
+    const now = await db.select().from(nodes).where(notInArray(nodes.state, [...TERMINAL]));
+    for (const pool of this.config.pools) await this.scale(pool, now, ctx);
+    if (at - this.lastSweepAt >= SWEEP_INTERVAL_MS) {
+      this.lastSweepAt = at;
+      await this.sweep(live, ctx);
+    }
+    report.durationMs = performance.now() - started;
+    return report;
+  }
+
+  // ───────────────────────────── pools ─────────────────────────────
+
+  private async syncPools(at: number): Promise<void> {
+    for (const pool of this.config.pools) {
+      await this.store.db
+        .insert(pools)
+        .values({ name: pool.name, source: "config", spec: pool, createdAt: at, updatedAt: at })
+        .onConflictDoUpdate({ target: pools.name, set: { spec: pool, updatedAt: at } });
+    }
+  }
+
+  private poolConfig(name: string | null): PoolConfig | undefined {
+    return name === null ? undefined : this.config.pools.find((p) => p.name === name);
+  }
+
+  // ───────────────────────────── health ─────────────────────────────
+
+  /** Feeds new events through the policy and updates each node's open findings and verdict. */
+  private async judgeHealth(live: NodeRow[], at: number): Promise<void> {
+    const db = this.store.db;
+    const byId = new Map(live.map((n) => [n.id, n]));
+    const from = Math.min(...live.map((n) => n.evaluatedEventId), Number.MAX_SAFE_INTEGER);
+    const fresh = live.length === 0 ? [] : await db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(20_000);
+    const newByNode = new Map<string, (typeof fresh)[number][]>();
+    for (const e of fresh) {
+      const n = byId.get(e.nodeId);
+      if (n === undefined || e.id <= n.evaluatedEventId) continue;
+      newByNode.set(e.nodeId, [...(newByNode.get(e.nodeId) ?? []), e]);
+    }
+    for (const node of live) {
+      if (node.bootId === null) continue; // not registered yet: nothing to judge
+      const pool = this.poolConfig(node.pool);
+      const interval = this.config.server.health_check_interval;
+      const events = newByNode.get(node.id) ?? [];
+      const tick = at - (this.lastHealthTick.get(node.id) ?? Number.NEGATIVE_INFINITY) >= interval;
+      if (events.length === 0 && !tick) continue;
+      let open = node.findings as OpenFinding[];
+      if (events.length > 0) {
+        const history = await db
+          .select()
+          .from(healthEvents)
+          .where(and(eq(healthEvents.nodeId, node.id), gte(healthEvents.time, at - 7 * 24 * 3_600_000)));
+        for (const row of events) {
+          const event = eventFromRow(row);
+          const evaluation = this.opts.policy.evaluate({ event, node: { id: node.id, pool: node.pool, bootId: node.bootId } }, history, at);
+          open = trackFinding(open, event, evaluation);
+        }
+      }
+      if (tick) this.lastHealthTick.set(node.id, at);
+      const verdict = nodeVerdict(open, {
+        unhealthyThreshold: pool?.health.unhealthy_threshold ?? 2,
+        now: at,
+        bootId: node.bootId,
+        consecutiveFailures: node.consecutiveFailures,
+        tick,
+      });
+      const lastId = events.at(-1)?.id ?? node.evaluatedEventId;
+      await db
+        .update(nodes)
+        .set({
+          findings: verdict.open,
+          consecutiveFailures: verdict.state.consecutiveFailures,
+          verdict: verdict.verdict,
+          evaluatedEventId: lastId,
+          updatedAt: at,
+        })
+        .where(eq(nodes.id, node.id));
+      Object.assign(node, { findings: verdict.open, consecutiveFailures: verdict.state.consecutiveFailures, verdict: verdict.verdict, evaluatedEventId: lastId });
+      this.verdictReasons.set(node.id, { reason: verdict.reason, faultAt: verdict.decidedBy?.openedAt ?? at });
+    }
+  }
+
+  private async latestReadings(ids: string[]): Promise<Map<string, GpuSnapshot[]>> {
+    const out = new Map<string, GpuSnapshot[]>();
+    if (ids.length === 0) return out;
+    const rows = await this.store.db.select({ nodeId: gpus.nodeId, snapshot: gpus.lastSnapshot }).from(gpus).where(inArray(gpus.nodeId, ids));
+    for (const r of rows) if (r.snapshot) out.set(r.nodeId, [...(out.get(r.nodeId) ?? []), r.snapshot as GpuSnapshot]);
+    return out;
+  }
+
+  // ───────────────────────────── rails ─────────────────────────────
+
+  private async rails(live: NodeRow[], at: number): Promise<Rails> {
+    const db = this.store.db;
+    const { safety, server } = this.config;
+    const recent = await db
+      .select({ at: incidents.cordonedAt, pool: incidents.pool })
+      .from(incidents)
+      .where(gt(incidents.cordonedAt, at - Math.max(safety.breaker.window, 3_600_000)));
+    const recentCordons = recent.flatMap((r) => (r.at === null ? [] : [{ at: r.at, pool: r.pool }]));
+    // Trip breakers (fleet and per pool) from the cordons within the breaker window.
+    const inWindow = recentCordons.filter((c) => c.at > at - safety.breaker.window);
+    const scopes: { scope: string; cordons: number; size: number }[] = [
+      { scope: "fleet", cordons: inWindow.length, size: live.filter((n) => IN_POOL.has(n.state)).length },
+      ...this.config.pools.map((p) => ({
+        scope: `pool:${p.name}`,
+        cordons: inWindow.filter((c) => c.pool === p.name).length,
+        size: live.filter((n) => n.pool === p.name && IN_POOL.has(n.state)).length,
+      })),
+    ];
+    const tripped = new Map((await db.select().from(breakers).where(isNull(breakers.resetAt))).map((b) => [b.scope, b.reason]));
+    for (const s of scopes) {
+      if (tripped.has(s.scope)) continue;
+      const why = breakerShouldTrip(safety, s.cordons, s.size);
+      if (why === undefined) continue;
+      await db
+        .insert(breakers)
+        .values({ scope: s.scope, trippedAt: at, reason: why })
+        .onConflictDoUpdate({ target: breakers.scope, set: { trippedAt: at, reason: why, resetAt: null, resetBy: null } });
+      tripped.set(s.scope, why);
+      await this.audit(at, "breaker_tripped", s.scope, { reason: why });
+      this.log(`circuit breaker ${s.scope} tripped: ${why}`);
+    }
+    const paused = new Map((await db.select().from(pools).where(eq(pools.paused, true))).map((p) => [p.name, p.pausedReason ?? "paused"]));
+    // Partition: many watched nodes silent past the heartbeat timeout at once.
+    const watched = live.filter((n) => WATCHED.has(n.state) && n.lastHeartbeatAt !== null);
+    const silent = watched.filter((n) => at - (n.lastHeartbeatAt ?? at) > server.heartbeat_timeout);
+    const frozen = partitionSuspected(safety, silent.length, watched.length);
+    return new Rails({
+      safety,
+      now: at,
+      nodes: live as RailNode[],
+      recentCordons,
+      trippedBreakers: tripped,
+      pausedPools: paused,
+      ...(frozen ? { partitionFrozen: frozen } : {}),
+    });
+  }
+
+  // ───────────────────────────── one node ─────────────────────────────
+
+  private async step(node: NodeRow, ctx: PassContext): Promise<void> {
+    const pool = this.poolConfig(node.pool);
+    const { at } = ctx;
+    if (node.nextActionAt !== null && node.nextActionAt > at && node.state === "requested") return;
+
+    // A watched node whose agent went silent is Lost (unless a partition is suspected).
+    if (WATCHED.has(node.state) && node.lastHeartbeatAt !== null && at - node.lastHeartbeatAt > this.config.server.heartbeat_timeout) {
+      const may = ctx.rails.mayDeclareLost();
+      if (!may.allowed) return this.blocked(node, may, ctx);
+      await this.transition(node, "lost", `no heartbeat for ${Math.round((at - node.lastHeartbeatAt) / 1000)} s`, ctx, { nextActionAt: null });
+      return;
+    }
+
+    switch (node.state) {
+      case "requested":
+        return this.launch(node, pool, ctx);
+      case "provisioning":
+      case "bootstrapping": {
+        const deadline = (node.requestedAt ?? node.stateChangedAt) + (pool?.health.registration_timeout ?? 15 * 60_000);
+        if (at > deadline) {
+          await this.transition(node, "failed", `agent did not register within ${Math.round((pool?.health.registration_timeout ?? 0) / 60_000)} min`, ctx);
+          await this.terminateInstance(node, ctx);
+        }
+        return;
+      }
+      case "validating": {
+        if (node.verdict === "unhealthy") return this.startIncident(node, pool, ctx, "failed validation");
+        if (node.agentHealth !== null && node.nvmlAvailable && node.verdict !== null) {
+          await this.transition(node, "ready", node.verdict === "healthy" ? "first full health check passed" : `ready with a degraded finding: ${this.reason(node)}`, ctx);
+          await this.markReplacementReady(node, ctx);
+        }
+        return;
+      }
+      case "ready":
+      case "suspect": {
+        if (node.verdict === "unhealthy") return this.startIncident(node, pool, ctx, this.reason(node));
+        if (node.state === "ready" && node.verdict === "degraded") return this.transition(node, "suspect", this.reason(node), ctx);
+        if (node.state === "suspect" && node.verdict === "healthy") return this.transition(node, "ready", "healthy again", ctx);
+        if (node.removal === "scale_down") return this.cordon(node, ctx, "scale down");
+        return;
+      }
+      case "cordoned":
+      case "draining": {
+        // Recovered before it was taken out: undo our own cordon only (a human's stays).
+        if (node.verdict === "healthy" && node.cordonedBy === this.actor && node.removal === "replace") {
+          await this.scheduler.uncordon({ id: node.id, gpus: ctx.readings.get(node.id) ?? [] });
+          await this.closeIncident(node, "recovered", "the node recovered before it was replaced", ctx);
+          return this.transition(node, "ready", "recovered; uncordoned", ctx, { cordonedBy: null, removal: null, incidentId: null });
+        }
+        if (node.state === "cordoned") {
+          const deadline = at + (pool?.health.drain_timeout ?? 30 * 60_000);
+          return this.transition(node, "draining", `draining until ${new Date(deadline).toISOString()}`, ctx, { nextActionAt: deadline });
+        }
+        return this.drain(node, pool, ctx);
+      }
+      case "terminating":
+        return this.terminateInstance(node, ctx);
+      case "lost":
+        return this.handleLost(node, pool, ctx);
+      case "held":
+        return;
+      default:
+        return;
+    }
+  }
+
+  private reason(node: NodeRow): string {
+    return this.verdictReasons.get(node.id)?.reason ?? node.stateReason ?? "health verdict";
+  }
+
+  private async launch(node: NodeRow, pool: PoolConfig | undefined, ctx: PassContext): Promise<void> {
+    if (pool === undefined) return this.transition(node, "failed", `pool ${node.pool ?? "-"} is not configured`, ctx);
+    if (this.config.safety.dry_run) return this.blocked(node, { allowed: false, rail: "dry_run", reason: "safety.dry_run: would launch" }, ctx);
+    const providerName = node.provider ?? pool.providers[0]!;
+    const provider = this.opts.providers.get(providerName);
+    if (provider === undefined) return this.transition(node, "failed", `provider ${providerName} is not available`, ctx);
+    const key = `launch:${node.id}:${providerName}`;
+    const outcome = await runOperation(this.store.db, { key, kind: "launch", nodeId: node.id, pool: pool.name }, ctx.at, () =>
+      provider.launch({
+        name: node.id,
+        idempotencyKey: key,
+        pool: pool.name,
+        instanceType: pool.instance_type,
+        region: pool.region,
+        ...(pool.zones[0] ? { zone: pool.zones[0] } : {}),
+        tags: { [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: pool.name, [TAG_OPERATION]: key },
+      }),
+    );
+    if (outcome.ok) {
+      const instance = outcome.result;
+      await this.recordInstance(instance, pool.name, key, ctx.at);
+      ctx.report.launched.push(node.id);
+      await this.transition(node, "provisioning", `launched ${instance.id} on ${providerName}`, ctx, {
+        instanceName: instance.id,
+        provider: providerName,
+        instanceType: pool.instance_type,
+        attempts: node.replacementOf ? node.attempts : 0,
+      });
+      return;
+    }
+    const err = outcome.error;
+    const kind = err instanceof ProviderError ? err.kind : "transient";
+    const message = err instanceof Error ? err.message : String(err);
+    if (kind === "auth" || kind === "invalid") return this.transition(node, "failed", `launch refused: ${message}`, ctx);
+    // Capacity and quota: try the pool's next provider now; after the last, back off.
+    const next = pool.providers[pool.providers.findIndex((p) => p === providerName) + 1];
+    if ((kind === "capacity" || kind === "quota") && next !== undefined) {
+      await this.patch(node, { provider: next, stateReason: `${message}; failing over to ${next}` }, ctx.at);
+      return;
+    }
+    const attempts = node.attempts + 1;
+    const retryAfter = err instanceof ProviderError && err.retryAfterSeconds ? err.retryAfterSeconds * 1000 : 0;
+    const backoff = Math.max(retryAfter, Math.min(MAX_LAUNCH_BACKOFF_MS, 5000 * 2 ** Math.min(attempts - 1, 12)));
+    await this.patch(
+      node,
+      { attempts, provider: pool.providers[0] ?? providerName, nextActionAt: ctx.at + backoff, stateReason: `launch failed (${kind}): ${message}; retry in ${Math.round(backoff / 1000)} s` },
+      ctx.at,
+    );
+  }
+
+  private async startIncident(node: NodeRow, pool: PoolConfig | undefined, ctx: PassContext, reason: string): Promise<void> {
+    let incidentId = node.incidentId;
+    if (incidentId === null) {
+      const faultAt = this.verdictReasons.get(node.id)?.faultAt ?? ctx.at;
+      const [row] = await this.store.db
+        .insert(incidents)
+        .values({ nodeId: node.id, pool: node.pool, reason, faultAt, openedAt: ctx.at, status: "opened" })
+        .returning({ id: incidents.id });
+      incidentId = row!.id;
+      await this.patch(node, { incidentId, removal: "replace" }, ctx.at);
+      await this.audit(ctx.at, "incident_opened", node.id, { incidentId, reason });
+    }
+    if (node.state === "validating") {
+      // Never in service: nothing to cordon or drain.
+      return this.replaceOrHold(node, pool, ctx, `failed validation: ${reason}`);
+    }
+    return this.cordon(node, ctx, reason);
+  }
+
+  private async cordon(node: NodeRow, ctx: PassContext, reason: string): Promise<void> {
+    const may = ctx.rails.mayCordon(node.pool);
+    if (!may.allowed) return this.blocked(node, may, ctx);
+    await this.scheduler.cordon({ id: node.id, gpus: ctx.readings.get(node.id) ?? [] }, reason, node.incidentId ?? 0);
+    ctx.rails.noteCordon(node.pool);
+    if (node.incidentId !== null) {
+      await this.store.db.update(incidents).set({ cordonedAt: ctx.at, status: "cordoned" }).where(eq(incidents.id, node.incidentId));
+    }
+    await this.transition(node, "cordoned", reason, ctx, { cordonedBy: this.actor, ...(node.removal ? {} : { removal: "scale_down" as const }) });
+  }
+
+  private async drain(node: NodeRow, pool: PoolConfig | undefined, ctx: PassContext): Promise<void> {
+    const deadline = node.nextActionAt ?? ctx.at;
+    const progress = await this.scheduler.drain({ id: node.id, gpus: ctx.readings.get(node.id) ?? [] }, deadline, ctx.at);
+    if (!progress.done && ctx.at < deadline) {
+      if (node.stateReason !== `draining: ${progress.detail}`) await this.patch(node, { stateReason: `draining: ${progress.detail}` }, ctx.at);
+      return;
+    }
+    const how = progress.done ? progress.detail : `drain deadline passed (${progress.detail})`;
+    if (node.incidentId !== null) {
+      await this.store.db.update(incidents).set({ drainedAt: ctx.at, status: `drained: ${how}` }).where(eq(incidents.id, node.incidentId));
+    }
+    if (node.removal === "scale_down") {
+      const may = ctx.rails.mayTerminate(node.pool);
+      if (!may.allowed) return this.blocked(node, may, ctx);
+      return this.transition(node, "terminating", `scale down; ${how}`, ctx, { nextActionAt: null });
+    }
+    return this.replaceOrHold(node, pool, ctx, how);
+  }
+
+  /** Terminate-first replacement: in one transaction, the new node is requested and the old one starts terminating. */
+  private async replaceOrHold(node: NodeRow, pool: PoolConfig | undefined, ctx: PassContext, how: string): Promise<void> {
+    if (pool === undefined || !pool.health.auto_replace) {
+      await this.setIncidentStatus(node, "held: health.auto_replace is off; waiting for a human");
+      return this.transition(node, "held", `drained (${how}); health.auto_replace is off`, ctx);
+    }
+    const may = ctx.rails.mayTerminate(node.pool);
+    if (!may.allowed) return this.blocked(node, may, ctx);
+    const attempts = this.slotAttempts(node, ctx.at);
+    const cap = ctx.rails.mayReplace(attempts);
+    if (!cap.allowed) {
+      await this.setIncidentStatus(node, `held: ${cap.reason}`);
+      await this.closeIncident(node, "held", cap.reason, ctx);
+      return this.transition(node, "held", cap.reason, ctx);
+    }
+    const newId = newNodeId(pool.name);
+    const db = this.store.db;
+    const moved = await db.transaction(async (tx) => {
+      const updated = await tx
+        .update(nodes)
+        .set({ state: "terminating", stateReason: `replaced by ${newId}: ${how}`, stateChangedAt: ctx.at, nextActionAt: null, version: sql`${nodes.version} + 1`, updatedAt: ctx.at })
+        .where(and(eq(nodes.id, node.id), eq(nodes.version, node.version)))
+        .returning({ id: nodes.id });
+      if (updated.length === 0) return false;
+      await tx.insert(nodes).values({
+        id: newId,
+        pool: pool.name,
+        provider: pool.providers[0]!,
+        instanceType: pool.instance_type,
+        state: "requested",
+        stateReason: `replacement for ${node.id}`,
+        stateChangedAt: ctx.at,
+        requestedAt: ctx.at,
+        replacementOf: node.id,
+        attempts,
+        updatedAt: ctx.at,
+      });
+      if (node.incidentId !== null) {
+        await tx.update(incidents).set({ replacementNodeId: newId, status: `replacing with ${newId}` }).where(eq(incidents.id, node.incidentId));
+      }
+      return true;
+    });
+    if (!moved) return;
+    ctx.report.transitions.push({ node: node.id, from: node.state, to: "terminating", reason: `replaced by ${newId}` });
+    await this.audit(ctx.at, "replace", node.id, { replacement: newId, how });
+    Object.assign(node, { state: "terminating", version: node.version + 1 });
+  }
+
+  /** Replacements of the same slot in a row (one that fails within an hour of Ready counts as a retry). */
+  private slotAttempts(node: NodeRow, at: number): number {
+    const readyFor = node.registeredAt === null ? 0 : at - node.registeredAt;
+    return node.replacementOf !== null && readyFor < MIN_HEALTHY_PERIOD_MS ? node.attempts + 1 : 1;
+  }
+
+  private async handleLost(node: NodeRow, pool: PoolConfig | undefined, ctx: PassContext): Promise<void> {
+    // The agent is back: judge it afresh.
+    if (node.lastHeartbeatAt !== null && ctx.at - node.lastHeartbeatAt <= this.config.server.heartbeat_timeout) {
+      return this.transition(node, "validating", "heartbeats resumed", ctx);
+    }
+    // Fencing: replace only once the provider confirms the instance is stopped or gone.
+    const instance = await this.getInstance(node);
+    if (instance !== undefined && instance.state !== "terminated") {
+      const may = ctx.rails.mayTerminate(node.pool);
+      if (!may.allowed) return this.blocked(node, may, ctx);
+      if (node.incidentId === null) {
+        const [row] = await this.store.db
+          .insert(incidents)
+          .values({ nodeId: node.id, pool: node.pool, reason: "lost: no heartbeat", faultAt: node.lastHeartbeatAt ?? ctx.at, openedAt: ctx.at, status: "fencing" })
+          .returning({ id: incidents.id });
+        await this.patch(node, { incidentId: row!.id, removal: "replace" }, ctx.at);
+      }
+      await this.terminateCall(node, ctx);
+      return;
+    }
+    if (node.incidentId === null) {
+      const [row] = await this.store.db
+        .insert(incidents)
+        .values({ nodeId: node.id, pool: node.pool, reason: "lost: instance gone", faultAt: node.lastHeartbeatAt ?? ctx.at, openedAt: ctx.at, status: "instance gone" })
+        .returning({ id: incidents.id });
+      await this.patch(node, { incidentId: row!.id, removal: "replace" }, ctx.at);
+    }
+    return this.replaceOrHold(node, pool, ctx, "lost, and its instance is gone");
+  }
+
+  private async terminateInstance(node: NodeRow, ctx: PassContext): Promise<void> {
+    if (node.instanceName === null) {
+      if (node.state === "terminating") await this.finishTermination(node, ctx, "never launched");
+      return;
+    }
+    await this.terminateCall(node, ctx);
+    const instance = await this.getInstance(node);
+    if (instance === undefined || instance.state === "terminated") {
+      if (node.state === "terminating") await this.finishTermination(node, ctx, "the provider confirms it is gone");
+    }
+  }
+
+  /** One terminate per node, ever: the operation key makes a retry after a crash a no-op. */
+  private async terminateCall(node: NodeRow, ctx: PassContext): Promise<void> {
+    const provider = node.provider ? this.opts.providers.get(node.provider) : undefined;
+    if (provider === undefined || node.instanceName === null) return;
+    const instanceId = node.instanceName;
+    const outcome = await runOperation(this.store.db, { key: `terminate:${node.id}`, kind: "terminate", nodeId: node.id, pool: node.pool ?? "" }, ctx.at, () =>
+      provider.terminate(instanceId),
+    );
+    if (outcome.ok && !outcome.replayed) {
+      ctx.report.terminated.push(node.id);
+      await this.audit(ctx.at, "terminate", node.id, { instance: instanceId });
+    }
+    if (!outcome.ok) this.log(`terminate ${node.id}: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}`);
+  }
+
+  private async finishTermination(node: NodeRow, ctx: PassContext, why: string): Promise<void> {
+    if (node.incidentId !== null) {
+      await this.store.db.update(incidents).set({ terminatedAt: ctx.at }).where(eq(incidents.id, node.incidentId));
+    }
+    if (node.instanceName !== null) {
+      await this.store.db.update(instances).set({ state: "terminated", updatedAt: ctx.at }).where(eq(instances.providerId, node.instanceName));
+    }
+    await this.transition(node, "terminated", why, ctx, { nextActionAt: null });
+  }
+
+  private async markReplacementReady(node: NodeRow, ctx: PassContext): Promise<void> {
+    if (node.replacementOf === null) return;
+    const [incident] = await this.store.db.select().from(incidents).where(and(eq(incidents.replacementNodeId, node.id), isNull(incidents.closedAt)));
+    if (incident === undefined) return;
+    await this.store.db
+      .update(incidents)
+      .set({ replacementReadyAt: ctx.at, closedAt: ctx.at, outcome: "replaced", status: `replaced by ${node.id}, which is ready` })
+      .where(eq(incidents.id, incident.id));
+  }
+
+  private async closeIncident(node: NodeRow, outcome: "recovered" | "cancelled" | "held", status: string, ctx: PassContext): Promise<void> {
+    if (node.incidentId === null) return;
+    await this.store.db.update(incidents).set({ closedAt: ctx.at, outcome, status }).where(eq(incidents.id, node.incidentId));
+  }
+
+  private async setIncidentStatus(node: NodeRow, status: string): Promise<void> {
+    if (node.incidentId === null) return;
+    await this.store.db.update(incidents).set({ status }).where(eq(incidents.id, node.incidentId));
+  }
+
+  // ───────────────────────────── scaling ─────────────────────────────
+
+  private async scale(pool: PoolConfig, live: NodeRow[], ctx: PassContext): Promise<void> {
+    const db = this.store.db;
+    const [row] = await db.select().from(pools).where(eq(pools.name, pool.name));
+    if (row?.paused) return;
+    const members = live.filter((n) => n.pool === pool.name && IN_POOL.has(n.state as NodeState));
+    const replacing = members.filter((n) => n.removal === "replace").length;
+    const ready = members.filter((n) => n.state === "ready" || n.state === "suspect");
+    const utils = ready.flatMap((n) => (ctx.readings.get(n.id) ?? []).map((g) => g.utilizationPct ?? 0));
+    const metrics: PoolMetrics = {
+      nodes: {
+        ready: ready.length,
+        provisioning: members.filter((n) => ["requested", "provisioning", "bootstrapping", "validating"].includes(n.state)).length,
+        replacing,
+        total: members.length,
+      },
+      ...(utils.length > 0 ? { gpuUtilization: utils.reduce((a, b) => a + b, 0) / utils.length } : {}),
+    };
+    // Between autoscale ticks only the bounds are enforced (min_nodes at once).
+    const autoscaleDue = ctx.at - (this.lastAutoscaleAt.get(pool.name) ?? Number.NEGATIVE_INFINITY) >= this.config.server.autoscale_interval;
+    const scaling = autoscaleDue ? pool.scaling : { ...pool.scaling, autoscaler: undefined };
+    if (autoscaleDue) this.lastAutoscaleAt.set(pool.name, ctx.at);
+    const decision = decideScale(
+      scaling,
+      metrics,
+      { ...(row?.lastScaleAt ? { lastScaleAt: row.lastScaleAt } : {}), ...(row?.lastScaleDirection ? { lastDirection: row.lastScaleDirection } : {}) },
+      ctx.at,
+    );
+    if (decision.desired === decision.current) return;
+    if (this.config.safety.dry_run) {
+      this.log(`dry run: pool ${pool.name} would scale ${decision.current} → ${decision.desired}: ${decision.reason}`);
+      return;
+    }
+    if (decision.desired > decision.current) {
+      for (let i = decision.current; i < decision.desired; i++) {
+        const id = newNodeId(pool.name);
+        await db.insert(nodes).values({
+          id,
+          pool: pool.name,
+          provider: pool.providers[0]!,
+          instanceType: pool.instance_type,
+          state: "requested",
+          stateReason: `scale up: ${decision.reason}`,
+          stateChangedAt: ctx.at,
+          requestedAt: ctx.at,
+          updatedAt: ctx.at,
+        });
+        ctx.report.transitions.push({ node: id, from: "requested", to: "requested", reason: decision.reason });
+      }
+    } else {
+      // Remove what costs least first: not yet launched, then not yet in service, then ready.
+      const order: NodeState[] = ["requested", "provisioning", "bootstrapping", "validating", "ready", "suspect"];
+      const candidates = members.filter((n) => n.removal === null && order.includes(n.state)).sort((a, b) => order.indexOf(a.state) - order.indexOf(b.state));
+      for (const n of candidates.slice(0, decision.current - decision.desired)) {
+        if (n.state === "requested" || n.state === "provisioning" || n.state === "bootstrapping" || n.state === "validating") {
+          await this.transition(n, "terminating", `scale down: ${decision.reason}`, ctx, { removal: "scale_down" });
+        } else {
+          await this.patch(n, { removal: "scale_down", stateReason: `scale down: ${decision.reason}` }, ctx.at);
+        }
+      }
+    }
+    await db
+      .update(pools)
+      .set({ lastScaleAt: ctx.at, lastScaleDirection: decision.desired > decision.current ? "up" : "down", updatedAt: ctx.at })
+      .where(eq(pools.name, pool.name));
+    await this.audit(ctx.at, "scale", `pool:${pool.name}`, { from: decision.current, to: decision.desired, reason: decision.reason, inputs: decision.inputs });
+    this.log(`pool ${pool.name}: ${decision.reason}`);
+  }
+
+  // ───────────────────────────── inventory ─────────────────────────────
+
+  /**
+   * Adopt or reap: every instance we tagged is matched to a node. An instance with no
+   * live node is terminated only after two sweeps in a row saw it so (never on one miss).
+   */
+  private async sweep(live: NodeRow[], ctx: PassContext): Promise<void> {
+    const byName = new Map(live.map((n) => [n.id, n]));
+    for (const [name, provider] of this.opts.providers) {
+      let found: Instance[];
+      try {
+        found = await provider.list({ [TAG_MANAGED_BY]: "navarch" });
+      } catch (err) {
+        this.log(`inventory sweep of ${name}: ${err instanceof Error ? err.message : String(err)}`);
+        continue;
+      }
+      for (const instance of found) {
+        if (instance.state === "terminated") continue;
+        const node = byName.get(instance.name);
+        if (node !== undefined) {
+          this.orphanSweeps.delete(instance.id);
+          // Created but not recorded (a crash between "create sent" and "create recorded"): adopt it.
+          if (node.instanceName === null) {
+            await this.recordInstance(instance, node.pool ?? "", instance.tags[TAG_OPERATION] ?? null, ctx.at);
+            await this.patch(node, { instanceName: instance.id, provider: name }, ctx.at);
+            await this.audit(ctx.at, "adopt", node.id, { instance: instance.id });
+          }
+          continue;
+        }
+        const seen = (this.orphanSweeps.get(instance.id) ?? 0) + 1;
+        this.orphanSweeps.set(instance.id, seen);
+        if (seen < 2 || this.config.safety.dry_run) continue;
+        await runOperation(this.store.db, { key: `reap:${name}:${instance.id}`, kind: "reap" }, ctx.at, () => provider.terminate(instance.id));
+        this.orphanSweeps.delete(instance.id);
+        ctx.report.terminated.push(instance.id);
+        await this.audit(ctx.at, "reap", instance.id, { provider: name, reason: "no node for it in two sweeps" });
+        this.log(`reaped ${name} instance ${instance.id}: no node for it in two sweeps`);
+      }
+    }
+  }
+
+  private async recordInstance(instance: Instance, pool: string, operationKey: string | null, at: number): Promise<void> {
+    await this.store.db
+      .insert(instances)
+      .values({
+        name: instance.name,
+        provider: instance.provider,
+        providerId: instance.id,
+        pool,
+        instanceType: instance.instanceType,
+        region: instance.region,
+        state: instance.state,
+        address: instance.address ?? null,
+        operationKey,
+        createdAt: at,
+        updatedAt: at,
+      })
+      .onConflictDoUpdate({ target: instances.name, set: { providerId: instance.id, state: instance.state, address: instance.address ?? null, updatedAt: at } });
+  }
+
+  private async getInstance(node: NodeRow): Promise<Instance | undefined> {
+    const provider = node.provider ? this.opts.providers.get(node.provider) : undefined;
+    if (provider === undefined || node.instanceName === null) return undefined;
+    return provider.get(node.instanceName);
+  }
+
+  // ───────────────────────────── writes ─────────────────────────────
+
+  /** Compare-and-set state change; a node changed by someone else since it was read is left alone. */
+  private async transition(node: NodeRow, to: NodeState, reason: string, ctx: PassContext, extra: Partial<NodeRow> = {}): Promise<void> {
+    const updated = await this.store.db
+      .update(nodes)
+      .set({ ...extra, state: to, stateReason: reason, stateChangedAt: ctx.at, version: sql`${nodes.version} + 1`, updatedAt: ctx.at })
+      .where(and(eq(nodes.id, node.id), eq(nodes.version, node.version)))
+      .returning({ version: nodes.version });
+    if (updated.length === 0) return;
+    ctx.report.transitions.push({ node: node.id, from: node.state, to, reason });
+    await this.audit(ctx.at, "transition", node.id, { from: node.state, to, reason });
+    this.log(`${node.id}: ${node.state} → ${to}: ${reason}`);
+    Object.assign(node, extra, { state: to, stateReason: reason, stateChangedAt: ctx.at, version: updated[0]!.version });
+  }
+
+  /** A field change that is not a state transition (still version-checked). */
+  private async patch(node: NodeRow, fields: Partial<NodeRow>, at: number): Promise<void> {
+    const updated = await this.store.db
+      .update(nodes)
+      .set({ ...fields, version: sql`${nodes.version} + 1`, updatedAt: at })
+      .where(and(eq(nodes.id, node.id), eq(nodes.version, node.version)))
+      .returning({ version: nodes.version });
+    if (updated.length > 0) Object.assign(node, fields, { version: updated[0]!.version });
+  }
+
+  private async blocked(node: NodeRow, verdict: RailVerdict, ctx: PassContext): Promise<void> {
+    if (verdict.allowed) return;
+    const text = `blocked by ${verdict.rail}: ${verdict.reason}`;
+    ctx.report.blocked.push({ node: node.id, rail: verdict.rail, reason: verdict.reason });
+    if (node.stateReason === text) return; // already said so
+    await this.patch(node, { stateReason: text }, ctx.at);
+    await this.setIncidentStatus(node, text);
+    await this.audit(ctx.at, "blocked", node.id, { rail: verdict.rail, reason: verdict.reason });
+  }
+
+  private async audit(at: number, action: string, target: string, details: unknown): Promise<void> {
+    await this.store.db.insert(auditLog).values({ at, actor: this.actor, action, target, details });
+  }
+}
+
+interface PassContext {
+  at: number;
+  report: PassReport;
+  rails: Rails;
+  readings: Map<string, GpuSnapshot[]>;
+}
+
+/** A fresh node id in a pool: DNS-safe, ≤ 63 characters, and the instance's name at the provider. */
+export function newNodeId(pool: string): string {
+  return `${pool.slice(0, 50)}-${randomBytes(4).toString("hex")}`;
+}
