@@ -19,9 +19,17 @@ export interface OperationSpec {
 
 /**
  * Runs `effect` under the operation `spec.key`. A key that already succeeded
- * returns its stored result without calling `effect` again.
+ * returns its stored result without calling `effect` again. A key left `running`
+ * (the process died during the call) is first checked with `observe`: if the world
+ * shows the effect happened, it is recorded without calling `effect` a second time.
  */
-export async function runOperation<T>(db: Db, spec: OperationSpec, at: number, effect: () => Promise<T>): Promise<OperationOutcome<T>> {
+export async function runOperation<T>(
+  db: Db,
+  spec: OperationSpec,
+  at: number,
+  effect: () => Promise<T>,
+  observe?: () => Promise<{ done: true; result: T } | { done: false }>,
+): Promise<OperationOutcome<T>> {
   await db
     .insert(operations)
     .values({
@@ -37,6 +45,13 @@ export async function runOperation<T>(db: Db, spec: OperationSpec, at: number, e
     .onConflictDoNothing();
   const [row] = await db.select().from(operations).where(eq(operations.key, spec.key));
   if (row?.state === "succeeded") return { ok: true, result: row.result as T, replayed: true };
+  if (row?.state === "running" && observe) {
+    const seen = await observe();
+    if (seen.done) {
+      await db.update(operations).set({ state: "succeeded", result: (seen.result ?? null) as unknown, updatedAt: at }).where(eq(operations.key, spec.key));
+      return { ok: true, result: seen.result, replayed: true };
+    }
+  }
   await db
     .update(operations)
     .set({ state: "running", attempts: sql`${operations.attempts} + 1`, updatedAt: at })

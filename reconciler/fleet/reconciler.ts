@@ -559,8 +559,16 @@ export class Reconciler {
     const provider = node.provider ? this.opts.providers.get(node.provider) : undefined;
     if (provider === undefined || node.instanceName === null) return;
     const instanceId = node.instanceName;
-    const outcome = await runOperation(this.store.db, { key: `terminate:${node.id}`, kind: "terminate", nodeId: node.id, pool: node.pool ?? "" }, ctx.at, () =>
-      provider.terminate(instanceId),
+    const outcome = await runOperation(
+      this.store.db,
+      { key: `terminate:${node.id}`, kind: "terminate", nodeId: node.id, pool: node.pool ?? "" },
+      ctx.at,
+      () => provider.terminate(instanceId),
+      // Interrupted before it was recorded: if the instance is already gone, do not ask again.
+      async () => {
+        const instance = await provider.get(instanceId);
+        return instance === undefined || instance.state === "terminated" ? { done: true, result: undefined } : { done: false };
+      },
     );
     if (outcome.ok && !outcome.replayed) {
       ctx.report.terminated.push(node.id);

@@ -28,6 +28,15 @@ interface Record_ {
   instance: Instance;
   launchedAt: number;
   key: string;
+  /** Terminate calls that reached this instance (a crash-safe reconciler makes at most one). */
+  terminateCalls: number;
+}
+
+/** Everything the cloud holds, as plain data (a cloud outlives the reconciler that crashed). */
+export interface SimulatedCloudState {
+  records: Record_[];
+  next: number;
+  calls: SimulatedCloud["calls"];
 }
 
 export class SimulatedCloud implements Provider {
@@ -41,6 +50,26 @@ export class SimulatedCloud implements Provider {
 
   constructor(private readonly opts: SimulatedCloudOptions) {
     this.name = opts.name ?? "simulated";
+  }
+
+  snapshot(): SimulatedCloudState {
+    return structuredClone({ records: [...this.byId.values()], next: this.next, calls: this.calls });
+  }
+
+  restore(state: SimulatedCloudState): void {
+    this.byId.clear();
+    this.byKey.clear();
+    for (const r of state.records) {
+      this.byId.set(r.instance.id, r);
+      this.byKey.set(r.key, r.instance.id);
+    }
+    this.next = state.next;
+    Object.assign(this.calls, state.calls);
+  }
+
+  /** Terminate calls per instance id. */
+  terminateCalls(): Map<string, number> {
+    return new Map([...this.byId.values()].map((r) => [r.instance.id, r.terminateCalls]));
   }
 
   inject(fault: SimulatedFault): void {
@@ -80,6 +109,7 @@ export class SimulatedCloud implements Provider {
     const id = `sim-${(this.next++).toString().padStart(6, "0")}`;
     const record: Record_ = {
       key: req.idempotencyKey,
+      terminateCalls: 0,
       launchedAt: this.opts.now(),
       instance: {
         id,
@@ -102,7 +132,10 @@ export class SimulatedCloud implements Provider {
     this.calls.terminate++;
     this.fail("terminate");
     const r = this.byId.get(id);
-    if (r) r.instance = { ...r.instance, state: "terminated" };
+    if (r) {
+      r.terminateCalls++;
+      r.instance = { ...r.instance, state: "terminated" };
+    }
   }
 
   async get(id: string): Promise<Instance | undefined> {
