@@ -2,12 +2,13 @@
 // an embedded libSQL file, brings up the local pool as real navarch-node
 // processes on this machine, and prints the fleet as it changes, until Ctrl-C
 // (or --duration). Run `navarch nodes list` in another terminal to look around.
-import { join, resolve } from "node:path";
+import { existsSync, rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { nodesTable } from "./nodes.ts";
 import { CliError } from "./client.ts";
 import { listNodes } from "../fleet/registry.ts";
-import { LocalAgent, resolveAgentCommand } from "../providers/local.ts";
+import { LocalProvider, localProviderOptions } from "../providers/local.ts";
+import { ProviderError, TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance } from "../providers/provider.ts";
 import { startReconciler } from "../serve.ts";
 import { loadServeConfig, serveSettings } from "./serve.ts";
 import type { NodeRow } from "../../schema/admin.ts";
@@ -44,25 +45,40 @@ export async function demoCommand(
   const rec = await startReconciler(settings, log);
   log(`reconciler listening on ${rec.url}; database ${rec.store.location}; token from ${rec.authTokenSource}`);
 
-  const command = resolveAgentCommand(loaded.providers.local?.agent_binary);
-  const agents = Array.from(
-    { length: agentCount },
-    (_, i) =>
-      new LocalAgent(
-        {
-          nodeId: `${pool.name}-${i}`,
-          pool: pool.name,
-          serverUrl: rec.url,
-          authToken: rec.authToken,
-          stateDir: join(resolve(settings.dataDir), "local-nodes", `${pool.name}-${i}`),
-        },
-        command,
-        // Agent lines carry their own timestamps.
-        (line) => out.stderr(`${line}\n`),
-      ),
+  const provider = new LocalProvider(
+    localProviderOptions(loaded.providers.local, { dataDir: settings.dataDir, serverUrl: rec.url, authToken: rec.authToken, log }),
   );
-  for (const agent of agents) agent.start();
-  log(`started ${agentCount} local agents for pool ${pool.name}; try: navarch nodes list   (Ctrl-C stops)`);
+  // Tombstones of an earlier run would otherwise come back as terminated; agents an earlier
+  // run left behind (killed with -9) carry the same keys and are adopted.
+  await provider.reap(0);
+  const instances: Instance[] = [];
+  try {
+    for (let i = 0; i < agentCount; i++) {
+      const name = `${pool.name}-${i}`;
+      const files = provider.files(name);
+      // Before the local provider, the demo kept only an agent state directory here.
+      if (existsSync(files.dir) && !existsSync(files.record)) rmSync(files.dir, { recursive: true, force: true });
+      const key = `demo-${name}`;
+      instances.push(
+        await provider.launch({
+          name,
+          idempotencyKey: key,
+          pool: pool.name,
+          instanceType: pool.instance_type,
+          region: pool.region,
+          tags: { [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: pool.name, [TAG_OPERATION]: key },
+        }),
+      );
+    }
+  } catch (err) {
+    await Promise.all(instances.map((inst) => provider.terminate(inst.id)));
+    await rec.stop();
+    if (err instanceof ProviderError) throw new CliError(`demo: ${err.message}`, 2);
+    throw err;
+  }
+  log(
+    `started ${agentCount} local agents for pool ${pool.name} (logs: ${provider.dir.root}/<node>/agent.log); try: navarch nodes list   (Ctrl-C stops)`,
+  );
 
   let last = "";
   const show = async () => {
@@ -85,7 +101,7 @@ export async function demoCommand(
   clearInterval(timer);
   await show();
   log("stopping local agents and the reconciler");
-  await Promise.all(agents.map((a) => a.stop()));
+  await Promise.all(instances.map((inst) => provider.terminate(inst.id)));
   await rec.stop();
   return 0;
 }

@@ -77,6 +77,14 @@ export class Rails {
     return this.common(pool) ?? ({ allowed: true } as const);
   }
 
+  /**
+   * May a node that is not yet counted in flight (Lost, or failing validation) start a
+   * replacement? Every replacement counts against the in-flight caps, however it began.
+   */
+  mayStartReplacement(pool: string | null): RailVerdict {
+    return this.common(pool) ?? this.inFlight(pool) ?? ({ allowed: true } as const);
+  }
+
   /** May a Lost node be fenced (its instance terminated)? Frozen while a partition is suspected. */
   mayDeclareLost(): RailVerdict {
     const frozen = this.inputs.partitionFrozen;
@@ -123,8 +131,15 @@ export class Rails {
 
   private inFlight(pool: string | null): RailVerdict | undefined {
     const { max_in_flight_per_pool: perPool, max_in_flight_fleet: fleet } = this.inputs.safety;
-    const inFlight = (nodes: readonly RailNode[]) =>
-      nodes.filter((n) => (OUT_OF_SERVICE.has(n.state) && n.removal !== "scale_down" && n.state !== "held") || (n.replacementOf !== null && COMING_UP.has(n.state))).length;
+    // One replacement is one slot: the node going out and the node coming up for it.
+    const inFlight = (nodes: readonly RailNode[]) => {
+      const slots = new Set<string>();
+      for (const n of nodes) {
+        if (OUT_OF_SERVICE.has(n.state) && n.removal !== "scale_down" && n.state !== "held") slots.add(n.id);
+        else if (n.replacementOf !== null && COMING_UP.has(n.state)) slots.add(n.replacementOf);
+      }
+      return slots.size;
+    };
     const poolCount = inFlight(this.poolNodes(pool));
     if (poolCount >= perPool) {
       return { allowed: false, rail: "in_flight_pool", reason: `${poolCount} replacements in flight in pool ${pool ?? "-"} (safety.max_in_flight_per_pool ${perPool})` };

@@ -464,7 +464,9 @@ export class Reconciler {
       await this.setIncidentStatus(node, "held: health.auto_replace is off; waiting for a human");
       return this.transition(node, "held", `drained (${how}); health.auto_replace is off`, ctx);
     }
-    const may = ctx.rails.mayTerminate(node.pool);
+    // A drained node is already counted in flight; a Lost or never-ready one is not yet.
+    const alreadyInFlight = node.state === "cordoned" || node.state === "draining";
+    const may = alreadyInFlight ? ctx.rails.mayTerminate(node.pool) : ctx.rails.mayStartReplacement(node.pool);
     if (!may.allowed) return this.blocked(node, may, ctx);
     const attempts = this.slotAttempts(node, ctx.at);
     const cap = ctx.rails.mayReplace(attempts);
@@ -520,7 +522,7 @@ export class Reconciler {
     // Fencing: replace only once the provider confirms the instance is stopped or gone.
     const instance = await this.getInstance(node);
     if (instance !== undefined && instance.state !== "terminated") {
-      const may = ctx.rails.mayTerminate(node.pool);
+      const may = ctx.rails.mayStartReplacement(node.pool);
       if (!may.allowed) return this.blocked(node, may, ctx);
       if (node.incidentId === null) {
         const [row] = await this.store.db
