@@ -3,6 +3,7 @@ import { NAVARCH_VERSION } from "../schema/version.ts";
 import { CliError } from "./cli/client.ts";
 import { configCheckCommand } from "./cli/config-check.ts";
 import { demoCommand } from "./cli/demo.ts";
+import { ACTIONS_USAGE, actionCommand } from "./cli/actions.ts";
 import { NODES_USAGE, nodesCommand } from "./cli/nodes.ts";
 import { serveCommand } from "./cli/serve.ts";
 
@@ -10,9 +11,10 @@ const USAGE = `navarch ${NAVARCH_VERSION}: GPU fleet reconciler
 
 Usage:
   navarch serve [--config FILE]          run the reconciler (API, store, fleet loops)
-  navarch demo [--agents N]              run the reconciler on embedded defaults with local agents
+  navarch demo [--nvml-library PATH]     the reconciler on embedded defaults with a local pool; breaks a GPU once it is ready
   navarch config check FILE              validate a config file and print it normalised
 ${NODES_USAGE.split("\n").slice(1).join("\n")}
+${ACTIONS_USAGE}
   navarch version                        print the version
 
 Environment:
@@ -38,6 +40,15 @@ async function main(argv: string[]): Promise<number> {
       throw new CliError("usage: navarch config check FILE", 2);
     case "nodes":
       return nodesCommand(rest, out.stdout);
+    case "cordon":
+    case "uncordon":
+    case "drain":
+    case "replace":
+    case "pools":
+    case "breaker":
+    case "incidents":
+    case "fault":
+      return actionCommand(command, rest, out.stdout);
     case "version":
     case "--version":
       out.stdout(`${NAVARCH_VERSION}\n`);

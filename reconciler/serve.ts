@@ -4,9 +4,15 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { NavarchConfig } from "../schema/config.ts";
 import { createApi } from "./api/server.ts";
+import { defaultHealthPolicy, type HealthPolicy } from "./fleet/policy.ts";
+import { Reconciler as ReconcileLoop } from "./fleet/reconciler.ts";
 import type { Clock } from "./fleet/registry.ts";
+import type { SchedulerMirror } from "./fleet/scheduler.ts";
 import { createMetrics } from "./metrics.ts";
+import { createProviders } from "./providers/index.ts";
+import type { Provider } from "./providers/provider.ts";
 import { openStore, type Store } from "./store/store.ts";
 
 export class ListenError extends Error {
@@ -24,12 +30,26 @@ export interface ServeSettings {
   heartbeatIntervalSeconds: number;
 }
 
+/** What the reconcile loop runs over; without it only the API is served. */
+export interface FleetSettings {
+  config: NavarchConfig;
+  policy?: HealthPolicy;
+  /** Instead of the providers the config names (tests, the simulator). */
+  providers?: ReadonlyMap<string, Provider>;
+  scheduler?: SchedulerMirror;
+  /** Milliseconds between passes when nothing wakes the loop. */
+  intervalMs?: number;
+}
+
 export interface Reconciler {
   readonly url: string;
   readonly authToken: string;
   /** Where the token came from, for the start-up log line. */
   readonly authTokenSource: string;
   readonly store: Store;
+  readonly providers: ReadonlyMap<string, Provider>;
+  /** The reconcile loop, when a fleet was given. */
+  readonly loop: ReconcileLoop | undefined;
   stop(): Promise<void>;
 }
 
@@ -37,6 +57,7 @@ export async function startReconciler(
   settings: ServeSettings,
   log: (line: string) => void,
   now: Clock = Date.now,
+  fleet?: FleetSettings,
 ): Promise<Reconciler> {
   const { token, source } = resolveAuthToken(settings);
   const store = await openStore({
@@ -44,6 +65,9 @@ export async function startReconciler(
     ...(settings.databaseAuthToken ? { authToken: settings.databaseAuthToken } : {}),
   });
   const metrics = createMetrics(store.db);
+  // The loop is created once the server listens (local agents need its URL); events wake it.
+  let loop: ReconcileLoop | undefined;
+  let providers: ReadonlyMap<string, Provider> = new Map();
   const app = createApi({
     store,
     metrics,
@@ -51,6 +75,8 @@ export async function startReconciler(
     heartbeatIntervalSeconds: settings.heartbeatIntervalSeconds,
     now,
     log,
+    wake: () => loop?.wake(),
+    providers: () => providers,
   });
   let server: ReturnType<typeof Bun.serve>;
   try {
@@ -62,12 +88,28 @@ export async function startReconciler(
     );
   }
   const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${server.port}`;
+  if (fleet !== undefined) {
+    providers = fleet.providers ?? createProviders(fleet.config, { dataDir: settings.dataDir, serverUrl: url, authToken: token, log });
+    loop = new ReconcileLoop({
+      store,
+      config: fleet.config,
+      providers,
+      policy: fleet.policy ?? defaultHealthPolicy(),
+      now,
+      log,
+      ...(fleet.scheduler ? { scheduler: fleet.scheduler } : {}),
+    });
+    loop.start(fleet.intervalMs ?? 1000);
+  }
   return {
     url,
     authToken: token,
     authTokenSource: source,
     store,
+    providers,
+    loop,
     async stop() {
+      await loop?.stop();
       // Close keep-alive connections too: agents must see this server is gone.
       await server.stop(true);
       store.close();

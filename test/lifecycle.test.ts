@@ -4,48 +4,18 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { incidents, nodes } from "../schema/db.ts";
-import { parseConfig } from "../reconciler/config/load.ts";
-import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
-import { Reconciler } from "../reconciler/fleet/reconciler.ts";
-import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
-import { SimulatedAgents } from "../reconciler/sim/agents.ts";
-import { openStore, type Store } from "../reconciler/store/store.ts";
-import { tempDir } from "./support.ts";
+import { FAST_SERVER, closeFleets, fleet as makeFleet, pool } from "./fleet-harness.ts";
 
-const stores: Store[] = [];
-afterEach(() => {
-  for (const s of stores.splice(0)) s.close();
-});
+afterEach(closeFleets);
 
-function config(extra = "", pool = "") {
-  const parsed = parseConfig(
-    `server:\n  heartbeat_interval: 10s\n  health_check_interval: 10s\n  autoscale_interval: 30s\n${extra}\npools:\n  - name: train\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: 3\n      max_nodes: 6\n    health:\n      drain_timeout: 5m\n      registration_timeout: 10m\n${pool}`,
-    "test",
-  );
-  if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
-  return parsed.config;
-}
-
-async function fleet(extra = "", pool = "") {
-  let clock = Date.parse("2026-11-21T00:00:00Z");
-  const now = () => clock;
-  const store = await openStore({ url: `file:${tempDir()}/navarch.db` });
-  stores.push(store);
-  const cloud = new SimulatedCloud({ name: "local", now, launchLatencyMs: 30_000 });
-  const agents = new SimulatedAgents(store.db, cloud, now);
-  const reconciler = new Reconciler({ store, config: config(extra, pool), providers: new Map([["local", cloud]]), policy: defaultHealthPolicy(), now });
-  const step = async (ms = 5000) => {
-    clock += ms;
-    await agents.tick();
-    return reconciler.pass();
-  };
-  const all = () => store.db.select().from(nodes);
+async function fleet() {
+  const f = await makeFleet(`${FAST_SERVER}pools:\n${pool("train", 3, 6)}`);
   const byState = async () => {
     const out: Record<string, number> = {};
-    for (const n of await all()) out[n.state] = (out[n.state] ?? 0) + 1;
+    for (const n of await f.all()) out[n.state] = (out[n.state] ?? 0) + 1;
     return out;
   };
-  return { store, cloud, agents, reconciler, step, all, byState, advance: (ms: number) => (clock += ms), now };
+  return { ...f, byState };
 }
 
 async function until(step: () => Promise<unknown>, done: () => Promise<boolean>, maxSteps = 200): Promise<number> {
@@ -102,6 +72,21 @@ describe("reconcile loop", () => {
     expect(draining?.stateReason).toContain("GPUs still busy");
     f.agents.setUtilization(victim.id, 0);
     await until(f.step, async () => (await f.store.db.select().from(nodes).where(eq(nodes.id, victim.id)))[0]?.state === "terminated");
+  });
+
+  test("a human's uncordon cancels the reconciler's incident, and the loop leaves the node in service", async () => {
+    const f = await fleet();
+    await until(f.step, async () => (await f.byState()).ready === 3);
+    const victim = (await f.all())[0]!;
+    f.agents.setUtilization(victim.id, 90); // busy: the drain waits
+    await f.agents.xid(victim.id, 79);
+    await until(f.step, async () => (await f.node(victim.id)).state === "draining");
+    const incidentId = (await f.node(victim.id)).incidentId!;
+    await f.operator.uncordon(victim.id, "alice");
+    for (let i = 0; i < 5; i++) await f.step();
+    expect(await f.node(victim.id)).toMatchObject({ state: "ready", cordonedBy: null, incidentId: null });
+    const [incident] = await f.store.db.select().from(incidents).where(eq(incidents.id, incidentId));
+    expect(incident).toMatchObject({ outcome: "cancelled", status: "cancelled: uncordoned by alice" });
   });
 
   test("an app-caused Xid once is degraded (suspect), not cordoned, and recovers", async () => {

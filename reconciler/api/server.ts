@@ -17,6 +17,8 @@ import {
 } from "../../schema/wire.ts";
 import { appendEvents, getNodeDetail, listNodes, recordHeartbeat, registerNode, type Clock } from "../fleet/registry.ts";
 import type { Metrics } from "../metrics.ts";
+import type { Provider } from "../providers/provider.ts";
+import { registerAdminRoutes } from "./admin.ts";
 import type { Store } from "../store/store.ts";
 
 export interface ApiOptions {
@@ -27,6 +29,9 @@ export interface ApiOptions {
   heartbeatIntervalSeconds: number;
   now: Clock;
   log: (line: string) => void;
+  /** Tells the reconcile loop that something happened (an event, an operator action). */
+  wake?: () => void;
+  providers?: () => ReadonlyMap<string, Provider>;
 }
 
 export function createApi(opts: ApiOptions): Hono {
@@ -97,6 +102,8 @@ export function createApi(opts: ApiOptions): Hono {
       return c.json<ErrorBody>({ error: `node ${body.nodeId} is not registered; register first` }, 404);
     }
     for (const e of result.stored) metrics.healthEvents.inc({ check: e.check, severity: e.severity });
+    // Level-triggered, but not slow: a new finding gets a pass now instead of at the next tick.
+    if (result.stored.length > 0) opts.wake?.();
     return c.json<EventBatchResponse>({ ackedSeq: result.ackedSeq, stored: result.stored.length });
   });
 
@@ -112,6 +119,7 @@ export function createApi(opts: ApiOptions): Hono {
     return c.json(detail);
   });
 
+  registerAdminRoutes(v1, { store, now, wake: () => opts.wake?.(), providers: () => opts.providers?.() ?? new Map() });
   app.route("/v1", v1);
   return app;
 }

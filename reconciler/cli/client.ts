@@ -35,26 +35,37 @@ export function resolveTarget(serverFlag: string | undefined, dataDir = DEFAULT_
   return { server, token };
 }
 
-export async function apiGet(target: ApiTarget, path: string): Promise<unknown> {
+export function apiGet(target: ApiTarget, path: string): Promise<unknown> {
+  return apiCall(target, "GET", path);
+}
+
+export function apiPost(target: ApiTarget, path: string, body: unknown): Promise<unknown> {
+  return apiCall(target, "POST", path, body);
+}
+
+async function apiCall(target: ApiTarget, method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {
   let res: Response;
   try {
     res = await fetch(`${target.server}${path}`, {
-      headers: { Authorization: `Bearer ${target.token}` },
+      method,
+      headers: { Authorization: `Bearer ${target.token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(15_000),
     });
   } catch (err) {
     throw new CliError(`cannot reach the reconciler at ${target.server}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  let body: unknown;
+  let json: unknown;
   try {
-    body = await res.json();
+    json = await res.json();
   } catch {
     throw new CliError(`${target.server}${path}: HTTP ${res.status} with a body that is not JSON (is this a navarch server?)`);
   }
   if (res.status === 401) throw new CliError(`${target.server} refused the token (HTTP 401): check NAVARCH_AUTH_TOKEN`);
   if (!res.ok) {
-    const msg = typeof body === "object" && body !== null && "error" in body ? String(body.error) : `HTTP ${res.status}`;
-    throw new CliError(msg);
+    const msg = typeof json === "object" && json !== null && "error" in json ? String(json.error) : `HTTP ${res.status}`;
+    const issues = typeof json === "object" && json !== null && "issues" in json && Array.isArray(json.issues) ? json.issues : [];
+    throw new CliError([msg, ...issues.map((i: { path?: string; message?: string }) => `${i.path}: ${i.message}`)].join("; "));
   }
-  return body;
+  return json;
 }

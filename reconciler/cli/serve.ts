@@ -5,6 +5,7 @@ import { parseAddress, type NavarchConfig } from "../../schema/config.ts";
 import { EMBEDDED_DEFAULTS_SOURCE, EMBEDDED_DEFAULTS_YAML } from "../config/defaults.ts";
 import { loadConfigFile, parseConfig } from "../config/load.ts";
 import { formatProblems } from "../config/yaml-source.ts";
+import { defaultHealthPolicy, loadPolicyFile, type HealthPolicy } from "../fleet/policy.ts";
 import { ListenError, startReconciler, type ServeSettings } from "../serve.ts";
 import { StoreError, defaultDatabaseUrl } from "../store/store.ts";
 
@@ -24,6 +25,20 @@ export async function loadServeConfig(path: string | undefined, out: Out): Promi
   }
   for (const warning of result.warnings) out.stderr(`warning: ${warning}\n`);
   return result.config;
+}
+
+/** The health policy file the config names, or the default; every problem printed on bad input. */
+export async function loadHealthPolicy(config: NavarchConfig, out: Out): Promise<HealthPolicy | undefined> {
+  const path = config.server.health_policy_path;
+  if (path === undefined) return defaultHealthPolicy();
+  const result = await loadPolicyFile(path);
+  if (!result.ok) {
+    for (const line of formatProblems(result.problems, path)) out.stderr(`${line}\n`);
+    out.stderr(`navarch: ${result.problems.length} problem(s) in ${path}; nothing was started\n`);
+    return undefined;
+  }
+  for (const warning of result.warnings) out.stderr(`warning: ${warning}\n`);
+  return result.policy;
 }
 
 export function serveSettings(config: NavarchConfig, dataDirOverride?: string): ServeSettings {
@@ -50,11 +65,13 @@ export async function serveCommand(args: string[], out: Out): Promise<number> {
   });
   const config = await loadServeConfig(values.config, out);
   if (config === undefined) return 2;
+  const policy = await loadHealthPolicy(config, out);
+  if (policy === undefined) return 2;
   const settings = serveSettings(config, values["data-dir"]);
   const log = (line: string) => out.stderr(`${new Date().toISOString()} navarch: ${line}\n`);
   let rec;
   try {
-    rec = await startReconciler(settings, log);
+    rec = await startReconciler(settings, log, Date.now, { config, policy });
   } catch (err) {
     // A bad database or a taken port is one line for the operator, not a stack trace.
     if (!(err instanceof StoreError) && !(err instanceof ListenError)) throw err;

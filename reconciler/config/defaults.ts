@@ -7,6 +7,7 @@ export const EMBEDDED_DEFAULTS_YAML = `
 server:
   address: 127.0.0.1:50051
   heartbeat_interval: 5s
+  health_check_interval: 10s
   data_dir: data
 
 providers:
@@ -23,4 +24,7 @@ pools:
     health:
       unhealthy_threshold: 2
       auto_replace: true
+      # Local nodes run no real work; a short deadline keeps the demo moving.
+      drain_timeout: 1m
+      registration_timeout: 2m
 `;

@@ -174,6 +174,8 @@ export class Rails {
   }
 }
 
+const BREAKER_MIN_FOR_SHARE = 3;
+
 /**
  * Whether the breaker of `scope` should trip now: too many cordons within the window,
  * in absolute numbers or as a share of the nodes the scope covers.
@@ -182,8 +184,9 @@ export function breakerShouldTrip(safety: SafetyConfig, cordonsInWindow: number,
   const { max_cordons: max, percent, window } = safety.breaker;
   const minutes = Math.round(window / 60_000);
   if (cordonsInWindow >= max) return `${cordonsInWindow} nodes cordoned within ${minutes} min (safety.breaker.max_cordons ${max})`;
-  // A share only means something once more than one node is involved.
-  if (cordonsInWindow >= 2 && scopeSize > 0 && (cordonsInWindow / scopeSize) * 100 >= percent) {
+  // A share means a storm only past a few cordons: in a 1- or 2-node pool a single flapping
+  // slot would trip it, and repeated failures of one slot are the attempt cap's to stop.
+  if (cordonsInWindow >= BREAKER_MIN_FOR_SHARE && scopeSize > 0 && (cordonsInWindow / scopeSize) * 100 >= percent) {
     return `${cordonsInWindow} of ${scopeSize} nodes cordoned within ${minutes} min (≥ safety.breaker.percent ${percent}%)`;
   }
   return undefined;

@@ -71,6 +71,8 @@ export class Reconciler {
   /** This pass's verdict explanation per node, and when its deciding finding opened. */
   private readonly verdictReasons = new Map<string, { reason: string; faultAt: number }>();
   private readonly lastAutoscaleAt = new Map<string, number>();
+  /** The last dry-run scaling decision recorded per pool. */
+  private readonly dryRunSaid = new Map<string, string>();
   /** Instances seen with no node, by provider id: how many sweeps in a row (reap after two). */
   private readonly orphanSweeps = new Map<string, number>();
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -248,17 +250,21 @@ export class Reconciler {
       .from(incidents)
       .where(gt(incidents.cordonedAt, at - Math.max(safety.breaker.window, 3_600_000)));
     const recentCordons = recent.flatMap((r) => (r.at === null ? [] : [{ at: r.at, pool: r.pool }]));
-    // Trip breakers (fleet and per pool) from the cordons within the breaker window.
-    const inWindow = recentCordons.filter((c) => c.at > at - safety.breaker.window);
+    // Trip breakers (fleet and per pool) from the cordons within the breaker window. A reset
+    // starts the window afresh: what tripped it is not counted again (no backlog replay).
+    const allBreakers = await db.select().from(breakers);
+    const resetAt = new Map(allBreakers.map((b) => [b.scope, b.resetAt ?? Number.NEGATIVE_INFINITY]));
+    const since = (scope: string) => Math.max(at - safety.breaker.window, resetAt.get(scope) ?? Number.NEGATIVE_INFINITY);
+    const cordonsSince = (scope: string, pool?: string) => recentCordons.filter((c) => c.at > since(scope) && (pool === undefined || c.pool === pool)).length;
     const scopes: { scope: string; cordons: number; size: number }[] = [
-      { scope: "fleet", cordons: inWindow.length, size: live.filter((n) => IN_POOL.has(n.state)).length },
+      { scope: "fleet", cordons: cordonsSince("fleet"), size: live.filter((n) => IN_POOL.has(n.state)).length },
       ...this.config.pools.map((p) => ({
         scope: `pool:${p.name}`,
-        cordons: inWindow.filter((c) => c.pool === p.name).length,
+        cordons: cordonsSince(`pool:${p.name}`, p.name),
         size: live.filter((n) => n.pool === p.name && IN_POOL.has(n.state)).length,
       })),
     ];
-    const tripped = new Map((await db.select().from(breakers).where(isNull(breakers.resetAt))).map((b) => [b.scope, b.reason]));
+    const tripped = new Map(allBreakers.filter((b) => b.resetAt === null).map((b) => [b.scope, b.reason]));
     for (const s of scopes) {
       if (tripped.has(s.scope)) continue;
       const why = breakerShouldTrip(safety, s.cordons, s.size);
@@ -339,6 +345,8 @@ export class Reconciler {
           return this.transition(node, "ready", "recovered; uncordoned", ctx, { cordonedBy: null, removal: null, incidentId: null });
         }
         if (node.state === "cordoned") {
+          // A human's plain cordon stays until a human uncordons it.
+          if (node.removal === null) return;
           const deadline = at + (pool?.health.drain_timeout ?? 30 * 60_000);
           return this.transition(node, "draining", `draining until ${new Date(deadline).toISOString()}`, ctx, { nextActionAt: deadline });
         }
@@ -455,6 +463,8 @@ export class Reconciler {
       if (!may.allowed) return this.blocked(node, may, ctx);
       return this.transition(node, "terminating", `scale down; ${how}`, ctx, { nextActionAt: null });
     }
+    // A drain a human asked for ends with the node held for them.
+    if (node.removal === null) return this.transition(node, "held", `drained (${how}); held for the human who asked`, ctx, { nextActionAt: null });
     return this.replaceOrHold(node, pool, ctx, how);
   }
 
@@ -466,7 +476,15 @@ export class Reconciler {
     }
     // A drained node is already counted in flight; a Lost or never-ready one is not yet.
     const alreadyInFlight = node.state === "cordoned" || node.state === "draining";
-    const may = alreadyInFlight ? ctx.rails.mayTerminate(node.pool) : ctx.rails.mayStartReplacement(node.pool);
+    // A replacement a human asked for is theirs to decide: only dry run holds it back.
+    const byHuman = node.cordonedBy?.startsWith("human:") === true;
+    const may = byHuman
+      ? this.config.safety.dry_run
+        ? ({ allowed: false, rail: "dry_run", reason: "safety.dry_run is on" } as const)
+        : ({ allowed: true } as const)
+      : alreadyInFlight
+        ? ctx.rails.mayTerminate(node.pool)
+        : ctx.rails.mayStartReplacement(node.pool);
     if (!may.allowed) return this.blocked(node, may, ctx);
     const attempts = this.slotAttempts(node, ctx.at);
     const cap = ctx.rails.mayReplace(attempts);
@@ -640,7 +658,13 @@ export class Reconciler {
     );
     if (decision.desired === decision.current) return;
     if (this.config.safety.dry_run) {
-      this.log(`dry run: pool ${pool.name} would scale ${decision.current} → ${decision.desired}: ${decision.reason}`);
+      // Recorded once per distinct decision, not on every pass.
+      const said = `${decision.current}→${decision.desired}`;
+      if (this.dryRunSaid.get(pool.name) !== said) {
+        this.dryRunSaid.set(pool.name, said);
+        await this.audit(ctx.at, "dry_run", `pool:${pool.name}`, { would: "scale", from: decision.current, to: decision.desired, reason: decision.reason });
+        this.log(`dry run: pool ${pool.name} would scale ${decision.current} → ${decision.desired}: ${decision.reason}`);
+      }
       return;
     }
     if (decision.desired > decision.current) {

@@ -1,0 +1,45 @@
+// Builds the providers the config's pools use. Credentials are read from the
+// environment variables the config names, when a call needs them (never logged).
+import type { NavarchConfig, ProviderType } from "../../schema/config.ts";
+import { AwsProvider } from "./aws.ts";
+import { GcpProvider } from "./gcp.ts";
+import { LambdaProvider } from "./lambda.ts";
+import { LocalProvider, localProviderOptions } from "./local.ts";
+import type { Provider } from "./provider.ts";
+
+export interface ProviderContext {
+  dataDir: string;
+  /** Where local agents reach this reconciler. */
+  serverUrl: string;
+  authToken: string;
+  log: (line: string) => void;
+  env?: (name: string) => string | undefined;
+}
+
+export function createProviders(config: NavarchConfig, ctx: ProviderContext): Map<string, Provider> {
+  const env = ctx.env ?? ((name: string) => process.env[name]);
+  const used = new Set<ProviderType>(config.pools.flatMap((p) => p.providers));
+  const out = new Map<string, Provider>();
+  for (const type of used) {
+    switch (type) {
+      case "lambda":
+        out.set(type, new LambdaProvider(config.providers.lambda ?? { api_key_env: "LAMBDA_API_KEY" }, env));
+        break;
+      case "gcp":
+        out.set(type, new GcpProvider(config.providers.gcp ?? {}, env));
+        break;
+      case "aws":
+        out.set(type, new AwsProvider(config.providers.aws ?? {}, env));
+        break;
+      case "local":
+        out.set(type, new LocalProvider(localProviderOptions(config.providers.local, ctx)));
+        break;
+      case "coreweave":
+        // The CoreWeave provider (Node Pool custom resources) is not built yet: its pools' nodes
+        // fail with "provider coreweave is not available", which the node status shows.
+        ctx.log("provider coreweave is not available in this version; its pools cannot launch nodes");
+        break;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,58 @@
+// The reconcile loop on virtual time for tests: a real libSQL file, the simulated
+// cloud and simulated agents, and a step() that advances the clock, lets agents
+// heartbeat and runs one pass.
+import { eq } from "drizzle-orm";
+import { parseConfig } from "../reconciler/config/load.ts";
+import { Operator } from "../reconciler/fleet/operator.ts";
+import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
+import { Reconciler } from "../reconciler/fleet/reconciler.ts";
+import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
+import { SimulatedAgents } from "../reconciler/sim/agents.ts";
+import { openStore, type Store } from "../reconciler/store/store.ts";
+import { nodes } from "../schema/db.ts";
+import { tempDir } from "./support.ts";
+
+const open: Store[] = [];
+/** Closes every store opened since the last call (afterEach). */
+export function closeFleets(): void {
+  for (const s of open.splice(0)) s.close();
+}
+
+export function testConfig(yaml: string) {
+  const parsed = parseConfig(yaml, "test");
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
+  return parsed.config;
+}
+
+/** A server section for fast virtual-time tests. */
+export const FAST_SERVER = "server:\n  heartbeat_interval: 10s\n  health_check_interval: 10s\n  autoscale_interval: 30s\n";
+
+export function pool(name: string, min: number, max: number, extra = ""): string {
+  return `  - name: ${name}\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: ${min}\n      max_nodes: ${max}\n    health:\n      drain_timeout: 5m\n      registration_timeout: 10m\n${extra}`;
+}
+
+export async function fleet(yaml: string) {
+  let clock = Date.parse("2026-11-21T00:00:00Z");
+  const now = () => clock;
+  const store = await openStore({ url: `file:${tempDir()}/navarch.db` });
+  open.push(store);
+  const cloud = new SimulatedCloud({ name: "local", now, launchLatencyMs: 30_000 });
+  const agents = new SimulatedAgents(store.db, cloud, now);
+  const reconciler = new Reconciler({ store, config: testConfig(yaml), providers: new Map([["local", cloud]]), policy: defaultHealthPolicy(), now });
+  const step = async (ms = 5000) => {
+    clock += ms;
+    await agents.tick();
+    return reconciler.pass();
+  };
+  const all = () => store.db.select().from(nodes);
+  const node = async (id: string) => (await store.db.select().from(nodes).where(eq(nodes.id, id)))[0]!;
+  const count = async (state: string, poolName?: string) => (await all()).filter((n) => n.state === state && (poolName === undefined || n.pool === poolName)).length;
+  const until = async (done: () => Promise<boolean>, maxSteps = 200, ms = 5000) => {
+    for (let i = 0; i < maxSteps; i++) {
+      if (await done()) return i;
+      await step(ms);
+    }
+    throw new Error(`not done after ${maxSteps} steps`);
+  };
+  return { store, cloud, agents, reconciler, operator: new Operator(store.db, now), step, all, node, count, until, advance: (ms: number) => (clock += ms), now };
+}
