@@ -1,6 +1,7 @@
 // `npm run bench`: runs the project's benchmarks and prints a table.
 //   bun run bench/run.ts [agent] [--quick]
 import { benchAgent } from "./agent.ts";
+import { benchIngest, benchPass } from "./reconciler.ts";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -17,6 +18,29 @@ if (want("agent")) {
     ["Xid injected → event stored, p99", `${f(r.latencyMs.p99)} ms`, `goal < 100 ms (max ${f(r.latencyMs.max)} ms)`],
     ["agent RSS, 8 fake GPUs", `${f(r.rssMiB.max)} MiB max`, `start ${f(r.rssMiB.start)}, end ${f(r.rssMiB.end)}; goal < 48 MiB`],
     ["agent CPU, default polling", `${r.cpuPercentOfOneCore.toFixed(2)} % of a core`, `over ${r.idleSeconds} s; idle sleep baseline ${r.baselineCpuPercent.toFixed(2)} %; goal < 1 %`],
+  );
+}
+
+if (want("reconciler")) {
+  const f = (n: number) => n.toFixed(1);
+  const base = await benchPass(100);
+  log("reconcile pass: seeding 10,000 nodes…");
+  const ten = await benchPass(10_000);
+  rows.push(
+    ["reconcile pass, 100 ready nodes (baseline)", `${f(base.medianMs)} ms`, `median of 5; max ${f(base.maxMs)} ms`],
+    ["reconcile pass, 10,000 ready nodes", `${f(ten.medianMs)} ms`, `median of 5; max ${f(ten.maxMs)} ms; ${f(ten.medianMs / base.medianMs)}× the baseline; goal < 200 ms`],
+  );
+  if (!quick) {
+    log("reconcile pass: seeding 50,000 nodes…");
+    const fifty = await benchPass(50_000, 3);
+    rows.push(["reconcile pass, 50,000 ready nodes", `${f(fifty.medianMs)} ms`, `median of 3; max ${f(fifty.maxMs)} ms`]);
+  }
+  log("heartbeat ingest: 10,000 nodes…");
+  const ingest = await benchIngest(10_000, quick ? 5_000 : 20_000);
+  rows.push(
+    ["heartbeat ingest, 10,000 nodes, 8 GPUs each", `${Math.round(ingest.perSecond)} /s`, `${ingest.heartbeats} heartbeats from 32 clients in the same process; goal 2,000/s`],
+    ["heartbeat latency", `p50 ${f(ingest.p50Ms)} ms, p99 ${f(ingest.p99Ms)} ms`, "goal p99 < 50 ms"],
+    ["reconciler memory per node", `${f(ingest.rssPerNodeKiB)} KiB`, "RSS growth after seeding 10,000 nodes with 8 GPUs each"],
   );
 }
 

@@ -86,28 +86,31 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
 /** Records a heartbeat; returns false when the node is unknown (it must register first). */
 export async function recordHeartbeat(db: Db, hb: Heartbeat, now: Clock): Promise<boolean> {
   const at = now();
-  return db.transaction(async (tx) => {
-    const updated = await tx
-      .update(nodes)
-      .set({
-        lastHeartbeatAt: at,
-        bootId: hb.bootId,
-        nvmlAvailable: hb.nvml.available,
-        nvmlError: hb.nvml.available ? null : (hb.nvml.error ?? "NVML unavailable"),
-        agentHealth: hb.health.checked ? hb.health.worst : null,
-        updatedAt: at,
-      })
-      .where(eq(nodes.id, hb.nodeId))
-      .returning({ id: nodes.id });
-    if (updated.length === 0) return false;
-    for (const snapshot of hb.gpus) {
-      await tx
-        .update(gpus)
-        .set({ lastSnapshot: snapshot, updatedAt: at })
-        .where(and(eq(gpus.nodeId, hb.nodeId), eq(gpus.index, snapshot.index)));
-    }
-    return true;
-  });
+  // Two statements, no interactive transaction: heartbeats are the hottest write path
+  // (goal: 2,000/s on 2 cores), and each statement is atomic on its own.
+  const updated = await db
+    .update(nodes)
+    .set({
+      lastHeartbeatAt: at,
+      bootId: hb.bootId,
+      nvmlAvailable: hb.nvml.available,
+      nvmlError: hb.nvml.available ? null : (hb.nvml.error ?? "NVML unavailable"),
+      agentHealth: hb.health.checked ? hb.health.worst : null,
+      updatedAt: at,
+    })
+    .where(eq(nodes.id, hb.nodeId))
+    .returning({ id: nodes.id });
+  if (updated.length === 0) return false;
+  if (hb.gpus.length > 0) {
+    // Every GPU's readings in one statement: each row takes the snapshot with its index.
+    await db.run(sql`
+      UPDATE ${gpus}
+      SET last_snapshot = (SELECT value FROM json_each(${JSON.stringify(hb.gpus)}) WHERE json_extract(value, '$.index') = ${gpus}.gpu_index),
+          updated_at = ${at}
+      WHERE node_id = ${hb.nodeId}
+        AND gpu_index IN (SELECT json_extract(value, '$.index') FROM json_each(${JSON.stringify(hb.gpus)}))`);
+  }
+  return true;
 }
 
 export interface AppendResult {

@@ -1,0 +1,159 @@
+// Reconciler benchmarks on 2 cores, against a real libSQL file:
+//   - one reconcile pass over N ready nodes (goal at 10,000: < 200 ms), and the same
+//     pass over 100 nodes as the baseline in the same process;
+//   - heartbeat ingest over HTTP for N registered nodes (goal: 2,000/s, p99 < 50 ms);
+//   - resident memory per node.
+import { parseConfig } from "../reconciler/config/load.ts";
+import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
+import { Reconciler } from "../reconciler/fleet/reconciler.ts";
+import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
+import { startReconciler } from "../reconciler/serve.ts";
+import { gpus, nodes, pools } from "../schema/db.ts";
+import type { Heartbeat } from "../schema/wire.ts";
+import type { Store } from "../reconciler/store/store.ts";
+import { tempDir } from "../test/support.ts";
+
+const GPUS = 8;
+
+function config(size: number) {
+  const parsed = parseConfig(
+    `server:\n  heartbeat_interval: 30s\npools:\n  - name: bench\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: ${size}\n      max_nodes: ${size}\n`,
+    "bench",
+  );
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
+  return parsed.config;
+}
+
+/** Writes `count` registered, healthy, Ready nodes with their GPUs and readings. */
+async function seed(store: Store, count: number, at: number): Promise<string[]> {
+  const ids = Array.from({ length: count }, (_, i) => `bench-${i.toString().padStart(6, "0")}`);
+  for (let i = 0; i < ids.length; i += 400) {
+    const batch = ids.slice(i, i + 400);
+    await store.db.insert(nodes).values(
+      batch.map((id) => ({
+        id,
+        pool: "bench",
+        provider: "local",
+        instanceType: "local-8gpu",
+        instanceName: id,
+        state: "ready" as const,
+        stateChangedAt: at,
+        hostname: id,
+        bootId: "boot",
+        agentVersion: "bench",
+        nvmlAvailable: true,
+        agentHealth: "healthy" as const,
+        verdict: "healthy" as const,
+        registeredAt: at,
+        lastHeartbeatAt: at,
+        spoolId: "00000000-0000-4000-8000-000000000000",
+        updatedAt: at,
+      })),
+    );
+    await store.db.insert(gpus).values(
+      batch.flatMap((id) =>
+        Array.from({ length: GPUS }, (_, g) => ({
+          nodeId: id,
+          index: g,
+          uuid: `GPU-${id}-${g}`,
+          pciBusId: `00000000:${(0x18 + g).toString(16).toUpperCase()}:00.0`,
+          name: "NVIDIA H100 80GB HBM3",
+          lastSnapshot: { index: g, temperatureC: 40, utilizationPct: 50 },
+          updatedAt: at,
+        })),
+      ),
+    );
+  }
+  await store.db.insert(pools).values({ name: "bench", source: "config", spec: {}, createdAt: at, updatedAt: at }).onConflictDoNothing();
+  return ids;
+}
+
+/** Median of `passes` reconcile passes over `size` ready nodes (after one warm-up pass). */
+export async function benchPass(size: number, passes = 5): Promise<{ medianMs: number; maxMs: number }> {
+  const dir = tempDir("navarch-bench-");
+  let clock = Date.parse("2026-11-21T00:00:00Z");
+  const now = () => clock;
+  const rec = await startReconciler(
+    { host: "127.0.0.1", port: 0, dataDir: dir, databaseUrl: `file:${dir}/navarch.db`, authTokenEnv: "NAVARCH_BENCH_TOKEN", heartbeatIntervalSeconds: 30 },
+    () => undefined,
+    now,
+  );
+  try {
+    await seed(rec.store, size, clock);
+    const cloud = new SimulatedCloud({ name: "local", now });
+    const loop = new Reconciler({ store: rec.store, config: config(size), providers: new Map([["local", cloud]]), policy: defaultHealthPolicy(), now });
+    await loop.pass(); // warm-up: the first pass also runs the inventory sweep and the first health tick
+    const times: number[] = [];
+    for (let i = 0; i < passes; i++) {
+      clock += 1000;
+      times.push((await loop.pass()).durationMs);
+    }
+    times.sort((a, b) => a - b);
+    return { medianMs: times[Math.floor(times.length / 2)]!, maxMs: times.at(-1)! };
+  } finally {
+    await rec.stop();
+  }
+}
+
+export interface IngestResult {
+  nodes: number;
+  heartbeats: number;
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  rssPerNodeKiB: number;
+}
+
+/** Heartbeats over HTTP from `concurrency` parallel clients, for `size` registered nodes. */
+export async function benchIngest(size: number, total: number, concurrency = 32): Promise<IngestResult> {
+  const dir = tempDir("navarch-bench-");
+  process.env.NAVARCH_BENCH_TOKEN = "bench-token";
+  Bun.gc(true);
+  const rssBefore = process.memoryUsage().rss;
+  const rec = await startReconciler(
+    { host: "127.0.0.1", port: 0, dataDir: dir, databaseUrl: `file:${dir}/navarch.db`, authTokenEnv: "NAVARCH_BENCH_TOKEN", heartbeatIntervalSeconds: 30 },
+    () => undefined,
+  );
+  try {
+    const ids = await seed(rec.store, size, Date.now());
+    Bun.gc(true);
+    const rssPerNodeKiB = (process.memoryUsage().rss - rssBefore) / 1024 / size;
+    const bodies = ids.map((id) =>
+      JSON.stringify({
+        nodeId: id,
+        bootId: "boot",
+        sentAt: new Date().toISOString(),
+        nvml: { available: true },
+        health: { checked: true, worst: "healthy", openIncidents: 0 },
+        gpus: Array.from({ length: GPUS }, (_, g) => ({ index: g, temperatureC: 41, powerW: 400, utilizationPct: 60, memoryUsedBytes: 1 << 30 })),
+      } satisfies Heartbeat),
+    );
+    const latencies: number[] = [];
+    let next = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < total) {
+          const body = bodies[next++ % bodies.length]!;
+          const t0 = performance.now();
+          const res = await fetch(`${rec.url}/v1/heartbeat`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: "Bearer bench-token" }, body });
+          await res.arrayBuffer();
+          if (res.status !== 200) throw new Error(`heartbeat answered ${res.status}`);
+          latencies.push(performance.now() - t0);
+        }
+      }),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    return {
+      nodes: size,
+      heartbeats: latencies.length,
+      perSecond: latencies.length / seconds,
+      p50Ms: latencies[Math.floor(latencies.length * 0.5)]!,
+      p99Ms: latencies[Math.floor(latencies.length * 0.99)]!,
+      rssPerNodeKiB,
+    };
+  } finally {
+    await rec.stop();
+  }
+}
