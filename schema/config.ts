@@ -138,6 +138,12 @@ export interface HealthConfig {
   drain_timeout: Millis;
   /** A new machine whose agent has not registered within this is Failed. */
   registration_timeout: Millis;
+  /**
+   * terminate_first: the unhealthy node is terminated, then its replacement launched.
+   * surge: the replacement is launched when the node is cordoned, and the node is terminated
+   * once the replacement is Ready (capacity never dips; needs room under max_nodes).
+   */
+  replacement: "terminate_first" | "surge";
 }
 
 export const AUTOSCALER_TYPES = ["reactive", "queue", "scheduled", "predictive", "composite", "idle"] as const;
@@ -755,6 +761,7 @@ const Health: v.GenericSchema<unknown, HealthConfig> = strict({
   drain_timeout: v.optional(PositiveDuration, "30m"),
   // GPU images routinely take longer than Cluster API's 10 min default to come up.
   registration_timeout: v.optional(PositiveDuration, "15m"),
+  replacement: v.optional(oneOf("replacement strategy", ["terminate_first", "surge"] as const), "terminate_first"),
 });
 
 // Kubernetes label rules (labels are mirrored onto Kubernetes nodes).

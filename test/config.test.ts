@@ -58,7 +58,7 @@ describe("seed configs load unchanged", () => {
         cooldown_period: 5 * MIN,
         autoscaler: { type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 },
       },
-      health: { unhealthy_threshold: 2, auto_replace: true, drain_timeout: 30 * MIN, registration_timeout: 15 * MIN },
+      health: { unhealthy_threshold: 2, auto_replace: true, drain_timeout: 30 * MIN, registration_timeout: 15 * MIN, replacement: "terminate_first" },
       labels: { workload: "training", cluster: "prod" },
       ssh_user: "ubuntu",
       setup_commands: [],
@@ -153,7 +153,7 @@ describe("every option normalises", () => {
         { type: "composite", mode: "min", autoscalers: [{ type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 }] },
       ],
     });
-    expect(batch!.health).toEqual({ unhealthy_threshold: 3, auto_replace: false, drain_timeout: 60 * MIN, registration_timeout: 25 * MIN });
+    expect(batch!.health).toEqual({ unhealthy_threshold: 3, auto_replace: false, drain_timeout: 60 * MIN, registration_timeout: 25 * MIN, replacement: "surge" });
     expect(batch!.labels).toEqual({ "navarch.dev/tier": "batch", empty: "" });
 
     expect(office!.scaling.autoscaler).toEqual({

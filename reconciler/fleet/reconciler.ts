@@ -437,7 +437,41 @@ export class Reconciler {
       // Never in service: nothing to cordon or drain.
       return this.replaceOrHold(node, pool, ctx, `failed validation: ${reason}`);
     }
-    return this.cordon(node, ctx, reason);
+    await this.cordon(node, ctx, reason);
+    if (node.state === "cordoned" && pool?.health.replacement === "surge" && pool.health.auto_replace) await this.surge(node, pool, ctx);
+  }
+
+  /** Surge: the replacement is launched now, while the node drains; needs room under max_nodes. */
+  private async surge(node: NodeRow, pool: PoolConfig, ctx: PassContext): Promise<void> {
+    const db = this.store.db;
+    const [existing] = await db.select({ id: nodes.id }).from(nodes).where(and(eq(nodes.replacementOf, node.id), notInArray(nodes.state, [...TERMINAL])));
+    if (existing !== undefined) return;
+    const [size] = await db
+      .select({ n: sql<number>`count(*)` })
+      .from(nodes)
+      .where(and(eq(nodes.pool, pool.name), sql`${nodes.state} not in ('terminating', 'terminated', 'failed')`));
+    if (Number(size?.n ?? 0) >= pool.scaling.max_nodes) {
+      await this.setIncidentStatus(node, `surge skipped: pool ${pool.name} is at max_nodes ${pool.scaling.max_nodes}; replacing after the drain`);
+      return;
+    }
+    const newId = newNodeId(pool.name);
+    await db.insert(nodes).values({
+      id: newId,
+      pool: pool.name,
+      provider: pool.providers[0]!,
+      instanceType: pool.instance_type,
+      state: "requested",
+      stateReason: `surge replacement for ${node.id}`,
+      stateChangedAt: ctx.at,
+      requestedAt: ctx.at,
+      replacementOf: node.id,
+      attempts: this.slotAttempts(node, ctx.at),
+      updatedAt: ctx.at,
+    });
+    if (node.incidentId !== null) {
+      await db.update(incidents).set({ replacementNodeId: newId, status: `cordoned; surge replacement ${newId} requested` }).where(eq(incidents.id, node.incidentId));
+    }
+    await this.audit(ctx.at, "surge", node.id, { replacement: newId });
   }
 
   private async cordon(node: NodeRow, ctx: PassContext, reason: string): Promise<void> {
@@ -497,8 +531,19 @@ export class Reconciler {
       await this.closeIncident(node, "held", cap.reason, ctx);
       return this.transition(node, "held", cap.reason, ctx);
     }
-    const newId = newNodeId(pool.name);
     const db = this.store.db;
+    const [surged] = await db.select().from(nodes).where(and(eq(nodes.replacementOf, node.id), notInArray(nodes.state, [...TERMINAL])));
+    if (surged !== undefined) {
+      // Surge: the replacement was launched at cordon time; retire this node once it is Ready.
+      if (surged.state !== "ready" && surged.state !== "suspect") {
+        const waiting = `drained (${how}); waiting for surge replacement ${surged.id} (${surged.state}) to be Ready`;
+        if (node.stateReason !== waiting) await this.patch(node, { stateReason: waiting }, ctx.at);
+        return;
+      }
+      await this.transition(node, "terminating", `replaced by ${surged.id} (surge): ${how}`, ctx, { nextActionAt: null });
+      return;
+    }
+    const newId = newNodeId(pool.name);
     const moved = await db.transaction(async (tx) => {
       const updated = await tx
         .update(nodes)
@@ -644,7 +689,19 @@ export class Reconciler {
       .where(eq(nodes.pool, pool.name))
       .groupBy(nodes.state, nodes.removal);
     const countWhere = (pred: (c: (typeof counts)[number]) => boolean) => counts.filter(pred).reduce((sum, c) => sum + Number(c.n), 0);
-    const total = countWhere((c) => IN_POOL.has(c.state));
+    // A node with a surge replacement in the pool is counted once with it (replacements are not scaling).
+    const [surging] = await db
+      .select({ n: sql<number>`count(*)` })
+      .from(nodes)
+      .where(
+        and(
+          eq(nodes.pool, pool.name),
+          eq(nodes.removal, "replace"),
+          sql`${nodes.state} in ('cordoned', 'draining', 'held', 'lost')`,
+          sql`exists (select 1 from nodes r where r.replacement_of = ${nodes.id} and r.state not in ('terminating', 'terminated', 'failed'))`,
+        ),
+      );
+    const total = countWhere((c) => IN_POOL.has(c.state)) - Number(surging?.n ?? 0);
     const readyCount = countWhere((c) => c.state === "ready" || c.state === "suspect");
     const autoscaleDue = ctx.at - (this.lastAutoscaleAt.get(pool.name) ?? Number.NEGATIVE_INFINITY) >= this.config.server.autoscale_interval;
     let utilization: number | undefined;
