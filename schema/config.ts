@@ -15,6 +15,7 @@
 //   they compare are themselves valid, so one run reports every problem.
 import * as v from "valibot";
 import { TEMPLATE_VARIABLES, parseTemplate } from "../bootstrap/template.ts";
+import { accept, closestMatch, isRecord, oneOf, show, strict, suggest, unknownNameMessage } from "./shapes.ts";
 
 // ───────────────────────────── normalised types ─────────────────────────────
 
@@ -224,54 +225,6 @@ export interface IdleAutoscalerConfig {
 
 // ───────────────────────────── messages ─────────────────────────────
 
-/** How a value is shown after "got": strings quoted, containers by kind. */
-function show(value: unknown): string {
-  if (value === undefined) return "nothing";
-  if (value === null) return "null (an empty value)";
-  if (typeof value === "string") return JSON.stringify(value);
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "a mapping";
-  return String(value);
-}
-
-/** The candidate `word` most likely misspells, if any is close enough to suggest. */
-export function closestMatch(word: string, candidates: readonly string[]): string | undefined {
-  const w = word.toLowerCase();
-  const limit = w.length <= 3 ? 1 : w.length <= 6 ? 2 : 3;
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of candidates) {
-    const d = editDistance(w, candidate.toLowerCase());
-    if (d < bestDistance) [best, bestDistance] = [candidate, d];
-  }
-  if (best !== undefined && bestDistance <= limit) return best;
-  // A truncated or extended name (`cooldown` for `cooldown_period`) is far in edits but obvious.
-  const related = candidates.filter((c) => w.length >= 4 && (c.toLowerCase().startsWith(w) || w.startsWith(c.toLowerCase())));
-  return related.length === 1 ? related[0] : undefined;
-}
-
-/** Optimal-string-alignment distance: insertions, deletions, substitutions, adjacent swaps. */
-function editDistance(a: string, b: string): number {
-  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) rows[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let d = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2]![j - 2]! + 1);
-      rows[i]![j] = d;
-    }
-  }
-  return rows[a.length]![b.length]!;
-}
-
-/** `unknown <noun> "x" (expected one of a, b; did you mean "a"?)` */
-function unknownNameMessage(noun: string, got: string, allowed: readonly string[]): string {
-  const suggestion = closestMatch(got, allowed);
-  const hint = suggestion === undefined ? "" : `; did you mean "${suggestion}"?`;
-  return `unknown ${noun} "${got}" (expected one of ${allowed.join(", ")}${hint})`;
-}
-
 // ───────────────────────────── durations ─────────────────────────────
 
 const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
@@ -317,14 +270,6 @@ export const DURATION_KEYS: ReadonlySet<string> = new Set([
 
 // ───────────────────────────── leaf schemas ─────────────────────────────
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** A value of type T accepted by `test`; otherwise `expected <what>, got <value>`. */
-function accept<T>(test: (value: unknown) => boolean, what: string) {
-  return v.custom<T>(test, (issue) => `expected ${what}, got ${show(issue.input)}`);
-}
 
 const Str = accept<string>((x) => typeof x === "string", "a string");
 const Text = accept<string>((x) => typeof x === "string" && x.trim() !== "", "a non-empty string");
@@ -342,17 +287,6 @@ const Mapping = accept<Record<string, unknown>>(isRecord, "a mapping");
 /** A string matching `pattern`; `what` describes the shape for the message. */
 function shaped(pattern: RegExp, what: string) {
   return accept<string>((x) => typeof x === "string" && pattern.test(x), what);
-}
-
-/** One of a fixed set of names, with a suggestion for near misses. */
-function oneOf<const T extends readonly string[]>(noun: string, names: T) {
-  return v.custom<T[number]>(
-    (x) => typeof x === "string" && names.includes(x),
-    (issue) =>
-      typeof issue.input === "string"
-        ? unknownNameMessage(noun, issue.input, names)
-        : `expected a ${noun} (one of ${names.join(", ")}), got ${show(issue.input)}`,
-  );
 }
 
 function duration({ positive }: { positive: boolean }) {
@@ -415,41 +349,6 @@ const SetupCommand = v.pipe(
 
 type PathKey = string | number;
 type Report = (path: PathKey | readonly PathKey[], message: string) => void;
-
-/**
- * A mapping with exactly these keys. Unlike `v.strictObject` it reports every unknown key
- * (not just the first) with a did-you-mean; `unknownNoun` names what a key is when the keys
- * are themselves names (`provider type`).
- */
-function strict<const TEntries extends v.ObjectEntries>(entries: TEntries, { unknownNoun }: { unknownNoun?: string } = {}) {
-  const known = Object.keys(entries);
-  return v.pipe(
-    Mapping,
-    // Only reached with a mapping, so its message is only ever about missing required keys.
-    v.looseObject(entries, "is required"),
-    v.rawCheck(({ dataset, addIssue }) => {
-      const value: unknown = dataset.value;
-      if (!isRecord(value)) return;
-      for (const key of Object.keys(value)) {
-        if (known.includes(key)) continue;
-        const message = unknownNoun
-          ? unknownNameMessage(unknownNoun, key, known)
-          : `unknown key "${key}"${suggest(key, known)}`;
-        addIssue({ message, path: [{ type: "object", origin: "key", input: value, key, value: value[key] }] });
-      }
-    }),
-    v.transform((value) => {
-      const out: Record<string, unknown> = {};
-      for (const key of known) if (value[key] !== undefined) out[key] = value[key];
-      return out as v.InferOutput<v.ObjectSchema<TEntries, undefined>>;
-    }),
-  );
-}
-
-function suggest(word: string, known: readonly string[]): string {
-  const match = closestMatch(word, known);
-  return match === undefined ? "" : ` (did you mean "${match}"?)`;
-}
 
 /**
  * Cross-field rules for one object. `check` sees only the fields that passed their own
@@ -585,7 +484,7 @@ const Providers: v.GenericSchema<unknown, ProvidersConfig> = strict(
   { unknownNoun: "provider type" },
 );
 
-const ProviderName = oneOf("provider type", PROVIDER_TYPES);
+const ProviderName = oneOf(PROVIDER_TYPES, "provider type");
 
 // ───────────────────────────── autoscalers ─────────────────────────────
 
@@ -687,7 +586,7 @@ const Predictive = strict({
 
 const Composite = strict({
   type: v.literal("composite"),
-  mode: v.optional(oneOf("composite mode", ["max", "min", "avg"] as const), "max"),
+  mode: v.optional(oneOf(["max", "min", "avg"] as const, "composite mode"), "max"),
   autoscalers: list(v.lazy(() => Autoscaler), { nonEmpty: true, noun: "autoscaler" }),
 });
 
@@ -761,7 +660,7 @@ const Health: v.GenericSchema<unknown, HealthConfig> = strict({
   drain_timeout: v.optional(PositiveDuration, "30m"),
   // GPU images routinely take longer than Cluster API's 10 min default to come up.
   registration_timeout: v.optional(PositiveDuration, "15m"),
-  replacement: v.optional(oneOf("replacement strategy", ["terminate_first", "surge"] as const), "terminate_first"),
+  replacement: v.optional(oneOf(["terminate_first", "surge"] as const, "replacement strategy"), "terminate_first"),
 });
 
 // Kubernetes label rules (labels are mirrored onto Kubernetes nodes).

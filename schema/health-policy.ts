@@ -26,7 +26,7 @@
 // degraded (Suspect). A finding that is both `unhealthy` and `fatal` skips the count. See
 // `nodeVerdict` in reconciler/fleet/policy.ts.
 import * as v from "valibot";
-import { closestMatch } from "./config.ts";
+import { isRecord, oneOf, show, strict } from "./shapes.ts";
 import { ACTIONS, SEVERITIES, formatIssuePath, type RecommendedAction, type Severity } from "./wire.ts";
 import {
   applyXidOverrides,
@@ -69,56 +69,6 @@ export interface HealthPolicyDocument {
   catalog: XidCatalog;
 }
 
-// ───────────────────────────── helpers (the conventions of schema/config.ts) ─────────────────────────────
-
-function show(value: unknown): string {
-  if (value === undefined) return "nothing";
-  if (value === null) return "null (an empty value)";
-  if (typeof value === "string") return JSON.stringify(value);
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "a mapping";
-  return String(value);
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function oneOf<const T extends readonly string[]>(names: T) {
-  return v.custom<T[number]>(
-    (x) => typeof x === "string" && names.includes(x),
-    (issue) => {
-      const guess = typeof issue.input === "string" ? closestMatch(issue.input, names) : undefined;
-      const hint = guess === undefined ? "" : `; did you mean "${guess}"?`;
-      return `expected one of ${names.join(", ")}, got ${show(issue.input)}${hint}`;
-    },
-  );
-}
-
-/** A mapping with exactly these keys: every unknown key is its own issue, at its own path. */
-function strict<const TEntries extends v.ObjectEntries>(entries: TEntries, what: string) {
-  const known = Object.keys(entries);
-  return v.pipe(
-    v.custom<Record<string, unknown>>(isRecord, (issue) => `expected ${what} (a mapping), got ${show(issue.input)}`),
-    v.looseObject(entries, "is required"),
-    v.rawCheck(({ dataset, addIssue }) => {
-      const value: unknown = dataset.value;
-      if (!isRecord(value)) return;
-      for (const key of Object.keys(value)) {
-        if (known.includes(key)) continue;
-        const guess = closestMatch(key, known);
-        const hint = guess === undefined ? ` (allowed: ${known.join(", ")})` : ` (did you mean "${guess}"?)`;
-        addIssue({ message: `unknown key "${key}"${hint}`, path: [{ type: "object", origin: "key", input: value, key, value: value[key] }] });
-      }
-    }),
-    v.transform((value) => {
-      const out: Record<string, unknown> = {};
-      for (const key of known) if (value[key] !== undefined) out[key] = value[key];
-      return out as v.InferOutput<v.ObjectSchema<TEntries, undefined>>;
-    }),
-  );
-}
-
 // ───────────────────────────── the schema ─────────────────────────────
 
 const RULE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
@@ -155,7 +105,7 @@ const Rule: v.GenericSchema<unknown, PolicyRule> = v.pipe(
       persistence: v.optional(oneOf(XID_PERSISTENCES)),
       reason: v.optional(Reason),
     },
-    "a rule",
+    { what: "a rule", listAllowed: true },
   ),
   v.rawCheck(({ dataset, addIssue }) => {
     if (!dataset.typed) return;
@@ -182,7 +132,7 @@ export const HealthPolicySchema: v.GenericSchema<unknown, HealthPolicyFile> = v.
       ),
       xid_overrides: v.optional(v.unknown()),
     },
-    "a health policy",
+    { what: "a health policy", listAllowed: true },
   ),
   // Names are compared even when other keys have problems (one run reports everything).
   v.rawCheck(({ dataset, addIssue }) => {

@@ -10,7 +10,8 @@ import { configCheckCommand } from "../reconciler/cli/config-check.ts";
 import { loadConfigFile, parseConfig, type LoadResult } from "../reconciler/config/load.ts";
 import { formatProblems } from "../reconciler/config/yaml-source.ts";
 import { configToYaml } from "../reconciler/config/print.ts";
-import { closestMatch, formatDuration, parseAddress, parseDuration, type NavarchConfig } from "../schema/config.ts";
+import { formatDuration, parseAddress, parseDuration, type NavarchConfig } from "../schema/config.ts";
+import { closestMatch } from "../schema/shapes.ts";
 
 const FIXTURES = join(import.meta.dir, "fixtures", "config");
 

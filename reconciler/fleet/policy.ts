@@ -33,7 +33,7 @@
 import { CelScalar, celEnv, celFunc, celMap, isCelError, mapType, objectType, parse, plan, type CelInput, type CelMap, type CelType } from "@bufbuild/cel";
 import { strings } from "@bufbuild/cel/ext";
 import { isScalar } from "yaml";
-import { closestMatch } from "../../schema/config.ts";
+import { closestMatch } from "../../schema/shapes.ts";
 import type { healthEvents } from "../../schema/db.ts";
 import { validateHealthPolicy, type HealthPolicyDocument, type PolicyIssue, type PolicyRule } from "../../schema/health-policy.ts";
 import { ACTIONS, type GpuIdentity, type HealthEvent, type RecommendedAction, type Severity } from "../../schema/wire.ts";
