@@ -76,6 +76,8 @@ export class Reconciler {
   /** Instances seen with no node, by provider id: how many sweeps in a row (reap after two). */
   private readonly orphanSweeps = new Map<string, number>();
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The loop body, once start() ran. */
+  private tick: (() => Promise<void>) | undefined;
   private running: Promise<PassReport> | undefined;
   private wakeRequested = false;
   private stopped = true;
@@ -92,16 +94,17 @@ export class Reconciler {
   /** Runs passes every `intervalMs` and whenever woken, until stop(). */
   start(intervalMs = 1000): void {
     this.stopped = false;
-    const loop = async () => {
+    this.tick = async () => {
       if (this.stopped) return;
+      this.timer = undefined;
       try {
         await this.pass();
       } catch (err) {
         this.log(`reconcile pass failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       }
-      if (!this.stopped) this.timer = setTimeout(loop, this.wakeRequested ? 0 : intervalMs);
+      if (!this.stopped) this.timer = setTimeout(() => void this.tick?.(), this.wakeRequested ? 0 : intervalMs);
     };
-    void loop();
+    void this.tick();
   }
 
   async stop(): Promise<void> {
@@ -110,14 +113,15 @@ export class Reconciler {
     await this.running?.catch(() => undefined);
   }
 
-  /** An event arrived or an operator acted: run a pass soon instead of at the next tick. */
+  /**
+   * An event arrived or an operator acted: run a pass now instead of at the next tick
+   * (a pass in progress is followed at once by another).
+   */
   wake(): void {
     this.wakeRequested = true;
-    if (this.stopped || this.running) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      if (!this.stopped) void this.pass().catch((err: unknown) => this.log(`reconcile pass failed: ${String(err)}`)).finally(() => this.start());
-    }, 0);
+    if (this.stopped || this.running || this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick?.(), 0);
   }
 
   /** One level-triggered pass over every node and pool; passes never overlap. */
@@ -178,17 +182,23 @@ export class Reconciler {
   /** Feeds new events through the policy and updates each node's open findings and verdict. */
   private async judgeHealth(live: NodeRow[], at: number): Promise<void> {
     const db = this.store.db;
-    const byId = new Map(live.map((n) => [n.id, n]));
-    const from = live.reduce((m, n) => Math.min(m, n.evaluatedEventId), Number.MAX_SAFE_INTEGER);
-    const fresh = live.length === 0 ? [] : await db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(20_000);
+    const registered = live.filter((n) => n.bootId !== null);
+    const byId = new Map(registered.map((n) => [n.id, n]));
+    // Each node's cursor starts at the log's end when it registers (registry.ts), so this
+    // reads only what is new; the oldest cursor is served first, so a long backlog drains
+    // over a few passes instead of starving.
+    const from = registered.reduce((m, n) => Math.min(m, n.evaluatedEventId), Number.MAX_SAFE_INTEGER);
+    const fresh = registered.length === 0 ? [] : await db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(20_000);
     const newByNode = new Map<string, (typeof fresh)[number][]>();
     for (const e of fresh) {
       const n = byId.get(e.nodeId);
       if (n === undefined || e.id <= n.evaluatedEventId) continue;
-      newByNode.set(e.nodeId, [...(newByNode.get(e.nodeId) ?? []), e]);
+      const list = newByNode.get(e.nodeId);
+      if (list) list.push(e);
+      else newByNode.set(e.nodeId, [e]);
     }
-    for (const node of live) {
-      if (node.bootId === null) continue; // not registered yet: nothing to judge
+    for (const node of registered) {
+      if (node.bootId === null) continue;
       const pool = this.poolConfig(node.pool);
       const interval = this.config.server.health_check_interval;
       const events = newByNode.get(node.id) ?? [];

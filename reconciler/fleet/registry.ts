@@ -47,6 +47,7 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
         stateReason: nvmlError ?? "awaiting first health check",
         stateChangedAt: at,
         registeredAt: at,
+        evaluatedEventId: await endOfEventLog(tx),
       });
     } else {
       const keep = KEEP_STATE_ON_REGISTER.has(existing.state);
@@ -55,6 +56,8 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
         .set({
           ...fields,
           registeredAt: existing.registeredAt ?? at,
+          // First registration of a node we requested: its health cursor starts at the log's end.
+          ...(existing.registeredAt === null ? { evaluatedEventId: await endOfEventLog(tx) } : {}),
           ...(keep ? {} : { state: "validating" as const, stateReason: nvmlError ?? "awaiting first health check", stateChangedAt: at }),
           version: sql`${nodes.version} + 1`,
         })
@@ -81,6 +84,12 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
       sameSpool: existing?.spoolId === req.spoolId,
     };
   });
+}
+
+/** The id of the newest health event (0 for an empty log). */
+async function endOfEventLog(tx: Pick<Db, "select">): Promise<number> {
+  const [row] = await tx.select({ id: max(healthEvents.id) }).from(healthEvents);
+  return row?.id ?? 0;
 }
 
 /** Records a heartbeat; returns false when the node is unknown (it must register first). */
