@@ -17,6 +17,10 @@ import { normalizePciBusId } from "../pci.ts";
 /** One condition found on this node, before the agent adds seq, boot id and time. */
 export interface Finding {
   check: string;
+  /**
+   * Level findings always carry one: with the GPU and check it identifies the condition, so
+   * its "healthy" (recovered) event closes the same finding on the reconciler.
+   */
   code?: string;
   severity: Severity;
   action: RecommendedAction;
@@ -81,6 +85,7 @@ export function evaluateSnapshot(snapshot: NvmlSnapshot, state: GpuCheckState, o
   if (count !== undefined && count < expected) {
     findings.push({
       check: "gpu_count",
+      code: "missing",
       severity: "unhealthy",
       action: "reboot",
       message: `${count} GPUs visible, ${expected} expected (a GPU has fallen off the bus or failed to initialise)`,
@@ -335,6 +340,7 @@ function fatalFinding(error: NvmlErrorInfo, label: string): Omit<Finding, "gpu">
     const xid79 = lookupXid(79);
     return {
       check: "gpu_lost",
+      code: "lost",
       severity: "unhealthy",
       action: xid79.action,
       message: `${label}: GPU is lost (${error.fn} returned ${error.name}); it has fallen off the bus`,
@@ -343,6 +349,7 @@ function fatalFinding(error: NvmlErrorInfo, label: string): Omit<Finding, "gpu">
   if (error.kind === "reset_required") {
     return {
       check: "reset_required",
+      code: "required",
       severity: "unhealthy",
       action: "reset_gpu",
       message: `${label}: the GPU needs a reset (${error.fn} returned ${error.name})`,

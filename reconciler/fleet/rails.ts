@@ -165,8 +165,9 @@ export class Rails {
     }
     tokens = Math.min(burst, tokens + (this.inputs.now - last) / refillMs);
     if (tokens >= 1) return undefined;
-    const waitS = Math.ceil(((1 - tokens) * refillMs) / 1000);
-    return { allowed: false, rail: "cordon_rate", reason: `new cordons limited to ${perMinute}/min (burst ${burst}); next in ${waitS} s` };
+    // No countdown in the text: the reason is stored on the node and the incident, and a text
+    // that changes every pass would rewrite them every pass.
+    return { allowed: false, rail: "cordon_rate", reason: `new cordons limited to ${perMinute}/min (burst ${burst}); waiting for the next token` };
   }
 
   private poolNodes(pool: string | null): readonly RailNode[] {
