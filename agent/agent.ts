@@ -2,6 +2,7 @@
 // and push health events the moment they are found (never waiting for the next
 // heartbeat). Events go through the disk spool first, so nothing is lost while
 // the reconciler is unreachable; they are resent in order once it answers.
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import type { AgentHealth, GpuInfo, GpuSnapshot, HealthEvent, NvmlStatus, RegisterRequest } from "../schema/wire.ts";
 import { NAVARCH_VERSION } from "../schema/version.ts";
 import { ReportError, type ReconcilerClient } from "./reporter.ts";
@@ -38,6 +39,12 @@ export interface AgentOptions {
   /** Backoff bounds for an unreachable reconciler. */
   retryMinMs?: number;
   retryMaxMs?: number;
+  /**
+   * Where the node's own credential is kept (in its state directory, mode 0600). A
+   * registration with a one-time bootstrap token returns it; every later call, also
+   * after a restart, sends it instead.
+   */
+  credentialFile?: string;
 }
 
 export class Agent {
@@ -54,6 +61,13 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 30_000;
+    const stored = readCredential(opts.credentialFile);
+    if (stored !== undefined) opts.client.useNodeToken(stored);
+  }
+
+  /** Whether calls carry the node's own credential (rather than the token it was started with). */
+  get usingNodeCredential(): boolean {
+    return this.opts.client.usingNodeToken;
   }
 
   start(): void {
@@ -114,6 +128,7 @@ export class Agent {
       ...optional("cudaVersion", gpus.cudaVersion()),
     };
     const res = await this.opts.client.register(req);
+    if (res.nodeToken !== undefined) this.keepCredential(res.nodeToken);
     this.opts.spool.adopt(res.lastEventSeq, res.sameSpool);
     this.heartbeatIntervalMs = res.heartbeatIntervalSeconds * 1000;
     this.registered = true;
@@ -156,8 +171,28 @@ export class Agent {
     return flushing;
   }
 
+  /** Stores the credential a bootstrap registration returned, then uses it. */
+  private keepCredential(token: string): void {
+    const file = this.opts.credentialFile;
+    if (file !== undefined) {
+      const tmp = `${file}.tmp`;
+      writeFileSync(tmp, `${token}\n`, { mode: 0o600 });
+      chmodSync(tmp, 0o600);
+      renameSync(tmp, file);
+    }
+    this.opts.client.useNodeToken(token);
+    this.opts.log(`received this node's own credential${file === undefined ? " (not kept: no state directory)" : ` (kept in ${file})`}; the bootstrap token is spent`);
+  }
+
   private onFailure(err: unknown): void {
     this.failures++;
+    if (err instanceof ReportError && err.unauthorized && this.opts.client.usingNodeToken) {
+      // The reconciler does not know our credential (its database was replaced, or it was revoked).
+      this.opts.client.useInitialToken();
+      this.registered = false;
+      this.opts.log(`the reconciler refused this node's credential (${err.message}); registering again with the token the agent was started with`);
+      return;
+    }
     if (err instanceof ReportError && err.needsRegistration) {
       this.registered = false;
       this.opts.log("reconciler does not know this node; registering again");
@@ -201,6 +236,12 @@ export class Agent {
       };
     });
   }
+}
+
+function readCredential(file: string | undefined): string | undefined {
+  if (file === undefined || !existsSync(file)) return undefined;
+  const token = readFileSync(file, "utf8").trim();
+  return token.length >= 32 ? token : undefined;
 }
 
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {

@@ -1,7 +1,8 @@
 // navarch-node: the GPU node agent. Flags follow the seed's DaemonSet and systemd
 // examples (`--server HOST:PORT --node-id ID`); the token comes from NAVARCH_AUTH_TOKEN.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import * as v from "valibot";
 import { NAVARCH_VERSION } from "../schema/version.ts";
@@ -38,7 +39,10 @@ Options:
   -h, --help             print this help and exit
 
 Environment:
-  NAVARCH_AUTH_TOKEN     bearer token for the reconciler (required)
+  NAVARCH_AUTH_TOKEN     bearer token for the reconciler (the fleet's token), or
+  NAVARCH_BOOTSTRAP_TOKEN  a one-time bootstrap token: the first registration exchanges it
+                         for this node's own credential, kept in the state directory
+                         (node-token) and used from then on
 `;
 
 function fail(message: string): never {
@@ -116,11 +120,15 @@ async function main(argv: string[]): Promise<void> {
   const nodeId = flags["node-id"] ?? hostname();
   const idCheck = v.safeParse(NodeId, nodeId);
   if (!idCheck.success) fail(`--node-id ${JSON.stringify(nodeId)}: ${idCheck.issues[0]?.message ?? "invalid"}`);
-  const token = process.env.NAVARCH_AUTH_TOKEN;
-  if (!token) fail("NAVARCH_AUTH_TOKEN is not set; the reconciler refuses unauthenticated agents");
-
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} navarch-node: ${line}\n`);
   const stateDir = flags["state-dir"] ?? defaultStateDir();
+  // The fleet's token, or a one-time bootstrap token exchanged at registration for the
+  // node's own credential (kept in the state directory and used from then on).
+  const token = process.env.NAVARCH_AUTH_TOKEN || process.env.NAVARCH_BOOTSTRAP_TOKEN || "";
+  const credentialFile = join(stateDir, "node-token");
+  if (!token && !existsSync(credentialFile)) {
+    fail("neither NAVARCH_AUTH_TOKEN nor NAVARCH_BOOTSTRAP_TOKEN is set, and there is no node credential in the state directory; the reconciler refuses unauthenticated agents");
+  }
   let spool: Spool;
   try {
     spool = new Spool(stateDir);
@@ -161,6 +169,7 @@ async function main(argv: string[]): Promise<void> {
     spool,
     gpus,
     log,
+    credentialFile,
   });
   log(`starting ${NAVARCH_VERSION}: node ${nodeId}, reconciler ${serverUrl}, state ${stateDir}`);
   // Report from the start: findings of the first check are spooled until registration.

@@ -22,6 +22,10 @@ export class ReportError extends Error {
   ) {
     super(message);
   }
+  /** The token was refused (401): wrong, spent or unknown to the reconciler. */
+  get unauthorized(): boolean {
+    return this.status === 401;
+  }
   /** The reconciler does not know this node (e.g. its database was reset): register again. */
   get needsRegistration(): boolean {
     return this.status === 404;
@@ -43,11 +47,32 @@ export function normalizeServerUrl(server: string): string {
 }
 
 export class ReconcilerClient {
+  /** The bearer token sent now: the one it was started with, or the node's own credential. */
+  private authToken: string;
+
   constructor(
     private readonly baseUrl: string,
-    private readonly authToken: string,
+    /** NAVARCH_AUTH_TOKEN (the fleet's token) or a one-time bootstrap token. */
+    private readonly initialToken: string,
     private readonly timeoutMs = 10_000,
-  ) {}
+  ) {
+    this.authToken = initialToken;
+  }
+
+  /** Sends the node's own credential from now on. */
+  useNodeToken(token: string): void {
+    this.authToken = token;
+  }
+
+  /** Whether it sends a node credential rather than the token it was started with. */
+  get usingNodeToken(): boolean {
+    return this.authToken !== this.initialToken;
+  }
+
+  /** Back to the token it was started with (the reconciler no longer knows the node credential). */
+  useInitialToken(): void {
+    this.authToken = this.initialToken;
+  }
 
   register(req: RegisterRequest): Promise<RegisterResponse> {
     return this.post("/v1/register", req, RegisterResponse);

@@ -5,7 +5,9 @@ import { configCheckCommand } from "./cli/config-check.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { ACTIONS_USAGE, actionCommand } from "./cli/actions.ts";
 import { NODES_USAGE, nodesCommand } from "./cli/nodes.ts";
+import { EVENTS_USAGE, eventsCommand } from "./cli/events.ts";
 import { serveCommand } from "./cli/serve.ts";
+import { simCommand } from "./cli/sim.ts";
 
 const USAGE = `navarch ${NAVARCH_VERSION}: GPU fleet reconciler
 
@@ -13,7 +15,9 @@ Usage:
   navarch serve [--config FILE]          run the reconciler (API, store, fleet loops)
   navarch demo [--nvml-library PATH]     the reconciler on embedded defaults with a local pool; breaks a GPU once it is ready
   navarch config check FILE              validate a config file and print it normalised
+  navarch sim run|validate SCENARIO.yaml simulate a fleet on virtual time (navarch sim --help)
 ${NODES_USAGE.split("\n").slice(1).join("\n")}
+${EVENTS_USAGE}
 ${ACTIONS_USAGE}
   navarch version                        print the version
 
@@ -40,6 +44,8 @@ async function main(argv: string[]): Promise<number> {
       throw new CliError("usage: navarch config check FILE", 2);
     case "nodes":
       return nodesCommand(rest, out.stdout);
+    case "events":
+      return eventsCommand(rest, out.stdout);
     case "cordon":
     case "uncordon":
     case "drain":
@@ -49,6 +55,8 @@ async function main(argv: string[]): Promise<number> {
     case "incidents":
     case "fault":
       return actionCommand(command, rest, out.stdout);
+    case "sim":
+      return simCommand(rest, out);
     case "version":
     case "--version":
       out.stdout(`${NAVARCH_VERSION}\n`);

@@ -3,6 +3,7 @@
 // one start-up path.
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { NavarchConfig } from "../schema/config.ts";
 import { createApi } from "./api/server.ts";
@@ -10,7 +11,8 @@ import { defaultHealthPolicy, type HealthPolicy } from "./fleet/policy.ts";
 import { Reconciler as ReconcileLoop } from "./fleet/reconciler.ts";
 import type { Clock } from "./fleet/registry.ts";
 import type { SchedulerMirror } from "./fleet/scheduler.ts";
-import { createMetrics } from "./metrics.ts";
+import { startKubernetes, type KubeIntegration } from "./kube/index.ts";
+import { createMetrics, observeLoop } from "./metrics.ts";
 import { createProviders } from "./providers/index.ts";
 import type { Provider } from "./providers/provider.ts";
 import { openStore, type Store } from "./store/store.ts";
@@ -28,6 +30,10 @@ export interface ServeSettings {
   /** Name of the env var that holds the API token (the seed's NAVARCH_AUTH_TOKEN). */
   authTokenEnv: string;
   heartbeatIntervalSeconds: number;
+  /** The URL machines reach this reconciler at; default: the config's server.public_url, else derived from host and port. */
+  publicUrl?: string;
+  /** The agent binary served to new machines (default: navarch-node beside this executable, or $NAVARCH_NODE_BINARY). */
+  agentBinary?: string;
 }
 
 /** What the reconcile loop runs over; without it only the API is served. */
@@ -68,6 +74,7 @@ export async function startReconciler(
   // The loop is created once the server listens (local agents need its URL); events wake it.
   let loop: ReconcileLoop | undefined;
   let providers: ReadonlyMap<string, Provider> = new Map();
+  let publicUrl: string | undefined;
   const app = createApi({
     store,
     metrics,
@@ -77,6 +84,8 @@ export async function startReconciler(
     log,
     wake: () => loop?.wake(),
     providers: () => providers,
+    publicUrl: () => publicUrl,
+    ...(settings.agentBinary ? { agentBinary: settings.agentBinary } : {}),
   });
   let server: ReturnType<typeof Bun.serve>;
   try {
@@ -88,8 +97,21 @@ export async function startReconciler(
     );
   }
   const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${server.port}`;
+  // What new machines are told to reach ({{.ControlPlane}}, /install.sh): not 0.0.0.0.
+  publicUrl = (settings.publicUrl ?? fleet?.config.server.public_url ?? derivePublicUrl(settings.host, server.port ?? settings.port)).replace(/\/+$/, "");
+  let kube: KubeIntegration | undefined;
   if (fleet !== undefined) {
     providers = fleet.providers ?? createProviders(fleet.config, { dataDir: settings.dataDir, serverUrl: url, authToken: token, log });
+    // kubernetes: the cordon mirror + drain, queue metrics and GpuPool resources (reconciler/kube).
+    if (fleet.config.kubernetes !== undefined && fleet.scheduler === undefined) {
+      try {
+        kube = await startKubernetes(fleet.config.kubernetes, { store, log, now, wake: () => loop?.wake() });
+      } catch (err) {
+        await server.stop(true);
+        store.close();
+        throw err;
+      }
+    }
     loop = new ReconcileLoop({
       store,
       config: fleet.config,
@@ -97,8 +119,12 @@ export async function startReconciler(
       policy: fleet.policy ?? defaultHealthPolicy(),
       now,
       log,
-      ...(fleet.scheduler ? { scheduler: fleet.scheduler } : {}),
+      publicUrl,
+      ...(fleet.scheduler ? { scheduler: fleet.scheduler } : kube ? { scheduler: kube.mirror } : {}),
+      ...(kube?.queueMetrics ? { queueMetrics: kube.queueMetrics } : {}),
     });
+    observeLoop(loop, metrics); // navarch_reconcile_pass_duration_seconds and friends
+    await kube?.startPools(loop, () => new Set(providers.keys()), fleet.config.pools.map((p) => p.name));
     loop.start(fleet.intervalMs ?? 1000);
   }
   return {
@@ -110,6 +136,7 @@ export async function startReconciler(
     loop,
     async stop() {
       await loop?.stop();
+      await kube?.stop();
       // Close keep-alive connections too: agents must see this server is gone.
       await server.stop(true);
       store.close();
@@ -135,6 +162,12 @@ function resolveAuthToken(settings: ServeSettings): { token: string; source: str
   writeFileSync(path, `${token}\n`, { mode: 0o600 });
   chmodSync(path, 0o600);
   return { token, source: `${path} (generated: $${settings.authTokenEnv} was not set)` };
+}
+
+/** `http://host:port`, with a wildcard listen address replaced by this machine's name. */
+export function derivePublicUrl(host: string, port: number): string {
+  const name = host === "0.0.0.0" || host === "::" || host === "[::]" || host === "" ? hostname() : host;
+  return `http://${name.includes(":") ? `[${name}]` : name}:${port}`;
 }
 
 export function authTokenFile(dataDir: string): string {

@@ -119,6 +119,8 @@ export const nodes = sqliteTable(
     /** Why the node is on its way out once drained: replaced (health) or removed (scale down). */
     removal: text("removal", { enum: ["replace", "scale_down"] }),
     updatedAt: integer("updated_at").notNull(),
+    /** The Kubernetes Node this node maps to (kubernetes.node_mapping), once the mirror has found it. */
+    k8sNodeName: text("k8s_node_name"),
   },
   (t) => [index("nodes_pool_state").on(t.pool, t.state), index("nodes_next_action").on(t.nextActionAt)],
 );
@@ -229,4 +231,76 @@ export const auditLog = sqliteTable(
     details: text("details", { mode: "json" }),
   },
   (t) => [index("audit_log_at").on(t.at)],
+);
+
+// ───────────────────────────── SSH bootstrap and node credentials ─────────────────────────────
+
+/**
+ * One-time bootstrap tokens, stored as sha256 only. Each lets the one node it was minted
+ * for register once; that registration returns the node's own credential (node_credentials).
+ */
+export const bootstrapTokens = sqliteTable(
+  "bootstrap_tokens",
+  {
+    tokenHash: text("token_hash").primaryKey(),
+    nodeId: text("node_id").notNull(),
+    /** `navarch` (minted for an SSH bootstrap) or the operator who asked for it. */
+    createdBy: text("created_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+    /** Set by the one registration it allowed; a used token is refused. */
+    usedAt: integer("used_at"),
+  },
+  (t) => [index("bootstrap_tokens_node").on(t.nodeId)],
+);
+
+/** Per-node credentials (sha256 only): valid for calls about this node id and no other. */
+export const nodeCredentials = sqliteTable(
+  "node_credentials",
+  {
+    nodeId: text("node_id").primaryKey(),
+    tokenHash: text("token_hash").notNull(),
+    issuedAt: integer("issued_at").notNull(),
+  },
+  (t) => [uniqueIndex("node_credentials_token").on(t.tokenHash)],
+);
+
+/**
+ * SSH host keys pinned per instance: the provider's fingerprints, or the key seen on first
+ * contact; every later connection to that instance must present the same key.
+ */
+export const hostKeys = sqliteTable("host_keys", {
+  /** `<provider>:<provider's instance id>`. */
+  instance: text("instance").primaryKey(),
+  nodeId: text("node_id").notNull(),
+  /** `host:port` as last connected to. */
+  address: text("address").notNull(),
+  /** OpenSSH form, `SHA256:<base64>`. */
+  fingerprint: text("fingerprint").notNull(),
+  source: text("source", { enum: ["provider", "first_contact"] }).notNull(),
+  firstSeenAt: integer("first_seen_at").notNull(),
+  lastSeenAt: integer("last_seen_at").notNull(),
+});
+
+/** One row per SSH bootstrap of a node: each setup command's output and exit code, secrets masked. */
+export const bootstrapRuns = sqliteTable(
+  "bootstrap_runs",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    nodeId: text("node_id").notNull(),
+    /** `<provider>:<provider's instance id>`. */
+    instance: text("instance"),
+    /** `host:port` connected to, and as whom. */
+    address: text("address").notNull(),
+    user: text("user").notNull(),
+    state: text("state", { enum: ["running", "succeeded", "failed"] }).notNull(),
+    startedAt: integer("started_at").notNull(),
+    finishedAt: integer("finished_at"),
+    hostKeyFingerprint: text("host_key_fingerprint"),
+    /** Why it failed, in one line (the failing step's output is in `steps`). */
+    error: text("error"),
+    /** BootstrapStep[] (bootstrap/ssh.ts) as JSON. */
+    steps: text("steps", { mode: "json" }).notNull().default([]),
+  },
+  (t) => [index("bootstrap_runs_node").on(t.nodeId)],
 );

@@ -85,6 +85,12 @@ export const RegisterResponse = v.object({
    * events up to it (their ack was lost); if not, it renumbers its unsent events after it.
    */
   sameSpool: v.boolean(),
+  /**
+   * This node's own credential, issued once when it registered with a one-time bootstrap
+   * token. The agent keeps it in its state directory and sends it on every later call
+   * (`Authorization: Bearer …`); it is valid for this node id only.
+   */
+  nodeToken: v.optional(v.pipe(v.string(), v.minLength(32), v.maxLength(256))),
 });
 export type RegisterResponse = v.InferOutput<typeof RegisterResponse>;
 

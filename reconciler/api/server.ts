@@ -2,7 +2,6 @@
 // /healthz, /readyz, /metrics. Every body is validated with the shared wire schema.
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { timingSafeEqual } from "node:crypto";
 import * as v from "valibot";
 import {
   EventBatch,
@@ -19,6 +18,10 @@ import { appendEvents, getNodeDetail, listNodes, recordHeartbeat, registerNode, 
 import type { Metrics } from "../metrics.ts";
 import type { Provider } from "../providers/provider.ts";
 import { registerAdminRoutes } from "./admin.ts";
+import { registerDashboardRoutes } from "./dashboard.ts";
+import { registerViewRoutes } from "./views.ts";
+import { authenticate, credentialForRegistration } from "./auth.ts";
+import { registerInstallRoutes } from "./install.ts";
 import type { Store } from "../store/store.ts";
 
 export interface ApiOptions {
@@ -32,6 +35,10 @@ export interface ApiOptions {
   /** Tells the reconcile loop that something happened (an event, an operator action). */
   wake?: () => void;
   providers?: () => ReadonlyMap<string, Provider>;
+  /** The URL machines reach this reconciler at (baked into /install.sh); absent: the request's. */
+  publicUrl?: () => string | undefined;
+  /** The agent binary served at /download/navarch-node (default: navarch-node beside this executable). */
+  agentBinary?: string;
 }
 
 export function createApi(opts: ApiOptions): Hono {
@@ -62,25 +69,30 @@ export function createApi(opts: ApiOptions): Hono {
     }),
   );
   v1.use(async (c, next) => {
-    if (!bearerMatches(c.req.header("Authorization"), opts.authToken)) {
-      return c.json<ErrorBody>({ error: "missing or wrong bearer token (NAVARCH_AUTH_TOKEN)" }, 401);
-    }
+    // The admin token, a node's own credential (its own node only) or a one-time bootstrap token.
+    const refused = await authenticate(c, { db: store.db, adminToken: opts.authToken, now });
+    if (refused !== undefined) return refused;
     await next();
   });
 
   v1.post("/register", async (c) => {
     const body = await validated(c, RegisterRequest);
     if (body instanceof Response) return body;
+    // Registering with a bootstrap token spends it and issues the node's own credential.
+    const credential = await credentialForRegistration(c, store.db, body.nodeId, now());
+    if (credential instanceof Response) return credential;
     const result = await registerNode(store.db, body, now);
     if (!result.ok) {
       return c.json<ErrorBody>({ error: `node ${body.nodeId} is ${result.state}; this machine is being or has been removed from the fleet` }, 409);
     }
     if (result.created) opts.log(`node ${body.nodeId} registered (${body.gpus.length} GPUs, NVML ${body.nvml.available ? "ok" : "unavailable"})`);
+    if (credential.nodeToken !== undefined) opts.log(`node ${body.nodeId} registered with its bootstrap token; issued its own credential`);
     return c.json<RegisterResponse>({
       nodeId: body.nodeId,
       heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds,
       lastEventSeq: result.lastEventSeq,
       sameSpool: result.sameSpool,
+      ...credential,
     });
   });
 
@@ -120,6 +132,9 @@ export function createApi(opts: ApiOptions): Hono {
   });
 
   registerAdminRoutes(v1, { store, now, wake: () => opts.wake?.(), providers: () => opts.providers?.() ?? new Map() });
+  registerInstallRoutes(app, v1, { store, now, log: opts.log, ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}), ...(opts.agentBinary ? { agentBinary: opts.agentBinary } : {}) });
+  registerViewRoutes(v1, { store, now });
+  registerDashboardRoutes(app);
   app.route("/v1", v1);
   return app;
 }
@@ -137,11 +152,4 @@ async function validated<S extends v.GenericSchema>(c: Context, schema: S): Prom
     return c.json<ErrorBody>({ error: "invalid request body", issues: issuePaths(parsed.issues) }, 400);
   }
   return parsed.output;
-}
-
-function bearerMatches(header: string | undefined, token: string): boolean {
-  if (header === undefined || !header.startsWith("Bearer ")) return false;
-  const given = Buffer.from(header.slice("Bearer ".length));
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
 }

@@ -11,12 +11,15 @@
 // the rows: nothing is launched twice, nothing leaks, nothing is terminated twice.
 import { and, asc, eq, gt, gte, isNull, notInArray, sql } from "drizzle-orm";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { publicKeyFromPrivate } from "../../bootstrap/ssh.ts";
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import { auditLog, breakers, gpus, healthEvents, incidents, instances, nodes, pools, type NodeState } from "../../schema/db.ts";
 import type { GpuSnapshot } from "../../schema/wire.ts";
 import { decideScale, type PoolMetrics } from "../pools/autoscaler.ts";
 import { ProviderError, TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance, type Provider } from "../providers/provider.ts";
 import type { Store } from "../store/store.ts";
+import { Bootstrapper } from "./bootstrap.ts";
 import { runOperation } from "./operations.ts";
 import { eventFromRow, nodeVerdict, trackFinding, type HealthPolicy, type OpenFinding } from "./policy.ts";
 import { IN_POOL, Rails, breakerShouldTrip, partitionSuspected, type RailNode, type RailVerdict } from "./rails.ts";
@@ -32,10 +35,14 @@ export interface ReconcilerOptions {
   providers: ReadonlyMap<string, Provider>;
   policy: HealthPolicy;
   scheduler?: SchedulerMirror;
+  /** Pending and running jobs of a pool (Kubernetes pods labelled navarch.dev/pool); undefined when unknown. */
+  queueMetrics?: (pool: string) => Promise<{ pending: number; running: number } | undefined>;
   now?: Clock;
   log?: (line: string) => void;
   /** Who the audit log names for the reconciler's own actions. */
   actor?: string;
+  /** The URL new machines reach this reconciler at: `{{.ControlPlane}}` in setup_commands. */
+  publicUrl?: string;
 }
 
 /** What one pass did, for tests, the simulator and the log. */
@@ -56,6 +63,8 @@ const WATCHED: ReadonlySet<NodeState> = new Set(["validating", "ready", "suspect
 const SWEEP_INTERVAL_MS = 60_000;
 /** Launch retries back off up to this. */
 const MAX_LAUNCH_BACKOFF_MS = 10 * 60_000;
+/** Health events read per pass (a backlog drains over several passes). */
+const EVENTS_PER_PASS = 20_000;
 /** A failure within this time of becoming Ready counts as a retry of the same slot. */
 const MIN_HEALTHY_PERIOD_MS = 60 * 60_000;
 
@@ -66,11 +75,18 @@ export class Reconciler {
   private readonly log: (line: string) => void;
   private readonly actor: string;
   private config: NavarchConfig;
+  /** The config file's pools; pools from custom resources come and go around them (updatePools). */
+  private readonly filePools: PoolConfig[];
+  private crdPoolNames: ReadonlySet<string> = new Set();
   private lastSweepAt = Number.NEGATIVE_INFINITY;
   private readonly lastHealthTick = new Map<string, number>();
+  /** Health events up to this id have been judged (in memory; the per-node cursors are durable). */
+  private judgedThrough: number | undefined;
   /** This pass's verdict explanation per node, and when its deciding finding opened. */
   private readonly verdictReasons = new Map<string, { reason: string; faultAt: number }>();
   private readonly lastAutoscaleAt = new Map<string, number>();
+  /** Public keys derived from the pools' ssh_private_key_path, by path. */
+  private readonly publicKeys = new Map<string, string>();
   /** The last dry-run scaling decision recorded per pool. */
   private readonly dryRunSaid = new Map<string, string>();
   /** Instances seen with no node, by provider id: how many sweeps in a row (reap after two). */
@@ -81,10 +97,13 @@ export class Reconciler {
   private running: Promise<PassReport> | undefined;
   private wakeRequested = false;
   private stopped = true;
+  /** SSH bootstraps of pools with setup_commands, run in the background (created on first use). */
+  private bootstrapper: Bootstrapper | undefined;
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.store = opts.store;
     this.config = opts.config;
+    this.filePools = opts.config.pools;
     this.scheduler = opts.scheduler ?? NO_SCHEDULER;
     this.now = opts.now ?? Date.now;
     this.log = opts.log ?? (() => undefined);
@@ -164,12 +183,25 @@ export class Reconciler {
 
   // ───────────────────────────── pools ─────────────────────────────
 
+  /**
+   * Replaces the pools that come from Kubernetes custom resources (GpuPool) with `crdPools`.
+   * A file pool of the same name wins: the custom resource is ignored. Returns the names ignored so.
+   */
+  updatePools(crdPools: PoolConfig[]): string[] {
+    const fileNames = new Set(this.filePools.map((p) => p.name));
+    const taken = crdPools.filter((p) => !fileNames.has(p.name));
+    this.crdPoolNames = new Set(taken.map((p) => p.name));
+    this.config = { ...this.config, pools: [...this.filePools, ...taken] };
+    return crdPools.filter((p) => fileNames.has(p.name)).map((p) => p.name);
+  }
+
   private async syncPools(at: number): Promise<void> {
     for (const pool of this.config.pools) {
+      const source = this.crdPoolNames.has(pool.name) ? ("crd" as const) : ("config" as const);
       await this.store.db
         .insert(pools)
-        .values({ name: pool.name, source: "config", spec: pool, createdAt: at, updatedAt: at })
-        .onConflictDoUpdate({ target: pools.name, set: { spec: pool, updatedAt: at } });
+        .values({ name: pool.name, source, spec: pool, createdAt: at, updatedAt: at })
+        .onConflictDoUpdate({ target: pools.name, set: { spec: pool, source, updatedAt: at } });
     }
   }
 
@@ -187,8 +219,12 @@ export class Reconciler {
     // Each node's cursor starts at the log's end when it registers (registry.ts), so this
     // reads only what is new; the oldest cursor is served first, so a long backlog drains
     // over a few passes instead of starving.
-    const from = registered.reduce((m, n) => Math.min(m, n.evaluatedEventId), Number.MAX_SAFE_INTEGER);
-    const fresh = registered.length === 0 ? [] : await db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(20_000);
+    // After a restart the lowest cursor; then the mark past which every event was handed to its node.
+    const from = this.judgedThrough ?? registered.reduce((m, n) => Math.min(m, n.evaluatedEventId), Number.MAX_SAFE_INTEGER);
+    const fresh = registered.length === 0 ? [] : await db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(EVENTS_PER_PASS);
+    // Every event read is applied below (or belongs to no live node), so the next pass reads past
+    // them; a quiet node's old cursor must not pin the window (then a busy log would starve).
+    if (fresh.length > 0) this.judgedThrough = fresh.at(-1)!.id;
     const newByNode = new Map<string, (typeof fresh)[number][]>();
     for (const e of fresh) {
       const n = byId.get(e.nodeId);
@@ -327,10 +363,34 @@ export class Reconciler {
         return this.launch(node, pool, ctx);
       case "provisioning":
       case "bootstrapping": {
-        const deadline = (node.requestedAt ?? node.stateChangedAt) + (pool?.health.registration_timeout ?? 15 * 60_000);
+        // The deadline was set at launch: time spent backing off before it does not count.
+        const deadline = node.nextActionAt ?? (node.requestedAt ?? node.stateChangedAt) + (pool?.health.registration_timeout ?? 15 * 60_000);
         if (at > deadline) {
           await this.transition(node, "failed", `agent did not register within ${Math.round((pool?.health.registration_timeout ?? 0) / 60_000)} min`, ctx);
           await this.terminateInstance(node, ctx);
+          return;
+        }
+        // SSH bootstrap: once the instance runs, its setup commands run in the background;
+        // a later pass reads the outcome. Success waits here for the agent's registration.
+        if (pool !== undefined && pool.setup_commands.length > 0) {
+          this.bootstrapper ??= new Bootstrapper({
+            store: this.store,
+            now: this.now,
+            log: this.log,
+            wake: () => this.wake(),
+            ...(this.opts.publicUrl !== undefined ? { publicUrl: this.opts.publicUrl } : {}),
+          });
+          const next = await this.bootstrapper.next(node, () => this.getInstance(node));
+          if (next.kind === "start") {
+            if (node.state !== "bootstrapping") await this.transition(node, "bootstrapping", next.reason, ctx);
+            if (node.state === "bootstrapping") await this.bootstrapper.begin(node, pool, next.instance);
+          } else if (next.kind === "failed") {
+            await this.transition(node, "failed", next.reason, ctx);
+            // transition() updates the row in place when the compare-and-set won.
+            if ((node.state as NodeState) === "failed") await this.terminateInstance(node, ctx);
+          } else if (next.reason !== undefined && node.stateReason !== next.reason) {
+            await this.patch(node, { stateReason: next.reason }, at);
+          }
         }
         return;
       }
@@ -388,6 +448,12 @@ export class Reconciler {
     const provider = this.opts.providers.get(providerName);
     if (provider === undefined) return this.transition(node, "failed", `provider ${providerName} is not available`, ctx);
     const key = `launch:${node.id}:${providerName}`;
+    let ssh: { sshPublicKey?: string };
+    try {
+      ssh = this.sshPublicKey(pool);
+    } catch (err) {
+      return this.transition(node, "failed", `pool ${pool.name}: ssh_private_key_path ${pool.ssh_private_key_path}: ${err instanceof Error ? err.message : String(err)}`, ctx);
+    }
     const outcome = await runOperation(this.store.db, { key, kind: "launch", nodeId: node.id, pool: pool.name }, ctx.at, () =>
       provider.launch({
         name: node.id,
@@ -396,6 +462,7 @@ export class Reconciler {
         instanceType: pool.instance_type,
         region: pool.region,
         ...(pool.zones[0] ? { zone: pool.zones[0] } : {}),
+        ...ssh,
         tags: { [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: pool.name, [TAG_OPERATION]: key },
       }),
     );
@@ -404,6 +471,7 @@ export class Reconciler {
       await this.recordInstance(instance, pool.name, key, ctx.at);
       ctx.report.launched.push(node.id);
       await this.transition(node, "provisioning", `launched ${instance.id} on ${providerName}`, ctx, {
+        nextActionAt: ctx.at + pool.health.registration_timeout,
         instanceName: instance.id,
         provider: providerName,
         instanceType: pool.instance_type,
@@ -429,6 +497,17 @@ export class Reconciler {
       { attempts, provider: pool.providers[0] ?? providerName, nextActionAt: ctx.at + backoff, stateReason: `launch failed (${kind}): ${message}; retry in ${Math.round(backoff / 1000)} s` },
       ctx.at,
     );
+  }
+
+  /** The key bootstrap logs in with, installed on new machines by the provider (pools with setup_commands). */
+  private sshPublicKey(pool: PoolConfig): { sshPublicKey?: string } {
+    if (pool.ssh_private_key_path === undefined || pool.setup_commands.length === 0) return {};
+    let key = this.publicKeys.get(pool.ssh_private_key_path);
+    if (key === undefined) {
+      key = publicKeyFromPrivate(readFileSync(pool.ssh_private_key_path));
+      this.publicKeys.set(pool.ssh_private_key_path, key);
+    }
+    return { sshPublicKey: key };
   }
 
   private async startIncident(node: NodeRow, pool: PoolConfig | undefined, ctx: PassContext, reason: string): Promise<void> {
@@ -723,6 +802,7 @@ export class Reconciler {
         .where(and(eq(nodes.pool, pool.name), sql`${nodes.state} in ('ready', 'suspect')`));
       utilization = avg?.util ?? undefined;
     }
+    const queue = autoscaleDue && pool.scaling.autoscaler !== undefined && this.opts.queueMetrics ? await this.opts.queueMetrics(pool.name).catch(() => undefined) : undefined;
     const metrics: PoolMetrics = {
       nodes: {
         ready: readyCount,
@@ -731,6 +811,7 @@ export class Reconciler {
         total,
       },
       ...(utilization !== undefined ? { gpuUtilization: utilization } : {}),
+      ...(queue !== undefined ? { queue } : {}),
     };
     // Between autoscale ticks only the bounds are enforced (min_nodes at once).
     const scaling = autoscaleDue ? pool.scaling : { ...pool.scaling, autoscaler: undefined };

@@ -8,6 +8,31 @@ CREATE TABLE `audit_log` (
 );
 --> statement-breakpoint
 CREATE INDEX `audit_log_at` ON `audit_log` (`at`);--> statement-breakpoint
+CREATE TABLE `bootstrap_runs` (
+	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
+	`node_id` text NOT NULL,
+	`instance` text,
+	`address` text NOT NULL,
+	`user` text NOT NULL,
+	`state` text NOT NULL,
+	`started_at` integer NOT NULL,
+	`finished_at` integer,
+	`host_key_fingerprint` text,
+	`error` text,
+	`steps` text DEFAULT '[]' NOT NULL
+);
+--> statement-breakpoint
+CREATE INDEX `bootstrap_runs_node` ON `bootstrap_runs` (`node_id`);--> statement-breakpoint
+CREATE TABLE `bootstrap_tokens` (
+	`token_hash` text PRIMARY KEY NOT NULL,
+	`node_id` text NOT NULL,
+	`created_by` text NOT NULL,
+	`created_at` integer NOT NULL,
+	`expires_at` integer NOT NULL,
+	`used_at` integer
+);
+--> statement-breakpoint
+CREATE INDEX `bootstrap_tokens_node` ON `bootstrap_tokens` (`node_id`);--> statement-breakpoint
 CREATE TABLE `breakers` (
 	`scope` text PRIMARY KEY NOT NULL,
 	`tripped_at` integer NOT NULL,
@@ -49,6 +74,16 @@ CREATE TABLE `health_events` (
 --> statement-breakpoint
 CREATE UNIQUE INDEX `health_events_node_seq` ON `health_events` (`node_id`,`seq`);--> statement-breakpoint
 CREATE INDEX `health_events_time` ON `health_events` (`time`);--> statement-breakpoint
+CREATE TABLE `host_keys` (
+	`instance` text PRIMARY KEY NOT NULL,
+	`node_id` text NOT NULL,
+	`address` text NOT NULL,
+	`fingerprint` text NOT NULL,
+	`source` text NOT NULL,
+	`first_seen_at` integer NOT NULL,
+	`last_seen_at` integer NOT NULL
+);
+--> statement-breakpoint
 CREATE TABLE `incidents` (
 	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
 	`node_id` text NOT NULL,
@@ -85,6 +120,13 @@ CREATE TABLE `instances` (
 --> statement-breakpoint
 CREATE INDEX `instances_pool` ON `instances` (`pool`);--> statement-breakpoint
 CREATE UNIQUE INDEX `instances_provider_id` ON `instances` (`provider`,`provider_id`);--> statement-breakpoint
+CREATE TABLE `node_credentials` (
+	`node_id` text PRIMARY KEY NOT NULL,
+	`token_hash` text NOT NULL,
+	`issued_at` integer NOT NULL
+);
+--> statement-breakpoint
+CREATE UNIQUE INDEX `node_credentials_token` ON `node_credentials` (`token_hash`);--> statement-breakpoint
 CREATE TABLE `nodes` (
 	`id` text PRIMARY KEY NOT NULL,
 	`pool` text,
@@ -118,7 +160,8 @@ CREATE TABLE `nodes` (
 	`cordoned_by` text,
 	`attempts` integer DEFAULT 0 NOT NULL,
 	`removal` text,
-	`updated_at` integer NOT NULL
+	`updated_at` integer NOT NULL,
+	`k8s_node_name` text
 );
 --> statement-breakpoint
 CREATE INDEX `nodes_pool_state` ON `nodes` (`pool`,`state`);--> statement-breakpoint
