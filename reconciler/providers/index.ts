@@ -2,6 +2,7 @@
 // environment variables the config names, when a call needs them (never logged).
 import type { NavarchConfig, ProviderType } from "../../schema/config.ts";
 import { AwsProvider } from "./aws.ts";
+import { CoreWeaveProvider } from "./coreweave.ts";
 import { GcpProvider } from "./gcp.ts";
 import { LambdaProvider } from "./lambda.ts";
 import { LocalProvider, localProviderOptions } from "./local.ts";
@@ -35,9 +36,8 @@ export function createProviders(config: NavarchConfig, ctx: ProviderContext): Ma
         out.set(type, new LocalProvider(localProviderOptions(config.providers.local, ctx)));
         break;
       case "coreweave":
-        // The CoreWeave provider (Node Pool custom resources) is not built yet: its pools' nodes
-        // fail with "provider coreweave is not available", which the node status shows.
-        ctx.log("provider coreweave is not available in this version; its pools cannot launch nodes");
+        // Node Pool custom resources in the CKS cluster the kubeconfig names (connects on first use).
+        out.set(type, new CoreWeaveProvider({ config: config.providers.coreweave ?? {}, log: ctx.log }));
         break;
     }
   }

@@ -1,0 +1,112 @@
+// The real reconcile loop (virtual clock, simulated cloud and agents, a libSQL file) with
+// the Kubernetes mirror against the harness's real API server: what the kube tests drive.
+// Drain workers run in real time, so `until` alternates loop passes with short sleeps.
+import { eq } from "drizzle-orm";
+import type { PoolConfig } from "../../schema/config.ts";
+import { incidents, nodes } from "../../schema/db.ts";
+import { defaultHealthPolicy } from "../../reconciler/fleet/policy.ts";
+import { Reconciler } from "../../reconciler/fleet/reconciler.ts";
+import { Operator } from "../../reconciler/fleet/operator.ts";
+import { startKubernetes, type KubeIntegration } from "../../reconciler/kube/index.ts";
+import { SimulatedCloud } from "../../reconciler/providers/simulated.ts";
+import { SimulatedAgents } from "../../reconciler/sim/agents.ts";
+import { openStore, type Store } from "../../reconciler/store/store.ts";
+import { testConfig } from "../fleet-harness.ts";
+import { tempDir } from "../support.ts";
+import type { KubeHarness } from "./harness.ts";
+
+export interface KubeFleetOptions {
+  /** The `server:` section (default: fast 10 s heartbeats and health checks). */
+  server?: string;
+  /** Extra lines of the `kubernetes:` section (two-space indented), after kubeconfig. */
+  kubernetes?: string;
+  /** Extra top-level YAML (e.g. a `safety:` section). */
+  extra?: string;
+  /** Real time instead of the virtual clock. */
+  realTime?: boolean;
+  log?: (line: string) => void;
+  /** Start the GpuPool controller (kubernetes.pools_crd must be enabled). */
+  pools?: boolean;
+}
+
+export type KubeFleet = Awaited<ReturnType<typeof kubeFleet>>;
+
+const open: { stop(): Promise<void> }[] = [];
+
+/** Stops every fleet started since the last call (afterEach): mirrors, watches, stores. */
+export async function stopKubeFleets(): Promise<void> {
+  for (const f of open.splice(0)) await f.stop();
+}
+
+export async function kubeFleet(kube: KubeHarness, poolsYaml: string, opts: KubeFleetOptions = {}) {
+  let clock = Date.now();
+  const now = opts.realTime ? Date.now : () => clock;
+  const store: Store = await openStore({ url: `file:${tempDir()}/navarch.db` });
+  const cloud = new SimulatedCloud({ name: "local", now, launchLatencyMs: 0 });
+  const agents = new SimulatedAgents(store.db, cloud, now);
+  const server = opts.server ?? "server:\n  heartbeat_interval: 10s\n  health_check_interval: 10s\n  autoscale_interval: 30s\n";
+  const yaml = `${server}${opts.extra ?? ""}kubernetes:\n  kubeconfig: ${kube.kubeconfigPath}\n${opts.kubernetes ?? ""}pools:\n${poolsYaml}`;
+  const config = testConfig(yaml);
+  const log = opts.log ?? (() => undefined);
+  let loop: Reconciler | undefined;
+  const k: KubeIntegration = await startKubernetes(config.kubernetes!, { store, log, now, wake: () => loop?.wake() });
+  loop = new Reconciler({
+    store,
+    config,
+    providers: new Map([["local", cloud]]),
+    policy: defaultHealthPolicy(),
+    now,
+    log,
+    scheduler: k.mirror,
+    ...(k.queueMetrics ? { queueMetrics: k.queueMetrics } : {}),
+  });
+  const reconciler = loop;
+  if (opts.pools) await k.startPools(reconciler, () => new Set(["local"]), config.pools.map((p: PoolConfig) => p.name));
+  const step = async (ms = 5000) => {
+    if (!opts.realTime) clock += ms;
+    await agents.tick();
+    return reconciler.pass();
+  };
+  const node = async (id: string) => (await store.db.select().from(nodes).where(eq(nodes.id, id)))[0]!;
+  const all = () => store.db.select().from(nodes);
+  const incident = async (id: number | null) => (id === null ? undefined : (await store.db.select().from(incidents).where(eq(incidents.id, id)))[0]);
+  /** Passes (each `stepMs` of virtual time) with `sleepMs` of real time between, until `done`. */
+  const until = async (what: string, done: () => Promise<boolean> | boolean, { stepMs = 5000, sleepMs = 50, timeoutMs = 60_000 } = {}) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (await done()) return;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await step(stepMs);
+      if (sleepMs > 0) await Bun.sleep(sleepMs);
+    }
+  };
+  const ready = async (pool: string, count: number) => {
+    await until(`${count} ready nodes in ${pool}`, async () => (await all()).filter((n) => n.pool === pool && n.state === "ready").length >= count, { sleepMs: 0 });
+    return (await all()).filter((n) => n.pool === pool && n.state === "ready").map((n) => n.id);
+  };
+  const handle = {
+    store,
+    cloud,
+    agents,
+    reconciler,
+    kube: k,
+    mirror: k.mirror,
+    operator: new Operator(store.db, now),
+    config,
+    step,
+    node,
+    all,
+    incident,
+    until,
+    ready,
+    now,
+    advance: (ms: number) => (clock += ms),
+    async stop() {
+      await reconciler.stop();
+      await k.stop();
+      store.close();
+    },
+  };
+  open.push(handle);
+  return handle;
+}
