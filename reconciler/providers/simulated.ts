@@ -12,6 +12,10 @@ export interface SimulatedFault {
   /** How many calls fail (then the fault is spent); Infinity for an outage until cleared. */
   times: number;
   instanceType?: string;
+  /** Only for launches in this region. */
+  region?: string;
+  /** The fault is active until this time (clock ms), then spent: an outage window. */
+  until?: number;
 }
 
 export interface SimulatedCloudOptions {
@@ -21,12 +25,22 @@ export interface SimulatedCloudOptions {
   launchLatencyMs?: number;
   /** Instances of each type that may run at once (capacity). */
   capacity?: Record<string, number>;
+  /** Instances of any type that may run at once (the account's quota). */
+  quota?: number;
+  /** Each launch takes launchLatencyMs plus up to this much more (needs `random`). */
+  launchJitterMs?: number;
+  /** Share of calls (launch, terminate, get, list) that fail with a transient error (needs `random`). */
+  errorRate?: number;
+  /** Uniform [0, 1) source for jitter and error rates: a seeded one keeps runs reproducible. */
+  random?: () => number;
   instanceTypes?: InstanceTypeInfo[];
 }
 
 interface Record_ {
   instance: Instance;
   launchedAt: number;
+  /** When the instance is running (launchedAt + latency, + jitter); absent in old snapshots. */
+  readyAt?: number;
   key: string;
   /** Terminate calls that reached this instance (a crash-safe reconciler makes at most one). */
   terminateCalls: number;
@@ -45,6 +59,11 @@ export class SimulatedCloud implements Provider {
   private readonly byKey = new Map<string, string>();
   private faults: SimulatedFault[] = [];
   private next = 1;
+  /** Instances not terminated, per type (capacity and quota checks without a scan). */
+  private readonly liveByType = new Map<string, number>();
+  private live = 0;
+  /** Launched instances not yet reported by takeStarted(), in launch order. */
+  private readonly unannounced = new Set<string>();
   /** Calls made, by method (for tests and reports). */
   readonly calls = { launch: 0, terminate: 0, get: 0, list: 0 };
 
@@ -59,9 +78,14 @@ export class SimulatedCloud implements Provider {
   restore(state: SimulatedCloudState): void {
     this.byId.clear();
     this.byKey.clear();
+    this.liveByType.clear();
+    this.live = 0;
+    this.unannounced.clear();
     for (const r of state.records) {
       this.byId.set(r.instance.id, r);
       this.byKey.set(r.key, r.instance.id);
+      if (r.instance.state !== "terminated") this.countLive(r.instance.instanceType, 1);
+      if (r.instance.state === "pending") this.unannounced.add(r.instance.id);
     }
     this.next = state.next;
     Object.assign(this.calls, state.calls);
@@ -74,6 +98,57 @@ export class SimulatedCloud implements Provider {
 
   inject(fault: SimulatedFault): void {
     this.faults.push({ ...fault });
+  }
+
+  /** Instances not terminated (O(1)). */
+  liveCount(): number {
+    return this.live;
+  }
+
+  /**
+   * Instances that reached `running` since the last call, in launch order (the simulator
+   * boots an agent on each); instances terminated before they ran are dropped.
+   */
+  takeStarted(): Instance[] {
+    const out: Instance[] = [];
+    for (const id of this.unannounced) {
+      const r = this.byId.get(id);
+      if (r === undefined) {
+        this.unannounced.delete(id);
+        continue;
+      }
+      const instance = this.view(r);
+      if (instance.state === "pending") continue;
+      this.unannounced.delete(id);
+      if (instance.state === "running") out.push(instance);
+    }
+    return out;
+  }
+
+  /** When the next pending instance will be running, if any is pending. */
+  nextStartAt(): number | undefined {
+    let next: number | undefined;
+    for (const id of this.unannounced) {
+      const r = this.byId.get(id);
+      if (r === undefined || r.instance.state !== "pending") continue;
+      const at = this.readyAt(r);
+      if (next === undefined || at < next) next = at;
+    }
+    return next;
+  }
+
+  /**
+   * An instance that is already running, as if launched long ago with this request (the
+   * simulator's warm start: a fleet that was up before the run began). Idempotent by key.
+   */
+  createRunning(req: LaunchRequest): Instance {
+    const existing = this.byKey.get(req.idempotencyKey);
+    if (existing !== undefined) return this.view(this.byId.get(existing)!);
+    const record = this.record(req);
+    record.readyAt = record.launchedAt;
+    record.instance = { ...record.instance, state: "running" };
+    this.unannounced.delete(record.instance.id);
+    return this.view(record);
   }
 
   clearFaults(): void {
@@ -94,38 +169,62 @@ export class SimulatedCloud implements Provider {
   /** Makes an instance vanish behind the reconciler's back (a host failure). */
   vanish(id: string): void {
     const r = this.byId.get(id);
-    if (r) r.instance = { ...r.instance, state: "terminated" };
+    if (r) this.markTerminated(r);
   }
 
   async launch(req: LaunchRequest): Promise<Instance> {
     this.calls.launch++;
     const existing = this.byKey.get(req.idempotencyKey);
     if (existing !== undefined) return this.view(this.byId.get(existing)!);
-    this.fail("launch", req.instanceType);
+    this.fail("launch", req.instanceType, req.region);
     const cap = this.opts.capacity?.[req.instanceType];
-    if (cap !== undefined && this.running().filter((i) => i.instanceType === req.instanceType).length >= cap) {
+    if (cap !== undefined && (this.liveByType.get(req.instanceType) ?? 0) >= cap) {
       throw new ProviderError(this.name, "capacity", `no capacity for ${req.instanceType} in ${req.region}`);
     }
+    if (this.opts.quota !== undefined && this.live >= this.opts.quota) {
+      throw new ProviderError(this.name, "quota", `instance quota of ${this.opts.quota} reached`);
+    }
+    return this.view(this.record(req));
+  }
+
+  private record(req: LaunchRequest): Record_ {
     const id = `sim-${(this.next++).toString().padStart(6, "0")}`;
+    const launchedAt = this.opts.now();
+    const jitter = this.opts.launchJitterMs && this.opts.random ? Math.round(this.opts.random() * this.opts.launchJitterMs) : 0;
     const record: Record_ = {
       key: req.idempotencyKey,
       terminateCalls: 0,
-      launchedAt: this.opts.now(),
+      launchedAt,
+      readyAt: launchedAt + (this.opts.launchLatencyMs ?? 0) + jitter,
       instance: {
         id,
         name: req.name,
         provider: this.name,
         instanceType: req.instanceType,
         region: req.region,
+        ...(req.zone !== undefined ? { zone: req.zone } : {}),
         state: "pending",
         address: "127.0.0.1",
         tags: { ...req.tags },
-        createdAt: new Date(this.opts.now()).toISOString(),
+        createdAt: new Date(launchedAt).toISOString(),
       },
     };
     this.byId.set(id, record);
     this.byKey.set(req.idempotencyKey, id);
-    return this.view(record);
+    this.unannounced.add(id);
+    this.countLive(req.instanceType, 1);
+    return record;
+  }
+
+  private countLive(type: string, delta: number): void {
+    this.liveByType.set(type, (this.liveByType.get(type) ?? 0) + delta);
+    this.live += delta;
+  }
+
+  private markTerminated(r: Record_): void {
+    if (r.instance.state === "terminated") return;
+    this.countLive(r.instance.instanceType, -1);
+    r.instance = { ...r.instance, state: "terminated" };
   }
 
   async terminate(id: string): Promise<void> {
@@ -134,7 +233,7 @@ export class SimulatedCloud implements Provider {
     const r = this.byId.get(id);
     if (r) {
       r.terminateCalls++;
-      r.instance = { ...r.instance, state: "terminated" };
+      this.markTerminated(r);
     }
   }
 
@@ -156,16 +255,28 @@ export class SimulatedCloud implements Provider {
   }
 
   private view(r: Record_): Instance {
-    if (r.instance.state === "pending" && this.opts.now() - r.launchedAt >= (this.opts.launchLatencyMs ?? 0)) {
+    if (r.instance.state === "pending" && this.opts.now() >= this.readyAt(r)) {
       r.instance = { ...r.instance, state: "running" };
     }
     return { ...r.instance, tags: { ...r.instance.tags } };
   }
 
-  private fail(on: SimulatedFault["on"], instanceType?: string): void {
-    const fault = this.faults.find((f) => f.on === on && f.times > 0 && (f.instanceType === undefined || f.instanceType === instanceType));
-    if (fault === undefined) return;
-    fault.times--;
-    throw new ProviderError(this.name, fault.kind, `injected ${fault.kind} on ${on}`, fault.kind === "rate_limit" ? 1 : undefined);
+  private readyAt(r: Record_): number {
+    return r.readyAt ?? r.launchedAt + (this.opts.launchLatencyMs ?? 0);
+  }
+
+  private fail(on: SimulatedFault["on"], instanceType?: string, region?: string): void {
+    const now = this.opts.now();
+    if (this.faults.some((f) => f.until !== undefined && now >= f.until)) this.faults = this.faults.filter((f) => f.until === undefined || now < f.until);
+    const fault = this.faults.find(
+      (f) => f.on === on && f.times > 0 && (f.instanceType === undefined || f.instanceType === instanceType) && (f.region === undefined || f.region === region),
+    );
+    if (fault !== undefined) {
+      fault.times--;
+      throw new ProviderError(this.name, fault.kind, `injected ${fault.kind} on ${on}`, fault.kind === "rate_limit" ? 1 : undefined);
+    }
+    if (this.opts.errorRate && this.opts.random && this.opts.random() < this.opts.errorRate) {
+      throw new ProviderError(this.name, "transient", `simulated API error on ${on} (error rate ${this.opts.errorRate})`);
+    }
   }
 }

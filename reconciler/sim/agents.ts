@@ -3,15 +3,29 @@
 // same registry functions the HTTP API calls (registration, heartbeats, health
 // events with per-node sequence numbers). Faults are injected as the events a
 // real agent would push.
+//
+// Two ways to drive them:
+// - tick(): registers agents on new running instances and sends one heartbeat per
+//   agent through recordHeartbeat (the lifecycle tests; fine for a few nodes);
+// - at fleet scale (the simulator): startNew() boots agents on instances as they start
+//   (registration and first heartbeat through the real registry functions), then
+//   heartbeatAll() refreshes every live agent's last_heartbeat_at in ONE statement and
+//   flushReadings() writes only the GPU readings that changed. The reconciler reads
+//   heartbeats only when it runs a pass, so refreshing them right before a pass, with
+//   the time of the agents' latest heartbeat, is what it would have seen.
+import { sql } from "drizzle-orm";
 import { appendEvents, recordHeartbeat, registerNode, type Clock } from "../fleet/registry.ts";
+import type { Instance } from "../providers/provider.ts";
 import type { SimulatedCloud } from "../providers/simulated.ts";
 import type { Db } from "../store/store.ts";
-import type { GpuInfo, HealthEvent, RecommendedAction, Severity } from "../../schema/wire.ts";
+import type { GpuInfo, GpuSnapshot, HealthEvent, RecommendedAction, Severity } from "../../schema/wire.ts";
 import { lookupXid, classifyXid } from "../../schema/xid-catalog.ts";
 
 interface SimAgent {
   nodeId: string;
+  instanceId: string;
   bootId: string;
+  boots: number;
   gpus: GpuInfo[];
   seq: number;
   /** Per-GPU utilisation, 0–100. */
@@ -19,73 +33,137 @@ interface SimAgent {
   silent: boolean;
 }
 
+/** GPUs of a machine type: how many and what they are called. */
+export type GpuLayout = (instanceType: string) => { count: number; name: string };
+
+export interface AgentEvent {
+  check: string;
+  code?: string;
+  severity: Severity;
+  action: RecommendedAction;
+  message: string;
+}
+
 export class SimulatedAgents {
   private readonly agents = new Map<string, SimAgent>();
+  private readonly clouds: readonly SimulatedCloud[];
+  private readonly layout: GpuLayout;
+  /** Agents whose GPU readings changed since the last flushReadings(). */
+  private readonly dirty = new Set<string>();
+  /** JSON list of the heartbeating agents' node ids; rebuilt when the set changes. */
+  private beatingJson: string | undefined;
 
   constructor(
     private readonly db: Db,
-    private readonly cloud: SimulatedCloud,
+    cloud: SimulatedCloud | readonly SimulatedCloud[],
     private readonly now: Clock,
-    private readonly gpusPerNode = 8,
-  ) {}
+    gpus: number | GpuLayout = 8,
+  ) {
+    this.clouds = Array.isArray(cloud) ? cloud : [cloud as SimulatedCloud];
+    this.layout = typeof gpus === "number" ? () => ({ count: gpus, name: "NVIDIA H100 80GB HBM3" }) : gpus;
+  }
 
-  /** Registers agents on new running instances and heartbeats all of them. */
+  /** Registers agents on new running instances and heartbeats all of them (one statement each). */
   async tick(): Promise<void> {
     const running = new Set<string>();
-    for (const instance of this.cloud.running()) {
-      if (instance.state !== "running") continue;
-      running.add(instance.name);
-      let agent = this.agents.get(instance.name);
-      if (agent === undefined) {
-        agent = {
-          nodeId: instance.name,
-          bootId: `boot-${instance.id}`,
-          gpus: Array.from({ length: this.gpusPerNode }, (_, i) => ({
-            index: i,
-            uuid: `GPU-${instance.id}-${i}`,
-            pciBusId: `00000000:${(0x18 + i * 0x10).toString(16).toUpperCase().padStart(2, "0")}:00.0`,
-            name: "NVIDIA H100 80GB HBM3",
-          })),
-          seq: 0,
-          utilization: Array.from({ length: this.gpusPerNode }, () => 0),
-          silent: false,
-        };
-        const result = await registerNode(
-          this.db,
-          {
-            nodeId: agent.nodeId,
-            hostname: agent.nodeId,
-            bootId: agent.bootId,
-            agentVersion: "sim",
-            spoolId: "00000000-0000-4000-8000-000000000000",
-            nvml: { available: true },
-            gpus: agent.gpus,
-            ...(instance.tags["navarch-pool"] ? { pool: instance.tags["navarch-pool"] } : {}),
-          },
-          this.now,
-        );
-        if (!result.ok) continue;
-        this.agents.set(instance.name, agent);
+    for (const cloud of this.clouds) {
+      for (const instance of cloud.running()) {
+        if (instance.state !== "running") continue;
+        running.add(instance.name);
+        let agent = this.agents.get(instance.name);
+        if (agent === undefined) {
+          agent = await this.boot(instance);
+          if (agent === undefined) continue;
+        }
+        if (!agent.silent) await this.heartbeat(agent);
       }
-      if (!agent.silent) await this.heartbeat(agent);
     }
-    for (const id of this.agents.keys()) if (!running.has(id)) this.agents.delete(id);
+    for (const id of this.agents.keys()) if (!running.has(id)) this.remove(id);
+  }
+
+  /**
+   * Boots an agent on every instance that started since the last call: registration and a
+   * first heartbeat through the registry functions. Returns the node ids that registered.
+   */
+  async startNew(): Promise<string[]> {
+    const registered: string[] = [];
+    for (const cloud of this.clouds) {
+      for (const instance of cloud.takeStarted()) {
+        if (this.agents.has(instance.name)) continue;
+        const agent = await this.boot(instance);
+        if (agent === undefined) continue;
+        await this.heartbeat(agent);
+        registered.push(agent.nodeId);
+      }
+    }
+    return registered;
+  }
+
+  /** Takes over an agent whose node rows already exist (a fleet that was up before the run). */
+  adopt(nodeId: string, instance: Instance, bootId: string): GpuInfo[] {
+    const agent = this.newAgent(nodeId, instance);
+    agent.bootId = bootId;
+    this.agents.set(nodeId, agent);
+    this.beatingJson = undefined;
+    return agent.gpus;
+  }
+
+  /**
+   * Every live, non-silent agent heartbeats at `at`: one UPDATE for all of them. The GPU
+   * readings that changed go separately (flushReadings).
+   */
+  async heartbeatAll(at: number): Promise<void> {
+    this.beatingJson ??= JSON.stringify([...this.agents.values()].filter((a) => !a.silent).map((a) => a.nodeId));
+    await this.db.run(sql`UPDATE nodes SET last_heartbeat_at = ${at}, updated_at = ${at} WHERE id IN (SELECT value FROM json_each(${this.beatingJson}))`);
+  }
+
+  /** Forgets which readings changed (nobody will read them). */
+  discardReadings(): void {
+    this.dirty.clear();
+  }
+
+  /** One agent heartbeats now, through recordHeartbeat (e.g. when it comes back). */
+  async heartbeatOne(nodeId: string): Promise<void> {
+    const agent = this.agents.get(nodeId);
+    if (agent !== undefined && !agent.silent) await this.heartbeat(agent);
+  }
+
+  /** Writes the GPU readings of agents whose utilisation changed, grouped by identical readings. */
+  async flushReadings(): Promise<void> {
+    if (this.dirty.size === 0) return;
+    const at = this.now();
+    const groups = new Map<string, string[]>();
+    for (const id of this.dirty) {
+      const agent = this.agents.get(id);
+      if (agent === undefined || agent.silent) continue;
+      const snapshot = JSON.stringify(this.snapshot(agent));
+      groups.set(snapshot, [...(groups.get(snapshot) ?? []), id]);
+    }
+    this.dirty.clear();
+    for (const [snapshot, ids] of groups) {
+      await this.db.run(sql`
+        UPDATE gpus
+        SET last_snapshot = (SELECT value FROM json_each(${snapshot}) WHERE json_extract(value, '$.index') = gpus.gpu_index),
+            updated_at = ${at}
+        WHERE node_id IN (SELECT value FROM json_each(${JSON.stringify(ids)}))`);
+    }
   }
 
   /** Reports an Xid on one GPU, classified by the catalog as the real agent would. */
-  async xid(nodeId: string, code: number, gpuIndex = 0): Promise<void> {
+  async xid(nodeId: string, code: number, gpuIndex = 0, time?: number): Promise<void> {
     const entry = lookupXid(code);
     const verdict = classifyXid(entry);
-    await this.event(nodeId, { check: "xid", code: String(code), severity: verdict.severity, action: verdict.action, message: `Xid ${code} (${entry.meaning})` }, gpuIndex);
+    await this.event(nodeId, { check: "xid", code: String(code), severity: verdict.severity, action: verdict.action, message: `Xid ${code} (${entry.meaning})` }, gpuIndex, time);
   }
 
-  async event(nodeId: string, e: { check: string; code?: string; severity: Severity; action: RecommendedAction; message: string }, gpuIndex = 0): Promise<void> {
+  /** Pushes one health event; `time` is when it happened (default now), stored now. */
+  async event(nodeId: string, e: AgentEvent, gpuIndex = 0, time?: number): Promise<void> {
     const agent = this.agents.get(nodeId);
     if (agent === undefined) throw new Error(`no simulated agent for ${nodeId}`);
     const gpu = agent.gpus[gpuIndex];
     const event: HealthEvent = {
       seq: ++agent.seq,
-      time: new Date(this.now()).toISOString(),
+      time: new Date(time ?? this.now()).toISOString(),
       bootId: agent.bootId,
       ...e,
       ...(gpu ? { gpu: { index: gpu.index, uuid: gpu.uuid, pciBusId: gpu.pciBusId } } : {}),
@@ -93,18 +171,129 @@ export class SimulatedAgents {
     await appendEvents(this.db, { nodeId, events: [event] }, this.now);
   }
 
+  /** The machine rebooted: a new boot id, registration again and a heartbeat (reboot-class findings clear). */
+  async reboot(nodeId: string): Promise<boolean> {
+    const agent = this.agents.get(nodeId);
+    if (agent === undefined) return false;
+    agent.boots++;
+    agent.bootId = `boot-${agent.instanceId}-${agent.boots}`;
+    agent.silent = false;
+    this.beatingJson = undefined;
+    const result = await registerNode(this.db, this.registration(agent), this.now);
+    if (!result.ok) {
+      this.remove(nodeId);
+      return false;
+    }
+    await this.heartbeat(agent);
+    return true;
+  }
+
+  has(nodeId: string): boolean {
+    return this.agents.has(nodeId);
+  }
+
+  isSilent(nodeId: string): boolean {
+    return this.agents.get(nodeId)?.silent ?? false;
+  }
+
+  gpuCount(nodeId: string): number {
+    return this.agents.get(nodeId)?.gpus.length ?? 0;
+  }
+
+  /** The agent is gone with its machine (terminated or vanished). */
+  remove(nodeId: string): void {
+    if (this.agents.delete(nodeId)) this.beatingJson = undefined;
+    this.dirty.delete(nodeId);
+  }
+
+  /** The provider instance an agent runs on. */
+  instanceOf(nodeId: string): string | undefined {
+    return this.agents.get(nodeId)?.instanceId;
+  }
+
+  /** The node id of the agent on a provider instance, if any. */
+  nodeOfInstance(instanceId: string): string | undefined {
+    for (const a of this.agents.values()) if (a.instanceId === instanceId) return a.nodeId;
+    return undefined;
+  }
+
   setUtilization(nodeId: string, pct: number): void {
     const agent = this.agents.get(nodeId);
-    if (agent) agent.utilization = agent.utilization.map(() => pct);
+    if (agent) {
+      agent.utilization = agent.utilization.map(() => pct);
+      this.dirty.add(nodeId);
+    }
+  }
+
+  /** The first `busy` GPUs at 100 %, the rest idle (a scheduler placing whole-GPU jobs). */
+  setBusyGpus(nodeId: string, busy: number): void {
+    const agent = this.agents.get(nodeId);
+    if (agent) {
+      agent.utilization = agent.utilization.map((_, i) => (i < busy ? 100 : 0));
+      this.dirty.add(nodeId);
+    }
   }
 
   /** Stops (or resumes) an agent's heartbeats, as a hung host or a partition would. */
   setSilent(nodeId: string, silent: boolean): void {
     const agent = this.agents.get(nodeId);
-    if (agent) agent.silent = silent;
+    if (agent && agent.silent !== silent) {
+      agent.silent = silent;
+      this.beatingJson = undefined;
+      if (!silent) this.dirty.add(nodeId);
+    }
+  }
+
+  private newAgent(nodeId: string, instance: Instance): SimAgent {
+    const { count, name } = this.layout(instance.instanceType);
+    return {
+      nodeId,
+      instanceId: instance.id,
+      bootId: `boot-${instance.id}`,
+      boots: 0,
+      gpus: Array.from({ length: count }, (_, i) => ({
+        index: i,
+        uuid: `GPU-${instance.id}-${i}`,
+        pciBusId: `00000000:${(0x18 + i * 0x10).toString(16).toUpperCase().padStart(2, "0")}:00.0`,
+        name,
+      })),
+      seq: 0,
+      utilization: Array.from({ length: count }, () => 0),
+      silent: false,
+    };
+  }
+
+  private registration(agent: SimAgent) {
+    return {
+      nodeId: agent.nodeId,
+      hostname: agent.nodeId,
+      bootId: agent.bootId,
+      agentVersion: "sim",
+      spoolId: "00000000-0000-4000-8000-000000000000",
+      nvml: { available: true },
+      gpus: agent.gpus,
+    };
+  }
+
+  private async boot(instance: Instance): Promise<SimAgent | undefined> {
+    const agent = this.newAgent(instance.name, instance);
+    const result = await registerNode(
+      this.db,
+      { ...this.registration(agent), ...(instance.tags["navarch-pool"] ? { pool: instance.tags["navarch-pool"] } : {}) },
+      this.now,
+    );
+    if (!result.ok) return undefined;
+    this.agents.set(instance.name, agent);
+    this.beatingJson = undefined;
+    return agent;
+  }
+
+  private snapshot(agent: SimAgent): GpuSnapshot[] {
+    return agent.gpus.map((g, i) => ({ index: g.index, temperatureC: 45, utilizationPct: agent.utilization[i] ?? 0 }));
   }
 
   private async heartbeat(agent: SimAgent): Promise<void> {
+    this.dirty.delete(agent.nodeId);
     await recordHeartbeat(
       this.db,
       {
@@ -113,7 +302,7 @@ export class SimulatedAgents {
         sentAt: new Date(this.now()).toISOString(),
         nvml: { available: true },
         health: { checked: true, worst: "healthy", openIncidents: 0 },
-        gpus: agent.gpus.map((g, i) => ({ index: g.index, temperatureC: 45, utilizationPct: agent.utilization[i] ?? 0 })),
+        gpus: this.snapshot(agent),
       },
       this.now,
     );
