@@ -1,52 +1,425 @@
 // The reconciler's Prometheus metrics (prom-client), on a registry of its own so
 // that tests and several servers in one process never share counters.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+//
+// Almost everything is read from the store at scrape time, so a number is never a
+// stale in-memory copy, and a restart (or a standby taking over) exposes the same
+// values. Counters derived from append-only tables (health_events, audit_log) keep
+// an id cursor and add only the rows since the last scrape; the incident histograms
+// are computed from the incidents table as a whole (each completed step counted
+// exactly once, however often it is scraped, across restarts). Only the loop's
+// pass durations and the heartbeat/event counters live in this process.
+//
+// Cardinality: labels are pools (from the config), lifecycle states, rails, Xid
+// codes of the catalog (anything else is "other"), operation kinds and providers,
+// breaker scopes (fleet and one per pool). The per-GPU gauges
+// (navarch_node_gpu_*{node,gpu}) and navarch_node_last_heartbeat_timestamp_seconds
+// have one series per live node and GPU: bounded by the fleet's size; nodes that are
+// terminated or failed drop out.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { sql } from "drizzle-orm";
-import { nodes } from "../schema/db.ts";
+import { NODE_STATES, type NodeState } from "../schema/db.ts";
+import { lookupXid } from "../schema/xid-catalog.ts";
 import type { Db } from "./store/store.ts";
+
+export interface PassObservation {
+  durationMs: number;
+  transitions: readonly { to: NodeState }[];
+  blocked: readonly unknown[];
+}
 
 export interface Metrics {
   readonly registry: Registry;
   readonly contentType: string;
   readonly heartbeats: Counter;
   readonly healthEvents: Counter<"check" | "severity">;
+  /** Records one reconcile pass (each report once, however many callers awaited it). */
+  observePass(report: PassObservation): void;
   render(): Promise<string>;
 }
+
+/** Incident step durations (seconds): from seconds (automatic cordon) to hours (drains, slow providers). */
+export const INCIDENT_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200];
+export const PASS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const RAILS = ["dry_run", "paused", "unhealthy_budget", "in_flight_pool", "in_flight_fleet", "cordon_rate", "breaker", "partition_freeze", "max_attempts"];
+/** Operation kinds that are provider API calls. */
+const PROVIDER_OPERATIONS = ["launch", "terminate", "reap"];
+/** Lifecycle states in which a node's agent is expected to heartbeat and report GPUs. */
+const AGENT_STATES = "('validating', 'ready', 'suspect', 'cordoned', 'draining', 'held', 'lost')";
+const WATCHED_STATES = "('validating', 'ready', 'suspect', 'cordoned', 'draining')";
+const IN_POOL_STATES = "('requested', 'provisioning', 'bootstrapping', 'validating', 'ready', 'suspect', 'cordoned', 'draining', 'lost', 'held')";
+
+type Row = Record<string, unknown>;
+
+interface Snapshot {
+  byState: Row[];
+  pools: Row[];
+  gpus: Row[];
+  heartbeats: Row[];
+  breakers: Row[];
+  openIncidents: Row[];
+  providerErrors: Row[];
+  registered: number;
+  bootstrapRuns: Map<string, number>;
+  histograms: Map<string, Row[]>;
+}
+
+/** The incident steps measured, as SQL over the incidents table. */
+const INCIDENT_SPANS: { name: string; help: string; from: string; to: string }[] = [
+  {
+    name: "navarch_incident_fault_to_cordon_seconds",
+    help: "Time from a node's first unhealthy finding to its cordon, per completed cordon (from the incidents table)",
+    from: "fault_at",
+    to: "cordoned_at",
+  },
+  {
+    name: "navarch_incident_cordon_to_drained_seconds",
+    help: "Time from cordon to drained (or the drain deadline), per completed drain",
+    from: "cordoned_at",
+    to: "drained_at",
+  },
+  {
+    name: "navarch_incident_fault_to_replacement_ready_seconds",
+    help: "Time from the first unhealthy finding to the replacement node being Ready, per completed replacement",
+    from: "fault_at",
+    to: "replacement_ready_at",
+  },
+];
 
 export function createMetrics(db: Db): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "navarch_process_" });
-  const heartbeats = new Counter({
-    name: "navarch_heartbeats_total",
-    help: "Agent heartbeats accepted",
-    registers: [registry],
-  });
+  /** Raw SQL with `?` placeholders, rows as objects. */
+  const query = async (text: string, args: (string | number)[] = []): Promise<Row[]> => {
+    const parts = text.split("?");
+    let q = sql.raw(parts[0] ?? "");
+    args.forEach((arg, i) => {
+      q = sql`${q}${arg}${sql.raw(parts[i + 1] ?? "")}`;
+    });
+    return db.all<Row>(q);
+  };
+  const num = (x: unknown): number => (typeof x === "number" ? x : typeof x === "bigint" ? Number(x) : typeof x === "string" ? Number(x) : 0);
+  const str = (x: unknown): string => (x === null || x === undefined ? "" : String(x));
+
+  const heartbeats = new Counter({ name: "navarch_heartbeats_total", help: "Agent heartbeats accepted", registers: [registry] });
   const healthEvents = new Counter({
     name: "navarch_health_events_total",
     help: "Health events stored (duplicates excluded), by check and severity",
     labelNames: ["check", "severity"] as const,
     registers: [registry],
   });
-  // Read from the store at scrape time, so the number is never a stale in-memory copy.
-  new Gauge({
-    name: "navarch_nodes_total",
-    help: "Nodes known to the reconciler, by pool and lifecycle state",
-    labelNames: ["pool", "state"] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      const rows = await db
-        .select({ pool: nodes.pool, state: nodes.state, n: sql<number>`count(*)` })
-        .from(nodes)
-        .groupBy(nodes.pool, nodes.state);
-      for (const r of rows) this.set({ pool: r.pool ?? "", state: r.state }, Number(r.n));
-    },
+
+  // ── cursor counters over append-only tables (monotonic across restarts: they equal the table's totals) ──
+  const xidCounts = new Map<string, number>();
+  const railCounts = new Map<string, number>();
+  const breakerTrips = new Map<string, number>();
+  const registrationTimeouts = { n: 0 };
+  const cursors = { events: 0, audit: 0 };
+
+  async function advanceCursors(): Promise<void> {
+    const [top] = await query("select coalesce((select max(id) from health_events), 0) as e, coalesce((select max(id) from audit_log), 0) as a");
+    const eventsTop = num(top?.e);
+    const auditTop = num(top?.a);
+    if (eventsTop > cursors.events) {
+      const rows = await query("select code, count(*) as n from health_events where id > ? and id <= ? and \"check\" = 'xid' group by code", [cursors.events, eventsTop]);
+      for (const r of rows) {
+        const label = xidLabel(str(r.code));
+        xidCounts.set(label, (xidCounts.get(label) ?? 0) + num(r.n));
+      }
+      cursors.events = eventsTop;
+    }
+    if (auditTop > cursors.audit) {
+      const rows = await query(
+        `select action,
+                case action when 'blocked' then json_extract(details, '$.rail') when 'breaker_tripped' then target else '' end as label,
+                count(*) as n
+         from audit_log
+         where id > ? and id <= ?
+           and (action in ('blocked', 'breaker_tripped')
+                or (action = 'transition' and json_extract(details, '$.to') = 'failed'
+                    and json_extract(details, '$.reason') like 'agent did not register%'))
+         group by 1, 2`,
+        [cursors.audit, auditTop],
+      );
+      for (const r of rows) {
+        const action = str(r.action);
+        const label = str(r.label);
+        if (action === "blocked") {
+          const rail = RAILS.includes(label) ? label : "other";
+          railCounts.set(rail, (railCounts.get(rail) ?? 0) + num(r.n));
+        } else if (action === "breaker_tripped") breakerTrips.set(label, (breakerTrips.get(label) ?? 0) + num(r.n));
+        else registrationTimeouts.n += num(r.n);
+      }
+      cursors.audit = auditTop;
+    }
+  }
+
+  async function compute(): Promise<Snapshot> {
+    await advanceCursors();
+    const histograms = new Map<string, Row[]>();
+    const bucketSql = INCIDENT_BUCKETS.map((b, i) => `sum(case when d <= ${b} then 1 else 0 end) as b${i}`).join(", ");
+    const spans = await Promise.all(
+      INCIDENT_SPANS.map((s) =>
+        query(
+          `select coalesce(pool, '') as pool, count(*) as n, coalesce(sum(d), 0) as s, ${bucketSql}
+           from (select pool, max(0, (${s.to} - ${s.from}) / 1000.0) as d from incidents where ${s.to} is not null and ${s.from} is not null)
+           group by 1`,
+        ),
+      ),
+    );
+    INCIDENT_SPANS.forEach((s, i) => histograms.set(s.name, spans[i] ?? []));
+    const [byState, poolRows, gpuRows, heartbeatRows, breakerRows, openIncidents, providerErrors, registered, bootstrapRuns] = await Promise.all([
+      query(
+        `select coalesce(pool, '') as pool, state, count(*) as n,
+                sum(case when state = 'ready' and verdict = 'healthy' then 1 else 0 end) as healthy,
+                sum(case when verdict = 'unhealthy' or state = 'lost' then 1 else 0 end) as unhealthy
+         from nodes group by 1, 2`,
+      ),
+      query(
+        "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max from pools",
+      ),
+      query(
+        `select n.id as node, coalesce(n.pool, '') as pool, g.gpu_index as gpu,
+                json_extract(g.last_snapshot, '$.temperatureC') as temp,
+                json_extract(g.last_snapshot, '$.utilizationPct') as util
+         from gpus g join nodes n on n.id = g.node_id
+         where n.state in ${AGENT_STATES} and g.last_snapshot is not null`,
+      ),
+      query(`select id as node, coalesce(pool, '') as pool, last_heartbeat_at as at from nodes where state in ${WATCHED_STATES} and last_heartbeat_at is not null`),
+      query("select scope from breakers where reset_at is null"),
+      query("select coalesce(pool, '') as pool, count(*) as n from incidents where closed_at is null group by 1"),
+      // Every attempt of a provider call that did not succeed. A launch key is launch:<node>:<provider>,
+      // a reap key reap:<provider>:<id>; a terminate takes the node's provider.
+      query(
+        `select o.kind as kind,
+                case o.kind
+                  when 'launch' then substr(o.key, length('launch:' || coalesce(o.node_id, '') || ':') + 1)
+                  when 'reap' then substr(substr(o.key, 6), 1, instr(substr(o.key, 6), ':') - 1)
+                  else coalesce(n.provider, '') end as provider,
+                sum(o.attempts - case when o.state in ('succeeded', 'running') then 1 else 0 end) as n
+         from operations o left join nodes n on n.id = o.node_id
+         where o.kind in (${PROVIDER_OPERATIONS.map((k) => `'${k}'`).join(", ")}) and o.attempts > 0
+         group by 1, 2`,
+      ),
+      query("select count(*) as n from nodes where requested_at is not null and registered_at is not null"),
+      // SSH bootstrap runs, where this reconciler records them (bootstrap_runs).
+      query("select count(*) as n from sqlite_master where type = 'table' and name = 'bootstrap_runs'").then((t) =>
+        num(t[0]?.n) > 0 ? query("select state, count(*) as n from bootstrap_runs where state in ('succeeded', 'failed') group by state") : [],
+      ),
+    ]);
+    return {
+      byState,
+      pools: poolRows,
+      gpus: gpuRows,
+      heartbeats: heartbeatRows,
+      breakers: breakerRows,
+      openIncidents,
+      providerErrors,
+      registered: num(registered[0]?.n),
+      bootstrapRuns: new Map(bootstrapRuns.map((r) => [str(r.state), num(r.n)])),
+      histograms,
+    };
+  }
+
+  // Every collect() of one scrape shares one computation (prom-client collects metrics in parallel).
+  let inflight: Promise<Snapshot> | undefined;
+  const snapshot = (): Promise<Snapshot> => {
+    inflight ??= compute().finally(() => {
+      inflight = undefined;
+    });
+    return inflight;
+  };
+
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (g: Gauge<L>, s: Snapshot) => void) =>
+    new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        const s = await snapshot();
+        this.reset();
+        fill(this, s);
+      },
+    });
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (set: (labels: Partial<Record<L, string>>, value: number) => void, s: Snapshot) => void) =>
+    new Counter<L>({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        const s = await snapshot();
+        this.reset();
+        fill((labels, value) => {
+          if (value > 0) this.inc(labels, value);
+          else this.inc(labels, 0);
+        }, s);
+      },
+    });
+
+  // ── nodes ──
+  const poolNames = (s: Snapshot) => new Set([...s.pools.map((p) => str(p.name)), ...s.byState.map((r) => str(r.pool)).filter((p) => p !== "")]);
+  const inPool = (state: string) => IN_POOL_STATES.includes(`'${state}'`);
+  const perPool = (s: Snapshot, pick: (r: Row) => number) => {
+    const totals = new Map<string, number>();
+    for (const p of poolNames(s)) totals.set(p, 0);
+    for (const r of s.byState) if (inPool(str(r.state)) && str(r.pool) !== "") totals.set(str(r.pool), (totals.get(str(r.pool)) ?? 0) + pick(r));
+    return totals;
+  };
+  gauge("navarch_nodes_total", "Nodes that make up each pool (live: requested through held, not terminating, terminated or failed)", ["pool"], (g, s) => {
+    for (const [pool, n] of perPool(s, (r) => num(r.n))) g.set({ pool }, n);
   });
+  gauge("navarch_nodes_healthy", "Nodes of each pool that are Ready and judged healthy", ["pool"], (g, s) => {
+    for (const [pool, n] of perPool(s, (r) => num(r.healthy))) g.set({ pool }, n);
+  });
+  gauge("navarch_nodes_unhealthy", "Nodes of each pool judged unhealthy (whatever their state) or Lost", ["pool"], (g, s) => {
+    for (const [pool, n] of perPool(s, (r) => num(r.unhealthy))) g.set({ pool }, n);
+  });
+  gauge("navarch_nodes_by_state", "Nodes by pool and lifecycle state (terminated and failed included)", ["pool", "state"], (g, s) => {
+    for (const r of s.byState) g.set({ pool: str(r.pool), state: str(r.state) }, num(r.n));
+  });
+  gauge("navarch_node_gpu_temperature_celsius", "Latest GPU temperature per node and GPU index (live nodes)", ["pool", "node", "gpu"], (g, s) => {
+    for (const r of s.gpus) if (r.temp !== null && r.temp !== undefined) g.set({ pool: str(r.pool), node: str(r.node), gpu: str(r.gpu) }, num(r.temp));
+  });
+  gauge("navarch_node_gpu_utilization_percent", "Latest GPU utilisation per node and GPU index (live nodes)", ["pool", "node", "gpu"], (g, s) => {
+    for (const r of s.gpus) if (r.util !== null && r.util !== undefined) g.set({ pool: str(r.pool), node: str(r.node), gpu: str(r.gpu) }, num(r.util));
+  });
+  gauge("navarch_node_last_heartbeat_timestamp_seconds", "When each watched node's agent last heartbeated (validating through draining)", ["pool", "node"], (g, s) => {
+    for (const r of s.heartbeats) g.set({ pool: str(r.pool), node: str(r.node) }, num(r.at) / 1000);
+  });
+
+  // ── pools, rails, incidents ──
+  gauge("navarch_pool_min_nodes", "The pool's scaling.min_nodes", ["pool"], (g, s) => {
+    for (const p of s.pools) if (p.min !== null && p.min !== undefined) g.set({ pool: str(p.name) }, num(p.min));
+  });
+  gauge("navarch_pool_max_nodes", "The pool's scaling.max_nodes", ["pool"], (g, s) => {
+    for (const p of s.pools) if (p.max !== null && p.max !== undefined) g.set({ pool: str(p.name) }, num(p.max));
+  });
+  gauge("navarch_pool_paused", "1 while the pool is paused by an operator", ["pool"], (g, s) => {
+    for (const p of s.pools) g.set({ pool: str(p.name) }, num(p.paused) ? 1 : 0);
+  });
+  gauge("navarch_breaker_tripped", "1 while the circuit breaker of the scope (fleet, pool:<name>) is tripped", ["scope"], (g, s) => {
+    g.set({ scope: "fleet" }, 0);
+    for (const p of s.pools) g.set({ scope: `pool:${str(p.name)}` }, 0);
+    for (const b of s.breakers) g.set({ scope: str(b.scope) }, 1);
+  });
+  gauge("navarch_incidents_open", "Open incidents (unhealthy episodes being handled) per pool", ["pool"], (g, s) => {
+    for (const p of poolNames(s)) g.set({ pool: p }, 0);
+    for (const r of s.openIncidents) g.set({ pool: str(r.pool) }, num(r.n));
+  });
+  counter("navarch_xid_errors_total", "GPU Xid events reported by agents, by Xid code (codes outside the catalog are \"other\")", ["code"], (set) => {
+    for (const [code, n] of xidCounts) set({ code }, n);
+  });
+  counter("navarch_rail_blocks_total", "Actions a safety rail refused, by rail (each distinct refusal of a node once, as the audit log records it)", ["rail"], (set) => {
+    for (const rail of RAILS) set({ rail }, railCounts.get(rail) ?? 0);
+    const other = railCounts.get("other");
+    if (other !== undefined) set({ rail: "other" }, other);
+  });
+  counter("navarch_breaker_trips_total", "Circuit breaker trips, by scope", ["scope"], (set) => {
+    for (const [scope, n] of breakerTrips) set({ scope }, n);
+  });
+  counter("navarch_provider_errors_total", "Provider API calls that failed (every failed attempt), by provider and operation", ["provider", "operation"], (set, s) => {
+    for (const r of s.providerErrors) if (num(r.n) > 0) set({ provider: str(r.provider), operation: str(r.kind) }, num(r.n));
+  });
+  counter(
+    "navarch_bootstrap_outcomes_total",
+    "Bringing up machines: SSH bootstrap runs that succeeded or failed, and launched machines whose agent registered or did not within health.registration_timeout",
+    ["outcome"],
+    (set, s) => {
+      set({ outcome: "succeeded" }, s.bootstrapRuns.get("succeeded") ?? 0);
+      set({ outcome: "failed" }, s.bootstrapRuns.get("failed") ?? 0);
+      set({ outcome: "registered" }, s.registered);
+      set({ outcome: "registration_timeout" }, registrationTimeouts.n);
+    },
+  );
+  for (const span of INCIDENT_SPANS) {
+    registry.registerMetric(new RowHistogram(span.name, span.help, INCIDENT_BUCKETS, async () => (await snapshot()).histograms.get(span.name) ?? []));
+  }
+
+  // ── the reconcile loop (in process) ──
+  const passDuration = new Histogram({
+    name: "navarch_reconcile_pass_duration_seconds",
+    help: "Duration of one reconcile pass",
+    buckets: PASS_BUCKETS,
+    registers: [registry],
+  });
+  const lastPass = new Gauge({ name: "navarch_reconcile_last_pass_timestamp_seconds", help: "When the last reconcile pass finished (wall clock)", registers: [registry] });
+  const transitions = new Counter({
+    name: "navarch_node_transitions_total",
+    help: "Lifecycle transitions made by the reconciler, by the state entered",
+    labelNames: ["to"] as const,
+    registers: [registry],
+  });
+  for (const state of NODE_STATES) transitions.inc({ to: state }, 0);
+  const seen = new WeakSet<object>();
+
   return {
     registry,
     contentType: registry.contentType,
     heartbeats,
     healthEvents,
+    observePass(report) {
+      if (seen.has(report)) return;
+      seen.add(report);
+      passDuration.observe(report.durationMs / 1000);
+      lastPass.set(Date.now() / 1000);
+      for (const t of report.transitions) transitions.inc({ to: t.to });
+    },
     render: () => registry.metrics(),
   };
+}
+
+/** Wraps a reconcile loop's pass() so that every pass it runs is observed (serve.ts). */
+export function observeLoop(loop: { pass(): Promise<PassObservation> }, metrics: Metrics): void {
+  const pass = loop.pass.bind(loop);
+  loop.pass = async () => {
+    const report = await pass();
+    metrics.observePass(report);
+    return report;
+  };
+}
+
+function xidLabel(code: string): string {
+  if (!/^\d{1,4}$/.test(code)) return "other";
+  return lookupXid(Number(code)).known ? String(Number(code)) : "other";
+}
+
+/** One exported sample, as prom-client's text exposition reads it. */
+interface Sample {
+  metricName: string;
+  labels: Record<string, string>;
+  sharedLabels: Record<string, string>;
+  value: number;
+}
+
+/**
+ * A histogram whose buckets are computed from rows (count, sum and cumulative bucket
+ * counts per pool) rather than observed in process: restarts and repeated scrapes
+ * give the same numbers. prom-client's registry reads getForPromString() for the
+ * text format (and get() builds on it), so that is the one method replaced.
+ */
+class RowHistogram extends Histogram<"pool"> {
+  constructor(
+    private readonly metricName: string,
+    private readonly helpText: string,
+    private readonly bounds: number[],
+    private readonly rows: () => Promise<Row[]>,
+  ) {
+    // Registered by the caller on its own registry (never the global one).
+    super({ name: metricName, help: helpText, labelNames: ["pool"], buckets: bounds, registers: [] });
+  }
+
+  async getForPromString(): Promise<{ name: string; help: string; type: "histogram"; values: Sample[]; aggregator: "sum" }> {
+    const values: Sample[] = [];
+    const n = (x: unknown) => (typeof x === "number" ? x : Number(x ?? 0));
+    const sample = (suffix: string, labels: Record<string, string>, value: number) => values.push({ metricName: `${this.metricName}${suffix}`, labels, sharedLabels: {}, value });
+    for (const r of await this.rows()) {
+      const pool = String(r.pool ?? "");
+      this.bounds.forEach((le, i) => sample("_bucket", { pool, le: String(le) }, n(r[`b${i}`])));
+      sample("_bucket", { pool, le: "+Inf" }, n(r.n));
+      sample("_sum", { pool }, n(r.s));
+      sample("_count", { pool }, n(r.n));
+    }
+    return { name: this.metricName, help: this.helpText, type: "histogram", values, aggregator: "sum" };
+  }
 }

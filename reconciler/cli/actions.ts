@@ -1,17 +1,25 @@
-// Operator actions from the command line: cordon, uncordon, drain, replace a node;
-// pause and resume a pool; reset a breaker; list incidents; inject a fault into a
-// local (simulated) node. Each is one API call; errors are one line.
+// Operator actions and lists from the command line: cordon, uncordon, drain (with
+// progress until drained or the deadline), replace a node; list, show, pause and
+// resume pools; reset a breaker; list incidents with the time each step took;
+// inject a fault into a local (simulated) node. Errors are one line.
 import { parseArgs } from "node:util";
 import { userInfo } from "node:os";
-import { CliError, apiGet, apiPost, resolveTarget } from "./client.ts";
-import { age, table } from "./output.ts";
+import * as v from "valibot";
+import { NodeDetail } from "../../schema/admin.ts";
+import { IncidentList, PoolList, PoolView, incidentTimeline, type PoolSummary } from "../api/views.ts";
+import { CliError, apiGet, apiPost, resolveTarget, type ApiTarget } from "./client.ts";
+import { auditDetails, incidentText } from "./nodes.ts";
+import { age, duration, parseAnswer, parseFormat, render, table, type Format } from "./output.ts";
 
 export const ACTIONS_USAGE = `  navarch cordon|uncordon|replace NODE [--reason TEXT]
-  navarch drain NODE [--reason TEXT] [--deadline SECONDS]
-  navarch pools list | pause POOL [--reason TEXT] | resume POOL
+  navarch drain NODE [--reason TEXT] [--deadline SECONDS] [--no-wait]   (waits, printing progress, until drained)
+  navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL
   navarch breaker reset SCOPE                 (fleet or pool:NAME)
-  navarch incidents [--open]
-  navarch fault inject NODE --xid N [--gpu I] | --nvml COMMAND | --kmsg LINE   (local nodes only)`;
+  navarch incidents [--open] [--node NODE] [--pool POOL]
+  navarch fault inject NODE --xid N [--gpu I] | --nvml COMMAND | --kmsg LINE   (local nodes only)
+  (every command takes -o table|json|yaml and -s SERVER)`;
+
+const ActionAnswer = v.object({ ok: v.literal(true), result: v.optional(v.unknown()) });
 
 function actor(): string {
   try {
@@ -21,73 +29,79 @@ function actor(): string {
   }
 }
 
-export async function actionCommand(command: string, args: string[], write: (s: string) => void): Promise<number> {
+export interface CommandOptions {
+  /** Stops a waiting command (drain); tests use it. */
+  signal?: AbortSignal;
+  /** Poll interval of drain's progress (ms). */
+  pollMs?: number;
+}
+
+export async function actionCommand(command: string, args: string[], write: (s: string) => void, opts: CommandOptions = {}): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     options: {
       reason: { type: "string" },
       deadline: { type: "string" },
+      "no-wait": { type: "boolean" },
       open: { type: "boolean" },
+      node: { type: "string" },
+      pool: { type: "string" },
       xid: { type: "string" },
       gpu: { type: "string" },
       nvml: { type: "string" },
       kmsg: { type: "string" },
+      output: { type: "string", short: "o", default: "table" },
       server: { type: "string", short: "s" },
     },
     allowPositionals: true,
     strict: true,
   });
-  const target = resolveTarget(values.server);
+  const format = parseFormat(values.output);
   const body = { actor: actor(), ...(values.reason ? { reason: values.reason } : {}) };
   const one = (what: string): string => {
     if (positionals.length !== 1 || !positionals[0]) throw new CliError(`usage: navarch ${command} ${what}`, 2);
     return positionals[0];
   };
+  const done = (answer: unknown, text: string) => {
+    write(render(format, parseAnswer(ActionAnswer, answer, command), () => text));
+    return 0;
+  };
   switch (command) {
     case "cordon":
     case "uncordon":
     case "replace": {
-      const node = one("NODE");
-      await apiPost(target, `/v1/nodes/${encodeURIComponent(node)}/${command}`, body);
-      write(`${node}: ${command} requested\n`);
-      return 0;
+      const node = one("NODE [--reason TEXT]");
+      const target = resolveTarget(values.server);
+      const answer = await apiPost(target, `/v1/nodes/${encodeURIComponent(node)}/${command}`, body);
+      return done(answer, `${node}: ${command} requested${command === "cordon" ? " (it stays cordoned until someone uncordons it)" : ""}`);
     }
     case "drain": {
-      const node = one("NODE");
-      const deadline = values.deadline === undefined ? undefined : Number(values.deadline);
-      if (deadline !== undefined && !(Number.isInteger(deadline) && deadline > 0)) throw new CliError(`--deadline: expected whole seconds > 0, got ${values.deadline}`, 2);
-      await apiPost(target, `/v1/nodes/${encodeURIComponent(node)}/drain`, { ...body, ...(deadline ? { deadlineSeconds: deadline } : {}) });
-      write(`${node}: drain requested\n`);
-      return 0;
-    }
-    case "pools": {
-      const [verb, pool] = positionals;
-      if (verb === "list") {
-        const res = (await apiGet(target, "/v1/pools")) as { pools: { name: string; paused: boolean; pausedReason: string | null; lastScaleAt: number | null }[] };
-        write(`${table(["POOL", "PAUSED", "LAST SCALED"], res.pools.map((p) => [p.name, p.paused ? `yes (${p.pausedReason ?? ""})` : "no", age(p.lastScaleAt)]))}\n`);
+      const node = one("NODE [--deadline SECONDS] [--no-wait]");
+      const deadline = values.deadline === undefined ? 1800 : Number(values.deadline);
+      if (!(Number.isInteger(deadline) && deadline > 0 && deadline <= 7 * 24 * 3600)) throw new CliError(`--deadline: expected whole seconds from 1 to 604800, got ${values.deadline}`, 2);
+      const target = resolveTarget(values.server);
+      const answer = await apiPost(target, `/v1/nodes/${encodeURIComponent(node)}/drain`, { ...body, deadlineSeconds: deadline });
+      parseAnswer(ActionAnswer, answer, "drain");
+      if (values["no-wait"]) {
+        write(render(format, answer, () => `${node}: drain requested (deadline ${duration(deadline * 1000)})`));
         return 0;
       }
-      if ((verb === "pause" || verb === "resume") && pool) {
-        await apiPost(target, `/v1/pools/${encodeURIComponent(pool)}/${verb}`, body);
-        write(`pool ${pool}: ${verb}d\n`);
-        return 0;
-      }
-      throw new CliError("usage: navarch pools list | pause POOL | resume POOL", 2);
+      return waitForDrain(target, node, deadline, format, write, opts);
     }
+    case "pools":
+      return poolsCommand(positionals, values.server, values.reason, body, format, write);
     case "breaker": {
       const [verb, scope] = positionals;
-      if (verb !== "reset" || !scope) throw new CliError("usage: navarch breaker reset SCOPE", 2);
-      await apiPost(target, `/v1/breakers/${encodeURIComponent(scope)}/reset`, body);
-      write(`breaker ${scope}: reset\n`);
-      return 0;
+      if (verb !== "reset" || !scope) throw new CliError("usage: navarch breaker reset SCOPE   (fleet or pool:NAME)", 2);
+      const answer = await apiPost(resolveTarget(values.server), `/v1/breakers/${encodeURIComponent(scope)}/reset`, body);
+      return done(answer, `breaker ${scope}: reset`);
     }
     case "incidents": {
-      const res = (await apiGet(target, `/v1/incidents${values.open ? "?open=true" : ""}`)) as {
-        incidents: { id: number; nodeId: string; reason: string; status: string; openedAt: number; outcome: string | null }[];
-      };
-      write(
-        `${res.incidents.length === 0 ? "No incidents." : table(["ID", "NODE", "OPENED", "OUTCOME", "STATUS", "REASON"], res.incidents.map((i) => [String(i.id), i.nodeId, age(i.openedAt), i.outcome ?? "open", i.status, i.reason]), 60)}\n`,
-      );
+      if (positionals.length > 0) throw new CliError("usage: navarch incidents [--open] [--node NODE] [--pool POOL]", 2);
+      const target = resolveTarget(values.server);
+      const res = parseAnswer(IncidentList, await apiGet(target, `/v1/incidents${values.open ? "?open=true" : ""}`), "incidents");
+      const incidents = res.incidents.filter((i) => (values.node === undefined || i.nodeId === values.node || i.replacementNodeId === values.node) && (values.pool === undefined || i.pool === values.pool));
+      write(render(format, { incidents }, () => incidentsTable(incidents)));
       return 0;
     }
     case "fault": {
@@ -102,11 +116,157 @@ export async function actionCommand(command: string, args: string[], write: (s: 
               ? { kmsg: values.kmsg }
               : undefined;
       if (fault === undefined) throw new CliError("fault inject: give --xid N, --nvml COMMAND or --kmsg LINE", 2);
-      await apiPost(target, `/v1/nodes/${encodeURIComponent(node)}/fault`, fault);
-      write(`${node}: fault injected\n`);
-      return 0;
+      const answer = await apiPost(resolveTarget(values.server), `/v1/nodes/${encodeURIComponent(node)}/fault`, fault);
+      return done(answer, `${node}: fault injected`);
     }
     default:
       throw new CliError(`unknown command ${command}`, 2);
   }
 }
+
+function incidentsTable(incidents: v.InferOutput<typeof IncidentList>["incidents"], now = Date.now()): string {
+  if (incidents.length === 0) return "No incidents.";
+  return table(
+    ["ID", "NODE", "POOL", "FAULT", "FAULT→CORDON", "CORDON→DRAINED", "→REPLACEMENT READY", "OUTCOME", "STATUS", "REASON"],
+    incidents.map((i) => {
+      const t = incidentTimeline(i);
+      return [
+        String(i.id),
+        i.nodeId,
+        i.pool ?? "-",
+        age(i.faultAt, now),
+        duration(t.durations.faultToCordonMs),
+        duration(t.durations.cordonToDrainedMs),
+        duration(t.durations.faultToReplacementReadyMs),
+        i.outcome ?? "open",
+        i.status,
+        i.reason,
+      ];
+    }),
+    60,
+  );
+}
+
+async function poolsCommand(
+  positionals: string[],
+  server: string | undefined,
+  reason: string | undefined,
+  body: { actor: string; reason?: string },
+  format: Format,
+  write: (s: string) => void,
+): Promise<number> {
+  const [verb, pool, ...rest] = positionals;
+  const usage = "usage: navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL";
+  if (verb === "scale") {
+    throw new CliError("pools scale: a pool's min_nodes and max_nodes come from the config file; change scaling there and restart the reconciler", 2);
+  }
+  if (rest.length > 0) throw new CliError(usage, 2);
+  if (verb === "list" && pool === undefined) {
+    const target = resolveTarget(server);
+    const list = parseAnswer(PoolList, await apiGet(target, "/v1/pools"), "pools");
+    // Sizes and health come from each pool's view (a handful of pools: one call each).
+    const views = await Promise.all(list.pools.map(async (p) => parseAnswer(PoolView, await apiGet(target, `/v1/pools/${encodeURIComponent(p.name)}`), `pool ${p.name}`)));
+    write(render(format, list, () => poolsTable(views.map((x) => x.summary))));
+    return 0;
+  }
+  if (verb === "get" && pool !== undefined) {
+    const view = parseAnswer(PoolView, await apiGet(resolveTarget(server), `/v1/pools/${encodeURIComponent(pool)}`), `pool ${pool}`);
+    write(render(format, view, () => poolText(view)));
+    return 0;
+  }
+  if ((verb === "pause" || verb === "resume") && pool !== undefined) {
+    const answer = await apiPost(resolveTarget(server), `/v1/pools/${encodeURIComponent(pool)}/${verb}`, verb === "pause" ? { ...body, ...(reason ? { reason } : {}) } : body);
+    write(render(format, parseAnswer(ActionAnswer, answer, verb), () => `pool ${pool}: ${verb}d`));
+    return 0;
+  }
+  throw new CliError(usage, 2);
+}
+
+function poolsTable(pools: PoolSummary[], now = Date.now()): string {
+  if (pools.length === 0) return "No pools.";
+  return table(
+    ["POOL", "SIZE", "MIN", "MAX", "HEALTHY", "UNHEALTHY", "AUTOSCALER", "LAST SCALED", "STATUS"],
+    pools.map((p) => [
+      p.name,
+      String(p.size),
+      String(p.minNodes ?? "-"),
+      String(p.maxNodes ?? "-"),
+      String(p.healthy),
+      String(p.unhealthy),
+      p.autoscaler ?? "none",
+      p.lastScaleAt === null ? "never" : `${age(p.lastScaleAt, now)} (${p.lastScaleDirection ?? "?"})`,
+      [p.paused ? `paused (${p.pausedReason ?? ""})` : "", p.breaker ? `breaker tripped: ${p.breaker}` : "", p.minNodes !== null && p.size < p.minNodes ? "below min" : ""].filter(Boolean).join("; ") || "ok",
+    ]),
+  );
+}
+
+function poolText(view: v.InferOutput<typeof PoolView>, now = Date.now()): string {
+  const s = view.summary;
+  const byState = Object.entries(s.byState)
+    .map(([state, n]) => `${state} ${n}`)
+    .join(", ");
+  return [
+    `Pool:        ${s.name} (${view.pool.source})`,
+    `Size:        ${s.size} (min ${s.minNodes ?? "-"}, max ${s.maxNodes ?? "-"})${s.minNodes !== null && s.size < s.minNodes ? ", below min" : ""}`,
+    `Health:      ${s.healthy} healthy, ${s.unhealthy} unhealthy`,
+    `States:      ${byState || "no nodes"}`,
+    `Autoscaler:  ${s.autoscaler ?? "none (bounds only)"}`,
+    `Providers:   ${s.providers.join(", ") || "-"} (${s.instanceType ?? "-"})`,
+    `Last scaled: ${s.lastScaleAt === null ? "never" : `${age(s.lastScaleAt, now)} (${s.lastScaleDirection ?? "?"})`}`,
+    `Paused:      ${s.paused ? `yes, ${s.pausedReason ?? ""}` : "no"}`,
+    `Breakers:    ${view.breakers.length === 0 ? "none tripped" : view.breakers.map((b) => `${b.scope}: ${b.reason}`).join("; ")}`,
+    "",
+    "Autoscaler decisions:",
+    view.decisions.length === 0
+      ? "  none yet"
+      : table(["WHEN", "KIND", "DECISION"], view.decisions.slice(0, 15).map((a) => [age(a.at, now), a.action, auditDetails(a.action, a.details)]), 100),
+    "",
+    "Refused by a safety rail:",
+    view.blocked.length === 0 ? "  nothing" : table(["WHEN", "NODE", "WHY"], view.blocked.slice(0, 15).map((a) => [age(a.at, now), a.target, auditDetails(a.action, a.details)]), 100),
+    "",
+    nodesTableFromTiles(view),
+    "",
+    view.incidents.length === 0 ? "Incidents:   none" : view.incidents.slice(0, 10).map((i) => incidentText(incidentTimeline(i), now)).join("\n"),
+  ].join("\n");
+}
+
+function nodesTableFromTiles(view: v.InferOutput<typeof PoolView>, now = Date.now()): string {
+  if (view.nodes.length === 0) return "Nodes:       none";
+  return table(
+    ["NODE", "STATE", "HEALTH", "LAST HEARTBEAT", "IN STATE", "REASON"],
+    view.nodes.map((n) => [n.id, n.state, n.verdict ?? "unchecked", age(n.lastHeartbeatAt, now), age(n.stateChangedAt, now).replace(/ ago$/, ""), n.stateReason ?? ""]),
+    72,
+  );
+}
+
+/** Polls the node after a drain request and prints each change until it leaves draining. */
+async function waitForDrain(target: ApiTarget, node: string, deadlineSeconds: number, format: Format, write: (s: string) => void, opts: CommandOptions): Promise<number> {
+  const started = Date.now();
+  const giveUpAt = started + (deadlineSeconds + 120) * 1000;
+  const pollMs = opts.pollMs ?? 1000;
+  const say = (line: string) => {
+    if (format === "table") write(`[${duration(Date.now() - started).padStart(6)}] ${line}\n`);
+  };
+  say(`${node}: drain requested (deadline ${duration(deadlineSeconds * 1000)})`);
+  let last = "";
+  for (;;) {
+    const detail = parseAnswer(NodeDetail, await apiGet(target, `/v1/nodes/${encodeURIComponent(node)}?events=0`), `node ${node}`);
+    const n = detail.node;
+    const now = `${n.state}: ${n.stateReason ?? ""}`;
+    if (now !== last) {
+      say(now);
+      last = now;
+    }
+    if (n.state !== "draining" && n.state !== "cordoned") {
+      const drained = n.state === "held" || n.state === "terminating" || n.state === "terminated";
+      if (format !== "table") write(render(format, { node: n, drained }, () => ""));
+      else if (drained) write(`${node}: drained in ${duration(Date.now() - started)}; now ${n.state}\n`);
+      if (!drained) throw new CliError(`${node}: drain ended without draining: the node is ${n.state}${n.stateReason ? ` (${n.stateReason})` : ""}`);
+      return 0;
+    }
+    if (Date.now() > giveUpAt) throw new CliError(`${node}: still ${n.state} ${duration(Date.now() - started)} after the drain request (deadline ${duration(deadlineSeconds * 1000)}); see navarch nodes get ${node}`);
+    if (opts.signal?.aborted) throw new CliError(`${node}: stopped waiting; the drain goes on`);
+    await Bun.sleep(pollMs);
+  }
+}
+

@@ -39,11 +39,16 @@ export function apiGet(target: ApiTarget, path: string): Promise<unknown> {
   return apiCall(target, "GET", path);
 }
 
+/** A GET whose 404 is an answer, not an error (an optional endpoint, a record that may not exist). */
+export function apiGetOptional(target: ApiTarget, path: string): Promise<unknown> {
+  return apiCall(target, "GET", path, undefined, true);
+}
+
 export function apiPost(target: ApiTarget, path: string, body: unknown): Promise<unknown> {
   return apiCall(target, "POST", path, body);
 }
 
-async function apiCall(target: ApiTarget, method: "GET" | "POST", path: string, body?: unknown): Promise<unknown> {
+async function apiCall(target: ApiTarget, method: "GET" | "POST", path: string, body?: unknown, notFoundIsUndefined = false): Promise<unknown> {
   let res: Response;
   try {
     res = await fetch(`${target.server}${path}`, {
@@ -55,6 +60,7 @@ async function apiCall(target: ApiTarget, method: "GET" | "POST", path: string, 
   } catch (err) {
     throw new CliError(`cannot reach the reconciler at ${target.server}: ${err instanceof Error ? err.message : String(err)}`);
   }
+  if (notFoundIsUndefined && res.status === 404) return undefined;
   let json: unknown;
   try {
     json = await res.json();

@@ -1,59 +1,108 @@
-// `navarch nodes list|get`: what the reconciler knows about each node.
+// `navarch nodes list|get`: what the reconciler knows about each node, why it is in
+// the state it is in, and (get) its GPUs, events, incidents with the time each step
+// took, and what the reconciler and humans did to it.
 import { parseArgs } from "node:util";
-import * as v from "valibot";
-import YAML from "yaml";
+import { NODE_STATES } from "../../schema/db.ts";
 import { NodeDetail, NodeList, type NodeRow } from "../../schema/admin.ts";
-import { CliError, apiGet, resolveTarget } from "./client.ts";
-import { age, table } from "./output.ts";
+import { IncidentList, NodeTimeline, type IncidentRow, type IncidentTimeline } from "../api/views.ts";
+import * as v from "valibot";
+import { CliError, apiGet, apiGetOptional, resolveTarget } from "./client.ts";
+import { age, duration, parseAnswer, parseFormat, render, table } from "./output.ts";
 
 export const NODES_USAGE = `Usage:
-  navarch nodes list [-o table|json|yaml] [-s SERVER]
-  navarch nodes get NODE_ID [-o table|json|yaml] [-s SERVER]`;
-
-type Format = "table" | "json" | "yaml";
+  navarch nodes list [--pool POOL] [--state STATE] [--unhealthy] [-o table|json|yaml] [-s SERVER]
+  navarch nodes get NODE_ID [--events N] [-o table|json|yaml] [-s SERVER]`;
 
 export async function nodesCommand(args: string[], write: (s: string) => void): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { output: { type: "string", short: "o", default: "table" }, server: { type: "string", short: "s" } },
+    options: {
+      output: { type: "string", short: "o", default: "table" },
+      server: { type: "string", short: "s" },
+      pool: { type: "string" },
+      state: { type: "string" },
+      unhealthy: { type: "boolean" },
+      events: { type: "string" },
+    },
     allowPositionals: true,
     strict: true,
   });
-  const format = values.output;
-  if (format !== "table" && format !== "json" && format !== "yaml") {
-    throw new CliError(`-o: expected table, json or yaml, got ${JSON.stringify(format)}`, 2);
-  }
-  const target = resolveTarget(values.server);
+  const format = parseFormat(values.output);
   const [verb, id, ...rest] = positionals;
+  if (values.state !== undefined && !(NODE_STATES as readonly string[]).includes(values.state)) {
+    throw new CliError(`--state: expected one of ${NODE_STATES.join(", ")}, got ${JSON.stringify(values.state)}`, 2);
+  }
   if (verb === "list" && id === undefined) {
-    const body = parse(NodeList, await apiGet(target, "/v1/nodes"));
-    write(render(format, body, () => nodesTable(body.nodes)));
+    const target = resolveTarget(values.server);
+    const [body, open] = await Promise.all([
+      apiGet(target, "/v1/nodes").then((b) => parseAnswer(NodeList, b, "nodes")),
+      format === "table" ? apiGet(target, "/v1/incidents?open=true").then((b) => parseAnswer(IncidentList, b, "incidents").incidents) : [],
+    ]);
+    const nodes = body.nodes.filter(
+      (n) =>
+        (values.pool === undefined || n.pool === values.pool) &&
+        (values.state === undefined || n.state === values.state) &&
+        (!values.unhealthy || n.verdict === "unhealthy" || n.state === "lost"),
+    );
+    write(render(format, { nodes }, () => nodesTable(nodes, open)));
     return 0;
   }
   if (verb === "get" && id !== undefined && rest.length === 0) {
-    const body = parse(NodeDetail, await apiGet(target, `/v1/nodes/${encodeURIComponent(id)}`));
-    write(render(format, body, () => nodeDetailText(body)));
+    const events = values.events === undefined ? 20 : Number(values.events);
+    if (!Number.isInteger(events) || events < 0 || events > 10_000) throw new CliError(`--events: expected a whole number from 0 to 10000, got ${values.events}`, 2);
+    const target = resolveTarget(values.server);
+    const path = `/v1/nodes/${encodeURIComponent(id)}`;
+    const [detail, timeline, boot] = await Promise.all([
+      apiGet(target, `${path}?events=${events}`).then((b) => parseAnswer(NodeDetail, b, `node ${id}`)),
+      apiGet(target, `${path}/timeline`).then((b) => parseAnswer(NodeTimeline, b, `node ${id}`)),
+      // SSH bootstrap runs, on reconcilers that record them.
+      apiGetOptional(target, `${path}/bootstrap`).then((b) => (b === undefined ? [] : parseAnswer(BootstrapRuns, b, `node ${id} bootstrap`).runs)),
+    ]);
+    const body = { ...detail, incidents: timeline.incidents, actions: timeline.audit.slice(0, 50), operations: timeline.operations, bootstrap: boot };
+    write(render(format, body, () => nodeDetailText(detail, timeline, boot)));
     return 0;
   }
   throw new CliError(NODES_USAGE, 2);
 }
 
-function parse<S extends v.GenericSchema>(schema: S, body: unknown): v.InferOutput<S> {
-  const r = v.safeParse(schema, body);
-  if (!r.success) throw new CliError(`unexpected answer from the reconciler: ${r.issues[0]?.message ?? "invalid"}`);
-  return r.output;
-}
+/** What `navarch nodes get` reads of GET /v1/nodes/:id/bootstrap (loose: the server may add fields). */
+const BootstrapRuns = v.object({
+  runs: v.array(
+    v.object({
+      state: v.string(),
+      address: v.string(),
+      user: v.string(),
+      startedAt: v.number(),
+      finishedAt: v.nullable(v.number()),
+      error: v.nullable(v.string()),
+      steps: v.array(
+        v.object({
+          command: v.string(),
+          exitCode: v.nullable(v.number()),
+          stdout: v.string(),
+          stderr: v.string(),
+          durationMs: v.number(),
+          timedOut: v.optional(v.boolean()),
+        }),
+      ),
+    }),
+  ),
+});
+type BootstrapRun = v.InferOutput<typeof BootstrapRuns>["runs"][number];
 
-function render(format: Format, body: unknown, asTable: () => string): string {
-  if (format === "json") return `${JSON.stringify(body, null, 2)}\n`;
-  if (format === "yaml") return YAML.stringify(body);
-  return `${asTable()}\n`;
-}
-
-export function nodesTable(nodes: NodeRow[], now = Date.now()): string {
+/**
+ * One line per node. A node with an open incident shows why it is unhealthy and what
+ * Navarch is doing about it (the incident's reason and status); others their state's reason.
+ */
+export function nodesTable(nodes: NodeRow[], openIncidents: IncidentRow[] = [], now = Date.now()): string {
   if (nodes.length === 0) return "No nodes.";
+  const incidentOf = new Map(openIncidents.map((i) => [i.id, i]));
+  const reason = (n: NodeRow) => {
+    const i = n.incidentId === null ? undefined : incidentOf.get(n.incidentId);
+    return i === undefined ? (n.stateReason ?? "") : `${i.reason} — ${i.status}`;
+  };
   return table(
-    ["NODE", "POOL", "STATE", "HEALTH", "NVML", "LAST HEARTBEAT", "REASON"],
+    ["NODE", "POOL", "STATE", "HEALTH", "NVML", "LAST HEARTBEAT", "IN STATE", "REASON"],
     nodes.map((n) => [
       n.id,
       n.pool ?? "-",
@@ -61,43 +110,81 @@ export function nodesTable(nodes: NodeRow[], now = Date.now()): string {
       n.verdict ?? n.agentHealth ?? "unchecked",
       n.registeredAt === null ? "-" : n.nvmlAvailable ? "ok" : "unavailable",
       age(n.lastHeartbeatAt, now),
-      n.stateReason ?? "",
+      age(n.stateChangedAt, now).replace(/ ago$/, ""),
+      reason(n),
     ]),
+    120,
   );
 }
 
-function nodeDetailText(d: NodeDetail, now = Date.now()): string {
+/** An incident as lines: what happened, what is being done, and the time each step took. */
+export function incidentText(i: IncidentTimeline, now = Date.now()): string {
+  const steps = i.steps.map((s) => `${s.step.replace("_", " ")} ${age(s.at, now)}${s.sincePreviousMs === null ? "" : ` (+${duration(s.sincePreviousMs)})`}`);
+  return [
+    `Incident ${i.id} (${i.closedAt === null ? "open" : (i.outcome ?? "closed")}): ${i.reason}`,
+    `  status:   ${i.status}`,
+    `  steps:    ${steps.join(" → ")}`,
+    `  took:     fault→cordon ${duration(i.durations.faultToCordonMs)}, cordon→drained ${duration(i.durations.cordonToDrainedMs)}, fault→replacement ready ${duration(i.durations.faultToReplacementReadyMs)}`,
+    ...(i.replacementNodeId ? [`  replaced by ${i.replacementNodeId}`] : []),
+  ].join("\n");
+}
+
+function bootstrapText(runs: BootstrapRun[], now: number): string {
+  const run = runs[0];
+  if (run === undefined) return "Bootstrap:   none ran (the machine starts its agent itself)";
+  const lines = [
+    `Bootstrap:   ${run.state} as ${run.user}@${run.address}, started ${age(run.startedAt, now)}${run.finishedAt === null ? "" : `, took ${duration(run.finishedAt - run.startedAt)}`}${runs.length > 1 ? ` (${runs.length} runs; latest shown)` : ""}`,
+    ...(run.error ? [`  error: ${run.error}`] : []),
+  ];
+  for (const step of run.steps) {
+    lines.push(`  $ ${step.command}   [exit ${step.exitCode ?? "none"}${step.timedOut ? ", timed out" : ""}, ${duration(step.durationMs)}]`);
+    const output = `${step.stdout}${step.stderr}`.trimEnd().split("\n").slice(-8);
+    for (const l of output) if (l !== "") lines.push(`    ${l}`);
+  }
+  return lines.join("\n");
+}
+
+function nodeDetailText(d: NodeDetail, t: NodeTimeline, boot: BootstrapRun[], now = Date.now()): string {
   const n = d.node;
   const lines = [
     `Node:        ${n.id}`,
     `Pool:        ${n.pool ?? "-"}`,
-    `State:       ${n.state}${n.stateReason ? ` (${n.stateReason})` : ""}`,
+    `State:       ${n.state} for ${age(n.stateChangedAt, now).replace(/ ago$/, "")}${n.stateReason ? ` (${n.stateReason})` : ""}`,
     `Hostname:    ${n.hostname ?? "-"}`,
     `Agent:       ${n.agentVersion ?? "not registered"}${n.bootId ? `, boot ${n.bootId}` : ""}`,
     `Driver:      ${n.driverVersion ?? "-"} (CUDA ${n.cudaVersion ?? "-"})`,
     `NVML:        ${n.nvmlAvailable ? "ok" : `unavailable: ${n.nvmlError ?? "unknown"}`}`,
     `Health:      ${n.verdict ?? "not judged yet"} (agent's own verdict: ${n.agentHealth ?? "not checked yet"})${n.incidentId ? `, incident ${n.incidentId}` : ""}`,
+    ...(n.cordonedBy ? [`Cordoned by: ${n.cordonedBy}`] : []),
     ...(n.replacementOf ? [`Replaces:    ${n.replacementOf}`] : []),
+    ...(t.replacedBy.length > 0 ? [`Replaced by: ${t.replacedBy.map((r) => `${r.id} (${r.state})`).join(", ")}`] : []),
     `Registered:  ${age(n.registeredAt, now)}`,
     `Heartbeat:   ${age(n.lastHeartbeatAt, now)}`,
     "",
     d.gpus.length === 0
       ? "GPUs:        none reported"
       : table(
-          ["GPU", "UUID", "PCI BUS ID", "NAME", "TEMP", "UTIL"],
+          ["GPU", "NAME", "TEMP", "UTIL", "ECC SBE", "ECC DBE", "PCI BUS ID", "UUID"],
           d.gpus.map((g) => [
             String(g.index),
-            g.uuid,
-            g.pciBusId,
             g.name,
             snapshotField(g.lastSnapshot, "temperatureC", "°C"),
             snapshotField(g.lastSnapshot, "utilizationPct", "%"),
+            snapshotField(g.lastSnapshot, "eccVolatileSbe", ""),
+            snapshotField(g.lastSnapshot, "eccVolatileDbe", ""),
+            g.pciBusId,
+            g.uuid,
           ]),
         ),
     "",
+    t.incidents.length === 0 ? "Incidents:   none" : t.incidents.map((i) => incidentText(i, now)).join("\n"),
+    "",
+    bootstrapText(boot, now),
+    "",
     d.events.length === 0
       ? "Events:      none"
-      : table(
+      : "Recent health events:\n" +
+        table(
           ["SEQ", "WHEN", "CHECK", "CODE", "SEVERITY", "GPU", "MESSAGE"],
           d.events.map((e) => [
             String(e.seq),
@@ -110,8 +197,28 @@ function nodeDetailText(d: NodeDetail, now = Date.now()): string {
           ]),
           72,
         ),
+    "",
+    t.audit.length === 0
+      ? "Actions:     none"
+      : "What was done to it (newest first):\n" +
+        table(
+          ["WHEN", "WHO", "ACTION", "DETAILS"],
+          t.audit.slice(0, 15).map((a) => [age(a.at, now), a.actor, a.action, auditDetails(a.action, a.details)]),
+          90,
+        ),
   ];
   return lines.join("\n");
+}
+
+/** One line for an audit row's details: a transition's from → to and reason, a refusal's rail and why. */
+export function auditDetails(action: string, details: unknown): string {
+  if (typeof details !== "object" || details === null) return "";
+  const d = details as Record<string, unknown>;
+  const s = (k: string) => (d[k] === undefined || d[k] === null ? "" : String(d[k]));
+  if (action === "transition") return `${s("from")} → ${s("to")}: ${s("reason")}`;
+  if (action === "blocked") return `refused by ${s("rail")}: ${s("reason")}`;
+  if (action === "scale" || action === "dry_run") return `${s("from")} → ${s("to")}: ${s("reason")}`;
+  return JSON.stringify(details);
 }
 
 function snapshotField(snapshot: Record<string, unknown> | null, key: string, unit: string): string {

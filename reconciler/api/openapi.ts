@@ -1,0 +1,313 @@
+// The reconciler's HTTP API as an OpenAPI 3.1 document, served at GET /openapi.json.
+// Every body schema is generated (@valibot/to-json-schema, JSON Schema 2020-12) from
+// the valibot schemas the server validates with and the clients read with:
+// schema/wire.ts (the agent API), schema/admin.ts (nodes) and api/views.ts (the
+// dashboard's and the CLI's views). Only the paths, parameters and prose are written
+// here by hand.
+import { toJsonSchemaDefs } from "@valibot/to-json-schema";
+import * as v from "valibot";
+import * as admin from "../../schema/admin.ts";
+import { NAVARCH_VERSION } from "../../schema/version.ts";
+import * as wire from "../../schema/wire.ts";
+import * as views from "./views.ts";
+
+export const OPENAPI_PATH = "/openapi.json";
+
+/**
+ * The bodies of the admin actions. They mirror `Action` and `Fault` in api/admin.ts,
+ * which does not export them; test/openapi.test.ts checks the server accepts and
+ * refuses what these say. (Exporting them from admin.ts would remove the copy.)
+ */
+export const ActionBody = v.strictObject({
+  actor: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(128), v.description("who asks (recorded in the audit log)")), "operator"),
+  reason: v.optional(v.pipe(v.string(), v.maxLength(1024)), "no reason given"),
+  deadlineSeconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(7 * 24 * 3600), v.description("drain deadline (drain only)")), 1800),
+});
+export const FaultBody = v.pipe(
+  v.strictObject({
+    xid: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(999))),
+    gpu: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(15)), 0),
+    nvml: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(256))),
+    kmsg: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1024))),
+  }),
+  v.description("exactly one of xid, nvml or kmsg; local (simulated) nodes only"),
+);
+const ActionResult = v.object({ ok: v.literal(true), result: v.optional(v.unknown()) });
+
+const SCHEMAS = {
+  ErrorBody: wire.ErrorBody,
+  RegisterRequest: wire.RegisterRequest,
+  RegisterResponse: wire.RegisterResponse,
+  Heartbeat: wire.Heartbeat,
+  HeartbeatResponse: wire.HeartbeatResponse,
+  HealthEvent: wire.HealthEvent,
+  EventBatch: wire.EventBatch,
+  EventBatchResponse: wire.EventBatchResponse,
+  GpuInfo: wire.GpuInfo,
+  GpuSnapshot: wire.GpuSnapshot,
+  NvmlStatus: wire.NvmlStatus,
+  NodeRow: admin.NodeRow,
+  GpuRow: admin.GpuRow,
+  EventRow: admin.EventRow,
+  NodeList: admin.NodeList,
+  NodeDetail: admin.NodeDetail,
+  ActionBody,
+  ActionResult,
+  FaultBody,
+  PoolRow: views.PoolRow,
+  PoolList: views.PoolList,
+  IncidentRow: views.IncidentRow,
+  IncidentList: views.IncidentList,
+  BreakerRow: views.BreakerRow,
+  BreakerList: views.BreakerList,
+  AuditRow: views.AuditRow,
+  AuditList: views.AuditList,
+  NodeTile: views.NodeTile,
+  PoolSummary: views.PoolSummary,
+  Overview: views.Overview,
+  PoolView: views.PoolView,
+  IncidentTimeline: views.IncidentTimeline,
+  NodeTimeline: views.NodeTimeline,
+  EventView: views.EventView,
+  EventList: views.EventList,
+} as const;
+type SchemaName = keyof typeof SCHEMAS;
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+interface Operation {
+  summary: string;
+  operationId: string;
+  tags: string[];
+  description?: string;
+  parameters?: Json[];
+  requestBody?: Json;
+  responses: Record<string, Json>;
+  security?: Json[];
+}
+
+const ref = (name: SchemaName) => ({ $ref: `#/components/schemas/${name}` });
+const json = (name: SchemaName, description: string) => ({ description, content: { "application/json": { schema: ref(name) } } });
+const errors = (...codes: number[]) =>
+  Object.fromEntries(
+    codes.map((code) => [
+      String(code),
+      json(
+        "ErrorBody",
+        {
+          400: "invalid request (every failing field path in `issues`)",
+          401: "missing or wrong bearer token",
+          404: "not found",
+          409: "not possible in the node's current state",
+          413: "body too large",
+        }[code] ?? "error",
+      ),
+    ]),
+  );
+const pathParam = (name: string, description: string) => ({ name, in: "path", required: true, description, schema: { type: "string" } });
+const queryParam = (name: string, description: string, schema: Json = { type: "string" }) => ({ name, in: "query", required: false, description, schema });
+
+function admin_action(verb: string, what: string, target: "node" | "pool" | "breaker", body: SchemaName = "ActionBody"): Operation {
+  return {
+    summary: what,
+    operationId: `${verb}${target[0]!.toUpperCase()}${target.slice(1)}`,
+    tags: ["admin"],
+    parameters: [target === "node" ? pathParam("id", "node id") : target === "pool" ? pathParam("name", "pool name") : pathParam("scope", '"fleet" or "pool:<name>"')],
+    requestBody: { required: false, content: { "application/json": { schema: ref(body) } } },
+    responses: { "200": json("ActionResult", "done; the reconcile loop acts on it next"), ...errors(400, 401, 404, 409) },
+  };
+}
+
+function buildPaths(): Record<string, Record<string, Operation>> {
+  const get = (operationId: string, summary: string, response: SchemaName, tags: string[], extra: Partial<Operation> = {}): Operation => ({
+    summary,
+    operationId,
+    tags,
+    ...extra,
+    responses: { "200": json(response, summary), ...errors(401), ...(extra.responses ?? {}) },
+  });
+  const post = (operationId: string, summary: string, request: SchemaName, response: SchemaName, description: string): Operation => ({
+    summary,
+    operationId,
+    tags: ["agent"],
+    description,
+    requestBody: { required: true, content: { "application/json": { schema: ref(request) } } },
+    responses: { "200": json(response, "accepted"), ...errors(400, 401, 404, 409, 413) },
+  });
+  return {
+    "/v1/register": { post: post("register", "An agent registers its node and GPUs", "RegisterRequest", "RegisterResponse", "Creates or updates the node; answers the highest event seq already stored.") },
+    "/v1/heartbeat": { post: post("heartbeat", "An agent's heartbeat with GPU readings", "Heartbeat", "HeartbeatResponse", "Records liveness, NVML status, the agent's verdict and each GPU's readings.") },
+    "/v1/events": {
+      post: post("pushEvents", "An agent pushes health events", "EventBatch", "EventBatchResponse", "Stored once per (node, seq); resends are acknowledged and dropped."),
+      get: get("listEvents", "Health events with filters, oldest first", "EventList", ["views"], {
+        description: "Without `after`: the newest `limit` matching events. With `after` (a previous answer's cursor): the next ones, for following.",
+        parameters: [
+          queryParam("node", "only this node"),
+          queryParam("pool", "only nodes of this pool"),
+          queryParam("severity", "at least this severity", { type: "string", enum: ["healthy", "degraded", "unhealthy"] }),
+          queryParam("check", "only this check (e.g. xid)"),
+          queryParam("since", "epoch milliseconds or an ISO-8601 time"),
+          queryParam("after", "a cursor from a previous answer"),
+          queryParam("limit", "1–1000 (default 100)", { type: "integer", minimum: 1, maximum: 1000 }),
+        ],
+        responses: errors(400),
+      }),
+    },
+    "/v1/nodes": { get: get("listNodes", "Every node the reconciler knows", "NodeList", ["admin"]) },
+    "/v1/nodes/{id}": {
+      get: get("getNode", "One node with its GPUs and latest events", "NodeDetail", ["admin"], {
+        parameters: [pathParam("id", "node id"), queryParam("events", "how many recent events (0–10000, default 50)", { type: "integer", minimum: 0, maximum: 10000 })],
+        responses: errors(400, 404),
+      }),
+    },
+    "/v1/nodes/{id}/timeline": {
+      get: get("getNodeTimeline", "A node's GPUs, events, incidents with step durations, actions and provider calls", "NodeTimeline", ["views"], {
+        parameters: [pathParam("id", "node id")],
+        responses: errors(404),
+      }),
+    },
+    "/v1/nodes/{id}/cordon": { post: admin_action("cordon", "Cordon a node (stays cordoned until a human uncordons it)", "node") },
+    "/v1/nodes/{id}/uncordon": { post: admin_action("uncordon", "Return a node to service (cancels the reconciler's incident)", "node") },
+    "/v1/nodes/{id}/drain": { post: admin_action("drain", "Cordon and drain a node (deadlineSeconds); it is then held", "node") },
+    "/v1/nodes/{id}/replace": { post: admin_action("replace", "Take a node out and replace it", "node") },
+    "/v1/nodes/{id}/fault": { post: admin_action("injectFault", "Inject a fault into a local (simulated) node", "node", "FaultBody") },
+    "/v1/pools": { get: get("listPools", "Pools as stored (spec from the config)", "PoolList", ["admin"]) },
+    "/v1/pools/{name}": {
+      get: get("getPool", "A pool: sizes, nodes, autoscaler decisions, rail refusals, breakers, incidents", "PoolView", ["views"], {
+        parameters: [pathParam("name", "pool name")],
+        responses: errors(404),
+      }),
+    },
+    "/v1/pools/{name}/pause": { post: admin_action("pause", "Pause a pool: no scaling, no automatic replacement", "pool") },
+    "/v1/pools/{name}/resume": { post: admin_action("resume", "Resume a paused pool", "pool") },
+    "/v1/incidents": {
+      get: get("listIncidents", "Incidents, newest first (500 at most)", "IncidentList", ["admin"], { parameters: [queryParam("open", "true: only open ones", { type: "boolean" })] }),
+    },
+    "/v1/breakers": { get: get("listBreakers", "Tripped circuit breakers", "BreakerList", ["admin"]) },
+    "/v1/breakers/{scope}/reset": { post: admin_action("reset", "Reset a tripped breaker", "breaker") },
+    "/v1/audit": {
+      get: get("listAudit", "The audit log, newest first", "AuditList", ["admin"], { parameters: [queryParam("limit", "1–1000 (default 100)", { type: "integer", minimum: 1, maximum: 1000 })] }),
+    },
+    // Bootstrap routes (api/install.ts): their bodies are described loosely here.
+    "/v1/bootstrap-tokens": {
+      post: {
+        summary: "Mint a one-time bootstrap token for a node",
+        operationId: "mintBootstrapToken",
+        tags: ["admin"],
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["nodeId"],
+                properties: { nodeId: { type: "string" }, ttlSeconds: { type: "integer", minimum: 60, maximum: 604800 }, actor: { type: "string" } },
+                additionalProperties: false,
+              },
+            },
+          },
+        },
+        responses: {
+          "200": {
+            description: "the token (shown once)",
+            content: { "application/json": { schema: { type: "object", properties: { nodeId: { type: "string" }, token: { type: "string" }, expiresAt: { type: "string" } } } } },
+          },
+          ...errors(400, 401),
+        },
+      },
+    },
+    "/v1/nodes/{id}/bootstrap": {
+      get: {
+        summary: "A node's SSH bootstrap runs: each command's exit code and output (secrets masked), and its host keys",
+        operationId: "getNodeBootstrap",
+        tags: ["admin"],
+        parameters: [pathParam("id", "node id")],
+        responses: {
+          "200": {
+            description: "runs, newest first",
+            content: { "application/json": { schema: { type: "object", properties: { nodeId: { type: "string" }, runs: { type: "array", items: { type: "object" } }, hostKeys: { type: "array", items: { type: "object" } } } } } },
+          },
+          ...errors(401),
+        },
+      },
+    },
+    "/install.sh": { get: { ...plain("installScript", "The agent installer, this reconciler's URL baked in", "a shell script", undefined, "text/x-shellscript"), tags: ["install"] } },
+    "/download/navarch-node": {
+      get: {
+        summary: "This reconciler's copy of the agent binary",
+        operationId: "downloadAgent",
+        tags: ["install"],
+        security: [],
+        responses: { "200": { description: "the binary", content: { "application/octet-stream": { schema: { type: "string", contentMediaType: "application/octet-stream" } } } }, ...errors(404) },
+      },
+    },
+    "/v1/overview": { get: get("getOverview", "The fleet at a glance: pools, live nodes, open incidents, breakers, recent refusals", "Overview", ["views"]) },
+    "/v1/watch": {
+      get: {
+        summary: "Server-sent events: `change` whenever the views would show something new",
+        operationId: "watch",
+        tags: ["views"],
+        description: "Events: `hello` (the current version), `change` (a new version), `ping` every 15 s. Data is JSON {version}.",
+        responses: { "200": { description: "an event stream", content: { "text/event-stream": { schema: { type: "string" } } } }, ...errors(401) },
+      },
+    },
+    "/healthz": { get: plain("healthz", "Liveness", "ok") },
+    "/readyz": { get: plain("readyz", "Readiness: the store is reachable and migrated", "ready", 503) },
+    "/metrics": { get: plain("metrics", "Prometheus metrics (text exposition format)", "metrics") },
+    [OPENAPI_PATH]: { get: { ...plain("openapi", "This document", "OpenAPI 3.1 JSON", undefined, "application/json"), tags: ["probes"] } },
+    "/ui/": { get: { ...plain("dashboard", "The dashboard (it signs in with the API token; the page itself holds no data)", "HTML", undefined, "text/html"), tags: ["probes"] } },
+  };
+}
+
+function plain(operationId: string, summary: string, description: string, failure?: number, mediaType = "text/plain"): Operation {
+  return {
+    summary,
+    operationId,
+    tags: ["probes"],
+    security: [],
+    responses: {
+      "200": { description, content: { [mediaType]: { schema: { type: "string" } } } },
+      ...(failure ? { [String(failure)]: { description: "not ready", content: { "text/plain": { schema: { type: "string" } } } } } : {}),
+    },
+  };
+}
+
+let cached: string | undefined;
+
+/** The document, built once. */
+export function openApiDocument(): Record<string, unknown> {
+  const schemas = toJsonSchemaDefs(SCHEMAS, {
+    target: "draft-2020-12",
+    // Refinements (v.check, regex flags) have no JSON Schema form: the server still enforces them.
+    errorMode: "ignore",
+    overrideRef: (context) => `#/components/schemas/${context.referenceId}`,
+  });
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Navarch reconciler API",
+      version: NAVARCH_VERSION,
+      description:
+        "The agent API (register, heartbeat, events), the admin API (nodes, pools, incidents, breakers, audit, actions) and the views the dashboard and CLI read. Every /v1 call needs `Authorization: Bearer <NAVARCH_AUTH_TOKEN>`.",
+    },
+    jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
+    servers: [{ url: "/" }],
+    security: [{ bearerAuth: [] }],
+    tags: [
+      { name: "agent", description: "what navarch-node calls" },
+      { name: "admin", description: "what operators read and do" },
+      { name: "views", description: "aggregates for the dashboard and the CLI" },
+      { name: "probes", description: "unauthenticated probes and metrics" },
+      { name: "install", description: "what a new machine fetches (no token)" },
+    ],
+    paths: buildPaths(),
+    components: {
+      securitySchemes: { bearerAuth: { type: "http", scheme: "bearer", description: "the reconciler's NAVARCH_AUTH_TOKEN" } },
+      schemas,
+    },
+  };
+}
+
+export function openApiJson(): string {
+  cached ??= JSON.stringify(openApiDocument(), null, 2);
+  return cached;
+}
