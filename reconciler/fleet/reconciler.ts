@@ -9,7 +9,7 @@
 // goes through an operation row (operations.ts) with a deterministic key; deadlines
 // live in the rows. Events only wake the loop. A crash at any point resumes from
 // the rows: nothing is launched twice, nothing leaks, nothing is terminated twice.
-import { and, asc, eq, gt, gte, isNull, notInArray, sql } from "drizzle-orm";
+import { and, asc, eq, gt, gte, inArray, isNull, notInArray, sql } from "drizzle-orm";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { publicKeyFromPrivate } from "../../bootstrap/ssh.ts";
@@ -27,6 +27,8 @@ import type { Clock } from "./registry.ts";
 import { NO_SCHEDULER, type SchedulerMirror } from "./scheduler.ts";
 
 type NodeRow = typeof nodes.$inferSelect;
+/** What every pass reads of every live node. */
+type LightNode = RailNode & Pick<NodeRow, "lastHeartbeatAt" | "bootId" | "evaluatedEventId" | "instanceName"> & { quiet: number };
 
 export interface ReconcilerOptions {
   store: Store;
@@ -80,6 +82,8 @@ export class Reconciler {
   private crdPoolNames: ReadonlySet<string> = new Set();
   private lastSweepAt = Number.NEGATIVE_INFINITY;
   private readonly lastHealthTick = new Map<string, number>();
+  /** The last health tick of the quiet nodes (they are not read, and would not change). */
+  private quietTickAt = Number.NEGATIVE_INFINITY;
   /** Health events up to this id have been judged (in memory; the per-node cursors are durable). */
   private judgedThrough: number | undefined;
   /** This pass's verdict explanation per node, and when its deciding finding opened. */
@@ -159,10 +163,44 @@ export class Reconciler {
     const db = this.store.db;
     await this.syncPools(at);
 
-    const live = await db.select().from(nodes).where(notInArray(nodes.state, [...TERMINAL]));
-    await this.judgeHealth(live, at);
+    // Every live node, light: what the rails, the sweep and the event window need. Full rows
+    // only for the nodes this pass can act on (at 10,000 mostly quiet nodes, reading every
+    // full row was most of a pass).
+    const light = await db
+      .select({
+        id: nodes.id,
+        pool: nodes.pool,
+        state: nodes.state,
+        incidentId: nodes.incidentId,
+        replacementOf: nodes.replacementOf,
+        removal: nodes.removal,
+        lastHeartbeatAt: nodes.lastHeartbeatAt,
+        bootId: nodes.bootId,
+        evaluatedEventId: nodes.evaluatedEventId,
+        instanceName: nodes.instanceName,
+        quiet: sql<number>`(${nodes.state} = 'ready' and ${nodes.verdict} = 'healthy' and ${nodes.findings} = '[]' and ${nodes.consecutiveFailures} = 0 and ${nodes.removal} is null and ${nodes.nextActionAt} is null)`,
+      })
+      .from(nodes)
+      .where(notInArray(nodes.state, [...TERMINAL]));
+    const events = await this.newEvents(light);
+    const timeout = this.config.server.heartbeat_timeout;
+    const busy = light.filter((n) => !n.quiet || events.has(n.id) || (n.lastHeartbeatAt !== null && at - n.lastHeartbeatAt > timeout));
+    const live = await this.fullRows(busy.map((n) => n.id));
+    await this.judgeHealth(live, events, at);
+    // A quiet node (Ready, healthy, nothing open) would change nothing in a health tick: it is
+    // counted as ticked on a shared grid instead of one by one, so when it turns busy its
+    // evaluations keep the cadence they would have had.
+    const busyIds = new Set(busy.map((n) => n.id));
+    for (const n of light) if (!busyIds.has(n.id)) this.lastHealthTick.delete(n.id);
+    if (at - this.quietTickAt >= this.config.server.health_check_interval) this.quietTickAt = at;
 
-    const rails = await this.rails(live, at);
+    // The rails count the full rows where there are any: steps update those in place, so a
+    // cordon made earlier in this pass counts for the nodes after it.
+    const fullById = new Map(live.map((n) => [n.id, n]));
+    const rails = await this.rails(
+      light.map((n) => fullById.get(n.id) ?? n),
+      at,
+    );
     const ctx: PassContext = { at, report, rails };
     for (const node of live) {
       try {
@@ -175,7 +213,7 @@ export class Reconciler {
     for (const pool of this.config.pools) await this.scale(pool, ctx);
     if (at - this.lastSweepAt >= SWEEP_INTERVAL_MS) {
       this.lastSweepAt = at;
-      await this.sweep(live, ctx);
+      await this.sweep(light, ctx);
     }
     report.durationMs = performance.now() - started;
     return report;
@@ -211,34 +249,52 @@ export class Reconciler {
 
   // ───────────────────────────── health ─────────────────────────────
 
-  /** Feeds new events through the policy and updates each node's open findings and verdict. */
-  private async judgeHealth(live: NodeRow[], at: number): Promise<void> {
-    const db = this.store.db;
-    const registered = live.filter((n) => n.bootId !== null);
+  /** New health events by node, from the window past what was already judged. */
+  private async newEvents(light: readonly LightNode[]): Promise<Map<string, (typeof healthEvents.$inferSelect)[]>> {
+    const registered = light.filter((n) => n.bootId !== null);
     const byId = new Map(registered.map((n) => [n.id, n]));
-    // Each node's cursor starts at the log's end when it registers (registry.ts), so this
-    // reads only what is new; the oldest cursor is served first, so a long backlog drains
-    // over a few passes instead of starving.
-    // After a restart the lowest cursor; then the mark past which every event was handed to its node.
+    // Each node's cursor starts at the log's end when it registers (registry.ts). After a restart
+    // the window starts at the lowest cursor; then at the mark past which every event was handed
+    // to its node (a quiet node's old cursor must not pin it, or a busy log would starve).
     const from = this.judgedThrough ?? registered.reduce((m, n) => Math.min(m, n.evaluatedEventId), Number.MAX_SAFE_INTEGER);
-    const fresh = registered.length === 0 ? [] : await db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(EVENTS_PER_PASS);
-    // Every event read is applied below (or belongs to no live node), so the next pass reads past
-    // them; a quiet node's old cursor must not pin the window (then a busy log would starve).
+    const fresh =
+      registered.length === 0 ? [] : await this.store.db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(EVENTS_PER_PASS);
     if (fresh.length > 0) this.judgedThrough = fresh.at(-1)!.id;
-    const newByNode = new Map<string, (typeof fresh)[number][]>();
+    const out = new Map<string, (typeof fresh)[number][]>();
     for (const e of fresh) {
       const n = byId.get(e.nodeId);
       if (n === undefined || e.id <= n.evaluatedEventId) continue;
-      const list = newByNode.get(e.nodeId);
+      const list = out.get(e.nodeId);
       if (list) list.push(e);
-      else newByNode.set(e.nodeId, [e]);
+      else out.set(e.nodeId, [e]);
     }
+    return out;
+  }
+
+  /**
+   * Full rows of these nodes, in the order given (the table's: nodes are stepped in creation
+   * order, so a run is reproducible; an IN query returns them in id order, and ids are random).
+   * In chunks: SQLite limits the variables of one statement.
+   */
+  private async fullRows(ids: readonly string[]): Promise<NodeRow[]> {
+    const byId = new Map<string, NodeRow>();
+    for (let i = 0; i < ids.length; i += 500) {
+      for (const row of await this.store.db.select().from(nodes).where(inArray(nodes.id, ids.slice(i, i + 500)))) byId.set(row.id, row);
+    }
+    return ids.flatMap((id) => byId.get(id) ?? []);
+  }
+
+  /** Feeds new events through the policy and updates each node's open findings and verdict. */
+  private async judgeHealth(live: NodeRow[], newByNode: Map<string, (typeof healthEvents.$inferSelect)[]>, at: number): Promise<void> {
+    const db = this.store.db;
+    const registered = live.filter((n) => n.bootId !== null);
     for (const node of registered) {
       if (node.bootId === null) continue;
       const pool = this.poolConfig(node.pool);
       const interval = this.config.server.health_check_interval;
       const events = newByNode.get(node.id) ?? [];
-      const tick = at - (this.lastHealthTick.get(node.id) ?? Number.NEGATIVE_INFINITY) >= interval;
+      // Never judged: judge now. Otherwise on its own cadence, or the quiet grid's while it was quiet.
+      const tick = node.verdict === null || at - (this.lastHealthTick.get(node.id) ?? this.quietTickAt) >= interval;
       if (events.length === 0 && !tick) continue;
       let open = node.findings as OpenFinding[];
       if (events.length > 0) {
@@ -292,7 +348,7 @@ export class Reconciler {
 
   // ───────────────────────────── rails ─────────────────────────────
 
-  private async rails(live: NodeRow[], at: number): Promise<Rails> {
+  private async rails(live: readonly (LightNode | NodeRow)[], at: number): Promise<Rails> {
     const db = this.store.db;
     const { safety, server } = this.config;
     const recent = await db
@@ -335,7 +391,7 @@ export class Reconciler {
     return new Rails({
       safety,
       now: at,
-      nodes: live as RailNode[],
+      nodes: live,
       recentCordons,
       trippedBreakers: tripped,
       pausedPools: paused,
@@ -879,7 +935,7 @@ export class Reconciler {
    * Adopt or reap: every instance we tagged is matched to a node. An instance with no
    * live node is terminated only after two sweeps in a row saw it so (never on one miss).
    */
-  private async sweep(live: NodeRow[], ctx: PassContext): Promise<void> {
+  private async sweep(live: readonly LightNode[], ctx: PassContext): Promise<void> {
     const byName = new Map(live.map((n) => [n.id, n]));
     for (const [name, provider] of this.opts.providers) {
       let found: Instance[];
@@ -891,11 +947,12 @@ export class Reconciler {
       }
       for (const instance of found) {
         if (instance.state === "terminated") continue;
-        const node = byName.get(instance.name);
-        if (node !== undefined) {
+        const known = byName.get(instance.name);
+        if (known !== undefined) {
           this.orphanSweeps.delete(instance.id);
           // Created but not recorded (a crash between "create sent" and "create recorded"): adopt it.
-          if (node.instanceName === null) {
+          const [node] = known.instanceName === null ? await this.fullRows([known.id]) : [];
+          if (node !== undefined && node.instanceName === null) {
             await this.recordInstance(instance, node.pool ?? "", instance.tags[TAG_OPERATION] ?? null, ctx.at);
             await this.patch(node, { instanceName: instance.id, provider: name }, ctx.at);
             await this.audit(ctx.at, "adopt", node.id, { instance: instance.id });
