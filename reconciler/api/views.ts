@@ -11,6 +11,7 @@ import type { Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";
 import { NODE_STATES, auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools, type NodeState } from "../../schema/db.ts";
+import { NodeRow } from "../../schema/admin.ts";
 import { SEVERITIES, type ErrorBody } from "../../schema/wire.ts";
 import type { Store } from "../store/store.ts";
 
@@ -191,20 +192,10 @@ export const OperationView = v.object({
 
 export const NodeTimeline = v.object({
   at: Ms,
+  // The admin API's node row (schema/admin.ts), plus what only this view shows.
   node: v.object({
-    ...NodeTile.entries,
-    provider: Nullable(v.string()),
-    instanceType: Nullable(v.string()),
+    ...NodeRow.entries,
     instanceName: Nullable(v.string()),
-    hostname: Nullable(v.string()),
-    bootId: Nullable(v.string()),
-    agentVersion: Nullable(v.string()),
-    driverVersion: Nullable(v.string()),
-    cudaVersion: Nullable(v.string()),
-    nvmlAvailable: v.boolean(),
-    nvmlError: Nullable(v.string()),
-    agentHealth: Nullable(Verdict),
-    registeredAt: Nullable(Ms),
     requestedAt: Nullable(Ms),
     removal: Nullable(v.picklist(["replace", "scale_down"])),
     attempts: v.number(),
