@@ -15,7 +15,7 @@
 //   they compare are themselves valid, so one run reports every problem.
 import * as v from "valibot";
 import { TEMPLATE_VARIABLES, parseTemplate } from "../bootstrap/template.ts";
-import { accept, closestMatch, isRecord, oneOf, show, strict, suggest, unknownNameMessage } from "./shapes.ts";
+import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, suggest, unknownNameMessage, type PathKey } from "./shapes.ts";
 
 // ───────────────────────────── normalised types ─────────────────────────────
 
@@ -408,7 +408,6 @@ const SetupCommand = v.pipe(
 
 // ───────────────────────────── objects and cross-field rules ─────────────────────────────
 
-type PathKey = string | number;
 type Report = (path: PathKey | readonly PathKey[], message: string) => void;
 
 /**
@@ -426,17 +425,7 @@ function rules<T>(check: (fields: Record<string, unknown>, report: Report, raw: 
     const fields = Object.fromEntries(Object.entries(raw).filter(([key]) => !broken.has(key)));
     check(
       fields,
-      (path, message) => {
-        const keys = Array.isArray(path) ? path : [path];
-        const items: v.IssuePathItem[] = [];
-        let input: unknown = raw;
-        for (const key of keys) {
-          const value = isRecord(input) || Array.isArray(input) ? (input as Record<PathKey, unknown>)[key] : undefined;
-          items.push({ type: "unknown", origin: "value", input, key, value });
-          input = value;
-        }
-        addIssue({ message, path: items as [v.IssuePathItem, ...v.IssuePathItem[]] });
-      },
+      (path, message) => addIssue({ message, path: issuePathAt(raw, Array.isArray(path) ? path : [path]) }),
       raw,
     );
   });

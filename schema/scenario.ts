@@ -39,7 +39,7 @@
 import * as v from "valibot";
 import { NavarchConfigSchema, parseDuration, type Millis, type NavarchConfig } from "./config.ts";
 import { NODE_STATES, type NodeState } from "./db.ts";
-import { accept, isRecord, oneOf, show, strict, suggest } from "./shapes.ts";
+import { accept, isRecord, issuePathAt, oneOf, show, strict, suggest, type PathKey } from "./shapes.ts";
 
 // ───────────────────────────── normalised types ─────────────────────────────
 
@@ -267,7 +267,6 @@ const XidWeights = v.pipe(
 
 // ───────────────────────────── cross-field rules ─────────────────────────────
 
-type PathKey = string | number;
 type Report = (path: PathKey | readonly PathKey[], message: string) => void;
 
 /** Rules across the keys of one object; `raw` is the object as written. */
@@ -275,17 +274,7 @@ function rules<T>(check: (raw: Record<string, unknown>, report: Report) => void)
   return v.rawCheck<T>(({ dataset, addIssue }) => {
     const raw: unknown = dataset.value;
     if (!isRecord(raw)) return;
-    check(raw, (path, message) => {
-      const keys = Array.isArray(path) ? path : [path as PathKey];
-      const items: v.IssuePathItem[] = [];
-      let input: unknown = raw;
-      for (const key of keys) {
-        const value = isRecord(input) || Array.isArray(input) ? (input as Record<PathKey, unknown>)[key] : undefined;
-        items.push({ type: "unknown", origin: "value", input, key, value });
-        input = value;
-      }
-      addIssue({ message, path: items as [v.IssuePathItem, ...v.IssuePathItem[]] });
-    });
+    check(raw, (path, message) => addIssue({ message, path: issuePathAt(raw, Array.isArray(path) ? path : [path as PathKey]) }));
   });
 }
 

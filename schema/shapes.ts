@@ -124,3 +124,18 @@ export function strict<const TEntries extends v.ObjectEntries>(entries: TEntries
     }),
   );
 }
+
+/** A key of a YAML document path: mapping keys and list indexes. */
+export type PathKey = string | number;
+
+/** valibot issue path items for `keys` below `raw`, each with the value found there. */
+export function issuePathAt(raw: unknown, keys: readonly PathKey[]): [v.IssuePathItem, ...v.IssuePathItem[]] {
+  const items: v.IssuePathItem[] = [];
+  let input: unknown = raw;
+  for (const key of keys) {
+    const value = isRecord(input) || Array.isArray(input) ? (input as Record<PathKey, unknown>)[key] : undefined;
+    items.push({ type: "unknown", origin: "value", input, key, value });
+    input = value;
+  }
+  return items as [v.IssuePathItem, ...v.IssuePathItem[]];
+}

@@ -600,19 +600,7 @@ export class Reconciler {
       return;
     }
     const newId = newNodeId(pool.name);
-    await db.insert(nodes).values({
-      id: newId,
-      pool: pool.name,
-      provider: pool.providers[0]!,
-      instanceType: pool.instance_type,
-      state: "requested",
-      stateReason: `surge replacement for ${node.id}`,
-      stateChangedAt: ctx.at,
-      requestedAt: ctx.at,
-      replacementOf: node.id,
-      attempts: this.slotAttempts(node, ctx.at),
-      updatedAt: ctx.at,
-    });
+    await db.insert(nodes).values(requestedNode(newId, pool, ctx.at, `surge replacement for ${node.id}`, { replacementOf: node.id, attempts: this.slotAttempts(node, ctx.at) }));
     if (node.incidentId !== null) {
       await db.update(incidents).set({ replacementNodeId: newId, status: `cordoned; surge replacement ${newId} requested` }).where(eq(incidents.id, node.incidentId));
     }
@@ -696,19 +684,7 @@ export class Reconciler {
         .where(and(eq(nodes.id, node.id), eq(nodes.version, node.version)))
         .returning({ id: nodes.id });
       if (updated.length === 0) return false;
-      await tx.insert(nodes).values({
-        id: newId,
-        pool: pool.name,
-        provider: pool.providers[0]!,
-        instanceType: pool.instance_type,
-        state: "requested",
-        stateReason: `replacement for ${node.id}`,
-        stateChangedAt: ctx.at,
-        requestedAt: ctx.at,
-        replacementOf: node.id,
-        attempts,
-        updatedAt: ctx.at,
-      });
+      await tx.insert(nodes).values(requestedNode(newId, pool, ctx.at, `replacement for ${node.id}`, { replacementOf: node.id, attempts }));
       if (node.incidentId !== null) {
         await tx.update(incidents).set({ replacementNodeId: newId, status: `replacing with ${newId}` }).where(eq(incidents.id, node.incidentId));
       }
@@ -892,17 +868,7 @@ export class Reconciler {
     if (decision.desired > decision.current) {
       for (let i = decision.current; i < decision.desired; i++) {
         const id = newNodeId(pool.name);
-        await db.insert(nodes).values({
-          id,
-          pool: pool.name,
-          provider: pool.providers[0]!,
-          instanceType: pool.instance_type,
-          state: "requested",
-          stateReason: `scale up: ${decision.reason}`,
-          stateChangedAt: ctx.at,
-          requestedAt: ctx.at,
-          updatedAt: ctx.at,
-        });
+        await db.insert(nodes).values(requestedNode(id, pool, ctx.at, `scale up: ${decision.reason}`));
         ctx.report.transitions.push({ node: id, from: "requested", to: "requested", reason: decision.reason });
       }
     } else {
@@ -1041,6 +1007,22 @@ interface PassContext {
   at: number;
   report: PassReport;
   rails: Rails;
+}
+
+/** The row of a node the reconciler asks for (scale-up, replacement, surge): launched by the next pass. */
+function requestedNode(id: string, pool: PoolConfig, at: number, reason: string, extra: { replacementOf?: string; attempts?: number } = {}): typeof nodes.$inferInsert {
+  return {
+    id,
+    pool: pool.name,
+    provider: pool.providers[0]!,
+    instanceType: pool.instance_type,
+    state: "requested",
+    stateReason: reason,
+    stateChangedAt: at,
+    requestedAt: at,
+    updatedAt: at,
+    ...extra,
+  };
 }
 
 /** A fresh node id in a pool: DNS-safe, ≤ 63 characters, and the instance's name at the provider. */
