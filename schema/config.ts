@@ -15,7 +15,7 @@
 //   they compare are themselves valid, so one run reports every problem.
 import * as v from "valibot";
 import { TEMPLATE_VARIABLES, parseTemplate } from "../bootstrap/template.ts";
-import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, suggest, unknownNameMessage, type PathKey } from "./shapes.ts";
+import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, unknownNameMessage, type PathKey } from "./shapes.ts";
 
 // ───────────────────────────── normalised types ─────────────────────────────
 
