@@ -17,7 +17,7 @@
 // terminated or failed drop out.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { sql } from "drizzle-orm";
-import { NODE_STATES, type NodeState } from "../schema/db.ts";
+import { IN_POOL_STATES, NODE_STATES, type NodeState } from "../schema/db.ts";
 import { lookupXid } from "../schema/xid-catalog.ts";
 import type { Db } from "./store/store.ts";
 
@@ -46,7 +46,6 @@ const PROVIDER_OPERATIONS = ["launch", "terminate", "reap"];
 /** Lifecycle states in which a node's agent is expected to heartbeat and report GPUs. */
 const AGENT_STATES = "('validating', 'ready', 'suspect', 'cordoned', 'draining', 'held', 'lost')";
 const WATCHED_STATES = "('validating', 'ready', 'suspect', 'cordoned', 'draining')";
-const IN_POOL_STATES = "('requested', 'provisioning', 'bootstrapping', 'validating', 'ready', 'suspect', 'cordoned', 'draining', 'lost', 'held')";
 
 type Row = Record<string, unknown>;
 
@@ -259,7 +258,7 @@ export function createMetrics(db: Db): Metrics {
 
   // ── nodes ──
   const poolNames = (s: Snapshot) => new Set([...s.pools.map((p) => str(p.name)), ...s.byState.map((r) => str(r.pool)).filter((p) => p !== "")]);
-  const inPool = (state: string) => IN_POOL_STATES.includes(`'${state}'`);
+  const inPool = (state: string) => (IN_POOL_STATES as readonly string[]).includes(state);
   const perPool = (s: Snapshot, pick: (r: Row) => number) => {
     const totals = new Map<string, number>();
     for (const p of poolNames(s)) totals.set(p, 0);

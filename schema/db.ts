@@ -24,6 +24,11 @@ export const NODE_STATES = [
 ] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
+/** States in which a node no longer counts towards its pool's size. */
+export const OUT_OF_POOL_STATES = ["terminating", "terminated", "failed"] as const satisfies readonly NodeState[];
+/** States that make up a pool's size (everything else). */
+export const IN_POOL_STATES: readonly NodeState[] = NODE_STATES.filter((s) => !(OUT_OF_POOL_STATES as readonly NodeState[]).includes(s));
+
 export const pools = sqliteTable("pools", {
   name: text("name").primaryKey(),
   /** Where the pool is defined: the config file or a Kubernetes custom resource. */

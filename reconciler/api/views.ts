@@ -10,7 +10,7 @@ import { and, asc, desc, eq, gt, gte, inArray, isNull, lte, notInArray, or, sql,
 import type { Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";
-import { NODE_STATES, auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools, type NodeState } from "../../schema/db.ts";
+import { IN_POOL_STATES, NODE_STATES, auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools, type NodeState } from "../../schema/db.ts";
 import { NodeRow } from "../../schema/admin.ts";
 import { SEVERITIES, type ErrorBody } from "../../schema/wire.ts";
 import type { Store } from "../store/store.ts";
@@ -238,8 +238,7 @@ export interface ViewOptions {
 
 /** States that never come back: their nodes are history, not tiles. */
 const GONE: readonly NodeState[] = ["terminated", "failed"];
-/** States that make up a pool's size (the rails' IN_POOL). */
-const IN_POOL: ReadonlySet<NodeState> = new Set(["requested", "provisioning", "bootstrapping", "validating", "ready", "suspect", "cordoned", "draining", "lost", "held"]);
+const IN_POOL: ReadonlySet<NodeState> = new Set(IN_POOL_STATES);
 
 const tileColumns = {
   id: nodes.id,

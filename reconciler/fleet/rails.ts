@@ -3,7 +3,7 @@
 // that takes capacity away asks first; a refusal names the rail and says why, and
 // the node and its incident show it. Recovery (uncordon) is never blocked.
 import type { SafetyConfig } from "../../schema/config.ts";
-import type { NodeState } from "../../schema/db.ts";
+import { IN_POOL_STATES, type NodeState } from "../../schema/db.ts";
 
 export type RailName =
   | "dry_run"
@@ -32,18 +32,7 @@ const OUT_OF_SERVICE: ReadonlySet<NodeState> = new Set(["cordoned", "draining", 
 /** A replacement not yet in service. */
 const COMING_UP: ReadonlySet<NodeState> = new Set(["requested", "provisioning", "bootstrapping", "validating"]);
 /** Nodes that make up a pool's size. */
-export const IN_POOL: ReadonlySet<NodeState> = new Set([
-  "requested",
-  "provisioning",
-  "bootstrapping",
-  "validating",
-  "ready",
-  "suspect",
-  "cordoned",
-  "draining",
-  "lost",
-  "held",
-]);
+export const IN_POOL: ReadonlySet<NodeState> = new Set(IN_POOL_STATES);
 
 export interface RailInputs {
   safety: SafetyConfig;

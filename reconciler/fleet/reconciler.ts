@@ -14,7 +14,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { publicKeyFromPrivate } from "../../bootstrap/ssh.ts";
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
-import { auditLog, breakers, gpus, healthEvents, incidents, instances, nodes, pools, type NodeState } from "../../schema/db.ts";
+import { OUT_OF_POOL_STATES, auditLog, breakers, gpus, healthEvents, incidents, instances, nodes, pools, type NodeState } from "../../schema/db.ts";
 import type { GpuSnapshot } from "../../schema/wire.ts";
 import { decideScale, type PoolMetrics } from "../pools/autoscaler.ts";
 import { ProviderError, TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance, type Provider } from "../providers/provider.ts";
@@ -594,7 +594,7 @@ export class Reconciler {
     const [size] = await db
       .select({ n: sql<number>`count(*)` })
       .from(nodes)
-      .where(and(eq(nodes.pool, pool.name), sql`${nodes.state} not in ('terminating', 'terminated', 'failed')`));
+      .where(and(eq(nodes.pool, pool.name), notInArray(nodes.state, [...OUT_OF_POOL_STATES])));
     if (Number(size?.n ?? 0) >= pool.scaling.max_nodes) {
       await this.setIncidentStatus(node, `surge skipped: pool ${pool.name} is at max_nodes ${pool.scaling.max_nodes}; replacing after the drain`);
       return;
@@ -819,7 +819,7 @@ export class Reconciler {
           eq(nodes.pool, pool.name),
           eq(nodes.removal, "replace"),
           sql`${nodes.state} in ('cordoned', 'draining', 'held', 'lost')`,
-          sql`exists (select 1 from nodes r where r.replacement_of = ${nodes.id} and r.state not in ('terminating', 'terminated', 'failed'))`,
+          sql`exists (select 1 from nodes r where r.replacement_of = ${nodes.id} and r.state not in (${sql.join(OUT_OF_POOL_STATES.map((s) => sql`${s}`), sql`, `)}))`,
         ),
       );
     const total = countWhere((c) => IN_POOL.has(c.state)) - Number(surging?.n ?? 0);

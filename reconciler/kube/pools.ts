@@ -13,7 +13,7 @@
 import { sql } from "drizzle-orm";
 import * as v from "valibot";
 import { PoolSchema, type PoolConfig } from "../../schema/config.ts";
-import { nodes, pools } from "../../schema/db.ts";
+import { IN_POOL_STATES, nodes, pools } from "../../schema/db.ts";
 import { formatIssuePath } from "../../schema/wire.ts";
 import type { Clock } from "../fleet/registry.ts";
 import type { Store } from "../store/store.ts";
@@ -64,7 +64,6 @@ interface Verdict {
   message: string;
 }
 
-const IN_POOL_STATES = ["requested", "provisioning", "bootstrapping", "validating", "ready", "suspect", "cordoned", "draining", "lost", "held"];
 
 export class GpuPoolController {
   readonly informer: Informer<GpuPoolObject>;
