@@ -3,7 +3,7 @@
 // heartbeat). Events go through the disk spool first, so nothing is lost while
 // the reconciler is unreachable; they are resent in order once it answers.
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import type { AgentHealth, GpuInfo, GpuSnapshot, HealthEvent, NvmlStatus, RegisterRequest } from "../schema/wire.ts";
+import { HEARTBEAT_INTERVAL_SECONDS, MAX_OPEN_FINDINGS, findingKey, timerMs, type AgentHealth, type GpuInfo, type GpuSnapshot, type HealthEvent, type NvmlStatus, type RegisterRequest } from "../schema/wire.ts";
 import { NAVARCH_VERSION } from "../schema/version.ts";
 import { ReportError, type ReconcilerClient } from "./reporter.ts";
 import type { NewEvent, Spool } from "./spool.ts";
@@ -16,6 +16,8 @@ export interface GpuSource {
   cudaVersion(): string | undefined;
   inventory(): GpuInfo[];
   snapshot(): Promise<GpuSnapshot[]>;
+  /** Keys (findingKey) of the conditions still open now; without it every finding reported unhealthy stays open. */
+  openFindingKeys?(): ReadonlySet<string>;
   close(): void;
 }
 
@@ -34,7 +36,7 @@ export interface AgentOptions {
   spool: Spool;
   gpus: GpuSource;
   log: (line: string) => void;
-  /** Used until the reconciler says otherwise in its answers. */
+  /** Used until the reconciler says otherwise in its answers; clamped like them (1 s to 1 h). */
   heartbeatIntervalMs?: number;
   /** Backoff bounds for an unreachable reconciler. */
   retryMinMs?: number;
@@ -58,9 +60,13 @@ export class Agent {
   private failures = 0;
   private lastHeartbeatAt = 0;
   private loopDone: Promise<void> | undefined;
+  /** The last event reported for each finding of this boot that is not healthy, by finding key. */
+  private readonly openFindings = new Map<string, HealthEvent>();
+  /** The highest event seq the reconciler said it holds since this agent last registered. */
+  private reconcilerSeq = 0;
 
   constructor(private readonly opts: AgentOptions) {
-    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 30_000;
+    this.heartbeatIntervalMs = heartbeatIntervalMs((opts.heartbeatIntervalMs ?? 30_000) / 1000);
     const stored = readCredential(opts.credentialFile);
     if (stored !== undefined) opts.client.useNodeToken(stored);
   }
@@ -77,6 +83,8 @@ export class Agent {
   /** Records a finding and pushes it at once (through the spool). */
   report(event: Omit<NewEvent, "bootId">): HealthEvent {
     const full = this.opts.spool.append({ ...event, bootId: this.opts.identity.bootId });
+    if (full.severity === "healthy") this.openFindings.delete(findingKey(full));
+    else this.openFindings.set(findingKey(full), full);
     this.kick();
     return full;
   }
@@ -126,17 +134,32 @@ export class Agent {
       ...optional("instanceType", identity.instanceType),
       ...optional("driverVersion", gpus.driverVersion()),
       ...optional("cudaVersion", gpus.cudaVersion()),
+      ...optional("openFindings", this.resendable()),
     };
     const res = await this.opts.client.register(req);
     if (res.nodeToken !== undefined) this.keepCredential(res.nodeToken);
     this.opts.spool.adopt(res.lastEventSeq, res.sameSpool);
-    this.heartbeatIntervalMs = res.heartbeatIntervalSeconds * 1000;
+    this.reconcilerSeq = res.lastEventSeq;
+    this.heartbeatIntervalMs = heartbeatIntervalMs(res.heartbeatIntervalSeconds);
     this.registered = true;
     // Heartbeat right away: the reconciler gets readings and the verdict without waiting an interval.
     this.lastHeartbeatAt = 0;
     this.opts.log(
       `registered as ${identity.nodeId} (${req.gpus.length} GPUs${req.nvml.available ? "" : `; NVML unavailable: ${req.nvml.error ?? "unknown"}`})`,
     );
+  }
+
+  /**
+   * The open findings the reconciler already acknowledged, sent again with every
+   * registration: a reconciler whose database was lost or restored from an older copy
+   * stores what it lacks, and never takes a broken GPU back into service for want of it.
+   * Unacknowledged ones are still in the spool and go the usual way.
+   */
+  private resendable(): HealthEvent[] | undefined {
+    const stillOpen = this.opts.gpus.openFindingKeys?.();
+    const acked = this.opts.spool.acknowledgedSeq;
+    const out = [...this.openFindings.entries()].filter(([key, e]) => e.seq <= acked && (stillOpen === undefined || stillOpen.has(key))).map(([, e]) => e);
+    return out.length > 0 ? out.slice(-MAX_OPEN_FINDINGS) : undefined;
   }
 
   private async heartbeat(): Promise<void> {
@@ -148,8 +171,13 @@ export class Agent {
       health: this.opts.gpus.health(),
       gpus: await this.opts.gpus.snapshot(),
     });
-    this.heartbeatIntervalMs = res.heartbeatIntervalSeconds * 1000;
+    this.heartbeatIntervalMs = heartbeatIntervalMs(res.heartbeatIntervalSeconds);
     this.lastHeartbeatAt = Date.now();
+    if (res.lastEventSeq !== undefined && res.lastEventSeq < this.reconcilerSeq) {
+      // It held more before: it lost what it stored (its database restored from an older copy).
+      this.opts.log(`the reconciler now holds events up to seq ${res.lastEventSeq} only, after ${this.reconcilerSeq} before; registering again to re-send the open findings`);
+      this.registered = false;
+    }
   }
 
   /** Sends spooled events oldest first until the spool is empty; one flush at a time. */
@@ -160,6 +188,7 @@ export class Agent {
       while (spool.size > 0) {
         const res = await client.sendEvents({ nodeId: identity.nodeId, events: spool.nextBatch() });
         spool.acknowledge(res.ackedSeq);
+        this.reconcilerSeq = Math.max(this.reconcilerSeq, res.ackedSeq);
       }
     };
     // Cleared from outside the async body: a body that finishes synchronously would
@@ -224,7 +253,8 @@ export class Agent {
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
+      // Never past what a timer holds: above it setTimeout fires at once and the loop would spin.
+      const timer = setTimeout(done, timerMs(ms));
       function done() {
         clearTimeout(timer);
         resolve();
@@ -236,6 +266,16 @@ export class Agent {
       };
     });
   }
+}
+
+/**
+ * The interval the agent heartbeats at, in ms. The wire schema already refuses answers
+ * outside 1 s to 1 h; this also holds for the constructor's option and any other caller.
+ */
+export function heartbeatIntervalMs(seconds: number): number {
+  const { min, max } = HEARTBEAT_INTERVAL_SECONDS;
+  if (Number.isNaN(seconds)) return 30_000;
+  return Math.min(max, Math.max(min, seconds)) * 1000;
 }
 
 function readCredential(file: string | undefined): string | undefined {

@@ -3,7 +3,7 @@
 // logged before the agent ran still count. Exit code: 0 healthy, 1 degraded,
 // 2 unhealthy, 3 the GPUs could not be read (NVML unavailable), 64 usage.
 import { parseArgs } from "node:util";
-import type { GpuIdentity, Severity } from "../schema/wire.ts";
+import { MAX_GPUS, type GpuIdentity, type Severity } from "../schema/wire.ts";
 import type { Finding } from "./checks/gpu.ts";
 import { followKmsg, kmsgFindingToEvent, type KmsgFinding } from "./checks/kmsg.ts";
 import { HealthMonitor } from "./health.ts";
@@ -39,8 +39,8 @@ export async function runCheckOnce(args: string[]): Promise<number> {
     return EXIT_USAGE;
   }
   const expectedGpus = values["expected-gpus"] === undefined ? undefined : Number(values["expected-gpus"]);
-  if (expectedGpus !== undefined && !(Number.isInteger(expectedGpus) && expectedGpus > 0)) {
-    process.stderr.write(`navarch-node check: --expected-gpus: expected a whole number > 0, got ${values["expected-gpus"]}\n`);
+  if (expectedGpus !== undefined && !(Number.isInteger(expectedGpus) && expectedGpus > 0 && expectedGpus <= MAX_GPUS)) {
+    process.stderr.write(`navarch-node check: --expected-gpus: expected a whole number from 1 to ${MAX_GPUS}, got ${values["expected-gpus"]}\n`);
     return EXIT_USAGE;
   }
 

@@ -3,7 +3,7 @@
 // reporter the moment they open. It is also the agent's GpuSource: inventory and
 // readings for registration and heartbeats come from its latest poll, so a
 // heartbeat never waits on the driver.
-import type { AgentHealth, GpuIdentity, GpuInfo, GpuSnapshot, NvmlStatus, Severity } from "../schema/wire.ts";
+import { findingKey, timerMs, type AgentHealth, type GpuIdentity, type GpuInfo, type GpuSnapshot, type NvmlStatus, type Severity } from "../schema/wire.ts";
 import { classifyXid, lookupXid, type XidCatalog, XID_CATALOG } from "../schema/xid-catalog.ts";
 import type { GpuSource } from "./agent.ts";
 import { GpuCheckState, evaluateSnapshot, gpuIdentityOf, type Finding } from "./checks/gpu.ts";
@@ -16,6 +16,7 @@ export interface HealthMonitorOptions {
   libraryPath?: string | undefined;
   /** Kernel log to follow; null to not follow one. Default /dev/kmsg. */
   kmsgPath?: string | null;
+  /** Between full checks; held to what a timer can hold (main.ts refuses such flags outright). */
   pollIntervalMs?: number;
   /** Deadline of one NVML snapshot before the watchdog calls the driver unresponsive. */
   pollDeadlineMs?: number;
@@ -57,7 +58,7 @@ export class HealthMonitor implements GpuSource {
     this.nvml = await startNvmlMonitor({
       // A library the operator named is the only one tried: never a silent substitute.
       ...(opts.libraryPath !== undefined ? { libraryPath: opts.libraryPath, explicitOnly: true } : {}),
-      pollDeadlineMs: opts.pollDeadlineMs ?? 5000,
+      pollDeadlineMs: timerMs(opts.pollDeadlineMs ?? 5000, 5000),
       onEvent: (e) => this.onNvmlEvent(e),
       onHang: (hang) => this.report(this.tracker.poll([watchdogFinding(hang.message)], this.now(), () => false, "watchdog")),
       onRecover: () => this.report(this.tracker.poll([], this.now(), () => false, "watchdog")),
@@ -71,7 +72,12 @@ export class HealthMonitor implements GpuSource {
     }
     this.startKmsg();
     await this.poll();
-    this.timer = setInterval(() => void this.poll(), opts.pollIntervalMs ?? 10_000);
+    // At least 100 ms: an interval of 0 would poll the driver in a tight loop.
+    this.timer = setInterval(() => void this.poll(), Math.max(100, timerMs(opts.pollIntervalMs ?? 10_000, 10_000)));
+  }
+
+  openFindingKeys(): ReadonlySet<string> {
+    return new Set(this.tracker.current().map((f) => findingKey(f)));
   }
 
   async close(): Promise<void> {

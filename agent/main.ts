@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import * as v from "valibot";
 import { NAVARCH_VERSION } from "../schema/version.ts";
-import { NodeId } from "../schema/wire.ts";
+import { MAX_GPUS, NodeId } from "../schema/wire.ts";
 import { Agent } from "./agent.ts";
 import { runCheckOnce } from "./check.ts";
 import { HealthMonitor } from "./health.ts";
@@ -31,10 +31,10 @@ Options:
   --state-dir DIR        where unsent events are spooled (default: /var/lib/navarch-node, or
                          ~/.local/state/navarch-node when not root)
   --kmsg-path PATH       kernel log to follow (default /dev/kmsg; "none" to not follow one)
-  --poll-interval SEC    seconds between full GPU checks (default 10)
-  --expected-gpus N      GPUs this machine must have (default: the most seen since start)
+  --poll-interval SEC    seconds between full GPU checks, 0.1 to 3600 (default 10)
+  --expected-gpus N      GPUs this machine must have, 1 to 64 (default: the most seen since start)
   --nvml-deadline SEC    seconds an NVML snapshot may take before the driver is reported
-                         unresponsive (default 5)
+                         unresponsive, 0.1 to 600 (default 5)
   --version              print the version and exit
   -h, --help             print this help and exit
 
@@ -43,11 +43,19 @@ Environment:
   NAVARCH_BOOTSTRAP_TOKEN  a one-time bootstrap token: the first registration exchanges it
                          for this node's own credential, kept in the state directory
                          (node-token) and used from then on
+
+Exit status: 64 for a usage error (a bad flag or value), 2 when the agent cannot start.
 `;
 
 function fail(message: string): never {
   process.stderr.write(`navarch-node: ${message}\n`);
   process.exit(2);
+}
+
+/** A bad command line (EX_USAGE): distinct from an agent that cannot start. */
+function usage(message: string, { withHelp = false } = {}): never {
+  process.stderr.write(withHelp ? `navarch-node: ${message}\n\n${USAGE}` : `navarch-node: ${message} (see --help)\n`);
+  process.exit(64);
 }
 
 function defaultStateDir(): string {
@@ -64,10 +72,21 @@ function readBootId(): string {
   }
 }
 
-function positiveNumber(flag: string, value: string | undefined): number | undefined {
+/**
+ * A flag in seconds, from `min` to `max`. The agent sets timers from these: the bounds
+ * keep them far below what a timer holds (2^31-1 ms), and above a busy loop.
+ */
+function seconds(flag: string, value: string | undefined, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) fail(`--${flag}: expected a number > 0, got ${JSON.stringify(value)}`);
+  const n = value.trim() === "" ? NaN : Number(value);
+  if (!(n >= min && n <= max)) usage(`--${flag}: expected seconds from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function wholeNumber(flag: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = value.trim() === "" ? NaN : Number(value);
+  if (!(Number.isInteger(n) && n >= min && n <= max)) usage(`--${flag}: expected a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -99,7 +118,7 @@ async function main(argv: string[]): Promise<void> {
       allowPositionals: false,
     });
   } catch (err) {
-    fail(`${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`);
+    usage(err instanceof Error ? err.message : String(err), { withHelp: true });
   }
   const flags = parsed.values;
   if (flags.help) {
@@ -110,16 +129,20 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${NAVARCH_VERSION}\n`);
     return;
   }
-  if (!flags.server) fail("--server is required (the reconciler's host:port)");
+  if (!flags.server) usage("--server is required (the reconciler's host:port)");
   let serverUrl: string;
   try {
     serverUrl = normalizeServerUrl(flags.server);
   } catch (err) {
-    fail(err instanceof Error ? err.message : String(err));
+    usage(err instanceof Error ? err.message : String(err));
   }
   const nodeId = flags["node-id"] ?? hostname();
   const idCheck = v.safeParse(NodeId, nodeId);
-  if (!idCheck.success) fail(`--node-id ${JSON.stringify(nodeId)}: ${idCheck.issues[0]?.message ?? "invalid"}`);
+  if (!idCheck.success) usage(`--node-id ${JSON.stringify(nodeId)}: ${idCheck.issues[0]?.message ?? "invalid"}`);
+  // Every flag is checked before anything is opened.
+  const pollSeconds = seconds("poll-interval", flags["poll-interval"], 0.1, 3600);
+  const expectedGpus = wholeNumber("expected-gpus", flags["expected-gpus"], 1, MAX_GPUS);
+  const deadlineSeconds = seconds("nvml-deadline", flags["nvml-deadline"], 0.1, 600);
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} navarch-node: ${line}\n`);
   const stateDir = flags["state-dir"] ?? defaultStateDir();
   // The fleet's token, or a one-time bootstrap token exchanged at registration for the
@@ -135,10 +158,6 @@ async function main(argv: string[]): Promise<void> {
   } catch (err) {
     fail(`cannot use state directory ${stateDir}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const pollSeconds = positiveNumber("poll-interval", flags["poll-interval"]);
-  const expectedGpus = positiveNumber("expected-gpus", flags["expected-gpus"]);
-  const deadlineSeconds = positiveNumber("nvml-deadline", flags["nvml-deadline"]);
-  if (expectedGpus !== undefined && !Number.isInteger(expectedGpus)) fail(`--expected-gpus: expected a whole number, got ${expectedGpus}`);
 
   // The monitor reports through the agent, which exists once the monitor does.
   let agent: Agent | undefined;

@@ -7,6 +7,7 @@ import {
   EventBatchResponse,
   HeartbeatResponse,
   RegisterResponse,
+  formatIssuePath,
   type EventBatch,
   type Heartbeat,
   type RegisterRequest,
@@ -113,7 +114,10 @@ export class ReconcilerClient {
     }
     const parsed = v.safeParse(schema, json);
     if (!parsed.success) {
-      throw new ReportError(`POST ${path}: unexpected answer from the reconciler (${parsed.issues[0]?.message ?? "invalid"})`, 502);
+      // Refused, not repaired: e.g. a heartbeat interval no timer can hold (the loop then backs off).
+      const issue = parsed.issues[0];
+      const where = issue?.path ? `${formatIssuePath(issue.path)}: ` : "";
+      throw new ReportError(`POST ${path}: unexpected answer from the reconciler (${where}${issue?.message ?? "invalid"})`, 502);
     }
     return parsed.output;
   }

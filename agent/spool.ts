@@ -33,6 +33,11 @@ export class Spool {
     this.load();
   }
 
+  /** The highest seq the reconciler acknowledged. */
+  get acknowledgedSeq(): number {
+    return this.ackedSeq;
+  }
+
   /** Events not yet acknowledged, oldest first. */
   get size(): number {
     return this.pending.length;

@@ -5,7 +5,7 @@
 //   - resident memory per node.
 import { parseConfig } from "../reconciler/config/load.ts";
 import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
-import { Reconciler } from "../reconciler/fleet/reconciler.ts";
+import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { startReconciler } from "../reconciler/serve.ts";
 import { gpus, nodes, pools } from "../schema/db.ts";

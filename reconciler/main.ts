@@ -1,5 +1,6 @@
 // navarch: the reconciler (serve), its operator CLI and the local demo, in one binary.
 import { NAVARCH_VERSION } from "../schema/version.ts";
+import { backupCommand } from "./cli/backup.ts";
 import { CliError } from "./cli/client.ts";
 import { configCheckCommand } from "./cli/config-check.ts";
 import { demoCommand } from "./cli/demo.ts";
@@ -15,6 +16,8 @@ Usage:
   navarch serve [--config FILE]          run the reconciler (API, store, fleet loops)
   navarch demo [--nvml-library PATH]     the reconciler on embedded defaults with a local pool; breaks a GPU once it is ready
   navarch config check FILE              validate a config file and print it normalised
+  navarch backup FILE [--data-dir DIR | --config FILE] [--force]
+                                         copy the database while serve runs (restore: stop serve, put FILE in place)
   navarch sim run|validate SCENARIO.yaml simulate a fleet on virtual time (navarch sim --help)
 ${NODES_USAGE.split("\n").slice(1).join("\n")}
 ${EVENTS_USAGE}
@@ -39,6 +42,8 @@ async function main(argv: string[]): Promise<number> {
       return serveCommand(rest, out);
     case "demo":
       return demoCommand(rest, out);
+    case "backup":
+      return backupCommand(rest, out);
     case "config":
       if (rest[0] === "check") return configCheckCommand(rest.slice(1), out);
       throw new CliError("usage: navarch config check FILE", 2);

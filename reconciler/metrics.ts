@@ -15,9 +15,14 @@
 // (navarch_node_gpu_*{node,gpu}) and navarch_node_last_heartbeat_timestamp_seconds
 // have one series per live node and GPU: bounded by the fleet's size; nodes that are
 // terminated or failed drop out.
+//
+// Nothing non-finite is ever exported: values come from the store, and an old database
+// (or a hand edit) may hold NaN, ±Infinity or a reading no GPU can have; such a sample
+// is left out rather than rendered as NaN, +Inf or 1e+308.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { sql } from "drizzle-orm";
-import { IN_POOL_STATES, NODE_STATES, type NodeState } from "../schema/db.ts";
+import { NODE_STATES, isIn, type NodeState } from "../schema/lifecycle.ts";
+import { READING_RANGES } from "../schema/wire.ts";
 import { lookupXid } from "../schema/xid-catalog.ts";
 import type { Db } from "./store/store.ts";
 
@@ -98,6 +103,12 @@ export function createMetrics(db: Db): Metrics {
   };
   const num = (x: unknown): number => (typeof x === "number" ? x : typeof x === "bigint" ? Number(x) : typeof x === "string" ? Number(x) : 0);
   const str = (x: unknown): string => (x === null || x === undefined ? "" : String(x));
+  /** A GPU reading within its physical range (the wire's), else undefined. */
+  const reading = (x: unknown, range: { min: number; max: number }): number | undefined => {
+    if (x === null || x === undefined) return undefined;
+    const n = num(x);
+    return n >= range.min && n <= range.max ? n : undefined;
+  };
 
   const heartbeats = new Counter({ name: "navarch_heartbeats_total", help: "Agent heartbeats accepted", registers: [registry] });
   const healthEvents = new Counter({
@@ -174,7 +185,7 @@ export function createMetrics(db: Db): Metrics {
          from nodes group by 1, 2`,
       ),
       query(
-        "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max from pools",
+        "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max, launch_failures, launch_error_kind from pools",
       ),
       query(
         `select n.id as node, coalesce(n.pool, '') as pool, g.gpu_index as gpu,
@@ -228,7 +239,7 @@ export function createMetrics(db: Db): Metrics {
     return inflight;
   };
 
-  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (g: Gauge<L>, s: Snapshot) => void) =>
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (g: FiniteGauge<L>, s: Snapshot) => void) =>
     new Gauge<L>({
       name,
       help,
@@ -237,7 +248,7 @@ export function createMetrics(db: Db): Metrics {
       async collect() {
         const s = await snapshot();
         this.reset();
-        fill(this, s);
+        fill({ set: (labels, value) => (Number.isFinite(value) ? this.set(labels, value) : undefined) }, s);
       },
     });
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (set: (labels: Partial<Record<L, string>>, value: number) => void, s: Snapshot) => void) =>
@@ -250,7 +261,7 @@ export function createMetrics(db: Db): Metrics {
         const s = await snapshot();
         this.reset();
         fill((labels, value) => {
-          if (value > 0) this.inc(labels, value);
+          if (value > 0 && Number.isFinite(value)) this.inc(labels, value);
           else this.inc(labels, 0);
         }, s);
       },
@@ -258,7 +269,7 @@ export function createMetrics(db: Db): Metrics {
 
   // ── nodes ──
   const poolNames = (s: Snapshot) => new Set([...s.pools.map((p) => str(p.name)), ...s.byState.map((r) => str(r.pool)).filter((p) => p !== "")]);
-  const inPool = (state: string) => (IN_POOL_STATES as readonly string[]).includes(state);
+  const inPool = (state: string) => (NODE_STATES as readonly string[]).includes(state) && isIn("inPool", state as NodeState);
   const perPool = (s: Snapshot, pick: (r: Row) => number) => {
     const totals = new Map<string, number>();
     for (const p of poolNames(s)) totals.set(p, 0);
@@ -278,10 +289,16 @@ export function createMetrics(db: Db): Metrics {
     for (const r of s.byState) g.set({ pool: str(r.pool), state: str(r.state) }, num(r.n));
   });
   gauge("navarch_node_gpu_temperature_celsius", "Latest GPU temperature per node and GPU index (live nodes)", ["pool", "node", "gpu"], (g, s) => {
-    for (const r of s.gpus) if (r.temp !== null && r.temp !== undefined) g.set({ pool: str(r.pool), node: str(r.node), gpu: str(r.gpu) }, num(r.temp));
+    for (const r of s.gpus) {
+      const temp = reading(r.temp, READING_RANGES.temperatureC);
+      if (temp !== undefined) g.set({ pool: str(r.pool), node: str(r.node), gpu: str(r.gpu) }, temp);
+    }
   });
   gauge("navarch_node_gpu_utilization_percent", "Latest GPU utilisation per node and GPU index (live nodes)", ["pool", "node", "gpu"], (g, s) => {
-    for (const r of s.gpus) if (r.util !== null && r.util !== undefined) g.set({ pool: str(r.pool), node: str(r.node), gpu: str(r.gpu) }, num(r.util));
+    for (const r of s.gpus) {
+      const util = reading(r.util, READING_RANGES.utilizationPct);
+      if (util !== undefined) g.set({ pool: str(r.pool), node: str(r.node), gpu: str(r.gpu) }, util);
+    }
   });
   gauge("navarch_node_last_heartbeat_timestamp_seconds", "When each watched node's agent last heartbeated (validating through draining)", ["pool", "node"], (g, s) => {
     for (const r of s.heartbeats) g.set({ pool: str(r.pool), node: str(r.node) }, num(r.at) / 1000);
@@ -296,6 +313,12 @@ export function createMetrics(db: Db): Metrics {
   });
   gauge("navarch_pool_paused", "1 while the pool is paused by an operator", ["pool"], (g, s) => {
     for (const p of s.pools) g.set({ pool: str(p.name) }, num(p.paused) ? 1 : 0);
+  });
+  gauge("navarch_pool_launch_failures", "Launches of the pool that failed in a row (0 once one succeeds); the pool backs off while it grows", ["pool", "kind"], (g, s) => {
+    for (const p of s.pools) {
+      g.set({ pool: str(p.name), kind: "permanent" }, str(p.launch_error_kind) === "permanent" ? num(p.launch_failures) : 0);
+      g.set({ pool: str(p.name), kind: "transient" }, str(p.launch_error_kind) === "transient" ? num(p.launch_failures) : 0);
+    }
   });
   gauge("navarch_breaker_tripped", "1 while the circuit breaker of the scope (fleet, pool:<name>) is tripped", ["scope"], (g, s) => {
     g.set({ scope: "fleet" }, 0);
@@ -383,6 +406,11 @@ function xidLabel(code: string): string {
   return lookupXid(Number(code)).known ? String(Number(code)) : "other";
 }
 
+/** A gauge's set(), dropping non-finite values. */
+interface FiniteGauge<L extends string> {
+  set(labels: Partial<Record<L, string>>, value: number): void;
+}
+
 /** One exported sample, as prom-client's text exposition reads it. */
 interface Sample {
   metricName: string;
@@ -410,7 +438,10 @@ class RowHistogram extends Histogram<"pool"> {
 
   async getForPromString(): Promise<{ name: string; help: string; type: "histogram"; values: Sample[]; aggregator: "sum" }> {
     const values: Sample[] = [];
-    const n = (x: unknown) => (typeof x === "number" ? x : Number(x ?? 0));
+    const n = (x: unknown) => {
+      const value = typeof x === "number" ? x : Number(x ?? 0);
+      return Number.isFinite(value) ? value : 0;
+    };
     const sample = (suffix: string, labels: Record<string, string>, value: number) => values.push({ metricName: `${this.metricName}${suffix}`, labels, sharedLabels: {}, value });
     for (const r of await this.rows()) {
       const pool = String(r.pool ?? "");

@@ -8,13 +8,14 @@ import { join } from "node:path";
 import type { NavarchConfig } from "../schema/config.ts";
 import { createApi } from "./api/server.ts";
 import { defaultHealthPolicy, type HealthPolicy } from "./fleet/policy.ts";
-import { Reconciler as ReconcileLoop } from "./fleet/reconciler.ts";
+import { Reconciler as ReconcileLoop } from "./lifecycle/loop.ts";
 import type { Clock } from "./fleet/registry.ts";
 import type { SchedulerMirror } from "./fleet/scheduler.ts";
 import { startKubernetes, type KubeIntegration } from "./kube/index.ts";
 import { createMetrics, observeLoop } from "./metrics.ts";
 import { createProviders } from "./providers/index.ts";
 import type { Provider } from "./providers/provider.ts";
+import { LeaderLease, LeaseKeeper, type LeaseChange, type LeaseTiming } from "./safety/lease.ts";
 import { openStore, type Store } from "./store/store.ts";
 
 export class ListenError extends Error {
@@ -45,6 +46,8 @@ export interface FleetSettings {
   scheduler?: SchedulerMirror;
   /** Milliseconds between passes when nothing wakes the loop. */
   intervalMs?: number;
+  /** The leader lease's timing (tests shorten it). */
+  leaseTiming?: Partial<LeaseTiming>;
 }
 
 export interface Reconciler {
@@ -54,8 +57,10 @@ export interface Reconciler {
   readonly authTokenSource: string;
   readonly store: Store;
   readonly providers: ReadonlyMap<string, Provider>;
-  /** The reconcile loop, when a fleet was given. */
+  /** The reconcile loop, while this reconciler leads. */
   readonly loop: ReconcileLoop | undefined;
+  /** The leader lease, when a fleet was given. */
+  readonly lease: LeaderLease | undefined;
   stop(): Promise<void>;
 }
 
@@ -69,12 +74,14 @@ export async function startReconciler(
   const store = await openStore({
     url: settings.databaseUrl,
     ...(settings.databaseAuthToken ? { authToken: settings.databaseAuthToken } : {}),
+    log,
   });
   const metrics = createMetrics(store.db);
   // The loop is created once the server listens (local agents need its URL); events wake it.
   let loop: ReconcileLoop | undefined;
   let providers: ReadonlyMap<string, Provider> = new Map();
   let publicUrl: string | undefined;
+  let role: string | undefined;
   const app = createApi({
     store,
     metrics,
@@ -85,6 +92,7 @@ export async function startReconciler(
     wake: () => loop?.wake(),
     providers: () => providers,
     publicUrl: () => publicUrl,
+    role: () => role,
     ...(settings.agentBinary ? { agentBinary: settings.agentBinary } : {}),
   });
   let server: ReturnType<typeof Bun.serve>;
@@ -100,32 +108,74 @@ export async function startReconciler(
   // What new machines are told to reach ({{.ControlPlane}}, /install.sh): not 0.0.0.0.
   publicUrl = (settings.publicUrl ?? fleet?.config.server.public_url ?? derivePublicUrl(settings.host, server.port ?? settings.port)).replace(/\/+$/, "");
   let kube: KubeIntegration | undefined;
+  let lease: LeaderLease | undefined;
+  let keeper: LeaseKeeper | undefined;
   if (fleet !== undefined) {
-    providers = fleet.providers ?? createProviders(fleet.config, { dataDir: settings.dataDir, serverUrl: url, authToken: token, log });
-    // kubernetes: the cordon mirror + drain, queue metrics and GpuPool resources (reconciler/kube).
-    if (fleet.config.kubernetes !== undefined && fleet.scheduler === undefined) {
-      try {
-        kube = await startKubernetes(fleet.config.kubernetes, { store, log, now, wake: () => loop?.wake() });
-      } catch (err) {
-        await server.stop(true);
-        store.close();
-        throw err;
+    const fleetSettings = fleet;
+    // Local agents reach the reconciler where new machines do when that is set (a load balancer
+    // in front of two reconcilers), else at this one's own address.
+    const agentUrl = (settings.publicUrl ?? fleet.config.server.public_url ?? url).replace(/\/+$/, "");
+    providers = fleet.providers ?? createProviders(fleet.config, { dataDir: settings.dataDir, serverUrl: agentUrl, authToken: token, log });
+    const elected = lease = new LeaderLease({ db: store.db, address: publicUrl, ...(fleet.leaseTiming ? { timing: fleet.leaseTiming } : {}) });
+    // Only the leader runs the loop and writes to the cloud and the cluster; a standby serves
+    // the API (agents and operators may use any replica) and waits.
+    const lead = async (epoch: number) => {
+      // kubernetes: the cordon mirror + drain, queue metrics and GpuPool resources (reconciler/kube).
+      if (fleetSettings.config.kubernetes !== undefined && fleetSettings.scheduler === undefined) {
+        kube = await startKubernetes(fleetSettings.config.kubernetes, { store, log, now, wake: () => loop?.wake() });
       }
+      const next = new ReconcileLoop({
+        store,
+        config: fleetSettings.config,
+        providers,
+        policy: fleetSettings.policy ?? defaultHealthPolicy(),
+        now,
+        log,
+        publicUrl,
+        fence: elected,
+        ...(fleetSettings.scheduler ? { scheduler: fleetSettings.scheduler } : kube ? { scheduler: kube.mirror } : {}),
+        ...(kube?.queueMetrics ? { queueMetrics: kube.queueMetrics } : {}),
+      });
+      observeLoop(next, metrics); // navarch_reconcile_pass_duration_seconds and friends
+      await kube?.startPools(next, () => new Set(providers.keys()), fleetSettings.config.pools.map((p) => p.name));
+      loop = next;
+      next.start(fleetSettings.intervalMs ?? 1000);
+      role = `leader, lease epoch ${epoch}`;
+      log(`leading (lease epoch ${epoch}) as ${elected.holder}`);
+    };
+    const standDown = async () => {
+      const stopping = loop;
+      loop = undefined;
+      await stopping?.stop();
+      await kube?.stop();
+      kube = undefined;
+    };
+    const onChange = async (change: LeaseChange) => {
+      if (change.leading) {
+        if (change.from) log(`took the leader lease over from ${change.from.holder} (silent for the lease's ${elected.timing.durationMs / 1000} s)`);
+        await lead(change.epoch);
+        return;
+      }
+      await standDown();
+      const who = change.leader ? `${change.leader.holder}${change.leader.address ? ` at ${change.leader.address}` : ""} (epoch ${change.leader.epoch})` : "nobody yet";
+      role = `standby; the leader is ${who}`;
+      log(`standing by: ${change.reason}; the leader is ${who}`);
+    };
+    keeper = new LeaseKeeper(elected, onChange, log);
+    try {
+      await keeper.start();
+      if (!elected.leading) {
+        const leader = await elected.current();
+        const who = leader ? `the leader is ${leader.holder}${leader.address ? ` at ${leader.address}` : ""} (epoch ${leader.epoch})` : "waiting for the lease";
+        role = `standby; ${who}`;
+        log(`standby: ${who}; taking over if it stops renewing for ${elected.timing.durationMs / 1000} s`);
+      }
+    } catch (err) {
+      await keeper.stop();
+      await server.stop(true);
+      store.close();
+      throw err;
     }
-    loop = new ReconcileLoop({
-      store,
-      config: fleet.config,
-      providers,
-      policy: fleet.policy ?? defaultHealthPolicy(),
-      now,
-      log,
-      publicUrl,
-      ...(fleet.scheduler ? { scheduler: fleet.scheduler } : kube ? { scheduler: kube.mirror } : {}),
-      ...(kube?.queueMetrics ? { queueMetrics: kube.queueMetrics } : {}),
-    });
-    observeLoop(loop, metrics); // navarch_reconcile_pass_duration_seconds and friends
-    await kube?.startPools(loop, () => new Set(providers.keys()), fleet.config.pools.map((p) => p.name));
-    loop.start(fleet.intervalMs ?? 1000);
   }
   return {
     url,
@@ -133,10 +183,15 @@ export async function startReconciler(
     authTokenSource: source,
     store,
     providers,
-    loop,
+    get loop() {
+      return loop;
+    },
+    lease,
     async stop() {
       await loop?.stop();
       await kube?.stop();
+      // Last: the lease is released only once nothing of ours acts any more.
+      await keeper?.stop();
       // Close keep-alive connections too: agents must see this server is gone.
       await server.stop(true);
       store.close();

@@ -1,12 +1,16 @@
 // Shapes of the admin API's answers that the CLI (and later the dashboard) read.
 // Non-strict objects: the server may add fields without breaking older clients.
 import * as v from "valibot";
-import { NODE_STATES } from "./db.ts";
+import { NODE_STATES } from "./lifecycle.ts";
 
 const Nullable = <T extends v.GenericSchema>(s: T) => v.nullable(s);
 
+/** `launched`: Navarch asked a provider for it. `registered`: its agent came on its own (monitored only). */
+export const NODE_ORIGINS = ["launched", "registered"] as const;
+
 export const NodeRow = v.object({
   id: v.string(),
+  origin: v.picklist(NODE_ORIGINS),
   pool: Nullable(v.string()),
   provider: Nullable(v.string()),
   instanceType: Nullable(v.string()),

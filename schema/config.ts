@@ -6,7 +6,8 @@
 // - Keys stay snake_case in the normalised config, exactly as written in YAML, so one name
 //   is used by the file, by every error path (`pools[1].scaling.max_nodes`) and by the code.
 // - Durations are written like Go's (`30s`, `5m`, `1h30m`, `500ms`) and normalised to
-//   milliseconds (`Millis`). `formatDuration` turns them back into the short form.
+//   milliseconds (`Millis`). `formatDuration` turns them back into the short form. Each
+//   duration key has a range (`duration("1s", "10m")`), and every integer a ceiling.
 // - Defaults are filled in, so consumers never handle an absent optional with a default.
 // - Every object is strict: an unknown key is an error, with a suggestion when it is a typo.
 // - Messages are sentence fragments that name what was expected and what was
@@ -16,6 +17,7 @@
 import * as v from "valibot";
 import { TEMPLATE_VARIABLES, parseTemplate } from "../bootstrap/template.ts";
 import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, unknownNameMessage, type PathKey } from "./shapes.ts";
+import { MAX_TIMER_MS } from "./wire.ts";
 
 // ───────────────────────────── normalised types ─────────────────────────────
 
@@ -336,11 +338,23 @@ const Str = accept<string>((x) => typeof x === "string", "a string");
 const Text = accept<string>((x) => typeof x === "string" && x.trim() !== "", "a non-empty string");
 const Bool = accept<boolean>((x) => typeof x === "boolean", "true or false");
 
-function int(min: number) {
-  const what = min === 0 ? "a non-negative integer" : `an integer ≥ ${min}`;
-  return accept<number>((x) => typeof x === "number" && Number.isInteger(x) && x >= min, what);
+/**
+ * An integer from `min` to `max`. Every integer setting has a ceiling: they size loops,
+ * token buckets and node counts, and YAML reads `1e300` as an integer too.
+ */
+function int(min: number, max: number) {
+  const below = min === 0 ? "a non-negative integer" : `an integer ≥ ${min}`;
+  return v.custom<number>(
+    (x) => typeof x === "number" && Number.isInteger(x) && x >= min && x <= max,
+    (issue) =>
+      typeof issue.input === "number" && Number.isInteger(issue.input) && issue.input > max
+        ? `expected an integer from ${min} to ${max}, got ${show(issue.input)}`
+        : `expected ${below}, got ${show(issue.input)}`,
+  );
 }
-const Count = int(0);
+/** Nodes in one pool (and anything counted in nodes): far above any real pool, far below a runaway loop. */
+const MAX_NODES = 100_000;
+const NodeCount = int(0, MAX_NODES);
 
 /** Any YAML mapping (valibot's object schemas would also take a list). */
 const Mapping = accept<Record<string, unknown>>(isRecord, "a mapping");
@@ -350,20 +364,33 @@ function shaped(pattern: RegExp, what: string) {
   return accept<string>((x) => typeof x === "string" && pattern.test(x), what);
 }
 
-function duration({ positive }: { positive: boolean }) {
+const DAY: Millis = 24 * 3_600_000;
+
+/**
+ * A duration from `min` to `max` (both written as durations). Every duration key has its
+ * own range: a typo like `600h` for `600s` must fail here, not as a timer that overflows
+ * (JS timers hold at most 2^31-1 ms, about 24.8 days) or a node that is never judged.
+ */
+function duration(min: string, max: string) {
+  const [lo, hi] = [parseDuration(min)!, parseDuration(max)!];
+  if (hi > MAX_TIMER_MS) throw new Error(`duration bound ${max} exceeds what a timer holds`);
+  const range = `from ${min} to ${max}${hi >= 2 * DAY && hi % DAY === 0 ? ` (${hi / DAY} days)` : ""}`;
   return v.pipe(
     v.custom<string>(
-      (x) => typeof x === "string" && parseDuration(x) !== undefined && (!positive || parseDuration(x)! > 0),
-      (issue) =>
-        typeof issue.input === "string" && parseDuration(issue.input) === 0
-          ? `must be longer than zero, got ${show(issue.input)}`
-          : `expected a duration like 30s or 5m, got ${show(issue.input)}`,
+      (x) => {
+        const ms = typeof x === "string" ? parseDuration(x) : undefined;
+        return ms !== undefined && ms >= lo && ms <= hi;
+      },
+      (issue) => {
+        const ms = typeof issue.input === "string" ? parseDuration(issue.input) : undefined;
+        if (ms === undefined) return `expected a duration like 30s or 5m, got ${show(issue.input)}`;
+        if (ms === 0 && lo > 0) return `must be longer than zero, got ${show(issue.input)}`;
+        return `expected a duration ${range}, got ${show(issue.input)}`;
+      },
     ),
     v.transform((text) => parseDuration(text)!),
   );
 }
-const Duration = duration({ positive: false });
-const PositiveDuration = duration({ positive: true });
 
 function list<TItem extends v.GenericSchema>(item: TItem, { nonEmpty = false, noun = "item" } = {}) {
   return v.pipe(
@@ -453,10 +480,12 @@ const DatabaseUrl = shaped(/^(file:.+|(libsql|https?|wss?):\/\/.+)$/, "a databas
 const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
   strict({
     address: v.optional(Address, "127.0.0.1:50051"),
-    heartbeat_interval: v.optional(PositiveDuration, "30s"),
-    heartbeat_timeout: v.optional(PositiveDuration),
-    health_check_interval: v.optional(PositiveDuration, "60s"),
-    autoscale_interval: v.optional(PositiveDuration, "30s"),
+    // Agents set their heartbeat timer from this (the reconciler tells them).
+    heartbeat_interval: v.optional(duration("1s", "10m"), "30s"),
+    heartbeat_timeout: v.optional(duration("1s", "1h")),
+    health_check_interval: v.optional(duration("1s", "1h"), "60s"),
+    // Only gates the loop's passes (at most one a second), so sub-second values are harmless.
+    autoscale_interval: v.optional(duration("100ms", "1h"), "30s"),
     health_policy_path: v.optional(Text),
     data_dir: v.optional(Text, "data"),
     database_url: v.optional(DatabaseUrl),
@@ -557,7 +586,7 @@ const Reactive = v.pipe(
 
 const Queue = strict({
   type: v.literal("queue"),
-  jobs_per_node: int(1),
+  jobs_per_node: int(1, 10_000),
 });
 
 const DAY_NAMES: Record<string, Weekday> = Object.fromEntries(
@@ -587,8 +616,8 @@ const Window = v.pipe(
     days: list(Day, { nonEmpty: true, noun: "day" }),
     start: ClockTime,
     end: ClockTime,
-    min_nodes: v.optional(Count),
-    max_nodes: v.optional(Count),
+    min_nodes: v.optional(NodeCount),
+    max_nodes: v.optional(NodeCount),
   }),
   rules((f, report, raw) => {
     if (f.start !== undefined && f.start === f.end) report("end", `must differ from start (${String(f.start)})`);
@@ -630,8 +659,14 @@ const Scheduled = strict({
 
 const Predictive = strict({
   type: v.literal("predictive"),
-  lookback_window: v.optional(PositiveDuration, "1h"),
-  growth_factor: v.optional(accept<number>((x) => typeof x === "number" && x > 0, "a number > 0"), 1),
+  lookback_window: v.optional(duration("1m", "168h"), "1h"),
+  growth_factor: v.optional(
+    v.custom<number>(
+      (x) => typeof x === "number" && x > 0 && x <= 100,
+      (issue) => `expected a number > 0${typeof issue.input === "number" && issue.input > 100 ? " (at most 100)" : ""}, got ${show(issue.input)}`,
+    ),
+    1,
+  ),
   fallback: v.optional(v.lazy(() => Autoscaler)),
 });
 
@@ -644,9 +679,9 @@ const Composite = strict({
 const Idle = v.pipe(
   strict({
     type: v.literal("idle"),
-    min_idle: Count,
-    max_idle: Count,
-    idle_decay: v.optional(Duration, "60s"), // velda's idleDecaySecond default
+    min_idle: NodeCount,
+    max_idle: NodeCount,
+    idle_decay: v.optional(duration("0s", "24h"), "60s"), // velda's idleDecaySecond default
   }),
   rules((f, report) => {
     const [min, max] = [num(f.min_idle), num(f.max_idle)];
@@ -690,9 +725,9 @@ const Autoscaler: v.GenericSchema<unknown, AutoscalerConfig> = v.lazy((input) =>
 
 const Scaling: v.GenericSchema<unknown, ScalingConfig> = v.pipe(
   strict({
-    min_nodes: v.optional(Count, 0),
-    max_nodes: v.optional(Count),
-    cooldown_period: v.optional(Duration, "5m"),
+    min_nodes: v.optional(NodeCount, 0),
+    max_nodes: v.optional(NodeCount),
+    cooldown_period: v.optional(duration("0s", "24h"), "5m"),
     autoscaler: v.optional(Autoscaler),
   }),
   rules((f, report, raw) => {
@@ -706,11 +741,12 @@ const Scaling: v.GenericSchema<unknown, ScalingConfig> = v.pipe(
 );
 
 const Health: v.GenericSchema<unknown, HealthConfig> = strict({
-  unhealthy_threshold: v.optional(int(1), 2),
+  unhealthy_threshold: v.optional(int(1, 100), 2),
   auto_replace: v.optional(Bool, true),
-  drain_timeout: v.optional(PositiveDuration, "30m"),
+  drain_timeout: v.optional(duration("1s", "168h"), "30m"),
   // GPU images routinely take longer than Cluster API's 10 min default to come up.
-  registration_timeout: v.optional(PositiveDuration, "15m"),
+  // Under 30 s no machine boots and registers; over a day it is not coming.
+  registration_timeout: v.optional(duration("30s", "24h"), "15m"),
   replacement: v.optional(oneOf(["terminate_first", "surge"] as const, "replacement strategy"), "terminate_first"),
 });
 
@@ -772,31 +808,33 @@ const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
 // budgets have an absolute floor and a share; the breaker counts both.
 const Safety: v.GenericSchema<unknown, SafetyConfig> = strict({
   dry_run: v.optional(Bool, false),
-  unhealthy_budget: v.optional(strict({ floor: v.optional(int(0), 1), percent: v.optional(Percent, 20) }), {}),
-  max_in_flight_per_pool: v.optional(int(1), 2),
-  max_in_flight_fleet: v.optional(int(1), 10),
-  cordon_rate: v.optional(strict({ per_minute: v.optional(int(1), 6), burst: v.optional(int(1), 5) }), {}),
+  unhealthy_budget: v.optional(strict({ floor: v.optional(int(0, MAX_NODES), 1), percent: v.optional(Percent, 20) }), {}),
+  max_in_flight_per_pool: v.optional(int(1, MAX_NODES), 2),
+  max_in_flight_fleet: v.optional(int(1, MAX_NODES), 10),
+  cordon_rate: v.optional(strict({ per_minute: v.optional(int(1, MAX_NODES), 6), burst: v.optional(int(1, MAX_NODES), 5) }), {}),
+  // A breaker window shorter than a few passes never sees a storm.
   breaker: v.optional(
-    strict({ window: v.optional(PositiveDuration, "10m"), max_cordons: v.optional(int(1), 10), percent: v.optional(Percent, 30) }),
+    strict({ window: v.optional(duration("1m", "24h"), "10m"), max_cordons: v.optional(int(1, MAX_NODES), 10), percent: v.optional(Percent, 30) }),
     {},
   ),
   partition: v.optional(
-    strict({ window: v.optional(PositiveDuration, "2m"), percent: v.optional(Percent, 50), min_nodes: v.optional(int(1), 3) }),
+    strict({ window: v.optional(duration("10s", "24h"), "2m"), percent: v.optional(Percent, 50), min_nodes: v.optional(int(1, MAX_NODES), 3) }),
     {},
   ),
-  max_attempts: v.optional(int(1), 3),
+  max_attempts: v.optional(int(1, 100), 3),
 });
 
 // ───────────────────────────── kubernetes ─────────────────────────────
 
 const Qps = accept<number>((x) => typeof x === "number" && x > 0 && x <= 10_000, "a number of requests per second > 0 (at most 10000)");
+const Burst = int(1, 10_000);
 
 const KubeDrain: v.GenericSchema<unknown, KubernetesDrainConfig> = strict({
   delete_emptydir_data: v.optional(Bool, false),
   on_deadline: v.optional(oneOf(["delete", "hold"] as const, "deadline behaviour"), "delete"),
-  grace_period: v.optional(Duration),
-  unreachable_after: v.optional(PositiveDuration, "1m"),
-  max_backoff: v.optional(PositiveDuration, "30s"),
+  grace_period: v.optional(duration("0s", "1h")),
+  unreachable_after: v.optional(duration("10s", "1h"), "1m"),
+  max_backoff: v.optional(duration("1s", "10m"), "30s"),
 });
 
 const Kubernetes: v.GenericSchema<unknown, KubernetesConfig> = v.pipe(
@@ -815,11 +853,11 @@ const Kubernetes: v.GenericSchema<unknown, KubernetesConfig> = v.pipe(
     client: v.optional(
       strict({
         cordon_qps: v.optional(Qps, 100),
-        cordon_burst: v.optional(int(1), 200),
+        cordon_burst: v.optional(Burst, 200),
         eviction_qps: v.optional(Qps, 20),
-        eviction_burst: v.optional(int(1), 40),
+        eviction_burst: v.optional(Burst, 40),
         qps: v.optional(Qps, 50),
-        burst: v.optional(int(1), 100),
+        burst: v.optional(Burst, 100),
       }),
       {},
     ),

@@ -5,29 +5,7 @@
 // Times are integer milliseconds since the epoch (UTC) so that comparisons and
 // deadlines (`next_action_at`) are plain integer arithmetic in SQL.
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
-
-/** Node lifecycle states (architecture.md). Every transition is a compare-and-set on `version`. */
-export const NODE_STATES = [
-  "requested",
-  "provisioning",
-  "bootstrapping",
-  "validating",
-  "ready",
-  "suspect",
-  "cordoned",
-  "draining",
-  "terminating",
-  "terminated",
-  "failed",
-  "lost",
-  "held",
-] as const;
-export type NodeState = (typeof NODE_STATES)[number];
-
-/** States in which a node no longer counts towards its pool's size. */
-export const OUT_OF_POOL_STATES = ["terminating", "terminated", "failed"] as const satisfies readonly NodeState[];
-/** States that make up a pool's size (everything else). */
-export const IN_POOL_STATES: readonly NodeState[] = NODE_STATES.filter((s) => !(OUT_OF_POOL_STATES as readonly NodeState[]).includes(s));
+import { NODE_STATES } from "./lifecycle.ts";
 
 export const pools = sqliteTable("pools", {
   name: text("name").primaryKey(),
@@ -40,6 +18,15 @@ export const pools = sqliteTable("pools", {
   /** Last scaling action (cooldown_period counts from it); replacements are not scaling. */
   lastScaleAt: integer("last_scale_at"),
   lastScaleDirection: text("last_scale_direction", { enum: ["up", "down"] }),
+  /** Launches that failed in a row (a success resets it); the pool backs off while it grows. */
+  launchFailures: integer("launch_failures").notNull().default(0),
+  /** No launch in this pool before this time (ms). */
+  launchRetryAt: integer("launch_retry_at"),
+  /** The last launch failure, as the provider said it, and whether retrying can help. */
+  launchError: text("launch_error"),
+  launchErrorKind: text("launch_error_kind", { enum: ["permanent", "transient"] }),
+  /** When the current run of failures began. */
+  launchFailingSince: integer("launch_failing_since"),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });
@@ -67,7 +54,6 @@ export const instances = sqliteTable(
   (t) => [index("instances_pool").on(t.pool), uniqueIndex("instances_provider_id").on(t.provider, t.providerId)],
 );
 
-/** What registered (an agent), with its lifecycle state. */
 /**
  * One row per machine we run or know of, from the moment it is requested (id = the
  * instance name the provider gets, which is also the agent's --node-id) or, for a
@@ -77,6 +63,13 @@ export const nodes = sqliteTable(
   "nodes",
   {
     id: text("id").primaryKey(),
+    /**
+     * `launched`: Navarch asked a provider for it; pool, provider and instance type are
+     * Navarch's record, counted in the pool's size. `registered`: its agent registered
+     * without a launch (a DaemonSet, a machine someone else runs): monitored (health,
+     * cordon, drain), never counted, never scaled down, replaced only if a provider can.
+     */
+    origin: text("origin", { enum: ["launched", "registered"] }).notNull().default("launched"),
     pool: text("pool"),
     provider: text("provider"),
     instanceType: text("instance_type"),
@@ -309,3 +302,30 @@ export const bootstrapRuns = sqliteTable(
   },
   (t) => [index("bootstrap_runs_node").on(t.nodeId)],
 );
+
+/**
+ * One row that the store's readiness probe rewrites (store/health.ts): a tiny real write
+ * that proves the database can still commit, without touching any fleet table.
+ */
+export const storeProbe = sqliteTable("store_probe", {
+  id: integer("id").primaryKey(),
+  probedAt: integer("probed_at").notNull(),
+});
+
+/**
+ * Leadership: one row per lease. The reconciler holding `leader` runs the loop; every
+ * write it makes checks that it still holds the lease with the same epoch (fencing), so
+ * a paused leader that lost the lease cannot act when it wakes.
+ */
+export const leases = sqliteTable("leases", {
+  name: text("name").primaryKey(),
+  /** `host/pid/start`: who holds it; empty when released. */
+  holder: text("holder").notNull(),
+  /** Bumped at every change of holder. */
+  epoch: integer("epoch").notNull(),
+  /** The holder's address, for "who leads" answers. */
+  address: text("address"),
+  acquiredAt: integer("acquired_at").notNull(),
+  /** Rewritten by every renewal; a standby that sees it unchanged for the lease's duration takes over. */
+  renewedAt: integer("renewed_at").notNull(),
+});

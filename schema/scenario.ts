@@ -38,7 +38,7 @@
 // or filters (`pool`, `rack`, `zone`) plus one of `index: N`, `random: K`, `all: true`.
 import * as v from "valibot";
 import { NavarchConfigSchema, parseDuration, type Millis, type NavarchConfig } from "./config.ts";
-import { NODE_STATES, type NodeState } from "./db.ts";
+import { NODE_STATES, STATES, type NodeState } from "./lifecycle.ts";
 import { accept, isRecord, issuePathAt, oneOf, show, strict, suggest, type PathKey } from "./shapes.ts";
 
 // ───────────────────────────── normalised types ─────────────────────────────
@@ -165,9 +165,9 @@ export type IncidentOutcomeFilter = (typeof INCIDENT_OUTCOMES)[number];
 
 /** State names a `nodes` check accepts besides the lifecycle states. */
 export const STATE_GROUPS = {
-  in_service: ["ready", "suspect"],
-  in_pool: ["requested", "provisioning", "bootstrapping", "validating", "ready", "suspect", "cordoned", "draining", "lost", "held"],
-  live: NODE_STATES.filter((s) => s !== "terminated" && s !== "failed"),
+  in_service: STATES.inService,
+  in_pool: STATES.inPool,
+  live: STATES.live,
 } as const satisfies Record<string, readonly NodeState[]>;
 
 export type Metric =
@@ -179,8 +179,12 @@ export type Metric =
   | { kind: "scale_events"; pool?: string; direction?: "up" | "down" }
   | { kind: "leaked_instances" }
   | { kind: "launches"; provider?: string }
-  | { kind: "queue"; pool: string; jobs: "pending" | "running" | "total" };
-export const METRIC_KINDS = ["nodes", "incidents", "faults", "breaker", "blocked", "scale_events", "leaked_instances", "launches", "queue"] as const satisfies readonly Metric["kind"][];
+  | { kind: "queue"; pool: string; jobs: "pending" | "running" | "total" }
+  /** What became of the jobs over the whole run (evictions are work lost to drains). */
+  | { kind: "jobs"; outcome: "submitted" | "completed" | "evicted" | "killed" }
+  /** Seconds from a fault to its node's cordon, the slowest (or the median) over the incidents so far. */
+  | { kind: "cordon_delay"; stat: "max" | "p50"; pool?: string };
+export const METRIC_KINDS = ["nodes", "incidents", "faults", "breaker", "blocked", "scale_events", "leaked_instances", "launches", "queue", "jobs", "cordon_delay"] as const satisfies readonly Metric["kind"][];
 
 export const CHECK_OPS = ["equals", "at_least", "at_most"] as const;
 export type CheckOp = (typeof CHECK_OPS)[number];
@@ -465,6 +469,8 @@ const METRIC_SCHEMAS = {
   leaked_instances: filters({}),
   launches: filters({ provider: v.optional(Text) }),
   queue: filters({ pool: Name, jobs: v.optional(oneOf(["pending", "running", "total"] as const, "job count"), "total") }),
+  jobs: filters({ outcome: oneOf(["submitted", "completed", "evicted", "killed"] as const, "job outcome") }),
+  cordon_delay: filters({ stat: v.optional(oneOf(["max", "p50"] as const, "statistic"), "max"), pool: v.optional(Name) }),
 } satisfies Record<Metric["kind"], v.GenericSchema>;
 
 const CheckSchema = v.pipe(

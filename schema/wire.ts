@@ -1,7 +1,11 @@
 // The agent ↔ reconciler wire (/v1). One valibot schema per message, imported by
 // both programs: the agent builds messages of these types and the reconciler
 // validates every body against the same schema before it touches the store.
+// Every number is bounded: counters and seqs are safe integers (JSON numbers above
+// 2^53 lose precision), readings are finite and physically possible, and an interval
+// the agent sets a timer from fits a timer.
 import * as v from "valibot";
+import { show } from "./shapes.ts";
 
 export const WIRE_VERSION = "v1";
 
@@ -9,6 +13,40 @@ export const WIRE_VERSION = "v1";
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** Largest number of events in one batch; the agent splits its spool to fit. */
 export const MAX_EVENTS_PER_BATCH = 500;
+/** GPUs one node may report; NVML indexes them from 0. */
+export const MAX_GPUS = 64;
+/** Longest delay a JS timer holds: above it setTimeout fires at once (and warns), so a loop spins. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The heartbeat interval a reconciler may ask for, in seconds (the config allows 1s to 10m). */
+export const HEARTBEAT_INTERVAL_SECONDS = { min: 1, max: 3600 } as const;
+/** Physical ranges of a GPU's readings: outside them a value is a broken sensor or a forged body. */
+export const READING_RANGES = {
+  temperatureC: { min: -50, max: 200 },
+  powerW: { min: 0, max: 10_000 },
+  utilizationPct: { min: 0, max: 100 },
+} as const;
+
+/** Clamps a delay into what a timer holds (NaN: `fallback`). */
+export function timerMs(ms: number, fallback = 0): number {
+  if (Number.isNaN(ms)) return fallback;
+  return Math.min(MAX_TIMER_MS, Math.max(0, ms));
+}
+
+type NumberMessage = (issue: v.BaseIssue<unknown>) => string;
+
+/** A whole number from `min` to `max`; one issue per value (the pipe stops at the first). */
+function whole(min: number, max: number = Number.MAX_SAFE_INTEGER) {
+  const message: NumberMessage = (issue) => `must be a whole number from ${min} to ${max}, got ${show(issue.input)}`;
+  return v.config(v.pipe(v.number(message), v.safeInteger(message), v.minValue(min, message), v.maxValue(max, message)), {
+    abortPipeEarly: true,
+  });
+}
+
+/** A finite number from `min` to `max` (Infinity, from JSON's 1e999, is out of range too). */
+function between(min: number, max: number, unit = "") {
+  const message: NumberMessage = (issue) => `must be a number from ${min} to ${max}${unit}, got ${show(issue.input)}`;
+  return v.config(v.pipe(v.number(message), v.minValue(min, message), v.maxValue(max, message)), { abortPipeEarly: true });
+}
 
 const NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$/i;
 
@@ -18,7 +56,9 @@ export const NodeId = v.pipe(
 );
 export const BootId = v.pipe(v.string(), v.minLength(1), v.maxLength(64));
 const ShortText = v.pipe(v.string(), v.maxLength(256));
-const Count = v.pipe(v.number(), v.integer(), v.minValue(0));
+const Count = whole(0);
+const GpuIndex = whole(0, MAX_GPUS - 1);
+const HeartbeatIntervalSeconds = between(HEARTBEAT_INTERVAL_SECONDS.min, HEARTBEAT_INTERVAL_SECONDS.max, " seconds");
 const IsoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO-8601 timestamp"));
 
 /** Health verdicts, worst last. */
@@ -33,7 +73,7 @@ export type RecommendedAction = v.InferOutput<typeof RecommendedAction>;
 
 /** Identity of one GPU, as NVML reports it. */
 export const GpuIdentity = v.object({
-  index: Count,
+  index: GpuIndex,
   uuid: ShortText,
   pciBusId: ShortText,
 });
@@ -55,6 +95,9 @@ export const NvmlStatus = v.object({
 });
 export type NvmlStatus = v.InferOutput<typeof NvmlStatus>;
 
+/** More open findings than any machine has (64 GPUs × its checks) would be a bug or an attack. */
+export const MAX_OPEN_FINDINGS = 512;
+
 export const RegisterRequest = v.strictObject({
   nodeId: NodeId,
   pool: v.optional(ShortText),
@@ -71,13 +114,20 @@ export const RegisterRequest = v.strictObject({
   driverVersion: v.optional(ShortText),
   cudaVersion: v.optional(ShortText),
   nvml: NvmlStatus,
-  gpus: v.pipe(v.array(GpuInfo), v.maxLength(64)),
+  gpus: v.pipe(v.array(GpuInfo), v.maxLength(MAX_GPUS)),
+  /**
+   * The findings of this boot that are still open and were already acknowledged, as they
+   * were sent. The reconciler stores those it lacks (its database was lost or restored
+   * from an older copy), so a broken GPU is never forgotten.
+   */
+  openFindings: v.optional(v.pipe(v.array(v.lazy(() => HealthEvent)), v.maxLength(MAX_OPEN_FINDINGS))),
 });
 export type RegisterRequest = v.InferOutput<typeof RegisterRequest>;
 
 export const RegisterResponse = v.object({
   nodeId: NodeId,
-  heartbeatIntervalSeconds: v.number(),
+  /** The agent sets a timer from it: bounded so that timer never overflows. */
+  heartbeatIntervalSeconds: HeartbeatIntervalSeconds,
   /** Highest event sequence number already stored for this node. */
   lastEventSeq: Count,
   /**
@@ -96,10 +146,10 @@ export type RegisterResponse = v.InferOutput<typeof RegisterResponse>;
 
 /** Point-in-time readings of one GPU, carried by each heartbeat. */
 export const GpuSnapshot = v.object({
-  index: Count,
-  temperatureC: v.optional(v.number()),
-  powerW: v.optional(v.number()),
-  utilizationPct: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(100))),
+  index: GpuIndex,
+  temperatureC: v.optional(between(READING_RANGES.temperatureC.min, READING_RANGES.temperatureC.max, " °C")),
+  powerW: v.optional(between(READING_RANGES.powerW.min, READING_RANGES.powerW.max, " W")),
+  utilizationPct: v.optional(between(READING_RANGES.utilizationPct.min, READING_RANGES.utilizationPct.max, " %")),
   memoryUsedBytes: v.optional(Count),
   eccVolatileDbe: v.optional(Count),
   eccVolatileSbe: v.optional(Count),
@@ -121,19 +171,25 @@ export const Heartbeat = v.strictObject({
   sentAt: IsoTime,
   nvml: NvmlStatus,
   health: AgentHealth,
-  gpus: v.pipe(v.array(GpuSnapshot), v.maxLength(64)),
+  gpus: v.pipe(v.array(GpuSnapshot), v.maxLength(MAX_GPUS)),
 });
 export type Heartbeat = v.InferOutput<typeof Heartbeat>;
 
 export const HeartbeatResponse = v.object({
   /** When the agent should send the next heartbeat. */
-  heartbeatIntervalSeconds: v.number(),
+  heartbeatIntervalSeconds: HeartbeatIntervalSeconds,
+  /**
+   * Highest event seq the reconciler holds for this node. Lower than what it acknowledged
+   * before means it forgot (its database was restored from an older copy): the agent
+   * registers again, re-sending its open findings.
+   */
+  lastEventSeq: v.optional(Count),
 });
 export type HeartbeatResponse = v.InferOutput<typeof HeartbeatResponse>;
 
 /** One structured health finding. `seq` is per node, strictly increasing, never reused. */
 export const HealthEvent = v.strictObject({
-  seq: v.pipe(Count, v.minValue(1)),
+  seq: whole(1),
   time: IsoTime,
   bootId: BootId,
   check: v.pipe(v.string(), v.regex(/^[a-z][a-z0-9_]{0,63}$/, "must be a lower_snake_case check name")),
@@ -143,9 +199,19 @@ export const HealthEvent = v.strictObject({
   gpu: v.optional(GpuIdentity),
   message: v.pipe(v.string(), v.maxLength(4096)),
   /** How many times this finding repeated since it was first reported (deduplication). */
-  count: v.optional(v.pipe(Count, v.minValue(1))),
+  count: v.optional(whole(1)),
 });
 export type HealthEvent = v.InferOutput<typeof HealthEvent>;
+
+/**
+ * Which GPU, check and code an event is about: a later event with the same key updates or
+ * clears the same finding (the agent and the reconciler key findings alike).
+ */
+export function findingKey(event: Pick<HealthEvent, "gpu" | "check" | "code" | "message">): string {
+  const gpu = event.gpu?.pciBusId || event.gpu?.uuid || "node";
+  const what = event.code ?? event.message.replace(/0x[0-9a-f]+|\d+/gi, "#");
+  return `${gpu}|${event.check}|${what}`;
+}
 
 export const EventBatch = v.pipe(
   v.strictObject({

@@ -1,14 +1,19 @@
 // The agent's reporting loop against a real reconciler: events pushed at once,
 // spooled while the reconciler is down, and delivered exactly once, in order.
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, spyOn, test } from "bun:test";
+import { copyFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { Agent } from "../agent/agent.ts";
+import * as v from "valibot";
+import { Agent, heartbeatIntervalMs } from "../agent/agent.ts";
 import { HealthMonitor } from "../agent/health.ts";
+import { toWireGpuSnapshot } from "../agent/nvml/index.ts";
+import type { DeviceSnapshot } from "../agent/nvml/types.ts";
 import { ReconcilerClient } from "../agent/reporter.ts";
 import { Spool } from "../agent/spool.ts";
 import { getNodeDetail } from "../reconciler/fleet/registry.ts";
 import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
-import { tempDir, waitFor } from "./support.ts";
+import { GpuSnapshot, MAX_TIMER_MS } from "../schema/wire.ts";
+import { BUN, REPO_ROOT, tempDir, waitFor } from "./support.ts";
 
 process.env.NAVARCH_AGENT_TEST_TOKEN = "agent-test-token";
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -115,7 +120,8 @@ describe("agent reporting", () => {
     const next = agent.report(finding(3));
     expect(next.seq).toBe(3);
     await waitFor("3 events", async () => ((await getNodeDetail(rec.store.db, "agent-1"))?.events.length === 3 ? true : undefined));
-    expect(new Spool(stateDir).size).toBe(0);
+    // Stored is not yet acknowledged: the agent drops them from its spool once the answer arrives.
+    await waitFor("an empty spool on disk", () => (new Spool(stateDir).size === 0 ? true : undefined));
   });
 
   test("a wiped state directory never reuses a seq the reconciler has", async () => {
@@ -139,5 +145,146 @@ describe("agent reporting", () => {
       [2, "2"],
       [1, "1"],
     ]);
+  });
+});
+
+describe("a reconciler that forgot", () => {
+  test("restored from an older copy, it learns the agent's open findings again; closed ones are not re-sent", async () => {
+    const dataDir = tempDir();
+    let rec = await reconciler(dataDir);
+    const port = Number(new URL(rec.url).port);
+    const stateDir = join(dataDir, "agent");
+    const monitor = await noGpus();
+    const gpus = {
+      status: () => monitor.status(),
+      health: () => ({ checked: true, worst: "unhealthy" as const, openIncidents: 1 }),
+      driverVersion: () => undefined,
+      cudaVersion: () => undefined,
+      inventory: () => [],
+      snapshot: async () => [],
+      close: () => undefined,
+    };
+    const agent = new Agent({ identity: { nodeId: "agent-1", hostname: "h", bootId: "boot-x" }, client: new ReconcilerClient(rec.url, "agent-test-token", 2000), spool: new Spool(stateDir), gpus, log: () => undefined, retryMinMs: 50, retryMaxMs: 200 });
+    agent.start();
+    cleanups.push(() => agent.stop());
+    await waitFor("registration", () => getNodeDetail(rec.store.db, "agent-1"));
+    const copy = join(dataDir, "before.db");
+    await rec.store.client.execute({ sql: "VACUUM INTO ?", args: [copy] });
+    const fatal = agent.report({ check: "xid", code: "79", severity: "unhealthy", action: "replace", message: "Xid 79", time: new Date().toISOString() });
+    agent.report({ check: "xid", code: "13", severity: "degraded", action: "none", message: "Xid 13", time: new Date().toISOString() });
+    agent.report({ check: "xid", code: "13", severity: "healthy", action: "none", message: "Xid 13 cleared", time: new Date().toISOString() });
+    await waitFor("3 events stored", async () => ((await getNodeDetail(rec.store.db, "agent-1"))?.events.length === 3 ? true : undefined));
+    await waitFor("acknowledged", () => (new Spool(stateDir).size === 0 ? true : undefined));
+    await rec.stop();
+    const db = join(dataDir, "navarch.db");
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(db + suffix, { force: true });
+    copyFileSync(copy, db);
+    rec = await reconciler(dataDir, port);
+    cleanups.push(() => rec.stop());
+    // Its next heartbeat shows the reconciler holds less than it acknowledged: it registers again.
+    const events = await waitFor("the open finding back", async () => {
+      const d = await getNodeDetail(rec.store.db, "agent-1");
+      return d?.events.some((e) => e.code === "79") ? d.events : undefined;
+    }, 10_000);
+    expect(events.map((e) => [e.seq, e.code, e.severity])).toEqual([[fatal.seq, "79", "unhealthy"]]);
+  }, 30_000);
+});
+
+describe("agent timers", () => {
+  test("the heartbeat interval is held to 1 s .. 1 h, whatever it is given", () => {
+    expect(heartbeatIntervalMs(30)).toBe(30_000);
+    expect(heartbeatIntervalMs(600 * 3600)).toBe(3_600_000);
+    expect(heartbeatIntervalMs(Infinity)).toBe(3_600_000);
+    expect(heartbeatIntervalMs(0)).toBe(1000);
+    expect(heartbeatIntervalMs(-5)).toBe(1000);
+    expect(heartbeatIntervalMs(NaN)).toBe(30_000);
+  });
+
+  test("a reconciler asking for heartbeats every 600 h is refused, and no timer past 2^31-1 ms is set", async () => {
+    // A reconciler from before the config bounds, with heartbeat_interval: 600h.
+    const asked = { register: 0, heartbeat: 0 };
+    const server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch(req) {
+        const path = new URL(req.url).pathname;
+        if (path === "/v1/register") {
+          asked.register++;
+          return Response.json({ nodeId: "agent-1", heartbeatIntervalSeconds: 600 * 3600, lastEventSeq: 0, sameSpool: false });
+        }
+        if (path === "/v1/heartbeat") {
+          asked.heartbeat++;
+          return Response.json({ heartbeatIntervalSeconds: 600 * 3600 });
+        }
+        return Response.json({ ackedSeq: 0, stored: 0 });
+      },
+    });
+    cleanups.push(() => server.stop(true));
+    const timers = spyOn(globalThis, "setTimeout");
+    cleanups.push(() => timers.mockRestore());
+    const logs: string[] = [];
+    const agent = new Agent({
+      identity: { nodeId: "agent-1", hostname: "test-host", bootId: "boot-x" },
+      client: new ReconcilerClient(`http://127.0.0.1:${server.port}`, "agent-test-token", 2000),
+      spool: new Spool(join(tempDir(), "agent")),
+      gpus: await noGpus(),
+      log: (line) => logs.push(line),
+      retryMinMs: 50,
+      retryMaxMs: 200,
+    });
+    agent.start();
+    cleanups.push(() => agent.stop());
+    await waitFor("the answer refused", () => (logs.some((l) => l.includes("heartbeatIntervalSeconds")) ? true : undefined), 5000);
+    await Bun.sleep(500);
+    expect(logs[0]).toContain("POST /v1/register: unexpected answer from the reconciler (heartbeatIntervalSeconds: must be a number from 1 to 3600 seconds, got 2160000)");
+    const delays = timers.mock.calls.map((call) => Number(call[1] ?? 0));
+    expect(delays.filter((ms) => !(ms <= MAX_TIMER_MS))).toEqual([]);
+    // Backing off (retryMaxMs 200), not spinning on a timer that fires at once.
+    expect(asked.register).toBeLessThan(20);
+  });
+
+  test("a flag that would overflow a timer is a usage error (64) naming the flag", async () => {
+    const run = async (args: string[]) => {
+      const proc = Bun.spawn([BUN, join(REPO_ROOT, "agent/main.ts"), "--server", "127.0.0.1:1", "--kmsg-path", "none", "--nvml-library", "/nonexistent/libnvidia-ml.so.1", "--state-dir", tempDir(), ...args], {
+        env: { ...process.env, NAVARCH_AUTH_TOKEN: "agent-test-token" },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      // Without the bounds the agent would start and run on: stop it after a while.
+      const timer = setTimeout(() => proc.kill(), 5000);
+      const code = await proc.exited;
+      clearTimeout(timer);
+      return { code, stderr: await new Response(proc.stderr).text() };
+    };
+    const cases: [string[], string][] = [
+      [["--poll-interval", "3000000"], '--poll-interval: expected seconds from 0.1 to 3600, got "3000000"'],
+      [["--poll-interval", "0"], '--poll-interval: expected seconds from 0.1 to 3600, got "0"'],
+      [["--nvml-deadline", "1e10"], '--nvml-deadline: expected seconds from 0.1 to 600, got "1e10"'],
+      [["--expected-gpus", "65"], '--expected-gpus: expected a whole number from 1 to 64, got "65"'],
+    ];
+    const results = await Promise.all(cases.map(([args]) => run(args)));
+    results.forEach((r, i) => {
+      expect(r.code).toBe(64);
+      expect(r.stderr).toContain(cases[i]![1]);
+    });
+  }, 20_000);
+});
+
+describe("agent readings", () => {
+  test("a reading outside its physical range is left out, so the heartbeat is still accepted", () => {
+    const read = <T>(value: T) => ({ ok: true as const, value });
+    // Only the fields toWireGpuSnapshot reads: a glitching sensor on every one of them.
+    const device = {
+      index: 3,
+      temperatureC: read(4_294_967_295),
+      powerUsageMw: read(4_294_967_295_000),
+      utilization: read({ gpuPct: NaN, memoryPct: 0 }),
+      memory: read({ usedBytes: 2 ** 64 }),
+      ecc: { volatile: read({ uncorrected: 2 ** 60, corrected: 7 }) },
+      clocksEventReasons: read({ mask: 2 ** 64 - 1 }),
+    } as unknown as DeviceSnapshot;
+    const snapshot = toWireGpuSnapshot(device);
+    expect(snapshot).toEqual({ index: 3, eccVolatileSbe: 7 });
+    expect(v.safeParse(GpuSnapshot, snapshot).success).toBe(true);
   });
 });

@@ -10,7 +10,8 @@ import { CliError } from "../reconciler/cli/client.ts";
 import { eventsCommand } from "../reconciler/cli/events.ts";
 import { nodesCommand } from "../reconciler/cli/nodes.ts";
 import { POOLS_YAML, simFleet, type SimFleet } from "./browser/harness.ts";
-import { BUN, REPO_ROOT, waitFor } from "./support.ts";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { BUN, REPO_ROOT, tempDir, waitFor } from "./support.ts";
 
 let fleet: SimFleet;
 let victim: string;
@@ -59,10 +60,14 @@ async function cli(args: string[], env: Record<string, string> = {}): Promise<Re
   }
 }
 
-/** The real thing: reconciler/main.ts as a process (slower: used where main.ts itself matters). */
-async function navarch(args: string[], env: Record<string, string> = {}): Promise<Result> {
+/**
+ * The real thing: reconciler/main.ts as a process (slower: used where main.ts itself matters),
+ * from an empty directory by default: never from the repository, where `npm start` may have
+ * left a demo's ./data/auth-token for the CLI to find.
+ */
+async function navarch(args: string[], env: Record<string, string> = {}, cwd = tempDir("navarch-cli-cwd-")): Promise<Result> {
   const proc = Bun.spawn([BUN, join(REPO_ROOT, "reconciler/main.ts"), ...args], {
-    cwd: REPO_ROOT,
+    cwd,
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", NAVARCH_SERVER: fleet.url, NAVARCH_AUTH_TOKEN: fleet.token, ...env },
     stdout: "pipe",
     stderr: "pipe",
@@ -90,7 +95,7 @@ describe("navarch CLI", () => {
       cli(["nodes", "list", "--unhealthy"]),
     ]);
     expect(table.code).toBe(0);
-    expect(table.stdout.split("\n")[0]).toMatch(/^NODE\s+POOL\s+STATE\s+HEALTH\s+NVML\s+LAST HEARTBEAT\s+IN STATE\s+REASON$/);
+    expect(table.stdout.split("\n")[0]).toMatch(/^NODE\s+POOL\s+KIND\s+STATE\s+HEALTH\s+NVML\s+LAST HEARTBEAT\s+IN STATE\s+REASON$/);
     expect(table.stdout).toMatch(/ago/);
     const nodes = (JSON.parse(json.stdout) as { nodes: { id: string; state: string }[] }).nodes;
     expect(nodes.length).toBeGreaterThanOrEqual(6);
@@ -98,7 +103,7 @@ describe("navarch CLI", () => {
     expect(unhealthy.stdout).toContain(victim);
     // Why (the incident's reason) and what Navarch is doing about it (its status).
     expect(unhealthy.stdout).toContain("Xid 79");
-    expect(unhealthy.stdout).toMatch(/Xid 79 .*— (cordoned|drained|replacing)/);
+    expect(unhealthy.stdout).toMatch(/Xid 79 .*— (cordoned|draining|drained|replacing)/);
     expect(unhealthy.stdout.trim().split("\n")).toHaveLength(2);
   });
 
@@ -198,6 +203,15 @@ describe("navarch CLI", () => {
     expect((await cli(["uncordon", node])).code).toBe(0);
   }, 20_000);
 
+  test("without NAVARCH_AUTH_TOKEN the CLI uses the token `serve` generated in ./data of its working directory", async () => {
+    const dir = tempDir("navarch-cli-data-");
+    mkdirSync(join(dir, "data"));
+    writeFileSync(join(dir, "data", "auth-token"), `${fleet.token}\n`, { mode: 0o600 });
+    const listed = await navarch(["pools", "list"], { NAVARCH_AUTH_TOKEN: "" }, dir);
+    expect(listed).toMatchObject({ code: 0 });
+    expect(listed.stdout).toContain("train");
+  }, 20_000);
+
   test("every error is one line and a non-zero exit", async () => {
     // As processes: what main.ts prints and exits with.
     const [unknown, wrongToken, unreachable, badFormat] = await Promise.all([
@@ -207,7 +221,7 @@ describe("navarch CLI", () => {
       navarch(["incidents", "-o", "xml"]),
     ]);
     const [noToken, scale, badSeverity, badState, notCordoned, badFlag] = await Promise.all([
-      cli(["events"], { NAVARCH_AUTH_TOKEN: "" }),
+      navarch(["events"], { NAVARCH_AUTH_TOKEN: "" }),
       cli(["pools", "scale", "train", "8"]),
       cli(["events", "--severity", "bad"]),
       cli(["nodes", "list", "--state", "sleeping"]),

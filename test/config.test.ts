@@ -245,6 +245,19 @@ const INVALID: [string, string, string][] = [
   ["auto-replace-not-bool.yaml", "pools[0].health.auto_replace", 'expected true or false, got "yes"'],
   ["missing-instance-type.yaml", "pools[0].instance_type", "is required"],
   ["scaling-not-mapping.yaml", "pools[0].scaling", "expected a mapping, got 4"],
+  // Bounds: every duration has a range of its own, every integer a ceiling.
+  ["heartbeat-interval-too-long.yaml", "server.heartbeat_interval", 'expected a duration from 1s to 10m, got "600h"'],
+  ["heartbeat-timeout-too-long.yaml", "server.heartbeat_timeout", 'expected a duration from 1s to 1h, got "2h"'],
+  ["health-check-interval-overflow.yaml", "server.health_check_interval", 'expected a duration from 1s to 1h, got "1000000h"'],
+  ["drain-timeout-too-long.yaml", "pools[0].health.drain_timeout", 'expected a duration from 1s to 168h (7 days), got "1000h"'],
+  ["registration-timeout-too-short.yaml", "pools[0].health.registration_timeout", 'expected a duration from 30s to 24h, got "1s"'],
+  ["cooldown-too-long.yaml", "pools[0].scaling.cooldown_period", 'expected a duration from 0s to 24h, got "48h"'],
+  ["lookback-too-long.yaml", "pools[0].scaling.autoscaler.lookback_window", 'expected a duration from 1m to 168h (7 days), got "400h"'],
+  ["growth-factor-infinite.yaml", "pools[0].scaling.autoscaler.growth_factor", "expected a number > 0 (at most 100), got Infinity"],
+  ["max-nodes-huge.yaml", "pools[0].scaling.max_nodes", "expected an integer from 0 to 100000, got 1e+300"],
+  ["breaker-window-too-long.yaml", "safety.breaker.window", 'expected a duration from 1m to 24h, got "720h"'],
+  ["max-attempts-too-many.yaml", "safety.max_attempts", "expected an integer from 1 to 100, got 1000"],
+  ["kube-max-backoff-too-long.yaml", "kubernetes.drain.max_backoff", 'expected a duration from 1s to 10m, got "1h"'],
 ];
 const MULTI: Record<string, number> = { "unsupported-template-action.yaml": 2 };
 

@@ -2,10 +2,11 @@
 // cloud and simulated agents, and a step() that advances the clock, lets agents
 // heartbeat and runs one pass.
 import { eq } from "drizzle-orm";
+import { copyFileSync, rmSync } from "node:fs";
 import { parseConfig } from "../reconciler/config/load.ts";
 import { Operator } from "../reconciler/fleet/operator.ts";
 import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
-import { Reconciler } from "../reconciler/fleet/reconciler.ts";
+import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { SimulatedAgents } from "../reconciler/sim/agents.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
@@ -34,11 +35,15 @@ export function pool(name: string, min: number, max: number, extra = ""): string
 export async function fleet(yaml: string) {
   let clock = Date.parse("2026-11-21T00:00:00Z");
   const now = () => clock;
-  const store = await openStore({ url: `file:${tempDir()}/navarch.db` });
+  const dbPath = `${tempDir()}/navarch.db`;
+  let store = await openStore({ url: `file:${dbPath}` });
   open.push(store);
   const cloud = new SimulatedCloud({ name: "local", now, launchLatencyMs: 30_000 });
   const agents = new SimulatedAgents(store.db, cloud, now);
-  const reconciler = new Reconciler({ store, config: testConfig(yaml), providers: new Map([["local", cloud]]), policy: defaultHealthPolicy(), now });
+  let config = testConfig(yaml);
+  const make = () => new Reconciler({ store, config, providers: new Map([["local", cloud]]), policy: defaultHealthPolicy(), now });
+  let reconciler = make();
+  let operator = new Operator(store.db, now);
   const step = async (ms = 5000) => {
     clock += ms;
     await agents.tick();
@@ -54,5 +59,47 @@ export async function fleet(yaml: string) {
     }
     throw new Error(`not done after ${maxSteps} steps`);
   };
-  return { store, cloud, agents, reconciler, operator: new Operator(store.db, now), step, all, node, count, until, advance: (ms: number) => (clock += ms), now };
+  /** A restart of the reconciler (its memory lost), with a new config when given. */
+  const restart = (newYaml?: string) => {
+    if (newYaml !== undefined) config = testConfig(newYaml);
+    reconciler = make();
+  };
+  /** An online copy of the database (what `navarch backup` makes). */
+  const backup = async (path: string) => {
+    await store.client.execute({ sql: "VACUUM INTO ?", args: [path] });
+  };
+  /** Stops, puts an older copy of the database in place, and starts again: the agents keep running. */
+  const restore = async (path: string) => {
+    store.close();
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(dbPath + suffix, { force: true });
+    copyFileSync(path, dbPath);
+    store = await openStore({ url: `file:${dbPath}` });
+    open.push(store);
+    agents.useDatabase(store.db);
+    operator = new Operator(store.db, now);
+    reconciler = make();
+  };
+  return {
+    get store() {
+      return store;
+    },
+    get reconciler() {
+      return reconciler;
+    },
+    get operator() {
+      return operator;
+    },
+    cloud,
+    agents,
+    step,
+    all,
+    node,
+    count,
+    until,
+    restart,
+    backup,
+    restore,
+    advance: (ms: number) => (clock += ms),
+    now,
+  };
 }

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { incidents, nodes } from "../schema/db.ts";
 import { FAST_SERVER, closeFleets, fleet as makeFleet, pool } from "./fleet-harness.ts";
-import { IN_POOL } from "../reconciler/fleet/rails.ts";
+import { isIn } from "../schema/lifecycle.ts";
 
 afterEach(closeFleets);
 
@@ -128,21 +128,23 @@ describe("reconcile loop", () => {
     await until(f.step, async () => (await f.byState()).ready === 3);
   });
 
-  test("surge: the replacement is launched at cordon time; the node is retired once it is Ready", async () => {
+  test("surge: the replacement is launched when the drain starts; the node is retired once it is Ready", async () => {
     const f = await makeFleet(`${FAST_SERVER}pools:\n${pool("train", 3, 4, "      replacement: surge\n")}`);
     await f.until(async () => (await f.count("ready")) === 3);
     const victim = (await f.all())[0]!;
     f.agents.setUtilization(victim.id, 90); // work still running: the drain waits
     await f.agents.xid(victim.id, 79);
     await f.step(100);
+    expect((await f.node(victim.id)).state).toBe("cordoned");
+    await f.step(100);
     const surge = (await f.all()).find((n) => n.replacementOf === victim.id);
     expect(surge?.state).toBe("requested");
-    expect((await f.node(victim.id)).state).toBe("cordoned");
+    expect((await f.node(victim.id)).state).toBe("draining");
     f.agents.setUtilization(victim.id, 0);
     let maxSize = 0;
     await f.until(async () => {
       const rows = await f.all();
-      maxSize = Math.max(maxSize, rows.filter((n) => IN_POOL.has(n.state)).length);
+      maxSize = Math.max(maxSize, rows.filter((n) => isIn("inPool", n.state)).length);
       return (await f.node(victim.id)).state === "terminated";
     });
     const waited = (await f.store.db.select().from(incidents).where(eq(incidents.nodeId, victim.id)))[0]!;

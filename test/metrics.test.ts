@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { join } from "node:path";
-import { auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools, type NodeState } from "../schema/db.ts";
+import { auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools } from "../schema/db.ts";
+import type { NodeState } from "../schema/lifecycle.ts";
 import { createMetrics, observeLoop, type PassObservation } from "../reconciler/metrics.ts";
 import { startReconciler } from "../reconciler/serve.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
@@ -198,7 +199,7 @@ describe("metrics on a seeded store", () => {
     expect([...codes].sort()).toEqual(["48", "79", "other"]);
     // No per-event or per-incident label anywhere.
     const labelNames = new Set(s.filter((x) => !x.name.startsWith("navarch_process_")).flatMap((x) => Object.keys(x.labels)));
-    for (const l of labelNames) expect(["check", "code", "gpu", "le", "node", "operation", "outcome", "pool", "provider", "rail", "scope", "severity", "state", "to"]).toContain(l);
+    for (const l of labelNames) expect(["check", "code", "gpu", "kind", "le", "node", "operation", "outcome", "pool", "provider", "rail", "scope", "severity", "state", "to"]).toContain(l);
   });
 
   test("SSH bootstrap runs count as bootstrap outcomes (where the store records them)", async () => {

@@ -7,6 +7,9 @@ import { FAST_SERVER, closeFleets, fleet, pool } from "./fleet-harness.ts";
 
 afterEach(closeFleets);
 
+/** These tests are about the other rails: a breaker that would trip on their bursts is out of the way. */
+const NO_BREAKER = "  breaker:\n    max_cordons: 100\n    percent: 100\n";
+
 /** Brings the pools up, then reports a fatal Xid on each of `victims` nodes of `poolName`. */
 async function breakNodes(f: Awaited<ReturnType<typeof fleet>>, poolName: string, ready: number, victims: number) {
   await f.until(async () => (await f.count("ready", poolName)) === ready);
@@ -18,28 +21,50 @@ async function breakNodes(f: Awaited<ReturnType<typeof fleet>>, poolName: string
 }
 
 describe("safety rails", () => {
-  test("unhealthy budget: max(floor, ceil(percent × size)) nodes out of service at once", async () => {
-    const f = await fleet(`${FAST_SERVER}safety:\n  unhealthy_budget:\n    floor: 1\n    percent: 20\n  max_in_flight_per_pool: 10\npools:\n${pool("p", 5, 5)}`);
+  test("unhealthy budget: max(floor, ceil(percent × size)) nodes drained or replaced at once; the others wait cordoned", async () => {
+    const f = await fleet(`${FAST_SERVER}safety:\n  unhealthy_budget:\n    floor: 1\n    percent: 20\n  max_in_flight_per_pool: 10\n${NO_BREAKER}pools:\n${pool("p", 5, 5)}`);
     const { targets, report } = await breakNodes(f, "p", 5, 3);
-    expect(report.blocked.map((b) => b.rail)).toEqual(["unhealthy_budget", "unhealthy_budget"]);
-    const blocked = await f.node(targets[2]!.id);
-    expect(blocked.state).toBe("ready");
-    expect(blocked.stateReason).toContain("blocked by unhealthy_budget: 1 of 5 nodes of pool p already out of service; the budget is max(1, 20% of 5) = 1");
+    // Quarantine is not remediation: every dead GPU leaves service in the same pass.
+    expect(report.transitions.filter((t) => t.to === "cordoned").map((t) => t.node).sort()).toEqual(targets.map((t) => t.id).sort());
+    const next = await f.step(100);
+    expect(next.blocked.map((b) => b.rail)).toEqual(["unhealthy_budget", "unhealthy_budget"]);
+    const waiting = await f.node(targets[2]!.id);
+    expect(waiting.state).toBe("cordoned");
+    expect(waiting.stateReason).toContain("cordoned, waiting for a remediation slot; blocked by unhealthy_budget: 1 of 5 nodes of pool p already being drained or replaced; the budget is max(1, 20% of 5) = 1");
     const [incident] = await f.store.db.select().from(incidents).where(eq(incidents.nodeId, targets[2]!.id));
     expect(incident?.status).toContain("blocked by unhealthy_budget");
+    expect(incident?.cordonedAt).not.toBeNull();
   });
 
-  test("in-flight cap per pool", async () => {
+  test("in-flight cap per pool: the second waits cordoned", async () => {
     const f = await fleet(`${FAST_SERVER}safety:\n  unhealthy_budget:\n    percent: 100\n  max_in_flight_per_pool: 1\npools:\n${pool("p", 4, 4)}`);
-    const { report } = await breakNodes(f, "p", 4, 2);
-    expect(report.blocked).toEqual([expect.objectContaining({ rail: "in_flight_pool", reason: "1 replacements in flight in pool p (safety.max_in_flight_per_pool 1)" })]);
+    const { targets } = await breakNodes(f, "p", 4, 2);
+    const report = await f.step(100);
+    expect(report.blocked).toEqual([expect.objectContaining({ rail: "in_flight_pool", reason: "1 remediations in flight in pool p (safety.max_in_flight_per_pool 1)" })]);
+    expect((await Promise.all(targets.map((t) => f.node(t.id)))).map((n) => n.state).sort()).toEqual(["cordoned", "draining"]);
   });
 
   test("in-flight cap fleet-wide", async () => {
     const f = await fleet(`${FAST_SERVER}safety:\n  unhealthy_budget:\n    percent: 100\n  max_in_flight_fleet: 1\npools:\n${pool("a", 2, 2)}${pool("b", 2, 2)}`);
     await breakNodes(f, "a", 2, 1);
-    const { report } = await breakNodes(f, "b", 2, 1);
-    expect(report.blocked).toEqual([expect.objectContaining({ rail: "in_flight_fleet", reason: "1 replacements in flight fleet-wide (safety.max_in_flight_fleet 1)" })]);
+    await f.step(100);
+    const { targets } = await breakNodes(f, "b", 2, 1);
+    expect((await f.node(targets[0]!.id)).state).toBe("cordoned");
+    const report = await f.step(100);
+    expect(report.blocked).toEqual([expect.objectContaining({ rail: "in_flight_fleet", reason: "1 remediations in flight fleet-wide (safety.max_in_flight_fleet 1)" })]);
+  });
+
+  test("a dead GPU never waits for a replacement slot to leave service (three Xid 79 at once, one slot)", async () => {
+    const f = await fleet(`${FAST_SERVER}safety:\n  max_in_flight_per_pool: 1\n${NO_BREAKER}pools:\n${pool("p", 6, 6)}`);
+    const { targets, report } = await breakNodes(f, "p", 6, 3);
+    expect(report.blocked).toEqual([]);
+    for (const t of targets) expect((await f.node(t.id)).state).toBe("cordoned");
+    const faults = await f.store.db.select().from(incidents);
+    for (const i of faults) expect(i.cordonedAt! - i.faultAt).toBeLessThan(1000);
+    // The remediations then go one at a time.
+    await f.step(100);
+    const states = (await Promise.all(targets.map((t) => f.node(t.id)))).map((n) => n.state).sort();
+    expect(states).toEqual(["cordoned", "cordoned", "draining"]);
   });
 
   test("rate limit on new cordons", async () => {

@@ -39,6 +39,8 @@ export interface ApiOptions {
   publicUrl?: () => string | undefined;
   /** The agent binary served at /download/navarch-node (default: navarch-node beside this executable). */
   agentBinary?: string;
+  /** Whether this reconciler leads or stands by, for /readyz (one line). */
+  role?: () => string | undefined;
 }
 
 export function createApi(opts: ApiOptions): Hono {
@@ -53,8 +55,10 @@ export function createApi(opts: ApiOptions): Hono {
 
   app.get("/healthz", (c) => c.text("ok"));
   app.get("/readyz", async (c) => {
-    const ok = store.migrated && (await store.ping());
-    return ok ? c.text("ready") : c.text("not ready: store unreachable or not migrated", 503);
+    const health = await store.checkHealth();
+    // Leader and standby are both ready: both serve agents and operators; only one acts.
+    const role = opts.role?.();
+    return health.ready ? c.text(role ? `ready (${role})` : "ready") : c.text(`not ready: ${health.reason}`, 503);
   });
   app.get("/metrics", async (c) => {
     const body = await metrics.render();
@@ -99,11 +103,12 @@ export function createApi(opts: ApiOptions): Hono {
   v1.post("/heartbeat", async (c) => {
     const body = await validated(c, Heartbeat);
     if (body instanceof Response) return body;
-    if (!(await recordHeartbeat(store.db, body, now))) {
+    const recorded = await recordHeartbeat(store.db, body, now);
+    if (recorded === undefined) {
       return c.json<ErrorBody>({ error: `node ${body.nodeId} is not registered; register first` }, 404);
     }
     metrics.heartbeats.inc();
-    return c.json<HeartbeatResponse>({ heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds });
+    return c.json<HeartbeatResponse>({ heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds, lastEventSeq: recorded.lastEventSeq });
   });
 
   v1.post("/events", async (c) => {

@@ -6,12 +6,13 @@
 //
 // The answer shapes are valibot schemas (exported): the CLI validates what it reads
 // with them and the OpenAPI document (openapi.ts) is generated from them.
-import { and, asc, desc, eq, gt, gte, inArray, isNull, lte, notInArray, or, sql, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, gt, gte, inArray, isNull, lte, or, sql, type SQL } from "drizzle-orm";
 import type { Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";
-import { IN_POOL_STATES, NODE_STATES, auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools, type NodeState } from "../../schema/db.ts";
-import { NodeRow } from "../../schema/admin.ts";
+import { auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools } from "../../schema/db.ts";
+import { NODE_STATES, isIn, stateNotIn, type NodeState } from "../../schema/lifecycle.ts";
+import { NODE_ORIGINS, NodeRow } from "../../schema/admin.ts";
 import { SEVERITIES, type ErrorBody } from "../../schema/wire.ts";
 import type { Store } from "../store/store.ts";
 
@@ -25,6 +26,7 @@ const StateCounts = v.pipe(v.record(v.string(), v.number()), v.description("node
 /** A node as a tile: enough to color it and say why. */
 export const NodeTile = v.object({
   id: v.string(),
+  origin: v.picklist(NODE_ORIGINS),
   pool: Nullable(v.string()),
   state: v.picklist(NODE_STATES),
   verdict: Nullable(Verdict),
@@ -81,6 +83,11 @@ export const PoolRow = v.object({
   pausedReason: Nullable(v.string()),
   lastScaleAt: Nullable(Ms),
   lastScaleDirection: Nullable(v.picklist(["up", "down"])),
+  launchFailures: v.pipe(v.number(), v.description("launches that failed in a row (0 once one succeeds)")),
+  launchRetryAt: Nullable(Ms),
+  launchError: Nullable(v.string()),
+  launchErrorKind: Nullable(v.picklist(["permanent", "transient"])),
+  launchFailingSince: Nullable(Ms),
   createdAt: Ms,
   updatedAt: Ms,
 });
@@ -108,6 +115,12 @@ export const PoolSummary = v.object({
   lastScaleAt: Nullable(Ms),
   lastScaleDirection: Nullable(v.picklist(["up", "down"])),
   breaker: Nullable(v.pipe(v.string(), v.description("why the pool's circuit breaker is tripped, when it is"))),
+  launches: Nullable(
+    v.pipe(
+      v.object({ failures: v.number(), kind: v.picklist(["permanent", "transient"]), error: v.string(), since: Ms, retryAt: Nullable(Ms) }),
+      v.description("set while the pool's launches keep failing: the pool backs off and says why"),
+    ),
+  ),
 });
 export type PoolSummary = v.InferOutput<typeof PoolSummary>;
 
@@ -236,12 +249,10 @@ export interface ViewOptions {
   watchIntervalMs?: number;
 }
 
-/** States that never come back: their nodes are history, not tiles. */
-const GONE: readonly NodeState[] = ["terminated", "failed"];
-const IN_POOL: ReadonlySet<NodeState> = new Set(IN_POOL_STATES);
 
 const tileColumns = {
   id: nodes.id,
+  origin: nodes.origin,
   pool: nodes.pool,
   state: nodes.state,
   verdict: nodes.verdict,
@@ -261,7 +272,7 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
   v1.get("/overview", async (c) => {
     const [poolRows, tiles, counts, openIncidents, tripped, blocked] = await Promise.all([
       db.select().from(pools).orderBy(asc(pools.name)),
-      db.select(tileColumns).from(nodes).where(notInArray(nodes.state, [...GONE])).orderBy(asc(nodes.pool), asc(nodes.id)),
+      db.select(tileColumns).from(nodes).where(stateNotIn(nodes.state, "terminal")).orderBy(asc(nodes.pool), asc(nodes.id)),
       stateCounts(store),
       db.select().from(incidents).where(isNull(incidents.closedAt)).orderBy(desc(incidents.id)).limit(200),
       db.select().from(breakers).where(isNull(breakers.resetAt)),
@@ -276,7 +287,7 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
       totals: {
         nodes: tiles.length,
         byState,
-        unhealthy: counts.filter((r) => IN_POOL.has(r.state)).reduce((s, r) => s + r.unhealthy, 0),
+        unhealthy: counts.filter((r) => isIn("inPool", r.state)).reduce((s, r) => s + r.unhealthy, 0),
         openIncidents: openIncidents.length,
         terminated: byState.terminated ?? 0,
         failed: byState.failed ?? 0,
@@ -294,7 +305,7 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
     if (row === undefined) return c.json<ErrorBody>({ error: `pool ${name} not found` }, 404);
     const poolNodes = db.select({ id: nodes.id }).from(nodes).where(eq(nodes.pool, name));
     const [tiles, counts, decisions, blocked, tripped, poolIncidents] = await Promise.all([
-      db.select(tileColumns).from(nodes).where(and(eq(nodes.pool, name), notInArray(nodes.state, [...GONE]))).orderBy(asc(nodes.id)),
+      db.select(tileColumns).from(nodes).where(and(eq(nodes.pool, name), stateNotIn(nodes.state, "terminal"))).orderBy(asc(nodes.id)),
       stateCounts(store, name),
       db.select().from(auditLog).where(and(inArray(auditLog.action, ["scale", "dry_run"]), eq(auditLog.target, `pool:${name}`))).orderBy(desc(auditLog.id)).limit(50),
       db.select().from(auditLog).where(and(eq(auditLog.action, "blocked"), inArray(auditLog.target, poolNodes))).orderBy(desc(auditLog.id)).limit(50),
@@ -409,7 +420,7 @@ function summarize(p: typeof pools.$inferSelect, counts: StateCount[], tripped: 
   const mine = counts.filter((r) => r.pool === p.name);
   const byState: Record<string, number> = {};
   for (const r of mine) byState[r.state] = r.n;
-  const live = mine.filter((r) => IN_POOL.has(r.state));
+  const live = mine.filter((r) => isIn("inPool", r.state));
   return {
     name: p.name,
     paused: p.paused,
@@ -426,6 +437,10 @@ function summarize(p: typeof pools.$inferSelect, counts: StateCount[], tripped: 
     lastScaleAt: p.lastScaleAt,
     lastScaleDirection: p.lastScaleDirection,
     breaker: tripped.find((b) => b.scope === `pool:${p.name}`)?.reason ?? null,
+    launches:
+      p.launchFailures > 0
+        ? { failures: p.launchFailures, kind: p.launchErrorKind ?? "transient", error: p.launchError ?? "unknown error", since: p.launchFailingSince ?? p.updatedAt, retryAt: p.launchRetryAt }
+        : null,
   };
 }
 

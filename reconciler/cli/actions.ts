@@ -195,9 +195,22 @@ function poolsTable(pools: PoolSummary[], now = Date.now()): string {
       String(p.unhealthy),
       p.autoscaler ?? "none",
       p.lastScaleAt === null ? "never" : `${age(p.lastScaleAt, now)} (${p.lastScaleDirection ?? "?"})`,
-      [p.paused ? `paused (${p.pausedReason ?? ""})` : "", p.breaker ? `breaker tripped: ${p.breaker}` : "", p.minNodes !== null && p.size < p.minNodes ? "below min" : ""].filter(Boolean).join("; ") || "ok",
+      [
+        p.paused ? `paused (${p.pausedReason ?? ""})` : "",
+        p.breaker ? `breaker tripped: ${p.breaker}` : "",
+        p.launches ? launchStatus(p.launches, now) : "",
+        p.minNodes !== null && p.size < p.minNodes ? "below min" : "",
+      ]
+        .filter(Boolean)
+        .join("; ") || "ok",
     ]),
   );
+}
+
+/** `launches refused (3 in a row since 5m ago): …; next try in 40s` */
+function launchStatus(l: NonNullable<PoolSummary["launches"]>, now: number): string {
+  const next = l.retryAt === null ? "" : l.retryAt > now ? `; next try in ${duration(l.retryAt - now)}` : "; retrying now";
+  return `launches ${l.kind === "permanent" ? "refused" : "failing"} (${l.failures} in a row since ${age(l.since, now)}): ${l.error}${next}`;
 }
 
 function poolText(view: v.InferOutput<typeof PoolView>, now = Date.now()): string {
@@ -213,6 +226,7 @@ function poolText(view: v.InferOutput<typeof PoolView>, now = Date.now()): strin
     `Autoscaler:  ${s.autoscaler ?? "none (bounds only)"}`,
     `Providers:   ${s.providers.join(", ") || "-"} (${s.instanceType ?? "-"})`,
     `Last scaled: ${s.lastScaleAt === null ? "never" : `${age(s.lastScaleAt, now)} (${s.lastScaleDirection ?? "?"})`}`,
+    ...(s.launches ? [`Launches:    ${launchStatus(s.launches, now)}`] : []),
     `Paused:      ${s.paused ? `yes, ${s.pausedReason ?? ""}` : "no"}`,
     `Breakers:    ${view.breakers.length === 0 ? "none tripped" : view.breakers.map((b) => `${b.scope}: ${b.reason}`).join("; ")}`,
     "",

@@ -2,7 +2,7 @@
 // the state it is in, and (get) its GPUs, events, incidents with the time each step
 // took, and what the reconciler and humans did to it.
 import { parseArgs } from "node:util";
-import { NODE_STATES } from "../../schema/db.ts";
+import { NODE_STATES } from "../../schema/lifecycle.ts";
 import { NodeDetail, NodeList, type NodeRow } from "../../schema/admin.ts";
 import { IncidentList, NodeTimeline, type IncidentRow, type IncidentTimeline } from "../api/views.ts";
 import * as v from "valibot";
@@ -102,10 +102,11 @@ export function nodesTable(nodes: NodeRow[], openIncidents: IncidentRow[] = [], 
     return i === undefined ? (n.stateReason ?? "") : `${i.reason} — ${i.status}`;
   };
   return table(
-    ["NODE", "POOL", "STATE", "HEALTH", "NVML", "LAST HEARTBEAT", "IN STATE", "REASON"],
+    ["NODE", "POOL", "KIND", "STATE", "HEALTH", "NVML", "LAST HEARTBEAT", "IN STATE", "REASON"],
     nodes.map((n) => [
       n.id,
       n.pool ?? "-",
+      kindOf(n),
       n.state,
       n.verdict ?? n.agentHealth ?? "unchecked",
       n.registeredAt === null ? "-" : n.nvmlAvailable ? "ok" : "unavailable",
@@ -115,6 +116,11 @@ export function nodesTable(nodes: NodeRow[], openIncidents: IncidentRow[] = [], 
     ]),
     120,
   );
+}
+
+/** `launched` (Navarch asked a provider for it) or `monitored` (its agent came on its own). */
+function kindOf(n: NodeRow): string {
+  return n.origin === "launched" ? "launched" : "monitored";
 }
 
 /** An incident as lines: what happened, what is being done, and the time each step took. */
@@ -148,7 +154,7 @@ function nodeDetailText(d: NodeDetail, t: NodeTimeline, boot: BootstrapRun[], no
   const n = d.node;
   const lines = [
     `Node:        ${n.id}`,
-    `Pool:        ${n.pool ?? "-"}`,
+    `Pool:        ${n.pool ?? "-"} (${n.origin === "launched" ? "launched by Navarch: counted in the pool's size" : "monitored: its agent registered on its own; never counted, scaled or replaced by Navarch"})`,
     `State:       ${n.state} for ${age(n.stateChangedAt, now).replace(/ ago$/, "")}${n.stateReason ? ` (${n.stateReason})` : ""}`,
     `Hostname:    ${n.hostname ?? "-"}`,
     `Agent:       ${n.agentVersion ?? "not registered"}${n.bootId ? `, boot ${n.bootId}` : ""}`,

@@ -3,8 +3,10 @@
 // a compare-and-set on the node and is written to the audit log with its actor.
 // A human's cordon is never undone by the reconciler; a human's uncordon cancels
 // the reconciler's incident on that node.
-import { and, desc, eq, isNull, sql } from "drizzle-orm";
-import { auditLog, breakers, incidents, nodes, pools, type NodeState } from "../../schema/db.ts";
+import { and, desc, eq, isNull } from "drizzle-orm";
+import { auditLog, breakers, incidents, nodes, pools } from "../../schema/db.ts";
+import { isIn, type NodeState } from "../../schema/lifecycle.ts";
+import { NodeWriter, type IncidentChange } from "../lifecycle/transition.ts";
 import type { Db } from "../store/store.ts";
 
 export class OperatorError extends Error {
@@ -20,40 +22,42 @@ export class OperatorError extends Error {
 
 type NodeRow = typeof nodes.$inferSelect;
 
-const IN_SERVICE: readonly NodeState[] = ["validating", "ready", "suspect"];
-const TAKEN_OUT: readonly NodeState[] = ["cordoned", "draining", "held"];
+/** What a human may take out of service: a node serving, or about to. */
+const inService = (state: NodeState) => state === "validating" || isIn("inService", state);
 
 export class Operator {
+  private readonly writer: NodeWriter;
+
   constructor(
     private readonly db: Db,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.writer = new NodeWriter(db);
+  }
 
   /** Stops new work landing on the node; it stays cordoned until a human uncordons it. */
   async cordon(nodeId: string, actor: string, reason: string): Promise<NodeRow> {
     const node = await this.node(nodeId);
-    if (!IN_SERVICE.includes(node.state)) throw new OperatorError(`node ${nodeId} is ${node.state}; only a node in service can be cordoned`, 409);
-    return this.set(node, actor, "cordon", { state: "cordoned", cordonedBy: `human:${actor}`, removal: null, stateReason: `cordoned by ${actor}: ${reason}` });
+    if (!inService(node.state)) throw new OperatorError(`node ${nodeId} is ${node.state}; only a node in service can be cordoned`, 409);
+    return this.set(node, actor, "cordon", "cordoned", `cordoned by ${actor}: ${reason}`, { cordonedBy: `human:${actor}`, removal: null });
   }
 
   /** Cordons (if needed) and drains; once drained the node is Held for the human. */
   async drain(nodeId: string, actor: string, reason: string, deadlineMs: number): Promise<NodeRow> {
     const node = await this.node(nodeId);
-    if (!IN_SERVICE.includes(node.state) && node.state !== "cordoned") {
+    if (!inService(node.state) && node.state !== "cordoned") {
       throw new OperatorError(`node ${nodeId} is ${node.state}; only a node in service or cordoned can be drained`, 409);
     }
-    return this.set(node, actor, "drain", {
-      state: "draining",
+    return this.set(node, actor, "drain", "draining", `drain requested by ${actor}: ${reason}`, {
       cordonedBy: node.cordonedBy ?? `human:${actor}`,
       nextActionAt: this.now() + deadlineMs,
-      stateReason: `drain requested by ${actor}: ${reason}`,
     });
   }
 
   /** Takes the node out and replaces it (the loop drains, terminates and launches). */
   async replace(nodeId: string, actor: string, reason: string): Promise<NodeRow> {
     const node = await this.node(nodeId);
-    if (![...IN_SERVICE, ...TAKEN_OUT, "lost"].includes(node.state)) throw new OperatorError(`node ${nodeId} is ${node.state}; it cannot be replaced now`, 409);
+    if (!inService(node.state) && !isIn("takenOut", node.state) && node.state !== "lost") throw new OperatorError(`node ${nodeId} is ${node.state}; it cannot be replaced now`, 409);
     const at = this.now();
     let incidentId = node.incidentId;
     if (incidentId === null) {
@@ -63,28 +67,27 @@ export class Operator {
         .returning({ id: incidents.id });
       incidentId = row!.id;
     }
-    const state: NodeState = IN_SERVICE.includes(node.state) || node.state === "held" ? "cordoned" : node.state;
-    return this.set(node, actor, "replace", {
+    const state: NodeState = inService(node.state) || node.state === "held" ? "cordoned" : node.state;
+    // A held node's incident was closed when it was handed over: the human reopens it.
+    const reopen: IncidentChange = { closedAt: null, outcome: null, status: `replacement requested by ${actor}` };
+    return this.set(
+      node,
+      actor,
+      "replace",
       state,
-      incidentId,
-      removal: "replace",
-      cordonedBy: node.cordonedBy ?? `human:${actor}`,
-      stateReason: `replacement requested by ${actor}: ${reason}`,
-    });
+      `replacement requested by ${actor}: ${reason}`,
+      { incidentId, removal: "replace", cordonedBy: node.cordonedBy ?? `human:${actor}` },
+      node.incidentId !== null ? reopen : undefined,
+    );
   }
 
   /** Returns the node to service; cancels the reconciler's incident if there is one. */
   async uncordon(nodeId: string, actor: string): Promise<NodeRow> {
     const node = await this.node(nodeId);
-    if (!TAKEN_OUT.includes(node.state)) throw new OperatorError(`node ${nodeId} is ${node.state}; only a cordoned, draining or held node can be uncordoned`, 409);
-    if (node.incidentId !== null) {
-      await this.db
-        .update(incidents)
-        .set({ closedAt: this.now(), outcome: "cancelled", status: `cancelled: uncordoned by ${actor}` })
-        .where(and(eq(incidents.id, node.incidentId), isNull(incidents.closedAt)));
-    }
-    return this.set(node, actor, "uncordon", {
-      state: "ready",
+    if (!isIn("takenOut", node.state)) throw new OperatorError(`node ${nodeId} is ${node.state}; only a cordoned, draining or held node can be uncordoned`, 409);
+    const open = node.incidentId === null ? [] : await this.db.select({ id: incidents.id }).from(incidents).where(and(eq(incidents.id, node.incidentId), isNull(incidents.closedAt)));
+    const cancel: IncidentChange | undefined = open.length > 0 ? { closedAt: this.now(), outcome: "cancelled", status: `cancelled: uncordoned by ${actor}` } : undefined;
+    return this.set(node, actor, "uncordon", "ready", `uncordoned by ${actor}`, {
       cordonedBy: null,
       removal: null,
       incidentId: null,
@@ -93,8 +96,7 @@ export class Operator {
       findings: [],
       consecutiveFailures: 0,
       verdict: "healthy",
-      stateReason: `uncordoned by ${actor}`,
-    });
+    }, cancel);
   }
 
   async pausePool(pool: string, actor: string, reason: string): Promise<void> {
@@ -133,17 +135,10 @@ export class Operator {
     return row;
   }
 
-  private async set(node: NodeRow, actor: string, action: string, fields: Partial<NodeRow>): Promise<NodeRow> {
-    const at = this.now();
-    const stateChange = fields.state !== undefined && fields.state !== node.state ? { stateChangedAt: at } : {};
-    const [updated] = await this.db
-      .update(nodes)
-      .set({ ...fields, ...stateChange, version: sql`${nodes.version} + 1`, updatedAt: at })
-      .where(and(eq(nodes.id, node.id), eq(nodes.version, node.version)))
-      .returning();
-    if (updated === undefined) throw new OperatorError(`node ${node.id} changed while this request was handled; try again`, 409);
-    await this.audit(actor, action, node.id, { from: node.state, to: updated.state, reason: fields.stateReason });
-    return updated;
+  private async set(node: NodeRow, actor: string, action: string, to: NodeState, reason: string, fields: Partial<NodeRow>, incident?: IncidentChange): Promise<NodeRow> {
+    const ok = await this.writer.transition(node, to, { at: this.now(), actor, reason, fields, action, ...(incident ? { incident } : {}) });
+    if (!ok) throw new OperatorError(`node ${node.id} changed while this request was handled; try again`, 409);
+    return node;
   }
 
   private async audit(actor: string, action: string, target: string, details: unknown): Promise<void> {

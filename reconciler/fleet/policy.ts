@@ -36,7 +36,7 @@ import { isScalar } from "yaml";
 import { closestMatch } from "../../schema/shapes.ts";
 import type { healthEvents } from "../../schema/db.ts";
 import { validateHealthPolicy, type HealthPolicyDocument, type PolicyIssue, type PolicyRule } from "../../schema/health-policy.ts";
-import { ACTIONS, type GpuIdentity, type HealthEvent, type RecommendedAction, type Severity } from "../../schema/wire.ts";
+import { ACTIONS, findingKey, type GpuIdentity, type HealthEvent, type RecommendedAction, type Severity } from "../../schema/wire.ts";
 import { lookupXid, XID_CATALOG, type XidCatalog, type XidCatalogEntry, type XidPersistence } from "../../schema/xid-catalog.ts";
 import { YamlSource, readTextFile, sortProblems, type Problem } from "../config/yaml-source.ts";
 
@@ -1081,12 +1081,6 @@ export interface ClosedFinding {
   message: string;
 }
 
-/** Which GPU, check and code an event is about (like the agent's incident key, minus the message for coded checks). */
-export function findingKey(event: HealthEvent): string {
-  const gpu = event.gpu?.pciBusId || event.gpu?.uuid || "node";
-  const what = event.code ?? event.message.replace(/0x[0-9a-f]+|\d+/gi, "#");
-  return `${gpu}|${event.check}|${what}`;
-}
 
 /**
  * Folds one evaluated event into the node's open findings (returns a new list; the input is not

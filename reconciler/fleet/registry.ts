@@ -1,32 +1,40 @@
 // What agents tell the reconciler, written to the store: registrations, heartbeats
 // and health events. Pure store operations; the HTTP layer validates before calling.
-import { and, asc, desc, eq, max, sql } from "drizzle-orm";
+import { asc, desc, eq, max, sql } from "drizzle-orm";
 import { gpus, healthEvents, nodes } from "../../schema/db.ts";
-import type { EventBatch, Heartbeat, RegisterRequest } from "../../schema/wire.ts";
+import { isIn, type NodeState } from "../../schema/lifecycle.ts";
+import type { EventBatch, HealthEvent, Heartbeat, RegisterRequest } from "../../schema/wire.ts";
+import { NodeWriter, type Tx } from "../lifecycle/transition.ts";
 import type { Db } from "../store/store.ts";
 
 export type Clock = () => number;
 
 export type RegisterResult =
-  | { ok: true; created: boolean; lastEventSeq: number; sameSpool: boolean }
+  | { ok: true; created: boolean; lastEventSeq: number; sameSpool: boolean; origin: "launched" | "registered" }
   /** The node was terminated or given up on: its machine should not be running. */
   | { ok: false; state: string };
 
 /** States in which a (re-)registration leaves the lifecycle state alone. */
-const KEEP_STATE_ON_REGISTER = new Set(["ready", "suspect", "cordoned", "draining", "held"]);
-/** States from which a registration is refused. */
-const GONE_STATES = new Set(["terminating", "terminated", "failed"]);
+const KEEP_STATE_ON_REGISTER = new Set<NodeState>(["validating", "ready", "suspect", "cordoned", "draining", "held"]);
 
+/**
+ * A registration. A node Navarch launched keeps what Navarch recorded for it (pool,
+ * provider, instance type: never the agent's word). A node id Navarch does not know is
+ * recorded as `registered`: monitored, never counted in a pool's size. Either way the
+ * agent's open findings of this boot come along and are stored when the reconciler
+ * lacks them (its database lost or restored from an older copy), so nothing broken
+ * comes back into service because the reconciler forgot.
+ */
 export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Promise<RegisterResult> {
   const at = now();
   const nvmlError = req.nvml.available ? null : (req.nvml.error ?? "NVML unavailable");
+  const writer = new NodeWriter(db);
   return db.transaction(async (tx) => {
     const [existing] = await tx.select().from(nodes).where(eq(nodes.id, req.nodeId));
-    if (existing && GONE_STATES.has(existing.state)) return { ok: false as const, state: existing.state };
-    const fields = {
-      pool: req.pool ?? existing?.pool ?? null,
-      provider: req.provider ?? existing?.provider ?? null,
-      instanceType: req.instanceType ?? existing?.instanceType ?? null,
+    if (existing && isIn("outOfPool", existing.state)) return { ok: false as const, state: existing.state };
+    // What the store held before this registration (the writer updates `existing` in place).
+    const before = existing === undefined ? undefined : { spoolId: existing.spoolId, lastEventSeq: existing.lastEventSeq, origin: existing.origin };
+    const reported = {
       hostname: req.hostname,
       bootId: req.bootId,
       agentVersion: req.agentVersion,
@@ -36,33 +44,40 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
       nvmlAvailable: req.nvml.available,
       nvmlError,
       lastHeartbeatAt: at,
-      updatedAt: at,
     };
+    const waiting = nvmlError ?? "awaiting first health check";
     if (existing === undefined) {
       await tx.insert(nodes).values({
         id: req.nodeId,
-        ...fields,
+        origin: "registered",
+        pool: req.pool ?? null,
+        provider: null,
+        instanceType: req.instanceType ?? null,
+        ...reported,
         // A node is not Ready until its first full health check passes (lifecycle).
         state: "validating",
-        stateReason: nvmlError ?? "awaiting first health check",
+        stateReason: waiting,
         stateChangedAt: at,
         registeredAt: at,
         evaluatedEventId: await endOfEventLog(tx),
+        updatedAt: at,
       });
     } else {
-      const keep = KEEP_STATE_ON_REGISTER.has(existing.state);
-      await tx
-        .update(nodes)
-        .set({
-          ...fields,
-          registeredAt: existing.registeredAt ?? at,
-          // First registration of a node we requested: its health cursor starts at the log's end.
-          ...(existing.registeredAt === null ? { evaluatedEventId: await endOfEventLog(tx) } : {}),
-          ...(keep ? {} : { state: "validating" as const, stateReason: nvmlError ?? "awaiting first health check", stateChangedAt: at }),
-          version: sql`${nodes.version} + 1`,
-        })
-        .where(eq(nodes.id, req.nodeId));
+      const fields = {
+        ...reported,
+        registeredAt: existing.registeredAt ?? at,
+        // First registration of a node we requested: its health cursor starts at the log's end.
+        ...(existing.registeredAt === null ? { evaluatedEventId: await endOfEventLog(tx) } : {}),
+        // A monitored node describes itself; a launched one is what Navarch recorded.
+        ...(existing.origin === "registered" ? { pool: req.pool ?? existing.pool, instanceType: req.instanceType ?? existing.instanceType } : {}),
+      };
+      const change = { at, actor: `agent:${req.nodeId}`, reason: waiting, fields };
+      const ok = KEEP_STATE_ON_REGISTER.has(existing.state)
+        ? await writer.patch(existing, fields, at, {}, tx)
+        : await writer.transition(existing, "validating", { ...change, action: "register" }, tx);
+      if (!ok) throw new Error(`node ${req.nodeId} changed while it registered; try again`);
     }
+    const lastEventSeq = await storeOpenFindings(tx, req, before?.lastEventSeq ?? 0, at);
     await tx.delete(gpus).where(eq(gpus.nodeId, req.nodeId));
     if (req.gpus.length > 0) {
       await tx.insert(gpus).values(
@@ -80,10 +95,47 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
     return {
       ok: true as const,
       created: existing === undefined,
-      lastEventSeq: existing?.lastEventSeq ?? 0,
-      sameSpool: existing?.spoolId === req.spoolId,
+      lastEventSeq,
+      sameSpool: before?.spoolId === req.spoolId,
+      origin: before?.origin ?? "registered",
     };
   });
+}
+
+/**
+ * The agent's open findings of this boot that the store lacks (seq past what it has for the
+ * node) are stored as the events they were; returns the node's highest stored seq after.
+ */
+async function storeOpenFindings(tx: Tx, req: RegisterRequest, storedSeq: number, at: number): Promise<number> {
+  const missing = (req.openFindings ?? []).filter((e) => e.seq > storedSeq && e.bootId === req.bootId);
+  if (missing.length === 0) return storedSeq;
+  await tx
+    .insert(healthEvents)
+    .values(missing.map((e) => eventRow(req.nodeId, e, at)))
+    .onConflictDoNothing({ target: [healthEvents.nodeId, healthEvents.seq] });
+  const [top] = await tx.select({ seq: max(healthEvents.seq) }).from(healthEvents).where(eq(healthEvents.nodeId, req.nodeId));
+  const seq = top?.seq ?? storedSeq;
+  await tx.update(nodes).set({ lastEventSeq: seq }).where(eq(nodes.id, req.nodeId));
+  return seq;
+}
+
+function eventRow(nodeId: string, e: HealthEvent, at: number): typeof healthEvents.$inferInsert {
+  return {
+    nodeId,
+    seq: e.seq,
+    bootId: e.bootId,
+    time: Date.parse(e.time),
+    receivedAt: at,
+    check: e.check,
+    code: e.code ?? null,
+    severity: e.severity,
+    action: e.action,
+    gpuIndex: e.gpu?.index ?? null,
+    gpuUuid: e.gpu?.uuid ?? null,
+    gpuPciBusId: e.gpu?.pciBusId ?? null,
+    message: e.message,
+    count: e.count ?? 1,
+  };
 }
 
 /** The id of the newest health event (0 for an empty log). */
@@ -92,8 +144,11 @@ async function endOfEventLog(tx: Pick<Db, "select">): Promise<number> {
   return row?.id ?? 0;
 }
 
-/** Records a heartbeat; returns false when the node is unknown (it must register first). */
-export async function recordHeartbeat(db: Db, hb: Heartbeat, now: Clock): Promise<boolean> {
+/**
+ * Records a heartbeat; returns the highest event seq stored for the node, or undefined when
+ * the node is unknown (it must register first).
+ */
+export async function recordHeartbeat(db: Db, hb: Heartbeat, now: Clock): Promise<{ lastEventSeq: number } | undefined> {
   const at = now();
   // Two statements, no interactive transaction: heartbeats are the hottest write path
   // (goal: 2,000/s on 2 cores), and each statement is atomic on its own.
@@ -108,8 +163,8 @@ export async function recordHeartbeat(db: Db, hb: Heartbeat, now: Clock): Promis
       updatedAt: at,
     })
     .where(eq(nodes.id, hb.nodeId))
-    .returning({ id: nodes.id });
-  if (updated.length === 0) return false;
+    .returning({ lastEventSeq: nodes.lastEventSeq });
+  if (updated.length === 0) return undefined;
   if (hb.gpus.length > 0) {
     // Every GPU's readings in one statement: each row takes the snapshot with its index.
     await db.run(sql`
@@ -119,7 +174,7 @@ export async function recordHeartbeat(db: Db, hb: Heartbeat, now: Clock): Promis
       WHERE node_id = ${hb.nodeId}
         AND gpu_index IN (SELECT json_extract(value, '$.index') FROM json_each(${JSON.stringify(hb.gpus)}))`);
   }
-  return true;
+  return updated[0]!;
 }
 
 export interface AppendResult {
@@ -137,24 +192,7 @@ export async function appendEvents(db: Db, batch: EventBatch, now: Clock): Promi
     if (node === undefined) return undefined;
     const inserted = await tx
       .insert(healthEvents)
-      .values(
-        batch.events.map((e) => ({
-          nodeId: batch.nodeId,
-          seq: e.seq,
-          bootId: e.bootId,
-          time: Date.parse(e.time),
-          receivedAt: at,
-          check: e.check,
-          code: e.code ?? null,
-          severity: e.severity,
-          action: e.action,
-          gpuIndex: e.gpu?.index ?? null,
-          gpuUuid: e.gpu?.uuid ?? null,
-          gpuPciBusId: e.gpu?.pciBusId ?? null,
-          message: e.message,
-          count: e.count ?? 1,
-        })),
-      )
+      .values(batch.events.map((e) => eventRow(batch.nodeId, e, at)))
       .onConflictDoNothing({ target: [healthEvents.nodeId, healthEvents.seq] })
       .returning({ seq: healthEvents.seq, check: healthEvents.check, severity: healthEvents.severity });
     const [top] = await tx

@@ -8,6 +8,8 @@ export interface DrainProgress {
   done: boolean;
   /** What is still running, for the node's status line (e.g. "3 pods left, 1 blocked by a PDB"). */
   detail: string;
+  /** Set when the drain must stop and wait for a human (why); the loop holds the node. */
+  hold?: string;
 }
 
 export interface SchedulerNode {

@@ -20,9 +20,9 @@
 // whose deletion is past due counts as gone (nothing will confirm it). drain() itself
 // never waits for an eviction: it reports the worker's progress, so one slow drain
 // cannot hold up the reconcile pass (or the cordons later in it).
-import { and, eq, notInArray } from "drizzle-orm";
+import { eq, notInArray } from "drizzle-orm";
 import type { KubernetesConfig } from "../../schema/config.ts";
-import { auditLog, incidents, nodes } from "../../schema/db.ts";
+import { nodes } from "../../schema/db.ts";
 import { Operator, OperatorError } from "../fleet/operator.ts";
 import type { Clock } from "../fleet/registry.ts";
 import type { DrainProgress, SchedulerMirror, SchedulerNode } from "../fleet/scheduler.ts";
@@ -49,10 +49,6 @@ const MIRROR_ANNOTATION = "kubernetes.io/config.mirror";
 /** Navarch states in which a node is in service: a cordon of ours on its Node is stale. */
 const IN_SERVICE: ReadonlySet<string> = new Set(["validating", "ready", "suspect"]);
 
-/** Thrown by drain() when the deadline passed and kubernetes.drain.on_deadline is `hold`: the node is now Held. */
-export class DrainHeldError extends Error {
-  override readonly name = "DrainHeldError";
-}
 
 export interface KubeMirrorOptions {
   client: KubeClient;
@@ -515,8 +511,7 @@ export class KubeMirror implements SchedulerMirror {
       if (this.config.drain.on_deadline === "hold") {
         await worker.round();
         if (!worker.progress.done) {
-          await this.hold(node.id, worker.progress.detail);
-          throw new DrainHeldError(`drain deadline passed with ${worker.progress.detail}; held for a human (kubernetes.drain.on_deadline: hold)`);
+          return { ...worker.progress, hold: `drain deadline passed with ${worker.progress.detail}; held (kubernetes.drain.on_deadline: hold)` };
         }
       } else if (worker.mode !== "delete") {
         worker.setMode("delete", "drain deadline passed: deleting the pods that are left");
@@ -524,23 +519,6 @@ export class KubeMirror implements SchedulerMirror {
       }
     }
     return worker.progress;
-  }
-
-  /** Moves a node whose drain missed its deadline to Held (compare-and-set, like every transition). */
-  private async hold(nodeId: string, detail: string): Promise<void> {
-    const at = this.now();
-    const [row] = await this.store.db.select().from(nodes).where(eq(nodes.id, nodeId));
-    if (row === undefined || row.state !== "draining") return;
-    const reason = `drain deadline passed with ${detail}; held (kubernetes.drain.on_deadline: hold)`;
-    const updated = await this.store.db
-      .update(nodes)
-      .set({ state: "held", stateReason: reason, stateChangedAt: at, nextActionAt: null, version: row.version + 1, updatedAt: at })
-      .where(and(eq(nodes.id, nodeId), eq(nodes.version, row.version)))
-      .returning({ id: nodes.id });
-    if (updated.length === 0) return;
-    if (row.incidentId !== null) await this.store.db.update(incidents).set({ status: `held: ${reason}` }).where(eq(incidents.id, row.incidentId));
-    await this.store.db.insert(auditLog).values({ at, actor: this.actor, action: "transition", target: nodeId, details: { from: "draining", to: "held", reason } });
-    this.log(`${nodeId}: draining → held: ${reason}`);
   }
 
   /** Drain progress on the Node itself (kubectl describe node shows it). */

@@ -13,7 +13,8 @@
 import { sql } from "drizzle-orm";
 import * as v from "valibot";
 import { PoolSchema, type PoolConfig } from "../../schema/config.ts";
-import { IN_POOL_STATES, nodes, pools } from "../../schema/db.ts";
+import { nodes, pools } from "../../schema/db.ts";
+import { isIn } from "../../schema/lifecycle.ts";
 import { formatIssuePath } from "../../schema/wire.ts";
 import type { Clock } from "../fleet/registry.ts";
 import type { Store } from "../store/store.ts";
@@ -315,8 +316,8 @@ export class GpuPoolController {
     for (const row of rows) {
       if (row.pool === null) continue;
       const c = out.get(row.pool) ?? { ready: 0, total: 0 };
-      if (row.state === "ready" || row.state === "suspect") c.ready += Number(row.n);
-      if (IN_POOL_STATES.includes(row.state)) c.total += Number(row.n);
+      if (isIn("inService", row.state)) c.ready += Number(row.n);
+      if (isIn("inPool", row.state)) c.total += Number(row.n);
       out.set(row.pool, c);
     }
     return out;

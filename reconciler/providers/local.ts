@@ -45,6 +45,7 @@ import {
 import { dirname, join, resolve } from "node:path";
 import * as v from "valibot";
 import type { LocalProviderConfig } from "../../schema/config.ts";
+import { procStat, processAlive } from "../processes.ts";
 import {
   ProviderError,
   TAG_OPERATION,
@@ -267,41 +268,12 @@ export class LocalNodesDir {
 
 // ───────────────────────────── processes ─────────────────────────────
 
-interface ProcStat {
-  /** Field 3: R, S, D, Z, X, … */
-  state: string;
-  /** Field 22: start time in clock ticks after boot. */
-  startTime: number;
-}
-
-function procStat(pid: number): ProcStat | undefined {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, "utf8");
-  } catch {
-    return undefined;
-  }
-  // Field 2 (comm) is parenthesised and may contain spaces or ')': split after the last ')'.
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  const state = fields[0];
-  const startTime = Number(fields[19]);
-  if (state === undefined || !Number.isInteger(startTime)) return undefined;
-  return { state, startTime };
-}
-
 function commandLineOf(pid: number): string[] {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
   } catch {
     return [];
   }
-}
-
-/** True when pid is a live (not zombie) process that started at startTime. */
-function processAlive(pid: number, startTime: number | undefined): boolean {
-  const st = procStat(pid);
-  if (st === undefined || st.state === "Z" || st.state === "X" || st.state === "x") return false;
-  return startTime === undefined || st.startTime === startTime;
 }
 
 /** Signals the process group the agent leads; the process alone if it has no group (yet). */

@@ -3,8 +3,9 @@
 // deterministic key; the call carries the key as its idempotency token. After a
 // crash at any point the same key is retried and finds the same result, so no
 // instance is created twice and none is terminated twice.
-import { eq, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { operations } from "../../schema/db.ts";
+import { FencedError, type Fence } from "../lifecycle/transition.ts";
 import type { Db } from "../store/store.ts";
 
 export type OperationOutcome<T> = { ok: true; result: T; replayed: boolean } | { ok: false; error: unknown };
@@ -22,6 +23,8 @@ export interface OperationSpec {
  * returns its stored result without calling `effect` again. A key left `running`
  * (the process died during the call) is first checked with `observe`: if the world
  * shows the effect happened, it is recorded without calling `effect` a second time.
+ * With a `fence` (the leader lease), the row is marked running only while the lease is
+ * still ours, and `effect` is never called by a reconciler that lost it.
  */
 export async function runOperation<T>(
   db: Db,
@@ -29,7 +32,9 @@ export async function runOperation<T>(
   at: number,
   effect: () => Promise<T>,
   observe?: () => Promise<{ done: true; result: T } | { done: false }>,
+  fence?: Fence,
 ): Promise<OperationOutcome<T>> {
+  fence?.check();
   await db
     .insert(operations)
     .values({
@@ -52,11 +57,14 @@ export async function runOperation<T>(
       return { ok: true, result: seen.result, replayed: true };
     }
   }
-  await db
+  const started = await db
     .update(operations)
     .set({ state: "running", attempts: sql`${operations.attempts} + 1`, updatedAt: at })
-    .where(eq(operations.key, spec.key));
+    .where(fence ? and(eq(operations.key, spec.key), fence.guard()) : eq(operations.key, spec.key))
+    .returning({ key: operations.key });
+  if (started.length === 0) return { ok: false, error: new FencedError() };
   try {
+    fence?.check();
     const result = await effect();
     await db.update(operations).set({ state: "succeeded", result: (result ?? null) as unknown, error: null, updatedAt: at }).where(eq(operations.key, spec.key));
     return { ok: true, result, replayed: false };

@@ -1,9 +1,22 @@
-// Safety rails (remediation.md §5.4), computed from the rows as they are (level-
-// triggered: nothing here is the only copy of anything). Every automatic action
-// that takes capacity away asks first; a refusal names the rail and says why, and
-// the node and its incident show it. Recovery (uncordon) is never blocked.
+// Safety rails, computed from the rows as they are (level-triggered: nothing here is
+// the only copy of anything). Two kinds of action ask them first:
+//
+// - Quarantine (cordoning a node with an unhealthy verdict) stops new work landing on a
+//   broken GPU. It is limited only by storm protection: the circuit breaker and the
+//   cordon rate (and, as everything, by dry run and a paused pool). A dead GPU never
+//   waits for a replacement slot before it leaves service.
+// - Remediation (draining toward a replacement or a removal, fencing a Lost node,
+//   replacing a node that never served) takes capacity away and evicts work: the
+//   unhealthy budget and the in-flight caps limit how much of it runs at once. A
+//   quarantined node waiting for a slot says so.
+//
+// A refusal names the rail and says why; the node and its incident show it. Recovery
+// (uncordon) is never blocked.
+import { and, eq, gt, sql } from "drizzle-orm";
 import type { SafetyConfig } from "../../schema/config.ts";
-import { IN_POOL_STATES, type NodeState } from "../../schema/db.ts";
+import { auditLog, breakers, incidents, pools } from "../../schema/db.ts";
+import { isIn, type NodeState } from "../../schema/lifecycle.ts";
+import type { Executor } from "../lifecycle/transition.ts";
 
 export type RailName =
   | "dry_run"
@@ -22,24 +35,19 @@ export interface RailNode {
   id: string;
   pool: string | null;
   state: NodeState;
+  origin: "launched" | "registered";
   incidentId: number | null;
   replacementOf: string | null;
   removal: "replace" | "scale_down" | null;
+  cordonedBy: string | null;
 }
-
-/** States in which a node is out of service for its health (counted by the budget). */
-const OUT_OF_SERVICE: ReadonlySet<NodeState> = new Set(["cordoned", "draining", "terminating", "held"]);
-/** A replacement not yet in service. */
-const COMING_UP: ReadonlySet<NodeState> = new Set(["requested", "provisioning", "bootstrapping", "validating"]);
-/** Nodes that make up a pool's size. */
-export const IN_POOL: ReadonlySet<NodeState> = new Set(IN_POOL_STATES);
 
 export interface RailInputs {
   safety: SafetyConfig;
   now: number;
   nodes: readonly RailNode[];
-  /** Times of recent cordons (ours), fleet-wide, with their pool. */
-  recentCordons: readonly { at: number; pool: string | null }[];
+  /** Times of recent cordons made by the reconciler (for health or scale-down), fleet-wide. */
+  recentCordons: readonly number[];
   /** Tripped breakers by scope ("fleet", "pool:<name>"), with their reason. */
   trippedBreakers: ReadonlyMap<string, string>;
   pausedPools: ReadonlyMap<string, string>;
@@ -47,37 +55,53 @@ export interface RailInputs {
   partitionFrozen?: string;
 }
 
+const ALLOWED: RailVerdict = { allowed: true };
+
+/**
+ * A remediation in progress is one slot: the node going out (draining, a Lost node being
+ * fenced, terminating for a replacement or after a drain) and, once it is gone, the node
+ * coming up for it. Cancelling a node that never served (scale-down before it was in
+ * service) takes nothing away and holds no slot.
+ */
+function remediationSlots(nodes: readonly RailNode[]): number {
+  const slots = new Set<string>();
+  for (const n of nodes) {
+    if (n.removal === null) {
+      if (n.replacementOf !== null && isIn("comingUp", n.state)) slots.add(n.replacementOf);
+      continue;
+    }
+    const tookOut = n.removal === "replace" || n.cordonedBy !== null;
+    if (n.state === "draining" || n.state === "lost" || (n.state === "terminating" && tookOut)) slots.add(n.id);
+  }
+  return slots.size;
+}
+
 export class Rails {
-  constructor(private readonly inputs: RailInputs) {}
+  private readonly cordons: number[];
 
-  /** May a new cordon (the start of taking a node out) happen in `pool`? */
-  mayCordon(pool: string | null): RailVerdict {
-    return (
-      this.common(pool) ??
-      this.budget(pool) ??
-      this.inFlight(pool) ??
-      this.cordonRate() ??
-      ({ allowed: true } as const)
-    );
+  constructor(private readonly inputs: RailInputs) {
+    this.cordons = [...inputs.recentCordons];
   }
 
-  /** May a drained node be terminated (and replaced)? */
+  /** May a node with an unhealthy verdict (or a scale-down victim) be cordoned now? */
+  mayQuarantine(pool: string | null): RailVerdict {
+    return this.common(pool) ?? this.cordonRate() ?? ALLOWED;
+  }
+
+  /** May a remediation start in `pool`: a drain toward replacement or removal, fencing, a replacement? */
+  mayRemediate(pool: string | null): RailVerdict {
+    return this.common(pool) ?? this.budget(pool) ?? this.inFlight(pool) ?? ALLOWED;
+  }
+
+  /** May a drained node be terminated? Its slot is already counted. */
   mayTerminate(pool: string | null): RailVerdict {
-    return this.common(pool) ?? ({ allowed: true } as const);
+    return this.common(pool) ?? ALLOWED;
   }
 
-  /**
-   * May a node that is not yet counted in flight (Lost, or failing validation) start a
-   * replacement? Every replacement counts against the in-flight caps, however it began.
-   */
-  mayStartReplacement(pool: string | null): RailVerdict {
-    return this.common(pool) ?? this.inFlight(pool) ?? ({ allowed: true } as const);
-  }
-
-  /** May a Lost node be fenced (its instance terminated)? Frozen while a partition is suspected. */
+  /** May a silent node be declared Lost? Frozen while a partition is suspected. */
   mayDeclareLost(): RailVerdict {
     const frozen = this.inputs.partitionFrozen;
-    return frozen ? { allowed: false, rail: "partition_freeze", reason: frozen } : { allowed: true };
+    return frozen ? { allowed: false, rail: "partition_freeze", reason: frozen } : ALLOWED;
   }
 
   /** May a node be replaced after `attempts` replacements of its slot? */
@@ -85,12 +109,24 @@ export class Rails {
     const max = this.inputs.safety.max_attempts;
     return attempts >= max
       ? { allowed: false, rail: "max_attempts", reason: `${attempts} replacements of this node's slot already (safety.max_attempts ${max}); a human must look` }
-      : { allowed: true };
+      : ALLOWED;
+  }
+
+  /** Dry run and nothing else: a human's explicit request is theirs to decide. */
+  mayActForHuman(): RailVerdict {
+    return this.inputs.safety.dry_run ? { allowed: false, rail: "dry_run", reason: "safety.dry_run is on: decisions are recorded, nothing is changed" } : ALLOWED;
   }
 
   /** Records a cordon made in this pass, so later decisions of the same pass see it. */
-  noteCordon(pool: string | null): void {
-    (this.inputs.recentCordons as { at: number; pool: string | null }[]).push({ at: this.inputs.now, pool });
+  noteCordon(): void {
+    this.cordons.push(this.inputs.now);
+  }
+
+  /** When the cordon rate allows the next cordon (for the loop's next look). */
+  nextCordonAt(): number {
+    const refillMs = 60_000 / this.inputs.safety.cordon_rate.per_minute;
+    const tokens = this.tokens();
+    return tokens >= 1 ? this.inputs.now : this.inputs.now + Math.ceil((1 - tokens) * refillMs);
   }
 
   private common(pool: string | null): RailVerdict | undefined {
@@ -106,54 +142,49 @@ export class Rails {
 
   private budget(pool: string | null): RailVerdict | undefined {
     const members = this.poolNodes(pool);
-    const size = members.filter((n) => IN_POOL.has(n.state)).length;
+    const size = members.filter((n) => isIn("inPool", n.state)).length;
     const { floor, percent } = this.inputs.safety.unhealthy_budget;
     const allowed = Math.max(floor, Math.ceil((percent / 100) * size));
-    const out = members.filter((n) => OUT_OF_SERVICE.has(n.state) && n.removal !== "scale_down").length;
+    const out = remediationSlots(members);
     if (out < allowed) return undefined;
     return {
       allowed: false,
       rail: "unhealthy_budget",
-      reason: `${out} of ${size} nodes of pool ${pool ?? "-"} already out of service; the budget is max(${floor}, ${percent}% of ${size}) = ${allowed}`,
+      reason: `${out} of ${size} nodes of pool ${pool ?? "-"} already being drained or replaced; the budget is max(${floor}, ${percent}% of ${size}) = ${allowed}`,
     };
   }
 
   private inFlight(pool: string | null): RailVerdict | undefined {
     const { max_in_flight_per_pool: perPool, max_in_flight_fleet: fleet } = this.inputs.safety;
-    // One replacement is one slot: the node going out and the node coming up for it.
-    const inFlight = (nodes: readonly RailNode[]) => {
-      const slots = new Set<string>();
-      for (const n of nodes) {
-        if (OUT_OF_SERVICE.has(n.state) && n.removal !== "scale_down" && n.state !== "held") slots.add(n.id);
-        else if (n.replacementOf !== null && COMING_UP.has(n.state)) slots.add(n.replacementOf);
-      }
-      return slots.size;
-    };
-    const poolCount = inFlight(this.poolNodes(pool));
+    const poolCount = remediationSlots(this.poolNodes(pool));
     if (poolCount >= perPool) {
-      return { allowed: false, rail: "in_flight_pool", reason: `${poolCount} replacements in flight in pool ${pool ?? "-"} (safety.max_in_flight_per_pool ${perPool})` };
+      return { allowed: false, rail: "in_flight_pool", reason: `${poolCount} remediations in flight in pool ${pool ?? "-"} (safety.max_in_flight_per_pool ${perPool})` };
     }
-    const fleetCount = inFlight(this.inputs.nodes);
+    const fleetCount = remediationSlots(this.inputs.nodes);
     if (fleetCount >= fleet) {
-      return { allowed: false, rail: "in_flight_fleet", reason: `${fleetCount} replacements in flight fleet-wide (safety.max_in_flight_fleet ${fleet})` };
+      return { allowed: false, rail: "in_flight_fleet", reason: `${fleetCount} remediations in flight fleet-wide (safety.max_in_flight_fleet ${fleet})` };
     }
     return undefined;
   }
 
-  /** A token bucket of `burst` refilled at `per_minute`, replayed over the recent cordons. */
-  private cordonRate(): RailVerdict | undefined {
+  /** Tokens in a bucket of `burst`, refilled at `per_minute`, replayed over the recent cordons. */
+  private tokens(): number {
     const { per_minute: perMinute, burst } = this.inputs.safety.cordon_rate;
     const refillMs = 60_000 / perMinute;
     const horizon = this.inputs.now - burst * refillMs;
-    const times = this.inputs.recentCordons.map((c) => c.at).filter((t) => t > horizon).sort((a, b) => a - b);
+    const times = this.cordons.filter((t) => t > horizon).sort((a, b) => a - b);
     let tokens = burst;
     let last = horizon;
     for (const t of times) {
       tokens = Math.min(burst, tokens + (t - last) / refillMs) - 1;
       last = t;
     }
-    tokens = Math.min(burst, tokens + (this.inputs.now - last) / refillMs);
-    if (tokens >= 1) return undefined;
+    return Math.min(burst, tokens + (this.inputs.now - last) / refillMs);
+  }
+
+  private cordonRate(): RailVerdict | undefined {
+    if (this.tokens() >= 1) return undefined;
+    const { per_minute: perMinute, burst } = this.inputs.safety.cordon_rate;
     // No countdown in the text: the reason is stored on the node and the incident, and a text
     // that changes every pass would rewrite them every pass.
     return { allowed: false, rail: "cordon_rate", reason: `new cordons limited to ${perMinute}/min (burst ${burst}); waiting for the next token` };
@@ -190,3 +221,66 @@ export function partitionSuspected(safety: SafetyConfig, silent: number, watched
   }
   return undefined;
 }
+
+export interface RailsInputsFromStore {
+  safety: SafetyConfig;
+  /** Who the audit log names for the reconciler's own actions. */
+  actor: string;
+  heartbeatTimeout: number;
+  poolNames: readonly string[];
+  nodes: readonly (RailNode & { lastHeartbeatAt: number | null })[];
+  at: number;
+}
+
+/**
+ * The rails for one pass, from the store: recent cordons, breakers (tripping those a storm
+ * calls for, through `trip`), paused pools, and whether a partition is suspected.
+ */
+export async function loadRails(db: Executor, inputs: RailsInputsFromStore, trip: (scope: string, why: string) => Promise<void>): Promise<Rails> {
+  const { safety, at, nodes } = inputs;
+  // The breaker counts cordons for health (incidents); the rate, every cordon of ours.
+  const recent = await db
+    .select({ at: incidents.cordonedAt, pool: incidents.pool })
+    .from(incidents)
+    .where(gt(incidents.cordonedAt, at - Math.max(safety.breaker.window, 3_600_000)));
+  const recentCordons = recent.flatMap((r) => (r.at === null ? [] : [{ at: r.at, pool: r.pool }]));
+  const rateHorizon = at - Math.ceil((safety.cordon_rate.burst * 60_000) / safety.cordon_rate.per_minute);
+  const ours = await db
+    .select({ at: auditLog.at })
+    .from(auditLog)
+    .where(and(gt(auditLog.at, rateHorizon), eq(auditLog.action, "transition"), eq(auditLog.actor, inputs.actor), sql`json_extract(${auditLog.details}, '$.to') = 'cordoned'`));
+  // Trip breakers (fleet and per pool) from the cordons within the breaker window. A reset
+  // starts the window afresh: what tripped it is not counted again (no backlog replay).
+  const allBreakers = await db.select().from(breakers);
+  const resetAt = new Map(allBreakers.map((b) => [b.scope, b.resetAt ?? Number.NEGATIVE_INFINITY]));
+  const since = (scope: string) => Math.max(at - safety.breaker.window, resetAt.get(scope) ?? Number.NEGATIVE_INFINITY);
+  const cordonsSince = (scope: string, pool?: string) => recentCordons.filter((c) => c.at > since(scope) && (pool === undefined || c.pool === pool)).length;
+  const inPool = nodes.filter((n) => isIn("inPool", n.state));
+  const scopes = [
+    { scope: "fleet", cordons: cordonsSince("fleet"), size: inPool.length },
+    ...inputs.poolNames.map((p) => ({ scope: `pool:${p}`, cordons: cordonsSince(`pool:${p}`, p), size: inPool.filter((n) => n.pool === p).length })),
+  ];
+  const tripped = new Map(allBreakers.filter((b) => b.resetAt === null).map((b) => [b.scope, b.reason]));
+  for (const s of scopes) {
+    if (tripped.has(s.scope)) continue;
+    const why = breakerShouldTrip(safety, s.cordons, s.size);
+    if (why === undefined) continue;
+    await trip(s.scope, why);
+    tripped.set(s.scope, why);
+  }
+  const paused = new Map((await db.select().from(pools)).filter((p) => p.paused).map((p) => [p.name, p.pausedReason ?? "paused"]));
+  // Partition: many watched nodes silent past the heartbeat timeout at once.
+  const watched = nodes.filter((n) => isIn("watched", n.state) && n.lastHeartbeatAt !== null);
+  const silent = watched.filter((n) => at - (n.lastHeartbeatAt ?? at) > inputs.heartbeatTimeout);
+  const frozen = partitionSuspected(safety, silent.length, watched.length);
+  return new Rails({
+    safety,
+    now: at,
+    nodes,
+    recentCordons: ours.map((c) => c.at),
+    trippedBreakers: tripped,
+    pausedPools: paused,
+    ...(frozen ? { partitionFrozen: frozen } : {}),
+  });
+}
+

@@ -18,7 +18,7 @@ import { appendEvents, recordHeartbeat, registerNode, type Clock } from "../flee
 import type { Instance } from "../providers/provider.ts";
 import type { SimulatedCloud } from "../providers/simulated.ts";
 import type { Db } from "../store/store.ts";
-import type { GpuInfo, GpuSnapshot, HealthEvent, RecommendedAction, Severity } from "../../schema/wire.ts";
+import { findingKey, type GpuInfo, type GpuSnapshot, type HealthEvent, type RecommendedAction, type Severity } from "../../schema/wire.ts";
 import { lookupXid, classifyXid } from "../../schema/xid-catalog.ts";
 
 interface SimAgent {
@@ -31,7 +31,14 @@ interface SimAgent {
   /** Per-GPU utilisation, 0–100. */
   utilization: number[];
   silent: boolean;
+  /** Findings of this boot still open, by finding key, as last reported (the agent's own verdict). */
+  open: Map<string, HealthEvent>;
+  /** The highest event seq the reconciler said it holds (a lower answer means it forgot). */
+  reconcilerSeq: number;
 }
+
+/** An app-caused finding with no repeat for this long closes (the real agent's quiet period). */
+const QUIET_MS = 10 * 60_000;
 
 /** GPUs of a machine type: how many and what they are called. */
 export type GpuLayout = (instanceType: string) => { count: number; name: string };
@@ -54,13 +61,18 @@ export class SimulatedAgents {
   private beatingJson: string | undefined;
 
   constructor(
-    private readonly db: Db,
+    private db: Db,
     cloud: SimulatedCloud | readonly SimulatedCloud[],
     private readonly now: Clock,
     gpus: number | GpuLayout = 8,
   ) {
     this.clouds = Array.isArray(cloud) ? cloud : [cloud as SimulatedCloud];
     this.layout = typeof gpus === "number" ? () => ({ count: gpus, name: "NVIDIA H100 80GB HBM3" }) : gpus;
+  }
+
+  /** The reconciler's database was replaced (restored from an older copy): talk to the new one. */
+  useDatabase(db: Db): void {
+    this.db = db;
   }
 
   /** Registers agents on new running instances and heartbeats all of them (one statement each). */
@@ -168,7 +180,17 @@ export class SimulatedAgents {
       ...e,
       ...(gpu ? { gpu: { index: gpu.index, uuid: gpu.uuid, pciBusId: gpu.pciBusId } } : {}),
     };
-    await appendEvents(this.db, { nodeId, events: [event] }, this.now);
+    const before = this.worst(agent);
+    if (event.severity === "healthy") agent.open.delete(findingKey(event));
+    else agent.open.set(findingKey(event), event);
+    const stored = await appendEvents(this.db, { nodeId, events: [event] }, this.now);
+    if (stored === undefined) {
+      await this.reregister(agent);
+      return;
+    }
+    agent.reconcilerSeq = Math.max(agent.reconcilerSeq, stored.ackedSeq);
+    // The agent's own verdict rides on its next heartbeat; a fault makes it one at once.
+    if (this.worst(agent) !== before) await this.heartbeat(agent);
   }
 
   /** The machine rebooted: a new boot id, registration again and a heartbeat (reboot-class findings clear). */
@@ -178,6 +200,7 @@ export class SimulatedAgents {
     agent.boots++;
     agent.bootId = `boot-${agent.instanceId}-${agent.boots}`;
     agent.silent = false;
+    agent.open.clear();
     this.beatingJson = undefined;
     const result = await registerNode(this.db, this.registration(agent), this.now);
     if (!result.ok) {
@@ -260,10 +283,13 @@ export class SimulatedAgents {
       seq: 0,
       utilization: Array.from({ length: count }, () => 0),
       silent: false,
+      open: new Map(),
+      reconcilerSeq: 0,
     };
   }
 
   private registration(agent: SimAgent) {
+    this.expire(agent);
     return {
       nodeId: agent.nodeId,
       hostname: agent.nodeId,
@@ -272,7 +298,33 @@ export class SimulatedAgents {
       spoolId: "00000000-0000-4000-8000-000000000000",
       nvml: { available: true },
       gpus: agent.gpus,
+      openFindings: [...agent.open.values()],
     };
+  }
+
+  /** The reconciler forgot the node (its database was replaced): register again, as the agent does on a 404. */
+  private async reregister(agent: SimAgent): Promise<void> {
+    const result = await registerNode(this.db, this.registration(agent), this.now);
+    if (!result.ok) this.remove(agent.nodeId);
+    else {
+      agent.seq = Math.max(agent.seq, result.lastEventSeq);
+      agent.reconcilerSeq = result.lastEventSeq;
+    }
+  }
+
+  /** Closes app-caused findings that stayed quiet; fatal and reboot-class ones stay for the boot. */
+  private expire(agent: SimAgent): void {
+    const at = this.now();
+    for (const [key, e] of agent.open) {
+      if (e.action !== "replace" && e.action !== "reboot" && e.action !== "reset_gpu" && at - Date.parse(e.time) > QUIET_MS) agent.open.delete(key);
+    }
+  }
+
+  private worst(agent: SimAgent): Severity {
+    this.expire(agent);
+    let worst: Severity = "healthy";
+    for (const e of agent.open.values()) if (e.severity === "unhealthy" || (e.severity === "degraded" && worst === "healthy")) worst = e.severity;
+    return worst;
   }
 
   private async boot(instance: Instance): Promise<SimAgent | undefined> {
@@ -283,6 +335,7 @@ export class SimulatedAgents {
       this.now,
     );
     if (!result.ok) return undefined;
+    agent.reconcilerSeq = result.lastEventSeq;
     this.agents.set(instance.name, agent);
     this.beatingJson = undefined;
     return agent;
@@ -294,17 +347,19 @@ export class SimulatedAgents {
 
   private async heartbeat(agent: SimAgent): Promise<void> {
     this.dirty.delete(agent.nodeId);
-    await recordHeartbeat(
+    const recorded = await recordHeartbeat(
       this.db,
       {
         nodeId: agent.nodeId,
         bootId: agent.bootId,
         sentAt: new Date(this.now()).toISOString(),
         nvml: { available: true },
-        health: { checked: true, worst: "healthy", openIncidents: 0 },
+        health: { checked: true, worst: this.worst(agent), openIncidents: agent.open.size },
         gpus: this.snapshot(agent),
       },
       this.now,
     );
+    // Unknown, or it lost events it had acknowledged: register again (with the open findings).
+    if (recorded === undefined || recorded.lastEventSeq < agent.reconcilerSeq) await this.reregister(agent);
   }
 }

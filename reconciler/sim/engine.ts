@@ -1,4 +1,4 @@
-// The simulator: the real reconcile loop (reconciler/fleet/reconciler.ts: policy,
+// The simulator: the real reconcile loop (reconciler/lifecycle/loop.ts: policy,
 // lifecycle, rails, autoscalers, provider and scheduler interfaces) over a real libSQL
 // database, with simulated agents, a simulated cloud per provider and a simulated
 // scheduler, on virtual time.
@@ -30,13 +30,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import type { PoolConfig, QueueAutoscalerConfig, AutoscalerConfig } from "../../schema/config.ts";
-import { NODE_STATES, auditLog, breakers, incidents, nodes } from "../../schema/db.ts";
+import { auditLog, breakers, incidents, nodes } from "../../schema/db.ts";
+import { NODE_STATES, isIn, type NodeState } from "../../schema/lifecycle.ts";
 import type { Check, ChaosSpec, Metric, Scenario, ScenarioEvent, Target } from "../../schema/scenario.ts";
 import { classifyXid, lookupXid } from "../../schema/xid-catalog.ts";
 import { Operator, OperatorError } from "../fleet/operator.ts";
 import { DEFAULT_HEALTHY_DELAY_MS, defaultHealthPolicy, type OpenFinding } from "../fleet/policy.ts";
-import { IN_POOL } from "../fleet/rails.ts";
-import { Reconciler, type PassReport, type ReconcilerOptions } from "../fleet/reconciler.ts";
+import { Reconciler, type PassReport, type ReconcilerOptions } from "../lifecycle/loop.ts";
 import { evaluate } from "../pools/autoscaler.ts";
 import { SimulatedCloud } from "../providers/simulated.ts";
 import { openStore, type Store } from "../store/store.ts";
@@ -105,7 +105,6 @@ interface Delivery {
   seq: number;
 }
 
-const WATCHED = new Set(["validating", "ready", "suspect", "cordoned", "draining"]);
 const SWEEP_INTERVAL_MS = 60_000;
 const NODE_ID = /[a-z0-9][a-z0-9-]*-[0-9a-f]{8}\b/g;
 
@@ -231,7 +230,7 @@ class Simulation {
       passWallMs: this.passWallMs,
       maxPassMs: this.maxPassMs,
       virtualMs: s.duration,
-      nodesAtEnd: Object.entries(report.summary.nodes_at_end).reduce((a, [k, n]) => a + (IN_POOL.has(k as never) ? n : 0), 0),
+      nodesAtEnd: Object.entries(report.summary.nodes_at_end).reduce((a, [k, n]) => a + (isIn("inPool", k as NodeState) ? n : 0), 0),
     };
     return { report, stats };
   }
@@ -435,88 +434,54 @@ class Simulation {
     this.nextPassAt = await this.wakeAfter(report, t);
   }
 
-  /** When the next pass is due (see the header). */
+  /**
+   * When the next pass is due (see the header). The lifecycle says when each node next
+   * needs a look (the steps' own answers, report.looks); the simulator adds what only it
+   * knows: when a drain's jobs stop, when a silent agent's node goes Lost, when a Lost
+   * node's agent is back, and when findings are due a health check.
+   */
   private async wakeAfter(report: PassReport, t: number): Promise<number> {
     const s = this.scenario;
-    const { server, safety } = s.config;
+    const { server } = s.config;
     const ri = s.sim.reconcile_interval;
     const changed = report.transitions.length + report.launched.length + report.terminated.length > 0;
     let wake = Number.POSITIVE_INFINITY;
     const tick = this.gridAfter(t);
-    const at = (x: number) => {
-      const when = x > t ? x : tick; // a time already past: look again at the next health check
+    const at = (x: number, past = t + ri) => {
+      const when = x > t ? x : past; // a look at or before now: the next pass
       if (when < wake) wake = when;
     };
     const soon = () => at(t + ri);
-    const blocked = new Map(report.blocked.map((b) => [b.node, b.rail]));
-    const moved = new Set(report.transitions.map((tr) => tr.node));
-    for (const rail of blocked.values()) {
-      if (rail === "cordon_rate") at(t + Math.ceil(60_000 / safety.cordon_rate.per_minute));
-      else if ((rail === "in_flight_pool" || rail === "in_flight_fleet" || rail === "unhealthy_budget") && changed) soon();
-    }
+    for (const look of report.looks.values()) at(look);
+    // A node blocked by a capacity rail waits on other nodes' progress: look again when there was some.
+    for (const b of report.blocked) if (changed && (b.rail === "in_flight_pool" || b.rail === "in_flight_fleet" || b.rail === "unhealthy_budget")) soon();
+    const blocked = new Set(report.blocked.map((b) => b.node));
     const rows = await this.store.client.execute(
-      `SELECT id, pool, state, verdict, findings, next_action_at, requested_at, state_changed_at, removal, consecutive_failures
+      `SELECT id, state, verdict, findings, removal, consecutive_failures
        FROM nodes
        WHERE state NOT IN ('terminated', 'failed', 'held')
          AND NOT (state = 'ready' AND verdict = 'healthy' AND consecutive_failures = 0 AND removal IS NULL AND findings = '[]')`,
     );
     for (const r of rows.rows) {
       const id = String(r.id);
-      if (blocked.has(id)) continue;
       const state = String(r.state);
-      const next = r.next_action_at === null ? undefined : Number(r.next_action_at);
-      switch (state) {
-        case "requested":
-          if (next !== undefined && next > t) at(next);
-          else soon();
-          break;
-        case "provisioning":
-        case "bootstrapping": {
-          const pool = this.pool(r.pool === null ? undefined : String(r.pool));
-          const since = r.requested_at === null ? Number(r.state_changed_at) : Number(r.requested_at);
-          at(since + (pool?.health.registration_timeout ?? 15 * 60_000) + 1);
-          break;
-        }
-        case "validating":
-        case "terminating":
-        case "lost":
-          if (changed || (state === "lost" && this.agents.has(id) && !this.agents.isSilent(id))) soon();
-          else at(tick);
-          break;
-        case "ready":
-        case "suspect": {
-          if (r.removal === "scale_down" || r.verdict === "unhealthy") {
-            soon();
-            break;
-          }
-          let any = false;
-          for (const f of JSON.parse(String(r.findings)) as OpenFinding[]) {
-            any = true;
-            // Closed findings and counted failures happen at health checks: the first one due.
-            if (f.result === "unhealthy") at(tick);
-            else if (f.persistence === "transient") {
-              if (f.recoveredAt !== undefined) at(this.gridAfter(f.recoveredAt + DEFAULT_HEALTHY_DELAY_MS - 1));
-              else if (f.edge) at(this.gridAfter(f.lastFailedAt + DEFAULT_HEALTHY_DELAY_MS - 1));
-            }
-          }
-          if (!any || Number(r.consecutive_failures) > 0) at(tick);
-          break;
-        }
-        case "cordoned":
-          if (r.removal !== null) soon();
-          break;
-        case "draining": {
-          if (r.verdict === "healthy" && r.removal === "replace") soon();
-          const done = this.workload.drainDoneAt(id);
-          // Drained but still here: it waits for something else (a surge replacement to be
-          // Ready, a rail); that comes with its own wake-up, so look again at the next check.
-          if (done === undefined) {
-            if (moved.has(id) || changed) soon();
-            else at(tick);
-          } else at(Math.min(done, next ?? done));
-          break;
+      if (state === "lost" && this.agents.has(id) && !this.agents.isSilent(id)) soon();
+      if (state === "draining") {
+        const done = this.workload.drainDoneAt(id);
+        if (done !== undefined) at(done);
+      }
+      if (blocked.has(id)) continue;
+      let any = false;
+      for (const f of JSON.parse(String(r.findings)) as OpenFinding[]) {
+        any = true;
+        // Closed findings and counted failures happen at health checks: the first one due.
+        if (f.result === "unhealthy") at(tick, tick);
+        else if (f.persistence === "transient") {
+          if (f.recoveredAt !== undefined) at(this.gridAfter(f.recoveredAt + DEFAULT_HEALTHY_DELAY_MS - 1), tick);
+          else if (f.edge) at(this.gridAfter(f.lastFailedAt + DEFAULT_HEALTHY_DELAY_MS - 1), tick);
         }
       }
+      if (Number(r.consecutive_failures) > 0 || (!any && (state === "ready" || state === "suspect"))) at(tick, tick);
     }
     // A silent agent's node goes Lost once its heartbeat is older than the timeout.
     for (const beat of this.lastBeatOfSilent.values()) if (beat + server.heartbeat_timeout + 1 > t) at(beat + server.heartbeat_timeout + 1);
@@ -850,6 +815,17 @@ class Simulation {
         const q = this.workload.metrics(m.pool);
         return m.jobs === "pending" ? q.pending : m.jobs === "running" ? q.running : q.pending + q.running;
       }
+      case "jobs":
+        return this.workload.counts[m.outcome];
+      case "cordon_delay": {
+        const rows = await db.select({ pool: incidents.pool, faultAt: incidents.faultAt, cordonedAt: incidents.cordonedAt }).from(incidents);
+        const delays = rows
+          .filter((r) => r.cordonedAt !== null && (m.pool === undefined || r.pool === m.pool))
+          .map((r) => (r.cordonedAt! - r.faultAt) / 1000)
+          .sort((a, b) => a - b);
+        if (delays.length === 0) return 0;
+        return Math.ceil(m.stat === "max" ? delays.at(-1)! : delays[Math.floor((delays.length - 1) / 2)]!);
+      }
     }
   }
 
@@ -898,7 +874,7 @@ class Simulation {
       states.set(state, (states.get(state) ?? 0) + n);
       const p = pools.get(String(r.pool));
       if (p === undefined) continue;
-      if (IN_POOL.has(state as never)) p.size += n;
+      if (isIn("inPool", state as NodeState)) p.size += n;
       if (state === "ready" || state === "suspect") p.ready += n;
     }
     for (const pool of this.scenario.config.pools) {

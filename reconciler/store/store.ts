@@ -1,12 +1,17 @@
 // Opens the reconciler's libSQL database (embedded file by default, or a remote
 // sqld URL), applies the embedded migrations, and turns every way that can fail
-// into a StoreError that names the database and says what to do.
+// into a StoreError that names the database and says what to do. A file database is
+// checked for corruption before anything writes to it, and the open store watches its
+// own health (store/health.ts) for /readyz and the reconcile loop.
 import { createClient, type Client } from "@libsql/client";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { accessSync, constants, mkdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import * as tables from "../../schema/db.ts";
+import { StoreHealthMonitor, observeClient, type StoreHealth } from "./health.ts";
 import { MIGRATIONS } from "./migrations/index.ts";
+
+export type { StoreHealth } from "./health.ts";
 
 export type Db = LibSQLDatabase<typeof tables>;
 
@@ -23,6 +28,10 @@ export interface Store {
   readonly migrated: boolean;
   /** Cheap liveness probe of the database connection. */
   ping(): Promise<boolean>;
+  /** The last known health, without I/O: for the reconcile loop to consult each pass. */
+  health(): StoreHealth;
+  /** Probes now (a real write and the file's checks; at most once a second, shared): for /readyz. */
+  checkHealth(): Promise<StoreHealth>;
   close(): void;
 }
 
@@ -30,7 +39,14 @@ export interface StoreOptions {
   /** `file:PATH`, `libsql://…`, `http(s)://…`, or `:memory:`. */
   url: string;
   authToken?: string;
+  /** Told when the store's readiness changes. */
+  log?: (line: string) => void;
+  /** Milliseconds between background health probes (default 5000; 0: only when asked). */
+  healthProbeIntervalMs?: number;
 }
+
+/** Databases up to this size get the full integrity_check at start; larger ones quick_check. */
+const INTEGRITY_CHECK_MAX_BYTES = 256 * 2 ** 20;
 
 /** The database URL used when the config names none: a file under the data directory. */
 export function defaultDatabaseUrl(dataDir: string): string {
@@ -57,6 +73,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       await client.execute("PRAGMA synchronous = NORMAL");
     }
     await client.execute("PRAGMA foreign_keys = ON");
+    // Before anything writes to it: a corrupt file would otherwise start, answer ready,
+    // and fail every reconcile pass.
+    if (isFileDatabase(filePath)) await checkIntegrity(client, filePath);
     await migrate(client, location);
   } catch (err) {
     client.close();
@@ -64,22 +83,87 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     throw new StoreError(describeOpenFailure(location, err));
   }
 
-  const db = drizzle(client, { schema: tables });
+  // File databases are probed on a connection of their own without a busy timeout: a
+  // probe that meets a transaction's write lock must fail at once, not block the event
+  // loop (libSQL's busy wait is synchronous) while that transaction waits to commit.
+  let probeClient: Client | undefined;
+  let monitor: StoreHealthMonitor;
+  try {
+    probeClient = isFileDatabase(filePath) ? createClient({ url, concurrency: 1 }) : undefined;
+    if (probeClient) await probeClient.execute("PRAGMA synchronous = NORMAL");
+    const writer = probeClient ?? client;
+    monitor = new StoreHealthMonitor({
+      location,
+      ...(isFileDatabase(filePath) ? { filePath } : {}),
+      ...(options.log ? { log: options.log } : {}),
+      probeWrite: async () => {
+        await writer.execute({
+          sql: "INSERT INTO store_probe (id, probed_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+          args: [Date.now()],
+        });
+      },
+    });
+  } catch (err) {
+    probeClient?.close();
+    client.close();
+    throw new StoreError(describeOpenFailure(location, err));
+  }
+  monitor.start(options.healthProbeIntervalMs ?? 5000);
+
+  const observed = observeClient(client, (err) => monitor.observe(err));
+  const db = drizzle(observed, { schema: tables });
   return {
     db,
-    client,
+    client: observed,
     location,
     migrated: true,
     async ping() {
       try {
-        await client.execute("SELECT 1");
+        await observed.execute("SELECT 1");
         return true;
       } catch {
         return false;
       }
     },
-    close: () => client.close(),
+    health: () => monitor.current(),
+    checkHealth: () => monitor.check(),
+    close: () => {
+      monitor.stop();
+      probeClient?.close();
+      client.close();
+    },
   };
+}
+
+/** A database on disk (not `:memory:`), whose file can be checked. */
+function isFileDatabase(filePath: string | undefined): filePath is string {
+  return filePath !== undefined && filePath !== "" && !filePath.startsWith(":memory:");
+}
+
+/**
+ * integrity_check (pages, and every index against its table) where the file is small
+ * enough to read at start, quick_check (pages only) above that; both stop at the first
+ * problem. About 120 ms and 50 ms for 10,000 nodes with 8 GPUs each (35 MB) in the page cache.
+ */
+async function checkIntegrity(client: Client, path: string): Promise<void> {
+  let size = 0;
+  try {
+    size = statSync(path).size;
+  } catch {
+    // not created yet: nothing to check
+  }
+  const pragma = size <= INTEGRITY_CHECK_MAX_BYTES ? "integrity_check" : "quick_check";
+  const rs = await client.execute(`PRAGMA ${pragma}(1)`);
+  const first = rs.rows[0]?.[0];
+  if (rs.rows.length === 1 && first === "ok") return;
+  const detail = rs.rows
+    .map((r) => String(r[0]))
+    .join("; ")
+    .replace(/\*\*\* in database main \*\*\*\s*/g, "")
+    .replace(/\s*\n\s*/g, "; ");
+  throw new StoreError(
+    `database ${path} is corrupt (${pragma}: ${detail}); restore it from a backup or move it aside to start empty`,
+  );
 }
 
 const MIGRATIONS_TABLE = "__navarch_migrations";
@@ -184,5 +268,6 @@ function redactUrl(url: string): string {
 }
 
 function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  // One line: some SQLite messages carry newlines.
+  return (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, "; ");
 }

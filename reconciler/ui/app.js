@@ -178,7 +178,12 @@ async function pageFleet() {
       ),
       esc(p.autoscaler ?? "none"),
       esc(p.lastScaleAt ? `${ago(p.lastScaleAt, now)} (${p.lastScaleDirection})` : "never"),
-      [p.paused ? badge("out", "paused") : "", p.breaker ? badge("unhealthy", "breaker tripped") : "", p.size < (p.minNodes ?? 0) ? badge("degraded", "below min") : ""]
+      [
+        p.paused ? badge("out", "paused") : "",
+        p.breaker ? badge("unhealthy", "breaker tripped") : "",
+        p.launches ? badge("unhealthy", p.launches.kind === "permanent" ? "launches refused" : "launches failing") : "",
+        p.size < (p.minNodes ?? 0) ? badge("degraded", "below min") : "",
+      ]
         .filter(Boolean)
         .join(" ") || badge("healthy", "ok"),
     ]),
@@ -223,6 +228,7 @@ async function pagePool(name) {
     ["Instance type", s.instanceType ?? "–"],
     ["Last scaled", s.lastScaleAt ? `${ago(s.lastScaleAt, now)} (${s.lastScaleDirection})` : "never"],
     ["Paused", s.paused ? `yes: ${s.pausedReason ?? ""}` : "no"],
+    ["Launches", s.launches ? `${s.launches.kind === "permanent" ? "refused" : "failing"}: ${s.launches.failures} in a row since ${ago(s.launches.since, now)}: ${s.launches.error}` : "ok"],
     ["Source", p.pool.source],
   ];
   const decisions = table(
@@ -318,7 +324,7 @@ async function pageNode(id) {
   const facts = [
     ["State", `${n.state}${n.stateReason ? ` — ${n.stateReason}` : ""}`],
     ["Health", `${n.verdict ?? "not judged yet"} (agent: ${n.agentHealth ?? "not checked"})`],
-    ["Pool", n.pool ?? "–"],
+    ["Pool", `${n.pool ?? "–"} (${n.origin === "launched" ? "launched by Navarch" : "monitored: registered on its own, never counted, scaled or replaced"})`],
     ["Provider", `${n.provider ?? "–"} ${n.instanceType ?? ""} ${n.instanceName ? `(${n.instanceName})` : ""}`],
     ["Hostname", n.hostname ?? "–"],
     ["Agent", `${n.agentVersion ?? "not registered"}${n.bootId ? `, boot ${n.bootId}` : ""}`],

@@ -5,7 +5,7 @@
 import { eq } from "drizzle-orm";
 import { join } from "node:path";
 import { defaultHealthPolicy } from "../../reconciler/fleet/policy.ts";
-import { Reconciler } from "../../reconciler/fleet/reconciler.ts";
+import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../../reconciler/providers/simulated.ts";
 import { startReconciler, type Reconciler as Running } from "../../reconciler/serve.ts";
 import { SimulatedAgents } from "../../reconciler/sim/agents.ts";

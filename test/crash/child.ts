@@ -7,7 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../../reconciler/config/load.ts";
 import { defaultHealthPolicy } from "../../reconciler/fleet/policy.ts";
-import { Reconciler } from "../../reconciler/fleet/reconciler.ts";
+import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { NO_SCHEDULER, type SchedulerMirror } from "../../reconciler/fleet/scheduler.ts";
 import type { Provider } from "../../reconciler/providers/provider.ts";
 import { SimulatedCloud, type SimulatedCloudState } from "../../reconciler/providers/simulated.ts";

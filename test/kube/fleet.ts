@@ -5,7 +5,7 @@ import { eq } from "drizzle-orm";
 import type { PoolConfig } from "../../schema/config.ts";
 import { incidents, nodes } from "../../schema/db.ts";
 import { defaultHealthPolicy } from "../../reconciler/fleet/policy.ts";
-import { Reconciler } from "../../reconciler/fleet/reconciler.ts";
+import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { Operator } from "../../reconciler/fleet/operator.ts";
 import { startKubernetes, type KubeIntegration } from "../../reconciler/kube/index.ts";
 import { SimulatedCloud } from "../../reconciler/providers/simulated.ts";

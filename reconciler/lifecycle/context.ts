@@ -1,0 +1,110 @@
+// What a lifecycle step sees: the node's pool, the pass's clock and rails, and the
+// reconciler's services (the one writer, providers, scheduler, incidents). Steps are
+// small functions over this; the loop (loop.ts) builds one context per pass.
+import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
+import type { NodeState } from "../../schema/lifecycle.ts";
+import type { GpuSnapshot } from "../../schema/wire.ts";
+import type { Bootstrapper } from "../fleet/bootstrap.ts";
+import type { SchedulerMirror } from "../fleet/scheduler.ts";
+import type { Provider } from "../providers/provider.ts";
+import type { RailVerdict, Rails } from "../safety/rails.ts";
+import type { Store } from "../store/store.ts";
+import type { Incidents } from "./incidents.ts";
+import type { PoolLaunches } from "./launches.ts";
+import type { Fence, NodeRow, NodeWriter } from "./transition.ts";
+
+/**
+ * When a step next needs a look at its node: an absolute time (ms), or undefined when
+ * nothing will change until something outside happens (an agent's event or heartbeat, a
+ * human, another node's progress). A look at or before the pass's own time means "the
+ * next pass".
+ */
+export type Look = number | undefined;
+
+export type Step = (node: NodeRow, ctx: StepContext) => Promise<Look>;
+
+/** What one pass did, for tests, the simulator and the log. */
+export interface PassReport {
+  at: number;
+  transitions: { node: string; from: NodeState; to: NodeState; reason: string }[];
+  blocked: { node: string; rail: string; reason: string }[];
+  launched: string[];
+  terminated: string[];
+  /** The earliest look any step asked for (undefined: none). */
+  nextLookAt: number | undefined;
+  /** Each node's look, for the nodes that asked for one. */
+  looks: Map<string, number>;
+  durationMs: number;
+}
+
+/** The reconciler's services, shared by every step of every pass. */
+export interface Services {
+  readonly store: Store;
+  readonly writer: NodeWriter;
+  readonly incidents: Incidents;
+  readonly launches: PoolLaunches;
+  readonly providers: ReadonlyMap<string, Provider>;
+  readonly scheduler: SchedulerMirror;
+  /** The leader lease, when one is held (every side effect checks it). */
+  readonly fence: Fence | undefined;
+  readonly actor: string;
+  config(): NavarchConfig;
+  pool(name: string | null): PoolConfig | undefined;
+  log(line: string): void;
+  /** This pass's explanation of a node's verdict. */
+  verdictReason(node: NodeRow): string;
+  /** When the deciding finding of a node's verdict opened. */
+  faultAt(node: NodeRow, fallback: number): number;
+  /** A node's latest GPU readings. */
+  readings(nodeId: string): Promise<GpuSnapshot[]>;
+  /** Instances tagged for the pool that no node claims yet (they count toward its size until reaped). */
+  unclaimedInstances(pool: string): number;
+  /** Pending and running jobs of a pool, where a scheduler knows them. */
+  queueMetrics(pool: string): Promise<{ pending: number; running: number } | undefined>;
+  /** The SSH bootstrapper (created on first use). */
+  bootstrapper(): Bootstrapper;
+  /** The public key a pool's machines are launched with, for its SSH bootstrap. */
+  sshPublicKey(pool: PoolConfig): { sshPublicKey?: string };
+}
+
+export interface StepContext {
+  at: number;
+  report: PassReport;
+  rails: Rails;
+  svc: Services;
+}
+
+export function emptyReport(at: number): PassReport {
+  return { at, transitions: [], blocked: [], launched: [], terminated: [], nextLookAt: undefined, looks: new Map(), durationMs: 0 };
+}
+
+/** Moves `node` to `to` through the one writer, as the reconciler; records it in the report. */
+export async function move(node: NodeRow, to: NodeState, reason: string, ctx: StepContext, fields: Partial<NodeRow> = {}, incident?: Parameters<NodeWriter["transition"]>[2]["incident"]): Promise<boolean> {
+  const from = node.state;
+  const ok = await ctx.svc.writer.transition(node, to, { at: ctx.at, actor: ctx.svc.actor, reason, fields, ...(incident ? { incident } : {}) });
+  if (ok) ctx.report.transitions.push({ node: node.id, from, to, reason });
+  return ok;
+}
+
+/**
+ * A rail said no: the node (and its incident) say which rail and why, once, not on every
+ * pass. Returns the look the refusal calls for.
+ */
+export async function blocked(node: NodeRow, verdict: RailVerdict & { allowed: false }, ctx: StepContext, waiting?: string): Promise<Look> {
+  const text = `${waiting ? `${waiting}; ` : ""}blocked by ${verdict.rail}: ${verdict.reason}`;
+  ctx.report.blocked.push({ node: node.id, rail: verdict.rail, reason: verdict.reason });
+  if (node.stateReason !== text) {
+    await ctx.svc.writer.patch(node, { stateReason: text }, ctx.at, {
+      actor: ctx.svc.actor,
+      action: "blocked",
+      details: { rail: verdict.rail, reason: verdict.reason },
+      ...(node.incidentId !== null ? { incident: { status: text } } : {}),
+    });
+  }
+  return verdict.rail === "cordon_rate" ? ctx.rails.nextCordonAt() : undefined;
+}
+
+/** Sets the node's status line when it changed (no audit row: it is a progress note). */
+export async function say(node: NodeRow, text: string, ctx: StepContext): Promise<void> {
+  if (node.stateReason !== text) await ctx.svc.writer.patch(node, { stateReason: text }, ctx.at);
+}

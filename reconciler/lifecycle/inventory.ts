@@ -1,0 +1,127 @@
+// What the providers have, against the nodes table. Every instance Navarch launched
+// carries its tags; a sweep at start and every minute adopts an instance that was
+// created but not recorded (a crash between "create sent" and "create recorded", or a
+// database restored from before the launch: its agent registers again and the tags say
+// whose it is), and reaps one that no live node owns — only after two sweeps in a row
+// saw it so and its agent had a heartbeat timeout to come back, never on one miss. Until
+// then such an instance counts toward its pool's size: a reconciler that lost its
+// database does not launch a second fleet beside the first.
+import { eq } from "drizzle-orm";
+import { instances } from "../../schema/db.ts";
+import { TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance } from "../providers/provider.ts";
+import { runOperation } from "../safety/operations.ts";
+import type { Db } from "../store/store.ts";
+import type { StepContext } from "./context.ts";
+import type { Executor, NodeRow } from "./transition.ts";
+
+export async function recordInstance(db: Executor, instance: Instance, pool: string, operationKey: string | null, at: number): Promise<void> {
+  await db
+    .insert(instances)
+    .values({
+      name: instance.name,
+      provider: instance.provider,
+      providerId: instance.id,
+      pool,
+      instanceType: instance.instanceType,
+      region: instance.region,
+      state: instance.state,
+      address: instance.address ?? null,
+      operationKey,
+      createdAt: at,
+      updatedAt: at,
+    })
+    .onConflictDoUpdate({ target: instances.name, set: { providerId: instance.id, state: instance.state, address: instance.address ?? null, updatedAt: at } });
+}
+
+export async function markInstanceTerminated(db: Db, providerId: string, at: number): Promise<void> {
+  await db.update(instances).set({ state: "terminated", updatedAt: at }).where(eq(instances.providerId, providerId));
+}
+
+/** The instance behind a node, as its provider sees it now. */
+export async function instanceOf(node: NodeRow, ctx: StepContext): Promise<Instance | undefined> {
+  const provider = node.provider ? ctx.svc.providers.get(node.provider) : undefined;
+  if (provider === undefined || node.instanceName === null) return undefined;
+  return provider.get(node.instanceName);
+}
+
+/** What a sweep needs of the pass: it runs before the rails are known. */
+export type SweepContext = Pick<StepContext, "at" | "report" | "svc">;
+
+/** A live node as the sweep needs it. */
+export interface SweepNode {
+  id: string;
+  instanceName: string | null;
+}
+
+interface Orphan {
+  sweeps: number;
+  firstSeenAt: number;
+  pool: string | undefined;
+}
+
+export class Inventory {
+  /** Instances seen with no node, by provider id. */
+  private readonly orphans = new Map<string, Orphan>();
+
+  /** Instances tagged for `pool` that no node claims yet (as of the last sweep). */
+  unclaimed(pool: string): number {
+    let n = 0;
+    for (const o of this.orphans.values()) if (o.pool === pool) n++;
+    return n;
+  }
+
+  async sweep(live: readonly SweepNode[], rows: (ids: string[]) => Promise<NodeRow[]>, ctx: SweepContext): Promise<void> {
+    const { svc, at } = ctx;
+    const byName = new Map(live.map((n) => [n.id, n]));
+    const seenNow = new Set<string>();
+    const grace = svc.config().server.heartbeat_timeout;
+    for (const [name, provider] of svc.providers) {
+      let found: Instance[];
+      try {
+        found = await provider.list({ [TAG_MANAGED_BY]: "navarch" });
+      } catch (err) {
+        svc.log(`inventory sweep of ${name}: ${err instanceof Error ? err.message : String(err)}`);
+        continue;
+      }
+      for (const instance of found) {
+        if (instance.state === "terminated") continue;
+        const known = byName.get(instance.name);
+        if (known !== undefined) {
+          this.orphans.delete(instance.id);
+          if (known.instanceName === null) await this.adopt(instance, name, (await rows([known.id]))[0], ctx);
+          continue;
+        }
+        seenNow.add(instance.id);
+        const orphan = this.orphans.get(instance.id) ?? { sweeps: 0, firstSeenAt: at, pool: instance.tags[TAG_POOL] };
+        orphan.sweeps++;
+        this.orphans.set(instance.id, orphan);
+        if (orphan.sweeps < 2 || at - orphan.firstSeenAt < grace || svc.config().safety.dry_run) continue;
+        const outcome = await runOperation(svc.store.db, { key: `reap:${name}:${instance.id}`, kind: "reap" }, at, () => provider.terminate(instance.id), undefined, svc.fence);
+        if (!outcome.ok) continue;
+        this.orphans.delete(instance.id);
+        ctx.report.terminated.push(instance.id);
+        await svc.writer.audit(at, svc.actor, "reap", instance.id, { provider: name, reason: "no node for it in two sweeps" });
+        svc.log(`reaped ${name} instance ${instance.id}: no node for it in two sweeps`);
+      }
+    }
+    // Gone since (terminated, or claimed by a node): no longer counted.
+    for (const id of this.orphans.keys()) if (!seenNow.has(id)) this.orphans.delete(id);
+  }
+
+  /**
+   * The instance carries Navarch's tags and a node of its name exists without it: the node
+   * is Navarch's (launched before a crash recorded it, or before the database it was
+   * restored from). The provider's tags, not the agent's word, say which pool it is in.
+   */
+  private async adopt(instance: Instance, provider: string, node: NodeRow | undefined, ctx: SweepContext): Promise<void> {
+    if (node === undefined || node.instanceName !== null) return;
+    const pool = instance.tags[TAG_POOL] ?? node.pool;
+    await recordInstance(ctx.svc.store.db, instance, pool ?? "", instance.tags[TAG_OPERATION] ?? null, ctx.at);
+    await ctx.svc.writer.patch(
+      node,
+      { instanceName: instance.id, provider, origin: "launched", pool, instanceType: instance.instanceType },
+      ctx.at,
+      { actor: ctx.svc.actor, action: "adopt", details: { instance: instance.id, pool } },
+    );
+  }
+}

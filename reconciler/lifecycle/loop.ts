@@ -1,0 +1,356 @@
+// The reconcile loop: level-triggered over the rows in libSQL. Each pass reads the
+// nodes as they are, judges their health from the events the agents sent, and gives
+// every node that can change one step of its lifecycle (steps/, one per state, each
+// saying when it next needs a look). Then each pool is scaled, and every minute the
+// providers' inventory is swept. Events and operators only wake the loop; deadlines live
+// in the rows; every write goes through the one writer (transition.ts), fenced by the
+// leader lease when there is one. A crash at any point resumes from the rows.
+import { eq, inArray, sql } from "drizzle-orm";
+import { readFileSync } from "node:fs";
+import { publicKeyFromPrivate } from "../../bootstrap/ssh.ts";
+import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
+import { breakers, gpus, nodes, pools } from "../../schema/db.ts";
+import { stateNotIn } from "../../schema/lifecycle.ts";
+import type { GpuSnapshot } from "../../schema/wire.ts";
+import { Bootstrapper } from "../fleet/bootstrap.ts";
+import type { HealthPolicy } from "../fleet/policy.ts";
+import type { Clock } from "../fleet/registry.ts";
+import { NO_SCHEDULER, type SchedulerMirror } from "../fleet/scheduler.ts";
+import type { Provider } from "../providers/provider.ts";
+import { loadRails } from "../safety/rails.ts";
+import type { Store } from "../store/store.ts";
+import { blocked, emptyReport, type Look, type PassReport, type Services, type StepContext } from "./context.ts";
+import { HealthJudge } from "./health.ts";
+import { Incidents } from "./incidents.ts";
+import { Inventory } from "./inventory.ts";
+import { PoolLaunches } from "./launches.ts";
+import { Scaler } from "./scale.ts";
+import { STEPS } from "./steps/index.ts";
+import { declareLost, silent } from "./steps/lost.ts";
+import { FencedError, NodeWriter, type Fence, type NodeRow } from "./transition.ts";
+
+export type { PassReport } from "./context.ts";
+
+export interface ReconcilerOptions {
+  store: Store;
+  config: NavarchConfig;
+  /** Providers by config name (`lambda`, `local`, …). */
+  providers: ReadonlyMap<string, Provider>;
+  policy: HealthPolicy;
+  scheduler?: SchedulerMirror;
+  /** Pending and running jobs of a pool (Kubernetes pods labelled navarch.dev/pool); undefined when unknown. */
+  queueMetrics?: (pool: string) => Promise<{ pending: number; running: number } | undefined>;
+  now?: Clock;
+  log?: (line: string) => void;
+  /** Who the audit log names for the reconciler's own actions. */
+  actor?: string;
+  /** The URL new machines reach this reconciler at: `{{.ControlPlane}}` in setup_commands. */
+  publicUrl?: string;
+  /** The leader lease: passes run and writes land only while it holds. */
+  fence?: Fence;
+}
+
+/** An inventory sweep runs this often (and at start). */
+const SWEEP_INTERVAL_MS = 60_000;
+
+export class Reconciler implements Services {
+  readonly store: Store;
+  readonly writer: NodeWriter;
+  readonly incidents: Incidents;
+  readonly launches: PoolLaunches;
+  readonly providers: ReadonlyMap<string, Provider>;
+  readonly scheduler: SchedulerMirror;
+  readonly fence: Fence | undefined;
+  readonly actor: string;
+  private readonly now: Clock;
+  private readonly logLine: (line: string) => void;
+  private currentConfig: NavarchConfig;
+  /** The config file's pools; pools from custom resources come and go around them (updatePools). */
+  private readonly filePools: PoolConfig[];
+  private crdPoolNames: ReadonlySet<string> = new Set();
+  private readonly judge: HealthJudge;
+  private readonly scaler = new Scaler();
+  private readonly inventory = new Inventory();
+  private lastSweepAt = Number.NEGATIVE_INFINITY;
+  /** Public keys derived from the pools' ssh_private_key_path, by path. */
+  private readonly publicKeys = new Map<string, string>();
+  /** Pools whose nodes outlived their configuration (said once). */
+  private readonly unconfiguredSaid = new Set<string>();
+  private boot: Bootstrapper | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** The loop body, once start() ran. */
+  private tick: (() => Promise<void>) | undefined;
+  private running: Promise<PassReport> | undefined;
+  private wakeRequested = false;
+  private stopped = true;
+  private lastPassError: string | undefined;
+
+  constructor(private readonly opts: ReconcilerOptions) {
+    this.store = opts.store;
+    this.currentConfig = opts.config;
+    this.filePools = opts.config.pools;
+    this.providers = opts.providers;
+    this.scheduler = opts.scheduler ?? NO_SCHEDULER;
+    this.fence = opts.fence;
+    this.now = opts.now ?? Date.now;
+    this.logLine = opts.log ?? (() => undefined);
+    this.actor = opts.actor ?? "navarch";
+    this.writer = new NodeWriter(opts.store.db, { ...(opts.fence ? { fence: opts.fence } : {}), log: this.logLine });
+    this.incidents = new Incidents(this.writer, this.actor);
+    this.launches = new PoolLaunches(opts.store.db, this.writer, this.logLine);
+    this.judge = new HealthJudge(opts.store.db, opts.policy, opts.fence);
+  }
+
+  // ───────────────────────────── running ─────────────────────────────
+
+  /** Runs passes every `intervalMs` and whenever woken, until stop(). */
+  start(intervalMs = 1000): void {
+    this.stopped = false;
+    this.tick = async () => {
+      if (this.stopped) return;
+      this.timer = undefined;
+      try {
+        await this.pass();
+        this.lastPassError = undefined;
+      } catch (err) {
+        // Said once per distinct failure, not once a second.
+        const text = err instanceof FencedError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+        if (text !== this.lastPassError) this.log(`reconcile pass failed: ${text}`);
+        this.lastPassError = text;
+      }
+      if (!this.stopped) this.timer = setTimeout(() => void this.tick?.(), this.wakeRequested ? 0 : intervalMs);
+    };
+    void this.tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running?.catch(() => undefined);
+    await this.boot?.settled();
+  }
+
+  /**
+   * An event arrived or an operator acted: run a pass now instead of at the next tick
+   * (a pass in progress is followed at once by another).
+   */
+  wake(): void {
+    this.wakeRequested = true;
+    if (this.stopped || this.running || this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.tick?.(), 0);
+  }
+
+  /** One level-triggered pass over every node and pool; passes never overlap. */
+  pass(): Promise<PassReport> {
+    this.running ??= this.runPass().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  // ───────────────────────────── services for the steps ─────────────────────────────
+
+  config(): NavarchConfig {
+    return this.currentConfig;
+  }
+
+  pool(name: string | null): PoolConfig | undefined {
+    return name === null ? undefined : this.currentConfig.pools.find((p) => p.name === name);
+  }
+
+  log(line: string): void {
+    this.logLine(line);
+  }
+
+  verdictReason(node: NodeRow): string {
+    return this.judge.reason(node);
+  }
+
+  faultAt(node: NodeRow, fallback: number): number {
+    return this.judge.faultAt(node, fallback);
+  }
+
+  async readings(nodeId: string): Promise<GpuSnapshot[]> {
+    const rows = await this.store.db.select({ snapshot: gpus.lastSnapshot }).from(gpus).where(eq(gpus.nodeId, nodeId));
+    return rows.flatMap((r) => (r.snapshot ? [r.snapshot as GpuSnapshot] : []));
+  }
+
+  unclaimedInstances(pool: string): number {
+    return this.inventory.unclaimed(pool);
+  }
+
+  async queueMetrics(pool: string): Promise<{ pending: number; running: number } | undefined> {
+    return this.opts.queueMetrics?.(pool).catch(() => undefined);
+  }
+
+  bootstrapper(): Bootstrapper {
+    this.boot ??= new Bootstrapper({
+      store: this.store,
+      now: this.now,
+      log: this.logLine,
+      wake: () => this.wake(),
+      ...(this.opts.publicUrl !== undefined ? { publicUrl: this.opts.publicUrl } : {}),
+    });
+    return this.boot;
+  }
+
+  sshPublicKey(pool: PoolConfig): { sshPublicKey?: string } {
+    if (pool.ssh_private_key_path === undefined || pool.setup_commands.length === 0) return {};
+    let key = this.publicKeys.get(pool.ssh_private_key_path);
+    if (key === undefined) {
+      key = publicKeyFromPrivate(readFileSync(pool.ssh_private_key_path));
+      this.publicKeys.set(pool.ssh_private_key_path, key);
+    }
+    return { sshPublicKey: key };
+  }
+
+  // ───────────────────────────── pools ─────────────────────────────
+
+  /**
+   * Replaces the pools that come from Kubernetes custom resources (GpuPool) with `crdPools`.
+   * A file pool of the same name wins: the custom resource is ignored. Returns the names ignored so.
+   */
+  updatePools(crdPools: PoolConfig[]): string[] {
+    const fileNames = new Set(this.filePools.map((p) => p.name));
+    const taken = crdPools.filter((p) => !fileNames.has(p.name));
+    this.crdPoolNames = new Set(taken.map((p) => p.name));
+    this.currentConfig = { ...this.currentConfig, pools: [...this.filePools, ...taken] };
+    return crdPools.filter((p) => fileNames.has(p.name)).map((p) => p.name);
+  }
+
+  private async syncPools(at: number): Promise<void> {
+    for (const pool of this.currentConfig.pools) {
+      const source = this.crdPoolNames.has(pool.name) ? ("crd" as const) : ("config" as const);
+      await this.store.db
+        .insert(pools)
+        .values({ name: pool.name, source, spec: pool, createdAt: at, updatedAt: at })
+        .onConflictDoUpdate({ target: pools.name, set: { spec: pool, source, updatedAt: at } });
+    }
+  }
+
+  /** Nodes of a pool that is no longer configured are left as they are (never removed by a config edit); said once. */
+  private sayUnconfigured(live: readonly { pool: string | null; state: string }[]): void {
+    const counts = new Map<string, number>();
+    for (const n of live) if (n.pool !== null && this.pool(n.pool) === undefined) counts.set(n.pool, (counts.get(n.pool) ?? 0) + 1);
+    for (const [pool, count] of counts) {
+      if (this.unconfiguredSaid.has(pool)) continue;
+      this.unconfiguredSaid.add(pool);
+      this.log(`pool ${pool} is no longer configured: its ${count} node(s) are left running, watched for faults and never scaled; scale it to 0 first to remove them`);
+    }
+    for (const pool of this.unconfiguredSaid) if (!counts.has(pool)) this.unconfiguredSaid.delete(pool);
+  }
+
+  // ───────────────────────────── the pass ─────────────────────────────
+
+  private async runPass(): Promise<PassReport> {
+    this.wakeRequested = false;
+    this.fence?.check();
+    // A store that cannot be written (deleted or replaced under us, corrupt, full) gets no
+    // half-done pass: nothing acts until it can be written again (or, for some, a restart).
+    const health = this.store.health();
+    if (!health.ready) throw new Error(`store not ready, no pass: ${health.reason}`);
+    const started = performance.now();
+    const at = this.now();
+    const report = emptyReport(at);
+    const db = this.store.db;
+    const config = this.currentConfig;
+    await this.syncPools(at);
+    await this.launches.load();
+    // The inventory first: what a provider runs for us but the rows lack (a database restored
+    // from an older copy) is adopted or counted before any pool is sized.
+    if (at - this.lastSweepAt >= SWEEP_INTERVAL_MS) {
+      this.lastSweepAt = at;
+      const owners = await db.select({ id: nodes.id, instanceName: nodes.instanceName }).from(nodes).where(stateNotIn(nodes.state, "terminal"));
+      await this.inventory.sweep(owners, (ids) => this.fullRows(ids), { at, report, svc: this });
+    }
+
+    // Every live node, light: what the rails, the sweep and the event window need. Full rows
+    // only for the nodes this pass can act on (at 10,000 mostly quiet nodes, reading every
+    // full row was most of a pass).
+    const light = await db
+      .select({
+        id: nodes.id,
+        pool: nodes.pool,
+        state: nodes.state,
+        origin: nodes.origin,
+        incidentId: nodes.incidentId,
+        replacementOf: nodes.replacementOf,
+        removal: nodes.removal,
+        cordonedBy: nodes.cordonedBy,
+        lastHeartbeatAt: nodes.lastHeartbeatAt,
+        bootId: nodes.bootId,
+        evaluatedEventId: nodes.evaluatedEventId,
+        instanceName: nodes.instanceName,
+        quiet: sql<number>`(${nodes.state} = 'ready' and ${nodes.verdict} = 'healthy' and ${nodes.findings} = '[]' and ${nodes.consecutiveFailures} = 0 and ${nodes.removal} is null and ${nodes.nextActionAt} is null)`,
+      })
+      .from(nodes)
+      .where(stateNotIn(nodes.state, "terminal"));
+    this.sayUnconfigured(light);
+    const events = await this.judge.newEvents(light);
+    const timeout = config.server.heartbeat_timeout;
+    const busy = light.filter((n) => !n.quiet || events.has(n.id) || (n.lastHeartbeatAt !== null && at - n.lastHeartbeatAt > timeout));
+    const live = await this.fullRows(busy.map((n) => n.id));
+    await this.judge.judge(live, events, config, (p) => this.pool(p), at);
+    this.judge.settleQuiet(new Set(busy.map((n) => n.id)), light, at, config.server.health_check_interval);
+
+    // The rails count the full rows where there are any: steps update those in place, so a
+    // cordon made earlier in this pass counts for the nodes after it.
+    const fullById = new Map(live.map((n) => [n.id, n]));
+    const rails = await loadRails(
+      db,
+      { safety: config.safety, actor: this.actor, heartbeatTimeout: timeout, poolNames: config.pools.map((p) => p.name), nodes: light.map((n) => fullById.get(n.id) ?? n), at },
+      (scope, why) => this.tripBreaker(scope, why, at),
+    );
+    const ctx: StepContext = { at, report, rails, svc: this };
+    for (const node of live) {
+      this.fence?.check();
+      try {
+        // A silent node is Lost, unless a partition is suspected: then it is judged as it is
+        // (a broken GPU is still quarantined; a cordon needs no agent) and says what holds it.
+        const quiet = silent(node, ctx);
+        const frozen = quiet ? ctx.rails.mayDeclareLost() : undefined;
+        const look = quiet && frozen?.allowed ? await declareLost(node, ctx) : await STEPS[node.state](node, ctx);
+        if (frozen !== undefined && !frozen.allowed && node.state !== "lost" && !report.transitions.some((t) => t.node === node.id)) await blocked(node, frozen, ctx);
+        noteLook(report, node.id, look);
+      } catch (err) {
+        if (err instanceof FencedError) throw err;
+        this.log(`node ${node.id}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    // Scale on the rows as the steps left them (a replacement requested this pass counts).
+    for (const pool of config.pools) await this.scaler.scale(pool, ctx);
+    report.durationMs = performance.now() - started;
+    return report;
+  }
+
+  /**
+   * Full rows of these nodes, in the order given (the table's: nodes are stepped in creation
+   * order, so a run is reproducible; an IN query returns them in id order, and ids are random).
+   * In chunks: SQLite limits the variables of one statement.
+   */
+  private async fullRows(ids: readonly string[]): Promise<NodeRow[]> {
+    const byId = new Map<string, NodeRow>();
+    for (let i = 0; i < ids.length; i += 500) {
+      for (const row of await this.store.db.select().from(nodes).where(inArray(nodes.id, ids.slice(i, i + 500)))) byId.set(row.id, row);
+    }
+    return ids.flatMap((id) => byId.get(id) ?? []);
+  }
+
+  private async tripBreaker(scope: string, why: string, at: number): Promise<void> {
+    this.fence?.check();
+    await this.store.db
+      .insert(breakers)
+      .values({ scope, trippedAt: at, reason: why })
+      .onConflictDoUpdate({ target: breakers.scope, set: { trippedAt: at, reason: why, resetAt: null, resetBy: null } });
+    await this.writer.audit(at, this.actor, "breaker_tripped", scope, { reason: why });
+    this.log(`circuit breaker ${scope} tripped: ${why}`);
+  }
+}
+
+function noteLook(report: PassReport, node: string, look: Look): void {
+  if (look === undefined) return;
+  report.looks.set(node, look);
+  if (report.nextLookAt === undefined || look < report.nextLookAt) report.nextLookAt = look;
+}
+

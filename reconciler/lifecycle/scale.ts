@@ -1,0 +1,173 @@
+// Pool size. The autoscaler (or the bounds alone) decides how many nodes a pool should
+// have; this makes the rows say so.
+//
+// - The size counts each node Navarch launched once: not the nodes it registered but did
+//   not launch (monitored), not the nodes already leaving (chosen for scale-down, or on
+//   the way out), and a node being replaced by surge once with its replacement.
+// - Scale-up requests nodes; the launch step launches them.
+// - Scale-down chooses its victims once: what was never in service first (nothing is
+//   lost), then idle nodes, longest idle first. A node with work on its GPUs is never
+//   chosen: a pool that cannot shrink without evicting work stays larger and says so.
+//   Chosen nodes are marked; the lifecycle takes them out through the same rails as any
+//   other removal (cordon rate, unhealthy budget, in-flight caps). Since the marked are no
+//   longer counted, a later pass never chooses again for the same decision, and nothing
+//   ever takes a pool below min_nodes by Navarch's own hand.
+import { and, eq, isNull, sql } from "drizzle-orm";
+import { randomBytes } from "node:crypto";
+import type { PoolConfig } from "../../schema/config.ts";
+import { gpus, nodes, pools } from "../../schema/db.ts";
+import { isIn, stateIn, type NodeState } from "../../schema/lifecycle.ts";
+import { decideScale, type PoolMetrics } from "../pools/autoscaler.ts";
+import { move, type StepContext } from "./context.ts";
+import type { NodeRow } from "./transition.ts";
+
+/** The row of a node the reconciler asks for (scale-up, replacement, surge): launched by a later pass. */
+export function requestedNode(pool: PoolConfig, at: number, reason: string, extra: { replacementOf?: string; attempts?: number } = {}) {
+  return {
+    id: newNodeId(pool.name),
+    origin: "launched" as const,
+    pool: pool.name,
+    provider: pool.providers[0]!,
+    instanceType: pool.instance_type,
+    state: "requested" as const,
+    stateReason: reason,
+    stateChangedAt: at,
+    requestedAt: at,
+    updatedAt: at,
+    ...extra,
+  } satisfies typeof nodes.$inferInsert;
+}
+
+/** A fresh node id in a pool: DNS-safe, ≤ 63 characters, and the instance's name at the provider. */
+export function newNodeId(pool: string): string {
+  return `${pool.slice(0, 50)}-${randomBytes(4).toString("hex")}`;
+}
+
+/** Cheapest to remove first: not launched, not yet up, then in service. */
+const REMOVAL_ORDER: readonly NodeState[] = ["requested", "provisioning", "bootstrapping", "validating", "ready", "suspect"];
+
+export class Scaler {
+  private readonly lastAutoscaleAt = new Map<string, number>();
+  /** The last dry-run or held-back decision said per pool (said once, not every pass). */
+  private readonly said = new Map<string, string>();
+
+  async scale(pool: PoolConfig, ctx: StepContext): Promise<void> {
+    const { svc, at } = ctx;
+    const db = svc.store.db;
+    const [row] = await db.select().from(pools).where(eq(pools.name, pool.name));
+    if (row?.paused) return;
+    const members = (
+      await db
+        .select({ id: nodes.id, state: nodes.state, removal: nodes.removal, replacementOf: nodes.replacementOf })
+        .from(nodes)
+        .where(and(eq(nodes.pool, pool.name), eq(nodes.origin, "launched"), stateIn(nodes.state, "inPool")))
+    ).filter((n) => n.removal !== "scale_down");
+    // A node with a surge replacement coming up is counted once with it (replacements are not scaling).
+    const replacing = new Set(members.filter((n) => n.replacementOf !== null).map((n) => n.replacementOf!));
+    const counted = members.filter((n) => !(n.removal === "replace" && replacing.has(n.id)));
+    // Machines the provider runs for this pool that no node claims yet count as coming up.
+    const unclaimed = svc.unclaimedInstances(pool.name);
+    const current = counted.length + unclaimed;
+    const autoscaleDue = at - (this.lastAutoscaleAt.get(pool.name) ?? Number.NEGATIVE_INFINITY) >= svc.config().server.autoscale_interval;
+    let utilization: number | undefined;
+    if (autoscaleDue && pool.scaling.autoscaler !== undefined) {
+      const [avg] = await db
+        .select({ util: sql<number | null>`avg(json_extract(${gpus.lastSnapshot}, '$.utilizationPct'))` })
+        .from(gpus)
+        .innerJoin(nodes, eq(nodes.id, gpus.nodeId))
+        .where(and(eq(nodes.pool, pool.name), stateIn(nodes.state, "inService")));
+      utilization = avg?.util ?? undefined;
+    }
+    const queue = autoscaleDue && pool.scaling.autoscaler !== undefined ? await svc.queueMetrics(pool.name) : undefined;
+    const metrics: PoolMetrics = {
+      nodes: {
+        ready: counted.filter((n) => isIn("inService", n.state)).length,
+        provisioning: counted.filter((n) => isIn("comingUp", n.state)).length + unclaimed,
+        replacing: counted.filter((n) => n.removal === "replace").length,
+        total: current,
+      },
+      ...(utilization !== undefined ? { gpuUtilization: utilization } : {}),
+      ...(queue !== undefined ? { queue } : {}),
+    };
+    // Between autoscale ticks only the bounds are enforced (min_nodes at once).
+    const scaling = autoscaleDue ? pool.scaling : { ...pool.scaling, autoscaler: undefined };
+    if (autoscaleDue) this.lastAutoscaleAt.set(pool.name, at);
+    const decision = decideScale(
+      scaling,
+      metrics,
+      { ...(row?.lastScaleAt ? { lastScaleAt: row.lastScaleAt } : {}), ...(row?.lastScaleDirection ? { lastDirection: row.lastScaleDirection } : {}) },
+      at,
+    );
+    if (decision.desired === decision.current) return;
+    if (svc.config().safety.dry_run) {
+      await this.sayOnce(pool.name, `${decision.current}→${decision.desired}`, ctx, async () => {
+        await svc.writer.audit(at, svc.actor, "dry_run", `pool:${pool.name}`, { would: "scale", from: decision.current, to: decision.desired, reason: decision.reason });
+        svc.log(`dry run: pool ${pool.name} would scale ${decision.current} → ${decision.desired}: ${decision.reason}`);
+      });
+      return;
+    }
+    let reason = decision.reason;
+    let desired = decision.desired;
+    if (desired > current) {
+      await svc.writer.atomically(async (tx) => {
+        for (let i = current; i < desired; i++) await tx.insert(nodes).values(requestedNode(pool, at, `scale up: ${reason}`));
+      });
+    } else {
+      const victims = await this.victims(pool.name, counted.map((n) => n.id), current - desired, ctx);
+      if (victims.chosen.length === 0) {
+        await this.sayOnce(pool.name, `hold ${current}→${desired}`, ctx, async () => svc.log(`pool ${pool.name}: would scale ${current} → ${desired} (${reason}), but ${victims.kept}`));
+        return;
+      }
+      if (victims.chosen.length < current - desired) {
+        desired = current - victims.chosen.length;
+        reason += `; ${victims.kept}`;
+      }
+      for (const n of victims.chosen) {
+        if (isIn("comingUp", n.state)) await move(n, "terminating", `scale down: ${reason}`, ctx, { removal: "scale_down" });
+        else await svc.writer.patch(n, { removal: "scale_down", stateReason: `scale down: ${reason}` }, at, { actor: svc.actor, action: "scale_down" });
+      }
+    }
+    this.said.delete(pool.name);
+    await db
+      .update(pools)
+      .set({ lastScaleAt: at, lastScaleDirection: desired > current ? "up" : "down", updatedAt: at })
+      .where(eq(pools.name, pool.name));
+    await svc.writer.audit(at, svc.actor, "scale", `pool:${pool.name}`, { from: current, to: desired, reason, inputs: decision.inputs });
+    svc.log(`pool ${pool.name}: ${reason}`);
+  }
+
+  /**
+   * Up to `count` nodes to remove, cheapest first; in service only when idle (no GPU busy in
+   * its latest readings), the most recently changed first (the long-lived nodes keep their
+   * warm caches). Says how many were kept because they are busy.
+   */
+  private async victims(pool: string, ids: readonly string[], count: number, ctx: StepContext): Promise<{ chosen: NodeRow[]; kept: string }> {
+    const db = ctx.svc.store.db;
+    const rows = (await db.select().from(nodes).where(and(eq(nodes.pool, pool), eq(nodes.origin, "launched"), stateIn(nodes.state, "inPool"), isNull(nodes.removal)))).filter((n) =>
+      ids.includes(n.id),
+    );
+    const usage = new Map(
+      (
+        await db
+          .select({ nodeId: gpus.nodeId, busy: sql<number>`max(coalesce(json_extract(${gpus.lastSnapshot}, '$.utilizationPct'), 0))` })
+          .from(gpus)
+          .innerJoin(nodes, eq(nodes.id, gpus.nodeId))
+          .where(and(eq(nodes.pool, pool), stateIn(nodes.state, "inService")))
+          .groupBy(gpus.nodeId)
+      ).map((u) => [u.nodeId, Number(u.busy)]),
+    );
+    const removable = rows.filter((n) => isIn("comingUp", n.state) || (isIn("inService", n.state) && (usage.get(n.id) ?? 0) === 0));
+    const busy = rows.filter((n) => isIn("inService", n.state) && (usage.get(n.id) ?? 0) > 0).length;
+    removable.sort((a, b) => REMOVAL_ORDER.indexOf(a.state) - REMOVAL_ORDER.indexOf(b.state) || b.stateChangedAt - a.stateChangedAt || (a.id < b.id ? -1 : 1));
+    const chosen = removable.slice(0, count);
+    const short = count - chosen.length;
+    return { chosen, kept: short > 0 ? `${Math.min(short, busy)} busy node(s) kept: scale-down never evicts running work` : "" };
+  }
+
+  private async sayOnce(pool: string, what: string, ctx: StepContext, say: () => Promise<void>): Promise<void> {
+    if (this.said.get(pool) === what) return;
+    this.said.set(pool, what);
+    await say();
+  }
+}
+

@@ -1,0 +1,38 @@
+// draining: the scheduler moves work off the node until it is empty or the pool's
+// drain deadline passes. Then the node goes where its removal says: replaced (health),
+// terminated (scale-down), or held for the human who asked for the drain. A scheduler
+// may report that the drain must stop and wait for a human (hold); the loop makes that
+// transition, as every other.
+import { blocked, move, say, type Step } from "../context.ts";
+import { recovered, returnToService } from "./cordoned.ts";
+import { replaceOrHold } from "./replace.ts";
+
+export const drain: Step = async (node, ctx) => {
+  const { svc, at } = ctx;
+  if (recovered(node, svc.actor)) return returnToService(node, ctx);
+  const deadline = node.nextActionAt ?? at;
+  svc.fence?.check();
+  const progress = await svc.scheduler.drain({ id: node.id, gpus: await svc.readings(node.id) }, deadline, at);
+  if (progress.hold !== undefined) {
+    await move(node, "held", progress.hold, ctx, { nextActionAt: null }, { status: `held: ${progress.hold}` });
+    return undefined;
+  }
+  if (!progress.done && at < deadline) {
+    await say(node, `draining: ${progress.detail}`, ctx);
+    return deadline;
+  }
+  const how = progress.done ? progress.detail : `drain deadline passed (${progress.detail})`;
+  await svc.writer.incident(node.incidentId, { drainedAt: at, status: `drained: ${how}` });
+  if (node.removal === "scale_down") {
+    const may = ctx.rails.mayTerminate(node.pool);
+    if (!may.allowed) return blocked(node, may, ctx, `drained (${how})`);
+    await move(node, "terminating", `scale down; ${how}`, ctx, { nextActionAt: null });
+    return at;
+  }
+  // A drain a human asked for ends with the node held for them.
+  if (node.removal === null) {
+    await move(node, "held", `drained (${how}); held for the human who asked`, ctx, { nextActionAt: null });
+    return undefined;
+  }
+  return replaceOrHold(node, ctx, how);
+};

@@ -1,0 +1,88 @@
+// requested → provisioning: ask the pool's provider for a machine. The operation row's
+// key is the idempotency token, so a launch retried after a crash finds the machine the
+// first call made. Failures never fail the node: the pool backs off (launches.ts), and
+// capacity or quota errors fail over to the pool's next provider at once.
+import type { PoolConfig } from "../../../schema/config.ts";
+import { ProviderError, TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL } from "../../providers/provider.ts";
+import { runOperation } from "../../safety/operations.ts";
+import { blocked, move, say, type Look, type Step, type StepContext } from "../context.ts";
+import { recordInstance } from "../inventory.ts";
+import { launchErrorKind } from "../launches.ts";
+import { FencedError, type NodeRow } from "../transition.ts";
+
+export const launch: Step = async (node, ctx) => {
+  const { svc, at } = ctx;
+  const pool = svc.pool(node.pool);
+  if (pool === undefined) {
+    // Nothing was launched for it: nothing to clean up.
+    await move(node, "failed", `pool ${node.pool ?? "-"} is not configured`, ctx);
+    return undefined;
+  }
+  if (svc.config().safety.dry_run) return blocked(node, { allowed: false, rail: "dry_run", reason: "safety.dry_run is on: would launch" }, ctx);
+  const gate = svc.launches.gate(pool.name, at);
+  if (!gate.ok) {
+    await say(node, `waiting to launch: ${gate.reason}`, ctx);
+    return gate.retryAt;
+  }
+  const providerName = node.provider ?? pool.providers[0]!;
+  const provider = svc.providers.get(providerName);
+  if (provider === undefined) return failed(node, pool, ctx, `provider ${providerName} is not available`, "permanent");
+  let ssh: { sshPublicKey?: string };
+  try {
+    ssh = svc.sshPublicKey(pool);
+  } catch (err) {
+    return failed(node, pool, ctx, `ssh_private_key_path ${pool.ssh_private_key_path}: ${err instanceof Error ? err.message : String(err)}`, "permanent");
+  }
+  const key = `launch:${node.id}:${providerName}`;
+  const outcome = await runOperation(
+    svc.store.db,
+    { key, kind: "launch", nodeId: node.id, pool: pool.name },
+    at,
+    () =>
+      provider.launch({
+        name: node.id,
+        idempotencyKey: key,
+        pool: pool.name,
+        instanceType: pool.instance_type,
+        region: pool.region,
+        ...(pool.zones[0] ? { zone: pool.zones[0] } : {}),
+        ...ssh,
+        tags: { [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: pool.name, [TAG_OPERATION]: key },
+      }),
+    undefined,
+    svc.fence,
+  );
+  if (outcome.ok) {
+    const instance = outcome.result;
+    await recordInstance(svc.store.db, instance, pool.name, key, at);
+    await svc.launches.succeeded(pool.name, at);
+    ctx.report.launched.push(node.id);
+    const deadline = at + pool.health.registration_timeout;
+    await move(node, "provisioning", `launched ${instance.id} on ${providerName}`, ctx, {
+      nextActionAt: deadline,
+      instanceName: instance.id,
+      provider: providerName,
+      instanceType: pool.instance_type,
+    });
+    return deadline;
+  }
+  const err = outcome.error;
+  if (err instanceof FencedError) return undefined;
+  const message = err instanceof Error ? err.message : String(err);
+  // Capacity and quota: try the pool's next provider now; after the last, back off.
+  const next = pool.providers[pool.providers.findIndex((p) => p === providerName) + 1];
+  if (err instanceof ProviderError && (err.kind === "capacity" || err.kind === "quota") && next !== undefined) {
+    await svc.writer.patch(node, { provider: next, stateReason: `${message}; failing over to ${next}` }, at);
+    return at;
+  }
+  const retryAfter = err instanceof ProviderError && err.retryAfterSeconds ? err.retryAfterSeconds * 1000 : 0;
+  return failed(node, pool, ctx, message, launchErrorKind(err), retryAfter);
+};
+
+/** A launch that did not happen: the pool backs off; the node waits, back on the pool's first provider. */
+async function failed(node: NodeRow, pool: PoolConfig, ctx: StepContext, message: string, kind: "permanent" | "transient", retryAfterMs = 0): Promise<Look> {
+  const retryAt = await ctx.svc.launches.failed(pool.name, ctx.at, message, kind, retryAfterMs);
+  const reason = `launch ${kind === "permanent" ? "refused" : "failed"}: ${message}; pool ${pool.name} retries at ${new Date(retryAt).toISOString()}`;
+  await ctx.svc.writer.patch(node, { provider: pool.providers[0] ?? node.provider, stateReason: reason }, ctx.at);
+  return retryAt;
+}

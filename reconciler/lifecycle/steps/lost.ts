@@ -1,0 +1,54 @@
+// Silence. A watched node whose agent stopped heartbeating is Lost — unless many went
+// silent at once (then the problem is probably ours: a partition freeze). A Lost node
+// whose agent comes back is judged afresh. Otherwise it is fenced: replaced only once
+// the provider confirms its instance is stopped or gone (its work may still be running),
+// and fencing is a remediation like any other (budget, in-flight caps).
+import { isIn } from "../../../schema/lifecycle.ts";
+import { blocked, move, say, type Look, type Step, type StepContext } from "../context.ts";
+import { instanceOf } from "../inventory.ts";
+import type { NodeRow } from "../transition.ts";
+import { replaceOrHold } from "./replace.ts";
+import { terminateCall } from "./terminate.ts";
+
+/** Whether a watched node's agent has been silent past the heartbeat timeout. */
+export function silent(node: NodeRow, ctx: StepContext): boolean {
+  return isIn("watched", node.state) && node.lastHeartbeatAt !== null && ctx.at - node.lastHeartbeatAt > ctx.svc.config().server.heartbeat_timeout;
+}
+
+/** Declares a silent node Lost (runs before its state's own step). */
+export async function declareLost(node: NodeRow, ctx: StepContext): Promise<Look> {
+  const may = ctx.rails.mayDeclareLost();
+  if (!may.allowed) return blocked(node, may, ctx);
+  await move(node, "lost", `no heartbeat for ${Math.round((ctx.at - (node.lastHeartbeatAt ?? ctx.at)) / 1000)} s`, ctx, { nextActionAt: null });
+  return ctx.at;
+}
+
+export const lost: Step = async (node, ctx) => {
+  const { svc, at } = ctx;
+  if (node.lastHeartbeatAt !== null && at - node.lastHeartbeatAt <= svc.config().server.heartbeat_timeout) {
+    await move(node, "validating", "heartbeats resumed", ctx);
+    return at;
+  }
+  if (node.origin === "registered" && node.instanceName === null) {
+    await say(node, "no heartbeat; Navarch did not launch this machine and cannot fence or replace it", ctx);
+    return undefined;
+  }
+  if (node.removal === null) {
+    // Taking it out for good is a remediation: it needs a slot.
+    const may = ctx.rails.mayRemediate(node.pool);
+    if (!may.allowed) return blocked(node, may, ctx, "lost");
+    const reason = "lost: no heartbeat";
+    if (!(await svc.incidents.open(node, at, reason, node.lastHeartbeatAt ?? at, "fencing"))) return at;
+  }
+  // Fencing: replace only once the provider confirms the instance is stopped or gone.
+  const instance = await instanceOf(node, ctx);
+  if (instance !== undefined && instance.state !== "terminated") {
+    await terminateCall(node, ctx);
+    return at + 5_000;
+  }
+  if (node.removal === "scale_down") {
+    await move(node, "terminating", "scale down; lost, and its instance is gone", ctx);
+    return at;
+  }
+  return replaceOrHold(node, ctx, "lost, and its instance is gone");
+};

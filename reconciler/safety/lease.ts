@@ -1,0 +1,247 @@
+// One writer: a lease row in the database decides which reconciler runs the loop.
+// The holder renews it every couple of seconds; a standby that sees the row unchanged
+// for the lease's duration (measured on its own monotonic clock, so the two machines'
+// clocks need not agree) takes it over and bumps the epoch. The leader acts only while
+// its last renewal is recent (a process paused past its lease finds out before it acts),
+// and every write it makes re-checks holder and epoch inside the write (fencing): a
+// deposed leader's writes change nothing.
+import { and, eq, sql, type SQL } from "drizzle-orm";
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { leases } from "../../schema/db.ts";
+import { FencedError, type Fence } from "../lifecycle/transition.ts";
+import { procStat, processAlive } from "../processes.ts";
+import type { Db } from "../store/store.ts";
+
+const LEADER = "leader";
+
+export interface LeaseTiming {
+  /** A standby takes over after seeing no renewal for this long. */
+  durationMs: number;
+  /** The leader stops acting when its last successful renewal is older than this. */
+  renewDeadlineMs: number;
+  /** How often the leader renews and a standby looks. */
+  retryMs: number;
+}
+
+/** client-go's ratios (15/10/2 s), shortened so a standby takes over within 15 s of a crash. */
+export const DEFAULT_LEASE_TIMING: LeaseTiming = { durationMs: 10_000, renewDeadlineMs: 7_000, retryMs: 2_000 };
+
+export interface LeaseHolderInfo {
+  holder: string;
+  epoch: number;
+  address: string | null;
+  acquiredAt: number;
+  renewedAt: number;
+}
+
+export type LeaseChange = { leading: true; epoch: number; from?: LeaseHolderInfo } | { leading: false; leader?: LeaseHolderInfo; reason: string };
+
+export interface LeaseOptions {
+  db: Db;
+  /** The URL this reconciler serves at, shown to whoever asks who leads. */
+  address?: string;
+  timing?: Partial<LeaseTiming>;
+  /** Wall clock, for the stamps in the row (informational; takeover uses the monotonic clock). */
+  now?: () => number;
+  monotonic?: () => number;
+  /** Overrides this process's identity (tests run several "processes" in one). */
+  holder?: string;
+}
+
+export class LeaderLease implements Fence {
+  readonly holder: string;
+  readonly timing: LeaseTiming;
+  private epoch: number | undefined;
+  /** Monotonic time at which the last successful renewal was sent. */
+  private renewedAtMono = Number.NEGATIVE_INFINITY;
+  /** The row as last seen by a standby, and since when (monotonic) it has not changed. */
+  private observed: { key: string; sinceMono: number } | undefined;
+  private readonly now: () => number;
+  private readonly monotonic: () => number;
+
+  constructor(private readonly opts: LeaseOptions) {
+    this.holder = opts.holder ?? processHolder();
+    this.timing = { ...DEFAULT_LEASE_TIMING, ...opts.timing };
+    this.now = opts.now ?? Date.now;
+    this.monotonic = opts.monotonic ?? (() => performance.now());
+  }
+
+  /** Whether this process may act now: it holds the lease and renewed it recently enough. */
+  get leading(): boolean {
+    return this.epoch !== undefined && this.monotonic() - this.renewedAtMono < this.timing.renewDeadlineMs;
+  }
+
+  /** The epoch this process leads with, while it does. */
+  get currentEpoch(): number | undefined {
+    return this.leading ? this.epoch : undefined;
+  }
+
+  check(): void {
+    if (!this.leading) throw new FencedError();
+  }
+
+  guard(): SQL {
+    if (this.epoch === undefined) return sql`0`;
+    return sql`exists (select 1 from ${leases} where ${leases.name} = ${LEADER} and ${leases.holder} = ${this.holder} and ${leases.epoch} = ${this.epoch})`;
+  }
+
+  /**
+   * One round of the election: the leader renews, a standby watches and takes over a
+   * lease nobody renewed for `durationMs`. Returns what changed, or undefined.
+   */
+  async step(): Promise<LeaseChange | undefined> {
+    if (this.epoch !== undefined && !this.leading) {
+      // Paused, or the store unreachable, past the renew deadline: stand down before anything
+      // else; a later round takes the lease again (with a new epoch) if nobody else did.
+      this.epoch = undefined;
+      const since = Math.round((this.monotonic() - this.renewedAtMono) / 1000);
+      return { leading: false, reason: `the lease was not renewed for ${since} s (renew deadline ${this.timing.renewDeadlineMs / 1000} s)` };
+    }
+    if (this.epoch !== undefined) {
+      const sent = this.monotonic();
+      const renewed = await this.opts.db
+        .update(leases)
+        .set({ renewedAt: sql`max(${this.now()}, ${leases.renewedAt} + 1)`, address: this.opts.address ?? null })
+        .where(and(eq(leases.name, LEADER), eq(leases.holder, this.holder), eq(leases.epoch, this.epoch!)))
+        .returning({ epoch: leases.epoch });
+      if (renewed.length > 0) {
+        this.renewedAtMono = sent;
+        return undefined;
+      }
+      this.epoch = undefined;
+      const leader = await this.current();
+      return { leading: false, reason: "the lease was taken over", ...(leader ? { leader } : {}) };
+    }
+    return this.tryAcquire();
+  }
+
+  /** Gives the lease up (a clean stop), so a standby takes over at once. */
+  async release(): Promise<void> {
+    if (this.epoch === undefined) return;
+    const epoch = this.epoch;
+    this.epoch = undefined;
+    await this.opts.db
+      .update(leases)
+      .set({ holder: "", renewedAt: this.now() })
+      .where(and(eq(leases.name, LEADER), eq(leases.holder, this.holder), eq(leases.epoch, epoch)));
+  }
+
+  /** Who holds the lease now, as the row says. */
+  async current(): Promise<LeaseHolderInfo | undefined> {
+    const [row] = await this.opts.db.select().from(leases).where(eq(leases.name, LEADER));
+    if (row === undefined || row.holder === "") return undefined;
+    return { holder: row.holder, epoch: row.epoch, address: row.address, acquiredAt: row.acquiredAt, renewedAt: row.renewedAt };
+  }
+
+  private async tryAcquire(): Promise<LeaseChange | undefined> {
+    const db = this.opts.db;
+    const at = this.now();
+    const sent = this.monotonic();
+    const [row] = await db.select().from(leases).where(eq(leases.name, LEADER));
+    if (row === undefined) {
+      const inserted = await db
+        .insert(leases)
+        .values({ name: LEADER, holder: this.holder, epoch: 1, address: this.opts.address ?? null, acquiredAt: at, renewedAt: at })
+        .onConflictDoNothing()
+        .returning({ epoch: leases.epoch });
+      return inserted.length > 0 ? this.elected(inserted[0]!.epoch, sent) : undefined;
+    }
+    const previous: LeaseHolderInfo = { holder: row.holder, epoch: row.epoch, address: row.address, acquiredAt: row.acquiredAt, renewedAt: row.renewedAt };
+    const free = row.holder === "" || row.holder === this.holder || holderIsGone(row.holder);
+    if (!free) {
+      const key = `${row.holder}|${row.epoch}|${row.renewedAt}`;
+      if (this.observed?.key !== key) this.observed = { key, sinceMono: sent };
+      if (sent - this.observed.sinceMono < this.timing.durationMs) return undefined;
+    }
+    const taken = await db
+      .update(leases)
+      .set({ holder: this.holder, epoch: sql`${leases.epoch} + 1`, address: this.opts.address ?? null, acquiredAt: at, renewedAt: sql`max(${at}, ${leases.renewedAt} + 1)` })
+      .where(and(eq(leases.name, LEADER), eq(leases.holder, row.holder), eq(leases.epoch, row.epoch), eq(leases.renewedAt, row.renewedAt)))
+      .returning({ epoch: leases.epoch });
+    if (taken.length === 0) return undefined; // someone else moved first
+    return this.elected(taken[0]!.epoch, sent, row.holder === "" ? undefined : previous);
+  }
+
+  private elected(epoch: number, sentMono: number, from?: LeaseHolderInfo): LeaseChange {
+    this.epoch = epoch;
+    this.renewedAtMono = sentMono;
+    this.observed = undefined;
+    return { leading: true, epoch, ...(from ? { from } : {}) };
+  }
+}
+
+/**
+ * `host/pid/start/nonce`: start is the process's start time in clock ticks, so a reused pid
+ * is told apart; the nonce tells two reconcilers of one process apart (tests).
+ */
+export function processHolder(): string {
+  return `${hostname()}/${process.pid}/${procStat(process.pid)?.startTime ?? 0}/${randomBytes(3).toString("hex")}`;
+}
+
+/** A holder on this machine whose process is gone need not be waited for (a crash and restart). */
+function holderIsGone(holder: string): boolean {
+  const [host, pid, start] = holder.split("/");
+  if (host !== hostname() || pid === undefined || start === undefined) return false;
+  const p = Number(pid);
+  const s = Number(start);
+  if (!Number.isInteger(p) || !Number.isInteger(s) || s === 0) return false;
+  return !processAlive(p, s);
+}
+
+/** Runs the election every `retryMs` and reports changes until stopped. */
+export class LeaseKeeper {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    readonly lease: LeaderLease,
+    private readonly onChange: (change: LeaseChange) => void | Promise<void>,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /**
+   * Runs the first round now and resolves once it is done, so a lone reconciler leads at
+   * once; a failure to start leading is thrown (the start fails), not logged.
+   */
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.round(true);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+    await this.lease.release().catch((err: unknown) => this.log(`releasing the leader lease: ${err instanceof Error ? err.message : String(err)}`));
+  }
+
+  private async round(first = false): Promise<void> {
+    if (this.stopped) return;
+    this.timer = undefined;
+    const run = (async () => {
+      let change: LeaseChange | undefined;
+      try {
+        change = await this.lease.step();
+      } catch (err) {
+        // The store is unreachable: the leader stops acting once its renew deadline passes.
+        this.log(`leader lease: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+      if (change === undefined || this.stopped) return;
+      try {
+        await this.onChange(change);
+      } catch (err) {
+        if (first) throw err;
+        // Could not start leading (or stand down cleanly): give the lease back so that this
+        // reconciler, or another, tries again.
+        this.log(`leader lease: ${err instanceof Error ? err.message : String(err)}; giving the lease back`);
+        await this.lease.release().catch(() => undefined);
+      }
+    })();
+    this.running = run.catch(() => undefined);
+    await run;
+    if (!this.stopped) this.timer = setTimeout(() => void this.round(), this.lease.timing.retryMs);
+  }
+}
