@@ -78,7 +78,7 @@ describe("compiled binaries from a directory with no node_modules", () => {
     expect(cli.code).toBe(0);
     expect(JSON.parse(cli.stdout).nodes.map((n: { id: string }) => n.id)).toEqual(["smoke-1"]);
     const table = await fleet.run([fleet.navarch, "nodes", "list", "-s", `127.0.0.1:${fleet.port}`], env);
-    expect(table.stdout).toMatch(/smoke-1\s+smoke\s+validating\s+\S+\s+unavailable/);
+    expect(table.stdout).toMatch(/smoke-1\s+smoke\s+monitored\s+validating\s+\S+\s+unavailable/);
 
     agent.kill("SIGTERM");
     expect(await agent.exited).toBe(0);

@@ -105,7 +105,7 @@ describe("through the compiled binaries", () => {
     expect((await register({ nodeId: a!.id, bootId: "b2", pool: "elsewhere", provider: "aws", instanceType: "p5.48xlarge" })).status).toBe(200);
     await Bun.sleep(8_000);
     const nodes = await list(f);
-    expect(nodes.find((n) => n.id === "intruder")).toMatchObject({ origin: "registered", pool: "gpu", provider: null });
+    expect(nodes.find((n) => n.id === "intruder")).toMatchObject({ origin: "registered", pool: "gpu" });
     expect(nodes.find((n) => n.id === a!.id)).toMatchObject({ origin: "launched", pool: "gpu", provider: "local", instanceType: "local-4gpu" });
     expect(nodes.filter((n) => n.origin === "launched" && n.state !== "terminated")).toHaveLength(2);
     expect(nodes.filter((n) => n.state === "terminated" || n.state === "terminating")).toEqual([]);

@@ -77,7 +77,7 @@ describe("who a node belongs to", () => {
     const rows = await f.all();
     expect(rows.filter((n) => n.state === "terminated" || n.removal !== null)).toEqual([]);
     expect((await inPool(f)).length).toBe(2);
-    expect(rows.find((n) => n.id === "rogue-1")).toMatchObject({ origin: "registered", pool: "p", provider: null });
+    expect(rows.find((n) => n.id === "rogue-1")).toMatchObject({ origin: "registered", pool: "p", instanceName: null });
   });
 
   test("a node's own agent cannot move it to another pool, provider or instance type", async () => {

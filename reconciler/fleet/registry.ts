@@ -50,8 +50,9 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
       await tx.insert(nodes).values({
         id: req.nodeId,
         origin: "registered",
+        // What the agent says of itself: labels to show, never acted on (origin decides that).
         pool: req.pool ?? null,
-        provider: null,
+        provider: req.provider ?? null,
         instanceType: req.instanceType ?? null,
         ...reported,
         // A node is not Ready until its first full health check passes (lifecycle).
@@ -69,7 +70,9 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
         // First registration of a node we requested: its health cursor starts at the log's end.
         ...(existing.registeredAt === null ? { evaluatedEventId: await endOfEventLog(tx) } : {}),
         // A monitored node describes itself; a launched one is what Navarch recorded.
-        ...(existing.origin === "registered" ? { pool: req.pool ?? existing.pool, instanceType: req.instanceType ?? existing.instanceType } : {}),
+        ...(existing.origin === "registered"
+          ? { pool: req.pool ?? existing.pool, provider: req.provider ?? existing.provider, instanceType: req.instanceType ?? existing.instanceType }
+          : {}),
       };
       const change = { at, actor: `agent:${req.nodeId}`, reason: waiting, fields };
       const ok = KEEP_STATE_ON_REGISTER.has(existing.state)
