@@ -5,7 +5,7 @@ import { createClient, type Client } from "@libsql/client";
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { StoreError } from "./store.ts";
+import { StoreError, errorText, redactUrl } from "./store.ts";
 
 export interface BackupOptions {
   /** The database URL `serve` uses (`file:PATH`). */
@@ -26,7 +26,7 @@ export async function backupDatabase(opts: BackupOptions): Promise<BackupResult>
   if (!opts.url.startsWith("file:")) {
     // sqld answers VACUUM INTO with "unsupported statement", and a copy would land on the server's disk anyway.
     throw new StoreError(
-      `backup of a remote database (${redact(opts.url)}) is not supported: a libSQL server refuses VACUUM INTO; back it up where it runs (sqld's --db-path, or the provider's snapshots)`,
+      `backup of a remote database (${redactUrl(opts.url)}) is not supported: a libSQL server refuses VACUUM INTO; back it up where it runs (sqld's --db-path, or the provider's snapshots)`,
     );
   }
   const source = opts.url.slice("file:".length);
@@ -68,14 +68,14 @@ async function vacuumInto(source: string, temp: string): Promise<void> {
   try {
     client = createClient({ url: `file:${source}`, concurrency: 1 });
   } catch (err) {
-    throw new StoreError(`cannot open database ${source}: ${text(err)}`);
+    throw new StoreError(`cannot open database ${source}: ${errorText(err)}`);
   }
   try {
     // Readers wait out a checkpoint or WAL recovery by the running reconciler.
     await client.execute("PRAGMA busy_timeout = 10000");
     await client.execute({ sql: "VACUUM INTO ?", args: [temp] });
   } catch (err) {
-    const why = text(err);
+    const why = errorText(err);
     if (/malformed|not a database|SQLITE_CORRUPT|SQLITE_NOTADB/i.test(why)) {
       throw new StoreError(`database ${source} is corrupt (${why}); it cannot be backed up: restore an earlier backup`);
     }
@@ -98,7 +98,7 @@ async function verify(temp: string, target: string): Promise<number> {
     return Number(rs.rows[0]?.n ?? 0);
   } catch (err) {
     if (err instanceof StoreError) throw err;
-    throw new StoreError(`the copy for ${target} cannot be read back (${text(err)}); nothing was written`);
+    throw new StoreError(`the copy for ${target} cannot be read back (${errorText(err)}); nothing was written`);
   } finally {
     client.close();
   }
@@ -111,20 +111,4 @@ function fsyncPath(path: string): void {
   } finally {
     closeSync(fd);
   }
-}
-
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = "";
-    u.password = "";
-    u.search = "";
-    return u.toString();
-  } catch {
-    return "(invalid database URL)";
-  }
-}
-
-function text(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, "; ");
 }

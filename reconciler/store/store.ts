@@ -255,7 +255,8 @@ function describeOpenFailure(location: string, err: unknown): string {
   return `cannot open database ${location}: ${text}`;
 }
 
-function redactUrl(url: string): string {
+/** A database URL without its credentials, for messages. */
+export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     u.password = "";
@@ -267,7 +268,7 @@ function redactUrl(url: string): string {
   }
 }
 
-function errorText(err: unknown): string {
-  // One line: some SQLite messages carry newlines.
+/** An error as one line (some SQLite messages carry newlines). */
+export function errorText(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, "; ");
 }
