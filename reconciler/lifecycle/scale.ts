@@ -12,7 +12,8 @@
 //   other removal (cordon rate, unhealthy budget, in-flight caps). Since the marked are no
 //   longer counted, a later pass never chooses again for the same decision, and nothing
 //   ever takes a pool below min_nodes by Navarch's own hand.
-import { and, eq, isNull, sql } from "drizzle-orm";
+import { and, eq, exists, isNull, sql } from "drizzle-orm";
+import { alias } from "drizzle-orm/sqlite-core";
 import { randomBytes } from "node:crypto";
 import type { PoolConfig } from "../../schema/config.ts";
 import { gpus, nodes, pools } from "../../schema/db.ts";
@@ -56,18 +57,32 @@ export class Scaler {
     const db = svc.store.db;
     const [row] = await db.select().from(pools).where(eq(pools.name, pool.name));
     if (row?.paused) return;
-    const members = (
+    // Counts from SQL aggregates: a pass stays cheap at tens of thousands of nodes.
+    const counts = (
       await db
-        .select({ id: nodes.id, state: nodes.state, removal: nodes.removal, replacementOf: nodes.replacementOf })
+        .select({ state: nodes.state, removal: nodes.removal, n: sql<number>`count(*)` })
         .from(nodes)
         .where(and(eq(nodes.pool, pool.name), eq(nodes.origin, "launched"), stateIn(nodes.state, "inPool")))
-    ).filter((n) => n.removal !== "scale_down");
+        .groupBy(nodes.state, nodes.removal)
+    ).filter((c) => c.removal !== "scale_down");
+    const countWhere = (pred: (c: (typeof counts)[number]) => boolean) => counts.filter(pred).reduce((sum, c) => sum + Number(c.n), 0);
     // A node with a surge replacement coming up is counted once with it (replacements are not scaling).
-    const replacing = new Set(members.filter((n) => n.replacementOf !== null).map((n) => n.replacementOf!));
-    const counted = members.filter((n) => !(n.removal === "replace" && replacing.has(n.id)));
+    const replacement = alias(nodes, "replacement");
+    const [surging] = await db
+      .select({ n: sql<number>`count(*)` })
+      .from(nodes)
+      .where(
+        and(
+          eq(nodes.pool, pool.name),
+          eq(nodes.origin, "launched"),
+          eq(nodes.removal, "replace"),
+          stateIn(nodes.state, "inPool"),
+          exists(db.select({ one: sql`1` }).from(replacement).where(and(eq(replacement.replacementOf, nodes.id), stateIn(replacement.state, "inPool")))),
+        ),
+      );
     // Machines the provider runs for this pool that no node claims yet count as coming up.
     const unclaimed = svc.unclaimedInstances(pool.name);
-    const current = counted.length + unclaimed;
+    const current = countWhere(() => true) - Number(surging?.n ?? 0) + unclaimed;
     const autoscaleDue = at - (this.lastAutoscaleAt.get(pool.name) ?? Number.NEGATIVE_INFINITY) >= svc.config().server.autoscale_interval;
     let utilization: number | undefined;
     if (autoscaleDue && pool.scaling.autoscaler !== undefined) {
@@ -81,9 +96,9 @@ export class Scaler {
     const queue = autoscaleDue && pool.scaling.autoscaler !== undefined ? await svc.queueMetrics(pool.name) : undefined;
     const metrics: PoolMetrics = {
       nodes: {
-        ready: counted.filter((n) => isIn("inService", n.state)).length,
-        provisioning: counted.filter((n) => isIn("comingUp", n.state)).length + unclaimed,
-        replacing: counted.filter((n) => n.removal === "replace").length,
+        ready: countWhere((c) => isIn("inService", c.state)),
+        provisioning: countWhere((c) => isIn("comingUp", c.state)) + unclaimed,
+        replacing: countWhere((c) => c.removal === "replace"),
         total: current,
       },
       ...(utilization !== undefined ? { gpuUtilization: utilization } : {}),
@@ -113,7 +128,7 @@ export class Scaler {
         for (let i = current; i < desired; i++) await tx.insert(nodes).values(requestedNode(pool, at, `scale up: ${reason}`));
       });
     } else {
-      const victims = await this.victims(pool.name, counted.map((n) => n.id), current - desired, ctx);
+      const victims = await this.victims(pool.name, current - desired, ctx);
       if (victims.chosen.length === 0) {
         await this.sayOnce(pool.name, `hold ${current}→${desired}`, ctx, async () => svc.log(`pool ${pool.name}: would scale ${current} → ${desired} (${reason}), but ${victims.kept}`));
         return;
@@ -141,11 +156,9 @@ export class Scaler {
    * its latest readings), the most recently changed first (the long-lived nodes keep their
    * warm caches). Says how many were kept because they are busy.
    */
-  private async victims(pool: string, ids: readonly string[], count: number, ctx: StepContext): Promise<{ chosen: NodeRow[]; kept: string }> {
+  private async victims(pool: string, count: number, ctx: StepContext): Promise<{ chosen: NodeRow[]; kept: string }> {
     const db = ctx.svc.store.db;
-    const rows = (await db.select().from(nodes).where(and(eq(nodes.pool, pool), eq(nodes.origin, "launched"), stateIn(nodes.state, "inPool"), isNull(nodes.removal)))).filter((n) =>
-      ids.includes(n.id),
-    );
+    const rows = await db.select().from(nodes).where(and(eq(nodes.pool, pool), eq(nodes.origin, "launched"), stateIn(nodes.state, "inPool"), isNull(nodes.removal)));
     const usage = new Map(
       (
         await db
