@@ -1,18 +1,11 @@
 // A test fleet of compiled binaries: dist/navarch and dist/navarch-node copied into
 // a temp directory with no node_modules anywhere above it, started with a clean
 // environment, talking over loopback. Every process it starts is killed by stop().
-import { copyFileSync, existsSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { ensureBinaries } from "./prerequisites.ts";
-import { REPO_ROOT, tempDir, waitFor } from "./support.ts";
-
-export function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
+import { REPO_ROOT, freePort, tempDir, waitFor } from "./support.ts";
 
 export type Proc = Subprocess<"ignore", "pipe", "pipe">;
 
@@ -83,10 +76,18 @@ export class CompiledFleet {
     });
   }
 
+  /**
+   * An agent of this fleet. Its sysfs is an empty directory and it watches no InfiniBand ports
+   * unless `args` say otherwise: the host's own (a real driver's kernel module, real ports) must
+   * not turn up as findings of agents whose GPUs are fake.
+   */
   startAgent(nodeId: string, args: string[] = [], env: Record<string, string> = {}): Proc {
+    const sysfs = join(this.dir, "empty-sysfs");
+    mkdirSync(sysfs, { recursive: true });
+    const hermetic = [...(args.includes("--sysfs-root") ? [] : ["--sysfs-root", sysfs]), ...(args.includes("--infiniband-dir") ? [] : ["--infiniband-dir", "none"])];
     return this.start(
       nodeId,
-      [this.navarchNode, "--server", `127.0.0.1:${this.port}`, "--node-id", nodeId, "--state-dir", join(this.dir, "agents", nodeId), ...args],
+      [this.navarchNode, "--server", `127.0.0.1:${this.port}`, "--node-id", nodeId, "--state-dir", join(this.dir, "agents", nodeId), ...hermetic, ...args],
       { NAVARCH_AUTH_TOKEN: this.token, ...env },
     );
   }

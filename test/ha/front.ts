@@ -2,7 +2,7 @@
 // TCP connection goes to the first backend that accepts it. Agents and the CLI talk to the
 // front and never learn which reconciler answered.
 import type { Socket, TCPSocketListener } from "bun";
-import { freePort } from "../compiled.ts";
+import { freePort } from "../support.ts";
 
 interface Pair {
   peer?: Socket<Pair>;

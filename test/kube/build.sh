@@ -4,7 +4,7 @@
 # Kubernetes tests. Idempotent: does nothing when the cache already has this version.
 #   sh test/kube/build.sh            prints the bin directory on its last line
 # Why a wrapper module: k8s.io/kubernetes requires its staging modules at v0.0.0 with
-# replace directives, so `go install` cannot build it (shared/design/kubernetes-test-harness.md).
+# replace directives, so `go install` cannot build it.
 set -eu
 K=${NAVARCH_KUBE_VERSION:-1.34.4}
 KWOK=${NAVARCH_KWOK_VERSION:-v0.7.0}
@@ -12,28 +12,14 @@ S=0.${K#1.}
 M=${S#0.}; M=${M%%.*}
 CACHE=${NAVARCH_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/navarch/kube}
 BIN=$CACHE/v$K-kwok-$KWOK/bin
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+LOCK=.build-$K.lock
+NAVARCH_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 built() {
   [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] && [ -x "$BIN/etcd" ] && [ -x "$BIN/kwok" ] \
     && [ -f "$BIN/kwok-stages.yaml" ] && "$BIN/kube-apiserver" --version 2>/dev/null | grep -q "v$K"
 }
-if built; then
-  echo "$BIN"
-  exit 0
-fi
-command -v go >/dev/null || { echo "build.sh: Go is required to build the Kubernetes test binaries" >&2; exit 1; }
-# Two test runs on a fresh machine: one builds, the other waits for it and reuses the result.
-mkdir -p "$CACHE"
-if command -v flock >/dev/null; then
-  exec 9>"$CACHE/.build-$K.lock"
-  flock 9
-  if built; then
-    echo "$BIN"
-    exit 0
-  fi
-fi
-started=$(date +%s)
+. "$NAVARCH_ROOT/scripts/cached-build.sh"
 SRC=$CACHE/src-$K
 mkdir -p "$SRC" "$BIN"
 cd "$SRC"

@@ -11,7 +11,7 @@
 import type { Subprocess } from "bun";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { freePort } from "../compiled.ts";
+import { freePort } from "../support.ts";
 import { REPO_ROOT, tempDir } from "../support.ts";
 
 export const ENSURE_SCRIPT = join(REPO_ROOT, "test/sqld/ensure-sqld.sh");

@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { connect } from "node:net";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { freePort } from "../compiled.ts";
+import { freePort } from "../support.ts";
 import { waitFor } from "../support.ts";
 
 const ENSURE = new URL("./ensure-sshd.sh", import.meta.url).pathname;
