@@ -4,7 +4,8 @@
 //
 //   requested → provisioning → (bootstrapping) → validating → ready ⇄ suspect
 //     → cordoned → draining → terminating → terminated
-//   plus failed (never came up), lost (agent silent) and held (a human must look).
+//   plus failed (never came up), lost (agent silent) and held (a human must look);
+//   and the reboot rung of a remediation: draining → rebooting → validating → ready.
 import { inArray, notInArray, type SQL, type SQLWrapper } from "drizzle-orm";
 
 export const NODE_STATES = [
@@ -16,6 +17,7 @@ export const NODE_STATES = [
   "suspect",
   "cordoned",
   "draining",
+  "rebooting",
   "terminating",
   "terminated",
   "failed",
@@ -36,7 +38,7 @@ export const STATES = {
   /** The agent must keep heartbeating; silence makes the node Lost. */
   watched: ["validating", "ready", "suspect", "cordoned", "draining"],
   /** Out of service by Navarch's or a human's hand, with the machine still there. */
-  takenOut: ["cordoned", "draining", "held"],
+  takenOut: ["cordoned", "draining", "rebooting", "held"],
   /** On the way out or gone: no longer part of the pool's size. */
   outOfPool: ["terminating", "terminated", "failed"],
   /** Everything else: what a pool's size is made of. */
@@ -80,8 +82,10 @@ export const TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
   suspect: ["ready", "cordoned", "lost", "draining"],
   // a remediation slot opened; recovered or a human uncordoned; silent; monitored node held
   cordoned: ["draining", "ready", "lost", "held"],
-  // drained and removed or replaced; held (a human's drain, deadline hold); recovered; silent
-  draining: ["terminating", "held", "ready", "lost"],
+  // drained and removed or replaced, or rebooted; held (a human's drain, deadline hold); recovered; silent
+  draining: ["terminating", "rebooting", "held", "ready", "lost"],
+  // back with a new boot (judged afresh); did not come back in time, or no reboot to be had: replaced or held
+  rebooting: ["validating", "terminating", "held"],
   // a human uncordons, or asks for a replacement
   held: ["ready", "cordoned"],
   // heartbeats resumed (re-judged); fenced and replaced; held for a human

@@ -84,6 +84,10 @@ export interface CloudSpec {
   quota?: number;
   /** Share of API calls (launch, terminate, get, list) that fail with a transient error. */
   error_rate: number;
+  /** From a reboot call until the machine runs again with a new boot. */
+  reboot_latency: Millis;
+  /** Share of the faults on a rebooted machine that the reboot clears (the rest are found again in the new boot). */
+  reboot_fixes: number;
 }
 
 export interface WorkloadSpec {
@@ -160,7 +164,7 @@ export type ScenarioEvent = { at: Millis; note?: string; index: number } & (
 export type EventKind = ScenarioEvent["kind"];
 export const EVENT_KINDS = ["fault", "recover", "silence", "vanish", "jobs", "outage", "restart", "breaker_reset", "assert"] as const satisfies readonly EventKind[];
 
-export const INCIDENT_OUTCOMES = ["replaced", "recovered", "cancelled", "held", "terminated", "open"] as const;
+export const INCIDENT_OUTCOMES = ["replaced", "recovered", "rebooted", "cancelled", "held", "terminated", "open"] as const;
 export type IncidentOutcomeFilter = (typeof INCIDENT_OUTCOMES)[number];
 
 /** State names a `nodes` check accepts besides the lifecycle states. */
@@ -183,8 +187,14 @@ export type Metric =
   /** What became of the jobs over the whole run (evictions are work lost to drains). */
   | { kind: "jobs"; outcome: "submitted" | "completed" | "evicted" | "killed" }
   /** Seconds from a fault to its node's cordon, the slowest (or the median) over the incidents so far. */
-  | { kind: "cordon_delay"; stat: "max" | "p50"; pool?: string };
-export const METRIC_KINDS = ["nodes", "incidents", "faults", "breaker", "blocked", "scale_events", "leaked_instances", "launches", "queue", "jobs", "cordon_delay"] as const satisfies readonly Metric["kind"][];
+  | { kind: "cordon_delay"; stat: "max" | "p50"; pool?: string }
+  /** Node-hours in service (ready or suspect) so far, whole hours: the capacity a pool gave its work. */
+  | { kind: "service_hours"; pool?: string }
+  /** Node-minutes a pool had fewer nodes in service than its min_nodes: the capacity it lost. */
+  | { kind: "shortfall_minutes"; pool?: string }
+  /** Reboots the reconciler asked of a provider. */
+  | { kind: "reboots"; provider?: string };
+export const METRIC_KINDS = ["nodes", "incidents", "faults", "breaker", "blocked", "scale_events", "leaked_instances", "launches", "queue", "jobs", "cordon_delay", "service_hours", "shortfall_minutes", "reboots"] as const satisfies readonly Metric["kind"][];
 
 export const CHECK_OPS = ["equals", "at_least", "at_most"] as const;
 export type CheckOp = (typeof CHECK_OPS)[number];
@@ -339,6 +349,8 @@ const Cloud = strict({
   capacity: v.optional(v.pipe(v.custom<Record<string, unknown>>(isRecord, (i) => `expected a mapping of instance type to count, got ${show(i.input)}`), v.record(v.string(), int(0))), {}),
   quota: v.optional(int(0)),
   error_rate: v.optional(Probability, 0),
+  reboot_latency: v.optional(Duration, "5m"),
+  reboot_fixes: v.optional(Probability, 0.8),
 });
 
 const PoolWorkload = strict({
@@ -471,6 +483,9 @@ const METRIC_SCHEMAS = {
   queue: filters({ pool: Name, jobs: v.optional(oneOf(["pending", "running", "total"] as const, "job count"), "total") }),
   jobs: filters({ outcome: oneOf(["submitted", "completed", "evicted", "killed"] as const, "job outcome") }),
   cordon_delay: filters({ stat: v.optional(oneOf(["max", "p50"] as const, "statistic"), "max"), pool: v.optional(Name) }),
+  service_hours: filters({ pool: v.optional(Name) }),
+  shortfall_minutes: filters({ pool: v.optional(Name) }),
+  reboots: filters({ provider: v.optional(Text) }),
 } satisfies Record<Metric["kind"], v.GenericSchema>;
 
 const CheckSchema = v.pipe(
@@ -669,4 +684,4 @@ export function defaultSampleEvery(duration: Millis): Millis {
 }
 
 /** Default settings of a cloud nobody described. */
-export const DEFAULT_CLOUD: CloudSpec = { launch_latency: 3 * 60_000, launch_jitter: 0, capacity: {}, error_rate: 0 };
+export const DEFAULT_CLOUD: CloudSpec = { launch_latency: 3 * 60_000, launch_jitter: 0, capacity: {}, error_rate: 0, reboot_latency: 5 * 60_000, reboot_fixes: 0.8 };

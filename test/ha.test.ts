@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { LocalProvider } from "../reconciler/providers/local.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { auditLog, nodes, operations } from "../schema/db.ts";
-import { CompiledFleet, freePort, type Proc } from "./compiled.ts";
+import { CompiledFleet, type Proc } from "./compiled.ts";
+import { freePort } from "./support.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
 import { TcpFront } from "./ha/front.ts";
 import { startSqld, type Sqld } from "./sqld/harness.ts";
@@ -54,7 +55,7 @@ class HaFleet {
         path,
         `server:\n  address: 127.0.0.1:${port[name]}\n  public_url: ${this.front.url}\n  heartbeat_interval: 1s\n  health_check_interval: 2s\n  data_dir: ${dataDir}\n${database.url ? `  database_url: ${database.url}\n` : ""}` +
           `providers:\n  local:\n    nvml_library: ${FAKE_NVML.full}\n    nodes_dir: ${nodesDir}\n` +
-          `pools:\n  - name: gpu\n    provider: local\n    instance_type: local-4gpu\n    region: local\n    scaling:\n      min_nodes: 2\n      max_nodes: 2\n    health:\n      drain_timeout: 20s\n`,
+          `pools:\n  - name: gpu\n    provider: local\n    instance_type: local-4gpu\n    region: local\n    scaling:\n      min_nodes: 2\n      max_nodes: 2\n    health:\n      drain_timeout: 20s\n      # The takeover is tested mid-replacement (the reboot rung has its own crash tests).\n      remediation: replace\n`,
       );
       return path;
     };

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import type { Finding } from "../agent/checks/gpu.ts";
+import type { Finding } from "../agent/checks/finding.ts";
 import { IncidentTracker, incidentKey } from "../agent/checks/incidents.ts";
 
 const gpu = { index: 2, uuid: "GPU-2", pciBusId: "00000000:3B:00.0" };

@@ -9,8 +9,11 @@ import { isIn } from "../schema/lifecycle.ts";
 
 afterEach(closeFleets);
 
+/** A pool that replaces every unhealthy node (the remediation ladder has its own tests). */
+const REPLACE = "      remediation: replace\n";
+
 async function fleet() {
-  const f = await makeFleet(`${FAST_SERVER}pools:\n${pool("train", 3, 6)}`);
+  const f = await makeFleet(`${FAST_SERVER}pools:\n${pool("train", 3, 6, REPLACE)}`);
   const byState = async () => {
     const out: Record<string, number> = {};
     for (const n of await f.all()) out[n.state] = (out[n.state] ?? 0) + 1;
@@ -129,7 +132,7 @@ describe("reconcile loop", () => {
   });
 
   test("surge: the replacement is launched when the drain starts; the node is retired once it is Ready", async () => {
-    const f = await makeFleet(`${FAST_SERVER}pools:\n${pool("train", 3, 4, "      replacement: surge\n")}`);
+    const f = await makeFleet(`${FAST_SERVER}pools:\n${pool("train", 3, 4, `      replacement: surge\n${REPLACE}`)}`);
     await f.until(async () => (await f.count("ready")) === 3);
     const victim = (await f.all())[0]!;
     f.agents.setUtilization(victim.id, 90); // work still running: the drain waits

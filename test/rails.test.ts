@@ -114,7 +114,7 @@ describe("safety rails", () => {
 
   test("attempt cap: a slot that keeps failing is Held for a human", async () => {
     // The breaker would trip first on a 1-node pool failing twice; this test is about the cap.
-    const f = await fleet(`${FAST_SERVER}safety:\n  max_attempts: 2\n  breaker:\n    max_cordons: 100\n    percent: 100\npools:\n${pool("p", 1, 1)}`);
+    const f = await fleet(`${FAST_SERVER}safety:\n  max_attempts: 2\n  breaker:\n    max_cordons: 100\n    percent: 100\npools:\n${pool("p", 1, 1, "      remediation: replace\n")}`);
     await f.until(async () => (await f.count("ready")) === 1);
     // Each new node fails as soon as it is Ready.
     for (let round = 0; round < 4; round++) {

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { join } from "node:path";
-import { registerNode } from "../reconciler/fleet/registry.ts";
+import { recordHeartbeat, registerNode } from "../reconciler/fleet/registry.ts";
 import { auditLog, incidents, nodes, operations, pools } from "../schema/db.ts";
 import { isIn } from "../schema/lifecycle.ts";
 import { FAST_SERVER, closeFleets, fleet, pool } from "./fleet-harness.ts";
@@ -93,11 +93,26 @@ describe("who a node belongs to", () => {
     expect(await f.node(victim.id)).toMatchObject({ pool: "p", provider: "local", instanceType: "local-8gpu", origin: "launched", state: "ready" });
     expect((await f.all()).filter((n) => n.state === "terminated")).toEqual([]);
   });
+
+  test("an agent without NVML checks no GPU: its health is unknown, never healthy, and it never enters service", async () => {
+    const f = await fleet(`${FAST_SERVER}pools:\n${pool("p", 1, 1)}`);
+    await f.until(async () => (await f.count("ready")) === 1);
+    const spoolId = "00000000-0000-4000-8000-00000000000b";
+    const blind = { nodeId: "no-driver-1", hostname: "no-driver-1", bootId: "b1", agentVersion: "x", spoolId, nvml: { available: false, error: "libnvidia-ml.so.1: cannot open shared object file" }, gpus: [], pool: "p" };
+    expect(await registerNode(f.store.db, blind, f.now)).toMatchObject({ ok: true, origin: "registered" });
+    for (let i = 0; i < 10; i++) {
+      await recordHeartbeat(f.store.db, { nodeId: "no-driver-1", bootId: "b1", sentAt: new Date(f.now()).toISOString(), nvml: blind.nvml, health: { checked: true, worst: "healthy", openIncidents: 0 }, gpus: [] }, f.now);
+      await f.step();
+    }
+    const row = await f.node("no-driver-1");
+    expect(row).toMatchObject({ state: "validating", verdict: null, nvmlAvailable: false });
+    expect(row.stateReason).toContain("libnvidia-ml.so.1");
+  });
 });
 
 describe("findings survive a lost database", () => {
   test("restored from a copy taken before the fault, a node whose GPU fell off never comes back into service", async () => {
-    const f = await fleet(`${FAST_SERVER}pools:\n${pool("p", 3, 3, "      auto_replace: false\n")}`);
+    const f = await fleet(`${FAST_SERVER}pools:\n${pool("p", 3, 3, "      auto_replace: false\n      remediation: replace\n")}`);
     await f.until(async () => (await f.count("ready")) === 3);
     const copy = join(tempDir(), "before-the-fault.db");
     await f.backup(copy);
@@ -118,7 +133,7 @@ describe("findings survive a lost database", () => {
   });
 
   test("with an empty database, the agents re-register and a broken node is quarantined at once", async () => {
-    const f = await fleet(`${FAST_SERVER}pools:\n${pool("p", 2, 2, "      auto_replace: false\n")}`);
+    const f = await fleet(`${FAST_SERVER}pools:\n${pool("p", 2, 2, "      auto_replace: false\n      remediation: replace\n")}`);
     const empty = join(tempDir(), "empty.db");
     await f.backup(empty);
     await f.until(async () => (await f.count("ready")) === 2);

@@ -1,13 +1,15 @@
 // Every scenario of the library (scenarios/*.yaml) runs through the simulator (the real
-// reconcile loop on virtual time) and every check it states must hold. The known issues
+// reconcile loop on virtual time) and every check it states must hold; every autoscaler
+// the README documents has a scenario asserting its pool's size. The known issues
 // (scenarios/known-issues/) state the intended behaviour and are expected to fail until the
 // reconciler is fixed; when one starts passing, its test fails: move it to the library.
 import { describe, expect, test } from "bun:test";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { runScenario } from "../reconciler/sim/engine.ts";
 import { loadScenarioFile } from "../reconciler/sim/load.ts";
 import type { SimReport } from "../reconciler/sim/report.ts";
+import { AUTOSCALER_TYPES } from "../schema/config.ts";
 import { REPO_ROOT } from "./support.ts";
 
 const LIBRARY = join(REPO_ROOT, "scenarios");
@@ -46,6 +48,28 @@ describe("scenario library", () => {
     for (const name of ["steady-state", "single-fatal-xid", "breaker-burst", "capacity-failover", "restart-mid-replacement", "queue-scaling", "scheduled-midnight"]) {
       expect(files).toContain(`${name}.yaml`);
     }
+  });
+
+  test("every documented autoscaler has a scenario that asserts its pool's size through the real loop", async () => {
+    // The README's `scaling.autoscaler` row names each autoscaler as `type` followed by its keys.
+    const row = readFileSync(join(REPO_ROOT, "README.md"), "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("| `scaling.autoscaler` |"));
+    expect(row).toBeDefined();
+    const documented = [...row!.matchAll(/`([a-z]+)` \(/g)].map((m) => m[1]!);
+    expect([...documented].sort()).toEqual([...AUTOSCALER_TYPES].sort());
+    const covered = new Map<string, string[]>();
+    for (const file of files) {
+      const loaded = await loadScenarioFile(join(LIBRARY, file));
+      if (!loaded.ok) throw new Error(`${file}: ${JSON.stringify(loaded.problems)}`);
+      const { config, events } = loaded.scenario;
+      const sized = new Set(events.flatMap((e) => (e.kind === "assert" ? e.checks.flatMap((c) => (c.metric.kind === "nodes" && c.metric.pool !== undefined ? [c.metric.pool] : [])) : [])));
+      for (const p of config.pools) {
+        const type = p.scaling.autoscaler?.type;
+        if (type !== undefined && sized.has(p.name)) covered.set(type, [...(covered.get(type) ?? []), `${file} (pool ${p.name})`]);
+      }
+    }
+    for (const type of documented) expect(covered.get(type), `no scenario in scenarios/ asserts the size of a pool scaled by the ${type} autoscaler`).toBeDefined();
   });
 
   for (const file of files) {

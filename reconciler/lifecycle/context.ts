@@ -3,8 +3,9 @@
 // small functions over this; the loop (loop.ts) builds one context per pass.
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import type { NodeState } from "../../schema/lifecycle.ts";
-import type { GpuSnapshot } from "../../schema/wire.ts";
+import type { GpuSnapshot, RecommendedAction } from "../../schema/wire.ts";
 import type { Bootstrapper } from "../fleet/bootstrap.ts";
+import type { SourcedMetrics } from "../pools/metrics-source.ts";
 import type { SchedulerMirror } from "../fleet/scheduler.ts";
 import type { Provider } from "../providers/provider.ts";
 import type { RailVerdict, Rails } from "../safety/rails.ts";
@@ -55,12 +56,14 @@ export interface Services {
   verdictReason(node: NodeRow): string;
   /** When the deciding finding of a node's verdict opened. */
   faultAt(node: NodeRow, fallback: number): number;
+  /** What the deciding finding of a node's verdict recommends. */
+  recommendedAction(node: NodeRow): RecommendedAction | undefined;
   /** A node's latest GPU readings. */
   readings(nodeId: string): Promise<GpuSnapshot[]>;
   /** Instances tagged for the pool that no node claims yet (they count toward its size until reaped). */
   unclaimedInstances(pool: string): number;
-  /** Pending and running jobs of a pool, where a scheduler knows them. */
-  queueMetrics(pool: string): Promise<{ pending: number; running: number } | undefined>;
+  /** What the metrics sources (a scheduler's queue, Prometheus) know of a pool now; never throws. */
+  sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics>;
   /** The SSH bootstrapper (created on first use). */
   bootstrapper(): Bootstrapper;
   /** The public key a pool's machines are launched with, for its SSH bootstrap. */

@@ -6,6 +6,7 @@ import { and, asc, eq, gt, gte } from "drizzle-orm";
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import { healthEvents, nodes } from "../../schema/db.ts";
 import { eventFromRow, nodeVerdict, trackFinding, type HealthPolicy, type OpenFinding } from "../fleet/policy.ts";
+import type { RecommendedAction } from "../../schema/wire.ts";
 import type { Db } from "../store/store.ts";
 import type { Fence, NodeRow } from "./transition.ts";
 
@@ -29,8 +30,8 @@ export class HealthJudge {
   private quietTickAt = Number.NEGATIVE_INFINITY;
   /** Health events up to this id have been judged (in memory; the per-node cursors are durable). */
   private judgedThrough: number | undefined;
-  /** This pass's verdict explanation per node, and when its deciding finding opened. */
-  private readonly reasons = new Map<string, { reason: string; faultAt: number }>();
+  /** This pass's verdict explanation per node, when its deciding finding opened, and what that finding recommends. */
+  private readonly reasons = new Map<string, { reason: string; faultAt: number; action: RecommendedAction | undefined }>();
 
   constructor(
     private readonly db: Db,
@@ -71,8 +72,10 @@ export class HealthJudge {
     for (const node of live) {
       if (node.bootId === null) continue;
       const events = newByNode.get(node.id) ?? [];
-      // Never judged: judge now. Otherwise on its own cadence, or the quiet grid's while it was quiet.
-      const tick = node.verdict === null || at - (this.lastTick.get(node.id) ?? this.quietTickAt) >= interval;
+      // Never judged, or in a new boot since (what the reboot cleared closes now): judge now.
+      // Otherwise on its own cadence, or the quiet grid's while it was quiet.
+      const newBoot = (node.findings as OpenFinding[]).some((f) => f.bootId !== node.bootId);
+      const tick = node.verdict === null || newBoot || at - (this.lastTick.get(node.id) ?? this.quietTickAt) >= interval;
       if (events.length === 0 && !tick) continue;
       let open = node.findings as OpenFinding[];
       if (events.length > 0) {
@@ -95,18 +98,23 @@ export class HealthJudge {
         tick,
       });
       const lastId = events.at(-1)?.id ?? node.evaluatedEventId;
-      this.reasons.set(node.id, { reason: verdict.reason, faultAt: verdict.decidedBy?.openedAt ?? at });
+      // Without NVML the agent reads no GPU: no findings means nothing was looked at, not
+      // healthy. The verdict stays unset (shown "unknown") until NVML works or a finding arrives.
+      const blind = !node.nvmlAvailable && verdict.verdict === "healthy";
+      const judged = blind ? null : verdict.verdict;
+      const reason = blind ? `unknown: NVML is unavailable on the node (${node.nvmlError ?? "no reason given"}), so no GPU was checked` : verdict.reason;
+      this.reasons.set(node.id, { reason, faultAt: verdict.decidedBy?.openedAt ?? at, action: verdict.decidedBy?.action });
       // Most ticks of a healthy node change nothing: write only what changed.
       const unchanged =
         events.length === 0 &&
-        verdict.verdict === node.verdict &&
+        judged === node.verdict &&
         verdict.state.consecutiveFailures === node.consecutiveFailures &&
         verdict.open.length === open.length &&
         verdict.closed.length === 0;
       if (unchanged) continue;
       // The verdict is the reconciler's own judgement, not a change of state: it does not
       // bump the version (an operator's action in flight still applies), but it is fenced.
-      const fields = { findings: verdict.open, consecutiveFailures: verdict.state.consecutiveFailures, verdict: verdict.verdict, evaluatedEventId: lastId };
+      const fields = { findings: verdict.open, consecutiveFailures: verdict.state.consecutiveFailures, verdict: judged, evaluatedEventId: lastId };
       this.fence?.check();
       await this.db
         .update(nodes)
@@ -122,5 +130,10 @@ export class HealthJudge {
 
   faultAt(node: NodeRow, fallback: number): number {
     return this.reasons.get(node.id)?.faultAt ?? fallback;
+  }
+
+  /** What the finding that decided the node's verdict recommends (reset, reboot, replace…). */
+  action(node: NodeRow): RecommendedAction | undefined {
+    return this.reasons.get(node.id)?.action ?? (node.findings as OpenFinding[]).find((f) => f.result === "unhealthy")?.action;
   }
 }

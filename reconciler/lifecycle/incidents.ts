@@ -4,6 +4,7 @@
 // change, through the one writer.
 import { and, eq, isNull } from "drizzle-orm";
 import { incidents } from "../../schema/db.ts";
+import type { Remedy } from "./remedy.ts";
 import type { Executor, NodeRow, NodeWriter } from "./transition.ts";
 
 export class Incidents {
@@ -17,10 +18,10 @@ export class Incidents {
    * replacement, or the scale-down it was already on). False when the node changed since
    * it was read (nothing is written then).
    */
-  async open(node: NodeRow, at: number, reason: string, faultAt: number, status = "opened"): Promise<boolean> {
+  async open(node: NodeRow, at: number, reason: string, faultAt: number, remedy: Remedy, status = "opened"): Promise<boolean> {
     if (node.incidentId !== null) return true;
     return this.writer.atomically(async (tx) => {
-      const [row] = await tx.insert(incidents).values({ nodeId: node.id, pool: node.pool, reason, faultAt, openedAt: at, status }).returning({ id: incidents.id });
+      const [row] = await tx.insert(incidents).values({ nodeId: node.id, pool: node.pool, reason, faultAt, openedAt: at, status, remedy }).returning({ id: incidents.id });
       const ok = await this.writer.patch(
         node,
         { incidentId: row!.id, removal: node.removal ?? "replace" },

@@ -6,7 +6,7 @@
 // saw it so and its agent had a heartbeat timeout to come back, never on one miss. Until
 // then such an instance counts toward its pool's size: a reconciler that lost its
 // database does not launch a second fleet beside the first.
-import { eq } from "drizzle-orm";
+import { eq, isNotNull } from "drizzle-orm";
 import { instances } from "../../schema/db.ts";
 import { TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance } from "../providers/provider.ts";
 import { runOperation } from "../safety/operations.ts";
@@ -14,7 +14,14 @@ import type { Db } from "../store/store.ts";
 import type { StepContext } from "./context.ts";
 import type { Executor, NodeRow } from "./transition.ts";
 
-export async function recordInstance(db: Executor, instance: Instance, pool: string, operationKey: string | null, at: number): Promise<void> {
+export async function recordInstance(
+  db: Executor,
+  instance: Instance,
+  pool: string,
+  operationKey: string | null,
+  at: number,
+  orphan: { orphanSince: number | null; orphanSweeps: number } = { orphanSince: null, orphanSweeps: 0 },
+): Promise<void> {
   await db
     .insert(instances)
     .values({
@@ -27,10 +34,11 @@ export async function recordInstance(db: Executor, instance: Instance, pool: str
       state: instance.state,
       address: instance.address ?? null,
       operationKey,
+      ...orphan,
       createdAt: at,
       updatedAt: at,
     })
-    .onConflictDoUpdate({ target: instances.name, set: { providerId: instance.id, state: instance.state, address: instance.address ?? null, updatedAt: at } });
+    .onConflictDoUpdate({ target: instances.name, set: { providerId: instance.id, state: instance.state, address: instance.address ?? null, ...orphan, updatedAt: at } });
 }
 
 export async function markInstanceTerminated(db: Db, providerId: string, at: number): Promise<void> {
@@ -53,27 +61,23 @@ export interface SweepNode {
   instanceName: string | null;
 }
 
-interface Orphan {
-  sweeps: number;
-  firstSeenAt: number;
-  pool: string | undefined;
-}
-
 export class Inventory {
-  /** Instances seen with no node, by provider id. */
-  private readonly orphans = new Map<string, Orphan>();
+  /** Instances tagged for each pool that no node claims yet, as of the last sweep. */
+  private unclaimedByPool = new Map<string, number>();
 
   /** Instances tagged for `pool` that no node claims yet (as of the last sweep). */
   unclaimed(pool: string): number {
-    let n = 0;
-    for (const o of this.orphans.values()) if (o.pool === pool) n++;
-    return n;
+    return this.unclaimedByPool.get(pool) ?? 0;
   }
 
   async sweep(live: readonly SweepNode[], rows: (ids: string[]) => Promise<NodeRow[]>, ctx: SweepContext): Promise<void> {
     const { svc, at } = ctx;
     const byName = new Map(live.map((n) => [n.id, n]));
+    // What earlier sweeps (also of an earlier process: a restart must not reset the count) found unowned.
+    const db = svc.store.db;
+    const known = new Map((await db.select().from(instances).where(isNotNull(instances.orphanSince))).map((r) => [`${r.provider}:${r.providerId}`, r]));
     const seenNow = new Set<string>();
+    const unclaimed = new Map<string, number>();
     const grace = svc.config().server.heartbeat_timeout;
     for (const [name, provider] of svc.providers) {
       let found: Instance[];
@@ -85,27 +89,39 @@ export class Inventory {
       }
       for (const instance of found) {
         if (instance.state === "terminated") continue;
-        const known = byName.get(instance.name);
-        if (known !== undefined) {
-          this.orphans.delete(instance.id);
-          if (known.instanceName === null) await this.adopt(instance, name, (await rows([known.id]))[0], ctx);
+        const owner = byName.get(instance.name);
+        if (owner !== undefined) {
+          if (owner.instanceName === null) await this.adopt(instance, name, (await rows([owner.id]))[0], ctx);
           continue;
         }
-        seenNow.add(instance.id);
-        const orphan = this.orphans.get(instance.id) ?? { sweeps: 0, firstSeenAt: at, pool: instance.tags[TAG_POOL] };
-        orphan.sweeps++;
-        this.orphans.set(instance.id, orphan);
-        if (orphan.sweeps < 2 || at - orphan.firstSeenAt < grace || svc.config().safety.dry_run) continue;
-        const outcome = await runOperation(svc.store.db, { key: `reap:${name}:${instance.id}`, kind: "reap" }, at, () => provider.terminate(instance.id), undefined, svc.fence);
-        if (!outcome.ok) continue;
-        this.orphans.delete(instance.id);
+        const key = `${name}:${instance.id}`;
+        seenNow.add(key);
+        const before = known.get(key);
+        const since = before?.orphanSince ?? at;
+        const sweeps = (before?.orphanSweeps ?? 0) + 1;
+        await recordInstance(db, instance, instance.tags[TAG_POOL] ?? "", instance.tags[TAG_OPERATION] ?? null, at, { orphanSince: since, orphanSweeps: sweeps });
+        const pool = instance.tags[TAG_POOL];
+        const count = () => void (pool !== undefined && unclaimed.set(pool, (unclaimed.get(pool) ?? 0) + 1));
+        if (sweeps < 2 || at - since < grace || svc.config().safety.dry_run) {
+          count();
+          continue;
+        }
+        const outcome = await runOperation(db, { key: `reap:${name}:${instance.id}`, kind: "reap" }, at, () => provider.terminate(instance.id), undefined, svc.fence);
+        if (!outcome.ok) {
+          count();
+          continue;
+        }
+        await markInstanceTerminated(db, instance.id, at);
         ctx.report.terminated.push(instance.id);
         await svc.writer.audit(at, svc.actor, "reap", instance.id, { provider: name, reason: "no node for it in two sweeps" });
         svc.log(`reaped ${name} instance ${instance.id}: no node for it in two sweeps`);
       }
     }
-    // Gone since (terminated, or claimed by a node): no longer counted.
-    for (const id of this.orphans.keys()) if (!seenNow.has(id)) this.orphans.delete(id);
+    // Gone since (terminated, or claimed by a node): no longer an orphan.
+    for (const [key, row] of known) {
+      if (!seenNow.has(key)) await db.update(instances).set({ orphanSince: null, orphanSweeps: 0, updatedAt: at }).where(eq(instances.name, row.name));
+    }
+    this.unclaimedByPool = unclaimed;
   }
 
   /**

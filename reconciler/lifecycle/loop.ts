@@ -11,11 +11,12 @@ import { publicKeyFromPrivate } from "../../bootstrap/ssh.ts";
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import { breakers, gpus, nodes, pools } from "../../schema/db.ts";
 import { stateNotIn } from "../../schema/lifecycle.ts";
-import type { GpuSnapshot } from "../../schema/wire.ts";
+import type { GpuSnapshot, RecommendedAction } from "../../schema/wire.ts";
 import { Bootstrapper } from "../fleet/bootstrap.ts";
 import type { HealthPolicy } from "../fleet/policy.ts";
 import type { Clock } from "../fleet/registry.ts";
 import { NO_SCHEDULER, type SchedulerMirror } from "../fleet/scheduler.ts";
+import { layeredSources, queueSource, type MetricsSource, type SourcedMetrics } from "../pools/metrics-source.ts";
 import type { Provider } from "../providers/provider.ts";
 import { loadRails } from "../safety/rails.ts";
 import type { Store } from "../store/store.ts";
@@ -40,6 +41,8 @@ export interface ReconcilerOptions {
   scheduler?: SchedulerMirror;
   /** Pending and running jobs of a pool (Kubernetes pods labelled navarch.dev/pool); undefined when unknown. */
   queueMetrics?: (pool: string) => Promise<{ pending: number; running: number } | undefined>;
+  /** Autoscaling inputs from elsewhere (Prometheus); what it knows replaces the queue above and the agents' utilisation. */
+  metricsSource?: MetricsSource;
   now?: Clock;
   log?: (line: string) => void;
   /** Who the audit log names for the reconciler's own actions. */
@@ -70,6 +73,8 @@ export class Reconciler implements Services {
   private crdPoolNames: ReadonlySet<string> = new Set();
   private readonly judge: HealthJudge;
   private readonly scaler = new Scaler();
+  /** The scheduler's queue, then the configured metrics source over it. */
+  private readonly sources: MetricsSource;
   private readonly inventory = new Inventory();
   private lastSweepAt = Number.NEGATIVE_INFINITY;
   /** Public keys derived from the pools' ssh_private_key_path, by path. */
@@ -99,6 +104,7 @@ export class Reconciler implements Services {
     this.incidents = new Incidents(this.writer, this.actor);
     this.launches = new PoolLaunches(opts.store.db, this.writer, this.logLine);
     this.judge = new HealthJudge(opts.store.db, opts.policy, opts.fence);
+    this.sources = layeredSources([...(opts.queueMetrics ? [queueSource("scheduler queue", opts.queueMetrics)] : []), ...(opts.metricsSource ? [opts.metricsSource] : [])]);
   }
 
   // ───────────────────────────── running ─────────────────────────────
@@ -171,6 +177,10 @@ export class Reconciler implements Services {
     return this.judge.faultAt(node, fallback);
   }
 
+  recommendedAction(node: NodeRow): RecommendedAction | undefined {
+    return this.judge.action(node);
+  }
+
   async readings(nodeId: string): Promise<GpuSnapshot[]> {
     const rows = await this.store.db.select({ snapshot: gpus.lastSnapshot }).from(gpus).where(eq(gpus.nodeId, nodeId));
     return rows.flatMap((r) => (r.snapshot ? [r.snapshot as GpuSnapshot] : []));
@@ -180,8 +190,8 @@ export class Reconciler implements Services {
     return this.inventory.unclaimed(pool);
   }
 
-  async queueMetrics(pool: string): Promise<{ pending: number; running: number } | undefined> {
-    return this.opts.queueMetrics?.(pool).catch(() => undefined);
+  sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics> {
+    return this.sources.poolMetrics(pool);
   }
 
   bootstrapper(): Bootstrapper {

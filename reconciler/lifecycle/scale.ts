@@ -5,9 +5,14 @@
 //   not launch (monitored), not the nodes already leaving (chosen for scale-down, or on
 //   the way out), and a node being replaced by surge once with its replacement.
 // - Scale-up requests nodes; the launch step launches them.
+// - Every autoscale tick observes the pool once (pools/observations.ts): each in-service
+//   node's GPU activity and how long it has been idle, a sample of its metrics for the
+//   predictive history (both kept in libSQL), plus what the metrics sources say (a
+//   scheduler's queue, Prometheus); all of it reaches every autoscaler in one PoolMetrics.
 // - Scale-down chooses its victims once: what was never in service first (nothing is
-//   lost), then idle nodes, longest idle first. A node with work on its GPUs is never
-//   chosen: a pool that cannot shrink without evicting work stays larger and says so.
+//   lost), then idle nodes, longest idle first. A node with work on its GPUs (utilisation
+//   or a compute process) is never chosen: a pool that cannot shrink without evicting
+//   work stays larger and says so.
 //   Chosen nodes are marked; the lifecycle takes them out through the same rails as any
 //   other removal (cordon rate, unhealthy budget, in-flight caps). Since the marked are no
 //   longer counted, a later pass never chooses again for the same decision, and nothing
@@ -15,10 +20,11 @@
 import { and, eq, exists, isNull, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/sqlite-core";
 import { randomBytes } from "node:crypto";
-import type { PoolConfig } from "../../schema/config.ts";
-import { gpus, nodes, pools } from "../../schema/db.ts";
+import { formatDuration, type PoolConfig } from "../../schema/config.ts";
+import { nodes, pools } from "../../schema/db.ts";
 import { isIn, stateIn, type NodeState } from "../../schema/lifecycle.ts";
-import { decideScale, type PoolMetrics } from "../pools/autoscaler.ts";
+import { byLongestIdle, decideScale, historyLookback, sampleOf, type PoolMetrics } from "../pools/autoscaler.ts";
+import { averageUtilization, idleSinceOf, poolActivity, recordIdleness, recordSample } from "../pools/observations.ts";
 import { move, type StepContext } from "./context.ts";
 import type { NodeRow } from "./transition.ts";
 
@@ -44,8 +50,8 @@ export function newNodeId(pool: string): string {
   return `${pool.slice(0, 50)}-${randomBytes(4).toString("hex")}`;
 }
 
-/** Cheapest to remove first: not launched, not yet up, then in service. */
-const REMOVAL_ORDER: readonly NodeState[] = ["requested", "provisioning", "bootstrapping", "validating", "ready", "suspect"];
+/** Of the nodes that never served, cheapest to remove first: not launched, then not yet up. */
+const REMOVAL_ORDER: readonly NodeState[] = ["requested", "provisioning", "bootstrapping", "validating"];
 
 export class Scaler {
   private readonly lastAutoscaleAt = new Map<string, number>();
@@ -84,16 +90,6 @@ export class Scaler {
     const unclaimed = svc.unclaimedInstances(pool.name);
     const current = countWhere(() => true) - Number(surging?.n ?? 0) + unclaimed;
     const autoscaleDue = at - (this.lastAutoscaleAt.get(pool.name) ?? Number.NEGATIVE_INFINITY) >= svc.config().server.autoscale_interval;
-    let utilization: number | undefined;
-    if (autoscaleDue && pool.scaling.autoscaler !== undefined) {
-      const [avg] = await db
-        .select({ util: sql<number | null>`avg(json_extract(${gpus.lastSnapshot}, '$.utilizationPct'))` })
-        .from(gpus)
-        .innerJoin(nodes, eq(nodes.id, gpus.nodeId))
-        .where(and(eq(nodes.pool, pool.name), stateIn(nodes.state, "inService")));
-      utilization = avg?.util ?? undefined;
-    }
-    const queue = autoscaleDue && pool.scaling.autoscaler !== undefined ? await svc.queueMetrics(pool.name) : undefined;
     const metrics: PoolMetrics = {
       nodes: {
         ready: countWhere((c) => isIn("inService", c.state)),
@@ -101,9 +97,8 @@ export class Scaler {
         replacing: countWhere((c) => c.removal === "replace"),
         total: current,
       },
-      ...(utilization !== undefined ? { gpuUtilization: utilization } : {}),
-      ...(queue !== undefined ? { queue } : {}),
     };
+    if (autoscaleDue && pool.scaling.autoscaler !== undefined) await this.observe(pool, metrics, row?.metricsError ?? null, ctx);
     // Between autoscale ticks only the bounds are enforced (min_nodes at once).
     const scaling = autoscaleDue ? pool.scaling : { ...pool.scaling, autoscaler: undefined };
     if (autoscaleDue) this.lastAutoscaleAt.set(pool.name, at);
@@ -112,6 +107,7 @@ export class Scaler {
       metrics,
       { ...(row?.lastScaleAt ? { lastScaleAt: row.lastScaleAt } : {}), ...(row?.lastScaleDirection ? { lastDirection: row.lastScaleDirection } : {}) },
       at,
+      pool.scaling.autoscaler === undefined ? "no autoscaler" : `between ${pool.scaling.autoscaler.type} autoscaler ticks (every ${formatDuration(svc.config().server.autoscale_interval)}), bounds only`,
     );
     if (decision.desired === decision.current) return;
     if (svc.config().safety.dry_run) {
@@ -152,29 +148,51 @@ export class Scaler {
   }
 
   /**
-   * Up to `count` nodes to remove, cheapest first; in service only when idle (no GPU busy in
-   * its latest readings), the most recently changed first (the long-lived nodes keep their
-   * warm caches). Says how many were kept because they are busy.
+   * What an autoscale tick knows of the pool, into `metrics`: utilisation and idle nodes
+   * from the agents' readings (idleness recorded), the metrics sources' inputs over them,
+   * and the history the pool's autoscaler reads (this tick's sample recorded). A source
+   * that failed is recorded on the pool (navarch_pool_metrics_source_failing) and said once.
+   */
+  private async observe(pool: PoolConfig, metrics: PoolMetrics, lastError: string | null, ctx: StepContext): Promise<void> {
+    const { svc, at } = ctx;
+    const db = svc.store.db;
+    const activity = await poolActivity(db, pool.name);
+    const utilization = averageUtilization(activity);
+    if (utilization !== undefined) metrics.gpuUtilization = utilization;
+    metrics.idleNodes = await recordIdleness(db, svc.writer, pool.name, activity, at);
+    const sourced = await svc.sourcedMetrics(pool);
+    if (sourced.gpuUtilization !== undefined) metrics.gpuUtilization = sourced.gpuUtilization;
+    if (sourced.queue !== undefined) metrics.queue = sourced.queue;
+    const lookback = historyLookback(pool.scaling);
+    const history = await recordSample(db, svc.writer, pool.name, sampleOf(metrics, at), lookback);
+    if (lookback > 0) metrics.history = history;
+    const error = sourced.problems?.join("; ") ?? null;
+    if (error !== lastError) {
+      await db.update(pools).set({ metricsError: error }).where(eq(pools.name, pool.name));
+      svc.log(error === null ? `pool ${pool.name}: metrics sources answer again` : `pool ${pool.name}: metrics unknown this tick: ${error}`);
+    }
+  }
+
+  /**
+   * Up to `count` nodes to remove, cheapest first: never served (not yet up), then in
+   * service only when idle (no GPU busy and no compute process in its latest readings),
+   * longest idle first (nodes not yet seen idle by a tick last, the most recently changed
+   * first among them). Says how many were kept because they are busy.
    */
   private async victims(pool: string, count: number, ctx: StepContext): Promise<{ chosen: NodeRow[]; kept: string }> {
     const db = ctx.svc.store.db;
     const rows = await db.select().from(nodes).where(and(eq(nodes.pool, pool), eq(nodes.origin, "launched"), stateIn(nodes.state, "inPool"), isNull(nodes.removal)));
-    const usage = new Map(
-      (
-        await db
-          .select({ nodeId: gpus.nodeId, busy: sql<number>`max(coalesce(json_extract(${gpus.lastSnapshot}, '$.utilizationPct'), 0))` })
-          .from(gpus)
-          .innerJoin(nodes, eq(nodes.id, gpus.nodeId))
-          .where(and(eq(nodes.pool, pool), stateIn(nodes.state, "inService")))
-          .groupBy(gpus.nodeId)
-      ).map((u) => [u.nodeId, Number(u.busy)]),
-    );
-    const removable = rows.filter((n) => isIn("comingUp", n.state) || (isIn("inService", n.state) && (usage.get(n.id) ?? 0) === 0));
-    const busy = rows.filter((n) => isIn("inService", n.state) && (usage.get(n.id) ?? 0) > 0).length;
-    removable.sort((a, b) => REMOVAL_ORDER.indexOf(a.state) - REMOVAL_ORDER.indexOf(b.state) || b.stateChangedAt - a.stateChangedAt || (a.id < b.id ? -1 : 1));
-    const chosen = removable.slice(0, count);
+    const busy = new Set((await poolActivity(db, pool)).filter((a) => a.busy).map((a) => a.id));
+    const comingUp = rows.filter((n) => isIn("comingUp", n.state));
+    comingUp.sort((a, b) => REMOVAL_ORDER.indexOf(a.state) - REMOVAL_ORDER.indexOf(b.state) || b.stateChangedAt - a.stateChangedAt || (a.id < b.id ? -1 : 1));
+    const idle = rows.filter((n) => isIn("inService", n.state) && !busy.has(n.id));
+    const since = await idleSinceOf(db, idle.map((n) => n.id));
+    const seenIdle = byLongestIdle(idle.flatMap((n) => (since.has(n.id) ? [{ id: n.id, idleSince: since.get(n.id)!, row: n }] : []))).map((x) => x.row);
+    const notSeen = idle.filter((n) => !since.has(n.id)).sort((a, b) => b.stateChangedAt - a.stateChangedAt || (a.id < b.id ? -1 : 1));
+    const chosen = [...comingUp, ...seenIdle, ...notSeen].slice(0, count);
     const short = count - chosen.length;
-    return { chosen, kept: short > 0 ? `${Math.min(short, busy)} busy node(s) kept: scale-down never evicts running work` : "" };
+    const busyInService = rows.filter((n) => isIn("inService", n.state) && busy.has(n.id)).length;
+    return { chosen, kept: short > 0 ? `${Math.min(short, busyInService)} busy node(s) kept: scale-down never evicts running work` : "" };
   }
 
   private async sayOnce(pool: string, what: string, ctx: StepContext, say: () => Promise<void>): Promise<void> {

@@ -58,20 +58,34 @@ export interface RailInputs {
 const ALLOWED: RailVerdict = { allowed: true };
 
 /**
- * A remediation in progress is one slot: the node going out (draining, a Lost node being
- * fenced, terminating for a replacement or after a drain) and, once it is gone, the node
- * coming up for it. Cancelling a node that never served (scale-down before it was in
- * service) takes nothing away and holds no slot.
+ * Whether the node holds a remediation slot itself: it is draining, being rebooted or
+ * checked after its reboot, a Lost node being fenced, or terminating for a replacement or
+ * after a drain. Cancelling a node that never served (scale-down before it was in
+ * service) takes nothing away and holds none.
  */
+export function holdsRemediationSlot(n: Pick<RailNode, "state" | "removal" | "cordonedBy">): boolean {
+  if (n.removal === null) return false;
+  switch (n.state) {
+    case "draining":
+    case "rebooting":
+    case "lost":
+      return true;
+    case "validating":
+      // Back from a reboot (it was taken out of service); a new machine failing its first check is not yet.
+      return n.cordonedBy !== null;
+    case "terminating":
+      return n.removal === "replace" || n.cordonedBy !== null;
+    default:
+      return false;
+  }
+}
+
+/** One remediation is one slot: the node going out and, once it is gone, the node coming up for it. */
 function remediationSlots(nodes: readonly RailNode[]): number {
   const slots = new Set<string>();
   for (const n of nodes) {
-    if (n.removal === null) {
-      if (n.replacementOf !== null && isIn("comingUp", n.state)) slots.add(n.replacementOf);
-      continue;
-    }
-    const tookOut = n.removal === "replace" || n.cordonedBy !== null;
-    if (n.state === "draining" || n.state === "lost" || (n.state === "terminating" && tookOut)) slots.add(n.id);
+    if (holdsRemediationSlot(n)) slots.add(n.id);
+    else if (n.removal === null && n.replacementOf !== null && isIn("comingUp", n.state)) slots.add(n.replacementOf);
   }
   return slots.size;
 }

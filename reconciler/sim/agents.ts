@@ -35,6 +35,9 @@ interface SimAgent {
   open: Map<string, HealthEvent>;
   /** The highest event seq the reconciler said it holds (a lower answer means it forgot). */
   reconcilerSeq: number;
+  /** The machine's reboot count at the cloud when this boot began; down while it reboots. */
+  cloudBoot: number;
+  down: boolean;
 }
 
 /** An app-caused finding with no repeat for this long closes (the real agent's quiet period). */
@@ -68,7 +71,22 @@ export class SimulatedAgents {
   ) {
     this.clouds = Array.isArray(cloud) ? cloud : [cloud as SimulatedCloud];
     this.layout = typeof gpus === "number" ? () => ({ count: gpus, name: "NVIDIA H100 80GB HBM3" }) : gpus;
+    // A machine the reconciler reboots goes quiet until it runs again.
+    for (const c of this.clouds) {
+      c.onReboot = (instance) => {
+        const agent = this.agents.get(instance.name);
+        if (agent === undefined) return;
+        agent.down = true;
+        this.beatingJson = undefined;
+      };
+    }
   }
+
+  /**
+   * Whether a reboot clears an open finding (default: always). A finding it does not clear is
+   * found again, and reported, in the new boot: the fault survived the reboot.
+   */
+  rebootFixes: (nodeId: string, finding: HealthEvent) => boolean = () => true;
 
   /** The reconciler's database was replaced (restored from an older copy): talk to the new one. */
   useDatabase(db: Db): void {
@@ -80,12 +98,17 @@ export class SimulatedAgents {
     const running = new Set<string>();
     for (const cloud of this.clouds) {
       for (const instance of cloud.running()) {
+        let agent = this.agents.get(instance.name);
+        // A machine rebooting is still there: its agent is quiet until it runs again.
+        if (agent !== undefined) running.add(instance.name);
         if (instance.state !== "running") continue;
         running.add(instance.name);
-        let agent = this.agents.get(instance.name);
         if (agent === undefined) {
           agent = await this.boot(instance);
           if (agent === undefined) continue;
+        } else if ((cloud.bootOf(instance.id) ?? 0) > agent.cloudBoot) {
+          await this.cameBack(agent, cloud.bootOf(instance.id) ?? 0); // registers and heartbeats
+          continue;
         }
         if (!agent.silent) await this.heartbeat(agent);
       }
@@ -101,7 +124,12 @@ export class SimulatedAgents {
     const registered: string[] = [];
     for (const cloud of this.clouds) {
       for (const instance of cloud.takeStarted()) {
-        if (this.agents.has(instance.name)) continue;
+        const known = this.agents.get(instance.name);
+        if (known !== undefined) {
+          const boot = cloud.bootOf(instance.id) ?? 0;
+          if (boot > known.cloudBoot && (await this.cameBack(known, boot))) registered.push(known.nodeId);
+          continue;
+        }
         const agent = await this.boot(instance);
         if (agent === undefined) continue;
         await this.heartbeat(agent);
@@ -125,7 +153,7 @@ export class SimulatedAgents {
    * readings that changed go separately (flushReadings).
    */
   async heartbeatAll(at: number): Promise<void> {
-    this.beatingJson ??= JSON.stringify([...this.agents.values()].filter((a) => !a.silent).map((a) => a.nodeId));
+    this.beatingJson ??= JSON.stringify([...this.agents.values()].filter((a) => !a.silent && !a.down).map((a) => a.nodeId));
     await this.db.run(sql`UPDATE nodes SET last_heartbeat_at = ${at}, updated_at = ${at} WHERE id IN (SELECT value FROM json_each(${this.beatingJson}))`);
   }
 
@@ -193,12 +221,28 @@ export class SimulatedAgents {
     if (this.worst(agent) !== before) await this.heartbeat(agent);
   }
 
+  /**
+   * The machine the reconciler rebooted runs again: a new boot, whose agent reports again what
+   * the reboot did not fix.
+   */
+  private async cameBack(agent: SimAgent, cloudBoot: number): Promise<boolean> {
+    const survivors = [...agent.open.values()].filter((e) => !this.rebootFixes(agent.nodeId, e));
+    agent.cloudBoot = cloudBoot;
+    agent.down = false;
+    if (!(await this.reboot(agent.nodeId, `boot-${agent.instanceId}-r${cloudBoot}`))) return false;
+    for (const e of survivors) {
+      const gpuIndex = e.gpu?.index ?? 0;
+      await this.event(agent.nodeId, { check: e.check, ...(e.code !== undefined ? { code: e.code } : {}), severity: e.severity, action: e.action, message: e.message }, gpuIndex);
+    }
+    return true;
+  }
+
   /** The machine rebooted: a new boot id, registration again and a heartbeat (reboot-class findings clear). */
-  async reboot(nodeId: string): Promise<boolean> {
+  async reboot(nodeId: string, bootId?: string): Promise<boolean> {
     const agent = this.agents.get(nodeId);
     if (agent === undefined) return false;
     agent.boots++;
-    agent.bootId = `boot-${agent.instanceId}-${agent.boots}`;
+    agent.bootId = bootId ?? `boot-${agent.instanceId}-${agent.boots}`;
     agent.silent = false;
     agent.open.clear();
     this.beatingJson = undefined;
@@ -269,10 +313,12 @@ export class SimulatedAgents {
 
   private newAgent(nodeId: string, instance: Instance): SimAgent {
     const { count, name } = this.layout(instance.instanceType);
+    // An agent that starts on a machine the reconciler rebooted before is in that later boot.
+    const cloudBoot = this.clouds.find((c) => c.bootOf(instance.id) !== undefined)?.bootOf(instance.id) ?? 0;
     return {
       nodeId,
       instanceId: instance.id,
-      bootId: `boot-${instance.id}`,
+      bootId: cloudBoot === 0 ? `boot-${instance.id}` : `boot-${instance.id}-r${cloudBoot}`,
       boots: 0,
       gpus: Array.from({ length: count }, (_, i) => ({
         index: i,
@@ -285,6 +331,8 @@ export class SimulatedAgents {
       silent: false,
       open: new Map(),
       reconcilerSeq: 0,
+      cloudBoot,
+      down: false,
     };
   }
 
@@ -342,7 +390,8 @@ export class SimulatedAgents {
   }
 
   private snapshot(agent: SimAgent): GpuSnapshot[] {
-    return agent.gpus.map((g, i) => ({ index: g.index, temperatureC: 45, utilizationPct: agent.utilization[i] ?? 0 }));
+    // A busy GPU runs its job's one compute process, as NVML would list it.
+    return agent.gpus.map((g, i) => ({ index: g.index, temperatureC: 45, utilizationPct: agent.utilization[i] ?? 0, processCount: (agent.utilization[i] ?? 0) > 0 ? 1 : 0 }));
   }
 
   private async heartbeat(agent: SimAgent): Promise<void> {

@@ -108,6 +108,48 @@ interface Delivery {
 const SWEEP_INTERVAL_MS = 60_000;
 const NODE_ID = /[a-z0-9][a-z0-9-]*-[0-9a-f]{8}\b/g;
 
+/**
+ * Node-time in service per pool, integrated exactly at each change, and the shortfall: the
+ * node-time the pool had fewer nodes in service than its min_nodes (capacity lost).
+ */
+class ServiceClock {
+  private readonly pools = new Map<string, { count: number; since: number; ms: number; shortMs: number }>();
+
+  constructor(
+    private readonly start: number,
+    private readonly minOf: (pool: string) => number,
+  ) {}
+
+  change(pool: string, delta: number, at: number): void {
+    const p = this.settle(pool, at);
+    p.count += delta;
+  }
+
+  hours(pool: string | undefined, at: number): number {
+    return this.sum(pool, at, (p) => p.ms) / 3_600_000;
+  }
+
+  shortfallMinutes(pool: string | undefined, at: number): number {
+    return this.sum(pool, at, (p) => p.shortMs) / 60_000;
+  }
+
+  private sum(pool: string | undefined, at: number, pick: (p: { ms: number; shortMs: number }) => number): number {
+    let total = 0;
+    for (const name of this.pools.keys()) if (pool === undefined || name === pool) total += pick(this.settle(name, at));
+    return total;
+  }
+
+  private settle(pool: string, at: number) {
+    const p = this.pools.get(pool) ?? { count: 0, since: this.start, ms: 0, shortMs: 0 };
+    const dt = at - p.since;
+    p.ms += p.count * dt;
+    p.shortMs += Math.max(0, this.minOf(pool) - p.count) * dt;
+    p.since = at;
+    this.pools.set(pool, p);
+    return p;
+  }
+}
+
 class Simulation {
   private readonly seed: number;
   private readonly start: number;
@@ -156,6 +198,7 @@ class Simulation {
 
   // What the report needs.
   private readonly faults: FaultRecord[] = [];
+  private readonly service: ServiceClock;
   private readonly lastFaults = new Map<string, { xid: number; gpu: number }[]>();
   private readonly blocks = new Map<string, string>();
   private readonly events: TimelineEvent[] = [];
@@ -188,6 +231,7 @@ class Simulation {
     this.end = scenario.start + scenario.duration;
     this.clock = this.start;
     this.nextPassAt = this.start;
+    this.service = new ServiceClock(this.start, (pool) => this.pool(pool)?.scaling.min_nodes ?? 0);
     this.nextSampleAt = this.start;
     this.progress = options.progress ?? (() => undefined);
     this.readingsRead = scenario.config.pools.some((p) => p.scaling.autoscaler !== undefined);
@@ -254,6 +298,7 @@ class Simulation {
           now: this.now,
           launchLatencyMs: spec.launch_latency,
           launchJitterMs: spec.launch_jitter,
+          rebootLatencyMs: spec.reboot_latency,
           capacity: spec.capacity,
           ...(spec.quota !== undefined ? { quota: spec.quota } : {}),
           errorRate: spec.error_rate,
@@ -269,6 +314,13 @@ class Simulation {
       const t = nodeType(type, s.node_types);
       return { count: t?.gpus ?? 8, name: t?.gpu_name ?? "NVIDIA GPU" };
     });
+    // Which faults a reboot clears: each cloud's share, drawn from a seeded stream.
+    const reboots = new Random(this.seed, "reboots");
+    this.agents.rebootFixes = (nodeId) => {
+      const pool = this.pool(this.simNodes.get(nodeId)?.pool);
+      const spec = pool ? s.clouds[pool.providers[0]!] : undefined;
+      return reboots.next() < (spec?.reboot_fixes ?? 1);
+    };
     this.workload = new SimWorkload({
       now: this.now,
       random: this.rng.workload,
@@ -284,6 +336,7 @@ class Simulation {
       for (const n of seeded) {
         const node = this.simNodes.get(n.id)!;
         node.inService = true;
+        this.service.change(node.pool, 1, this.start);
         this.workload.addNode(n.id, n.pool, n.gpus);
       }
     }
@@ -416,6 +469,7 @@ class Simulation {
       if (node === undefined) continue;
       const inService = tr.to === "ready" || tr.to === "suspect";
       if (inService && !node.inService && this.agents.has(node.id)) this.workload.addNode(node.id, node.pool, node.gpus);
+      if (inService !== node.inService) this.service.change(node.pool, inService ? 1 : -1, t);
       node.inService = inService;
       if (!inService && tr.to !== "cordoned" && tr.to !== "draining") this.workload.removeNode(node.id);
       if (tr.to === "terminated") this.agents.remove(node.id);
@@ -817,6 +871,12 @@ class Simulation {
       }
       case "jobs":
         return this.workload.counts[m.outcome];
+      case "service_hours":
+        return Math.floor(this.service.hours(m.pool, this.clock));
+      case "shortfall_minutes":
+        return Math.round(this.service.shortfallMinutes(m.pool, this.clock));
+      case "reboots":
+        return [...this.clouds.values()].filter((c) => m.provider === undefined || c.name === m.provider).reduce((a, c) => a + c.calls.reboot, 0);
       case "cordon_delay": {
         const rows = await db.select({ pool: incidents.pool, faultAt: incidents.faultAt, cordonedAt: incidents.cordonedAt }).from(incidents);
         const delays = rows

@@ -17,13 +17,13 @@ import { nodes } from "../../schema/db.ts";
 import type { CrashPoint } from "./points.ts";
 
 
-const [dir = ".", point = "none", until = "ready3", maxPasses = "200"] = process.argv.slice(2);
+const [dir = ".", point = "none", until = "ready3", maxPasses = "200", remediation = "replace"] = process.argv.slice(2);
 const clockFile = join(dir, "clock");
 const cloudFile = join(dir, "cloud.json");
 let clock = existsSync(clockFile) ? Number(readFileSync(clockFile, "utf8")) : Date.parse("2026-11-21T00:00:00Z");
 const now = () => clock;
 
-const cloud = new SimulatedCloud({ name: "local", now, launchLatencyMs: 10_000 });
+const cloud = new SimulatedCloud({ name: "local", now, launchLatencyMs: 10_000, rebootLatencyMs: 30_000 });
 if (existsSync(cloudFile)) cloud.restore(JSON.parse(readFileSync(cloudFile, "utf8")) as SimulatedCloudState);
 const save = () => {
   writeFileSync(cloudFile, JSON.stringify(cloud.snapshot()));
@@ -54,6 +54,15 @@ const provider: Provider = {
     if (i?.state === "terminated") crash("after-confirm-gone");
     return i;
   },
+  ...(remediation === "reboot_first"
+    ? {
+        async reboot(id: string) {
+          crash("before-reboot");
+          await cloud.reboot(id);
+          crash("after-reboot");
+        },
+      }
+    : {}),
   list: (tags) => cloud.list(tags),
   instanceTypes: () => cloud.instanceTypes(),
 };
@@ -72,7 +81,7 @@ const scheduler: SchedulerMirror = {
 };
 
 const parsed = parseConfig(
-  "server:\n  heartbeat_interval: 10s\n  health_check_interval: 10s\npools:\n  - name: train\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: 3\n      max_nodes: 3\n    health:\n      drain_timeout: 5m\n",
+  `server:\n  heartbeat_interval: 10s\n  health_check_interval: 10s\npools:\n  - name: train\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: 3\n      max_nodes: 3\n    health:\n      drain_timeout: 5m\n      remediation: ${remediation}\n`,
   "crash-test",
 );
 if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
@@ -84,14 +93,18 @@ const done = async () => {
   const rows = await store.db.select().from(nodes);
   const ready = rows.filter((n) => n.state === "ready").length;
   if (until === "ready3") return ready === 3;
+  // "rebooted": three ready nodes, one of them back from a reboot, and none replaced.
+  if (until === "rebooted") return ready === 3 && rows.every((n) => n.incidentId === null) && cloud.calls.reboot > 0;
   // "replaced": three ready nodes and the faulty one terminated.
   return ready === 3 && rows.some((n) => n.state === "terminated");
 };
 for (let i = 0; i < Number(maxPasses) && !(await done()); i++) {
   clock += 5000;
   await agents.tick();
-  await reconciler.pass();
+  const report = await reconciler.pass();
   save();
+  // Killed while the machine reboots, with the reconciler waiting for its new boot.
+  if (report.transitions.some((t) => t.to === "rebooting") || (await store.db.select().from(nodes)).some((n) => n.state === "rebooting" && cloud.calls.reboot > 0)) crash("while-rebooting");
 }
 save();
 const finished = await done();

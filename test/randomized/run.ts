@@ -83,10 +83,11 @@ export interface Exercised {
   held: number;
   monitored: number;
   quarantinedWaiting: number;
+  reboots: number;
 }
 
 export function noneExercised(): Exercised {
-  return { restores: 0, takeovers: 0, fenced: 0, replacements: 0, scaleDowns: 0, launchRefusals: 0, held: 0, monitored: 0, quarantinedWaiting: 0 };
+  return { restores: 0, takeovers: 0, fenced: 0, replacements: 0, scaleDowns: 0, launchRefusals: 0, held: 0, monitored: 0, quarantinedWaiting: 0, reboots: 0 };
 }
 
 /** One seeded run: the invariants' violations (empty when all held) and what it exercised. */
@@ -102,6 +103,8 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
   let store: Store = await openStore({ url: `file:${dbPath}` });
   const cloud = new SimulatedCloud({ name: "local", now, launchLatencyMs: 10_000 });
   const agents = new SimulatedAgents(store.db, cloud, now);
+  // Some faults survive the reboot the ladder tries first.
+  agents.rebootFixes = () => rand() < 0.6;
   let p: Bounds = { min: 3, max: 5 };
   let q: Bounds | undefined = { min: 1, max: 2 };
   let config = configFor(p, q);
@@ -186,7 +189,7 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
         await registerNode(store.db, registration(target.id, { pool: "q", provider: "aws", instanceType: "p5.48xlarge", bootId: target.bootId ?? "b" }), now).catch(() => undefined);
       } else if (r < 0.5) {
         const n = pick(rows.filter((x) => isIn("live", x.state)));
-        const action = pick(["cordon", "uncordon", "drain", "replace", "reset"] as const)!;
+        const action = pick(["cordon", "uncordon", "drain", "replace", "reboot", "reset"] as const)!;
         try {
           if (action === "reset") {
             for (const b of await store.db.select().from(breakers)) if (b.resetAt === null) await operator.resetBreaker(b.scope, "alice");
@@ -194,6 +197,7 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
           else if (n && action === "uncordon") await operator.uncordon(n.id, "alice");
           else if (n && action === "drain") await operator.drain(n.id, "alice", "random", 60_000);
           else if (n && action === "replace") await operator.replace(n.id, "alice", "random");
+          else if (n && action === "reboot") await operator.reboot(n.id, "alice", "random");
         } catch {
           // refused (409/404): fine
         }
@@ -283,11 +287,12 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
     for (const a of fresh) {
       const d = a.details as { from?: NodeState; to?: NodeState };
       if (a.action === "replace") exercised.replacements++;
+      if (a.action === "reboot" && a.actor === "navarch") exercised.reboots++;
       if (a.action === "scale_down") exercised.scaleDowns++;
       if (a.action === "launch_failing" && (a.details as { kind: string }).kind === "permanent") exercised.launchRefusals++;
       if (a.action === "transition" && d.to === "held") exercised.held++;
       if (a.action === "blocked" && ["unhealthy_budget", "in_flight_pool", "in_flight_fleet"].includes((a.details as { rail: string }).rail)) exercised.quarantinedWaiting++;
-      if (a.action === "transition" && d.to === "terminating" && !["draining", "requested", "provisioning", "bootstrapping", "validating", "lost"].includes(d.from ?? "")) {
+      if (a.action === "transition" && d.to === "terminating" && !["draining", "rebooting", "requested", "provisioning", "bootstrapping", "validating", "lost"].includes(d.from ?? "")) {
         out.push(`${a.target} went ${d.from} → terminating`);
       }
       if (a.action === "transition" && d.to === "cordoned" && a.actor === "navarch") cordonTimes.push(a.at);

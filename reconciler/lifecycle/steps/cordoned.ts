@@ -6,6 +6,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { nodes } from "../../../schema/db.ts";
 import { stateNotIn } from "../../../schema/lifecycle.ts";
 import type { PoolConfig } from "../../../schema/config.ts";
+import { schedulerNode } from "../../fleet/scheduler.ts";
 import { blocked, move, type Look, type Step, type StepContext } from "../context.ts";
 import { requestedNode } from "../scale.ts";
 import type { NodeRow } from "../transition.ts";
@@ -36,7 +37,7 @@ export function recovered(node: NodeRow, actor: string): boolean {
 export async function returnToService(node: NodeRow, ctx: StepContext): Promise<Look> {
   const { svc, at } = ctx;
   svc.fence?.check();
-  await svc.scheduler.uncordon({ id: node.id, gpus: await svc.readings(node.id) });
+  await svc.scheduler.uncordon(schedulerNode(node, await svc.readings(node.id)));
   await move(
     node,
     "ready",

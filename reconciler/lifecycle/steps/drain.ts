@@ -1,10 +1,13 @@
 // draining: the scheduler moves work off the node until it is empty or the pool's
-// drain deadline passes. Then the node goes where its removal says: replaced (health),
-// terminated (scale-down), or held for the human who asked for the drain. A scheduler
+// drain deadline passes. Then the node goes where its removal says: rebooted or replaced
+// (health: the remediation ladder, remedy.ts), terminated (scale-down), or held for the
+// human who asked for the drain. A scheduler
 // may report that the drain must stop and wait for a human (hold); the loop makes that
 // transition, as every other.
+import { schedulerNode } from "../../fleet/scheduler.ts";
 import { blocked, move, say, type Step } from "../context.ts";
 import { recovered, returnToService } from "./cordoned.ts";
+import { nextRung } from "../remedy.ts";
 import { replaceOrHold } from "./replace.ts";
 
 export const drain: Step = async (node, ctx) => {
@@ -12,7 +15,7 @@ export const drain: Step = async (node, ctx) => {
   if (recovered(node, svc.actor)) return returnToService(node, ctx);
   const deadline = node.nextActionAt ?? at;
   svc.fence?.check();
-  const progress = await svc.scheduler.drain({ id: node.id, gpus: await svc.readings(node.id) }, deadline, at);
+  const progress = await svc.scheduler.drain(schedulerNode(node, await svc.readings(node.id)), deadline, at);
   if (progress.hold !== undefined) {
     await move(node, "held", progress.hold, ctx, { nextActionAt: null }, { status: `held: ${progress.hold}` });
     return undefined;
@@ -34,5 +37,12 @@ export const drain: Step = async (node, ctx) => {
     await move(node, "held", `drained (${how}); held for the human who asked`, ctx, { nextActionAt: null });
     return undefined;
   }
-  return replaceOrHold(node, ctx, how);
+  const rung = await nextRung(node, ctx);
+  if (rung.rung === "reboot") {
+    const timeout = svc.pool(node.pool)?.health.reboot_timeout ?? 20 * 60_000;
+    await move(node, "rebooting", `drained (${how}); rebooting`, ctx, { nextActionAt: at + timeout }, { rebootedAt: at, rebootFromBoot: node.bootId, status: "rebooting" });
+    return at;
+  }
+  if (rung.why !== undefined) await svc.writer.incident(node.incidentId, { remedy: "replace", status: `replacing instead of rebooting: ${rung.why}` });
+  return replaceOrHold(node, ctx, rung.why === undefined ? how : `${how}; replaced, not rebooted: ${rung.why}`);
 };

@@ -3,7 +3,9 @@
 // limited only by storm protection (breaker, cordon rate). What follows — draining,
 // replacement — waits for a remediation slot while the node is already out of service.
 // A node chosen for scale-down is cordoned the same way, once a slot for its drain is free.
+import { schedulerNode } from "../../fleet/scheduler.ts";
 import { blocked, move, type Look, type Step, type StepContext } from "../context.ts";
+import { firstRemedy } from "../remedy.ts";
 import type { NodeRow } from "../transition.ts";
 
 export const inService: Step = async (node, ctx) => {
@@ -29,7 +31,7 @@ export const inService: Step = async (node, ctx) => {
 /** Opens the node's incident and cordons it, storm protection permitting. */
 export async function quarantine(node: NodeRow, ctx: StepContext, reason: string): Promise<Look> {
   const { svc, at } = ctx;
-  if (!(await svc.incidents.open(node, at, reason, svc.faultAt(node, at)))) return at;
+  if (!(await svc.incidents.open(node, at, reason, svc.faultAt(node, at), firstRemedy(svc.recommendedAction(node), svc.pool(node.pool))))) return at;
   return cordon(node, ctx, reason);
 }
 
@@ -38,7 +40,7 @@ async function cordon(node: NodeRow, ctx: StepContext, reason: string): Promise<
   const may = ctx.rails.mayQuarantine(node.pool);
   if (!may.allowed) return blocked(node, may, ctx);
   svc.fence?.check();
-  await svc.scheduler.cordon({ id: node.id, gpus: await svc.readings(node.id) }, reason, node.incidentId ?? 0);
+  await svc.scheduler.cordon(schedulerNode(node, await svc.readings(node.id)), reason, node.incidentId ?? 0);
   ctx.rails.noteCordon();
   await move(node, "cordoned", reason, ctx, { cordonedBy: svc.actor, removal: node.removal ?? "scale_down" }, node.incidentId !== null ? { cordonedAt: at, status: "cordoned" } : undefined);
   return at;

@@ -9,6 +9,7 @@ import { inService } from "./in-service.ts";
 import { launch } from "./launch.ts";
 import { lost } from "./lost.ts";
 import { provision } from "./provision.ts";
+import { reboot } from "./reboot.ts";
 import { terminate } from "./terminate.ts";
 import { validate } from "./validate.ts";
 
@@ -23,6 +24,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   suspect: inService,
   cordoned,
   draining: drain,
+  rebooting: reboot,
   held: waitForHuman,
   lost,
   terminating: terminate,

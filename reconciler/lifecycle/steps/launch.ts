@@ -45,7 +45,7 @@ export const launch: Step = async (node, ctx) => {
         pool: pool.name,
         instanceType: pool.instance_type,
         region: pool.region,
-        ...(pool.zones[0] ? { zone: pool.zones[0] } : {}),
+        ...(pool.zones[0] ? { zone: pool.zones[0], zones: pool.zones } : {}),
         ...ssh,
         tags: { [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: pool.name, [TAG_OPERATION]: key },
       }),

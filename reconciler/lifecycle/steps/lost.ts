@@ -29,8 +29,10 @@ export const lost: Step = async (node, ctx) => {
     await move(node, "validating", "heartbeats resumed", ctx);
     return at;
   }
-  if (node.origin === "registered" && node.instanceName === null) {
-    await say(node, "no heartbeat; Navarch did not launch this machine and cannot fence or replace it", ctx);
+  // A monitored machine's agent is a DaemonSet pod that a rollout or an eviction silences:
+  // silence alone is no reason to terminate a machine Navarch does not own.
+  if (node.origin === "registered") {
+    await say(node, "no heartbeat; Navarch did not launch this machine and does not fence it for its agent's silence", ctx);
     return undefined;
   }
   if (node.removal === null) {
@@ -38,7 +40,7 @@ export const lost: Step = async (node, ctx) => {
     const may = ctx.rails.mayRemediate(node.pool);
     if (!may.allowed) return blocked(node, may, ctx, "lost");
     const reason = "lost: no heartbeat";
-    if (!(await svc.incidents.open(node, at, reason, node.lastHeartbeatAt ?? at, "fencing"))) return at;
+    if (!(await svc.incidents.open(node, at, reason, node.lastHeartbeatAt ?? at, "replace", "fencing"))) return at;
   }
   // Fencing: replace only once the provider confirms the instance is stopped or gone.
   const instance = await instanceOf(node, ctx);

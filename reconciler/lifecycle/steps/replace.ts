@@ -1,12 +1,15 @@
 // The end of a health remediation: the node is replaced, or held for a human when a
-// replacement is not Navarch's to make (auto_replace off, a node it did not launch, a
-// pool no longer configured) or the slot has failed too often (max_attempts).
-// Terminate-first: in one transaction the old node starts terminating and its
-// replacement is requested. Surge: the replacement came up during the drain; the old
-// node goes once it is Ready.
+// replacement is not Navarch's to make (auto_replace off, a pool no longer configured, a
+// monitored machine Navarch cannot name at a provider) or the slot has failed too often
+// (max_attempts). Terminate-first: in one transaction the old node starts terminating and
+// its replacement is requested. Surge: the replacement came up during the drain; the old
+// node goes once it is Ready. A monitored node (a DaemonSet's, not launched by Navarch) is
+// terminated through its provider and its owner (a node group, Cluster Autoscaler) brings
+// up its successor: Navarch does not own that pool's size, so it launches nothing.
 import { and, eq } from "drizzle-orm";
 import { nodes } from "../../../schema/db.ts";
 import { isIn, stateNotIn } from "../../../schema/lifecycle.ts";
+import { holdsRemediationSlot } from "../../safety/rails.ts";
 import { blocked, move, say, type Look, type StepContext } from "../context.ts";
 import { requestedNode } from "../scale.ts";
 import type { NodeRow } from "../transition.ts";
@@ -20,15 +23,15 @@ export async function replaceOrHold(node: NodeRow, ctx: StepContext, how: string
   const holdWhy =
     pool === undefined
       ? `pool ${node.pool ?? "-"} is not configured; a human decides what to do with this machine`
-      : node.origin === "registered"
-        ? "Navarch did not launch this machine (monitored only): replace or repair it by hand, then uncordon it"
-        : !pool.health.auto_replace
-          ? "health.auto_replace is off; waiting for a human"
+      : !pool.health.auto_replace
+        ? "health.auto_replace is off; waiting for a human"
+        : node.origin === "registered" && (node.instanceName === null || node.provider === null || svc.providers.get(node.provider) === undefined)
+          ? "Navarch did not launch this machine and cannot name it at a provider (no Kubernetes Node providerID that a configured provider recognises): replace or repair it by hand, then uncordon it"
           : undefined;
   if (holdWhy !== undefined) return hold(node, ctx, `${how}; ${holdWhy}`, holdWhy);
 
-  // A node draining, or a Lost node being fenced, already holds a slot; others take one now.
-  const holdsSlot = node.removal !== null && (node.state === "draining" || node.state === "lost");
+  // A node draining, rebooted, or a Lost node being fenced, already holds a slot; others take one now.
+  const holdsSlot = holdsRemediationSlot(node);
   const byHuman = node.cordonedBy?.startsWith("human:") === true;
   const may = byHuman ? ctx.rails.mayActForHuman() : holdsSlot ? ctx.rails.mayTerminate(node.pool) : ctx.rails.mayRemediate(node.pool);
   if (!may.allowed) return blocked(node, may, ctx);
@@ -36,6 +39,12 @@ export async function replaceOrHold(node: NodeRow, ctx: StepContext, how: string
   const cap = ctx.rails.mayReplace(attempts);
   if (!cap.allowed) return hold(node, ctx, cap.reason, cap.reason);
 
+  if (node.origin === "registered") {
+    const why = `terminated for its owner to replace (a machine Navarch did not launch): ${how}`;
+    await move(node, "terminating", why, ctx, { nextActionAt: null }, { status: `terminating ${node.instanceName} at ${node.provider}; its node group brings up the successor`, remedy: "replace" });
+    await svc.writer.audit(at, svc.actor, "replace", node.id, { how, monitored: true, instance: node.instanceName });
+    return at;
+  }
   const db = svc.store.db;
   const [surged] = await db.select().from(nodes).where(and(eq(nodes.replacementOf, node.id), stateNotIn(nodes.state, "terminal")));
   if (surged !== undefined) {
@@ -53,7 +62,7 @@ export async function replaceOrHold(node: NodeRow, ctx: StepContext, how: string
     const ok = await svc.writer.transition(
       node,
       "terminating",
-      { at, actor: svc.actor, reason: `replaced by ${replacement.id}: ${how}`, fields: { nextActionAt: null }, incident: { replacementNodeId: replacement.id, status: `replacing with ${replacement.id}` } },
+      { at, actor: svc.actor, reason: `replaced by ${replacement.id}: ${how}`, fields: { nextActionAt: null }, incident: { replacementNodeId: replacement.id, status: `replacing with ${replacement.id}`, remedy: "replace" } },
       tx,
     );
     if (ok) await tx.insert(nodes).values(replacement);

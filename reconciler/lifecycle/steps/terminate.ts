@@ -54,7 +54,13 @@ export async function terminateCall(node: NodeRow, ctx: StepContext): Promise<vo
 
 async function finish(node: NodeRow, ctx: StepContext, why: string): Promise<void> {
   if (node.instanceName !== null) await markInstanceTerminated(ctx.svc.store.db, node.instanceName, ctx.at);
-  // An incident ends with the replacement Ready; one on a node removed by scale-down ends here.
-  const incident = node.removal === "scale_down" ? { terminatedAt: ctx.at, closedAt: ctx.at, outcome: "terminated" as const, status: `removed by scale-down: ${why}` } : { terminatedAt: ctx.at };
+  // An incident ends with the replacement Ready; one on a node removed by scale-down, or on a
+  // monitored machine (its owner replaces it, not Navarch), ends here.
+  const incident =
+    node.removal === "scale_down"
+      ? { terminatedAt: ctx.at, closedAt: ctx.at, outcome: "terminated" as const, status: `removed by scale-down: ${why}` }
+      : node.origin === "registered"
+        ? { terminatedAt: ctx.at, closedAt: ctx.at, outcome: "terminated" as const, status: `terminated for its owner to replace: ${why}` }
+        : { terminatedAt: ctx.at };
   await move(node, "terminated", why, ctx, { nextActionAt: null }, node.incidentId !== null ? incident : undefined);
 }

@@ -2,10 +2,18 @@
 import m0 from "./0000_init.sql" with { type: "text" };
 import m1 from "./0001_store_probe.sql" with { type: "text" };
 import m2 from "./0002_lifecycle_lease.sql" with { type: "text" };
+import m3 from "./0003_remediation_ladder.sql" with { type: "text" };
+import m4 from "./0004_drop_missed_sweeps.sql" with { type: "text" };
+import m5 from "./0005_autoscaler_observations.sql" with { type: "text" };
+import m6 from "./0006_api_tokens.sql" with { type: "text" };
 
 /** Every migration in order; the store applies the ones a database lacks. */
 export const MIGRATIONS: readonly { tag: string; sql: string }[] = [
   { tag: "0000_init", sql: m0 },
   { tag: "0001_store_probe", sql: m1 },
   { tag: "0002_lifecycle_lease", sql: m2 },
+  { tag: "0003_remediation_ladder", sql: m3 },
+  { tag: "0004_drop_missed_sweeps", sql: m4 },
+  { tag: "0005_autoscaler_observations", sql: m5 },
+  { tag: "0006_api_tokens", sql: m6 },
 ];
