@@ -1,12 +1,28 @@
-// The agent's reporting loop: register, heartbeat on the reconciler's interval,
-// and push health events the moment they are found (never waiting for the next
-// heartbeat). Events go through the disk spool first, so nothing is lost while
-// the reconciler is unreachable; they are resent in order once it answers.
+// The agent's reporting: register, heartbeat on the reconciler's interval, and push health events
+// the moment they are found. Two loops that never wait on each other: heartbeats go out whatever
+// happens to events (a backlog, a 413, a full disk), and events go out as soon as they are found.
+// Events go through the spool first, so nothing is lost while the reconciler is unreachable; they
+// are resent in order, in batches bounded by bytes, once it answers.
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { HEARTBEAT_INTERVAL_SECONDS, MAX_OPEN_FINDINGS, findingKey, timerMs, type AgentHealth, type GpuInfo, type GpuSnapshot, type HealthEvent, type NvmlStatus, type RegisterRequest } from "../schema/wire.ts";
 import { NAVARCH_VERSION } from "../schema/version.ts";
+import {
+  HEARTBEAT_INTERVAL_SECONDS,
+  MAX_EVENT_BATCH_BYTES,
+  MAX_EVENTS_PER_BATCH,
+  MAX_OPEN_FINDINGS,
+  findingKey,
+  timerMs,
+  type AgentHealth,
+  type EventBatchResponse,
+  type GpuInfo,
+  type GpuSnapshot,
+  type HealthEvent,
+  type NvmlStatus,
+  type RegisterRequest,
+} from "../schema/wire.ts";
+import { Backoff } from "./backoff.ts";
 import { ReportError, type ReconcilerClient } from "./reporter.ts";
-import type { NewEvent, Spool } from "./spool.ts";
+import { cutMessage, type NewEvent, type Spool } from "./spool.ts";
 
 /** What the agent knows about this machine's GPUs (NVML, or why it is unavailable). */
 export interface GpuSource {
@@ -15,7 +31,8 @@ export interface GpuSource {
   driverVersion(): string | undefined;
   cudaVersion(): string | undefined;
   inventory(): GpuInfo[];
-  snapshot(): Promise<GpuSnapshot[]>;
+  /** The latest readings; never waits on the driver. */
+  snapshot(): GpuSnapshot[];
   /** Keys (findingKey) of the conditions still open now; without it every finding reported unhealthy stays open. */
   openFindingKeys?(): ReadonlySet<string>;
   close(): void;
@@ -38,7 +55,7 @@ export interface AgentOptions {
   log: (line: string) => void;
   /** Used until the reconciler says otherwise in its answers; clamped like them (1 s to 1 h). */
   heartbeatIntervalMs?: number;
-  /** Backoff bounds for an unreachable reconciler. */
+  /** Backoff bounds for an unreachable reconciler (backoff.ts has the defaults). */
   retryMinMs?: number;
   retryMaxMs?: number;
   /**
@@ -49,24 +66,94 @@ export interface AgentOptions {
   credentialFile?: string;
 }
 
+/** A message that fits any proxy: what an event is cut to when even one event alone is refused as too large. */
+const LAST_RESORT_MESSAGE = 512;
+
+/** A wait that another loop can end early. */
+class Sleeper {
+  private wake: (() => void) | undefined;
+  private woken = false;
+
+  sleep(ms: number): Promise<void> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      // Never past what a timer holds: above it setTimeout fires at once and the loop would spin.
+      const timer = setTimeout(done, timerMs(ms));
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.wake = undefined;
+        self.woken = false;
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  /** Ends the current sleep, or the next one before it starts. */
+  interrupt(): void {
+    if (this.wake) this.wake();
+    else this.woken = true;
+  }
+}
+
+/** Logs a failing call once per change of what is wrong, and once when it works again. */
+class FailureLog {
+  private current: string | undefined;
+  private failures = 0;
+  private since = 0;
+
+  constructor(
+    private readonly what: string,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  failed(err: unknown, detail = ""): void {
+    this.failures++;
+    const key = err instanceof ReportError ? `${err.kind}:${err.status}` : "other";
+    if (key === this.current) return;
+    if (this.current === undefined) this.since = Date.now();
+    this.current = key;
+    this.log(`${this.what}: ${err instanceof Error ? err.message : String(err)}${detail}; retrying (logged again when this changes)`);
+  }
+
+  succeeded(): void {
+    if (this.current !== undefined) this.log(`${this.what}: the reconciler answers again (after ${this.failures} failed attempts over ${Math.round((Date.now() - this.since) / 1000)} s)`);
+    this.current = undefined;
+    this.failures = 0;
+  }
+}
+
 export class Agent {
   private registered = false;
   private heartbeatIntervalMs: number;
   private stopped = false;
-  private wake: (() => void) | undefined;
-  /** Set by a kick that came while the loop was busy, so the next sleep is skipped. */
-  private kicked = false;
-  private flushing: Promise<void> | undefined;
-  private failures = 0;
-  private lastHeartbeatAt = 0;
-  private loopDone: Promise<void> | undefined;
+  private readonly beats = new Sleeper();
+  private readonly sends = new Sleeper();
+  private readonly beatBackoff: Backoff;
+  private readonly sendBackoff: Backoff;
+  private readonly beatLog: FailureLog;
+  private readonly sendLog: FailureLog;
+  private loops: Promise<void>[] = [];
   /** The last event reported for each finding of this boot that is not healthy, by finding key. */
   private readonly openFindings = new Map<string, HealthEvent>();
+  /** Findings the agent raised about itself (its spool): open while their key is here. */
+  private readonly ownFindings = new Set<string>();
   /** The highest event seq the reconciler said it holds since this agent last registered. */
   private reconcilerSeq = 0;
+  private spoolFindingOpen = false;
+  private watchingSpool = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.heartbeatIntervalMs = heartbeatIntervalMs((opts.heartbeatIntervalMs ?? 30_000) / 1000);
+    const backoff = { ...(opts.retryMinMs !== undefined ? { minMs: opts.retryMinMs } : {}), ...(opts.retryMaxMs !== undefined ? { maxMs: opts.retryMaxMs } : {}) };
+    this.beatBackoff = new Backoff(backoff);
+    this.sendBackoff = new Backoff(backoff);
+    this.beatLog = new FailureLog("heartbeat", opts.log);
+    this.sendLog = new FailureLog("events", opts.log);
     const stored = readCredential(opts.credentialFile);
     if (stored !== undefined) opts.client.useNodeToken(stored);
   }
@@ -77,7 +164,9 @@ export class Agent {
   }
 
   start(): void {
-    this.loopDone = this.loop();
+    // A spool that could not be opened is reported before anything else.
+    this.watchSpool();
+    this.loops = [this.heartbeatLoop(), this.eventLoop()];
   }
 
   /** Records a finding and pushes it at once (through the spool). */
@@ -85,38 +174,57 @@ export class Agent {
     const full = this.opts.spool.append({ ...event, bootId: this.opts.identity.bootId });
     if (full.severity === "healthy") this.openFindings.delete(findingKey(full));
     else this.openFindings.set(findingKey(full), full);
-    this.kick();
+    this.watchSpool();
+    // While sending fails the back-off holds: a burst of findings must not become a burst of retries.
+    if (this.sendBackoff.count === 0) this.sends.interrupt();
     return full;
   }
 
-  /** Stops the loop after one last attempt to send what is spooled. */
+  /** Stops both loops, then makes one last attempt to send what is spooled. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.kick();
-    await this.loopDone;
-  }
-
-  /** Ends the current wait, unless the reconciler is failing: then the backoff holds. */
-  private kick(): void {
-    if (this.failures > 0 && !this.stopped) return;
-    this.kicked = true;
-    this.wake?.();
-  }
-
-  private async loop(): Promise<void> {
-    while (!this.stopped) {
-      try {
-        if (!this.registered) await this.register();
-        await this.flushEvents();
-        if (Date.now() - this.lastHeartbeatAt >= this.heartbeatIntervalMs) await this.heartbeat();
-        this.failures = 0;
-      } catch (err) {
-        this.onFailure(err);
-      }
-      await this.sleep(this.nextDelay());
-    }
+    this.beats.interrupt();
+    this.sends.interrupt();
+    await Promise.all(this.loops);
     // Best effort on the way out; whatever is not acknowledged stays spooled.
     if (this.registered) await this.flushEvents().catch(() => undefined);
+  }
+
+  private async heartbeatLoop(): Promise<void> {
+    while (!this.stopped) {
+      let delay: number;
+      try {
+        if (!this.registered) await this.register();
+        await this.heartbeat();
+        this.beatBackoff.succeed();
+        this.beatLog.succeeded();
+        // The reconciler is back: spooled events need not wait out their own back-off.
+        if (this.opts.spool.size > 0) this.sends.interrupt();
+        delay = this.registered ? this.heartbeatIntervalMs : 0;
+      } catch (err) {
+        delay = this.failed(err, this.beatBackoff, this.beatLog);
+      }
+      this.watchSpool();
+      if (!this.stopped) await this.beats.sleep(delay);
+    }
+  }
+
+  private async eventLoop(): Promise<void> {
+    while (!this.stopped) {
+      if (!this.registered || this.opts.spool.size === 0) {
+        await this.sends.sleep(this.heartbeatIntervalMs);
+        continue;
+      }
+      let delay = 0;
+      try {
+        await this.flushEvents();
+        this.sendBackoff.succeed();
+        this.sendLog.succeeded();
+      } catch (err) {
+        delay = this.failed(err, this.sendBackoff, this.sendLog);
+      }
+      if (delay > 0 && !this.stopped) await this.sends.sleep(delay);
+    }
   }
 
   private async register(): Promise<void> {
@@ -142,8 +250,7 @@ export class Agent {
     this.reconcilerSeq = res.lastEventSeq;
     this.heartbeatIntervalMs = heartbeatIntervalMs(res.heartbeatIntervalSeconds);
     this.registered = true;
-    // Heartbeat right away: the reconciler gets readings and the verdict without waiting an interval.
-    this.lastHeartbeatAt = 0;
+    this.sends.interrupt();
     this.opts.log(
       `registered as ${identity.nodeId} (${req.gpus.length} GPUs${req.nvml.available ? "" : `; NVML unavailable: ${req.nvml.error ?? "unknown"}`})`,
     );
@@ -158,7 +265,9 @@ export class Agent {
   private resendable(): HealthEvent[] | undefined {
     const stillOpen = this.opts.gpus.openFindingKeys?.();
     const acked = this.opts.spool.acknowledgedSeq;
-    const out = [...this.openFindings.entries()].filter(([key, e]) => e.seq <= acked && (stillOpen === undefined || stillOpen.has(key))).map(([, e]) => e);
+    const out = [...this.openFindings.entries()]
+      .filter(([key, e]) => e.seq <= acked && (stillOpen === undefined || stillOpen.has(key) || this.ownFindings.has(key)))
+      .map(([, e]) => e);
     return out.length > 0 ? out.slice(-MAX_OPEN_FINDINGS) : undefined;
   }
 
@@ -169,10 +278,9 @@ export class Agent {
       sentAt: new Date().toISOString(),
       nvml: this.opts.gpus.status(),
       health: this.opts.gpus.health(),
-      gpus: await this.opts.gpus.snapshot(),
+      gpus: this.opts.gpus.snapshot(),
     });
     this.heartbeatIntervalMs = heartbeatIntervalMs(res.heartbeatIntervalSeconds);
-    this.lastHeartbeatAt = Date.now();
     if (res.lastEventSeq !== undefined && res.lastEventSeq < this.reconcilerSeq) {
       // It held more before: it lost what it stored (its database restored from an older copy).
       this.opts.log(`the reconciler now holds events up to seq ${res.lastEventSeq} only, after ${this.reconcilerSeq} before; registering again to re-send the open findings`);
@@ -180,91 +288,103 @@ export class Agent {
     }
   }
 
-  /** Sends spooled events oldest first until the spool is empty; one flush at a time. */
-  private flushEvents(): Promise<void> {
-    if (this.flushing) return this.flushing;
-    const run = async () => {
-      const { spool, client, identity } = this.opts;
-      while (spool.size > 0) {
-        const res = await client.sendEvents({ nodeId: identity.nodeId, events: spool.nextBatch() });
-        spool.acknowledge(res.ackedSeq);
-        this.reconcilerSeq = Math.max(this.reconcilerSeq, res.ackedSeq);
+  /**
+   * Sends spooled events oldest first until the spool is empty, in batches bounded by count and
+   * bytes. A batch refused as too large (413, from the reconciler or anything in between) is
+   * split in half; one event alone that is still too large goes with its message cut short.
+   */
+  private async flushEvents(): Promise<void> {
+    const { spool, client, identity } = this.opts;
+    let maxEvents = MAX_EVENTS_PER_BATCH;
+    let maxBytes = MAX_EVENT_BATCH_BYTES;
+    while (spool.size > 0 && this.registered) {
+      const batch = spool.nextBatch(maxEvents, maxBytes);
+      let res: EventBatchResponse;
+      try {
+        res = await client.sendEvents({ nodeId: identity.nodeId, events: batch });
+      } catch (err) {
+        if (!(err instanceof ReportError && err.kind === "too_large")) throw err;
+        if (batch.length > 1) {
+          maxEvents = Math.ceil(batch.length / 2);
+          maxBytes = Math.max(1024, Math.floor(maxBytes / 2));
+          continue;
+        }
+        const [one] = batch as [HealthEvent];
+        if (one.message.length <= LAST_RESORT_MESSAGE) throw err;
+        res = await client.sendEvents({ nodeId: identity.nodeId, events: [{ ...one, message: cutMessage(one.message, LAST_RESORT_MESSAGE) }] });
       }
-    };
-    // Cleared from outside the async body: a body that finishes synchronously would
-    // otherwise clear the field before it was assigned.
-    const flushing = run().finally(() => {
-      if (this.flushing === flushing) this.flushing = undefined;
-    });
-    this.flushing = flushing;
-    return flushing;
-  }
-
-  /** Stores the credential a bootstrap registration returned, then uses it. */
-  private keepCredential(token: string): void {
-    const file = this.opts.credentialFile;
-    if (file !== undefined) {
-      const tmp = `${file}.tmp`;
-      writeFileSync(tmp, `${token}\n`, { mode: 0o600 });
-      chmodSync(tmp, 0o600);
-      renameSync(tmp, file);
+      spool.acknowledge(res.ackedSeq);
+      this.reconcilerSeq = Math.max(this.reconcilerSeq, res.ackedSeq);
+      this.watchSpool();
     }
-    this.opts.client.useNodeToken(token);
-    this.opts.log(`received this node's own credential${file === undefined ? " (not kept: no state directory)" : ` (kept in ${file})`}; the bootstrap token is spent`);
   }
 
-  private onFailure(err: unknown): void {
-    this.failures++;
+  /** What a failed call means for the loop that made it; returns how long that loop waits. */
+  private failed(err: unknown, backoff: Backoff, log: FailureLog): number {
     if (err instanceof ReportError && err.unauthorized && this.opts.client.usingNodeToken) {
       // The reconciler does not know our credential (its database was replaced, or it was revoked).
       this.opts.client.useInitialToken();
       this.registered = false;
       this.opts.log(`the reconciler refused this node's credential (${err.message}); registering again with the token the agent was started with`);
-      return;
+      this.beats.interrupt();
+      return 0;
     }
     if (err instanceof ReportError && err.needsRegistration) {
       this.registered = false;
-      this.opts.log("reconciler does not know this node; registering again");
-      return;
+      log.failed(err, "; registering again");
+      this.beats.interrupt();
+      return backoff.fail();
     }
-    // Log the first failure and then every tenth, so an outage does not flood the journal.
-    if (this.failures === 1 || this.failures % 10 === 0) {
-      const spooled = this.opts.spool.size;
-      this.opts.log(
-        `${err instanceof Error ? err.message : String(err)}${spooled > 0 ? ` (${spooled} events spooled)` : ""}; retrying`,
-      );
+    const spooled = this.opts.spool.size;
+    log.failed(err, spooled > 0 ? ` (${spooled} events spooled)` : "");
+    return backoff.fail();
+  }
+
+  /**
+   * Raises "event spool unwritable" while the disk refuses the spool (the events are in memory
+   * and are sent all the same), and clears it once the disk takes them again.
+   */
+  private watchSpool(): void {
+    if (this.watchingSpool) return;
+    this.watchingSpool = true;
+    try {
+      const { spool } = this.opts;
+      if (this.spoolFindingOpen) spool.retryDisk();
+      const problem = spool.problem;
+      if ((problem !== undefined) === this.spoolFindingOpen) return;
+      this.spoolFindingOpen = problem !== undefined;
+      const dropped = spool.dropped > 0 ? `; ${spool.dropped} superseded or oldest events given up` : "";
+      const message =
+        problem !== undefined
+          ? `event spool unwritable: ${problem}; events are kept in memory (${spool.size} now) and sent as usual${dropped}`
+          : `event spool writable again: ${spool.dir}${dropped}`;
+      this.opts.log(message);
+      const full = this.report({ check: "spool", code: "unwritable", severity: problem !== undefined ? "degraded" : "healthy", action: "none", message, time: new Date().toISOString() });
+      if (problem !== undefined) this.ownFindings.add(findingKey(full));
+      else this.ownFindings.delete(findingKey(full));
+    } finally {
+      this.watchingSpool = false;
     }
   }
 
-  private nextDelay(): number {
-    if (this.failures > 0) {
-      const min = this.opts.retryMinMs ?? 500;
-      const max = this.opts.retryMaxMs ?? 30_000;
-      const exp = Math.min(max, min * 2 ** Math.min(this.failures - 1, 16));
-      return exp / 2 + Math.random() * (exp / 2); // jitter: many agents must not retry in step
-    }
-    if (this.opts.spool.size > 0) return 0;
-    return Math.max(0, this.lastHeartbeatAt + this.heartbeatIntervalMs - Date.now());
-  }
-
-  private sleep(ms: number): Promise<void> {
-    if (this.stopped || this.kicked) {
-      this.kicked = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      // Never past what a timer holds: above it setTimeout fires at once and the loop would spin.
-      const timer = setTimeout(done, timerMs(ms));
-      function done() {
-        clearTimeout(timer);
-        resolve();
+  /** Stores the credential a bootstrap registration returned, then uses it. */
+  private keepCredential(token: string): void {
+    const file = this.opts.credentialFile;
+    let kept = "(not kept: no state directory)";
+    if (file !== undefined) {
+      try {
+        const tmp = `${file}.tmp`;
+        writeFileSync(tmp, `${token}\n`, { mode: 0o600 });
+        chmodSync(tmp, 0o600);
+        renameSync(tmp, file);
+        kept = `(kept in ${file})`;
+      } catch (err) {
+        // Used from memory: after a restart the agent needs a fresh bootstrap token or the fleet's token.
+        kept = `(not kept: ${err instanceof Error ? err.message : String(err)})`;
       }
-      this.wake = () => {
-        this.wake = undefined;
-        this.kicked = false;
-        done();
-      };
-    });
+    }
+    this.opts.client.useNodeToken(token);
+    this.opts.log(`received this node's own credential ${kept}; the bootstrap token is spent`);
   }
 }
 
@@ -279,9 +399,13 @@ export function heartbeatIntervalMs(seconds: number): number {
 }
 
 function readCredential(file: string | undefined): string | undefined {
-  if (file === undefined || !existsSync(file)) return undefined;
-  const token = readFileSync(file, "utf8").trim();
-  return token.length >= 32 ? token : undefined;
+  try {
+    if (file === undefined || !existsSync(file)) return undefined;
+    const token = readFileSync(file, "utf8").trim();
+    return token.length >= 32 ? token : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {

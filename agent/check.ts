@@ -4,7 +4,7 @@
 // 2 unhealthy, 3 the GPUs could not be read (NVML unavailable), 64 usage.
 import { parseArgs } from "node:util";
 import { MAX_GPUS, type GpuIdentity, type Severity } from "../schema/wire.ts";
-import type { Finding } from "./checks/gpu.ts";
+import type { Finding } from "./checks/finding.ts";
 import { followKmsg, kmsgFindingToEvent, type KmsgFinding } from "./checks/kmsg.ts";
 import { HealthMonitor } from "./health.ts";
 
@@ -23,6 +23,8 @@ export async function runCheckOnce(args: string[]): Promise<number> {
         "nvml-library": { type: "string" },
         "kmsg-path": { type: "string" },
         "expected-gpus": { type: "string" },
+        "infiniband-dir": { type: "string" },
+        "sysfs-root": { type: "string" },
       },
       strict: true,
     }));
@@ -50,6 +52,8 @@ export async function runCheckOnce(args: string[]): Promise<number> {
     libraryPath: values["nvml-library"],
     kmsgPath: null, // replayed below, once, instead of followed
     ...(expectedGpus !== undefined ? { expectedGpus } : {}),
+    ...(values["infiniband-dir"] !== undefined ? { infinibandDir: values["infiniband-dir"] === "none" ? null : values["infiniband-dir"] } : {}),
+    ...(values["sysfs-root"] !== undefined ? { sysfsRoot: values["sysfs-root"] } : {}),
     onFinding: () => undefined,
     log: (line) => notes.push(line),
   });

@@ -1,15 +1,22 @@
-// The agent's health monitor: NVML events and polls, the kernel log and the NVML
-// watchdog, turned into incidents (agent/checks/incidents.ts) and handed to the
-// reporter the moment they open. It is also the agent's GpuSource: inventory and
-// readings for registration and heartbeats come from its latest poll, so a
-// heartbeat never waits on the driver.
+// The agent's health monitor on the main thread: the NVML worker's findings (its GPU checks run
+// there, tier by tier) and events, the kernel log, the NVML watchdog, and the node checks that
+// read sysfs (InfiniBand ports, the driver's kernel module), turned into incidents
+// (agent/checks/incidents.ts) and handed to the reporter the moment they open. It is also the
+// agent's GpuSource: inventory and readings for registration and heartbeats come from the
+// worker's latest full pass, so a heartbeat never waits on the driver.
+import { isSticky } from "../schema/checks.ts";
 import { findingKey, timerMs, type AgentHealth, type GpuIdentity, type GpuInfo, type GpuSnapshot, type NvmlStatus, type Severity } from "../schema/wire.ts";
-import { classifyXid, lookupXid, type XidCatalog, XID_CATALOG } from "../schema/xid-catalog.ts";
+import { type XidCatalog, XID_CATALOG } from "../schema/xid-catalog.ts";
 import type { GpuSource } from "./agent.ts";
-import { GpuCheckState, evaluateSnapshot, gpuIdentityOf, type Finding } from "./checks/gpu.ts";
+import { driverVersions, readKernelModuleVersion } from "./checks/driver.ts";
+import type { Finding } from "./checks/finding.ts";
+import { InfinibandCheck, readInfinibandPorts } from "./checks/infiniband.ts";
 import { IncidentTracker, type FindingSource } from "./checks/incidents.ts";
-import { followKmsg, kmsgFindingToEvent, type KmsgFinding, type KmsgFollower } from "./checks/kmsg.ts";
-import { startNvmlMonitor, toWireGpuSnapshot, toWireGpus, type NvmlEvent, type NvmlMonitor, type NvmlSnapshot } from "./nvml/index.ts";
+import { followKmsg, kmsgFindingToEvent, kmsgXidOccurrence, type KmsgFinding, type KmsgFollower } from "./checks/kmsg.ts";
+import { xidFinding, type XidFinding } from "./checks/xid.ts";
+import { startNvmlMonitor, toWireGpus, type NvmlEvent, type NvmlMonitor } from "./nvml/index.ts";
+import type { CheckedMessage } from "./nvml/protocol.ts";
+import { memoryReport } from "./memory-report.ts";
 import { normalizePciBusId } from "./pci.ts";
 
 export interface HealthMonitorOptions {
@@ -18,9 +25,15 @@ export interface HealthMonitorOptions {
   kmsgPath?: string | null;
   /** Between full checks; held to what a timer can hold (main.ts refuses such flags outright). */
   pollIntervalMs?: number;
-  /** Deadline of one NVML snapshot before the watchdog calls the driver unresponsive. */
+  /** How long one NVML call may take before the watchdog calls the driver unresponsive. */
   pollDeadlineMs?: number;
   expectedGpus?: number;
+  /** InfiniBand ports in sysfs; null to not look. Default /sys/class/infiniband. */
+  infinibandDir?: string | null;
+  /** The rate every InfiniBand port should run at (default: the fastest seen). */
+  infinibandRateGbps?: number;
+  /** Where sysfs is (the driver's kernel module version is read from it). Default /sys. */
+  sysfsRoot?: string;
   catalog?: XidCatalog;
   /** Receives each finding to report (already deduplicated). */
   onFinding: (finding: Finding) => void;
@@ -29,51 +42,84 @@ export interface HealthMonitorOptions {
 }
 
 const RANK: Record<Severity, number> = { healthy: 0, degraded: 1, unhealthy: 2 };
+/** The fast tier's cadence: a GPU crossing its slowdown threshold is known within about a second. */
+const FAST_INTERVAL_MS = 1000;
+const KMSG_POLL_MS = 2000;
 
 export class HealthMonitor implements GpuSource {
   private readonly tracker = new IncidentTracker();
-  private readonly checkState = new GpuCheckState();
   private readonly catalog: XidCatalog;
   private readonly now: () => number;
+  private readonly infiniband: InfinibandCheck;
   private nvml: NvmlMonitor | undefined;
   private kmsg: KmsgFollower | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private gpuInfos: GpuInfo[] = [];
   /** Bus id → identity, from every inventory this boot (a GPU that falls off stays known). */
   private readonly byBusId = new Map<string, GpuIdentity>();
-  private lastSnapshot: NvmlSnapshot | undefined;
+  private gpuReadings: GpuSnapshot[] = [];
   private driver: string | undefined;
   private cuda: string | undefined;
-  private polling = false;
+  private firstFullPass: (() => void) | undefined;
   /** True once a full check has completed: never report "healthy" before. */
   checked = false;
 
   constructor(private readonly opts: HealthMonitorOptions) {
     this.catalog = opts.catalog ?? XID_CATALOG;
     this.now = opts.now ?? Date.now;
+    this.infiniband = new InfinibandCheck(opts.infinibandRateGbps !== undefined ? { expectedRateGbps: opts.infinibandRateGbps } : {});
   }
 
+  /** Starts every source and resolves after the first full check (or once NVML is known unavailable). */
   async start(): Promise<void> {
     const { opts } = this;
+    const intervalMs = Math.max(100, timerMs(opts.pollIntervalMs ?? 10_000, 10_000));
+    const fastMs = Math.min(FAST_INTERVAL_MS, intervalMs);
+    const firstFull = new Promise<void>((resolve) => (this.firstFullPass = resolve));
     this.nvml = await startNvmlMonitor({
       // A library the operator named is the only one tried: never a silent substitute.
       ...(opts.libraryPath !== undefined ? { libraryPath: opts.libraryPath, explicitOnly: true } : {}),
       pollDeadlineMs: timerMs(opts.pollDeadlineMs ?? 5000, 5000),
+      // Waits end when the next tier is due: the worker wakes about once a second.
+      eventWaitSliceMs: fastMs,
+      checks: { fullIntervalMs: intervalMs, fastIntervalMs: fastMs, ...(opts.expectedGpus !== undefined ? { expectedGpus: opts.expectedGpus } : {}) },
+      onChecked: (m) => this.onChecked(m),
       onEvent: (e) => this.onNvmlEvent(e),
-      onHang: (hang) => this.report(this.tracker.poll([watchdogFinding(hang.message)], this.now(), () => false, "watchdog")),
+      onHang: (hang) => {
+        this.report(this.tracker.poll([watchdogFinding(hang.message)], this.now(), () => false, "watchdog"));
+        // A first pass that hangs is still the end of starting: the hang is the finding.
+        this.firstFullPass?.();
+      },
       onRecover: () => this.report(this.tracker.poll([], this.now(), () => false, "watchdog")),
       onEventError: (err) => opts.log(`NVML event wait failed (${err.error.name}); ${err.action} in ${err.retryInMs} ms`),
-      onWorkerError: (err) => opts.log(`NVML worker error: ${err.message}`),
+      onWorkerError: (err) => {
+        opts.log(`NVML worker error: ${err.message}`);
+        this.firstFullPass?.();
+      },
     });
-    if (this.nvml.status.available) {
-      await this.refreshInventory();
+    const inventory = this.nvml.initialInventory;
+    if (this.nvml.status.available && inventory) {
+      this.gpuInfos = toWireGpus(inventory);
+      for (const g of this.gpuInfos) this.byBusId.set(g.pciBusId, { index: g.index, uuid: g.uuid, pciBusId: g.pciBusId });
+      if (inventory.system.driverVersion.ok) this.driver = inventory.system.driverVersion.value;
+      if (inventory.system.cudaDriverVersion.ok) this.cuda = inventory.system.cudaDriverVersion.value.version;
     } else {
       opts.log(`NVML unavailable: ${this.nvml.status.error ?? "unknown"}`);
+      // No driver installed is not a fault; a library file that is there but cannot be used is.
+      const unusable = this.nvml.attempts.some((a) => a.path.includes("/") && a.outcome !== "missing") || this.nvml.failure?.stage === "worker";
+      if (unusable) this.report(this.tracker.poll([unusableNvml(this.nvml.status.error ?? "unknown")], this.now(), () => false, "nvml:load"));
+      this.firstFullPass?.();
     }
     this.startKmsg();
-    await this.poll();
-    // At least 100 ms: an interval of 0 would poll the driver in a tight loop.
-    this.timer = setInterval(() => void this.poll(), Math.max(100, timerMs(opts.pollIntervalMs ?? 10_000, 10_000)));
+    this.nodeChecks();
+    this.timer = setInterval(() => this.nodeChecks(), intervalMs);
+    await firstFull;
+    this.checked = true;
+  }
+
+  /** Where the agent's memory is (agent/memory-report.ts). */
+  memoryReport(): Promise<string> {
+    return memoryReport(() => this.nvml?.workerHeap() ?? Promise.resolve(null));
   }
 
   openFindingKeys(): ReadonlySet<string> {
@@ -111,100 +157,73 @@ export class HealthMonitor implements GpuSource {
   inventory(): GpuInfo[] {
     return this.gpuInfos;
   }
-  async snapshot(): Promise<GpuSnapshot[]> {
-    return this.lastSnapshot?.devices.filter((d) => d.fatal === null).map(toWireGpuSnapshot) ?? [];
+  snapshot(): GpuSnapshot[] {
+    return this.gpuReadings;
   }
 
-  /** One full check: snapshot, level checks, repeat counts. Overlapping polls are skipped. */
-  async poll(): Promise<void> {
-    if (this.polling || this.nvml === undefined) return;
-    this.polling = true;
-    try {
-      if (this.nvml.status.available) {
-        let snapshot: NvmlSnapshot;
-        try {
-          snapshot = await this.nvml.snapshot();
-        } catch (err) {
-          // The watchdog reports the hang itself; the agent keeps running.
-          this.opts.log(`NVML snapshot failed: ${err instanceof Error ? err.message : String(err)}`);
-          return;
-        }
-        this.lastSnapshot = snapshot;
-        for (const d of snapshot.devices) {
-          const id = gpuIdentityOf(d);
-          if (id) this.byBusId.set(id.pciBusId, id);
-        }
-        const findings = evaluateSnapshot(snapshot, this.checkState, this.opts.expectedGpus ? { expectedGpus: this.opts.expectedGpus } : {});
-        this.report(this.tracker.poll(findings, this.now(), isSticky, "nvml"));
-      }
-      this.report(this.tracker.due(this.now()));
-      this.checked = true;
-    } finally {
-      this.polling = false;
+  private onChecked(m: CheckedMessage): void {
+    if (m.full) {
+      this.gpuReadings = m.full.gpus;
+      for (const id of m.full.identities) this.byBusId.set(id.pciBusId, id);
+      this.report(this.tracker.poll(m.full.findings, m.at, isSticky, "nvml:full"));
     }
+    this.report(this.tracker.poll(m.fast, m.at, isSticky, "nvml:fast"));
+    if (m.full) this.firstFullPass?.();
   }
 
-  private async refreshInventory(): Promise<void> {
-    if (!this.nvml) return;
-    try {
-      const inv = await this.nvml.inventory();
-      this.gpuInfos = toWireGpus(inv);
-      for (const g of this.gpuInfos) this.byBusId.set(g.pciBusId, { index: g.index, uuid: g.uuid, pciBusId: g.pciBusId });
-      if (inv.system.driverVersion.ok) this.driver = inv.system.driverVersion.value;
-      if (inv.system.cudaDriverVersion.ok) this.cuda = inv.system.cudaDriverVersion.value.version;
-    } catch (err) {
-      this.opts.log(`NVML inventory failed: ${err instanceof Error ? err.message : String(err)}`);
-    }
+  /** The checks that read sysfs, and the repeat counts of open incidents, at the poll interval. */
+  private nodeChecks(): void {
+    const at = this.now();
+    const findings: Finding[] = [];
+    if (this.opts.infinibandDir !== null) findings.push(...this.infiniband.evaluate(readInfinibandPorts(this.opts.infinibandDir ?? "/sys/class/infiniband"), at));
+    findings.push(...driverVersions(this.driver, readKernelModuleVersion(this.opts.sysfsRoot)));
+    this.report(this.tracker.poll(findings, at, isSticky, "node"));
+    this.report(this.tracker.due(at));
   }
 
   private startKmsg(): void {
     const path = this.opts.kmsgPath === undefined ? "/dev/kmsg" : this.opts.kmsgPath;
     if (path === null) return;
     try {
-      this.kmsg = followKmsg(path, (f) => this.onKmsg(f), { log: (m) => this.opts.log(`kmsg: ${m}`) });
+      // Every 2 s: NVML's events bring the same Xids at once and the fast tier finds a lost GPU
+      // within a second; the kernel log is the backstop, and each look costs a wake-up.
+      this.kmsg = followKmsg(path, (f) => this.onKmsg(f), { pollIntervalMs: KMSG_POLL_MS, log: (m) => this.opts.log(`kmsg: ${m}`) });
     } catch (err) {
       // Containers without /dev/kmsg still get NVML's events; say so once.
       this.opts.log(`kernel log ${path} not followed: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
 
+  private gpuOf(busId: string | undefined): GpuIdentity | undefined {
+    return busId ? this.byBusId.get(busId) : undefined;
+  }
+
   private onNvmlEvent(e: NvmlEvent): void {
     if (e.xid === null) return;
     const busId = e.pciBusId ? normalizePciBusId(e.pciBusId) : undefined;
-    const gpu = (busId && this.byBusId.get(busId)) || (e.deviceIndex !== null && e.uuid ? { index: e.deviceIndex, uuid: e.uuid, pciBusId: busId ?? "" } : undefined);
-    const entry = lookupXid(e.xid, this.catalog);
-    if (entry.ignored) return;
-    const verdict = classifyXid(entry);
-    const finding: Finding = {
-      check: "xid",
-      code: String(e.xid),
-      severity: verdict.severity,
-      action: verdict.action,
-      message: `Xid ${e.xid} (${entry.known ? entry.meaning : "unknown Xid"}) on GPU ${gpu?.index ?? "?"}${busId ? ` (${busId})` : ""} [${verdict.basis}; NVML event]`,
-      ...(gpu ? { gpu } : busId ? { pciBusId: busId } : {}),
-    };
-    this.occur(finding, "nvml_event", verdict.persistence !== "transient", entry.escalate);
+    const gpu = this.gpuOf(busId) ?? (e.deviceIndex !== null && e.uuid ? { index: e.deviceIndex, uuid: e.uuid, pciBusId: busId ?? "" } : undefined);
+    const where = `GPU ${gpu?.index ?? "?"}${busId ? ` (${busId})` : ""}`;
+    this.occur(xidFinding({ xid: e.xid, source: "NVML event", where }, this.catalog), gpu, busId, "nvml_event");
   }
 
   private onKmsg(f: KmsgFinding): void {
+    const gpu = this.gpuOf(f.pciBusId);
+    const occurrence = kmsgXidOccurrence(f);
+    if (occurrence) {
+      this.occur(xidFinding(occurrence, this.catalog), gpu, f.pciBusId, f.kind === "fallen_off_bus" ? "kmsg_bus" : "kmsg");
+      return;
+    }
     const fields = kmsgFindingToEvent(f, { catalog: this.catalog });
     if (fields === null) return;
-    const gpu = f.pciBusId ? this.byBusId.get(f.pciBusId) : undefined;
-    const finding: Finding = {
-      check: fields.check,
-      severity: fields.severity,
-      action: fields.action,
-      message: fields.message,
-      ...(fields.code !== undefined ? { code: fields.code } : {}),
-      ...(gpu ? { gpu } : f.pciBusId ? { pciBusId: f.pciBusId } : {}),
-    };
-    const entry = fields.check === "xid" && fields.code ? lookupXid(Number(fields.code), this.catalog) : undefined;
-    const sticky = entry ? entry.persistence !== "transient" : fields.severity === "unhealthy";
-    this.occur(finding, f.kind === "fallen_off_bus" ? "kmsg_bus" : "kmsg", sticky, entry?.escalate);
+    const finding: Finding = { check: fields.check, severity: fields.severity, action: fields.action, message: fields.message };
+    if (fields.code !== undefined) finding.code = fields.code;
+    this.occur({ finding, sticky: fields.severity === "unhealthy" }, gpu, f.pciBusId, "kmsg");
   }
 
-  private occur(finding: Finding, source: FindingSource, sticky: boolean, escalate: Parameters<IncidentTracker["occur"]>[0]["escalate"]): void {
-    const out = this.tracker.occur({ finding, source, at: this.now(), sticky, ...(escalate ? { escalate } : {}) });
+  private occur(x: XidFinding | null, gpu: GpuIdentity | undefined, busId: string | undefined, source: FindingSource): void {
+    if (x === null) return;
+    const finding: Finding = { ...x.finding, ...(gpu ? { gpu } : busId ? { pciBusId: busId } : {}) };
+    const out = this.tracker.occur({ finding, source, at: this.now(), sticky: x.sticky, ...(x.escalate ? { escalate: x.escalate } : {}) });
     if (out) this.report([out]);
   }
 
@@ -213,11 +232,10 @@ export class HealthMonitor implements GpuSource {
   }
 }
 
-/** Fatal and replace-worthy conditions never clear by themselves (architecture.md). */
-function isSticky(f: Finding): boolean {
-  return f.action === "replace" || f.check === "gpu_lost" || (f.check === "row_remap" && f.code === "failed");
+function unusableNvml(why: string): Finding {
+  return { check: "nvml", code: "unusable", severity: "degraded", action: "contact_support", message: `NVML unavailable: ${why}` };
 }
 
 function watchdogFinding(message: string): Finding {
-  return { check: "nvml", code: "driver_unresponsive", severity: "unhealthy", action: "reboot", message: `GPU driver unresponsive: ${message}` };
+  return { check: "nvml", code: "driver_unresponsive", severity: "unhealthy", action: "reboot", message };
 }

@@ -1,8 +1,10 @@
-// The agent's HTTP client to the reconciler's /v1 API. The agent opens every
-// connection (nodes need no inbound port); answers are validated with the shared
-// wire schema like requests are on the other side.
+// The agent's HTTP client to the reconciler's /v1 API. The agent opens every connection (nodes
+// need no inbound port); answers are validated with the shared wire schema like requests are on
+// the other side. Credentials in the --server URL are used but never written anywhere: every
+// message names the URL without them.
 import * as v from "valibot";
 import {
+  ERROR_CODES,
   ErrorBody,
   EventBatchResponse,
   HeartbeatResponse,
@@ -14,26 +16,37 @@ import {
 } from "../schema/wire.ts";
 
 /** Why a call failed, as the agent's retry logic needs to know it. */
+export type FailureKind =
+  /** No answer at all: refused, reset, timed out. */
+  | "unreachable"
+  /** 401: the token was refused (wrong, spent or unknown to the reconciler). */
+  | "unauthorized"
+  /** The reconciler's own 404 for a node it does not know (its ErrorBody says so): register again. */
+  | "unknown_node"
+  /** An answer that is not the reconciler's API: a 404 without its error body (wrong --server path, a proxy), or a body that is not JSON. */
+  | "not_reconciler"
+  /** 413: the body is larger than whatever is in between accepts. */
+  | "too_large"
+  /** Any other refusal, or an answer that does not validate. */
+  | "refused";
+
 export class ReportError extends Error {
   override readonly name = "ReportError";
   constructor(
     message: string,
     /** HTTP status, or 0 when the reconciler could not be reached at all. */
     readonly status: number,
+    readonly kind: FailureKind,
   ) {
     super(message);
   }
   /** The token was refused (401): wrong, spent or unknown to the reconciler. */
   get unauthorized(): boolean {
-    return this.status === 401;
+    return this.kind === "unauthorized";
   }
   /** The reconciler does not know this node (e.g. its database was reset): register again. */
   get needsRegistration(): boolean {
-    return this.status === 404;
-  }
-  /** Worth retrying later: unreachable, timeouts, overload, server errors. */
-  get retryable(): boolean {
-    return this.status === 0 || this.status === 408 || this.status === 429 || this.status >= 500;
+    return this.kind === "unknown_node";
   }
 }
 
@@ -42,22 +55,47 @@ export function normalizeServerUrl(server: string): string {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(server) ? server : `http://${server}`;
   const url = new URL(withScheme);
   if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new Error(`--server: expected host:port or an http(s) URL, got ${JSON.stringify(server)}`);
+    throw new Error(`--server: expected host:port or an http(s) URL, got ${JSON.stringify(redactUrl(server))}`);
   }
   return url.toString().replace(/\/+$/, "");
+}
+
+/** The URL without user name and password, for messages. */
+export function redactUrl(raw: string): string {
+  try {
+    const url = new URL(raw);
+    if (url.username === "" && url.password === "") return raw;
+    url.username = "";
+    url.password = "";
+    return url.toString().replace(/\/+$/, "");
+  } catch {
+    return raw.replace(/\/\/[^/@]*@/, "//");
+  }
+}
+
+const NOT_JSON = Symbol("not JSON");
+
+/** The reconciler's 404 for an unknown node; older reconcilers say so only in the text. */
+function isUnknownNode(body: ErrorBody): boolean {
+  return body.code === ERROR_CODES.unknownNode || (body.code === undefined && /is not registered/.test(body.error));
 }
 
 export class ReconcilerClient {
   /** The bearer token sent now: the one it was started with, or the node's own credential. */
   private authToken: string;
+  /** The server's URL as messages name it. */
+  readonly displayUrl: string;
 
   constructor(
     private readonly baseUrl: string,
     /** NAVARCH_AUTH_TOKEN (the fleet's token) or a one-time bootstrap token. */
     private readonly initialToken: string,
     private readonly timeoutMs = 10_000,
+    /** fetch with the reconciler's TLS trust (--ca-file, --pin-sha256: schema/client-tls.ts). */
+    private readonly send: (url: string, init: RequestInit) => Promise<Response> = (url, init) => fetch(url, init),
   ) {
     this.authToken = initialToken;
+    this.displayUrl = redactUrl(baseUrl);
   }
 
   /** Sends the node's own credential from now on. */
@@ -88,37 +126,53 @@ export class ReconcilerClient {
   }
 
   private async post<S extends v.GenericSchema>(path: string, body: unknown, schema: S): Promise<v.InferOutput<S>> {
+    const where = `POST ${this.displayUrl}${path}`;
+    // A timer of our own, cleared with the answer: AbortSignal.timeout() keeps each signal alive
+    // until its timer fires, long after the call.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
     let res: Response;
-    try {
-      res = await fetch(`${this.baseUrl}${path}`, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.authToken}` },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-    } catch (err) {
-      throw new ReportError(`reconciler ${this.baseUrl} unreachable: ${err instanceof Error ? err.message : String(err)}`, 0);
-    }
     let json: unknown;
     try {
-      json = await res.json();
-    } catch {
-      throw new ReportError(`POST ${path}: HTTP ${res.status} with a body that is not JSON`, res.status || 502);
+      try {
+        res = await this.send(`${this.baseUrl}${path}`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.authToken}` },
+          body: JSON.stringify(body),
+          signal: abort.signal,
+        });
+      } catch (err) {
+        throw new ReportError(`${where}: unreachable: ${this.scrub(err instanceof Error ? err.message : String(err))}`, 0, "unreachable");
+      }
+      json = await res.json().catch(() => NOT_JSON);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (json === NOT_JSON) {
+      if (res.status === 413) throw new ReportError(`${where}: HTTP 413: the body is too large for the server`, 413, "too_large");
+      throw new ReportError(`${where}: HTTP ${res.status} with a body that is not JSON: not the reconciler's API (check --server)`, res.status, "not_reconciler");
     }
     if (!res.ok) {
       const err = v.safeParse(ErrorBody, json);
-      const detail = err.success
-        ? err.output.error + (err.output.issues ?? []).map((i) => `; ${i.path}: ${i.message}`).join("")
-        : JSON.stringify(json);
-      throw new ReportError(`POST ${path}: HTTP ${res.status}: ${detail}`, res.status);
+      if (!err.success) {
+        throw new ReportError(`${where}: HTTP ${res.status} without the reconciler's error body: not the reconciler's API (check --server)`, res.status, res.status === 413 ? "too_large" : "not_reconciler");
+      }
+      const detail = err.output.error + (err.output.issues ?? []).map((i) => `; ${i.path}: ${i.message}`).join("");
+      const kind: FailureKind = res.status === 401 ? "unauthorized" : res.status === 413 ? "too_large" : res.status === 404 && isUnknownNode(err.output) ? "unknown_node" : "refused";
+      throw new ReportError(`${where}: HTTP ${res.status}: ${this.scrub(detail)}`, res.status, kind);
     }
     const parsed = v.safeParse(schema, json);
     if (!parsed.success) {
       // Refused, not repaired: e.g. a heartbeat interval no timer can hold (the loop then backs off).
       const issue = parsed.issues[0];
-      const where = issue?.path ? `${formatIssuePath(issue.path)}: ` : "";
-      throw new ReportError(`POST ${path}: unexpected answer from the reconciler (${where}${issue?.message ?? "invalid"})`, 502);
+      const at = issue?.path ? `${formatIssuePath(issue.path)}: ` : "";
+      throw new ReportError(`${where}: unexpected answer from the reconciler (${at}${issue?.message ?? "invalid"})`, 502, "refused");
     }
     return parsed.output;
+  }
+
+  /** Removes the URL's credentials from text that may quote the URL. */
+  private scrub(text: string): string {
+    return this.displayUrl === this.baseUrl ? text : text.replaceAll(this.baseUrl, this.displayUrl);
   }
 }

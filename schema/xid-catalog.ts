@@ -1,6 +1,6 @@
-// THE Xid table of the project, as data. Every Xid code that shared/design/gpu-health.md §1.2
-// lists (plus the codes its "Others" column names, NVLink5 144–150 and NVML's 999), with its
-// meaning, NVIDIA's catalog buckets where the doc records them, and our verdict: severity,
+// THE Xid table of the project, as data. Every Xid code that NVIDIA's catalog and the public GPU
+// health agents classify (docs/gpu-health.md names them, NVLink5 144–150 and NVML's 999), with its
+// meaning, NVIDIA's catalog buckets where recorded, and our verdict: severity,
 // recommended action (our wire vocabulary), persistence and category.
 //
 // How a verdict was reached:
@@ -12,7 +12,7 @@
 //   - persistence: "fatal" never clears by itself (a human or a replacement clears it);
 //     "reboot" clears when the node's boot id changes (or the GPU is reset);
 //     "transient" clears by itself (the application restarts, the window passes).
-//   - codes absent from the doc's table (only named in the "Others" lists) have no `nvidia` field
+//   - codes NVIDIA's catalog rows do not cover (only named by other agents' lists) have no `nvidia` field
 //     and take the treatment of their closest row (video engines like 68, copy engines like 109…).
 // Every deliberate disagreement with an anchor is a one-line `// disagree:` comment on the row.
 // Operators change any of it per code through `applyXidOverrides` (config `xid_overrides`).
@@ -54,7 +54,7 @@ export interface XidEscalation {
   readonly action: RecommendedAction;
 }
 
-/** NVIDIA's Xid-Catalog.xlsx "Resolution Bucket", verbatim, where gpu-health.md records it. */
+/** NVIDIA's Xid-Catalog.xlsx "Resolution Bucket", verbatim, where known. */
 export interface NvidiaBuckets {
   readonly immediate: string;
   readonly investigatory?: string;
@@ -152,7 +152,7 @@ const ROWS: readonly Row[] = [
   // disagree: GKE and aznhc call 63 critical, NVIDIA says IGNORE; we degrade until reboot and let NVML's remapped-rows verdict (pending → reset, failed → replace) decide.
   row(64, "ROW_REMAP_FAILURE", "ECC page retirement or row-remapper recording failure", "memory", "unhealthy", "contact_support", "fatal",
     { nvidia: nv("RESET_GPU", "CONTACT_SUPPORT") }),
-  // disagree: NVIDIA's immediate bucket is RESET_GPU; a failed remap does not heal (architecture.md, GPUd HW_INSPECTION), so we take the investigatory CONTACT_SUPPORT.
+  // disagree: NVIDIA's immediate bucket is RESET_GPU; a failed remap does not heal (GPUd: HW_INSPECTION), so we take the investigatory CONTACT_SUPPORT.
   row(65, "VIDEO_PROCESSOR_EXCEPTION", "Video processor exception", "video", "degraded", "restart_app", "transient",
     { appCaused: true, escalate: APP_REPEAT }),
   // disagree: aznhc fails on 65; we treat it like NVDEC0 (68), which NVIDIA buckets RESTART_APP.
@@ -177,7 +177,9 @@ const ROWS: readonly Row[] = [
   row(77, "CE8_ERROR", "Copy engine 8 (CE8) error", "engine", "degraded", "reset_gpu", "reboot"),
   row(79, "GPU_FALLEN_OFF_BUS", "GPU has fallen off the bus", "pcie", "unhealthy", "reboot", "fatal",
     { nvidia: nv("RESTART_BM", "CONTACT_SUPPORT") }),
-  // disagree: NVIDIA's bucket (RESTART_BM) suggests a reboot clears 79; architecture.md makes it never clear by itself (GPUd escalates to HW after 2 reboots anyway).
+  // disagree: NVIDIA's bucket (RESTART_BM) says a reboot clears 79; the finding is fatal so only a new boot
+  // or a human clears it, never silence, and the remediation ladder replaces a node rebooted twice in a week
+  // (GPUd escalates to HW after 2 reboots too).
   row(80, "CORRUPTED_DATA_SENT_TO_GPU", "Corrupted data sent to GPU", "pcie", "unhealthy", "reset_gpu", "reboot"),
   row(81, "VGA_SUBSYSTEM_ERROR", "VGA subsystem error", "display", "degraded", "reset_gpu", "reboot"),
   // disagree: aznhc fails on 81; datacenter GPUs drive no display, so we only degrade.
@@ -341,9 +343,9 @@ export function classifyXidOccurrence(
 
 // ---------------------------------------------------------------------------------------------
 // NVLink5 (Xid 144–150). The kmsg line carries the unit, a Fatal/Nonfatal token, the link, and
-// (intrinfo errorStatus …). gpu-health.md: subcode = intrinfo bits 20–25; the verdict comes from
+// (intrinfo errorStatus …). The subcode is intrinfo bits 20–25 (as GPUd decodes it); the verdict comes from
 // the decoded rule and the token. NVIDIA's "Xid 144-150 Decode" sheet (~90 rules) is not in the
-// doc; the rules below are the ones GPUd's tests pin (149 subcode 4 and 10 are fatal).
+// catalog; the rules below are the ones GPUd's tests pin (149 subcode 4 and 10 are fatal).
 
 export interface Nvlink5Fields {
   intrinfo: number;
@@ -410,7 +412,7 @@ export function classifyNvlink5(entry: XidCatalogEntry, fields: Nvlink5Fields): 
 
 // ---------------------------------------------------------------------------------------------
 // Xid 154 "GPU recovery action changed from 0x0 (None) to 0x4 (Drain and Reset)": the driver's
-// own verdict (NVML_FI_DEV_GET_GPU_RECOVERY_ACTION values, gpu-health.md §1.3). Reported verbatim;
+// own verdict (NVML_FI_DEV_GET_GPU_RECOVERY_ACTION values). Reported verbatim;
 // severities follow Azure healthagent (3 warns; 1, 2, 4 are errors).
 
 export interface RecoveryActionInfo {

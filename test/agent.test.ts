@@ -8,11 +8,11 @@ import { Agent, heartbeatIntervalMs } from "../agent/agent.ts";
 import { HealthMonitor } from "../agent/health.ts";
 import { toWireGpuSnapshot } from "../agent/nvml/index.ts";
 import type { DeviceSnapshot } from "../agent/nvml/types.ts";
-import { ReconcilerClient } from "../agent/reporter.ts";
+import { ReconcilerClient, redactUrl } from "../agent/reporter.ts";
 import { Spool } from "../agent/spool.ts";
 import { getNodeDetail } from "../reconciler/fleet/registry.ts";
 import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
-import { GpuSnapshot, MAX_TIMER_MS } from "../schema/wire.ts";
+import { ERROR_CODES, GpuSnapshot, MAX_TIMER_MS, type HealthEvent } from "../schema/wire.ts";
 import { BUN, REPO_ROOT, tempDir, waitFor } from "./support.ts";
 
 process.env.NAVARCH_AGENT_TEST_TOKEN = "agent-test-token";
@@ -161,7 +161,7 @@ describe("a reconciler that forgot", () => {
       driverVersion: () => undefined,
       cudaVersion: () => undefined,
       inventory: () => [],
-      snapshot: async () => [],
+      snapshot: () => [],
       close: () => undefined,
     };
     const agent = new Agent({ identity: { nodeId: "agent-1", hostname: "h", bootId: "boot-x" }, client: new ReconcilerClient(rec.url, "agent-test-token", 2000), spool: new Spool(stateDir), gpus, log: () => undefined, retryMinMs: 50, retryMaxMs: 200 });
@@ -236,7 +236,7 @@ describe("agent timers", () => {
     cleanups.push(() => agent.stop());
     await waitFor("the answer refused", () => (logs.some((l) => l.includes("heartbeatIntervalSeconds")) ? true : undefined), 5000);
     await Bun.sleep(500);
-    expect(logs[0]).toContain("POST /v1/register: unexpected answer from the reconciler (heartbeatIntervalSeconds: must be a number from 1 to 3600 seconds, got 2160000)");
+    expect(logs[0]).toContain(`POST http://127.0.0.1:${server.port}/v1/register: unexpected answer from the reconciler (heartbeatIntervalSeconds: must be a number from 1 to 3600 seconds, got 2160000)`);
     const delays = timers.mock.calls.map((call) => Number(call[1] ?? 0));
     expect(delays.filter((ms) => !(ms <= MAX_TIMER_MS))).toEqual([]);
     // Backing off (retryMaxMs 200), not spinning on a timer that fires at once.
@@ -282,9 +282,125 @@ describe("agent readings", () => {
       memory: read({ usedBytes: 2 ** 64 }),
       ecc: { volatile: read({ uncorrected: 2 ** 60, corrected: 7 }) },
       clocksEventReasons: read({ mask: 2 ** 64 - 1 }),
+      processes: read([{ pid: 4000, usedGpuMemoryBytes: null }]),
     } as unknown as DeviceSnapshot;
     const snapshot = toWireGpuSnapshot(device);
-    expect(snapshot).toEqual({ index: 3, eccVolatileSbe: 7 });
+    expect(snapshot).toEqual({ index: 3, eccVolatileSbe: 7, processCount: 1 });
     expect(v.safeParse(GpuSnapshot, snapshot).success).toBe(true);
+  });
+});
+
+/**
+ * A stand-in for the reconciler (or for whatever sits in front of it), answering each call as
+ * `answer` says; it records what it was asked and stores the events it accepts.
+ */
+function fakeServer(answer: (path: string, body: string) => Response | undefined | Promise<Response | undefined>) {
+  const calls: { path: string; bytes: number }[] = [];
+  const stored = new Map<number, HealthEvent>();
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const path = new URL(req.url).pathname;
+      const body = await req.text();
+      calls.push({ path, bytes: body.length });
+      const special = await answer(path, body);
+      if (special) return special;
+      if (path === "/v1/register") return Response.json({ nodeId: "agent-1", heartbeatIntervalSeconds: 1, lastEventSeq: 0, sameSpool: false });
+      if (path === "/v1/heartbeat") return Response.json({ heartbeatIntervalSeconds: 1 });
+      const events = (JSON.parse(body) as { events: HealthEvent[] }).events;
+      for (const e of events) stored.set(e.seq, e);
+      return Response.json({ ackedSeq: events.at(-1)!.seq, stored: events.length });
+    },
+  });
+  cleanups.push(() => server.stop(true));
+  return { url: `http://127.0.0.1:${server.port}`, calls, stored, count: (path: string) => calls.filter((c) => c.path === path).length };
+}
+
+async function agentAgainst(url: string, logs: string[] = []) {
+  const spool = new Spool(join(tempDir(), "agent"));
+  const agent = new Agent({
+    identity: { nodeId: "agent-1", hostname: "test-host", bootId: "boot-x" },
+    client: new ReconcilerClient(url, "agent-test-token", 2000),
+    spool,
+    gpus: await noGpus(),
+    log: (line) => logs.push(line),
+    retryMinMs: 50,
+    retryMaxMs: 200,
+    heartbeatIntervalMs: 1000,
+  });
+  agent.start();
+  cleanups.push(() => agent.stop());
+  return { agent, spool, logs };
+}
+
+describe("never mute, never lose", () => {
+  test("heartbeats never wait on events: a reconciler that never answers /v1/events still gets every heartbeat", async () => {
+    const server = fakeServer(async (path) => {
+      if (path === "/v1/events") await Bun.sleep(5000); // past the client's 2 s timeout, every time
+      return undefined;
+    });
+    const { agent } = await agentAgainst(server.url);
+    await waitFor("registered", () => (server.count("/v1/heartbeat") > 0 ? true : undefined));
+    for (let i = 0; i < 5; i++) agent.report(finding(i));
+    const before = server.count("/v1/heartbeat");
+    await Bun.sleep(3500);
+    expect(server.count("/v1/heartbeat") - before).toBeGreaterThanOrEqual(3);
+    expect(server.stored.size).toBe(0);
+  }, 15_000);
+
+  test("a 413 splits the batch instead of retrying it: everything arrives through a proxy with a 64 KiB limit", async () => {
+    let refused = 0;
+    const server = fakeServer((path, body) => {
+      if (path === "/v1/events" && body.length > 64 * 1024) {
+        refused++;
+        return new Response("<html>413 Request Entity Too Large</html>", { status: 413, headers: { "Content-Type": "text/html" } });
+      }
+      return undefined;
+    });
+    const { agent, spool } = await agentAgainst(server.url);
+    for (let i = 1; i <= 100; i++) agent.report({ ...finding(i), message: `${i} ${"m".repeat(2000)}` });
+    await waitFor("all 100 stored", () => (server.stored.size === 100 ? true : undefined), 10_000);
+    expect(refused).toBeGreaterThan(0);
+    expect(refused).toBeLessThan(10);
+    expect([...server.stored.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    await waitFor("acknowledged", () => (spool.size === 0 ? true : undefined));
+  }, 15_000);
+
+  test("one event too large for what is in between goes with its message cut short, not never", async () => {
+    const server = fakeServer((path, body) => (path === "/v1/events" && body.length > 2048 ? new Response("too large", { status: 413 }) : undefined));
+    const { agent } = await agentAgainst(server.url);
+    agent.report({ ...finding(1), message: "x".repeat(4000) });
+    await waitFor("stored", () => (server.stored.size === 1 ? true : undefined), 5000);
+    expect(server.stored.get(1)!.message.length).toBeLessThanOrEqual(512);
+    expect(server.stored.get(1)!.message).toEndWith("characters cut]");
+  }, 10_000);
+
+  test("the reconciler's 404 for an unknown node means register again; another 404 does not, and is logged once", async () => {
+    let forget = true;
+    const reconciler = fakeServer((path) => {
+      if (path === "/v1/heartbeat" && forget) {
+        forget = false;
+        return Response.json({ error: "node agent-1 is not registered; register first", code: ERROR_CODES.unknownNode }, { status: 404 });
+      }
+      return undefined;
+    });
+    await agentAgainst(reconciler.url);
+    await waitFor("registered twice", () => (reconciler.count("/v1/register") === 2 ? true : undefined), 5000);
+
+    const proxy = fakeServer((path) => (path === "/v1/heartbeat" ? new Response("Not Found", { status: 404 }) : undefined));
+    const { logs } = await agentAgainst(proxy.url);
+    await waitFor("several heartbeats refused", () => (proxy.count("/v1/heartbeat") >= 5 ? true : undefined), 5000);
+    expect(proxy.count("/v1/register")).toBe(1);
+    const refusals = logs.filter((l) => l.includes("HTTP 404"));
+    expect(refusals).toHaveLength(1);
+    expect(refusals[0]).toContain("not the reconciler's API (check --server)");
+  }, 15_000);
+
+  test("credentials in the server URL are used but never written", () => {
+    expect(redactUrl("http://agent:s3cret@reconciler:50051/base")).toBe("http://reconciler:50051/base");
+    expect(redactUrl("https://reconciler:50051")).toBe("https://reconciler:50051");
+    const client = new ReconcilerClient("http://agent:s3cret@127.0.0.1:1", "t");
+    expect(client.displayUrl).toBe("http://127.0.0.1:1");
   });
 });

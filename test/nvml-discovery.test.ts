@@ -1,6 +1,6 @@
 // Library discovery, the core/optional symbol split and capability fallbacks, init failures.
 import { afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   NvmlLibrary,
@@ -125,11 +125,25 @@ describe("discovery", () => {
     writeFileSync(notElf, "not a library");
     const r1 = openNvml({ libraryPath: notElf, explicitOnly: true });
     expect(r1.ok).toBe(false);
-    expect(r1.attempts[0]).toMatchObject({ path: notElf, outcome: "dlopen_failed" });
+    // Refused before dlopen: a file that is no shared object (or a truncated one) never reaches the loader.
+    expect(r1.attempts[0]).toMatchObject({ path: notElf, outcome: "bad_file", reason: "not an ELF shared object (13 bytes)" });
     const r2 = openNvml({ libraryPath: "libm.so.6", explicitOnly: true });
     expect(r2.ok).toBe(false);
     expect(r2.attempts[0]!.outcome).toBe("not_nvml");
     expect(r2.attempts[0]!.reason).toContain("nvmlInit_v2 or nvmlInit");
+  });
+
+  test("a truncated library is refused before dlopen (mapping it would be a SIGBUS)", () => {
+    const dir = tempDir();
+    const truncated = join(dir, "libnvidia-ml.so.1");
+    writeFileSync(truncated, readFileSync(FAKE_NVML.full).subarray(0, 20_000));
+    const r = openNvml({ libraryPath: truncated, explicitOnly: true });
+    expect(r.ok).toBe(false);
+    expect(r.attempts[0]).toMatchObject({ path: truncated, outcome: "bad_file" });
+    expect(r.attempts[0]!.reason).toMatch(/^truncated: loadable segment \d extends past the end of the file \(needs \d+ bytes, the file has 20000\)$/);
+    const header = join(dir, "header-only.so");
+    writeFileSync(header, readFileSync(FAKE_NVML.full).subarray(0, 100));
+    expect(openNvml({ libraryPath: header, explicitOnly: true }).attempts[0]!.reason).toContain("truncated: the program headers");
   });
 
   test("the fake, chosen explicitly by path, loads and enumerates", async () => {

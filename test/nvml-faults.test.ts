@@ -11,6 +11,7 @@ import {
   decodeFabricHealthMask,
   nvmlError,
   nvmlErrorFromInfo,
+  nvmlErrorInfo,
   nvmlErrorKind,
   openNvml,
   readDeviceSnapshot,
@@ -24,6 +25,7 @@ import {
 } from "../agent/nvml/index.ts";
 import { GpuInfo, GpuSnapshot } from "../schema/wire.ts";
 import * as v from "valibot";
+import { readFastReadings } from "../agent/nvml/device.ts";
 import { FAKE_NVML, FakeNvml } from "./fake-nvml/control.ts";
 import { tempDir } from "./support.ts";
 
@@ -81,6 +83,7 @@ describe("healthy defaults", () => {
       eccVolatileDbe: 0,
       eccVolatileSbe: 0,
       clocksEventReasons: 1,
+      processCount: 0,
     });
   });
 });
@@ -222,9 +225,14 @@ describe("fault modes", () => {
     const links = value(device(0).nvlink);
     expect(links).toHaveLength(12);
     expect(links.filter((l) => !l.active).map((l) => l.link)).toEqual([3]);
-    expect(links[5]!.counters.replay).toEqual({ ok: true, value: 7 });
-    expect(links[5]!.counters.crcFlit).toEqual({ ok: true, value: 100 });
+    expect(links[5]!.counters?.replay).toEqual({ ok: true, value: 7 });
+    expect(links[5]!.counters?.crcFlit).toEqual({ ok: true, value: 100 });
     expect(device(1).nvlink).toMatchObject({ ok: false, error: { kind: "not_supported", fn: "nvmlDeviceGetNvLinkState" } });
+    // Without the counters (the agent reads them once a minute): states only, a fifth of the calls.
+    const calls = fake.callCount("nvmlDeviceGetNvLinkErrorCounter");
+    const states = value(readDeviceSnapshot(lib, lib.device(0), { nvlinkCounters: false }).nvlink);
+    expect(states.map((l) => [l.active, l.counters])).toEqual(links.map((l) => [l.active, null]));
+    expect(fake.callCount("nvmlDeviceGetNvLinkErrorCounter")).toBe(calls);
   });
 
   test("PCIe link below max, replay counter, persistence off", () => {
@@ -233,6 +241,67 @@ describe("fault modes", () => {
     expect([d.pcie.currentGen, d.pcie.currentWidth, d.pcie.maxGen, d.pcie.maxWidth].map(value)).toEqual([3, 8, 5, 16]);
     expect(value(d.pcie.replayCounter)).toBe(42);
     expect(value(d.persistenceMode)).toBe(false);
+  });
+
+  test("the fast tier reads temperature and clock reasons fresh, the margin only where the slowdown threshold is unknown", () => {
+    const dev = lib.device(0);
+    const full = readDeviceSnapshot(lib, dev);
+    fake.command("temp 0 88; clocks 0 0x8");
+    const margins = fake.callCount("nvmlDeviceGetMarginTemperature");
+    const fast = readFastReadings(lib, dev, full);
+    expect([value(fast.temperatureC), value(fast.clocksEventReasons).mask]).toEqual([88, 8]);
+    expect(fake.callCount("nvmlDeviceGetMarginTemperature")).toBe(margins);
+    expect(fast.persistenceMode).toBe(full.persistenceMode); // the rest is the full read's
+    fake.command("threshold 0 slowdown -1");
+    const noThreshold = readDeviceSnapshot(lib, dev);
+    fake.command("temp 0 90");
+    expect(value(readFastReadings(lib, dev, noThreshold).marginTemperatureC)).toBe(87 - 90);
+  });
+
+  test("with an earlier snapshot, what does not change is carried, what the checks and heartbeats need is read", () => {
+    const dev = lib.device(2);
+    const first = readDeviceSnapshot(lib, dev);
+    fake.command("temp 2 71; ecc 2 5 0; pcie 2 5 8 5 16; replay 2 9; threshold 2 slowdown 80");
+    const counts = () => ["nvmlDeviceGetUUID", "nvmlDeviceGetTemperatureThreshold", "nvmlDeviceGetMaxPcieLinkWidth", "nvmlDeviceGetRetiredPages_v2"].map((f) => fake.callCount(f));
+    const before = counts();
+    const next = readDeviceSnapshot(lib, dev, { steady: [first] });
+    expect(counts()).toEqual(before);
+    expect([value(next.temperatureC), value(next.ecc.volatile).corrected, value(next.pcie.currentWidth), value(next.pcie.replayCounter)]).toEqual([71, 5, 8, 9]);
+    expect(next.identity).toBe(first.identity);
+    expect(value(next.thresholds.slowdownC)).toBe(89); // carried: thresholds are read once a minute
+    // A GPU that was lost is read in full.
+    const lostFirst = { ...first, fatal: nvmlErrorInfo(15, "nvmlDeviceGetUUID") };
+    readDeviceSnapshot(lib, dev, { steady: [lostFirst] });
+    expect(counts()[0]).toBe(before[0]! + 1);
+  });
+
+  test("compute processes: none, then 3, then more than the first buffer holds (_v3)", () => {
+    expect(lib.symbolOf("deviceGetComputeRunningProcesses")).toBe("nvmlDeviceGetComputeRunningProcesses_v3");
+    expect(value(device(0).processes)).toEqual([]);
+    fake.command("procs 0 3 2147483648");
+    expect(value(device(0).processes)).toEqual([4000, 4001, 4002].map((pid) => ({ pid, usedGpuMemoryBytes: 2 ** 31 })));
+    fake.command("procs 1 40");
+    expect(value(device(1).processes).map((p) => p.pid)).toEqual(Array.from({ length: 40 }, (_, i) => 4000 + i));
+    expect(toWireGpuSnapshot(device(1)).processCount).toBe(40);
+  });
+
+  test("compute processes through _v2 (r470)", () => {
+    const r = openNvml({ libraryPath: FAKE_NVML.r470, explicitOnly: true, init: false });
+    if (!r.ok) throw new Error(r.message);
+    const old = new FakeNvml(FAKE_NVML.r470);
+    try {
+      old.command("procs 2 2 4096");
+      expect(r.library.symbolOf("deviceGetComputeRunningProcesses")).toBe("nvmlDeviceGetComputeRunningProcesses_v2");
+      r.library.init();
+      expect(value(readDeviceSnapshot(r.library, r.library.device(2)).processes)).toEqual([
+        { pid: 4000, usedGpuMemoryBytes: 4096 },
+        { pid: 4001, usedGpuMemoryBytes: 4096 },
+      ]);
+    } finally {
+      old.reset();
+      r.library.shutdown();
+      r.library.close();
+    }
   });
 
   test("fabric not completed, health mask bits, unhealthy summary", () => {

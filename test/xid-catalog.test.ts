@@ -21,7 +21,7 @@ import {
 
 const DAY_MS = 24 * 3_600_000;
 
-/** Every code gpu-health.md §1.2 names: its table rows and its "Others" lists, plus NVML's 999. */
+/** Every code docs/gpu-health.md names (NVIDIA's catalog and the public agents' lists), plus NVML's 999. */
 const DOC_CODES = [
   8, 13, 31, 32, 43, 45, 48, 54, 61, 62, 63, 64, 68, 69, 74, 79, 92, 94, 95, 109, 110, 119, 120, 121, 123, 136, 137, 140,
   143, 144, 145, 146, 147, 148, 149, 150, 154, 155, 156, 158,

@@ -9,7 +9,7 @@
 // State is per process, and the process is per boot: a new boot id starts clean,
 // which is what clears reboot-fixable conditions.
 import type { RecommendedAction, Severity } from "../../schema/wire.ts";
-import type { Finding } from "./gpu.ts";
+import type { Finding } from "./finding.ts";
 
 /**
  * Where an occurrence came from. Each source counts its own occurrences of an

@@ -11,8 +11,9 @@
 // O_NONBLOCK, EAGAIN means there is nothing new.
 import * as fs from "node:fs";
 import type { HealthEvent, RecommendedAction, Severity } from "../../schema/wire.ts";
-import { classifyXid, lookupXid, nvlink5SubCode, XID_CATALOG, type XidCatalog } from "../../schema/xid-catalog.ts";
+import { nvlink5SubCode, XID_CATALOG, type XidCatalog } from "../../schema/xid-catalog.ts";
 import { normalizePciBusId } from "../pci.ts";
+import { xidFinding, type XidOccurrence } from "./xid.ts";
 
 export const DEFAULT_KMSG_PATH = "/dev/kmsg";
 
@@ -591,7 +592,7 @@ export function parseKmsgText(text: string, opts: KmsgParserOptions = {}): KmsgF
 // Finding → HealthEvent
 
 /** The HealthEvent fields a kmsg finding determines; the agent adds seq, bootId and gpu. */
-export type KmsgEventFields = Omit<HealthEvent, "seq" | "bootId" | "gpu">;
+export type KmsgEventFields = Omit<HealthEvent, "seq" | "bootId" | "gpu" | "check"> & { check: "xid" | "sxid" | "gpu_crash_dump" };
 
 export interface KmsgEventOptions {
   catalog?: XidCatalog;
@@ -609,6 +610,21 @@ function where(f: KmsgFinding): string {
   return f.pciBusId ? ` on ${f.pciBusId}` : "";
 }
 
+/** An Xid line or the fallen-off-the-bus text as an Xid occurrence (xid.ts judges it); undefined for other kinds. */
+export function kmsgXidOccurrence(finding: KmsgFinding, where: string | undefined = finding.pciBusId): XidOccurrence | undefined {
+  if (finding.kind !== "xid" && finding.kind !== "fallen_off_bus") return undefined;
+  const extra: NonNullable<XidOccurrence["extra"]> = {};
+  if (finding.nvlink5) extra.nvlink5 = finding.nvlink5;
+  if (finding.recoveryAction) extra.recoveryActionTo = finding.recoveryAction.to;
+  return {
+    xid: finding.xid ?? 79,
+    source: finding.kind === "fallen_off_bus" ? "fallen-off-bus text" : "kernel log",
+    ...(where ? { where } : {}),
+    detail: finding.message,
+    extra,
+  };
+}
+
 /**
  * The health-event fields for a finding, or null when it carries no health verdict (gpu_identity,
  * board_serial) or its Xid is ignored by config. Xid and fallen-off-bus → check `xid`, code "79" etc.,
@@ -621,23 +637,10 @@ export function kmsgFindingToEvent(finding: KmsgFinding, opts: KmsgEventOptions 
   switch (finding.kind) {
     case "xid":
     case "fallen_off_bus": {
-      const code = finding.xid ?? 79;
-      const entry = lookupXid(code, catalog);
-      if (entry.ignored) return null;
-      const extra: NonNullable<Parameters<typeof classifyXid>[1]> = {};
-      if (finding.nvlink5) extra.nvlink5 = finding.nvlink5;
-      if (finding.recoveryAction) extra.recoveryActionTo = finding.recoveryAction.to;
-      const verdict = classifyXid(entry, extra);
-      const what = entry.known ? entry.meaning : "unknown Xid";
-      const source = finding.kind === "fallen_off_bus" ? "fallen-off-bus text" : "kernel log";
-      return {
-        time,
-        check: "xid",
-        code: String(code),
-        severity: verdict.severity,
-        action: verdict.action,
-        message: clip(`Xid ${code} (${what})${where(finding)} [${verdict.basis}; ${source}]: ${finding.message}`),
-      };
+      const xid = xidFinding(kmsgXidOccurrence(finding)!, catalog);
+      if (xid === null) return null;
+      const { code, severity, action, message } = xid.finding;
+      return { time, check: "xid", ...(code !== undefined ? { code } : {}), severity, action, message: clip(message) };
     }
     case "sxid": {
       const code = finding.sxid ?? 0;

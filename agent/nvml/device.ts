@@ -23,6 +23,14 @@ export interface SnapshotOptions {
   fieldIds?: readonly number[];
   /** Upper bound on NVLink links probed per GPU; probing stops earlier at the first NOT_SUPPORTED / INVALID_ARGUMENT. */
   maxNvLinks?: number;
+  /** Read the NVLink error counters (four calls per link; default true). Link states are always read. */
+  nvlinkCounters?: boolean;
+  /**
+   * An earlier snapshot of the same GPUs: the readings that do not change while the driver runs
+   * (identity, thresholds, power limit, ECC mode and aggregate counts, PCIe capabilities, page
+   * retirement) are taken from it instead of read again; a third of the calls of a read.
+   */
+  steady?: readonly DeviceSnapshot[];
 }
 
 /** Reads one device, remembering the first fatal (lost / reset required) error. */
@@ -78,7 +86,7 @@ export function readSystemInfo(lib: NvmlLibrary): SystemInfo {
 
 const isEnd = (err: unknown) => err instanceof NvmlError && (err.kind === "not_supported" || err.kind === "invalid_argument");
 
-function readNvLinks(lib: NvmlLibrary, dev: NvmlDevice, r: DeviceReader, max: number): NvLinkInfo[] {
+function readNvLinks(lib: NvmlLibrary, dev: NvmlDevice, r: DeviceReader, max: number, withCounters: boolean): NvLinkInfo[] {
   const links: NvLinkInfo[] = [];
   for (let link = 0; link < max; link++) {
     let active: boolean;
@@ -93,12 +101,14 @@ function readNvLinks(lib: NvmlLibrary, dev: NvmlDevice, r: DeviceReader, max: nu
     links.push({
       link,
       active,
-      counters: {
-        replay: counter(NVLINK_ERROR_COUNTER.replay),
-        recovery: counter(NVLINK_ERROR_COUNTER.recovery),
-        crcFlit: counter(NVLINK_ERROR_COUNTER.crcFlit),
-        crcData: counter(NVLINK_ERROR_COUNTER.crcData),
-      },
+      counters: withCounters
+        ? {
+            replay: counter(NVLINK_ERROR_COUNTER.replay),
+            recovery: counter(NVLINK_ERROR_COUNTER.recovery),
+            crcFlit: counter(NVLINK_ERROR_COUNTER.crcFlit),
+            crcData: counter(NVLINK_ERROR_COUNTER.crcData),
+          }
+        : null,
     });
     if (r.fatal) throw new NvmlError(r.fatal);
   }
@@ -118,52 +128,58 @@ function recoveryActionOf(fields: Reading<FieldValue[]>, dev: NvmlDevice): Readi
 /** Every reading of one device. Never throws for an NVML error. */
 export function readDeviceSnapshot(lib: NvmlLibrary, dev: NvmlDevice, options: SnapshotOptions = {}): DeviceSnapshot {
   const r = new DeviceReader();
-  const identity = r.read(() => readIdentityWith(lib, dev, r));
-  const threshold = (t: number) => r.read(() => lib.temperatureThreshold(dev, t));
-  const eccCounts = (counter: number) =>
-    r.read(() => ({
-      corrected: lib.totalEccErrors(dev, MEMORY_ERROR_TYPE.corrected, counter),
-      uncorrected: lib.totalEccErrors(dev, MEMORY_ERROR_TYPE.uncorrected, counter),
-    }));
+  const was = options.steady?.find((d) => d.index === dev.index && d.fatal === null);
+  // A steady reading from the earlier snapshot, else read now.
+  const steady = <T>(pick: (d: DeviceSnapshot) => Reading<T>, read: () => T): Reading<T> => (was ? pick(was) : r.read(read));
+  const identity = steady((d) => d.identity, () => readIdentityWith(lib, dev, r));
+  const threshold = (pick: (t: DeviceSnapshot["thresholds"]) => Reading<number>, t: number) => steady((d) => pick(d.thresholds), () => lib.temperatureThreshold(dev, t));
+  const eccCounts = (counter: number) => () => ({
+    corrected: lib.totalEccErrors(dev, MEMORY_ERROR_TYPE.corrected, counter),
+    uncorrected: lib.totalEccErrors(dev, MEMORY_ERROR_TYPE.uncorrected, counter),
+  });
   const snapshot: DeviceSnapshot = {
     index: dev.index,
     fatal: null,
     identity,
     temperatureC: r.read(() => lib.temperature(dev).celsius),
     thresholds: {
-      shutdownC: threshold(TEMPERATURE_THRESHOLD.shutdown),
-      slowdownC: threshold(TEMPERATURE_THRESHOLD.slowdown),
-      memMaxC: threshold(TEMPERATURE_THRESHOLD.memMax),
-      gpuMaxC: threshold(TEMPERATURE_THRESHOLD.gpuMax),
+      shutdownC: threshold((t) => t.shutdownC, TEMPERATURE_THRESHOLD.shutdown),
+      slowdownC: threshold((t) => t.slowdownC, TEMPERATURE_THRESHOLD.slowdown),
+      memMaxC: threshold((t) => t.memMaxC, TEMPERATURE_THRESHOLD.memMax),
+      gpuMaxC: threshold((t) => t.gpuMaxC, TEMPERATURE_THRESHOLD.gpuMax),
     },
     marginTemperatureC: r.read(() => lib.marginTemperature(dev)),
     powerUsageMw: r.read(() => lib.powerUsageMw(dev)),
-    powerLimitMw: r.read(() => lib.enforcedPowerLimitMw(dev)),
+    powerLimitMw: steady((d) => d.powerLimitMw, () => lib.enforcedPowerLimitMw(dev)),
     utilization: r.read(() => lib.utilization(dev)),
     memory: r.read(() => lib.memoryInfo(dev)),
     ecc: {
-      mode: r.read(() => lib.eccMode(dev)),
-      volatile: eccCounts(ECC_COUNTER_TYPE.volatile),
-      aggregate: eccCounts(ECC_COUNTER_TYPE.aggregate),
+      mode: steady((d) => d.ecc.mode, () => lib.eccMode(dev)),
+      volatile: r.read(eccCounts(ECC_COUNTER_TYPE.volatile)),
+      aggregate: steady((d) => d.ecc.aggregate, eccCounts(ECC_COUNTER_TYPE.aggregate)),
     },
-    retiredPages: r.read(() => ({
-      multipleSbe: lib.retiredPageCount(dev, PAGE_RETIREMENT_CAUSE.multipleSbe),
-      dbe: lib.retiredPageCount(dev, PAGE_RETIREMENT_CAUSE.dbe),
-      pending: r.optional(() => lib.retiredPagesPending(dev)),
-    })),
+    retiredPages: steady(
+      (d) => d.retiredPages,
+      () => ({
+        multipleSbe: lib.retiredPageCount(dev, PAGE_RETIREMENT_CAUSE.multipleSbe),
+        dbe: lib.retiredPageCount(dev, PAGE_RETIREMENT_CAUSE.dbe),
+        pending: r.optional(() => lib.retiredPagesPending(dev)),
+      }),
+    ),
     remappedRows: r.read(() => lib.remappedRows(dev)),
     clocksEventReasons: r.read(() => lib.clocksEventReasons(dev)),
-    nvlink: r.read(() => readNvLinks(lib, dev, r, options.maxNvLinks ?? 64)),
+    nvlink: r.read(() => readNvLinks(lib, dev, r, options.maxNvLinks ?? 64, options.nvlinkCounters ?? true)),
     pcie: {
-      currentGen: r.read(() => lib.pcieCurrentGeneration(dev)),
+      currentGen: steady((d) => d.pcie.currentGen, () => lib.pcieCurrentGeneration(dev)),
       currentWidth: r.read(() => lib.pcieCurrentWidth(dev)),
-      maxGen: r.read(() => lib.pcieMaxGeneration(dev)),
-      maxWidth: r.read(() => lib.pcieMaxWidth(dev)),
-      gpuMaxGen: r.read(() => lib.pcieGpuMaxGeneration(dev)),
+      maxGen: steady((d) => d.pcie.maxGen, () => lib.pcieMaxGeneration(dev)),
+      maxWidth: steady((d) => d.pcie.maxWidth, () => lib.pcieMaxWidth(dev)),
+      gpuMaxGen: steady((d) => d.pcie.gpuMaxGen, () => lib.pcieGpuMaxGeneration(dev)),
       replayCounter: r.read(() => lib.pcieReplayCounter(dev)),
-      speedMbps: r.read(() => lib.pcieSpeedMbps(dev)),
+      speedMbps: steady((d) => d.pcie.speedMbps, () => lib.pcieSpeedMbps(dev)),
     },
     persistenceMode: r.read(() => lib.persistenceMode(dev)),
+    processes: r.read(() => lib.computeProcesses(dev)),
     fabric: r.read(() => lib.fabricInfo(dev)),
     fields: r.read(() => lib.fieldValues(dev, options.fieldIds ?? DEFAULT_FIELD_IDS)),
     recoveryAction: failed(nvmlErrorInfo(3, "nvmlDeviceGetFieldValues")),
@@ -172,6 +188,20 @@ export function readDeviceSnapshot(lib: NvmlLibrary, dev: NvmlDevice, options: S
   // Readings taken before the fatal error keep what they read; the ones after carry the error.
   snapshot.fatal = r.fatal;
   return snapshot;
+}
+
+/**
+ * The fast tier's readings (temperature, clock event reasons, and the thermal margin where the
+ * slowdown threshold is not known) taken fresh, over the rest
+ * of `last` (the device's latest full snapshot). A GPU lost since then shows as `fatal`.
+ */
+export function readFastReadings(lib: NvmlLibrary, dev: NvmlDevice, last: DeviceSnapshot): DeviceSnapshot {
+  const r = new DeviceReader();
+  const temperatureC = r.read(() => lib.temperature(dev).celsius);
+  // The margin only adds something where the slowdown threshold cannot be read (it is the distance to it).
+  const marginTemperatureC = last.thresholds.slowdownC.ok || !last.marginTemperatureC.ok ? last.marginTemperatureC : r.read(() => lib.marginTemperature(dev));
+  const clocksEventReasons = r.read(() => lib.clocksEventReasons(dev));
+  return { ...last, fatal: r.fatal, temperatureC, marginTemperatureC, clocksEventReasons };
 }
 
 /** A snapshot for a device that could not even be opened: every reading carries `error`. */
@@ -195,6 +225,7 @@ export function unreadableDevice(index: number, error: NvmlErrorInfo): DeviceSna
     nvlink: e,
     pcie: { currentGen: e, currentWidth: e, maxGen: e, maxWidth: e, gpuMaxGen: e, replayCounter: e, speedMbps: e },
     persistenceMode: e,
+    processes: e,
     fabric: e,
     fields: e,
     recoveryAction: e,
@@ -211,11 +242,19 @@ export function enumerate(lib: NvmlLibrary): { count: Reading<number>; devices: 
 
 /** All readings of all devices. */
 export function readSnapshot(lib: NvmlLibrary, options: SnapshotOptions = {}): NvmlSnapshot {
+  return readSnapshotAndHandles(lib, options).snapshot;
+}
+
+/** All readings of all devices, and the handle of each (null where none could be had), for later fast reads. */
+export function readSnapshotAndHandles(lib: NvmlLibrary, options: SnapshotOptions = {}): { snapshot: NvmlSnapshot; handles: (NvmlDevice | null)[] } {
   const started = Date.now();
   const t0 = performance.now();
   const { count, devices } = enumerate(lib);
   const snapshots = devices.map((d, index) => (d.ok ? readDeviceSnapshot(lib, d.value, options) : unreadableDevice(index, d.error)));
-  return { time: new Date(started).toISOString(), durationMs: performance.now() - t0, deviceCount: count, devices: snapshots };
+  return {
+    snapshot: { time: new Date(started).toISOString(), durationMs: performance.now() - t0, deviceCount: count, devices: snapshots },
+    handles: devices.map((d) => (d.ok ? d.value : null)),
+  };
 }
 
 /** Driver versions and every device's identity. */

@@ -82,6 +82,14 @@ export const LAYOUT = {
     size: 8,
     fields: { version: f(0, 4), marginTemperature: f(4, 4) },
   },
+  nvmlProcessInfo_v1_t: {
+    size: 16,
+    fields: { pid: f(0, 4), usedGpuMemory: f(8, 8) },
+  },
+  nvmlProcessInfo_v2_t: {
+    size: 24,
+    fields: { pid: f(0, 4), usedGpuMemory: f(8, 8), gpuInstanceId: f(16, 4), computeInstanceId: f(20, 4) },
+  },
   nvmlValue_t: {
     size: 8,
     fields: { dVal: f(0, 8), ullVal: f(0, 8) },

@@ -2,16 +2,20 @@
 // capability probe for optional symbols, and one typed method per NVML call. Methods throw an
 // NvmlError (see errors.ts) for every non-SUCCESS return; the readers in device.ts turn those
 // into per-reading results. Synchronous: call it from a Worker (worker.ts) in the agent.
-import { dlopen, type FFIFunction, type Library } from "bun:ffi";
+import { linkSymbols, type FFIFunction, type Pointer } from "bun:ffi";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { openSharedLibrary, type SharedLibrary } from "./dl.ts";
+import { checkSharedObject } from "./elf.ts";
+import { findOnLoaderPath } from "./loader-path.ts";
 import { cudaVersionText, decodeClocksEventReasons, decodeFabricHealthMask, fabricHealthSummaryName, fabricStateName, formatUuidBytes } from "./decode.ts";
 import { normalizePciBusId } from "../pci.ts";
 import { NVML_RETURN, NvmlError, nvmlError, nvmlReturnName, type NvmlErrorInfo } from "./errors.ts";
-import { LAYOUT, STRING_BUFFER, STRUCT_VERSIONS, allocStruct } from "./layout.ts";
-import { ALL_SYMBOLS, NVML_FUNCTIONS, NVML_FUNCTION_KEYS, type NvmlFunctionKey } from "./symbols.ts";
+import { LAYOUT, STRING_BUFFER, STRUCT_VERSIONS, allocStruct, type StructName } from "./layout.ts";
+import { NVML_FUNCTIONS, NVML_FUNCTION_KEYS, type NvmlFunctionKey } from "./symbols.ts";
 import type {
   ClocksEventReasons,
+  ComputeProcess,
   DeviceHandle,
   EventSetHandle,
   FabricInfo,
@@ -91,7 +95,8 @@ export function nvmlLibraryCandidates(options: NvmlDiscoveryOptions = {}): Libra
   return out;
 }
 
-export type LoadOutcome = "loaded" | "missing" | "dlopen_failed" | "not_nvml" | "init_failed";
+/** bad_file: refused before dlopen (not a shared object for this CPU, or truncated: dlopen would crash on it). */
+export type LoadOutcome = "loaded" | "missing" | "bad_file" | "dlopen_failed" | "not_nvml" | "init_failed";
 
 export interface LoadAttempt {
   path: string;
@@ -122,10 +127,6 @@ export interface CallObserver {
   leave(): void;
 }
 
-function errorCode(err: unknown): string | undefined {
-  return typeof err === "object" && err !== null && "code" in err && typeof err.code === "string" ? err.code : undefined;
-}
-
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -148,46 +149,57 @@ type LoadResult =
   | { ok: true; library: NvmlLibrary; resolvedPath?: string }
   | { ok: false; outcome: Exclude<LoadOutcome, "loaded" | "init_failed">; reason: string };
 
-/** dlopen of one path: the core set must resolve, the rest is probed one symbol at a time. */
+/**
+ * Checks the file (a bare soname: the file the loader would pick), dlopens it, and binds every
+ * function it exports with one set of trampolines. The core set must resolve.
+ */
 function loadPath(path: string): LoadResult {
+  const file = path.includes("/") ? path : findOnLoaderPath(path);
   if (path.includes("/") && !existsSync(path)) return { ok: false, outcome: "missing", reason: "no such file" };
-  const libraries: Library<Record<string, FFIFunction>>[] = [];
+  if (file !== undefined) {
+    const elf = checkSharedObject(file);
+    if (!elf.ok) return { ok: false, outcome: "bad_file", reason: file === path ? elf.reason : `${file}: ${elf.reason}` };
+  }
+  let shared: SharedLibrary;
+  try {
+    shared = openSharedLibrary(path);
+  } catch (err) {
+    return { ok: false, outcome: "dlopen_failed", reason: errorMessage(err) };
+  }
   const symbols: Record<string, boolean> = {};
-  const bound: Partial<Record<NvmlFunctionKey, BoundFunction>> = {};
+  const chosen: Partial<Record<NvmlFunctionKey, { symbol: string; ptr: Pointer }>> = {};
   const missingCore: string[] = [];
-  const closeAll = () => {
-    for (const l of libraries) l.close();
-  };
   for (const key of NVML_FUNCTION_KEYS) {
     const spec = NVML_FUNCTIONS[key];
     for (const symbol of spec.names) {
-      const def: FFIFunction = { args: [...spec.args], returns: spec.returns };
-      try {
-        const lib = dlopen(path, { [symbol]: def });
-        libraries.push(lib);
-        symbols[symbol] = true;
-        const call = lib.symbols[symbol];
-        if (!bound[key] && call) bound[key] = { symbol, call: call as unknown as RawFunction };
-      } catch (err) {
-        // The library itself does not load (Bun says ERR_DLOPEN_FAILED); a missing symbol is just "absent".
-        const symbolMissing = /not found in/i.test(errorMessage(err));
-        if (errorCode(err) === "ERR_DLOPEN_FAILED" || (libraries.length === 0 && !symbolMissing)) {
-          closeAll();
-          return { ok: false, outcome: "dlopen_failed", reason: errorMessage(err) };
-        }
-        symbols[symbol] = false;
-      }
+      const ptr = shared.symbol(symbol);
+      symbols[symbol] = ptr !== null;
+      if (ptr !== null && !chosen[key]) chosen[key] = { symbol, ptr };
     }
-    if (spec.core === true && !bound[key]) missingCore.push(spec.names.join(" or "));
+    if (spec.core === true && !chosen[key]) missingCore.push(spec.names.join(" or "));
   }
-  for (const s of ALL_SYMBOLS) symbols[s] ??= false;
   if (missingCore.length > 0) {
-    closeAll();
+    shared.close();
     return { ok: false, outcome: "not_nvml", reason: `not a usable NVML library: missing ${missingCore.join(", ")}` };
   }
+  const definitions: Record<string, FFIFunction> = {};
+  for (const key of NVML_FUNCTION_KEYS) {
+    const c = chosen[key];
+    if (c) definitions[key] = { ptr: c.ptr, args: [...NVML_FUNCTIONS[key].args], returns: NVML_FUNCTIONS[key].returns };
+  }
+  const linked = linkSymbols(definitions);
+  const bound: Partial<Record<NvmlFunctionKey, BoundFunction>> = {};
   const functions: Record<string, string | null> = {};
-  for (const key of NVML_FUNCTION_KEYS) functions[key] = bound[key]?.symbol ?? null;
-  const library = new NvmlLibrary(path, bound, { symbols, functions }, libraries);
+  for (const key of NVML_FUNCTION_KEYS) {
+    const c = chosen[key];
+    const call = linked.symbols[key];
+    if (c && call) bound[key] = { symbol: c.symbol, call: call as unknown as RawFunction };
+    functions[key] = c?.symbol ?? null;
+  }
+  const library = new NvmlLibrary(path, bound, { symbols, functions }, () => {
+    linked.close();
+    shared.close();
+  });
   const result: LoadResult = { ok: true, library };
   if (!path.includes("/")) {
     const resolved = mappedLibraryPath(path);
@@ -283,13 +295,21 @@ export class NvmlLibrary {
   /** Set by the worker; told about each call so a watchdog can name a hung one. */
   observer: CallObserver | undefined;
   private closed = false;
+  // Out-parameters and struct buffers, reused from call to call: every call is synchronous and its
+  // result is copied out at once. A poll makes hundreds of calls; fresh buffers for each would be
+  // garbage for the collector (and resident memory until it runs).
+  private readonly u32Out = new Uint32Array(4);
+  private readonly i32Out = new Int32Array(2);
+  private readonly u64Out = new BigUint64Array(1);
+  private readonly stringOut = new Uint8Array(Math.max(...Object.values(STRING_BUFFER)));
+  private readonly structs = new Map<StructName, { bytes: Uint8Array; view: DataView }>();
 
   constructor(
     /** The path it was loaded from (as tried; a bare soname when found by the loader). */
     readonly path: string,
     private readonly bound: Partial<Record<NvmlFunctionKey, BoundFunction>>,
     readonly capabilities: NvmlCapabilities,
-    private readonly libraries: Library<Record<string, FFIFunction>>[],
+    private readonly release: () => void,
   ) {}
 
   /** Loads one path with no discovery and no nvmlInit (tests, tools). Throws when it cannot. */
@@ -297,6 +317,18 @@ export class NvmlLibrary {
     const r = loadPath(path);
     if (!r.ok) throw new Error(`${path}: ${r.reason}`);
     return r.library;
+  }
+
+  /** A zeroed buffer for `name`, the same one every time. */
+  private struct(name: StructName): { bytes: Uint8Array; view: DataView } {
+    let s = this.structs.get(name);
+    if (s === undefined) {
+      s = allocStruct(name);
+      this.structs.set(name, s);
+    } else {
+      s.bytes.fill(0);
+    }
+    return s;
   }
 
   has(key: NvmlFunctionKey): boolean {
@@ -364,13 +396,13 @@ export class NvmlLibrary {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const l of this.libraries) l.close();
+    this.release();
   }
 
   // ---- system -----------------------------------------------------------------------------
 
   private string(key: NvmlFunctionKey, size: number, device?: NvmlDevice): string {
-    const buf = new Uint8Array(size);
+    const buf = this.stringOut.subarray(0, size).fill(0);
     this.check(key, device ? [device.handle, buf, size] : [buf, size], device);
     return cString(buf);
   }
@@ -385,7 +417,7 @@ export class NvmlLibrary {
 
   /** The CUDA version the driver supports, raw (e.g. 12040) and as text ("12.4"). */
   cudaDriverVersion(): { raw: number; version: string } {
-    const out = new Int32Array(1);
+    const out = this.i32Out;
     this.check("systemGetCudaDriverVersion", [out]);
     return { raw: out[0]!, version: cudaVersionText(out[0]!) };
   }
@@ -393,13 +425,13 @@ export class NvmlLibrary {
   // ---- enumeration ------------------------------------------------------------------------
 
   deviceCount(): number {
-    const out = new Uint32Array(1);
+    const out = this.u32Out;
     this.check("deviceGetCount", [out]);
     return out[0]!;
   }
 
   device(index: number): NvmlDevice {
-    const out = new BigUint64Array(1);
+    const out = this.u64Out;
     const code = this.rawCall("deviceGetHandleByIndex", [index, out], index);
     if (code !== 0) throw this.error("deviceGetHandleByIndex", code, { index, handle: 0 as DeviceHandle });
     return { index, handle: Number(out[0]) as DeviceHandle };
@@ -407,13 +439,13 @@ export class NvmlLibrary {
 
   /** Index is -1 until known (use deviceIndex()). */
   deviceByUuid(uuid: string): NvmlDevice {
-    const out = new BigUint64Array(1);
+    const out = this.u64Out;
     this.check("deviceGetHandleByUuid", [Buffer.from(`${uuid}\0`), out]);
     return { index: -1, handle: Number(out[0]) as DeviceHandle };
   }
 
   deviceByPciBusId(busId: string): NvmlDevice {
-    const out = new BigUint64Array(1);
+    const out = this.u64Out;
     this.check("deviceGetHandleByPciBusId", [Buffer.from(`${busId}\0`), out]);
     return { index: -1, handle: Number(out[0]) as DeviceHandle };
   }
@@ -434,7 +466,7 @@ export class NvmlLibrary {
 
   pciInfo(d: NvmlDevice): PciInfo {
     const L = LAYOUT.nvmlPciInfo_t.fields;
-    const { bytes, view } = allocStruct("nvmlPciInfo_t");
+    const { bytes, view } = this.struct("nvmlPciInfo_t");
     this.check("deviceGetPciInfo", [d.handle, bytes], d);
     const busId = cString(bytes, L.busId.offset, L.busId.size) || cString(bytes, L.busIdLegacy.offset, L.busIdLegacy.size);
     return {
@@ -457,13 +489,13 @@ export class NvmlLibrary {
   }
 
   private u32(key: NvmlFunctionKey, d: NvmlDevice): number {
-    const out = new Uint32Array(1);
+    const out = this.u32Out;
     this.check(key, [d.handle, out], d);
     return out[0]!;
   }
 
   private u64(key: NvmlFunctionKey, d: NvmlDevice): number {
-    const out = new BigUint64Array(1);
+    const out = this.u64Out;
     this.check(key, [d.handle, out], d);
     return Number(out[0]);
   }
@@ -474,7 +506,7 @@ export class NvmlLibrary {
   memoryInfo(d: NvmlDevice): MemoryInfo {
     if (this.has("deviceGetMemoryInfoV2")) {
       const L = LAYOUT.nvmlMemory_v2_t.fields;
-      const { bytes, view } = allocStruct("nvmlMemory_v2_t");
+      const { bytes, view } = this.struct("nvmlMemory_v2_t");
       view.setUint32(L.version.offset, STRUCT_VERSIONS.nvmlMemory_v2, true);
       const code = this.rawCall("deviceGetMemoryInfoV2", [d.handle, bytes], d.index);
       if (code === 0) {
@@ -491,7 +523,7 @@ export class NvmlLibrary {
       }
     }
     const L = LAYOUT.nvmlMemory_t.fields;
-    const { bytes, view } = allocStruct("nvmlMemory_t");
+    const { bytes, view } = this.struct("nvmlMemory_t");
     this.check("deviceGetMemoryInfo", [d.handle, bytes], d);
     return {
       totalBytes: u64(view, L.total.offset),
@@ -506,7 +538,7 @@ export class NvmlLibrary {
   temperature(d: NvmlDevice): { celsius: number; fn: string } {
     if (this.has("deviceGetTemperatureV")) {
       const L = LAYOUT.nvmlTemperature_v1_t.fields;
-      const { bytes, view } = allocStruct("nvmlTemperature_v1_t");
+      const { bytes, view } = this.struct("nvmlTemperature_v1_t");
       view.setUint32(L.version.offset, STRUCT_VERSIONS.nvmlTemperature_v1, true);
       view.setInt32(L.sensorType.offset, 0, true);
       const code = this.rawCall("deviceGetTemperatureV", [d.handle, bytes], d.index);
@@ -515,13 +547,13 @@ export class NvmlLibrary {
         throw this.error("deviceGetTemperatureV", code, d);
       }
     }
-    const out = new Uint32Array(1);
+    const out = this.u32Out;
     this.check("deviceGetTemperature", [d.handle, 0, out], d);
     return { celsius: out[0]!, fn: this.symbolOf("deviceGetTemperature")! };
   }
 
   temperatureThreshold(d: NvmlDevice, type: number): number {
-    const out = new Uint32Array(1);
+    const out = this.u32Out;
     this.check("deviceGetTemperatureThreshold", [d.handle, type, out], d);
     return out[0]!;
   }
@@ -530,7 +562,7 @@ export class NvmlLibrary {
   marginTemperature(d: NvmlDevice): number {
     this.need("deviceGetMarginTemperature", d);
     const L = LAYOUT.nvmlMarginTemperature_v1_t.fields;
-    const { bytes, view } = allocStruct("nvmlMarginTemperature_v1_t");
+    const { bytes, view } = this.struct("nvmlMarginTemperature_v1_t");
     view.setUint32(L.version.offset, STRUCT_VERSIONS.nvmlMarginTemperature_v1, true);
     this.check("deviceGetMarginTemperature", [d.handle, bytes], d);
     return view.getInt32(L.marginTemperature.offset, true);
@@ -550,7 +582,7 @@ export class NvmlLibrary {
 
   utilization(d: NvmlDevice): { gpuPct: number; memoryPct: number } {
     const L = LAYOUT.nvmlUtilization_t.fields;
-    const { bytes, view } = allocStruct("nvmlUtilization_t");
+    const { bytes, view } = this.struct("nvmlUtilization_t");
     this.check("deviceGetUtilizationRates", [d.handle, bytes], d);
     return { gpuPct: view.getUint32(L.gpu.offset, true), memoryPct: view.getUint32(L.memory.offset, true) };
   }
@@ -558,26 +590,26 @@ export class NvmlLibrary {
   // ---- ECC, remapping, retired pages ------------------------------------------------------
 
   eccMode(d: NvmlDevice): { current: boolean; pending: boolean } {
-    const cur = new Int32Array(1);
-    const pend = new Int32Array(1);
+    const cur = this.i32Out.subarray(0, 1);
+    const pend = this.i32Out.subarray(1, 2);
     this.check("deviceGetEccMode", [d.handle, cur, pend], d);
     return { current: cur[0] === 1, pending: pend[0] === 1 };
   }
 
   totalEccErrors(d: NvmlDevice, errorType: number, counterType: number): number {
-    const out = new BigUint64Array(1);
+    const out = this.u64Out;
     this.check("deviceGetTotalEccErrors", [d.handle, errorType, counterType, out], d);
     return Number(out[0]);
   }
 
   memoryErrorCounter(d: NvmlDevice, errorType: number, counterType: number, location: number): number {
-    const out = new BigUint64Array(1);
+    const out = this.u64Out;
     this.check("deviceGetMemoryErrorCounter", [d.handle, errorType, counterType, location, out], d);
     return Number(out[0]);
   }
 
   remappedRows(d: NvmlDevice): RemappedRows {
-    const out = new Uint32Array(4);
+    const out = this.u32Out;
     const at = (i: number) => out.subarray(i, i + 1);
     this.check("deviceGetRemappedRows", [d.handle, at(0), at(1), at(2), at(3)], d);
     return { correctable: out[0]!, uncorrectable: out[1]!, pending: out[2] !== 0, failed: out[3] !== 0 };
@@ -585,7 +617,8 @@ export class NvmlLibrary {
 
   /** Number of pages retired for a cause (0 multiple SBE, 1 DBE); pre-Ampere GPUs only. */
   retiredPageCount(d: NvmlDevice, cause: number): number {
-    const count = new Uint32Array(1);
+    const count = this.u32Out;
+    count[0] = 0; // in: the capacity of the (absent) address arrays
     const key: NvmlFunctionKey = this.has("deviceGetRetiredPagesV2") ? "deviceGetRetiredPagesV2" : "deviceGetRetiredPages";
     const args: FFIArg[] = key === "deviceGetRetiredPagesV2" ? [d.handle, cause, count, null, null] : [d.handle, cause, count, null];
     this.check(key, args, d, [NVML_RETURN.INSUFFICIENT_SIZE]);
@@ -593,7 +626,7 @@ export class NvmlLibrary {
   }
 
   retiredPagesPending(d: NvmlDevice): boolean {
-    const out = new Int32Array(1);
+    const out = this.i32Out;
     this.check("deviceGetRetiredPagesPendingStatus", [d.handle, out], d);
     return out[0] === 1;
   }
@@ -604,7 +637,7 @@ export class NvmlLibrary {
   clocksEventReasons(d: NvmlDevice): ClocksEventReasons {
     let key: NvmlFunctionKey = "deviceGetCurrentClocksEventReasons";
     if (!this.has(key)) key = "deviceGetCurrentClocksThrottleReasons";
-    const out = new BigUint64Array(1);
+    const out = this.u64Out;
     const code = this.rawCall(key, [d.handle, out], d.index);
     if (code === NVML_RETURN.FUNCTION_NOT_FOUND && key === "deviceGetCurrentClocksEventReasons" && this.has("deviceGetCurrentClocksThrottleReasons")) {
       key = "deviceGetCurrentClocksThrottleReasons";
@@ -619,13 +652,13 @@ export class NvmlLibrary {
   // ---- NVLink, PCIe, persistence ----------------------------------------------------------
 
   nvLinkState(d: NvmlDevice, link: number): boolean {
-    const out = new Int32Array(1);
+    const out = this.i32Out;
     this.check("deviceGetNvLinkState", [d.handle, link, out], d);
     return out[0] === 1;
   }
 
   nvLinkErrorCounter(d: NvmlDevice, link: number, counter: number): number {
-    const out = new BigUint64Array(1);
+    const out = this.u64Out;
     this.check("deviceGetNvLinkErrorCounter", [d.handle, link, counter, out], d);
     return Number(out[0]);
   }
@@ -655,9 +688,37 @@ export class NvmlLibrary {
   }
 
   persistenceMode(d: NvmlDevice): boolean {
-    const out = new Int32Array(1);
+    const out = this.i32Out;
     this.check("deviceGetPersistenceMode", [d.handle, out], d);
     return out[0] === 1;
+  }
+
+  /** The compute processes on the GPU now (pid, GPU memory in bytes; null when NVML cannot tell). */
+  computeProcesses(d: NvmlDevice): ComputeProcess[] {
+    const symbol = this.symbolOf("deviceGetComputeRunningProcesses");
+    const struct = symbol === "nvmlDeviceGetComputeRunningProcesses" ? "nvmlProcessInfo_v1_t" : "nvmlProcessInfo_v2_t";
+    const L = LAYOUT[struct];
+    // Processes can start between asking how many and reading them: retry with the new count.
+    let capacity = 16;
+    for (let attempt = 0; ; attempt++) {
+      const count = new Uint32Array([capacity]);
+      const bytes = new Uint8Array(L.size * capacity);
+      const code = this.check("deviceGetComputeRunningProcesses", [d.handle, count, bytes], d, [NVML_RETURN.INSUFFICIENT_SIZE]);
+      if (code === NVML_RETURN.INSUFFICIENT_SIZE && attempt < 3) {
+        capacity = count[0]! + 8;
+        continue;
+      }
+      if (code === NVML_RETURN.INSUFFICIENT_SIZE) throw this.error("deviceGetComputeRunningProcesses", code, d);
+      const view = new DataView(bytes.buffer);
+      const out: ComputeProcess[] = [];
+      for (let i = 0; i < count[0]!; i++) {
+        const base = i * L.size;
+        const memory = view.getBigUint64(base + L.fields.usedGpuMemory.offset, true);
+        // NVML_VALUE_NOT_AVAILABLE (all ones) where the memory cannot be read (e.g. without permission).
+        out.push({ pid: view.getUint32(base + L.fields.pid.offset, true), usedGpuMemoryBytes: memory === 0xffffffffffffffffn ? null : Number(memory) });
+      }
+      return out;
+    }
   }
 
   // ---- fabric -----------------------------------------------------------------------------
@@ -672,7 +733,7 @@ export class NvmlLibrary {
       for (const version of [3, 2] as const) {
         const struct = version === 3 ? "nvmlGpuFabricInfo_v3_t" : "nvmlGpuFabricInfo_v2_t";
         const L = LAYOUT[struct].fields;
-        const { bytes, view } = allocStruct(struct);
+        const { bytes, view } = this.struct(struct);
         view.setUint32(L.version.offset, version === 3 ? STRUCT_VERSIONS.nvmlGpuFabricInfo_v3 : STRUCT_VERSIONS.nvmlGpuFabricInfo_v2, true);
         const code = this.rawCall("deviceGetGpuFabricInfoV", [d.handle, bytes], d.index);
         if (code === NVML_RETURN.ARGUMENT_VERSION_MISMATCH) continue;
@@ -684,7 +745,7 @@ export class NvmlLibrary {
     }
     if (this.has("deviceGetGpuFabricInfo")) {
       const L = LAYOUT.nvmlGpuFabricInfo_t.fields;
-      const { bytes, view } = allocStruct("nvmlGpuFabricInfo_t");
+      const { bytes, view } = this.struct("nvmlGpuFabricInfo_t");
       this.check("deviceGetGpuFabricInfo", [d.handle, bytes], d);
       return this.fabric(1, "deviceGetGpuFabricInfo", bytes, view, L, null, null);
     }
@@ -773,7 +834,7 @@ export class NvmlLibrary {
   }
 
   eventSetCreate(): EventSetHandle {
-    const out = new BigUint64Array(1);
+    const out = this.u64Out;
     this.check("eventSetCreate", [out]);
     return Number(out[0]) as EventSetHandle;
   }
@@ -785,7 +846,7 @@ export class NvmlLibrary {
   /** One nvmlEventSetWait_v2 call. Returns null on TIMEOUT; throws NvmlError on anything else. */
   eventSetWait(set: EventSetHandle, timeoutMs: number): NvmlEventData | null {
     const L = LAYOUT.nvmlEventData_t.fields;
-    const { bytes, view } = allocStruct("nvmlEventData_t");
+    const { bytes, view } = this.struct("nvmlEventData_t");
     const code = this.check("eventSetWait", [set, bytes, Math.max(0, Math.floor(timeoutMs))], undefined, [NVML_RETURN.TIMEOUT]);
     if (code === NVML_RETURN.TIMEOUT) return null;
     return {

@@ -1,20 +1,21 @@
-// The main-thread API of the NVML binding: startNvmlMonitor() starts two workers (worker.ts) that
-// own every NVML call, and returns an object whose methods never block the main thread.
+// The main-thread API of the NVML binding: startNvmlMonitor() starts the worker (worker.ts) that
+// owns every NVML call, and returns an object whose methods never block the main thread.
 //
-//   const nvml = await startNvmlMonitor({ onEvent, onHang });
+//   const nvml = await startNvmlMonitor({ onEvent, onHang, checks, onChecked });
 //   nvml.status                  // wire NvmlStatus: available?, libraryPath, error, triedPaths
-//   await nvml.inventory()       // driver/CUDA versions and every GPU's identity
+//   nvml.initialInventory        // driver/CUDA versions and every GPU's identity, read at start
 //   await nvml.snapshot()        // every reading of every GPU (rejects NvmlUnresponsiveError on a hang)
 //   await nvml.close()
 //
-// Events (Xid, ECC, …) arrive through onEvent as soon as nvmlEventSetWait_v2 returns them. A
-// call that exceeds its deadline is reported once through onHang ("GPU driver unresponsive")
-// and once through onRecover if it ever returns; meanwhile the main thread keeps serving.
+// Events (Xid, ECC, …) arrive through onEvent as soon as nvmlEventSetWait_v2 returns them; with
+// `checks`, the worker runs the GPU checks on its own schedule and reports through onChecked. A
+// call that exceeds its deadline is reported once through onHang ("GPU driver unresponsive") and
+// once through onRecover if it ever returns; meanwhile the main thread keeps serving.
 import type { NvmlStatus } from "../../schema/wire.ts";
 import { DEFAULT_EVENT_MASK, DEFAULT_FIELD_IDS } from "./decode.ts";
 import { failed, nvmlErrorInfo, type NvmlErrorInfo } from "./errors.ts";
 import type { LoadAttempt, NvmlDiscoveryOptions } from "./library.ts";
-import type { MainToWorker, WorkerToMain } from "./protocol.ts";
+import type { CheckedMessage, ChecksConfig, HeapSummary, MainToWorker, WorkerStarted, WorkerToMain } from "./protocol.ts";
 import type { EventRegistration, NvmlCapabilities, NvmlEvent, NvmlEventLoopError, NvmlInventory, NvmlSnapshot } from "./types.ts";
 import { CallWatchdog, callInProgress, createTrackerBuffer, hangMessage, type NvmlHang } from "./watchdog.ts";
 import { NVML_WORKER_ENTRYPOINT, NVML_WORKER_URL, NVML_WORKER_URL_OR_NULL } from "./worker-url.ts";
@@ -26,20 +27,23 @@ export interface NvmlMonitorOptions {
   driverRoot?: string;
   /** Try only the explicit path. */
   explicitOnly?: boolean;
-  /** Deadline of one snapshot()/inventory() (ms, default 5000). */
+  /** How long one NVML call may take before the driver is called unresponsive (ms, default 5000). */
   pollDeadlineMs?: number;
   /** Deadline of loading + nvmlInit (ms, default 30000: init is slow without persistence mode). */
   initDeadlineMs?: number;
-  /** Start the event worker (default true). */
+  /** Deliver NVML events (default true). */
   events?: boolean;
   /** Event types to register, ANDed with each GPU's supported types (DEFAULT_EVENT_MASK). */
   eventMask?: number;
-  /** Timeout of each nvmlEventSetWait_v2 call (ms, default 500). */
+  /** Longest nvmlEventSetWait_v2 timeout (ms, default 500): requests wait at most this long to start. */
   eventWaitSliceMs?: number;
   /** Pause before re-creating the event set after a wait error (ms, default 1000). */
   eventRetryDelayMs?: number;
   /** Field ids of the per-GPU nvmlDeviceGetFieldValues batch (DEFAULT_FIELD_IDS). */
   fieldIds?: readonly number[];
+  /** Run the GPU checks in the worker on this schedule, reporting through onChecked. */
+  checks?: ChecksConfig;
+  onChecked?: (checked: CheckedMessage) => void;
   onEvent?: (event: NvmlEvent) => void;
   /** nvmlEventSetWait_v2 failed (e.g. GPU_IS_LOST); the worker re-creates the event set. */
   onEventError?: (error: NvmlEventLoopError) => void;
@@ -49,7 +53,7 @@ export interface NvmlMonitorOptions {
   onHang?: (hang: NvmlHang) => void;
   /** The call reported by onHang has returned after `stalledMs`. */
   onRecover?: (hang: NvmlHang, stalledMs: number) => void;
-  /** A worker failed outside NVML (a bug, or the worker module missing from a compiled binary). */
+  /** The worker failed outside NVML (a bug, or the worker module missing from a compiled binary). */
   onWorkerError?: (error: Error) => void;
 }
 
@@ -70,9 +74,11 @@ export interface NvmlMonitor {
   /** Every location tried, in order, with the outcome of each. */
   readonly attempts: readonly LoadAttempt[];
   readonly capabilities: NvmlCapabilities | null;
+  /** Versions and GPU identities read right after nvmlInit (null when NVML is unavailable). */
+  readonly initialInventory: NvmlInventory | null;
   /** Per-GPU event registration (empty when events are off or unavailable). */
   readonly eventRegistrations: readonly EventRegistration[];
-  /** Why the event worker is not running, if it is not. */
+  /** Why events are not delivered, if they are not. */
   readonly eventsError: string | null;
   /** The hang in progress, if any. */
   hang(): NvmlHang | null;
@@ -80,10 +86,12 @@ export interface NvmlMonitor {
   snapshot(): Promise<NvmlSnapshot>;
   /** Driver/CUDA versions and GPU identities. Rejects with NvmlUnresponsiveError on a hang. */
   inventory(): Promise<NvmlInventory>;
+  /** The worker's JavaScript heap; null without a worker, or when it does not answer within a second (a hung call). */
+  workerHeap(): Promise<HeapSummary | null>;
   close(): Promise<void>;
 }
 
-/** snapshot()/inventory() did not complete within the deadline (or an earlier call still has not). */
+/** A request could not complete because an NVML call hangs (or an earlier one still does). */
 export class NvmlUnresponsiveError extends Error {
   override readonly name = "NvmlUnresponsiveError";
   constructor(readonly hang: NvmlHang) {
@@ -96,10 +104,8 @@ const WIRE_ERROR = 4096;
 const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
 interface Pending {
-  op: "snapshot" | "inventory";
   resolve: (value: NvmlSnapshot | NvmlInventory) => void;
   reject: (err: Error) => void;
-  timer: ReturnType<typeof setTimeout>;
 }
 
 class Monitor implements NvmlMonitor {
@@ -107,28 +113,44 @@ class Monitor implements NvmlMonitor {
   libraryPath: string | null = null;
   attempts: LoadAttempt[] = [];
   capabilities: NvmlCapabilities | null = null;
+  initialInventory: NvmlInventory | null = null;
   eventRegistrations: EventRegistration[] = [];
   eventsError: string | null = null;
 
-  poll: Worker | null = null;
-  events: Worker | null = null;
-  readonly pollTracker = createTrackerBuffer();
-  readonly eventsTracker = createTrackerBuffer();
-  private eventsWatchdog: CallWatchdog | null = null;
+  worker: Worker | null = null;
+  readonly tracker = createTrackerBuffer();
+  private watchdog: CallWatchdog | null = null;
   private ticker: ReturnType<typeof setInterval> | null = null;
-  private pending = new Map<number, Pending>();
-  private stalledRequest: { id: number; startedAt: number } | null = null;
-  private pollHang: NvmlHang | null = null;
+  private readonly pending = new Map<number, Pending>();
   private nextId = 0;
-  private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
   private closedByUser = false;
-  private closedWaiters = new Map<Worker, () => void>();
+  private closedWaiter: (() => void) | undefined;
+  private heapWaiters: ((heap: HeapSummary | null) => void)[] = [];
 
   constructor(readonly options: NvmlMonitorOptions) {}
 
+  workerHeap(): Promise<HeapSummary | null> {
+    const worker = this.worker;
+    if (!worker || this.closed) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(null), 1000);
+      const done = (heap: HeapSummary | null) => {
+        clearTimeout(timer);
+        this.heapWaiters = this.heapWaiters.filter((w) => w !== done);
+        resolve(heap);
+      };
+      this.heapWaiters.push(done);
+      worker.postMessage({ type: "heap" } satisfies MainToWorker);
+    });
+  }
+
   get pollDeadlineMs(): number {
     return this.options.pollDeadlineMs ?? 5000;
+  }
+
+  get sliceMs(): number {
+    return this.options.eventWaitSliceMs ?? 500;
   }
 
   get status(): NvmlStatus {
@@ -144,12 +166,7 @@ class Monitor implements NvmlMonitor {
   }
 
   hang(): NvmlHang | null {
-    if (this.pollHang && this.stalledRequest) {
-      const elapsedMs = performance.now() - this.stalledRequest.startedAt;
-      const h = { ...this.pollHang, elapsedMs };
-      return { ...h, message: hangMessage(h) };
-    }
-    return this.eventsWatchdog?.current ?? null;
+    return this.watchdog?.current ?? null;
   }
 
   /** The error every reading carries while NVML is unavailable. */
@@ -162,86 +179,48 @@ class Monitor implements NvmlMonitor {
 
   snapshot(): Promise<NvmlSnapshot> {
     if (this.closedByUser) return Promise.reject(new Error("NVML monitor is closed"));
-    if (!this.poll || this.failure) {
+    if (!this.worker || this.failure) {
       const e = failed<number>(this.unavailableError());
       return Promise.resolve({ time: new Date().toISOString(), durationMs: 0, deviceCount: e, devices: [] });
     }
-    return this.enqueue("snapshot") as Promise<NvmlSnapshot>;
+    return this.request("snapshot") as Promise<NvmlSnapshot>;
   }
 
   inventory(): Promise<NvmlInventory> {
     if (this.closedByUser) return Promise.reject(new Error("NVML monitor is closed"));
-    if (!this.poll || this.failure) {
+    if (!this.worker || this.failure) {
       const e = failed<never>(this.unavailableError());
       return Promise.resolve({ system: { driverVersion: e, nvmlVersion: e, cudaDriverVersion: e }, deviceCount: e, devices: [] });
     }
-    return this.enqueue("inventory") as Promise<NvmlInventory>;
+    return this.request("inventory") as Promise<NvmlInventory>;
   }
 
-  /** Requests run one at a time, each with its own deadline from when it is sent. */
-  private enqueue(op: "snapshot" | "inventory"): Promise<NvmlSnapshot | NvmlInventory> {
-    const run = () => this.request(op);
-    const p = this.queue.then(run, run);
-    this.queue = p.catch(() => undefined);
-    return p;
-  }
-
+  /** The worker answers requests between event waits, one at a time, in order. */
   private request(op: "snapshot" | "inventory"): Promise<NvmlSnapshot | NvmlInventory> {
-    if (this.closed || !this.poll) return Promise.reject(new Error("NVML monitor is closed"));
+    if (this.closed || !this.worker) return Promise.reject(new Error("NVML monitor is closed"));
     const hang = this.hang();
-    if (this.pollHang && hang) return Promise.reject(new NvmlUnresponsiveError(hang));
+    if (hang) return Promise.reject(new NvmlUnresponsiveError(hang));
     const id = ++this.nextId;
-    const poll = this.poll;
+    const worker = this.worker;
     return new Promise((resolve, reject) => {
-      const startedAt = performance.now();
-      const startedWall = Date.now();
-      const deadlineMs = this.pollDeadlineMs;
-      const timer = setTimeout(() => {
-        if (!this.pending.delete(id)) return;
-        const call = callInProgress(this.pollTracker);
-        const base = {
-          worker: "poll" as const,
-          operation: op,
-          fn: call?.fn ?? null,
-          device: call?.device ?? null,
-          since: new Date(startedWall).toISOString(),
-          elapsedMs: performance.now() - startedAt,
-          deadlineMs,
-        };
-        this.pollHang = { ...base, message: hangMessage(base) };
-        this.stalledRequest = { id, startedAt };
-        this.options.onHang?.(this.pollHang);
-        reject(new NvmlUnresponsiveError(this.pollHang));
-      }, deadlineMs);
-      this.pending.set(id, { op, resolve, reject, timer });
-      poll.postMessage({ type: "request", id, op } satisfies MainToWorker);
+      this.pending.set(id, { resolve, reject });
+      worker.postMessage({ type: "request", id, op } satisfies MainToWorker);
     });
   }
 
   // ---- messages ---------------------------------------------------------------------------
 
-  onPollMessage(msg: WorkerToMain): void {
-    if (msg.type === "response") {
-      const p = this.pending.get(msg.id);
-      if (p) {
+  onMessage(msg: WorkerToMain): void {
+    switch (msg.type) {
+      case "response": {
+        // An answer to a request already rejected as hung is dropped.
+        const p = this.pending.get(msg.id);
+        if (!p) return;
         this.pending.delete(msg.id);
-        clearTimeout(p.timer);
         if (msg.ok) p.resolve(msg.result);
         else p.reject(new Error(msg.message));
-      } else if (this.stalledRequest?.id === msg.id && this.pollHang) {
-        const hang = this.pollHang;
-        const stalledMs = performance.now() - this.stalledRequest.startedAt;
-        this.pollHang = null;
-        this.stalledRequest = null;
-        this.options.onRecover?.(hang, stalledMs);
+        break;
       }
-    } else if (msg.type === "closed") {
-      this.closedWaiters.get(this.poll!)?.();
-    }
-  }
-
-  onEventsMessage(msg: WorkerToMain): void {
-    switch (msg.type) {
       case "event":
         this.options.onEvent?.(msg.event);
         break;
@@ -252,54 +231,73 @@ class Monitor implements NvmlMonitor {
         this.eventRegistrations = msg.registrations;
         this.options.onRegistrations?.(msg.registrations);
         break;
+      case "checked":
+        this.options.onChecked?.(msg);
+        break;
+      case "heap":
+        for (const w of [...this.heapWaiters]) w(msg.heap);
+        break;
       case "closed":
-        if (this.events) this.closedWaiters.get(this.events)?.();
+        this.closedWaiter?.();
         break;
       default:
         break;
     }
   }
 
-  workerFailed(which: "poll" | "events", err: Error): void {
+  workerFailed(err: Error): void {
     this.options.onWorkerError?.(err);
-    if (which === "poll") {
-      // Without its poll worker the monitor cannot read anything: say so instead of timing out.
-      if (!this.failure && !this.closed) this.failure = { stage: "worker", message: `NVML worker failed: ${err.message}` };
-      for (const [id, p] of this.pending) {
-        clearTimeout(p.timer);
-        p.reject(err);
-        this.pending.delete(id);
-      }
-    } else {
-      this.eventsError = err.message;
+    // Without its worker the monitor cannot read anything: say so instead of timing out.
+    if (!this.failure && !this.closed) this.failure = { stage: "worker", message: `NVML worker failed: ${err.message}` };
+    this.rejectPending(err);
+  }
+
+  private rejectPending(err: Error): void {
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.reject(err);
     }
   }
 
-  startTicker(): void {
-    const slice = this.options.eventWaitSliceMs ?? 500;
-    const every = Math.max(10, Math.min(250, Math.floor(Math.min(this.pollDeadlineMs, slice) / 4)));
-    this.ticker = setInterval(() => this.eventsWatchdog?.check(), every);
-    this.ticker.unref();
-  }
-
-  watchEvents(): void {
-    const limit = (this.options.eventWaitSliceMs ?? 500) + this.pollDeadlineMs;
-    this.eventsWatchdog = new CallWatchdog(
-      this.eventsTracker,
-      "events",
-      "event wait",
-      limit,
-      (h) => this.options.onHang?.(h),
+  /** Watches the worker's calls: an event wait may last its slice more than other calls. */
+  watch(): void {
+    const deadline = this.pollDeadlineMs;
+    this.watchdog = new CallWatchdog(
+      this.tracker,
+      (operation) => (operation === "event wait" ? deadline + Math.max(this.sliceMs, this.options.checks?.fastIntervalMs ?? 0) : deadline),
+      (h) => {
+        this.rejectPending(new NvmlUnresponsiveError(h));
+        this.options.onHang?.(h);
+      },
       (h, ms) => this.options.onRecover?.(h, ms),
     );
+    // Half the deadline, at most 2.5 s: a hang is reported between 1 and 1.5 deadlines after the
+    // call began, and an idle agent's main thread wakes for it every few seconds, not every second.
+    const every = Math.max(10, Math.min(2500, Math.floor(deadline / 2)));
+    this.ticker = setInterval(() => this.watchdog?.check(), every);
+    this.ticker.unref();
   }
 
   // ---- close ------------------------------------------------------------------------------
 
-  private async stopWorker(worker: Worker | null, waitMs: number): Promise<void> {
+  async close(): Promise<void> {
+    this.closedByUser = true;
+    await this.stop();
+  }
+
+  /** Stops the worker (also used when NVML turned out to be unavailable at start). */
+  async stop(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ticker) clearInterval(this.ticker);
+    this.rejectPending(new Error("NVML monitor is closed"));
+    const worker = this.worker;
+    this.worker = null;
     if (!worker) return;
+    // A worker stuck in a C call cannot close itself: do not wait for it (terminate() is all we can do).
+    const waitMs = this.hang() ? 0 : this.pollDeadlineMs + this.sliceMs;
     if (waitMs > 0) {
-      const closed = new Promise<void>((resolve) => this.closedWaiters.set(worker, resolve));
+      const closed = new Promise<void>((resolve) => (this.closedWaiter = resolve));
       try {
         worker.postMessage({ type: "close" } satisfies MainToWorker);
       } catch {
@@ -309,32 +307,7 @@ class Monitor implements NvmlMonitor {
       await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
       clearTimeout(timer);
     }
-    this.closedWaiters.delete(worker);
     worker.terminate();
-  }
-
-  async close(): Promise<void> {
-    this.closedByUser = true;
-    await this.stop();
-  }
-
-  /** Stops the workers (also used when NVML turned out to be unavailable at start). */
-  async stop(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.ticker) clearInterval(this.ticker);
-    for (const [id, p] of this.pending) {
-      clearTimeout(p.timer);
-      p.reject(new Error("NVML monitor is closed"));
-      this.pending.delete(id);
-    }
-    const slice = this.options.eventWaitSliceMs ?? 500;
-    // A worker stuck in a C call cannot close itself: do not wait for it (terminate() is all we can do).
-    const pollWait = this.pollHang ? 0 : this.pollDeadlineMs;
-    const eventsWait = this.eventsWatchdog?.current ? 0 : slice + this.pollDeadlineMs;
-    await Promise.all([this.stopWorker(this.events, eventsWait), this.stopWorker(this.poll, pollWait)]);
-    this.events = null;
-    this.poll = null;
   }
 }
 
@@ -351,8 +324,8 @@ function spawnWorker(onMessage: (msg: WorkerToMain) => void, onError: (err: Erro
 }
 
 /**
- * Loads NVML in a worker and starts the event worker. Always resolves: when NVML cannot be used,
- * the monitor's `status.available` is false, `failure` says why (every path tried, or the typed
+ * Loads NVML in the worker and starts its loop. Always resolves: when NVML cannot be used, the
+ * monitor's `status.available` is false, `failure` says why (every path tried, or the typed
  * nvmlInit error, or an init that hung), and snapshot()/inventory() return empty results.
  */
 export async function startNvmlMonitor(options: NvmlMonitorOptions = {}): Promise<NvmlMonitor> {
@@ -373,26 +346,26 @@ export async function startNvmlMonitor(options: NvmlMonitorOptions = {}): Promis
     return m;
   }
 
-  // ---- poll worker: discovery, dlopen, nvmlInit
-  let pollStarted: (msg: Extract<WorkerToMain, { type: "started"; role: "poll" }> | Error) => void = () => {};
-  const started = new Promise<Extract<WorkerToMain, { type: "started"; role: "poll" }> | Error>((resolve) => (pollStarted = resolve));
+  let onStarted: (result: WorkerStarted | Error) => void = () => {};
+  const started = new Promise<WorkerStarted | Error>((resolve) => (onStarted = resolve));
   try {
-    m.poll = spawnWorker(
+    m.worker = spawnWorker(
       (msg) => {
-        if (msg.type === "started" && msg.role === "poll") pollStarted(msg);
-        else m.onPollMessage(msg);
+        if (msg.type === "started") onStarted(msg.result);
+        else m.onMessage(msg);
       },
       (err) => {
-        pollStarted(err);
-        m.workerFailed("poll", err);
+        onStarted(err);
+        m.workerFailed(err);
       },
     );
-    m.poll.postMessage({
+    m.worker.postMessage({
       type: "start",
-      role: "poll",
       discovery,
-      tracker: m.pollTracker,
+      tracker: m.tracker,
       fieldIds: options.fieldIds ?? DEFAULT_FIELD_IDS,
+      events: options.events === false ? null : { mask: options.eventMask ?? DEFAULT_EVENT_MASK, sliceMs: m.sliceMs, retryDelayMs: options.eventRetryDelayMs ?? 1000 },
+      checks: options.checks ?? null,
     } satisfies MainToWorker);
   } catch (err) {
     m.failure = { stage: "worker", message: `cannot start the NVML worker (${NVML_WORKER_URL.href}): ${err instanceof Error ? err.message : String(err)}` };
@@ -407,10 +380,9 @@ export async function startNvmlMonitor(options: NvmlMonitorOptions = {}): Promis
   clearTimeout(initTimer);
 
   if (first === "timeout") {
-    const call = callInProgress(m.pollTracker);
+    const call = callInProgress(m.tracker);
     const base = {
-      worker: "poll" as const,
-      operation: "init",
+      operation: "init" as const,
       fn: call?.fn ?? null,
       device: call?.device ?? null,
       since: new Date(t0Wall).toISOString(),
@@ -420,75 +392,30 @@ export async function startNvmlMonitor(options: NvmlMonitorOptions = {}): Promis
     const hang: NvmlHang = { ...base, message: hangMessage(base) };
     m.failure = { stage: "unresponsive", message: hang.message, hang };
     options.onHang?.(hang);
-    m.poll.terminate();
-    m.poll = null;
+    m.worker.terminate();
+    m.worker = null;
     return m;
   }
   if (first instanceof Error) {
     m.failure = { stage: "worker", message: `NVML worker failed to start: ${first.message}` };
-    m.poll.terminate();
-    m.poll = null;
+    m.worker.terminate();
+    m.worker = null;
     return m;
   }
-  const result = first.result;
-  m.attempts = result.attempts;
-  if (!result.ok) {
+  m.attempts = first.attempts;
+  if (!first.ok) {
     m.failure =
-      result.stage === "init"
-        ? { stage: "init", message: result.message, attempts: result.attempts, libraryPath: result.libraryPath, error: result.error }
-        : { stage: "load", message: result.message, attempts: result.attempts };
+      first.stage === "init"
+        ? { stage: "init", message: first.message, attempts: first.attempts, libraryPath: first.libraryPath, error: first.error }
+        : { stage: "load", message: first.message, attempts: first.attempts };
     await m.stop();
     return m;
   }
-  m.libraryPath = result.resolvedPath ?? result.libraryPath;
-  m.capabilities = result.capabilities;
-  m.startTicker();
-
-  // ---- event worker
-  if (options.events === false) {
-    m.eventsError = "events disabled";
-    return m;
-  }
-  let eventsStarted: (msg: Extract<WorkerToMain, { type: "started"; role: "events" }> | Error) => void = () => {};
-  const evStarted = new Promise<Extract<WorkerToMain, { type: "started"; role: "events" }> | Error>((resolve) => (eventsStarted = resolve));
-  try {
-    m.events = spawnWorker(
-      (msg) => {
-        if (msg.type === "started" && msg.role === "events") eventsStarted(msg);
-        else m.onEventsMessage(msg);
-      },
-      (err) => {
-        eventsStarted(err);
-        m.workerFailed("events", err);
-      },
-    );
-    m.watchEvents();
-    m.events.postMessage({
-      type: "start",
-      role: "events",
-      libraryPath: result.libraryPath,
-      tracker: m.eventsTracker,
-      eventMask: options.eventMask ?? DEFAULT_EVENT_MASK,
-      sliceMs: options.eventWaitSliceMs ?? 500,
-      retryDelayMs: options.eventRetryDelayMs ?? 1000,
-    } satisfies MainToWorker);
-  } catch (err) {
-    m.eventsError = `cannot start the NVML event worker: ${err instanceof Error ? err.message : String(err)}`;
-    return m;
-  }
-  const evFirst = await Promise.race([
-    evStarted,
-    new Promise<"timeout">((resolve) => (initTimer = setTimeout(() => resolve("timeout"), initDeadlineMs))),
-  ]);
-  clearTimeout(initTimer);
-  if (evFirst === "timeout") {
-    m.eventsError = `the NVML event worker did not start within ${initDeadlineMs} ms`;
-  } else if (evFirst instanceof Error) {
-    m.eventsError = evFirst.message;
-  } else if (!evFirst.ok) {
-    m.eventsError = evFirst.message;
-  } else {
-    m.eventRegistrations = evFirst.registrations;
-  }
+  m.libraryPath = first.resolvedPath ?? first.libraryPath;
+  m.capabilities = first.capabilities;
+  m.initialInventory = first.inventory;
+  m.eventRegistrations = first.registrations;
+  m.eventsError = options.events === false ? "events disabled" : first.eventsError;
+  m.watch();
   return m;
 }

@@ -1,7 +1,7 @@
 // Every NVML function the binding calls: its candidate symbol names (versioned name first,
 // then fallbacks, as go-nvml's updateVersionedSymbols does) and its C signature for bun:ffi.
-// CORE functions must resolve or the library is rejected; every other one is probed on its own
-// (Bun's dlopen throws on any missing symbol) and recorded in the capability map.
+// CORE functions must resolve or the library is rejected; every other one is looked up with dlsym
+// and recorded in the capability map.
 import { FFIType } from "bun:ffi";
 
 export interface NvmlFunctionSpec {
@@ -79,6 +79,11 @@ export const NVML_FUNCTIONS = {
   deviceGetPcieSpeed: fn(["nvmlDeviceGetPcieSpeed"], [ptr, ptr], { since: 515 }),
 
   deviceGetPersistenceMode: fn(["nvmlDeviceGetPersistenceMode"], [ptr, ptr]),
+  // _v3 (R510+) and _v2 (R470+) fill nvmlProcessInfo_v2_t; the unversioned one nvmlProcessInfo_v1_t.
+  deviceGetComputeRunningProcesses: fn(
+    ["nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2", "nvmlDeviceGetComputeRunningProcesses"],
+    [ptr, ptr, ptr],
+  ),
   deviceGetGpuFabricInfoV: fn(["nvmlDeviceGetGpuFabricInfoV"], [ptr, ptr], { since: 550 }),
   deviceGetGpuFabricInfo: fn(["nvmlDeviceGetGpuFabricInfo"], [ptr, ptr], { since: 525 }),
   deviceGetFieldValues: fn(["nvmlDeviceGetFieldValues"], [ptr, i32, ptr]),

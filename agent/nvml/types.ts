@@ -110,7 +110,8 @@ export interface NvLinkCounters {
 export interface NvLinkInfo {
   link: number;
   active: boolean;
-  counters: NvLinkCounters;
+  /** Null when this read left the error counters out (the agent reads them once a minute). */
+  counters: NvLinkCounters | null;
 }
 
 export interface PcieInfo {
@@ -153,6 +154,11 @@ export interface FabricInfo {
   health: FabricHealth | null;
   healthSummary: number | null;
   healthSummaryName: FabricHealthSummary | null;
+}
+
+export interface ComputeProcess {
+  pid: number;
+  usedGpuMemoryBytes: number | null;
 }
 
 export interface FieldValue {
@@ -203,6 +209,8 @@ export interface DeviceSnapshot {
   nvlink: Reading<NvLinkInfo[]>;
   pcie: PcieInfo;
   persistenceMode: Reading<boolean>;
+  /** Compute processes on the GPU (nvmlDeviceGetComputeRunningProcesses _v3, _v2 or v1). */
+  processes: Reading<ComputeProcess[]>;
   fabric: Reading<FabricInfo>;
   fields: Reading<FieldValue[]>;
   /** NVML_FI_DEV_GET_GPU_RECOVERY_ACTION (field 230, R570+): the driver's own verdict. */

@@ -1,7 +1,8 @@
 // From binding results to the shared wire types (schema/wire.ts). The reconciler refuses
 // a heartbeat with any number out of its range, so a reading out of range is left out
 // here: one glitching sensor must not cost the node its heartbeats.
-import { READING_RANGES, type GpuInfo, type GpuSnapshot } from "../../schema/wire.ts";
+import { READING_RANGES } from "../../schema/reading-ranges.ts";
+import type { GpuInfo, GpuSnapshot } from "../../schema/wire.ts";
 import type { DeviceIdentity, DeviceSnapshot, NvmlInventory } from "./types.ts";
 
 const text = (s: string) => (s.length > 256 ? s.slice(0, 256) : s);
@@ -32,6 +33,7 @@ export function toWireGpuSnapshot(d: DeviceSnapshot): GpuSnapshot {
     s.eccVolatileSbe = count(d.ecc.volatile.value.corrected);
   }
   if (d.clocksEventReasons.ok) s.clocksEventReasons = count(d.clocksEventReasons.value.mask);
+  if (d.processes.ok) s.processCount = d.processes.value.length;
   for (const k of Object.keys(s) as (keyof GpuSnapshot)[]) if (s[k] === undefined) delete s[k];
   return s;
 }

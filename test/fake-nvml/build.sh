@@ -29,6 +29,19 @@ up_to_date() {
   return 0
 }
 
+# A machine with only Node.js and npm has no C compiler: install Debian's gcc (as root),
+# or say in one line what is missing. Only when something needs building.
+if ! command -v "$cc" >/dev/null 2>&1; then
+  stale=0
+  for d in "$out/libnvidia-ml.so.1" "$out/r535/libnvidia-ml.so.1" "$out/r470/libnvidia-ml.so.1" "$out/offsets"; do
+    up_to_date "$d" || stale=1
+  done
+  if [ "$stale" = 1 ]; then
+    [ -z "${CC:-}" ] || { echo "fake-nvml build: the compiler CC=$CC is not on PATH" >&2; exit 1; }
+    sh "$here/../../scripts/apt-install.sh" "fake-nvml build (a C compiler for the fake libnvidia-ml)" gcc libc6-dev
+  fi
+fi
+
 mkdir -p "$out/r535" "$out/r470"
 pids=""
 old_ifs=$IFS

@@ -2,7 +2,7 @@
  * fake libnvidia-ml.so.1 for Navarch's tests.
  *
  * Exports real NVML symbol names and C signatures (declared in fake_nvml.h, written from
- * shared/design/gpu-health.md §2) so the agent's bun:ffi binding loads it through exactly
+ * NVML's published signatures) so the agent's bun:ffi binding loads it through exactly
  * the code path it uses for the real driver. Built by build.sh in variants:
  *   build/libnvidia-ml.so.1        FAKE_NVML_VERSION=580 (everything below)
  *   build/r535/libnvidia-ml.so.1   FAKE_NVML_VERSION=535 (no symbol that appeared after R535)
@@ -43,6 +43,7 @@
  *   nvlinkerr DEV LINK replay|recovery|crcflit|crcdata|eccdata VALUE
  *   pcie DEV CURGEN CURWIDTH MAXGEN MAXWIDTH [GPUMAXGEN] | replay DEV N
  *   persistence DEV on|off
+ *   procs DEV N [MEM]               N compute processes (pids 4000+), MEM bytes of GPU memory each
  *   fabric DEV STATE [STATUS [HEALTHMASK [SUMMARY [CLIQUE]]]] | fabric DEV unsupported
  *   events DEV MASK                 supported event types
  *   recovery DEV N                  field 230 GET_GPU_RECOVERY_ACTION (R570+)
@@ -108,7 +109,9 @@
   X(nvmlDeviceGetPcieReplayCounter) X(nvmlDeviceGetPcieSpeed) X(nvmlDeviceGetPersistenceMode)      \
   X(nvmlDeviceGetGpuFabricInfo) X(nvmlDeviceGetGpuFabricInfoV) X(nvmlDeviceGetFieldValues)         \
   X(nvmlEventSetCreate) X(nvmlDeviceGetSupportedEventTypes) X(nvmlDeviceRegisterEvents)            \
-  X(nvmlEventSetWait_v2) X(nvmlEventSetWait) X(nvmlEventSetFree)
+  X(nvmlEventSetWait_v2) X(nvmlEventSetWait) X(nvmlEventSetFree)                                   \
+  X(nvmlDeviceGetComputeRunningProcesses) X(nvmlDeviceGetComputeRunningProcesses_v2)               \
+  X(nvmlDeviceGetComputeRunningProcesses_v3)
 
 #define AS_ENUM(n) FN_##n,
 #define AS_NAME(n) #n,
@@ -149,6 +152,8 @@ struct fakeNvmlDevice_st {
   unsigned int fabricClique, fabricHealthMask;
   unsigned long long supportedEvents;
   unsigned int recoveryAction;
+  unsigned int procs;
+  unsigned long long procMem;
   fake_field fields[MAX_FIELDS];
   int nfields;
   int lost, hidden, resetRequired;
@@ -891,6 +896,45 @@ API nvmlReturn_t nvmlDeviceGetPersistenceMode(nvmlDevice_t h, nvmlEnableState_t 
   RETURN(NVML_SUCCESS);
 }
 
+/* Fills `infos` (v1: 16-byte entries, else 24) when *count holds them all, as NVML does. */
+static nvmlReturn_t running_processes(struct fakeNvmlDevice_st *d, unsigned int *count, void *infos, int v1) {
+  if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+  unsigned int n = d->procs;
+  if (*count < n || (n > 0 && !infos)) {
+    *count = n;
+    return NVML_ERROR_INSUFFICIENT_SIZE;
+  }
+  for (unsigned int i = 0; i < n; i++) {
+    if (v1) {
+      nvmlProcessInfo_v1_t *p = (nvmlProcessInfo_v1_t *)infos + i;
+      p->pid = 4000 + i;
+      p->usedGpuMemory = d->procMem;
+    } else {
+      nvmlProcessInfo_v2_t *p = (nvmlProcessInfo_v2_t *)infos + i;
+      p->pid = 4000 + i;
+      p->usedGpuMemory = d->procMem;
+      p->gpuInstanceId = 0xFFFFFFFFu;
+      p->computeInstanceId = 0xFFFFFFFFu;
+    }
+  }
+  *count = n;
+  return NVML_SUCCESS;
+}
+API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t h, unsigned int *count, nvmlProcessInfo_v1_t *infos) {
+  DEV_BEGIN(nvmlDeviceGetComputeRunningProcesses, h);
+  RETURN(running_processes(d, count, infos, 1));
+}
+API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t h, unsigned int *count, nvmlProcessInfo_v2_t *infos) {
+  DEV_BEGIN(nvmlDeviceGetComputeRunningProcesses_v2, h);
+  RETURN(running_processes(d, count, infos, 0));
+}
+#if FAKE_NVML_VERSION >= 535
+API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t h, unsigned int *count, nvmlProcessInfo_v2_t *infos) {
+  DEV_BEGIN(nvmlDeviceGetComputeRunningProcesses_v3, h);
+  RETURN(running_processes(d, count, infos, 0));
+}
+#endif
+
 #if FAKE_NVML_VERSION >= 525
 API nvmlReturn_t nvmlDeviceGetGpuFabricInfo(nvmlDevice_t h, nvmlGpuFabricInfo_t *info) {
   DEV_BEGIN(nvmlDeviceGetGpuFabricInfo, h);
@@ -1470,6 +1514,10 @@ static int run_command(char *line) {
     DEVS(1);
     if (n < 3 || parse_bool(tok[2], &b)) BAD();
     LOCKED({ if (cmd[0] == 'e') d->eccEnabled = b; else d->persistence = b; });
+  } else if (!strcmp(cmd, "procs")) {
+    DEVS(1);
+    if (nums(tok, n, 2, 1, a) || a[0] < 0 || a[0] > 64 || (n > 3 && a[1] < 0)) BAD();
+    LOCKED({ d->procs = (unsigned int)a[0]; d->procMem = n > 3 ? (unsigned long long)a[1] : 1073741824ULL; });
   } else if (!strcmp(cmd, "ecc")) {
     DEVS(1);
     if (nums(tok, n, 2, 2, a)) BAD();

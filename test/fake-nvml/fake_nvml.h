@@ -1,8 +1,8 @@
 /*
  * Declarations for the fake libnvidia-ml.so.1 and the offsets program.
  *
- * Written for this project from the C signatures and layouts listed in
- * shared/design/gpu-health.md section 2 (no third-party header is copied).
+ * Written for this project from NVML's published C signatures and struct layouts
+ * (docs/gpu-health.md lists the ones Navarch reads; no third-party header is copied).
  * Only what the fake implements and the binding reads is declared here.
  */
 #ifndef NAVARCH_FAKE_NVML_H
@@ -123,6 +123,19 @@ typedef struct {
   nvmlValue_t value;
 } nvmlFieldValue_t; /* 40 B */
 
+/* Compute processes: v1 for nvmlDeviceGetComputeRunningProcesses, v2 for its _v2 and _v3. */
+typedef struct {
+  unsigned int pid;
+  unsigned long long usedGpuMemory;
+} nvmlProcessInfo_v1_t; /* 16 B */
+
+typedef struct {
+  unsigned int pid;
+  unsigned long long usedGpuMemory;
+  unsigned int gpuInstanceId;
+  unsigned int computeInstanceId;
+} nvmlProcessInfo_v2_t; /* 24 B */
+
 /* Fabric info v1 (no version field, R525+). */
 typedef struct {
   unsigned char clusterUuid[16];
@@ -241,6 +254,9 @@ nvmlReturn_t nvmlDeviceGetPcieReplayCounter(nvmlDevice_t device, unsigned int *c
 nvmlReturn_t nvmlDeviceGetPcieSpeed(nvmlDevice_t device, unsigned int *mbps);                /* R515+ */
 
 nvmlReturn_t nvmlDeviceGetPersistenceMode(nvmlDevice_t device, nvmlEnableState_t *mode);
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_v1_t *infos);
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_v2_t *infos); /* R470+ */
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *count, nvmlProcessInfo_v2_t *infos); /* R510+ */
 nvmlReturn_t nvmlDeviceGetGpuFabricInfo(nvmlDevice_t device, nvmlGpuFabricInfo_t *info);      /* R525+ */
 nvmlReturn_t nvmlDeviceGetGpuFabricInfoV(nvmlDevice_t device, nvmlGpuFabricInfoV_t *info);    /* R550+ */
 nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCount, nvmlFieldValue_t *values);

@@ -59,6 +59,11 @@ int main(void) {
   F(nvmlTemperature_v1_t, version) F(nvmlTemperature_v1_t, sensorType) F(nvmlTemperature_v1_t, temperature)
   S(nvmlMarginTemperature_v1_t)
   F(nvmlMarginTemperature_v1_t, version) F(nvmlMarginTemperature_v1_t, marginTemperature)
+  S(nvmlProcessInfo_v1_t)
+  F(nvmlProcessInfo_v1_t, pid) F(nvmlProcessInfo_v1_t, usedGpuMemory)
+  S(nvmlProcessInfo_v2_t)
+  F(nvmlProcessInfo_v2_t, pid) F(nvmlProcessInfo_v2_t, usedGpuMemory) F(nvmlProcessInfo_v2_t, gpuInstanceId)
+  F(nvmlProcessInfo_v2_t, computeInstanceId)
   S(nvmlValue_t)
   F(nvmlValue_t, dVal) F(nvmlValue_t, ullVal)
   printf("}}\n  },\n  \"versions\": {");

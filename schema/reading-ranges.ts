@@ -1,0 +1,7 @@
+// Physical ranges of a GPU's readings: outside them a value is a broken sensor or a forged body.
+// On its own (no schema library) so the agent's NVML worker can use it without loading the wire schemas.
+export const READING_RANGES = {
+  temperatureC: { min: -50, max: 200 },
+  powerW: { min: 0, max: 10_000 },
+  utilizationPct: { min: 0, max: 100 },
+} as const;
