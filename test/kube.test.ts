@@ -47,7 +47,7 @@ afterAll(async () => {
 afterEach(stopKubeFleets, 30_000);
 
 const POOL = (name: string, min: number, max: number, health = "      drain_timeout: 2h\n") =>
-  `  - name: ${name}\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: ${min}\n      max_nodes: ${max}\n    health:\n      unhealthy_threshold: 1\n${health}`;
+  `  - name: ${name}\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: ${min}\n      max_nodes: ${max}\n    health:\n      unhealthy_threshold: 1\n      remediation: replace\n${health}`;
 const ROOMY = "safety:\n  unhealthy_budget:\n    floor: 10\n  max_in_flight_per_pool: 10\n  max_in_flight_fleet: 20\n";
 const HOT = { check: "temperature", code: "thermal", severity: "unhealthy" as const, action: "reset_gpu" as const, message: "GPU 2: 98°C" };
 const COOL = { check: "temperature", code: "thermal", severity: "healthy" as const, action: "none" as const, message: "recovered: GPU 2: 98°C" };
@@ -378,6 +378,59 @@ describe("drain", () => {
   }, 90_000);
 });
 
+describe("nodes of a DaemonSet (monitored: not launched by Navarch)", () => {
+  /** A machine someone else launched (a GKE node pool), whose agent registers without --pool, as the seed's DaemonSet runs it. */
+  async function daemonSetMachine(f: KubeFleet, name: string, node: { pool?: string; providerID?: boolean }) {
+    const instance = await f.cloud.launch({ name, idempotencyKey: `gke-${name}`, pool: "", instanceType: "a3-highgpu-8g", region: "local", tags: {} });
+    await f.step(1000); // its agent boots and registers (no pool), as the DaemonSet's would
+    expect((await f.node(name)).origin).toBe("registered");
+    expect((await f.node(name)).pool).toBeNull();
+    await createNodes(gpuNode(name, { labels: node.pool ? { "navarch.dev/pool": node.pool } : {}, ...(node.providerID ? { providerID: `simulated://local/${instance.id}` } : {}) }));
+    await waitFor("the mirror sees the Node", () => f.mirror.nodeCache.get(name));
+    await f.mirror.syncMapping();
+    return instance;
+  }
+
+  test("the pool comes from the Node's navarch.dev/pool label; with auto_replace the machine is terminated for its owner to replace, and Navarch launches nothing", async () => {
+    const f = await kubeFleet(kube, POOL("gke-gpu", 0, 10), { extra: ROOMY, log });
+    const instance = await daemonSetMachine(f, "gke-gpu-a1", { pool: "gke-gpu", providerID: true });
+    const row = await f.node("gke-gpu-a1");
+    expect({ pool: row.pool, provider: row.provider, instanceName: row.instanceName }).toEqual({ pool: "gke-gpu", provider: "local", instanceName: instance.id });
+    await f.until("ready", async () => (await f.node("gke-gpu-a1")).state === "ready");
+
+    await f.agents.xid("gke-gpu-a1", 79, 3);
+    await f.until("terminated", async () => (await f.node("gke-gpu-a1")).state === "terminated", { stepMs: 2000, sleepMs: 20 });
+    expect((await f.cloud.get(instance.id))?.state).toBe("terminated");
+    const done = await f.node("gke-gpu-a1");
+    const incident = await f.incident(done.incidentId);
+    expect(incident).toMatchObject({ outcome: "terminated" });
+    expect(incident?.status).toContain("owner");
+    // Kubernetes owns this pool's size: no machine was requested in its place.
+    expect((await f.all()).filter((n) => n.origin === "launched")).toEqual([]);
+  }, 60_000);
+
+  test("without a providerID a configured provider recognises, or with auto_replace off, the node is held for a human; a silent agent is never fenced", async () => {
+    const f = await kubeFleet(kube, `${POOL("gke-a", 0, 10)}${POOL("gke-b", 0, 10).replace("      remediation: replace\n", "      remediation: replace\n      auto_replace: false\n")}`, { extra: ROOMY, log });
+    await daemonSetMachine(f, "gke-a-1", { pool: "gke-a" });
+    const b = await daemonSetMachine(f, "gke-b-1", { pool: "gke-b", providerID: true });
+    const c = await daemonSetMachine(f, "gke-a-2", { pool: "gke-a", providerID: true });
+    await f.until("all ready", async () => (await f.all()).filter((n) => n.state === "ready").length === 3);
+    await f.agents.xid("gke-a-1", 79, 3);
+    await f.agents.xid("gke-b-1", 79, 3);
+    f.agents.setSilent("gke-a-2", true);
+    await f.until("two held, one lost", async () => {
+      const all = await f.all();
+      return all.filter((n) => n.state === "held").length === 2 && all.some((n) => n.id === "gke-a-2" && n.state === "lost");
+    }, { stepMs: 10_000, sleepMs: 20 });
+    expect((await f.node("gke-a-1")).stateReason).toContain("cannot name it at a provider");
+    expect((await f.node("gke-b-1")).stateReason).toContain("auto_replace is off");
+    for (let i = 0; i < 10; i++) await f.step(30_000);
+    expect((await f.node("gke-a-2")).state).toBe("lost");
+    expect((await f.node("gke-a-2")).stateReason).toContain("does not fence it");
+    for (const i of [b, c]) expect((await f.cloud.get(i.id))?.state).toBe("running");
+  }, 60_000);
+});
+
 describe("pools as custom resources", () => {
   test("GpuPool resources create, change and delete pools; status is written; invalid specs are rejected with field paths", async () => {
     await installCrd("deploy/crds/gpupool.yaml", "gpupools.navarch.dev");
@@ -385,12 +438,15 @@ describe("pools as custom resources", () => {
     const f = await kubeFleet(kube, POOL("from-file", 0, 0), { kubernetes: "  pools_crd:\n    enabled: true\n    namespace: navarch-pools\n", pools: true, log });
     const controller = f.kube.pools!;
     const base = `${GPUPOOL_API}/namespaces/navarch-pools/gpupools`;
-    const spec = { provider: "local", instance_type: "local-8gpu", region: "local", scaling: { min_nodes: 2, max_nodes: 4 }, health: { drain_timeout: "5m" } };
+    const queuePending = 'sum(kube_pod_status_phase{phase="Pending",pool="{{.Pool}}"})';
+    const spec = { provider: "local", instance_type: "local-8gpu", region: "local", scaling: { min_nodes: 2, max_nodes: 4, metrics: { prometheus: { queue_pending: queuePending } } }, health: { drain_timeout: "5m" } };
     await kube.client.request("POST", base, { body: { apiVersion: "navarch.dev/v1alpha1", kind: "GpuPool", metadata: { name: "crd-a" }, spec } });
 
     await f.until("the pool from the resource comes up", async () => (await f.all()).filter((n) => n.pool === "crd-a" && n.state === "ready").length === 2, { sleepMs: 20 });
     const [row] = await f.store.db.select().from(pools).where(eq(pools.name, "crd-a"));
     expect(row?.source).toBe("crd");
+    // The pool's Prometheus queries survive the CRD's structural schema (not pruned) and reach the pool.
+    expect((row?.spec as { scaling: { metrics?: unknown } }).scaling.metrics).toEqual({ prometheus: { queue_pending: queuePending } });
     const status = async () => {
       await controller.refreshNow();
       return (await kube.client.request("GET", `${base}/crd-a`)) as {
@@ -545,7 +601,7 @@ describe("CoreWeave provider", () => {
       // The Node it brought up maps back to the Navarch node by label.
       const f = await kubeFleet(kube, POOL("cwmap", 0, 0), { kubernetes: "  node_mapping: label\n", log });
       await waitFor("the Node seen", () => f.mirror.nodeCache.get(`${req.name}-node-0`));
-      expect(f.mirror.mapNode({ id: req.name, hostname: null, instanceName: req.name })).toBe(`${req.name}-node-0`);
+      expect(f.mirror.mapNode({ id: req.name, hostname: null, instanceId: req.name })).toBe(`${req.name}-node-0`);
 
       await provider.terminate(req.name);
       await waitFor("the Node Pool gone", async () => ((await provider.get(req.name)) === undefined ? true : undefined));

@@ -3,7 +3,7 @@
 // @kubernetes/client-node's KubeConfig, which does the kubeconfig parsing and token
 // refresh; the requests themselves go through Bun.FetchSession with its `tls` option,
 // which carries the CA and client certificate in a compiled binary too (client-node
-// 2.x loses them under Bun, bun-notes.md).
+// 2.x loses them under Bun: its https.Agent options are ignored by Bun's node:https).
 //
 // Requests are made on lanes, each with its own token bucket and its own connection
 // pool: cordons never wait behind a mass of evictions (NVSentinel hit a shared 5 QPS

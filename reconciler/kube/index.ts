@@ -1,14 +1,13 @@
-// The `kubernetes:` section at work: one client (its lanes budgeted from
-// kubernetes.client), the cordon mirror + drain (the loop's SchedulerMirror), the queue
-// metrics source, and the GpuPool controller. serve.ts starts it before the loop and
-// stops it after.
-import type { KubernetesConfig, PoolConfig } from "../../schema/config.ts";
-import type { Clock } from "../fleet/registry.ts";
-import type { Store } from "../store/store.ts";
+// The `kubernetes:` section as a scheduler integration (fleet/scheduler.ts): one client
+// (its lanes budgeted from kubernetes.client), the cordon mirror + drain, the queue source,
+// and the GpuPool controller. The loop's owner builds it, starts it once the loop exists,
+// and stops it after the loop.
+import type { KubernetesConfig } from "../../schema/config.ts";
+import type { QueueSource, SchedulerHost, SchedulerIntegration, SchedulerLoopHandle } from "../fleet/scheduler.ts";
 import { KubeApiError, KubeClient, type KubeSource } from "./client.ts";
 import { KubeMirror } from "./mirror.ts";
 import { GpuPoolController } from "./pools.ts";
-import { kubeQueueMetrics, type QueueDepth } from "./queue.ts";
+import { kubeQueueMetrics } from "./queue.ts";
 
 export { KubeApiError, KubeClient } from "./client.ts";
 export { KubeMirror } from "./mirror.ts";
@@ -35,96 +34,91 @@ export function connectKube(config: KubernetesConfig, env?: (name: string) => st
   });
 }
 
-export interface KubeIntegration {
-  client: KubeClient;
-  mirror: KubeMirror;
-  queueMetrics?: (pool: string) => Promise<QueueDepth | undefined>;
-  pools?: GpuPoolController;
-  /** Starts the GpuPool controller (once the loop exists: it is the one pools are pushed to). */
-  startPools(loop: { updatePools(pools: PoolConfig[]): string[] }, providers: () => ReadonlySet<string>, filePools: readonly string[]): Promise<void>;
-  stop(): Promise<void>;
+/** The `kubernetes:` section as a scheduler integration, with what only Kubernetes has (the client, GpuPools). */
+export interface KubeIntegration extends SchedulerIntegration {
+  readonly client: KubeClient;
+  readonly mirror: KubeMirror;
+  /** The GpuPool controller, once started (kubernetes.pools_crd.enabled). */
+  readonly pools: GpuPoolController | undefined;
 }
 
-export interface KubeDeps {
-  store: Store;
-  log: (line: string) => void;
-  now?: Clock;
-  /** Wakes the reconcile loop (after a human's uncordon in Kubernetes). */
-  wake?: () => void;
+export interface KubeOptions {
   env?: (name: string) => string | undefined;
   /** Use this client instead of connecting from the config (tests). */
   client?: KubeClient;
 }
 
-export async function startKubernetes(config: KubernetesConfig, deps: KubeDeps): Promise<KubeIntegration> {
-  const client = deps.client ?? (await connectKube(config, deps.env));
-  deps.log(`kubernetes: ${client.describe} (${client.server}); node mapping ${config.node_mapping}; drain on deadline: ${config.drain.on_deadline}`);
-  const mirror = new KubeMirror({
-    client,
-    config,
-    store: deps.store,
-    log: deps.log,
-    ...(deps.now ? { now: deps.now } : {}),
-    ...(deps.wake ? { onChange: deps.wake } : {}),
-  });
-  // An API server that is down at start must not keep Navarch from starting: keep trying.
+/** Connects to the cluster the config names; start() lists and watches Nodes, then GpuPools. */
+export async function kubernetesScheduler(config: KubernetesConfig, host: SchedulerHost, opts: KubeOptions = {}): Promise<KubeIntegration> {
+  const client = opts.client ?? (await connectKube(config, opts.env));
+  host.log(`kubernetes: ${client.describe} (${client.server}); node mapping ${config.node_mapping}; drain on deadline: ${config.drain.on_deadline}`);
+  const mirror = new KubeMirror({ client, config, host });
   let stopped = false;
+  let pools: GpuPoolController | undefined;
+  // An API server that is down at start must not keep Navarch from starting: keep trying.
   const startMirror = async (): Promise<void> => {
     for (let attempt = 0; !stopped; attempt++) {
       try {
         await mirror.start();
         return;
       } catch (err) {
-        if (attempt === 0) deps.log(`kubernetes: cannot list Nodes yet (retrying): ${err instanceof Error ? err.message : String(err)}`);
+        if (attempt === 0) host.log(`kubernetes: cannot list Nodes yet (retrying): ${err instanceof Error ? err.message : String(err)}`);
         await Bun.sleep(Math.min(30_000, 1000 * 2 ** attempt));
       }
     }
   };
-  const mirrorStarted = Promise.race([startMirror(), Bun.sleep(10_000)]);
-  await mirrorStarted;
-  let pools: GpuPoolController | undefined;
-  const integration: KubeIntegration = {
+  const startPools = async (loop: SchedulerLoopHandle): Promise<void> => {
+    if (!config.pools_crd.enabled) return;
+    const controller = new GpuPoolController({
+      client,
+      namespace: config.pools_crd.namespace,
+      apply: (p) => loop.updatePools(p),
+      counts: () => loop.poolNodeCounts(),
+      forget: (pool) => loop.forgetPool(pool),
+      filePools: loop.filePools,
+      providers: () => loop.providers(),
+      log: (line) => host.log(line),
+      now: () => host.now(),
+    });
+    pools = controller;
+    const attempt = async (): Promise<boolean> => {
+      try {
+        await controller.start();
+        return true;
+      } catch (err) {
+        host.log(`kubernetes: GpuPool resources cannot be watched yet, retrying every 30 s (is deploy/crds/gpupool.yaml applied?): ${err instanceof Error ? err.message : String(err)}`);
+        return false;
+      }
+    };
+    if (!(await attempt())) {
+      void (async () => {
+        while (!stopped) {
+          await Bun.sleep(30_000);
+          if (stopped || (await attempt())) return;
+        }
+      })();
+    }
+  };
+  const queue: QueueSource | undefined = config.queue_metrics.enabled
+    ? kubeQueueMetrics(client, { ...(config.queue_metrics.namespace ? { namespace: config.queue_metrics.namespace } : {}), log: (line) => host.log(line) })
+    : undefined;
+  return {
+    name: "kubernetes",
     client,
     mirror,
-    ...(config.queue_metrics.enabled ? { queueMetrics: kubeQueueMetrics(client, { ...(config.queue_metrics.namespace ? { namespace: config.queue_metrics.namespace } : {}), log: deps.log }) } : {}),
-    async startPools(loop, providers, filePools) {
-      if (!config.pools_crd.enabled) return;
-      pools = new GpuPoolController({
-        client,
-        namespace: config.pools_crd.namespace,
-        store: deps.store,
-        apply: (p) => loop.updatePools(p),
-        filePools,
-        providers,
-        log: deps.log,
-        ...(deps.now ? { now: deps.now } : {}),
-      });
-      integration.pools = pools;
-      const controller = pools;
-      const attempt = async (): Promise<boolean> => {
-        try {
-          await controller.start();
-          return true;
-        } catch (err) {
-          deps.log(`kubernetes: GpuPool resources cannot be watched yet, retrying every 30 s (is deploy/crds/gpupool.yaml applied?): ${err instanceof Error ? err.message : String(err)}`);
-          return false;
-        }
-      };
-      if (!(await attempt())) {
-        void (async () => {
-          while (!stopped) {
-            await Bun.sleep(30_000);
-            if (stopped || (await attempt())) return;
-          }
-        })();
-      }
+    ...(queue ? { queue } : {}),
+    get pools() {
+      return pools;
+    },
+    async start(loop) {
+      await Promise.race([startMirror(), Bun.sleep(10_000)]);
+      await startPools(loop);
     },
     async stop() {
       stopped = true;
       await pools?.stop();
       await mirror.stop();
-      if (deps.client === undefined) client.close();
+      if (opts.client === undefined) client.close();
     },
   };
-  return integration;
 }

@@ -10,7 +10,8 @@
 // holds up Navarch's own cordon. Uncordon undoes exactly what the annotations say we did, and only
 // on a Node whose annotations say we cordoned it. A human's `kubectl uncordon` of our
 // cordon (seen on the Node watch, and checked again at every drain step) cancels our
-// incident through Operator.uncordon, as an uncordon in Navarch's own API would.
+// incident through the host's external-uncordon callback (Operator.uncordon, as an uncordon in
+// Navarch's own API would). The mirror sees Navarch's nodes only as read-only views.
 //
 // Drain: a background worker per node evicts pods through the Eviction API (PDBs
 // respected: 429 is retried with backoff), leaves DaemonSet and mirror pods alone,
@@ -20,15 +21,13 @@
 // whose deletion is past due counts as gone (nothing will confirm it). drain() itself
 // never waits for an eviction: it reports the worker's progress, so one slow drain
 // cannot hold up the reconcile pass (or the cordons later in it).
-import { eq, notInArray } from "drizzle-orm";
 import type { KubernetesConfig } from "../../schema/config.ts";
-import { nodes } from "../../schema/db.ts";
-import { Operator, OperatorError } from "../fleet/operator.ts";
 import type { Clock } from "../fleet/registry.ts";
-import type { DrainProgress, SchedulerMirror, SchedulerNode } from "../fleet/scheduler.ts";
-import type { Store } from "../store/store.ts";
+import type { DrainProgress, SchedulerHost, SchedulerMirror, SchedulerNode, SchedulerNodeView } from "../fleet/scheduler.ts";
 import { KubeApiError, PATCH_JSON, PATCH_STRATEGIC, type KubeClient } from "./client.ts";
 import { Informer } from "./informer.ts";
+import { NodeWrites } from "../fleet/node-writes.ts";
+import { POOL_LABEL } from "./queue.ts";
 import { KubeNode, Pod, pointer, type Condition } from "./types.ts";
 
 /** Annotations we put on a Node we cordon. */
@@ -53,20 +52,18 @@ const IN_SERVICE: ReadonlySet<string> = new Set(["validating", "ready", "suspect
 export interface KubeMirrorOptions {
   client: KubeClient;
   config: KubernetesConfig;
-  store: Store;
-  now?: Clock;
-  log?: (line: string) => void;
+  /** The way back into Navarch: node views, mapping records, a human's uncordon, waking the loop. */
+  host: SchedulerHost;
   /** Who our cordons are by (the reconciler's actor). */
   actor?: string;
-  /** Something changed in the store behind the loop's back (a human uncordon): wake it. */
-  onChange?: () => void;
   /** Real-time pause between drain rounds while work is pending. */
   drainRoundMs?: number;
 }
 
 type JsonPatchOp = { op: "add" | "replace" | "test"; path: string; value: unknown } | { op: "remove"; path: string };
 
-type NodeRow = typeof nodes.$inferSelect;
+/** What mapping looks at. */
+type MappedFields = Pick<SchedulerNodeView, "id" | "hostname" | "instanceId">;
 
 export class KubeMirror implements SchedulerMirror {
   readonly name = "kubernetes";
@@ -74,43 +71,38 @@ export class KubeMirror implements SchedulerMirror {
   readonly nodeCache: Informer<KubeNode>;
   private readonly client: KubeClient;
   private readonly config: KubernetesConfig;
-  private readonly store: Store;
+  private readonly host: SchedulerHost;
   private readonly now: Clock;
   private readonly log: (line: string) => void;
   private readonly actor: string;
-  private readonly operator: Operator;
   private readonly workers = new Map<string, DrainWorker>();
-  /** Writes to each Node, in order (a cordon, then its undo), by Node name. */
-  private readonly nodeWrites = new Map<string, Promise<void>>();
-  /** The latest cordon/uncordon asked for per Node: a write retried after a newer one gives up. */
-  private readonly intents = new Map<string, number>();
+  /** Writes to each Node, in order (a cordon, then its undo), retried, in the background. */
+  private readonly writes: NodeWrites;
   /** When (real time) we last wrote a cordon to each Node. */
   private readonly cordonedAt = new Map<string, number>();
   /** How old our cordon must be before a Node back in service counts as stale (see clearStaleCordon). */
   staleCordonMs = 60_000;
-  private readonly background = new Set<Promise<unknown>>();
   private readonly notReadySince = new Map<string, number>();
   private readonly cancelling = new Set<string>();
   private readonly unmappedSaid = new Set<string>();
   private mappingTimer: ReturnType<typeof setInterval> | undefined;
   private mappingSoon: ReturnType<typeof setTimeout> | undefined;
-  private stopped = false;
 
   constructor(private readonly opts: KubeMirrorOptions) {
     this.client = opts.client;
     this.config = opts.config;
-    this.store = opts.store;
-    this.now = opts.now ?? Date.now;
-    this.log = opts.log ?? (() => undefined);
+    this.host = opts.host;
+    this.now = () => opts.host.now();
+    this.log = (line) => opts.host.log(line);
     this.actor = opts.actor ?? "navarch";
-    this.operator = new Operator(opts.store.db, this.now);
+    this.writes = new NodeWrites("kubernetes", this.log);
     this.nodeCache = new Informer(this.client, {
       path: "/api/v1/nodes",
       schema: KubeNode,
       log: this.log,
       resyncMs: 5 * 60_000,
       onEvent: (event, node) => {
-        if (event !== "deleted" && this.humanUncordoned(node)) this.track(this.onHumanUncordon(node));
+        if (event !== "deleted" && this.humanUncordoned(node)) this.writes.track(this.onHumanUncordon(node));
         // A Node that joins (or leaves) is mapped within a second, not at the next 15 s sweep.
         if (event !== "modified" && this.nodeCache.synced) this.soonSyncMapping();
       },
@@ -125,7 +117,7 @@ export class KubeMirror implements SchedulerMirror {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.writes.stop();
     if (this.mappingTimer) clearInterval(this.mappingTimer);
     if (this.mappingSoon) clearTimeout(this.mappingSoon);
     for (const worker of this.workers.values()) worker.stop();
@@ -135,8 +127,8 @@ export class KubeMirror implements SchedulerMirror {
   }
 
   /** Waits for background writes (conditions, retries, human-uncordon handling) to finish. */
-  async settle(): Promise<void> {
-    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  settle(): Promise<void> {
+    return this.writes.settle();
   }
 
   /** The drain worker's progress for a node, if one runs (tests, status pages). */
@@ -147,14 +139,14 @@ export class KubeMirror implements SchedulerMirror {
   // ───────────────────────────── mapping ─────────────────────────────
 
   /** The Kubernetes Node a Navarch node maps to under kubernetes.node_mapping, from the cache. */
-  mapNode(row: Pick<NodeRow, "id" | "hostname" | "instanceName">): string | undefined {
+  mapNode(row: MappedFields): string | undefined {
     switch (this.config.node_mapping) {
       case "node_name":
         return this.nodeCache.get(row.id) ? row.id : undefined;
       case "hostname_label":
         return row.hostname === null ? undefined : this.nodeCache.list().find((n) => n.metadata.labels?.["kubernetes.io/hostname"] === row.hostname)?.metadata.name;
       case "provider_id": {
-        const id = row.instanceName;
+        const id = row.instanceId;
         if (id === null) return undefined;
         return this.nodeCache.list().find((n) => providerIdMatches(n.spec.providerID ?? undefined, id))?.metadata.name;
       }
@@ -164,25 +156,32 @@ export class KubeMirror implements SchedulerMirror {
   }
 
   private soonSyncMapping(): void {
-    if (this.mappingSoon !== undefined || this.stopped) return;
+    if (this.mappingSoon !== undefined || this.writes.isStopped) return;
     this.mappingSoon = setTimeout(() => {
       this.mappingSoon = undefined;
-      this.track(this.syncMapping());
+      this.writes.track(this.syncMapping());
     }, 500);
   }
 
-  /** Records the mapping of every live node in nodes.k8s_node_name (shown in the node's details). */
+  /** Records the mapping of every live node through the host (shown in the node's details). */
   async syncMapping(): Promise<void> {
     if (!this.nodeCache.synced) return;
-    const rows = await this.store.db
-      .select({ id: nodes.id, state: nodes.state, hostname: nodes.hostname, instanceName: nodes.instanceName, k8sNodeName: nodes.k8sNodeName })
-      .from(nodes)
-      .where(notInArray(nodes.state, ["terminated", "failed"]));
+    const rows = await this.host.nodes();
     const index = this.mappingIndex();
     for (const row of rows) {
       const name = index(row);
-      if (name !== (row.k8sNodeName ?? undefined)) await this.recordMapping(row.id, name);
-      if (name !== undefined && IN_SERVICE.has(row.state)) this.clearStaleCordon(name, row.id);
+      if (name !== (row.mappedName ?? undefined)) await this.host.recordMapping(row.id, name ?? null);
+      if (name === undefined) continue;
+      if (IN_SERVICE.has(row.state)) this.clearStaleCordon(name, row.id);
+      // A node whose pool or machine Navarch does not know (a DaemonSet's agent): what the Node says.
+      if (row.pool === null || row.instanceId === null) {
+        const k8sNode = this.nodeCache.get(name);
+        const pool = k8sNode?.metadata.labels?.[POOL_LABEL];
+        const providerId = k8sNode?.spec.providerID ?? undefined;
+        if ((row.pool === null && pool) || (row.instanceId === null && providerId)) {
+          await this.host.describeMonitored(row.id, { ...(pool ? { pool } : {}), ...(providerId ? { providerId } : {}) });
+        }
+      }
     }
   }
 
@@ -195,18 +194,18 @@ export class KubeMirror implements SchedulerMirror {
   private clearStaleCordon(name: string, nodeId: string): void {
     const annotations = this.nodeCache.get(name)?.metadata.annotations ?? {};
     if (annotations[ANNOTATIONS.cordonedBy] !== this.actor || annotations[ANNOTATIONS.node] !== nodeId) return;
-    if (this.nodeWrites.has(name) || Date.now() - (this.cordonedAt.get(name) ?? 0) < this.staleCordonMs) return;
+    if (this.writes.pending(name) || Date.now() - (this.cordonedAt.get(name) ?? 0) < this.staleCordonMs) return;
     const at = Date.parse(annotations[ANNOTATIONS.at] ?? "");
     if (Number.isFinite(at) && this.now() - at < this.staleCordonMs) return;
-    const intent = this.intend(name);
+    const intent = this.writes.intend(name);
     this.log(`kubernetes: ${nodeId} is in service again; undoing the cordon still on Node ${name}`);
-    void this.writeNode(name, async () => {
-      await this.retrying(name, intent, "uncordon", () => this.removeCordon(name, "GpuHealthy", "back in service in Navarch; Navarch undid its cordon"));
+    void this.writes.enqueue(name, async () => {
+      await this.writes.retrying(name, intent, "uncordon", () => this.removeCordon(name, "GpuHealthy", "back in service in Navarch; Navarch undid its cordon"));
     });
   }
 
   /** mapNode over a one-time index of the cache (for many nodes at once). */
-  private mappingIndex(): (row: Pick<NodeRow, "id" | "hostname" | "instanceName">) => string | undefined {
+  private mappingIndex(): (row: MappedFields) => string | undefined {
     const all = this.nodeCache.list();
     switch (this.config.node_mapping) {
       case "node_name":
@@ -224,24 +223,17 @@ export class KubeMirror implements SchedulerMirror {
     }
   }
 
-  private async recordMapping(nodeId: string, name: string | undefined): Promise<void> {
-    // Not a state change: the version is left alone so the loop's compare-and-set is unaffected.
-    await this.store.db.update(nodes).set({ k8sNodeName: name ?? null }).where(eq(nodes.id, nodeId));
-  }
-
-  private async resolve(nodeId: string): Promise<{ name: string | undefined; row: NodeRow | undefined }> {
-    const [row] = await this.store.db.select().from(nodes).where(eq(nodes.id, nodeId));
-    if (row === undefined) return { name: undefined, row };
-    let name = this.mapNode(row);
+  private async resolve(node: SchedulerNodeView): Promise<string | undefined> {
+    let name = this.mapNode(node);
     if (name === undefined && this.config.node_mapping === "node_name" && !this.nodeCache.synced) {
-      name = (await this.getNode(nodeId).catch(() => undefined))?.metadata.name;
+      name = (await this.getNode(node.id).catch(() => undefined))?.metadata.name;
     }
-    if (name !== (row.k8sNodeName ?? undefined)) await this.recordMapping(nodeId, name);
-    if (name === undefined && !this.unmappedSaid.has(nodeId)) {
-      this.unmappedSaid.add(nodeId);
-      this.log(`kubernetes: no Node for ${nodeId} under node_mapping ${this.config.node_mapping}; nothing to cordon or drain there`);
+    if (name !== (node.mappedName ?? undefined)) await this.host.recordMapping(node.id, name ?? null);
+    if (name === undefined && !this.unmappedSaid.has(node.id)) {
+      this.unmappedSaid.add(node.id);
+      this.log(`kubernetes: no Node for ${node.id} under node_mapping ${this.config.node_mapping}; nothing to cordon or drain there`);
     }
-    return { name, row };
+    return name;
   }
 
   // ───────────────────────────── cordon ─────────────────────────────
@@ -253,49 +245,16 @@ export class KubeMirror implements SchedulerMirror {
    * waits for it to land.
    */
   async cordon(node: SchedulerNode, reason: string, incidentId: number): Promise<void> {
-    const { name, row } = await this.resolve(node.id);
+    const name = await this.resolve(node);
     if (name === undefined) return;
     const at = this.now();
-    const intent = this.intend(name);
+    const intent = this.writes.intend(name);
     this.cordonedAt.set(name, Date.now());
-    this.writeNode(name, async () => {
-      if (await this.retrying(name, intent, "cordon", () => this.applyCordon(name, node.id, reason, incidentId, at))) {
-        this.writeCondition(name, row?.verdict ?? null, reason, incidentId);
+    this.writes.enqueue(name, async () => {
+      if (await this.writes.retrying(name, intent, "cordon", () => this.applyCordon(name, node.id, reason, incidentId, at))) {
+        this.writeCondition(name, node.verdict, reason, incidentId);
       }
     });
-  }
-
-  private intend(name: string): number {
-    const n = (this.intents.get(name) ?? 0) + 1;
-    this.intents.set(name, n);
-    return n;
-  }
-
-  /** Runs `write` until it succeeds (backing off up to 30 s) or a newer cordon/uncordon supersedes it. */
-  private async retrying(name: string, intent: number, what: string, write: () => Promise<unknown>): Promise<boolean> {
-    for (let attempt = 0; !this.stopped && this.intents.get(name) === intent; attempt++) {
-      try {
-        await write();
-        return true;
-      } catch (err) {
-        if (attempt === 0 || attempt % 10 === 0) this.log(`kubernetes: ${what} of ${name} failed (try ${attempt + 1}, retrying): ${errText(err)}`);
-        await Bun.sleep(Math.min(30_000, 250 * 2 ** attempt));
-      }
-    }
-    return false;
-  }
-
-  /** Queues a write to one Node behind the earlier ones (cordon before its undo). */
-  private writeNode(name: string, work: () => Promise<void>): Promise<void> {
-    const previous = this.nodeWrites.get(name) ?? Promise.resolve();
-    const next = previous.then(work).catch((err: unknown) => this.log(`kubernetes: node ${name}: ${errText(err)}`));
-    this.nodeWrites.set(name, next);
-    this.track(
-      next.finally(() => {
-        if (this.nodeWrites.get(name) === next) this.nodeWrites.delete(name);
-      }),
-    );
-    return next;
   }
 
   private async applyCordon(name: string, nodeId: string, reason: string, incidentId: number, at: number): Promise<void> {
@@ -348,7 +307,7 @@ export class KubeMirror implements SchedulerMirror {
     const status = healthy ? "True" : "False";
     const conditionReason = verdict === "unhealthy" ? "GpuUnhealthy" : verdict === "degraded" ? "GpuDegraded" : "GpuHealthy";
     const message = incidentId > 0 ? `${reason} (Navarch incident ${incidentId})` : reason;
-    this.track(this.patchCondition(name, status, conditionReason, message));
+    this.writes.track(this.patchCondition(name, status, conditionReason, message));
   }
 
   private async patchCondition(name: string, status: "True" | "False", reason: string, message: string): Promise<void> {
@@ -363,7 +322,7 @@ export class KubeMirror implements SchedulerMirror {
       lastHeartbeatTime: now,
       lastTransitionTime: existing?.status === status && existing.lastTransitionTime ? existing.lastTransitionTime : now,
     };
-    for (let attempt = 0; attempt < 5 && !this.stopped; attempt++) {
+    for (let attempt = 0; attempt < 5 && !this.writes.isStopped; attempt++) {
       try {
         const updated = await this.client.request(
           "PATCH",
@@ -386,12 +345,12 @@ export class KubeMirror implements SchedulerMirror {
 
   async uncordon(node: SchedulerNode): Promise<void> {
     this.stopWorker(node.id);
-    const { name } = await this.resolve(node.id);
+    const name = await this.resolve(node);
     if (name === undefined) return;
     // After any cordon still on its way (whose retries stop: this is newer), retried until it lands.
-    const intent = this.intend(name);
-    void this.writeNode(name, async () => {
-      await this.retrying(name, intent, "uncordon", () => this.removeCordon(name, "GpuHealthy", "recovered; Navarch undid its cordon"));
+    const intent = this.writes.intend(name);
+    void this.writes.enqueue(name, async () => {
+      await this.writes.retrying(name, intent, "uncordon", () => this.removeCordon(name, "GpuHealthy", "recovered; Navarch undid its cordon"));
     });
   }
 
@@ -418,7 +377,7 @@ export class KubeMirror implements SchedulerMirror {
       try {
         const updated = await this.client.request("PATCH", `/api/v1/nodes/${encodeURIComponent(name)}`, { lane: "cordon", body: ops, contentType: PATCH_JSON }, KubeNode);
         this.nodeCache.observe(updated);
-        this.track(this.patchCondition(name, "True", reason, message));
+        this.writes.track(this.patchCondition(name, "True", reason, message));
         return true;
       } catch (err) {
         if (isConflict(err) && attempt < 5) continue;
@@ -440,28 +399,17 @@ export class KubeMirror implements SchedulerMirror {
     const nodeId = node.metadata.annotations?.[ANNOTATIONS.node];
     if (nodeId === undefined || this.cancelling.has(nodeId)) return;
     this.cancelling.add(nodeId);
-    this.intend(name); // any cordon write still retrying gives up
+    this.writes.intend(name); // any cordon write still retrying gives up
     try {
       this.stopWorker(nodeId);
-      let cancelled = false;
-      for (let attempt = 0; attempt < 5; attempt++) {
-        try {
-          await this.operator.uncordon(nodeId, `kubernetes (kubectl uncordon of node ${name})`);
-          cancelled = true;
-          break;
-        } catch (err) {
-          if (err instanceof OperatorError && err.status === 409 && err.message.includes("changed while")) continue;
-          // Not a node of this reconciler's store: another Navarch's cordon, not ours to touch.
-          if (err instanceof OperatorError && err.status === 404) return;
-          // 409 with the node no longer taken out (terminating, back in service): nothing left to cancel.
-          if (err instanceof OperatorError) break;
-          throw err;
-        }
-      }
+      const outcome = await this.host.externalUncordon(nodeId, `kubernetes (kubectl uncordon of node ${name})`);
+      // Not a node of this reconciler's store: another Navarch's cordon, not ours to touch.
+      if (outcome === "unknown_node") return;
+      const cancelled = outcome === "cancelled";
       if (cancelled) this.log(`kubernetes: node ${name} was uncordoned in Kubernetes; cancelled Navarch's incident on ${nodeId}`);
       // Either way our taint and annotations no longer stand for anything: take them off.
       await this.removeCordon(name, "UncordonedByHuman", "uncordoned in Kubernetes; Navarch's incident was cancelled");
-      if (cancelled) this.opts.onChange?.();
+      if (cancelled) this.host.wake();
     } catch (err) {
       this.log(`kubernetes: handling the uncordon of ${name}: ${errText(err)}`);
     } finally {
@@ -472,7 +420,7 @@ export class KubeMirror implements SchedulerMirror {
   // ───────────────────────────── drain ─────────────────────────────
 
   async drain(node: SchedulerNode, deadlineAt: number, now: number): Promise<DrainProgress> {
-    const { name, row } = await this.resolve(node.id);
+    const name = await this.resolve(node);
     if (name === undefined) return { done: true, detail: `no Kubernetes Node for ${node.id} (node_mapping ${this.config.node_mapping}): nothing to drain there` };
     // Read at every step too, not only from the watch: a human's uncordon wins over our drain.
     const k8sNode = this.nodeCache.get(name) ?? (await this.getNode(name).catch(() => undefined));
@@ -480,17 +428,17 @@ export class KubeMirror implements SchedulerMirror {
       await this.onHumanUncordon(k8sNode);
       return { done: false, detail: "uncordoned in Kubernetes by a human: the incident is cancelled" };
     }
-    if (this.nodeWrites.has(name)) return { done: false, detail: `waiting for the cordon of ${name} to reach Kubernetes` };
+    if (this.writes.pending(name)) return { done: false, detail: `waiting for the cordon of ${name} to reach Kubernetes` };
     // A drain asked for without our cordon (a human's drain through Navarch's API): cordon first,
     // or the scheduler would put the evicted pods right back.
-    if (k8sNode !== undefined && row?.state === "draining" && k8sNode.metadata.annotations?.[ANNOTATIONS.cordonedBy] !== this.actor) {
-      await this.cordon(node, row.stateReason ?? "drain requested", row.incidentId ?? 0);
+    if (k8sNode !== undefined && node.state === "draining" && k8sNode.metadata.annotations?.[ANNOTATIONS.cordonedBy] !== this.actor) {
+      await this.cordon(node, node.stateReason ?? "drain requested", node.incidentId ?? 0);
       return { done: false, detail: `cordoning ${name} in Kubernetes before the drain` };
     }
     let worker = this.workers.get(node.id);
     if (worker === undefined || worker.name !== name) {
       worker?.stop();
-      worker = new DrainWorker(this.client, name, this.config, this.log, this.opts.drainRoundMs ?? 1000, (detail) => this.track(this.annotateDrain(name, detail)));
+      worker = new DrainWorker(this.client, name, this.config, this.log, this.opts.drainRoundMs ?? 1000, (detail) => this.writes.track(this.annotateDrain(name, detail)));
       this.workers.set(node.id, worker);
       worker.start();
     }
@@ -502,7 +450,7 @@ export class KubeMirror implements SchedulerMirror {
     } else this.notReadySince.delete(name);
     const wait = this.config.drain.unreachable_after;
     const notReadyFor = now - (this.notReadySince.get(name) ?? now);
-    const agentSilent = row?.lastHeartbeatAt === null || row?.lastHeartbeatAt === undefined || now - row.lastHeartbeatAt >= wait;
+    const agentSilent = node.lastHeartbeatAt === null || now - node.lastHeartbeatAt >= wait;
     if (ready !== "True" && notReadyFor >= wait && agentSilent && worker.mode !== "force") {
       worker.setMode("force", `Node not Ready for ${Math.round(notReadyFor / 1000)} s and its agent silent: deleting pods with a 1 s grace period (dead kubelet)`);
       await worker.round();
@@ -548,10 +496,6 @@ export class KubeMirror implements SchedulerMirror {
     return this.client.request("GET", `/api/v1/nodes/${encodeURIComponent(name)}`, { lane: "cordon" }, KubeNode);
   }
 
-  private track(work: Promise<unknown>): void {
-    const p = work.catch((err: unknown) => this.log(`kubernetes: ${errText(err)}`)).finally(() => this.background.delete(p));
-    this.background.add(p);
-  }
 }
 
 // ───────────────────────────── the drain worker ─────────────────────────────

@@ -10,14 +10,11 @@
 //   the pool's last node is gone), then removes the pool.
 // - Status (observedGeneration, nodes ready/total, conditions Valid and Ready, lastError)
 //   is written through the status subresource, only when it changed.
-import { sql } from "drizzle-orm";
 import * as v from "valibot";
 import { PoolSchema, type PoolConfig } from "../../schema/config.ts";
-import { nodes, pools } from "../../schema/db.ts";
-import { isIn } from "../../schema/lifecycle.ts";
 import { formatIssuePath } from "../../schema/wire.ts";
 import type { Clock } from "../fleet/registry.ts";
-import type { Store } from "../store/store.ts";
+import type { PoolNodeCounts } from "../fleet/scheduler.ts";
 import { KubeApiError, PATCH_JSON, PATCH_MERGE, type KubeClient } from "./client.ts";
 import { Informer } from "./informer.ts";
 import { Condition, ObjectMeta } from "./types.ts";
@@ -41,7 +38,10 @@ export type GpuPoolObject = v.InferOutput<typeof GpuPoolObject>;
 export interface GpuPoolControllerOptions {
   client: KubeClient;
   namespace: string;
-  store: Store;
+  /** Ready (in service) and total (in the pool) nodes per pool, as Navarch counts them. */
+  counts: () => Promise<PoolNodeCounts>;
+  /** A pool from a resource is gone for good (its last node removed): Navarch forgets its record. */
+  forget: (pool: string) => Promise<void>;
   /** The reconcile loop's hook: replaces the pools from custom resources; returns names a file pool took. */
   apply: (pools: PoolConfig[]) => string[];
   /** Names of the config file's pools (they win on a clash). */
@@ -221,7 +221,7 @@ export class GpuPoolController {
       }
       this.applied.delete(name);
       this.push();
-      await this.opts.store.db.delete(pools).where(sql`${pools.name} = ${name} and ${pools.source} = 'crd'`);
+      await this.opts.forget(name);
       this.log(`GpuPool ${this.opts.namespace}/${name}: pool ${name} removed`);
     }
     if (hasFinalizer) await this.removeFinalizer(object);
@@ -307,19 +307,7 @@ export class GpuPoolController {
   }
 
   /** Ready (ready + suspect) and total (in the pool) nodes per pool. */
-  private async counts(): Promise<Map<string, { ready: number; total: number }>> {
-    const rows = await this.opts.store.db
-      .select({ pool: nodes.pool, state: nodes.state, n: sql<number>`count(*)` })
-      .from(nodes)
-      .groupBy(nodes.pool, nodes.state);
-    const out = new Map<string, { ready: number; total: number }>();
-    for (const row of rows) {
-      if (row.pool === null) continue;
-      const c = out.get(row.pool) ?? { ready: 0, total: 0 };
-      if (isIn("inService", row.state)) c.ready += Number(row.n);
-      if (isIn("inPool", row.state)) c.total += Number(row.n);
-      out.set(row.pool, c);
-    }
-    return out;
+  private counts(): Promise<PoolNodeCounts> {
+    return this.opts.counts();
   }
 }

@@ -2,19 +2,15 @@
 // navarch.dev/pool=<pool>; Pending ones are queued, Running ones are running. They feed
 // the `queue` autoscaler (ceil((pending + running) / jobs_per_node)). An unreachable API
 // server gives "unknown", and the autoscaler then holds the pool where it is.
+import type { QueueDepth, QueueSource } from "../fleet/scheduler.ts";
 import type { KubeClient } from "./client.ts";
 import { Pod } from "./types.ts";
 
 export const POOL_LABEL = "navarch.dev/pool";
 
-export interface QueueDepth {
-  pending: number;
-  running: number;
-}
-
-export function kubeQueueMetrics(client: KubeClient, opts: { namespace?: string; log?: (line: string) => void } = {}): (pool: string) => Promise<QueueDepth | undefined> {
+export function kubeQueueMetrics(client: KubeClient, opts: { namespace?: string; log?: (line: string) => void } = {}): QueueSource {
   const path = opts.namespace ? `/api/v1/namespaces/${opts.namespace}/pods` : "/api/v1/pods";
-  return async (pool) => {
+  const depth = async (pool: string): Promise<QueueDepth | undefined> => {
     try {
       const { items } = await client.list(path, Pod, { query: { labelSelector: `${POOL_LABEL}=${pool}` } });
       let pending = 0;
@@ -30,4 +26,5 @@ export function kubeQueueMetrics(client: KubeClient, opts: { namespace?: string;
       return undefined;
     }
   };
+  return { depth };
 }

@@ -7,7 +7,8 @@ import { incidents, nodes } from "../../schema/db.ts";
 import { defaultHealthPolicy } from "../../reconciler/fleet/policy.ts";
 import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { Operator } from "../../reconciler/fleet/operator.ts";
-import { startKubernetes, type KubeIntegration } from "../../reconciler/kube/index.ts";
+import { schedulerLoopHandle, storeSchedulerHost } from "../../reconciler/fleet/scheduler-host.ts";
+import { kubernetesScheduler, type KubeIntegration } from "../../reconciler/kube/index.ts";
 import { SimulatedCloud } from "../../reconciler/providers/simulated.ts";
 import { SimulatedAgents } from "../../reconciler/sim/agents.ts";
 import { openStore, type Store } from "../../reconciler/store/store.ts";
@@ -27,6 +28,8 @@ export interface KubeFleetOptions {
   log?: (line: string) => void;
   /** Start the GpuPool controller (kubernetes.pools_crd must be enabled). */
   pools?: boolean;
+  /** The reconciler's kubeconfig (default: the harness's admin): e.g. a service account's token. */
+  kubeconfigPath?: string;
 }
 
 export type KubeFleet = Awaited<ReturnType<typeof kubeFleet>>;
@@ -45,11 +48,12 @@ export async function kubeFleet(kube: KubeHarness, poolsYaml: string, opts: Kube
   const cloud = new SimulatedCloud({ name: "local", now, launchLatencyMs: 0 });
   const agents = new SimulatedAgents(store.db, cloud, now);
   const server = opts.server ?? "server:\n  heartbeat_interval: 10s\n  health_check_interval: 10s\n  autoscale_interval: 30s\n";
-  const yaml = `${server}${opts.extra ?? ""}kubernetes:\n  kubeconfig: ${kube.kubeconfigPath}\n${opts.kubernetes ?? ""}pools:\n${poolsYaml}`;
+  const yaml = `${server}${opts.extra ?? ""}kubernetes:\n  kubeconfig: ${opts.kubeconfigPath ?? kube.kubeconfigPath}\n${opts.kubernetes ?? ""}pools:\n${poolsYaml}`;
   const config = testConfig(yaml);
   const log = opts.log ?? (() => undefined);
   let loop: Reconciler | undefined;
-  const k: KubeIntegration = await startKubernetes(config.kubernetes!, { store, log, now, wake: () => loop?.wake() });
+  const k: KubeIntegration = await kubernetesScheduler(config.kubernetes!, storeSchedulerHost({ store, log, now, wake: () => loop?.wake(), providers: () => new Map([["local", cloud]]) }));
+  const queue = k.queue;
   loop = new Reconciler({
     store,
     config,
@@ -58,10 +62,12 @@ export async function kubeFleet(kube: KubeHarness, poolsYaml: string, opts: Kube
     now,
     log,
     scheduler: k.mirror,
-    ...(k.queueMetrics ? { queueMetrics: k.queueMetrics } : {}),
+    ...(queue ? { queueMetrics: (pool: string) => queue.depth(pool) } : {}),
   });
   const reconciler = loop;
-  if (opts.pools) await k.startPools(reconciler, () => new Set(["local"]), config.pools.map((p: PoolConfig) => p.name));
+  // GpuPools only where a test asks for them (kubernetes.pools_crd must be enabled then).
+  const filePools = opts.pools ? config.pools.map((p: PoolConfig) => p.name) : [];
+  await k.start(schedulerLoopHandle({ store, loop: reconciler, providers: () => new Set(["local"]), filePools }));
   const step = async (ms = 5000) => {
     if (!opts.realTime) clock += ms;
     await agents.tick();
@@ -89,7 +95,14 @@ export async function kubeFleet(kube: KubeHarness, poolsYaml: string, opts: Kube
     cloud,
     agents,
     reconciler,
-    kube: k,
+    /** The integration as the kube tests use it: its queue source as a function, the GpuPool controller. */
+    kube: {
+      client: k.client,
+      queueMetrics: queue ? (pool: string) => queue.depth(pool) : undefined,
+      get pools() {
+        return k.pools;
+      },
+    },
     mirror: k.mirror,
     operator: new Operator(store.db, now),
     config,

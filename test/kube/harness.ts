@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubeApiError, KubeClient } from "../../reconciler/kube/client.ts";
 import { KubeNode, Pod } from "../../reconciler/kube/types.ts";
+import { freePort, harnessChildren } from "../support.ts";
 
 const REPO_ROOT = new URL("../..", import.meta.url).pathname;
 export const BUILD_SCRIPT = join(REPO_ROOT, "test/kube/build.sh");
@@ -63,6 +64,8 @@ export interface KubeHarnessOptions {
   kwok?: boolean;
   log?: (line: string) => void;
   bin?: string;
+  /** Write the API server's audit log (Metadata level) of requests by service accounts: which verbs they used. */
+  audit?: boolean;
 }
 
 export interface KubeHarness {
@@ -80,6 +83,8 @@ export interface KubeHarness {
   certKubeconfigPath: string;
   /** Milliseconds from the first process started to everything ready. */
   startMs: number;
+  /** The audit log (JSON lines), with `audit: true`. */
+  auditLogPath?: string;
   /** An admin client on the token kubeconfig (one per harness, closed by stop()). */
   client: KubeClient;
   /** Creates objects at `path` (POST), in parallel batches; returns how many were created. */
@@ -92,25 +97,6 @@ export interface KubeHarness {
   stop(): Promise<void>;
 }
 
-const children = new Set<Subprocess>();
-const killChildren = () => {
-  for (const child of children) child.kill("SIGKILL");
-};
-process.on("exit", killChildren);
-// An interrupted test run must not leave a control plane running.
-for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
-  process.once(signal, () => {
-    killChildren();
-    process.exit(code);
-  });
-}
-
-async function freePort(): Promise<number> {
-  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = listener.port;
-  listener.stop(true);
-  return port;
-}
 
 async function run(cmd: string[], cwd: string): Promise<void> {
   const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
@@ -158,7 +144,7 @@ export async function startKubeHarness(opts: KubeHarnessOptions = {}): Promise<K
   const spawn = (name: string, cmd: string[]) => {
     const out = openSync(join(dir, `${name}.log`), "a");
     const proc = Bun.spawn(cmd, { cwd: dir, stdout: out, stderr: out, env: { ...process.env, KUBECONFIG: "" } });
-    children.add(proc);
+    harnessChildren.add(proc);
     procs.push({ name, proc });
     return proc;
   };
@@ -167,7 +153,7 @@ export async function startKubeHarness(opts: KubeHarnessOptions = {}): Promise<K
       proc.kill("SIGTERM");
       const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(5000).then(() => false)]);
       if (!exited) proc.kill("SIGKILL");
-      children.delete(proc);
+      harnessChildren.delete(proc);
     }
     rmSync(dir, { recursive: true, force: true });
   };
@@ -217,6 +203,14 @@ export async function startKubeHarness(opts: KubeHarnessOptions = {}): Promise<K
       "--max-mutating-requests-inflight=1000",
       "--profiling=false",
     ];
+    const auditLogPath = opts.audit ? join(dir, "audit.log") : undefined;
+    if (auditLogPath !== undefined) {
+      writeFileSync(
+        join(dir, "audit-policy.yaml"),
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n    userGroups: [\"system:serviceaccounts\"]\n  - level: None\n",
+      );
+      apiserverArgs.push(`--audit-policy-file=${join(dir, "audit-policy.yaml")}`, `--audit-log-path=${auditLogPath}`, "--audit-log-format=json", "--audit-log-mode=blocking");
+    }
     let apiserver = spawn("kube-apiserver", apiserverArgs);
     const caPem = await Bun.file(join(dir, "ca.crt")).text();
     const apiReady = () =>
@@ -288,6 +282,7 @@ export async function startKubeHarness(opts: KubeHarnessOptions = {}): Promise<K
       kubeconfigPath,
       certKubeconfigPath,
       startMs,
+      ...(auditLogPath !== undefined ? { auditLogPath } : {}),
       client,
       async createAll(path, objects, concurrency = 32) {
         let created = 0;
@@ -330,7 +325,7 @@ export async function startKubeHarness(opts: KubeHarnessOptions = {}): Promise<K
       async restartApiServer(downMs = 1000) {
         apiserver.kill("SIGKILL"); // a crash: every connection drops at once
         await apiserver.exited;
-        children.delete(apiserver);
+        harnessChildren.delete(apiserver);
         await Bun.sleep(downMs);
         apiserver = spawn("kube-apiserver", apiserverArgs);
         await apiReady();
