@@ -5,12 +5,13 @@
 import { afterEach, beforeEach, describe, expect, spyOn, test } from "bun:test";
 import {
   activeWindow,
-  appendSample,
+  byLongestIdle,
   decideScale,
   historyLookback,
   localClock,
+  MAX_HISTORY_SAMPLES,
   sampleOf,
-  scaleDownCandidates,
+  sampleSpacing,
   type MetricsSample,
   type NodeCounts,
   type PoolMetrics,
@@ -344,9 +345,16 @@ describe("scheduled", () => {
 });
 
 describe("predictive", () => {
-  /** Samples with direct demand, every `step` ms, ending at `end`. */
-  function series(values: number[], end = T0, step = 10 * MIN): MetricsSample[] {
-    return values.map((demand, i) => ({ at: end - (values.length - 1 - i) * step, ready: 0, demand }));
+  /**
+   * Samples whose demand is `values` (in nodes), every `step` ms, ending at `end`: as busy
+   * node-equivalents (100 ready nodes at `value` % utilisation), or as a queue of 8 jobs per node.
+   */
+  function series(values: number[], end = T0, step = 10 * MIN, as: "utilization" | "queue" = "utilization"): MetricsSample[] {
+    return values.map((demand, i) => ({
+      at: end - (values.length - 1 - i) * step,
+      ready: 100,
+      ...(as === "utilization" ? { utilization: demand } : { queueDepth: demand * 8 }),
+    }));
   }
   const predictive = (over: Partial<{ lookback_window: number; growth_factor: number; fallback: AutoscalerConfig }> = {}): AutoscalerConfig => ({
     type: "predictive",
@@ -409,14 +417,14 @@ describe("predictive", () => {
   });
 
   test("samples older than lookback_window or after now are ignored", () => {
-    const history = [{ at: T0 - 3 * HOUR, ready: 0, demand: 100 }, ...series([10, 12, 14, 16, 18, 20, 22]), { at: T0 + MIN, ready: 0, demand: 500 }];
+    const history = [{ at: T0 - 3 * HOUR, ready: 100, utilization: 100 }, ...series([10, 12, 14, 16, 18, 20, 22]), { at: T0 + MIN, ready: 1000, utilization: 50 }];
     expect(decide(pool(predictive()), metrics(20, { history })).desired).toBe(23);
   });
 
   test.each([
-    { name: "two samples", history: series([10, 22], T0, 30 * MIN), count: "2 sample(s) over 30m" },
+    { name: "two samples", history: series([10, 22], T0, 30 * MIN, "queue"), count: "2 sample(s) over 30m" },
     { name: "no history", history: [], count: "0 sample(s) over 0s" },
-    { name: "span under lookback/4", history: series([10, 11, 12, 13, 14], T0, 2 * MIN), count: "5 sample(s) over 8m" },
+    { name: "span under lookback/4", history: series([10, 11, 12, 13, 14], T0, 2 * MIN, "queue"), count: "5 sample(s) over 8m" },
   ])("short history ($name) uses the fallback", ({ history, count }) => {
     const scaling = pool(predictive({ fallback: QUEUE8 }));
     const d = decide(scaling, metrics(4, { queue: { pending: 40, running: 0 }, history }));
@@ -485,47 +493,75 @@ describe("composite", () => {
   });
 });
 
-describe("idle (velda AgentPool)", () => {
+describe("idle (Velda's AgentPool)", () => {
   const idleCfg: AutoscalerConfig = { type: "idle", min_idle: 2, max_idle: 4, idle_decay: 10 * MIN };
+  /** Idle nodes n-0, n-1, … idle for these many minutes. */
   const idleNodes = (...minutes: number[]) => minutes.map((m, i) => ({ id: `n-${i}`, idleSince: T0 - m * MIN }));
 
   test.each([
     { name: "0 idle < min_idle 2: up by 2", idle: idleNodes(), total: 6, desired: 8, reason: "0 idle < min_idle 2: 6 → 8" },
     { name: "1 idle < min_idle 2: up by 1", idle: idleNodes(30), total: 6, desired: 7, reason: "1 idle < min_idle 2: 6 → 7" },
-    { name: "3 idle: within bounds", idle: idleNodes(30, 30, 30), total: 6, desired: 6, reason: "3 idle within [min_idle 2, max_idle 4]: hold at 6" },
-    { name: "4 idle = max_idle: hold", idle: idleNodes(30, 30, 30, 30), total: 6, desired: 6, reason: "4 idle within" },
+    { name: "2 idle = min_idle, decayed or not: hold", idle: idleNodes(30, 30), total: 6, desired: 6, reason: "2 idle within [min_idle 2, max_idle 4]: hold at 6" },
     {
-      name: "5 idle > max_idle, none idle for idle_decay yet: hold",
-      idle: idleNodes(2, 3, 4, 5, 6),
+      name: "3 idle, none idle for idle_decay yet: hold until the longest decays",
+      idle: idleNodes(2, 6, 4),
       total: 6,
       desired: 6,
-      reason: `5 idle > max_idle 4, but the longest idle (node n-4, 6m) is under idle_decay 10m until ${new Date(T0 + 4 * MIN).toISOString()}: hold at 6`,
+      reason: `3 idle within [min_idle 2, max_idle 4], but the longest idle (node n-1, 6m) is under idle_decay 10m until ${new Date(T0 + 4 * MIN).toISOString()}: hold at 6`,
     },
     {
-      name: "5 idle > max_idle, one idle past idle_decay: down by one",
-      idle: idleNodes(2, 3, 12, 5, 6),
+      name: "3 idle, one past idle_decay: released",
+      idle: idleNodes(2, 12, 4),
       total: 6,
       desired: 5,
-      reason: "5 idle > max_idle 4; node n-2 idle 12m ≥ idle_decay 10m: 6 → 5",
+      reason: "3 idle within [min_idle 2, max_idle 4]: release 1 idle ≥ idle_decay 10m, longest idle first (node n-1, 12m): 6 → 5",
     },
-    { name: "8 idle > max_idle: still one at a time", idle: idleNodes(60, 60, 60, 60, 60, 60, 60, 60), total: 8, desired: 7, reason: "8 idle > max_idle 4; node n-0 idle 1h" },
+    { name: "4 idle, all past idle_decay: down to min_idle", idle: idleNodes(30, 30, 30, 30), total: 6, desired: 4, reason: "release 2 idle ≥ idle_decay 10m" },
+    {
+      name: "5 idle > max_idle 4, none decayed: the excess at once",
+      idle: idleNodes(1, 2, 3, 4, 5),
+      total: 6,
+      desired: 5,
+      reason: "5 idle > max_idle 4: release 1 over max_idle at once, longest idle first (node n-4, 5m): 6 → 5",
+    },
+    {
+      name: "7 idle > max_idle, two decayed: the excess takes them (longest idle first)",
+      idle: idleNodes(1, 2, 3, 4, 5, 30, 40),
+      total: 9,
+      desired: 6,
+      reason: "7 idle > max_idle 4: release 3 over max_idle at once, longest idle first (node n-6, 40m): 9 → 6",
+    },
+    {
+      name: "7 idle > max_idle, five decayed: the excess and the decayed, never below min_idle",
+      idle: idleNodes(1, 2, 30, 40, 50, 60, 70),
+      total: 9,
+      desired: 4,
+      reason: "7 idle > max_idle 4: release 5 (3 over max_idle at once, 2 more idle ≥ idle_decay 10m), longest idle first (node n-6, 1h10m): 9 → 4",
+    },
   ])("$name", ({ idle, total, desired, reason }) => {
-    const d = decide(pool(idleCfg), metrics(total, { idleNodes: idle }));
+    const d = decide(pool(idleCfg, { min_nodes: 0 }), metrics(total, { idleNodes: idle }));
     expect(d.desired).toBe(desired);
     expect(d.reason).toContain(reason);
     expect(d.inputs).toMatchObject({ idle: idle.length, min_idle: 2, max_idle: 4, idle_decay: 10 * MIN });
   });
 
-  test("the same pool after idle_decay passes scales down", () => {
-    const idle = idleNodes(2, 3, 4, 5, 6);
+  test("the same pool once the longest idle node's decay is over scales down", () => {
+    const idle = idleNodes(2, 6, 4);
     expect(decide(pool(idleCfg), metrics(6, { idleNodes: idle }), T0).desired).toBe(6);
+    expect(decide(pool(idleCfg), metrics(6, { idleNodes: idle }), T0 + 4 * MIN - 1).desired).toBe(6);
     expect(decide(pool(idleCfg), metrics(6, { idleNodes: idle }), T0 + 4 * MIN).desired).toBe(5);
   });
 
-  test("nodes still provisioning count as idle, so a scale-up is not repeated while they boot", () => {
+  test("nodes still coming up count as idle, so a scale-up is not repeated while they boot", () => {
     const d = decide(pool(idleCfg), metrics(8, { idleNodes: [], nodes: { ready: 6, provisioning: 2 } }));
     expect(d.desired).toBe(8);
     expect(d.reason).toContain("2 idle (0 idle + 2 starting) within");
+  });
+
+  test("each pending job takes one idle node (Velda's pending sessions), so the pool grows for them at once", () => {
+    const d = decide(pool(idleCfg), metrics(5, { idleNodes: idleNodes(1), queue: { pending: 3, running: 4 }, nodes: { ready: 5, provisioning: 0 } }));
+    expect(d.desired).toBe(9);
+    expect(d.reason).toContain("-2 idle (1 idle − 3 pending job(s)) < min_idle 2: 5 → 9");
   });
 
   test("unknown idle nodes: hold", () => {
@@ -537,42 +573,21 @@ describe("idle (velda AgentPool)", () => {
     expect(d).toMatchObject({ desired: 7, bounded: "clamped to min_nodes 7" });
   });
 
-  test("scaleDownCandidates: longest idle first", () => {
-    const m = metrics(6, { idleNodes: [{ id: "b", idleSince: T0 - MIN }, { id: "a", idleSince: T0 - HOUR }, { id: "c", idleSince: T0 - MIN }] });
-    expect(scaleDownCandidates(m, 2)).toEqual(["a", "b"]);
-    expect(scaleDownCandidates(m, 10)).toEqual(["a", "b", "c"]);
-    expect(scaleDownCandidates(metrics(6), 1)).toEqual([]);
+  test("byLongestIdle: longest idle first, ties by id", () => {
+    const order = byLongestIdle([{ id: "b", idleSince: T0 - MIN }, { id: "a", idleSince: T0 - HOUR }, { id: "c", idleSince: T0 - MIN }]).map((n) => n.id);
+    expect(order).toEqual(["a", "b", "c"]);
   });
 });
 
 describe("metrics history", () => {
-  test("appendSample keeps time order, replaces an equal time, trims to the lookback", () => {
-    let h: MetricsSample[] = [];
-    for (const t of [0, 10, 20, 30]) h = appendSample(h, { at: T0 + t * MIN, ready: 1, demand: t }, 25 * MIN);
-    expect(h.map((s) => s.demand)).toEqual([10, 20, 30]); // 0 is 30 min old
-    h = appendSample(h, { at: T0 + 20 * MIN, ready: 1, demand: 99 }, 25 * MIN);
-    expect(h.map((s) => s.demand)).toEqual([10, 99, 30]);
-    h = appendSample(h, { at: T0 + 25 * MIN, ready: 1, demand: 25 }, 25 * MIN);
-    expect(h.map((s) => s.demand)).toEqual([10, 99, 25, 30]);
-    h = appendSample(h, { at: T0 - HOUR, ready: 1, demand: -1 }, 25 * MIN); // too old: dropped
-    expect(h.map((s) => s.demand)).toEqual([10, 99, 25, 30]);
-  });
-
-  test("appendSample bounds the sample count, dropping the oldest", () => {
-    let h: MetricsSample[] = [];
-    for (let i = 0; i < 10; i++) h = appendSample(h, { at: T0 + i * SEC, ready: 1, demand: i }, HOUR, 4);
-    expect(h.map((s) => s.demand)).toEqual([6, 7, 8, 9]);
-  });
-
-  test("appendSample does not modify its input", () => {
-    const h: MetricsSample[] = [{ at: T0, ready: 1 }];
-    appendSample(h, { at: T0 + 1, ready: 2 }, HOUR);
-    expect(h).toEqual([{ at: T0, ready: 1 }]);
-  });
-
   test("sampleOf records what the predictive scaler reads", () => {
     expect(sampleOf(metrics(5, { nodes: { ready: 4 }, gpuUtilization: 70, queue: { pending: 3, running: 9 } }), T0)).toEqual({ at: T0, ready: 4, utilization: 70, queueDepth: 12 });
     expect(sampleOf(metrics(5), T0)).toEqual({ at: T0, ready: 5 });
+  });
+
+  test("sampleSpacing keeps a lookback window within MAX_HISTORY_SAMPLES", () => {
+    expect(sampleSpacing(HOUR)).toBe(2.5 * SEC);
+    expect(168 * HOUR / sampleSpacing(168 * HOUR)).toBe(MAX_HISTORY_SAMPLES);
   });
 
   test("historyLookback: the longest predictive lookback in the tree, 0 without one", () => {
@@ -591,6 +606,7 @@ describe("metrics history", () => {
 
   test("a simulated day: decisions from recorded history are deterministic", () => {
     const scaling = pool({ type: "predictive", lookback_window: HOUR, growth_factor: 1.2, fallback: REACTIVE });
+    const lookback = historyLookback(scaling);
     const run = () => {
       let history: MetricsSample[] = [];
       let state: ScalingState = {};
@@ -600,7 +616,7 @@ describe("metrics history", () => {
         const now = T0 + t;
         const util = Math.min(100, 30 + (t / HOUR) * 12);
         const m: PoolMetrics = { nodes: nodes(size), gpuUtilization: util };
-        history = appendSample(history, sampleOf(m, now), historyLookback(scaling));
+        history = [...history.filter((x) => x.at >= now - lookback), sampleOf(m, now)];
         const d = decideScale(scaling, { ...m, history }, state, now);
         if (d.desired !== size) {
           state = { lastScaleAt: now, lastDirection: d.desired > size ? "up" : "down" };

@@ -28,7 +28,7 @@ import {
 import type { MetricsHistory, MetricsSample } from "./history.ts";
 import { activeWindow, describeWindow, localClock } from "./schedule.ts";
 
-export { appendSample, historyLookback, MAX_HISTORY_SAMPLES, sampleOf, type MetricsHistory, type MetricsSample } from "./history.ts";
+export { historyLookback, MAX_HISTORY_SAMPLES, sampleOf, sampleSpacing, type MetricsHistory, type MetricsSample } from "./history.ts";
 export { activeWindow, localClock, type ActiveWindow, type LocalClock } from "./schedule.ts";
 
 // ───────────────────────────── inputs ─────────────────────────────
@@ -49,7 +49,7 @@ export interface NodeCounts {
   total: number;
 }
 
-/** A node with no workload, and since when (epoch ms). */
+/** An in-service node with no work on its GPUs (none busy, no compute process), and since when (epoch ms). */
 export interface IdleNode {
   id: string;
   idleSince: number;
@@ -67,9 +67,9 @@ export interface PoolMetrics {
   gpuUtilization?: number;
   /** Undefined when the pool has no job source. */
   queue?: QueueMetrics;
-  /** Ready nodes with no workload; undefined when unknown. Length = the idle count. */
+  /** In-service nodes with no work; undefined when unknown. Length = the idle count. */
   idleNodes?: readonly IdleNode[];
-  /** Recent samples for the predictive autoscaler (see appendSample / sampleOf). */
+  /** Recent samples for the predictive autoscaler (see sampleOf), oldest first. */
   history?: MetricsHistory;
 }
 
@@ -122,7 +122,8 @@ export interface ScalingDecision {
 
 // ───────────────────────────── decideScale ─────────────────────────────
 
-export function decideScale(scaling: ScalingConfig, metrics: PoolMetrics, state: ScalingState, now: number): ScalingDecision {
+/** `withoutAutoscaler`: what the reason says when no autoscaler ran (none configured, or not its tick). */
+export function decideScale(scaling: ScalingConfig, metrics: PoolMetrics, state: ScalingState, now: number, withoutAutoscaler = "no autoscaler"): ScalingDecision {
   const current = metrics.nodes.total;
   const { min_nodes: min, max_nodes: max, cooldown_period: cooldownPeriod } = scaling;
   const inputs: Inputs = {
@@ -169,7 +170,7 @@ export function decideScale(scaling: ScalingConfig, metrics: PoolMetrics, state:
     }
   }
 
-  let reason = recommendation?.reason ?? "no autoscaler";
+  let reason = recommendation?.reason ?? withoutAutoscaler;
   if (bounded !== undefined) reason += `; ${bounded}`;
   if (cooldownNote !== undefined) reason += `; ${cooldownNote}`;
   if (recommendation === undefined || bounded !== undefined || cooldownNote !== undefined) reason += `: ${move(current, desired)}`;
@@ -188,19 +189,8 @@ export function decideScale(scaling: ScalingConfig, metrics: PoolMetrics, state:
   return decision;
 }
 
-/**
- * Idle nodes to remove first on a scale-down, longest idle first (the idle autoscaler's
- * choice: the first is the one idle longest, hence past idle_decay when any is). Cancel
- * launches that are not Ready yet before these.
- */
-export function scaleDownCandidates(metrics: PoolMetrics, count: number): string[] {
-  return byLongestIdle(metrics.idleNodes ?? [])
-    .slice(0, Math.max(0, count))
-    .map((n) => n.id);
-}
-
 /** Longest idle first; ties by id, so the choice is deterministic. */
-function byLongestIdle(nodes: readonly IdleNode[]): IdleNode[] {
+export function byLongestIdle<T extends IdleNode>(nodes: readonly T[]): T[] {
   return [...nodes].sort((a, b) => a.idleSince - b.idleSince || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
@@ -348,10 +338,10 @@ function scheduled(config: ScheduledAutoscalerConfig, ctx: EvaluationContext): R
  * line, projected `horizon` ahead (cooldown_period — the earliest the pool can change
  * again — or lookback_window / 4 when the cooldown is 0), times growth_factor, rounded up.
  *
- * Demand per sample: its `demand` if set; else, when the pool has a queue autoscaler
- * (jobs_per_node) and the current metrics have a queue, queueDepth / jobs_per_node; else
- * utilization × ready / 100 (busy node-equivalents — with this unit growth_factor is the
- * headroom: 1.25 aims at 80% utilisation). Samples without the chosen field are skipped.
+ * Demand per sample: when the pool has a queue autoscaler (jobs_per_node) and the current
+ * metrics have a queue, queueDepth / jobs_per_node; else utilization × ready / 100 (busy
+ * node-equivalents — with this unit growth_factor is the headroom: 1.25 aims at 80%
+ * utilisation). Samples without the chosen field are skipped.
  *
  * Fewer than 3 usable samples, or spanning less than lookback_window / 4: the fallback
  * decides (no fallback: no opinion, hold).
@@ -405,8 +395,7 @@ function predictive(config: PredictiveAutoscalerConfig, ctx: EvaluationContext):
 }
 
 /** A sample's demand in nodes (see predictive); undefined when it lacks the field needed. */
-export function demandOf(sample: MetricsSample, jobsPerNode: number | undefined): number | undefined {
-  if (sample.demand !== undefined) return sample.demand;
+function demandOf(sample: MetricsSample, jobsPerNode: number | undefined): number | undefined {
   if (jobsPerNode !== undefined) return sample.queueDepth === undefined ? undefined : sample.queueDepth / jobsPerNode;
   return sample.utilization === undefined ? undefined : (sample.utilization * sample.ready) / 100;
 }
@@ -431,13 +420,17 @@ function composite(config: CompositeAutoscalerConfig, ctx: EvaluationContext): R
 }
 
 /**
- * Idle (velda's AgentPool): keep between min_idle and max_idle nodes idle. Nodes still
- * provisioning count as idle (they come up without work), so a scale-up is not repeated
- * while they boot.
+ * Idle (Velda's AgentPool): keep between min_idle and max_idle nodes idle. A node is idle
+ * while no GPU of it is busy and none runs a compute process (busy nodes are never idle,
+ * so never released); nodes still coming up count as idle (they come up without work, as
+ * Velda counts a pending worker's slots), so a scale-up is not repeated while they boot;
+ * and each pending job, where a queue source knows them, takes one of them (as Velda's
+ * pending sessions take slots: a node of an idle pool runs one session at a time).
  * - idle < min_idle: grow by the difference;
- * - idle > max_idle: shrink by one, once a node has been idle for idle_decay (the longest
- *   idle one — see scaleDownCandidates); before that, hold;
- * - otherwise hold. Unknown idle nodes: no opinion.
+ * - idle > max_idle: release the excess at once (Velda deletes above max_idle without waiting);
+ * - and, above min_idle, release every node idle for idle_decay or longer (longest idle
+ *   first), down to min_idle; the others wait until their own decay is over.
+ * Otherwise hold. Unknown idle nodes: no opinion.
  */
 function idle(config: IdleAutoscalerConfig, { metrics, current, now }: EvaluationContext): Recommendation {
   const { min_idle: minIdle, max_idle: maxIdle, idle_decay: decay } = config;
@@ -445,32 +438,39 @@ function idle(config: IdleAutoscalerConfig, { metrics, current, now }: Evaluatio
   const nodes = metrics.idleNodes;
   if (nodes === undefined) return { type: "idle", desired: undefined, reason: `idle nodes unknown: hold at ${current}`, inputs };
   const starting = metrics.nodes.provisioning;
-  const idleCount = nodes.length + starting;
-  Object.assign(inputs, { idle: nodes.length, provisioning: starting });
-  const counted = starting > 0 ? `${idleCount} idle (${nodes.length} idle + ${starting} starting)` : `${idleCount} idle`;
+  const pending = metrics.queue?.pending ?? 0;
+  const idleCount = nodes.length + starting - pending;
+  Object.assign(inputs, { idle: nodes.length, provisioning: starting, pending });
+  const parts = [`${nodes.length} idle`, ...(starting > 0 ? [`+ ${starting} starting`] : []), ...(pending > 0 ? [`− ${pending} pending job(s)`] : [])];
+  const counted = parts.length > 1 ? `${idleCount} idle (${parts.join(" ")})` : `${idleCount} idle`;
   const rec = (desired: number, reason: string): Recommendation => ({ type: "idle", desired, reason, inputs });
 
   if (idleCount < minIdle) {
     const desired = current + (minIdle - idleCount);
     return rec(desired, `${counted} < min_idle ${minIdle}: ${move(current, desired)}`);
   }
-  if (idleCount > maxIdle) {
-    const longest = byLongestIdle(nodes)[0];
-    if (longest === undefined) {
-      return rec(current, `${counted} > max_idle ${maxIdle}, but only starting nodes are idle: hold at ${current}`);
-    }
-    const idleFor = now - longest.idleSince;
-    inputs.longest_idle = idleFor;
-    if (idleFor >= decay) {
-      const desired = current - 1;
-      return rec(desired, `${counted} > max_idle ${maxIdle}; node ${longest.id} idle ${formatDuration(idleFor)} ≥ idle_decay ${formatDuration(decay)}: ${move(current, desired)}`);
-    }
-    return rec(
-      current,
-      `${counted} > max_idle ${maxIdle}, but the longest idle (node ${longest.id}, ${formatDuration(idleFor)}) is under idle_decay ${formatDuration(decay)} until ${iso(longest.idleSince + decay)}: hold at ${current}`,
-    );
+  const longestFirst = byLongestIdle(nodes);
+  const decayed = longestFirst.filter((n) => now - n.idleSince >= decay);
+  const excess = Math.max(0, idleCount - maxIdle);
+  const release = Math.max(excess, Math.min(idleCount - minIdle, decayed.length));
+  const longest = longestFirst[0];
+  if (longest !== undefined) inputs.longest_idle = now - longest.idleSince;
+  Object.assign(inputs, { decayed: decayed.length, release });
+  const head = excess > 0 ? `${counted} > max_idle ${maxIdle}` : `${counted} within [min_idle ${minIdle}, max_idle ${maxIdle}]`;
+  const longestText = (n: IdleNode) => `node ${n.id}, ${formatDuration(now - n.idleSince)}`;
+
+  if (release > 0) {
+    const desired = current - release;
+    const overMax = `${excess} over max_idle at once`;
+    const pastDecay = `${release - excess}${excess > 0 ? " more" : ""} idle ≥ idle_decay ${formatDuration(decay)}`;
+    const what = release === excess ? overMax : excess === 0 ? pastDecay : `${release} (${overMax}, ${pastDecay})`;
+    const order = longest === undefined ? "" : `, longest idle first (${longestText(longest)})`;
+    return rec(desired, `${head}: release ${what}${order}: ${move(current, desired)}`);
   }
-  return rec(current, `${counted} within [min_idle ${minIdle}, max_idle ${maxIdle}]: hold at ${current}`);
+  if (idleCount > minIdle && longest !== undefined) {
+    return rec(current, `${head}, but the longest idle (${longestText(longest)}) is under idle_decay ${formatDuration(decay)} until ${iso(longest.idleSince + decay)}: hold at ${current}`);
+  }
+  return rec(current, `${head}: hold at ${current}`);
 }
 
 // ───────────────────────────── helpers ─────────────────────────────
