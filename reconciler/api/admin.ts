@@ -68,13 +68,18 @@ export function registerAdminRoutes(v1: Hono, opts: AdminOptions): void {
   v1.post("/nodes/:id/uncordon", (c) => act(c, (b) => operator.uncordon(c.req.param("id"), b.actor)));
   v1.post("/nodes/:id/drain", (c) => act(c, (b) => operator.drain(c.req.param("id"), b.actor, b.reason, b.deadlineSeconds * 1000)));
   v1.post("/nodes/:id/replace", (c) => act(c, (b) => operator.replace(c.req.param("id"), b.actor, b.reason)));
+  v1.post("/nodes/:id/reboot", (c) => act(c, (b) => operator.reboot(c.req.param("id"), b.actor, b.reason)));
   v1.post("/pools/:name/pause", (c) => act(c, (b) => operator.pausePool(c.req.param("name"), b.actor, b.reason)));
   v1.post("/pools/:name/resume", (c) => act(c, (b) => operator.resumePool(c.req.param("name"), b.actor)));
   v1.post("/breakers/:scope/reset", (c) => act(c, (b) => operator.resetBreaker(c.req.param("scope"), b.actor)));
 
   v1.get("/pools", async (c) => c.json({ pools: await store.db.select().from(pools) }));
   v1.get("/incidents", async (c) => {
-    const open = c.req.query("open") === "true";
+    const openParam = c.req.query("open");
+    if (openParam !== undefined && openParam !== "true" && openParam !== "false") {
+      return c.json<ErrorBody>({ error: `open: expected true or false, got ${JSON.stringify(openParam)}` }, 400);
+    }
+    const open = openParam === "true";
     const rows = await store.db
       .select()
       .from(incidents)
@@ -85,7 +90,10 @@ export function registerAdminRoutes(v1: Hono, opts: AdminOptions): void {
   });
   v1.get("/breakers", async (c) => c.json({ breakers: await store.db.select().from(breakers).where(isNull(breakers.resetAt)) }));
   v1.get("/audit", async (c) => {
-    const limit = Math.min(1000, Math.max(1, Number(c.req.query("limit") ?? 100) || 100));
+    // Refused, not clamped: limit=-224 once answered as if it were 1 (found by Schemathesis).
+    const given = c.req.query("limit");
+    const limit = given === undefined ? 100 : /^\d{1,4}$/.test(given) ? Number(given) : NaN;
+    if (!(limit >= 1 && limit <= 1000)) return c.json<ErrorBody>({ error: `limit: expected a whole number from 1 to 1000, got ${JSON.stringify(given)}` }, 400);
     return c.json({ audit: await operator.auditTail(limit) });
   });
 

@@ -10,6 +10,8 @@ import * as admin from "../../schema/admin.ts";
 import { NAVARCH_VERSION } from "../../schema/version.ts";
 import * as wire from "../../schema/wire.ts";
 import * as views from "./views.ts";
+import * as tokens from "./tokens.ts";
+import { TokenRequest } from "./install.ts";
 
 export const OPENAPI_PATH = "/openapi.json";
 
@@ -23,13 +25,15 @@ export const ActionBody = v.strictObject({
   reason: v.optional(v.pipe(v.string(), v.maxLength(1024)), "no reason given"),
   deadlineSeconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(7 * 24 * 3600), v.description("drain deadline (drain only)")), 1800),
 });
+const FaultGpu = v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(15)), 0);
+const OneLine = (max: number) => v.pipe(v.string(), v.minLength(1), v.maxLength(max), v.regex(/^[^\n\r]+$/));
+// Three shapes rather than one with a rule, so the document itself says "exactly one of".
 export const FaultBody = v.pipe(
-  v.strictObject({
-    xid: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(999))),
-    gpu: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(15)), 0),
-    nvml: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(256))),
-    kmsg: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1024))),
-  }),
+  v.union([
+    v.strictObject({ xid: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(999)), gpu: FaultGpu }),
+    v.strictObject({ nvml: OneLine(256), gpu: FaultGpu }),
+    v.strictObject({ kmsg: OneLine(1024), gpu: FaultGpu }),
+  ]),
   v.description("exactly one of xid, nvml or kmsg; local (simulated) nodes only"),
 );
 const ActionResult = v.object({ ok: v.literal(true), result: v.optional(v.unknown()) });
@@ -54,6 +58,7 @@ const SCHEMAS = {
   ActionBody,
   ActionResult,
   FaultBody,
+  BootstrapTokenRequest: TokenRequest,
   PoolRow: views.PoolRow,
   PoolList: views.PoolList,
   IncidentRow: views.IncidentRow,
@@ -70,6 +75,12 @@ const SCHEMAS = {
   NodeTimeline: views.NodeTimeline,
   EventView: views.EventView,
   EventList: views.EventList,
+  TokenCreate: tokens.TokenCreate,
+  TokenInfo: tokens.TokenInfo,
+  TokenCreated: tokens.TokenCreated,
+  TokenList: tokens.TokenList,
+  TokenRevoked: tokens.TokenRevoked,
+  WhoAmI: tokens.WhoAmI,
 } as const;
 type SchemaName = keyof typeof SCHEMAS;
 
@@ -95,7 +106,8 @@ const errors = (...codes: number[]) =>
         "ErrorBody",
         {
           400: "invalid request (every failing field path in `issues`)",
-          401: "missing or wrong bearer token",
+          401: "missing, wrong, expired or revoked bearer token",
+          403: "the token's role may not do this (see the roles in the description)",
           404: "not found",
           409: "not possible in the node's current state",
           413: "body too large",
@@ -112,8 +124,9 @@ function admin_action(verb: string, what: string, target: "node" | "pool" | "bre
     operationId: `${verb}${target[0]!.toUpperCase()}${target.slice(1)}`,
     tags: ["admin"],
     parameters: [target === "node" ? pathParam("id", "node id") : target === "pool" ? pathParam("name", "pool name") : pathParam("scope", '"fleet" or "pool:<name>"')],
-    requestBody: { required: false, content: { "application/json": { schema: ref(body) } } },
-    responses: { "200": json("ActionResult", "done; the reconcile loop acts on it next"), ...errors(400, 401, 404, 409) },
+    // The actions' bodies are optional (defaults for all); a fault says which fault.
+    requestBody: { required: body !== "ActionBody", content: { "application/json": { schema: ref(body) } } },
+    responses: { "200": json("ActionResult", "done; the reconcile loop acts on it next"), ...errors(400, 401, 403, 404, 409) },
   };
 }
 
@@ -123,7 +136,7 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     operationId,
     tags,
     ...extra,
-    responses: { "200": json(response, summary), ...errors(401), ...(extra.responses ?? {}) },
+    responses: { "200": json(response, summary), ...errors(401, 403), ...(extra.responses ?? {}) },
   });
   const post = (operationId: string, summary: string, request: SchemaName, response: SchemaName, description: string): Operation => ({
     summary,
@@ -131,7 +144,7 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     tags: ["agent"],
     description,
     requestBody: { required: true, content: { "application/json": { schema: ref(request) } } },
-    responses: { "200": json(response, "accepted"), ...errors(400, 401, 404, 409, 413) },
+    responses: { "200": json(response, "accepted"), ...errors(400, 401, 403, 404, 409, 413) },
   });
   return {
     "/v1/register": { post: post("register", "An agent registers its node and GPUs", "RegisterRequest", "RegisterResponse", "Creates or updates the node; answers the highest event seq already stored.") },
@@ -141,12 +154,18 @@ function buildPaths(): Record<string, Record<string, Operation>> {
       get: get("listEvents", "Health events with filters, oldest first", "EventList", ["views"], {
         description: "Without `after`: the newest `limit` matching events. With `after` (a previous answer's cursor): the next ones, for following.",
         parameters: [
-          queryParam("node", "only this node"),
-          queryParam("pool", "only nodes of this pool"),
+          queryParam("node", "only this node", { type: "string", minLength: 1, maxLength: 253 }),
+          queryParam("pool", "only nodes of this pool", { type: "string", minLength: 1, maxLength: 253 }),
           queryParam("severity", "at least this severity", { type: "string", enum: ["healthy", "degraded", "unhealthy"] }),
-          queryParam("check", "only this check (e.g. xid)"),
-          queryParam("since", "epoch milliseconds or an ISO-8601 time"),
-          queryParam("after", "a cursor from a previous answer"),
+          queryParam("check", "only this check (e.g. xid)", { type: "string", minLength: 1, maxLength: 64 }),
+          queryParam("since", "epoch milliseconds, or an ISO-8601 date or time of a real day (2026-02-31 is refused)", {
+            anyOf: [
+              { type: "string", pattern: "^[0-9]{1,15}$" },
+              { type: "string", format: "date-time" },
+              { type: "string", format: "date" },
+            ],
+          }),
+          queryParam("after", "a cursor from a previous answer", { type: "string", pattern: "^[0-9]{1,15}$" }),
           queryParam("limit", "1–1000 (default 100)", { type: "integer", minimum: 1, maximum: 1000 }),
         ],
         responses: errors(400),
@@ -169,6 +188,7 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     "/v1/nodes/{id}/uncordon": { post: admin_action("uncordon", "Return a node to service (cancels the reconciler's incident)", "node") },
     "/v1/nodes/{id}/drain": { post: admin_action("drain", "Cordon and drain a node (deadlineSeconds); it is then held", "node") },
     "/v1/nodes/{id}/replace": { post: admin_action("replace", "Take a node out and replace it", "node") },
+    "/v1/nodes/{id}/reboot": { post: admin_action("reboot", "Take a node out, reboot it through its provider, and return it to service when its health check passes", "node") },
     "/v1/nodes/{id}/fault": { post: admin_action("injectFault", "Inject a fault into a local (simulated) node", "node", "FaultBody") },
     "/v1/pools": { get: get("listPools", "Pools as stored (spec from the config)", "PoolList", ["admin"]) },
     "/v1/pools/{name}": {
@@ -180,12 +200,12 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     "/v1/pools/{name}/pause": { post: admin_action("pause", "Pause a pool: no scaling, no automatic replacement", "pool") },
     "/v1/pools/{name}/resume": { post: admin_action("resume", "Resume a paused pool", "pool") },
     "/v1/incidents": {
-      get: get("listIncidents", "Incidents, newest first (500 at most)", "IncidentList", ["admin"], { parameters: [queryParam("open", "true: only open ones", { type: "boolean" })] }),
+      get: get("listIncidents", "Incidents, newest first (500 at most)", "IncidentList", ["admin"], { parameters: [queryParam("open", "true: only open ones", { type: "boolean" })], responses: errors(400) }),
     },
     "/v1/breakers": { get: get("listBreakers", "Tripped circuit breakers", "BreakerList", ["admin"]) },
     "/v1/breakers/{scope}/reset": { post: admin_action("reset", "Reset a tripped breaker", "breaker") },
     "/v1/audit": {
-      get: get("listAudit", "The audit log, newest first", "AuditList", ["admin"], { parameters: [queryParam("limit", "1–1000 (default 100)", { type: "integer", minimum: 1, maximum: 1000 })] }),
+      get: get("listAudit", "The audit log, newest first", "AuditList", ["admin"], { parameters: [queryParam("limit", "1–1000 (default 100)", { type: "integer", minimum: 1, maximum: 1000 })], responses: errors(400) }),
     },
     // Bootstrap routes (api/install.ts): their bodies are described loosely here.
     "/v1/bootstrap-tokens": {
@@ -193,25 +213,13 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         summary: "Mint a one-time bootstrap token for a node",
         operationId: "mintBootstrapToken",
         tags: ["admin"],
-        requestBody: {
-          required: true,
-          content: {
-            "application/json": {
-              schema: {
-                type: "object",
-                required: ["nodeId"],
-                properties: { nodeId: { type: "string" }, ttlSeconds: { type: "integer", minimum: 60, maximum: 604800 }, actor: { type: "string" } },
-                additionalProperties: false,
-              },
-            },
-          },
-        },
+        requestBody: { required: true, content: { "application/json": { schema: ref("BootstrapTokenRequest") } } },
         responses: {
           "200": {
             description: "the token (shown once)",
             content: { "application/json": { schema: { type: "object", properties: { nodeId: { type: "string" }, token: { type: "string" }, expiresAt: { type: "string" } } } } },
           },
-          ...errors(400, 401),
+          ...errors(400, 401, 403),
         },
       },
     },
@@ -226,7 +234,7 @@ function buildPaths(): Record<string, Record<string, Operation>> {
             description: "runs, newest first",
             content: { "application/json": { schema: { type: "object", properties: { nodeId: { type: "string" }, runs: { type: "array", items: { type: "object" } }, hostKeys: { type: "array", items: { type: "object" } } } } } },
           },
-          ...errors(401),
+          ...errors(401, 403),
         },
       },
     },
@@ -247,15 +255,82 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         operationId: "watch",
         tags: ["views"],
         description: "Events: `hello` (the current version), `change` (a new version), `ping` every 15 s. Data is JSON {version}.",
-        responses: { "200": { description: "an event stream", content: { "text/event-stream": { schema: { type: "string" } } } }, ...errors(401) },
+        responses: {
+          "200": {
+            description: "an event stream",
+            content: {
+              "text/event-stream": {
+                schema: {
+                  type: "object",
+                  required: ["event", "data"],
+                  properties: { event: { enum: ["hello", "change", "ping"] }, data: { type: "string", contentMediaType: "application/json" } },
+                },
+              },
+            },
+          },
+          ...errors(401, 403),
+        },
       },
     },
     "/healthz": { get: plain("healthz", "Liveness", "ok") },
     "/readyz": { get: plain("readyz", "Readiness: the store is reachable and migrated", "ready", 503) },
-    "/metrics": { get: plain("metrics", "Prometheus metrics (text exposition format)", "metrics") },
+    "/metrics": {
+      get: {
+        ...plain("metrics", "Prometheus metrics (text exposition format)", "metrics"),
+        description: "Needs a token of the viewer role or above, unless server.metrics_auth is none; on server.metrics_address when that is set.",
+        security: [{ bearerAuth: [] }, {}],
+        responses: { "200": { description: "metrics", content: { "text/plain": { schema: { type: "string" } } } }, ...errors(401, 403) },
+      },
+    },
+    "/v1/tokens": {
+      post: {
+        summary: "Mint an API token with a role (and a pool, for enroll); the secret is in this answer only",
+        operationId: "createToken",
+        tags: ["admin"],
+        requestBody: { required: true, content: { "application/json": { schema: ref("TokenCreate") } } },
+        responses: {
+          "200": { ...json("TokenCreated", "the token and its record"), links: { revokeToken: { operationId: "revokeToken", parameters: { id: "$response.body#/id" } } } },
+          ...errors(400, 401, 403),
+        },
+      },
+      get: get("listTokens", "Every API token (never a secret): role, pool, expiry, revoked", "TokenList", ["admin"]),
+    },
+    "/v1/tokens/{id}": {
+      delete: {
+        summary: "Revoke an API token: refused from the next request on",
+        operationId: "revokeToken",
+        tags: ["admin"],
+        parameters: [pathParam("id", "token id (tok_…)")],
+        responses: { "200": json("TokenRevoked", "revoked"), ...errors(401, 403, 404) },
+      },
+    },
+    "/v1/whoami": { get: get("whoAmI", "The caller's role and permissions (the dashboard offers only what they allow)", "WhoAmI", ["admin"]) },
     [OPENAPI_PATH]: { get: { ...plain("openapi", "This document", "OpenAPI 3.1 JSON", undefined, "application/json"), tags: ["probes"] } },
     "/ui/": { get: { ...plain("dashboard", "The dashboard (it signs in with the API token; the page itself holds no data)", "HTML", undefined, "text/html"), tags: ["probes"] } },
   };
+}
+
+/**
+ * OpenAPI links: where an answer names a node, pool, breaker or token, the calls on it. They
+ * say how the API is used in sequence, and let a stateful fuzzer (Schemathesis) follow them.
+ */
+const LINKS: { path: string; method: string; from: string; to: string[]; parameter: string }[] = [
+  { path: "/v1/register", method: "post", from: "$response.body#/nodeId", parameter: "id", to: ["getNode", "getNodeTimeline", "cordonNode", "uncordonNode", "drainNode", "rebootNode", "replaceNode"] },
+  { path: "/v1/nodes", method: "get", from: "$response.body#/nodes/0/id", parameter: "id", to: ["getNode", "getNodeTimeline", "getNodeBootstrap", "cordonNode", "uncordonNode", "drainNode", "rebootNode", "replaceNode", "injectFaultNode"] },
+  { path: "/v1/bootstrap-tokens", method: "post", from: "$response.body#/nodeId", parameter: "id", to: ["getNodeBootstrap", "getNode"] },
+  { path: "/v1/pools", method: "get", from: "$response.body#/pools/0/name", parameter: "name", to: ["getPool", "pausePool", "resumePool"] },
+  { path: "/v1/breakers", method: "get", from: "$response.body#/breakers/0/scope", parameter: "scope", to: ["resetBreaker"] },
+  { path: "/v1/tokens", method: "get", from: "$response.body#/tokens/0/id", parameter: "id", to: ["revokeToken"] },
+];
+
+function withLinks(paths: Record<string, Record<string, Operation>>): Record<string, Record<string, Operation>> {
+  for (const l of LINKS) {
+    const ok = paths[l.path]?.[l.method]?.responses["200"];
+    if (typeof ok !== "object" || ok === null || Array.isArray(ok)) throw new Error(`openapi: no 200 answer of ${l.method} ${l.path} to link from`);
+    const links = (ok.links ??= {}) as Record<string, Json>;
+    for (const to of l.to) links[to] = { operationId: to, parameters: { [l.parameter]: l.from } };
+  }
+  return paths;
 }
 
 function plain(operationId: string, summary: string, description: string, failure?: number, mediaType = "text/plain"): Operation {
@@ -287,7 +362,7 @@ export function openApiDocument(): Record<string, unknown> {
       title: "Navarch reconciler API",
       version: NAVARCH_VERSION,
       description:
-        "The agent API (register, heartbeat, events), the admin API (nodes, pools, incidents, breakers, audit, actions) and the views the dashboard and CLI read. Every /v1 call needs `Authorization: Bearer <NAVARCH_AUTH_TOKEN>`.",
+        "The agent API (register, heartbeat, events), the admin API (nodes, pools, incidents, breakers, audit, actions) and the views the dashboard and CLI read. Every /v1 call needs `Authorization: Bearer <token>`: the admin token (NAVARCH_AUTH_TOKEN), an API token of a role (admin: everything; operator: reads, cordon, uncordon, drain, replace, reboot, pause and resume; viewer: reads, the change stream and /metrics; enroll: registers nodes into its one pool), a node's own credential (register, heartbeat and events for that node), or a one-time bootstrap token (one registration). A call the role may not make is answered 403.",
     },
     jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
     servers: [{ url: "/" }],
@@ -299,7 +374,7 @@ export function openApiDocument(): Record<string, unknown> {
       { name: "probes", description: "unauthenticated probes and metrics" },
       { name: "install", description: "what a new machine fetches (no token)" },
     ],
-    paths: buildPaths(),
+    paths: withLinks(buildPaths()),
     components: {
       securitySchemes: { bearerAuth: { type: "http", scheme: "bearer", description: "the reconciler's NAVARCH_AUTH_TOKEN" } },
       schemas,
