@@ -116,7 +116,13 @@ describe("deploy/", () => {
     expect(pr.spec).toEqual(rules);
     const sm = parse(ServiceMonitor, YAML.parse(file("kubernetes/servicemonitor.yaml")), "servicemonitor.yaml");
     expect(sm.spec.selector.matchLabels).toEqual({ app: "navarch-control-plane" });
-    expect(sm.spec.endpoints[0]).toMatchObject({ port: "grpc", path: "/metrics", interval: "30s" });
+    expect(sm.spec.endpoints[0]).toMatchObject({ path: "/metrics", interval: "30s" });
+    // It scrapes a port the chart's Service (as rendered into deploy/manifests) really has, with the labels it selects.
+    const service = YAML.parseAllDocuments(file("manifests/navarch.yaml"))
+      .map((d) => d.toJSON() as { kind?: string; metadata?: { name?: string; labels?: Record<string, string> }; spec?: { ports?: { name: string }[] } })
+      .find((d) => d?.kind === "Service" && d.metadata?.name === "navarch-control-plane");
+    expect(service?.spec?.ports?.map((p) => p.name)).toContain(sm.spec.endpoints[0]!.port);
+    expect(service?.metadata?.labels).toMatchObject(sm.spec.selector.matchLabels);
   });
 
   test("the Grafana dashboard is valid JSON whose panels query exported metrics", () => {
