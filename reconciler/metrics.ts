@@ -21,9 +21,18 @@
 // is left out rather than rendered as NaN, +Inf or 1e+308.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { sql } from "drizzle-orm";
-import { NODE_STATES, isIn, type NodeState } from "../schema/lifecycle.ts";
+import { NODE_STATES, STATES, isIn, type NodeState } from "../schema/lifecycle.ts";
 import { READING_RANGES } from "../schema/wire.ts";
 import { lookupXid } from "../schema/xid-catalog.ts";
+import { isCheckName } from "../schema/checks.ts";
+
+/**
+ * The `check` label of an agent's event: a check of the catalog, else "other". Agents name
+ * their checks; a counter labelled with whatever they send would grow a series per name.
+ */
+export function checkLabel(check: string): string {
+  return isCheckName(check) ? check : "other";
+}
 import type { Db } from "./store/store.ts";
 
 export interface PassObservation {
@@ -37,6 +46,8 @@ export interface Metrics {
   readonly contentType: string;
   readonly heartbeats: Counter;
   readonly healthEvents: Counter<"check" | "severity">;
+  /** Heartbeats and event batches written per transaction (fleet/ingest.ts). */
+  readonly ingestGroup: Histogram;
   /** Records one reconcile pass (each report once, however many callers awaited it). */
   observePass(report: PassObservation): void;
   render(): Promise<string>;
@@ -47,10 +58,15 @@ export const INCIDENT_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 36
 export const PASS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const RAILS = ["dry_run", "paused", "unhealthy_budget", "in_flight_pool", "in_flight_fleet", "cordon_rate", "breaker", "partition_freeze", "max_attempts"];
 /** Operation kinds that are provider API calls. */
-const PROVIDER_OPERATIONS = ["launch", "terminate", "reap"];
+const PROVIDER_OPERATIONS = ["launch", "terminate", "reap", "reboot"];
 /** Lifecycle states in which a node's agent is expected to heartbeat and report GPUs. */
-const AGENT_STATES = "('validating', 'ready', 'suspect', 'cordoned', 'draining', 'held', 'lost')";
-const WATCHED_STATES = "('validating', 'ready', 'suspect', 'cordoned', 'draining')";
+/** States whose agent's readings are shown (its machine is there): watched, held, lost. */
+const AGENT_STATES = sqlList([...STATES.watched, "held", "lost"]);
+const WATCHED_STATES = sqlList(STATES.watched);
+
+function sqlList(states: readonly string[]): string {
+  return `(${states.map((s) => `'${s}'`).join(", ")})`;
+}
 
 type Row = Record<string, unknown>;
 
@@ -61,6 +77,8 @@ interface Snapshot {
   heartbeats: Row[];
   breakers: Row[];
   openIncidents: Row[];
+  remediations: Row[];
+  idle: Row[];
   providerErrors: Row[];
   registered: number;
   bootstrapRuns: Map<string, number>;
@@ -87,11 +105,18 @@ const INCIDENT_SPANS: { name: string; help: string; from: string; to: string }[]
     from: "fault_at",
     to: "replacement_ready_at",
   },
+  {
+    name: "navarch_incident_reboot_seconds",
+    help: "Time from a remediation's reboot to the node back with a new boot, per completed reboot",
+    from: "rebooted_at",
+    to: "back_at",
+  },
 ];
 
 export function createMetrics(db: Db): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "navarch_process_" });
+  // The process and runtime series under our prefix: navarch_process_cpu_user_seconds_total, navarch_nodejs_….
+  collectDefaultMetrics({ register: registry, prefix: "navarch_" });
   /** Raw SQL with `?` placeholders, rows as objects. */
   const query = async (text: string, args: (string | number)[] = []): Promise<Row[]> => {
     const parts = text.split("?");
@@ -111,6 +136,12 @@ export function createMetrics(db: Db): Metrics {
   };
 
   const heartbeats = new Counter({ name: "navarch_heartbeats_total", help: "Agent heartbeats accepted", registers: [registry] });
+  const ingestGroup = new Histogram({
+    name: "navarch_ingest_group_requests",
+    help: "Heartbeats and event batches written in one transaction (group commit): about 1 when quiet, more under load",
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    registers: [registry],
+  });
   const healthEvents = new Counter({
     name: "navarch_health_events_total",
     help: "Health events stored (duplicates excluded), by check and severity",
@@ -177,7 +208,7 @@ export function createMetrics(db: Db): Metrics {
       ),
     );
     INCIDENT_SPANS.forEach((s, i) => histograms.set(s.name, spans[i] ?? []));
-    const [byState, poolRows, gpuRows, heartbeatRows, breakerRows, openIncidents, providerErrors, registered, bootstrapRuns] = await Promise.all([
+    const [byState, poolRows, gpuRows, heartbeatRows, breakerRows, openIncidents, remediations, idle, providerErrors, registered, bootstrapRuns] = await Promise.all([
       query(
         `select coalesce(pool, '') as pool, state, count(*) as n,
                 sum(case when state = 'ready' and verdict = 'healthy' then 1 else 0 end) as healthy,
@@ -185,7 +216,7 @@ export function createMetrics(db: Db): Metrics {
          from nodes group by 1, 2`,
       ),
       query(
-        "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max, launch_failures, launch_error_kind from pools",
+        "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max, launch_failures, launch_error_kind, metrics_error from pools",
       ),
       query(
         `select n.id as node, coalesce(n.pool, '') as pool, g.gpu_index as gpu,
@@ -197,6 +228,17 @@ export function createMetrics(db: Db): Metrics {
       query(`select id as node, coalesce(pool, '') as pool, last_heartbeat_at as at from nodes where state in ${WATCHED_STATES} and last_heartbeat_at is not null`),
       query("select scope from breakers where reset_at is null"),
       query("select coalesce(pool, '') as pool, count(*) as n from incidents where closed_at is null group by 1"),
+      query(
+        `select case when outcome = 'rebooted' then 'rebooted_recovered'
+                     when rebooted_at is not null then 'rebooted_then_replaced'
+                     else 'replaced' end as outcome, count(*) as n
+         from incidents where outcome in ('rebooted', 'replaced') group by 1`,
+      ),
+      // Idle as the last autoscale tick recorded it, of the nodes still in service and staying.
+      query(
+        `select i.pool as pool, count(*) as n from node_idle i join nodes n on n.id = i.node_id
+         where n.state in ${sqlList(STATES.inService)} and n.removal is null group by 1`,
+      ),
       // Every attempt of a provider call that did not succeed. A launch key is launch:<node>:<provider>,
       // a reap key reap:<provider>:<id>; a terminate takes the node's provider.
       query(
@@ -223,6 +265,8 @@ export function createMetrics(db: Db): Metrics {
       heartbeats: heartbeatRows,
       breakers: breakerRows,
       openIncidents,
+      remediations,
+      idle,
       providerErrors,
       registered: num(registered[0]?.n),
       bootstrapRuns: new Map(bootstrapRuns.map((r) => [str(r.state), num(r.n)])),
@@ -320,6 +364,22 @@ export function createMetrics(db: Db): Metrics {
       g.set({ pool: str(p.name), kind: "transient" }, str(p.launch_error_kind) === "transient" ? num(p.launch_failures) : 0);
     }
   });
+  gauge(
+    "navarch_pool_idle_nodes",
+    "In-service nodes of the pool with no work on their GPUs (none busy, no compute process), as the last autoscale tick saw them; pools with an autoscaler",
+    ["pool"],
+    (g, s) => {
+      for (const p of s.pools) g.set({ pool: str(p.name) }, num(s.idle.find((r) => str(r.pool) === str(p.name))?.n));
+    },
+  );
+  gauge(
+    "navarch_pool_metrics_source_failing",
+    "1 while the pool's last autoscale tick could not read an input its metrics source should give (Prometheus down, a query failing): its autoscaler holds what it cannot see",
+    ["pool"],
+    (g, s) => {
+      for (const p of s.pools) g.set({ pool: str(p.name) }, p.metrics_error === null || p.metrics_error === undefined ? 0 : 1);
+    },
+  );
   gauge("navarch_breaker_tripped", "1 while the circuit breaker of the scope (fleet, pool:<name>) is tripped", ["scope"], (g, s) => {
     g.set({ scope: "fleet" }, 0);
     for (const p of s.pools) g.set({ scope: `pool:${str(p.name)}` }, 0);
@@ -329,6 +389,14 @@ export function createMetrics(db: Db): Metrics {
     for (const p of poolNames(s)) g.set({ pool: p }, 0);
     for (const r of s.openIncidents) g.set({ pool: str(r.pool) }, num(r.n));
   });
+  counter(
+    "navarch_remediations_total",
+    "Health remediations that ended, by outcome: rebooted and back in service, rebooted and then replaced, or replaced",
+    ["outcome"],
+    (set, s) => {
+      for (const outcome of ["rebooted_recovered", "rebooted_then_replaced", "replaced"]) set({ outcome }, num(s.remediations.find((r) => str(r.outcome) === outcome)?.n));
+    },
+  );
   counter("navarch_xid_errors_total", "GPU Xid events reported by agents, by Xid code (codes outside the catalog are \"other\")", ["code"], (set) => {
     for (const [code, n] of xidCounts) set({ code }, n);
   });
@@ -380,6 +448,7 @@ export function createMetrics(db: Db): Metrics {
     contentType: registry.contentType,
     heartbeats,
     healthEvents,
+    ingestGroup,
     observePass(report) {
       if (seen.has(report)) return;
       seen.add(report);

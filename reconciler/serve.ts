@@ -2,24 +2,31 @@
 // and serves the API. Returns a handle so the demo, tests and `navarch serve` share
 // one start-up path.
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { hostname } from "node:os";
-import { join } from "node:path";
-import type { NavarchConfig } from "../schema/config.ts";
-import { createApi } from "./api/server.ts";
+import { dirname, join, resolve } from "node:path";
+import { isLoopbackHost, type MetricsAuth, type NavarchConfig, type ServerTlsConfig } from "../schema/config.ts";
+import { createApi, createMetricsApp } from "./api/server.ts";
+import { Ingest } from "./fleet/ingest.ts";
+import { ListenError, Listener } from "./listener.ts";
 import { defaultHealthPolicy, type HealthPolicy } from "./fleet/policy.ts";
 import { Reconciler as ReconcileLoop } from "./lifecycle/loop.ts";
 import type { Clock } from "./fleet/registry.ts";
-import type { SchedulerMirror } from "./fleet/scheduler.ts";
-import { startKubernetes, type KubeIntegration } from "./kube/index.ts";
+import type { SchedulerIntegration, SchedulerMirror } from "./fleet/scheduler.ts";
+import { schedulerLoopHandle, storeSchedulerHost } from "./fleet/scheduler-host.ts";
+import { createScheduler } from "./fleet/schedulers.ts";
 import { createMetrics, observeLoop } from "./metrics.ts";
+import { PrometheusMetricsSource } from "./pools/prometheus.ts";
 import { createProviders } from "./providers/index.ts";
 import type { Provider } from "./providers/provider.ts";
 import { LeaderLease, LeaseKeeper, type LeaseChange, type LeaseTiming } from "./safety/lease.ts";
 import { openStore, type Store } from "./store/store.ts";
 
-export class ListenError extends Error {
-  override readonly name = "ListenError";
+export { ListenError };
+
+/** A start-up problem of this machine (the data directory, the token file): one line for the operator. */
+export class StartError extends Error {
+  override readonly name = "StartError";
 }
 
 export interface ServeSettings {
@@ -35,6 +42,16 @@ export interface ServeSettings {
   publicUrl?: string;
   /** The agent binary served to new machines (default: navarch-node beside this executable, or $NAVARCH_NODE_BINARY). */
   agentBinary?: string;
+  /** server.tls: HTTPS only, the files re-read when they change. */
+  tls?: ServerTlsConfig;
+  /** server.allow_plain_http: plain HTTP on an address other than loopback. */
+  allowPlainHttp?: boolean;
+  /** server.metrics_address: /metrics on a listener of its own. */
+  metricsAddress?: { host: string; port: number };
+  /** server.metrics_auth (default viewer). */
+  metricsAuth?: MetricsAuth;
+  /** How often the TLS files are looked at for a change (tests shorten it). */
+  tlsPollMs?: number;
 }
 
 /** What the reconcile loop runs over; without it only the API is served. */
@@ -52,6 +69,8 @@ export interface FleetSettings {
 
 export interface Reconciler {
   readonly url: string;
+  /** The metrics listener's URL, when server.metrics_address is set. */
+  readonly metricsUrl: string | undefined;
   readonly authToken: string;
   /** Where the token came from, for the start-up log line. */
   readonly authTokenSource: string;
@@ -70,13 +89,17 @@ export async function startReconciler(
   now: Clock = Date.now,
   fleet?: FleetSettings,
 ): Promise<Reconciler> {
-  const { token, source } = resolveAuthToken(settings);
+  refusePlainHttp(settings);
+  const { token, source } = resolveAuthToken(settings, log);
+  prepareDatabaseFile(settings, log);
   const store = await openStore({
     url: settings.databaseUrl,
     ...(settings.databaseAuthToken ? { authToken: settings.databaseAuthToken } : {}),
     log,
   });
   const metrics = createMetrics(store.db);
+  // Heartbeats and events are committed in groups; what is queued is written before the store closes.
+  const ingest = new Ingest(store.db, { now, observe: (n) => metrics.ingestGroup.observe(n) });
   // The loop is created once the server listens (local agents need its URL); events wake it.
   let loop: ReconcileLoop | undefined;
   let providers: ReadonlyMap<string, Provider> = new Map();
@@ -85,6 +108,7 @@ export async function startReconciler(
   const app = createApi({
     store,
     metrics,
+    ingest,
     authToken: token,
     heartbeatIntervalSeconds: settings.heartbeatIntervalSeconds,
     now,
@@ -94,20 +118,33 @@ export async function startReconciler(
     publicUrl: () => publicUrl,
     role: () => role,
     ...(settings.agentBinary ? { agentBinary: settings.agentBinary } : {}),
+    ...(settings.metricsAuth ? { metricsAuth: settings.metricsAuth } : {}),
+    metricsHere: settings.metricsAddress === undefined,
   });
-  let server: ReturnType<typeof Bun.serve>;
+  const listeners: Listener[] = [];
+  const listen = (key: string, host: string, port: number, fetch: (request: Request) => Response | Promise<Response>) => {
+    const opened = Listener.open({ host, port, fetch, key, log, ...(settings.tls ? { tls: settings.tls } : {}), ...(settings.tlsPollMs ? { tlsPollMs: settings.tlsPollMs } : {}) });
+    listeners.push(opened);
+    return opened;
+  };
+  let server: Listener;
+  let metricsServer: Listener | undefined;
   try {
-    server = Bun.serve({ hostname: settings.host, port: settings.port, fetch: app.fetch });
+    server = listen("server.address", settings.host, settings.port, app.fetch);
+    if (settings.metricsAddress !== undefined) {
+      const metricsApp = createMetricsApp({ store, metrics, authToken: token, now, ...(settings.metricsAuth ? { metricsAuth: settings.metricsAuth } : {}) });
+      metricsServer = listen("server.metrics_address", settings.metricsAddress.host, settings.metricsAddress.port, metricsApp.fetch);
+    }
   } catch (err) {
+    await Promise.all(listeners.map((l) => l.stop()));
     store.close();
-    throw new ListenError(
-      `cannot listen on ${settings.host}:${settings.port}: ${err instanceof Error ? err.message : String(err)} (set server.address)`,
-    );
+    throw err;
   }
-  const url = `http://${settings.host.includes(":") ? `[${settings.host}]` : settings.host}:${server.port}`;
+  if (settings.tls !== undefined) log(`tls: serving ${settings.tls.cert_file} (sha256 ${server.fingerprint256})${settings.tls.client_ca_file ? `; clients need a certificate signed by ${settings.tls.client_ca_file}` : ""}`);
+  const url = server.url;
   // What new machines are told to reach ({{.ControlPlane}}, /install.sh): not 0.0.0.0.
-  publicUrl = (settings.publicUrl ?? fleet?.config.server.public_url ?? derivePublicUrl(settings.host, server.port ?? settings.port)).replace(/\/+$/, "");
-  let kube: KubeIntegration | undefined;
+  publicUrl = (settings.publicUrl ?? fleet?.config.server.public_url ?? derivePublicUrl(settings.host, server.port, settings.tls !== undefined)).replace(/\/+$/, "");
+  let scheduler: SchedulerIntegration | undefined;
   let lease: LeaderLease | undefined;
   let keeper: LeaseKeeper | undefined;
   if (fleet !== undefined) {
@@ -120,10 +157,12 @@ export async function startReconciler(
     // Only the leader runs the loop and writes to the cloud and the cluster; a standby serves
     // the API (agents and operators may use any replica) and waits.
     const lead = async (epoch: number) => {
-      // kubernetes: the cordon mirror + drain, queue metrics and GpuPool resources (reconciler/kube).
-      if (fleetSettings.config.kubernetes !== undefined && fleetSettings.scheduler === undefined) {
-        kube = await startKubernetes(fleetSettings.config.kubernetes, { store, log, now, wake: () => loop?.wake() });
+      // The scheduler the config names (kubernetes:, slurm:): its cordon mirror + drain, its
+      // queue source, and what it runs beside the loop (fleet/scheduler.ts).
+      if (fleetSettings.scheduler === undefined) {
+        scheduler = await createScheduler(fleetSettings.config, storeSchedulerHost({ store, log, now, wake: () => loop?.wake(), providers: () => providers }));
       }
+      const queue = scheduler?.queue;
       const next = new ReconcileLoop({
         store,
         config: fleetSettings.config,
@@ -133,11 +172,12 @@ export async function startReconciler(
         log,
         publicUrl,
         fence: elected,
-        ...(fleetSettings.scheduler ? { scheduler: fleetSettings.scheduler } : kube ? { scheduler: kube.mirror } : {}),
-        ...(kube?.queueMetrics ? { queueMetrics: kube.queueMetrics } : {}),
+        ...(fleetSettings.scheduler ? { scheduler: fleetSettings.scheduler } : scheduler ? { scheduler: scheduler.mirror } : {}),
+        ...(queue ? { queueMetrics: (pool: string) => queue.depth(pool) } : {}),
+        ...(fleetSettings.config.metrics?.prometheus ? { metricsSource: new PrometheusMetricsSource(fleetSettings.config.metrics.prometheus) } : {}),
       });
       observeLoop(next, metrics); // navarch_reconcile_pass_duration_seconds and friends
-      await kube?.startPools(next, () => new Set(providers.keys()), fleetSettings.config.pools.map((p) => p.name));
+      await scheduler?.start(schedulerLoopHandle({ store, loop: next, providers: () => new Set(providers.keys()), filePools: fleetSettings.config.pools.map((p) => p.name) }));
       loop = next;
       next.start(fleetSettings.intervalMs ?? 1000);
       role = `leader, lease epoch ${epoch}`;
@@ -147,8 +187,8 @@ export async function startReconciler(
       const stopping = loop;
       loop = undefined;
       await stopping?.stop();
-      await kube?.stop();
-      kube = undefined;
+      await scheduler?.stop();
+      scheduler = undefined;
     };
     const onChange = async (change: LeaseChange) => {
       if (change.leading) {
@@ -172,13 +212,14 @@ export async function startReconciler(
       }
     } catch (err) {
       await keeper.stop();
-      await server.stop(true);
+      await Promise.all(listeners.map((l) => l.stop()));
       store.close();
       throw err;
     }
   }
   return {
     url,
+    metricsUrl: metricsServer?.url,
     authToken: token,
     authTokenSource: source,
     store,
@@ -189,40 +230,124 @@ export async function startReconciler(
     lease,
     async stop() {
       await loop?.stop();
-      await kube?.stop();
+      await scheduler?.stop();
       // Last: the lease is released only once nothing of ours acts any more.
       await keeper?.stop();
       // Close keep-alive connections too: agents must see this server is gone.
-      await server.stop(true);
+      await Promise.all(listeners.map((l) => l.stop(true)));
+      await ingest.drain();
       store.close();
     },
   };
 }
 
+/** Plain HTTP only on loopback, unless server.allow_plain_http (the config check says the same). */
+function refusePlainHttp(settings: ServeSettings): void {
+  if (settings.tls !== undefined || settings.allowPlainHttp === true) return;
+  const addresses: [string, { host: string; port: number }][] = [["server.address", settings]];
+  if (settings.metricsAddress !== undefined) addresses.push(["server.metrics_address", settings.metricsAddress]);
+  for (const [key, { host, port }] of addresses) {
+    const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+    if (!isLoopbackHost(host)) {
+      throw new ListenError(`${key}: ${address} is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls, or server.allow_plain_http: true`);
+    }
+  }
+}
+
 /**
  * The token comes from the named env var. With none set (the embedded default),
- * a random one is generated once and kept in the data directory (mode 0600), so
- * local agents and the CLI can read it and it survives restarts.
+ * a random one is generated once and kept in the data directory (mode 0600, the directory
+ * 0700), so local agents and the CLI can read it and it survives restarts.
  */
-function resolveAuthToken(settings: ServeSettings): { token: string; source: string } {
+function resolveAuthToken(settings: ServeSettings, log: (line: string) => void): { token: string; source: string } {
   const fromEnv = process.env[settings.authTokenEnv];
   if (fromEnv) return { token: fromEnv, source: `$${settings.authTokenEnv}` };
   const path = authTokenFile(settings.dataDir);
-  if (existsSync(path)) {
-    const token = readFileSync(path, "utf8").trim();
+  const found = statOrUndefined(path);
+  if (found !== undefined) {
+    if (!found.isFile()) throw new StartError(`${path} is not a file (it should hold the API token); move it aside, or set $${settings.authTokenEnv}`);
+    warnIfShared(path, found.mode, 0o077, "readable by other users; it holds the admin token", log);
+    let token: string;
+    try {
+      token = readFileSync(path, "utf8").trim();
+    } catch (err) {
+      throw new StartError(`cannot read the API token in ${path}: ${errorText(err)}`);
+    }
     if (token.length > 0) return { token, source: path };
   }
-  mkdirSync(settings.dataDir, { recursive: true });
+  ensurePrivateDir(settings.dataDir);
   const token = randomBytes(24).toString("base64url");
-  writeFileSync(path, `${token}\n`, { mode: 0o600 });
-  chmodSync(path, 0o600);
+  try {
+    writeFileSync(path, `${token}\n`, { mode: 0o600 });
+    chmodSync(path, 0o600);
+  } catch (err) {
+    throw new StartError(`cannot write the API token to ${path}: ${errorText(err)} (set server.data_dir, or $${settings.authTokenEnv})`);
+  }
   return { token, source: `${path} (generated: $${settings.authTokenEnv} was not set)` };
 }
 
-/** `http://host:port`, with a wildcard listen address replaced by this machine's name. */
-export function derivePublicUrl(host: string, port: number): string {
+/**
+ * A database file under a directory this creates 0700, itself created 0600 (SQLite gives
+ * its -wal and -shm files the database file's mode); an existing one others can read is
+ * said at start.
+ */
+function prepareDatabaseFile(settings: ServeSettings, log: (line: string) => void): void {
+  if (!settings.databaseUrl.startsWith("file:")) return;
+  const path = settings.databaseUrl.slice("file:".length);
+  if (path === "" || path.startsWith(":memory:")) return;
+  const found = statOrUndefined(path);
+  if (found !== undefined) {
+    if (found.isFile()) warnIfShared(path, found.mode, 0o004, "readable by every user; it holds the fleet's state and token hashes", log);
+    return; // Anything else is the store's to refuse, with its own message.
+  }
+  const dir = dirname(path);
+  if (resolve(dir) === resolve(settings.dataDir)) ensurePrivateDir(dir);
+  try {
+    writeFileSync(path, "", { mode: 0o600, flag: "wx" });
+  } catch {
+    // The store says why it cannot create it.
+  }
+}
+
+/** Creates the data directory 0700; refuses one that is a file, in one line. */
+function ensurePrivateDir(dir: string): void {
+  const found = statOrUndefined(dir);
+  if (found !== undefined) {
+    if (!found.isDirectory()) throw new StartError(`server.data_dir: ${dir} is a file, not a directory; point server.data_dir (or --data-dir) at a directory`);
+    return;
+  }
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new StartError(`server.data_dir: cannot create ${dir}: ${errorText(err)}`);
+  }
+}
+
+function warnIfShared(path: string, mode: number, bits: number, why: string, log: (line: string) => void): void {
+  if ((mode & bits) === 0) return;
+  log(`warning: ${path} is mode ${(mode & 0o777).toString(8).padStart(4, "0")}, ${why}: chmod 600 ${path}`);
+}
+
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch (err) {
+    const code = typeof err === "object" && err !== null && "code" in err ? String(err.code) : "";
+    // A path through a file ("data/auth-token" where data is a file) is the directory's problem.
+    if (code === "ENOTDIR") throw new StartError(`server.data_dir: ${dirname(path)} is a file, not a directory; point server.data_dir (or --data-dir) at a directory`);
+    if (code === "ENOENT") return undefined;
+    throw new StartError(`cannot look at ${path}: ${errorText(err)}`);
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** `http(s)://host:port`, with a wildcard listen address replaced by this machine's name. */
+export function derivePublicUrl(host: string, port: number, tls = false): string {
   const name = host === "0.0.0.0" || host === "::" || host === "[::]" || host === "" ? hostname() : host;
-  return `http://${name.includes(":") ? `[${name}]` : name}:${port}`;
+  return `${tls ? "https" : "http"}://${name.includes(":") ? `[${name}]` : name}:${port}`;
 }
 
 export function authTokenFile(dataDir: string): string {

@@ -4,6 +4,7 @@ import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import * as v from "valibot";
 import {
+  ERROR_CODES,
   EventBatch,
   Heartbeat,
   MAX_BODY_BYTES,
@@ -14,13 +15,16 @@ import {
   type HeartbeatResponse,
   type RegisterResponse,
 } from "../../schema/wire.ts";
-import { appendEvents, getNodeDetail, listNodes, recordHeartbeat, registerNode, type Clock } from "../fleet/registry.ts";
-import type { Metrics } from "../metrics.ts";
+import { Ingest } from "../fleet/ingest.ts";
+import { getNodeDetail, listNodes, registerNode, type Clock } from "../fleet/registry.ts";
+import { checkLabel, type Metrics } from "../metrics.ts";
 import type { Provider } from "../providers/provider.ts";
 import { registerAdminRoutes } from "./admin.ts";
 import { registerDashboardRoutes } from "./dashboard.ts";
 import { registerViewRoutes } from "./views.ts";
-import { authenticate, credentialForRegistration } from "./auth.ts";
+import { authenticate, credentialForRegistration, principalOf } from "./auth.ts";
+import { registerTokenRoutes } from "./tokens.ts";
+import type { MetricsAuth } from "../../schema/config.ts";
 import { registerInstallRoutes } from "./install.ts";
 import type { Store } from "../store/store.ts";
 
@@ -41,10 +45,70 @@ export interface ApiOptions {
   agentBinary?: string;
   /** Whether this reconciler leads or stands by, for /readyz (one line). */
   role?: () => string | undefined;
+  /** Who may read /metrics (server.metrics_auth): a viewer's token (the default) or anyone. */
+  metricsAuth?: MetricsAuth;
+  /** False when /metrics has a listener of its own (createMetricsApp). */
+  metricsHere?: boolean;
+  /** Writes heartbeats and event batches in groups (default: one of its own over the store). */
+  ingest?: Ingest;
+}
+
+type MetricsOptions = Pick<ApiOptions, "store" | "metrics" | "authToken" | "now" | "metricsAuth">;
+
+function serveMetrics(app: Hono, opts: MetricsOptions): void {
+  app.get("/metrics", async (c) => {
+    if (opts.metricsAuth !== "none") {
+      const refused = await authenticate(c, { db: opts.store.db, adminToken: opts.authToken, now: opts.now });
+      if (refused !== undefined) return refused;
+    }
+    const body = await opts.metrics.render();
+    return c.body(body, 200, { "Content-Type": opts.metrics.contentType });
+  });
+}
+
+/**
+ * A path the API serves, asked with a method it does not serve: 405 with the methods it does
+ * (`Allow`), before any token is looked at, instead of a 404 or a 403 that hides which.
+ */
+function refuseOtherMethods(app: Hono): void {
+  const patterns = new Map<string, { pattern: RegExp; methods: Set<string> }>();
+  const allowed = (path: string): Set<string> | undefined => {
+    if (patterns.size === 0) {
+      for (const r of app.routes) {
+        if (r.method === "ALL") continue;
+        const entry = patterns.get(r.path) ?? { pattern: new RegExp(`^${r.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[A-Za-z]+/g, "[^/]+")}/?$`), methods: new Set<string>() };
+        entry.methods.add(r.method);
+        if (r.method === "GET") entry.methods.add("HEAD");
+        patterns.set(r.path, entry);
+      }
+    }
+    const methods = new Set<string>();
+    for (const { pattern, methods: m } of patterns.values()) if (pattern.test(path)) for (const x of m) methods.add(x);
+    return methods.size === 0 ? undefined : methods;
+  };
+  app.use(async (c, next) => {
+    const methods = allowed(c.req.path);
+    if (methods !== undefined && !methods.has(c.req.method)) {
+      const list = [...methods].sort().join(", ");
+      return c.json<ErrorBody>({ error: `${c.req.method} is not allowed on ${c.req.path} (allowed: ${list})` }, 405, { Allow: list });
+    }
+    await next();
+  });
+}
+
+/** The listener of server.metrics_address: /metrics (with the same rule for tokens) and /healthz only. */
+export function createMetricsApp(opts: MetricsOptions): Hono {
+  const app = new Hono();
+  refuseOtherMethods(app);
+  app.get("/healthz", (c) => c.text("ok"));
+  serveMetrics(app, opts);
+  app.notFound((c) => c.json<ErrorBody>({ error: `no route ${c.req.method} ${c.req.path} (this listener serves /metrics only)` }, 404));
+  return app;
 }
 
 export function createApi(opts: ApiOptions): Hono {
   const { store, metrics, now } = opts;
+  const ingest = opts.ingest ?? new Ingest(store.db, { now });
   const app = new Hono();
 
   app.onError((err, c) => {
@@ -52,6 +116,7 @@ export function createApi(opts: ApiOptions): Hono {
     return c.json<ErrorBody>({ error: "internal error; see the reconciler's log" }, 500);
   });
   app.notFound((c) => c.json<ErrorBody>({ error: `no route ${c.req.method} ${c.req.path}` }, 404));
+  refuseOtherMethods(app);
 
   app.get("/healthz", (c) => c.text("ok"));
   app.get("/readyz", async (c) => {
@@ -60,10 +125,8 @@ export function createApi(opts: ApiOptions): Hono {
     const role = opts.role?.();
     return health.ready ? c.text(role ? `ready (${role})` : "ready") : c.text(`not ready: ${health.reason}`, 503);
   });
-  app.get("/metrics", async (c) => {
-    const body = await metrics.render();
-    return c.body(body, 200, { "Content-Type": metrics.contentType });
-  });
+  // /metrics here unless a listener of its own serves it (server.metrics_address).
+  if (opts.metricsHere !== false) serveMetrics(app, opts);
 
   const v1 = new Hono();
   v1.use(
@@ -82,6 +145,9 @@ export function createApi(opts: ApiOptions): Hono {
   v1.post("/register", async (c) => {
     const body = await validated(c, RegisterRequest);
     if (body instanceof Response) return body;
+    // An enroll token's nodes join its pool (auth.ts has refused any other).
+    const enrolled = principalOf(c);
+    if (enrolled?.kind === "enroll") body.pool = enrolled.pool;
     // Registering with a bootstrap token spends it and issues the node's own credential.
     const credential = await credentialForRegistration(c, store.db, body.nodeId, now());
     if (credential instanceof Response) return credential;
@@ -103,9 +169,9 @@ export function createApi(opts: ApiOptions): Hono {
   v1.post("/heartbeat", async (c) => {
     const body = await validated(c, Heartbeat);
     if (body instanceof Response) return body;
-    const recorded = await recordHeartbeat(store.db, body, now);
+    const recorded = await ingest.heartbeat(body);
     if (recorded === undefined) {
-      return c.json<ErrorBody>({ error: `node ${body.nodeId} is not registered; register first` }, 404);
+      return c.json<ErrorBody>({ error: `node ${body.nodeId} is not registered; register first`, code: ERROR_CODES.unknownNode }, 404);
     }
     metrics.heartbeats.inc();
     return c.json<HeartbeatResponse>({ heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds, lastEventSeq: recorded.lastEventSeq });
@@ -114,11 +180,11 @@ export function createApi(opts: ApiOptions): Hono {
   v1.post("/events", async (c) => {
     const body = await validated(c, EventBatch);
     if (body instanceof Response) return body;
-    const result = await appendEvents(store.db, body, now);
+    const result = await ingest.events(body);
     if (result === undefined) {
-      return c.json<ErrorBody>({ error: `node ${body.nodeId} is not registered; register first` }, 404);
+      return c.json<ErrorBody>({ error: `node ${body.nodeId} is not registered; register first`, code: ERROR_CODES.unknownNode }, 404);
     }
-    for (const e of result.stored) metrics.healthEvents.inc({ check: e.check, severity: e.severity });
+    for (const e of result.stored) metrics.healthEvents.inc({ check: checkLabel(e.check), severity: e.severity });
     // Level-triggered, but not slow: a new finding gets a pass now instead of at the next tick.
     if (result.stored.length > 0) opts.wake?.();
     return c.json<EventBatchResponse>({ ackedSeq: result.ackedSeq, stored: result.stored.length });
@@ -127,7 +193,7 @@ export function createApi(opts: ApiOptions): Hono {
   v1.get("/nodes", async (c) => c.json({ nodes: await listNodes(store.db) }));
   v1.get("/nodes/:id", async (c) => {
     const events = c.req.query("events");
-    const limit = events === undefined ? 50 : Number(events);
+    const limit = events === undefined ? 50 : /^\d{1,5}$/.test(events) ? Number(events) : NaN;
     if (!Number.isInteger(limit) || limit < 0 || limit > 10_000) {
       return c.json<ErrorBody>({ error: `events: expected a whole number from 0 to 10000, got ${JSON.stringify(events)}` }, 400);
     }
@@ -139,6 +205,7 @@ export function createApi(opts: ApiOptions): Hono {
   registerAdminRoutes(v1, { store, now, wake: () => opts.wake?.(), providers: () => opts.providers?.() ?? new Map() });
   registerInstallRoutes(app, v1, { store, now, log: opts.log, ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}), ...(opts.agentBinary ? { agentBinary: opts.agentBinary } : {}) });
   registerViewRoutes(v1, { store, now });
+  registerTokenRoutes(v1, { store, now });
   registerDashboardRoutes(app);
   app.route("/v1", v1);
   return app;

@@ -1,6 +1,7 @@
 // What agents tell the reconciler, written to the store: registrations, heartbeats
 // and health events. Pure store operations; the HTTP layer validates before calling.
-import { asc, desc, eq, max, sql } from "drizzle-orm";
+import type { InStatement } from "@libsql/client";
+import { asc, desc, eq, max } from "drizzle-orm";
 import { gpus, healthEvents, nodes } from "../../schema/db.ts";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
 import type { EventBatch, HealthEvent, Heartbeat, RegisterRequest } from "../../schema/wire.ts";
@@ -14,8 +15,11 @@ export type RegisterResult =
   /** The node was terminated or given up on: its machine should not be running. */
   | { ok: false; state: string };
 
-/** States in which a (re-)registration leaves the lifecycle state alone. */
-const KEEP_STATE_ON_REGISTER = new Set<NodeState>(["validating", "ready", "suspect", "cordoned", "draining", "held"]);
+/**
+ * States in which a (re-)registration leaves the lifecycle state alone. A rebooting node
+ * too: the loop sees the new boot id and moves it on.
+ */
+const KEEP_STATE_ON_REGISTER = new Set<NodeState>(["validating", "ready", "suspect", "cordoned", "draining", "rebooting", "held"]);
 
 /**
  * A registration. A node Navarch launched keeps what Navarch recorded for it (pool,
@@ -69,9 +73,14 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
         registeredAt: existing.registeredAt ?? at,
         // First registration of a node we requested: its health cursor starts at the log's end.
         ...(existing.registeredAt === null ? { evaluatedEventId: await endOfEventLog(tx) } : {}),
-        // A monitored node describes itself; a launched one is what Navarch recorded.
+        // A monitored node describes itself; a launched one is what Navarch recorded. Once the
+        // scheduler named a monitored node's machine, its provider is that, never the agent's word.
         ...(existing.origin === "registered"
-          ? { pool: req.pool ?? existing.pool, provider: req.provider ?? existing.provider, instanceType: req.instanceType ?? existing.instanceType }
+          ? {
+              pool: req.pool ?? existing.pool,
+              provider: existing.instanceName === null ? (req.provider ?? existing.provider) : existing.provider,
+              instanceType: req.instanceType ?? existing.instanceType,
+            }
           : {}),
       };
       const change = { at, actor: `agent:${req.nodeId}`, reason: waiting, fields };
@@ -147,38 +156,10 @@ async function endOfEventLog(tx: Pick<Db, "select">): Promise<number> {
   return row?.id ?? 0;
 }
 
-/**
- * Records a heartbeat; returns the highest event seq stored for the node, or undefined when
- * the node is unknown (it must register first).
- */
-export async function recordHeartbeat(db: Db, hb: Heartbeat, now: Clock): Promise<{ lastEventSeq: number } | undefined> {
-  const at = now();
-  // Two statements, no interactive transaction: heartbeats are the hottest write path
-  // (goal: 2,000/s on 2 cores), and each statement is atomic on its own.
-  const updated = await db
-    .update(nodes)
-    .set({
-      lastHeartbeatAt: at,
-      bootId: hb.bootId,
-      nvmlAvailable: hb.nvml.available,
-      nvmlError: hb.nvml.available ? null : (hb.nvml.error ?? "NVML unavailable"),
-      agentHealth: hb.health.checked ? hb.health.worst : null,
-      updatedAt: at,
-    })
-    .where(eq(nodes.id, hb.nodeId))
-    .returning({ lastEventSeq: nodes.lastEventSeq });
-  if (updated.length === 0) return undefined;
-  if (hb.gpus.length > 0) {
-    // Every GPU's readings in one statement: each row takes the snapshot with its index.
-    await db.run(sql`
-      UPDATE ${gpus}
-      SET last_snapshot = (SELECT value FROM json_each(${JSON.stringify(hb.gpus)}) WHERE json_extract(value, '$.index') = ${gpus}.gpu_index),
-          updated_at = ${at}
-      WHERE node_id = ${hb.nodeId}
-        AND gpu_index IN (SELECT json_extract(value, '$.index') FROM json_each(${JSON.stringify(hb.gpus)}))`);
-  }
-  return updated[0]!;
-}
+// ───────────────────────────── heartbeats and events ─────────────────────────────
+
+/** A heartbeat's answer: the highest event seq stored for the node; undefined: it must register first. */
+export type HeartbeatResult = { lastEventSeq: number } | undefined;
 
 export interface AppendResult {
   /** Events of the batch that were new; the rest were already stored (resends). */
@@ -187,25 +168,99 @@ export interface AppendResult {
   ackedSeq: number;
 }
 
-/** Appends a batch of health events, dropping any seq already stored; undefined for an unknown node. */
-export async function appendEvents(db: Db, batch: EventBatch, now: Clock): Promise<AppendResult | undefined> {
-  const at = now();
-  return db.transaction(async (tx) => {
-    const [node] = await tx.select({ id: nodes.id }).from(nodes).where(eq(nodes.id, batch.nodeId));
-    if (node === undefined) return undefined;
-    const inserted = await tx
-      .insert(healthEvents)
-      .values(batch.events.map((e) => eventRow(batch.nodeId, e, at)))
-      .onConflictDoNothing({ target: [healthEvents.nodeId, healthEvents.seq] })
-      .returning({ seq: healthEvents.seq, check: healthEvents.check, severity: healthEvents.severity });
-    const [top] = await tx
-      .select({ seq: max(healthEvents.seq) })
-      .from(healthEvents)
-      .where(eq(healthEvents.nodeId, batch.nodeId));
-    const ackedSeq = top?.seq ?? 0;
-    await tx.update(nodes).set({ lastEventSeq: ackedSeq, updatedAt: at }).where(eq(nodes.id, batch.nodeId));
-    return { stored: inserted, ackedSeq };
+/** Heartbeats and event batches written together (fleet/ingest.ts gathers them). */
+export interface IngestGroup {
+  heartbeats: readonly Heartbeat[];
+  batches: readonly EventBatch[];
+}
+
+export interface IngestResults {
+  /** Each heartbeat's answer, in the group's order. */
+  heartbeats: HeartbeatResult[];
+  /** Each batch's answer, in the group's order; undefined for a node the store does not know. */
+  batches: (AppendResult | undefined)[];
+}
+
+// Every heartbeat of a group in two statements, whatever the group's size: one UPDATE of their
+// nodes and one of all their GPUs' readings, each joined to the group's JSON (json_each). A
+// node that is unknown, or known only as launched and never registered (a database restored
+// from before its registration), is not updated and gets no answer row: it must register.
+const HEARTBEAT_NODES = `UPDATE nodes SET last_heartbeat_at = ?1, boot_id = j.boot, nvml_available = j.nvml, nvml_error = j.err, agent_health = j.health, updated_at = ?1
+FROM (SELECT value->>0 AS id, value->>1 AS boot, value->>2 AS nvml, value->>3 AS err, value->>4 AS health FROM json_each(?2)) AS j
+WHERE nodes.id = j.id AND nodes.registered_at IS NOT NULL
+RETURNING nodes.id AS id, nodes.last_event_seq AS seq`;
+const HEARTBEAT_GPUS = `UPDATE gpus SET last_snapshot = j.snapshot, updated_at = ?1
+FROM (SELECT value->>0 AS node, value->>1 AS gpu, value->>2 AS snapshot FROM json_each(?2)) AS j
+WHERE gpus.node_id = j.node AND gpus.gpu_index = j.gpu
+  AND EXISTS (SELECT 1 FROM nodes WHERE nodes.id = j.node AND nodes.registered_at IS NOT NULL)`;
+// One event batch: its new events (a seq already stored is a resend, dropped), only for a node
+// the store knows; then the node's highest stored seq, which is the batch's answer (no row: unknown node).
+const EVENTS_INSERT = `INSERT INTO health_events (node_id, seq, boot_id, "time", received_at, "check", code, severity, action, gpu_index, gpu_uuid, gpu_pci_bus_id, message, count)
+SELECT ?1, value->>0, value->>1, value->>2, ?2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10, value->>11
+FROM json_each(?3) WHERE EXISTS (SELECT 1 FROM nodes WHERE id = ?1)
+ON CONFLICT (node_id, seq) DO NOTHING
+RETURNING seq, "check", severity`;
+const EVENTS_ACK = `UPDATE nodes SET last_event_seq = coalesce((SELECT max(seq) FROM health_events WHERE node_id = ?1), 0), updated_at = ?2
+WHERE id = ?1 RETURNING last_event_seq AS seq`;
+
+/**
+ * Writes a group of heartbeats and event batches in ONE transaction and answers each as if
+ * they had been written one after another: the batches first, then the heartbeats (they
+ * arrived together, so that is an order they could have come in). Two heartbeats of one node
+ * in a group: the later one's readings are stored, and both get the same answer.
+ */
+export async function writeIngestGroup(db: Db, group: IngestGroup, at: number): Promise<IngestResults> {
+  const statements: InStatement[] = [];
+  for (const batch of group.batches) {
+    const rows = batch.events.map((e) => [e.seq, e.bootId, Date.parse(e.time), e.check, e.code ?? null, e.severity, e.action, e.gpu?.index ?? null, e.gpu?.uuid ?? null, e.gpu?.pciBusId ?? null, e.message, e.count ?? 1]);
+    statements.push({ sql: EVENTS_INSERT, args: [batch.nodeId, at, JSON.stringify(rows)] }, { sql: EVENTS_ACK, args: [batch.nodeId, at] });
+  }
+  // The latest heartbeat of each node; of each GPU index in it, the first reading (as the store always kept).
+  const latest = new Map<string, Heartbeat>();
+  for (const hb of group.heartbeats) latest.set(hb.nodeId, hb);
+  if (latest.size > 0) {
+    const beats: unknown[] = [];
+    const readings: unknown[] = [];
+    for (const hb of latest.values()) {
+      beats.push([hb.nodeId, hb.bootId, hb.nvml.available ? 1 : 0, hb.nvml.available ? null : (hb.nvml.error ?? "NVML unavailable"), hb.health.checked ? hb.health.worst : null]);
+      const seen = new Set<number>();
+      for (const g of hb.gpus) {
+        if (seen.has(g.index)) continue;
+        seen.add(g.index);
+        readings.push([hb.nodeId, g.index, JSON.stringify(g)]);
+      }
+    }
+    statements.push({ sql: HEARTBEAT_NODES, args: [at, JSON.stringify(beats)] });
+    if (readings.length > 0) statements.push({ sql: HEARTBEAT_GPUS, args: [at, JSON.stringify(readings)] });
+  }
+  if (statements.length === 0) return { heartbeats: [], batches: [] };
+  const results = await db.$client.batch(statements, "write");
+  const batches = group.batches.map((_, i): AppendResult | undefined => {
+    const [ack] = results[2 * i + 1]!.rows;
+    if (ack === undefined) return undefined;
+    const stored = results[2 * i]!.rows.map((r) => ({ seq: Number(r.seq), check: String(r.check), severity: String(r.severity) }));
+    return { stored: stored.sort((a, b) => a.seq - b.seq), ackedSeq: Number(ack.seq) };
   });
+  const seqs = new Map<string, number>();
+  if (latest.size > 0) for (const r of results[2 * group.batches.length]!.rows) seqs.set(String(r.id), Number(r.seq));
+  const heartbeats = group.heartbeats.map((hb): HeartbeatResult => {
+    const seq = seqs.get(hb.nodeId);
+    return seq === undefined ? undefined : { lastEventSeq: seq };
+  });
+  return { heartbeats, batches };
+}
+
+/**
+ * Records one heartbeat (the simulator, tests; the API groups them through fleet/ingest.ts);
+ * returns the highest event seq stored for the node, or undefined when it must register first.
+ */
+export async function recordHeartbeat(db: Db, hb: Heartbeat, now: Clock): Promise<HeartbeatResult> {
+  return (await writeIngestGroup(db, { heartbeats: [hb], batches: [] }, now())).heartbeats[0];
+}
+
+/** Appends one batch of health events, dropping any seq already stored; undefined for an unknown node. */
+export async function appendEvents(db: Db, batch: EventBatch, now: Clock): Promise<AppendResult | undefined> {
+  return (await writeIngestGroup(db, { heartbeats: [], batches: [batch] }, now())).batches[0];
 }
 
 export async function listNodes(db: Db) {

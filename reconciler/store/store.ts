@@ -13,7 +13,8 @@ import { MIGRATIONS } from "./migrations/index.ts";
 
 export type { StoreHealth } from "./health.ts";
 
-export type Db = LibSQLDatabase<typeof tables>;
+/** drizzle over the store's client; `$client` is that client, for a batch of raw statements (fleet/ingest.ts). */
+export type Db = LibSQLDatabase<typeof tables> & { $client: Client };
 
 export class StoreError extends Error {
   override readonly name = "StoreError";
