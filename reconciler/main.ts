@@ -3,31 +3,51 @@ import { NAVARCH_VERSION } from "../schema/version.ts";
 import { backupCommand } from "./cli/backup.ts";
 import { CliError } from "./cli/client.ts";
 import { configCheckCommand } from "./cli/config-check.ts";
+import { configMigrateCommand } from "./cli/config-migrate.ts";
 import { demoCommand } from "./cli/demo.ts";
 import { ACTIONS_USAGE, actionCommand } from "./cli/actions.ts";
 import { NODES_USAGE, nodesCommand } from "./cli/nodes.ts";
 import { EVENTS_USAGE, eventsCommand } from "./cli/events.ts";
 import { serveCommand } from "./cli/serve.ts";
+import { TOKENS_USAGE, tokensCommand } from "./cli/tokens.ts";
+import { printable } from "./cli/output.ts";
 import { simCommand } from "./cli/sim.ts";
 
 const USAGE = `navarch ${NAVARCH_VERSION}: GPU fleet reconciler
 
 Usage:
-  navarch serve [--config FILE]          run the reconciler (API, store, fleet loops)
-  navarch demo [--nvml-library PATH]     the reconciler on embedded defaults with a local pool; breaks a GPU once it is ready
-  navarch config check FILE              validate a config file and print it normalised
+  navarch serve [--config FILE] [--data-dir DIR]
+                                         run the reconciler (API, store, fleet loops); --data-dir
+                                         overrides server.data_dir (default ./data); serve is
+                                         also what navarch --config FILE alone runs (the image's)
+  navarch demo [--nvml-library PATH] [--data-dir DIR] [--no-fault] [--duration 10m]
+                                         the reconciler on embedded defaults with a local pool;
+                                         breaks a GPU once it is ready
+  navarch config check FILE              validate a config file (and what serve needs from it) and print it normalised
+  navarch config migrate FILE [-o OUT]   turn upstream Navarch's config format into this one
   navarch backup FILE [--data-dir DIR | --config FILE] [--force]
                                          copy the database while serve runs (restore: stop serve, put FILE in place)
   navarch sim run|validate SCENARIO.yaml simulate a fleet on virtual time (navarch sim --help)
 ${NODES_USAGE.split("\n").slice(1).join("\n")}
 ${EVENTS_USAGE}
 ${ACTIONS_USAGE}
+${TOKENS_USAGE}
   navarch version                        print the version
+  navarch COMMAND --help                 the usage of one command
+
+Options the API commands share, accepted anywhere on the line (navarch -s URL nodes list):
+  -s, --server URL     the reconciler to talk to
+  -o, --output FORMAT  table (default), json or yaml
 
 Environment:
   NAVARCH_SERVER       reconciler URL for CLI commands (default http://127.0.0.1:50051)
   NAVARCH_AUTH_TOKEN   bearer token for the API (serve reads the variable named by
                        server.auth_token_env, NAVARCH_AUTH_TOKEN by default)
+  NAVARCH_ACTOR        who the audit log records for CLI actions (default USER@HOST)
+  NAVARCH_CA_FILE      PEM CA bundle to trust for an https:// server (instead of the system's);
+                       NAVARCH_PIN_SHA256 also pins its certificate's SHA-256 fingerprint, and
+                       NAVARCH_CLIENT_CERT with NAVARCH_CLIENT_KEY answer a server that asks for
+                       a client certificate (mTLS)
 `;
 
 const out = {
@@ -35,8 +55,54 @@ const out = {
   stderr: (s: string) => process.stderr.write(s),
 };
 
+/** Options given before the command (`navarch -s URL nodes list`) move after it, where its parser reads them. */
+const LEADING_OPTIONS = new Set(["-s", "--server", "-o", "--output", "--data-dir", "-c", "--config"]);
+
+function hoistLeadingOptions(argv: string[]): string[] {
+  const leading: string[] = [];
+  let i = 0;
+  while (i < argv.length) {
+    const arg = argv[i] as string;
+    const name = arg.split("=", 1)[0] as string;
+    if (!LEADING_OPTIONS.has(name)) break;
+    const takesNext = !arg.includes("=");
+    if (takesNext && argv[i + 1] === undefined) throw new CliError(`option ${arg} needs a value`, 2);
+    leading.push(...(takesNext ? [arg, argv[i + 1] as string] : [arg]));
+    i += takesNext ? 2 : 1;
+  }
+  const [command, ...rest] = argv.slice(i);
+  // `navarch --config=FILE` alone is serve: what the seed's Deployment and the image run.
+  if (command === undefined && leading.some((a) => /^(-c|--config|--data-dir)(=|$)/.test(a))) return ["serve", ...leading];
+  return command === undefined ? leading : [command, ...rest, ...leading];
+}
+
+/** The USAGE lines of one command (and their continuation lines). */
+function usageOf(command: string): string | undefined {
+  const lines: string[] = [];
+  let taking = false;
+  for (const line of USAGE.split("\n")) {
+    const head = /^  navarch ([\w|-]+)/.exec(line);
+    if (head) taking = (head[1] as string).split("|").includes(command);
+    else if (!line.startsWith("    ")) taking = false;
+    if (taking) lines.push(line);
+  }
+  return lines.length === 0 ? undefined : `Usage:\n${lines.join("\n")}\n`;
+}
+
+/** Commands that print their own, longer help. */
+const OWN_HELP = new Set(["sim", "backup"]);
+
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+  const [command, ...rest] = hoistLeadingOptions(argv);
+  const wantsHelp = rest.includes("--help") || rest.includes("-h");
+  const selfHelped = OWN_HELP.has(command ?? "") || (command === "config" && (rest[0] === "check" || rest[0] === "migrate"));
+  if (command !== undefined && wantsHelp && !selfHelped) {
+    const usage = usageOf(command);
+    if (usage !== undefined) {
+      out.stdout(usage);
+      return 0;
+    }
+  }
   switch (command) {
     case "serve":
       return serveCommand(rest, out);
@@ -46,14 +112,18 @@ async function main(argv: string[]): Promise<number> {
       return backupCommand(rest, out);
     case "config":
       if (rest[0] === "check") return configCheckCommand(rest.slice(1), out);
-      throw new CliError("usage: navarch config check FILE", 2);
+      if (rest[0] === "migrate") return configMigrateCommand(rest.slice(1), out);
+      throw new CliError("usage: navarch config check FILE | navarch config migrate FILE [-o OUT]", 2);
     case "nodes":
       return nodesCommand(rest, out.stdout);
     case "events":
       return eventsCommand(rest, out.stdout);
+    case "tokens":
+      return tokensCommand(rest, out.stdout);
     case "cordon":
     case "uncordon":
     case "drain":
+    case "reboot":
     case "replace":
     case "pools":
     case "breaker":
@@ -82,7 +152,8 @@ try {
 } catch (err) {
   // Expected failures are one clear line; anything else is a bug and keeps its stack.
   if (err instanceof CliError) {
-    process.stderr.write(`navarch: ${err.message}\n`);
+    // Server answers may quote what agents sent: no terminal escapes get through.
+    process.stderr.write(`navarch: ${printable(err.message)}\n`);
     process.exitCode = err.exitCode;
   } else if (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS")) {
     process.stderr.write(`navarch: ${err.message}\n`);

@@ -29,7 +29,7 @@ export type ProviderType = (typeof PROVIDER_TYPES)[number];
 
 export interface NavarchConfig {
   server: ServerConfig;
-  /** Limits on what the reconciler may do on its own (remediation.md §5.4). */
+  /** Limits on what the reconciler may do on its own (docs/remediation.md). */
   safety: SafetyConfig;
   /**
    * Settings per provider type. Contains every provider a pool uses: one a pool names
@@ -39,7 +39,37 @@ export interface NavarchConfig {
   pools: PoolConfig[];
   /** Mirror cordons into Kubernetes, drain through the Eviction API, pools as custom resources; absent: no Kubernetes. */
   kubernetes?: KubernetesConfig;
+  /** Mirror cordons into Slurm as DRAIN, drain by waiting for (or requeueing) jobs, queue depth per partition; absent: no Slurm. */
+  slurm?: SlurmConfig;
+  /** Autoscaling inputs that live elsewhere (queue depth or utilisation in Prometheus); absent: only what Navarch measures itself. */
+  metrics?: MetricsConfig;
 }
+
+/** The `metrics:` section: where autoscalers read what the reconciler does not measure itself. */
+export interface MetricsConfig {
+  prometheus?: PrometheusSourceConfig;
+}
+
+/** A Prometheus server answering PromQL over its HTTP API (`/api/v1/query`). */
+export interface PrometheusSourceConfig {
+  /** The server's base URL, e.g. `http://prometheus.monitoring:9090`. */
+  url: string;
+  /** Name of the environment variable holding a bearer token (never the token). */
+  bearer_token_env?: string;
+  /** How long one query may take; a slower answer is unknown for that autoscale tick. */
+  timeout: Millis;
+  /** Queries for every pool; a pool's `scaling.metrics.prometheus` replaces them key by key. */
+  queries: PrometheusQueries;
+}
+
+export const PROMETHEUS_QUERY_KEYS = ["queue_pending", "queue_running", "gpu_utilization"] as const;
+export type PrometheusQueryKey = (typeof PROMETHEUS_QUERY_KEYS)[number];
+
+/**
+ * PromQL instant queries for a pool's autoscaling inputs, each answering one number;
+ * `{{.Pool}}` in a query stands for the pool's name.
+ */
+export type PrometheusQueries = Partial<Record<PrometheusQueryKey, string>>;
 
 export const NODE_MAPPING_RULES = ["node_name", "hostname_label", "provider_id", "label"] as const;
 export type NodeMappingRule = (typeof NODE_MAPPING_RULES)[number];
@@ -92,6 +122,42 @@ export interface KubernetesDrainConfig {
   max_backoff: Millis;
 }
 
+export const SLURM_NODE_MAPPING_RULES = ["node_name", "hostname", "feature"] as const;
+export type SlurmNodeMappingRule = (typeof SLURM_NODE_MAPPING_RULES)[number];
+
+/** The `slurm:` section (reconciler/slurm). */
+export interface SlurmConfig {
+  /** slurmrestd: reads nodes, jobs and partitions; updates nodes where its API can (v0.0.39, Slurm 23.02+). */
+  rest_url: string;
+  /** The Slurm user Navarch acts as; drains, resumes and requeues need an operator or admin (SlurmUser). */
+  user: string;
+  /** slurm.conf's jwt_key: Navarch mints its own short-lived tokens with it, as `scontrol token` does. */
+  jwt_key_file?: string;
+  /** Or the environment variable holding a token (never the token); it expires, the key does not. */
+  token_env?: string;
+  /** How long a minted token lives. */
+  token_lifespan: Millis;
+  /** The scontrol binary: node updates where slurmrestd has none (Slurm 22.05's v0.0.38), and requeue. */
+  scontrol: string;
+  /** SLURM_CONF for scontrol (where the controller is); absent: scontrol's own default. */
+  slurm_conf?: string;
+  /**
+   * How a Navarch node finds its Slurm node: node_name (NodeName = node id), hostname
+   * (NodeHostname = the agent's hostname; it defaults to NodeName), feature (the node has
+   * the feature `<node_feature_prefix><node id>`).
+   */
+  node_mapping: SlurmNodeMappingRule;
+  node_feature_prefix: string;
+  /** How often slurmrestd is read: a human's resume is seen within this. */
+  poll_interval: Millis;
+  /** At the pool's health.drain_timeout: requeue the node's jobs (requeue), or hold the node for a human (hold). */
+  drain: { on_deadline: "requeue" | "hold" };
+  /** The partition whose jobs feed each pool's queue autoscaler; a pool not named here: the partition named like it. */
+  partitions: Record<string, string>;
+  /** Pending and running jobs of a pool's partition feed queue autoscalers. */
+  queue_metrics: { enabled: boolean };
+}
+
 export interface ServerConfig {
   /** `host:port` the API listens on; split it with `parseAddress`. */
   address: string;
@@ -111,6 +177,26 @@ export interface ServerConfig {
    * server baked into /install.sh. Absent: derived from `address` (0.0.0.0 → this host's name).
    */
   public_url?: string;
+  /** HTTPS for the API (and the metrics listener); absent: plain HTTP, on loopback only unless allow_plain_http. */
+  tls?: ServerTlsConfig;
+  /** Plain HTTP on an address other than loopback: tokens cross the network in the clear. */
+  allow_plain_http: boolean;
+  /** `host:port` of a listener that serves only /metrics; absent: /metrics on `address`. */
+  metrics_address?: string;
+  /** Who may read /metrics: a token of the viewer role or above, or anyone (`none`). */
+  metrics_auth: MetricsAuth;
+}
+
+export const METRICS_AUTH = ["viewer", "none"] as const;
+export type MetricsAuth = (typeof METRICS_AUTH)[number];
+
+export interface ServerTlsConfig {
+  /** PEM certificate chain the reconciler presents (leaf first); re-read when it changes. */
+  cert_file: string;
+  /** PEM private key of cert_file; re-read with it. */
+  key_file: string;
+  /** PEM CA certificates: when set, every client must present a certificate one of them signed (mTLS). */
+  client_ca_file?: string;
 }
 
 export interface SafetyConfig {
@@ -133,6 +219,11 @@ export interface SafetyConfig {
 
 export interface LambdaProviderConfig {
   api_key_env: string;
+  /**
+   * SSH keys already registered with Lambda, by name, for pools that name none: Lambda's
+   * launch call installs keys by name only, and requires one.
+   */
+  ssh_key_names?: string[];
   /** Overrides the API endpoint (tests point it at a fake server). */
   base_url?: string;
 }
@@ -179,6 +270,8 @@ export interface PoolConfig {
   ssh_user: string;
   /** Present whenever setup_commands is not empty. */
   ssh_private_key_path?: string;
+  /** SSH keys registered with the provider, by name, to install (Lambda); else the provider's default. */
+  ssh_key_names?: string[];
   /** Go-template strings, already checked by `parseTemplate`. */
   setup_commands: string[];
 }
@@ -190,6 +283,8 @@ export interface ScalingConfig {
   cooldown_period: Millis;
   /** Absent: the pool does not scale by itself (Pattern 2 of the seed). */
   autoscaler?: AutoscalerConfig;
+  /** This pool's inputs from a metrics source configured under `metrics:`. */
+  metrics?: { prometheus?: PrometheusQueries };
 }
 
 export interface HealthConfig {
@@ -205,6 +300,17 @@ export interface HealthConfig {
    * once the replacement is Ready (capacity never dips; needs room under max_nodes).
    */
   replacement: "terminate_first" | "surge";
+  /**
+   * reboot_first: a fault whose recommended action is a GPU reset or a reboot is drained and
+   * rebooted through the provider first; the node is replaced when the fault survives the
+   * reboot, the reboot does not come back within reboot_timeout, or the node was already
+   * rebooted for its health within reboot_window. replace: every unhealthy node is replaced.
+   */
+  remediation: "reboot_first" | "replace";
+  /** How long a rebooted machine has to come back with a new boot and pass its health check. */
+  reboot_timeout: Millis;
+  /** A node rebooted for its health within this long is replaced instead the next time. */
+  reboot_window: Millis;
 }
 
 export const AUTOSCALER_TYPES = ["reactive", "queue", "scheduled", "predictive", "composite", "idle"] as const;
@@ -323,12 +429,17 @@ export const DURATION_KEYS: ReadonlySet<string> = new Set([
   "cooldown_period",
   "drain_timeout",
   "registration_timeout",
+  "reboot_timeout",
+  "reboot_window",
   "lookback_window",
   "idle_decay",
   "window",
   "grace_period",
   "unreachable_after",
   "max_backoff",
+  "token_lifespan",
+  "poll_interval",
+  "timeout",
 ]);
 
 // ───────────────────────────── leaf schemas ─────────────────────────────
@@ -409,6 +520,11 @@ const EnvVarName = v.custom<string>(
       ? "expected the name of an environment variable, like LAMBDA_API_KEY (capital letters, digits and _); the value is not shown in case it is a secret"
       : `expected the name of an environment variable, like LAMBDA_API_KEY, got ${show(issue.input)}`,
 );
+/** Names of SSH keys registered with a provider (Lambda allows 1 to 64 characters). */
+const SshKeyNames = list(
+  accept<string>((x) => typeof x === "string" && x.trim() !== "" && x.length <= 64, "an SSH key name as registered with the provider (1 to 64 characters)"),
+  { nonEmpty: true, noun: "SSH key name" },
+);
 const HttpUrl = accept<string>((x) => {
   if (typeof x !== "string" || !URL.canParse(x)) return false;
   return ["http:", "https:"].includes(new URL(x).protocol);
@@ -464,16 +580,45 @@ const num = (x: unknown): number | undefined => (typeof x === "number" ? x : und
 
 /** Splits `host:port` (`[::1]:80` for IPv6). Undefined when it is not one. */
 export function parseAddress(address: string): { host: string; port: number } | undefined {
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(address);
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/.exec(address);
   const port = Number(match?.[3]);
   if (!match || port < 1 || port > 65535) return undefined;
-  return { host: match[1] ?? match[2]!, port };
+  // `:50051`, as Go's listeners (and upstream Navarch's examples) write it: every interface.
+  return { host: match[1] ?? (match[2] || "0.0.0.0"), port };
 }
 
-const Address = accept<string>(
-  (x) => typeof x === "string" && parseAddress(x) !== undefined,
-  "host:port with a port from 1 to 65535, like 0.0.0.0:50051",
+const Address = v.pipe(
+  accept<string>(
+    (x) => typeof x === "string" && parseAddress(x) !== undefined,
+    "host:port with a port from 1 to 65535, like 0.0.0.0:50051 (or :50051 for every interface)",
+  ),
+  v.transform((address) => (address.startsWith(":") ? `0.0.0.0${address}` : address)),
 );
+
+/** Whether `host:port` listens on loopback only (127.0.0.0/8, ::1, localhost): the one place plain HTTP is fine. */
+export function isLoopbackAddress(address: string): boolean {
+  const host = parseAddress(address)?.host;
+  return host !== undefined && isLoopbackHost(host);
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** Two addresses that would bind the same port (a wildcard host overlaps every host). */
+function sameListener(a: string, b: string): boolean {
+  const [x, y] = [parseAddress(a), parseAddress(b)];
+  if (x === undefined || y === undefined || x.port !== y.port) return false;
+  const wildcard = (h: string) => h === "0.0.0.0" || h === "::";
+  return x.host === y.host || wildcard(x.host) || wildcard(y.host);
+}
+
+const ServerTls = strict({
+  cert_file: Text,
+  key_file: Text,
+  client_ca_file: v.optional(Text),
+});
 
 const DatabaseUrl = shaped(/^(file:.+|(libsql|https?|wss?):\/\/.+)$/, "a database URL: file:…, libsql://…, http(s)://… or ws(s)://…");
 
@@ -491,11 +636,33 @@ const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
     database_url: v.optional(DatabaseUrl),
     auth_token_env: v.optional(EnvVarName, "NAVARCH_AUTH_TOKEN"),
     public_url: v.optional(HttpUrl),
+    tls: v.optional(ServerTls),
+    allow_plain_http: v.optional(Bool, false),
+    metrics_address: v.optional(Address),
+    metrics_auth: v.optional(oneOf(METRICS_AUTH), "viewer"),
   }),
-  rules((f, report) => {
+  rules((f, report, raw) => {
     const [interval, timeout] = [num(f.heartbeat_interval), num(f.heartbeat_timeout)];
     if (interval !== undefined && timeout !== undefined && timeout <= interval) {
       report("heartbeat_timeout", `must be longer than heartbeat_interval (${formatDuration(interval)}), got ${formatDuration(timeout)}`);
+    }
+    // Bearer tokens must not cross a network in the clear unless someone chose that.
+    const tls = raw.tls !== undefined;
+    if (!tls && f.allow_plain_http !== true) {
+      for (const key of ["address", "metrics_address"] as const) {
+        const at = f[key];
+        if (typeof at !== "string" || isLoopbackAddress(at)) continue;
+        report(
+          key,
+          `${at} is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls (cert_file, key_file), or server.allow_plain_http: true to accept that`,
+        );
+      }
+    }
+    if (tls && typeof f.public_url === "string" && f.public_url.startsWith("http://")) {
+      report("public_url", `the API serves HTTPS (server.tls is set), so new machines must be told https://, got ${JSON.stringify(f.public_url)}`);
+    }
+    if (typeof f.address === "string" && typeof f.metrics_address === "string" && sameListener(f.address, f.metrics_address)) {
+      report("metrics_address", `must differ from server.address (${f.address}): it is a listener of its own`);
     }
   }),
   // Three missed heartbeats: one lost packet or a slow GC pause must not declare a node Lost.
@@ -513,6 +680,7 @@ const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
 export const PROVIDER_SCHEMAS = {
   lambda: strict({
     api_key_env: v.optional(EnvVarName, "LAMBDA_API_KEY"),
+    ssh_key_names: v.optional(SshKeyNames),
     base_url: v.optional(HttpUrl),
   }),
   gcp: v.pipe(
@@ -721,6 +889,38 @@ const Autoscaler: v.GenericSchema<unknown, AutoscalerConfig> = v.lazy((input) =>
   return typeof type === "string" && type in AUTOSCALER_SCHEMAS ? AUTOSCALER_SCHEMAS[type as AutoscalerType] : UnknownAutoscaler;
 });
 
+// ───────────────────────────── metrics sources ─────────────────────────────
+
+/** The one placeholder a query may hold. Pool names are DNS labels, safe inside a PromQL string as they are. */
+export const POOL_PLACEHOLDER = "{{.Pool}}";
+const MAX_QUERY_LENGTH = 4096;
+const PromQL = v.custom<string>(
+  (x) => typeof x === "string" && x.trim() !== "" && x.length <= MAX_QUERY_LENGTH && !x.replaceAll(POOL_PLACEHOLDER, "").includes("{{"),
+  (issue) => {
+    const q = issue.input;
+    if (typeof q !== "string" || q.trim() === "") return `expected a PromQL query, got ${show(q)}`;
+    if (q.length > MAX_QUERY_LENGTH) return `expected a PromQL query of at most ${MAX_QUERY_LENGTH} characters, got ${q.length}`;
+    return `only ${POOL_PLACEHOLDER} (the pool's name) may be used in a query, got ${show(q)}`;
+  },
+);
+const Queries = strict(Object.fromEntries(PROMETHEUS_QUERY_KEYS.map((k) => [k, v.optional(PromQL)])) as Record<PrometheusQueryKey, v.OptionalSchema<typeof PromQL, undefined>>);
+
+const Metrics: v.GenericSchema<unknown, MetricsConfig> = strict({
+  prometheus: v.optional(
+    strict({
+      url: HttpUrl,
+      bearer_token_env: v.optional(EnvVarName),
+      // An autoscale tick waits for its queries: a slow answer must not stall the loop.
+      timeout: v.optional(duration("100ms", "1m"), "5s"),
+      queries: v.optional(Queries, {}),
+    }),
+  ),
+});
+
+const PoolMetricsSources = strict({
+  prometheus: v.optional(v.pipe(Queries, v.check((q) => Object.keys(q).length > 0, `set at least one of ${PROMETHEUS_QUERY_KEYS.join(", ")}`))),
+});
+
 // ───────────────────────────── pools ─────────────────────────────
 
 const Scaling: v.GenericSchema<unknown, ScalingConfig> = v.pipe(
@@ -729,6 +929,7 @@ const Scaling: v.GenericSchema<unknown, ScalingConfig> = v.pipe(
     max_nodes: v.optional(NodeCount),
     cooldown_period: v.optional(duration("0s", "24h"), "5m"),
     autoscaler: v.optional(Autoscaler),
+    metrics: v.optional(PoolMetricsSources),
   }),
   rules((f, report, raw) => {
     const [min, max] = [num(f.min_nodes), num(f.max_nodes)];
@@ -748,6 +949,10 @@ const Health: v.GenericSchema<unknown, HealthConfig> = strict({
   // Under 30 s no machine boots and registers; over a day it is not coming.
   registration_timeout: v.optional(duration("30s", "24h"), "15m"),
   replacement: v.optional(oneOf(["terminate_first", "surge"] as const, "replacement strategy"), "terminate_first"),
+  remediation: v.optional(oneOf(["reboot_first", "replace"] as const, "remediation"), "reboot_first"),
+  // A GPU machine's reboot (firmware, driver load, the agent's first check) takes minutes.
+  reboot_timeout: v.optional(duration("30s", "24h"), "20m"),
+  reboot_window: v.optional(duration("0s", "504h"), "168h"),
 });
 
 // Kubernetes label rules (labels are mirrored onto Kubernetes nodes).
@@ -788,6 +993,7 @@ const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
     // The login user of the stock GPU images on Lambda, GCP and AWS; only used for setup_commands.
     ssh_user: v.optional(shaped(/^[a-z_][a-z0-9_-]{0,31}$/, "a user name like ubuntu"), "ubuntu"),
     ssh_private_key_path: v.optional(Text),
+    ssh_key_names: v.optional(SshKeyNames),
     setup_commands: v.optional(list(SetupCommand), []),
   }),
   rules((_f, report, raw) => {
@@ -804,7 +1010,7 @@ const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
 
 // ───────────────────────────── safety rails ─────────────────────────────
 
-// Defaults are safe for a 3-node and a 3,000-node pool alike (remediation.md §5.4):
+// Defaults are safe for a 3-node and a 3,000-node pool alike (docs/remediation.md):
 // budgets have an absolute floor and a share; the breaker counts both.
 const Safety: v.GenericSchema<unknown, SafetyConfig> = strict({
   dry_run: v.optional(Bool, false),
@@ -876,6 +1082,36 @@ const Kubernetes: v.GenericSchema<unknown, KubernetesConfig> = v.pipe(
   }),
 );
 
+// ───────────────────────────── slurm ─────────────────────────────
+
+const SlurmName = shaped(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/, "a Slurm name (letters, digits, '.', '_' and '-', at most 64)");
+const SlurmUser = shaped(/^[a-z_][a-z0-9_.-]{0,31}$/, "a user name (lowercase letters, digits, '_', '.', '-', at most 32)");
+// Feature names may not hold what Slurm's constraint expressions use: , & | [ ] ( ) * and spaces.
+const FeaturePrefix = shaped(/^[A-Za-z0-9._:=/-]{1,64}$/, "a feature prefix (letters, digits, '.', '_', ':', '=', '/', '-', at most 64)");
+
+const Slurm: v.GenericSchema<unknown, SlurmConfig> = v.pipe(
+  strict({
+    rest_url: HttpUrl,
+    user: v.optional(SlurmUser, "slurm"),
+    jwt_key_file: v.optional(Text),
+    token_env: v.optional(EnvVarName),
+    token_lifespan: v.optional(duration("1m", "24h"), "30m"),
+    scontrol: v.optional(Text, "scontrol"),
+    slurm_conf: v.optional(Text),
+    node_mapping: v.optional(oneOf(SLURM_NODE_MAPPING_RULES, "node mapping rule"), "hostname"),
+    node_feature_prefix: v.optional(FeaturePrefix, "navarch-node="),
+    poll_interval: v.optional(duration("200ms", "1m"), "1s"),
+    drain: v.optional(strict({ on_deadline: v.optional(oneOf(["requeue", "hold"] as const, "deadline behaviour"), "requeue") }), {}),
+    partitions: v.optional(v.pipe(Mapping, v.record(DnsLabel, SlurmName)), {}),
+    queue_metrics: v.optional(strict({ enabled: v.optional(Bool, true) }), {}),
+  }),
+  rules((_f, report, raw) => {
+    const [key, env] = [raw.jwt_key_file !== undefined, raw.token_env !== undefined];
+    if (key && env) report("token_env", "set jwt_key_file or token_env, not both");
+    if (!key && !env) report("jwt_key_file", "is required, or token_env: slurmrestd takes JWTs only");
+  }),
+);
+
 // ───────────────────────────── the file ─────────────────────────────
 
 export const NavarchConfigSchema: v.GenericSchema<unknown, NavarchConfig> = v.pipe(
@@ -885,11 +1121,23 @@ export const NavarchConfigSchema: v.GenericSchema<unknown, NavarchConfig> = v.pi
     providers: v.optional(Providers, {}),
     pools: v.optional(list(Pool), []),
     kubernetes: v.optional(Kubernetes),
+    slurm: v.optional(Slurm),
+    metrics: v.optional(Metrics),
   }),
   rules((_f, report, raw) => {
+    // One scheduler at a time: a node is drained in one place.
+    if (raw.kubernetes !== undefined && raw.slurm !== undefined) report("slurm", "set kubernetes or slurm, not both (Navarch mirrors into one scheduler)");
     // The raw list, so duplicates are found even when some pool has other errors.
     const pools: unknown = raw.pools;
     if (!Array.isArray(pools)) return;
+    const prometheus = isRecord(raw.metrics) && raw.metrics.prometheus !== undefined;
+    pools.forEach((pool: unknown, i) => {
+      const scaling = isRecord(pool) ? pool.scaling : undefined;
+      const sources = isRecord(scaling) ? scaling.metrics : undefined;
+      if (!prometheus && isRecord(sources) && sources.prometheus !== undefined) {
+        report(["pools", i, "scaling", "metrics", "prometheus"], "needs a Prometheus server to ask: set metrics.prometheus.url");
+      }
+    });
     const firstIndex = new Map<string, number>();
     pools.forEach((pool: unknown, i) => {
       const name = isRecord(pool) ? pool.name : undefined;

@@ -4,7 +4,7 @@
 //
 // Times are integer milliseconds since the epoch (UTC) so that comparisons and
 // deadlines (`next_action_at`) are plain integer arithmetic in SQL.
-import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import { NODE_STATES } from "./lifecycle.ts";
 
 export const pools = sqliteTable("pools", {
@@ -27,6 +27,8 @@ export const pools = sqliteTable("pools", {
   launchErrorKind: text("launch_error_kind", { enum: ["permanent", "transient"] }),
   /** When the current run of failures began. */
   launchFailingSince: integer("launch_failing_since"),
+  /** Why the last autoscale tick lacked an input its metrics source should have given (null: it had them all). */
+  metricsError: text("metrics_error"),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });
@@ -46,8 +48,9 @@ export const instances = sqliteTable(
     state: text("state", { enum: ["pending", "running", "stopping", "terminated", "unknown"] }).notNull(),
     address: text("address"),
     operationKey: text("operation_key"),
-    /** Consecutive inventory sweeps that did not see it (reap only after two). */
-    missedSweeps: integer("missed_sweeps").notNull().default(0),
+    /** When a sweep first found it running with no live node to own it, and how many sweeps in a row did (reaped after two and a heartbeat timeout). */
+    orphanSince: integer("orphan_since"),
+    orphanSweeps: integer("orphan_sweeps").notNull().default(0),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
   },
@@ -139,12 +142,57 @@ export const incidents = sqliteTable(
     terminatedAt: integer("terminated_at"),
     replacementNodeId: text("replacement_node_id"),
     replacementReadyAt: integer("replacement_ready_at"),
+    /**
+     * The first rung of the remediation: `reboot` (the fault's recommended action is a GPU reset
+     * or a reboot, and the pool reboots first) or `replace`. A reboot that does not help turns it
+     * into `replace`.
+     */
+    remedy: text("remedy", { enum: ["reboot", "replace"] }),
+    /** When the reboot was asked of the provider, the boot it left, and when the node came back with a new one. */
+    rebootedAt: integer("rebooted_at"),
+    rebootFromBoot: text("reboot_from_boot"),
+    backAt: integer("back_at"),
     /** What the reconciler is doing or refused to do, and why (e.g. the rail that blocks it). */
     status: text("status").notNull(),
     closedAt: integer("closed_at"),
-    outcome: text("outcome", { enum: ["replaced", "recovered", "cancelled", "held", "terminated"] }),
+    outcome: text("outcome", { enum: ["replaced", "recovered", "rebooted", "cancelled", "held", "terminated"] }),
   },
   (t) => [index("incidents_node").on(t.nodeId), index("incidents_open").on(t.closedAt)],
+);
+
+/**
+ * What each autoscale tick saw of a pool, for autoscalers that read a trend (predictive).
+ * Bounded per pool: samples older than the longest lookback_window in its autoscaler are
+ * deleted, and they are spaced so that a window holds at most MAX_HISTORY_SAMPLES.
+ */
+export const poolSamples = sqliteTable(
+  "pool_samples",
+  {
+    pool: text("pool").notNull(),
+    at: integer("at").notNull(),
+    /** In-service nodes (utilisation is averaged over them). */
+    ready: integer("ready").notNull(),
+    /** Average GPU utilisation, 0–100; null when unknown. */
+    utilization: real("utilization"),
+    /** Pending + running jobs; null when unknown. */
+    queueDepth: integer("queue_depth"),
+  },
+  (t) => [primaryKey({ columns: [t.pool, t.at] })],
+);
+
+/**
+ * Since when each in-service node of an autoscaled pool has had no work: no GPU busy and no
+ * compute process on any GPU, as the autoscale ticks saw its readings. No row: busy, or not
+ * in service. The idle autoscaler counts these; scale-down takes the longest idle first.
+ */
+export const nodeIdle = sqliteTable(
+  "node_idle",
+  {
+    nodeId: text("node_id").primaryKey(),
+    pool: text("pool").notNull(),
+    idleSince: integer("idle_since").notNull(),
+  },
+  (t) => [index("node_idle_pool").on(t.pool)],
 );
 
 /** Circuit breakers per pool and fleet-wide (scope "fleet" or "pool:<name>"). */
@@ -261,6 +309,27 @@ export const nodeCredentials = sqliteTable(
     issuedAt: integer("issued_at").notNull(),
   },
   (t) => [uniqueIndex("node_credentials_token").on(t.tokenHash)],
+);
+
+/**
+ * API tokens minted by `navarch tokens create` (sha256 only): a role (schema/roles.ts), and
+ * for `enroll` the one pool it registers nodes into. Expired and revoked ones are refused.
+ */
+export const apiTokens = sqliteTable(
+  "api_tokens",
+  {
+    /** Public id (`tok_…`), for `tokens list` and `tokens revoke`; not the secret. */
+    id: text("id").primaryKey(),
+    tokenHash: text("token_hash").notNull(),
+    name: text("name").notNull(),
+    role: text("role", { enum: ["admin", "operator", "viewer", "enroll"] }).notNull(),
+    pool: text("pool"),
+    createdBy: text("created_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+    revokedAt: integer("revoked_at"),
+  },
+  (t) => [uniqueIndex("api_tokens_hash").on(t.tokenHash)],
 );
 
 /**

@@ -5,6 +5,8 @@
 // 2^53 lose precision), readings are finite and physically possible, and an interval
 // the agent sets a timer from fits a timer.
 import * as v from "valibot";
+import { isRealIsoTime } from "./time.ts";
+import { READING_RANGES } from "./reading-ranges.ts";
 import { show } from "./shapes.ts";
 
 export const WIRE_VERSION = "v1";
@@ -13,18 +15,17 @@ export const WIRE_VERSION = "v1";
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** Largest number of events in one batch; the agent splits its spool to fit. */
 export const MAX_EVENTS_PER_BATCH = 500;
+/** The agent's bound on one batch's JSON body: a quarter of what the reconciler reads, so a batch never meets the limit. */
+export const MAX_EVENT_BATCH_BYTES = MAX_BODY_BYTES / 4;
+/** Longest message an event carries; the agent cuts longer ones (with a marker) rather than lose the event. */
+export const MAX_EVENT_MESSAGE = 4096;
 /** GPUs one node may report; NVML indexes them from 0. */
 export const MAX_GPUS = 64;
 /** Longest delay a JS timer holds: above it setTimeout fires at once (and warns), so a loop spins. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The heartbeat interval a reconciler may ask for, in seconds (the config allows 1s to 10m). */
 export const HEARTBEAT_INTERVAL_SECONDS = { min: 1, max: 3600 } as const;
-/** Physical ranges of a GPU's readings: outside them a value is a broken sensor or a forged body. */
-export const READING_RANGES = {
-  temperatureC: { min: -50, max: 200 },
-  powerW: { min: 0, max: 10_000 },
-  utilizationPct: { min: 0, max: 100 },
-} as const;
+export { READING_RANGES } from "./reading-ranges.ts";
 
 /** Clamps a delay into what a timer holds (NaN: `fallback`). */
 export function timerMs(ms: number, fallback = 0): number {
@@ -59,7 +60,8 @@ const ShortText = v.pipe(v.string(), v.maxLength(256));
 const Count = whole(0);
 const GpuIndex = whole(0, MAX_GPUS - 1);
 const HeartbeatIntervalSeconds = between(HEARTBEAT_INTERVAL_SECONDS.min, HEARTBEAT_INTERVAL_SECONDS.max, " seconds");
-const IsoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO-8601 timestamp"));
+// A real calendar day too: valibot's pattern alone lets 2026-02-31 through, which Date.parse rolls over.
+const IsoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO-8601 timestamp"), v.check(isRealIsoTime, "must be an ISO-8601 timestamp of a real date and time"));
 
 /** Health verdicts, worst last. */
 export const SEVERITIES = ["healthy", "degraded", "unhealthy"] as const;
@@ -114,7 +116,12 @@ export const RegisterRequest = v.strictObject({
   driverVersion: v.optional(ShortText),
   cudaVersion: v.optional(ShortText),
   nvml: NvmlStatus,
-  gpus: v.pipe(v.array(GpuInfo), v.maxLength(MAX_GPUS)),
+  // Each index once: two GPUs at one index cannot both be stored (found by Schemathesis: it was a 500).
+  gpus: v.pipe(
+    v.array(GpuInfo),
+    v.maxLength(MAX_GPUS),
+    v.check((gpus) => new Set(gpus.map((g) => g.index)).size === gpus.length, "each GPU index may appear once"),
+  ),
   /**
    * The findings of this boot that are still open and were already acknowledged, as they
    * were sent. The reconciler stores those it lacks (its database was lost or restored
@@ -154,6 +161,8 @@ export const GpuSnapshot = v.object({
   eccVolatileDbe: v.optional(Count),
   eccVolatileSbe: v.optional(Count),
   clocksEventReasons: v.optional(Count),
+  /** Compute processes on the GPU now (NVML): during a drain, 0 means no work, which 0 % utilisation does not. */
+  processCount: v.optional(Count),
 });
 export type GpuSnapshot = v.InferOutput<typeof GpuSnapshot>;
 
@@ -197,7 +206,7 @@ export const HealthEvent = v.strictObject({
   severity: Severity,
   action: RecommendedAction,
   gpu: v.optional(GpuIdentity),
-  message: v.pipe(v.string(), v.maxLength(4096)),
+  message: v.pipe(v.string(), v.maxLength(MAX_EVENT_MESSAGE)),
   /** How many times this finding repeated since it was first reported (deduplication). */
   count: v.optional(whole(1)),
 });
@@ -233,9 +242,16 @@ export const EventBatchResponse = v.object({
 });
 export type EventBatchResponse = v.InferOutput<typeof EventBatchResponse>;
 
+/** Machine-readable reasons in ErrorBody.code, where a client acts on the reason. */
+export const ERROR_CODES = {
+  /** 404 from /v1/heartbeat or /v1/events: the node is not registered; the agent registers again. */
+  unknownNode: "unknown_node",
+} as const;
+
 /** The body of every non-2xx answer. */
 export const ErrorBody = v.object({
   error: v.string(),
+  code: v.optional(v.string()),
   issues: v.optional(v.array(v.object({ path: v.string(), message: v.string() }))),
 });
 export type ErrorBody = v.InferOutput<typeof ErrorBody>;

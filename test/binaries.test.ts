@@ -2,9 +2,10 @@
 // registers and heartbeats, the reconciler stores the node, and after a restart
 // of the reconciler the node is still there.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CompiledFleet, freePort } from "./compiled.ts";
+import { CompiledFleet } from "./compiled.ts";
+import { freePort } from "./support.ts";
 import { REPO_ROOT, waitFor } from "./support.ts";
 
 let fleet: CompiledFleet;
@@ -84,6 +85,37 @@ describe("compiled binaries from a directory with no node_modules", () => {
     expect(await agent.exited).toBe(0);
     restarted.kill("SIGTERM");
     expect(await restarted.exited).toBe(0);
+  }, 60_000);
+
+  test("the seed's ConfigMap config: config check, then serve on the same file, agree and it starts", async () => {
+    // The Deployment's layout: the ConfigMap's config.yaml alone (no health-policy.yaml beside
+    // it), the API key and the token from the Secret; here without the API key (no cloud is reached).
+    const dir = join(fleet.dir, "configmap");
+    mkdirSync(dir);
+    const port = freePort();
+    const seed = readFileSync(join(REPO_ROOT, "test/fixtures/config/valid/seed-configmap.yaml"), "utf8");
+    writeFileSync(join(dir, "config.yaml"), seed.replace("address: 0.0.0.0:50051", `address: 0.0.0.0:${port}`));
+    const env = { PATH: "/usr/bin:/bin", HOME: dir, TMPDIR: dir, NAVARCH_AUTH_TOKEN: fleet.token };
+    const check = Bun.spawnSync([fleet.navarch, "config", "check", "config.yaml"], { cwd: dir, env });
+    expect(check.exitCode).toBe(0);
+    const warnings = check.stderr.toString().trimEnd().split("\n");
+    expect(warnings).toContain("warning: config.yaml: providers.lambda.api_key_env: $LAMBDA_API_KEY is not set; launches in k8s-gpu-workers fail until it is");
+    if (!existsSync("/etc/navarch/health-policy.yaml")) {
+      expect(warnings[0]).toBe(
+        "warning: config.yaml: server.health_policy_path: /etc/navarch/health-policy.yaml does not exist; serving with the default health policy (the Xid catalog's) until the file is there and navarch restarts",
+      );
+    }
+    const serve = Bun.spawn([fleet.navarch, "serve", "--config", "config.yaml"], { cwd: dir, env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    fleet.procs.push(serve);
+    let log = "";
+    void (async () => {
+      for await (const chunk of serve.stderr) log += new TextDecoder().decode(chunk);
+    })();
+    await waitFor("serve on the ConfigMap config /readyz", async () => ((await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 20_000);
+    // Every warning check printed, serve printed at start, word for word.
+    for (const line of warnings) expect(log).toContain(`${line}\n`);
+    serve.kill("SIGTERM");
+    expect(await serve.exited).toBe(0);
   }, 60_000);
 
   test("bad input to the binaries is one clear line and a non-zero exit", async () => {

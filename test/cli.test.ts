@@ -201,6 +201,14 @@ describe("navarch CLI", () => {
     expect(JSON.parse(co.stdout)).toMatchObject({ ok: true });
     expect((await fleet.node(node)).state).toBe("cordoned");
     expect((await cli(["uncordon", node])).code).toBe(0);
+    // The audit log names who did it, also where the environment has no USER (Bun's userInfo() then says "unknown").
+    const bare = await navarch(["cordon", node, "--reason", "cables"], { USER: "", LOGNAME: "" });
+    expect(bare.code).toBe(0);
+    const timeline = JSON.parse((await cli(["nodes", "get", node, "-o", "json"])).stdout);
+    const actors = (timeline.actions as { actor: string; action: string }[]).filter((a) => a.action === "cordon" || a.action === "uncordon").map((a) => a.actor);
+    expect(actors.length).toBeGreaterThanOrEqual(3);
+    for (const a of actors) expect(a).not.toMatch(/unknown/);
+    expect((await cli(["uncordon", node])).code).toBe(0);
   }, 20_000);
 
   test("without NAVARCH_AUTH_TOKEN the CLI uses the token `serve` generated in ./data of its working directory", async () => {
@@ -211,6 +219,32 @@ describe("navarch CLI", () => {
     expect(listed).toMatchObject({ code: 0 });
     expect(listed.stdout).toContain("train");
   }, 20_000);
+
+  test("options before the command work as after it: navarch -s URL -o json nodes list", async () => {
+    const before = await navarch(["-s", fleet.url, "-o", "json", "nodes", "list"], { NAVARCH_SERVER: "http://127.0.0.1:1" });
+    expect(before).toMatchObject({ code: 0 });
+    expect(JSON.parse(before.stdout).nodes.length).toBeGreaterThan(0);
+    const equals = await navarch([`--server=${fleet.url}`, "pools", "list"], { NAVARCH_SERVER: "http://127.0.0.1:1" });
+    expect(equals).toMatchObject({ code: 0 });
+    expect(equals.stdout).toContain("train");
+    oneLine(await navarch(["-s"]), 2, "option -s needs a value");
+  }, 20_000);
+
+  test("--help on every command prints its usage and exits 0", async () => {
+    const top = await navarch(["--help"]);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toContain("--data-dir");
+    const commands = [...new Set([...top.stdout.matchAll(/^  navarch ([\w|-]+)/gm)].flatMap((m) => (m[1] as string).split("|")))].filter((c) => c !== "COMMAND");
+    expect(commands).toEqual(expect.arrayContaining(["serve", "demo", "config", "backup", "sim", "nodes", "events", "cordon", "drain", "reboot", "pools", "breaker", "incidents", "fault"]));
+    const answers = await Promise.all(commands.map(async (c) => ({ c, r: await navarch([c, "--help"]) })));
+    for (const { c, r } of answers) {
+      expect({ c, code: r.code, stderr: r.stderr }).toEqual({ c, code: 0, stderr: "" });
+      expect(r.stdout).toContain(c === "version" ? "navarch" : c);
+    }
+    for (const args of [["config", "check", "--help"], ["config", "migrate", "--help"], ["sim", "run", "--help"]]) {
+      expect((await navarch(args)).code).toBe(0);
+    }
+  }, 60_000);
 
   test("every error is one line and a non-zero exit", async () => {
     // As processes: what main.ts prints and exits with.

@@ -43,6 +43,8 @@ describe("seed configs load unchanged", () => {
       autoscale_interval: 30_000,
       data_dir: "data",
       auth_token_env: "NAVARCH_AUTH_TOKEN",
+      allow_plain_http: false,
+      metrics_auth: "viewer",
     });
     // lambda has no providers: entry, so it gets lambda's defaults
     expect(config.providers).toEqual({ lambda: { api_key_env: "LAMBDA_API_KEY" } });
@@ -59,7 +61,7 @@ describe("seed configs load unchanged", () => {
         cooldown_period: 5 * MIN,
         autoscaler: { type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 },
       },
-      health: { unhealthy_threshold: 2, auto_replace: true, drain_timeout: 30 * MIN, registration_timeout: 15 * MIN, replacement: "terminate_first" },
+      health: { unhealthy_threshold: 2, auto_replace: true, drain_timeout: 30 * MIN, registration_timeout: 15 * MIN, replacement: "terminate_first", remediation: "reboot_first", reboot_timeout: 20 * MIN, reboot_window: 7 * 24 * 60 * MIN },
       labels: { workload: "training", cluster: "prod" },
       ssh_user: "ubuntu",
       setup_commands: [],
@@ -154,7 +156,7 @@ describe("every option normalises", () => {
         { type: "composite", mode: "min", autoscalers: [{ type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 }] },
       ],
     });
-    expect(batch!.health).toEqual({ unhealthy_threshold: 3, auto_replace: false, drain_timeout: 60 * MIN, registration_timeout: 25 * MIN, replacement: "surge" });
+    expect(batch!.health).toEqual({ unhealthy_threshold: 3, auto_replace: false, drain_timeout: 60 * MIN, registration_timeout: 25 * MIN, replacement: "surge", remediation: "reboot_first", reboot_timeout: 20 * MIN, reboot_window: 7 * 24 * 60 * MIN });
     expect(batch!.labels).toEqual({ "navarch.dev/tier": "batch", empty: "" });
 
     expect(office!.scaling.autoscaler).toEqual({
@@ -238,7 +240,7 @@ const INVALID: [string, string, string][] = [
   ["bad-label-value.yaml", "pools[0].labels.team", 'expected a Kubernetes label value (at most 63 letters, digits, \'-\', \'_\', \'.\', alphanumeric at both ends), got "has spaces"'],
   ["label-value-not-string.yaml", "pools[0].labels.preemptible", 'expected a string (quote it: "true"), got true'],
   ["bad-label-key.yaml", "pools[0].labels.-team", 'expected a Kubernetes label key'],
-  ["bad-port.yaml", "server.address", 'expected host:port with a port from 1 to 65535, like 0.0.0.0:50051, got "0.0.0.0:70000"'],
+  ["bad-port.yaml", "server.address", 'expected host:port with a port from 1 to 65535, like 0.0.0.0:50051 (or :50051 for every interface), got "0.0.0.0:70000"'],
   ["bad-database-url.yaml", "server.database_url", 'got "postgres://db/navarch"'],
   ["heartbeat-timeout-too-short.yaml", "server.heartbeat_timeout", "must be longer than heartbeat_interval (30s), got 20s"],
   ["unhealthy-threshold-zero.yaml", "pools[0].health.unhealthy_threshold", "expected an integer ≥ 1, got 0"],
@@ -325,7 +327,7 @@ describe("invalid configs name the key path and what is wrong", () => {
   test("problems come in file order, formatted one per line", async () => {
     const result = await fixture("invalid", "three-problems.yaml");
     expect(result.ok ? [] : formatProblems(result.problems, "config.yaml")).toEqual([
-      'config.yaml: server.address: expected host:port with a port from 1 to 65535, like 0.0.0.0:50051, got "localhost:0"',
+      'config.yaml: server.address: expected host:port with a port from 1 to 65535, like 0.0.0.0:50051 (or :50051 for every interface), got "localhost:0"',
       "config.yaml: pools[0].scaling.max_nodes: must be ≥ min_nodes (4), got 2",
       'config.yaml: pools[0].health.auto_replce: unknown key "auto_replce" (did you mean "auto_replace"?)',
     ]);
@@ -349,9 +351,19 @@ describe("invalid configs name the key path and what is wrong", () => {
 describe("navarch config check", () => {
   test("valid file: prints the normalised config as YAML, exit 0", async () => {
     const { out, sinks } = capture();
-    const code = await configCheckCommand([join(FIXTURES, "valid", "seed-complete.yaml")], sinks);
+    const file = join(FIXTURES, "valid", "seed-complete.yaml");
+    const code = await configCheckCommand([file], sinks, { env: () => undefined });
     expect(code).toBe(0);
-    expect(out.stderr).toBe("");
+    // What serve would lack on this machine: secrets, and the queue autoscaler's metrics.
+    const warnings = out.stderr.trimEnd().split("\n");
+    for (const line of [
+      `warning: ${file}: server.auth_token_env: $NAVARCH_AUTH_TOKEN is not set; serve uses the token in data/auth-token (generating one), which agents and the CLI then need`,
+      `warning: ${file}: providers.lambda.api_key_env: $LAMBDA_API_KEY is not set; launches in training fail until it is`,
+      `warning: ${file}: providers.gcp: no credentials_env or credentials_file; launches in inference fail until one is set`,
+      `warning: ${file}: pools[0].scaling.autoscaler.autoscalers[1]: a queue autoscaler without queue metrics (there is no kubernetes: section; they count pods labelled navarch.dev/pool=training): the composite goes by its other autoscalers`,
+    ]) {
+      expect(warnings).toContain(line);
+    }
     expect(out.stdout).toContain("is valid (2 pools)");
     expect(out.stdout).toContain("      cooldown_period: 2m\n");
     expect(out.stdout).toContain("  heartbeat_timeout: 1m30s\n");
@@ -375,7 +387,7 @@ describe("navarch config check", () => {
     const file = join(dir, "config.yaml");
     writeFileSync(file, "providers:\n  gcp:\n    project: my-gcp-project\n");
     const { out, sinks } = capture();
-    expect(await configCheckCommand([file], sinks)).toBe(0);
+    expect(await configCheckCommand([file], sinks, { env: (name) => (name === "NAVARCH_AUTH_TOKEN" ? "t0ken" : undefined) })).toBe(0);
     expect(out.stderr).toBe(`warning: ${file}: providers.gcp: configured but no pool in this file uses it\n`);
   });
 
@@ -419,7 +431,9 @@ describe("durations, addresses, suggestions", () => {
   test("parseAddress", () => {
     expect(parseAddress("0.0.0.0:50051")).toEqual({ host: "0.0.0.0", port: 50051 });
     expect(parseAddress("[::1]:80")).toEqual({ host: "::1", port: 80 });
-    for (const bad of ["0.0.0.0:0", "host:65536", ":50051", "50051", "a b:1"]) expect(parseAddress(bad)).toBeUndefined();
+    // Go's `:port` (upstream Navarch's examples): every interface.
+    expect(parseAddress(":50051")).toEqual({ host: "0.0.0.0", port: 50051 });
+    for (const bad of ["0.0.0.0:0", "host:65536", ":0", "50051", "a b:1"]) expect(parseAddress(bad)).toBeUndefined();
   });
 
   test("closestMatch", () => {

@@ -38,7 +38,7 @@ describe("compiled navarch serves the dashboard", () => {
     const doc = (await (await fetch(`${fleet.url}/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
     expect(doc.openapi).toBe("3.1.0");
     expect(Object.keys(doc.paths)).toContain("/v1/nodes/{id}/cordon");
-    const metrics = await (await fetch(`${fleet.url}/metrics`)).text();
+    const metrics = await (await fetch(`${fleet.url}/metrics`, { headers: { Authorization: `Bearer ${fleet.token}` } })).text();
     expect(metrics).toContain('navarch_nodes_total{pool="embedded"} 0');
     expect(metrics).toContain("navarch_reconcile_pass_duration_seconds_count");
   });

@@ -82,10 +82,11 @@ describe("dashboard in chromium", () => {
     const xids = page.locator("main .panel", { hasText: "Xid history" });
     await expect(xids.textContent()).resolves.toContain("79");
     await page.waitForSelector("#incidents .step:has-text('cordoned')");
-    // The replacement comes up while the page is open: the timeline completes live.
-    await fleet.until("the replacement is ready", async () => (await fleet.rec.store.db.query.incidents.findFirst({ where: (i, { eq }) => eq(i.nodeId, victim.id) }))?.replacementReadyAt != null, 60);
-    await page.waitForSelector("#incidents .step:has-text('replacement ready')", { timeout: 10_000 });
-    expect(await page.locator("#incidents").textContent()).toMatch(/fault→replacement ready (\d+m )?\d+s/);
+    // Xid 79's remedy is a reboot: the node is rebooted and back while the page is open, and
+    // the timeline completes live.
+    await fleet.until("rebooted and back", async () => (await fleet.rec.store.db.query.incidents.findFirst({ where: (i, { eq }) => eq(i.nodeId, victim.id) }))?.backAt != null, 60);
+    await page.waitForSelector("#incidents .step:has-text('back, new boot')", { timeout: 10_000 });
+    expect(await page.locator("#incidents").textContent()).toMatch(/reboot→back (\d+m )?\d+s/);
     await screenshot(page, "03-node-incident");
   }, 60_000);
 

@@ -27,7 +27,7 @@ beforeAll(async () => {
   buildFakeNvml();
   fleet = await CompiledFleet.create();
   fleet.writeConfig(
-    `  health_check_interval: 2s\nproviders:\n  local:\n    nvml_library: ${FAKE_NVML.full}\npools:\n  - name: gpu\n    provider: local\n    instance_type: local-4gpu\n    region: local\n    scaling:\n      min_nodes: 2\n      max_nodes: 3\n    health:\n      drain_timeout: 30s\n`,
+    `  health_check_interval: 2s\nproviders:\n  local:\n    nvml_library: ${FAKE_NVML.full}\npools:\n  - name: gpu\n    provider: local\n    instance_type: local-4gpu\n    region: local\n    scaling:\n      min_nodes: 2\n      max_nodes: 3\n    health:\n      drain_timeout: 30s\n      remediation: replace\n`,
   );
   fleet.startServer();
   await fleet.waitReady();

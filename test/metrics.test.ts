@@ -198,7 +198,10 @@ describe("metrics on a seeded store", () => {
     const codes = new Set(s.filter((x) => x.name === "navarch_xid_errors_total").map((x) => x.labels.code));
     expect([...codes].sort()).toEqual(["48", "79", "other"]);
     // No per-event or per-incident label anywhere.
-    const labelNames = new Set(s.filter((x) => !x.name.startsWith("navarch_process_")).flatMap((x) => Object.keys(x.labels)));
+    const runtime = (name: string) => name.startsWith("navarch_process_") || name.startsWith("navarch_nodejs_");
+    expect(s.some((x) => x.name === "navarch_process_cpu_user_seconds_total")).toBe(true);
+    expect(s.filter((x) => x.name.includes("process_process"))).toEqual([]);
+    const labelNames = new Set(s.filter((x) => !runtime(x.name)).flatMap((x) => Object.keys(x.labels)));
     for (const l of labelNames) expect(["check", "code", "gpu", "kind", "le", "node", "operation", "outcome", "pool", "provider", "rail", "scope", "severity", "state", "to"]).toContain(l);
   });
 
@@ -238,7 +241,7 @@ describe("metrics of a running reconciler", () => {
     );
     try {
       const passes = await waitFor("three observed passes", async () => {
-        const s = samples(await (await fetch(`${rec.url}/metrics`)).text());
+        const s = samples(await (await fetch(`${rec.url}/metrics`, { headers: { Authorization: "Bearer metrics-token" } })).text());
         const n = value(s, "navarch_reconcile_pass_duration_seconds_count");
         return n >= 3 ? s : undefined;
       });

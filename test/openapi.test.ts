@@ -36,7 +36,7 @@ describe("OpenAPI document", () => {
     const app = createApi({ store: fleet.rec.store, metrics: createMetrics(fleet.rec.store.db), authToken: "x", heartbeatIntervalSeconds: 10, now: Date.now, log: () => undefined });
     const routes = new Set(
       app.routes
-        .filter((r) => r.method === "GET" || r.method === "POST")
+        .filter((r) => r.method === "GET" || r.method === "POST" || r.method === "DELETE")
         // Redirects to the dashboard, not API paths.
         .filter((r) => !["/", "/ui", "/ui/index.html", "/ui/app.js", "/ui/app.css"].includes(r.path))
         .map((r) => `${r.method.toLowerCase()} ${toOpenApi(r.path)}`),

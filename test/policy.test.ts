@@ -496,12 +496,20 @@ describe("findings and the node verdict", () => {
   });
 
   test("fatal findings are not cleared by a new boot id, nor by time, nor by a healthy event", () => {
-    const fell = xid(79);
-    let findings = open(fell);
-    const healthy = xid(79, T0 + 1, { severity: "healthy", action: "none" });
+    const failed = xid(64); // row remapping failed: its remedy is hardware, not a reboot
+    let findings = open(failed);
+    const healthy = xid(64, T0 + 1, { severity: "healthy", action: "none" });
     findings = trackFinding(findings, healthy, judge(healthy));
     const v = nodeVerdict(findings, { ...base, bootId: "boot-9", now: T0 + 30 * 24 * HOUR });
     expect(v).toMatchObject({ verdict: "unhealthy", fatal: true, closed: [] });
+  });
+
+  test("a fatal finding whose remedy is a reboot is judged again in a new boot, never cleared in its own", () => {
+    const fell = xid(79); // fallen off the bus: the catalog recommends a reboot
+    const findings = open(fell);
+    expect(nodeVerdict(findings, { ...base, now: T0 + 30 * 24 * HOUR })).toMatchObject({ verdict: "unhealthy", fatal: true, closed: [] });
+    const rebooted = nodeVerdict(findings, { ...base, bootId: "boot-9", now: T0 + HOUR });
+    expect(rebooted).toMatchObject({ verdict: "healthy", closed: [expect.objectContaining({ why: "new_boot" })] });
   });
 
   test("trackFinding keeps one finding per key; the worst result and persistence win", () => {

@@ -189,4 +189,48 @@ describe("AwsProvider", () => {
     expect(mapAwsError(sdkError("ECONNREFUSED"), "x", []).kind).toBe("transient");
     expect(mapAwsError(sdkError("AuthFailure", 401), "secret in x", ["secret"]).message).not.toContain("secret");
   });
+
+  test("ClientToken: a failed RunInstances keeps no token; a retry in another AZ returns the original", async () => {
+    const p = provider();
+    const req = awsRequest({ pool: "token" });
+    fake.inject({ kind: "capacity", on: "launch", zone: "us-east-1b", times: 1 });
+    await expectProviderError(p.launch(req), "capacity");
+    // The same key launches for real once capacity is back.
+    const inst = await p.launch(req);
+    expect(fake.state.runs.filter((r) => r.ClientToken === req.idempotencyKey).length).toBe(1);
+    // EC2 does not count the Availability Zone as a changed parameter: the original comes back.
+    const again = await p.launch({ ...req, zone: "us-east-1c" });
+    expect(again.id).toBe(inst.id);
+    expect(again.zone).toBe("us-east-1b");
+    // Still the original after it terminated (the token outlives the instance).
+    await p.terminate(inst.id);
+    expect((await p.launch(req)).id).toBe(inst.id);
+  });
+
+  test("reboot: RebootInstances for a running instance; terminated or unknown → not_found", async () => {
+    const p = provider();
+    const inst = await p.launch(awsRequest({ pool: "reboot" }));
+    const instanceId = inst.id.split("/")[1]!;
+    await p.reboot(inst.id);
+    expect(fake.state.instances.get(instanceId)?.boots).toBe(2);
+    expect(fake.state.calls.filter((c) => c.path === "/?Action=RebootInstances").at(-1)?.status).toBe(200);
+    // A bare instance id is found in the known regions.
+    await p.reboot(instanceId);
+    expect(fake.state.instances.get(instanceId)?.boots).toBe(3);
+
+    fake.inject({ kind: "rate_limit", on: "reboot", retryAfterSeconds: 2, times: 1 });
+    expect((await expectProviderError(p.reboot(inst.id), "rate_limit")).retryAfterSeconds).toBe(2);
+    await expectProviderError(provider("Wrong/Secret+Key9876543210abcdefghijklmn").reboot(inst.id), "auth");
+
+    // A stopped instance cannot be rebooted.
+    fake.state.instances.get(instanceId)!.state = "stopped";
+    const stopped = await expectProviderError(p.reboot(inst.id), "invalid");
+    expect(stopped.message).toContain("IncorrectInstanceState");
+    fake.state.instances.get(instanceId)!.state = "running";
+
+    await p.terminate(inst.id);
+    await expectProviderError(p.reboot(inst.id), "not_found");
+    await expectProviderError(p.reboot("us-east-1/i-0123456789abcdef0"), "not_found");
+    expect(fake.state.instances.get(instanceId)?.boots).toBe(3);
+  });
 });

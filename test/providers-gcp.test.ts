@@ -83,7 +83,7 @@ describe("GcpProvider", () => {
     expect(named.length).toBe(1);
     expect(again.id).toBe(`us-central1-a/${req.name}`);
     const ids = [...fake.state.requestIds.keys()];
-    expect(ids).toContain(requestIdFor(req.idempotencyKey));
+    expect(ids).toContain(requestIdFor(req.idempotencyKey, "us-central1-a"));
     await p.terminate(again.id);
   });
 
@@ -221,10 +221,8 @@ describe("GcpProvider", () => {
     }
   });
 
-  test("missing zone, credentials or project are reported, not thrown as crashes", async () => {
-    const noZone = gcpRequest();
-    delete noZone.zone;
-    await expectProviderError(provider().launch(noZone), "invalid");
+  test("a zone outside the region, missing credentials or project are reported, not thrown as crashes", async () => {
+    await expectProviderError(provider().launch(gcpRequest({ zone: "us-east1-b" })), "invalid");
     await expectProviderError(new GcpProvider({ project: "p-123456", base_url: fake.url }, fakeEnv({})).list({}), "auth");
     await expectProviderError(new GcpProvider({ credentials_env: TOKEN_ENV, base_url: fake.url }, fakeEnv({ [TOKEN_ENV]: "t" })).list({}), "invalid");
   });
@@ -234,10 +232,12 @@ describe("GcpProvider", () => {
     expect(labelKey("9lives")).toBe("k-9lives");
     expect(labelValue("x".repeat(80)).length).toBe(63);
     expect(labelValue("x".repeat(80))).not.toBe(labelValue(`${"x".repeat(79)}y`));
-    const id = requestIdFor("op-1");
+    const id = requestIdFor("op-1", "us-central1-a");
     expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    expect(requestIdFor("op-1")).toBe(id);
-    expect(requestIdFor("op-2")).not.toBe(id);
+    expect(requestIdFor("op-1", "us-central1-a")).toBe(id);
+    expect(requestIdFor("op-2", "us-central1-a")).not.toBe(id);
+    expect(requestIdFor("op-1", "us-central1-b")).not.toBe(id);
+    expect(requestIdFor("op-1", "us-central1-a", 1)).not.toBe(id);
 
     const failure = (status: number, reason: string, gstatus?: string) => ({
       status,
@@ -253,5 +253,113 @@ describe("GcpProvider", () => {
     expect(mapGoogleError(failure(400, "invalid")).kind).toBe("invalid");
     expect(mapGoogleError(failure(503, "ZONE_RESOURCE_POOL_EXHAUSTED")).kind).toBe("capacity");
     expect(mapGoogleError(failure(500, "backendError")).kind).toBe("transient");
+  });
+
+  test("without zones, the region's zones come from the API and are tried in order on stockouts", async () => {
+    const p = provider();
+    const zonesCalls = () => fake.state.calls.filter((c) => c.call === "zones").length;
+    const before = zonesCalls();
+    const first = await p.launch(gcpRequest({ pool: "discover", zone: undefined }));
+    // a3-highgpu-8g is offered in us-central1-a and -b; -f offers none of the fake's types.
+    expect(first.zone).toBe("us-central1-a");
+    fake.inject({ kind: "capacity", on: "launch", zone: "us-central1-a", times: 1 });
+    const second = await p.launch(gcpRequest({ pool: "discover", zone: undefined }));
+    expect(second.zone).toBe("us-central1-b");
+    // The zones were listed once and reused.
+    expect(zonesCalls() - before).toBe(1);
+
+    fake.inject({ kind: "capacity", on: "launch", instanceType: "a3-highgpu-8g" });
+    const err = await expectProviderError(p.launch(gcpRequest({ pool: "discover", zone: undefined })), "capacity");
+    expect(err.message).toContain("us-central1-a");
+    expect(err.message).toContain("us-central1-b");
+    expect(err.message).toContain("ZONE_RESOURCE_POOL_EXHAUSTED");
+    fake.clearFaults();
+    await Promise.all([first, second].map((i) => p.terminate(i.id)));
+  });
+
+  test("the pool's own zones are tried in their order on stockouts, with no discovery", async () => {
+    const p = provider();
+    const zonesCalls = () => fake.state.calls.filter((c) => c.call === "zones").length;
+    const before = zonesCalls();
+    fake.inject({ kind: "capacity", on: "launch", zone: "us-central1-b", times: 1 });
+    const placed = await p.launch(gcpRequest({ pool: "configured", zone: "us-central1-b", zones: ["us-central1-b", "us-central1-a"] }));
+    expect(placed.zone).toBe("us-central1-a");
+    expect(zonesCalls()).toBe(before);
+    await expectProviderError(p.launch(gcpRequest({ pool: "configured", zone: "us-central1-b", zones: ["us-central1-b", "europe-west4-a"] })), "invalid");
+    fake.clearFaults();
+    await p.terminate(placed.id);
+  });
+
+  test("zone discovery skips zones that are DOWN, refuses regions and types it cannot place, and expires", async () => {
+    const zoned = startGcpFake({ operationMs: 0, zones: [{ name: "us-central1-a", status: "DOWN" }, { name: "us-central1-b" }, { name: "us-east1-b" }] });
+    try {
+      let now = Date.now();
+      const p = new GcpProvider({ project: zoned.project, credentials_env: TOKEN_ENV, base_url: zoned.url }, fakeEnv({ [TOKEN_ENV]: zoned.token }), {
+        zoneCacheMs: 60_000,
+        now: () => now,
+      });
+      expect((await p.launch(gcpRequest({ pool: "down", zone: undefined }))).zone).toBe("us-central1-b");
+      const noRegion = await expectProviderError(p.launch(gcpRequest({ pool: "down", zone: undefined, region: "mars-north1" })), "invalid");
+      expect(noRegion.message).toContain("mars-north1");
+      const noType = await expectProviderError(p.launch(gcpRequest({ pool: "down", zone: undefined, instanceType: "a2-highgpu-1g" })), "invalid");
+      expect(noType.message).toContain("a2-highgpu-1g");
+      const listed = zoned.state.calls.filter((c) => c.call === "zones").length;
+      await p.launch(gcpRequest({ pool: "down", zone: undefined }));
+      expect(zoned.state.calls.filter((c) => c.call === "zones").length).toBe(listed);
+      now += 61_000;
+      await p.launch(gcpRequest({ pool: "down", zone: undefined }));
+      expect(zoned.state.calls.filter((c) => c.call === "zones").length).toBe(listed + 1);
+    } finally {
+      await zoned.stop();
+    }
+  });
+
+  test("after a stockout, the same operation key tries again for real (a new requestId), also after a restart", async () => {
+    const req = gcpRequest({ pool: "stockout" });
+    fake.inject({ kind: "capacity", on: "launch", zone: "us-central1-a", times: 2 });
+    await expectProviderError(provider().launch(req), "capacity");
+    // A new process: the insert replays the failed operation first, then moves on.
+    await expectProviderError(provider().launch(req), "capacity");
+    const p = provider();
+    const inst = await p.launch(req);
+    expect(inst.zone).toBe("us-central1-a");
+    expect(fake.live().filter((i) => i.name === req.name).length).toBe(1);
+    await p.terminate(inst.id);
+  });
+
+  test("a retry after a crash adopts what an earlier attempt created in another zone", async () => {
+    const req = gcpRequest({ pool: "crash-zones", zone: undefined });
+    fake.inject({ kind: "capacity", on: "launch", zone: "us-central1-a", times: 1 });
+    fake.inject({ kind: "lose_response", on: "launch", zone: "us-central1-b", times: 1 });
+    await expectProviderError(provider().launch(req), "transient");
+    // A fresh provider (the reconciler restarted): us-central1-a has room again, but the instance exists in -b.
+    const again = await provider().launch(req);
+    expect(again.zone).toBe("us-central1-b");
+    expect(fake.live().filter((i) => i.name === req.name).length).toBe(1);
+    await provider().terminate(again.id);
+  });
+
+  test("reboot: reset for a running instance, start for a stopped one; gone → not_found", async () => {
+    const p = provider();
+    const inst = await p.launch(gcpRequest({ pool: "reboot" }));
+    await p.reboot(inst.id);
+    const stored = fake.state.instances.get(inst.id)!;
+    expect(stored.boots).toBe(2);
+    expect(fake.state.calls.some((c) => c.call === "reboot" && c.path.endsWith(`/instances/${inst.name}/reset`) && c.status === 200)).toBe(true);
+    expect((await p.get(inst.id))?.state).toBe("running");
+    // A bare name is found across zones; a stopped (TERMINATED) instance is started.
+    stored.stopped = true;
+    expect((await p.get(inst.name))?.state).toBe("stopping");
+    await p.reboot(inst.name);
+    expect(stored.boots).toBe(3);
+    expect(fake.state.calls.some((c) => c.path.endsWith(`/instances/${inst.name}/start`) && c.status === 200)).toBe(true);
+    expect((await p.get(inst.id))?.state).toBe("running");
+
+    fake.inject({ kind: "rate_limit", on: "reboot", retryAfterSeconds: 4, times: 1 });
+    expect((await expectProviderError(p.reboot(inst.id), "rate_limit")).retryAfterSeconds).toBe(4);
+    await p.terminate(inst.id);
+    await Bun.sleep(50);
+    await expectProviderError(p.reboot(inst.id), "not_found");
+    await expectProviderError(provider("ya29.wrong").reboot(inst.id), "auth");
   });
 });

@@ -191,10 +191,96 @@ describe("LambdaProvider", () => {
     }
   });
 
-  test("a launch with no SSH key at all is invalid", async () => {
-    const req = launchRequest();
+  test("a launch with no SSH key at all is refused before any call, naming the keys to set", async () => {
+    const req = launchRequest({ pool: "keyless" });
     delete req.sshPublicKey;
-    const err = await expectProviderError(provider().launch(req), "invalid");
+    const calls = fake.state.calls.length;
+    const named = new LambdaProvider({ api_key_env: KEY_ENV, base_url: fake.url }, fakeEnv({ [KEY_ENV]: fake.apiKey }), {
+      pools: new Map([["keyless", { path: "pools[3]" }]]),
+    });
+    const err = await expectProviderError(named.launch(req), "invalid");
     expect(err).toBeInstanceOf(ProviderError);
+    expect(err.retryable).toBe(false);
+    expect(err.message).toContain("pools[3].ssh_key_names");
+    expect(err.message).toContain("providers.lambda.ssh_key_names");
+    expect(fake.state.calls.length).toBe(calls);
+    // A pool the provider was not told about is named by its name.
+    const unnamed = await expectProviderError(provider().launch(req), "invalid");
+    expect(unnamed.message).toContain("ssh_key_names of pool keyless");
+  });
+
+  test("ssh_key_names is sent on every launch: the pool's, else the provider's", async () => {
+    const keys = startLambdaFake({
+      sshKeys: [
+        { name: "ops-default", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpsDefaultKey000000000000000000000000000000" },
+        { name: "ops-training", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpsTrainingKey00000000000000000000000000000" },
+      ],
+    });
+    try {
+      const p = new LambdaProvider(
+        { api_key_env: KEY_ENV, base_url: keys.url, ssh_key_names: ["ops-default"] },
+        fakeEnv({ [KEY_ENV]: keys.apiKey }),
+        { pools: new Map([["training", { path: "pools[0]", sshKeyNames: ["ops-training"] }], ["inference", { path: "pools[1]" }]]) },
+      );
+      const plain = (pool: string) => {
+        const req = launchRequest({ pool });
+        delete req.sshPublicKey;
+        return req;
+      };
+      const a = await p.launch(plain("training"));
+      const b = await p.launch(plain("inference"));
+      expect(keys.state.instances.get(a.id)?.sshKeyNames).toEqual(["ops-training"]);
+      expect(keys.state.instances.get(b.id)?.sshKeyNames).toEqual(["ops-default"]);
+      // A pool with setup_commands keeps the configured key; its bootstrap key comes through cloud-init.
+      const c = await p.launch(launchRequest({ pool: "inference" }));
+      expect(keys.state.instances.get(c.id)?.sshKeyNames).toEqual(["ops-default"]);
+      expect(keys.state.instances.get(c.id)?.userData).toContain(TEST_PUBLIC_KEY.split(" ").slice(0, 2).join(" "));
+      expect(keys.state.sshKeys.size).toBe(2);
+      // The request carries only fields the reference defines; the name doubles as the hostname.
+      const body = keys.state.launches.at(-1)!;
+      expect(Object.keys(body).sort()).toEqual(["hostname", "instance_type_name", "name", "region_name", "ssh_key_names", "tags", "user_data"]);
+      expect(body.hostname).toBe(body.name);
+    } finally {
+      await keys.stop();
+    }
+  });
+
+  test("a configured key Lambda does not know → invalid, naming the key", async () => {
+    const req = launchRequest({ pool: "unknown-key" });
+    delete req.sshPublicKey;
+    const p = new LambdaProvider({ api_key_env: KEY_ENV, base_url: fake.url, ssh_key_names: ["never-registered"] }, fakeEnv({ [KEY_ENV]: fake.apiKey }));
+    const err = await expectProviderError(p.launch(req), "invalid");
+    expect(err.message).toContain("global/object-does-not-exist");
+    expect(err.message).toContain("never-registered");
+  });
+
+  test("tags outside Lambda's rules are refused before the call", async () => {
+    await expectProviderError(provider().launch(launchRequest({ tags: { "Navarch Pool": "x" } })), "invalid");
+  });
+
+  test("reboot restarts the instance (a new boot); gone → not_found; not yet launched → transient", async () => {
+    const slow = startLambdaFake({ bootMs: 150 });
+    try {
+      const p = new LambdaProvider({ api_key_env: KEY_ENV, base_url: slow.url }, fakeEnv({ [KEY_ENV]: slow.apiKey }));
+      const inst = await p.launch(launchRequest({ pool: "reboot" }));
+      // Still booting: Lambda leaves it out of restarted_instances (vm-has-not-launched).
+      const early = await expectProviderError(p.reboot(inst.id), "transient");
+      expect(early.message).toContain("vm-has-not-launched");
+      await Bun.sleep(170);
+      expect((await p.get(inst.id))?.state).toBe("running");
+      await p.reboot(inst.id);
+      expect(slow.state.instances.get(inst.id)?.boots).toBe(2);
+      expect((await p.get(inst.id))?.state).toBe("pending");
+      expect(slow.state.calls.at(-2)).toMatchObject({ call: "reboot", path: "/api/v1/instance-operations/restart", status: 200 });
+
+      await expectProviderError(p.reboot("0123456789abcdef0123456789abcdef"), "not_found");
+      slow.inject({ kind: "auth", on: "reboot", times: 1 });
+      await expectProviderError(p.reboot(inst.id), "auth");
+      slow.inject({ kind: "rate_limit", on: "reboot", retryAfterSeconds: 3, times: 1 });
+      expect((await expectProviderError(p.reboot(inst.id), "rate_limit")).retryAfterSeconds).toBe(3);
+      await p.terminate(inst.id);
+    } finally {
+      await slow.stop();
+    }
   });
 });

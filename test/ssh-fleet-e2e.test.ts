@@ -113,7 +113,7 @@ async function fleet(name: string, hostCount: number, poolYaml: string, powerOff
     name,
   );
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
-  const lambda = new LambdaProvider(parsed.config.providers.lambda!, (v) => (v === "LAMBDA_E2E_KEY" ? fake.apiKey : undefined), { sshKeyName: "navarch-e2e" });
+  const lambda = new LambdaProvider(parsed.config.providers.lambda!, (v) => (v === "LAMBDA_E2E_KEY" ? fake.apiKey : undefined));
   process.env.NAVARCH_E2E_TOKEN = "e2e-admin-token-0123456789";
   const logs: string[] = [];
   const rec = await startReconciler(

@@ -14,7 +14,7 @@ import { Bootstrapper } from "../reconciler/fleet/bootstrap.ts";
 import type { Instance } from "../reconciler/providers/provider.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { bootstrapRuns, hostKeys, nodes } from "../schema/db.ts";
-import { freePort } from "./compiled.ts";
+import { freePort } from "./support.ts";
 import { Sshd, ensureSshd, newKeyPair, type KeyPair } from "./ssh/sshd.ts";
 import { tempDir, waitFor } from "./support.ts";
 

@@ -162,7 +162,7 @@ describe("heartbeats", () => {
   });
 
   test("/metrics is free of the refused readings", async () => {
-    const text = await (await fetch(`${rec.url}/metrics`)).text();
+    const text = await (await fetch(`${rec.url}/metrics`, { headers: { Authorization: `Bearer ${TOKEN}` } })).text();
     expect(text).toContain('navarch_node_gpu_temperature_celsius{pool="",node="hb-node",gpu="1"} 55');
     expect(text).not.toContain("1e+308");
     expect(text).not.toContain("1e+300");
@@ -197,7 +197,7 @@ describe("/metrics with values an old database already holds", () => {
     // Written behind the API's back, as a database from before the bounds may hold them.
     await rec.store.db.run(sql`update gpus set last_snapshot = '{"index":0,"temperatureC":1e308,"utilizationPct":9e999}' where node_id = 'old-node' and gpu_index = 0`);
     await rec.store.db.run(sql`update gpus set last_snapshot = '{"index":1,"temperatureC":-1e308,"utilizationPct":1e300}' where node_id = 'old-node' and gpu_index = 1`);
-    const lines = (await (await fetch(`${rec.url}/metrics`)).text()).split("\n").filter((l) => l.includes('node="old-node"'));
+    const lines = (await (await fetch(`${rec.url}/metrics`, { headers: { Authorization: `Bearer ${TOKEN}` } })).text()).split("\n").filter((l) => l.includes('node="old-node"'));
     expect(lines.filter((l) => l.startsWith("navarch_node_gpu_"))).toEqual([]);
     for (const l of lines) expect(l).not.toMatch(/ (NaN|[+-]Inf|-?\d(\.\d+)?e\+\d+)$/);
   });

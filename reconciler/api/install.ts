@@ -35,7 +35,7 @@ export function agentBinaryPath(configured?: string): string {
   return configured ?? process.env.NAVARCH_NODE_BINARY ?? join(dirname(process.execPath), "navarch-node");
 }
 
-const TokenRequest = v.strictObject({
+export const TokenRequest = v.strictObject({
   nodeId: NodeId,
   /** How long the token may wait for its registration (default 1 h, at most 7 days). */
   ttlSeconds: v.optional(v.pipe(v.number(), v.integer(), v.minValue(60), v.maxValue(7 * 24 * 3600)), 3600),

@@ -14,6 +14,7 @@ import { auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, p
 import { NODE_STATES, isIn, stateNotIn, type NodeState } from "../../schema/lifecycle.ts";
 import { NODE_ORIGINS, NodeRow } from "../../schema/admin.ts";
 import { SEVERITIES, type ErrorBody } from "../../schema/wire.ts";
+import { parseIsoTime } from "../../schema/time.ts";
 import type { Store } from "../store/store.ts";
 
 // ───────────────────────────── shapes ─────────────────────────────
@@ -51,9 +52,13 @@ export const IncidentRow = v.object({
   terminatedAt: Nullable(Ms),
   replacementNodeId: Nullable(v.string()),
   replacementReadyAt: Nullable(Ms),
+  remedy: Nullable(v.pipe(v.picklist(["reboot", "replace"]), v.description("the remediation's rung: reboot first, or replace"))),
+  rebootedAt: Nullable(Ms),
+  rebootFromBoot: Nullable(v.string()),
+  backAt: Nullable(v.pipe(Ms, v.description("when the rebooted node came back with a new boot"))),
   status: v.pipe(v.string(), v.description("what the reconciler is doing about it, or which rail blocks it")),
   closedAt: Nullable(Ms),
-  outcome: Nullable(v.picklist(["replaced", "recovered", "cancelled", "held", "terminated"])),
+  outcome: Nullable(v.picklist(["replaced", "recovered", "rebooted", "cancelled", "held", "terminated"])),
 });
 export type IncidentRow = v.InferOutput<typeof IncidentRow>;
 
@@ -175,7 +180,7 @@ export const EventView = v.object({
 export type EventView = v.InferOutput<typeof EventView>;
 
 export const IncidentStep = v.object({
-  step: v.picklist(["fault", "opened", "cordoned", "drained", "terminated", "replacement_ready", "closed"]),
+  step: v.picklist(["fault", "opened", "cordoned", "drained", "rebooted", "back", "terminated", "replacement_ready", "closed"]),
   at: Ms,
   /** Milliseconds since the previous step. */
   sincePreviousMs: Nullable(v.number()),
@@ -188,6 +193,7 @@ export const IncidentTimeline = v.object({
     faultToCordonMs: Nullable(v.number()),
     cordonToDrainedMs: Nullable(v.number()),
     drainedToTerminatedMs: Nullable(v.number()),
+    rebootToBackMs: Nullable(v.pipe(v.number(), v.description("how long the reboot took, to the new boot"))),
     faultToReplacementReadyMs: Nullable(v.number()),
   }),
 });
@@ -451,6 +457,8 @@ export function incidentTimeline(i: typeof incidents.$inferSelect): IncidentTime
     ["opened", i.openedAt],
     ["cordoned", i.cordonedAt],
     ["drained", i.drainedAt],
+    ["rebooted", i.rebootedAt],
+    ["back", i.backAt],
     ["terminated", i.terminatedAt],
     ["replacement_ready", i.replacementReadyAt],
     ["closed", i.closedAt],
@@ -470,6 +478,7 @@ export function incidentTimeline(i: typeof incidents.$inferSelect): IncidentTime
       faultToCordonMs: span(i.faultAt, i.cordonedAt),
       cordonToDrainedMs: span(i.cordonedAt, i.drainedAt),
       drainedToTerminatedMs: span(i.drainedAt, i.terminatedAt),
+      rebootToBackMs: span(i.rebootedAt, i.backAt),
       faultToReplacementReadyMs: span(i.faultAt, i.replacementReadyAt),
     },
   };
@@ -529,10 +538,10 @@ export async function listEvents(store: Store, f: EventFilter): Promise<EventLis
   return { events: rows, cursor };
 }
 
+/** Epoch ms, or an ISO-8601 time of a real date (2026-02-31 is refused, not rolled over). */
 function parseTime(s: string): number | null {
   if (/^\d{1,15}$/.test(s)) return Number(s);
-  const t = Date.parse(s);
-  return Number.isNaN(t) ? null : t;
+  return parseIsoTime(s) ?? null;
 }
 
 function isRecord(x: unknown): x is Record<string, unknown> {

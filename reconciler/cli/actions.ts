@@ -3,15 +3,15 @@
 // resume pools; reset a breaker; list incidents with the time each step took;
 // inject a fault into a local (simulated) node. Errors are one line.
 import { parseArgs } from "node:util";
-import { userInfo } from "node:os";
+import { hostname, userInfo } from "node:os";
 import * as v from "valibot";
 import { NodeDetail } from "../../schema/admin.ts";
 import { IncidentList, PoolList, PoolView, incidentTimeline, type PoolSummary } from "../api/views.ts";
 import { CliError, apiGet, apiPost, resolveTarget, type ApiTarget } from "./client.ts";
 import { auditDetails, incidentText } from "./nodes.ts";
-import { age, duration, parseAnswer, parseFormat, render, table, type Format } from "./output.ts";
+import { age, duration, parseAnswer, parseFormat, printable, render, table, type Format } from "./output.ts";
 
-export const ACTIONS_USAGE = `  navarch cordon|uncordon|replace NODE [--reason TEXT]
+export const ACTIONS_USAGE = `  navarch cordon|uncordon|reboot|replace NODE [--reason TEXT]
   navarch drain NODE [--reason TEXT] [--deadline SECONDS] [--no-wait]   (waits, printing progress, until drained)
   navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL
   navarch breaker reset SCOPE                 (fleet or pool:NAME)
@@ -21,12 +21,22 @@ export const ACTIONS_USAGE = `  navarch cordon|uncordon|replace NODE [--reason T
 
 const ActionAnswer = v.object({ ok: v.literal(true), result: v.optional(v.unknown()) });
 
-function actor(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return "operator";
+/**
+ * Who runs the command, for the audit log: NAVARCH_ACTOR, else the login name and host.
+ * Bun's userInfo() says "unknown" where the environment has no USER, so that is not a name.
+ */
+export function actor(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.NAVARCH_ACTOR) return env.NAVARCH_ACTOR.slice(0, 128);
+  let user = env.USER || env.LOGNAME;
+  if (!user) {
+    try {
+      const name = userInfo().username;
+      if (name && name !== "unknown") user = name;
+    } catch {
+      // no passwd entry for this uid
+    }
   }
+  return `${user ?? `uid ${process.getuid?.() ?? "?"}`}@${hostname()}`.slice(0, 128);
 }
 
 export interface CommandOptions {
@@ -69,6 +79,7 @@ export async function actionCommand(command: string, args: string[], write: (s: 
   switch (command) {
     case "cordon":
     case "uncordon":
+    case "reboot":
     case "replace": {
       const node = one("NODE [--reason TEXT]");
       const target = resolveTarget(values.server);
@@ -248,7 +259,7 @@ function nodesTableFromTiles(view: v.InferOutput<typeof PoolView>, now = Date.no
   if (view.nodes.length === 0) return "Nodes:       none";
   return table(
     ["NODE", "STATE", "HEALTH", "LAST HEARTBEAT", "IN STATE", "REASON"],
-    view.nodes.map((n) => [n.id, n.state, n.verdict ?? "unchecked", age(n.lastHeartbeatAt, now), age(n.stateChangedAt, now).replace(/ ago$/, ""), n.stateReason ?? ""]),
+    view.nodes.map((n) => [n.id, n.state, n.verdict ?? "unknown", age(n.lastHeartbeatAt, now), age(n.stateChangedAt, now).replace(/ ago$/, ""), n.stateReason ?? ""]),
     72,
   );
 }
@@ -259,7 +270,7 @@ async function waitForDrain(target: ApiTarget, node: string, deadlineSeconds: nu
   const giveUpAt = started + (deadlineSeconds + 120) * 1000;
   const pollMs = opts.pollMs ?? 1000;
   const say = (line: string) => {
-    if (format === "table") write(`[${duration(Date.now() - started).padStart(6)}] ${line}\n`);
+    if (format === "table") write(`[${duration(Date.now() - started).padStart(6)}] ${printable(line)}\n`);
   };
   say(`${node}: drain requested (deadline ${duration(deadlineSeconds * 1000)})`);
   let last = "";

@@ -1,7 +1,11 @@
 // How CLI commands reach a running reconciler: server from -s/NAVARCH_SERVER,
 // token from NAVARCH_AUTH_TOKEN (or, on the reconciler's own machine, the token
-// file it generated in its data directory). Every failure is one clear line.
-import { existsSync, readFileSync } from "node:fs";
+// file it generated in its data directory), HTTPS trust from NAVARCH_CA_FILE and
+// friends (schema/client-tls.ts). Every failure is one clear line, and never shows
+// credentials written into the server URL.
+import { readFileSync, statSync } from "node:fs";
+import { redactUrl } from "../../agent/reporter.ts";
+import { ClientTlsError, clientFetch, clientTlsFromEnv } from "../../schema/client-tls.ts";
 import { authTokenFile } from "../serve.ts";
 
 export const DEFAULT_SERVER = "http://127.0.0.1:50051";
@@ -21,18 +25,39 @@ export class CliError extends Error {
 export interface ApiTarget {
   server: string;
   token: string;
+  /** The server as messages show it: without a user name or password. */
+  display?: string;
+  /** fetch with the TLS settings of the environment. */
+  fetch?: (url: string, init: RequestInit) => Promise<Response>;
 }
 
 export function resolveTarget(serverFlag: string | undefined, dataDir = DEFAULT_DATA_DIR): ApiTarget {
   const raw = serverFlag ?? process.env.NAVARCH_SERVER ?? DEFAULT_SERVER;
   const server = (/^https?:\/\//.test(raw) ? raw : `http://${raw}`).replace(/\/+$/, "");
   let token = process.env.NAVARCH_AUTH_TOKEN;
-  if (!token) {
-    const file = authTokenFile(dataDir);
-    if (existsSync(file)) token = readFileSync(file, "utf8").trim();
-  }
+  if (!token) token = readTokenFile(authTokenFile(dataDir));
   if (!token) throw new CliError("NAVARCH_AUTH_TOKEN is not set (and no generated token was found in ./data/auth-token)");
-  return { server, token };
+  let send;
+  try {
+    send = clientFetch(clientTlsFromEnv());
+  } catch (err) {
+    if (err instanceof ClientTlsError) throw new CliError(err.message, 2);
+    throw err;
+  }
+  return { server, token, display: redactUrl(server), fetch: send };
+}
+
+/** The token `serve` generated on this machine, if there is one; a path that is not a file is one line. */
+function readTokenFile(file: string): string | undefined {
+  try {
+    if (!statSync(file).isFile()) throw new CliError(`${file} is not a file (it should hold the token serve generated); set NAVARCH_AUTH_TOKEN`);
+    return readFileSync(file, "utf8").trim();
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    const code = typeof err === "object" && err !== null && "code" in err ? String(err.code) : "";
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    throw new CliError(`cannot read ${file}: ${err instanceof Error ? err.message : String(err)}; set NAVARCH_AUTH_TOKEN`);
+  }
 }
 
 export function apiGet(target: ApiTarget, path: string): Promise<unknown> {
@@ -48,26 +73,36 @@ export function apiPost(target: ApiTarget, path: string, body: unknown): Promise
   return apiCall(target, "POST", path, body);
 }
 
-async function apiCall(target: ApiTarget, method: "GET" | "POST", path: string, body?: unknown, notFoundIsUndefined = false): Promise<unknown> {
+export function apiDelete(target: ApiTarget, path: string): Promise<unknown> {
+  return apiCall(target, "DELETE", path);
+}
+
+async function apiCall(target: ApiTarget, method: "GET" | "POST" | "DELETE", path: string, body?: unknown, notFoundIsUndefined = false): Promise<unknown> {
+  const server = target.display ?? redactUrl(target.server);
+  const send = target.fetch ?? ((url: string, init: RequestInit) => fetch(url, init));
   let res: Response;
   try {
-    res = await fetch(`${target.server}${path}`, {
+    res = await send(`${target.server}${path}`, {
       method,
       headers: { Authorization: `Bearer ${target.token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(15_000),
     });
   } catch (err) {
-    throw new CliError(`cannot reach the reconciler at ${target.server}: ${err instanceof Error ? err.message : String(err)}`);
+    const text = (err instanceof Error ? err.message : String(err)).replaceAll(target.server, server);
+    throw new CliError(`cannot reach the reconciler at ${server}: ${text}`);
   }
   if (notFoundIsUndefined && res.status === 404) return undefined;
   let json: unknown;
   try {
     json = await res.json();
   } catch {
-    throw new CliError(`${target.server}${path}: HTTP ${res.status} with a body that is not JSON (is this a navarch server?)`);
+    throw new CliError(`${server}${path}: HTTP ${res.status} with a body that is not JSON (is this a navarch server?)`);
   }
-  if (res.status === 401) throw new CliError(`${target.server} refused the token (HTTP 401): check NAVARCH_AUTH_TOKEN`);
+  if (res.status === 401) {
+    const why = typeof json === "object" && json !== null && "error" in json ? `: ${String(json.error)}` : "";
+    throw new CliError(`${server} refused the token (HTTP 401)${why}; check NAVARCH_AUTH_TOKEN`);
+  }
   if (!res.ok) {
     const msg = typeof json === "object" && json !== null && "error" in json ? String(json.error) : `HTTP ${res.status}`;
     const issues = typeof json === "object" && json !== null && "issues" in json && Array.isArray(json.issues) ? json.issues : [];

@@ -1,8 +1,10 @@
-// `navarch config check FILE`: validates a config file without touching any state.
+// `navarch config check FILE`: validates a config file, and what `navarch serve` would need from
+// it (the health policy and SSH keys it names, secrets, metrics sources, the Kubernetes
+// connection), without touching any state. Both run the same preparation
+// (reconciler/config/preflight.ts), so a file this accepts starts, with the same warnings.
 // Exit status: 0 valid (the normalised config is printed), 2 invalid or bad usage.
 import { configToYaml } from "../config/print.ts";
-import { loadConfigFile } from "../config/load.ts";
-import { formatProblems } from "../config/yaml-source.ts";
+import { prepareServeConfig, type EnvLookup } from "../config/preflight.ts";
 
 export const CONFIG_CHECK_USAGE = "usage: navarch config check FILE";
 
@@ -13,9 +15,12 @@ export interface CommandOutput {
 }
 
 /** `args` are the words after `config check`. */
-export async function configCheckCommand(args: string[], out: CommandOutput): Promise<number> {
+export async function configCheckCommand(args: string[], out: CommandOutput, options: { env?: EnvLookup } = {}): Promise<number> {
   if (args.length === 1 && (args[0] === "-h" || args[0] === "--help")) {
-    out.stdout(`${CONFIG_CHECK_USAGE}\nValidates FILE, prints it normalised (defaults filled in), or lists every problem.\n`);
+    out.stdout(
+      `${CONFIG_CHECK_USAGE}\nValidates FILE and what navarch serve needs from it (the health policy and SSH keys it names, ` +
+        "environment variables, metrics sources, the Kubernetes connection); prints it normalised (defaults filled in), or lists every problem.\n",
+    );
     return 0;
   }
   const file = args[0];
@@ -24,9 +29,9 @@ export async function configCheckCommand(args: string[], out: CommandOutput): Pr
     return 2;
   }
 
-  const result = await loadConfigFile(file);
+  const result = await prepareServeConfig(file, options);
   if (!result.ok) {
-    for (const line of formatProblems(result.problems, file)) out.stderr(`${line}\n`);
+    for (const line of result.problems) out.stderr(`${line}\n`);
     const n = result.problems.length;
     out.stderr(`${file}: ${n} problem${n === 1 ? "" : "s"}; nothing was changed\n`);
     return 2;

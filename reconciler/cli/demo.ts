@@ -2,8 +2,9 @@
 // embedded libSQL file and brings its local pool up itself, as real navarch-node
 // processes on this machine (the local provider). Once the pool is Ready, the demo
 // breaks one GPU (Xid 79 through the node's fake libnvidia-ml, when one is given)
-// and the fleet table shows the reconciler cordon, drain, terminate and replace
-// the node, and the new node become Ready. It runs until Ctrl-C (or --duration).
+// and the fleet table shows the reconciler cordon, drain and reboot the node (the
+// catalog recommends a reboot for Xid 79), and the node back in service once its
+// health check passes in the new boot. It runs until Ctrl-C (or --duration).
 import { parseArgs } from "node:util";
 import { eq } from "drizzle-orm";
 import { nodes } from "../../schema/db.ts";
@@ -13,7 +14,7 @@ import { nodesTable } from "./nodes.ts";
 import { listNodes } from "../fleet/registry.ts";
 import { LocalProvider } from "../providers/local.ts";
 import { startReconciler } from "../serve.ts";
-import { loadHealthPolicy, loadServeConfig, serveSettings } from "./serve.ts";
+import { isStartProblem, loadHealthPolicy, loadServeConfig, serveSettings } from "./serve.ts";
 
 export async function demoCommand(args: string[], out: { stdout: (s: string) => void; stderr: (s: string) => void }): Promise<number> {
   const { values } = parseArgs({
@@ -40,7 +41,9 @@ export async function demoCommand(args: string[], out: { stdout: (s: string) => 
 
   const settings = serveSettings(config, values["data-dir"]);
   const log = (line: string) => out.stderr(`${new Date().toISOString()} ${line}\n`);
-  const rec = await startReconciler(settings, log, Date.now, { config, policy });
+  const rec = await startReconciler(settings, log, Date.now, { config, policy }).catch((err: unknown) => {
+    throw isStartProblem(err) ? new CliError(err.message) : err;
+  });
   log(`reconciler listening on ${rec.url}; database ${rec.store.location}; token from ${rec.authTokenSource}`);
   const local = rec.providers.get("local");
   if (local instanceof LocalProvider) log(`local agents' logs: ${local.dir.root}/<node>/agent.log`);

@@ -6,8 +6,8 @@ import { SEVERITIES } from "../../schema/wire.ts";
 import { EventList, type EventView } from "../api/views.ts";
 import { CliError, apiGet, resolveTarget } from "./client.ts";
 import type { CommandOptions } from "./actions.ts";
-import YAML from "yaml";
-import { age, parseAnswer, parseFormat } from "./output.ts";
+import { parseIsoTime } from "../../schema/time.ts";
+import { age, jsonText, parseAnswer, parseFormat, printable, yamlText } from "./output.ts";
 
 export const EVENTS_USAGE = `  navarch events [--node NODE] [--pool POOL] [--severity healthy|degraded|unhealthy] [--check CHECK]
                  [--since 10m|2h|3d|ISO-TIME] [--limit N] [--follow] [-o table|json|yaml]`;
@@ -53,15 +53,15 @@ export async function eventsCommand(args: string[], write: (s: string) => void, 
   let page = await fetchPage({ limit: String(limit) });
   if (!values.follow) {
     if (format === "table") write(`${page.events.length === 0 ? "No events." : eventsTable(page.events, true)}\n`);
-    else if (format === "json") write(`${JSON.stringify({ events: page.events }, null, 2)}\n`);
-    else write(YAML.stringify({ events: page.events }));
+    else if (format === "json") write(`${jsonText({ events: page.events }, 2)}\n`);
+    else write(yamlText({ events: page.events }));
     return 0;
   }
   // Following: a header once, then rows (table), one JSON object per line (json) or one YAML document per event.
   const emit = (events: EventView[], header: boolean) => {
     if (events.length === 0) return;
     if (format === "table") write(`${eventsTable(events, header)}\n`);
-    else for (const e of events) write(format === "json" ? `${JSON.stringify(e)}\n` : `---\n${YAML.stringify(e)}`);
+    else for (const e of events) write(format === "json" ? `${jsonText(e)}\n` : `---\n${yamlText(e)}`);
   };
   emit(page.events, true);
   let header = page.events.length === 0;
@@ -92,6 +92,7 @@ function eventsTable(events: EventView[], header: boolean, now = Date.now()): st
   const widths = [20, 9, 24, 12, 14, 6, 9, 3];
   const line = (cells: string[]) =>
     cells
+      .map((c) => printable(c, true))
       .map((c, i) => (i < widths.length ? c.slice(0, widths[i]).padEnd(widths[i] ?? 0) : c))
       .join("  ")
       .trimEnd();
@@ -105,8 +106,9 @@ export function parseSince(s: string, now: number): number {
   const m = /^(\d+)(s|m|h|d)$/.exec(s);
   const unit: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
   if (m) return now - Number(m[1]) * (unit[m[2] ?? "s"] ?? 1000);
-  const t = Date.parse(s);
-  if (Number.isNaN(t)) throw new CliError(`--since: expected a duration like 10m, 2h, 3d or an ISO-8601 time, got ${JSON.stringify(s)}`, 2);
+  // Strict: an impossible date (2026-02-31) is refused, not rolled over into March.
+  const t = parseIsoTime(s);
+  if (t === undefined) throw new CliError(`--since: expected a duration like 10m, 2h, 3d or an ISO-8601 time of a real date, got ${JSON.stringify(s)}`, 2);
   return t;
 }
 

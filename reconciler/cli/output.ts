@@ -9,13 +9,44 @@ export function terminalWidth(): number | undefined {
   return process.stdout.isTTY && process.stdout.columns > 0 ? process.stdout.columns : undefined;
 }
 
+// Text that came from agents (host names, NVML errors, kernel-log lines, reasons) may hold
+// terminal escape sequences: an agent must not be able to recolour, hide or rewrite what an
+// operator's terminal shows. C0 controls (but newline and tab), DEL, C1 controls and bidirectional
+// overrides are printed as visible escapes instead.
+const UNPRINTABLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+const UNPRINTABLE_IN_CELL = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+const visible = (c: string) => {
+  const code = c.charCodeAt(0);
+  return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+};
+
+/** `text` with control characters and bidi overrides as `\x1b`, `\u202e` (newlines and tabs kept unless `oneLine`). */
+export function printable(text: string, oneLine = false): string {
+  return text.replace(oneLine ? UNPRINTABLE_IN_CELL : UNPRINTABLE, visible);
+}
+
+/** JSON or YAML text with the C1 controls and bidi overrides JSON and YAML leave raw written as \u escapes. */
+function escapedData(text: string): string {
+  return text.replace(/[\u0080-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** One JSON value as text safe for a terminal (what `-o json` prints). */
+export function jsonText(body: unknown, indent?: number): string {
+  return escapedData(JSON.stringify(body, null, indent));
+}
+
+/** One YAML document as text safe for a terminal (what `-o yaml` prints). */
+export function yamlText(body: unknown): string {
+  return printable(escapedData(YAML.stringify(body)));
+}
+
 /**
  * Renders rows as left-aligned columns; cells are clipped to `maxCell` characters and,
  * on a terminal, the last column is clipped so each line fits its width.
  */
 export function table(headers: string[], rows: string[][], maxCell = 48, width = terminalWidth()): string {
   const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, Math.max(0, n - 1))}…` : s);
-  const all = [headers, ...rows.map((r) => r.map((c) => clip(c, maxCell)))];
+  const all = [headers, ...rows.map((r) => r.map((c) => clip(printable(c, true), maxCell)))];
   const widths = headers.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
   const lead = widths.slice(0, -1).reduce((sum, w) => sum + w + 2, 0);
   const last = width === undefined ? Number.POSITIVE_INFINITY : Math.max(12, width - lead);
@@ -61,9 +92,9 @@ export function parseFormat(value: string | undefined): Format {
 
 /** JSON and YAML print the API's answer as it is; a table is the command's own text. */
 export function render(format: Format, body: unknown, asTable: () => string): string {
-  if (format === "json") return `${JSON.stringify(body, null, 2)}\n`;
-  if (format === "yaml") return YAML.stringify(body);
-  return `${asTable()}\n`;
+  if (format === "json") return `${jsonText(body, 2)}\n`;
+  if (format === "yaml") return yamlText(body);
+  return `${printable(asTable())}\n`;
 }
 
 /** Checks an API answer against the schema the server answers with (one line if it does not match). */

@@ -5,8 +5,10 @@ import { parseAddress, type NavarchConfig } from "../../schema/config.ts";
 import { EMBEDDED_DEFAULTS_SOURCE, EMBEDDED_DEFAULTS_YAML } from "../config/defaults.ts";
 import { loadConfigFile, parseConfig } from "../config/load.ts";
 import { formatProblems } from "../config/yaml-source.ts";
-import { defaultHealthPolicy, loadPolicyFile, type HealthPolicy } from "../fleet/policy.ts";
-import { ListenError, startReconciler, type ServeSettings } from "../serve.ts";
+import { loadNamedPolicy, prepareServeConfig } from "../config/preflight.ts";
+import type { HealthPolicy } from "../fleet/policy.ts";
+import { ListenError, StartError, startReconciler, type ServeSettings } from "../serve.ts";
+import { TlsError } from "../tls.ts";
 import { StoreError, defaultDatabaseUrl } from "../store/store.ts";
 
 interface Out {
@@ -14,7 +16,10 @@ interface Out {
   stderr: (s: string) => void;
 }
 
-/** Loads --config FILE, or the embedded defaults; prints every problem and returns undefined on bad input. */
+/**
+ * Loads --config FILE, or the embedded defaults: the config alone, for commands that only need
+ * where the data is (backup). Prints every problem and returns undefined on bad input.
+ */
 export async function loadServeConfig(path: string | undefined, out: Out): Promise<NavarchConfig | undefined> {
   const source = path ?? EMBEDDED_DEFAULTS_SOURCE;
   const result = path === undefined ? parseConfig(EMBEDDED_DEFAULTS_YAML, source) : await loadConfigFile(path);
@@ -27,18 +32,21 @@ export async function loadServeConfig(path: string | undefined, out: Out): Promi
   return result.config;
 }
 
-/** The health policy file the config names, or the default; every problem printed on bad input. */
-export async function loadHealthPolicy(config: NavarchConfig, out: Out): Promise<HealthPolicy | undefined> {
-  const path = config.server.health_policy_path;
-  if (path === undefined) return defaultHealthPolicy();
-  const result = await loadPolicyFile(path);
-  if (!result.ok) {
-    for (const line of formatProblems(result.problems, path)) out.stderr(`${line}\n`);
-    out.stderr(`navarch: ${result.problems.length} problem(s) in ${path}; nothing was started\n`);
+/**
+ * The health policy the config names, or the default (also when the file does not exist, with a
+ * warning: the same rule as `serve` and `config check`); every problem printed on bad input.
+ */
+export async function loadHealthPolicy(config: NavarchConfig, out: Out, source = "config"): Promise<HealthPolicy | undefined> {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const policy = await loadNamedPolicy(config, source, problems, warnings);
+  for (const line of problems) out.stderr(`${line}\n`);
+  if (policy === undefined) {
+    out.stderr(`navarch: ${problems.length} problem(s) in the health policy; nothing was started\n`);
     return undefined;
   }
-  for (const warning of result.warnings) out.stderr(`warning: ${warning}\n`);
-  return result.policy;
+  for (const warning of warnings) out.stderr(`warning: ${warning}\n`);
+  return policy;
 }
 
 export function serveSettings(config: NavarchConfig, dataDirOverride?: string): ServeSettings {
@@ -53,8 +61,17 @@ export function serveSettings(config: NavarchConfig, dataDirOverride?: string): 
     databaseUrl: dataDirOverride !== undefined || server.database_url === undefined ? defaultDatabaseUrl(dataDir) : server.database_url,
     authTokenEnv: server.auth_token_env,
     heartbeatIntervalSeconds: server.heartbeat_interval / 1000,
+    ...(server.tls ? { tls: server.tls } : {}),
+    allowPlainHttp: server.allow_plain_http,
+    ...(server.metrics_address ? { metricsAddress: parseAddress(server.metrics_address) ?? { host: "127.0.0.1", port: 9090 } } : {}),
+    metricsAuth: server.metrics_auth,
     ...(process.env.NAVARCH_DATABASE_AUTH_TOKEN ? { databaseAuthToken: process.env.NAVARCH_DATABASE_AUTH_TOKEN } : {}),
   };
+}
+
+/** What stops a start for a reason the operator can fix: printed as one line. */
+export function isStartProblem(err: unknown): err is Error {
+  return err instanceof StoreError || err instanceof ListenError || err instanceof TlsError || err instanceof StartError;
 }
 
 export async function serveCommand(args: string[], out: Out): Promise<number> {
@@ -63,23 +80,28 @@ export async function serveCommand(args: string[], out: Out): Promise<number> {
     options: { config: { type: "string", short: "c" }, "data-dir": { type: "string" } },
     strict: true,
   });
-  const config = await loadServeConfig(values.config, out);
-  if (config === undefined) return 2;
-  const policy = await loadHealthPolicy(config, out);
-  if (policy === undefined) return 2;
+  // The same preparation as `navarch config check`: what it accepts starts, what it refuses is refused here.
+  const prepared = await prepareServeConfig(values.config);
+  if (!prepared.ok) {
+    for (const line of prepared.problems) out.stderr(`${line}\n`);
+    out.stderr(`navarch: ${prepared.problems.length} problem(s) in ${prepared.source}; nothing was started\n`);
+    return 2;
+  }
+  for (const warning of prepared.warnings) out.stderr(`warning: ${warning}\n`);
+  const { config, policy } = prepared;
   const settings = serveSettings(config, values["data-dir"]);
   const log = (line: string) => out.stderr(`${new Date().toISOString()} navarch: ${line}\n`);
   let rec;
   try {
     rec = await startReconciler(settings, log, Date.now, { config, policy });
   } catch (err) {
-    // A bad database or a taken port is one line for the operator, not a stack trace.
-    if (!(err instanceof StoreError) && !(err instanceof ListenError)) throw err;
+    // A bad database, a taken port, a certificate or data directory that will not do: one line, not a stack trace.
+    if (!isStartProblem(err)) throw err;
     out.stderr(`navarch: ${err.message}\n`);
     return 1;
   }
   log(
-    `listening on ${rec.url}; database ${rec.store.location}; ${config.pools.length} pool(s); token from ${rec.authTokenSource}`,
+    `listening on ${rec.url}${rec.metricsUrl ? ` (/metrics on ${rec.metricsUrl})` : ""}; database ${rec.store.location}; ${config.pools.length} pool(s); token from ${rec.authTokenSource}`,
   );
   await new Promise<void>((done) => {
     process.once("SIGINT", () => done());

@@ -29,7 +29,7 @@ validate  checks the scenario file; every problem is listed with its key path (e
 
 export async function simCommand(args: string[], out: CommandOutput): Promise<number> {
   const [verb, ...rest] = args;
-  if (verb === "-h" || verb === "--help" || verb === "help") {
+  if (verb === "-h" || verb === "--help" || verb === "help" || rest.includes("--help") || rest.includes("-h")) {
     out.stdout(HELP);
     return 0;
   }

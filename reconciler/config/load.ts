@@ -4,6 +4,7 @@
 import * as v from "valibot";
 import { NavarchConfigSchema, PROVIDER_TYPES, type NavarchConfig } from "../../schema/config.ts";
 import { formatIssuePath } from "../../schema/wire.ts";
+import { upstreamConfigEvidence, upstreamConfigMessage } from "./upstream.ts";
 import { YamlSource, readTextFile, sortProblems, type Problem } from "./yaml-source.ts";
 
 export type LoadResult =
@@ -18,6 +19,9 @@ export function parseConfig(text: string, source: string): LoadResult {
   if (yaml.raw === null) {
     return { ok: false, problems: [{ path: "", message: "the file is empty (expected a mapping with server, providers and pools)", value: null }] };
   }
+  // Upstream Navarch's format fails key by key here; one line saying what it is helps more.
+  const upstream = upstreamConfigEvidence(yaml.raw);
+  if (upstream !== undefined) return { ok: false, problems: [{ path: "", message: upstreamConfigMessage(source, upstream), value: undefined }] };
   const result = v.safeParse(NavarchConfigSchema, yaml.raw);
   if (!result.success) {
     const keys = (issue: v.BaseIssue<unknown>) => (issue.path ?? []).map((item) => item.key as string | number);

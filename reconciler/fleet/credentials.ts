@@ -1,11 +1,14 @@
-// Bootstrap tokens and per-node credentials. A new machine gets a one-time bootstrap
+// API tokens, bootstrap tokens and per-node credentials. A new machine gets a one-time bootstrap
 // token (minted for its node id, in its setup_commands or by an operator); its agent
 // registers with it once and receives its own random credential, which it keeps and
-// sends on every later call. A node credential is valid for its own node id only.
+// sends on every later call. A node credential is valid for its own node id only. API tokens
+// carry a role (schema/roles.ts) and an expiry, and can be revoked; an enroll token registers
+// any number of nodes into its one pool, each getting its own credential the same way.
 // Only sha256 hashes are stored; the tokens themselves are never logged.
-import { and, eq, gt, isNull } from "drizzle-orm";
+import { and, asc, eq, gt, isNull } from "drizzle-orm";
 import { createHash, randomBytes } from "node:crypto";
-import { bootstrapTokens, nodeCredentials } from "../../schema/db.ts";
+import { apiTokens, bootstrapTokens, nodeCredentials } from "../../schema/db.ts";
+import type { TokenRole } from "../../schema/roles.ts";
 import type { Db } from "../store/store.ts";
 
 /** sha256 (hex) of a token: what the store keeps. */
@@ -28,13 +31,22 @@ export async function mintBootstrapToken(db: Db, nodeId: string, opts: { at: num
 
 /** Who a bearer token (other than the admin token) belongs to. */
 export type Credential =
+  | { kind: "token"; role: "admin" | "operator" | "viewer"; id: string; name: string }
+  | { kind: "enroll"; id: string; name: string; pool: string }
   | { kind: "node"; nodeId: string }
   | { kind: "bootstrap"; nodeId: string; tokenHash: string }
   | { kind: "none"; reason: string };
 
-/** Looks a bearer token up: a node credential, a usable bootstrap token, or neither (and why). */
+/** Looks a bearer token up: an API token, a node credential, a usable bootstrap token, or none of them (and why). */
 export async function lookupCredential(db: Db, token: string, at: number): Promise<Credential> {
   const hash = hashToken(token);
+  const [api] = await db.select().from(apiTokens).where(eq(apiTokens.tokenHash, hash));
+  if (api !== undefined) {
+    if (api.revokedAt !== null) return { kind: "none", reason: `token ${api.id} (${api.name}) was revoked` };
+    if (api.expiresAt <= at) return { kind: "none", reason: `token ${api.id} (${api.name}) expired at ${new Date(api.expiresAt).toISOString()}` };
+    if (api.role === "enroll") return api.pool === null ? { kind: "none", reason: `enroll token ${api.id} names no pool` } : { kind: "enroll", id: api.id, name: api.name, pool: api.pool };
+    return { kind: "token", role: api.role, id: api.id, name: api.name };
+  }
   const [node] = await db.select({ nodeId: nodeCredentials.nodeId }).from(nodeCredentials).where(eq(nodeCredentials.tokenHash, hash));
   if (node !== undefined) return { kind: "node", nodeId: node.nodeId };
   const [boot] = await db.select().from(bootstrapTokens).where(eq(bootstrapTokens.tokenHash, hash));
@@ -58,11 +70,53 @@ export async function redeemBootstrapToken(db: Db, tokenHash: string, nodeId: st
       .where(and(eq(bootstrapTokens.tokenHash, tokenHash), eq(bootstrapTokens.nodeId, nodeId), isNull(bootstrapTokens.usedAt), gt(bootstrapTokens.expiresAt, at)))
       .returning({ nodeId: bootstrapTokens.nodeId });
     if (spent.length === 0) return undefined;
-    const token = newSecret();
-    await tx
-      .insert(nodeCredentials)
-      .values({ nodeId, tokenHash: hashToken(token), issuedAt: at })
-      .onConflictDoUpdate({ target: nodeCredentials.nodeId, set: { tokenHash: hashToken(token), issuedAt: at } });
-    return token;
+    return issueNodeCredential(tx, nodeId, at);
   });
+}
+
+/** A new credential for `nodeId` (an enroll token's registration, or a spent bootstrap token's); any older one stops working. */
+export async function issueNodeCredential(db: Pick<Db, "insert">, nodeId: string, at: number): Promise<string> {
+  const token = newSecret();
+  await db
+    .insert(nodeCredentials)
+    .values({ nodeId, tokenHash: hashToken(token), issuedAt: at })
+    .onConflictDoUpdate({ target: nodeCredentials.nodeId, set: { tokenHash: hashToken(token), issuedAt: at } });
+  return token;
+}
+
+// ───────────────────────────── API tokens (navarch tokens) ─────────────────────────────
+
+export type ApiTokenRow = typeof apiTokens.$inferSelect;
+
+/** Mints an API token; the secret is returned once (the store keeps its hash). */
+export async function mintApiToken(
+  db: Db,
+  opts: { role: TokenRole; pool?: string | undefined; name: string; ttlMs: number; createdBy: string; at: number },
+): Promise<{ row: ApiTokenRow; token: string }> {
+  // A recognisable prefix, so secret scanners and humans can tell what leaked.
+  const token = `nvt_${newSecret()}`;
+  const row: ApiTokenRow = {
+    id: `tok_${randomBytes(6).toString("hex")}`,
+    tokenHash: hashToken(token),
+    name: opts.name,
+    role: opts.role,
+    pool: opts.role === "enroll" ? (opts.pool ?? null) : null,
+    createdBy: opts.createdBy,
+    createdAt: opts.at,
+    expiresAt: opts.at + opts.ttlMs,
+    revokedAt: null,
+  };
+  await db.insert(apiTokens).values(row);
+  return { row, token };
+}
+
+export async function listApiTokens(db: Db): Promise<ApiTokenRow[]> {
+  return db.select().from(apiTokens).orderBy(asc(apiTokens.createdAt), asc(apiTokens.id));
+}
+
+/** Revokes a token by id; undefined when there is no such token. Revoking twice keeps the first time. */
+export async function revokeApiToken(db: Db, id: string, at: number): Promise<ApiTokenRow | undefined> {
+  await db.update(apiTokens).set({ revokedAt: at }).where(and(eq(apiTokens.id, id), isNull(apiTokens.revokedAt)));
+  const [row] = await db.select().from(apiTokens).where(eq(apiTokens.id, id));
+  return row;
 }

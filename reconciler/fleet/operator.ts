@@ -54,28 +54,45 @@ export class Operator {
     });
   }
 
+  /**
+   * Takes the node out and reboots it through its provider (the loop drains, reboots, and
+   * returns it to service once its health check passes in the new boot).
+   */
+  async reboot(nodeId: string, actor: string, reason: string): Promise<NodeRow> {
+    return this.remediate(nodeId, actor, reason, "reboot");
+  }
+
   /** Takes the node out and replaces it (the loop drains, terminates and launches). */
   async replace(nodeId: string, actor: string, reason: string): Promise<NodeRow> {
+    return this.remediate(nodeId, actor, reason, "replace");
+  }
+
+  private async remediate(nodeId: string, actor: string, reason: string, remedy: "reboot" | "replace"): Promise<NodeRow> {
     const node = await this.node(nodeId);
+    if (remedy === "reboot" && (node.origin !== "launched" || node.instanceName === null)) {
+      throw new OperatorError(`node ${nodeId} was not launched by Navarch; only its owner can reboot it`, 409);
+    }
+    if (remedy === "reboot" && node.state === "rebooting") throw new OperatorError(`node ${nodeId} is rebooting already`, 409);
     if (!inService(node.state) && !isIn("takenOut", node.state) && node.state !== "lost") throw new OperatorError(`node ${nodeId} is ${node.state}; it cannot be replaced now`, 409);
     const at = this.now();
     let incidentId = node.incidentId;
     if (incidentId === null) {
       const [row] = await this.db
         .insert(incidents)
-        .values({ nodeId, pool: node.pool, reason: `replacement requested by ${actor}: ${reason}`, faultAt: at, openedAt: at, cordonedAt: at, status: "cordoned by a human" })
+        .values({ nodeId, pool: node.pool, reason: `${remedy === "reboot" ? "reboot" : "replacement"} requested by ${actor}: ${reason}`, faultAt: at, openedAt: at, cordonedAt: at, status: "cordoned by a human", remedy })
         .returning({ id: incidents.id });
       incidentId = row!.id;
     }
     const state: NodeState = inService(node.state) || node.state === "held" ? "cordoned" : node.state;
-    // A held node's incident was closed when it was handed over: the human reopens it.
-    const reopen: IncidentChange = { closedAt: null, outcome: null, status: `replacement requested by ${actor}` };
+    // A held node's incident was closed when it was handed over: the human reopens it, with their remedy.
+    const what = remedy === "reboot" ? "reboot" : "replacement";
+    const reopen: IncidentChange = { closedAt: null, outcome: null, status: `${what} requested by ${actor}`, remedy, ...(remedy === "reboot" ? { rebootedAt: null, backAt: null } : {}) };
     return this.set(
       node,
       actor,
-      "replace",
+      remedy,
       state,
-      `replacement requested by ${actor}: ${reason}`,
+      `${what} requested by ${actor}: ${reason}`,
       { incidentId, removal: "replace", cordonedBy: node.cordonedBy ?? `human:${actor}` },
       node.incidentId !== null ? reopen : undefined,
     );
@@ -84,6 +101,7 @@ export class Operator {
   /** Returns the node to service; cancels the reconciler's incident if there is one. */
   async uncordon(nodeId: string, actor: string): Promise<NodeRow> {
     const node = await this.node(nodeId);
+    if (node.state === "rebooting") throw new OperatorError(`node ${nodeId} is rebooting; it returns to service by itself once its health check passes (or use replace)`, 409);
     if (!isIn("takenOut", node.state)) throw new OperatorError(`node ${nodeId} is ${node.state}; only a cordoned, draining or held node can be uncordoned`, 409);
     const open = node.incidentId === null ? [] : await this.db.select({ id: incidents.id }).from(incidents).where(and(eq(incidents.id, node.incidentId), isNull(incidents.closedAt)));
     const cancel: IncidentChange | undefined = open.length > 0 ? { closedAt: this.now(), outcome: "cancelled", status: `cancelled: uncordoned by ${actor}` } : undefined;

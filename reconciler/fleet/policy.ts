@@ -33,12 +33,15 @@
 import { CelScalar, celEnv, celFunc, celMap, isCelError, mapType, objectType, parse, plan, type CelInput, type CelMap, type CelType } from "@bufbuild/cel";
 import { strings } from "@bufbuild/cel/ext";
 import { isScalar } from "yaml";
+import { CHECK_XID_TWINS, EDGE_CHECKS } from "../../schema/checks.ts";
 import { closestMatch } from "../../schema/shapes.ts";
 import type { healthEvents } from "../../schema/db.ts";
 import { validateHealthPolicy, type HealthPolicyDocument, type PolicyIssue, type PolicyRule } from "../../schema/health-policy.ts";
 import { ACTIONS, findingKey, type GpuIdentity, type HealthEvent, type RecommendedAction, type Severity } from "../../schema/wire.ts";
 import { lookupXid, XID_CATALOG, type XidCatalog, type XidCatalogEntry, type XidPersistence } from "../../schema/xid-catalog.ts";
+import { isUpstreamPolicy } from "../../schema/upstream.ts";
 import { YamlSource, readTextFile, sortProblems, type Problem } from "../config/yaml-source.ts";
+import { compileUpstreamPolicy } from "./upstream-policy.ts";
 
 // ───────────────────────────── public types ─────────────────────────────
 
@@ -750,13 +753,8 @@ export interface CheckXidEquivalent {
   readonly xid: number;
 }
 
-/** The agent's NVML findings (agent/checks/gpu.ts) that have an Xid twin in the catalog. */
-export const CHECK_XID_EQUIVALENTS: readonly CheckXidEquivalent[] = Object.freeze([
-  Object.freeze({ check: "gpu_lost", xid: 79 }), // NVML_ERROR_GPU_IS_LOST: fallen off the bus
-  Object.freeze({ check: "row_remap", code: "failed", xid: 64 }), // row-remap failure
-  Object.freeze({ check: "row_remap", code: "pending", xid: 63 }), // row-remap recording event
-  Object.freeze({ check: "ecc", code: "dbe", xid: 48 }), // uncorrectable ECC
-]);
+/** The agent's findings that have an Xid twin: from the check catalog (schema/checks.ts). */
+export const CHECK_XID_EQUIVALENTS: readonly CheckXidEquivalent[] = CHECK_XID_TWINS;
 
 /** A default rule: an ordinary rule, tagged with the Xid code it is about. */
 export interface DefaultRule extends PolicyRule {
@@ -1042,9 +1040,9 @@ export function eventFromRow(row: typeof healthEvents.$inferSelect): HealthEvent
  * Checks whose findings are one-off occurrences (a kernel-log line, an NVML event): nothing ever
  * reports them cleared, so a transient one closes after `healthyDelayMs` without a repeat. Every
  * other check is a level condition, which the agent reports cleared with a `healthy` event; a
- * transient one closes `healthyDelayMs` after that.
+ * transient one closes `healthyDelayMs` after that. From the check catalog (schema/checks.ts).
  */
-export const EDGE_CHECKS: ReadonlySet<string> = new Set(["xid", "sxid", "gpu_crash_dump"]);
+export { EDGE_CHECKS };
 
 /** How long a transient finding must stay healthy (or quiet) before it closes. */
 export const DEFAULT_HEALTHY_DELAY_MS = 10 * 60_000;
@@ -1164,8 +1162,10 @@ const CLOSE_TEXT: Readonly<Record<CloseReason, string>> = {
 };
 
 function closeReason(f: OpenFinding, bootId: string, now: number, delay: number): CloseReason | undefined {
+  // A fault whose own remedy is a reset or a reboot is judged again in the new boot: if it is
+  // still there the agent finds it again. Other fatal faults never clear by themselves.
+  if (f.bootId !== bootId && (f.persistence !== "fatal" || f.action === "reboot" || f.action === "reset_gpu")) return "new_boot";
   if (f.persistence === "fatal") return undefined;
-  if (f.bootId !== bootId) return "new_boot";
   if (f.persistence === "reboot") return undefined;
   if (f.recoveredAt !== undefined && now - f.recoveredAt >= delay) return "recovered";
   if (f.edge && now - f.lastFailedAt >= delay) return "quiet";
@@ -1236,7 +1236,7 @@ export function nodeVerdict(openFindings: readonly OpenFinding[], options: NodeV
   const what = `${describeFinding(worst)}: ${worst.reason}`;
   // A fatal fault is unhealthy at once: the threshold exists to ride out flaky signals, and a
   // fatal one (Xid 79, a failed row remap) does not flap. NVSentinel does the same: "a fatal
-  // event that matches a CEL ruleset cordons immediately" (shared/design/remediation.md §1a).
+  // event that matches a CEL ruleset cordons immediately" (its fault-quarantine docs).
   if (isFatal(worst)) return { ...base, verdict: "unhealthy", reason: `fatal: ${what}`, fatal: true, decidedBy: worst };
   if (failed) {
     const verdict = failures >= threshold ? "unhealthy" : "degraded";
@@ -1256,6 +1256,8 @@ export type PolicyLoadResult = { ok: true; policy: HealthPolicy; warnings: strin
 /**
  * Parses, validates and compiles policy text; `source` names it (usually the file path). Every
  * problem is reported with its key path and line; a policy with any problem is rejected whole.
+ * A file in upstream Navarch's format (`version`, rules with `condition`) is mapped onto ours
+ * (reconciler/fleet/upstream-policy.ts), with one warning saying so.
  */
 export function parsePolicy(text: string, source: string, options: { catalog?: XidCatalog } = {}): PolicyLoadResult {
   // An empty file is the default policy only.
@@ -1263,6 +1265,12 @@ export function parsePolicy(text: string, source: string, options: { catalog?: X
   if (!parsed.ok) return parsed;
   const yaml = parsed.source;
   const raw = yaml.raw;
+  if (isUpstreamPolicy(raw)) {
+    // Upstream Navarch's format (version, metadata, rules with `condition`), mapped onto ours.
+    const upstream = compileUpstreamPolicy(raw, source, options.catalog ?? XID_CATALOG);
+    if (!upstream.ok) return { ok: false, problems: sortProblems(upstream.issues.map((issue) => toProblem(issue, yaml))) };
+    return { ok: true, policy: upstream.policy, warnings: [...yaml.warnings(source), upstream.warning] };
+  }
   const validated = validateHealthPolicy(raw, options.catalog);
   const issues: PolicyCompileIssue[] = validated.ok ? [] : validated.issues;
   if (validated.ok) {

@@ -5,10 +5,17 @@
 // the ProviderError kinds. The SDK is loaded on first use, so a fleet without AWS pools
 // does not pay for it.
 //
+// Requests and errors follow the EC2 API models in @aws-sdk/client-ec2 (API version
+// 2016-11-15) and EC2's published error codes.
+//
 // Idempotency: RunInstances carries ClientToken = the operation key (a SHA-256 hex of it
 // when the key is not ≤ 64 printable ASCII characters), so a retried launch returns the
 // instance the first one created. Reusing a key with different parameters is
-// IdempotentParameterMismatch → "invalid".
+// IdempotentParameterMismatch → "invalid". A RunInstances that failed (no capacity) used up
+// nothing: EC2 keeps a token only for a request that succeeded, so the same key tries again.
+//
+// Reboot: RebootInstances, which EC2 answers with success even for a terminated instance
+// (it ignores those); the instance is described first so that a gone one is not_found.
 //
 // Instance ids are `<region>/<instance-id>` (EC2 ids are regional); get/terminate also
 // take a bare `i-…` and look in the regions this provider knows (options.regions, the
@@ -121,6 +128,8 @@ const CODE_KINDS: Record<string, ProviderErrorKind> = {
   Blocked: "auth",
   "InvalidInstanceID.NotFound": "not_found",
   "InvalidInstanceID.Malformed": "not_found",
+  IncorrectInstanceState: "invalid",
+  IncorrectState: "invalid",
   IdempotentParameterMismatch: "invalid",
   InvalidParameterValue: "invalid",
   InvalidParameterCombination: "invalid",
@@ -244,6 +253,23 @@ export class AwsProvider implements Provider {
       if (err instanceof ProviderError && err.kind === "not_found") return;
       throw err;
     }
+  }
+
+  async reboot(id: string): Promise<void> {
+    const located = await this.locate(id);
+    if (located === undefined) throw new ProviderError(this.name, "not_found", `RebootInstances ${id}: no such instance`);
+    const [region, instanceId] = located;
+    const current = await this.describeOne(region, instanceId);
+    if (current === undefined || current.state === "terminated") {
+      throw new ProviderError(this.name, "not_found", `RebootInstances ${instanceId} in ${region}: the instance is ${current === undefined ? "gone" : "terminated"}`);
+    }
+    const sdk = await loadSdk();
+    await this.call(region, `RebootInstances ${instanceId}`, v.unknown(), (client) => client.send(new sdk.RebootInstancesCommand({ InstanceIds: [instanceId] })));
+  }
+
+  instanceOfKubernetesNode(providerId: string): string | undefined {
+    // aws:///ZONE/i-… (the zone is informational): a bare id, looked up in the known regions.
+    return /^aws:\/\/\/?[a-z0-9-]*\/(i-[0-9a-f]{8,17})$/.exec(providerId)?.[1];
   }
 
   async get(id: string): Promise<Instance | undefined> {

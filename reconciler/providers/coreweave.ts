@@ -10,6 +10,11 @@
 // idempotency key made), a terminate deletes exactly that node's pool, and the Node it
 // brings up carries `navarch.dev/node-id` (kubernetes.node_mapping: label finds it).
 // Navarch does the autoscaling, so CoreWeave's own autoscaler stays off.
+//
+// No reboot: CoreWeave documents rebooting a CKS Node ("Reboot Nodes": safe or force) only
+// through its own CLI (`cwic node reboot`) against CoreWeave's API, not through the
+// Kubernetes API or the Node Pool resource this provider speaks, so it has no `reboot` and
+// the remediation ladder replaces the node instead.
 import * as v from "valibot";
 import type { CoreWeaveProviderConfig } from "../../schema/config.ts";
 import { KubeApiError, KubeClient, labelSelector, type KubeSource } from "../kube/client.ts";

@@ -1,12 +1,26 @@
-// Google Compute Engine (compute/v1 REST): instances.insert / delete / get,
-// aggregated instance list by label, aggregated machine types.
+// Google Compute Engine (compute/v1 REST, as its discovery document describes it):
+// instances.insert / delete / get / reset, zones.list, aggregated instance list by label,
+// aggregated machine types.
 //
-// Idempotency: every insert carries `requestId`, a UUID derived from the operation key
-// (UUIDv5-style SHA-1), so a retried insert returns the first insert's Operation instead
-// of creating a second VM; and the instance name is the request's name, so after the
-// requestId window a retry gets 409 alreadyExists and adopts the existing instance.
-// Note the consequence: a launch that failed (say, a stockout) replays the same failed
-// operation while the requestId is remembered — the next attempt needs a new operation key.
+// Zones: a launch goes to the pool's zone when it has one. Without one, the region's zones
+// come from the API (zones.list, those UP, narrowed to the zones that offer the machine
+// type; cached for zoneCacheMs) and are tried in order: a stockout in one zone
+// (ZONE_RESOURCE_POOL_EXHAUSTED and friends) moves on to the next; quota and every other
+// error stop there (quota is regional).
+//
+// Idempotency: every insert carries `requestId`, a UUID derived from the operation key,
+// the zone and a generation (UUIDv5-style SHA-1), so a retried insert returns the first
+// insert's Operation instead of creating a second VM; and the instance name is the
+// request's name, so after the requestId window a retry gets 409 alreadyExists and adopts
+// the existing instance. An insert whose operation failed created nothing, and GCE would
+// replay that failure for as long as it remembers the requestId, so the next attempt in
+// that zone uses the next generation's requestId: after a failure seen by this process
+// at once, after a restart when the insert answers with an operation already DONE with an
+// error (a fresh insert answers PENDING or RUNNING). Before trying several zones, a launch
+// looks for an instance of its name in any zone, so a retry after a crash adopts what an
+// earlier attempt created elsewhere. The window this leaves: an instance that an insert
+// created but the aggregated list does not show yet; it carries the same name and labels,
+// so the inventory sweep finds and reaps the extra one.
 //
 // launch waits for the insert operation, because a stockout (ZONE_RESOURCE_POOL_EXHAUSTED)
 // or quota error is often reported only there, not in the HTTP answer.
@@ -21,7 +35,9 @@
 //
 // Credentials: `credentials_env` names a variable holding either an OAuth access token
 // or a service-account JSON key; `credentials_file` is a path to a service-account JSON
-// key. A key is exchanged for an access token with a signed JWT (RS256) at its token_uri.
+// key; with neither, the key file GOOGLE_APPLICATION_CREDENTIALS names (as Google's
+// client libraries do). A key is exchanged for an access token with a signed JWT (RS256)
+// at its token_uri.
 // Not implemented: the metadata server (GCE workload identity), authorized-user and
 // external-account credentials.
 import { createHash, createSign } from "node:crypto";
@@ -62,6 +78,8 @@ export interface GcpProviderOptions {
   sshUser?: string;
   /** The aggregated machine-type filter instanceTypes() uses. */
   machineTypeFilter?: string;
+  /** How long a region's discovered zones are reused (default 1 h). */
+  zoneCacheMs?: number;
   fetch?: typeof fetch;
   now?: () => number;
 }
@@ -140,6 +158,21 @@ const AggregatedMachineTypes = v.object({
   nextPageToken: v.optional(v.string()),
 });
 
+const ZoneList = v.object({
+  items: v.optional(
+    v.array(
+      v.object({
+        name: v.string(),
+        region: v.optional(v.string()),
+        status: v.optional(v.string()),
+        deprecated: v.optional(v.object({ state: v.optional(v.string()) })),
+      }),
+    ),
+    [],
+  ),
+  nextPageToken: v.optional(v.string()),
+});
+
 const ServiceAccountKey = v.object({
   type: v.literal("service_account"),
   client_email: v.pipe(v.string(), v.nonEmpty()),
@@ -156,10 +189,13 @@ const TokenError = v.object({ error: v.string(), error_description: v.optional(v
 
 const NAVARCH_NAMESPACE = "6b3c1d0e-4f5a-4c7b-9e21-0a8d5f3b7c19";
 
-/** A UUID (version 5 layout: SHA-1 of a namespace and the key) that is stable for a key. */
-export function requestIdFor(key: string): string {
+/**
+ * The insert's requestId: a UUID (version 5 layout: SHA-1 of a namespace and the name) that
+ * is stable for an operation key, a zone and a generation.
+ */
+export function requestIdFor(key: string, zone: string, generation = 0): string {
   const ns = Buffer.from(NAVARCH_NAMESPACE.replaceAll("-", ""), "hex");
-  const bytes = createHash("sha1").update(ns).update(key, "utf8").digest().subarray(0, 16);
+  const bytes = createHash("sha1").update(ns).update(`${key}\n${zone}\n${generation}`, "utf8").digest().subarray(0, 16);
   bytes[6] = (bytes[6]! & 0x0f) | 0x50;
   bytes[8] = (bytes[8]! & 0x3f) | 0x80;
   const hex = bytes.toString("hex");
@@ -273,11 +309,15 @@ export function mapGoogleError(failure: HttpFailure): ProviderError {
 }
 
 const STATES: Record<string, InstanceState> = {
+  // Flex-start instances wait in PENDING for capacity.
+  PENDING: "pending",
   PROVISIONING: "pending",
   STAGING: "pending",
   RUNNING: "running",
   REPAIRING: "unknown",
   STOPPING: "stopping",
+  PENDING_STOP: "stopping",
+  DEPROVISIONING: "stopping",
   SUSPENDING: "stopping",
   SUSPENDED: "stopping",
   STOPPED: "stopping",
@@ -294,6 +334,10 @@ function regionOfZone(zone: string): string {
   return zone.replace(/-[a-z]$/, "");
 }
 
+const NAME = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** Replayed failures one insert walks past before it gives up (each replay is one quick call). */
+const MAX_REPLAYED_GENERATIONS = 50;
+
 // ───────────────────────────── credentials ─────────────────────────────
 
 type Credentials = { kind: "token"; token: string } | { kind: "service_account"; key: ServiceAccountKey };
@@ -306,7 +350,11 @@ export class GcpProvider implements Provider {
   private readonly now: () => number;
   private readonly doFetch: typeof fetch;
   private cachedToken: { token: string; expiresAt: number } | undefined;
-  private fileKey: ServiceAccountKey | undefined;
+  private fileKey: { path: string; key: ServiceAccountKey } | undefined;
+  /** Discovered zones per region and machine type. */
+  private readonly zoneCache = new Map<string, { zones: string[]; expiresAt: number }>();
+  /** The requestId generation each (operation key, zone) is at; see the comment at the top. */
+  private readonly generations = new Map<string, number>();
   private secretsSeen = new Set<string>();
 
   constructor(
@@ -330,59 +378,46 @@ export class GcpProvider implements Provider {
   // ── Provider ──
 
   async launch(req: LaunchRequest): Promise<Instance> {
-    const zone = req.zone;
-    if (zone === undefined || zone === "") throw this.http.error("invalid", `launch ${req.name}: GCE needs a zone (set the pool's zones)`);
-    if (!/^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(req.name)) {
+    if (!NAME.test(req.name)) {
       throw this.http.error("invalid", `instance name "${req.name}" is not a valid GCE name (lowercase RFC 1035 label, ≤ 63 characters)`);
     }
-    const project = this.project();
-    const zonePath = `/projects/${project}/zones/${encodeURIComponent(zone)}`;
-    const body = {
-      name: req.name,
-      machineType: `zones/${zone}/machineTypes/${req.instanceType}`,
-      labels: toLabels(req.tags),
-      disks: [
-        {
-          boot: true,
-          autoDelete: true,
-          initializeParams: { sourceImage: this.options.image ?? DEFAULT_IMAGE, diskSizeGb: String(this.options.bootDiskGb ?? 200) },
-        },
-      ],
-      networkInterfaces: [
-        { network: this.options.network ?? "global/networks/default", accessConfigs: [{ type: "ONE_TO_ONE_NAT", name: "External NAT" }] },
-      ],
-      // GPU VMs cannot live-migrate.
-      scheduling: { onHostMaintenance: "TERMINATE", automaticRestart: true },
-      ...(req.sshPublicKey === undefined
-        ? {}
-        : { metadata: { items: [{ key: "ssh-keys", value: `${this.options.sshUser ?? "ubuntu"}:${req.sshPublicKey.trim()}` }] } }),
-    };
-    const inserted = await this.http.request("POST", `${zonePath}/instances`, {
-      query: { requestId: requestIdFor(req.idempotencyKey) },
-      body,
-      schema: Operation,
-      tolerate: [409],
-    });
-    if (inserted === undefined) {
-      // 409 alreadyExists: an earlier attempt (outside the requestId window) created it.
-      return this.adopt(zone, req);
+    const given = req.zones !== undefined && req.zones.length > 0 ? req.zones : req.zone !== undefined && req.zone !== "" ? [req.zone] : [];
+    for (const zone of given) {
+      if (regionOfZone(zone) !== req.region) throw this.http.error("invalid", `launch ${req.name}: zone ${zone} is not in region ${req.region}`);
     }
-    const done = await this.waitFor(zonePath, inserted);
-    const failed = operationError(done);
-    if (failed !== undefined) throw failed;
-    const created = await this.getIn(zone, req.name);
-    return (
-      created ?? {
-        id: `${zone}/${req.name}`,
-        name: req.name,
-        provider: this.name,
-        instanceType: req.instanceType,
-        region: req.region,
-        zone,
-        state: "pending",
-        tags: toLabels(req.tags),
+    const zones = given.length > 0 ? given : await this.zonesFor(req.region, req.instanceType);
+    if (zones.length > 1) {
+      // A retry after a crash: an earlier attempt may have created the instance in any zone.
+      const existing = (await this.aggregatedInstances(`name = "${req.name}"`)).find((i) => i.name === req.name);
+      if (existing !== undefined) return this.adoptable(this.toInstance(existing), req);
+    }
+    const stockouts: string[] = [];
+    for (const zone of zones) {
+      try {
+        return await this.launchIn(zone, req);
+      } catch (err) {
+        if (!(err instanceof ProviderError) || err.kind !== "capacity" || zones.length === 1) throw err;
+        stockouts.push(`${zone}: ${err.message.replace(/^gcp: /, "")}`);
       }
-    );
+    }
+    throw this.http.error("capacity", `launch ${req.name}: no zone of ${req.region} has capacity for ${req.instanceType} (${stockouts.join("; ")})`);
+  }
+
+  /**
+   * A new boot, waited for like an insert: instances.reset for a running instance (a hard
+   * reset), instances.start for a stopped one (GCE's TERMINATED), which reset refuses.
+   */
+  async reboot(id: string): Promise<void> {
+    const located = await this.locate(id);
+    const instance = located === undefined ? undefined : await this.getRaw(located[0], located[1]);
+    if (located === undefined || instance === undefined) throw this.http.error("not_found", `reboot ${id}: no such instance`);
+    const [zone, name] = located;
+    const zonePath = `/projects/${this.project()}/zones/${encodeURIComponent(zone)}`;
+    const verb = instance.status === "TERMINATED" ? "start" : "reset";
+    // No requestId: every reboot asked for is a new one, and a 404 is reported, not tolerated.
+    const started = await this.http.request("POST", `${zonePath}/instances/${encodeURIComponent(name)}/${verb}`, { schema: Operation });
+    const failed = operationError(await this.waitFor(zonePath, started!));
+    if (failed !== undefined) throw failed;
   }
 
   async terminate(id: string): Promise<void> {
@@ -393,6 +428,19 @@ export class GcpProvider implements Provider {
       schema: Operation,
       tolerate: [404],
     });
+  }
+
+  instanceOfKubernetesNode(providerId: string): string | undefined {
+    const m = /^gce:\/\/([^/]+)\/([a-z0-9-]+)\/([a-z0-9-]+)$/.exec(providerId);
+    if (m === null) return undefined;
+    let project: string;
+    try {
+      project = this.project();
+    } catch {
+      return undefined;
+    }
+    // Another project's machine is not ours to touch, whatever its name.
+    return m[1] === project ? `${m[2]}/${m[3]}` : undefined;
   }
 
   async get(id: string): Promise<Instance | undefined> {
@@ -472,24 +520,144 @@ export class GcpProvider implements Provider {
     return current;
   }
 
+  /** One zone's insert: requestId replays, 409 adoption, the operation waited for. */
+  private async launchIn(zone: string, req: LaunchRequest): Promise<Instance> {
+    const zonePath = `/projects/${this.project()}/zones/${encodeURIComponent(zone)}`;
+    const body = {
+      name: req.name,
+      machineType: `zones/${zone}/machineTypes/${req.instanceType}`,
+      labels: toLabels(req.tags),
+      disks: [
+        {
+          boot: true,
+          autoDelete: true,
+          initializeParams: { sourceImage: this.options.image ?? DEFAULT_IMAGE, diskSizeGb: String(this.options.bootDiskGb ?? 200) },
+        },
+      ],
+      networkInterfaces: [
+        { network: this.options.network ?? "global/networks/default", accessConfigs: [{ type: "ONE_TO_ONE_NAT", name: "External NAT" }] },
+      ],
+      // GPU VMs cannot live-migrate.
+      scheduling: { onHostMaintenance: "TERMINATE", automaticRestart: true },
+      ...(req.sshPublicKey === undefined
+        ? {}
+        : { metadata: { items: [{ key: "ssh-keys", value: `${this.options.sshUser ?? "ubuntu"}:${req.sshPublicKey.trim()}` }] } }),
+    };
+    const slot = `${req.idempotencyKey}\n${zone}`;
+    let generation = this.generations.get(slot) ?? 0;
+    for (let replays = 0; ; replays += 1) {
+      const inserted = await this.http.request("POST", `${zonePath}/instances`, {
+        query: { requestId: requestIdFor(req.idempotencyKey, zone, generation) },
+        body,
+        schema: Operation,
+        tolerate: [409],
+      });
+      if (inserted === undefined) {
+        // 409 alreadyExists: an earlier attempt (outside the requestId window) created it.
+        return this.adopt(zone, req);
+      }
+      if (inserted.status === "DONE" && operationError(inserted) !== undefined && replays < MAX_REPLAYED_GENERATIONS) {
+        // An earlier attempt's failure, replayed: it created nothing, so insert under the next requestId.
+        generation += 1;
+        this.generations.set(slot, generation);
+        continue;
+      }
+      const failed = operationError(await this.waitFor(zonePath, inserted));
+      if (failed !== undefined) {
+        this.generations.set(slot, generation + 1);
+        throw failed;
+      }
+      const created = await this.getIn(zone, req.name);
+      return (
+        created ?? {
+          id: `${zone}/${req.name}`,
+          name: req.name,
+          provider: this.name,
+          instanceType: req.instanceType,
+          region: req.region,
+          zone,
+          state: "pending",
+          tags: toLabels(req.tags),
+        }
+      );
+    }
+  }
+
+  /**
+   * The zones of `region` to launch `machineType` in, in order: zones.list's zones of the
+   * region that are UP, narrowed to those offering the machine type. Cached for zoneCacheMs.
+   */
+  private async zonesFor(region: string, machineType: string): Promise<string[]> {
+    const key = `${region}\n${machineType}`;
+    const cached = this.zoneCache.get(key);
+    if (cached !== undefined && cached.expiresAt > this.now()) return cached.zones;
+    const project = this.project();
+    const inRegion: { name: string; up: boolean }[] = [];
+    let pageToken: string | undefined;
+    do {
+      const page: v.InferOutput<typeof ZoneList> | undefined = await this.http.request("GET", `/projects/${project}/zones`, {
+        query: { maxResults: "500", pageToken },
+        schema: ZoneList,
+      });
+      for (const zone of page!.items) {
+        if (zone.region === undefined || lastSegment(zone.region) !== region) continue;
+        const retired = zone.deprecated?.state === "DELETED" || zone.deprecated?.state === "OBSOLETE";
+        if (!retired) inRegion.push({ name: zone.name, up: (zone.status ?? "UP") === "UP" });
+      }
+      pageToken = page!.nextPageToken;
+    } while (pageToken !== undefined && pageToken !== "");
+    if (inRegion.length === 0) {
+      throw this.http.error("invalid", `region ${region} has no zones in project ${project} (set the pool's region to a GCE region like us-central1, or set zones)`);
+    }
+    const up = inRegion.filter((z) => z.up).map((z) => z.name);
+    if (up.length === 0) throw this.http.error("transient", `every zone of ${region} is DOWN (${inRegion.map((z) => z.name).join(", ")})`);
+    const offering = new Set<string>();
+    pageToken = undefined;
+    do {
+      const path = `/projects/${project}/aggregated/machineTypes`;
+      const page: v.InferOutput<typeof AggregatedMachineTypes> | undefined = await this.http.request("GET", path, {
+        query: { filter: `name = "${machineType}"`, maxResults: "500", pageToken },
+        schema: AggregatedMachineTypes,
+      });
+      for (const scoped of Object.values(page!.items)) {
+        for (const mt of scoped.machineTypes) if (mt.name === machineType && mt.zone !== undefined) offering.add(lastSegment(mt.zone));
+      }
+      pageToken = page!.nextPageToken;
+    } while (pageToken !== undefined && pageToken !== "");
+    const zones = up.filter((z) => offering.has(z)).sort();
+    if (zones.length === 0) {
+      throw this.http.error("invalid", `machine type ${machineType} is not offered in any zone of ${region} that is UP (${up.sort().join(", ")})`);
+    }
+    this.zoneCache.set(key, { zones, expiresAt: this.now() + (this.options.zoneCacheMs ?? 3_600_000) });
+    return zones;
+  }
+
   private async adopt(zone: string, req: LaunchRequest): Promise<Instance> {
     const existing = await this.getIn(zone, req.name);
     if (existing === undefined) throw this.http.error("transient", `instance ${req.name} exists but cannot be read yet`);
+    return this.adoptable(existing, req);
+  }
+
+  /** An instance of the launch's name, unless its labels say another operation made it. */
+  private adoptable(existing: Instance, req: LaunchRequest): Instance {
     const op = existing.tags[labelKey(TAG_OPERATION)];
     const want = req.tags[TAG_OPERATION];
     if (op !== undefined && want !== undefined && op !== labelValue(want)) {
-      throw this.http.error("invalid", `an instance named ${req.name} already exists in ${zone} for another operation`);
+      throw this.http.error("invalid", `an instance named ${req.name} already exists in ${existing.zone ?? "a zone"} for another operation`);
     }
     return existing;
   }
 
   private async getIn(zone: string, name: string): Promise<Instance | undefined> {
-    const raw = await this.http.request(
-      "GET",
-      `/projects/${this.project()}/zones/${encodeURIComponent(zone)}/instances/${encodeURIComponent(name)}`,
-      { schema: GceInstance, tolerate: [404] },
-    );
+    const raw = await this.getRaw(zone, name);
     return raw === undefined ? undefined : this.toInstance(raw);
+  }
+
+  private getRaw(zone: string, name: string): Promise<GceInstance | undefined> {
+    return this.http.request("GET", `/projects/${this.project()}/zones/${encodeURIComponent(zone)}/instances/${encodeURIComponent(name)}`, {
+      schema: GceInstance,
+      tolerate: [404],
+    });
   }
 
   /** `zone/name` (or a zonal instance URL) → [zone, name]; a bare name is looked up across zones. */
@@ -498,7 +666,7 @@ export class GcpProvider implements Provider {
     if (url !== null) return [url[1]!, url[2]!];
     const parts = id.split("/");
     if (parts.length === 2 && parts[0] !== "" && parts[1] !== "") return [parts[0]!, parts[1]!];
-    if (!/^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(id)) return undefined;
+    if (!NAME.test(id)) return undefined;
     const found = await this.aggregatedInstances(`name = "${id}"`);
     const match = found.find((i) => i.name === id);
     return match === undefined ? undefined : [lastSegment(match.zone), match.name];
@@ -555,18 +723,20 @@ export class GcpProvider implements Provider {
       }
       return raw.startsWith("{") ? { kind: "service_account", key: this.parseKey(raw, this.config.credentials_env) } : { kind: "token", token: raw };
     }
-    if (this.config.credentials_file !== undefined) {
-      if (this.fileKey !== undefined) return { kind: "service_account", key: this.fileKey };
+    const file = this.config.credentials_file ?? this.env("GOOGLE_APPLICATION_CREDENTIALS")?.trim();
+    if (file !== undefined && file !== "") {
+      if (this.fileKey?.path === file) return { kind: "service_account", key: this.fileKey.key };
+      const source = this.config.credentials_file === undefined ? `GOOGLE_APPLICATION_CREDENTIALS (${file})` : file;
       let text: string;
       try {
-        text = readFileSync(this.config.credentials_file, "utf8");
+        text = readFileSync(file, "utf8");
       } catch (err) {
-        throw new ProviderError(this.name, "auth", `cannot read credentials_file ${this.config.credentials_file}: ${err instanceof Error ? err.message : String(err)}`);
+        throw new ProviderError(this.name, "auth", `cannot read the credentials file ${source}: ${err instanceof Error ? err.message : String(err)}`);
       }
-      this.fileKey = this.parseKey(text, this.config.credentials_file);
-      return { kind: "service_account", key: this.fileKey };
+      this.fileKey = { path: file, key: this.parseKey(text, source) };
+      return { kind: "service_account", key: this.fileKey.key };
     }
-    throw new ProviderError(this.name, "auth", "no GCP credentials: set providers.gcp.credentials_env or credentials_file");
+    throw new ProviderError(this.name, "auth", "no GCP credentials: set providers.gcp.credentials_env or credentials_file, or GOOGLE_APPLICATION_CREDENTIALS");
   }
 
   private serviceAccount(): ServiceAccountKey | undefined {

@@ -1,5 +1,13 @@
-// Lambda Cloud (API v1): launch, terminate, get, list and instance types over
-// JSON with a bearer API key read from the environment variable the config names.
+// Lambda Cloud (the public Cloud API v1, as its OpenAPI document describes it): launch,
+// restart, terminate, get, list and instance types over JSON, with a bearer API key read
+// from the environment variable the config names.
+//
+// SSH keys: the launch call requires `ssh_key_names` (currently exactly one) of keys
+// already registered with Lambda. Every launch sends the pool's `ssh_key_names`, else
+// `providers.lambda.ssh_key_names`. When neither is set, a pool with setup_commands
+// registers its bootstrap key (`navarch-<fingerprint>`) and sends that; any other launch is
+// refused as a configuration error naming the key to set. With configured names and a
+// bootstrap key, the bootstrap key is installed through cloud-init `user_data`.
 //
 // Idempotency: the launch API has no idempotency token, so launch first lists the
 // account's instances and returns the one whose `name` equals the request's name
@@ -11,9 +19,12 @@
 // Tags: instances carry key/value `tags` (sent on launch, read back on list). For
 // instances without tags (created elsewhere, or an API that drops them) the optional
 // `tagsFromName` derives them from the name instead.
+//
+// Rate limits: Lambda allows about one request a second and one launch per 12 seconds;
+// a refusal is a rate_limit error and the pool backs off.
 import { createHash } from "node:crypto";
 import * as v from "valibot";
-import type { LambdaProviderConfig } from "../../schema/config.ts";
+import type { LambdaProviderConfig, NavarchConfig } from "../../schema/config.ts";
 import { JsonHttp, kindForStatus, normaliseBaseUrl, type EnvLookup, type HttpFailure } from "./http.ts";
 import {
   ProviderError,
@@ -26,12 +37,19 @@ import {
   type ProviderErrorKind,
 } from "./provider.ts";
 
-export const LAMBDA_DEFAULT_BASE_URL = "https://cloud.lambdalabs.com";
+export const LAMBDA_DEFAULT_BASE_URL = "https://cloud.lambda.ai";
 const API = "/api/v1";
 
+/** A pool's own SSH key names, and where the pool is in the config (for messages). */
+export interface LambdaPoolKeys {
+  /** The pool's key path, e.g. `pools[0]`. */
+  path: string;
+  sshKeyNames?: readonly string[];
+}
+
 export interface LambdaProviderOptions {
-  /** An SSH key already registered with Lambda, used when a launch brings no public key. */
-  sshKeyName?: string;
+  /** Per pool name: its `ssh_key_names` and key path (pools not listed use the provider's default). */
+  pools?: ReadonlyMap<string, LambdaPoolKeys>;
   /** Per-request timeout (default 30 s). */
   timeoutMs?: number;
   /** Tags for instances that carry none, derived from their name. */
@@ -45,11 +63,17 @@ const ErrorBody = v.object({
   error: v.object({
     code: v.optional(v.string()),
     message: v.optional(v.string()),
-    suggestion: v.optional(v.string()),
+    suggestion: v.optional(v.nullable(v.string())),
   }),
 });
 
 const Tag = v.object({ key: v.string(), value: v.string() });
+
+const ActionAvailability = v.object({
+  available: v.boolean(),
+  reason_code: v.optional(v.string()),
+  reason_description: v.optional(v.string()),
+});
 
 const LambdaInstance = v.object({
   id: v.pipe(v.string(), v.nonEmpty()),
@@ -58,6 +82,7 @@ const LambdaInstance = v.object({
   status: v.string(),
   region: v.nullish(v.object({ name: v.string() })),
   instance_type: v.nullish(v.object({ name: v.string() })),
+  actions: v.optional(v.object({ restart: v.optional(ActionAvailability) })),
   tags: v.nullish(v.array(Tag)),
 });
 type LambdaInstance = v.InferOutput<typeof LambdaInstance>;
@@ -66,6 +91,7 @@ const InstanceList = v.object({ data: v.array(LambdaInstance) });
 const InstanceOne = v.object({ data: LambdaInstance });
 const LaunchResponse = v.object({ data: v.object({ instance_ids: v.pipe(v.array(v.string()), v.minLength(1)) }) });
 const TerminateResponse = v.object({ data: v.object({ terminated_instances: v.array(v.unknown()) }) });
+const RestartResponse = v.object({ data: v.object({ restarted_instances: v.array(v.object({ id: v.string() })) }) });
 const SshKeyList = v.object({ data: v.array(v.object({ name: v.string(), public_key: v.optional(v.string()) })) });
 const SshKeyCreated = v.object({ data: v.object({ name: v.string() }) });
 const InstanceTypes = v.object({
@@ -90,23 +116,24 @@ const CODE_KINDS: Record<string, ProviderErrorKind> = {
   "global/quota-exceeded": "quota",
   "global/invalid-api-key": "auth",
   "global/account-inactive": "auth",
-  "global/forbidden": "auth",
+  // A billing address Lambda refuses: an account problem only a human can fix.
+  "global/invalid-address": "auth",
   "global/object-does-not-exist": "not_found",
-  "global/not-found": "not_found",
   "global/invalid-parameters": "invalid",
-  "global/invalid-address": "invalid",
+  "global/duplicate": "invalid",
   "instance-operations/launch/file-system-in-wrong-region": "invalid",
   "global/internal-error": "transient",
-  "global/conflict": "transient",
 };
 
 export function mapLambdaError(failure: HttpFailure): ProviderError {
   const parsed = v.safeParse(ErrorBody, failure.body);
   const code = parsed.success ? parsed.output.error.code : undefined;
   const detail = parsed.success
-    ? [parsed.output.error.message, parsed.output.error.suggestion].filter((x) => x !== undefined).join(" ")
+    ? [parsed.output.error.message, parsed.output.error.suggestion].filter((x) => typeof x === "string" && x !== "").join(" ")
     : failure.text.replace(/\s+/g, " ").trim().slice(0, 200);
   let kind: ProviderErrorKind = (code === undefined ? undefined : CODE_KINDS[code]) ?? kindForStatus(failure.status);
+  // `provider/…` codes come from Lambda's upstream services (outages, exhaustion): retry later.
+  if (code?.startsWith("provider/") === true) kind = "transient";
   // The status wins for throttling and outages whatever the body says.
   if (failure.status === 429) kind = "rate_limit";
   else if (failure.status >= 500 && kind !== "capacity") kind = "transient";
@@ -124,6 +151,18 @@ const STATES: Record<string, InstanceState> = {
   terminated: "terminated",
   preempted: "terminated",
 };
+
+/** Why Lambda will not restart an instance now (`actions.restart.reason_code`), as a kind. */
+const RESTART_REFUSALS: Record<string, ProviderErrorKind> = {
+  "vm-has-not-launched": "transient",
+  "vm-is-terminating": "not_found",
+  "vm-is-too-old": "invalid",
+};
+
+/** Lambda's tag rules: keys `^[a-z][a-z0-9-:]+$` of at most 55 characters, values of at most 128. */
+const TAG_KEY = /^[a-z][a-z0-9-:]+$/;
+/** Lambda's hostname rule; the instance's name is its hostname when it fits. */
+const HOSTNAME = /^[a-z0-9][0-9a-z-]{0,62}$/;
 
 export class LambdaProvider implements Provider {
   readonly name = "lambda";
@@ -160,8 +199,12 @@ export class LambdaProvider implements Provider {
   async launch(req: LaunchRequest): Promise<Instance> {
     if (req.name.length > 64) throw this.http.error("invalid", `instance name "${req.name}" is longer than 64 characters`);
     for (const [key, value] of Object.entries(req.tags)) {
-      if (key.length > 55 || value.length > 128) throw this.http.error("invalid", `tag ${key} is too long for Lambda (key ≤ 55, value ≤ 128 characters)`);
+      if (!TAG_KEY.test(key) || key.length > 55 || value.length > 128) {
+        throw this.http.error("invalid", `tag ${key} does not fit Lambda's rules (key ^[a-z][a-z0-9-:]+$ of at most 55 characters, value at most 128)`);
+      }
     }
+    // A configuration error is refused before any call.
+    const configured = this.configuredKeyNames(req);
 
     // No idempotency token: an instance with this name means an earlier attempt got through.
     const existing = (await this.listRaw()).filter((i) => i.name === req.name);
@@ -175,16 +218,28 @@ export class LambdaProvider implements Provider {
       return instance;
     }
 
-    const sshKeyName = await this.sshKeyFor(req.sshPublicKey);
+    const bootstrapKey = normalisePublicKey(req.sshPublicKey);
+    const sshKeyNames = configured ?? [await this.registeredKey(bootstrapKey!)];
     const body = {
       region_name: req.region,
       instance_type_name: req.instanceType,
-      ssh_key_names: [sshKeyName],
+      ssh_key_names: sshKeyNames,
       name: req.name,
-      quantity: 1,
+      ...(HOSTNAME.test(req.name) ? { hostname: req.name } : {}),
+      // The configured keys took the one ssh_key_names slot: the bootstrap key comes through cloud-init.
+      ...(configured !== undefined && bootstrapKey !== undefined ? { user_data: cloudConfig(bootstrapKey) } : {}),
       tags: Object.entries(req.tags).map(([key, value]) => ({ key, value })),
     };
-    const launched = await this.http.request("POST", "/instance-operations/launch", { body, schema: LaunchResponse });
+    let launched: v.InferOutput<typeof LaunchResponse> | undefined;
+    try {
+      launched = await this.http.request("POST", "/instance-operations/launch", { body, schema: LaunchResponse });
+    } catch (err) {
+      // A launch's 404 names a resource of the request (an SSH key, a file system): the config is wrong.
+      if (err instanceof ProviderError && err.kind === "not_found") {
+        throw new ProviderError(this.name, "invalid", `${stripProvider(err.message)} (ssh_key_names sent: ${sshKeyNames.join(", ")})`);
+      }
+      throw err;
+    }
     const id = launched!.data.instance_ids[0]!;
     return {
       id,
@@ -195,6 +250,21 @@ export class LambdaProvider implements Provider {
       state: "pending",
       tags: { ...req.tags },
     };
+  }
+
+  async reboot(id: string): Promise<void> {
+    // 404 is an error here: a machine that is gone cannot come back with a new boot.
+    const answer = await this.http.request("POST", "/instance-operations/restart", { body: { instance_ids: [id] }, schema: RestartResponse });
+    if (answer!.data.restarted_instances.some((i) => i.id === id)) return;
+    // Lambda leaves out what it would not restart; the instance's `actions` say why.
+    const found = await this.http.request("GET", `/instances/${encodeURIComponent(id)}`, { schema: InstanceOne, tolerate: [404] });
+    if (found === undefined) throw this.http.error("not_found", `restart ${id}: the instance does not exist`);
+    const refusal = found.data.actions?.restart;
+    const code = refusal?.reason_code;
+    const kind = (code === undefined ? undefined : RESTART_REFUSALS[code]) ?? "transient";
+    const why = [found.data.status, code].filter((x) => x !== undefined).join(", ");
+    const detail = refusal?.reason_description ? `: ${refusal.reason_description}` : "";
+    throw this.http.error(kind, `restart ${id}: Lambda did not restart it (${why}${detail})`);
   }
 
   async terminate(id: string): Promise<void> {
@@ -254,27 +324,71 @@ export class LambdaProvider implements Provider {
   }
 
   /**
-   * Lambda installs SSH keys by name. A launch's public key is registered once under a
-   * name derived from its fingerprint (`navarch-<12 hex>`) and reused after that.
+   * The key names this launch sends from the config (the pool's, else the provider's), or
+   * undefined when a bootstrap key will be registered instead. Neither: the launch cannot
+   * be made, and the error names the key to set.
    */
-  private async sshKeyFor(publicKey: string | undefined): Promise<string> {
-    if (publicKey === undefined || publicKey.trim() === "") {
-      if (this.options.sshKeyName !== undefined) return this.options.sshKeyName;
-      throw this.http.error("invalid", "Lambda needs an SSH key: the launch brought no public key and no sshKeyName is configured");
-    }
-    const normalised = publicKey.trim().split(/\s+/).slice(0, 2).join(" ");
-    const name = `navarch-${createHash("sha256").update(normalised).digest("hex").slice(0, 12)}`;
+  private configuredKeyNames(req: LaunchRequest): string[] | undefined {
+    const pool = this.options.pools?.get(req.pool);
+    const names = pool?.sshKeyNames ?? this.config.ssh_key_names;
+    if (names !== undefined && names.length > 0) return [...names];
+    if (normalisePublicKey(req.sshPublicKey) !== undefined) return undefined;
+    const poolKey = pool === undefined ? `ssh_key_names of pool ${req.pool}` : `${pool.path}.ssh_key_names`;
+    throw this.http.error(
+      "invalid",
+      `pool ${req.pool}: Lambda's launch call needs the name of an SSH key registered with Lambda, and none is configured: set ${poolKey} or providers.lambda.ssh_key_names (or give the pool setup_commands, whose key Navarch registers)`,
+    );
+  }
+
+  /**
+   * Lambda installs SSH keys by name. A bootstrap key is registered once under a name
+   * derived from its fingerprint (`navarch-<12 hex>`) and reused after that.
+   */
+  private async registeredKey(publicKey: string): Promise<string> {
+    const name = `navarch-${createHash("sha256").update(publicKey).digest("hex").slice(0, 12)}`;
     if (this.knownKeys.has(name)) return name;
     const keys = await this.http.request("GET", "/ssh-keys", { schema: SshKeyList });
-    const same = keys!.data.find((k) => k.name === name || (k.public_key !== undefined && k.public_key.trim().split(/\s+/).slice(0, 2).join(" ") === normalised));
+    const same = keys!.data.find((k) => k.name === name || (k.public_key !== undefined && normalisePublicKey(k.public_key) === publicKey));
     if (same !== undefined) {
       this.knownKeys.add(same.name);
       return same.name;
     }
-    const created = await this.http.request("POST", "/ssh-keys", { body: { name, public_key: normalised }, schema: SshKeyCreated });
+    const created = await this.http.request("POST", "/ssh-keys", { body: { name, public_key: publicKey }, schema: SshKeyCreated });
     this.knownKeys.add(created!.data.name);
     return created!.data.name;
   }
+}
+
+/**
+ * One line for each pool whose Lambda launches would be refused for want of an SSH key
+ * name (for `navarch config check`): Lambda is one of its providers, and neither the pool
+ * nor `providers.lambda` names a key, nor does the pool have setup_commands.
+ */
+export function lambdaSshKeyWarnings(config: NavarchConfig, source: string): string[] {
+  if (config.providers.lambda?.ssh_key_names !== undefined) return [];
+  return config.pools.flatMap((pool, i) =>
+    pool.providers.includes("lambda") && pool.ssh_key_names === undefined && pool.setup_commands.length === 0
+      ? [
+          `${source}: pools[${i}].ssh_key_names: Lambda's launch call needs the name of an SSH key registered with Lambda; set it (or providers.lambda.ssh_key_names), or pool ${pool.name}'s Lambda launches are refused`,
+        ]
+      : [],
+  );
+}
+
+/** `type base64` of an OpenSSH public key (the comment dropped), or undefined when blank. */
+function normalisePublicKey(publicKey: string | undefined): string | undefined {
+  if (publicKey === undefined || publicKey.trim() === "") return undefined;
+  return publicKey.trim().split(/\s+/).slice(0, 2).join(" ");
+}
+
+/** cloud-init user data that authorises `publicKey` for the image's default user. */
+function cloudConfig(publicKey: string): string {
+  return `#cloud-config\nssh_authorized_keys:\n  - ${JSON.stringify(publicKey)}\n`;
+}
+
+/** ProviderError prefixes its message with the provider; undo that before re-wrapping. */
+function stripProvider(message: string): string {
+  return message.startsWith("lambda: ") ? message.slice("lambda: ".length) : message;
 }
 
 /** `gpu_8x_h100_sxm5` → 8, when the API leaves out specs. */

@@ -115,6 +115,8 @@ const InstanceRecord = v.object({
   pid: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
   /** /proc/PID/stat field 22 (clock ticks after boot) of the agent process. */
   startTime: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  /** Reboots so far: each restart of the agent is a new boot, with its own boot id. */
+  boots: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
   terminatedAt: v.optional(v.string()),
   /** "terminated" (terminate()), "process exited" (found dead), "spawn failed: …". */
   terminationReason: v.optional(v.string()),
@@ -441,6 +443,37 @@ export class LocalProvider implements Provider {
     });
   }
 
+  /**
+   * A reboot of a local "machine": its agent is stopped and started again with a new boot id
+   * and an empty kernel log; the fake GPUs keep their state file (what a reboot does not fix
+   * stays). An interrupted reboot (a crash between the stop and the start) is finished.
+   */
+  async reboot(id: string): Promise<void> {
+    if (!LocalNodesDir.validName(id)) throw new ProviderError(this.name, "not_found", `no instance ${JSON.stringify(id)}`);
+    await this.locked(`name:${id}`, async () => {
+      const record = this.dir.read(id, this.log);
+      if (record === undefined || record.state === "terminated") throw new ProviderError(this.name, "not_found", `no running instance ${id}`);
+      const files = this.dir.files(id);
+      const pid = record.pid ?? this.dir.readPidFile(id);
+      const startTime = record.startTime ?? (pid !== undefined ? procStat(pid)?.startTime : undefined);
+      const { pid: _pid, startTime: _start, ...rest } = record;
+      const down: LocalInstanceRecord = { ...rest, state: "pending", boots: (record.boots ?? 0) + 1 };
+      // Down first: while the agent stops, observe() sees a pending machine, not a dead one.
+      LocalNodesDir.write(files, down);
+      rmSync(files.pidFile, { force: true });
+      if (pid !== undefined && processAlive(pid, startTime)) {
+        signalGroup(pid, "SIGTERM");
+        if (!(await waitDead(pid, startTime, this.opts.terminateGraceMs ?? 10_000))) {
+          signalGroup(pid, "SIGKILL");
+          await waitDead(pid, startTime, 5000);
+        }
+      }
+      writeFileSync(files.kmsg, "");
+      this.log(`local: rebooting ${id} (boot ${down.boots})`);
+      this.spawn(down);
+    });
+  }
+
   async get(id: string): Promise<Instance | undefined> {
     if (!LocalNodesDir.validName(id)) return undefined;
     const record = this.dir.read(id, this.log);
@@ -669,6 +702,9 @@ export class LocalProvider implements Provider {
       ...(this.opts.nvmlDeadlineSeconds !== undefined ? ["--nvml-deadline", String(this.opts.nvmlDeadlineSeconds)] : []),
     ];
     const env: Record<string, string | undefined> = { ...process.env, NAVARCH_AUTH_TOKEN: this.opts.authToken };
+    // Every local machine shares this kernel: a rebooted one gets a boot id of its own.
+    if (record.boots !== undefined) env.NAVARCH_BOOT_ID = `${record.id}-boot-${record.boots}`;
+    else delete env.NAVARCH_BOOT_ID;
     if (this.opts.nvmlLibrary !== undefined) {
       env.FAKE_NVML_STATE = files.nvmlState;
       env.FAKE_NVML_CONTROL = files.nvmlControl;

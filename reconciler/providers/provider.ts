@@ -19,7 +19,10 @@ export interface LaunchRequest {
   pool: string;
   instanceType: string;
   region: string;
+  /** The pool's first zone, for providers that take one. */
   zone?: string;
+  /** Every zone the pool allows, in order: a provider that can fails over between them when one has no capacity. */
+  zones?: string[];
   /** Includes TAG_MANAGED_BY, TAG_POOL and TAG_OPERATION. */
   tags: Record<string, string>;
   /** Public key installed for the bootstrap user, when the provider supports it. */
@@ -91,8 +94,21 @@ export interface Provider {
   launch(req: LaunchRequest): Promise<Instance>;
   /** Terminates an instance; terminating one that is already gone succeeds. */
   terminate(id: string): Promise<void>;
+  /**
+   * Restarts the machine (a new boot), for the remediation ladder; resolves once the
+   * provider has accepted the request. Undefined when the provider cannot: Navarch then
+   * replaces where it would have rebooted.
+   */
+  reboot?(id: string): Promise<void>;
   /** One instance, or undefined when the provider does not know it. */
   get(id: string): Promise<Instance | undefined>;
+  /**
+   * The id of this provider's instance behind a Kubernetes Node's `spec.providerID`
+   * (`gce://PROJECT/ZONE/NAME`, `aws:///ZONE/i-…`), or undefined when it names none of
+   * this provider's machines. How Navarch can name a machine it did not launch (a
+   * DaemonSet's node) when it must terminate it for its owner to replace.
+   */
+  instanceOfKubernetesNode?(providerId: string): string | undefined;
   /** Every instance carrying all of these tags (inventory sweeps). */
   list(tags: Record<string, string>): Promise<Instance[]>;
   instanceTypes(): Promise<InstanceTypeInfo[]>;

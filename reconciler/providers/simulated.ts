@@ -7,7 +7,7 @@ import type { Clock } from "../fleet/registry.ts";
 import { ProviderError, type Instance, type InstanceTypeInfo, type LaunchRequest, type Provider, type ProviderErrorKind } from "./provider.ts";
 
 export interface SimulatedFault {
-  on: "launch" | "terminate" | "get" | "list";
+  on: "launch" | "terminate" | "get" | "list" | "reboot";
   kind: ProviderErrorKind;
   /** How many calls fail (then the fault is spent); Infinity for an outage until cleared. */
   times: number;
@@ -23,6 +23,8 @@ export interface SimulatedCloudOptions {
   now: Clock;
   /** From launch to running. */
   launchLatencyMs?: number;
+  /** From a reboot call to running again, with a new boot. */
+  rebootLatencyMs?: number;
   /** Instances of each type that may run at once (capacity). */
   capacity?: Record<string, number>;
   /** Instances of any type that may run at once (the account's quota). */
@@ -44,6 +46,8 @@ interface Record_ {
   key: string;
   /** Terminate calls that reached this instance (a crash-safe reconciler makes at most one). */
   terminateCalls: number;
+  /** Reboots so far (each a new boot of the machine). */
+  boots?: number;
 }
 
 /** Everything the cloud holds, as plain data (a cloud outlives the reconciler that crashed). */
@@ -65,7 +69,9 @@ export class SimulatedCloud implements Provider {
   /** Launched instances not yet reported by takeStarted(), in launch order. */
   private readonly unannounced = new Set<string>();
   /** Calls made, by method (for tests and reports). */
-  readonly calls = { launch: 0, terminate: 0, get: 0, list: 0 };
+  readonly calls = { launch: 0, terminate: 0, get: 0, list: 0, reboot: 0 };
+  /** Called when an instance is rebooted (its agent goes quiet until it runs again). */
+  onReboot: ((instance: Instance) => void) | undefined;
 
   constructor(private readonly opts: SimulatedCloudOptions) {
     this.name = opts.name ?? "simulated";
@@ -235,6 +241,33 @@ export class SimulatedCloud implements Provider {
       r.terminateCalls++;
       this.markTerminated(r);
     }
+  }
+
+  /** Restarts the machine: pending for rebootLatencyMs, then running with a new boot. */
+  async reboot(id: string): Promise<void> {
+    this.calls.reboot++;
+    this.fail("reboot");
+    const r = this.byId.get(id);
+    if (r === undefined || r.instance.state === "terminated") throw new ProviderError(this.name, "not_found", `no running instance ${id}`);
+    r.boots = (r.boots ?? 0) + 1;
+    r.readyAt = this.opts.now() + (this.opts.rebootLatencyMs ?? this.opts.launchLatencyMs ?? 0);
+    r.instance = { ...r.instance, state: "pending" };
+    this.unannounced.add(id);
+    this.onReboot?.(this.view(r));
+  }
+
+  /** How many times the instance was rebooted (0 for its first boot). */
+  bootOf(id: string): number | undefined {
+    const r = this.byId.get(id);
+    return r === undefined ? undefined : (r.boots ?? 0);
+  }
+
+  /** `simulated://NAME/ID`: the simulator's providerID for Nodes standing for its machines. */
+  instanceOfKubernetesNode(providerId: string): string | undefined {
+    const prefix = `simulated://${this.name}/`;
+    if (!providerId.startsWith(prefix)) return undefined;
+    const id = providerId.slice(prefix.length);
+    return this.byId.has(id) ? id : undefined;
   }
 
   async get(id: string): Promise<Instance | undefined> {

@@ -17,13 +17,23 @@ let refreshTimer = null;
 let pollTimer = null;
 let rendering = false;
 let renderAgain = false;
+/** The signed-in token's role and permissions (GET /v1/whoami): actions it may not take are not shown. */
+let who = null;
+const may = (permission) => who === null || who.permissions.includes(permission);
 /** Set by the events page: its filters survive re-renders. */
 let eventFilters = { node: "", pool: "", severity: "" };
 
 // ───────────────────────────── helpers ─────────────────────────────
 
+// Agents supply host names, NVML errors and kernel-log text: control characters and bidi
+// overrides are shown as escapes (\x1b, \u202e), so nothing invisible hides or reorders text.
 const esc = (s) =>
-  String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  String(s ?? "")
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+      const code = c.charCodeAt(0);
+      return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+    })
+    .replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const enc = encodeURIComponent;
 
 function duration(ms) {
@@ -204,7 +214,7 @@ async function pageFleet() {
   const breakers = o.breakers.length
     ? `<div class="panel"><h2>Circuit breakers tripped</h2>${table(
         ["Scope", "Tripped", "Why", ""],
-        o.breakers.map((b) => [esc(b.scope), esc(ago(b.trippedAt, now)), esc(b.reason), `<button type="button" data-reset="${esc(b.scope)}">Reset</button>`]),
+        o.breakers.map((b) => [esc(b.scope), esc(ago(b.trippedAt, now)), esc(b.reason), (may("admin") ? `<button type="button" data-reset="${esc(b.scope)}">Reset</button>` : "")]),
       )}</div>`
     : "";
   return `<h1>Fleet</h1>
@@ -244,14 +254,18 @@ async function pagePool(name) {
   );
   const breakers = table(
     ["Scope", "Tripped", "Why", ""],
-    p.breakers.map((b) => [esc(b.scope), esc(ago(b.trippedAt, now)), esc(b.reason), `<button type="button" data-reset="${esc(b.scope)}">Reset</button>`]),
+    p.breakers.map((b) => [esc(b.scope), esc(ago(b.trippedAt, now)), esc(b.reason), (may("admin") ? `<button type="button" data-reset="${esc(b.scope)}">Reset</button>` : "")]),
     "No breaker is tripped for this pool.",
   );
   return `<h1>Pool ${esc(s.name)} ${s.paused ? badge("out", "paused") : ""} ${s.breaker ? badge("unhealthy", "breaker tripped") : ""}</h1>
-<div class="actions">
+${
+  may("operate")
+    ? `<div class="actions">
   <button type="button" id="pool-toggle" data-pool="${esc(s.name)}" data-action="${s.paused ? "resume" : "pause"}">${s.paused ? "Resume pool" : "Pause pool"}</button>
   <span id="flash"></span>
-</div>
+</div>`
+    : ""
+}
 <div class="row">
   <div class="panel"><h2>Pool</h2><dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("")}</dl></div>
   <div class="panel"><h2>Nodes by state</h2>${table(["State", "#Nodes"], Object.entries(s.byState).map(([k, n]) => [esc(k), esc(n)]), "No nodes.")}</div>
@@ -264,7 +278,7 @@ async function pagePool(name) {
 }
 
 function incidentSteps(i, now) {
-  const labels = { fault: "fault", opened: "incident opened", cordoned: "cordoned", drained: "drained", terminated: "terminated", replacement_ready: "replacement ready", closed: "closed" };
+  const labels = { fault: "fault", opened: "incident opened", cordoned: "cordoned", drained: "drained", rebooted: "reboot asked", back: "back, new boot", terminated: "terminated", replacement_ready: "replacement ready", closed: "closed" };
   const done = i.steps
     .map((s) => `<div class="step"><b>${esc(labels[s.step] ?? s.step)}</b>${esc(when(s.at))}<div class="d">${s.sincePreviousMs === null ? "start" : `+${esc(duration(s.sincePreviousMs))}`}</div></div>`)
     .join("");
@@ -274,7 +288,7 @@ function incidentSteps(i, now) {
   <div><b>Incident ${esc(i.id)}</b> on <a href="#/node/${enc(i.nodeId)}">${esc(i.nodeId)}</a> — ${esc(i.reason)} ${i.closedAt === null ? badge("unhealthy", "open") : badge("gone", i.outcome ?? "closed")}</div>
   <div class="muted">Status: ${esc(i.status)}${i.replacementNodeId ? ` · replacement <a href="#/node/${enc(i.replacementNodeId)}">${esc(i.replacementNodeId)}</a>` : ""}</div>
   <div class="steps">${done}${waiting}</div>
-  <div class="muted">fault→cordon ${esc(duration(d.faultToCordonMs))} · cordon→drained ${esc(duration(d.cordonToDrainedMs))} · drained→terminated ${esc(duration(d.drainedToTerminatedMs))} · fault→replacement ready ${esc(duration(d.faultToReplacementReadyMs))}</div>
+  <div class="muted">${i.remedy ? `remedy: ${esc(i.remedy === "reboot" ? "reboot first" : "replace")} · ` : ""}fault→cordon ${esc(duration(d.faultToCordonMs))} · cordon→drained ${esc(duration(d.cordonToDrainedMs))}${i.rebootedAt ? ` · reboot→back ${esc(duration(d.rebootToBackMs))}` : ""} · drained→terminated ${esc(duration(d.drainedToTerminatedMs))} · fault→replacement ready ${esc(duration(d.faultToReplacementReadyMs))}</div>
 </div>`;
 }
 
@@ -350,12 +364,16 @@ async function pageNode(id) {
   const bootstrap = bootstrapHtml(boot && Array.isArray(boot.runs) ? boot.runs : [], now);
   const incidents = t.incidents.length ? t.incidents.map((i) => incidentSteps(i, now)).join("") : `<p class="empty">No incidents.</p>`;
   return `<h1>Node ${esc(n.id)} <span id="node-state">${stateBadge(n)}</span></h1>
-<div class="actions">
+${
+  may("operate")
+    ? `<div class="actions">
   <input id="reason" placeholder="reason (recorded in the audit log)" maxlength="1024">
   <button type="button" id="cordon" class="danger" data-node="${esc(n.id)}" data-action="cordon" ${canCordon ? "" : "disabled"}>Cordon</button>
   <button type="button" id="uncordon" data-node="${esc(n.id)}" data-action="uncordon" ${canUncordon ? "" : "disabled"}>Uncordon</button>
   <span id="flash"></span>
-</div>
+</div>`
+    : ""
+}
 <div class="row">
   <div class="panel"><h2>Node</h2><dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("")}</dl></div>
   <div class="panel"><h2>Open findings</h2>${findingsTable(n.findings, now)}</div>
@@ -596,6 +614,7 @@ function showLogin(message = "") {
     const res = await fetch("/v1/overview", { headers: { Authorization: `Bearer ${candidate}` } }).catch(() => null);
     if (!res) return void (error.textContent = "The reconciler cannot be reached.");
     if (res.status === 401) return void (error.textContent = "That token was refused.");
+    if (res.status === 403) return void (error.textContent = "That token may not read the fleet: the dashboard needs a viewer, operator or admin token.");
     if (!res.ok) return void (error.textContent = `The reconciler answered HTTP ${res.status}.`);
     token = candidate;
     sessionStorage.setItem(TOKEN_KEY, token);
@@ -605,16 +624,25 @@ function showLogin(message = "") {
 
 function signOut(message = "") {
   token = "";
+  who = null;
   sessionStorage.removeItem(TOKEN_KEY);
   if (watchAbort) watchAbort.abort();
   clearTimeout(pollTimer);
   showLogin(message);
 }
 
-function start() {
+async function start() {
   document.getElementById("nav").hidden = false;
   document.getElementById("logout").hidden = false;
   setLive(false);
+  // Which actions to offer; a reconciler without /v1/whoami offers all (the server decides anyway).
+  who = await api("/v1/whoami").catch(() => null);
+  const role = document.getElementById("role");
+  if (role) {
+    role.hidden = who === null;
+    role.textContent = who ? `${who.name} (${who.role})` : "";
+    role.dataset.role = who ? who.role : "";
+  }
   render();
   watch();
 }

@@ -1,9 +1,20 @@
-// A fake EC2 query API on 127.0.0.1: form-encoded POSTs (`Action=RunInstances&Version=
-// 2016-11-15&…`) signed with SigV4, answered in EC2's XML, with errors as
-// <Response><Errors><Error><Code>…</Code><Message>…</Message></Error></Errors><RequestID>…
+// A fake EC2 query API on 127.0.0.1, following the EC2 API models of @aws-sdk/client-ec2
+// 3.1169.0 (EC2 API version 2016-11-15) and EC2's developer guide ("Error codes for the
+// Amazon EC2 API", "Ensuring idempotency in Amazon EC2 API requests"): form-encoded POSTs
+// (`Action=RunInstances&Version=2016-11-15&…`) signed with SigV4, answered in EC2's XML,
+// with errors as <Response><Errors><Error><Code>…</Code><Message>…</Message></Error></Errors>
+// <RequestID>…, client errors 4xx and server errors (InsufficientInstanceCapacity,
+// InternalError, Unavailable) 5xx.
 // Supports RunInstances (ClientToken idempotency, TagSpecification, Placement),
-// TerminateInstances, DescribeInstances (InstanceId.N, Filter.N: tag:K, tag-key,
-// instance-state-name, instance-id; MaxResults/NextToken) and DescribeInstanceTypes.
+// TerminateInstances, RebootInstances, DescribeInstances (InstanceId.N, Filter.N: tag:K,
+// tag-key, instance-state-name, instance-id; MaxResults 5–1000 / NextToken, MaxResults not
+// with InstanceId) and DescribeInstanceTypes.
+// ClientToken, as the guide describes it: only a RunInstances that succeeded keeps its token
+// (per region); a retry with the same parameters returns the original reservation, also
+// after the instance terminated; other parameters, except the Availability Zone, are
+// IdempotentParameterMismatch. RebootInstances ignores terminated instances (the model's
+// documentation); rebooting one that is not running is IncorrectInstanceState (assumed:
+// the reference lists the code, not when RebootInstances returns it).
 // The region is the one in the request's credential scope; the signature is verified
 // against the configured secret.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
@@ -56,6 +67,8 @@ export interface AwsFakeInstance {
   sshPort?: number;
   launchedAt: number;
   terminatingSince?: number;
+  /** Boots so far: 1 once launched, one more per reboot. */
+  boots: number;
 }
 
 export interface AwsFakeState {
@@ -95,6 +108,7 @@ const DEFAULT_ZONES: Record<string, string[]> = {
 const ACTIONS: Record<string, FakeCall> = {
   RunInstances: "launch",
   TerminateInstances: "terminate",
+  RebootInstances: "reboot",
   DescribeInstances: "list",
   DescribeInstanceTypes: "types",
 };
@@ -287,7 +301,10 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
     if (clientToken !== undefined && (clientToken.length > 64 || !/^[\x20-\x7e]+$/.test(clientToken))) {
       return invalid("Value for parameter ClientToken is invalid: it must be at most 64 ASCII characters.");
     }
-    const digestParams = new URLSearchParams([...params].filter(([k]) => k !== "ClientToken").sort(([a], [b]) => a.localeCompare(b)));
+    // The Availability Zone may differ on a retry (the guide: parameters other than the Region or AZ).
+    const digestParams = new URLSearchParams(
+      [...params].filter(([k]) => k !== "ClientToken" && k !== "Placement.AvailabilityZone").sort(([a], [b]) => a.localeCompare(b)),
+    );
     const digest = sha256(digestParams.toString());
     if (clientToken !== undefined) {
       const earlier = state.clientTokens.get(`${region}/${clientToken}`);
@@ -330,6 +347,7 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
       privateIp: `172.31.0.${(seq % 250) + 2}`,
       ...(endpoint.sshPort === undefined ? {} : { sshPort: endpoint.sshPort }),
       launchedAt: Date.now(),
+      boots: 1,
     };
     state.instances.set(inst.instanceId, inst);
     const reservationId = `r-${randomBytes(8).toString("hex").slice(0, 17)}`;
@@ -344,6 +362,11 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
     settle();
     const ids = indexed(params, "InstanceId");
     const filters = filtersOf(params);
+    if (params.has("MaxResults")) {
+      const max = Number(params.get("MaxResults"));
+      if (ids.length > 0) return errorResponse(400, "InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults");
+      if (!Number.isInteger(max) || max < 5 || max > 1000) return errorResponse(400, "InvalidParameterValue", `Value ( ${params.get("MaxResults")} ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.`);
+    }
     for (const id of ids) {
       if (!/^i-[0-9a-f]{8,17}$/.test(id)) return errorResponse(400, "InvalidInstanceID.Malformed", `Invalid id: "${id}"`);
       const inst = state.instances.get(id);
@@ -381,6 +404,27 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
     settle(now);
     if (lose) return new Response("upstream connection reset", { status: 502 });
     return xmlResponse("TerminateInstances", items("instancesSet", changes), crypto.randomUUID());
+  }
+
+  function reboot(params: URLSearchParams, region: string, lose: boolean): Response {
+    settle();
+    const ids = indexed(params, "InstanceId");
+    if (ids.length === 0) return errorResponse(400, "MissingParameter", "The request must contain the parameter InstanceId");
+    for (const id of ids) {
+      if (!/^i-[0-9a-f]{8,17}$/.test(id)) return errorResponse(400, "InvalidInstanceID.Malformed", `Invalid id: "${id}"`);
+      const inst = state.instances.get(id);
+      if (inst === undefined || inst.region !== region) return errorResponse(400, "InvalidInstanceID.NotFound", `The instance ID '${id}' does not exist`);
+      if (inst.state !== "running" && inst.state !== "terminated") {
+        return errorResponse(400, "IncorrectInstanceState", `The instance '${id}' is not in a state from which it can be rebooted.`);
+      }
+    }
+    // Terminated instances are ignored; the others boot again and stay running.
+    for (const id of ids) {
+      const inst = state.instances.get(id)!;
+      if (inst.state === "running") inst.boots += 1;
+    }
+    if (lose) return new Response("upstream connection reset", { status: 502 });
+    return xmlResponse("RebootInstances", text("return", "true"), crypto.randomUUID());
   }
 
   function describeTypes(params: URLSearchParams): Response {
@@ -444,6 +488,8 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
         return describe(params, region);
       case "TerminateInstances":
         return terminate(params, region, lose);
+      case "RebootInstances":
+        return reboot(params, region, lose);
       case "DescribeInstanceTypes":
         return describeTypes(params);
       default:

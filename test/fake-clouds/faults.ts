@@ -3,8 +3,12 @@
 // operation error, EC2's XML). Faults match by call and, for launches, by instance
 // type / region / zone; `times` makes "fail N times, then succeed".
 
-/** The calls a fake distinguishes. `operation` is GCP's operation get/wait; `token` its OAuth endpoint. */
-export type FakeCall = "launch" | "get" | "list" | "terminate" | "types" | "keys" | "operation" | "token";
+/**
+ * The calls a fake distinguishes. `reboot` is Lambda's restart, GCE's reset and EC2's
+ * RebootInstances; `operation` is GCP's operation get/wait, `zones` its zones.list, `token`
+ * its OAuth endpoint.
+ */
+export type FakeCall = "launch" | "get" | "list" | "terminate" | "reboot" | "types" | "keys" | "operation" | "zones" | "token";
 
 export type Fault =
   /** No capacity for the matching launches (Lambda insufficient-capacity, GCE ZONE_RESOURCE_POOL_EXHAUSTED, EC2 InsufficientInstanceCapacity). */

@@ -1,15 +1,25 @@
-// A fake Compute Engine v1 API on 127.0.0.1, with the documented shapes of
-//   POST   /compute/v1/projects/{p}/zones/{z}/instances?requestId=UUID  → Operation
+// A fake Compute Engine API on 127.0.0.1, following the Compute Engine API v1 discovery
+// document (compute:v1, revision 20201005, as vendored in google-api-go-client's
+// compute/v1/compute-api.json) and the v1 REST reference pages for what that revision
+// predates (the PENDING, PENDING_STOP and DEPROVISIONING instance statuses):
+//   POST   /compute/v1/projects/{p}/zones/{z}/instances?requestId=UUID  → Operation (instances.insert)
 //   GET    /compute/v1/projects/{p}/zones/{z}/instances/{name}          → Instance
 //   DELETE /compute/v1/projects/{p}/zones/{z}/instances/{name}          → Operation
+//   POST   /compute/v1/projects/{p}/zones/{z}/instances/{name}/reset    → Operation (a RUNNING instance)
+//   POST   /compute/v1/projects/{p}/zones/{z}/instances/{name}/start    → Operation (a TERMINATED instance)
 //   GET    /compute/v1/projects/{p}/zones/{z}/operations/{op}           → Operation
 //   POST   /compute/v1/projects/{p}/zones/{z}/operations/{op}/wait      → Operation
+//   GET    /compute/v1/projects/{p}/zones                               → ZoneList (zones.list)
 //   GET    /compute/v1/projects/{p}/aggregated/instances?filter=…       → {items: {"zones/z": {instances}}}
 //   GET    /compute/v1/projects/{p}/aggregated/machineTypes?filter=…
 //   POST   /token  (OAuth JWT-bearer grant, when a service account is configured)
 // Google's error JSON {"error": {code, message, errors: [{reason, domain, message}], status}}.
-// requestId deduplicates inserts (the same id returns the same operation); capacity and
-// quota faults on launches surface in the operation's error, as GCE reports stockouts.
+// requestId (a UUID, not the zero UUID) deduplicates inserts: the same id returns the same
+// operation, whatever became of it. A fresh insert answers with its operation RUNNING;
+// capacity and quota faults on launches surface in the operation's error, as GCE reports
+// stockouts (ZONE_RESOURCE_POOL_EXHAUSTED, per the resource-availability troubleshooting
+// page). Assumed, not in the reference: reset of an instance that is not RUNNING is a 400
+// with reason resourceNotReady.
 import { createPublicKey, randomBytes, verify } from "node:crypto";
 import {
   FaultBook,
@@ -45,6 +55,11 @@ export interface GcpFakeOptions {
   pageSize?: number;
   /** Enables POST /token: JWT assertions signed by this account's key get `token`. */
   serviceAccount?: { clientEmail: string; publicKeyPem: string };
+  /**
+   * zones.list's zones (default: every zone a machine type names, plus us-central1-f and
+   * us-east1-b, which offer none of them). A zone's region is its name less the last part.
+   */
+  zones?: { name: string; status?: "UP" | "DOWN" }[];
 }
 
 export type GceStatus = "PROVISIONING" | "STAGING" | "RUNNING" | "STOPPING" | "TERMINATED";
@@ -63,13 +78,17 @@ export interface GcpFakeInstance {
   /** When the insert operation finishes (the instance is RUNNING `bootMs` later). */
   readyAt: number;
   deletedAt?: number;
+  /** Stopped (TERMINATED in GCE's words) until started again. */
+  stopped?: boolean;
+  /** Boots so far: 1 once created, one more per reset or start. */
+  boots: number;
 }
 
 export interface GcpFakeOperation {
   id: string;
   name: string;
   zone: string;
-  operationType: "insert" | "delete";
+  operationType: "insert" | "delete" | "reset" | "start";
   targetName: string;
   doneAt: number;
   error?: { code: string; message: string; httpStatus: number; httpMessage: string };
@@ -86,6 +105,7 @@ export interface GcpFakeState {
   machineTypes: GcpFakeMachineType[];
   /** Insert request bodies that were accepted, in order. */
   inserts: unknown[];
+  zones: { name: string; status: "UP" | "DOWN" }[];
   calls: CallRecord[];
 }
 
@@ -149,11 +169,15 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
     requestIds: new Map(),
     machineTypes: options.machineTypes ?? DEFAULT_GCP_MACHINE_TYPES,
     inserts: [],
+    zones: [],
     calls: [],
   };
+  const zoneList: { name: string; status?: "UP" | "DOWN" }[] =
+    options.zones ?? [...new Set([...state.machineTypes.flatMap((m) => m.zones), "us-central1-f", "us-east1-b"])].map((name) => ({ name }));
+  state.zones = zoneList.map((z) => ({ name: z.name, status: z.status ?? "UP" }));
   let seq = 0;
   let base = "";
-  const zones = () => [...new Set(state.machineTypes.flatMap((m) => m.zones))].sort();
+  const zones = () => state.zones.map((z) => z.name).sort();
 
   function settle(now = Date.now()): void {
     for (const [key, inst] of state.instances) {
@@ -161,15 +185,17 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
         if (now >= inst.deletedAt) state.instances.delete(key);
         continue;
       }
-      if (now >= inst.readyAt + (options.bootMs ?? 0)) inst.status = "RUNNING";
+      if (inst.stopped === true) inst.status = "TERMINATED";
+      else if (now >= inst.readyAt + (options.bootMs ?? 0)) inst.status = "RUNNING";
       else if (now >= inst.readyAt) inst.status = "STAGING";
     }
   }
 
   const selfBase = () => `${base}/compute/v1/projects/${project}`;
 
-  function viewOperation(op: GcpFakeOperation) {
-    const done = Date.now() >= op.doneAt;
+  /** An operation as GCE shows it; `fresh` is the answer to the call that started it (never DONE yet). */
+  function viewOperation(op: GcpFakeOperation, fresh = false) {
+    const done = !fresh && Date.now() >= op.doneAt;
     return {
       kind: "compute#operation",
       id: op.id,
@@ -268,7 +294,7 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
     return json(400, googleError(400, "INVALID_ARGUMENT", "invalid", message));
   }
 
-  function newOperation(zone: string, type: "insert" | "delete", targetName: string, error?: GcpFakeOperation["error"]): GcpFakeOperation {
+  function newOperation(zone: string, type: GcpFakeOperation["operationType"], targetName: string, error?: GcpFakeOperation["error"]): GcpFakeOperation {
     seq += 1;
     const now = Date.now();
     const op: GcpFakeOperation = {
@@ -287,7 +313,9 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
 
   async function insert(req: Request, zone: string, url: URL): Promise<Response> {
     const requestId = url.searchParams.get("requestId");
-    if (requestId !== null && !UUID.test(requestId)) return invalid(`Invalid value for field 'requestId': '${requestId}'. Must be a UUID.`);
+    if (requestId !== null && (!UUID.test(requestId) || /^[0-]+$/.test(requestId))) {
+      return invalid(`Invalid value for field 'requestId': '${requestId}'. Must be a UUID other than the zero UUID.`);
+    }
     let body: Record<string, unknown>;
     try {
       const parsed: unknown = await req.json();
@@ -365,11 +393,12 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
         ...(endpoint.sshPort === undefined ? {} : { sshPort: endpoint.sshPort }),
         createdAt: Date.now(),
         readyAt: op.doneAt,
+        boots: 1,
       });
       state.inserts.push(body);
     }
     if (fault?.kind === "lose_response") return new Response("upstream connect error or disconnect/reset before headers", { status: 502 });
-    return json(200, viewOperation(op));
+    return json(200, viewOperation(op, true));
   }
 
   function aggregated<T>(
@@ -445,10 +474,15 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
     const m = {
       instances: rest === undefined ? null : /^zones\/([^/]+)\/instances$/.exec(rest),
       instance: rest === undefined ? null : /^zones\/([^/]+)\/instances\/([^/]+)$/.exec(rest),
+      action: rest === undefined ? null : /^zones\/([^/]+)\/instances\/([^/]+)\/(reset|start)$/.exec(rest),
       operation: rest === undefined ? null : /^zones\/([^/]+)\/operations\/([^/]+?)(\/wait)?$/.exec(rest),
     };
     const call: FakeCall | "other" =
-      m.instances !== null && req.method === "POST"
+      m.action !== null && req.method === "POST"
+        ? "reboot"
+        : rest === "zones" && req.method === "GET"
+          ? "zones"
+          : m.instances !== null && req.method === "POST"
         ? "launch"
         : m.instance !== null && req.method === "DELETE"
           ? "terminate"
@@ -474,6 +508,47 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
     }
     settle();
 
+    if (m.action !== null) {
+      const [, zone, name, verb] = m.action;
+      const inst = state.instances.get(`${zone}/${name}`);
+      if (inst === undefined || inst.deletedAt !== undefined) return { call, response: notFound(`projects/${project}/zones/${zone}/instances/${name}`) };
+      const wanted = verb === "reset" ? "RUNNING" : "TERMINATED";
+      if (inst.status !== wanted) {
+        return { call, response: json(400, googleError(400, "FAILED_PRECONDITION", "resourceNotReady", `The resource 'projects/${project}/zones/${zone}/instances/${name}' is not ready`)) };
+      }
+      const op = newOperation(zone!, verb === "reset" ? "reset" : "start", name!);
+      // A new boot: STAGING until the operation is done and bootMs has passed.
+      inst.boots += 1;
+      inst.stopped = false;
+      inst.readyAt = op.doneAt;
+      inst.status = "STAGING";
+      if (fault?.kind === "lose_response") return { call, response: new Response("upstream reset", { status: 502 }) };
+      return { call, response: json(200, viewOperation(op, true)) };
+    }
+    if (call === "zones") {
+      const items = state.zones.map((z, i) => {
+        const region = z.name.replace(/-[a-z]$/, "");
+        return {
+          kind: "compute#zone",
+          id: String(2000 + i),
+          creationTimestamp: "1969-12-31T16:00:00.000-08:00",
+          name: z.name,
+          description: z.name,
+          status: z.status,
+          region: `${selfBase()}/regions/${region}`,
+          selfLink: `${selfBase()}/zones/${z.name}`,
+          availableCpuPlatforms: ["Intel Sapphire Rapids", "AMD Milan"],
+          supportsPzs: false,
+        };
+      });
+      const pageSize = Math.min(Number(url.searchParams.get("maxResults") ?? options.pageSize ?? 500), options.pageSize ?? 500);
+      const offset = Number(url.searchParams.get("pageToken") ?? "0");
+      const next = offset + pageSize < items.length ? String(offset + pageSize) : undefined;
+      return {
+        call,
+        response: json(200, { kind: "compute#zoneList", id: `projects/${project}/zones`, items: items.slice(offset, offset + pageSize), ...(next === undefined ? {} : { nextPageToken: next }), selfLink: `${selfBase()}/zones` }),
+      };
+    }
     if (m.instance !== null) {
       const [, zone, name] = m.instance;
       const inst = state.instances.get(`${zone}/${name}`);
@@ -486,7 +561,7 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
           inst.status = "STOPPING";
         }
         if (fault?.kind === "lose_response") return { call, response: new Response("upstream reset", { status: 502 }) };
-        return { call, response: json(200, viewOperation(op)) };
+        return { call, response: json(200, viewOperation(op, true)) };
       }
     }
     if (m.operation !== null) {

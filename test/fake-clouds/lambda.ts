@@ -1,10 +1,26 @@
-// A fake Lambda Cloud API v1 on 127.0.0.1: the request and response shapes of
-// GET /api/v1/instance-types, GET /api/v1/instances[/{id}], POST
-// /api/v1/instance-operations/{launch,terminate} and GET/POST /api/v1/ssh-keys, with
-// Lambda's error body {"error": {"code", "message", "suggestion"}}. Instances live in
-// memory; booting → active after `bootMs`; terminate moves them to terminating and
-// they vanish (list omits them, get answers 404) after `terminateMs`.
-import { randomBytes } from "node:crypto";
+// A fake Lambda Cloud API on 127.0.0.1, following Lambda's published OpenAPI document
+// "Lambda Cloud API" version 1.8.3 (https://cloud.lambda.ai/api/v1/openapi.json):
+//   GET  /api/v1/instance-types                   → {data: {<name>: InstanceTypesItem}}
+//   GET  /api/v1/instances, /api/v1/instances/{id} → {data: Instance[] | Instance}; 404 global/object-does-not-exist
+//   POST /api/v1/instance-operations/launch        → {data: {instance_ids}}; one instance per call
+//   POST /api/v1/instance-operations/restart       → {data: {restarted_instances}}; 404 for an unknown id
+//   POST /api/v1/instance-operations/terminate     → {data: {terminated_instances}}; 404 for an unknown id
+//   GET/POST /api/v1/ssh-keys, DELETE /api/v1/ssh-keys/{id}
+// Errors are {"error": {"code", "message", "suggestion"}} with the document's codes and
+// statuses: launch 400 (invalid-parameters, insufficient-capacity, quota-exceeded,
+// file-system-in-wrong-region), 401 invalid-api-key, 403 account-inactive, 404 for a
+// launch resource (an SSH key) that does not exist. The launch body is checked against
+// InstanceLaunchRequest: its required fields (region_name, instance_type_name,
+// ssh_key_names with exactly one name), the field rules (name ≤ 64, hostname, tag keys
+// and lengths) and no fields the document does not define. Not in the document, and
+// modelled on common HTTP practice: 429 with Retry-After for throttling, a non-JSON 502.
+//
+// Instances live in memory; booting → active after `bootMs`; terminate moves them to
+// terminating and they vanish (list omits them, get answers 404) after `terminateMs`. A
+// restart moves an active or unhealthy instance back to booting and counts a boot; one
+// still booting or terminating is left out of restarted_instances, its `actions.restart`
+// saying why.
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import {
   FaultBook,
   assignEndpoint,
@@ -36,6 +52,8 @@ export interface LambdaFakeOptions {
   terminateMs?: number;
   /** False emulates an API without instance tags: `tags` on launch is ignored and never returned. */
   supportsTags?: boolean;
+  /** SSH keys registered before the first request (as an operator would in Lambda's console). */
+  sshKeys?: { name: string; publicKey: string }[];
 }
 
 export type LambdaFakeStatus = "booting" | "active" | "unhealthy" | "terminating" | "terminated";
@@ -43,14 +61,18 @@ export type LambdaFakeStatus = "booting" | "active" | "unhealthy" | "terminating
 export interface LambdaFakeInstance {
   id: string;
   name: string | null;
+  hostname: string | null;
   status: LambdaFakeStatus;
   ip: string;
   sshPort?: number;
   region: string;
   instanceType: string;
   sshKeyNames: string[];
+  userData?: string;
   tags: { key: string; value: string }[];
   launchedAt: number;
+  /** Boots so far: 1 after launch, one more per restart. */
+  boots: number;
   terminatingSince?: number;
 }
 
@@ -58,8 +80,8 @@ export interface LambdaFakeState {
   instances: Map<string, LambdaFakeInstance>;
   sshKeys: Map<string, { id: string; name: string; public_key: string }>;
   types: LambdaFakeType[];
-  /** Every launch request body that created instances, in order. */
-  launches: unknown[];
+  /** Every launch request body that created an instance, in order. */
+  launches: Record<string, unknown>[];
   calls: CallRecord[];
 }
 
@@ -81,14 +103,62 @@ export const DEFAULT_LAMBDA_TYPES: LambdaFakeType[] = [
   { name: "gpu_1x_gh200", gpus: 1, gpuDescription: "GH200 (96 GB)", priceCentsPerHour: 149, regions: [] },
 ];
 
-const REGION_DESCRIPTIONS: Record<string, string> = {
-  "us-west-1": "California, USA",
-  "us-west-2": "Arizona, USA",
-  "us-east-1": "Virginia, USA",
-};
+/** PublicRegionCode in the document; a Region's description is the code where no example gives one. */
+const REGION_CODES = new Set([
+  "europe-central-1",
+  "asia-south-1",
+  "australia-east-1",
+  "me-west-1",
+  "asia-northeast-1",
+  "asia-northeast-2",
+  "us-east-1",
+  "us-west-2",
+  "us-west-1",
+  "us-south-1",
+  "us-west-3",
+  "us-midwest-1",
+  "us-east-2",
+  "us-south-2",
+  "us-south-3",
+  "us-east-3",
+  "us-midwest-2",
+]);
+const REGION_DESCRIPTIONS: Record<string, string> = { "us-west-1": "California, USA" };
+const region = (name: string) => ({ name, description: REGION_DESCRIPTIONS[name] ?? name });
+
+/** The fields InstanceLaunchRequest defines. */
+const LAUNCH_FIELDS = new Set([
+  "region_name",
+  "instance_type_name",
+  "ssh_key_names",
+  "file_system_names",
+  "file_system_mounts",
+  "hostname",
+  "name",
+  "image",
+  "user_data",
+  "tags",
+  "firewall_rulesets",
+]);
+const TAG_KEY = /^[a-z][a-z0-9-:]+$/;
+const HOSTNAME = /^[a-z0-9][0-9a-z-]{0,62}$/;
 
 function errorBody(code: string, message: string, suggestion?: string) {
   return { error: { code, message, ...(suggestion === undefined ? {} : { suggestion }) } };
+}
+
+/** An ed25519 key pair as Lambda answers a generated key: OpenSSH public key, PEM private key. */
+function generatedKeyPair(): { publicKey: string; privateKey: string } {
+  const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+  const field = (bytes: Buffer) => {
+    const out = Buffer.alloc(4 + bytes.length);
+    out.writeUInt32BE(bytes.length, 0);
+    bytes.copy(out, 4);
+    return out;
+  };
+  const raw = publicKey.export({ format: "der", type: "spki" }).subarray(-32);
+  const blob = Buffer.concat([field(Buffer.from("ssh-ed25519")), field(raw)]);
+  return { publicKey: `ssh-ed25519 ${blob.toString("base64")}`, privateKey: privateKey.export({ format: "pem", type: "pkcs8" }).toString() };
 }
 
 export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
@@ -102,6 +172,9 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
     launches: [],
     calls: [],
   };
+  for (const key of options.sshKeys ?? []) {
+    state.sshKeys.set(key.name, { id: randomBytes(16).toString("hex"), name: key.name, public_key: key.publicKey });
+  }
   let seq = 0;
 
   /** Applies the passage of time: booting → active, terminating → gone. */
@@ -114,17 +187,29 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
     }
   }
 
+  /** InstanceActionAvailability: what can be done to the instance now, and why not. */
+  function actions(inst: LambdaFakeInstance) {
+    const refused =
+      inst.status === "booting"
+        ? { available: false, reason_code: "vm-has-not-launched", reason_description: "The instance has not finished launching." }
+        : inst.status === "terminating" || inst.status === "terminated"
+          ? { available: false, reason_code: "vm-is-terminating", reason_description: "The instance is terminating." }
+          : undefined;
+    const restart = refused ?? { available: true };
+    return { migrate: { available: false, reason_code: "vm-is-too-old" }, rebuild: restart, restart, cold_reboot: restart, terminate: inst.status === "terminating" ? refused! : { available: true } };
+  }
+
   function view(inst: LambdaFakeInstance) {
     const type = state.types.find((t) => t.name === inst.instanceType);
     return {
       id: inst.id,
-      name: inst.name,
+      ...(inst.name === null ? {} : { name: inst.name }),
       ip: inst.ip,
       private_ip: "10.19.0.2",
       status: inst.status,
       ssh_key_names: inst.sshKeyNames,
       file_system_names: [],
-      region: { name: inst.region, description: REGION_DESCRIPTIONS[inst.region] ?? inst.region },
+      region: region(inst.region),
       instance_type: {
         name: inst.instanceType,
         description: `${type?.gpus ?? 1}x ${type?.gpuDescription ?? "GPU"}`,
@@ -132,8 +217,8 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
         price_cents_per_hour: type?.priceCentsPerHour ?? 0,
         specs: { vcpus: 26, memory_gib: 200, storage_gib: 1000, gpus: type?.gpus ?? 1 },
       },
-      hostname: `${inst.ip.replaceAll(".", "-")}.cloud.lambdalabs.com`,
-      is_reserved: false,
+      hostname: inst.hostname ?? `${inst.ip.replaceAll(".", "-")}.cloud.lambda.ai`,
+      actions: actions(inst),
       ...(supportsTags ? { tags: inst.tags } : {}),
     };
   }
@@ -142,44 +227,55 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
     return Response.json(body, { status, headers });
   }
 
+  const insufficientCapacity = () =>
+    json(400, errorBody("instance-operations/launch/insufficient-capacity", "Not enough capacity to fulfill launch request.", "Choose an instance type with more availability, or try again later."));
+
   function faultResponse(fault: Fault): Response | undefined {
     switch (fault.kind) {
       case "capacity":
-        return json(400, errorBody("instance-operations/launch/insufficient-capacity", "Not enough capacity to fulfill launch request.", "Choose an instance type with more availability, or try again later."));
+        return insufficientCapacity();
       case "quota":
         return json(400, errorBody(fault.code ?? "global/quota-exceeded", "Quota exceeded.", "Contact Support to increase your quota."));
       case "rate_limit":
         return json(429, errorBody("global/too-many-requests", "Too many requests."), fault.retryAfterSeconds === undefined ? {} : { "retry-after": String(fault.retryAfterSeconds) });
       case "server_error": {
         const status = fault.status ?? 500;
-        if (status === 500) return json(500, errorBody("global/internal-error", "An internal error occurred."));
+        if (status === 500) return json(500, errorBody("global/internal-error", "An internal server error occurred.", "Try again later. Contact Support if the problem persists."));
         return new Response("<html><body>Bad Gateway</body></html>", { status, headers: { "content-type": "text/html" } });
       }
       case "auth":
-        return json(401, errorBody("global/invalid-api-key", "API key was invalid, expired, or deleted.", "Check your API key or create a new one, then try again."));
+        return unauthorised();
       case "latency":
       case "lose_response":
         return undefined;
     }
   }
 
+  function unauthorised(): Response {
+    return json(401, errorBody("global/invalid-api-key", "API key was invalid, expired, or deleted.", "Check your API key or create a new one, then try again."));
+  }
+
+  /** Bearer <key>, Basic base64(<key>:), or Basic <key> (the document's securitySchemes). */
   function authorised(req: Request): boolean {
     const header = req.headers.get("authorization") ?? "";
     if (header === `Bearer ${apiKey}`) return true;
     if (header.startsWith("Basic ")) {
-      const decoded = Buffer.from(header.slice(6), "base64").toString();
-      return decoded === `${apiKey}:` || decoded === apiKey;
+      const value = header.slice(6);
+      if (value === apiKey) return true;
+      const decoded = Buffer.from(value, "base64").toString();
+      return decoded === `${apiKey}:`;
     }
     return false;
   }
 
   function classify(method: string, path: string): FakeCall | "other" {
-    if (path === "/api/v1/instance-types") return "types";
+    if (path === "/api/v1/instance-types" && method === "GET") return "types";
     if (path === "/api/v1/instances" && method === "GET") return "list";
     if (path.startsWith("/api/v1/instances/") && method === "GET") return "get";
-    if (path === "/api/v1/instance-operations/launch") return "launch";
-    if (path === "/api/v1/instance-operations/terminate") return "terminate";
-    if (path === "/api/v1/ssh-keys") return "keys";
+    if (path === "/api/v1/instance-operations/launch" && method === "POST") return "launch";
+    if (path === "/api/v1/instance-operations/restart" && method === "POST") return "reboot";
+    if (path === "/api/v1/instance-operations/terminate" && method === "POST") return "terminate";
+    if (path === "/api/v1/ssh-keys" || path.startsWith("/api/v1/ssh-keys/")) return "keys";
     return "other";
   }
 
@@ -196,55 +292,59 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
     return Array.isArray(value) && value.every((x) => typeof x === "string") ? (value as string[]) : undefined;
   }
 
+  const invalid = (message: string) => json(400, errorBody("global/invalid-parameters", message, "Check the request and try again."));
+
   async function launch(body: Record<string, unknown>, lose: boolean): Promise<Response> {
-    const invalid = (message: string) => json(400, errorBody("global/invalid-parameters", message, "Check the request and try again."));
-    const { region_name, instance_type_name, name } = body;
+    const unknown = Object.keys(body).filter((k) => !LAUNCH_FIELDS.has(k));
+    if (unknown.length > 0) return invalid(`Unknown field(s): ${unknown.join(", ")}.`);
+    const { region_name, instance_type_name, name, hostname, user_data } = body;
     const sshKeyNames = stringList(body.ssh_key_names);
     if (typeof region_name !== "string" || typeof instance_type_name !== "string" || sshKeyNames === undefined) {
       return invalid("region_name, instance_type_name and ssh_key_names are required.");
     }
-    if (sshKeyNames.length !== 1) return invalid("Exactly one SSH key must be specified.");
-    if (!state.sshKeys.has(sshKeyNames[0]!)) return invalid(`SSH key "${sshKeyNames[0]}" does not exist.`);
-    if (name !== undefined && name !== null && (typeof name !== "string" || name.length > 64)) return invalid("name must be a string of at most 64 characters.");
-    const quantity = body.quantity ?? 1;
-    if (typeof quantity !== "number" || !Number.isInteger(quantity) || quantity < 1) return invalid("quantity must be a positive integer.");
+    if (!REGION_CODES.has(region_name)) return invalid(`region_name: "${region_name}" is not a valid region code.`);
+    if (sshKeyNames.length !== 1) return invalid("Currently, exactly one SSH key must be specified.");
+    if (name !== undefined && (typeof name !== "string" || name.length > 64)) return invalid("name must be a string of at most 64 characters.");
+    if (hostname !== undefined && (typeof hostname !== "string" || !HOSTNAME.test(hostname))) return invalid("hostname must match ^[a-z0-9][0-9a-z-]{0,62}$.");
+    if (user_data !== undefined && (typeof user_data !== "string" || user_data.length > 1_000_000)) return invalid("user_data must be plain text of at most 1MB.");
     const tags: { key: string; value: string }[] = [];
-    if (body.tags !== undefined && supportsTags) {
+    if (body.tags !== undefined) {
       if (!Array.isArray(body.tags)) return invalid("tags must be a list.");
       for (const tag of body.tags as unknown[]) {
         const t = tag as { key?: unknown; value?: unknown } | null;
         if (typeof t !== "object" || t === null || typeof t.key !== "string" || typeof t.value !== "string") return invalid("each tag needs a key and a value.");
-        if (t.key.length > 55 || t.value.length > 128) return invalid("tag key or value too long.");
-        tags.push({ key: t.key, value: t.value });
+        if (!TAG_KEY.test(t.key) || t.key.length > 55 || t.value.length > 128) return invalid(`tag key "${t.key}" or its value does not match the tag rules.`);
+        if (supportsTags) tags.push({ key: t.key, value: t.value });
       }
     }
     const type = state.types.find((t) => t.name === instance_type_name);
     if (type === undefined) return invalid(`Unknown instance type "${instance_type_name}".`);
-    if (!type.regions.includes(region_name)) {
-      return json(400, errorBody("instance-operations/launch/insufficient-capacity", "Not enough capacity to fulfill launch request.", "Choose an instance type with more availability, or try again later."));
+    const missingKey = sshKeyNames.find((k) => !state.sshKeys.has(k));
+    if (missingKey !== undefined) {
+      return json(404, errorBody("global/object-does-not-exist", `SSH key "${missingKey}" does not exist.`, "Check the SSH key names, or add the key first."));
     }
-    const ids: string[] = [];
-    for (let i = 0; i < quantity; i++) {
-      seq += 1;
-      const endpoint = assignEndpoint(options.endpoint, seq, () => `192.0.2.${seq % 250}`);
-      const id = randomBytes(16).toString("hex");
-      state.instances.set(id, {
-        id,
-        name: typeof name === "string" ? name : null,
-        status: (options.bootMs ?? 0) > 0 ? "booting" : "active",
-        ip: endpoint.address,
-        ...(endpoint.sshPort === undefined ? {} : { sshPort: endpoint.sshPort }),
-        region: region_name,
-        instanceType: instance_type_name,
-        sshKeyNames,
-        tags,
-        launchedAt: Date.now(),
-      });
-      ids.push(id);
-    }
+    if (!type.regions.includes(region_name)) return insufficientCapacity();
+    seq += 1;
+    const endpoint = assignEndpoint(options.endpoint, seq, () => `192.0.2.${seq % 250}`);
+    const id = randomBytes(16).toString("hex");
+    state.instances.set(id, {
+      id,
+      name: typeof name === "string" ? name : null,
+      hostname: typeof hostname === "string" ? hostname : null,
+      status: (options.bootMs ?? 0) > 0 ? "booting" : "active",
+      ip: endpoint.address,
+      ...(endpoint.sshPort === undefined ? {} : { sshPort: endpoint.sshPort }),
+      region: region_name,
+      instanceType: instance_type_name,
+      sshKeyNames,
+      ...(typeof user_data === "string" ? { userData: user_data } : {}),
+      tags,
+      launchedAt: Date.now(),
+      boots: 1,
+    });
     state.launches.push(body);
     if (lose) return new Response("upstream connection reset", { status: 502 });
-    return json(200, { data: { instance_ids: ids } });
+    return json(200, { data: { instance_ids: [id] } });
   }
 
   const server = Bun.serve({
@@ -259,6 +359,8 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
     },
   });
 
+  const notFound = () => json(404, errorBody("global/object-does-not-exist", "Specified instance does not exist."));
+
   async function handle(req: Request, url: URL, call: FakeCall | "other"): Promise<Response> {
     const path = url.pathname;
     const body = req.method === "POST" ? await readJson(req) : undefined;
@@ -269,7 +371,7 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
             ...(typeof body.region_name === "string" ? { region: body.region_name } : {}),
           }
         : {};
-    if (!authorised(req)) return faultResponse({ kind: "auth" })!;
+    if (!authorised(req)) return unauthorised();
     const fault = call === "other" ? undefined : await faults.take(call, ctx);
     if (fault !== undefined) {
       const response = faultResponse(fault);
@@ -278,7 +380,7 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
     const lose = fault?.kind === "lose_response";
     settle();
 
-    if (call === "types" && req.method === "GET") {
+    if (call === "types") {
       const data: Record<string, unknown> = {};
       for (const type of state.types) {
         const regions = type.regions.filter(
@@ -292,7 +394,7 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
             price_cents_per_hour: type.priceCentsPerHour,
             specs: { vcpus: 26 * type.gpus, memory_gib: 225 * type.gpus, storage_gib: 2750, gpus: type.gpus },
           },
-          regions_with_capacity_available: regions.map((name) => ({ name, description: REGION_DESCRIPTIONS[name] ?? name })),
+          regions_with_capacity_available: regions.map(region),
         };
       }
       return json(200, { data });
@@ -302,46 +404,67 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
     }
     if (call === "get") {
       const inst = state.instances.get(decodeURIComponent(path.slice("/api/v1/instances/".length)));
-      if (inst === undefined) return json(404, errorBody("global/object-does-not-exist", "Specified instance does not exist."));
-      return json(200, { data: view(inst) });
+      return inst === undefined ? notFound() : json(200, { data: view(inst) });
     }
-    if (call === "launch" && req.method === "POST") {
-      if (body === undefined) return json(400, errorBody("global/invalid-parameters", "Body must be a JSON object."));
+    if (call === "launch") {
+      if (body === undefined) return invalid("Body must be a JSON object.");
       return launch(body, lose);
     }
-    if (call === "terminate" && req.method === "POST") {
+    if (call === "reboot" || call === "terminate") {
       const ids = stringList(body?.instance_ids);
-      if (ids === undefined || ids.length === 0) return json(400, errorBody("global/invalid-parameters", "instance_ids is required."));
-      if (ids.some((id) => !state.instances.has(id))) {
-        return json(404, errorBody("global/object-does-not-exist", "Specified instance does not exist."));
-      }
+      if (ids === undefined || ids.length === 0) return invalid("instance_ids is required.");
+      if (ids.some((id) => !state.instances.has(id))) return notFound();
       const now = Date.now();
-      const terminated = ids.map((id) => {
+      const done = [];
+      for (const id of ids) {
         const inst = state.instances.get(id)!;
-        if (inst.status !== "terminating") {
-          inst.status = "terminating";
-          inst.terminatingSince = now;
+        if (call === "terminate") {
+          if (inst.status !== "terminating") {
+            inst.status = "terminating";
+            inst.terminatingSince = now;
+          }
+          done.push(view(inst));
+        } else if (actions(inst).restart.available) {
+          // A restart is a new boot: booting again until bootMs has passed.
+          inst.boots += 1;
+          inst.launchedAt = now;
+          if ((options.bootMs ?? 0) > 0) inst.status = "booting";
+          else inst.status = "active";
+          done.push(view(inst));
         }
-        return view(inst);
-      });
-      settle(now);
+      }
+      if (call === "terminate") settle(now);
       if (lose) return new Response("upstream connection reset", { status: 502 });
-      return json(200, { data: { terminated_instances: terminated } });
+      return json(200, { data: call === "terminate" ? { terminated_instances: done } : { restarted_instances: done } });
     }
-    if (call === "keys" && req.method === "GET") {
+    if (call === "keys" && path === "/api/v1/ssh-keys" && req.method === "GET") {
       return json(200, { data: [...state.sshKeys.values()] });
     }
-    if (call === "keys" && req.method === "POST") {
+    if (call === "keys" && path === "/api/v1/ssh-keys" && req.method === "POST") {
       const name = body?.name;
       const publicKey = body?.public_key;
-      if (typeof name !== "string" || name === "") return json(400, errorBody("global/invalid-parameters", "name is required."));
-      if (state.sshKeys.has(name)) return json(400, errorBody("global/invalid-parameters", "SSH key name already in use."));
-      if (typeof publicKey !== "string") return json(400, errorBody("global/invalid-parameters", "Generating keys is not supported by this fake."));
-      const key = { id: randomBytes(8).toString("hex"), name, public_key: publicKey };
+      if (typeof name !== "string" || name === "" || name.length > 64) return invalid("name must be 1 to 64 characters.");
+      if (state.sshKeys.has(name)) return invalid("SSH key name already in use.");
+      if (publicKey !== undefined && (typeof publicKey !== "string" || publicKey === "" || publicKey.length > 4096)) return invalid("public_key must be 1 to 4096 characters.");
+      const id = randomBytes(16).toString("hex");
+      if (publicKey === undefined) {
+        // No public key: Lambda generates the pair and returns the private key once.
+        const pair = generatedKeyPair();
+        state.sshKeys.set(name, { id, name, public_key: pair.publicKey });
+        return json(200, { data: { id, name, public_key: pair.publicKey, private_key: pair.privateKey } });
+      }
+      const key = { id, name, public_key: publicKey };
       state.sshKeys.set(name, key);
       return json(200, { data: key });
     }
-    return json(404, errorBody("global/not-found", `No route for ${req.method} ${path}.`));
+    if (call === "keys" && req.method === "DELETE") {
+      const id = decodeURIComponent(path.slice("/api/v1/ssh-keys/".length));
+      const key = [...state.sshKeys.values()].find((k) => k.id === id);
+      if (key === undefined) return invalid(`SSH key ${id} does not exist.`);
+      state.sshKeys.delete(key.name);
+      return json(200, { data: {} });
+    }
+    return json(404, errorBody("global/object-does-not-exist", `No route for ${req.method} ${path}.`));
   }
 
   return {
