@@ -121,7 +121,8 @@ class FailureLog {
   }
 
   succeeded(): void {
-    if (this.current !== undefined) this.log(`${this.what}: the reconciler answers again (after ${this.failures} failed attempts over ${Math.round((Date.now() - this.since) / 1000)} s)`);
+    if (this.current !== undefined)
+      this.log(`${this.what}: the reconciler answers again (after ${this.failures} failed attempts over ${Math.round((Date.now() - this.since) / 1000)} s)`);
     this.current = undefined;
     this.failures = 0;
   }
@@ -149,7 +150,10 @@ export class Agent {
 
   constructor(private readonly opts: AgentOptions) {
     this.heartbeatIntervalMs = heartbeatIntervalMs((opts.heartbeatIntervalMs ?? 30_000) / 1000);
-    const backoff = { ...(opts.retryMinMs !== undefined ? { minMs: opts.retryMinMs } : {}), ...(opts.retryMaxMs !== undefined ? { maxMs: opts.retryMaxMs } : {}) };
+    const backoff = {
+      ...(opts.retryMinMs !== undefined ? { minMs: opts.retryMinMs } : {}),
+      ...(opts.retryMaxMs !== undefined ? { maxMs: opts.retryMaxMs } : {}),
+    };
     this.beatBackoff = new Backoff(backoff);
     this.sendBackoff = new Backoff(backoff);
     this.beatLog = new FailureLog("heartbeat", opts.log);
@@ -283,7 +287,9 @@ export class Agent {
     this.heartbeatIntervalMs = heartbeatIntervalMs(res.heartbeatIntervalSeconds);
     if (res.lastEventSeq !== undefined && res.lastEventSeq < this.reconcilerSeq) {
       // It held more before: it lost what it stored (its database restored from an older copy).
-      this.opts.log(`the reconciler now holds events up to seq ${res.lastEventSeq} only, after ${this.reconcilerSeq} before; registering again to re-send the open findings`);
+      this.opts.log(
+        `the reconciler now holds events up to seq ${res.lastEventSeq} only, after ${this.reconcilerSeq} before; registering again to re-send the open findings`,
+      );
       this.registered = false;
     }
   }
@@ -359,7 +365,14 @@ export class Agent {
           ? `event spool unwritable: ${problem}; events are kept in memory (${spool.size} now) and sent as usual${dropped}`
           : `event spool writable again: ${spool.dir}${dropped}`;
       this.opts.log(message);
-      const full = this.report({ check: "spool", code: "unwritable", severity: problem !== undefined ? "degraded" : "healthy", action: "none", message, time: new Date().toISOString() });
+      const full = this.report({
+        check: "spool",
+        code: "unwritable",
+        severity: problem !== undefined ? "degraded" : "healthy",
+        action: "none",
+        message,
+        time: new Date().toISOString(),
+      });
       if (problem !== undefined) this.ownFindings.add(findingKey(full));
       else this.ownFindings.delete(findingKey(full));
     } finally {

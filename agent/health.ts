@@ -175,7 +175,8 @@ export class HealthMonitor implements GpuSource {
   private nodeChecks(): void {
     const at = this.now();
     const findings: Finding[] = [];
-    if (this.opts.infinibandDir !== null) findings.push(...this.infiniband.evaluate(readInfinibandPorts(this.opts.infinibandDir ?? "/sys/class/infiniband"), at));
+    if (this.opts.infinibandDir !== null)
+      findings.push(...this.infiniband.evaluate(readInfinibandPorts(this.opts.infinibandDir ?? "/sys/class/infiniband"), at));
     findings.push(...driverVersions(this.driver, readKernelModuleVersion(this.opts.sysfsRoot)));
     this.report(this.tracker.poll(findings, at, isSticky, "node"));
     this.report(this.tracker.due(at));

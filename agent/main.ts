@@ -129,7 +129,12 @@ function wholeNumber(flag: string, value: string | undefined, min: number, max: 
 function reconcilerFetch(flags: Record<string, string | boolean | undefined>, serverUrl: string): (url: string, init: RequestInit) => Promise<Response> {
   const env = clientTlsFromEnv();
   const flag = (name: string) => (typeof flags[name] === "string" ? (flags[name] as string) : undefined);
-  const settings = { caFile: flag("ca-file") ?? env.caFile, pinSha256: flag("pin-sha256") ?? env.pinSha256, certFile: flag("client-cert") ?? env.certFile, keyFile: flag("client-key") ?? env.keyFile };
+  const settings = {
+    caFile: flag("ca-file") ?? env.caFile,
+    pinSha256: flag("pin-sha256") ?? env.pinSha256,
+    certFile: flag("client-cert") ?? env.certFile,
+    keyFile: flag("client-key") ?? env.keyFile,
+  };
   const names = { caFile: "--ca-file", pinSha256: "--pin-sha256", certFile: "--client-cert", keyFile: "--client-key" };
   if (settings.pinSha256 !== undefined && normalizeFingerprint(settings.pinSha256) === undefined) {
     usage(`--pin-sha256: expected a SHA-256 fingerprint (64 hex digits, colons allowed), got ${JSON.stringify(settings.pinSha256)}`);
@@ -213,7 +218,9 @@ async function main(argv: string[]): Promise<void> {
   const token = process.env.NAVARCH_AUTH_TOKEN || process.env.NAVARCH_BOOTSTRAP_TOKEN || "";
   const credentialFile = join(stateDir, "node-token");
   if (!token && !existsSync(credentialFile)) {
-    fail("neither NAVARCH_AUTH_TOKEN nor NAVARCH_BOOTSTRAP_TOKEN is set, and there is no node credential in the state directory; the reconciler refuses unauthenticated agents");
+    fail(
+      "neither NAVARCH_AUTH_TOKEN nor NAVARCH_BOOTSTRAP_TOKEN is set, and there is no node credential in the state directory; the reconciler refuses unauthenticated agents",
+    );
   }
   // Never fails: a state directory that cannot be written is a finding, and events stay in memory.
   const spool = new Spool(stateDir);

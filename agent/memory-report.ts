@@ -44,7 +44,9 @@ export function residentSet(smaps: string, exe: string): ResidentSet {
 }
 
 function heapText(name: string, h: HeapSummary | null): string {
-  return h === null ? `${name} heap not available` : `${name} heap ${(h.capacityBytes / MiB).toFixed(1)} MiB (${(h.sizeBytes / MiB).toFixed(1)} in use, ${h.objects} objects)`;
+  return h === null
+    ? `${name} heap not available`
+    : `${name} heap ${(h.capacityBytes / MiB).toFixed(1)} MiB (${(h.sizeBytes / MiB).toFixed(1)} in use, ${h.objects} objects)`;
 }
 
 export async function memoryReport(workerHeap: () => Promise<HeapSummary | null>): Promise<string> {

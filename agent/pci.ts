@@ -17,4 +17,3 @@ export function normalizePciBusId(raw: string): string | undefined {
   const [, domain = "0", bus = "", device = "", fn = "0"] = m;
   return `${domain.padStart(8, "0")}:${bus.padStart(2, "0")}:${device.padStart(2, "0")}.${fn}`.toUpperCase();
 }
-

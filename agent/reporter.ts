@@ -150,15 +150,24 @@ export class ReconcilerClient {
     }
     if (json === NOT_JSON) {
       if (res.status === 413) throw new ReportError(`${where}: HTTP 413: the body is too large for the server`, 413, "too_large");
-      throw new ReportError(`${where}: HTTP ${res.status} with a body that is not JSON: not the reconciler's API (check --server)`, res.status, "not_reconciler");
+      throw new ReportError(
+        `${where}: HTTP ${res.status} with a body that is not JSON: not the reconciler's API (check --server)`,
+        res.status,
+        "not_reconciler",
+      );
     }
     if (!res.ok) {
       const err = v.safeParse(ErrorBody, json);
       if (!err.success) {
-        throw new ReportError(`${where}: HTTP ${res.status} without the reconciler's error body: not the reconciler's API (check --server)`, res.status, res.status === 413 ? "too_large" : "not_reconciler");
+        throw new ReportError(
+          `${where}: HTTP ${res.status} without the reconciler's error body: not the reconciler's API (check --server)`,
+          res.status,
+          res.status === 413 ? "too_large" : "not_reconciler",
+        );
       }
       const detail = err.output.error + (err.output.issues ?? []).map((i) => `; ${i.path}: ${i.message}`).join("");
-      const kind: FailureKind = res.status === 401 ? "unauthorized" : res.status === 413 ? "too_large" : res.status === 404 && isUnknownNode(err.output) ? "unknown_node" : "refused";
+      const kind: FailureKind =
+        res.status === 401 ? "unauthorized" : res.status === 413 ? "too_large" : res.status === 404 && isUnknownNode(err.output) ? "unknown_node" : "refused";
       throw new ReportError(`${where}: HTTP ${res.status}: ${this.scrub(detail)}`, res.status, kind);
     }
     const parsed = v.safeParse(schema, json);

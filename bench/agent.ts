@@ -96,13 +96,23 @@ setInterval(ping, 30_000);
 `,
   );
   const out = join(dir, "minimal");
-  const built = await Bun.build({ entrypoints: [source], compile: { outfile: out, autoloadDotenv: false, autoloadBunfig: false }, minify: true, bytecode: true, format: "esm" });
+  const built = await Bun.build({
+    entrypoints: [source],
+    compile: { outfile: out, autoloadDotenv: false, autoloadBunfig: false },
+    minify: true,
+    bytecode: true,
+    format: "esm",
+  });
   if (!built.success) throw new Error(`building the minimal program failed: ${built.logs.join("\n")}`);
   return out;
 }
 
 /** Samples both processes every 10 s over the window; CPU from /proc ticks. */
-async function footprints(pids: { agent: number; minimal: number }, seconds: number, log: (s: string) => void): Promise<{ agent: Footprint; minimal: Footprint }> {
+async function footprints(
+  pids: { agent: number; minimal: number },
+  seconds: number,
+  log: (s: string) => void,
+): Promise<{ agent: Footprint; minimal: Footprint }> {
   const first = { agent: procStat(pids.agent), minimal: procStat(pids.minimal) };
   const samples = { agent: [first.agent.rssKiB / MiB], minimal: [first.minimal.rssKiB / MiB] };
   const until = Date.now() + seconds * 1000;
@@ -112,7 +122,8 @@ async function footprints(pids: { agent: number; minimal: number }, seconds: num
     const m = procStat(pids.minimal);
     samples.agent.push(a.rssKiB / MiB);
     samples.minimal.push(m.rssKiB / MiB);
-    if (samples.agent.length % 6 === 1) log(`  ${Math.round(seconds - (until - Date.now()) / 1000)} s: agent ${(a.rssKiB / MiB).toFixed(1)} MiB, minimal ${(m.rssKiB / MiB).toFixed(1)} MiB`);
+    if (samples.agent.length % 6 === 1)
+      log(`  ${Math.round(seconds - (until - Date.now()) / 1000)} s: agent ${(a.rssKiB / MiB).toFixed(1)} MiB, minimal ${(m.rssKiB / MiB).toFixed(1)} MiB`);
   }
   const last = { agent: procStat(pids.agent), minimal: procStat(pids.minimal) };
   const footprint = (k: "agent" | "minimal"): Footprint => ({
@@ -146,8 +157,14 @@ export async function benchAgent(opts: AgentBenchOptions = {}): Promise<AgentBen
     const kmsg = join(fleet.dir, "kmsg");
     writeFileSync(kmsg, "");
     const inject = (line: string) => appendFileSync(control, `${line}\n`);
-    const agent = fleet.startAgent("bench-node", ["--nvml-library", FAKE_NVML.full, "--kmsg-path", kmsg], { FAKE_NVML_STATE: state, FAKE_NVML_CONTROL: control });
-    type Detail = { node: { agentHealth: string | null }; events: { check: string; code: string | null; severity: string; gpuIndex: number | null; receivedAt: number }[] };
+    const agent = fleet.startAgent("bench-node", ["--nvml-library", FAKE_NVML.full, "--kmsg-path", kmsg], {
+      FAKE_NVML_STATE: state,
+      FAKE_NVML_CONTROL: control,
+    });
+    type Detail = {
+      node: { agentHealth: string | null };
+      events: { check: string; code: string | null; severity: string; gpuIndex: number | null; receivedAt: number }[];
+    };
     const detail = (events = 1000) => fleet.api<Detail>(`/v1/nodes/bench-node?events=${events}`);
     await waitFor("agent registered and checked", async () => ((await detail())?.node.agentHealth ? true : undefined), 20_000);
 
@@ -166,10 +183,18 @@ export async function benchAgent(opts: AgentBenchOptions = {}): Promise<AgentBen
       await Bun.sleep(700 + Math.random() * 1000); // anywhere within the fast tier's second
       const at = Date.now();
       inject(`temp ${gpu} 90`);
-      const stored = await waitFor(`slowdown on GPU ${gpu}`, async () => (await detail())?.events.find((e) => e.check === "thermal" && e.gpuIndex === gpu && e.severity === "degraded" && e.receivedAt >= at), 10_000);
+      const stored = await waitFor(
+        `slowdown on GPU ${gpu}`,
+        async () => (await detail())?.events.find((e) => e.check === "thermal" && e.gpuIndex === gpu && e.severity === "degraded" && e.receivedAt >= at),
+        10_000,
+      );
       slowdownMs.push(stored.receivedAt - at);
       inject(`temp ${gpu} 34`);
-      await waitFor(`GPU ${gpu} cool again`, async () => (await detail())?.events.find((e) => e.check === "thermal" && e.gpuIndex === gpu && e.severity === "healthy" && e.receivedAt >= at), 10_000);
+      await waitFor(
+        `GPU ${gpu} cool again`,
+        async () => (await detail())?.events.find((e) => e.check === "thermal" && e.gpuIndex === gpu && e.severity === "healthy" && e.receivedAt >= at),
+        10_000,
+      );
     }
 
     // Latency: each injection a distinct incident (GPU × Xid code), so none is deduplicated.
@@ -205,7 +230,12 @@ export async function benchAgent(opts: AgentBenchOptions = {}): Promise<AgentBen
       server = fleet.startServer();
       await fleet.waitReady();
       const back = Date.now();
-      await waitFor("the spooled events", async () => ((await detail(injections * 4))?.events.filter((e) => e.code !== null && unused.includes(e.code)).length ?? 0) >= 2 * GPUS ? true : undefined, 30_000);
+      await waitFor(
+        "the spooled events",
+        async () =>
+          ((await detail(injections * 4))?.events.filter((e) => e.code !== null && unused.includes(e.code)).length ?? 0) >= 2 * GPUS ? true : undefined,
+        30_000,
+      );
       recoveryMs = Date.now() - back;
     }
     return {
@@ -214,7 +244,13 @@ export async function benchAgent(opts: AgentBenchOptions = {}): Promise<AgentBen
       minimal: fp.minimal,
       memoryReport,
       slowdownMs: slowdownMs.sort((a, b) => a - b),
-      latencyMs: { p50: quantile(latencies, 0.5), p90: quantile(latencies, 0.9), p99: quantile(latencies, 0.99), max: latencies.at(-1) ?? NaN, injections: latencies.length },
+      latencyMs: {
+        p50: quantile(latencies, 0.5),
+        p90: quantile(latencies, 0.9),
+        p99: quantile(latencies, 0.99),
+        max: latencies.at(-1) ?? NaN,
+        injections: latencies.length,
+      },
       recoveryMs,
     };
   } finally {

@@ -44,16 +44,22 @@ export async function ensureK6(log: (s: string) => void = () => undefined): Prom
 
 /** utime + stime of a process, in seconds. */
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ");
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8")
+    .replace(/^.*\) /, "")
+    .split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
+  const line = readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("VmRSS:"));
   return Number(/(\d+)/.exec(line ?? "")?.[1] ?? 0) / 1024;
 }
 
-export async function benchIngestExternal(opts: { nodes?: number; rate?: number; seconds?: number; navarch?: string; log?: (s: string) => void } = {}): Promise<LoadResult> {
+export async function benchIngestExternal(
+  opts: { nodes?: number; rate?: number; seconds?: number; navarch?: string; log?: (s: string) => void } = {},
+): Promise<LoadResult> {
   const size = opts.nodes ?? 10_000;
   const rate = opts.rate ?? 10_000;
   const seconds = opts.seconds ?? 30;
@@ -78,7 +84,23 @@ export async function benchIngestExternal(opts: { nodes?: number; rate?: number;
     const cpu0 = cpuSeconds(server.pid);
     const t0 = performance.now();
     const proc = Bun.spawn(
-      [k6, "run", "--quiet", "--no-usage-report", "-e", `URL=${fleet.url}`, "-e", `FLEET=${fleetFile}`, "-e", `RATE=${rate}`, "-e", `DURATION=${seconds}s`, "-e", `SUMMARY=${summary}`, join(REPO_ROOT, "bench/load/heartbeat.js")],
+      [
+        k6,
+        "run",
+        "--quiet",
+        "--no-usage-report",
+        "-e",
+        `URL=${fleet.url}`,
+        "-e",
+        `FLEET=${fleetFile}`,
+        "-e",
+        `RATE=${rate}`,
+        "-e",
+        `DURATION=${seconds}s`,
+        "-e",
+        `SUMMARY=${summary}`,
+        join(REPO_ROOT, "bench/load/heartbeat.js"),
+      ],
       { stdout: "pipe", stderr: "pipe", env: { ...process.env, K6_NO_USAGE_REPORT: "true" } },
     );
     let k6Cpu = 0;

@@ -126,7 +126,11 @@ export async function benchIngest(size: number, total: number, concurrency = 32)
         while (next < total) {
           const body = bodies[next++ % bodies.length]!;
           const t0 = performance.now();
-          const res = await fetch(`${rec.url}/v1/heartbeat`, { method: "POST", headers: { "Content-Type": "application/json", Authorization: "Bearer bench-token" }, body });
+          const res = await fetch(`${rec.url}/v1/heartbeat`, {
+            method: "POST",
+            headers: { "Content-Type": "application/json", Authorization: "Bearer bench-token" },
+            body,
+          });
           await res.arrayBuffer();
           if (res.status !== 200) throw new Error(`heartbeat answered ${res.status}`);
           latencies.push(performance.now() - t0);

@@ -18,13 +18,35 @@ if (want("agent")) {
   const f = (n: number) => n.toFixed(1);
   const ratio = r.agent.max / r.minimal.max;
   rows.push(
-    ["agent RSS, 8 fake GPUs, default settings", `${f(r.agent.max)} MiB max`, `start ${f(r.agent.start)}, end ${f(r.agent.end)}, ${r.agent.slopePer10Min >= 0 ? "+" : ""}${f(r.agent.slopePer10Min)} MiB per 10 min over ${r.windowSeconds} s; goal ≤ 40 MiB, flat`],
-    ["minimal Bun program (bun:ffi + fetch), same run", `${f(r.minimal.max)} MiB max`, `agent / minimal = ${ratio.toFixed(2)}; its CPU ${r.minimal.cpuPercentOfOneCore.toFixed(3)} %`],
+    [
+      "agent RSS, 8 fake GPUs, default settings",
+      `${f(r.agent.max)} MiB max`,
+      `start ${f(r.agent.start)}, end ${f(r.agent.end)}, ${r.agent.slopePer10Min >= 0 ? "+" : ""}${f(r.agent.slopePer10Min)} MiB per 10 min over ${r.windowSeconds} s; goal ≤ 40 MiB, flat`,
+    ],
+    [
+      "minimal Bun program (bun:ffi + fetch), same run",
+      `${f(r.minimal.max)} MiB max`,
+      `agent / minimal = ${ratio.toFixed(2)}; its CPU ${r.minimal.cpuPercentOfOneCore.toFixed(3)} %`,
+    ],
     ["agent memory report (SIGUSR1)", r.memoryReport.replace(/^memory: /, ""), ""],
     ["agent CPU, default settings", `${r.agent.cpuPercentOfOneCore.toFixed(3)} % of a core`, `over ${r.windowSeconds} s; goal ≤ 0.1 %`],
-    ["slowdown threshold crossed → reconciler has it", `p50 ${Math.round(quantile(r.slowdownMs, 0.5))} ms, max ${Math.round(r.slowdownMs.at(-1) ?? NaN)} ms`, `${r.slowdownMs.length} trials at random points of the second; goal < 2 s`],
-    ["Xid injected → event stored", `p50 ${f(r.latencyMs.p50)} ms, p99 ${f(r.latencyMs.p99)} ms`, `${r.latencyMs.injections} injections, max ${f(r.latencyMs.max)} ms; goal p99 < 100 ms`],
-    ...(r.recoveryMs === null ? [] : ([["spooled events after a 20 s outage", `${(r.recoveryMs / 1000).toFixed(1)} s after the reconciler is back`, "16 events; goal < 5 s"]] as [string, string, string][])),
+    [
+      "slowdown threshold crossed → reconciler has it",
+      `p50 ${Math.round(quantile(r.slowdownMs, 0.5))} ms, max ${Math.round(r.slowdownMs.at(-1) ?? NaN)} ms`,
+      `${r.slowdownMs.length} trials at random points of the second; goal < 2 s`,
+    ],
+    [
+      "Xid injected → event stored",
+      `p50 ${f(r.latencyMs.p50)} ms, p99 ${f(r.latencyMs.p99)} ms`,
+      `${r.latencyMs.injections} injections, max ${f(r.latencyMs.max)} ms; goal p99 < 100 ms`,
+    ],
+    ...(r.recoveryMs === null
+      ? []
+      : ([["spooled events after a 20 s outage", `${(r.recoveryMs / 1000).toFixed(1)} s after the reconciler is back`, "16 events; goal < 5 s"]] as [
+          string,
+          string,
+          string,
+        ][])),
   );
 }
 
@@ -35,7 +57,11 @@ if (want("reconciler")) {
   const ten = await benchPass(10_000);
   rows.push(
     ["reconcile pass, 100 ready nodes (baseline)", `${f(base.medianMs)} ms`, `median of 5; max ${f(base.maxMs)} ms`],
-    ["reconcile pass, 10,000 ready nodes", `${f(ten.medianMs)} ms`, `median of 5; max ${f(ten.maxMs)} ms; ${f(ten.medianMs / base.medianMs)}× the baseline; goal < 200 ms`],
+    [
+      "reconcile pass, 10,000 ready nodes",
+      `${f(ten.medianMs)} ms`,
+      `median of 5; max ${f(ten.maxMs)} ms; ${f(ten.medianMs / base.medianMs)}× the baseline; goal < 200 ms`,
+    ],
   );
   if (!quick) {
     log("reconcile pass: seeding 50,000 nodes…");
@@ -45,7 +71,11 @@ if (want("reconciler")) {
   log("heartbeat ingest: 10,000 nodes…");
   const ingest = await benchIngest(10_000, quick ? 5_000 : 20_000);
   rows.push(
-    ["heartbeat ingest, 10,000 nodes, 8 GPUs each", `${Math.round(ingest.perSecond)} /s`, `${ingest.heartbeats} heartbeats from 32 clients in the same process; goal 2,000/s`],
+    [
+      "heartbeat ingest, 10,000 nodes, 8 GPUs each",
+      `${Math.round(ingest.perSecond)} /s`,
+      `${ingest.heartbeats} heartbeats from 32 clients in the same process; goal 2,000/s`,
+    ],
     ["heartbeat latency", `p50 ${f(ingest.p50Ms)} ms, p99 ${f(ingest.p99Ms)} ms`, "goal p99 < 50 ms"],
     ["reconciler memory per node", `${f(ingest.rssPerNodeKiB)} KiB`, "RSS growth after seeding 10,000 nodes with 8 GPUs each"],
   );
@@ -55,7 +85,13 @@ if (want("sim")) {
   // The simulator: the real reconcile loop on virtual time (bench/sim.ts).
   const { benchSim } = await import("./sim.ts");
   // Fault rates: 0.16 per 1,000 node-hours is what Llama 3's training on 16k H100s saw; 0.5 is harsher.
-  const runs: [number, number][] = quick ? [[1000, 0.5]] : [[1000, 0.5], [10_000, 0.16], [10_000, 0.5]];
+  const runs: [number, number][] = quick
+    ? [[1000, 0.5]]
+    : [
+        [1000, 0.5],
+        [10_000, 0.16],
+        [10_000, 0.5],
+      ];
   for (const [nodes, rate] of runs) {
     log(`simulator: ${nodes} nodes × 24 h at ${rate} faults per 1,000 node-hours…`);
     const r = await benchSim(nodes, 24, rate, log);

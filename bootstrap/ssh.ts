@@ -103,7 +103,10 @@ export function sha256Fingerprint(key: Buffer): string {
 
 /** OpenSSH's legacy `MD5:aa:bb:…` form. */
 export function md5Fingerprint(key: Buffer): string {
-  return `MD5:${createHash("md5").update(key).digest("hex").replace(/(..)(?!$)/g, "$1:")}`;
+  return `MD5:${createHash("md5")
+    .update(key)
+    .digest("hex")
+    .replace(/(..)(?!$)/g, "$1:")}`;
 }
 
 /**
@@ -206,7 +209,12 @@ export async function runBootstrap(req: BootstrapRequest): Promise<BootstrapResu
       const what = `step ${i + 1}/${req.commands.length}`;
       if (step.timedOut) return result(false, attempts, fingerprint, `${what} timed out after ${seconds(timeouts.commandMs)}${tail(masked)}`);
       if (step.exitCode !== 0) {
-        const how = step.exitCode === null ? (step.signal ? `was killed by SIG${step.signal}` : "ended without an exit status (channel lost)") : `exited ${step.exitCode}`;
+        const how =
+          step.exitCode === null
+            ? step.signal
+              ? `was killed by SIG${step.signal}`
+              : "ended without an exit status (channel lost)"
+            : `exited ${step.exitCode}`;
         return result(false, attempts, fingerprint, `${what} ${how}${tail(masked)}`);
       }
       log(`${address}: ${what} done in ${Math.round(step.durationMs)} ms`);
@@ -217,9 +225,7 @@ export async function runBootstrap(req: BootstrapRequest): Promise<BootstrapResu
   }
 }
 
-type Connected =
-  | { ok: true; client: Client; fingerprint: string; attempts: number }
-  | { ok: false; error: string; fingerprint?: string; attempts: number };
+type Connected = { ok: true; client: Client; fingerprint: string; attempts: number } | { ok: false; error: string; fingerprint?: string; attempts: number };
 
 async function connectWithRetry(
   req: BootstrapRequest,
@@ -262,9 +268,7 @@ async function connectWithRetry(
   };
 }
 
-type Attempt =
-  | { ok: true; client: Client; fingerprint: string }
-  | { ok: false; fatal: boolean; error: string; fingerprint?: string };
+type Attempt = { ok: true; client: Client; fingerprint: string } | { ok: false; fatal: boolean; error: string; fingerprint?: string };
 
 function connectOnce(req: BootstrapRequest, privateKey: string, known: readonly string[], timeoutMs: number, address: string): Promise<Attempt> {
   return new Promise((resolve) => {

@@ -32,9 +32,7 @@ export interface TemplateError {
   variable?: string;
 }
 
-export type ParsedTemplate =
-  | { ok: true; parts: TemplatePart[]; variables: TemplateVariable[] }
-  | { ok: false; errors: TemplateError[] };
+export type ParsedTemplate = { ok: true; parts: TemplatePart[]; variables: TemplateVariable[] } | { ok: false; errors: TemplateError[] };
 
 const VARIABLE_ACTION = /^\.([A-Za-z_][A-Za-z0-9_]*)$/;
 
@@ -113,11 +111,7 @@ export function parseTemplate(text: string): ParsedTemplate {
  * the literal text: the SSH runner passes `shellEscape`. Throws on an invalid template or a
  * variable without a value: config validation rules out the first, so either is a bug.
  */
-export function renderTemplate(
-  text: string,
-  values: Partial<Record<TemplateVariable, string>>,
-  escape: (value: string) => string,
-): string {
+export function renderTemplate(text: string, values: Partial<Record<TemplateVariable, string>>, escape: (value: string) => string): string {
   const parsed = parseTemplate(text);
   if (!parsed.ok) throw new Error(`invalid template: ${parsed.errors.map((e) => e.message).join("; ")}`);
   return parsed.parts

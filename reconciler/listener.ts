@@ -92,7 +92,9 @@ export class Listener {
     } catch (err) {
       // Often a renewal half written (the certificate before its key): the next change retries.
       this.refused = stamp;
-      this.opts.log(`tls: not reloading: ${err instanceof TlsError ? err.message : String(err)}; still serving the certificate ${this.material.fingerprint256}`);
+      this.opts.log(
+        `tls: not reloading: ${err instanceof TlsError ? err.message : String(err)}; still serving the certificate ${this.material.fingerprint256}`,
+      );
       return;
     }
     const previous = { server: this.server, material: this.material };

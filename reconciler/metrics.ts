@@ -161,7 +161,10 @@ export function createMetrics(db: Db): Metrics {
     const eventsTop = num(top?.e);
     const auditTop = num(top?.a);
     if (eventsTop > cursors.events) {
-      const rows = await query("select code, count(*) as n from health_events where id > ? and id <= ? and \"check\" = 'xid' group by code", [cursors.events, eventsTop]);
+      const rows = await query("select code, count(*) as n from health_events where id > ? and id <= ? and \"check\" = 'xid' group by code", [
+        cursors.events,
+        eventsTop,
+      ]);
       for (const r of rows) {
         const label = xidLabel(str(r.code));
         xidCounts.set(label, (xidCounts.get(label) ?? 0) + num(r.n));
@@ -208,41 +211,44 @@ export function createMetrics(db: Db): Metrics {
       ),
     );
     INCIDENT_SPANS.forEach((s, i) => histograms.set(s.name, spans[i] ?? []));
-    const [byState, poolRows, gpuRows, heartbeatRows, breakerRows, openIncidents, remediations, idle, providerErrors, registered, bootstrapRuns] = await Promise.all([
-      query(
-        `select coalesce(pool, '') as pool, state, count(*) as n,
+    const [byState, poolRows, gpuRows, heartbeatRows, breakerRows, openIncidents, remediations, idle, providerErrors, registered, bootstrapRuns] =
+      await Promise.all([
+        query(
+          `select coalesce(pool, '') as pool, state, count(*) as n,
                 sum(case when state = 'ready' and verdict = 'healthy' then 1 else 0 end) as healthy,
                 sum(case when verdict = 'unhealthy' or state = 'lost' then 1 else 0 end) as unhealthy
          from nodes group by 1, 2`,
-      ),
-      query(
-        "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max, launch_failures, launch_error_kind, metrics_error from pools",
-      ),
-      query(
-        `select n.id as node, coalesce(n.pool, '') as pool, g.gpu_index as gpu,
+        ),
+        query(
+          "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max, launch_failures, launch_error_kind, metrics_error from pools",
+        ),
+        query(
+          `select n.id as node, coalesce(n.pool, '') as pool, g.gpu_index as gpu,
                 json_extract(g.last_snapshot, '$.temperatureC') as temp,
                 json_extract(g.last_snapshot, '$.utilizationPct') as util
          from gpus g join nodes n on n.id = g.node_id
          where n.state in ${AGENT_STATES} and g.last_snapshot is not null`,
-      ),
-      query(`select id as node, coalesce(pool, '') as pool, last_heartbeat_at as at from nodes where state in ${WATCHED_STATES} and last_heartbeat_at is not null`),
-      query("select scope from breakers where reset_at is null"),
-      query("select coalesce(pool, '') as pool, count(*) as n from incidents where closed_at is null group by 1"),
-      query(
-        `select case when outcome = 'rebooted' then 'rebooted_recovered'
+        ),
+        query(
+          `select id as node, coalesce(pool, '') as pool, last_heartbeat_at as at from nodes where state in ${WATCHED_STATES} and last_heartbeat_at is not null`,
+        ),
+        query("select scope from breakers where reset_at is null"),
+        query("select coalesce(pool, '') as pool, count(*) as n from incidents where closed_at is null group by 1"),
+        query(
+          `select case when outcome = 'rebooted' then 'rebooted_recovered'
                      when rebooted_at is not null then 'rebooted_then_replaced'
                      else 'replaced' end as outcome, count(*) as n
          from incidents where outcome in ('rebooted', 'replaced') group by 1`,
-      ),
-      // Idle as the last autoscale tick recorded it, of the nodes still in service and staying.
-      query(
-        `select i.pool as pool, count(*) as n from node_idle i join nodes n on n.id = i.node_id
+        ),
+        // Idle as the last autoscale tick recorded it, of the nodes still in service and staying.
+        query(
+          `select i.pool as pool, count(*) as n from node_idle i join nodes n on n.id = i.node_id
          where n.state in ${sqlList(STATES.inService)} and n.removal is null group by 1`,
-      ),
-      // Every attempt of a provider call that did not succeed. A launch key is launch:<node>:<provider>,
-      // a reap key reap:<provider>:<id>; a terminate takes the node's provider.
-      query(
-        `select o.kind as kind,
+        ),
+        // Every attempt of a provider call that did not succeed. A launch key is launch:<node>:<provider>,
+        // a reap key reap:<provider>:<id>; a terminate takes the node's provider.
+        query(
+          `select o.kind as kind,
                 case o.kind
                   when 'launch' then substr(o.key, length('launch:' || coalesce(o.node_id, '') || ':') + 1)
                   when 'reap' then substr(substr(o.key, 6), 1, instr(substr(o.key, 6), ':') - 1)
@@ -251,13 +257,13 @@ export function createMetrics(db: Db): Metrics {
          from operations o left join nodes n on n.id = o.node_id
          where o.kind in (${PROVIDER_OPERATIONS.map((k) => `'${k}'`).join(", ")}) and o.attempts > 0
          group by 1, 2`,
-      ),
-      query("select count(*) as n from nodes where requested_at is not null and registered_at is not null"),
-      // SSH bootstrap runs, where this reconciler records them (bootstrap_runs).
-      query("select count(*) as n from sqlite_master where type = 'table' and name = 'bootstrap_runs'").then((t) =>
-        num(t[0]?.n) > 0 ? query("select state, count(*) as n from bootstrap_runs where state in ('succeeded', 'failed') group by state") : [],
-      ),
-    ]);
+        ),
+        query("select count(*) as n from nodes where requested_at is not null and registered_at is not null"),
+        // SSH bootstrap runs, where this reconciler records them (bootstrap_runs).
+        query("select count(*) as n from sqlite_master where type = 'table' and name = 'bootstrap_runs'").then((t) =>
+          num(t[0]?.n) > 0 ? query("select state, count(*) as n from bootstrap_runs where state in ('succeeded', 'failed') group by state") : [],
+        ),
+      ]);
     return {
       byState,
       pools: poolRows,
@@ -295,7 +301,12 @@ export function createMetrics(db: Db): Metrics {
         fill({ set: (labels, value) => (Number.isFinite(value) ? this.set(labels, value) : undefined) }, s);
       },
     });
-  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[], fill: (set: (labels: Partial<Record<L, string>>, value: number) => void, s: Snapshot) => void) =>
+  const counter = <L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    fill: (set: (labels: Partial<Record<L, string>>, value: number) => void, s: Snapshot) => void,
+  ) =>
     new Counter<L>({
       name,
       help,
@@ -344,9 +355,14 @@ export function createMetrics(db: Db): Metrics {
       if (util !== undefined) g.set({ pool: str(r.pool), node: str(r.node), gpu: str(r.gpu) }, util);
     }
   });
-  gauge("navarch_node_last_heartbeat_timestamp_seconds", "When each watched node's agent last heartbeated (validating through draining)", ["pool", "node"], (g, s) => {
-    for (const r of s.heartbeats) g.set({ pool: str(r.pool), node: str(r.node) }, num(r.at) / 1000);
-  });
+  gauge(
+    "navarch_node_last_heartbeat_timestamp_seconds",
+    "When each watched node's agent last heartbeated (validating through draining)",
+    ["pool", "node"],
+    (g, s) => {
+      for (const r of s.heartbeats) g.set({ pool: str(r.pool), node: str(r.node) }, num(r.at) / 1000);
+    },
+  );
 
   // ── pools, rails, incidents ──
   gauge("navarch_pool_min_nodes", "The pool's scaling.min_nodes", ["pool"], (g, s) => {
@@ -358,12 +374,17 @@ export function createMetrics(db: Db): Metrics {
   gauge("navarch_pool_paused", "1 while the pool is paused by an operator", ["pool"], (g, s) => {
     for (const p of s.pools) g.set({ pool: str(p.name) }, num(p.paused) ? 1 : 0);
   });
-  gauge("navarch_pool_launch_failures", "Launches of the pool that failed in a row (0 once one succeeds); the pool backs off while it grows", ["pool", "kind"], (g, s) => {
-    for (const p of s.pools) {
-      g.set({ pool: str(p.name), kind: "permanent" }, str(p.launch_error_kind) === "permanent" ? num(p.launch_failures) : 0);
-      g.set({ pool: str(p.name), kind: "transient" }, str(p.launch_error_kind) === "transient" ? num(p.launch_failures) : 0);
-    }
-  });
+  gauge(
+    "navarch_pool_launch_failures",
+    "Launches of the pool that failed in a row (0 once one succeeds); the pool backs off while it grows",
+    ["pool", "kind"],
+    (g, s) => {
+      for (const p of s.pools) {
+        g.set({ pool: str(p.name), kind: "permanent" }, str(p.launch_error_kind) === "permanent" ? num(p.launch_failures) : 0);
+        g.set({ pool: str(p.name), kind: "transient" }, str(p.launch_error_kind) === "transient" ? num(p.launch_failures) : 0);
+      }
+    },
+  );
   gauge(
     "navarch_pool_idle_nodes",
     "In-service nodes of the pool with no work on their GPUs (none busy, no compute process), as the last autoscale tick saw them; pools with an autoscaler",
@@ -394,23 +415,34 @@ export function createMetrics(db: Db): Metrics {
     "Health remediations that ended, by outcome: rebooted and back in service, rebooted and then replaced, or replaced",
     ["outcome"],
     (set, s) => {
-      for (const outcome of ["rebooted_recovered", "rebooted_then_replaced", "replaced"]) set({ outcome }, num(s.remediations.find((r) => str(r.outcome) === outcome)?.n));
+      for (const outcome of ["rebooted_recovered", "rebooted_then_replaced", "replaced"])
+        set({ outcome }, num(s.remediations.find((r) => str(r.outcome) === outcome)?.n));
     },
   );
-  counter("navarch_xid_errors_total", "GPU Xid events reported by agents, by Xid code (codes outside the catalog are \"other\")", ["code"], (set) => {
+  counter("navarch_xid_errors_total", 'GPU Xid events reported by agents, by Xid code (codes outside the catalog are "other")', ["code"], (set) => {
     for (const [code, n] of xidCounts) set({ code }, n);
   });
-  counter("navarch_rail_blocks_total", "Actions a safety rail refused, by rail (each distinct refusal of a node once, as the audit log records it)", ["rail"], (set) => {
-    for (const rail of RAILS) set({ rail }, railCounts.get(rail) ?? 0);
-    const other = railCounts.get("other");
-    if (other !== undefined) set({ rail: "other" }, other);
-  });
+  counter(
+    "navarch_rail_blocks_total",
+    "Actions a safety rail refused, by rail (each distinct refusal of a node once, as the audit log records it)",
+    ["rail"],
+    (set) => {
+      for (const rail of RAILS) set({ rail }, railCounts.get(rail) ?? 0);
+      const other = railCounts.get("other");
+      if (other !== undefined) set({ rail: "other" }, other);
+    },
+  );
   counter("navarch_breaker_trips_total", "Circuit breaker trips, by scope", ["scope"], (set) => {
     for (const [scope, n] of breakerTrips) set({ scope }, n);
   });
-  counter("navarch_provider_errors_total", "Provider API calls that failed (every failed attempt), by provider and operation", ["provider", "operation"], (set, s) => {
-    for (const r of s.providerErrors) if (num(r.n) > 0) set({ provider: str(r.provider), operation: str(r.kind) }, num(r.n));
-  });
+  counter(
+    "navarch_provider_errors_total",
+    "Provider API calls that failed (every failed attempt), by provider and operation",
+    ["provider", "operation"],
+    (set, s) => {
+      for (const r of s.providerErrors) if (num(r.n) > 0) set({ provider: str(r.provider), operation: str(r.kind) }, num(r.n));
+    },
+  );
   counter(
     "navarch_bootstrap_outcomes_total",
     "Bringing up machines: SSH bootstrap runs that succeeded or failed, and launched machines whose agent registered or did not within health.registration_timeout",
@@ -433,7 +465,11 @@ export function createMetrics(db: Db): Metrics {
     buckets: PASS_BUCKETS,
     registers: [registry],
   });
-  const lastPass = new Gauge({ name: "navarch_reconcile_last_pass_timestamp_seconds", help: "When the last reconcile pass finished (wall clock)", registers: [registry] });
+  const lastPass = new Gauge({
+    name: "navarch_reconcile_last_pass_timestamp_seconds",
+    help: "When the last reconcile pass finished (wall clock)",
+    registers: [registry],
+  });
   const transitions = new Counter({
     name: "navarch_node_transitions_total",
     help: "Lifecycle transitions made by the reconciler, by the state entered",
@@ -511,7 +547,8 @@ class RowHistogram extends Histogram<"pool"> {
       const value = typeof x === "number" ? x : Number(x ?? 0);
       return Number.isFinite(value) ? value : 0;
     };
-    const sample = (suffix: string, labels: Record<string, string>, value: number) => values.push({ metricName: `${this.metricName}${suffix}`, labels, sharedLabels: {}, value });
+    const sample = (suffix: string, labels: Record<string, string>, value: number) =>
+      values.push({ metricName: `${this.metricName}${suffix}`, labels, sharedLabels: {}, value });
     for (const r of await this.rows()) {
       const pool = String(r.pool ?? "");
       this.bounds.forEach((le, i) => sample("_bucket", { pool, le: String(le) }, n(r[`b${i}`])));

@@ -83,12 +83,7 @@ export interface Reconciler {
   stop(): Promise<void>;
 }
 
-export async function startReconciler(
-  settings: ServeSettings,
-  log: (line: string) => void,
-  now: Clock = Date.now,
-  fleet?: FleetSettings,
-): Promise<Reconciler> {
+export async function startReconciler(settings: ServeSettings, log: (line: string) => void, now: Clock = Date.now, fleet?: FleetSettings): Promise<Reconciler> {
   refusePlainHttp(settings);
   const { token, source } = resolveAuthToken(settings, log);
   prepareDatabaseFile(settings, log);
@@ -123,7 +118,15 @@ export async function startReconciler(
   });
   const listeners: Listener[] = [];
   const listen = (key: string, host: string, port: number, fetch: (request: Request) => Response | Promise<Response>) => {
-    const opened = Listener.open({ host, port, fetch, key, log, ...(settings.tls ? { tls: settings.tls } : {}), ...(settings.tlsPollMs ? { tlsPollMs: settings.tlsPollMs } : {}) });
+    const opened = Listener.open({
+      host,
+      port,
+      fetch,
+      key,
+      log,
+      ...(settings.tls ? { tls: settings.tls } : {}),
+      ...(settings.tlsPollMs ? { tlsPollMs: settings.tlsPollMs } : {}),
+    });
     listeners.push(opened);
     return opened;
   };
@@ -140,10 +143,16 @@ export async function startReconciler(
     store.close();
     throw err;
   }
-  if (settings.tls !== undefined) log(`tls: serving ${settings.tls.cert_file} (sha256 ${server.fingerprint256})${settings.tls.client_ca_file ? `; clients need a certificate signed by ${settings.tls.client_ca_file}` : ""}`);
+  if (settings.tls !== undefined)
+    log(
+      `tls: serving ${settings.tls.cert_file} (sha256 ${server.fingerprint256})${settings.tls.client_ca_file ? `; clients need a certificate signed by ${settings.tls.client_ca_file}` : ""}`,
+    );
   const url = server.url;
   // What new machines are told to reach ({{.ControlPlane}}, /install.sh): not 0.0.0.0.
-  publicUrl = (settings.publicUrl ?? fleet?.config.server.public_url ?? derivePublicUrl(settings.host, server.port, settings.tls !== undefined)).replace(/\/+$/, "");
+  publicUrl = (settings.publicUrl ?? fleet?.config.server.public_url ?? derivePublicUrl(settings.host, server.port, settings.tls !== undefined)).replace(
+    /\/+$/,
+    "",
+  );
   let scheduler: SchedulerIntegration | undefined;
   let lease: LeaderLease | undefined;
   let keeper: LeaseKeeper | undefined;
@@ -153,7 +162,7 @@ export async function startReconciler(
     // in front of two reconcilers), else at this one's own address.
     const agentUrl = (settings.publicUrl ?? fleet.config.server.public_url ?? url).replace(/\/+$/, "");
     providers = fleet.providers ?? createProviders(fleet.config, { dataDir: settings.dataDir, serverUrl: agentUrl, authToken: token, log });
-    const elected = lease = new LeaderLease({ db: store.db, address: publicUrl, ...(fleet.leaseTiming ? { timing: fleet.leaseTiming } : {}) });
+    const elected = (lease = new LeaderLease({ db: store.db, address: publicUrl, ...(fleet.leaseTiming ? { timing: fleet.leaseTiming } : {}) }));
     // Only the leader runs the loop and writes to the cloud and the cluster; a standby serves
     // the API (agents and operators may use any replica) and waits.
     const lead = async (epoch: number) => {
@@ -177,7 +186,9 @@ export async function startReconciler(
         ...(fleetSettings.config.metrics?.prometheus ? { metricsSource: new PrometheusMetricsSource(fleetSettings.config.metrics.prometheus) } : {}),
       });
       observeLoop(next, metrics); // navarch_reconcile_pass_duration_seconds and friends
-      await scheduler?.start(schedulerLoopHandle({ store, loop: next, providers: () => new Set(providers.keys()), filePools: fleetSettings.config.pools.map((p) => p.name) }));
+      await scheduler?.start(
+        schedulerLoopHandle({ store, loop: next, providers: () => new Set(providers.keys()), filePools: fleetSettings.config.pools.map((p) => p.name) }),
+      );
       loop = next;
       next.start(fleetSettings.intervalMs ?? 1000);
       role = `leader, lease epoch ${epoch}`;
@@ -197,7 +208,9 @@ export async function startReconciler(
         return;
       }
       await standDown();
-      const who = change.leader ? `${change.leader.holder}${change.leader.address ? ` at ${change.leader.address}` : ""} (epoch ${change.leader.epoch})` : "nobody yet";
+      const who = change.leader
+        ? `${change.leader.holder}${change.leader.address ? ` at ${change.leader.address}` : ""} (epoch ${change.leader.epoch})`
+        : "nobody yet";
       role = `standby; the leader is ${who}`;
       log(`standing by: ${change.reason}; the leader is ${who}`);
     };
@@ -249,7 +262,9 @@ function refusePlainHttp(settings: ServeSettings): void {
   for (const [key, { host, port }] of addresses) {
     const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
     if (!isLoopbackHost(host)) {
-      throw new ListenError(`${key}: ${address} is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls, or server.allow_plain_http: true`);
+      throw new ListenError(
+        `${key}: ${address} is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls, or server.allow_plain_http: true`,
+      );
     }
   }
 }
@@ -334,7 +349,8 @@ function statOrUndefined(path: string): Stats | undefined {
   } catch (err) {
     const code = typeof err === "object" && err !== null && "code" in err ? String(err.code) : "";
     // A path through a file ("data/auth-token" where data is a file) is the directory's problem.
-    if (code === "ENOTDIR") throw new StartError(`server.data_dir: ${dirname(path)} is a file, not a directory; point server.data_dir (or --data-dir) at a directory`);
+    if (code === "ENOTDIR")
+      throw new StartError(`server.data_dir: ${dirname(path)} is a file, not a directory; point server.data_dir (or --data-dir) at a directory`);
     if (code === "ENOENT") return undefined;
     throw new StartError(`cannot look at ${path}: ${errorText(err)}`);
   }

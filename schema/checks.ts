@@ -52,14 +52,24 @@ export const CHECKS = catalog({
     summary: "row remapping (Ampere and later)",
     codes: { failed: { meaning: "no spare rows left", sticky: true, xid: 64 }, pending: { meaning: "a remap waits for a GPU reset", xid: 63 } },
   },
-  retired_pages: { kind: "level", scope: "gpu", summary: "page retirement (before Ampere)", codes: { pending: { meaning: "a retirement waits for a GPU reset" } } },
+  retired_pages: {
+    kind: "level",
+    scope: "gpu",
+    summary: "page retirement (before Ampere)",
+    codes: { pending: { meaning: "a retirement waits for a GPU reset" } },
+  },
   thermal: {
     kind: "level",
     scope: "gpu",
     summary: "temperature against the GPU's own thresholds",
     codes: { shutdown: { meaning: "at the shutdown threshold" }, slowdown: { meaning: "at the slowdown threshold" } },
   },
-  clocks: { kind: "level", scope: "gpu", summary: "hardware clock slowdown", codes: { hw_slowdown: { meaning: "HW slowdown, thermal or power brake in most samples" } } },
+  clocks: {
+    kind: "level",
+    scope: "gpu",
+    summary: "hardware clock slowdown",
+    codes: { hw_slowdown: { meaning: "HW slowdown, thermal or power brake in most samples" } },
+  },
   nvlink: {
     kind: "level",
     scope: "gpu",

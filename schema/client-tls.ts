@@ -42,7 +42,11 @@ export function clientTlsFromEnv(env: Record<string, string | undefined> = proce
 
 /** `sha256:AA:BB:…`, `AABB…` or `aa:bb…` → 64 lowercase hex digits; undefined when it is not a SHA-256. */
 export function normalizeFingerprint(text: string): string | undefined {
-  const hex = text.trim().replace(/^sha256:/i, "").replaceAll(":", "").toLowerCase();
+  const hex = text
+    .trim()
+    .replace(/^sha256:/i, "")
+    .replaceAll(":", "")
+    .toLowerCase();
   return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
 }
 
@@ -56,7 +60,9 @@ export function fetchTls(settings: ClientTlsSettings, names: Record<keyof Client
   const tls: FetchTls = {};
   if (settings.caFile !== undefined) tls.ca = readPem(settings.caFile, names.caFile, "CERTIFICATE");
   if ((settings.certFile === undefined) !== (settings.keyFile === undefined)) {
-    throw new ClientTlsError(`${settings.certFile === undefined ? names.certFile : names.keyFile} is needed with ${settings.certFile === undefined ? names.keyFile : names.certFile} (a client certificate and its key)`);
+    throw new ClientTlsError(
+      `${settings.certFile === undefined ? names.certFile : names.keyFile} is needed with ${settings.certFile === undefined ? names.keyFile : names.certFile} (a client certificate and its key)`,
+    );
   }
   if (settings.certFile !== undefined && settings.keyFile !== undefined) {
     tls.cert = readPem(settings.certFile, names.certFile, "CERTIFICATE");
@@ -64,7 +70,8 @@ export function fetchTls(settings: ClientTlsSettings, names: Record<keyof Client
   }
   if (settings.pinSha256 !== undefined) {
     const pin = normalizeFingerprint(settings.pinSha256);
-    if (pin === undefined) throw new ClientTlsError(`${names.pinSha256}: expected a SHA-256 fingerprint (64 hex digits, colons allowed), got ${JSON.stringify(settings.pinSha256)}`);
+    if (pin === undefined)
+      throw new ClientTlsError(`${names.pinSha256}: expected a SHA-256 fingerprint (64 hex digits, colons allowed), got ${JSON.stringify(settings.pinSha256)}`);
     // Runs after the chain has verified: the pin narrows what is trusted, it never widens it.
     tls.checkServerIdentity = (host: string, cert: PeerCertificate) => {
       const wrongHost = checkServerIdentity(host, cert);
@@ -80,7 +87,10 @@ export function fetchTls(settings: ClientTlsSettings, names: Record<keyof Client
  * A fetch that uses these settings, keeping its connections (a pin's check then runs once per
  * connection, not per request). Plain `fetch` when there is nothing to set.
  */
-export function clientFetch(settings: ClientTlsSettings, names?: Record<keyof ClientTlsSettings, string>): (input: string, init?: RequestInit) => Promise<Response> {
+export function clientFetch(
+  settings: ClientTlsSettings,
+  names?: Record<keyof ClientTlsSettings, string>,
+): (input: string, init?: RequestInit) => Promise<Response> {
   const tls = fetchTls(settings, names);
   if (tls === undefined) return (input, init) => fetch(input, init);
   const session = new Bun.FetchSession({ tls });
@@ -88,7 +98,12 @@ export function clientFetch(settings: ClientTlsSettings, names?: Record<keyof Cl
 }
 
 function envNames(): Record<keyof ClientTlsSettings, string> {
-  return { caFile: `$${CLIENT_TLS_ENV.caFile}`, pinSha256: `$${CLIENT_TLS_ENV.pinSha256}`, certFile: `$${CLIENT_TLS_ENV.certFile}`, keyFile: `$${CLIENT_TLS_ENV.keyFile}` };
+  return {
+    caFile: `$${CLIENT_TLS_ENV.caFile}`,
+    pinSha256: `$${CLIENT_TLS_ENV.pinSha256}`,
+    certFile: `$${CLIENT_TLS_ENV.certFile}`,
+    keyFile: `$${CLIENT_TLS_ENV.keyFile}`,
+  };
 }
 
 function readPem(path: string, name: string, kind: string): string {
@@ -98,6 +113,7 @@ function readPem(path: string, name: string, kind: string): string {
   } catch (err) {
     throw new ClientTlsError(`${name}: cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`);
   }
-  if (!text.includes(`-----BEGIN `) || !text.includes(kind.split(" ").at(-1) ?? kind)) throw new ClientTlsError(`${name}: ${path} holds no PEM ${kind.toLowerCase()}`);
+  if (!text.includes(`-----BEGIN `) || !text.includes(kind.split(" ").at(-1) ?? kind))
+    throw new ClientTlsError(`${name}: ${path} holds no PEM ${kind.toLowerCase()}`);
   return text;
 }

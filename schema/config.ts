@@ -412,7 +412,12 @@ export function formatDuration(ms: Millis): string {
   if (ms === 0) return "0s";
   let rest = Math.round(ms);
   let out = "";
-  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000], ["ms", 1]] as const) {
+  for (const [unit, size] of [
+    ["h", 3_600_000],
+    ["m", 60_000],
+    ["s", 1000],
+    ["ms", 1],
+  ] as const) {
     const n = Math.floor(rest / size);
     if (n > 0) out += `${n}${unit}`;
     rest -= n * size;
@@ -443,7 +448,6 @@ export const DURATION_KEYS: ReadonlySet<string> = new Set([
 ]);
 
 // ───────────────────────────── leaf schemas ─────────────────────────────
-
 
 const Str = accept<string>((x) => typeof x === "string", "a string");
 const Text = accept<string>((x) => typeof x === "string" && x.trim() !== "", "a non-empty string");
@@ -566,11 +570,7 @@ function rules<T>(check: (fields: Record<string, unknown>, report: Report, raw: 
     if (issues.some((issue) => !issue.path?.length)) return;
     const broken = new Set(issues.map((issue) => issue.path![0]!.key));
     const fields = Object.fromEntries(Object.entries(raw).filter(([key]) => !broken.has(key)));
-    check(
-      fields,
-      (path, message) => addIssue({ message, path: issuePathAt(raw, Array.isArray(path) ? path : [path]) }),
-      raw,
-    );
+    check(fields, (path, message) => addIssue({ message, path: issuePathAt(raw, Array.isArray(path) ? path : [path]) }), raw);
   });
 }
 
@@ -767,9 +767,7 @@ const Day = v.pipe(
   v.custom<string>(
     (x) => typeof x === "string" && x.toLowerCase() in DAY_NAMES,
     (issue) =>
-      typeof issue.input === "string"
-        ? unknownNameMessage("day", issue.input, WEEKDAYS)
-        : `expected a day like mon or monday, got ${show(issue.input)}`,
+      typeof issue.input === "string" ? unknownNameMessage("day", issue.input, WEEKDAYS) : `expected a day like mon or monday, got ${show(issue.input)}`,
   ),
   v.transform((day) => DAY_NAMES[day.toLowerCase()]!),
 );
@@ -841,7 +839,10 @@ const Predictive = strict({
 const Composite = strict({
   type: v.literal("composite"),
   mode: v.optional(oneOf(["max", "min", "avg"] as const, "composite mode"), "max"),
-  autoscalers: list(v.lazy(() => Autoscaler), { nonEmpty: true, noun: "autoscaler" }),
+  autoscalers: list(
+    v.lazy(() => Autoscaler),
+    { nonEmpty: true, noun: "autoscaler" },
+  ),
 });
 
 const Idle = v.pipe(
@@ -870,16 +871,16 @@ const AUTOSCALER_SCHEMAS: Record<AutoscalerType, v.GenericSchema<unknown, Autosc
 const UnknownAutoscaler = v.pipe(
   accept<Record<string, unknown>>(isRecord, `a mapping with a "type" (one of ${AUTOSCALER_TYPES.join(", ")})`),
   v.looseObject(
-  {
-    type: v.custom<never>(
-      () => false,
-      (issue) =>
-        typeof issue.input === "string"
-          ? unknownNameMessage("autoscaler type", issue.input, AUTOSCALER_TYPES)
-          : `expected an autoscaler type (one of ${AUTOSCALER_TYPES.join(", ")}), got ${show(issue.input)}`,
-    ),
-  },
-  `is required (one of ${AUTOSCALER_TYPES.join(", ")})`,
+    {
+      type: v.custom<never>(
+        () => false,
+        (issue) =>
+          typeof issue.input === "string"
+            ? unknownNameMessage("autoscaler type", issue.input, AUTOSCALER_TYPES)
+            : `expected an autoscaler type (one of ${AUTOSCALER_TYPES.join(", ")}), got ${show(issue.input)}`,
+      ),
+    },
+    `is required (one of ${AUTOSCALER_TYPES.join(", ")})`,
   ),
 ) as unknown as v.GenericSchema<unknown, never>;
 
@@ -903,7 +904,9 @@ const PromQL = v.custom<string>(
     return `only ${POOL_PLACEHOLDER} (the pool's name) may be used in a query, got ${show(q)}`;
   },
 );
-const Queries = strict(Object.fromEntries(PROMETHEUS_QUERY_KEYS.map((k) => [k, v.optional(PromQL)])) as Record<PrometheusQueryKey, v.OptionalSchema<typeof PromQL, undefined>>);
+const Queries = strict(
+  Object.fromEntries(PROMETHEUS_QUERY_KEYS.map((k) => [k, v.optional(PromQL)])) as Record<PrometheusQueryKey, v.OptionalSchema<typeof PromQL, undefined>>,
+);
 
 const Metrics: v.GenericSchema<unknown, MetricsConfig> = strict({
   prometheus: v.optional(
@@ -918,7 +921,12 @@ const Metrics: v.GenericSchema<unknown, MetricsConfig> = strict({
 });
 
 const PoolMetricsSources = strict({
-  prometheus: v.optional(v.pipe(Queries, v.check((q) => Object.keys(q).length > 0, `set at least one of ${PROMETHEUS_QUERY_KEYS.join(", ")}`))),
+  prometheus: v.optional(
+    v.pipe(
+      Queries,
+      v.check((q) => Object.keys(q).length > 0, `set at least one of ${PROMETHEUS_QUERY_KEYS.join(", ")}`),
+    ),
+  ),
 });
 
 // ───────────────────────────── pools ─────────────────────────────

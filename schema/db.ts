@@ -72,7 +72,9 @@ export const nodes = sqliteTable(
      * without a launch (a DaemonSet, a machine someone else runs): monitored (health,
      * cordon, drain), never counted, never scaled down, replaced only if a provider can.
      */
-    origin: text("origin", { enum: ["launched", "registered"] }).notNull().default("launched"),
+    origin: text("origin", { enum: ["launched", "registered"] })
+      .notNull()
+      .default("launched"),
     pool: text("pool"),
     provider: text("provider"),
     instanceType: text("instance_type"),

@@ -28,14 +28,7 @@
 import * as v from "valibot";
 import { isRecord, oneOf, show, strict } from "./shapes.ts";
 import { ACTIONS, SEVERITIES, formatIssuePath, type RecommendedAction, type Severity } from "./wire.ts";
-import {
-  applyXidOverrides,
-  XID_CATALOG,
-  XID_PERSISTENCES,
-  XidOverrideError,
-  type XidCatalog,
-  type XidPersistence,
-} from "./xid-catalog.ts";
+import { applyXidOverrides, XID_CATALOG, XID_PERSISTENCES, XidOverrideError, type XidCatalog, type XidPersistence } from "./xid-catalog.ts";
 
 /** Longest `when` expression accepted (a policy is configuration, not a program). */
 export const MAX_WHEN_LENGTH = 4096;

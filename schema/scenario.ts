@@ -162,7 +162,17 @@ export type ScenarioEvent = { at: Millis; note?: string; index: number } & (
   | { kind: "assert"; checks: Check[] }
 );
 export type EventKind = ScenarioEvent["kind"];
-export const EVENT_KINDS = ["fault", "recover", "silence", "vanish", "jobs", "outage", "restart", "breaker_reset", "assert"] as const satisfies readonly EventKind[];
+export const EVENT_KINDS = [
+  "fault",
+  "recover",
+  "silence",
+  "vanish",
+  "jobs",
+  "outage",
+  "restart",
+  "breaker_reset",
+  "assert",
+] as const satisfies readonly EventKind[];
 
 export const INCIDENT_OUTCOMES = ["replaced", "recovered", "rebooted", "cancelled", "held", "terminated", "open"] as const;
 export type IncidentOutcomeFilter = (typeof INCIDENT_OUTCOMES)[number];
@@ -175,7 +185,13 @@ export const STATE_GROUPS = {
 } as const satisfies Record<string, readonly NodeState[]>;
 
 export type Metric =
-  | { kind: "nodes"; pool?: string; states?: NodeState[]; provider?: string; /** The states as written (`in_service`, `cordoned|draining`), for messages. */ state_label?: string }
+  | {
+      kind: "nodes";
+      pool?: string;
+      states?: NodeState[];
+      provider?: string /** The states as written (`in_service`, `cordoned|draining`), for messages. */;
+      state_label?: string;
+    }
   | { kind: "incidents"; pool?: string; outcome?: IncidentOutcomeFilter }
   | { kind: "faults"; pool?: string; xid?: number }
   | { kind: "breaker"; scope?: string }
@@ -194,7 +210,22 @@ export type Metric =
   | { kind: "shortfall_minutes"; pool?: string }
   /** Reboots the reconciler asked of a provider. */
   | { kind: "reboots"; provider?: string };
-export const METRIC_KINDS = ["nodes", "incidents", "faults", "breaker", "blocked", "scale_events", "leaked_instances", "launches", "queue", "jobs", "cordon_delay", "service_hours", "shortfall_minutes", "reboots"] as const satisfies readonly Metric["kind"][];
+export const METRIC_KINDS = [
+  "nodes",
+  "incidents",
+  "faults",
+  "breaker",
+  "blocked",
+  "scale_events",
+  "leaked_instances",
+  "launches",
+  "queue",
+  "jobs",
+  "cordon_delay",
+  "service_hours",
+  "shortfall_minutes",
+  "reboots",
+] as const satisfies readonly Metric["kind"][];
 
 export const CHECK_OPS = ["equals", "at_least", "at_most"] as const;
 export type CheckOp = (typeof CHECK_OPS)[number];
@@ -315,12 +346,18 @@ const Fleet = v.pipe(
       else if ((FLEET_CONFIG_KEYS as readonly string[]).includes(key)) configPart[key] = value;
       else {
         ok = false;
-        addIssue({ message: `unknown key "${key}"${suggest(key, [...FLEET_CONFIG_KEYS, ...FLEET_SIM_KEYS])}`, path: [{ type: "object", origin: "key", input: raw, key, value }] });
+        addIssue({
+          message: `unknown key "${key}"${suggest(key, [...FLEET_CONFIG_KEYS, ...FLEET_SIM_KEYS])}`,
+          path: [{ type: "object", origin: "key", input: raw, key, value }],
+        });
       }
     }
     if (!("pools" in raw)) {
       ok = false;
-      addIssue({ message: "is required (the pools to simulate, as in the config file)", path: [{ type: "object", origin: "value", input: raw, key: "pools", value: undefined }] });
+      addIssue({
+        message: "is required (the pools to simulate, as in the config file)",
+        path: [{ type: "object", origin: "value", input: raw, key: "pools", value: undefined }],
+      });
     }
     const config = v.safeParse(NavarchConfigSchema, configPart);
     if (!config.success) {
@@ -346,7 +383,13 @@ const Fleet = v.pipe(
 const Cloud = strict({
   launch_latency: v.optional(Duration, "3m"),
   launch_jitter: v.optional(Duration, "0s"),
-  capacity: v.optional(v.pipe(v.custom<Record<string, unknown>>(isRecord, (i) => `expected a mapping of instance type to count, got ${show(i.input)}`), v.record(v.string(), int(0))), {}),
+  capacity: v.optional(
+    v.pipe(
+      v.custom<Record<string, unknown>>(isRecord, (i) => `expected a mapping of instance type to count, got ${show(i.input)}`),
+      v.record(v.string(), int(0)),
+    ),
+    {},
+  ),
   quota: v.optional(int(0)),
   error_rate: v.optional(Probability, 0),
   reboot_latency: v.optional(Duration, "5m"),
@@ -362,7 +405,13 @@ const PoolWorkload = strict({
 
 const Workload = strict({
   drain_grace: v.optional(Duration, "30s"),
-  pools: v.optional(v.pipe(v.custom<Record<string, unknown>>(isRecord, (i) => `expected a mapping of pool name to workload, got ${show(i.input)}`), v.record(v.string(), PoolWorkload)), {}),
+  pools: v.optional(
+    v.pipe(
+      v.custom<Record<string, unknown>>(isRecord, (i) => `expected a mapping of pool name to workload, got ${show(i.input)}`),
+      v.record(v.string(), PoolWorkload),
+    ),
+    {},
+  ),
 });
 
 const Correlation = strict({
@@ -387,7 +436,10 @@ const Chaos = v.pipe(
     failure_rate: NonNegative,
     xids: v.optional(XidWeights),
     correlation: v.optional(Correlation),
-    pools: v.optional(v.array(Name, (i) => `expected a list of pool names, got ${show(i.input)}`), []),
+    pools: v.optional(
+      v.array(Name, (i) => `expected a list of pool names, got ${show(i.input)}`),
+      [],
+    ),
     from: v.optional(Duration, "0s"),
     until: v.optional(Duration),
   }),
@@ -429,13 +481,25 @@ const TargetSchema = v.pipe(
     const picks = PICKS.filter((k) => raw[k] !== undefined);
     if (picks.length === 0) report([], `pick nodes with one of node, index, random or all (e.g. { pool: training, index: 0 })`);
     if (picks.length > 1) report(picks[1]!, `set only one of node, index, random and all (also set: ${picks[0]})`);
-    if (raw.node !== undefined) for (const f of ["pool", "rack", "zone"]) if (raw[f] !== undefined) report(f, "cannot be combined with node (a node is named exactly)");
+    if (raw.node !== undefined)
+      for (const f of ["pool", "rack", "zone"]) if (raw[f] !== undefined) report(f, "cannot be combined with node (a node is named exactly)");
     if (raw.rack !== undefined && raw.pool === undefined) report("rack", "needs pool (racks are numbered per pool)");
   }),
   v.transform((t): Target => {
     const pick: TargetPick =
-      t.node !== undefined ? { kind: "node", name: t.node } : t.index !== undefined ? { kind: "index", index: t.index } : t.random !== undefined ? { kind: "random", count: t.random } : { kind: "all" };
-    return { ...(t.pool !== undefined ? { pool: t.pool } : {}), ...(t.rack !== undefined ? { rack: t.rack } : {}), ...(t.zone !== undefined ? { zone: t.zone } : {}), pick };
+      t.node !== undefined
+        ? { kind: "node", name: t.node }
+        : t.index !== undefined
+          ? { kind: "index", index: t.index }
+          : t.random !== undefined
+            ? { kind: "random", count: t.random }
+            : { kind: "all" };
+    return {
+      ...(t.pool !== undefined ? { pool: t.pool } : {}),
+      ...(t.rack !== undefined ? { rack: t.rack } : {}),
+      ...(t.zone !== undefined ? { zone: t.zone } : {}),
+      pick,
+    };
   }),
 );
 
@@ -443,7 +507,10 @@ const TargetSchema = v.pipe(
 
 const StateName = oneOf([...NODE_STATES, ...(Object.keys(STATE_GROUPS) as (keyof typeof STATE_GROUPS)[])] as const, "node state");
 const States = v.pipe(
-  v.custom<string | unknown[]>((x) => typeof x === "string" || Array.isArray(x), (issue) => `expected a node state or a list of them, got ${show(issue.input)}`),
+  v.custom<string | unknown[]>(
+    (x) => typeof x === "string" || Array.isArray(x),
+    (issue) => `expected a node state or a list of them, got ${show(issue.input)}`,
+  ),
   v.rawTransform(({ dataset, addIssue, NEVER }) => {
     const input = dataset.value;
     const names = Array.isArray(input) ? input : [input];
@@ -465,7 +532,10 @@ const States = v.pipe(
 /** A metric's filters: a mapping, or nothing at all (`leaked_instances:`). */
 function filters<const TEntries extends v.ObjectEntries>(entries: TEntries) {
   return v.pipe(
-    v.custom<unknown>((x) => x === null || isRecord(x), (issue) => `expected a mapping of filters (or nothing), got ${show(issue.input)}`),
+    v.custom<unknown>(
+      (x) => x === null || isRecord(x),
+      (issue) => `expected a mapping of filters (or nothing), got ${show(issue.input)}`,
+    ),
     v.transform((x) => (x === null ? {} : x)),
     strict(entries),
   );
@@ -498,7 +568,10 @@ const CheckSchema = v.pipe(
     for (const key of Object.keys(raw)) {
       if (!known.includes(key)) {
         ok = false;
-        addIssue({ message: `unknown key "${key}"${suggest(key, known) || ` (a check is one metric of ${METRIC_KINDS.join(", ")}, one of ${CHECK_OPS.join(", ")}, and an optional why)`}`, path: [{ type: "object", origin: "key", input: raw, key, value: raw[key] }] });
+        addIssue({
+          message: `unknown key "${key}"${suggest(key, known) || ` (a check is one metric of ${METRIC_KINDS.join(", ")}, one of ${CHECK_OPS.join(", ")}, and an optional why)`}`,
+          path: [{ type: "object", origin: "key", input: raw, key, value: raw[key] }],
+        });
       }
     }
     const metrics = Object.keys(raw).filter((k): k is Metric["kind"] => (METRIC_KINDS as readonly string[]).includes(k));
@@ -524,7 +597,8 @@ const CheckSchema = v.pipe(
     const filterResult = v.safeParse(METRIC_SCHEMAS[kind], raw[kind]);
     if (!filterResult.success) {
       ok = false;
-      for (const issue of filterResult.issues) addIssue({ message: issue.message, path: [...at(kind), ...(issue.path ?? [])] as unknown as [v.IssuePathItem, ...v.IssuePathItem[]] });
+      for (const issue of filterResult.issues)
+        addIssue({ message: issue.message, path: [...at(kind), ...(issue.path ?? [])] as unknown as [v.IssuePathItem, ...v.IssuePathItem[]] });
     }
     const value = raw[op];
     if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
@@ -552,7 +626,10 @@ const CheckSchema = v.pipe(
 
 const Fault = strict({
   xid: int(1, 999),
-  gpu: v.optional(v.union([int(0, 63), v.literal("random")], (i) => `expected a GPU index or random, got ${show(i.input)}`), 0),
+  gpu: v.optional(
+    v.union([int(0, 63), v.literal("random")], (i) => `expected a GPU index or random, got ${show(i.input)}`),
+    0,
+  ),
   target: TargetSchema,
 });
 const Recover = strict({ target: TargetSchema, by: v.optional(oneOf(["reboot", "report"] as const, "recovery"), "reboot") });
@@ -562,14 +639,20 @@ const Jobs = strict({ pool: Name, count: int(1), duration: PositiveDuration, gpu
 const Outage = strict({
   provider: Text,
   error: v.optional(oneOf(OUTAGE_ERRORS, "provider error"), "capacity"),
-  calls: v.optional(v.array(oneOf(PROVIDER_CALLS, "provider call"), (i) => `expected a list of provider calls, got ${show(i.input)}`), ["launch"]),
+  calls: v.optional(
+    v.array(oneOf(PROVIDER_CALLS, "provider call"), (i) => `expected a list of provider calls, got ${show(i.input)}`),
+    ["launch"],
+  ),
   for: PositiveDuration,
   /** Only launches of this type, or in this region, fail (launches only). */
   instance_type: v.optional(Text),
   region: v.optional(Text),
 });
 const Restart = v.pipe(
-  v.custom<unknown>((x) => x === null || x === true || (isRecord(x) && Object.keys(x).length === 0), (i) => `expected nothing, true or {}, got ${show(i.input)}`),
+  v.custom<unknown>(
+    (x) => x === null || x === true || (isRecord(x) && Object.keys(x).length === 0),
+    (i) => `expected nothing, true or {}, got ${show(i.input)}`,
+  ),
   v.transform(() => ({})),
 );
 const BreakerReset = strict({ scope: v.optional(Text, "fleet") });
@@ -601,7 +684,10 @@ const EventSchema = v.pipe(
       if (known.includes(key)) continue;
       ok = false;
       const hint = suggest(key, known);
-      addIssue({ message: `unknown key "${key}"${hint || ` (an event is at, an optional note, and one of ${EVENT_KINDS.join(", ")})`}`, path: [{ type: "object", origin: "key", input: raw, key, value: raw[key] }] });
+      addIssue({
+        message: `unknown key "${key}"${hint || ` (an event is at, an optional note, and one of ${EVENT_KINDS.join(", ")})`}`,
+        path: [{ type: "object", origin: "key", input: raw, key, value: raw[key] }],
+      });
     }
     const time = v.safeParse(At, raw.at);
     if (!time.success) {
@@ -624,7 +710,8 @@ const EventSchema = v.pipe(
     const kind = kinds[0]!;
     const body = v.safeParse(ACTION_SCHEMAS[kind] as v.GenericSchema, raw[kind]);
     if (!body.success) {
-      for (const issue of body.issues) addIssue({ message: issue.message, path: [...at(kind), ...(issue.path ?? [])] as unknown as [v.IssuePathItem, ...v.IssuePathItem[]] });
+      for (const issue of body.issues)
+        addIssue({ message: issue.message, path: [...at(kind), ...(issue.path ?? [])] as unknown as [v.IssuePathItem, ...v.IssuePathItem[]] });
       return NEVER;
     }
     if (!ok || !time.success) return NEVER;
@@ -647,18 +734,31 @@ export const ScenarioSchema: v.GenericSchema<unknown, Scenario> = v.pipe(
     start: v.optional(StartTime),
     duration: PositiveDuration,
     fleet: Fleet,
-    node_types: v.optional(v.pipe(v.custom<Record<string, unknown>>(isRecord, (i) => `expected a mapping of node type name to { gpus, gpu_name }, got ${show(i.input)}`), v.record(v.string(), NodeType)), {}),
-    clouds: v.optional(v.pipe(v.custom<Record<string, unknown>>(isRecord, (i) => `expected a mapping of provider type to cloud settings, got ${show(i.input)}`), v.record(v.string(), Cloud)), {}),
+    node_types: v.optional(
+      v.pipe(
+        v.custom<Record<string, unknown>>(isRecord, (i) => `expected a mapping of node type name to { gpus, gpu_name }, got ${show(i.input)}`),
+        v.record(v.string(), NodeType),
+      ),
+      {},
+    ),
+    clouds: v.optional(
+      v.pipe(
+        v.custom<Record<string, unknown>>(isRecord, (i) => `expected a mapping of provider type to cloud settings, got ${show(i.input)}`),
+        v.record(v.string(), Cloud),
+      ),
+      {},
+    ),
     workload: v.optional(Workload, {}),
     chaos: v.optional(Chaos),
     sim: v.optional(Sim, {}),
-    events: v.optional(v.array(EventSchema, (i) => `expected a list of events, got ${show(i.input)}`), []),
+    events: v.optional(
+      v.array(EventSchema, (i) => `expected a list of events, got ${show(i.input)}`),
+      [],
+    ),
   }),
   v.transform((s): Scenario => {
     const duration = s.duration;
-    const events = s.events
-      .map((e, index) => ({ ...e, index, at: e.at < 0 ? duration : e.at }))
-      .sort((a, b) => a.at - b.at || a.index - b.index);
+    const events = s.events.map((e, index) => ({ ...e, index, at: e.at < 0 ? duration : e.at })).sort((a, b) => a.at - b.at || a.index - b.index);
     const sim: SimSettings = { ...s.sim, sample_every: s.sim.sample_every ?? defaultSampleEvery(duration) };
     return {
       name: s.name,
@@ -684,4 +784,11 @@ export function defaultSampleEvery(duration: Millis): Millis {
 }
 
 /** Default settings of a cloud nobody described. */
-export const DEFAULT_CLOUD: CloudSpec = { launch_latency: 3 * 60_000, launch_jitter: 0, capacity: {}, error_rate: 0, reboot_latency: 5 * 60_000, reboot_fixes: 0.8 };
+export const DEFAULT_CLOUD: CloudSpec = {
+  launch_latency: 3 * 60_000,
+  launch_jitter: 0,
+  capacity: {},
+  error_rate: 0,
+  reboot_latency: 5 * 60_000,
+  reboot_fixes: 0.8,
+};

@@ -11,7 +11,7 @@ import { accept, isRecord, oneOf, show, strict } from "./shapes.ts";
 
 // ───────────────────────────── durations ─────────────────────────────
 
-const GO_UNITS_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, "μs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const GO_UNITS_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const GO_DURATION = /^(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$/;
 
 /**
@@ -183,11 +183,34 @@ export type UpstreamConfig = v.InferOutput<typeof UpstreamConfigSchema>;
 /** The keys upstream knew, per place in the file (everything else it ignored). */
 export const UPSTREAM_KEYS = {
   top: ["server", "providers", "pools", "defaults"],
-  server: ["address", "external_address", "heartbeat_interval", "heartbeat_timeout", "health_check_interval", "autoscale_interval", "health_policy", "notifier"],
+  server: [
+    "address",
+    "external_address",
+    "heartbeat_interval",
+    "heartbeat_timeout",
+    "health_check_interval",
+    "autoscale_interval",
+    "health_policy",
+    "notifier",
+  ],
   provider: ["type", "api_key_env", "project", "zone", "region", "gpu_count"],
   pool: [
-    "provider", "providers", "strategy", "instance_type", "region", "zones", "ssh_keys", "min_nodes", "max_nodes", "cooldown",
-    "autoscaling", "health", "labels", "setup_commands", "ssh_user", "ssh_private_key_path",
+    "provider",
+    "providers",
+    "strategy",
+    "instance_type",
+    "region",
+    "zones",
+    "ssh_keys",
+    "min_nodes",
+    "max_nodes",
+    "cooldown",
+    "autoscaling",
+    "health",
+    "labels",
+    "setup_commands",
+    "ssh_user",
+    "ssh_private_key_path",
   ],
   poolProvider: ["name", "priority", "weight", "regions", "instance_type"],
   autoscaling: ["type", "scale_up_at", "scale_down_at", "jobs_per_node", "schedule", "fallback", "lookback_window", "growth_factor", "mode", "autoscalers"],

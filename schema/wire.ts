@@ -51,17 +51,18 @@ function between(min: number, max: number, unit = "") {
 
 const NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$/i;
 
-export const NodeId = v.pipe(
-  v.string(),
-  v.regex(NAME_PATTERN, "must be 1–253 letters, digits, '.', '_' or '-', starting and ending with a letter or digit"),
-);
+export const NodeId = v.pipe(v.string(), v.regex(NAME_PATTERN, "must be 1–253 letters, digits, '.', '_' or '-', starting and ending with a letter or digit"));
 export const BootId = v.pipe(v.string(), v.minLength(1), v.maxLength(64));
 const ShortText = v.pipe(v.string(), v.maxLength(256));
 const Count = whole(0);
 const GpuIndex = whole(0, MAX_GPUS - 1);
 const HeartbeatIntervalSeconds = between(HEARTBEAT_INTERVAL_SECONDS.min, HEARTBEAT_INTERVAL_SECONDS.max, " seconds");
 // A real calendar day too: valibot's pattern alone lets 2026-02-31 through, which Date.parse rolls over.
-const IsoTime = v.pipe(v.string(), v.isoTimestamp("must be an ISO-8601 timestamp"), v.check(isRealIsoTime, "must be an ISO-8601 timestamp of a real date and time"));
+const IsoTime = v.pipe(
+  v.string(),
+  v.isoTimestamp("must be an ISO-8601 timestamp"),
+  v.check(isRealIsoTime, "must be an ISO-8601 timestamp of a real date and time"),
+);
 
 /** Health verdicts, worst last. */
 export const SEVERITIES = ["healthy", "degraded", "unhealthy"] as const;
@@ -227,10 +228,7 @@ export const EventBatch = v.pipe(
     nodeId: NodeId,
     events: v.pipe(v.array(HealthEvent), v.minLength(1), v.maxLength(MAX_EVENTS_PER_BATCH)),
   }),
-  v.check(
-    (batch) => batch.events.every((e, i) => i === 0 || e.seq > batch.events[i - 1]!.seq),
-    "events must be in strictly increasing seq order",
-  ),
+  v.check((batch) => batch.events.every((e, i) => i === 0 || e.seq > batch.events[i - 1]!.seq), "events must be in strictly increasing seq order"),
 );
 export type EventBatch = v.InferOutput<typeof EventBatch>;
 

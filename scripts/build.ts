@@ -65,7 +65,5 @@ for (const target of targets) {
     process.exit(1);
   }
   const size = statSync(`${root}dist/${target.name}`).size;
-  console.log(
-    `built dist/${target.name} (${(size / 2 ** 20).toFixed(1)} MiB) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
-  );
+  console.log(`built dist/${target.name} (${(size / 2 ** 20).toFixed(1)} MiB) in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }

@@ -118,7 +118,12 @@ function baseEntries(debs: string[]): Entry[] {
       dir("etc"),
       { path: "etc/group", type: "file", mode: 0o644, data: text(`root:x:0:\nnavarch:x:${NAVARCH_UID}:\n`) },
       { path: "etc/nsswitch.conf", type: "file", mode: 0o644, data: text("passwd: files\ngroup: files\nhosts: files dns\n") },
-      { path: "etc/passwd", type: "file", mode: 0o644, data: text(`root:x:0:0:root:/root:/sbin/nologin\nnavarch:x:${NAVARCH_UID}:${NAVARCH_UID}:navarch:/var/lib/navarch:/sbin/nologin\n`) },
+      {
+        path: "etc/passwd",
+        type: "file",
+        mode: 0o644,
+        data: text(`root:x:0:0:root:/root:/sbin/nologin\nnavarch:x:${NAVARCH_UID}:${NAVARCH_UID}:navarch:/var/lib/navarch:/sbin/nologin\n`),
+      },
       dir("etc/ssl"),
       dir("etc/ssl/certs"),
       { path: "etc/ssl/certs/ca-certificates.crt", type: "file", mode: 0o644, data: text(bundle) },
@@ -285,18 +290,28 @@ function main(): void {
   };
   const [navarch, node] = [binary("navarch"), binary("navarch-node")];
   // Reproducible: the commit's time (or SOURCE_DATE_EPOCH) for every file and the image's creation.
-  const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? (spawnSync("git", ["log", "-1", "--format=%ct"], { cwd: ROOT, encoding: "utf8" }).stdout.trim() || "0"));
+  const epoch = Number(
+    process.env.SOURCE_DATE_EPOCH ?? (spawnSync("git", ["log", "-1", "--format=%ct"], { cwd: ROOT, encoding: "utf8" }).stdout.trim() || "0"),
+  );
   const created = new Date(epoch * 1000).toISOString().replace(/\.000Z$/, "Z");
   const started = performance.now();
   const { files, versions } = fetchDebs();
   const base = tar(baseEntries(files), epoch);
-  const baseLayer = { tar: base, createdBy: `base: ${Object.entries(versions).map(([p, v]) => `${p} ${v}`).join(", ")} (Debian); passwd, group, CA bundle` };
+  const baseLayer = {
+    tar: base,
+    createdBy: `base: ${Object.entries(versions)
+      .map(([p, v]) => `${p} ${v}`)
+      .join(", ")} (Debian); passwd, group, CA bundle`,
+  };
   const labels = {
     "org.opencontainers.image.version": tag,
     "org.opencontainers.image.description": "Navarch: a GPU fleet reconciler and its node agent",
-    "org.opencontainers.image.base.name": `debian:bookworm ${Object.entries(versions).map(([p, v]) => `${p}=${v}`).join(" ")}`,
+    "org.opencontainers.image.base.name": `debian:bookworm ${Object.entries(versions)
+      .map(([p, v]) => `${p}=${v}`)
+      .join(" ")}`,
   };
-  const dirs = (...list: [string, number, number?][]): Entry[] => list.map(([path, mode, uid]) => ({ path, type: "dir" as const, mode, ...(uid ? { uid, gid: uid } : {}) }));
+  const dirs = (...list: [string, number, number?][]): Entry[] =>
+    list.map(([path, mode, uid]) => ({ path, type: "dir" as const, mode, ...(uid ? { uid, gid: uid } : {}) }));
   const PATH = "PATH=/usr/local/bin:/usr/bin:/bin";
   const SSL = "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt";
   const images: ImageSpec[] = [
@@ -358,9 +373,13 @@ function main(): void {
   ];
   for (const spec of images) {
     const { dir, bytes } = writeImage(out, spec, tag, created, labels);
-    process.stdout.write(`${relative(process.cwd(), dir) || dir}: ${spec.title} ${tag}, ${(bytes / 2 ** 20).toFixed(1)} MiB compressed (base ${(base.length / 2 ** 20).toFixed(1)} MiB unpacked)\n`);
+    process.stdout.write(
+      `${relative(process.cwd(), dir) || dir}: ${spec.title} ${tag}, ${(bytes / 2 ** 20).toFixed(1)} MiB compressed (base ${(base.length / 2 ** 20).toFixed(1)} MiB unpacked)\n`,
+    );
   }
-  process.stdout.write(`images built in ${((performance.now() - started) / 1000).toFixed(1)} s; push with: skopeo copy oci:${relative(process.cwd(), out) || out}/navarch-node:${tag} docker://REGISTRY/navarch/node:${tag}\n`);
+  process.stdout.write(
+    `images built in ${((performance.now() - started) / 1000).toFixed(1)} s; push with: skopeo copy oci:${relative(process.cwd(), out) || out}/navarch-node:${tag} docker://REGISTRY/navarch/node:${tag}\n`,
+  );
 }
 
 if (import.meta.main) main();

@@ -24,7 +24,14 @@ afterEach(async () => {
 async function reconciler(): Promise<Reconciler> {
   const dataDir = tempDir();
   const rec = await startReconciler(
-    { host: "127.0.0.1", port: 0, dataDir, databaseUrl: `file:${dataDir}/navarch.db`, authTokenEnv: "NAVARCH_CREDENTIAL_TEST_TOKEN", heartbeatIntervalSeconds: 1 },
+    {
+      host: "127.0.0.1",
+      port: 0,
+      dataDir,
+      databaseUrl: `file:${dataDir}/navarch.db`,
+      authTokenEnv: "NAVARCH_CREDENTIAL_TEST_TOKEN",
+      heartbeatIntervalSeconds: 1,
+    },
     () => undefined,
   );
   cleanups.push(() => rec.stop());
@@ -70,7 +77,10 @@ describe("agent credentials", () => {
     // Stored hashed, never in plain text; the bootstrap token is spent.
     const [row] = await rec.store.db.select().from(nodeCredentials).where(eq(nodeCredentials.nodeId, "cred-1"));
     expect(row?.tokenHash).toBe(hashToken(credential));
-    const [spent] = await rec.store.db.select().from(bootstrapTokens).where(eq(bootstrapTokens.tokenHash, hashToken(token)));
+    const [spent] = await rec.store.db
+      .select()
+      .from(bootstrapTokens)
+      .where(eq(bootstrapTokens.tokenHash, hashToken(token)));
     expect(spent?.usedAt).not.toBeNull();
     const beat = await heartbeatOf(rec, "cred-1");
     await waitFor("a heartbeat with the credential", async () => ((await heartbeatOf(rec, "cred-1")) > beat ? true : undefined), 5000);

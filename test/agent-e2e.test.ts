@@ -120,9 +120,15 @@ describe("compiled agent with the fake libnvidia-ml", () => {
       return n?.node.agentHealth ? n : undefined;
     });
     a.inject("xid 2 48");
-    appendFileSync(a.kmsg, `3,1201,${Date.now() * 1000},-;NVRM: Xid (${kmsgPci(d.gpus[2]!.pciBusId)}): 48, pid=4242, name=python3, An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at partition 6, subpartition 0.\n`);
+    appendFileSync(
+      a.kmsg,
+      `3,1201,${Date.now() * 1000},-;NVRM: Xid (${kmsgPci(d.gpus[2]!.pciBusId)}): 48, pid=4242, name=python3, An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at partition 6, subpartition 0.\n`,
+    );
     // kmsg alone for another code on another GPU: still one event, joined to its GPU.
-    appendFileSync(a.kmsg, `3,1202,${Date.now() * 1000},-;NVRM: Xid (${kmsgPci(d.gpus[5]!.pciBusId)}): 94, pid=4243, name=python3, Contained: SM (0x1). RST: No, D-RST: No\n`);
+    appendFileSync(
+      a.kmsg,
+      `3,1202,${Date.now() * 1000},-;NVRM: Xid (${kmsgPci(d.gpus[5]!.pciBusId)}): 94, pid=4243, name=python3, Contained: SM (0x1). RST: No, D-RST: No\n`,
+    );
     await eventMatching("fake-join", (e) => e.code === "94", "Xid 94 from kmsg");
     await Bun.sleep(1000);
     const events = (await detail("fake-join"))!.events;
@@ -180,7 +186,10 @@ describe("compiled agent with the fake libnvidia-ml", () => {
     // Still serving: heartbeats keep arriving and kmsg Xids are still reported.
     const beat = (await detail("fake-hang"))!.node.lastHeartbeatAt;
     await waitFor("a heartbeat while NVML hangs", async () => (((await detail("fake-hang"))?.node.lastHeartbeatAt ?? 0) > beat ? true : undefined), 5000);
-    appendFileSync(a.kmsg, `3,1300,${Date.now() * 1000},-;NVRM: Xid (${kmsgPci(d.gpus[0]!.pciBusId)}): 119, pid=1, name=x, Timeout after 6s of waiting for RPC response from GPU0 GSP!\n`);
+    appendFileSync(
+      a.kmsg,
+      `3,1300,${Date.now() * 1000},-;NVRM: Xid (${kmsgPci(d.gpus[0]!.pciBusId)}): 119, pid=1, name=x, Timeout after 6s of waiting for RPC response from GPU0 GSP!\n`,
+    );
     await eventMatching("fake-hang", (e) => e.code === "119", "Xid 119 from kmsg during the hang");
     a.inject("hang nvmlDeviceGetPowerUsage 0");
     await eventMatching("fake-hang", (e) => e.check === "nvml" && e.severity === "healthy", "recovery after the hang");

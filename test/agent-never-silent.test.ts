@@ -60,10 +60,14 @@ async function eventMatching(nodeId: string, pred: (e: StoredEvent) => boolean, 
 }
 
 async function checked(nodeId: string): Promise<Detail> {
-  return waitFor(`${nodeId} registered and checked`, async () => {
-    const d = await detail(nodeId);
-    return d?.node.agentHealth ? d : undefined;
-  }, 20_000);
+  return waitFor(
+    `${nodeId} registered and checked`,
+    async () => {
+      const d = await detail(nodeId);
+      return d?.node.agentHealth ? d : undefined;
+    },
+    20_000,
+  );
 }
 
 function run(cmd: string[]): number {
@@ -169,11 +173,15 @@ describe("a backlog larger than the body limit", () => {
     expect(statSync(join(dir, "events.jsonl")).size).toBeGreaterThan(1024 * 1024);
     const a = startFakeAgent(nodeId);
     await waitFor("a heartbeat", async () => ((await detail(nodeId))?.node.lastHeartbeatAt ? true : undefined), 15_000);
-    const events = await waitFor("all 300 events", async () => {
-      const d = await detail(nodeId);
-      const xids = d?.events.filter((e) => e.check === "xid") ?? [];
-      return xids.length >= 300 ? xids : undefined;
-    }, 30_000);
+    const events = await waitFor(
+      "all 300 events",
+      async () => {
+        const d = await detail(nodeId);
+        const xids = d?.events.filter((e) => e.check === "xid") ?? [];
+        return xids.length >= 300 ? xids : undefined;
+      },
+      30_000,
+    );
     expect(new Set(events.map((e) => e.code)).size).toBe(300);
     a.proc.kill("SIGKILL");
   }, 60_000);
@@ -235,19 +243,23 @@ describe("a server that is not the reconciler", () => {
       },
     });
     try {
-      const proc = fleet.start("proxied", [
-        fleet.navarchNode,
-        "--server",
-        `http://agent:s3cr3t-pw@127.0.0.1:${proxy.port}/navarch`,
-        "--node-id",
+      const proc = fleet.start(
         "proxied",
-        "--state-dir",
-        stateDirOf("proxied"),
-        "--kmsg-path",
-        "none",
-        "--nvml-library",
-        "/nonexistent/libnvidia-ml.so.1",
-      ], { NAVARCH_AUTH_TOKEN: fleet.token });
+        [
+          fleet.navarchNode,
+          "--server",
+          `http://agent:s3cr3t-pw@127.0.0.1:${proxy.port}/navarch`,
+          "--node-id",
+          "proxied",
+          "--state-dir",
+          stateDirOf("proxied"),
+          "--kmsg-path",
+          "none",
+          "--nvml-library",
+          "/nonexistent/libnvidia-ml.so.1",
+        ],
+        { NAVARCH_AUTH_TOKEN: fleet.token },
+      );
       await waitFor("several attempts", () => (calls >= 4 ? true : undefined), 15_000);
       proc.kill("SIGTERM");
       await proc.exited;
@@ -278,4 +290,3 @@ describe("a GPU crossing its slowdown threshold", () => {
     a.proc.kill("SIGKILL");
   }, 40_000);
 });
-

@@ -164,7 +164,15 @@ describe("a reconciler that forgot", () => {
       snapshot: () => [],
       close: () => undefined,
     };
-    const agent = new Agent({ identity: { nodeId: "agent-1", hostname: "h", bootId: "boot-x" }, client: new ReconcilerClient(rec.url, "agent-test-token", 2000), spool: new Spool(stateDir), gpus, log: () => undefined, retryMinMs: 50, retryMaxMs: 200 });
+    const agent = new Agent({
+      identity: { nodeId: "agent-1", hostname: "h", bootId: "boot-x" },
+      client: new ReconcilerClient(rec.url, "agent-test-token", 2000),
+      spool: new Spool(stateDir),
+      gpus,
+      log: () => undefined,
+      retryMinMs: 50,
+      retryMaxMs: 200,
+    });
     agent.start();
     cleanups.push(() => agent.stop());
     await waitFor("registration", () => getNodeDetail(rec.store.db, "agent-1"));
@@ -182,10 +190,14 @@ describe("a reconciler that forgot", () => {
     rec = await reconciler(dataDir, port);
     cleanups.push(() => rec.stop());
     // Its next heartbeat shows the reconciler holds less than it acknowledged: it registers again.
-    const events = await waitFor("the open finding back", async () => {
-      const d = await getNodeDetail(rec.store.db, "agent-1");
-      return d?.events.some((e) => e.code === "79") ? d.events : undefined;
-    }, 10_000);
+    const events = await waitFor(
+      "the open finding back",
+      async () => {
+        const d = await getNodeDetail(rec.store.db, "agent-1");
+        return d?.events.some((e) => e.code === "79") ? d.events : undefined;
+      },
+      10_000,
+    );
     expect(events.map((e) => [e.seq, e.code, e.severity])).toEqual([[fatal.seq, "79", "unhealthy"]]);
   }, 30_000);
 });
@@ -236,7 +248,9 @@ describe("agent timers", () => {
     cleanups.push(() => agent.stop());
     await waitFor("the answer refused", () => (logs.some((l) => l.includes("heartbeatIntervalSeconds")) ? true : undefined), 5000);
     await Bun.sleep(500);
-    expect(logs[0]).toContain(`POST http://127.0.0.1:${server.port}/v1/register: unexpected answer from the reconciler (heartbeatIntervalSeconds: must be a number from 1 to 3600 seconds, got 2160000)`);
+    expect(logs[0]).toContain(
+      `POST http://127.0.0.1:${server.port}/v1/register: unexpected answer from the reconciler (heartbeatIntervalSeconds: must be a number from 1 to 3600 seconds, got 2160000)`,
+    );
     const delays = timers.mock.calls.map((call) => Number(call[1] ?? 0));
     expect(delays.filter((ms) => !(ms <= MAX_TIMER_MS))).toEqual([]);
     // Backing off (retryMaxMs 200), not spinning on a timer that fires at once.
@@ -245,11 +259,26 @@ describe("agent timers", () => {
 
   test("a flag that would overflow a timer is a usage error (64) naming the flag", async () => {
     const run = async (args: string[]) => {
-      const proc = Bun.spawn([BUN, join(REPO_ROOT, "agent/main.ts"), "--server", "127.0.0.1:1", "--kmsg-path", "none", "--nvml-library", "/nonexistent/libnvidia-ml.so.1", "--state-dir", tempDir(), ...args], {
-        env: { ...process.env, NAVARCH_AUTH_TOKEN: "agent-test-token" },
-        stdout: "pipe",
-        stderr: "pipe",
-      });
+      const proc = Bun.spawn(
+        [
+          BUN,
+          join(REPO_ROOT, "agent/main.ts"),
+          "--server",
+          "127.0.0.1:1",
+          "--kmsg-path",
+          "none",
+          "--nvml-library",
+          "/nonexistent/libnvidia-ml.so.1",
+          "--state-dir",
+          tempDir(),
+          ...args,
+        ],
+        {
+          env: { ...process.env, NAVARCH_AUTH_TOKEN: "agent-test-token" },
+          stdout: "pipe",
+          stderr: "pipe",
+        },
+      );
       // Without the bounds the agent would start and run on: stop it after a while.
       const timer = setTimeout(() => proc.kill(), 5000);
       const code = await proc.exited;

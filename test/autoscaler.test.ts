@@ -149,12 +149,30 @@ describe("reactive", () => {
   test.each([
     { name: "86% ≥ 80: one node", util: 86, total: 10, desired: 11, reason: "GPU utilisation 86% ≥ scale_up_threshold 80%: 10 → 11" },
     { name: "exactly the threshold scales up", util: 80, total: 10, desired: 11, reason: "GPU utilisation 80% ≥ scale_up_threshold 80%: 10 → 11" },
-    { name: "100%: proportional step", util: 100, total: 10, desired: 13, reason: "GPU utilisation 100% ≥ scale_up_threshold 80%: 10 → 13 (13 nodes bring it under 80%)" },
+    {
+      name: "100%: proportional step",
+      util: 100,
+      total: 10,
+      desired: 13,
+      reason: "GPU utilisation 100% ≥ scale_up_threshold 80%: 10 → 13 (13 nodes bring it under 80%)",
+    },
     { name: "fractional utilisation", util: 95.5, total: 4, desired: 5, reason: "GPU utilisation 95.5% ≥ scale_up_threshold 80%: 4 → 5" },
-    { name: "dead band: hold", util: 50, total: 10, desired: 10, reason: "GPU utilisation 50% between scale_down_threshold 20% and scale_up_threshold 80%: hold at 10" },
+    {
+      name: "dead band: hold",
+      util: 50,
+      total: 10,
+      desired: 10,
+      reason: "GPU utilisation 50% between scale_down_threshold 20% and scale_up_threshold 80%: hold at 10",
+    },
     { name: "15% ≤ 20: one node down", util: 15, total: 10, desired: 9, reason: "GPU utilisation 15% ≤ scale_down_threshold 20%: 10 → 9" },
     { name: "0%: still one at a time", util: 0, total: 10, desired: 9, reason: "GPU utilisation 0% ≤ scale_down_threshold 20%: 10 → 9" },
-    { name: "down to min, not below", util: 0, total: 2, desired: 2, reason: "GPU utilisation 0% ≤ scale_down_threshold 20%: 2 → 1; clamped to min_nodes 2: hold at 2" },
+    {
+      name: "down to min, not below",
+      util: 0,
+      total: 2,
+      desired: 2,
+      reason: "GPU utilisation 0% ≤ scale_down_threshold 20%: 2 → 1; clamped to min_nodes 2: hold at 2",
+    },
     { name: "up to max, not above", util: 99, total: 50, desired: 50, reason: "clamped to max_nodes 50: hold at 50" },
   ])("$name", ({ util, total, desired, reason }) => {
     const d = decide(pool(REACTIVE), metrics(total, { gpuUtilization: util }));
@@ -196,9 +214,30 @@ describe("reactive", () => {
 
 describe("queue (depth = pending + running)", () => {
   test.each([
-    { name: "20 jobs / 8 per node", pending: 12, running: 8, total: 2, desired: 3, reason: "queue depth 20 (12 pending + 8 running) / jobs_per_node 8 → 3 node(s): 2 → 3" },
-    { name: "exact multiple", pending: 16, running: 0, total: 2, desired: 2, reason: "queue depth 16 (16 pending + 0 running) / jobs_per_node 8 → 2 node(s): hold at 2" },
-    { name: "running jobs count", pending: 0, running: 40, total: 10, desired: 5, reason: "queue depth 40 (0 pending + 40 running) / jobs_per_node 8 → 5 node(s): 10 → 5" },
+    {
+      name: "20 jobs / 8 per node",
+      pending: 12,
+      running: 8,
+      total: 2,
+      desired: 3,
+      reason: "queue depth 20 (12 pending + 8 running) / jobs_per_node 8 → 3 node(s): 2 → 3",
+    },
+    {
+      name: "exact multiple",
+      pending: 16,
+      running: 0,
+      total: 2,
+      desired: 2,
+      reason: "queue depth 16 (16 pending + 0 running) / jobs_per_node 8 → 2 node(s): hold at 2",
+    },
+    {
+      name: "running jobs count",
+      pending: 0,
+      running: 40,
+      total: 10,
+      desired: 5,
+      reason: "queue depth 40 (0 pending + 40 running) / jobs_per_node 8 → 5 node(s): 10 → 5",
+    },
     { name: "empty queue: min_nodes", pending: 0, running: 0, total: 4, desired: 2, reason: "→ 0 node(s): 4 → 0; clamped to min_nodes 2: 4 → 2" },
     { name: "huge queue: max_nodes", pending: 1000, running: 0, total: 10, desired: 50, reason: "→ 125 node(s): 10 → 125; clamped to max_nodes 50: 10 → 50" },
   ])("$name", ({ pending, running, total, desired, reason }) => {
@@ -290,7 +329,12 @@ describe("scheduled", () => {
   });
 
   test("the fallback with no opinion: current, clamped into the window's bounds", () => {
-    const s: ScheduledAutoscalerConfig = { type: "scheduled", timezone: "UTC", windows: [{ days: ["wed"], start: "00:00", end: "23:59", min_nodes: 6 }], fallback: REACTIVE };
+    const s: ScheduledAutoscalerConfig = {
+      type: "scheduled",
+      timezone: "UTC",
+      windows: [{ days: ["wed"], start: "00:00", end: "23:59", min_nodes: 6 }],
+      fallback: REACTIVE,
+    };
     const d = decide(pool(s), metrics(3), T0);
     expect(d.desired).toBe(6);
     expect(d.reason).toContain("fallback reactive has no opinion [GPU utilisation unknown");
@@ -302,7 +346,12 @@ describe("scheduled", () => {
     expect(d.desired).toBe(50);
     expect(d.reason).toContain("bounds [50, 50] (window min_nodes 80 clamped to the pool's max_nodes 50)");
 
-    const narrow: ScheduledAutoscalerConfig = { type: "scheduled", timezone: "UTC", windows: [{ days: ["wed"], start: "08:00", end: "20:00", max_nodes: 1 }], fallback: QUEUE8 };
+    const narrow: ScheduledAutoscalerConfig = {
+      type: "scheduled",
+      timezone: "UTC",
+      windows: [{ days: ["wed"], start: "08:00", end: "20:00", max_nodes: 1 }],
+      fallback: QUEUE8,
+    };
     const n = decide(pool(narrow), metrics(10, { queue: { pending: 100, running: 0 } }), T0);
     expect(n.desired).toBe(2);
     expect(n.reason).toContain("bounds [2, 2] (window max_nodes 1 clamped to the pool's min_nodes 2)");
@@ -336,7 +385,12 @@ describe("scheduled", () => {
   });
 
   test("inside a window, a fallback's move within its bounds is held by cooldown; the lower bound is restored", () => {
-    const s: ScheduledAutoscalerConfig = { type: "scheduled", timezone: "UTC", windows: [{ days: ["wed"], start: "08:00", end: "20:00", min_nodes: 4 }], fallback: QUEUE8 };
+    const s: ScheduledAutoscalerConfig = {
+      type: "scheduled",
+      timezone: "UTC",
+      windows: [{ days: ["wed"], start: "08:00", end: "20:00", min_nodes: 4 }],
+      fallback: QUEUE8,
+    };
     const state = { lastScaleAt: T0 - MIN };
     const d = decide(pool(s), metrics(2, { queue: { pending: 80, running: 0 } }), T0, state);
     expect(d).toMatchObject({ desired: 4, cooldown: { held: true, wanted: 10 } });
@@ -417,7 +471,11 @@ describe("predictive", () => {
   });
 
   test("samples older than lookback_window or after now are ignored", () => {
-    const history = [{ at: T0 - 3 * HOUR, ready: 100, utilization: 100 }, ...series([10, 12, 14, 16, 18, 20, 22]), { at: T0 + MIN, ready: 1000, utilization: 50 }];
+    const history = [
+      { at: T0 - 3 * HOUR, ready: 100, utilization: 100 },
+      ...series([10, 12, 14, 16, 18, 20, 22]),
+      { at: T0 + MIN, ready: 1000, utilization: 50 },
+    ];
     expect(decide(pool(predictive()), metrics(20, { history })).desired).toBe(23);
   });
 
@@ -461,7 +519,10 @@ describe("composite", () => {
   });
 
   test("avg rounds up", () => {
-    const d = decide(pool({ type: "composite", mode: "avg", autoscalers: [REACTIVE, QUEUE8] }), metrics(10, { gpuUtilization: 86, queue: { pending: 32, running: 0 } }));
+    const d = decide(
+      pool({ type: "composite", mode: "avg", autoscalers: [REACTIVE, QUEUE8] }),
+      metrics(10, { gpuUtilization: 86, queue: { pending: 32, running: 0 } }),
+    );
     expect(d.desired).toBe(8); // (11 + 4) / 2 = 7.5
   });
 
@@ -501,7 +562,13 @@ describe("idle (Velda's AgentPool)", () => {
   test.each([
     { name: "0 idle < min_idle 2: up by 2", idle: idleNodes(), total: 6, desired: 8, reason: "0 idle < min_idle 2: 6 → 8" },
     { name: "1 idle < min_idle 2: up by 1", idle: idleNodes(30), total: 6, desired: 7, reason: "1 idle < min_idle 2: 6 → 7" },
-    { name: "2 idle = min_idle, decayed or not: hold", idle: idleNodes(30, 30), total: 6, desired: 6, reason: "2 idle within [min_idle 2, max_idle 4]: hold at 6" },
+    {
+      name: "2 idle = min_idle, decayed or not: hold",
+      idle: idleNodes(30, 30),
+      total: 6,
+      desired: 6,
+      reason: "2 idle within [min_idle 2, max_idle 4]: hold at 6",
+    },
     {
       name: "3 idle, none idle for idle_decay yet: hold until the longest decays",
       idle: idleNodes(2, 6, 4),
@@ -574,20 +641,29 @@ describe("idle (Velda's AgentPool)", () => {
   });
 
   test("byLongestIdle: longest idle first, ties by id", () => {
-    const order = byLongestIdle([{ id: "b", idleSince: T0 - MIN }, { id: "a", idleSince: T0 - HOUR }, { id: "c", idleSince: T0 - MIN }]).map((n) => n.id);
+    const order = byLongestIdle([
+      { id: "b", idleSince: T0 - MIN },
+      { id: "a", idleSince: T0 - HOUR },
+      { id: "c", idleSince: T0 - MIN },
+    ]).map((n) => n.id);
     expect(order).toEqual(["a", "b", "c"]);
   });
 });
 
 describe("metrics history", () => {
   test("sampleOf records what the predictive scaler reads", () => {
-    expect(sampleOf(metrics(5, { nodes: { ready: 4 }, gpuUtilization: 70, queue: { pending: 3, running: 9 } }), T0)).toEqual({ at: T0, ready: 4, utilization: 70, queueDepth: 12 });
+    expect(sampleOf(metrics(5, { nodes: { ready: 4 }, gpuUtilization: 70, queue: { pending: 3, running: 9 } }), T0)).toEqual({
+      at: T0,
+      ready: 4,
+      utilization: 70,
+      queueDepth: 12,
+    });
     expect(sampleOf(metrics(5), T0)).toEqual({ at: T0, ready: 5 });
   });
 
   test("sampleSpacing keeps a lookback window within MAX_HISTORY_SAMPLES", () => {
     expect(sampleSpacing(HOUR)).toBe(2.5 * SEC);
-    expect(168 * HOUR / sampleSpacing(168 * HOUR)).toBe(MAX_HISTORY_SAMPLES);
+    expect((168 * HOUR) / sampleSpacing(168 * HOUR)).toBe(MAX_HISTORY_SAMPLES);
   });
 
   test("historyLookback: the longest predictive lookback in the tree, 0 without one", () => {

@@ -45,14 +45,25 @@ async function loop(yaml: string, source?: MetricsSource) {
   const cloud = new SimulatedCloud({ name: "local", now, launchLatencyMs: 30_000 });
   const agents = new SimulatedAgents(store.db, cloud, now);
   let current = config(yaml);
-  const make = () => new Reconciler({ store, config: current, providers: new Map([["local", cloud]]), policy: defaultHealthPolicy(), now, ...(source ? { metricsSource: source } : {}) });
+  const make = () =>
+    new Reconciler({
+      store,
+      config: current,
+      providers: new Map([["local", cloud]]),
+      policy: defaultHealthPolicy(),
+      now,
+      ...(source ? { metricsSource: source } : {}),
+    });
   let reconciler = make();
   const step = async (ms = 5 * SEC) => {
     clock += ms;
     await agents.tick();
     return reconciler.pass();
   };
-  const launched = async () => (await store.db.select().from(nodes)).filter((n) => n.origin === "launched" && isIn("inPool", n.state)).sort((a, b) => a.requestedAt! - b.requestedAt! || (a.id < b.id ? -1 : 1));
+  const launched = async () =>
+    (await store.db.select().from(nodes))
+      .filter((n) => n.origin === "launched" && isIn("inPool", n.state))
+      .sort((a, b) => a.requestedAt! - b.requestedAt! || (a.id < b.id ? -1 : 1));
   const idle = async () => new Map((await store.db.select().from(nodeIdle)).map((r) => [r.nodeId, r.idleSince]));
   return {
     store,
@@ -82,13 +93,26 @@ async function loop(yaml: string, source?: MetricsSource) {
     processOnly: async (nodeId: string) => {
       const gpus = Array.from({ length: agents.gpuCount(nodeId) }, (_, index) => ({ index, utilizationPct: 0, processCount: index === 0 ? 1 : 0 }));
       const [row] = await store.db.select().from(nodes).where(eq(nodes.id, nodeId));
-      await recordHeartbeat(store.db, { nodeId, bootId: row!.bootId!, sentAt: new Date(clock).toISOString(), nvml: { available: true }, health: { checked: true, worst: "healthy", openIncidents: 0 }, gpus }, now);
+      await recordHeartbeat(
+        store.db,
+        {
+          nodeId,
+          bootId: row!.bootId!,
+          sentAt: new Date(clock).toISOString(),
+          nvml: { available: true },
+          health: { checked: true, worst: "healthy", openIncidents: 0 },
+          gpus,
+        },
+        now,
+      );
     },
   };
 }
 
 const IDLE = (minNodes: number, minIdle: number, maxIdle: number, decay: string) =>
-  pool(`      min_nodes: ${minNodes}\n      max_nodes: 6\n      cooldown_period: 0s\n      autoscaler: { type: idle, min_idle: ${minIdle}, max_idle: ${maxIdle}, idle_decay: ${decay} }\n`);
+  pool(
+    `      min_nodes: ${minNodes}\n      max_nodes: 6\n      cooldown_period: 0s\n      autoscaler: { type: idle, min_idle: ${minIdle}, max_idle: ${maxIdle}, idle_decay: ${decay} }\n`,
+  );
 
 describe("idle time per node", () => {
   test("is recorded from the readings, cleared by work (utilisation or a GPU process), and kept across a restart", async () => {
@@ -180,13 +204,19 @@ describe("a metrics source", () => {
   test("feeds the autoscaler; a source that fails is recorded on the pool and exported, and the pool holds", async () => {
     let answer: SourcedMetrics = { queue: { pending: 3, running: 0 } };
     const source: MetricsSource = { name: "fake", poolMetrics: async () => answer };
-    const f = await loop(SERVER + pool("      min_nodes: 1\n      max_nodes: 4\n      cooldown_period: 0s\n      autoscaler: { type: queue, jobs_per_node: 1 }\n"), source);
+    const f = await loop(
+      SERVER + pool("      min_nodes: 1\n      max_nodes: 4\n      cooldown_period: 0s\n      autoscaler: { type: queue, jobs_per_node: 1 }\n"),
+      source,
+    );
     await f.until(async () => (await f.launched()).length === 3);
-    const failing = async () => (await createMetrics(f.store.db).render()).split("\n").find((l) => l.startsWith('navarch_pool_metrics_source_failing{pool="p"}'));
+    const failing = async () =>
+      (await createMetrics(f.store.db).render()).split("\n").find((l) => l.startsWith('navarch_pool_metrics_source_failing{pool="p"}'));
     expect(await failing()).toBe('navarch_pool_metrics_source_failing{pool="p"} 0');
     answer = { problems: ["prometheus: queue_pending (sum(jobs)): no answer within 5s"] };
     for (let i = 0; i < 10; i++) await f.step(30 * SEC);
-    expect((await f.store.db.select().from(pools).where(eq(pools.name, "p")))[0]!.metricsError).toBe("prometheus: queue_pending (sum(jobs)): no answer within 5s");
+    expect((await f.store.db.select().from(pools).where(eq(pools.name, "p")))[0]!.metricsError).toBe(
+      "prometheus: queue_pending (sum(jobs)): no answer within 5s",
+    );
     expect(await failing()).toBe('navarch_pool_metrics_source_failing{pool="p"} 1');
     expect((await f.launched()).length).toBe(3);
     answer = { queue: { pending: 0, running: 1 } };
@@ -197,7 +227,12 @@ describe("a metrics source", () => {
 
 describe("between autoscale ticks", () => {
   test("only the bounds apply, and the log and audit say so (not 'no autoscaler')", async () => {
-    const f = await loop(SERVER + pool("      min_nodes: 2\n      max_nodes: 6\n      cooldown_period: 0s\n      autoscaler: { type: reactive, scale_up_threshold: 80, scale_down_threshold: 20 }\n"));
+    const f = await loop(
+      SERVER +
+        pool(
+          "      min_nodes: 2\n      max_nodes: 6\n      cooldown_period: 0s\n      autoscaler: { type: reactive, scale_up_threshold: 80, scale_down_threshold: 20 }\n",
+        ),
+    );
     await f.until(async () => (await f.launched()).filter((n) => n.state === "ready").length === 2);
     // Right after a tick, a node leaves the pool (a launch that failed, a machine removed by hand):
     // min_nodes is restored before the next tick, by the bounds alone.
@@ -205,7 +240,9 @@ describe("between autoscale ticks", () => {
     const [gone] = await f.launched();
     await f.store.db.update(nodes).set({ state: "failed", stateReason: "removed by hand" }).where(eq(nodes.id, gone!.id));
     await f.pass(SEC);
-    const reasons = (await f.store.db.select().from(auditLog)).filter((a) => a.action === "scale").map((a) => String((a.details as { reason?: string }).reason));
+    const reasons = (await f.store.db.select().from(auditLog))
+      .filter((a) => a.action === "scale")
+      .map((a) => String((a.details as { reason?: string }).reason));
     expect(reasons.some((r) => r.startsWith("between reactive autoscaler ticks (every 30s), bounds only; clamped to min_nodes 2"))).toBe(true);
     expect(reasons.filter((r) => r.startsWith("no autoscaler"))).toEqual([]);
   });

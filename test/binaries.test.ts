@@ -15,7 +15,9 @@ const getNode = (id: string) => fleet.api<NodeDetail>(`/v1/nodes/${id}`);
 
 beforeAll(async () => {
   fleet = await CompiledFleet.create();
-  fleet.writeConfig("pools:\n  - name: smoke\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: 0\n      max_nodes: 2\n");
+  fleet.writeConfig(
+    "pools:\n  - name: smoke\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: 0\n      max_nodes: 2\n",
+  );
 }, 240_000);
 
 afterAll(() => fleet.stop());
@@ -38,7 +40,10 @@ describe("compiled binaries from a directory with no node_modules", () => {
     const good = await fleet.run([fleet.navarch, "config", "check", "complete.yaml"]);
     expect(good.code).toBe(0);
     expect(good.stdout).toContain("inference");
-    writeFileSync(join(fleet.dir, "bad.yaml"), "pools:\n  - name: a\n    provider: lambda\n    instance_type: x\n    region: r\n    scaling:\n      min_nodes: 4\n      max_nodes: 2\n");
+    writeFileSync(
+      join(fleet.dir, "bad.yaml"),
+      "pools:\n  - name: a\n    provider: lambda\n    instance_type: x\n    region: r\n    scaling:\n      min_nodes: 4\n      max_nodes: 2\n",
+    );
     const bad = await fleet.run([fleet.navarch, "config", "check", "bad.yaml"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("pools[0].scaling.max_nodes");
@@ -111,7 +116,11 @@ describe("compiled binaries from a directory with no node_modules", () => {
     void (async () => {
       for await (const chunk of serve.stderr) log += new TextDecoder().decode(chunk);
     })();
-    await waitFor("serve on the ConfigMap config /readyz", async () => ((await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 20_000);
+    await waitFor(
+      "serve on the ConfigMap config /readyz",
+      async () => ((await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined),
+      20_000,
+    );
     // Every warning check printed, serve printed at start, word for word.
     for (const line of warnings) expect(log).toContain(`${line}\n`);
     serve.kill("SIGTERM");

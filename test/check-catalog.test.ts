@@ -23,14 +23,26 @@ describe("the check catalog", () => {
 
   test("the reconciler's Xid twins are the catalog's", () => {
     expect(CHECK_XID_EQUIVALENTS).toBe(CHECK_XID_TWINS);
-    expect(CHECK_XID_TWINS.map((t) => `${t.check}/${t.code ?? "*"}→${t.xid}`)).toEqual(["gpu_lost/*→79", "ecc/dbe→48", "row_remap/failed→64", "row_remap/pending→63"]);
+    expect(CHECK_XID_TWINS.map((t) => `${t.check}/${t.code ?? "*"}→${t.xid}`)).toEqual([
+      "gpu_lost/*→79",
+      "ecc/dbe→48",
+      "row_remap/failed→64",
+      "row_remap/pending→63",
+    ]);
     for (const twin of CHECK_XID_TWINS) expect(lookupXid(twin.xid).known).toBe(true);
   });
 
   test("a twin takes its Xid's persistence at the reconciler", () => {
     const policy = defaultHealthPolicy();
     const judge = (check: string, code: string) =>
-      policy.evaluate({ event: { seq: 1, time: new Date().toISOString(), bootId: "b", check, code, severity: "unhealthy", action: "replace", message: "m" }, node: { id: "n", bootId: "b" } }, [], Date.now());
+      policy.evaluate(
+        {
+          event: { seq: 1, time: new Date().toISOString(), bootId: "b", check, code, severity: "unhealthy", action: "replace", message: "m" },
+          node: { id: "n", bootId: "b" },
+        },
+        [],
+        Date.now(),
+      );
     expect(judge("gpu_lost", "lost").persistence).toBe(lookupXid(79).persistence);
     expect(judge("row_remap", "failed").persistence).toBe(lookupXid(64).persistence);
     expect(judge("thermal", "shutdown").persistence).toBe("transient");

@@ -17,7 +17,13 @@ let fleet: SimFleet;
 let victim: string;
 
 beforeAll(async () => {
-  fleet = await simFleet(POOLS_YAML([{ name: "train", min: 4, max: 6 }, { name: "infer", min: 2, max: 3 }]), "cli-test-token-0123456789");
+  fleet = await simFleet(
+    POOLS_YAML([
+      { name: "train", min: 4, max: 6 },
+      { name: "infer", min: 2, max: 3 },
+    ]),
+    "cli-test-token-0123456789",
+  );
   await fleet.until("6 ready", async () => (await fleet.all()).filter((n) => n.state === "ready").length === 6);
   victim = (await fleet.all()).find((n) => n.pool === "train" && n.state === "ready")!.id;
   await fleet.agents.xid(victim, 79, 2);
@@ -42,7 +48,12 @@ async function cli(args: string[], env: Record<string, string> = {}): Promise<Re
   Object.assign(process.env, { NAVARCH_SERVER: fleet.url, NAVARCH_AUTH_TOKEN: fleet.token, ...env });
   let running: Promise<number>;
   try {
-    running = command === "nodes" ? nodesCommand(rest, write) : command === "events" ? eventsCommand(rest, write) : actionCommand(command ?? "", rest, write, { pollMs: 100 });
+    running =
+      command === "nodes"
+        ? nodesCommand(rest, write)
+        : command === "events"
+          ? eventsCommand(rest, write)
+          : actionCommand(command ?? "", rest, write, { pollMs: 100 });
   } catch (err) {
     running = Promise.reject(err);
   } finally {
@@ -55,7 +66,8 @@ async function cli(args: string[], env: Record<string, string> = {}): Promise<Re
     return { code: await running, stdout, stderr: "" };
   } catch (err) {
     if (err instanceof CliError) return { code: err.exitCode, stdout, stderr: `navarch: ${err.message}\n` };
-    if (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS")) return { code: 2, stdout, stderr: `navarch: ${err.message}\n` };
+    if (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"))
+      return { code: 2, stdout, stderr: `navarch: ${err.message}\n` };
     throw err;
   }
 }
@@ -171,7 +183,10 @@ describe("navarch CLI", () => {
     expect(await running).toBe(0);
     if (saved === undefined) delete process.env.NAVARCH_AUTH_TOKEN;
     else process.env.NAVARCH_AUTH_TOKEN = saved;
-    const lines = out.trim().split("\n").map((l) => JSON.parse(l) as { message: string; nodeId: string });
+    const lines = out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { message: string; nodeId: string });
     expect(lines.map((l) => l.message)).toEqual(["GPU 0 at 88 C", "GPU 0 cooled down"]);
   });
 
@@ -205,7 +220,9 @@ describe("navarch CLI", () => {
     const bare = await navarch(["cordon", node, "--reason", "cables"], { USER: "", LOGNAME: "" });
     expect(bare.code).toBe(0);
     const timeline = JSON.parse((await cli(["nodes", "get", node, "-o", "json"])).stdout);
-    const actors = (timeline.actions as { actor: string; action: string }[]).filter((a) => a.action === "cordon" || a.action === "uncordon").map((a) => a.actor);
+    const actors = (timeline.actions as { actor: string; action: string }[])
+      .filter((a) => a.action === "cordon" || a.action === "uncordon")
+      .map((a) => a.actor);
     expect(actors.length).toBeGreaterThanOrEqual(3);
     for (const a of actors) expect(a).not.toMatch(/unknown/);
     expect((await cli(["uncordon", node])).code).toBe(0);
@@ -234,14 +251,37 @@ describe("navarch CLI", () => {
     const top = await navarch(["--help"]);
     expect(top.code).toBe(0);
     expect(top.stdout).toContain("--data-dir");
-    const commands = [...new Set([...top.stdout.matchAll(/^  navarch ([\w|-]+)/gm)].flatMap((m) => (m[1] as string).split("|")))].filter((c) => c !== "COMMAND");
-    expect(commands).toEqual(expect.arrayContaining(["serve", "demo", "config", "backup", "sim", "nodes", "events", "cordon", "drain", "reboot", "pools", "breaker", "incidents", "fault"]));
+    const commands = [...new Set([...top.stdout.matchAll(/^  navarch ([\w|-]+)/gm)].flatMap((m) => (m[1] as string).split("|")))].filter(
+      (c) => c !== "COMMAND",
+    );
+    expect(commands).toEqual(
+      expect.arrayContaining([
+        "serve",
+        "demo",
+        "config",
+        "backup",
+        "sim",
+        "nodes",
+        "events",
+        "cordon",
+        "drain",
+        "reboot",
+        "pools",
+        "breaker",
+        "incidents",
+        "fault",
+      ]),
+    );
     const answers = await Promise.all(commands.map(async (c) => ({ c, r: await navarch([c, "--help"]) })));
     for (const { c, r } of answers) {
       expect({ c, code: r.code, stderr: r.stderr }).toEqual({ c, code: 0, stderr: "" });
       expect(r.stdout).toContain(c === "version" ? "navarch" : c);
     }
-    for (const args of [["config", "check", "--help"], ["config", "migrate", "--help"], ["sim", "run", "--help"]]) {
+    for (const args of [
+      ["config", "check", "--help"],
+      ["config", "migrate", "--help"],
+      ["sim", "run", "--help"],
+    ]) {
       expect((await navarch(args)).code).toBe(0);
     }
   }, 60_000);

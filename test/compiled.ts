@@ -60,7 +60,13 @@ export class CompiledFleet {
   }
 
   async run(cmd: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-    const proc = Bun.spawn(cmd, { cwd: this.dir, env: { PATH: "/usr/bin:/bin", HOME: this.dir, TMPDIR: this.dir, ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn(cmd, {
+      cwd: this.dir,
+      env: { PATH: "/usr/bin:/bin", HOME: this.dir, TMPDIR: this.dir, ...env },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
     return { code, stdout, stderr };
   }
@@ -84,7 +90,10 @@ export class CompiledFleet {
   startAgent(nodeId: string, args: string[] = [], env: Record<string, string> = {}): Proc {
     const sysfs = join(this.dir, "empty-sysfs");
     mkdirSync(sysfs, { recursive: true });
-    const hermetic = [...(args.includes("--sysfs-root") ? [] : ["--sysfs-root", sysfs]), ...(args.includes("--infiniband-dir") ? [] : ["--infiniband-dir", "none"])];
+    const hermetic = [
+      ...(args.includes("--sysfs-root") ? [] : ["--sysfs-root", sysfs]),
+      ...(args.includes("--infiniband-dir") ? [] : ["--infiniband-dir", "none"]),
+    ];
     return this.start(
       nodeId,
       [this.navarchNode, "--server", `127.0.0.1:${this.port}`, "--node-id", nodeId, "--state-dir", join(this.dir, "agents", nodeId), ...hermetic, ...args],

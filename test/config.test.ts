@@ -61,7 +61,16 @@ describe("seed configs load unchanged", () => {
         cooldown_period: 5 * MIN,
         autoscaler: { type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 },
       },
-      health: { unhealthy_threshold: 2, auto_replace: true, drain_timeout: 30 * MIN, registration_timeout: 15 * MIN, replacement: "terminate_first", remediation: "reboot_first", reboot_timeout: 20 * MIN, reboot_window: 7 * 24 * 60 * MIN },
+      health: {
+        unhealthy_threshold: 2,
+        auto_replace: true,
+        drain_timeout: 30 * MIN,
+        registration_timeout: 15 * MIN,
+        replacement: "terminate_first",
+        remediation: "reboot_first",
+        reboot_timeout: 20 * MIN,
+        reboot_window: 7 * 24 * 60 * MIN,
+      },
       labels: { workload: "training", cluster: "prod" },
       ssh_user: "ubuntu",
       setup_commands: [],
@@ -90,9 +99,7 @@ describe("seed configs load unchanged", () => {
     expect(pool.ssh_user).toBe("ubuntu");
     expect(pool.ssh_private_key_path).toBe("/etc/navarch/ssh-key");
     expect(pool.setup_commands).toHaveLength(3);
-    expect(pool.setup_commands[1]).toContain(
-      "ExecStart=/usr/local/bin/navarch-node --server {{.ControlPlane}} --node-id {{.NodeID}}\n",
-    );
+    expect(pool.setup_commands[1]).toContain("ExecStart=/usr/local/bin/navarch-node --server {{.ControlPlane}} --node-id {{.NodeID}}\n");
     expect(pool.setup_commands[2]).toBe("systemctl daemon-reload && systemctl enable navarch-node && systemctl start navarch-node");
     // no scaling section in this snippet: a fixed pool of zero
     expect(pool.scaling).toEqual({ min_nodes: 0, max_nodes: 0, cooldown_period: 5 * MIN });
@@ -156,7 +163,16 @@ describe("every option normalises", () => {
         { type: "composite", mode: "min", autoscalers: [{ type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 }] },
       ],
     });
-    expect(batch!.health).toEqual({ unhealthy_threshold: 3, auto_replace: false, drain_timeout: 60 * MIN, registration_timeout: 25 * MIN, replacement: "surge", remediation: "reboot_first", reboot_timeout: 20 * MIN, reboot_window: 7 * 24 * 60 * MIN });
+    expect(batch!.health).toEqual({
+      unhealthy_threshold: 3,
+      auto_replace: false,
+      drain_timeout: 60 * MIN,
+      registration_timeout: 25 * MIN,
+      replacement: "surge",
+      remediation: "reboot_first",
+      reboot_timeout: 20 * MIN,
+      reboot_window: 7 * 24 * 60 * MIN,
+    });
     expect(batch!.labels).toEqual({ "navarch.dev/tier": "batch", empty: "" });
 
     expect(office!.scaling.autoscaler).toEqual({
@@ -198,7 +214,11 @@ const INVALID: [string, string, string][] = [
   ["unknown-scaling-key.yaml", "pools[0].scaling.cooldown", 'unknown key "cooldown" (did you mean "cooldown_period"?)'],
   ["max-below-min.yaml", "pools[1].scaling.max_nodes", "must be ≥ min_nodes (4), got 2"],
   ["duplicate-pool-names.yaml", "pools[1].name", 'duplicate pool name "training" (already used by pools[0])'],
-  ["bad-pool-name.yaml", "pools[0].name", 'expected a DNS label (lowercase letters, digits and \'-\', at most 63, starting and ending alphanumeric), got "GPU_Pool"'],
+  [
+    "bad-pool-name.yaml",
+    "pools[0].name",
+    "expected a DNS label (lowercase letters, digits and '-', at most 63, starting and ending alphanumeric), got \"GPU_Pool\"",
+  ],
   ["bad-duration.yaml", "pools[0].scaling.cooldown_period", 'expected a duration like 30s or 5m, got "5 minutes"'],
   ["negative-duration.yaml", "server.heartbeat_interval", 'expected a duration like 30s or 5m, got "-1s"'],
   ["zero-duration.yaml", "server.heartbeat_interval", 'must be longer than zero, got "0s"'],
@@ -219,9 +239,17 @@ const INVALID: [string, string, string][] = [
   ["threshold-over-100.yaml", "pools[0].scaling.autoscaler.scale_up_threshold", "expected a number from 0 to 100, got 150"],
   ["idle-max-below-min.yaml", "pools[0].scaling.autoscaler.max_idle", "must be ≥ min_idle (3), got 1"],
   ["predictive-zero-growth.yaml", "pools[0].scaling.autoscaler.growth_factor", "expected a number > 0, got 0"],
-  ["bad-timezone.yaml", "pools[0].scaling.autoscaler.timezone", 'unknown time zone "Europe/Berln" (expected an IANA name like Europe/Berlin or UTC; did you mean "Europe/Berlin"?)'],
+  [
+    "bad-timezone.yaml",
+    "pools[0].scaling.autoscaler.timezone",
+    'unknown time zone "Europe/Berln" (expected an IANA name like Europe/Berlin or UTC; did you mean "Europe/Berlin"?)',
+  ],
   ["bad-hhmm.yaml", "pools[0].scaling.autoscaler.windows[0].start", 'expected a time of day as HH:MM (00:00 to 23:59), got "25:00"'],
-  ["bad-weekday.yaml", "pools[0].scaling.autoscaler.windows[0].days[1]", 'unknown day "tues" (expected one of mon, tue, wed, thu, fri, sat, sun; did you mean "tue"?)'],
+  [
+    "bad-weekday.yaml",
+    "pools[0].scaling.autoscaler.windows[0].days[1]",
+    'unknown day "tues" (expected one of mon, tue, wed, thu, fri, sat, sun; did you mean "tue"?)',
+  ],
   ["window-without-bounds.yaml", "pools[0].scaling.autoscaler.windows[0].min_nodes", "set min_nodes or max_nodes"],
   ["scheduled-bad-fallback.yaml", "pools[0].scaling.autoscaler.fallback.scale_down_threshold", "must be < scale_up_threshold (80), got 90"],
   ["bad-template-variable.yaml", "pools[0].setup_commands[1]", "unknown template variable {{.NodeId}} on line 3 (did you mean {{.NodeID}}?)"],
@@ -231,16 +259,32 @@ const INVALID: [string, string, string][] = [
   ["provider-and-providers.yaml", "pools[0].providers", "set provider or providers (a failover list), not both"],
   ["no-provider.yaml", "pools[0].provider", "is required (or providers: a list in failover order)"],
   ["duplicate-failover-provider.yaml", "pools[0].providers", "must not name a provider twice"],
-  ["unknown-pool-provider.yaml", "pools[0].provider", 'unknown provider type "lamda" (expected one of lambda, gcp, aws, coreweave, local; did you mean "lambda"?)'],
-  ["unknown-provider-type.yaml", "providers.lamda", 'unknown provider type "lamda" (expected one of lambda, gcp, aws, coreweave, local; did you mean "lambda"?)'],
+  [
+    "unknown-pool-provider.yaml",
+    "pools[0].provider",
+    'unknown provider type "lamda" (expected one of lambda, gcp, aws, coreweave, local; did you mean "lambda"?)',
+  ],
+  [
+    "unknown-provider-type.yaml",
+    "providers.lamda",
+    'unknown provider type "lamda" (expected one of lambda, gcp, aws, coreweave, local; did you mean "lambda"?)',
+  ],
   ["bad-env-var-name.yaml", "providers.lambda.api_key_env", "expected the name of an environment variable, like LAMBDA_API_KEY"],
   ["gcp-both-credentials.yaml", "providers.gcp.credentials_file", "set credentials_env or credentials_file, not both"],
   ["aws-half-key-pair.yaml", "providers.aws.secret_access_key_env", "is required when access_key_id_env is set"],
   ["bad-base-url.yaml", "providers.lambda.base_url", 'expected an http:// or https:// URL, got "ftp://127.0.0.1:9000"'],
-  ["bad-label-value.yaml", "pools[0].labels.team", 'expected a Kubernetes label value (at most 63 letters, digits, \'-\', \'_\', \'.\', alphanumeric at both ends), got "has spaces"'],
+  [
+    "bad-label-value.yaml",
+    "pools[0].labels.team",
+    "expected a Kubernetes label value (at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends), got \"has spaces\"",
+  ],
   ["label-value-not-string.yaml", "pools[0].labels.preemptible", 'expected a string (quote it: "true"), got true'],
-  ["bad-label-key.yaml", "pools[0].labels.-team", 'expected a Kubernetes label key'],
-  ["bad-port.yaml", "server.address", 'expected host:port with a port from 1 to 65535, like 0.0.0.0:50051 (or :50051 for every interface), got "0.0.0.0:70000"'],
+  ["bad-label-key.yaml", "pools[0].labels.-team", "expected a Kubernetes label key"],
+  [
+    "bad-port.yaml",
+    "server.address",
+    'expected host:port with a port from 1 to 65535, like 0.0.0.0:50051 (or :50051 for every interface), got "0.0.0.0:70000"',
+  ],
   ["bad-database-url.yaml", "server.database_url", 'got "postgres://db/navarch"'],
   ["heartbeat-timeout-too-short.yaml", "server.heartbeat_timeout", "must be longer than heartbeat_interval (30s), got 20s"],
   ["unhealthy-threshold-zero.yaml", "pools[0].health.unhealthy_threshold", "expected an integer ≥ 1, got 0"],
@@ -478,7 +522,7 @@ describe("setup_commands templates", () => {
   });
 
   test("shellEscape output is one word that the shell reads back unchanged", () => {
-    const tricky = ["plain", "", "with space", "it's", "$(touch /tmp/pwned)", "`id`", "a\nb", "\"dq\"", "back\\slash", "*", "~root", "a;b|c&d"];
+    const tricky = ["plain", "", "with space", "it's", "$(touch /tmp/pwned)", "`id`", "a\nb", '"dq"', "back\\slash", "*", "~root", "a;b|c&d"];
     const script = tricky.map((s) => `printf '%s\\0' ${shellEscape(s)}`).join("\n");
     const result = Bun.spawnSync(["sh", "-c", script]);
     expect(result.exitCode).toBe(0);

@@ -27,7 +27,21 @@ describe("crash safety: kill -9 during a replacement", () => {
       const clock = Number(readFileSync(join(dir, "clock"), "utf8"));
       await appendEvents(
         store.db,
-        { nodeId: victim!.id, events: [{ seq: 1, time: new Date(clock).toISOString(), bootId: victim!.bootId!, check: "xid", code: "79", severity: "unhealthy", action: "replace", message: "GPU has fallen off the bus" }] },
+        {
+          nodeId: victim!.id,
+          events: [
+            {
+              seq: 1,
+              time: new Date(clock).toISOString(),
+              bootId: victim!.bootId!,
+              check: "xid",
+              code: "79",
+              severity: "unhealthy",
+              action: "replace",
+              message: "GPU has fallen off the bus",
+            },
+          ],
+        },
         () => clock,
       );
       store.close();
@@ -69,7 +83,21 @@ describe("crash safety: kill -9 at each rung of a reboot", () => {
       // Xid 79: the catalog recommends a reboot.
       await appendEvents(
         store.db,
-        { nodeId: victim!.id, events: [{ seq: 1, time: new Date(clock).toISOString(), bootId: victim!.bootId!, check: "xid", code: "79", severity: "unhealthy", action: "reboot", message: "GPU has fallen off the bus" }] },
+        {
+          nodeId: victim!.id,
+          events: [
+            {
+              seq: 1,
+              time: new Date(clock).toISOString(),
+              bootId: victim!.bootId!,
+              check: "xid",
+              code: "79",
+              severity: "unhealthy",
+              action: "reboot",
+              message: "GPU has fallen off the bus",
+            },
+          ],
+        },
         () => clock,
       );
       store.close();
@@ -84,7 +112,12 @@ describe("crash safety: kill -9 at each rung of a reboot", () => {
       after.close();
       const cloud = JSON.parse(readFileSync(join(dir, "cloud.json"), "utf8")) as SimulatedCloudState;
       // The same machine is back in service: no replacement, nothing terminated, one reboot.
-      expect(rows.filter((n) => n.state === "ready").map((n) => n.id).sort()).toEqual(rows.map((n) => n.id).sort());
+      expect(
+        rows
+          .filter((n) => n.state === "ready")
+          .map((n) => n.id)
+          .sort(),
+      ).toEqual(rows.map((n) => n.id).sort());
       expect(rows.find((n) => n.id === victim!.id)?.bootId).not.toBe(victim!.bootId);
       expect(cloud.records).toHaveLength(3);
       expect(cloud.records.filter((r) => r.terminateCalls > 0)).toEqual([]);

@@ -11,7 +11,9 @@ let context: BrowserContext | undefined;
 
 beforeAll(async () => {
   fleet = await CompiledFleet.create();
-  fleet.writeConfig("pools:\n  - name: embedded\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: 0\n      max_nodes: 2\n");
+  fleet.writeConfig(
+    "pools:\n  - name: embedded\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: 0\n      max_nodes: 2\n",
+  );
   fleet.startServer();
   await fleet.waitReady();
 }, 240_000);

@@ -17,12 +17,24 @@ beforeAll(async () => {
   fleet = await simFleet(POOLS_YAML([{ name: "train", min: 2, max: 3 }]), "dashboard-roles-token-0123456789");
   await fleet.until("2 ready", async () => (await fleet.all()).filter((n) => n.state === "ready").length === 2);
   nodeId = (await fleet.all()).find((n) => n.state === "ready")!.id;
-  for (const [role, extra] of [["viewer", {}], ["operator", {}], ["enroll", { pool: "train" }]] as const) {
+  for (const [role, extra] of [
+    ["viewer", {}],
+    ["operator", {}],
+    ["enroll", { pool: "train" }],
+  ] as const) {
     tokens[role] = (await fleet.api<{ token: string }>("/v1/tokens", { method: "POST", body: JSON.stringify({ role, name: `ui-${role}`, ...extra }) })).token;
   }
   await fleet.api("/v1/register", {
     method: "POST",
-    body: JSON.stringify({ nodeId: "evil-node", hostname: "host\x1b[2J\u202eevil", bootId: "b", agentVersion: "t", spoolId: crypto.randomUUID(), nvml: { available: false, error: "gone \x1b[31mRED" }, gpus: [] }),
+    body: JSON.stringify({
+      nodeId: "evil-node",
+      hostname: "host\x1b[2J\u202eevil",
+      bootId: "b",
+      agentVersion: "t",
+      spoolId: crypto.randomUUID(),
+      nvml: { available: false, error: "gone \x1b[31mRED" },
+      gpus: [],
+    }),
   });
   ({ context, page } = await launchBrowser());
 }, 60_000);

@@ -15,7 +15,12 @@ let page: Page;
 const consoleErrors: string[] = [];
 
 beforeAll(async () => {
-  fleet = await simFleet(POOLS_YAML([{ name: "train", min: 24, max: 40 }, { name: "infer", min: 8, max: 12 }]));
+  fleet = await simFleet(
+    POOLS_YAML([
+      { name: "train", min: 24, max: 40 },
+      { name: "infer", min: 8, max: 12 },
+    ]),
+  );
   await fleet.until("32 ready nodes", async () => (await fleet.all()).filter((n) => n.state === "ready").length === 32);
   ({ context, page } = await launchBrowser());
   page.on("console", (m) => {
@@ -84,7 +89,11 @@ describe("dashboard in chromium", () => {
     await page.waitForSelector("#incidents .step:has-text('cordoned')");
     // Xid 79's remedy is a reboot: the node is rebooted and back while the page is open, and
     // the timeline completes live.
-    await fleet.until("rebooted and back", async () => (await fleet.rec.store.db.query.incidents.findFirst({ where: (i, { eq }) => eq(i.nodeId, victim.id) }))?.backAt != null, 60);
+    await fleet.until(
+      "rebooted and back",
+      async () => (await fleet.rec.store.db.query.incidents.findFirst({ where: (i, { eq }) => eq(i.nodeId, victim.id) }))?.backAt != null,
+      60,
+    );
     await page.waitForSelector("#incidents .step:has-text('back, new boot')", { timeout: 10_000 });
     expect(await page.locator("#incidents").textContent()).toMatch(/reboot→back (\d+m )?\d+s/);
     await screenshot(page, "03-node-incident");
@@ -169,7 +178,16 @@ describe("dashboard in chromium", () => {
     // SSH bootstrap output, where this reconciler records runs (bootstrap_runs).
     const table = await fleet.rec.store.client.execute("select count(*) as n from sqlite_master where type = 'table' and name = 'bootstrap_runs'");
     if (Number(table.rows[0]?.n ?? 0) === 0) return;
-    const steps = [{ command: "curl -fsSL http://reconciler/install.sh | sh", exitCode: 0, stdout: "navarch-node installed\n", stderr: "", durationMs: 2100, timedOut: false }];
+    const steps = [
+      {
+        command: "curl -fsSL http://reconciler/install.sh | sh",
+        exitCode: 0,
+        stdout: "navarch-node installed\n",
+        stderr: "",
+        durationMs: 2100,
+        timedOut: false,
+      },
+    ];
     await fleet.rec.store.client.execute({
       sql: "insert into bootstrap_runs (node_id, address, user, state, started_at, finished_at, steps) values (?, ?, ?, ?, ?, ?, ?)",
       args: ["bulk-007", "10.0.0.7:22", "ubuntu", "succeeded", at - 60_000, at - 50_000, JSON.stringify(steps)],

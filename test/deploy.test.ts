@@ -90,15 +90,27 @@ describe("deploy/", () => {
   const all = rules.groups.flatMap((g) => g.rules);
 
   test("the rules file has the seed's alerts as the seed writes them, and more", () => {
-    expect(all.find((r) => r.alert === "NavarchNodeUnhealthy")).toMatchObject({ expr: "navarch_nodes_unhealthy > 0", for: "5m", labels: { severity: "warning" } });
-    expect(all.find((r) => r.alert === "NavarchPoolCapacityLow")).toMatchObject({ expr: "navarch_nodes_healthy / navarch_nodes_total < 0.8", for: "10m", labels: { severity: "critical" } });
+    expect(all.find((r) => r.alert === "NavarchNodeUnhealthy")).toMatchObject({
+      expr: "navarch_nodes_unhealthy > 0",
+      for: "5m",
+      labels: { severity: "warning" },
+    });
+    expect(all.find((r) => r.alert === "NavarchPoolCapacityLow")).toMatchObject({
+      expr: "navarch_nodes_healthy / navarch_nodes_total < 0.8",
+      for: "10m",
+      labels: { severity: "critical" },
+    });
     const names = all.map((r) => r.alert);
-    for (const more of ["NavarchBreakerTripped", "NavarchPoolBelowMin", "NavarchBootstrapFailing", "NavarchAgentSilent", "NavarchReconcileLoopStalled"]) expect(names).toContain(more);
+    for (const more of ["NavarchBreakerTripped", "NavarchPoolBelowMin", "NavarchBootstrapFailing", "NavarchAgentSilent", "NavarchReconcileLoopStalled"])
+      expect(names).toContain(more);
     expect(new Set(names).size).toBe(names.length);
   });
 
   test("the name check catches a metric that does not exist", () => {
-    expect(metricNames("rate(navarch_nodes_totl[5m]) + navarch_reconcile_pass_duration_seconds_bucket")).toEqual(["navarch_nodes_totl", "navarch_reconcile_pass_duration_seconds"]);
+    expect(metricNames("rate(navarch_nodes_totl[5m]) + navarch_reconcile_pass_duration_seconds_bucket")).toEqual([
+      "navarch_nodes_totl",
+      "navarch_reconcile_pass_duration_seconds",
+    ]);
     expect(exported.has("navarch_nodes_totl")).toBe(false);
   });
 
@@ -142,7 +154,14 @@ describe("deploy/", () => {
       }
     }
     // The seed's metrics are all on the dashboard.
-    for (const name of ["navarch_nodes_total", "navarch_nodes_healthy", "navarch_nodes_unhealthy", "navarch_xid_errors_total", "navarch_node_gpu_temperature_celsius", "navarch_node_gpu_utilization_percent"]) {
+    for (const name of [
+      "navarch_nodes_total",
+      "navarch_nodes_healthy",
+      "navarch_nodes_unhealthy",
+      "navarch_xid_errors_total",
+      "navarch_node_gpu_temperature_celsius",
+      "navarch_node_gpu_utilization_percent",
+    ]) {
       expect(seen.has(name), name).toBe(true);
     }
   });

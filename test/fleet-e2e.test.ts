@@ -42,21 +42,37 @@ afterAll(async () => {
 
 describe("the main story with compiled binaries", () => {
   test("the pool comes up; an injected Xid 79 gets the node replaced", async () => {
-    const ready = await waitFor("two ready nodes", async () => {
-      const nodes = (await list()).filter((n) => n.state === "ready");
-      return nodes.length === 2 ? nodes : undefined;
-    }, 30_000);
+    const ready = await waitFor(
+      "two ready nodes",
+      async () => {
+        const nodes = (await list()).filter((n) => n.state === "ready");
+        return nodes.length === 2 ? nodes : undefined;
+      },
+      30_000,
+    );
     const victim = ready[0]!;
     const injected = await cli("fault", "inject", victim.id, "--xid", "79", "--gpu", "2");
     expect(injected).toMatchObject({ code: 0 });
-    const replacement = await waitFor("a ready replacement", async () => (await list()).find((n) => n.replacementOf === victim.id && n.state === "ready"), 30_000);
+    const replacement = await waitFor(
+      "a ready replacement",
+      async () => (await list()).find((n) => n.replacementOf === victim.id && n.state === "ready"),
+      30_000,
+    );
     const old = (await list()).find((n) => n.id === victim.id);
     expect(old?.state).toBe("terminated");
     const incidents = await cli("incidents");
     expect(incidents.stdout).toContain(victim.id);
-    const inc = (await fleet.api<{ incidents: { nodeId: string; outcome: string; cordonedAt: number; drainedAt: number; terminatedAt: number; replacementReadyAt: number; faultAt: number }[] }>("/v1/incidents"))!.incidents.find(
-      (i) => i.nodeId === victim.id,
-    );
+    const inc = (await fleet.api<{
+      incidents: {
+        nodeId: string;
+        outcome: string;
+        cordonedAt: number;
+        drainedAt: number;
+        terminatedAt: number;
+        replacementReadyAt: number;
+        faultAt: number;
+      }[];
+    }>("/v1/incidents"))!.incidents.find((i) => i.nodeId === victim.id);
     expect(inc?.outcome).toBe("replaced");
     expect(inc!.cordonedAt - inc!.faultAt).toBeLessThan(5000);
     expect(replacement.id).not.toBe(victim.id);

@@ -51,7 +51,8 @@ export async function fleet(yaml: string) {
   };
   const all = () => store.db.select().from(nodes);
   const node = async (id: string) => (await store.db.select().from(nodes).where(eq(nodes.id, id)))[0]!;
-  const count = async (state: string, poolName?: string) => (await all()).filter((n) => n.state === state && (poolName === undefined || n.pool === poolName)).length;
+  const count = async (state: string, poolName?: string) =>
+    (await all()).filter((n) => n.state === state && (poolName === undefined || n.pool === poolName)).length;
   const until = async (done: () => Promise<boolean>, maxSteps = 200, ms = 5000) => {
     for (let i = 0; i < maxSteps; i++) {
       if (await done()) return i;

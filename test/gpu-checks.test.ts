@@ -71,7 +71,11 @@ describe("recovery_action", () => {
 
 describe("ecc", () => {
   test("any uncorrectable error is unhealthy", () => {
-    expect(once(ecc, { ecc: { mode: ok({ current: true, pending: true }), volatile: ok({ corrected: 0, uncorrected: 3 }), aggregate: ok({ corrected: 0, uncorrected: 3 }) } })[0]).toMatchObject({
+    expect(
+      once(ecc, {
+        ecc: { mode: ok({ current: true, pending: true }), volatile: ok({ corrected: 0, uncorrected: 3 }), aggregate: ok({ corrected: 0, uncorrected: 3 }) },
+      })[0],
+    ).toMatchObject({
       check: "ecc",
       code: "dbe",
       severity: "unhealthy",
@@ -81,8 +85,16 @@ describe("ecc", () => {
   });
 
   test("corrected errors count as a rate, not a total", () => {
-    const withSbe = (corrected: number) => healthyDevice(0, { ecc: { mode: ok({ current: true, pending: true }), volatile: ok({ corrected, uncorrected: 0 }), aggregate: ok({ corrected, uncorrected: 0 }) } });
-    const [first, slow, fast] = evaluate(ecc, { at: T0, device: withSbe(50_000) }, { at: T0 + 3_600_000, device: withSbe(50_500) }, { at: T0 + 3_960_000, device: withSbe(51_000) });
+    const withSbe = (corrected: number) =>
+      healthyDevice(0, {
+        ecc: { mode: ok({ current: true, pending: true }), volatile: ok({ corrected, uncorrected: 0 }), aggregate: ok({ corrected, uncorrected: 0 }) },
+      });
+    const [first, slow, fast] = evaluate(
+      ecc,
+      { at: T0, device: withSbe(50_000) },
+      { at: T0 + 3_600_000, device: withSbe(50_500) },
+      { at: T0 + 3_960_000, device: withSbe(51_000) },
+    );
     expect(first).toEqual([]); // a large total on the first reading is history, not a rate
     expect(slow).toEqual([]); // 500/h
     expect(codes(fast!)).toEqual(["ecc/sbe_rate/degraded"]); // 500 in 6 min: 5000/h
@@ -91,13 +103,23 @@ describe("ecc", () => {
 
 describe("row_remap and retired_pages", () => {
   test("a failed remap is unhealthy and asks for a replacement; a pending one a reset", () => {
-    expect(once(rowRemap, { remappedRows: ok({ correctable: 0, uncorrectable: 4, pending: false, failed: true }) })[0]).toMatchObject({ code: "failed", severity: "unhealthy", action: "replace" });
-    expect(once(rowRemap, { remappedRows: ok({ correctable: 0, uncorrectable: 1, pending: true, failed: false }) })[0]).toMatchObject({ code: "pending", severity: "degraded", action: "reset_gpu" });
+    expect(once(rowRemap, { remappedRows: ok({ correctable: 0, uncorrectable: 4, pending: false, failed: true }) })[0]).toMatchObject({
+      code: "failed",
+      severity: "unhealthy",
+      action: "replace",
+    });
+    expect(once(rowRemap, { remappedRows: ok({ correctable: 0, uncorrectable: 1, pending: true, failed: false }) })[0]).toMatchObject({
+      code: "pending",
+      severity: "degraded",
+      action: "reset_gpu",
+    });
   });
 
   test("page retirement speaks only for GPUs that do not remap rows", () => {
     const pending = ok({ multipleSbe: 1, dbe: 2, pending: true });
-    expect(codes(once(retiredPages, { remappedRows: notSupported("nvmlDeviceGetRemappedRows"), retiredPages: pending }))).toEqual(["retired_pages/pending/degraded"]);
+    expect(codes(once(retiredPages, { remappedRows: notSupported("nvmlDeviceGetRemappedRows"), retiredPages: pending }))).toEqual([
+      "retired_pages/pending/degraded",
+    ]);
     expect(once(retiredPages, { retiredPages: pending })).toEqual([]);
   });
 });
@@ -110,9 +132,13 @@ describe("thermal", () => {
   });
 
   test("a margin at or below 0 is the slowdown point, whatever the thresholds say", () => {
-    expect(once(thermal, { temperatureC: ok(80), marginTemperatureC: ok(0), thresholds: { shutdownC: ok(92), slowdownC: notSupported("x"), memMaxC: ok(95), gpuMaxC: ok(87) } })[0]!.message).toBe(
-      "GPU 0 (00000000:18:00.0): 80°C, at its slowdown threshold (margin 0°C)",
-    );
+    expect(
+      once(thermal, {
+        temperatureC: ok(80),
+        marginTemperatureC: ok(0),
+        thresholds: { shutdownC: ok(92), slowdownC: notSupported("x"), memMaxC: ok(95), gpuMaxC: ok(87) },
+      })[0]!.message,
+    ).toBe("GPU 0 (00000000:18:00.0): 80°C, at its slowdown threshold (margin 0°C)");
   });
 
   test("no temperature, no verdict", () => {
@@ -144,10 +170,16 @@ describe("clocks", () => {
 
 describe("nvlink", () => {
   const withLinks = (states: boolean[], errors = 0) =>
-    healthyDevice(0, { nvlink: ok(states.map((active, link) => ({ link, active, counters: { replay: ok(errors), recovery: ok(0), crcFlit: ok(0), crcData: ok(0) } }))) });
+    healthyDevice(0, {
+      nvlink: ok(states.map((active, link) => ({ link, active, counters: { replay: ok(errors), recovery: ok(0), crcFlit: ok(0), crcData: ok(0) } }))),
+    });
 
   test("a link down while others are up is unhealthy; a GPU with no active link has no NVLink in use", () => {
-    expect(once(nvlink, { nvlink: withLinks([true, false, true, false]).nvlink })[0]).toMatchObject({ code: "link_down", severity: "unhealthy", message: "GPU 0 (00000000:18:00.0): NVLink links 1, 3 inactive (2 of 4 up)" });
+    expect(once(nvlink, { nvlink: withLinks([true, false, true, false]).nvlink })[0]).toMatchObject({
+      code: "link_down",
+      severity: "unhealthy",
+      message: "GPU 0 (00000000:18:00.0): NVLink links 1, 3 inactive (2 of 4 up)",
+    });
     expect(once(nvlink, { nvlink: withLinks([false, false]).nvlink })).toEqual([]);
   });
 
@@ -182,7 +214,9 @@ describe("pcie", () => {
 
 describe("fabric", () => {
   test("a finished registration that failed is unhealthy; the health summary is reported", () => {
-    expect(codes(once(fabric, { fabric: fabricState("completed", { status: 27, statusName: "NOT_READY" }) }))).toEqual(["fabric/registration_failed/unhealthy"]);
+    expect(codes(once(fabric, { fabric: fabricState("completed", { status: 27, statusName: "NOT_READY" }) }))).toEqual([
+      "fabric/registration_failed/unhealthy",
+    ]);
     expect(codes(once(fabric, { fabric: fabricState("completed", { healthSummaryName: "limited_capacity" }) }))).toEqual(["fabric/limited_capacity/degraded"]);
     // Still registering is the fabric manager's business (node-wide, with a grace period).
     expect(once(fabric, { fabric: fabricState("in_progress") })).toEqual([]);
@@ -197,13 +231,18 @@ describe("persistence_mode", () => {
 });
 
 describe("the fabric manager (node-wide)", () => {
-  const devices = (state: "not_started" | "in_progress" | "completed", n = 8) => Array.from({ length: n }, (_, i) => healthyDevice(i, { fabric: fabricState(state) }));
+  const devices = (state: "not_started" | "in_progress" | "completed", n = 8) =>
+    Array.from({ length: n }, (_, i) => healthyDevice(i, { fabric: fabricState(state) }));
 
   test("no GPU registered past the grace period: the fabric manager is not running", () => {
     const memory = {};
     expect(fabricManager(devices("not_started"), T0, memory)).toEqual([]);
     expect(fabricManager(devices("not_started"), T0 + FABRIC_MANAGER_GRACE_MS - 1, memory)).toEqual([]);
-    expect(fabricManager(devices("not_started"), T0 + FABRIC_MANAGER_GRACE_MS, memory)[0]).toMatchObject({ check: "fabric_manager", code: "not_running", severity: "unhealthy" });
+    expect(fabricManager(devices("not_started"), T0 + FABRIC_MANAGER_GRACE_MS, memory)[0]).toMatchObject({
+      check: "fabric_manager",
+      code: "not_running",
+      severity: "unhealthy",
+    });
     expect(fabricManager(devices("completed"), T0 + FABRIC_MANAGER_GRACE_MS + 1, memory)).toEqual([]);
   });
 
@@ -211,7 +250,11 @@ describe("the fabric manager (node-wide)", () => {
     const memory = {};
     const mixed = [...devices("completed", 6), ...devices("in_progress", 2)];
     fabricManager(mixed, T0, memory);
-    expect(fabricManager(mixed, T0 + FABRIC_MANAGER_GRACE_MS, memory)[0]).toMatchObject({ code: "stalled", severity: "degraded", message: "2 of 8 GPUs still registering with the NVLink fabric after 5 min" });
+    expect(fabricManager(mixed, T0 + FABRIC_MANAGER_GRACE_MS, memory)[0]).toMatchObject({
+      code: "stalled",
+      severity: "degraded",
+      message: "2 of 8 GPUs still registering with the NVLink fabric after 5 min",
+    });
     const pcieOnly = Array.from({ length: 8 }, (_, i) => healthyDevice(i, { fabric: fabricState("not_supported") }));
     expect(fabricManager(pcieOnly, T0 + 10 * FABRIC_MANAGER_GRACE_MS, {})).toEqual([]);
   });
@@ -245,14 +288,31 @@ describe("the runner", () => {
 
   test("fewer GPUs than the most seen, or than expected, is unhealthy", () => {
     const runner = new GpuCheckRunner();
-    expect(runner.full(snapshotOf([0, 1, 2, 3].map((i) => healthyDevice(i)), T0))).toEqual([]);
-    expect(runner.full(snapshotOf([0, 1, 2].map((i) => healthyDevice(i)), T0 + 1000))[0]).toMatchObject({ check: "gpu_count", code: "missing", message: "3 GPUs visible, 4 expected (a GPU has fallen off the bus or failed to initialise)" });
+    expect(
+      runner.full(
+        snapshotOf(
+          [0, 1, 2, 3].map((i) => healthyDevice(i)),
+          T0,
+        ),
+      ),
+    ).toEqual([]);
+    expect(
+      runner.full(
+        snapshotOf(
+          [0, 1, 2].map((i) => healthyDevice(i)),
+          T0 + 1000,
+        ),
+      )[0],
+    ).toMatchObject({ check: "gpu_count", code: "missing", message: "3 GPUs visible, 4 expected (a GPU has fallen off the bus or failed to initialise)" });
     expect(new GpuCheckRunner({ expectedGpus: 8 }).full(snapshotOf([healthyDevice(0)], T0))[0]).toMatchObject({ check: "gpu_count" });
   });
 
   test("each check remembers each GPU separately", () => {
     const runner = new GpuCheckRunner();
-    const sbe = (i: number, corrected: number) => healthyDevice(i, { ecc: { mode: ok({ current: true, pending: true }), volatile: ok({ corrected, uncorrected: 0 }), aggregate: ok({ corrected, uncorrected: 0 }) } });
+    const sbe = (i: number, corrected: number) =>
+      healthyDevice(i, {
+        ecc: { mode: ok({ current: true, pending: true }), volatile: ok({ corrected, uncorrected: 0 }), aggregate: ok({ corrected, uncorrected: 0 }) },
+      });
     runner.full(snapshotOf([sbe(0, 0), sbe(1, 0)], T0));
     const later = runner.full(snapshotOf([sbe(0, 10_000), sbe(1, 0)], T0 + 3_600_000));
     expect(later.map((f) => `${f.code}@${f.gpu?.index}`)).toEqual(["sbe_rate@0"]);

@@ -59,7 +59,10 @@ class HaFleet {
       );
       return path;
     };
-    this.servers = { a: { name: "a", port: port.a, config: config("a"), down: true, mark: 0 }, b: { name: "b", port: port.b, config: config("b"), down: true, mark: 0 } };
+    this.servers = {
+      a: { name: "a", port: port.a, config: config("a"), down: true, mark: 0 },
+      b: { name: "b", port: port.b, config: config("b"), down: true, mark: 0 },
+    };
   }
 
   async start(name: "a" | "b"): Promise<void> {
@@ -67,7 +70,11 @@ class HaFleet {
     this.fleet.output.set(`navarch-${name}`, "");
     s.proc = this.fleet.start(`navarch-${name}`, [this.fleet.navarch, "serve", "--config", s.config], { NAVARCH_AUTH_TOKEN: this.fleet.token });
     s.mark = 0;
-    await waitFor(`reconciler ${name} ready`, async () => ((await fetch(`http://127.0.0.1:${s.port}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined), 30_000);
+    await waitFor(
+      `reconciler ${name} ready`,
+      async () => ((await fetch(`http://127.0.0.1:${s.port}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined),
+      30_000,
+    );
     s.down = false;
   }
 
@@ -95,7 +102,12 @@ class HaFleet {
 
   async stop(): Promise<void> {
     for (const s of Object.values(this.servers)) s.proc?.kill("SIGCONT");
-    const local = new LocalProvider({ nodesDir: join(this.fleet.dir, "shared-local-nodes"), serverUrl: this.front.url, authToken: this.fleet.token, agentCommand: ["true"] });
+    const local = new LocalProvider({
+      nodesDir: join(this.fleet.dir, "shared-local-nodes"),
+      serverUrl: this.front.url,
+      authToken: this.fleet.token,
+      agentCommand: ["true"],
+    });
     for (const i of await local.list({})) await local.terminate(i.id);
     this.fleet.stop();
     this.front.stop();
@@ -127,14 +139,22 @@ for (const kind of ["shared file", "sqld"] as const) {
 
     test("one leads, the other stands by and says who leads; the pool comes up once", async () => {
       await waitFor("a leads", () => (/leading \(lease epoch \d+\)/.test(h.log("a")) ? true : undefined), 10_000);
-      await waitFor("b says it stands by", () => (/standby: the leader is \S+ at http:\/\/127\.0\.0\.1:\d+ \(epoch \d+\)/.test(h.log("b")) ? true : undefined), 10_000);
+      await waitFor(
+        "b says it stands by",
+        () => (/standby: the leader is \S+ at http:\/\/127\.0\.0\.1:\d+ \(epoch \d+\)/.test(h.log("b")) ? true : undefined),
+        10_000,
+      );
       // Both are ready (both serve agents and operators) and say which they are.
       expect(await (await fetch(`http://127.0.0.1:${h.servers.a.port}/readyz`)).text()).toMatch(/^ready \(leader, lease epoch \d+\)$/);
       expect(await (await fetch(`http://127.0.0.1:${h.servers.b.port}/readyz`)).text()).toMatch(/^ready \(standby; the leader is \S+ at http/);
-      const ready = await waitFor("two ready nodes", async () => {
-        const n = (await h.nodes()).filter((x) => x.state === "ready");
-        return n.length === 2 ? n : undefined;
-      }, 60_000);
+      const ready = await waitFor(
+        "two ready nodes",
+        async () => {
+          const n = (await h.nodes()).filter((x) => x.state === "ready");
+          return n.length === 2 ? n : undefined;
+        },
+        60_000,
+      );
       expect(ready).toHaveLength(2);
       // Launched once: one launch operation per node, one local instance per node.
       const db = await store(h);
@@ -147,10 +167,14 @@ for (const kind of ["shared file", "sqld"] as const) {
     test("kill -9 of the leader during a replacement: the standby takes over within 15 s and finishes it, once", async () => {
       const [victim] = (await h.nodes()).filter((n) => n.state === "ready");
       expect((await h.cli("fault", "inject", victim!.id, "--xid", "79", "--gpu", "1")).code).toBe(0);
-      await waitFor("the replacement under way", async () => {
-        const n = await h.nodes();
-        return n.find((x) => x.id === victim!.id && ["draining", "terminating"].includes(x.state)) ? true : undefined;
-      }, 30_000);
+      await waitFor(
+        "the replacement under way",
+        async () => {
+          const n = await h.nodes();
+          return n.find((x) => x.id === victim!.id && ["draining", "terminating"].includes(x.state)) ? true : undefined;
+        },
+        30_000,
+      );
       const killedAt = Date.now();
       h.servers.a.proc!.kill("SIGKILL");
       h.servers.a.down = true;
@@ -159,7 +183,11 @@ for (const kind of ["shared file", "sqld"] as const) {
       const tookOverMs = Date.now() - killedAt;
       console.log(`standby took over ${(tookOverMs / 1000).toFixed(1)} s after the leader's kill -9`);
       expect(tookOverMs).toBeLessThan(15_000);
-      const replacement = await waitFor("a ready replacement", async () => (await h.nodes()).find((n) => n.replacementOf === victim!.id && n.state === "ready"), 60_000);
+      const replacement = await waitFor(
+        "a ready replacement",
+        async () => (await h.nodes()).find((n) => n.replacementOf === victim!.id && n.state === "ready"),
+        60_000,
+      );
       expect(replacement).toBeDefined();
       for (let i = 0; i < 6; i++) await Bun.sleep(500);
       const all = await h.nodes();
@@ -192,7 +220,9 @@ for (const kind of ["shared file", "sqld"] as const) {
       // Nothing acted on after the wake: no transition, no launch, no terminate of its own.
       expect(woke).not.toMatch(/→|launched|terminate/);
       const db = await store(h);
-      const cordons = (await db.db.select().from(auditLog)).filter((a) => a.target === victim!.id && a.action === "transition" && (a.details as { to: string }).to === "cordoned");
+      const cordons = (await db.db.select().from(auditLog)).filter(
+        (a) => a.target === victim!.id && a.action === "transition" && (a.details as { to: string }).to === "cordoned",
+      );
       const row = (await db.db.select().from(nodes)).find((n) => n.id === victim!.id);
       db.close();
       expect(cordons).toHaveLength(1);

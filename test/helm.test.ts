@@ -14,7 +14,19 @@ import pkg from "../package.json" with { type: "json" };
 import { ensureBinaries } from "./prerequisites.ts";
 import { REPO_ROOT, tempDir } from "./support.ts";
 import { ensureKubeBinaries, startKubeHarness, type KubeHarness } from "./kube/harness.ts";
-import { CHART, ensureHelm, ensureKubectl, helmCrds, helmErrors, helmTemplate, kubectl, parseObjects, prometheusOperatorCrds, runTool, type KubeObject } from "./kube/tools.ts";
+import {
+  CHART,
+  ensureHelm,
+  ensureKubectl,
+  helmCrds,
+  helmErrors,
+  helmTemplate,
+  kubectl,
+  parseObjects,
+  prometheusOperatorCrds,
+  runTool,
+  type KubeObject,
+} from "./kube/tools.ts";
 
 let kube: KubeHarness;
 let helm: string;
@@ -39,9 +51,23 @@ const VARIANTS: Record<string, string[]> = {
   ha: ["--set", "controlPlane.replicas=3", "--set", "sqld.enabled=true", "--set", "database.authTokenKey="],
   external: ["--set", "controlPlane.replicas=2", "--set", "database.url=libsql://db.example:8080", "--set", "database.authTokenKey=db-token"],
   tls: ["--set", "tls.secretName=navarch-tls"],
-  monitoring: ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.grafanaDashboard.enabled=true"],
+  monitoring: [
+    "--set",
+    "metrics.serviceMonitor.enabled=true",
+    "--set",
+    "metrics.prometheusRule.enabled=true",
+    "--set",
+    "metrics.grafanaDashboard.enabled=true",
+  ],
   unprivileged: ["--set", "agent.privileged=false", "--set", "agent.runtimeClassName=nvidia"],
-  hostDriver: ["--set", "agent.driverRoot=/", "--set", "kubernetes.coreweaveNodePools=true", "--set-file", `healthPolicy=${join(REPO_ROOT, "test/fixtures/policy/valid.yaml")}`],
+  hostDriver: [
+    "--set",
+    "agent.driverRoot=/",
+    "--set",
+    "kubernetes.coreweaveNodePools=true",
+    "--set-file",
+    `healthPolicy=${join(REPO_ROOT, "test/fixtures/policy/valid.yaml")}`,
+  ],
   noKube: ["--set", "kubernetes.enabled=false", "--set", "agent.enabled=false"],
 };
 
@@ -53,14 +79,43 @@ async function render(variant: string): Promise<KubeObject[]> {
 const find = (objects: KubeObject[], kind: string, name?: string) => objects.find((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
 const must = (objects: KubeObject[], kind: string, name?: string) => {
   const o = find(objects, kind, name);
-  if (o === undefined) throw new Error(`no ${kind}${name ? ` ${name}` : ""} in the rendered chart (${objects.map((x) => `${x.kind}/${x.metadata.name}`).join(", ")})`);
+  if (o === undefined)
+    throw new Error(`no ${kind}${name ? ` ${name}` : ""} in the rendered chart (${objects.map((x) => `${x.kind}/${x.metadata.name}`).join(", ")})`);
   return o;
 };
 // Loose views of what the tests read.
-type Container = { name: string; image: string; args?: string[]; env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[]; resources?: unknown; securityContext?: Record<string, unknown>; volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[] };
-type PodSpec = { containers: Container[]; volumes?: { name: string; hostPath?: { path: string }; persistentVolumeClaim?: { claimName: string }; emptyDir?: unknown; secret?: { secretName: string; items?: { key: string; path?: string }[] } }[]; nodeSelector?: Record<string, string>; tolerations?: unknown[]; hostPID?: boolean; hostNetwork?: boolean; hostIPC?: boolean; serviceAccountName?: string; automountServiceAccountToken?: boolean };
+type Container = {
+  name: string;
+  image: string;
+  args?: string[];
+  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+  resources?: unknown;
+  securityContext?: Record<string, unknown>;
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
+};
+type PodSpec = {
+  containers: Container[];
+  volumes?: {
+    name: string;
+    hostPath?: { path: string };
+    persistentVolumeClaim?: { claimName: string };
+    emptyDir?: unknown;
+    secret?: { secretName: string; items?: { key: string; path?: string }[] };
+  }[];
+  nodeSelector?: Record<string, string>;
+  tolerations?: unknown[];
+  hostPID?: boolean;
+  hostNetwork?: boolean;
+  hostIPC?: boolean;
+  serviceAccountName?: string;
+  automountServiceAccountToken?: boolean;
+};
 const podSpec = (o: KubeObject) => (o as unknown as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
-const configOf = (objects: KubeObject[]) => YAML.parse((must(objects, "ConfigMap", "navarch-control-plane") as unknown as { data: Record<string, string> }).data["config.yaml"]!) as Record<string, Record<string, unknown>>;
+const configOf = (objects: KubeObject[]) =>
+  YAML.parse((must(objects, "ConfigMap", "navarch-control-plane") as unknown as { data: Record<string, string> }).data["config.yaml"]!) as Record<
+    string,
+    Record<string, unknown>
+  >;
 
 describe("helm", () => {
   test("helm lint passes for the defaults and for high availability; the chart's version is the programs'", async () => {
@@ -103,7 +158,12 @@ describe("rendered objects", () => {
     expect(spec.tolerations).toEqual([{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
     expect(agent!.resources).toEqual({ requests: { cpu: "50m", memory: "64Mi" }, limits: { cpu: "200m", memory: "128Mi" } });
     expect(agent!.image).toBe(`navarch/node:${pkg.version}`);
-    expect(agent!.args).toEqual(["--server=http://navarch-control-plane.navarch.svc:50051", "--node-id=$(NODE_NAME)", "--pool=kubernetes", "--state-dir=/var/lib/navarch-node"]);
+    expect(agent!.args).toEqual([
+      "--server=http://navarch-control-plane.navarch.svc:50051",
+      "--node-id=$(NODE_NAME)",
+      "--pool=kubernetes",
+      "--state-dir=/var/lib/navarch-node",
+    ]);
     // The seed's hostPID and /host/proc are gone: nothing reads the host's processes.
     expect(spec.hostPID ?? false).toBe(false);
     expect(spec.hostNetwork ?? false).toBe(false);
@@ -150,13 +210,22 @@ describe("rendered objects", () => {
     expect(cp!.image).toBe(`navarch/control-plane:${pkg.version}`);
     expect(deploy.spec.replicas).toBe(1);
     expect(deploy.spec.strategy.type).toBe("Recreate");
-    expect((spec as unknown as { securityContext: Record<string, unknown> }).securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, fsGroup: 65532 });
+    expect((spec as unknown as { securityContext: Record<string, unknown> }).securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      fsGroup: 65532,
+    });
     expect(cp!.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } });
     expect(spec.volumes?.find((v) => v.name === "data")?.persistentVolumeClaim?.claimName).toBe("navarch-control-plane-data");
     expect(must(one, "PersistentVolumeClaim", "navarch-control-plane-data")).toBeDefined();
     expect(cp!.env?.find((e) => e.name === "NAVARCH_AUTH_TOKEN")?.valueFrom?.secretKeyRef).toEqual({ name: "navarch-credentials", key: "auth-token" });
     const config = configOf(one);
-    expect(config.server).toMatchObject({ address: "0.0.0.0:50051", data_dir: "/var/lib/navarch", allow_plain_http: true, public_url: "http://navarch-control-plane.navarch.svc:50051" });
+    expect(config.server).toMatchObject({
+      address: "0.0.0.0:50051",
+      data_dir: "/var/lib/navarch",
+      allow_plain_http: true,
+      public_url: "http://navarch-control-plane.navarch.svc:50051",
+    });
     expect(config.server!.database_url).toBeUndefined();
     expect(config.kubernetes).toEqual({ in_cluster: true, pools_crd: { enabled: true, namespace: "navarch" } });
 
@@ -173,14 +242,19 @@ describe("rendered objects", () => {
     expect(must(ha, "NetworkPolicy", "navarch-sqld")).toBeDefined();
     const ext = await render("external");
     expect(configOf(ext).server!.database_url).toBe("libsql://db.example:8080");
-    expect(podSpec(must(ext, "Deployment")).containers[0]!.env?.find((e) => e.name === "NAVARCH_DATABASE_AUTH_TOKEN")?.valueFrom?.secretKeyRef).toEqual({ name: "navarch-credentials", key: "db-token" });
+    expect(podSpec(must(ext, "Deployment")).containers[0]!.env?.find((e) => e.name === "NAVARCH_DATABASE_AUTH_TOKEN")?.valueFrom?.secretKeyRef).toEqual({
+      name: "navarch-credentials",
+      key: "db-token",
+    });
     expect(find(ext, "StatefulSet")).toBeUndefined();
   });
 
   test("the ServiceMonitor selects the Service by its labels and names its port; the rules, dashboard and CRD are deploy/'s files", async () => {
     const objects = await render("monitoring");
     const svc = must(objects, "Service", "navarch-control-plane") as unknown as { spec: { ports: { name: string }[] } } & KubeObject;
-    const sm = must(objects, "ServiceMonitor") as unknown as { spec: { selector: { matchLabels: Record<string, string> }; namespaceSelector: { matchNames: string[] }; endpoints: { port: string; path: string }[] } } & KubeObject;
+    const sm = must(objects, "ServiceMonitor") as unknown as {
+      spec: { selector: { matchLabels: Record<string, string> }; namespaceSelector: { matchNames: string[] }; endpoints: { port: string; path: string }[] };
+    } & KubeObject;
     for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(svc.metadata.labels?.[k], `Service label ${k}`).toBe(v);
     expect(sm.spec.namespaceSelector.matchNames).toEqual([svc.metadata.namespace!]);
     expect(svc.spec.ports.map((p) => p.name)).toContain(sm.spec.endpoints[0]!.port);
@@ -191,7 +265,9 @@ describe("rendered objects", () => {
     const rules = YAML.parse(readFileSync(join(REPO_ROOT, "deploy/prometheus/navarch-rules.yaml"), "utf8"));
     expect((must(objects, "PrometheusRule") as unknown as { spec: unknown }).spec).toEqual(rules);
     const dashboard = must(objects, "ConfigMap", "navarch-dashboard") as unknown as { data: Record<string, string> };
-    expect(JSON.parse(dashboard.data["navarch-dashboard.json"]!)).toEqual(JSON.parse(readFileSync(join(REPO_ROOT, "deploy/grafana/navarch-dashboard.json"), "utf8")));
+    expect(JSON.parse(dashboard.data["navarch-dashboard.json"]!)).toEqual(
+      JSON.parse(readFileSync(join(REPO_ROOT, "deploy/grafana/navarch-dashboard.json"), "utf8")),
+    );
     expect(parseObjects(await helmCrds())).toEqual(parseObjects(readFileSync(join(REPO_ROOT, "deploy/crds/gpupool.yaml"), "utf8")));
   });
 
@@ -206,12 +282,31 @@ describe("rendered objects", () => {
         config.kubernetes.kubeconfig = kube.kubeconfigPath;
       }
       if (config.server!.tls) {
-        const cert = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=navarch", "-keyout", join(dir, "tls.key"), "-out", join(dir, "tls.crt")];
+        const cert = [
+          "openssl",
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:prime256v1",
+          "-nodes",
+          "-days",
+          "1",
+          "-subj",
+          "/CN=navarch",
+          "-keyout",
+          join(dir, "tls.key"),
+          "-out",
+          join(dir, "tls.crt"),
+        ];
         expect((await runTool(cert)).code).toBe(0);
         config.server!.tls = { cert_file: join(dir, "tls.crt"), key_file: join(dir, "tls.key") };
       }
       if (config.server!.health_policy_path) {
-        const policy = (must(await render(variant), "ConfigMap", "navarch-control-plane") as unknown as { data: Record<string, string> }).data["health-policy.yaml"]!;
+        const policy = (must(await render(variant), "ConfigMap", "navarch-control-plane") as unknown as { data: Record<string, string> }).data[
+          "health-policy.yaml"
+        ]!;
         writeFileSync(join(dir, "health-policy.yaml"), policy);
         config.server!.health_policy_path = join(dir, "health-policy.yaml");
       }
@@ -234,7 +329,18 @@ describe("against the API server", () => {
     }
     const crd = await kubectl(admin, ["apply", "--server-side", "-f", "-"], await helmCrds());
     expect(crd.code, crd.stderr).toBe(0);
-    expect((await kubectl(admin, ["wait", "--for=condition=Established", "--timeout=30s", "crd/gpupools.navarch.dev", "crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com"])).code).toBe(0);
+    expect(
+      (
+        await kubectl(admin, [
+          "wait",
+          "--for=condition=Established",
+          "--timeout=30s",
+          "crd/gpupools.navarch.dev",
+          "crd/servicemonitors.monitoring.coreos.com",
+          "crd/prometheusrules.monitoring.coreos.com",
+        ])
+      ).code,
+    ).toBe(0);
     expect((await kubectl(admin, ["create", "namespace", "navarch"])).code).toBe(0);
 
     let checked = 0;
@@ -244,7 +350,8 @@ describe("against the API server", () => {
       expect(r.code, `${variant}: ${r.stderr}`).toBe(0);
       const objects = parseObjects(yaml);
       // kubectl names every object it sent: all of them were accepted.
-      for (const o of objects) expect(r.stdout, `${variant}: ${o.kind}/${o.metadata.name}`).toContain(`/${o.metadata.name} serverside-applied (server dry run)`);
+      for (const o of objects)
+        expect(r.stdout, `${variant}: ${o.kind}/${o.metadata.name}`).toContain(`/${o.metadata.name} serverside-applied (server dry run)`);
       checked += objects.length;
     }
     expect(checked).toBeGreaterThan(60);

@@ -21,7 +21,15 @@ import { helmTemplate, parseObjects, runTool, type KubeObject } from "./kube/too
 
 const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 interface ImageConfig {
-  config: { User: string; Entrypoint: string[]; Cmd?: string[]; Env: string[]; WorkingDir: string; Volumes?: Record<string, object>; ExposedPorts?: Record<string, object> };
+  config: {
+    User: string;
+    Entrypoint: string[];
+    Cmd?: string[];
+    Env: string[];
+    WorkingDir: string;
+    Volumes?: Record<string, object>;
+    ExposedPorts?: Record<string, object>;
+  };
   rootfs: { diff_ids: string[] };
 }
 interface Image {
@@ -50,7 +58,8 @@ function readImage(layout: string, unpacked: string): Image {
 
 beforeAll(async () => {
   // Without root there is no chroot and no mount: say so rather than test less.
-  if (process.getuid?.() !== 0) throw new Error("test/images.test.ts runs each image's root file system with chroot and bind mounts, which need root; run it as root");
+  if (process.getuid?.() !== 0)
+    throw new Error("test/images.test.ts runs each image's root file system with chroot and bind mounts, which need root; run it as root");
   await ensureBinaries();
   buildFakeNvml();
   if ((await runTool(["sh", "-c", "command -v umoci"])).code !== 0) {
@@ -62,7 +71,10 @@ beforeAll(async () => {
   const built = await runTool([BUN, "run", "scripts/images.ts", "--out", out]);
   if (built.code !== 0) throw new Error(`scripts/images.ts failed:\n${built.stderr}`);
   console.log(`${built.stdout.trim()}\n(images built in ${((performance.now() - started) / 1000).toFixed(1)} s)`);
-  for (const [key, name] of [["controlPlane", "navarch-control-plane"], ["node", "navarch-node"]] as const) {
+  for (const [key, name] of [
+    ["controlPlane", "navarch-control-plane"],
+    ["node", "navarch-node"],
+  ] as const) {
     const unpacked = join(tempDir("navarch-unpacked-"), "bundle");
     const r = await runTool(["umoci", "unpack", "--image", `${join(out, name)}:${pkg.version}`, unpacked], { env: { PATH: HOST_PATH } });
     if (r.code !== 0) throw new Error(`umoci unpack ${name}: ${r.stderr}`);
@@ -74,7 +86,10 @@ beforeAll(async () => {
 function terminate(proc: Subprocess): void {
   let children: string[] = [];
   try {
-    children = readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, "utf8").trim().split(/\s+/).filter((c) => c !== "");
+    children = readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, "utf8")
+      .trim()
+      .split(/\s+/)
+      .filter((c) => c !== "");
   } catch {
     // already gone
   }
@@ -136,7 +151,9 @@ function start(argv: string[], env: Record<string, string>): { proc: Subprocess;
 
 const userOf = (image: Image) => image.config.config.User;
 type Container = { args: string[]; env?: { name: string; value?: string }[]; volumeMounts: { name: string; mountPath: string }[] };
-const containerOf = (o: KubeObject) => (o as unknown as { spec: { template: { spec: { containers: Container[]; securityContext?: { runAsUser?: number; runAsGroup?: number } } } } }).spec.template.spec;
+const containerOf = (o: KubeObject) =>
+  (o as unknown as { spec: { template: { spec: { containers: Container[]; securityContext?: { runAsUser?: number; runAsGroup?: number } } } } }).spec.template
+    .spec;
 
 describe("entrypoint", () => {
   test("navarch --config FILE with no command is serve (the seed's Deployment args), and so is -c FILE", async () => {
@@ -147,7 +164,11 @@ describe("entrypoint", () => {
       writeFileSync(join(dir, "config.yaml"), `server:\n  address: 127.0.0.1:${port}\n  data_dir: ${dir}\npools: []\n`);
       const args = flag.replace("FILE", join(dir, "config.yaml")).split(" ");
       const { proc, output } = start([navarch, ...args], { NAVARCH_AUTH_TOKEN: "entry-token" });
-      await waitFor(`${flag}: ready`, async () => ((await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok ? true : undefined), 20_000).catch((err: unknown) => {
+      await waitFor(
+        `${flag}: ready`,
+        async () => ((await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.ok ? true : undefined),
+        20_000,
+      ).catch((err: unknown) => {
         throw new Error(`${String(err)}\n${output()}`);
       });
       proc.kill("SIGTERM");
@@ -177,14 +198,17 @@ describe("images", () => {
     expect(images.controlPlane.manifest.layers[0]!.digest).toBe(images.node.manifest.layers[0]!.digest);
     // Small: the base is glibc and the CA bundle; the rest is the binary.
     const mib = (n: number) => n / 2 ** 20;
-    console.log(`compressed: control plane ${mib(images.controlPlane.bytes).toFixed(1)} MiB, node ${mib(images.node.bytes).toFixed(1)} MiB; base layer ${mib(images.node.manifest.layers[0]!.size).toFixed(1)} MiB`);
+    console.log(
+      `compressed: control plane ${mib(images.controlPlane.bytes).toFixed(1)} MiB, node ${mib(images.node.bytes).toFixed(1)} MiB; base layer ${mib(images.node.manifest.layers[0]!.size).toFixed(1)} MiB`,
+    );
     expect(mib(images.node.manifest.layers[0]!.size)).toBeLessThan(5);
     for (const image of [images.controlPlane, images.node]) expect(image.bytes).toBeLessThan(statSync(join(REPO_ROOT, "dist/navarch")).size * 0.6);
     // Reproducible: built again, byte for byte the same image.
     const again = tempDir("navarch-images-again-");
     const r = await runTool([BUN, "run", "scripts/images.ts", "--out", again]);
     expect(r.code, r.stderr).toBe(0);
-    for (const name of ["navarch-control-plane", "navarch-node"]) expect(readFileSync(join(again, name, "index.json"), "utf8")).toBe(readFileSync(join(out, name, "index.json"), "utf8"));
+    for (const name of ["navarch-control-plane", "navarch-node"])
+      expect(readFileSync(join(again, name, "index.json"), "utf8")).toBe(readFileSync(join(out, name, "index.json"), "utf8"));
   }, 120_000);
 
   test("both binaries print their version inside their images", async () => {
@@ -201,9 +225,21 @@ describe("images", () => {
     const ds = containerOf(parseObjects(await helmTemplate()).find((o) => o.kind === "DaemonSet")!);
     const driverRoot = ds.containers[0]!.env!.find((e) => e.name === "NAVARCH_NVIDIA_DRIVER_ROOT")!.value!;
     const driver = fakeDriverRoot();
-    const r = await runIn(inImage(images.node.rootfs, userOf(images.node), [{ src: driver, dst: driverRoot, ro: true }, { src: "/dev", dst: "/dev", ro: true }, { src: "/sys", dst: "/sys", ro: true }], ["/usr/local/bin/navarch-node", "check", "--once", "-o", "json"]), {
-      NAVARCH_NVIDIA_DRIVER_ROOT: driverRoot,
-    });
+    const r = await runIn(
+      inImage(
+        images.node.rootfs,
+        userOf(images.node),
+        [
+          { src: driver, dst: driverRoot, ro: true },
+          { src: "/dev", dst: "/dev", ro: true },
+          { src: "/sys", dst: "/sys", ro: true },
+        ],
+        ["/usr/local/bin/navarch-node", "check", "--once", "-o", "json"],
+      ),
+      {
+        NAVARCH_NVIDIA_DRIVER_ROOT: driverRoot,
+      },
+    );
     expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
     const report = JSON.parse(r.stdout) as { verdict: string; gpus: unknown[]; nvml: { libraryPath: string } };
     expect(report.verdict).toBe("healthy");
@@ -233,12 +269,19 @@ describe("images", () => {
     const admin = "image-admin-token-0123456789";
     const cpEnv = Object.fromEntries((deployment.containers[0]!.env ?? []).flatMap((e) => (e.value !== undefined ? [[e.name, e.value]] : [])));
     const user = `${runAsUser}:${runAsGroup}`;
-    const reconciler = start(inImage(images.controlPlane.rootfs, user, cpMounts, [...images.controlPlane.config.config.Entrypoint, ...deployment.containers[0]!.args]), { ...cpEnv, NAVARCH_AUTH_TOKEN: admin });
+    const reconciler = start(
+      inImage(images.controlPlane.rootfs, user, cpMounts, [...images.controlPlane.config.config.Entrypoint, ...deployment.containers[0]!.args]),
+      { ...cpEnv, NAVARCH_AUTH_TOKEN: admin },
+    );
     const url = `http://127.0.0.1:${port}`;
-    await waitFor("the reconciler ready", async () => {
-      const r = await fetch(`${url}/readyz`).catch(() => undefined);
-      return r?.ok ? await r.text() : undefined;
-    }, 30_000).then(
+    await waitFor(
+      "the reconciler ready",
+      async () => {
+        const r = await fetch(`${url}/readyz`).catch(() => undefined);
+        return r?.ok ? await r.text() : undefined;
+      },
+      30_000,
+    ).then(
       (text) => expect(text).toContain("ready (leader"),
       (err: unknown) => {
         throw new Error(`${String(err)}\n${reconciler.output()}`);
@@ -251,7 +294,22 @@ describe("images", () => {
     const ds = containerOf(objects.find((o) => o.kind === "DaemonSet")!);
     const pool = ds.containers[0]!.args.find((a) => a.startsWith("--pool="))!.slice("--pool=".length);
     // kubectl exec runs it in the same container: its mounts, its env.
-    const made = await runIn(inImage(images.controlPlane.rootfs, user, cpMounts, ["/usr/local/bin/navarch", "tokens", "create", "--role", "enroll", "--pool", pool, "--name", "daemonset", "--ttl", "365d"]), { ...cpEnv, NAVARCH_AUTH_TOKEN: admin });
+    const made = await runIn(
+      inImage(images.controlPlane.rootfs, user, cpMounts, [
+        "/usr/local/bin/navarch",
+        "tokens",
+        "create",
+        "--role",
+        "enroll",
+        "--pool",
+        pool,
+        "--name",
+        "daemonset",
+        "--ttl",
+        "365d",
+      ]),
+      { ...cpEnv, NAVARCH_AUTH_TOKEN: admin },
+    );
     expect(made.code, made.stderr).toBe(0);
     const enroll = made.stdout.trim().split("\n").at(-1)!;
     expect(enroll.length).toBeGreaterThan(20);
@@ -263,12 +321,17 @@ describe("images", () => {
     const env = Object.fromEntries((ds.containers[0]!.env ?? []).flatMap((e) => (e.value !== undefined ? [[e.name, e.value]] : [])));
     const stateDir = tempDir("navarch-image-state-");
     const agent = start(
-      inImage(images.node.rootfs, userOf(images.node), [
-        { src: stateDir, dst: "/var/lib/navarch-node" },
-        { src: fakeDriverRoot(), dst: env.NAVARCH_NVIDIA_DRIVER_ROOT!, ro: true },
-        { src: "/dev", dst: "/dev", ro: true },
-        { src: "/sys", dst: "/sys", ro: true },
-      ], [...images.node.config.config.Entrypoint, ...args]),
+      inImage(
+        images.node.rootfs,
+        userOf(images.node),
+        [
+          { src: stateDir, dst: "/var/lib/navarch-node" },
+          { src: fakeDriverRoot(), dst: env.NAVARCH_NVIDIA_DRIVER_ROOT!, ro: true },
+          { src: "/dev", dst: "/dev", ro: true },
+          { src: "/sys", dst: "/sys", ro: true },
+        ],
+        [...images.node.config.config.Entrypoint, ...args],
+      ),
       { ...env, NAVARCH_BOOTSTRAP_TOKEN: enroll },
     );
     const node = await waitFor(
@@ -303,4 +366,3 @@ function fakeDriverRoot(): string {
   copyFileSync(FAKE_NVML.full, join(root, "usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"));
   return root;
 }
-

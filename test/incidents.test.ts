@@ -20,7 +20,9 @@ describe("incident tracker", () => {
   test("the same fault from NVML and the kernel log is one incident, counted once", () => {
     const t = new IncidentTracker();
     expect(t.occur({ finding: xid(79), source: "nvml_event", at: 0, sticky: true })).toBeDefined();
-    expect(t.occur({ finding: xid(79, "NVRM: Xid (PCI:0000:3b:00): 79, pid=1, GPU has fallen off the bus."), source: "kmsg", at: 5, sticky: true })).toBeUndefined();
+    expect(
+      t.occur({ finding: xid(79, "NVRM: Xid (PCI:0000:3b:00): 79, pid=1, GPU has fallen off the bus."), source: "kmsg", at: 5, sticky: true }),
+    ).toBeUndefined();
     expect(t.due(60_000)).toEqual([]);
     expect(t.current()).toHaveLength(1);
     expect(t.current()[0]?.count).toBeUndefined();
@@ -34,7 +36,8 @@ describe("incident tracker", () => {
   test("a transient Xid closes after a quiet period; repeats escalate within the window", () => {
     const t = new IncidentTracker({ quietMs: 60_000 });
     const rule = { count: 3, windowMs: 24 * 3_600_000, severity: "unhealthy" as const, action: "contact_support" as const };
-    const app = (at: number) => t.occur({ finding: { ...xid(13), severity: "degraded", action: "restart_app" }, source: "kmsg", at, sticky: false, escalate: rule });
+    const app = (at: number) =>
+      t.occur({ finding: { ...xid(13), severity: "degraded", action: "restart_app" }, source: "kmsg", at, sticky: false, escalate: rule });
     expect(app(0)?.severity).toBe("degraded");
     expect(app(3_600_000)?.severity).toBe("degraded"); // quiet for an hour: a new incident
     const third = app(7_200_000);

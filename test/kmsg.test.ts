@@ -91,12 +91,9 @@ describe("normalizePciBusId", () => {
     expect(normalizePciBusId(input)).toBe(want);
   });
 
-  test.each(["", "PCI:", "invalid-bdf.0", "0000:3b", "zzzz:3b:00", "0000:3b:00.8", "000000000:3b:00.0", "GPU-1234"])(
-    "%p is not a bus id",
-    (input) => {
-      expect(normalizePciBusId(input)).toBeUndefined();
-    },
-  );
+  test.each(["", "PCI:", "invalid-bdf.0", "0000:3b", "zzzz:3b:00", "0000:3b:00.8", "000000000:3b:00.0", "GPU-1234"])("%p is not a bus id", (input) => {
+    expect(normalizePciBusId(input)).toBeUndefined();
+  });
 
   test("kmsg and NVML forms of one GPU meet", () => {
     expect(normalizePciBusId("PCI:0000:3b:00")).toBe(normalizePciBusId("00000000:3B:00.0"));
@@ -105,11 +102,7 @@ describe("normalizePciBusId", () => {
 
 describe("parseKmsgRecord", () => {
   test("kmsg header, escapes and dictionary", () => {
-    const rec = parseKmsgRecord([
-      "4,1105,4254197913,-;NVRM: A GPU crash dump\\x0aNVRM: second line \\x5c done",
-      " SUBSYSTEM=pci",
-      " DEVICE=+pci:0000:3b:00.0",
-    ]);
+    const rec = parseKmsgRecord(["4,1105,4254197913,-;NVRM: A GPU crash dump\\x0aNVRM: second line \\x5c done", " SUBSYSTEM=pci", " DEVICE=+pci:0000:3b:00.0"]);
     expect(rec).toMatchObject({
       format: "kmsg",
       level: 4,
@@ -500,7 +493,10 @@ describe("followKmsg", () => {
     fs.writeSync(writer, xidLine(1, 13) + xidLine(2, 31));
     await waitFor(() => got.length >= 2, "the first two records");
 
-    const split = rec(3, "NVRM: Xid (PCI:0018:01:00): 145, pid=876767, name=ray::WorkerDict, RLW_RXPIPE Nonfatal XC0 i0 Link 13 (0x0409a0c2 0x00000008 0x00000001 0x00000000 0x00100000 0x00000004)");
+    const split = rec(
+      3,
+      "NVRM: Xid (PCI:0018:01:00): 145, pid=876767, name=ray::WorkerDict, RLW_RXPIPE Nonfatal XC0 i0 Link 13 (0x0409a0c2 0x00000008 0x00000001 0x00000000 0x00100000 0x00000004)",
+    );
     fs.writeSync(writer, split.slice(0, 60));
     await Bun.sleep(60);
     expect(got.length).toBe(2);

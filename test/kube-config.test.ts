@@ -48,7 +48,11 @@ describe("kubernetes config", () => {
   test("a bearer token comes from the variable the config names", () => {
     const r = parse("  server: https://k8s.example:6443\n  token_env: NAVARCH_KUBE_TOKEN\n");
     if (!r.ok) throw new Error(JSON.stringify(r.problems));
-    expect(kubeSource(r.config.kubernetes!, (n) => (n === "NAVARCH_KUBE_TOKEN" ? "s3cret" : undefined))).toEqual({ kind: "token", server: "https://k8s.example:6443", token: "s3cret" });
+    expect(kubeSource(r.config.kubernetes!, (n) => (n === "NAVARCH_KUBE_TOKEN" ? "s3cret" : undefined))).toEqual({
+      kind: "token",
+      server: "https://k8s.example:6443",
+      token: "s3cret",
+    });
     expect(() => kubeSource(r.config.kubernetes!, () => undefined)).toThrow("$NAVARCH_KUBE_TOKEN is not set");
   });
 });

@@ -83,7 +83,9 @@ async function installCrd(file: string, name: string) {
   await waitFor(
     `CRD ${name} established`,
     async () => {
-      const got = (await kube.client.request("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`)) as { status?: { conditions?: { type: string; status: string }[] } };
+      const got = (await kube.client.request("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`)) as {
+        status?: { conditions?: { type: string; status: string }[] };
+      };
       return got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") ? true : undefined;
     },
     30_000,
@@ -98,11 +100,18 @@ async function drainOutcome(f: KubeFleet, id: string): Promise<string> {
 }
 
 async function podNames(nodeName: string): Promise<string[]> {
-  return (await podsOn(kube.client, nodeName)).filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name).sort();
+  return (await podsOn(kube.client, nodeName))
+    .filter((p) => !p.metadata.deletionTimestamp)
+    .map((p) => p.metadata.name)
+    .sort();
 }
 
 /** Taints other than the ones kube-controller-manager manages (node.kubernetes.io/unschedulable follows spec.unschedulable). */
-const taintKeys = (n: KubeNode) => (n.spec.taints ?? []).map((t) => t.key).filter((k) => !k.startsWith("node.kubernetes.io/")).sort();
+const taintKeys = (n: KubeNode) =>
+  (n.spec.taints ?? [])
+    .map((t) => t.key)
+    .filter((k) => !k.startsWith("node.kubernetes.io/"))
+    .sort();
 const ourTaint = (n: KubeNode) => (n.spec.taints ?? []).find((t) => t.key === "navarch.dev/unhealthy");
 const condition = (n: KubeNode, type = "GpuHealthy") => n.status.conditions?.find((c) => c.type === type);
 
@@ -111,10 +120,7 @@ describe("cordon mirror", () => {
     const f = await kubeFleet(kube, POOL("mirror", 2, 2), { extra: ROOMY, log });
     const [a, b] = await f.ready("mirror", 2);
     // a: a human had cordoned and tainted it already; b: in service.
-    await createNodes(
-      gpuNode(a!, { unschedulable: true, taints: [{ key: "example.com/maintenance", value: "bios", effect: "NoSchedule" }] }),
-      gpuNode(b!),
-    );
+    await createNodes(gpuNode(a!, { unschedulable: true, taints: [{ key: "example.com/maintenance", value: "bios", effect: "NoSchedule" }] }), gpuNode(b!));
     await createNs("mirror");
     // Pods the drain cannot evict (emptyDir, not allowed by default): the nodes stay draining.
     await createPods("mirror", gpuPod("scratch-a", "mirror", a, { emptyDir: true }), gpuPod("scratch-b", "mirror", b, { emptyDir: true }));
@@ -149,7 +155,9 @@ describe("cordon mirror", () => {
     // Draining: progress is visible on the node row and on the Node.
     await f.until("drain progress", async () => (await f.node(b!)).stateReason?.includes("emptyDir") === true, { sleepMs: 100 });
     expect((await f.node(b!)).stateReason).toContain("1 pod(s) left");
-    await waitFor("drain status annotation", async () => ((await getNode(kube.client, b!)).metadata.annotations?.[ANNOTATIONS.drain]?.includes("emptyDir") ? true : undefined));
+    await waitFor("drain status annotation", async () =>
+      (await getNode(kube.client, b!)).metadata.annotations?.[ANNOTATIONS.drain]?.includes("emptyDir") ? true : undefined,
+    );
 
     // Both recover before they are replaced: the loop uncordons, the mirror undoes what it did.
     for (const id of [a!, b!]) await f.agents.event(id, COOL, 2);
@@ -181,7 +189,10 @@ describe("cordon mirror", () => {
     expect((await getNode(kube.client, c!)).spec.unschedulable).toBe(true);
 
     // What `kubectl uncordon` sends.
-    await kube.client.request("PATCH", `/api/v1/nodes/${c}`, { body: { spec: { unschedulable: null } }, contentType: "application/strategic-merge-patch+json" });
+    await kube.client.request("PATCH", `/api/v1/nodes/${c}`, {
+      body: { spec: { unschedulable: null } },
+      contentType: "application/strategic-merge-patch+json",
+    });
 
     await waitFor("the incident cancelled", async () => ((await f.incident(incidentId))?.outcome === "cancelled" ? true : undefined));
     expect((await f.incident(incidentId))?.status).toContain("uncordoned by kubernetes (kubectl uncordon of node");
@@ -236,11 +247,20 @@ describe("drain", () => {
     await createNs("pdb");
     await createPods("pdb", gpuPod("web-0", "pdb", d, { labels: { app: "web" } }), gpuPod("web-1", "pdb", e, { labels: { app: "web" } }));
     await kube.client.request("POST", "/apis/policy/v1/namespaces/pdb/poddisruptionbudgets", {
-      body: { apiVersion: "policy/v1", kind: "PodDisruptionBudget", metadata: { name: "web" }, spec: { minAvailable: 2, selector: { matchLabels: { app: "web" } } } },
+      body: {
+        apiVersion: "policy/v1",
+        kind: "PodDisruptionBudget",
+        metadata: { name: "web" },
+        spec: { minAvailable: 2, selector: { matchLabels: { app: "web" } } },
+      },
     });
     await running("pdb", ["web-0", "web-1"]);
     const pdbStatus = async () =>
-      ((await kube.client.request("GET", "/apis/policy/v1/namespaces/pdb/poddisruptionbudgets/web")) as { status?: { currentHealthy?: number; disruptionsAllowed?: number } }).status;
+      (
+        (await kube.client.request("GET", "/apis/policy/v1/namespaces/pdb/poddisruptionbudgets/web")) as {
+          status?: { currentHealthy?: number; disruptionsAllowed?: number };
+        }
+      ).status;
     await waitFor("the disruption controller counts 2 healthy", async () => ((await pdbStatus())?.currentHealthy === 2 ? true : undefined), 30_000);
     expect((await pdbStatus())?.disruptionsAllowed).toBe(0);
     await waitFor("the mirror sees the Node", () => f.mirror.nodeCache.get(d!));
@@ -259,7 +279,10 @@ describe("drain", () => {
     // A third replica comes up elsewhere: the budget allows one disruption; the next retry evicts.
     await createPods("pdb", gpuPod("web-2", "pdb", e, { labels: { app: "web" } }));
     await running("pdb", ["web-2"]);
-    await f.until("drained and on its way out", async () => ["terminating", "terminated"].includes((await f.node(d!)).state), { sleepMs: 250, timeoutMs: 60_000 });
+    await f.until("drained and on its way out", async () => ["terminating", "terminated"].includes((await f.node(d!)).state), {
+      sleepMs: 250,
+      timeoutMs: 60_000,
+    });
     expect(await podNames(d!)).toEqual([]);
     expect(await podNames(e!)).toEqual(["web-1", "web-2"]);
     const inc = await f.incident((await f.node(d!)).incidentId);
@@ -355,7 +378,12 @@ describe("drain", () => {
     await createNs("dead");
     await createPods("dead", gpuPod("train-0", "dead", j, { labels: { app: "train-dead" }, terminationGracePeriodSeconds: 600 }));
     await kube.client.request("POST", "/apis/policy/v1/namespaces/dead/poddisruptionbudgets", {
-      body: { apiVersion: "policy/v1", kind: "PodDisruptionBudget", metadata: { name: "train" }, spec: { minAvailable: 1, selector: { matchLabels: { app: "train-dead" } } } },
+      body: {
+        apiVersion: "policy/v1",
+        kind: "PodDisruptionBudget",
+        metadata: { name: "train" },
+        spec: { minAvailable: 1, selector: { matchLabels: { app: "train-dead" } } },
+      },
     });
     await running("dead", ["train-0"]);
     await waitFor("the mirror sees the Node", () => f.mirror.nodeCache.get(j!));
@@ -363,10 +391,23 @@ describe("drain", () => {
     await f.until("blocked by the PDB", async () => (await f.node(j!)).stateReason?.includes("PodDisruptionBudget") === true, { stepMs: 1000, sleepMs: 200 });
 
     // The machine dies: its kubelet (KWOK lets go of the Node) and its agent go silent.
-    await kube.client.request("PATCH", `/api/v1/nodes/${j}`, { body: { metadata: { annotations: { "kwok.x-k8s.io/node": null } } }, contentType: "application/merge-patch+json" });
+    await kube.client.request("PATCH", `/api/v1/nodes/${j}`, {
+      body: { metadata: { annotations: { "kwok.x-k8s.io/node": null } } },
+      contentType: "application/merge-patch+json",
+    });
     await Bun.sleep(500);
-    const unknown = { type: "Ready", status: "Unknown", reason: "NodeStatusUnknown", message: "Kubelet stopped posting node status.", lastHeartbeatTime: new Date().toISOString(), lastTransitionTime: new Date().toISOString() };
-    await kube.client.request("PATCH", `/api/v1/nodes/${j}/status`, { body: { status: { conditions: [unknown] } }, contentType: "application/strategic-merge-patch+json" });
+    const unknown = {
+      type: "Ready",
+      status: "Unknown",
+      reason: "NodeStatusUnknown",
+      message: "Kubelet stopped posting node status.",
+      lastHeartbeatTime: new Date().toISOString(),
+      lastTransitionTime: new Date().toISOString(),
+    };
+    await kube.client.request("PATCH", `/api/v1/nodes/${j}/status`, {
+      body: { status: { conditions: [unknown] } },
+      contentType: "application/strategic-merge-patch+json",
+    });
     f.agents.setSilent(j!, true);
     await f.until("drained by the fast path", async () => ["terminating", "terminated"].includes((await f.node(j!)).state), { stepMs: 5000, sleepMs: 300 });
     expect(await drainOutcome(f, j!)).toContain("dead kubelet");
@@ -385,7 +426,12 @@ describe("nodes of a DaemonSet (monitored: not launched by Navarch)", () => {
     await f.step(1000); // its agent boots and registers (no pool), as the DaemonSet's would
     expect((await f.node(name)).origin).toBe("registered");
     expect((await f.node(name)).pool).toBeNull();
-    await createNodes(gpuNode(name, { labels: node.pool ? { "navarch.dev/pool": node.pool } : {}, ...(node.providerID ? { providerID: `simulated://local/${instance.id}` } : {}) }));
+    await createNodes(
+      gpuNode(name, {
+        labels: node.pool ? { "navarch.dev/pool": node.pool } : {},
+        ...(node.providerID ? { providerID: `simulated://local/${instance.id}` } : {}),
+      }),
+    );
     await waitFor("the mirror sees the Node", () => f.mirror.nodeCache.get(name));
     await f.mirror.syncMapping();
     return instance;
@@ -395,7 +441,11 @@ describe("nodes of a DaemonSet (monitored: not launched by Navarch)", () => {
     const f = await kubeFleet(kube, POOL("gke-gpu", 0, 10), { extra: ROOMY, log });
     const instance = await daemonSetMachine(f, "gke-gpu-a1", { pool: "gke-gpu", providerID: true });
     const row = await f.node("gke-gpu-a1");
-    expect({ pool: row.pool, provider: row.provider, instanceName: row.instanceName }).toEqual({ pool: "gke-gpu", provider: "local", instanceName: instance.id });
+    expect({ pool: row.pool, provider: row.provider, instanceName: row.instanceName }).toEqual({
+      pool: "gke-gpu",
+      provider: "local",
+      instanceName: instance.id,
+    });
     await f.until("ready", async () => (await f.node("gke-gpu-a1")).state === "ready");
 
     await f.agents.xid("gke-gpu-a1", 79, 3);
@@ -410,7 +460,11 @@ describe("nodes of a DaemonSet (monitored: not launched by Navarch)", () => {
   }, 60_000);
 
   test("without a providerID a configured provider recognises, or with auto_replace off, the node is held for a human; a silent agent is never fenced", async () => {
-    const f = await kubeFleet(kube, `${POOL("gke-a", 0, 10)}${POOL("gke-b", 0, 10).replace("      remediation: replace\n", "      remediation: replace\n      auto_replace: false\n")}`, { extra: ROOMY, log });
+    const f = await kubeFleet(
+      kube,
+      `${POOL("gke-a", 0, 10)}${POOL("gke-b", 0, 10).replace("      remediation: replace\n", "      remediation: replace\n      auto_replace: false\n")}`,
+      { extra: ROOMY, log },
+    );
     await daemonSetMachine(f, "gke-a-1", { pool: "gke-a" });
     const b = await daemonSetMachine(f, "gke-b-1", { pool: "gke-b", providerID: true });
     const c = await daemonSetMachine(f, "gke-a-2", { pool: "gke-a", providerID: true });
@@ -418,10 +472,14 @@ describe("nodes of a DaemonSet (monitored: not launched by Navarch)", () => {
     await f.agents.xid("gke-a-1", 79, 3);
     await f.agents.xid("gke-b-1", 79, 3);
     f.agents.setSilent("gke-a-2", true);
-    await f.until("two held, one lost", async () => {
-      const all = await f.all();
-      return all.filter((n) => n.state === "held").length === 2 && all.some((n) => n.id === "gke-a-2" && n.state === "lost");
-    }, { stepMs: 10_000, sleepMs: 20 });
+    await f.until(
+      "two held, one lost",
+      async () => {
+        const all = await f.all();
+        return all.filter((n) => n.state === "held").length === 2 && all.some((n) => n.id === "gke-a-2" && n.state === "lost");
+      },
+      { stepMs: 10_000, sleepMs: 20 },
+    );
     expect((await f.node("gke-a-1")).stateReason).toContain("cannot name it at a provider");
     expect((await f.node("gke-b-1")).stateReason).toContain("auto_replace is off");
     for (let i = 0; i < 10; i++) await f.step(30_000);
@@ -435,14 +493,26 @@ describe("pools as custom resources", () => {
   test("GpuPool resources create, change and delete pools; status is written; invalid specs are rejected with field paths", async () => {
     await installCrd("deploy/crds/gpupool.yaml", "gpupools.navarch.dev");
     await createNs("navarch-pools");
-    const f = await kubeFleet(kube, POOL("from-file", 0, 0), { kubernetes: "  pools_crd:\n    enabled: true\n    namespace: navarch-pools\n", pools: true, log });
+    const f = await kubeFleet(kube, POOL("from-file", 0, 0), {
+      kubernetes: "  pools_crd:\n    enabled: true\n    namespace: navarch-pools\n",
+      pools: true,
+      log,
+    });
     const controller = f.kube.pools!;
     const base = `${GPUPOOL_API}/namespaces/navarch-pools/gpupools`;
     const queuePending = 'sum(kube_pod_status_phase{phase="Pending",pool="{{.Pool}}"})';
-    const spec = { provider: "local", instance_type: "local-8gpu", region: "local", scaling: { min_nodes: 2, max_nodes: 4, metrics: { prometheus: { queue_pending: queuePending } } }, health: { drain_timeout: "5m" } };
+    const spec = {
+      provider: "local",
+      instance_type: "local-8gpu",
+      region: "local",
+      scaling: { min_nodes: 2, max_nodes: 4, metrics: { prometheus: { queue_pending: queuePending } } },
+      health: { drain_timeout: "5m" },
+    };
     await kube.client.request("POST", base, { body: { apiVersion: "navarch.dev/v1alpha1", kind: "GpuPool", metadata: { name: "crd-a" }, spec } });
 
-    await f.until("the pool from the resource comes up", async () => (await f.all()).filter((n) => n.pool === "crd-a" && n.state === "ready").length === 2, { sleepMs: 20 });
+    await f.until("the pool from the resource comes up", async () => (await f.all()).filter((n) => n.pool === "crd-a" && n.state === "ready").length === 2, {
+      sleepMs: 20,
+    });
     const [row] = await f.store.db.select().from(pools).where(eq(pools.name, "crd-a"));
     expect(row?.source).toBe("crd");
     // The pool's Prometheus queries survive the CRD's structural schema (not pruned) and reach the pool.
@@ -451,7 +521,13 @@ describe("pools as custom resources", () => {
       await controller.refreshNow();
       return (await kube.client.request("GET", `${base}/crd-a`)) as {
         metadata: { finalizers?: string[]; generation: number };
-        status?: { observedGeneration?: number; appliedGeneration?: number; nodes?: { ready: number; total: number }; lastError?: string; conditions?: { type: string; status: string; reason: string; message: string }[] };
+        status?: {
+          observedGeneration?: number;
+          appliedGeneration?: number;
+          nodes?: { ready: number; total: number };
+          lastError?: string;
+          conditions?: { type: string; status: string; reason: string; message: string }[];
+        };
       };
     };
     let got = await status();
@@ -461,7 +537,10 @@ describe("pools as custom resources", () => {
     expect(got.status?.conditions?.find((c) => c.type === "Ready")).toMatchObject({ status: "True" });
 
     // kubectl get shows the printer columns.
-    const tableResponse = await fetch(`${kube.server}${base}`, { headers: { Authorization: `Bearer ${kube.token}`, Accept: "application/json;as=Table;v=v1;g=meta.k8s.io" }, tls: { ca: kube.caPem } });
+    const tableResponse = await fetch(`${kube.server}${base}`, {
+      headers: { Authorization: `Bearer ${kube.token}`, Accept: "application/json;as=Table;v=v1;g=meta.k8s.io" },
+      tls: { ca: kube.caPem },
+    });
     const table = (await tableResponse.json()) as { columnDefinitions: { name: string }[]; rows: { cells: unknown[] }[] };
     expect(table.columnDefinitions.map((c) => c.name)).toEqual(["Name", "Provider", "Instance-Type", "Min", "Max", "Ready", "Total", "Valid", "Error", "Age"]);
     expect(table.rows[0]?.cells.slice(0, 8)).toEqual(["crd-a", "local", "local-8gpu", 2, 4, 2, 2, "True"]);
@@ -474,8 +553,18 @@ describe("pools as custom resources", () => {
 
     // Rejected by the CRD's schema at apply time, with the field path.
     const refused = await kube.client
-      .request("POST", base, { body: { apiVersion: "navarch.dev/v1alpha1", kind: "GpuPool", metadata: { name: "crd-bad" }, spec: { ...spec, scaling: { min_nodes: 4, max_nodes: 2 } } } })
-      .then(() => undefined, (err: unknown) => err);
+      .request("POST", base, {
+        body: {
+          apiVersion: "navarch.dev/v1alpha1",
+          kind: "GpuPool",
+          metadata: { name: "crd-bad" },
+          spec: { ...spec, scaling: { min_nodes: 4, max_nodes: 2 } },
+        },
+      })
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
     expect(refused).toBeInstanceOf(KubeApiError);
     expect((refused as KubeApiError).status).toBe(422);
     expect((refused as KubeApiError).message).toContain("spec.scaling.max_nodes");
@@ -505,12 +594,19 @@ describe("pools as custom resources", () => {
 
     // Deleted: scaled to zero first (the finalizer holds the resource), then gone.
     await kube.client.request("DELETE", `${base}/crd-a`);
-    await f.until("the pool emptied and removed", async () => {
-      await controller.refreshNow();
-      const left = (await f.all()).filter((n) => n.pool === "crd-a" && !["terminated", "failed"].includes(n.state));
-      const exists = await kube.client.request("GET", `${base}/crd-a`).then(() => true, () => false);
-      return left.length === 0 && !exists;
-    }, { sleepMs: 50, timeoutMs: 90_000 });
+    await f.until(
+      "the pool emptied and removed",
+      async () => {
+        await controller.refreshNow();
+        const left = (await f.all()).filter((n) => n.pool === "crd-a" && !["terminated", "failed"].includes(n.state));
+        const exists = await kube.client.request("GET", `${base}/crd-a`).then(
+          () => true,
+          () => false,
+        );
+        return left.length === 0 && !exists;
+      },
+      { sleepMs: 50, timeoutMs: 90_000 },
+    );
     expect(await f.store.db.select().from(pools).where(eq(pools.name, "crd-a"))).toEqual([]);
     expect(controller.pools().map((p) => p.name)).toEqual([]);
   }, 180_000);
@@ -528,10 +624,16 @@ describe("queue metrics", () => {
     const pending18 = Array.from({ length: 18 }, (_, i) => gpuPod(`wait-${i}`, "jobs", undefined, { labels: { "navarch.dev/pool": "queued" } }));
     const other = gpuPod("not-ours", "jobs", undefined, { labels: { "navarch.dev/pool": "another" } });
     await createPods("jobs", ...running4, ...pending18, other);
-    await running("jobs", running4.map((_, i) => `run-${i}`));
+    await running(
+      "jobs",
+      running4.map((_, i) => `run-${i}`),
+    );
     expect(await f.kube.queueMetrics!("queued")).toEqual({ pending: 18, running: 4 });
 
-    await f.until("scaled up to ceil(22 / 8) = 3", async () => (await f.all()).filter((n) => n.pool === "queued" && n.state !== "terminated").length === 3, { stepMs: 10_000, sleepMs: 0 });
+    await f.until("scaled up to ceil(22 / 8) = 3", async () => (await f.all()).filter((n) => n.pool === "queued" && n.state !== "terminated").length === 3, {
+      stepMs: 10_000,
+      sleepMs: 0,
+    });
     const scale = (await f.store.db.select().from(auditLog).where(eq(auditLog.action, "scale"))).at(-1);
     expect(JSON.stringify(scale?.details)).toContain("queue depth 22 (18 pending + 4 running)");
   }, 60_000);
@@ -540,7 +642,17 @@ describe("queue metrics", () => {
 describe("CoreWeave provider", () => {
   test("launches, finds, lists and terminates Node Pools against the documented CRD", async () => {
     await installCrd("test/kube/coreweave-nodepool-crd.yaml", "nodepools.compute.coreweave.com");
-    await waitFor("the NodePool CRD served", async () => ((await kube.client.request("GET", NODEPOOL_PATH).then(() => true, () => false)) ? true : undefined), 30_000);
+    await waitFor(
+      "the NodePool CRD served",
+      async () =>
+        (await kube.client.request("GET", NODEPOOL_PATH).then(
+          () => true,
+          () => false,
+        ))
+          ? true
+          : undefined,
+      30_000,
+    );
 
     // A fake CKS: boots one KWOK Node per targetNodes, labelled like CKS labels them, and reports status.
     const cks = new Informer(kube.client, {
@@ -558,7 +670,15 @@ describe("CoreWeave provider", () => {
       if ((pool.spec.targetNodes ?? 0) > 0 && (pool.status?.currentNodes ?? 0) === 0) {
         await createNodes(gpuNode(nodeName, { labels: { [NODEPOOL_NODE_LABEL]: name, ...pool.spec.nodeLabels }, providerID: `coreweave://${name}/0` }));
         await kube.client.request("PATCH", `${NODEPOOL_PATH}/${name}/status`, {
-          body: { status: { currentNodes: 1, conditions: [{ type: "Valid", status: "True", reason: "Valid", message: "", lastTransitionTime: new Date().toISOString() }, { type: "AtTarget", status: "True", reason: "AtTarget", message: "", lastTransitionTime: new Date().toISOString() }] } },
+          body: {
+            status: {
+              currentNodes: 1,
+              conditions: [
+                { type: "Valid", status: "True", reason: "Valid", message: "", lastTransitionTime: new Date().toISOString() },
+                { type: "AtTarget", status: "True", reason: "AtTarget", message: "", lastTransitionTime: new Date().toISOString() },
+              ],
+            },
+          },
           contentType: "application/merge-patch+json",
         });
       }
@@ -578,16 +698,29 @@ describe("CoreWeave provider", () => {
       expect(launched).toMatchObject({ id: req.name, provider: "coreweave", instanceType: "gd-8xh100ib-i128", region: "US-EAST-04A", tags: req.tags });
       // A retried launch finds the same Node Pool; another launch cannot take the name.
       expect((await provider.launch(req)).id).toBe(req.name);
-      const taken = await provider.launch({ ...req, idempotencyKey: "launch:other" }).then(() => undefined, (err: unknown) => err);
+      const taken = await provider.launch({ ...req, idempotencyKey: "launch:other" }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(taken).toBeInstanceOf(ProviderError);
       expect((taken as ProviderError).kind).toBe("invalid");
 
       const pool = await kube.client.request("GET", `${NODEPOOL_PATH}/${req.name}`, {}, NodePoolObject);
-      expect(pool.spec).toMatchObject({ computeClass: "default", instanceType: "gd-8xh100ib-i128", targetNodes: 1, autoscaling: false, nodeLabels: { "navarch.dev/node-id": req.name } });
-      const running = await waitFor("the instance running", async () => {
-        const got = await provider.get(req.name);
-        return got?.state === "running" ? got : undefined;
-      }, 30_000);
+      expect(pool.spec).toMatchObject({
+        computeClass: "default",
+        instanceType: "gd-8xh100ib-i128",
+        targetNodes: 1,
+        autoscaling: false,
+        nodeLabels: { "navarch.dev/node-id": req.name },
+      });
+      const running = await waitFor(
+        "the instance running",
+        async () => {
+          const got = await provider.get(req.name);
+          return got?.state === "running" ? got : undefined;
+        },
+        30_000,
+      );
       expect(running.address).toBe("10.0.0.1");
       expect((await provider.list({ "navarch-managed-by": "navarch" })).map((i) => i.id)).toContain(req.name);
       expect(await provider.list({ "navarch-pool": "another" })).toEqual([]);
@@ -595,7 +728,10 @@ describe("CoreWeave provider", () => {
       // The documented schema holds: instanceType is immutable.
       const immutable = await kube.client
         .request("PATCH", `${NODEPOOL_PATH}/${req.name}`, { body: { spec: { instanceType: "gd-8xa100-i128" } }, contentType: "application/merge-patch+json" })
-        .then(() => undefined, (err: unknown) => err);
+        .then(
+          () => undefined,
+          (err: unknown) => err,
+        );
       expect((immutable as KubeApiError).message).toContain("instanceType is immutable");
 
       // The Node it brought up maps back to the Navarch node by label.
@@ -606,11 +742,21 @@ describe("CoreWeave provider", () => {
       await provider.terminate(req.name);
       await waitFor("the Node Pool gone", async () => ((await provider.get(req.name)) === undefined ? true : undefined));
       await provider.terminate(req.name); // already gone: fine
-      await waitFor("its Node gone", async () => ((await kube.client.request("GET", `/api/v1/nodes/${req.name}-node-0`).then(() => false, () => true)) ? true : undefined));
+      await waitFor("its Node gone", async () =>
+        (await kube.client.request("GET", `/api/v1/nodes/${req.name}-node-0`).then(
+          () => false,
+          () => true,
+        ))
+          ? true
+          : undefined,
+      );
 
       // Credentials the API server refuses are an auth error (a human must fix them).
       const bad = new CoreWeaveProvider({ source: { kind: "token", server: kube.server, token: "wrong", caPem: kube.caPem } });
-      const refused = await bad.list({}).then(() => undefined, (err: unknown) => err);
+      const refused = await bad.list({}).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect((refused as ProviderError).kind).toBe("auth");
     } finally {
       await cks.stop();
@@ -629,7 +775,14 @@ describe("serve", () => {
     const cloud = new SimulatedCloud({ name: "local", now: Date.now, launchLatencyMs: 0 });
     process.env.NAVARCH_KUBE_TEST_TOKEN = "kube-serve-token";
     const rec = await startReconciler(
-      { host: "127.0.0.1", port: 0, dataDir: dir, databaseUrl: `file:${join(dir, "navarch.db")}`, authTokenEnv: "NAVARCH_KUBE_TEST_TOKEN", heartbeatIntervalSeconds: 10 },
+      {
+        host: "127.0.0.1",
+        port: 0,
+        dataDir: dir,
+        databaseUrl: `file:${join(dir, "navarch.db")}`,
+        authTokenEnv: "NAVARCH_KUBE_TEST_TOKEN",
+        heartbeatIntervalSeconds: 10,
+      },
       log,
       Date.now,
       { config, providers: new Map([["local", cloud]]), intervalMs: 100 },
@@ -637,7 +790,12 @@ describe("serve", () => {
     try {
       const agents = new SimulatedAgents(rec.store.db, cloud, Date.now);
       await kube.client.request("POST", `${GPUPOOL_API}/namespaces/served-pools/gpupools`, {
-        body: { apiVersion: "navarch.dev/v1alpha1", kind: "GpuPool", metadata: { name: "served" }, spec: { provider: "local", instance_type: "local-8gpu", region: "local", scaling: { min_nodes: 1 } } },
+        body: {
+          apiVersion: "navarch.dev/v1alpha1",
+          kind: "GpuPool",
+          metadata: { name: "served" },
+          spec: { provider: "local", instance_type: "local-8gpu", region: "local", scaling: { min_nodes: 1 } },
+        },
       });
       const id = await waitFor(
         "a node of the GpuPool registered",
@@ -649,7 +807,10 @@ describe("serve", () => {
         30_000,
       );
       await createNodes(gpuNode(id));
-      const api = (path: string) => fetch(`${rec.url}/v1${path}`, { headers: { Authorization: "Bearer kube-serve-token" } }).then((r) => r.json() as Promise<{ node: { k8sNodeName: string | null } }>);
+      const api = (path: string) =>
+        fetch(`${rec.url}/v1${path}`, { headers: { Authorization: "Bearer kube-serve-token" } }).then(
+          (r) => r.json() as Promise<{ node: { k8sNodeName: string | null } }>,
+        );
       await waitFor("the mapping in the node's details", async () => ((await api(`/nodes/${id}`)).node.k8sNodeName === id ? true : undefined), 10_000);
     } finally {
       await rec.stop();
@@ -660,7 +821,11 @@ describe("serve", () => {
 
 describe("clients", () => {
   const whoami = async (client: KubeClient) =>
-    ((await client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", { body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } })) as { status: { userInfo: { username: string } } }).status.userInfo.username;
+    (
+      (await client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", {
+        body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" },
+      })) as { status: { userInfo: { username: string } } }
+    ).status.userInfo.username;
 
   test("kubeconfig with a client certificate, a bearer token, and an in-cluster service account", async () => {
     const cert = await KubeClient.connect({ source: { kind: "kubeconfig", path: kube.certKubeconfigPath } });
@@ -701,11 +866,17 @@ describe("clients", () => {
       expect(inCluster.namespace).toBe("navarch-system");
       expect(await whoami(inCluster)).toBe("system:serviceaccount:navarch-system:navarch");
       await inCluster.list("/api/v1/nodes", KubeNode); // allowed by the role
-      const denied = await inCluster.request("DELETE", "/api/v1/namespaces/default").then(() => undefined, (err: unknown) => err);
+      const denied = await inCluster.request("DELETE", "/api/v1/namespaces/default").then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect((denied as KubeApiError).status).toBe(403);
       inCluster.close();
     } finally {
-      for (const [k, val] of [["KUBERNETES_SERVICE_HOST", saved.host], ["KUBERNETES_SERVICE_PORT", saved.port]] as const) {
+      for (const [k, val] of [
+        ["KUBERNETES_SERVICE_HOST", saved.host],
+        ["KUBERNETES_SERVICE_PORT", saved.port],
+      ] as const) {
         if (val === undefined) delete process.env[k];
         else process.env[k] = val;
       }
@@ -715,7 +886,11 @@ describe("clients", () => {
   test("CA and client certificate work in a compiled binary", async () => {
     const dir = tempDir("navarch-compiled-kube-");
     const out = join(dir, "kube-probe");
-    const build = Bun.spawn([process.execPath, "build", "--compile", join(REPO_ROOT, "test/kube/probe.ts"), "--outfile", out], { cwd: REPO_ROOT, stdout: "pipe", stderr: "pipe" });
+    const build = Bun.spawn([process.execPath, "build", "--compile", join(REPO_ROOT, "test/kube/probe.ts"), "--outfile", out], {
+      cwd: REPO_ROOT,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     expect(await build.exited).toBe(0);
     // From another directory with no node_modules around (bun-notes.md).
     const run = Bun.spawn([out, kube.certKubeconfigPath], { cwd: dir, stdout: "pipe", stderr: "pipe" });

@@ -63,21 +63,37 @@ describe("the remediation ladder with compiled binaries", () => {
   let victim: NodeView;
 
   test("Xid 79: cordoned, drained, rebooted, back in service with no new machine, through two kill -9", async () => {
-    const ready = await waitFor("two ready nodes", async () => {
-      const r = (await list()).filter((n) => n.state === "ready");
-      return r.length === 2 ? r : undefined;
-    }, 60_000);
+    const ready = await waitFor(
+      "two ready nodes",
+      async () => {
+        const r = (await list()).filter((n) => n.state === "ready");
+        return r.length === 2 ? r : undefined;
+      },
+      60_000,
+    );
     victim = ready[0]!;
     const started = Date.now();
     expect((await cli("fault", "inject", victim.id, "--xid", "79", "--gpu", "2")).code).toBe(0);
-    await waitFor("draining or further", async () => (["draining", "rebooting", "validating"].includes((await node(victim.id))?.state ?? "") ? true : undefined), 20_000);
+    await waitFor(
+      "draining or further",
+      async () => (["draining", "rebooting", "validating"].includes((await node(victim.id))?.state ?? "") ? true : undefined),
+      20_000,
+    );
     await killAndRestart("while the node drains or reboots");
-    await waitFor("rebooting or back", async () => (["rebooting", "validating", "ready"].includes((await node(victim.id))?.state ?? "") ? true : undefined), 30_000);
+    await waitFor(
+      "rebooting or back",
+      async () => (["rebooting", "validating", "ready"].includes((await node(victim.id))?.state ?? "") ? true : undefined),
+      30_000,
+    );
     if ((await node(victim.id))?.state === "rebooting") await killAndRestart("while the machine reboots");
-    const back = await waitFor("the same node back in service", async () => {
-      const n = await node(victim.id);
-      return n?.state === "ready" && n.incidentId === null ? n : undefined;
-    }, 60_000);
+    const back = await waitFor(
+      "the same node back in service",
+      async () => {
+        const n = await node(victim.id);
+        return n?.state === "ready" && n.incidentId === null ? n : undefined;
+      },
+      60_000,
+    );
     console.log(`Xid 79 → back in service after a reboot: ${((Date.now() - started) / 1000).toFixed(1)} s`);
     expect(back.bootId).not.toBe(victim.bootId);
     expect(boots(victim.id)).toBe(1); // one reboot, however many times the reconciler was killed
@@ -91,7 +107,11 @@ describe("the remediation ladder with compiled binaries", () => {
 
   test("the fault again within the reboot window: replaced, not rebooted", async () => {
     expect((await cli("fault", "inject", victim.id, "--xid", "79", "--gpu", "0")).code).toBe(0);
-    const replacement = await waitFor("a ready replacement", async () => (await list()).find((n) => n.replacementOf === victim.id && n.state === "ready"), 60_000);
+    const replacement = await waitFor(
+      "a ready replacement",
+      async () => (await list()).find((n) => n.replacementOf === victim.id && n.state === "ready"),
+      60_000,
+    );
     expect(replacement.id).not.toBe(victim.id);
     expect((await node(victim.id))?.state).toBe("terminated");
     expect(boots(victim.id)).toBe(1);

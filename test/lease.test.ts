@@ -23,7 +23,8 @@ async function setup() {
   stores.push(store);
   let mono = 1_000_000;
   const clock = { mono: () => mono, advance: (ms: number) => (mono += ms) };
-  const lease = (holder: string) => new LeaderLease({ db: store.db, holder, now: () => 1_800_000_000_000 + mono, monotonic: clock.mono, timing: TIMING, address: `http://${holder}` });
+  const lease = (holder: string) =>
+    new LeaderLease({ db: store.db, holder, now: () => 1_800_000_000_000 + mono, monotonic: clock.mono, timing: TIMING, address: `http://${holder}` });
   return { store, clock, lease };
 }
 
@@ -59,7 +60,7 @@ describe("leader lease", () => {
     const { clock, lease } = await setup();
     const holders = ["a", "b", "c"].map(lease);
     let seed = 7;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let i = 0; i < 400; i++) {
       clock.advance(Math.floor(rand() * 4_000));
       const h = holders[Math.floor(rand() * holders.length)]!;
@@ -76,7 +77,10 @@ describe("leader lease", () => {
     await a.release();
     expect(await b.step()).toMatchObject({ leading: true, epoch: 2 });
     // A holder on this host whose pid no longer runs (kill -9, then a restart).
-    await store.db.update(leases).set({ holder: `${hostname()}/999999/12345/abc` }).where(eq(leases.name, "leader"));
+    await store.db
+      .update(leases)
+      .set({ holder: `${hostname()}/999999/12345/abc` })
+      .where(eq(leases.name, "leader"));
     const c = lease("c");
     expect(await c.step()).toMatchObject({ leading: true, epoch: 3 });
   });
@@ -103,7 +107,10 @@ describe("leader lease", () => {
     expect((await store.db.select().from(nodes))[0]!.state).toBe("ready");
     // No side effect either: the operation is never marked running, the effect never called.
     let called = false;
-    const outcome = await runOperation(store.db, { key: "launch:n1:local", kind: "launch" }, at, async () => (called = true), undefined, { check: () => undefined, guard: () => a.guard() });
+    const outcome = await runOperation(store.db, { key: "launch:n1:local", kind: "launch" }, at, async () => (called = true), undefined, {
+      check: () => undefined,
+      guard: () => a.guard(),
+    });
     expect(outcome.ok).toBe(false);
     expect(called).toBe(false);
     expect((await store.db.select().from(operations))[0]!.state).toBe("pending");

@@ -241,7 +241,11 @@ describe("local provider", () => {
     await registered("lp-orphan", 2);
     // Still heartbeating after its launcher died, no longer its child.
     const seen = (await detail("lp-orphan"))?.node.lastHeartbeatAt ?? 0;
-    await waitFor("a heartbeat after the launcher died", async () => (((await detail("lp-orphan"))?.node.lastHeartbeatAt ?? 0) > seen ? true : undefined), 5000);
+    await waitFor(
+      "a heartbeat after the launcher died",
+      async () => (((await detail("lp-orphan"))?.node.lastHeartbeatAt ?? 0) > seen ? true : undefined),
+      5000,
+    );
     expect(agentPids("lp-orphan")).toEqual([agentPid]);
     expect(parentOf(agentPid)).not.toBe(launcher.pid);
 
@@ -383,10 +387,14 @@ describe("local provider", () => {
     const { nvmlLibrary: _lib, ...rest } = options({ nodesDir: dir });
     const p = new LocalProvider(rest);
     await p.launch(request("lp-nonvml", "local-2gpu"));
-    const d = await waitFor("lp-nonvml registered", async () => {
-      const n = await detail("lp-nonvml");
-      return n?.node.agentHealth ? n : undefined;
-    }, 20_000);
+    const d = await waitFor(
+      "lp-nonvml registered",
+      async () => {
+        const n = await detail("lp-nonvml");
+        return n?.node.agentHealth ? n : undefined;
+      },
+      20_000,
+    );
     expect(d.node.nvmlAvailable).toBe(false);
     expect(d.gpus).toEqual([]);
     expect(p.agentLog("lp-nonvml")).toContain("without NVML");

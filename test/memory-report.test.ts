@@ -29,7 +29,9 @@ describe("memory report", () => {
 
   test("one line with both heaps; a worker that does not answer is said so", async () => {
     const line = await memoryReport(async () => ({ sizeBytes: 1.5 * 1024 * 1024, capacityBytes: 3 * 1024 * 1024, objects: 14_000 }));
-    expect(line).toMatch(/^memory: RSS [\d.]+ MiB = executable [\d.]+ \(code [\d.]+, read-only data [\d.]+, data [\d.]+\) \+ libraries [\d.]+ \+ anonymous [\d.]+, of which main JS heap [\d.]+ MiB \([\d.]+ in use, \d+ objects\), NVML worker JS heap 3\.0 MiB \(1\.5 in use, 14000 objects\)$/);
+    expect(line).toMatch(
+      /^memory: RSS [\d.]+ MiB = executable [\d.]+ \(code [\d.]+, read-only data [\d.]+, data [\d.]+\) \+ libraries [\d.]+ \+ anonymous [\d.]+, of which main JS heap [\d.]+ MiB \([\d.]+ in use, \d+ objects\), NVML worker JS heap 3\.0 MiB \(1\.5 in use, 14000 objects\)$/,
+    );
     expect(await memoryReport(async () => null)).toEndWith("NVML worker JS heap not available");
   });
 });

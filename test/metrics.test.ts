@@ -38,11 +38,19 @@ const value = (s: ReturnType<typeof samples>, name: string, labels: Record<strin
 };
 const scrape = async (m = createMetrics(store.db)) => samples(await m.render());
 
-async function node(id: string, pool: string | null, state: NodeState, verdict: "healthy" | "degraded" | "unhealthy" | null, extra: Partial<typeof nodes.$inferInsert> = {}) {
+async function node(
+  id: string,
+  pool: string | null,
+  state: NodeState,
+  verdict: "healthy" | "degraded" | "unhealthy" | null,
+  extra: Partial<typeof nodes.$inferInsert> = {},
+) {
   await store.db.insert(nodes).values({ id, pool, state, verdict, stateChangedAt: T, updatedAt: T, provider: "local", ...extra });
 }
 async function event(nodeId: string, check: string, code: string | null) {
-  await store.db.insert(healthEvents).values({ nodeId, seq: ++seq, bootId: "b", time: T, receivedAt: T, check, code, severity: "unhealthy", action: "replace", message: "m" });
+  await store.db
+    .insert(healthEvents)
+    .values({ nodeId, seq: ++seq, bootId: "b", time: T, receivedAt: T, check, code, severity: "unhealthy", action: "replace", message: "m" });
 }
 async function audit(action: string, target: string, details: unknown) {
   await store.db.insert(auditLog).values({ at: T, actor: "navarch", action, target, details });
@@ -64,9 +72,21 @@ beforeAll(async () => {
   await node("t7", "train", "failed", null, { requestedAt: T });
   await node("i1", "infer", "ready", "healthy", { lastHeartbeatAt: T, requestedAt: T, registeredAt: T });
   await node("i2", "infer", "provisioning", null, { requestedAt: T });
-  for (const [id, temps] of [["t1", [40, 71]], ["t4", [88, 50]], ["t6", [30, 30]]] as const) {
+  for (const [id, temps] of [
+    ["t1", [40, 71]],
+    ["t4", [88, 50]],
+    ["t6", [30, 30]],
+  ] as const) {
     for (const [i, t] of temps.entries()) {
-      await store.db.insert(gpus).values({ nodeId: id, index: i, uuid: `${id}-${i}`, pciBusId: "p", name: "H100", lastSnapshot: { index: i, temperatureC: t, utilizationPct: 10 * (i + 1) }, updatedAt: T });
+      await store.db.insert(gpus).values({
+        nodeId: id,
+        index: i,
+        uuid: `${id}-${i}`,
+        pciBusId: "p",
+        name: "H100",
+        lastSnapshot: { index: i, temperatureC: t, utilizationPct: 10 * (i + 1) },
+        updatedAt: T,
+      });
     }
   }
   await event("t4", "xid", "79");
@@ -76,7 +96,20 @@ beforeAll(async () => {
   await event("t3", "thermal", null);
   // Incidents: one replaced (every step), one drained, one only cordoned, one still open (no cordon).
   await store.db.insert(incidents).values([
-    { nodeId: "t6", pool: "train", reason: "xid", faultAt: T, openedAt: T + 1000, cordonedAt: T + 3000, drainedAt: T + 63_000, terminatedAt: T + 70_000, replacementReadyAt: T + 400_000, status: "replaced", closedAt: T + 400_000, outcome: "replaced" },
+    {
+      nodeId: "t6",
+      pool: "train",
+      reason: "xid",
+      faultAt: T,
+      openedAt: T + 1000,
+      cordonedAt: T + 3000,
+      drainedAt: T + 63_000,
+      terminatedAt: T + 70_000,
+      replacementReadyAt: T + 400_000,
+      status: "replaced",
+      closedAt: T + 400_000,
+      outcome: "replaced",
+    },
     { nodeId: "t4", pool: "train", reason: "xid", faultAt: T, openedAt: T, cordonedAt: T + 20_000, drainedAt: T + 620_000, status: "draining" },
     { nodeId: "i1", pool: "infer", reason: "human", faultAt: T, openedAt: T, cordonedAt: T, status: "cordoned", closedAt: T + 5000, outcome: "cancelled" },
     { nodeId: "t3", pool: "train", reason: "xid", faultAt: T, openedAt: T, status: "blocked by breaker" },
@@ -162,7 +195,10 @@ describe("metrics on a seeded store", () => {
     expect(hist(await scrape(m))).toEqual(hist(first));
     expect(hist(await scrape(createMetrics(store.db)))).toEqual(hist(first));
     // The open incident gets cordoned: exactly one more observation.
-    await store.db.update(incidents).set({ cordonedAt: T + 45_000 }).where(eq(incidents.id, 4));
+    await store.db
+      .update(incidents)
+      .set({ cordonedAt: T + 45_000 })
+      .where(eq(incidents.id, 4));
     const after = await scrape(m);
     expect(count(after, "navarch_incident_fault_to_cordon_seconds", "train")).toBe(3);
     expect(value(after, "navarch_incident_fault_to_cordon_seconds_bucket", { pool: "train", le: "30" })).toBe(2);
@@ -202,14 +238,20 @@ describe("metrics on a seeded store", () => {
     expect(s.some((x) => x.name === "navarch_process_cpu_user_seconds_total")).toBe(true);
     expect(s.filter((x) => x.name.includes("process_process"))).toEqual([]);
     const labelNames = new Set(s.filter((x) => !runtime(x.name)).flatMap((x) => Object.keys(x.labels)));
-    for (const l of labelNames) expect(["check", "code", "gpu", "kind", "le", "node", "operation", "outcome", "pool", "provider", "rail", "scope", "severity", "state", "to"]).toContain(l);
+    for (const l of labelNames)
+      expect(["check", "code", "gpu", "kind", "le", "node", "operation", "outcome", "pool", "provider", "rail", "scope", "severity", "state", "to"]).toContain(
+        l,
+      );
   });
 
   test("SSH bootstrap runs count as bootstrap outcomes (where the store records them)", async () => {
     const table = await store.client.execute("select count(*) as n from sqlite_master where type = 'table' and name = 'bootstrap_runs'");
     if (Number(table.rows[0]?.n ?? 0) === 0) return;
     for (const state of ["succeeded", "failed", "failed", "running"]) {
-      await store.client.execute({ sql: "insert into bootstrap_runs (node_id, address, user, state, started_at) values (?, ?, ?, ?, ?)", args: ["t1", "10.0.0.1:22", "ubuntu", state, T] });
+      await store.client.execute({
+        sql: "insert into bootstrap_runs (node_id, address, user, state, started_at) values (?, ?, ?, ?, ?)",
+        args: ["t1", "10.0.0.1:22", "ubuntu", state, T],
+      });
     }
     const s = await scrape();
     expect(value(s, "navarch_bootstrap_outcomes_total", { outcome: "succeeded" })).toBe(1);
@@ -234,7 +276,14 @@ describe("metrics of a running reconciler", () => {
     const dataDir = join(tempDir(), "data");
     process.env.NAVARCH_METRICS_TEST_TOKEN = "metrics-token";
     const rec = await startReconciler(
-      { host: "127.0.0.1", port: 0, dataDir, databaseUrl: `file:${dataDir}/navarch.db`, authTokenEnv: "NAVARCH_METRICS_TEST_TOKEN", heartbeatIntervalSeconds: 10 },
+      {
+        host: "127.0.0.1",
+        port: 0,
+        dataDir,
+        databaseUrl: `file:${dataDir}/navarch.db`,
+        authTokenEnv: "NAVARCH_METRICS_TEST_TOKEN",
+        heartbeatIntervalSeconds: 10,
+      },
       () => undefined,
       Date.now,
       { config: testConfig("pools: []\n"), providers: new Map(), intervalMs: 20 },

@@ -43,8 +43,24 @@ describe("InfiniBand ports", () => {
     const root = fabric(2);
     port(root, "mlx5_1", 1, { linkLayer: "Ethernet", rate: "200 Gb/sec (4X HDR)", counters: { symbol_error: 7 } });
     expect(readInfinibandPorts(root)).toEqual([
-      { name: "mlx5_0/1", state: "4: ACTIVE", physState: "5: LinkUp", rate: "400 Gb/sec (4X NDR)", rateGbps: 400, linkLayer: "InfiniBand", counters: { symbol_error: 0, link_downed: 0, port_rcv_errors: 0 } },
-      { name: "mlx5_1/1", state: "4: ACTIVE", physState: "5: LinkUp", rate: "200 Gb/sec (4X HDR)", rateGbps: 200, linkLayer: "Ethernet", counters: { symbol_error: 7, link_downed: 0, port_rcv_errors: 0 } },
+      {
+        name: "mlx5_0/1",
+        state: "4: ACTIVE",
+        physState: "5: LinkUp",
+        rate: "400 Gb/sec (4X NDR)",
+        rateGbps: 400,
+        linkLayer: "InfiniBand",
+        counters: { symbol_error: 0, link_downed: 0, port_rcv_errors: 0 },
+      },
+      {
+        name: "mlx5_1/1",
+        state: "4: ACTIVE",
+        physState: "5: LinkUp",
+        rate: "200 Gb/sec (4X HDR)",
+        rateGbps: 200,
+        linkLayer: "Ethernet",
+        counters: { symbol_error: 7, link_downed: 0, port_rcv_errors: 0 },
+      },
     ]);
     expect(readInfinibandPorts(join(root, "absent"))).toEqual([]);
   });
@@ -57,7 +73,13 @@ describe("InfiniBand ports", () => {
     port(root, "mlx5_3", 1, { state: "2: INIT", physState: "5: LinkUp" });
     const found = check.evaluate(readInfinibandPorts(root), T0 + 10_000);
     expect(found).toEqual([
-      { check: "infiniband", code: "port_down", severity: "unhealthy", action: "contact_support", message: "InfiniBand ports down after being up: mlx5_2/1 (1: DOWN, 3: Disabled), mlx5_3/1 (2: INIT, 5: LinkUp)" },
+      {
+        check: "infiniband",
+        code: "port_down",
+        severity: "unhealthy",
+        action: "contact_support",
+        message: "InfiniBand ports down after being up: mlx5_2/1 (1: DOWN, 3: Disabled), mlx5_3/1 (2: INIT, 5: LinkUp)",
+      },
     ]);
   });
 
@@ -71,7 +93,13 @@ describe("InfiniBand ports", () => {
     const root = fabric(3);
     port(root, "mlx5_2", 1, { rate: "200 Gb/sec (4X HDR)" });
     expect(new InfinibandCheck().evaluate(readInfinibandPorts(root), T0)).toEqual([
-      { check: "infiniband", code: "rate", severity: "degraded", action: "contact_support", message: "InfiniBand below the expected 400 Gb/sec: mlx5_2/1 at 200 Gb/sec (4X HDR)" },
+      {
+        check: "infiniband",
+        code: "rate",
+        severity: "degraded",
+        action: "contact_support",
+        message: "InfiniBand below the expected 400 Gb/sec: mlx5_2/1 at 200 Gb/sec (4X HDR)",
+      },
     ]);
     expect(new InfinibandCheck({ expectedRateGbps: 200 }).evaluate(readInfinibandPorts(root), T0)).toEqual([]);
   });
@@ -102,7 +130,13 @@ describe("driver versions", () => {
     expect(readKernelModuleVersion(sys)).toBe("570.86.15");
     expect(driverVersions("570.86.15", "570.86.15")).toEqual([]);
     expect(driverVersions("580.95.05", "570.86.15")).toEqual([
-      { check: "driver", code: "version_mismatch", severity: "unhealthy", action: "reboot", message: "the NVIDIA kernel module is 570.86.15 but libnvidia-ml is 580.95.05 (a driver upgrade without a reboot?)" },
+      {
+        check: "driver",
+        code: "version_mismatch",
+        severity: "unhealthy",
+        action: "reboot",
+        message: "the NVIDIA kernel module is 570.86.15 but libnvidia-ml is 580.95.05 (a driver upgrade without a reboot?)",
+      },
     ]);
     expect(driverVersions(undefined, "570.86.15")).toEqual([]);
   });
@@ -122,7 +156,21 @@ describe("through the compiled agent", () => {
     writeFileSync(join(sys, "module", "nvidia", "version"), "570.86.15\n");
     port(ib, "mlx5_1", 1, { rate: "100 Gb/sec (4X EDR)" });
     const r = await fleet.run(
-      [fleet.navarchNode, "check", "--once", "-o", "json", "--nvml-library", FAKE_NVML.full, "--kmsg-path", "none", "--infiniband-dir", ib, "--sysfs-root", sys],
+      [
+        fleet.navarchNode,
+        "check",
+        "--once",
+        "-o",
+        "json",
+        "--nvml-library",
+        FAKE_NVML.full,
+        "--kmsg-path",
+        "none",
+        "--infiniband-dir",
+        ib,
+        "--sysfs-root",
+        sys,
+      ],
       { FAKE_NVML_STATE: "/dev/null" },
     );
     expect(r.code).toBe(2);

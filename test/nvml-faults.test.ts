@@ -145,11 +145,31 @@ describe("fault modes", () => {
 
   test("every return code maps to its kind, carrying the function name", () => {
     const expected: [number, string][] = [
-      [1, "uninitialized"], [2, "invalid_argument"], [3, "not_supported"], [4, "no_permission"], [6, "not_found"],
-      [7, "insufficient_size"], [9, "driver_not_loaded"], [10, "timeout"], [12, "library_not_found"], [13, "function_not_found"],
-      [14, "corrupted_inforom"], [15, "gpu_lost"], [16, "reset_required"], [17, "operating_system"], [18, "lib_rm_version_mismatch"],
-      [19, "in_use"], [20, "memory"], [21, "no_data"], [25, "argument_version_mismatch"], [26, "deprecated"], [27, "not_ready"],
-      [28, "gpu_not_found"], [29, "invalid_state"], [999, "unknown"], [4242, "unknown"],
+      [1, "uninitialized"],
+      [2, "invalid_argument"],
+      [3, "not_supported"],
+      [4, "no_permission"],
+      [6, "not_found"],
+      [7, "insufficient_size"],
+      [9, "driver_not_loaded"],
+      [10, "timeout"],
+      [12, "library_not_found"],
+      [13, "function_not_found"],
+      [14, "corrupted_inforom"],
+      [15, "gpu_lost"],
+      [16, "reset_required"],
+      [17, "operating_system"],
+      [18, "lib_rm_version_mismatch"],
+      [19, "in_use"],
+      [20, "memory"],
+      [21, "no_data"],
+      [25, "argument_version_mismatch"],
+      [26, "deprecated"],
+      [27, "not_ready"],
+      [28, "gpu_not_found"],
+      [29, "invalid_state"],
+      [999, "unknown"],
+      [4242, "unknown"],
     ];
     for (const [code, kind] of expected) {
       fake.setReturn(1, "nvmlDeviceGetUtilizationRates", code);
@@ -262,11 +282,14 @@ describe("fault modes", () => {
     const dev = lib.device(2);
     const first = readDeviceSnapshot(lib, dev);
     fake.command("temp 2 71; ecc 2 5 0; pcie 2 5 8 5 16; replay 2 9; threshold 2 slowdown 80");
-    const counts = () => ["nvmlDeviceGetUUID", "nvmlDeviceGetTemperatureThreshold", "nvmlDeviceGetMaxPcieLinkWidth", "nvmlDeviceGetRetiredPages_v2"].map((f) => fake.callCount(f));
+    const counts = () =>
+      ["nvmlDeviceGetUUID", "nvmlDeviceGetTemperatureThreshold", "nvmlDeviceGetMaxPcieLinkWidth", "nvmlDeviceGetRetiredPages_v2"].map((f) => fake.callCount(f));
     const before = counts();
     const next = readDeviceSnapshot(lib, dev, { steady: [first] });
     expect(counts()).toEqual(before);
-    expect([value(next.temperatureC), value(next.ecc.volatile).corrected, value(next.pcie.currentWidth), value(next.pcie.replayCounter)]).toEqual([71, 5, 8, 9]);
+    expect([value(next.temperatureC), value(next.ecc.volatile).corrected, value(next.pcie.currentWidth), value(next.pcie.replayCounter)]).toEqual([
+      71, 5, 8, 9,
+    ]);
     expect(next.identity).toBe(first.identity);
     expect(value(next.thresholds.slowdownC)).toBe(89); // carried: thresholds are read once a minute
     // A GPU that was lost is read in full.
@@ -315,7 +338,14 @@ describe("fault modes", () => {
       statusName: "NOT_READY",
       cliqueId: 7,
       healthMask: mask,
-      health: { degradedBandwidth: true, routeRecoveryInProgress: false, routeUnhealthy: true, accessTimeoutRecovery: false, incorrectConfiguration: 2, partitionAssigned: true },
+      health: {
+        degradedBandwidth: true,
+        routeRecoveryInProgress: false,
+        routeUnhealthy: true,
+        accessTimeoutRecovery: false,
+        incorrectConfiguration: 2,
+        partitionAssigned: true,
+      },
       healthSummary: 2,
       healthSummaryName: "unhealthy",
     });

@@ -12,7 +12,11 @@ import { NodeDetail, NodeList } from "../schema/admin.ts";
 import { POOLS_YAML, simFleet, type SimFleet } from "./browser/harness.ts";
 
 let fleet: SimFleet;
-let doc: { openapi: string; paths: Record<string, Record<string, { operationId: string; responses: Record<string, unknown> }>>; components: { schemas: Record<string, unknown> } };
+let doc: {
+  openapi: string;
+  paths: Record<string, Record<string, { operationId: string; responses: Record<string, unknown> }>>;
+  components: { schemas: Record<string, unknown> };
+};
 
 beforeAll(async () => {
   fleet = await simFleet(POOLS_YAML([{ name: "train", min: 3, max: 5 }]), "openapi-test-token-0123456789");
@@ -33,7 +37,14 @@ const toOpenApi = (path: string) => path.replace(/:([A-Za-z]+)/g, "{$1}");
 describe("OpenAPI document", () => {
   test("is OpenAPI 3.1 with every route of the server and no other path", () => {
     expect(doc.openapi).toBe("3.1.0");
-    const app = createApi({ store: fleet.rec.store, metrics: createMetrics(fleet.rec.store.db), authToken: "x", heartbeatIntervalSeconds: 10, now: Date.now, log: () => undefined });
+    const app = createApi({
+      store: fleet.rec.store,
+      metrics: createMetrics(fleet.rec.store.db),
+      authToken: "x",
+      heartbeatIntervalSeconds: 10,
+      now: Date.now,
+      log: () => undefined,
+    });
     const routes = new Set(
       app.routes
         .filter((r) => r.method === "GET" || r.method === "POST" || r.method === "DELETE")
@@ -44,7 +55,16 @@ describe("OpenAPI document", () => {
     const documented = new Set(Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`)));
     expect([...routes].filter((r) => !documented.has(r))).toEqual([]);
     expect([...documented].filter((d) => !routes.has(d))).toEqual([]);
-    for (const must of ["post /v1/register", "post /v1/heartbeat", "post /v1/events", "get /v1/nodes", "post /v1/nodes/{id}/cordon", "get /v1/events", "get /v1/overview"]) expect(documented).toContain(must);
+    for (const must of [
+      "post /v1/register",
+      "post /v1/heartbeat",
+      "post /v1/events",
+      "get /v1/nodes",
+      "post /v1/nodes/{id}/cordon",
+      "get /v1/events",
+      "get /v1/overview",
+    ])
+      expect(documented).toContain(must);
   });
 
   test("every $ref resolves; operation ids are unique; schemas carry the validation rules", () => {
@@ -53,7 +73,11 @@ describe("OpenAPI document", () => {
     for (const r of refs) expect(doc.components.schemas[r], r).toBeDefined();
     const ids = Object.values(doc.paths).flatMap((ops) => Object.values(ops).map((o) => o.operationId));
     expect(new Set(ids).size).toBe(ids.length);
-    expect(doc.components.schemas.RegisterRequest).toMatchObject({ type: "object", additionalProperties: false, required: expect.arrayContaining(["nodeId", "bootId", "spoolId", "gpus"]) });
+    expect(doc.components.schemas.RegisterRequest).toMatchObject({
+      type: "object",
+      additionalProperties: false,
+      required: expect.arrayContaining(["nodeId", "bootId", "spoolId", "gpus"]),
+    });
     expect(doc.components.schemas.EventBatch).toMatchObject({ properties: { events: { type: "array", minItems: 1, maxItems: 500 } } });
     expect(doc.components.schemas.ActionBody).toMatchObject({ properties: { deadlineSeconds: { type: "integer", minimum: 1 } } });
   });
@@ -80,7 +104,11 @@ describe("OpenAPI document", () => {
     const node = (await fleet.all()).find((n) => n.state === "ready")!;
     for (const body of [{ bogus: 1 }, { deadlineSeconds: 0 }, { actor: "" }]) {
       expect(v.safeParse(ActionBody, body).success).toBe(false);
-      const res = await fetch(`${fleet.url}/v1/nodes/${node.id}/drain`, { method: "POST", headers: { Authorization: `Bearer ${fleet.token}` }, body: JSON.stringify(body) });
+      const res = await fetch(`${fleet.url}/v1/nodes/${node.id}/drain`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${fleet.token}` },
+        body: JSON.stringify(body),
+      });
       expect(res.status).toBe(400);
     }
     expect(v.safeParse(ActionBody, { actor: "a", reason: "r", deadlineSeconds: 60 }).success).toBe(true);

@@ -282,7 +282,9 @@ rules:
     const compiled = compilePolicy({ rules, catalog: XID_CATALOG });
     expect(compiled.ok ? [] : compiled.issues).toEqual([]);
     // The generic form of the catalog's repeat rule works at run time too.
-    const generic = policyOf(`rules: [{ name: generic, when: 'event.check == "xid" && xid.escalate.count > 0 && count_events("xid", event.code, xid.escalate.window) >= xid.escalate.count', result: unhealthy }]`);
+    const generic = policyOf(
+      `rules: [{ name: generic, when: 'event.check == "xid" && xid.escalate.count > 0 && count_events("xid", event.code, xid.escalate.window) >= xid.escalate.count', result: unhealthy }]`,
+    );
     const history = [row(xid(31, T0)), row(xid(31, T0 + HOUR))];
     expect(generic.evaluate({ event: xid(31, T0 + 2 * HOUR), node: NODE }, history, T0).rule).toBe("generic");
     expect(generic.evaluate({ event: xid(31, T0 + 2 * HOUR), node: NODE }, history.slice(1), T0).rule).toBe("default/xid-31");
@@ -386,10 +388,7 @@ describe("bad policy files are rejected whole, with key paths", () => {
   });
 
   test("shape and CEL problems are reported in one run", () => {
-    const loaded = parsePolicy(
-      `rules:\n  - { name: a, when: "nope == 1", result: healthy }\n  - { name: b, when: "true", result: maybe }\n`,
-      "mixed.yaml",
-    );
+    const loaded = parsePolicy(`rules:\n  - { name: a, when: "nope == 1", result: healthy }\n  - { name: b, when: "true", result: maybe }\n`, "mixed.yaml");
     expect(loaded.ok).toBe(false);
     if (!loaded.ok) expect(loaded.problems.map((p) => p.path)).toEqual(["rules[0].when", "rules[1].result"]);
   });
@@ -514,11 +513,25 @@ describe("findings and the node verdict", () => {
 
   test("trackFinding keeps one finding per key; the worst result and persistence win", () => {
     let findings = open(xid(13, T0));
-    const escalated: PolicyEvaluation = { result: "unhealthy", action: "contact_support", persistence: "reboot", rule: "default/xid-13-repeated", reason: "repeats", source: "default", errors: [] };
+    const escalated: PolicyEvaluation = {
+      result: "unhealthy",
+      action: "contact_support",
+      persistence: "reboot",
+      rule: "default/xid-13-repeated",
+      reason: "repeats",
+      source: "default",
+      errors: [],
+    };
     findings = trackFinding(findings, xid(13, T0 + HOUR), escalated);
     findings = trackFinding(findings, xid(13, T0 + 2 * HOUR), judge(xid(13)));
     expect(findings).toHaveLength(1);
-    expect(findings[0]).toMatchObject({ result: "unhealthy", persistence: "reboot", rule: "default/xid-13-repeated", lastFailedAt: T0 + 2 * HOUR, openedAt: T0 });
+    expect(findings[0]).toMatchObject({
+      result: "unhealthy",
+      persistence: "reboot",
+      rule: "default/xid-13-repeated",
+      lastFailedAt: T0 + 2 * HOUR,
+      openedAt: T0,
+    });
     expect(trackFinding(findings, xid(13, T0, { gpu: GPU3 }), judge(xid(13)))).toHaveLength(2);
   });
 });

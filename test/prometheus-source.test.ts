@@ -11,7 +11,8 @@ import { layeredSources, queueSource } from "../reconciler/pools/metrics-source.
 import { PrometheusMetricsSource } from "../reconciler/pools/prometheus.ts";
 import type { PoolConfig, PrometheusSourceConfig } from "../schema/config.ts";
 
-const POOL = (extra = "") => `  - name: batch\n    provider: lambda\n    instance_type: gpu_8x_h100_sxm5\n    region: us-west-1\n    scaling:\n      min_nodes: 1\n      max_nodes: 8\n${extra}`;
+const POOL = (extra = "") =>
+  `  - name: batch\n    provider: lambda\n    instance_type: gpu_8x_h100_sxm5\n    region: us-west-1\n    scaling:\n      min_nodes: 1\n      max_nodes: 8\n${extra}`;
 
 function problems(yaml: string): string[] {
   const r = parseConfig(yaml, "navarch.yaml");
@@ -27,7 +28,9 @@ describe("the metrics: section", () => {
       "navarch.yaml",
     );
     if (!r.ok) throw new Error(formatProblems(r.problems, "navarch.yaml").join("\n"));
-    expect(r.config.metrics).toEqual({ prometheus: { url: "http://prometheus.monitoring:9090", timeout: 5000, queries: { queue_pending: 'sum(jobs_pending{partition="{{.Pool}}"})' } } });
+    expect(r.config.metrics).toEqual({
+      prometheus: { url: "http://prometheus.monitoring:9090", timeout: 5000, queries: { queue_pending: 'sum(jobs_pending{partition="{{.Pool}}"})' } },
+    });
     expect(r.config.pools[0]!.scaling.metrics).toEqual({ prometheus: { gpu_utilization: "avg(DCGM_FI_DEV_GPU_UTIL)" } });
   });
 
@@ -44,17 +47,48 @@ describe("the metrics: section", () => {
   });
 
   test.each([
-    { name: "a pool's queries without a server", yaml: `pools:\n${POOL("      metrics:\n        prometheus:\n          queue_pending: sum(x)\n")}`, line: "pools[0].scaling.metrics.prometheus: needs a Prometheus server to ask: set metrics.prometheus.url" },
+    {
+      name: "a pool's queries without a server",
+      yaml: `pools:\n${POOL("      metrics:\n        prometheus:\n          queue_pending: sum(x)\n")}`,
+      line: "pools[0].scaling.metrics.prometheus: needs a Prometheus server to ask: set metrics.prometheus.url",
+    },
     { name: "no url", yaml: "metrics:\n  prometheus:\n    timeout: 5s\n", line: "metrics.prometheus.url: is required" },
-    { name: "a url that is not http", yaml: "metrics:\n  prometheus:\n    url: prometheus:9090\n", line: "metrics.prometheus.url: expected an http:// or https:// URL" },
-    { name: "an unknown query key", yaml: "metrics:\n  prometheus:\n    url: http://p:9090\n    queries:\n      queue_depth: sum(x)\n", line: 'metrics.prometheus.queries.queue_depth: unknown key "queue_depth"' },
-    { name: "another template variable", yaml: "metrics:\n  prometheus:\n    url: http://p:9090\n    queries:\n      queue_pending: 'sum(x{pool=\"{{.Name}}\"})'\n", line: "metrics.prometheus.queries.queue_pending: only {{.Pool}} (the pool's name) may be used in a query" },
-    { name: "a timeout out of range", yaml: "metrics:\n  prometheus:\n    url: http://p:9090\n    timeout: 10m\n", line: "metrics.prometheus.timeout: expected a duration from 100ms to 1m" },
-    { name: "a token variable that is not a name", yaml: "metrics:\n  prometheus:\n    url: http://p:9090\n    bearer_token_env: my-token\n", line: "metrics.prometheus.bearer_token_env: expected the name of an environment variable" },
-    { name: "a pool's empty prometheus", yaml: `metrics:\n  prometheus:\n    url: http://p:9090\npools:\n${POOL("      metrics:\n        prometheus: {}\n")}`, line: "pools[0].scaling.metrics.prometheus: set at least one of queue_pending, queue_running, gpu_utilization" },
+    {
+      name: "a url that is not http",
+      yaml: "metrics:\n  prometheus:\n    url: prometheus:9090\n",
+      line: "metrics.prometheus.url: expected an http:// or https:// URL",
+    },
+    {
+      name: "an unknown query key",
+      yaml: "metrics:\n  prometheus:\n    url: http://p:9090\n    queries:\n      queue_depth: sum(x)\n",
+      line: 'metrics.prometheus.queries.queue_depth: unknown key "queue_depth"',
+    },
+    {
+      name: "another template variable",
+      yaml: "metrics:\n  prometheus:\n    url: http://p:9090\n    queries:\n      queue_pending: 'sum(x{pool=\"{{.Name}}\"})'\n",
+      line: "metrics.prometheus.queries.queue_pending: only {{.Pool}} (the pool's name) may be used in a query",
+    },
+    {
+      name: "a timeout out of range",
+      yaml: "metrics:\n  prometheus:\n    url: http://p:9090\n    timeout: 10m\n",
+      line: "metrics.prometheus.timeout: expected a duration from 100ms to 1m",
+    },
+    {
+      name: "a token variable that is not a name",
+      yaml: "metrics:\n  prometheus:\n    url: http://p:9090\n    bearer_token_env: my-token\n",
+      line: "metrics.prometheus.bearer_token_env: expected the name of an environment variable",
+    },
+    {
+      name: "a pool's empty prometheus",
+      yaml: `metrics:\n  prometheus:\n    url: http://p:9090\npools:\n${POOL("      metrics:\n        prometheus: {}\n")}`,
+      line: "pools[0].scaling.metrics.prometheus: set at least one of queue_pending, queue_running, gpu_utilization",
+    },
   ])("$name", ({ yaml, line }) => {
     const found = problems(yaml);
-    expect(found.some((p) => p.includes(line)), `${found.join("\n")}\nshould contain: ${line}`).toBe(true);
+    expect(
+      found.some((p) => p.includes(line)),
+      `${found.join("\n")}\nshould contain: ${line}`,
+    ).toBe(true);
   });
 });
 
@@ -74,7 +108,9 @@ describe("config check's warnings", () => {
 
   test("an unset bearer_token_env", async () => {
     const yaml = "metrics:\n  prometheus:\n    url: http://p:9090\n    bearer_token_env: PROM_TOKEN\npools: []\n";
-    expect(await warnings(yaml)).toContain("navarch.yaml: metrics.prometheus.bearer_token_env: $PROM_TOKEN is not set; every query to http://p:9090 fails and the autoscalers reading it hold");
+    expect(await warnings(yaml)).toContain(
+      "navarch.yaml: metrics.prometheus.bearer_token_env: $PROM_TOKEN is not set; every query to http://p:9090 fails and the autoscalers reading it hold",
+    );
     expect((await warnings(yaml, { PROM_TOKEN: "t" })).filter((w) => w.includes("PROM_TOKEN"))).toEqual([]);
   });
 });
@@ -106,7 +142,10 @@ beforeAll(() => {
 });
 afterAll(() => server.stop(true));
 
-const vector = (...values: string[]) => ({ status: "success", data: { resultType: "vector", result: values.map((value, i) => ({ metric: { i: String(i) }, value: [1700000000.5, value] })) } });
+const vector = (...values: string[]) => ({
+  status: "success",
+  data: { resultType: "vector", result: values.map((value, i) => ({ metric: { i: String(i) }, value: [1700000000.5, value] })) },
+});
 const source = (over: Partial<PrometheusSourceConfig> = {}, env: Record<string, string> = {}) =>
   new PrometheusMetricsSource({ url: `http://127.0.0.1:${server.port}/`, timeout: 500, queries: {}, ...over }, { env });
 
@@ -125,9 +164,17 @@ describe("one query, one number", () => {
     { name: "NaN", reply: { body: vector("NaN") }, error: "the value is NaN, not a finite number" },
     { name: "+Inf", reply: { body: vector("+Inf") }, error: "the value is +Inf, not a finite number" },
     { name: "a range vector", reply: { body: { status: "success", data: { resultType: "matrix", result: [] } } }, error: "a matrix, not one number" },
-    { name: "Prometheus's own error", reply: { status: 400, body: { status: "error", errorType: "bad_data", error: 'parse error: unexpected "}"' } }, error: 'bad_data: parse error: unexpected "}"' },
+    {
+      name: "Prometheus's own error",
+      reply: { status: 400, body: { status: "error", errorType: "bad_data", error: 'parse error: unexpected "}"' } },
+      error: 'bad_data: parse error: unexpected "}"',
+    },
     { name: "not JSON", reply: { status: 502, raw: "<html>bad gateway</html>" }, error: "answered 502 with a body that is not JSON: <html>bad gateway</html>" },
-    { name: "JSON of another shape", reply: { body: { status: "success", data: { resultType: "vector", result: [{ value: "1" }] } } }, error: "with a body that is not a Prometheus query answer (data.result.0.metric" },
+    {
+      name: "JSON of another shape",
+      reply: { body: { status: "success", data: { resultType: "vector", result: [{ value: "1" }] } } },
+      error: "with a body that is not a Prometheus query answer (data.result.0.metric",
+    },
     { name: "too slow", reply: { delayMs: 1500 }, error: "no answer from http://127.0.0.1:" },
   ])("$name is an error that says why", async ({ reply: r, error }) => {
     reply = r as Reply;
@@ -150,7 +197,10 @@ describe("one query, one number", () => {
 
 describe("a pool's metrics", () => {
   const pool = (queries: Record<string, string> = {}): PoolConfig =>
-    ({ name: "batch", scaling: { min_nodes: 1, max_nodes: 8, cooldown_period: 0, ...(Object.keys(queries).length > 0 ? { metrics: { prometheus: queries } } : {}) } }) as PoolConfig;
+    ({
+      name: "batch",
+      scaling: { min_nodes: 1, max_nodes: 8, cooldown_period: 0, ...(Object.keys(queries).length > 0 ? { metrics: { prometheus: queries } } : {}) },
+    }) as PoolConfig;
 
   test("the pool's queries over the global ones, {{.Pool}} replaced; the queue needs every queue query that is configured", async () => {
     reply = { body: vector("12") };
@@ -166,7 +216,9 @@ describe("a pool's metrics", () => {
     expect(over.gpuUtilization).toBeUndefined();
     expect(over.problems).toEqual(["prometheus: gpu_utilization (u): the value 101 is outside 0 to 100"]);
     reply = { body: vector("-1") };
-    expect((await source({ queries: { queue_pending: "q" } }).poolMetrics(pool())).problems).toEqual(["prometheus: queue_pending (q): the value -1 is outside 0 to any count"]);
+    expect((await source({ queries: { queue_pending: "q" } }).poolMetrics(pool())).problems).toEqual([
+      "prometheus: queue_pending (q): the value -1 is outside 0 to any count",
+    ]);
     reply = { body: vector("2.6") };
     expect((await source({ queries: { queue_running: "q" } }).poolMetrics(pool())).queue).toEqual({ pending: 0, running: 3 });
   });

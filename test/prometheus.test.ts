@@ -85,8 +85,14 @@ describe("promtool", () => {
     const cases = unit.tests.flatMap((t) => t.alert_rule_test);
     for (const alert of alertNames()) {
       const mine = cases.filter((c) => c.alertname === alert);
-      expect(mine.some((c) => c.exp_alerts.length > 0), `${alert} has no unit test where it fires`).toBe(true);
-      expect(mine.some((c) => c.exp_alerts.length === 0), `${alert} has no unit test where it stays quiet`).toBe(true);
+      expect(
+        mine.some((c) => c.exp_alerts.length > 0),
+        `${alert} has no unit test where it fires`,
+      ).toBe(true);
+      expect(
+        mine.some((c) => c.exp_alerts.length === 0),
+        `${alert} has no unit test where it stays quiet`,
+      ).toBe(true);
     }
   });
 });
@@ -108,7 +114,9 @@ describe("a real Prometheus scraping navarch serve", () => {
       port: 0,
       fetch: () =>
         exporterUp
-          ? new Response(`# TYPE gpu_jobs gauge\ngpu_jobs{pool="gpu",state="pending"} ${queue.pending}\ngpu_jobs{pool="gpu",state="running"} ${queue.running}\n`)
+          ? new Response(
+              `# TYPE gpu_jobs gauge\ngpu_jobs{pool="gpu",state="pending"} ${queue.pending}\ngpu_jobs{pool="gpu",state="running"} ${queue.running}\n`,
+            )
           : new Response("exporter down", { status: 503 }),
     });
     const promPort = freePort();
@@ -143,7 +151,14 @@ pools:
 `);
     const dataDir = tempDir();
     rec = await startReconciler(
-      { host: "127.0.0.1", port: freePort(), dataDir, databaseUrl: `file:${dataDir}/navarch.db`, authTokenEnv: "NAVARCH_PROMETHEUS_TEST_TOKEN", heartbeatIntervalSeconds: 1 },
+      {
+        host: "127.0.0.1",
+        port: freePort(),
+        dataDir,
+        databaseUrl: `file:${dataDir}/navarch.db`,
+        authTokenEnv: "NAVARCH_PROMETHEUS_TEST_TOKEN",
+        heartbeatIntervalSeconds: 1,
+      },
       () => undefined,
       Date.now,
       { config, providers: new Map([["local", cloud]]), intervalMs: 100 },
@@ -209,9 +224,19 @@ scrape_configs:
   test("the seed's two alerts go pending when a GPU dies (Xid 79 on one of two nodes)", async () => {
     const [victim] = (await inPool()).filter((n) => n.state === "ready");
     await agents.xid(victim!.id, 79);
-    await waitFor("the node judged unhealthy", async () => ((await inPool()).find((n) => n.id === victim!.id)?.verdict === "unhealthy" ? true : undefined), 15_000);
-    expect(await waitFor("navarch_nodes_unhealthy > 0", async () => nonEmpty(await prometheus.query("navarch_nodes_unhealthy > 0")), 15_000)).toEqual([{ labels: expect.objectContaining({ pool: "gpu", job: "navarch" }), value: 1 }]);
-    const capacity = await waitFor("healthy / total < 0.8", async () => nonEmpty(await prometheus.query("navarch_nodes_healthy / navarch_nodes_total < 0.8")), 15_000);
+    await waitFor(
+      "the node judged unhealthy",
+      async () => ((await inPool()).find((n) => n.id === victim!.id)?.verdict === "unhealthy" ? true : undefined),
+      15_000,
+    );
+    expect(await waitFor("navarch_nodes_unhealthy > 0", async () => nonEmpty(await prometheus.query("navarch_nodes_unhealthy > 0")), 15_000)).toEqual([
+      { labels: expect.objectContaining({ pool: "gpu", job: "navarch" }), value: 1 },
+    ]);
+    const capacity = await waitFor(
+      "healthy / total < 0.8",
+      async () => nonEmpty(await prometheus.query("navarch_nodes_healthy / navarch_nodes_total < 0.8")),
+      15_000,
+    );
     expect(capacity.map((s) => [s.labels.pool, s.value])).toEqual([["gpu", 0.5]]);
     const pending = await waitFor(
       "both alerts pending",
@@ -244,7 +269,9 @@ scrape_configs:
   test("the loop scales the pool on a queue that lives in Prometheus", async () => {
     queue.pending = 16; // (16 pending + 16 running) / 8 per node = 4 nodes
     await waitFor("4 nodes", async () => ((await inPool()).length === 4 ? true : undefined), 30_000);
-    const reasons = (await rec.store.db.select().from(auditLog).where(eq(auditLog.action, "scale"))).map((a) => String((a.details as { reason?: string }).reason));
+    const reasons = (await rec.store.db.select().from(auditLog).where(eq(auditLog.action, "scale"))).map((a) =>
+      String((a.details as { reason?: string }).reason),
+    );
     expect(reasons.some((r) => r.startsWith("queue depth 32 (16 pending + 16 running) / jobs_per_node 8 → 4 node(s): 2 → 4"))).toBe(true);
   }, 60_000);
 

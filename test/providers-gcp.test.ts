@@ -13,11 +13,11 @@ let fake: GcpFake;
 const TOKEN_ENV = "GCP_ACCESS_TOKEN";
 
 function provider(token = fake.token, options: GcpProviderOptions = {}): GcpProvider {
-  return new GcpProvider(
-    { project: fake.project, credentials_env: TOKEN_ENV, base_url: fake.url },
-    fakeEnv({ [TOKEN_ENV]: token }),
-    { timeoutMs: 2000, operationTimeoutMs: 3000, ...options },
-  );
+  return new GcpProvider({ project: fake.project, credentials_env: TOKEN_ENV, base_url: fake.url }, fakeEnv({ [TOKEN_ENV]: token }), {
+    timeoutMs: 2000,
+    operationTimeoutMs: 3000,
+    ...options,
+  });
 }
 
 function gcpRequest(overrides: Parameters<typeof launchRequest>[0] = {}) {
@@ -201,7 +201,14 @@ describe("GcpProvider", () => {
     const sa = startGcpFake({ serviceAccount: { clientEmail, publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString() }, operationMs: 0 });
     try {
       const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-      const keyJson = { type: "service_account", project_id: sa.project, private_key_id: "k1", private_key: pem, client_email: clientEmail, token_uri: sa.tokenUri };
+      const keyJson = {
+        type: "service_account",
+        project_id: sa.project,
+        private_key_id: "k1",
+        private_key: pem,
+        client_email: clientEmail,
+        token_uri: sa.tokenUri,
+      };
       const file = join(tempDir(), "key.json");
       writeFileSync(file, JSON.stringify(keyJson));
       const p = new GcpProvider({ credentials_file: file, base_url: sa.url }, fakeEnv({}));

@@ -217,11 +217,12 @@ describe("LambdaProvider", () => {
       ],
     });
     try {
-      const p = new LambdaProvider(
-        { api_key_env: KEY_ENV, base_url: keys.url, ssh_key_names: ["ops-default"] },
-        fakeEnv({ [KEY_ENV]: keys.apiKey }),
-        { pools: new Map([["training", { path: "pools[0]", sshKeyNames: ["ops-training"] }], ["inference", { path: "pools[1]" }]]) },
-      );
+      const p = new LambdaProvider({ api_key_env: KEY_ENV, base_url: keys.url, ssh_key_names: ["ops-default"] }, fakeEnv({ [KEY_ENV]: keys.apiKey }), {
+        pools: new Map([
+          ["training", { path: "pools[0]", sshKeyNames: ["ops-training"] }],
+          ["inference", { path: "pools[1]" }],
+        ]),
+      });
       const plain = (pool: string) => {
         const req = launchRequest({ pool });
         delete req.sshPublicKey;

@@ -37,10 +37,21 @@ beforeAll(() => {
   lambda = startLambdaFake({ sshKeys: [OPERATOR_KEY] });
   const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const clientEmail = "navarch@my-gcp-project.iam.gserviceaccount.com";
-  gcp = startGcpFake({ project: GCP_PROJECT, operationMs: 0, serviceAccount: { clientEmail, publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString() } });
+  gcp = startGcpFake({
+    project: GCP_PROJECT,
+    operationMs: 0,
+    serviceAccount: { clientEmail, publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString() },
+  });
   // Application default credentials: the key file GOOGLE_APPLICATION_CREDENTIALS names.
   const keyFile = join(tempDir(), "service-account.json");
-  const key = { type: "service_account", project_id: GCP_PROJECT, private_key_id: "k1", private_key: privateKey.export({ type: "pkcs8", format: "pem" }).toString(), client_email: clientEmail, token_uri: gcp.tokenUri };
+  const key = {
+    type: "service_account",
+    project_id: GCP_PROJECT,
+    private_key_id: "k1",
+    private_key: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+    client_email: clientEmail,
+    token_uri: gcp.tokenUri,
+  };
   writeFileSync(keyFile, JSON.stringify(key));
   env = { LAMBDA_API_KEY: lambda.apiKey, GOOGLE_APPLICATION_CREDENTIALS: keyFile };
 });
@@ -86,7 +97,13 @@ interface Outcome {
 
 /** One launch per pool, as `navarch serve` would make it for the pool's first provider. */
 async function launchEachPool(config: NavarchConfig): Promise<Outcome[]> {
-  const providers = createProviders(config, { dataDir: tempDir(), serverUrl: "http://127.0.0.1:50051", authToken: "unused", log: () => {}, env: (name) => env[name] });
+  const providers = createProviders(config, {
+    dataDir: tempDir(),
+    serverUrl: "http://127.0.0.1:50051",
+    authToken: "unused",
+    log: () => {},
+    env: (name) => env[name],
+  });
   const out: Outcome[] = [];
   for (const pool of config.pools) {
     const type = pool.providers[0]!;

@@ -22,15 +22,24 @@ async function breakNodes(f: Awaited<ReturnType<typeof fleet>>, poolName: string
 
 describe("safety rails", () => {
   test("unhealthy budget: max(floor, ceil(percent × size)) nodes drained or replaced at once; the others wait cordoned", async () => {
-    const f = await fleet(`${FAST_SERVER}safety:\n  unhealthy_budget:\n    floor: 1\n    percent: 20\n  max_in_flight_per_pool: 10\n${NO_BREAKER}pools:\n${pool("p", 5, 5)}`);
+    const f = await fleet(
+      `${FAST_SERVER}safety:\n  unhealthy_budget:\n    floor: 1\n    percent: 20\n  max_in_flight_per_pool: 10\n${NO_BREAKER}pools:\n${pool("p", 5, 5)}`,
+    );
     const { targets, report } = await breakNodes(f, "p", 5, 3);
     // Quarantine is not remediation: every dead GPU leaves service in the same pass.
-    expect(report.transitions.filter((t) => t.to === "cordoned").map((t) => t.node).sort()).toEqual(targets.map((t) => t.id).sort());
+    expect(
+      report.transitions
+        .filter((t) => t.to === "cordoned")
+        .map((t) => t.node)
+        .sort(),
+    ).toEqual(targets.map((t) => t.id).sort());
     const next = await f.step(100);
     expect(next.blocked.map((b) => b.rail)).toEqual(["unhealthy_budget", "unhealthy_budget"]);
     const waiting = await f.node(targets[2]!.id);
     expect(waiting.state).toBe("cordoned");
-    expect(waiting.stateReason).toContain("cordoned, waiting for a remediation slot; blocked by unhealthy_budget: 1 of 5 nodes of pool p already being drained or replaced; the budget is max(1, 20% of 5) = 1");
+    expect(waiting.stateReason).toContain(
+      "cordoned, waiting for a remediation slot; blocked by unhealthy_budget: 1 of 5 nodes of pool p already being drained or replaced; the budget is max(1, 20% of 5) = 1",
+    );
     const [incident] = await f.store.db.select().from(incidents).where(eq(incidents.nodeId, targets[2]!.id));
     expect(incident?.status).toContain("blocked by unhealthy_budget");
     expect(incident?.cordonedAt).not.toBeNull();
@@ -40,18 +49,24 @@ describe("safety rails", () => {
     const f = await fleet(`${FAST_SERVER}safety:\n  unhealthy_budget:\n    percent: 100\n  max_in_flight_per_pool: 1\npools:\n${pool("p", 4, 4)}`);
     const { targets } = await breakNodes(f, "p", 4, 2);
     const report = await f.step(100);
-    expect(report.blocked).toEqual([expect.objectContaining({ rail: "in_flight_pool", reason: "1 remediations in flight in pool p (safety.max_in_flight_per_pool 1)" })]);
+    expect(report.blocked).toEqual([
+      expect.objectContaining({ rail: "in_flight_pool", reason: "1 remediations in flight in pool p (safety.max_in_flight_per_pool 1)" }),
+    ]);
     expect((await Promise.all(targets.map((t) => f.node(t.id)))).map((n) => n.state).sort()).toEqual(["cordoned", "draining"]);
   });
 
   test("in-flight cap fleet-wide", async () => {
-    const f = await fleet(`${FAST_SERVER}safety:\n  unhealthy_budget:\n    percent: 100\n  max_in_flight_fleet: 1\npools:\n${pool("a", 2, 2)}${pool("b", 2, 2)}`);
+    const f = await fleet(
+      `${FAST_SERVER}safety:\n  unhealthy_budget:\n    percent: 100\n  max_in_flight_fleet: 1\npools:\n${pool("a", 2, 2)}${pool("b", 2, 2)}`,
+    );
     await breakNodes(f, "a", 2, 1);
     await f.step(100);
     const { targets } = await breakNodes(f, "b", 2, 1);
     expect((await f.node(targets[0]!.id)).state).toBe("cordoned");
     const report = await f.step(100);
-    expect(report.blocked).toEqual([expect.objectContaining({ rail: "in_flight_fleet", reason: "1 remediations in flight fleet-wide (safety.max_in_flight_fleet 1)" })]);
+    expect(report.blocked).toEqual([
+      expect.objectContaining({ rail: "in_flight_fleet", reason: "1 remediations in flight fleet-wide (safety.max_in_flight_fleet 1)" }),
+    ]);
   });
 
   test("a dead GPU never waits for a replacement slot to leave service (three Xid 79 at once, one slot)", async () => {
@@ -68,7 +83,9 @@ describe("safety rails", () => {
   });
 
   test("rate limit on new cordons", async () => {
-    const f = await fleet(`${FAST_SERVER}safety:\n  unhealthy_budget:\n    percent: 100\n  max_in_flight_per_pool: 10\n  cordon_rate:\n    per_minute: 1\n    burst: 1\npools:\n${pool("p", 4, 4)}`);
+    const f = await fleet(
+      `${FAST_SERVER}safety:\n  unhealthy_budget:\n    percent: 100\n  max_in_flight_per_pool: 10\n  cordon_rate:\n    per_minute: 1\n    burst: 1\npools:\n${pool("p", 4, 4)}`,
+    );
     const { report } = await breakNodes(f, "p", 4, 2);
     expect(report.blocked).toEqual([expect.objectContaining({ rail: "cordon_rate" })]);
     expect(report.blocked[0]!.reason).toBe("new cordons limited to 1/min (burst 1); waiting for the next token");
@@ -79,7 +96,9 @@ describe("safety rails", () => {
   });
 
   test("circuit breaker: a fault storm trips it; it blocks destructive actions only, until a human resets it", async () => {
-    const f = await fleet(`${FAST_SERVER}safety:\n  unhealthy_budget:\n    percent: 100\n  max_in_flight_per_pool: 10\n  cordon_rate:\n    per_minute: 60\n    burst: 10\n  breaker:\n    max_cordons: 2\n    percent: 100\npools:\n${pool("p", 5, 5)}`);
+    const f = await fleet(
+      `${FAST_SERVER}safety:\n  unhealthy_budget:\n    percent: 100\n  max_in_flight_per_pool: 10\n  cordon_rate:\n    per_minute: 60\n    burst: 10\n  breaker:\n    max_cordons: 2\n    percent: 100\npools:\n${pool("p", 5, 5)}`,
+    );
     const { targets } = await breakNodes(f, "p", 5, 2);
     await f.step(100);
     const [tripped] = await f.store.db.select().from(breakers);
@@ -114,7 +133,9 @@ describe("safety rails", () => {
 
   test("attempt cap: a slot that keeps failing is Held for a human", async () => {
     // The breaker would trip first on a 1-node pool failing twice; this test is about the cap.
-    const f = await fleet(`${FAST_SERVER}safety:\n  max_attempts: 2\n  breaker:\n    max_cordons: 100\n    percent: 100\npools:\n${pool("p", 1, 1, "      remediation: replace\n")}`);
+    const f = await fleet(
+      `${FAST_SERVER}safety:\n  max_attempts: 2\n  breaker:\n    max_cordons: 100\n    percent: 100\npools:\n${pool("p", 1, 1, "      remediation: replace\n")}`,
+    );
     await f.until(async () => (await f.count("ready")) === 1);
     // Each new node fails as soon as it is Ready.
     for (let round = 0; round < 4; round++) {
@@ -146,6 +167,8 @@ describe("safety rails", () => {
     expect(f.cloud.calls.launch).toBe(0);
     expect(await f.all()).toEqual([]);
     const audit = await f.operator.auditTail(10);
-    expect(audit.map((a) => [a.action, a.target, (a.details as { reason: string }).reason])).toEqual([["dry_run", "pool:p", "no autoscaler; clamped to min_nodes 2: 0 → 2"]]);
+    expect(audit.map((a) => [a.action, a.target, (a.details as { reason: string }).reason])).toEqual([
+      ["dry_run", "pool:p", "no autoscaler; clamped to min_nodes 2: 0 → 2"],
+    ]);
   });
 });

@@ -29,14 +29,10 @@ async function inChildren(): Promise<{ violations: string[]; exercised: Exercise
 }
 
 describe("randomized runs of the reconcile loop", () => {
-  test(
-    `${RUNS} seeded runs of ${PASSES} passes: the invariants hold after every pass`,
-    async () => {
-      const { violations, exercised } = RUNS === 1 ? await run(FIRST_SEED) : await inChildren();
-      expect(violations.slice(0, 20)).toEqual([]);
-      console.log(`randomized runs exercised: ${JSON.stringify(exercised)}`);
-      if (RUNS >= 100) for (const [what, n] of Object.entries(exercised)) expect({ what, exercised: n > 0 }).toEqual({ what, exercised: true });
-    },
-    1_200_000,
-  );
+  test(`${RUNS} seeded runs of ${PASSES} passes: the invariants hold after every pass`, async () => {
+    const { violations, exercised } = RUNS === 1 ? await run(FIRST_SEED) : await inChildren();
+    expect(violations.slice(0, 20)).toEqual([]);
+    console.log(`randomized runs exercised: ${JSON.stringify(exercised)}`);
+    if (RUNS >= 100) for (const [what, n] of Object.entries(exercised)) expect({ what, exercised: n > 0 }).toEqual({ what, exercised: true });
+  }, 1_200_000);
 });

@@ -17,9 +17,12 @@ async function fleet(extra = "", safety = "") {
   return f;
 }
 
-const incidentOf = async (f: Awaited<ReturnType<typeof fleet>>, nodeId: string) => (await f.store.db.select().from(incidents).where(eq(incidents.nodeId, nodeId))).at(-1)!;
+const incidentOf = async (f: Awaited<ReturnType<typeof fleet>>, nodeId: string) =>
+  (await f.store.db.select().from(incidents).where(eq(incidents.nodeId, nodeId))).at(-1)!;
 const path = async (f: Awaited<ReturnType<typeof fleet>>, nodeId: string) =>
-  (await f.store.db.select().from(auditLog).where(eq(auditLog.target, nodeId))).filter((a) => a.action === "transition").map((a) => (a.details as { to: string }).to);
+  (await f.store.db.select().from(auditLog).where(eq(auditLog.target, nodeId)))
+    .filter((a) => a.action === "transition")
+    .map((a) => (a.details as { to: string }).to);
 
 describe("the remediation ladder", () => {
   test("a fault a reboot clears: cordon → drain → reboot → new boot → health check → back in service, no new machine", async () => {
@@ -69,7 +72,9 @@ describe("the remediation ladder", () => {
     await f.until(async () => (await f.count("ready")) === 3);
     const second = await incidentOf(f, victim.id);
     expect(second).toMatchObject({ outcome: "replaced", rebootedAt: null, remedy: "replace" });
-    const why = (await f.store.db.select().from(auditLog).where(eq(auditLog.target, victim.id))).find((a) => (a.details as { to?: string }).to === "terminating");
+    const why = (await f.store.db.select().from(auditLog).where(eq(auditLog.target, victim.id))).find(
+      (a) => (a.details as { to?: string }).to === "terminating",
+    );
     expect((why?.details as { reason: string }).reason).toContain("replaced, not rebooted: it was rebooted for its health");
     expect(f.cloud.calls.reboot).toBe(1);
   });
@@ -93,7 +98,9 @@ describe("the remediation ladder", () => {
     f.cloud.inject({ on: "reboot", kind: "invalid", times: 10 });
     await f.agents.xid(victim.id, 79, 2);
     await f.until(async () => (await f.node(victim.id)).state === "terminated");
-    const why = (await f.store.db.select().from(auditLog).where(eq(auditLog.target, victim.id))).find((a) => (a.details as { to?: string }).to === "terminating");
+    const why = (await f.store.db.select().from(auditLog).where(eq(auditLog.target, victim.id))).find(
+      (a) => (a.details as { to?: string }).to === "terminating",
+    );
     expect((why?.details as { reason: string }).reason).toContain("the provider refused the reboot");
   });
 

@@ -31,7 +31,14 @@ const registration = (nodeId: string, extra: Partial<RegisterRequest> = {}): Reg
   ...extra,
 });
 
-const heartbeat = (nodeId: string) => ({ nodeId, bootId: "boot-1", sentAt: new Date(clock).toISOString(), nvml: { available: false }, health: { checked: false, worst: "healthy", openIncidents: 0 }, gpus: [] });
+const heartbeat = (nodeId: string) => ({
+  nodeId,
+  bootId: "boot-1",
+  sentAt: new Date(clock).toISOString(),
+  nvml: { available: false },
+  health: { checked: false, worst: "healthy", openIncidents: 0 },
+  gpus: [],
+});
 
 async function call(token: string | undefined, method: string, path: string, body?: unknown, base = rec.url): Promise<Response> {
   return fetch(`${base}${path}`, {
@@ -104,12 +111,29 @@ const ALLOWED: Record<string, Role[]> = {
 /** A request for a route as each role would make it (agents report for their own node). */
 function request(route: string, role: Role): { method: string; path: string; body?: unknown } {
   const [method, template] = route.split(" ") as [string, string];
-  const path = template.replace("{id}", route.includes("tokens") ? (ids.get("doomed") ?? "") : "t-node").replace("{name}", "train").replace("{scope}", "fleet");
+  const path = template
+    .replace("{id}", route.includes("tokens") ? (ids.get("doomed") ?? "") : "t-node")
+    .replace("{name}", "train")
+    .replace("{scope}", "fleet");
   const own = role === "node" ? "t-node" : role === "enroll" ? `t-enrolled-${crypto.randomUUID().slice(0, 8)}` : "t-node";
   const bodies: Record<string, unknown> = {
     "POST /v1/register": registration(own),
     "POST /v1/heartbeat": heartbeat("t-node"),
-    "POST /v1/events": { nodeId: "t-node", events: [{ seq: 1, time: new Date(clock).toISOString(), bootId: "boot-1", check: "xid", code: "13", severity: "degraded", action: "restart_app", message: "test" }] },
+    "POST /v1/events": {
+      nodeId: "t-node",
+      events: [
+        {
+          seq: 1,
+          time: new Date(clock).toISOString(),
+          bootId: "boot-1",
+          check: "xid",
+          code: "13",
+          severity: "degraded",
+          action: "restart_app",
+          message: "test",
+        },
+      ],
+    },
     "POST /v1/nodes/{id}/fault": { xid: 79 },
     "POST /v1/bootstrap-tokens": { nodeId: "t-new" },
     "POST /v1/tokens": { role: "viewer" },
@@ -154,7 +178,8 @@ describe("each role's allowed and refused calls", () => {
   });
 
   test("whoami says each token's role and permissions", async () => {
-    const who = async (role: Role) => (await (await call(tokens.get(role), "GET", "/v1/whoami")).json()) as { role: string; permissions: string[]; pool?: string; nodeId?: string };
+    const who = async (role: Role) =>
+      (await (await call(tokens.get(role), "GET", "/v1/whoami")).json()) as { role: string; permissions: string[]; pool?: string; nodeId?: string };
     expect(await who("admin")).toMatchObject({ role: "admin", name: "NAVARCH_AUTH_TOKEN", permissions: ["read", "operate", "admin", "agent"] });
     expect(await who("operator")).toMatchObject({ role: "operator", permissions: ["read", "operate"] });
     expect(await who("viewer")).toMatchObject({ role: "viewer", permissions: ["read"] });
@@ -165,7 +190,9 @@ describe("each role's allowed and refused calls", () => {
   test("a refusal names the role and what the call needs", async () => {
     const res = await call(tokens.get("viewer"), "POST", "/v1/nodes/t-node/cordon", {});
     expect(res.status).toBe(403);
-    expect(((await res.json()) as { error: string }).error).toBe("token viewer has the viewer role, which may not POST /v1/nodes/t-node/cordon (that needs operator or admin)");
+    expect(((await res.json()) as { error: string }).error).toBe(
+      "token viewer has the viewer role, which may not POST /v1/nodes/t-node/cordon (that needs operator or admin)",
+    );
   });
 });
 
@@ -192,7 +219,9 @@ describe("enroll tokens and node credentials", () => {
     expect(((await wrongPool.json()) as { error: string }).error).toContain('registers nodes into pool train, not "infer"');
     const takeover = await call(enroll, "POST", "/v1/register", registration("t-other"));
     expect(takeover.status).toBe(403);
-    expect(((await takeover.json()) as { error: string }).error).toBe("node t-other belongs to pool infer; enroll token enroll-train registers into pool train only");
+    expect(((await takeover.json()) as { error: string }).error).toBe(
+      "node t-other belongs to pool infer; enroll token enroll-train registers into pool train only",
+    );
   });
 });
 
@@ -201,7 +230,14 @@ describe("tokens: created, listed, revoked, expired; stored hashed", () => {
     const created = await mint("operator", { name: "alice", ttlSeconds: 3600 });
     const list = (await (await call(ADMIN, "GET", "/v1/tokens")).json()) as { tokens: Record<string, unknown>[] };
     const row = list.tokens.find((t) => t.id === created.id)!;
-    expect(row).toMatchObject({ name: "alice", role: "operator", pool: null, state: "active", createdBy: "token:NAVARCH_AUTH_TOKEN", expiresAt: clock + 3_600_000 });
+    expect(row).toMatchObject({
+      name: "alice",
+      role: "operator",
+      pool: null,
+      state: "active",
+      createdBy: "token:NAVARCH_AUTH_TOKEN",
+      expiresAt: clock + 3_600_000,
+    });
     expect(JSON.stringify(list)).not.toContain(created.token);
     expect(created.token).toStartWith("nvt_");
     const stored = await rec.store.db.select().from(apiTokens);
@@ -231,7 +267,8 @@ describe("tokens: created, listed, revoked, expired; stored hashed", () => {
   });
 
   test("bad requests name the field: an enroll token needs a pool, no other role takes one", async () => {
-    const issues = async (body: unknown) => ((await (await call(ADMIN, "POST", "/v1/tokens", body)).json()) as { issues: { path: string; message: string }[] }).issues;
+    const issues = async (body: unknown) =>
+      ((await (await call(ADMIN, "POST", "/v1/tokens", body)).json()) as { issues: { path: string; message: string }[] }).issues;
     expect(await issues({ role: "enroll" })).toEqual([{ path: "pool", message: "an enroll token needs a pool (the one its nodes register into)" }]);
     expect(await issues({ role: "viewer", pool: "train" })).toEqual([{ path: "pool", message: "only an enroll token takes a pool" }]);
     expect((await issues({ role: "node" }))[0]?.path).toBe("role");
@@ -259,7 +296,9 @@ describe("tokens: created, listed, revoked, expired; stored hashed", () => {
     expect(revoked.stdout).toStartWith(`${body.id} (rack-7, enroll) revoked`);
     const bad = await cli("tokens", "create", "--role", "node");
     expect(bad).toMatchObject({ code: 2 });
-    expect(bad.stderr).toContain("--role: expected one of admin, operator, viewer, enroll (a node's credential is issued when it registers with an enroll or bootstrap token)");
+    expect(bad.stderr).toContain(
+      "--role: expected one of admin, operator, viewer, enroll (a node's credential is issued when it registers with an enroll or bootstrap token)",
+    );
     expect((await cli("tokens", "create", "--role", "viewer", "--ttl", "30s")).stderr).toContain("--ttl: expected a duration from 1m to 3650d");
   }, 30_000);
 });
@@ -300,7 +339,9 @@ describe("/metrics", () => {
   test("an agent's own check names do not become label values", async () => {
     const res = await call(tokens.get("node"), "POST", "/v1/events", {
       nodeId: "t-node",
-      events: [{ seq: 100, time: new Date(clock).toISOString(), bootId: "boot-1", check: "made_up_check_0001", severity: "degraded", action: "none", message: "x" }],
+      events: [
+        { seq: 100, time: new Date(clock).toISOString(), bootId: "boot-1", check: "made_up_check_0001", severity: "degraded", action: "none", message: "x" },
+      ],
     });
     expect(res.status).toBe(200);
     const text = await (await call(ADMIN, "GET", "/metrics")).text();
@@ -312,7 +353,17 @@ describe("/metrics", () => {
 describe("what Schemathesis found (each once a failure of test/schemathesis.test.ts)", () => {
   test("two GPUs at one index in a registration: a 400 naming gpus, not a 500", async () => {
     const gpu = { uuid: "GPU-a", pciBusId: "0000:01:00.0", name: "x" };
-    const res = await call(ADMIN, "POST", "/v1/register", registration("dup-gpus", { gpus: [{ index: 1, ...gpu }, { index: 1, ...gpu, uuid: "GPU-b" }] }));
+    const res = await call(
+      ADMIN,
+      "POST",
+      "/v1/register",
+      registration("dup-gpus", {
+        gpus: [
+          { index: 1, ...gpu },
+          { index: 1, ...gpu, uuid: "GPU-b" },
+        ],
+      }),
+    );
     expect(res.status).toBe(400);
     expect(await res.json()).toEqual({ error: "invalid request body", issues: [{ path: "gpus", message: "each GPU index may appear once" }] });
   });
@@ -343,7 +394,13 @@ describe("what Schemathesis found (each once a failure of test/schemathesis.test
   });
 
   test("the document states what the server enforces", () => {
-    const doc = openApiDocument() as { paths: Record<string, Record<string, { parameters?: { name: string; schema: unknown }[]; requestBody?: { required: boolean }; responses: Record<string, unknown> }>>; components: { schemas: Record<string, unknown> } };
+    const doc = openApiDocument() as {
+      paths: Record<
+        string,
+        Record<string, { parameters?: { name: string; schema: unknown }[]; requestBody?: { required: boolean }; responses: Record<string, unknown> }>
+      >;
+      components: { schemas: Record<string, unknown> };
+    };
     const events = doc.paths["/v1/events"]!.get!.parameters!;
     expect(events.find((p) => p.name === "node")?.schema).toMatchObject({ minLength: 1 });
     expect(doc.paths["/v1/audit"]!.get!.responses).toHaveProperty("400");

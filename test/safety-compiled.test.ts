@@ -79,7 +79,12 @@ describe("through the compiled binaries", () => {
       await Bun.sleep(200);
     }
     const nodes = await list(f);
-    expect({ fewest, ready: nodes.filter((n) => n.state === "ready").length, terminated: nodes.filter((n) => n.state === "terminated").length, total: nodes.length }).toEqual({
+    expect({
+      fewest,
+      ready: nodes.filter((n) => n.state === "ready").length,
+      terminated: nodes.filter((n) => n.state === "terminated").length,
+      total: nodes.length,
+    }).toEqual({
       fewest: 2,
       ready: 2,
       terminated: 1,
@@ -91,15 +96,26 @@ describe("through the compiled binaries", () => {
 
   test("a machine nobody launched registers into the full pool: monitored, nothing removed; a node cannot move itself", async () => {
     const { f } = await start(2, 2);
-    const [a] = await waitFor("two ready nodes", async () => {
-      const r = await ready(f);
-      return r.length === 2 ? r : undefined;
-    }, 60_000);
+    const [a] = await waitFor(
+      "two ready nodes",
+      async () => {
+        const r = await ready(f);
+        return r.length === 2 ? r : undefined;
+      },
+      60_000,
+    );
     const register = (body: Record<string, unknown>) =>
       fetch(`${f.url}/v1/register`, {
         method: "POST",
         headers: { Authorization: `Bearer ${f.token}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ hostname: "h", agentVersion: "x", spoolId: "00000000-0000-4000-8000-00000000000a", nvml: { available: true }, gpus: [], ...body }),
+        body: JSON.stringify({
+          hostname: "h",
+          agentVersion: "x",
+          spoolId: "00000000-0000-4000-8000-00000000000a",
+          nvml: { available: true },
+          gpus: [],
+          ...body,
+        }),
       });
     expect((await register({ nodeId: "intruder", bootId: "b", pool: "gpu", provider: "local", instanceType: "local-4gpu" })).status).toBe(200);
     expect((await register({ nodeId: a!.id, bootId: "b2", pool: "elsewhere", provider: "aws", instanceType: "p5.48xlarge" })).status).toBe(200);
@@ -116,10 +132,14 @@ describe("through the compiled binaries", () => {
   test("restored from a backup taken before a GPU fell off: the node never comes back into service, nothing healthy is replaced", async () => {
     // Held at once (no reboot rung, no replacement): what is tested is that the restore forgets nothing.
     const { f, server } = await start(2, 2, "      auto_replace: false\n      remediation: replace\n");
-    const [victim] = await waitFor("two ready nodes", async () => {
-      const r = await ready(f);
-      return r.length === 2 ? r : undefined;
-    }, 60_000);
+    const [victim] = await waitFor(
+      "two ready nodes",
+      async () => {
+        const r = await ready(f);
+        return r.length === 2 ? r : undefined;
+      },
+      60_000,
+    );
     const backup = await f.run([f.navarch, "backup", join(f.dir, "before-the-fault.db"), "--config", "navarch.yaml"]);
     expect(backup).toMatchObject({ code: 0 });
     expect((await f.run([f.navarch, "fault", "inject", victim!.id, "--xid", "79", "--gpu", "1", "-s", f.url], { NAVARCH_AUTH_TOKEN: f.token })).code).toBe(0);
@@ -135,7 +155,11 @@ describe("through the compiled binaries", () => {
     await f.waitReady();
     // The copy says ready; within a heartbeat the agent notices the reconciler forgot, re-sends
     // its open finding, and the node leaves service again.
-    await waitFor("the victim out of service again", async () => ((await list(f)).find((n) => n.id === victim!.id)?.state !== "ready" ? true : undefined), 10_000);
+    await waitFor(
+      "the victim out of service again",
+      async () => ((await list(f)).find((n) => n.id === victim!.id)?.state !== "ready" ? true : undefined),
+      10_000,
+    );
     const outAfterMs = Date.now() - restoredAt;
     await Bun.sleep(6_000);
     const nodes = await list(f);
@@ -143,7 +167,9 @@ describe("through the compiled binaries", () => {
     expect(nodes.filter((n) => n.id !== victim!.id).map((n) => n.state)).toEqual(["ready"]);
     expect(await launches(f)).toBe(2);
     const store = await openStore({ url: `file:${db}` });
-    const backToReady = (await store.db.select().from(auditLog)).filter((a) => a.target === victim!.id && a.at >= restoredAt && a.action === "transition" && (a.details as { to?: string }).to === "ready");
+    const backToReady = (await store.db.select().from(auditLog)).filter(
+      (a) => a.target === victim!.id && a.at >= restoredAt && a.action === "transition" && (a.details as { to?: string }).to === "ready",
+    );
     store.close();
     expect(backToReady).toEqual([]);
     console.log(`restored database: the broken node was out of service again ${outAfterMs} ms after the restart`);

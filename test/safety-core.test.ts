@@ -12,7 +12,8 @@ import { tempDir } from "./support.ts";
 
 afterEach(closeFleets);
 
-const inPool = async (f: Awaited<ReturnType<typeof fleet>>, name = "p") => (await f.all()).filter((n) => n.pool === name && n.origin === "launched" && isIn("inPool", n.state));
+const inPool = async (f: Awaited<ReturnType<typeof fleet>>, name = "p") =>
+  (await f.all()).filter((n) => n.pool === name && n.origin === "launched" && isIn("inPool", n.state));
 
 describe("a config edit never wipes a pool", () => {
   test("shrinking 3/3 to 2/2 removes exactly one node, through a drain, and launches nothing", async () => {
@@ -31,7 +32,9 @@ describe("a config edit never wipes a pool", () => {
     expect(f.cloud.calls.launch).toBe(launchesBefore);
     // The one removal was drained first and said why, once.
     const removed = rows.find((n) => n.state === "terminated")!;
-    const path = (await f.store.db.select().from(auditLog).where(eq(auditLog.target, removed.id))).filter((a) => a.action === "transition" || a.action === "register").map((a) => (a.details as { to: string }).to);
+    const path = (await f.store.db.select().from(auditLog).where(eq(auditLog.target, removed.id)))
+      .filter((a) => a.action === "transition" || a.action === "register")
+      .map((a) => (a.details as { to: string }).to);
     expect(path).toEqual(["provisioning", "validating", "ready", "cordoned", "draining", "terminating", "terminated"]);
     expect((await f.store.db.select().from(auditLog)).filter((a) => a.action === "scale" && (a.details as { to: number }).to === 2)).toHaveLength(1);
   });
@@ -69,7 +72,18 @@ describe("who a node belongs to", () => {
     await f.until(async () => (await f.count("ready")) === 2);
     const result = await registerNode(
       f.store.db,
-      { nodeId: "rogue-1", hostname: "rogue-1", bootId: "b1", agentVersion: "x", spoolId: "00000000-0000-4000-8000-000000000009", nvml: { available: true }, gpus: [], pool: "p", provider: "local", instanceType: "local-8gpu" },
+      {
+        nodeId: "rogue-1",
+        hostname: "rogue-1",
+        bootId: "b1",
+        agentVersion: "x",
+        spoolId: "00000000-0000-4000-8000-000000000009",
+        nvml: { available: true },
+        gpus: [],
+        pool: "p",
+        provider: "local",
+        instanceType: "local-8gpu",
+      },
       f.now,
     );
     expect(result).toMatchObject({ ok: true, origin: "registered" });
@@ -86,7 +100,18 @@ describe("who a node belongs to", () => {
     const victim = (await f.all()).find((n) => n.pool === "p")!;
     await registerNode(
       f.store.db,
-      { nodeId: victim.id, hostname: "h", bootId: victim.bootId!, agentVersion: "x", spoolId: "00000000-0000-4000-8000-000000000000", nvml: { available: true }, gpus: [], pool: "q", provider: "aws", instanceType: "p5.48xlarge" },
+      {
+        nodeId: victim.id,
+        hostname: "h",
+        bootId: victim.bootId!,
+        agentVersion: "x",
+        spoolId: "00000000-0000-4000-8000-000000000000",
+        nvml: { available: true },
+        gpus: [],
+        pool: "q",
+        provider: "aws",
+        instanceType: "p5.48xlarge",
+      },
       f.now,
     );
     for (let i = 0; i < 10; i++) await f.step();
@@ -98,10 +123,30 @@ describe("who a node belongs to", () => {
     const f = await fleet(`${FAST_SERVER}pools:\n${pool("p", 1, 1)}`);
     await f.until(async () => (await f.count("ready")) === 1);
     const spoolId = "00000000-0000-4000-8000-00000000000b";
-    const blind = { nodeId: "no-driver-1", hostname: "no-driver-1", bootId: "b1", agentVersion: "x", spoolId, nvml: { available: false, error: "libnvidia-ml.so.1: cannot open shared object file" }, gpus: [], pool: "p" };
+    const blind = {
+      nodeId: "no-driver-1",
+      hostname: "no-driver-1",
+      bootId: "b1",
+      agentVersion: "x",
+      spoolId,
+      nvml: { available: false, error: "libnvidia-ml.so.1: cannot open shared object file" },
+      gpus: [],
+      pool: "p",
+    };
     expect(await registerNode(f.store.db, blind, f.now)).toMatchObject({ ok: true, origin: "registered" });
     for (let i = 0; i < 10; i++) {
-      await recordHeartbeat(f.store.db, { nodeId: "no-driver-1", bootId: "b1", sentAt: new Date(f.now()).toISOString(), nvml: blind.nvml, health: { checked: true, worst: "healthy", openIncidents: 0 }, gpus: [] }, f.now);
+      await recordHeartbeat(
+        f.store.db,
+        {
+          nodeId: "no-driver-1",
+          bootId: "b1",
+          sentAt: new Date(f.now()).toISOString(),
+          nvml: blind.nvml,
+          health: { checked: true, worst: "healthy", openIncidents: 0 },
+          gpus: [],
+        },
+        f.now,
+      );
       await f.step();
     }
     const row = await f.node("no-driver-1");
@@ -124,7 +169,11 @@ describe("findings survive a lost database", () => {
     for (let i = 0; i < 40; i++) {
       await f.step();
       const n = await f.node(victim.id);
-      expect({ step: i, state: n.state, serving: isIn("inService", n.state) && n.verdict === "unhealthy" && !/blocked by/.test(n.stateReason ?? "") }).toMatchObject({ serving: false });
+      expect({
+        step: i,
+        state: n.state,
+        serving: isIn("inService", n.state) && n.verdict === "unhealthy" && !/blocked by/.test(n.stateReason ?? ""),
+      }).toMatchObject({ serving: false });
     }
     // The agent re-sent its open finding; the node is out of service again and nothing healthy was replaced.
     expect((await f.node(victim.id)).state).toBe("held");

@@ -31,7 +31,13 @@ beforeAll(async () => {
   const ensure = Bun.spawnSync(["sh", ENSURE], { stdout: "pipe", stderr: "pipe" });
   if (ensure.exitCode !== 0) throw new Error(`test/schemathesis/ensure-schemathesis.sh failed (${ensure.exitCode}): ${ensure.stderr.toString()}`);
   st = ensure.stdout.toString().trim().split("\n").at(-1) ?? "";
-  fleet = await simFleet(POOLS_YAML([{ name: "train", min: 3, max: 5 }, { name: "infer", min: 1, max: 2 }]), ADMIN);
+  fleet = await simFleet(
+    POOLS_YAML([
+      { name: "train", min: 3, max: 5 },
+      { name: "infer", min: 1, max: 2 },
+    ]),
+    ADMIN,
+  );
   await fleet.until("4 ready", async () => (await fleet.all()).filter((n) => n.state === "ready").length === 4);
   // Something in every table the views read: an incident, a cordon, a refusal.
   const victim = (await fleet.all()).find((n) => n.state === "ready" && n.pool === "train")!;
@@ -39,14 +45,25 @@ beforeAll(async () => {
   await fleet.step();
   await fleet.step();
   tokens.set("admin", ADMIN);
-  for (const role of ["operator", "viewer"] as const) tokens.set(role, (await fleet.api<{ token: string }>("/v1/tokens", { method: "POST", body: JSON.stringify({ role, name: `st-${role}` }) })).token);
-  const enroll = (await fleet.api<{ token: string }>("/v1/tokens", { method: "POST", body: JSON.stringify({ role: "enroll", pool: "infer", name: "st-enroll" }) })).token;
+  for (const role of ["operator", "viewer"] as const)
+    tokens.set(role, (await fleet.api<{ token: string }>("/v1/tokens", { method: "POST", body: JSON.stringify({ role, name: `st-${role}` }) })).token);
+  const enroll = (
+    await fleet.api<{ token: string }>("/v1/tokens", { method: "POST", body: JSON.stringify({ role: "enroll", pool: "infer", name: "st-enroll" }) })
+  ).token;
   tokens.set("enroll", enroll);
   // A node's own credential: what an enroll token's registration hands out.
   const registered = await fetch(`${fleet.url}/v1/register`, {
     method: "POST",
     headers: { Authorization: `Bearer ${enroll}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ nodeId: "st-node", hostname: "st-node", bootId: "b1", agentVersion: "test", spoolId: crypto.randomUUID(), nvml: { available: false, error: "none" }, gpus: [] }),
+    body: JSON.stringify({
+      nodeId: "st-node",
+      hostname: "st-node",
+      bootId: "b1",
+      agentVersion: "test",
+      spoolId: crypto.randomUUID(),
+      nvml: { available: false, error: "none" },
+      gpus: [],
+    }),
   });
   const nodeToken = ((await registered.json()) as { nodeToken?: string }).nodeToken;
   if (nodeToken === undefined) throw new Error(`the enroll token's registration gave no node credential (HTTP ${registered.status})`);
@@ -56,7 +73,10 @@ beforeAll(async () => {
 afterAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   const total = results.reduce((n, r) => n + r.generated, 0);
-  writeFileSync(join(ARTIFACTS, "summary.json"), `${JSON.stringify({ version: st.split("/").at(-4), seed: SEED, examples: EXAMPLES, total, runs: results }, null, 2)}\n`);
+  writeFileSync(
+    join(ARTIFACTS, "summary.json"),
+    `${JSON.stringify({ version: st.split("/").at(-4), seed: SEED, examples: EXAMPLES, total, runs: results }, null, 2)}\n`,
+  );
   await fleet?.stop();
 });
 

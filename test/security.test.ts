@@ -19,7 +19,13 @@ const ESC = "\x1b";
 let rec: Reconciler;
 
 async function run(cmd: string[], env: Record<string, string> = {}, cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe", stdin: "ignore", ...(cwd ? { cwd } : {}), env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env } });
+  const proc = Bun.spawn(cmd, {
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+    ...(cwd ? { cwd } : {}),
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
+  });
   const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   return { code, stdout, stderr };
 }
@@ -41,10 +47,21 @@ beforeAll(async () => {
   process.env.NAVARCH_SECURITY_TEST_TOKEN = TOKEN;
   const dataDir = join(tempDir("navarch-security-"), "data");
   rec = await startReconciler(
-    { host: "127.0.0.1", port: 0, dataDir, databaseUrl: `file:${dataDir}/navarch.db`, authTokenEnv: "NAVARCH_SECURITY_TEST_TOKEN", heartbeatIntervalSeconds: 10 },
+    {
+      host: "127.0.0.1",
+      port: 0,
+      dataDir,
+      databaseUrl: `file:${dataDir}/navarch.db`,
+      authTokenEnv: "NAVARCH_SECURITY_TEST_TOKEN",
+      heartbeatIntervalSeconds: 10,
+    },
     () => undefined,
   );
-  const res = await fetch(`${rec.url}/v1/register`, { method: "POST", headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" }, body: JSON.stringify(hostile) });
+  const res = await fetch(`${rec.url}/v1/register`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" },
+    body: JSON.stringify(hostile),
+  });
   expect(res.status).toBe(200);
 });
 afterAll(() => rec.stop());
@@ -54,9 +71,16 @@ describe("files that hold secrets", () => {
     const dataDir = join(tempDir("navarch-perms-"), "data");
     const lines: string[] = [];
     delete process.env.NAVARCH_SECURITY_UNSET;
-    const r = await startReconciler({ host: "127.0.0.1", port: 0, dataDir, databaseUrl: `file:${dataDir}/navarch.db`, authTokenEnv: "NAVARCH_SECURITY_UNSET", heartbeatIntervalSeconds: 10 }, (l) => lines.push(l));
+    const r = await startReconciler(
+      { host: "127.0.0.1", port: 0, dataDir, databaseUrl: `file:${dataDir}/navarch.db`, authTokenEnv: "NAVARCH_SECURITY_UNSET", heartbeatIntervalSeconds: 10 },
+      (l) => lines.push(l),
+    );
     await r.stop();
-    expect({ dir: mode(dataDir), token: mode(join(dataDir, "auth-token")), db: mode(join(dataDir, "navarch.db")) }).toEqual({ dir: 0o700, token: 0o600, db: 0o600 });
+    expect({ dir: mode(dataDir), token: mode(join(dataDir, "auth-token")), db: mode(join(dataDir, "navarch.db")) }).toEqual({
+      dir: 0o700,
+      token: 0o600,
+      db: 0o600,
+    });
     expect(lines.filter((l) => l.startsWith("warning:"))).toEqual([]);
   });
 
@@ -68,7 +92,10 @@ describe("files that hold secrets", () => {
     writeFileSync(join(dataDir, "navarch.db"), "");
     chmodSync(join(dataDir, "navarch.db"), 0o644);
     const lines: string[] = [];
-    const r = await startReconciler({ host: "127.0.0.1", port: 0, dataDir, databaseUrl: `file:${dataDir}/navarch.db`, authTokenEnv: "NAVARCH_SECURITY_UNSET", heartbeatIntervalSeconds: 10 }, (l) => lines.push(l));
+    const r = await startReconciler(
+      { host: "127.0.0.1", port: 0, dataDir, databaseUrl: `file:${dataDir}/navarch.db`, authTokenEnv: "NAVARCH_SECURITY_UNSET", heartbeatIntervalSeconds: 10 },
+      (l) => lines.push(l),
+    );
     await r.stop();
     expect(lines.filter((l) => l.startsWith("warning:"))).toEqual([
       `warning: ${dataDir}/auth-token is mode 0644, readable by other users; it holds the admin token: chmod 600 ${dataDir}/auth-token`,
@@ -81,7 +108,10 @@ describe("files that hold secrets", () => {
     const file = join(dir, "not-a-dir");
     writeFileSync(file, "x");
     const asFile = await navarch(["serve", "--data-dir", file], {}, dir);
-    expect({ code: asFile.code, stderr: asFile.stderr.trim() }).toEqual({ code: 1, stderr: `navarch: server.data_dir: ${file} is a file, not a directory; point server.data_dir (or --data-dir) at a directory` });
+    expect({ code: asFile.code, stderr: asFile.stderr.trim() }).toEqual({
+      code: 1,
+      stderr: `navarch: server.data_dir: ${file} is a file, not a directory; point server.data_dir (or --data-dir) at a directory`,
+    });
     const dataDir = join(dir, "data");
     mkdirSync(join(dataDir, "auth-token"), { recursive: true });
     const asDir = await navarch(["serve", "--data-dir", dataDir], {}, dir);
@@ -91,7 +121,10 @@ describe("files that hold secrets", () => {
     });
     // The CLI, finding ./data/auth-token a directory.
     const cli = await navarch(["nodes", "list"], {}, dir);
-    expect({ code: cli.code, stderr: cli.stderr.trim() }).toEqual({ code: 1, stderr: "navarch: data/auth-token is not a file (it should hold the token serve generated); set NAVARCH_AUTH_TOKEN" });
+    expect({ code: cli.code, stderr: cli.stderr.trim() }).toEqual({
+      code: 1,
+      stderr: "navarch: data/auth-token is not a file (it should hold the token serve generated); set NAVARCH_AUTH_TOKEN",
+    });
   }, 30_000);
 });
 
@@ -107,7 +140,20 @@ describe("credentials in a --server URL are never shown", () => {
     const dir = tempDir("navarch-installer-");
     const script = join(dir, "install.sh");
     writeFileSync(script, renderInstaller({ serverUrl: "http://127.0.0.1:9", agentSha256: "" }));
-    const r = await run(["sh", script, "--server", "http://alice:hunter2-secret@127.0.0.1:9", "--token", "t", "--node-id", "n1", "--prefix", join(dir, "root"), "--start", "none"]);
+    const r = await run([
+      "sh",
+      script,
+      "--server",
+      "http://alice:hunter2-secret@127.0.0.1:9",
+      "--token",
+      "t",
+      "--node-id",
+      "n1",
+      "--prefix",
+      join(dir, "root"),
+      "--start",
+      "none",
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("downloading navarch-node from http://127.0.0.1:9");
     expect(r.stderr).not.toContain("hunter2");
@@ -131,7 +177,12 @@ describe("credentials in a --server URL are never shown", () => {
 describe("terminal escape sequences from agents", () => {
   test("the CLI's tables and texts show them escaped; JSON and YAML carry them as escapes", async () => {
     const env = { NAVARCH_SERVER: rec.url, NAVARCH_AUTH_TOKEN: TOKEN };
-    for (const args of [["nodes", "list"], ["nodes", "get", "evil-node"], ["nodes", "list", "-o", "json"], ["nodes", "get", "evil-node", "-o", "yaml"]]) {
+    for (const args of [
+      ["nodes", "list"],
+      ["nodes", "get", "evil-node"],
+      ["nodes", "list", "-o", "json"],
+      ["nodes", "get", "evil-node", "-o", "yaml"],
+    ]) {
       const r = await navarch(args, env);
       expect({ args, stderr: r.stderr }).toEqual({ args, stderr: "" });
       expect({ args, raw: /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]/.test(r.stdout) }).toEqual({ args, raw: false });
@@ -146,7 +197,17 @@ describe("terminal escape sequences from agents", () => {
 describe("impossible dates are refused, not rolled over", () => {
   test("the parser: real days only, leap years included", () => {
     expect(Date.parse("2026-02-31")).not.toBeNaN(); // what the refused input used to become
-    for (const bad of ["2026-02-31", "2023-02-29", "2026-04-31", "2026-13-01", "2026-00-10", "2026-01-01T24:00:00Z", "2026-01-01T10:60:00Z", "2026-01-01T10:00:00+24:00", "yesterday"]) {
+    for (const bad of [
+      "2026-02-31",
+      "2023-02-29",
+      "2026-04-31",
+      "2026-13-01",
+      "2026-00-10",
+      "2026-01-01T24:00:00Z",
+      "2026-01-01T10:60:00Z",
+      "2026-01-01T10:00:00+24:00",
+      "yesterday",
+    ]) {
       expect({ bad, parsed: parseIsoTime(bad) }).toEqual({ bad, parsed: undefined });
     }
     expect(parseIsoTime("2024-02-29")).toBe(Date.UTC(2024, 1, 29));
@@ -155,15 +216,30 @@ describe("impossible dates are refused, not rolled over", () => {
   });
 
   test("the CLI's --since, the API's since, and an agent's event time", async () => {
-    expect(() => parseSince("2026-02-31", Date.now())).toThrow('--since: expected a duration like 10m, 2h, 3d or an ISO-8601 time of a real date, got "2026-02-31"');
+    expect(() => parseSince("2026-02-31", Date.now())).toThrow(
+      '--since: expected a duration like 10m, 2h, 3d or an ISO-8601 time of a real date, got "2026-02-31"',
+    );
     const cli = await navarch(["events", "--since", "2026-02-31"], { NAVARCH_SERVER: rec.url, NAVARCH_AUTH_TOKEN: TOKEN });
     expect(cli.code).toBe(2);
     const api = await fetch(`${rec.url}/v1/events?since=2026-02-31`, { headers: { Authorization: `Bearer ${TOKEN}` } });
     expect(api.status).toBe(400);
     expect(await api.json()).toEqual({ error: 'since: expected epoch milliseconds or an ISO-8601 time, got "2026-02-31"' });
     expect((await fetch(`${rec.url}/v1/events?since=2026-02-28`, { headers: { Authorization: `Bearer ${TOKEN}` } })).status).toBe(200);
-    const event = { seq: 1, time: "2026-02-31T00:00:00Z", bootId: "boot-1", check: "xid", code: "13", severity: "degraded", action: "restart_app", message: "x" };
-    const pushed = await fetch(`${rec.url}/v1/events`, { method: "POST", headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" }, body: JSON.stringify({ nodeId: "evil-node", events: [event] }) });
+    const event = {
+      seq: 1,
+      time: "2026-02-31T00:00:00Z",
+      bootId: "boot-1",
+      check: "xid",
+      code: "13",
+      severity: "degraded",
+      action: "restart_app",
+      message: "x",
+    };
+    const pushed = await fetch(`${rec.url}/v1/events`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ nodeId: "evil-node", events: [event] }),
+    });
     expect(pushed.status).toBe(400);
     expect(((await pushed.json()) as { issues: { path: string }[] }).issues.map((i) => i.path)).toContain("events[0].time");
   }, 30_000);

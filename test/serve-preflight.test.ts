@@ -35,7 +35,9 @@ afterEach(async () => {
 /** serve's start-up on a prepared config, with simulated clouds so no test reaches a real one. */
 async function startsInProcess(config: NavarchConfig, policy: HealthPolicy): Promise<void> {
   const settings = { ...serveSettings(config, tempDir("navarch-start-")), host: "127.0.0.1", port: 0 };
-  const providers = new Map([...new Set(config.pools.flatMap((p) => p.providers))].map((type) => [type, new SimulatedCloud({ name: type, now: Date.now })] as const));
+  const providers = new Map(
+    [...new Set(config.pools.flatMap((p) => p.providers))].map((type) => [type, new SimulatedCloud({ name: type, now: Date.now })] as const),
+  );
   const lines: string[] = [];
   const rec = await startReconciler(settings, (line) => lines.push(line), Date.now, { config, policy, providers });
   running.push(rec);
@@ -128,7 +130,9 @@ describe("an autoscaler without its metrics source is a warning", () => {
       "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: { server: https://127.0.0.1:1 }\nusers:\n- name: u\n  user: { token: abc }\ncontexts:\n- name: x\n  context: { cluster: c, user: u }\ncurrent-context: x\n",
     );
     const queue = `${LAMBDA_POOL}    scaling:\n      max_nodes: 4\n      autoscaler: { type: scheduled, windows: [{ days: [mon], start: "09:00", end: "17:00", min_nodes: 1 }], fallback: { type: queue, jobs_per_node: 8 } }\n`;
-    expect(queueWarnings(await prepareServeConfig(write(dir, "on.yaml", `${queue}kubernetes:\n  kubeconfig: ${kubeconfig}\n`), { env: withSecrets }))).toEqual([]);
+    expect(queueWarnings(await prepareServeConfig(write(dir, "on.yaml", `${queue}kubernetes:\n  kubeconfig: ${kubeconfig}\n`), { env: withSecrets }))).toEqual(
+      [],
+    );
     const off = write(dir, "off.yaml", `${queue}kubernetes:\n  kubeconfig: ${kubeconfig}\n  queue_metrics: { enabled: false }\n`);
     expect(queueWarnings(await prepareServeConfig(off, { env: withSecrets }))).toEqual([
       `${off}: pools[0].scaling.autoscaler.fallback: a queue autoscaler without queue metrics (kubernetes.queue_metrics.enabled is false; they count pods labelled navarch.dev/pool=a): the scheduled autoscaler gets no size from this fallback`,
@@ -141,10 +145,14 @@ describe("what serve refuses, check refuses, with the same lines", () => {
     const dir = tempDir("navarch-preflight-");
     const policy = write(dir, "policy.yaml", "rules:\n  - { name: a, when: 'event.check == 13', result: unhealthy }\n");
     const lines = await bothRefuse(write(dir, "navarch.yaml", `server:\n  health_policy_path: ${policy}\n`));
-    expect(lines).toEqual([`${policy}: rules[0].when: CEL type error at column 13: found no matching overload for '_==_' applied to '(string, int)' (a string is never equal to a number: quote the number)`]);
+    expect(lines).toEqual([
+      `${policy}: rules[0].when: CEL type error at column 13: found no matching overload for '_==_' applied to '(string, int)' (a string is never equal to a number: quote the number)`,
+    ]);
     mkdirSync(join(dir, "a-directory"));
     const unreadable = write(dir, "dir.yaml", `server:\n  health_policy_path: ${join(dir, "a-directory")}\n`);
-    expect(await bothRefuse(unreadable)).toEqual([`${unreadable}: server.health_policy_path: cannot read ${join(dir, "a-directory")}: illegal operation on a directory (EISDIR)`]);
+    expect(await bothRefuse(unreadable)).toEqual([
+      `${unreadable}: server.health_policy_path: cannot read ${join(dir, "a-directory")}: illegal operation on a directory (EISDIR)`,
+    ]);
   });
 
   test("an SSH key that is not a usable private key", async () => {
@@ -153,10 +161,14 @@ describe("what serve refuses, check refuses, with the same lines", () => {
     const file = write(dir, "navarch.yaml", `${LAMBDA_POOL}    ssh_private_key_path: ${key}\n    setup_commands: [echo hi]\n`);
     const [line, ...rest] = await bothRefuse(file);
     expect(rest).toEqual([]);
-    expect(line).toStartWith(`${file}: pools[0].ssh_private_key_path: ${key} is not a private key serve can use (expected an unencrypted OpenSSH or PEM private key): `);
+    expect(line).toStartWith(
+      `${file}: pools[0].ssh_private_key_path: ${key} is not a private key serve can use (expected an unencrypted OpenSSH or PEM private key): `,
+    );
     // A real one passes.
     const good = write(dir, "good-key", generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs1", format: "pem" }).toString());
-    const ok = await prepareServeConfig(write(dir, "ok.yaml", `${LAMBDA_POOL}    ssh_private_key_path: ${good}\n    setup_commands: [echo hi]\n`), { env: withSecrets });
+    const ok = await prepareServeConfig(write(dir, "ok.yaml", `${LAMBDA_POOL}    ssh_private_key_path: ${good}\n    setup_commands: [echo hi]\n`), {
+      env: withSecrets,
+    });
     expect(ok.ok ? ok.warnings.filter((w) => w.includes("ssh_private_key_path")) : ok.problems).toEqual([]);
   });
 
@@ -173,7 +185,11 @@ describe("what serve refuses, check refuses, with the same lines", () => {
 
   test("a local pool whose fake libnvidia-ml is not there", async () => {
     const dir = tempDir("navarch-preflight-");
-    const file = write(dir, "navarch.yaml", `providers:\n  local: { nvml_library: ${dir}/libnvidia-ml.so.1 }\npools:\n  - { name: l, provider: local, instance_type: local-8gpu, region: local }\n`);
+    const file = write(
+      dir,
+      "navarch.yaml",
+      `providers:\n  local: { nvml_library: ${dir}/libnvidia-ml.so.1 }\npools:\n  - { name: l, provider: local, instance_type: local-8gpu, region: local }\n`,
+    );
     expect(await bothRefuse(file)).toEqual([
       `${file}: providers.local.nvml_library: ${dir}/libnvidia-ml.so.1 does not exist (expected the path of a libnvidia-ml, e.g. the fake one npm run build makes)`,
     ]);

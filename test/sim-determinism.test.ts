@@ -55,28 +55,24 @@ async function report(seed: number) {
 }
 
 describe("simulator determinism", () => {
-  test(
-    "the same seed gives byte-identical reports; another seed a different one",
-    async () => {
-      const first = await report(11);
-      const second = await report(11);
-      const third = await report(12);
-      const json = (r: unknown) => JSON.stringify(r, null, 2);
-      expect(json(second)).toBe(json(first));
-      expect(reportHtml(second)).toBe(reportHtml(first));
-      expect(reportTable(second)).toBe(reportTable(first));
-      // Something happened, so the comparison means something.
-      expect(first.summary.faults.chaos).toBeGreaterThan(3);
-      expect(first.summary.faults.correlated).toBeGreaterThan(0);
-      expect(first.summary.replacements.ready).toBeGreaterThan(0);
-      expect(first.summary.workload.completed).toBeGreaterThan(0);
-      // Another seed: more than the seed field differs.
-      const { scenario: _a, ...restFirst } = first;
-      const { scenario: _b, ...restThird } = third;
-      expect(json(restThird)).not.toBe(json(restFirst));
-      // Reports name nodes by pool and creation order, never by the reconciler's random ids.
-      expect(json(first)).not.toMatch(/\b[ab]-[0-9a-f]{8}\b/);
-    },
-    120_000,
-  );
+  test("the same seed gives byte-identical reports; another seed a different one", async () => {
+    const first = await report(11);
+    const second = await report(11);
+    const third = await report(12);
+    const json = (r: unknown) => JSON.stringify(r, null, 2);
+    expect(json(second)).toBe(json(first));
+    expect(reportHtml(second)).toBe(reportHtml(first));
+    expect(reportTable(second)).toBe(reportTable(first));
+    // Something happened, so the comparison means something.
+    expect(first.summary.faults.chaos).toBeGreaterThan(3);
+    expect(first.summary.faults.correlated).toBeGreaterThan(0);
+    expect(first.summary.replacements.ready).toBeGreaterThan(0);
+    expect(first.summary.workload.completed).toBeGreaterThan(0);
+    // Another seed: more than the seed field differs.
+    const { scenario: _a, ...restFirst } = first;
+    const { scenario: _b, ...restThird } = third;
+    expect(json(restThird)).not.toBe(json(restFirst));
+    // Reports name nodes by pool and creation order, never by the reconciler's random ids.
+    expect(json(first)).not.toMatch(/\b[ab]-[0-9a-f]{8}\b/);
+  }, 120_000);
 });

@@ -45,7 +45,15 @@ describe("scenario library", () => {
   });
 
   test("covers what the issue asks for", () => {
-    for (const name of ["steady-state", "single-fatal-xid", "breaker-burst", "capacity-failover", "restart-mid-replacement", "queue-scaling", "scheduled-midnight"]) {
+    for (const name of [
+      "steady-state",
+      "single-fatal-xid",
+      "breaker-burst",
+      "capacity-failover",
+      "restart-mid-replacement",
+      "queue-scaling",
+      "scheduled-midnight",
+    ]) {
       expect(files).toContain(`${name}.yaml`);
     }
   });
@@ -63,27 +71,28 @@ describe("scenario library", () => {
       const loaded = await loadScenarioFile(join(LIBRARY, file));
       if (!loaded.ok) throw new Error(`${file}: ${JSON.stringify(loaded.problems)}`);
       const { config, events } = loaded.scenario;
-      const sized = new Set(events.flatMap((e) => (e.kind === "assert" ? e.checks.flatMap((c) => (c.metric.kind === "nodes" && c.metric.pool !== undefined ? [c.metric.pool] : [])) : [])));
+      const sized = new Set(
+        events.flatMap((e) =>
+          e.kind === "assert" ? e.checks.flatMap((c) => (c.metric.kind === "nodes" && c.metric.pool !== undefined ? [c.metric.pool] : [])) : [],
+        ),
+      );
       for (const p of config.pools) {
         const type = p.scaling.autoscaler?.type;
         if (type !== undefined && sized.has(p.name)) covered.set(type, [...(covered.get(type) ?? []), `${file} (pool ${p.name})`]);
       }
     }
-    for (const type of documented) expect(covered.get(type), `no scenario in scenarios/ asserts the size of a pool scaled by the ${type} autoscaler`).toBeDefined();
+    for (const type of documented)
+      expect(covered.get(type), `no scenario in scenarios/ asserts the size of a pool scaled by the ${type} autoscaler`).toBeDefined();
   });
 
   for (const file of files) {
-    test(
-      file,
-      async () => {
-        const report = await run(join(LIBRARY, file));
-        expect(report.asserts.length).toBeGreaterThan(0);
-        expect(failures(report)).toEqual([]);
-        expect(report.warnings).toEqual([]);
-        expect(report.summary.leaked_instances).toBe(0);
-      },
-      60_000,
-    );
+    test(file, async () => {
+      const report = await run(join(LIBRARY, file));
+      expect(report.asserts.length).toBeGreaterThan(0);
+      expect(failures(report)).toEqual([]);
+      expect(report.warnings).toEqual([]);
+      expect(report.summary.leaked_instances).toBe(0);
+    }, 60_000);
   }
 });
 
@@ -91,18 +100,13 @@ describe("scenario library", () => {
 // least every 15 s of virtual time, closer to the real loop's) must reach the same outcomes.
 describe("sparse passes reach what a fixed cadence reaches", () => {
   for (const file of ["single-fatal-xid.yaml", "breaker-burst.yaml", "restart-mid-replacement.yaml", "partition-freeze.yaml"]) {
-    test(
-      file,
-      async () => {
-        const dense = await run(join(LIBRARY, file), { pass_every: 15_000 });
-        expect(failures(dense)).toEqual([]);
-        const sparse = await run(join(LIBRARY, file));
-        expect(dense.summary.reconciler.passes).toBeGreaterThan(sparse.summary.reconciler.passes);
-        expect(sparse.summary.incidents).toEqual(dense.summary.incidents);
-        expect(sparse.summary.nodes_at_end).toEqual(dense.summary.nodes_at_end);
-      },
-      60_000,
-    );
+    test(file, async () => {
+      const dense = await run(join(LIBRARY, file), { pass_every: 15_000 });
+      expect(failures(dense)).toEqual([]);
+      const sparse = await run(join(LIBRARY, file));
+      expect(dense.summary.reconciler.passes).toBeGreaterThan(sparse.summary.reconciler.passes);
+      expect(sparse.summary.incidents).toEqual(dense.summary.incidents);
+      expect(sparse.summary.nodes_at_end).toEqual(dense.summary.nodes_at_end);
+    }, 60_000);
   }
 });
-

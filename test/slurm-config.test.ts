@@ -44,7 +44,7 @@ describe("slurm config", () => {
     expect(byPath["slurm.node_feature_prefix"]).toContain("expected a feature prefix");
     expect(byPath["slurm.poll_interval"]).toContain("expected a duration from 200ms to 1m");
     expect(byPath["slurm.drain.on_deadline"]).toContain('unknown deadline behaviour "delete"');
-    expect(byPath["slurm.partitions.Train"]).toContain('expected a DNS label'); // pool names
+    expect(byPath["slurm.partitions.Train"]).toContain("expected a DNS label"); // pool names
     expect(byPath["slurm.partitions.infer"]).toContain("expected a Slurm name");
     expect(byPath["slurm.queue_metrics.enable"]).toContain('unknown key "enable" (did you mean "enabled"?)');
     expect(byPath["slurm.jwt_key_file"]).toBe("is required, or token_env: slurmrestd takes JWTs only");
@@ -56,7 +56,9 @@ describe("slurm config", () => {
     const missing = parse("  jwt_key_file: /k\n");
     expect(!missing.ok && missing.problems.map((p) => `${p.path}: ${p.message}`)).toContain("slurm.rest_url: is required");
     const two = parse("  rest_url: http://h:6820\n  jwt_key_file: /k\n", "kubernetes:\n  kubeconfig: /etc/kubeconfig\n");
-    expect(!two.ok && two.problems.map((p) => `${p.path}: ${p.message}`)).toContain("slurm: set kubernetes or slurm, not both (Navarch mirrors into one scheduler)");
+    expect(!two.ok && two.problems.map((p) => `${p.path}: ${p.message}`)).toContain(
+      "slurm: set kubernetes or slurm, not both (Navarch mirrors into one scheduler)",
+    );
   });
 
   test("serve's checks load the credentials as serve does: an unreadable key or an unset token variable stops it", async () => {
@@ -80,7 +82,8 @@ describe("slurm config", () => {
   });
 
   test("a queue autoscaler is fed by slurm.queue_metrics", async () => {
-    const pool = "pools:\n  - name: train\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      max_nodes: 4\n      autoscaler:\n        type: queue\n        jobs_per_node: 4\n";
+    const pool =
+      "pools:\n  - name: train\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      max_nodes: 4\n      autoscaler:\n        type: queue\n        jobs_per_node: 4\n";
     const warnings = async (yaml: string) => {
       const r = parseConfig(yaml, "navarch.yaml");
       if (!r.ok) throw new Error(JSON.stringify(r.problems));

@@ -3,7 +3,16 @@ import { expect, test } from "bun:test";
 import type { SlurmNode } from "../reconciler/slurm/api.ts";
 import { slurmNodeIndex } from "../reconciler/slurm/mapping.ts";
 
-const node = (name: string, hostname = name, features: string[] = []): SlurmNode => ({ name, hostname, state: "idle", flags: [], reason: "", reasonSetBy: null, comment: "", features });
+const node = (name: string, hostname = name, features: string[] = []): SlurmNode => ({
+  name,
+  hostname,
+  state: "idle",
+  flags: [],
+  reason: "",
+  reasonSetBy: null,
+  comment: "",
+  features,
+});
 const cluster = [node("gpu01", "dgx-a1.cluster.example", ["navarch-node=train-1a2b3c4d", "h100"]), node("train-9f8e7d6c"), node("gpu03", "dgx-a3")];
 
 test("node_name: NodeName is the node id", () => {

@@ -95,7 +95,10 @@ describe("cordon and drain", () => {
     expect(drained.comment).toContain(`[navarch-cordon node=${a} incident=${row.incidentId} `);
 
     // Draining: the job is waited for, and named.
-    await f.until("draining, waiting for the job", async () => (await f.node(a!)).stateReason?.includes(`1 job(s) running on ${slot} (${job})`) === true, { stepMs: 1000, sleepMs: 100 });
+    await f.until("draining, waiting for the job", async () => (await f.node(a!)).stateReason?.includes(`1 job(s) running on ${slot} (${job})`) === true, {
+      stepMs: 1000,
+      sleepMs: 100,
+    });
     let goneWhileRunning = false;
     await f.until(
       "terminated",
@@ -126,7 +129,11 @@ describe("cordon and drain", () => {
     expect((await f.node(b!)).k8sNodeName).toBe(slot);
     // Jobs land there again.
     const next = await slurm.sbatch(["-p", "train", "-w", slot, "--wrap", "sleep 1"]);
-    await waitFor("the next job placed on the resumed node", async () => (["RUNNING", "COMPLETED", "COMPLETING"].includes((await jobState(next)) ?? "") ? true : undefined), 30_000);
+    await waitFor(
+      "the next job placed on the resumed node",
+      async () => (["RUNNING", "COMPLETED", "COMPLETING"].includes((await jobState(next)) ?? "") ? true : undefined),
+      30_000,
+    );
   }, 120_000);
 
   test("at the drain deadline the node's jobs are requeued before it goes (on_deadline: requeue), or the node is held (hold)", async () => {
@@ -262,7 +269,10 @@ describe("queue metrics", () => {
       const depth = await f.integration.queue!.depth("queued");
       return depth?.pending === 5 && depth.running === 1 ? depth : undefined;
     });
-    await f.until("scaled up to ceil(6 / 2) = 3", async () => (await f.all()).filter((n) => n.pool === "queued" && n.state !== "terminated").length === 3, { stepMs: 10_000, sleepMs: 0 });
+    await f.until("scaled up to ceil(6 / 2) = 3", async () => (await f.all()).filter((n) => n.pool === "queued" && n.state !== "terminated").length === 3, {
+      stepMs: 10_000,
+      sleepMs: 0,
+    });
     const scale = (await f.store.db.select().from(auditLog).where(eq(auditLog.action, "scale"))).at(-1);
     expect(JSON.stringify(scale?.details)).toContain("queue depth 6 (5 pending + 1 running)");
     // A pool whose partition does not exist has no depth (the autoscaler holds it).
@@ -278,10 +288,17 @@ describe("the client", () => {
     // The OpenAPI document this slurmrestd serves, and one with v0.0.39's node update added
     // (the path and method of Slurm 23.02's published reference).
     const token = (await slurm.run("scontrol", ["token", `username=${slurm.user}`, "lifespan=60"])).trim().replace(/^SLURM_JWT=/, "");
-    const doc = (await (await fetch(`${slurm.restUrl}/openapi/v3`, { headers: { "X-SLURM-USER-NAME": slurm.user, "X-SLURM-USER-TOKEN": token } })).json()) as unknown;
+    const doc = (await (
+      await fetch(`${slurm.restUrl}/openapi/v3`, { headers: { "X-SLURM-USER-NAME": slurm.user, "X-SLURM-USER-TOKEN": token } })
+    ).json()) as unknown;
     const paths = v.parse(v.object({ paths: v.record(v.string(), v.record(v.string(), v.unknown())) }), doc).paths;
     expect(dialectFor(paths).nodeUpdates.via).toBe("scontrol");
-    const v39 = { ...paths, "/slurm/v0.0.39/nodes": { get: {} }, "/slurm/v0.0.39/jobs": { get: {} }, "/slurm/v0.0.39/node/{node_name}": { get: {}, post: {}, delete: {} } };
+    const v39 = {
+      ...paths,
+      "/slurm/v0.0.39/nodes": { get: {} },
+      "/slurm/v0.0.39/jobs": { get: {} },
+      "/slurm/v0.0.39/node/{node_name}": { get: {}, post: {}, delete: {} },
+    };
     expect(dialectFor(v39)).toEqual({ reads: "v0.0.39", nodeUpdates: { via: "rest", version: "v0.0.39" } });
     expect(() => dialectFor({ "/slurm/v0.0.40/nodes": { get: {} } })).toThrow("slurmrestd serves v0.0.40; Navarch speaks v0.0.39 and v0.0.38");
   }, 30_000);
@@ -296,7 +313,14 @@ describe("serve", () => {
     const cloud = new SimulatedCloud({ name: "local", now: Date.now, launchLatencyMs: 0 });
     process.env.NAVARCH_SLURM_TEST_TOKEN = "slurm-serve-token";
     const rec = await startReconciler(
-      { host: "127.0.0.1", port: 0, dataDir: dir, databaseUrl: `file:${join(dir, "navarch.db")}`, authTokenEnv: "NAVARCH_SLURM_TEST_TOKEN", heartbeatIntervalSeconds: 10 },
+      {
+        host: "127.0.0.1",
+        port: 0,
+        dataDir: dir,
+        databaseUrl: `file:${join(dir, "navarch.db")}`,
+        authTokenEnv: "NAVARCH_SLURM_TEST_TOKEN",
+        heartbeatIntervalSeconds: 10,
+      },
       log,
       Date.now,
       { config, providers: new Map([["local", cloud]]), intervalMs: 100 },
@@ -315,7 +339,10 @@ describe("serve", () => {
       // The machine labels its Slurm node with its node id (slurm.node_mapping: feature).
       await slurm.run("scontrol", ["update", "NodeName=slot6", `AvailableFeatures=navarch-node=${id}`, `ActiveFeatures=navarch-node=${id}`]);
       await slurm.bootMachine("slot6", "slot6");
-      const api = (path: string) => fetch(`${rec.url}/v1${path}`, { headers: { Authorization: "Bearer slurm-serve-token" } }).then((r) => r.json() as Promise<{ node: { k8sNodeName: string | null } }>);
+      const api = (path: string) =>
+        fetch(`${rec.url}/v1${path}`, { headers: { Authorization: "Bearer slurm-serve-token" } }).then(
+          (r) => r.json() as Promise<{ node: { k8sNodeName: string | null } }>,
+        );
       await waitFor("the mapping in the node's details", async () => ((await api(`/nodes/${id}`)).node.k8sNodeName === "slot6" ? true : undefined), 20_000);
     } finally {
       await rec.stop();

@@ -94,7 +94,12 @@ describe("a disk that refuses", () => {
     expect(spool.problem).toContain("events.jsonl");
     rmSync(join(dir, "events.jsonl"), { recursive: true });
     expect(spool.retryDisk()).toBe(true);
-    expect(readFileSync(join(dir, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l).code)).toEqual(["1", "2"]);
+    expect(
+      readFileSync(join(dir, "events.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).code),
+    ).toEqual(["1", "2"]);
   });
 
   test("memory is bounded: superseded events go first, and the count of what was given up is kept", () => {

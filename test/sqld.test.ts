@@ -89,7 +89,9 @@ describe("store on sqld", () => {
   test("openStore migrates it: the same tables as a file store, every migration recorded, reopening is a no-op", () =>
     withLog(async () => {
       const tables = async (c: Client) =>
-        (await c.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_litestream%' ORDER BY name")).rows
+        (
+          await c.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_litestream%' ORDER BY name")
+        ).rows
           .map((r) => String(r.name))
           .filter((n) => n !== "sqld_test_lease");
       const file = await openStore({ url: `file:${tempDir("navarch-sqld-file-")}/navarch.db` });
@@ -113,8 +115,7 @@ describe("store on sqld", () => {
         sql: "INSERT INTO nodes (id, state, state_changed_at, updated_at, hostname) VALUES (?, 'ready', 1000, 1000, ?)",
         args: ["gpu-node-1", "gpu-node-1"],
       });
-      const host = async (s: Store) =>
-        (await s.db.select({ hostname: nodes.hostname }).from(nodes).where(eq(nodes.id, "gpu-node-1")))[0]?.hostname;
+      const host = async (s: Store) => (await s.db.select({ hostname: nodes.hostname }).from(nodes).where(eq(nodes.id, "gpu-node-1")))[0]?.hostname;
       expect(await host(b)).toBe("gpu-node-1");
       await b.db.transaction(async (tx) => {
         await tx.update(nodes).set({ hostname: "renamed" }).where(eq(nodes.id, "gpu-node-1"));
@@ -225,28 +226,32 @@ describe("store on sqld", () => {
       console.log(`second write transaction waited ${Math.round(outcome.ms)} ms, until the first committed`);
     }));
 
-  test("a write transaction that holds the lock 5 s while another waits is rolled back (TRANSACTION_TIMEOUT), and the waiter proceeds", () =>
-    withLog(async () => {
-      await resetLease(c1);
-      const started = performance.now();
-      const holder = await c1.transaction("write");
-      expect(await cas(holder, "a", 0)).toBe(1);
-      await Bun.sleep(2000);
-      const waiter = timed(cas(c2, "b", 0));
-      const w = await waiter;
-      const sinceHolderBegan = performance.now() - started;
-      expect(w.error).toBeUndefined();
-      expect(w.value).toBe(1); // the holder's write was rolled back, so epoch 0 was still current
-      expect(sinceHolderBegan).toBeGreaterThan(4500);
-      expect(sinceHolderBegan).toBeLessThan(8000);
-      const late = await timed(holder.commit());
-      expect(late.error?.code).toBe("TRANSACTION_TIMEOUT");
-      holder.close();
-      expect(await lease(c1)).toEqual({ holder: "b", epoch: 1 });
-      console.log(
-        `waiter got the lock ${Math.round(w.ms)} ms after asking, ${Math.round(sinceHolderBegan)} ms after the holder's BEGIN; holder's commit: ${late.error?.code}`,
-      );
-    }), 20_000);
+  test(
+    "a write transaction that holds the lock 5 s while another waits is rolled back (TRANSACTION_TIMEOUT), and the waiter proceeds",
+    () =>
+      withLog(async () => {
+        await resetLease(c1);
+        const started = performance.now();
+        const holder = await c1.transaction("write");
+        expect(await cas(holder, "a", 0)).toBe(1);
+        await Bun.sleep(2000);
+        const waiter = timed(cas(c2, "b", 0));
+        const w = await waiter;
+        const sinceHolderBegan = performance.now() - started;
+        expect(w.error).toBeUndefined();
+        expect(w.value).toBe(1); // the holder's write was rolled back, so epoch 0 was still current
+        expect(sinceHolderBegan).toBeGreaterThan(4500);
+        expect(sinceHolderBegan).toBeLessThan(8000);
+        const late = await timed(holder.commit());
+        expect(late.error?.code).toBe("TRANSACTION_TIMEOUT");
+        holder.close();
+        expect(await lease(c1)).toEqual({ holder: "b", epoch: 1 });
+        console.log(
+          `waiter got the lock ${Math.round(w.ms)} ms after asking, ${Math.round(sinceHolderBegan)} ms after the holder's BEGIN; holder's commit: ${late.error?.code}`,
+        );
+      }),
+    20_000,
+  );
 
   test("a deferred transaction whose snapshot went stale fails its first write with SQLITE_BUSY at once (as on a file)", () =>
     withLog(async () => {

@@ -117,7 +117,15 @@ async function fleet(name: string, hostCount: number, poolYaml: string, powerOff
   process.env.NAVARCH_E2E_TOKEN = "e2e-admin-token-0123456789";
   const logs: string[] = [];
   const rec = await startReconciler(
-    { host: "127.0.0.1", port: 0, dataDir: data, databaseUrl: `file:${data}/navarch.db`, authTokenEnv: "NAVARCH_E2E_TOKEN", heartbeatIntervalSeconds: 1, agentBinary },
+    {
+      host: "127.0.0.1",
+      port: 0,
+      dataDir: data,
+      databaseUrl: `file:${data}/navarch.db`,
+      authTokenEnv: "NAVARCH_E2E_TOKEN",
+      heartbeatIntervalSeconds: 1,
+      agentBinary,
+    },
     (line) => logs.push(line),
     Date.now,
     { config: parsed.config, providers: new Map([["lambda", new LoopbackLambda(lambda, fake)]]), intervalMs: 250 },
@@ -150,7 +158,12 @@ async function fleet(name: string, hostCount: number, poolYaml: string, powerOff
   const hostOf = (node: Node) => hosts.find((h) => h.sshd.port === fake.state.instances.get(node.instanceName ?? "")?.sshPort);
   const explain = async () =>
     `nodes: ${JSON.stringify(await nodes().catch(() => []))}\nlog:\n${logs.slice(-30).join("\n")}\n` +
-    hosts.map((h, i) => `host ${i + 1} agent log: ${existsSync(join(h.root, "var/log/navarch-node.log")) ? readFileSync(join(h.root, "var/log/navarch-node.log"), "utf8").slice(-1500) : "-"}`).join("\n");
+    hosts
+      .map(
+        (h, i) =>
+          `host ${i + 1} agent log: ${existsSync(join(h.root, "var/log/navarch-node.log")) ? readFileSync(join(h.root, "var/log/navarch-node.log"), "utf8").slice(-1500) : "-"}`,
+      )
+      .join("\n");
   return { rec, fake, hosts, api, nodes, hostOf, explain, logs };
 }
 
@@ -176,7 +189,11 @@ afterAll(async () => {
 
 describe("a pool on a fake cloud, bootstrapped over real SSH", () => {
   test("goes from zero to Ready nodes through the installer; an injected Xid 79 replaces one the same way", async () => {
-    const f = await fleet("ssh", 3, `    scaling:\n      min_nodes: 2\n      max_nodes: 3\n    health:\n      drain_timeout: 10s\n      registration_timeout: 2m\n${SETUP()}`);
+    const f = await fleet(
+      "ssh",
+      3,
+      `    scaling:\n      min_nodes: 2\n      max_nodes: 3\n    health:\n      drain_timeout: 10s\n      registration_timeout: 2m\n${SETUP()}`,
+    );
     const ready = await waitFor(
       "two Ready nodes",
       async () => {
@@ -197,7 +214,12 @@ describe("a pool on a fake cloud, bootstrapped over real SSH", () => {
       });
       const host = f.hostOf(node)!;
       expect(info.runs).toHaveLength(1);
-      expect(info.runs[0]).toMatchObject({ state: "succeeded", address: `127.0.0.1:${host.sshd.port}`, error: null, hostKeyFingerprint: host.sshd.hostKey.fingerprint });
+      expect(info.runs[0]).toMatchObject({
+        state: "succeeded",
+        address: `127.0.0.1:${host.sshd.port}`,
+        error: null,
+        hostKeyFingerprint: host.sshd.hostKey.fingerprint,
+      });
       expect(info.runs[0]!.steps[0]).toMatchObject({ exitCode: 0, timedOut: false });
       expect(info.runs[0]!.steps[0]!.command).toContain("NAVARCH_BOOTSTRAP_TOKEN=***");
       expect(info.runs[0]!.steps[0]!.stderr).toContain(`started navarch-node in the background`);
@@ -227,7 +249,10 @@ describe("a pool on a fake cloud, bootstrapped over real SSH", () => {
     expect(info.runs[0]).toMatchObject({ state: "succeeded", address: `127.0.0.1:${replacementHost.sshd.port}` });
     await waitFor("the victim terminated", async () => ((await f.nodes()).find((n) => n.id === victim.id)?.state === "terminated" ? true : undefined), 15_000);
     // The cloud has exactly the two Ready nodes' instances.
-    const liveIds = f.fake.live().map((i) => i.id).sort();
+    const liveIds = f.fake
+      .live()
+      .map((i) => i.id)
+      .sort();
     const readyNow = (await f.nodes()).filter((n) => n.state === "ready");
     expect(readyNow).toHaveLength(2);
     expect(readyNow.map((n) => n.instanceName).sort()).toEqual(liveIds);
@@ -247,7 +272,9 @@ describe("a pool on a fake cloud, bootstrapped over real SSH", () => {
     expect(failed.stateReason).toContain("bootstrap failed: step 1/1 exited 127: nvidia-smi: command not found");
     const info = await f.api<BootstrapInfo>(`/v1/nodes/${failed.id}/bootstrap`);
     expect(info.runs[0]).toMatchObject({ state: "failed" });
-    expect(info.runs[0]!.steps).toEqual([expect.objectContaining({ exitCode: 127, stdout: "checking the driver\n", stderr: "nvidia-smi: command not found\n", timedOut: false })]);
+    expect(info.runs[0]!.steps).toEqual([
+      expect.objectContaining({ exitCode: 127, stdout: "checking the driver\n", stderr: "nvidia-smi: command not found\n", timedOut: false }),
+    ]);
     // Cleaned up at the provider.
     await waitFor("its instance terminated", () => (f.fake.live().some((i) => i.id === failed.instanceName) ? undefined : true), 10_000);
   }, 60_000);

@@ -96,7 +96,15 @@ describe("the reconciler's installer over a real SSH bootstrap", () => {
     const minted = await api("/v1/bootstrap-tokens", fleet.token, { nodeId: NODE, ttlSeconds: 600, actor: "test" });
     expect(minted.status).toBe(200);
     bootstrapToken = ((await minted.json()) as { token: string }).token;
-    const values = { ControlPlane: fleet.url, NodeID: NODE, Pool: "ssh", Provider: "lambda", Region: "us-west-2", InstanceType: "gpu_1x_a10", BootstrapToken: bootstrapToken };
+    const values = {
+      ControlPlane: fleet.url,
+      NodeID: NODE,
+      Pool: "ssh",
+      Provider: "lambda",
+      Region: "us-west-2",
+      InstanceType: "gpu_1x_a10",
+      BootstrapToken: bootstrapToken,
+    };
     const commands = SETUP_COMMANDS().map((t) => renderTemplate(t, values, shellEscape));
     install = await runBootstrap({
       host: "127.0.0.1",
@@ -129,13 +137,18 @@ describe("the reconciler's installer over a real SSH bootstrap", () => {
     expect(env).toContain(`NAVARCH_BOOTSTRAP_TOKEN=${bootstrapToken}\n`);
     expect(env).toContain(`NAVARCH_NVML_LIBRARY=${FAKE_NVML.full}\n`);
     expect(env).toContain(`NAVARCH_NODE_ARGS='--kmsg-path none --poll-interval 1'\n`);
-    expect(readFileSync(join(root, "etc/systemd/system/navarch-node.service"), "utf8")).toBe(readFileSync(join(REPO_ROOT, "systemd/navarch-node.service"), "utf8"));
+    expect(readFileSync(join(root, "etc/systemd/system/navarch-node.service"), "utf8")).toBe(
+      readFileSync(join(REPO_ROOT, "systemd/navarch-node.service"), "utf8"),
+    );
 
     // The agent registered, with its GPUs (the fake library, named explicitly), and keeps its own credential.
     const node = await waitFor(
       `${NODE} registered with GPUs (agent log: ${agentLog()})`,
       async () => {
-        const d = (await (await api(`/v1/nodes/${NODE}`, fleet.token)).json()) as { node?: { nvmlAvailable: boolean; agentHealth: string | null }; gpus?: unknown[] };
+        const d = (await (await api(`/v1/nodes/${NODE}`, fleet.token)).json()) as {
+          node?: { nvmlAvailable: boolean; agentHealth: string | null };
+          gpus?: unknown[];
+        };
         return d.node?.nvmlAvailable && d.node.agentHealth !== null ? d : undefined;
       },
       20_000,
@@ -164,18 +177,34 @@ describe("the reconciler's installer over a real SSH bootstrap", () => {
     expect((await api("/v1/register", fleet.token, registration("other-node"))).status).toBe(200);
     const event = (nodeId: string) => ({
       nodeId,
-      events: [{ seq: 1, time: new Date().toISOString(), bootId: "boot-1", check: "xid", code: "79", severity: "unhealthy", action: "replace", message: "spoofed" }],
+      events: [
+        { seq: 1, time: new Date().toISOString(), bootId: "boot-1", check: "xid", code: "79", severity: "unhealthy", action: "replace", message: "spoofed" },
+      ],
     });
     const spoof = await api("/v1/events", nodeToken, event("other-node"));
     expect(spoof.status).toBe(403);
     expect(((await spoof.json()) as { error: string }).error).toContain(`belongs to node ${NODE}; it cannot report for node other-node`);
-    const spoofedBeat = await api("/v1/heartbeat", nodeToken, { nodeId: "other-node", bootId: "b", sentAt: new Date().toISOString(), nvml: { available: false }, health: { checked: false, worst: "healthy", openIncidents: 0 }, gpus: [] });
+    const spoofedBeat = await api("/v1/heartbeat", nodeToken, {
+      nodeId: "other-node",
+      bootId: "b",
+      sentAt: new Date().toISOString(),
+      nvml: { available: false },
+      health: { checked: false, worst: "healthy", openIncidents: 0 },
+      gpus: [],
+    });
     expect(spoofedBeat.status).toBe(403);
     // Nor read the fleet or act as an operator.
     expect((await api("/v1/nodes", nodeToken)).status).toBe(403);
     expect((await api(`/v1/nodes/other-node/cordon`, nodeToken, {})).status).toBe(403);
     // Its own node: fine.
-    const own = await api("/v1/heartbeat", nodeToken, { nodeId: NODE, bootId: "b", sentAt: new Date().toISOString(), nvml: { available: true }, health: { checked: true, worst: "healthy", openIncidents: 0 }, gpus: [] });
+    const own = await api("/v1/heartbeat", nodeToken, {
+      nodeId: NODE,
+      bootId: "b",
+      sentAt: new Date().toISOString(),
+      nvml: { available: true },
+      health: { checked: true, worst: "healthy", openIncidents: 0 },
+      gpus: [],
+    });
     expect(own.status).toBe(200);
     // The admin token still works for everything.
     expect((await api("/v1/events", fleet.token, event("other-node"))).status).toBe(200);
@@ -219,7 +248,12 @@ describe("the reconciler's installer over a real SSH bootstrap", () => {
 
 describe("install.sh on its own", () => {
   const runInstaller = async (script: string, env: Record<string, string>, args: string[] = []) => {
-    const proc = Bun.spawn(["sh", "-s", "--", ...args], { stdin: new Blob([script]), env: { PATH: "/usr/bin:/bin:/usr/sbin:/sbin", ...env }, stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn(["sh", "-s", "--", ...args], {
+      stdin: new Blob([script]),
+      env: { PATH: "/usr/bin:/bin:/usr/sbin:/sbin", ...env },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
     return { code, out: out + err };
   };
@@ -248,7 +282,15 @@ describe("install.sh on its own", () => {
     const data = join(dir, "no-agent");
     process.env.NAVARCH_INSTALL_TEST_TOKEN = "install-test-token";
     const rec = await startReconciler(
-      { host: "127.0.0.1", port: 0, dataDir: data, databaseUrl: `file:${data}/navarch.db`, authTokenEnv: "NAVARCH_INSTALL_TEST_TOKEN", heartbeatIntervalSeconds: 5, agentBinary: join(data, "nowhere/navarch-node") },
+      {
+        host: "127.0.0.1",
+        port: 0,
+        dataDir: data,
+        databaseUrl: `file:${data}/navarch.db`,
+        authTokenEnv: "NAVARCH_INSTALL_TEST_TOKEN",
+        heartbeatIntervalSeconds: 5,
+        agentBinary: join(data, "nowhere/navarch-node"),
+      },
       () => undefined,
     );
     try {

@@ -7,7 +7,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { md5Fingerprint, normalizeFingerprint, parseSshAddress, publicKeyFromPrivate, runBootstrap, type BootstrapRequest, type BootstrapStep } from "../bootstrap/ssh.ts";
+import {
+  md5Fingerprint,
+  normalizeFingerprint,
+  parseSshAddress,
+  publicKeyFromPrivate,
+  runBootstrap,
+  type BootstrapRequest,
+  type BootstrapStep,
+} from "../bootstrap/ssh.ts";
 import { desc, eq } from "drizzle-orm";
 import { parseConfig } from "../reconciler/config/load.ts";
 import { Bootstrapper } from "../reconciler/fleet/bootstrap.ts";
@@ -70,7 +78,9 @@ describe("runBootstrap against OpenSSH on loopback", () => {
 
   test("a failing command fails the bootstrap with its output kept; later commands do not run", async () => {
     const marker = join(dir, "must-not-exist");
-    const r = await runBootstrap(request({ commands: ["echo fine", "echo partial; echo 'E: Unable to locate package nvidia-driver-999' >&2; exit 3", `touch ${marker}`] }));
+    const r = await runBootstrap(
+      request({ commands: ["echo fine", "echo partial; echo 'E: Unable to locate package nvidia-driver-999' >&2; exit 3", `touch ${marker}`] }),
+    );
     expect(r.ok).toBe(false);
     expect(r.steps).toHaveLength(2);
     expect(r.steps[1]).toMatchObject({ exitCode: 3, stdout: "partial\n", timedOut: false });
@@ -92,11 +102,7 @@ describe("runBootstrap against OpenSSH on loopback", () => {
     expect(r.steps[0]!.stderr).toContain("waiting for apt lock");
     expect(r.error).toContain("step 1/1 timed out after 1.5 s");
     // The host's `timeout` wrapper ends the command a little after our own deadline.
-    await waitFor(
-      "the hung command to be killed on the host",
-      () => (Bun.spawnSync(["pgrep", "-f", "sleep 37.25"]).exitCode === 1 ? true : undefined),
-      10_000,
-    );
+    await waitFor("the hung command to be killed on the host", () => (Bun.spawnSync(["pgrep", "-f", "sleep 37.25"]).exitCode === 1 ? true : undefined), 10_000);
   }, 30_000);
 
   test("host keys are pinned: a changed key is refused at once, naming host, expected and got", async () => {
@@ -107,7 +113,9 @@ describe("runBootstrap against OpenSSH on loopback", () => {
     const bare = await runBootstrap(request({ commands: ["true"], knownFingerprint: [pinned.replace(/^SHA256:/, "")] }));
     expect(bare.ok).toBe(true);
     const md5 = md5Fingerprint(Buffer.from(sshd.hostKey.publicKey.split(" ")[1]!, "base64"));
-    expect((await runBootstrap(request({ commands: ["true"], knownFingerprint: ["SHA256:not-this-one", md5.toUpperCase().replace("MD5:", "")] }))).ok).toBe(true);
+    expect((await runBootstrap(request({ commands: ["true"], knownFingerprint: ["SHA256:not-this-one", md5.toUpperCase().replace("MD5:", "")] }))).ok).toBe(
+      true,
+    );
 
     await sshd.restart({ newHostKey: true });
     const changed = sshd.hostKey.fingerprint;
@@ -210,9 +218,20 @@ describe("the reconciler's bootstrap task", () => {
       const pool = parsed.config.pools[0]!;
       const bootstrapper = new Bootstrapper({ store, now: Date.now, log: () => undefined, wake: () => undefined, publicUrl: "http://reconciler.test:50051" });
       const at = Date.now();
-      await store.db.insert(nodes).values({ id: "n-1", pool: "p", provider: "lambda", state: "bootstrapping", stateChangedAt: at, requestedAt: at, updatedAt: at });
+      await store.db
+        .insert(nodes)
+        .values({ id: "n-1", pool: "p", provider: "lambda", state: "bootstrapping", stateChangedAt: at, requestedAt: at, updatedAt: at });
       const [node] = await store.db.select().from(nodes).where(eq(nodes.id, "n-1"));
-      const instance: Instance = { id: "i-1", name: "n-1", provider: "lambda", instanceType: "t", region: "r", state: "running", address: `127.0.0.1:${sshd.port}`, tags: {} };
+      const instance: Instance = {
+        id: "i-1",
+        name: "n-1",
+        provider: "lambda",
+        instanceType: "t",
+        region: "r",
+        state: "running",
+        address: `127.0.0.1:${sshd.port}`,
+        tags: {},
+      };
       const outcome = async () => {
         await bootstrapper.settled();
         return (await store.db.select().from(bootstrapRuns).where(eq(bootstrapRuns.nodeId, "n-1")).orderBy(desc(bootstrapRuns.id)))[0]!;

@@ -54,7 +54,11 @@ const killHarnessChildren = () => {
   for (const child of harnessChildren) child.kill("SIGKILL");
 };
 process.on("exit", killHarnessChildren);
-for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+  ["SIGHUP", 129],
+] as const) {
   process.once(signal, () => {
     killHarnessChildren();
     process.exit(code);

@@ -38,7 +38,12 @@ const unitText = (name: string) => readFileSync(join(REPO_ROOT, "systemd", name)
 const get = (unit: Map<string, Map<string, string[]>>, section: string, key: string) => unit.get(section)?.get(key) ?? [];
 
 function analyze(args: string[]): { code: number; out: string } {
-  const r = Bun.spawnSync(["systemd-analyze", ...args], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...process.env, SYSTEMD_COLORS: "0", SYSTEMD_PAGER: "" } });
+  const r = Bun.spawnSync(["systemd-analyze", ...args], {
+    cwd: dir,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, SYSTEMD_COLORS: "0", SYSTEMD_PAGER: "" },
+  });
   return { code: r.exitCode ?? -1, out: `${r.stdout.toString()}${r.stderr.toString()}`.trim() };
 }
 
@@ -94,7 +99,9 @@ describe("unit files", () => {
   test("the agent gets only what it needs: NVIDIA devices, the kernel log read-only, its state directory, CAP_SYSLOG", () => {
     const unit = parseUnit(unitText("navarch-node.service"));
     const service = (key: string) => get(unit, "Service", key);
-    expect(service("ExecStart")[0]).toBe("/usr/local/bin/navarch-node --server ${NAVARCH_SERVER} --node-id ${NAVARCH_NODE_ID} --state-dir /var/lib/navarch-node $NAVARCH_NODE_ARGS");
+    expect(service("ExecStart")[0]).toBe(
+      "/usr/local/bin/navarch-node --server ${NAVARCH_SERVER} --node-id ${NAVARCH_NODE_ID} --state-dir /var/lib/navarch-node $NAVARCH_NODE_ARGS",
+    );
     expect(service("DevicePolicy")).toEqual(["closed"]);
     expect(service("DeviceAllow").sort()).toEqual(["/dev/kmsg r", "char-nvidia* rw"]);
     expect(service("StateDirectory")).toEqual(["navarch-node"]);

@@ -60,7 +60,10 @@ function makeNamespace(): void {
     [IP, "netns", "exec", NS, IP, "link", "set", "lo", "up"],
   ]) {
     const r = sh(cmd);
-    if (r.code !== 0) throw new Error(`cannot make the test's network namespace: ${cmd.join(" ")} failed (${r.code}): ${r.out.trim()} (this test needs root and network namespaces; it does not skip)`);
+    if (r.code !== 0)
+      throw new Error(
+        `cannot make the test's network namespace: ${cmd.join(" ")} failed (${r.code}): ${r.out.trim()} (this test needs root and network namespaces; it does not skip)`,
+      );
   }
 }
 
@@ -74,12 +77,17 @@ async function run(cmd: string[], env: Record<string, string> = {}): Promise<{ c
 }
 
 const api = async <T>(path: string, init: RequestInit = {}): Promise<T> => {
-  const res = await fetch(`${url}${path}`, { ...init, headers: { Authorization: `Bearer ${fleet.token}`, "Content-Type": "application/json" }, tls: { ca: readFileSync(ca.cert, "utf8") } });
+  const res = await fetch(`${url}${path}`, {
+    ...init,
+    headers: { Authorization: `Bearer ${fleet.token}`, "Content-Type": "application/json" },
+    tls: { ca: readFileSync(ca.cert, "utf8") },
+  });
   if (!res.ok) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 };
 
-const nodeOf = async (nodeId: string) => (await api<{ nodes: { id: string; lastHeartbeatAt: number | null }[] }>("/v1/nodes")).nodes.find((n) => n.id === nodeId);
+const nodeOf = async (nodeId: string) =>
+  (await api<{ nodes: { id: string; lastHeartbeatAt: number | null }[] }>("/v1/nodes")).nodes.find((n) => n.id === nodeId);
 
 beforeAll(async () => {
   ensureTlsTools();
@@ -98,11 +106,15 @@ beforeAll(async () => {
     `server:\n  address: ${ADDR}:${port}\n  heartbeat_interval: 1s\n  data_dir: ${fleet.dir}/data\n  tls:\n    cert_file: ${server.cert}\n    key_file: ${server.key}\n`,
   );
   reconciler = fleet.start("navarch", [IP, "netns", "exec", NS, fleet.navarch, "serve", "--config", "navarch.yaml"], { NAVARCH_AUTH_TOKEN: fleet.token });
-  await waitFor(`the reconciler on ${url} (log: ${fleet.output.get("navarch") ?? ""})`, async () => {
-    if (reconciler.exitCode !== null) throw new Error(`navarch serve exited ${reconciler.exitCode}: ${fleet.output.get("navarch")}`);
-    const r = await run(["curl", "-fsS", "--max-time", "2", "--cacert", ca.cert, `${url}/readyz`]);
-    return r.code === 0 ? true : undefined;
-  }, 20_000);
+  await waitFor(
+    `the reconciler on ${url} (log: ${fleet.output.get("navarch") ?? ""})`,
+    async () => {
+      if (reconciler.exitCode !== null) throw new Error(`navarch serve exited ${reconciler.exitCode}: ${fleet.output.get("navarch")}`);
+      const r = await run(["curl", "-fsS", "--max-time", "2", "--cacert", ca.cert, `${url}/readyz`]);
+      return r.code === 0 ? true : undefined;
+    },
+    20_000,
+  );
   client = newKeyPair(join(fleet.dir, "client_ed25519"));
   sshd = await Sshd.start({ dir: join(fleet.dir, "sshd"), authorizedKeys: [client.publicKey] });
   machine = join(fleet.dir, "machine");
@@ -131,22 +143,84 @@ describe("TLS on a network address, from outside its namespace", () => {
   test("the agent registers and heartbeats over TLS with --ca-file and --pin-sha256", async () => {
     fleet.start(
       "agent-tls",
-      [fleet.navarchNode, "--server", url, "--ca-file", ca.cert, "--pin-sha256", server.fingerprint256, "--node-id", "tls-agent", "--state-dir", join(fleet.dir, "agents/tls-agent"), "--kmsg-path", "none", "--nvml-library", FAKE_NVML.full],
+      [
+        fleet.navarchNode,
+        "--server",
+        url,
+        "--ca-file",
+        ca.cert,
+        "--pin-sha256",
+        server.fingerprint256,
+        "--node-id",
+        "tls-agent",
+        "--state-dir",
+        join(fleet.dir, "agents/tls-agent"),
+        "--kmsg-path",
+        "none",
+        "--nvml-library",
+        FAKE_NVML.full,
+      ],
       { NAVARCH_AUTH_TOKEN: fleet.token, FAKE_NVML_CONTROL: join(fleet.dir, "agents/tls-agent.ctl") },
     );
-    const first = await waitFor(`tls-agent registered (log: ${fleet.output.get("agent-tls") ?? ""})`, async () => (await nodeOf("tls-agent"))?.lastHeartbeatAt ?? undefined, 20_000);
+    const first = await waitFor(
+      `tls-agent registered (log: ${fleet.output.get("agent-tls") ?? ""})`,
+      async () => (await nodeOf("tls-agent"))?.lastHeartbeatAt ?? undefined,
+      20_000,
+    );
     await waitFor("a later heartbeat", async () => (((await nodeOf("tls-agent"))?.lastHeartbeatAt ?? 0) > first ? true : undefined), 10_000);
   }, 40_000);
 
   test("the agent refuses a reconciler signed by another CA, or with another certificate than the pinned one", async () => {
     const other = ca.server("reconciler", { ips: [ADDR] }, "reconciler-other");
-    fleet.start("agent-stranger", [fleet.navarchNode, "--server", url, "--ca-file", stranger.cert, "--node-id", "stranger-ca-agent", "--state-dir", join(fleet.dir, "agents/s1"), "--kmsg-path", "none"], { NAVARCH_AUTH_TOKEN: fleet.token });
-    fleet.start("agent-pin", [fleet.navarchNode, "--server", url, "--ca-file", ca.cert, "--pin-sha256", other.fingerprint256, "--node-id", "wrong-pin-agent", "--state-dir", join(fleet.dir, "agents/s2"), "--kmsg-path", "none"], { NAVARCH_AUTH_TOKEN: fleet.token });
-    fleet.start("agent-system", [fleet.navarchNode, "--server", url, "--node-id", "system-ca-agent", "--state-dir", join(fleet.dir, "agents/s3"), "--kmsg-path", "none"], { NAVARCH_AUTH_TOKEN: fleet.token });
-    await waitFor("each refusal in its agent's log", () => {
-      const [a, b, c] = ["agent-stranger", "agent-pin", "agent-system"].map((l) => fleet.output.get(l) ?? "");
-      return /certificate|verify/i.test(a!) && b!.includes("not the one pinned with --pin-sha256") && /certificate|verify/i.test(c!) ? true : undefined;
-    }, 20_000);
+    fleet.start(
+      "agent-stranger",
+      [
+        fleet.navarchNode,
+        "--server",
+        url,
+        "--ca-file",
+        stranger.cert,
+        "--node-id",
+        "stranger-ca-agent",
+        "--state-dir",
+        join(fleet.dir, "agents/s1"),
+        "--kmsg-path",
+        "none",
+      ],
+      { NAVARCH_AUTH_TOKEN: fleet.token },
+    );
+    fleet.start(
+      "agent-pin",
+      [
+        fleet.navarchNode,
+        "--server",
+        url,
+        "--ca-file",
+        ca.cert,
+        "--pin-sha256",
+        other.fingerprint256,
+        "--node-id",
+        "wrong-pin-agent",
+        "--state-dir",
+        join(fleet.dir, "agents/s2"),
+        "--kmsg-path",
+        "none",
+      ],
+      { NAVARCH_AUTH_TOKEN: fleet.token },
+    );
+    fleet.start(
+      "agent-system",
+      [fleet.navarchNode, "--server", url, "--node-id", "system-ca-agent", "--state-dir", join(fleet.dir, "agents/s3"), "--kmsg-path", "none"],
+      { NAVARCH_AUTH_TOKEN: fleet.token },
+    );
+    await waitFor(
+      "each refusal in its agent's log",
+      () => {
+        const [a, b, c] = ["agent-stranger", "agent-pin", "agent-system"].map((l) => fleet.output.get(l) ?? "");
+        return /certificate|verify/i.test(a!) && b!.includes("not the one pinned with --pin-sha256") && /certificate|verify/i.test(c!) ? true : undefined;
+      },
+      20_000,
+    );
     for (const n of ["stranger-ca-agent", "wrong-pin-agent", "system-ca-agent"]) expect(await nodeOf(n)).toBeUndefined();
   }, 40_000);
 
@@ -165,13 +239,24 @@ describe("TLS on a network address, from outside its namespace", () => {
     // {{.ControlPlane}} and the installer's own server are the https:// URL.
     const controlPlane = /^DEFAULT_SERVER='(.*)'$/m.exec(script.stdout)?.[1];
     expect(controlPlane).toBe(url);
-    const { token } = await api<{ token: string }>("/v1/bootstrap-tokens", { method: "POST", body: JSON.stringify({ nodeId: "ssh-tls-node", ttlSeconds: 600 }) });
+    const { token } = await api<{ token: string }>("/v1/bootstrap-tokens", {
+      method: "POST",
+      body: JSON.stringify({ nodeId: "ssh-tls-node", ttlSeconds: 600 }),
+    });
     // Downloaded, then run: in `curl … | sh` a refused download would read as an empty script that succeeded.
     const setup = (caFile: string) =>
       `curl -fsSL --cacert ${caFile} {{.ControlPlane}}/install.sh -o ${machine}.install.sh && NAVARCH_BOOTSTRAP_TOKEN={{.BootstrapToken}} NAVARCH_PREFIX=${machine} sh ${machine}.install.sh \\
   --node-id {{.NodeID}} --ca-file ${caFile} --pin-sha256 ${server.fingerprint256} --start background \\
   --agent-args "--kmsg-path none" --env NAVARCH_NVML_LIBRARY=${FAKE_NVML.full} --env FAKE_NVML_CONTROL=${machine}/nvml-control`;
-    const values = { ControlPlane: controlPlane!, NodeID: "ssh-tls-node", Pool: "ssh", Provider: "lambda", Region: "r", InstanceType: "t", BootstrapToken: token };
+    const values = {
+      ControlPlane: controlPlane!,
+      NodeID: "ssh-tls-node",
+      Pool: "ssh",
+      Provider: "lambda",
+      Region: "r",
+      InstanceType: "t",
+      BootstrapToken: token,
+    };
     const bootstrap = (caFile: string) =>
       runBootstrap({
         host: "127.0.0.1",
@@ -197,7 +282,11 @@ describe("TLS on a network address, from outside its namespace", () => {
     expect(env).toContain(`NAVARCH_SERVER=${url}\n`);
     expect(env).toContain(`NAVARCH_CA_FILE=${machine}/etc/navarch/ca.pem\n`);
     expect(env).toContain(`NAVARCH_PIN_SHA256=${server.fingerprint256}\n`);
-    await waitFor(`ssh-tls-node registered (agent log: ${agentLog()})`, async () => ((await nodeOf("ssh-tls-node"))?.lastHeartbeatAt ? true : undefined), 30_000);
+    await waitFor(
+      `ssh-tls-node registered (agent log: ${agentLog()})`,
+      async () => ((await nodeOf("ssh-tls-node"))?.lastHeartbeatAt ? true : undefined),
+      30_000,
+    );
     expect(agentLog()).toContain("received this node's own credential");
     expect(agentLog()).not.toContain(token);
   }, 120_000);
@@ -207,6 +296,8 @@ describe("TLS on a network address, from outside its namespace", () => {
     writeFileSync(join(fleet.dir, "plain.yaml"), `server:\n  address: ${ADDR}:${port}\n  data_dir: ${fleet.dir}/plain-data\n`);
     const r = await run([IP, "netns", "exec", NS, fleet.navarch, "serve", "--config", "plain.yaml"], { NAVARCH_AUTH_TOKEN: fleet.token });
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`plain.yaml: server.address: ${ADDR}:${port} is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls (cert_file, key_file), or server.allow_plain_http: true to accept that`);
+    expect(r.stderr).toContain(
+      `plain.yaml: server.address: ${ADDR}:${port} is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls (cert_file, key_file), or server.allow_plain_http: true to accept that`,
+    );
   });
 });

@@ -51,7 +51,10 @@ async function run(cmd: string[], env: Record<string, string> = {}): Promise<{ c
 async function presented(p: number, caFile = ca.cert): Promise<{ verify: string; fingerprint: string }> {
   const out = await run(["sh", "-c", `openssl s_client -connect 127.0.0.1:${p} -CAfile ${caFile} </dev/null 2>/dev/null`]);
   const pemText = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(out.stdout)?.[0];
-  return { verify: /Verify return code: (.*)/.exec(out.stdout)?.[1] ?? "", fingerprint: pemText === undefined ? "" : new X509Certificate(pemText).fingerprint256 };
+  return {
+    verify: /Verify return code: (.*)/.exec(out.stdout)?.[1] ?? "",
+    fingerprint: pemText === undefined ? "" : new X509Certificate(pemText).fingerprint256,
+  };
 }
 
 beforeAll(async () => {
@@ -68,7 +71,16 @@ beforeAll(async () => {
   process.env.NAVARCH_TLS_TEST_TOKEN = TOKEN;
   const dataDir = join(dir, "data");
   rec = await startReconciler(
-    { host: "127.0.0.1", port: 0, dataDir, databaseUrl: `file:${dataDir}/navarch.db`, authTokenEnv: "NAVARCH_TLS_TEST_TOKEN", heartbeatIntervalSeconds: 10, tls: { cert_file: certFile, key_file: keyFile }, tlsPollMs: 100 },
+    {
+      host: "127.0.0.1",
+      port: 0,
+      dataDir,
+      databaseUrl: `file:${dataDir}/navarch.db`,
+      authTokenEnv: "NAVARCH_TLS_TEST_TOKEN",
+      heartbeatIntervalSeconds: 10,
+      tls: { cert_file: certFile, key_file: keyFile },
+      tlsPollMs: 100,
+    },
     (line) => logs.push(line),
   );
   port = Number(new URL(rec.url).port);
@@ -120,7 +132,8 @@ describe("the agent's client and the CLI", () => {
   });
 
   test("the CLI over HTTPS with NAVARCH_CA_FILE; without it, one line saying why", async () => {
-    const cli = (env: Record<string, string>) => run([BUN, join(REPO_ROOT, "reconciler/main.ts"), "nodes", "list", "-o", "json"], { NAVARCH_SERVER: rec.url, NAVARCH_AUTH_TOKEN: TOKEN, ...env });
+    const cli = (env: Record<string, string>) =>
+      run([BUN, join(REPO_ROOT, "reconciler/main.ts"), "nodes", "list", "-o", "json"], { NAVARCH_SERVER: rec.url, NAVARCH_AUTH_TOKEN: TOKEN, ...env });
     const ok = await cli({ NAVARCH_CA_FILE: ca.cert });
     expect(ok.stderr).toBe("");
     expect(JSON.parse(ok.stdout).nodes.map((n: { id: string }) => n.id)).toContain("tls-node-1");
@@ -129,7 +142,10 @@ describe("the agent's client and the CLI", () => {
     expect(refused.stderr.trim().split("\n")).toHaveLength(1);
     expect(refused.stderr).toMatch(new RegExp(`^navarch: cannot reach the reconciler at ${rec.url}: .*(certificate|verify)`, "i"));
     const badPin = await cli({ NAVARCH_CA_FILE: ca.cert, NAVARCH_PIN_SHA256: "nope" });
-    expect(badPin).toMatchObject({ code: 2, stderr: 'navarch: $NAVARCH_PIN_SHA256: expected a SHA-256 fingerprint (64 hex digits, colons allowed), got "nope"\n' });
+    expect(badPin).toMatchObject({
+      code: 2,
+      stderr: 'navarch: $NAVARCH_PIN_SHA256: expected a SHA-256 fingerprint (64 hex digits, colons allowed), got "nope"\n',
+    });
   }, 30_000);
 });
 
@@ -194,11 +210,18 @@ describe("config check reads the files as serve does", () => {
   };
 
   test("a missing file, a key of another certificate, a CA file that is not PEM: each names its key", async () => {
-    expect(await check(`  tls:\n    cert_file: ${join(dir, "missing.pem")}\n    key_file: ${first.key}\n`)).toMatchObject({ code: 2, stderr: expect.stringContaining(`server.tls.cert_file: ${join(dir, "missing.pem")} does not exist`) });
-    expect((await check(`  tls:\n    cert_file: ${first.cert}\n    key_file: ${second.key}\n`)).stderr).toContain(`server.tls.key_file: ${second.key} is not the key of the certificate in ${first.cert}`);
+    expect(await check(`  tls:\n    cert_file: ${join(dir, "missing.pem")}\n    key_file: ${first.key}\n`)).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining(`server.tls.cert_file: ${join(dir, "missing.pem")} does not exist`),
+    });
+    expect((await check(`  tls:\n    cert_file: ${first.cert}\n    key_file: ${second.key}\n`)).stderr).toContain(
+      `server.tls.key_file: ${second.key} is not the key of the certificate in ${first.cert}`,
+    );
     const notPem = join(dir, "not-pem.txt");
     writeFileSync(notPem, "hello\n");
-    expect((await check(`  tls:\n    cert_file: ${first.cert}\n    key_file: ${first.key}\n    client_ca_file: ${notPem}\n`)).stderr).toContain(`server.tls.client_ca_file: ${notPem} is not a PEM file`);
+    expect((await check(`  tls:\n    cert_file: ${first.cert}\n    key_file: ${first.key}\n    client_ca_file: ${notPem}\n`)).stderr).toContain(
+      `server.tls.client_ca_file: ${notPem} is not a PEM file`,
+    );
     expect(await check(`  tls:\n    cert_file: ${first.cert}\n    key_file: ${first.key}\n`)).toMatchObject({ code: 0 });
   });
 

@@ -17,7 +17,10 @@ afterEach(() => {
 async function withNode(state: NodeState) {
   const store = await openStore({ url: `file:${tempDir("navarch-transitions-")}/navarch.db` });
   stores.push(store);
-  const [incident] = await store.db.insert(incidents).values({ nodeId: "n", pool: "p", reason: "r", faultAt: 1, openedAt: 1, status: "opened" }).returning({ id: incidents.id });
+  const [incident] = await store.db
+    .insert(incidents)
+    .values({ nodeId: "n", pool: "p", reason: "r", faultAt: 1, openedAt: 1, status: "opened" })
+    .returning({ id: incidents.id });
   await store.db.insert(nodes).values({ id: "n", origin: "launched", pool: "p", state, stateChangedAt: 1, updatedAt: 1, incidentId: incident!.id });
   const [row] = await store.db.select().from(nodes);
   return { store, row: row!, writer: new NodeWriter(store.db) };
@@ -27,7 +30,8 @@ describe("the transition table", () => {
   test("names every state, and a terminal state leads nowhere", () => {
     expect(Object.keys(TRANSITIONS).sort()).toEqual([...NODE_STATES].sort());
     for (const s of STATES.terminal) expect(TRANSITIONS[s]).toEqual([]);
-    for (const [from, tos] of Object.entries(TRANSITIONS)) for (const to of tos) expect({ from, to, known: (NODE_STATES as readonly string[]).includes(to) }).toMatchObject({ known: true });
+    for (const [from, tos] of Object.entries(TRANSITIONS))
+      for (const to of tos) expect({ from, to, known: (NODE_STATES as readonly string[]).includes(to) }).toMatchObject({ known: true });
   });
 
   test("every live state can leave, and every state but requested can be reached", () => {

@@ -49,7 +49,16 @@ describe("upstream's health policy format", () => {
     const loaded = await loadPolicyFile(join(FIXTURES, "default-health-policy.yaml"));
     if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
     expect(loaded.policy.rules.map((r) => r.name)).toEqual([
-      "fatal-xid", "recoverable-xid", "ecc-dbe", "ecc-sbe-high", "thermal-critical", "thermal-warning", "nvlink-error", "pcie-error", "power-warning", "default",
+      "fatal-xid",
+      "recoverable-xid",
+      "ecc-dbe",
+      "ecc-sbe-high",
+      "thermal-critical",
+      "thermal-warning",
+      "nvlink-error",
+      "pcie-error",
+      "power-warning",
+      "default",
     ]);
     expect(loaded.warnings).toHaveLength(1);
     expect(loaded.warnings[0]).toContain(`upstream Navarch's health policy format "default" (10 rules)`);
@@ -62,7 +71,11 @@ describe("upstream's health policy format", () => {
     for (const code of codes) {
       const entry = lookupXid(code);
       // Whatever the agent said, upstream's rules decide an Xid.
-      const out = policy.evaluate({ event: event("xid", String(code), entry.severity === "healthy" ? "degraded" : entry.severity, entry.action), node: NODE }, [], T0);
+      const out = policy.evaluate(
+        { event: event("xid", String(code), entry.severity === "healthy" ? "degraded" : entry.severity, entry.action), node: NODE },
+        [],
+        T0,
+      );
       const fatal = UPSTREAM_FATAL_XIDS.includes(code);
       expect({ code, result: out.result, rule: out.rule, errors: out.errors }).toEqual({
         code,
@@ -77,7 +90,8 @@ describe("upstream's health policy format", () => {
 
   test("fatal stays fatal: Xid 79 takes the node out at once; a recoverable Xid waits for unhealthy_threshold", async () => {
     const policy = await upstreamDefault();
-    const judge = (e: HealthEvent) => nodeVerdict(trackFinding([], e, policy.evaluate({ event: e, node: NODE }, [], T0)), { now: T0, bootId: "boot-1", unhealthyThreshold: 2 });
+    const judge = (e: HealthEvent) =>
+      nodeVerdict(trackFinding([], e, policy.evaluate({ event: e, node: NODE }, [], T0)), { now: T0, bootId: "boot-1", unhealthyThreshold: 2 });
     expect(judge(event("xid", "79", "unhealthy", "reboot"))).toMatchObject({ verdict: "unhealthy", fatal: true });
     expect(judge(event("xid", "44"))).toMatchObject({ verdict: "degraded" });
     // Xid 13 is on upstream's fatal list (ours calls it app-caused): unhealthy, but not fatal, so it is counted.
@@ -99,7 +113,11 @@ describe("upstream's health policy format", () => {
     const policy = await upstreamDefault();
     const judge = (e: HealthEvent) => policy.evaluate({ event: e, node: NODE }, [], T0);
     // A GPU at its shutdown temperature carries no reading for upstream's thermal rules.
-    expect(judge(event("thermal", "shutdown", "unhealthy", "contact_support"))).toMatchObject({ result: "unhealthy", rule: "default/thermal", source: "default" });
+    expect(judge(event("thermal", "shutdown", "unhealthy", "contact_support"))).toMatchObject({
+      result: "unhealthy",
+      rule: "default/thermal",
+      source: "default",
+    });
     expect(judge(event("nvml", "timeout", "unhealthy"))).toMatchObject({ result: "unhealthy", source: "default" });
     expect(judge(event("ecc", "sbe_rate"))).toMatchObject({ result: "degraded", rule: "default/ecc" });
     // Recovery events are never matched by upstream's rules (its agent sent none).
@@ -111,13 +129,13 @@ describe("upstream's health policy format", () => {
       [
         "rules:",
         "  - name: gpu0-strict",
-        "    condition: event.gpu_index == 0 && event.event_type == \"xid\"",
+        '    condition: event.gpu_index == 0 && event.event_type == "xid"',
         "    result: unhealthy",
         "  - name: bus-error-only",
-        "    condition: event.event_type == \"xid\" && event.metrics.xid_code == 79",
+        '    condition: event.event_type == "xid" && event.metrics.xid_code == 79',
         "    result: unhealthy",
         "  - name: default",
-        "    condition: \"true\"",
+        '    condition: "true"',
         "    result: healthy",
         "",
       ].join("\n"),
@@ -150,10 +168,12 @@ describe("upstream's health policy format", () => {
     expect(problems('version: v1\nrules:\n  - name: a\n    condition: event.event_type == "xid" &&\n    result: unhealthy\n')).toEqual([
       ["rules[0].condition", expect.stringMatching(/^CEL syntax error at column \d+: /)],
     ]);
-    expect(problems("version: v1\nrules:\n  - name: a\n    condition: |\n      event.event_type == \"xid\" &&\n      event.metrics.xid_code in 13\n    result: unhealthy\n")).toEqual([
-      ["rules[0].condition", expect.stringContaining("CEL type error at line 2, column")],
-    ]);
-    expect(problems("version: v1\nrules:\n  - { name: a, condtion: \"true\", result: healthy }\n")).toEqual([
+    expect(
+      problems(
+        'version: v1\nrules:\n  - name: a\n    condition: |\n      event.event_type == "xid" &&\n      event.metrics.xid_code in 13\n    result: unhealthy\n',
+      ),
+    ).toEqual([["rules[0].condition", expect.stringContaining("CEL type error at line 2, column")]]);
+    expect(problems('version: v1\nrules:\n  - { name: a, condtion: "true", result: healthy }\n')).toEqual([
       ["rules[0].condition", "is required"],
       ["rules[0].condtion", 'unknown key "condtion" (did you mean "condition"?)'],
     ]);
@@ -191,7 +211,9 @@ afterEach(async () => {
 /** serve's start-up on a prepared config, with simulated clouds so no test reaches a real one. */
 export async function startsInProcess(config: NavarchConfig, policy: HealthPolicy): Promise<Reconciler> {
   const settings = { ...serveSettings(config, tempDir("navarch-start-")), host: "127.0.0.1", port: 0 };
-  const providers = new Map([...new Set(config.pools.flatMap((p) => p.providers))].map((type) => [type, new SimulatedCloud({ name: type, now: Date.now })] as const));
+  const providers = new Map(
+    [...new Set(config.pools.flatMap((p) => p.providers))].map((type) => [type, new SimulatedCloud({ name: type, now: Date.now })] as const),
+  );
   const lines: string[] = [];
   const rec = await startReconciler(settings, (line) => lines.push(line), Date.now, { config, policy, providers });
   running.push(rec);
@@ -219,8 +241,13 @@ describe("upstream's config format", () => {
 
   test("upstream's keys in a file of ours (pools as a list) are ordinary unknown-key errors", () => {
     const one = parseConfig("server:\n  health_policy: p.yaml\npools:\n  - name: a\n    provider: lambda\n    instance_type: x\n    region: r\n", "c.yaml");
-    expect(one.ok ? [] : one.problems.map((p) => [p.path, p.message])).toEqual([["server.health_policy", 'unknown key "health_policy" (did you mean "health_policy_path"?)']]);
-    const two = parseConfig("pools:\n  - name: a\n    provider: lambda\n    instance_type: x\n    region: r\n    cooldown: 5m\n    autoscaling: { type: reactive }\n", "c.yaml");
+    expect(one.ok ? [] : one.problems.map((p) => [p.path, p.message])).toEqual([
+      ["server.health_policy", 'unknown key "health_policy" (did you mean "health_policy_path"?)'],
+    ]);
+    const two = parseConfig(
+      "pools:\n  - name: a\n    provider: lambda\n    instance_type: x\n    region: r\n    cooldown: 5m\n    autoscaling: { type: reactive }\n",
+      "c.yaml",
+    );
     expect(two.ok ? [] : two.problems.map((p) => p.path)).toEqual(["pools[0].cooldown", "pools[0].autoscaling"]);
   });
 
@@ -253,7 +280,12 @@ describe("upstream's config format", () => {
       ["dev", ["local"], "local-8gpu", "local"],
     ]);
     const training = config.pools[0]!;
-    expect(training.scaling).toMatchObject({ min_nodes: 2, max_nodes: 20, cooldown_period: 5 * 60_000, autoscaler: { type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 } });
+    expect(training.scaling).toMatchObject({
+      min_nodes: 2,
+      max_nodes: 20,
+      cooldown_period: 5 * 60_000,
+      autoscaler: { type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 },
+    });
     expect(training.health).toMatchObject({ unhealthy_threshold: 2, auto_replace: true });
     // defaults.ssh_keys, for every pool that names none.
     expect(config.pools.map((p) => p.ssh_key_names)).toEqual(Array(5).fill(["ops-team", "ml-team"]));
@@ -314,7 +346,12 @@ describe("upstream's config format", () => {
       mode: "avg",
       autoscalers: [
         { type: "queue", jobs_per_node: 10 },
-        { type: "predictive", lookback_window: 10 * 60_000, growth_factor: 1.2, fallback: { type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 } },
+        {
+          type: "predictive",
+          lookback_window: 10 * 60_000,
+          growth_factor: 1.2,
+          fallback: { type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 },
+        },
       ],
     });
     expect(result.notes).toContain("pools.a.health.auto_replace: not set, which upstream read as false: kept false (set true to replace unhealthy nodes)");

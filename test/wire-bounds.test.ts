@@ -38,7 +38,9 @@ function post(path: string, body: unknown) {
   });
 }
 
-async function node(id: string): Promise<{ node: { lastEventSeq: number; lastHeartbeatAt: number | null }; gpus: { lastSnapshot: Record<string, unknown> | null }[]; events: unknown[] }> {
+async function node(
+  id: string,
+): Promise<{ node: { lastEventSeq: number; lastHeartbeatAt: number | null }; gpus: { lastSnapshot: Record<string, unknown> | null }[]; events: unknown[] }> {
   const res = await fetch(`${rec.url}/v1/nodes/${id}`, { headers: { Authorization: `Bearer ${TOKEN}` } });
   expect(res.status).toBe(200);
   return (await res.json()) as never;
@@ -87,7 +89,10 @@ const heartbeat = (nodeId: string, gpu: Record<string, unknown>) => ({
   sentAt: new Date().toISOString(),
   nvml: { available: true },
   health: { checked: true, worst: "healthy", openIncidents: 0 },
-  gpus: [{ index: 0, temperatureC: 61, powerW: 412.5, utilizationPct: 97 }, { index: 1, ...gpu }],
+  gpus: [
+    { index: 0, temperatureC: 61, powerW: 412.5, utilizationPct: 97 },
+    { index: 1, ...gpu },
+  ],
 });
 
 describe("events", () => {
@@ -138,9 +143,19 @@ describe("heartbeats", () => {
     ["temperatureC -1e308", { temperatureC: -1e308 }, "gpus[1].temperatureC", "must be a number from -50 to 200 °C, got -1e+308"],
     ["utilizationPct 1e300", { utilizationPct: 1e300 }, "gpus[1].utilizationPct", "must be a number from 0 to 100 %, got 1e+300"],
     ["powerW 1e300", { powerW: 1e300 }, "gpus[1].powerW", "must be a number from 0 to 10000 W, got 1e+300"],
-    ["memoryUsedBytes 2^60", { memoryUsedBytes: 2 ** 60 }, "gpus[1].memoryUsedBytes", "must be a whole number from 0 to 9007199254740991, got 1152921504606847000"],
+    [
+      "memoryUsedBytes 2^60",
+      { memoryUsedBytes: 2 ** 60 },
+      "gpus[1].memoryUsedBytes",
+      "must be a whole number from 0 to 9007199254740991, got 1152921504606847000",
+    ],
     ["eccVolatileDbe 1e300", { eccVolatileDbe: 1e300 }, "gpus[1].eccVolatileDbe", "must be a whole number from 0 to 9007199254740991, got 1e+300"],
-    ["clocksEventReasons 2^64", { clocksEventReasons: 2 ** 64 }, "gpus[1].clocksEventReasons", "must be a whole number from 0 to 9007199254740991, got 18446744073709552000"],
+    [
+      "clocksEventReasons 2^64",
+      { clocksEventReasons: 2 ** 64 },
+      "gpus[1].clocksEventReasons",
+      "must be a whole number from 0 to 9007199254740991, got 18446744073709552000",
+    ],
     ["index 1e300", { index: 1e300 }, "gpus[1].index", "must be a whole number from 0 to 63, got 1e+300"],
   ])("%s is a 400 at its path and stores nothing", async (_what, gpu, path, message) => {
     const before = await node("hb-node");
@@ -172,7 +187,13 @@ describe("heartbeats", () => {
 describe("registration", () => {
   test("a GPU index past 63 or a memory size past 2^53 is a 400 at its path", async () => {
     const req = registration("reg-node");
-    const bad = { ...req, gpus: [{ ...req.gpus[0]!, index: 64 }, { ...req.gpus[1]!, memoryTotalBytes: 2 ** 60 }] };
+    const bad = {
+      ...req,
+      gpus: [
+        { ...req.gpus[0]!, index: 64 },
+        { ...req.gpus[1]!, memoryTotalBytes: 2 ** 60 },
+      ],
+    };
     await refused(await post("/v1/register", bad), ["gpus[0].index", "gpus[1].memoryTotalBytes"]);
     const missing = await fetch(`${rec.url}/v1/nodes/reg-node`, { headers: { Authorization: `Bearer ${TOKEN}` } });
     expect(missing.status).toBe(404);
@@ -195,9 +216,15 @@ describe("/metrics with values an old database already holds", () => {
     expect((await post("/v1/register", registration("old-node"))).status).toBe(200);
     expect((await post("/v1/heartbeat", heartbeat("old-node", { temperatureC: 40, utilizationPct: 5 }))).status).toBe(200);
     // Written behind the API's back, as a database from before the bounds may hold them.
-    await rec.store.db.run(sql`update gpus set last_snapshot = '{"index":0,"temperatureC":1e308,"utilizationPct":9e999}' where node_id = 'old-node' and gpu_index = 0`);
-    await rec.store.db.run(sql`update gpus set last_snapshot = '{"index":1,"temperatureC":-1e308,"utilizationPct":1e300}' where node_id = 'old-node' and gpu_index = 1`);
-    const lines = (await (await fetch(`${rec.url}/metrics`, { headers: { Authorization: `Bearer ${TOKEN}` } })).text()).split("\n").filter((l) => l.includes('node="old-node"'));
+    await rec.store.db.run(
+      sql`update gpus set last_snapshot = '{"index":0,"temperatureC":1e308,"utilizationPct":9e999}' where node_id = 'old-node' and gpu_index = 0`,
+    );
+    await rec.store.db.run(
+      sql`update gpus set last_snapshot = '{"index":1,"temperatureC":-1e308,"utilizationPct":1e300}' where node_id = 'old-node' and gpu_index = 1`,
+    );
+    const lines = (await (await fetch(`${rec.url}/metrics`, { headers: { Authorization: `Bearer ${TOKEN}` } })).text())
+      .split("\n")
+      .filter((l) => l.includes('node="old-node"'));
     expect(lines.filter((l) => l.startsWith("navarch_node_gpu_"))).toEqual([]);
     for (const l of lines) expect(l).not.toMatch(/ (NaN|[+-]Inf|-?\d(\.\d+)?e\+\d+)$/);
   });

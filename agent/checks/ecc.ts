@@ -14,11 +14,23 @@ export const ecc: GpuCheck = {
     const { uncorrected, corrected } = device.ecc.volatile.value;
     const out: GpuFinding[] = [];
     if (uncorrected > 0) {
-      out.push({ check: "ecc", code: "dbe", severity: "unhealthy", action: "reset_gpu", message: `${label}: ${uncorrected} uncorrectable (double-bit) ECC errors since the last reset` });
+      out.push({
+        check: "ecc",
+        code: "dbe",
+        severity: "unhealthy",
+        action: "reset_gpu",
+        message: `${label}: ${uncorrected} uncorrectable (double-bit) ECC errors since the last reset`,
+      });
     }
     const rate = memory.rate("sbe", corrected, at, 3_600_000);
     if (rate !== undefined && rate > SBE_PER_HOUR) {
-      out.push({ check: "ecc", code: "sbe_rate", severity: "degraded", action: "none", message: `${label}: corrected ECC errors at ${Math.round(rate)}/h (limit ${SBE_PER_HOUR}/h)` });
+      out.push({
+        check: "ecc",
+        code: "sbe_rate",
+        severity: "degraded",
+        action: "none",
+        message: `${label}: corrected ECC errors at ${Math.round(rate)}/h (limit ${SBE_PER_HOUR}/h)`,
+      });
     }
     return out;
   },

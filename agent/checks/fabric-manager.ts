@@ -24,7 +24,23 @@ export function fabricManager(devices: readonly DeviceSnapshot[], at: number, me
   if (condition === undefined || at - (memory.since ?? at) < graceMs) return [];
   const minutes = Math.round((at - memory.since!) / 60_000);
   if (condition === "not_running") {
-    return [{ check: "fabric_manager", code: "not_running", severity: "unhealthy", action: "reboot", message: `no GPU has registered with the NVLink fabric for ${minutes} min: the NVIDIA fabric manager is not running (start nvidia-fabricmanager)` }];
+    return [
+      {
+        check: "fabric_manager",
+        code: "not_running",
+        severity: "unhealthy",
+        action: "reboot",
+        message: `no GPU has registered with the NVLink fabric for ${minutes} min: the NVIDIA fabric manager is not running (start nvidia-fabricmanager)`,
+      },
+    ];
   }
-  return [{ check: "fabric_manager", code: "stalled", severity: "degraded", action: "none", message: `${waiting} of ${states.length} GPUs still registering with the NVLink fabric after ${minutes} min` }];
+  return [
+    {
+      check: "fabric_manager",
+      code: "stalled",
+      severity: "degraded",
+      action: "none",
+      message: `${waiting} of ${states.length} GPUs still registering with the NVLink fabric after ${minutes} min`,
+    },
+  ];
 }

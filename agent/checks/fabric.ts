@@ -12,7 +12,13 @@ export const fabric: GpuCheck = {
     const f = device.fabric.value;
     const out: GpuFinding[] = [];
     if (f.stateName === "completed" && f.status !== 0) {
-      out.push({ check: "fabric", code: "registration_failed", severity: "unhealthy", action: "reset_gpu", message: `${label}: NVLink fabric registration failed (${f.statusName})` });
+      out.push({
+        check: "fabric",
+        code: "registration_failed",
+        severity: "unhealthy",
+        action: "reset_gpu",
+        message: `${label}: NVLink fabric registration failed (${f.statusName})`,
+      });
     }
     if (f.healthSummaryName === "unhealthy" || f.healthSummaryName === "limited_capacity") {
       const unhealthy = f.healthSummaryName === "unhealthy";

@@ -12,10 +12,28 @@ export const LOST_GPU_ACTION: RecommendedAction = "reboot";
 
 export function unreadableGpu(error: NvmlErrorInfo, label: string): GpuFinding {
   if (error.kind === "gpu_lost") {
-    return { check: "gpu_lost", code: "lost", severity: "unhealthy", action: LOST_GPU_ACTION, message: `${label}: GPU is lost (${error.fn} returned ${error.name}); it has fallen off the bus` };
+    return {
+      check: "gpu_lost",
+      code: "lost",
+      severity: "unhealthy",
+      action: LOST_GPU_ACTION,
+      message: `${label}: GPU is lost (${error.fn} returned ${error.name}); it has fallen off the bus`,
+    };
   }
   if (error.kind === "reset_required") {
-    return { check: "reset_required", code: "required", severity: "unhealthy", action: "reset_gpu", message: `${label}: the GPU needs a reset (${error.fn} returned ${error.name})` };
+    return {
+      check: "reset_required",
+      code: "required",
+      severity: "unhealthy",
+      action: "reset_gpu",
+      message: `${label}: the GPU needs a reset (${error.fn} returned ${error.name})`,
+    };
   }
-  return { check: "gpu_unreadable", code: error.name, severity: "unhealthy", action: "reboot", message: `${label}: cannot be read (${error.fn} returned ${error.name})` };
+  return {
+    check: "gpu_unreadable",
+    code: error.name,
+    severity: "unhealthy",
+    action: "reboot",
+    message: `${label}: cannot be read (${error.fn} returned ${error.name})`,
+  };
 }

@@ -111,19 +111,49 @@ export class InfinibandCheck {
     const out: Finding[] = [];
     const list = (names: string[]) => names.join(", ");
     if (down.length > 0) {
-      out.push({ check: "infiniband", code: "port_down", severity: "unhealthy", action: "contact_support", message: `InfiniBand ${down.length === 1 ? "port" : "ports"} down after being up: ${list(down)}` });
+      out.push({
+        check: "infiniband",
+        code: "port_down",
+        severity: "unhealthy",
+        action: "contact_support",
+        message: `InfiniBand ${down.length === 1 ? "port" : "ports"} down after being up: ${list(down)}`,
+      });
     }
     if (slow.length > 0) {
-      out.push({ check: "infiniband", code: "rate", severity: "degraded", action: "contact_support", message: `InfiniBand below the expected ${expected} Gb/sec: ${list(slow)}` });
+      out.push({
+        check: "infiniband",
+        code: "rate",
+        severity: "degraded",
+        action: "contact_support",
+        message: `InfiniBand below the expected ${expected} Gb/sec: ${list(slow)}`,
+      });
     }
     if (flapped.length > 0) {
-      out.push({ check: "infiniband", code: "link_downed", severity: "degraded", action: "none", message: `InfiniBand link went down and up again: ${list(flapped)}` });
+      out.push({
+        check: "infiniband",
+        code: "link_downed",
+        severity: "degraded",
+        action: "none",
+        message: `InfiniBand link went down and up again: ${list(flapped)}`,
+      });
     }
     if (errors.symbol_error.length > 0) {
-      out.push({ check: "infiniband", code: "symbol_errors", severity: "degraded", action: "none", message: `InfiniBand symbol errors above ${IB_ERRORS_PER_MINUTE.symbol_error}/min: ${list(errors.symbol_error)}` });
+      out.push({
+        check: "infiniband",
+        code: "symbol_errors",
+        severity: "degraded",
+        action: "none",
+        message: `InfiniBand symbol errors above ${IB_ERRORS_PER_MINUTE.symbol_error}/min: ${list(errors.symbol_error)}`,
+      });
     }
     if (errors.port_rcv_errors.length > 0) {
-      out.push({ check: "infiniband", code: "rcv_errors", severity: "degraded", action: "none", message: `InfiniBand receive errors above ${IB_ERRORS_PER_MINUTE.port_rcv_errors}/min: ${list(errors.port_rcv_errors)}` });
+      out.push({
+        check: "infiniband",
+        code: "rcv_errors",
+        severity: "degraded",
+        action: "none",
+        message: `InfiniBand receive errors above ${IB_ERRORS_PER_MINUTE.port_rcv_errors}/min: ${list(errors.port_rcv_errors)}`,
+      });
     }
     return out;
   }

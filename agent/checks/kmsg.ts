@@ -551,10 +551,7 @@ export class KmsgParser {
         pending.lines.push(rec.message);
         if (!tail) return undefined;
         this.#fallen = undefined;
-        finding = withBus(
-          { source: "kmsg", kind: "fallen_off_bus", xid: 79, ...base(pending.first), message: pending.lines.join("\n") },
-          pending.rawBus,
-        );
+        finding = withBus({ source: "kmsg", kind: "fallen_off_bus", xid: 79, ...base(pending.first), message: pending.lines.join("\n") }, pending.rawBus);
         return this.#remember(finding);
       }
       return undefined;
@@ -762,11 +759,7 @@ function startOfLastLine(io: KmsgIo, fd: number, size: number): number {
  * reader loop. Opening happens now: a missing or unreadable path throws here. Read errors other
  * than EPIPE / EAGAIN / EINTR end the reader (`done` resolves with reason "error").
  */
-export function followKmsg(
-  path: string = DEFAULT_KMSG_PATH,
-  onFinding: (finding: KmsgFinding) => void,
-  opts: FollowKmsgOptions = {},
-): KmsgFollower {
+export function followKmsg(path: string = DEFAULT_KMSG_PATH, onFinding: (finding: KmsgFinding) => void, opts: FollowKmsgOptions = {}): KmsgFollower {
   const io = opts.io ?? nodeKmsgIo;
   const log = opts.log ?? ((m: string) => console.warn(`kmsg: ${m}`));
   const pollMs = Math.max(1, opts.pollIntervalMs ?? 250);

@@ -38,7 +38,13 @@ export const nvlink: GpuCheck = {
         memory.keep(`link${link.link}:rate`, rate);
       }
       if (rate !== undefined && rate > NVLINK_ERRORS_PER_MINUTE) {
-        out.push({ check: "nvlink", code: "errors", severity: "degraded", action: "none", message: `${label}: NVLink ${link.link} errors at ${Math.round(rate)}/min (limit ${NVLINK_ERRORS_PER_MINUTE}/min)` });
+        out.push({
+          check: "nvlink",
+          code: "errors",
+          severity: "degraded",
+          action: "none",
+          message: `${label}: NVLink ${link.link} errors at ${Math.round(rate)}/min (limit ${NVLINK_ERRORS_PER_MINUTE}/min)`,
+        });
       }
     }
     return out;

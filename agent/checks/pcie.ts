@@ -20,7 +20,13 @@ export const pcie: GpuCheck = {
     const replays = value(device.pcie.replayCounter);
     const rate = replays === undefined ? undefined : memory.rate("replays", replays, at, 60_000);
     if (rate !== undefined && rate > PCIE_REPLAYS_PER_MINUTE) {
-      out.push({ check: "pcie", code: "replays", severity: "degraded", action: "none", message: `${label}: PCIe replays at ${Math.round(rate)}/min (limit ${PCIE_REPLAYS_PER_MINUTE}/min)` });
+      out.push({
+        check: "pcie",
+        code: "replays",
+        severity: "degraded",
+        action: "none",
+        message: `${label}: PCIe replays at ${Math.round(rate)}/min (limit ${PCIE_REPLAYS_PER_MINUTE}/min)`,
+      });
     }
     return out;
   },

@@ -7,6 +7,14 @@ export const persistenceMode: GpuCheck = {
   tier: "full",
   evaluate(device, { label }) {
     if (!device.persistenceMode.ok || device.persistenceMode.value) return [];
-    return [{ check: "persistence_mode", code: "disabled", severity: "degraded", action: "none", message: `${label}: persistence mode is off (GPUs re-initialise for every process; enable nvidia-persistenced)` }];
+    return [
+      {
+        check: "persistence_mode",
+        code: "disabled",
+        severity: "degraded",
+        action: "none",
+        message: `${label}: persistence mode is off (GPUs re-initialise for every process; enable nvidia-persistenced)`,
+      },
+    ];
   },
 };

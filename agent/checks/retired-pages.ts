@@ -9,6 +9,14 @@ export const retiredPages: GpuCheck = {
   evaluate(device, { label }) {
     if (device.remappedRows.ok || !device.retiredPages.ok || !device.retiredPages.value.pending) return [];
     const p = device.retiredPages.value;
-    return [{ check: "retired_pages", code: "pending", severity: "degraded", action: "reset_gpu", message: `${label}: page retirement pending (${p.dbe} DBE, ${p.multipleSbe} multi-SBE pages)` }];
+    return [
+      {
+        check: "retired_pages",
+        code: "pending",
+        severity: "degraded",
+        action: "reset_gpu",
+        message: `${label}: page retirement pending (${p.dbe} DBE, ${p.multipleSbe} multi-SBE pages)`,
+      },
+    ];
   },
 };

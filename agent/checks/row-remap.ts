@@ -9,10 +9,26 @@ export const rowRemap: GpuCheck = {
     if (!device.remappedRows.ok) return [];
     const rows = device.remappedRows.value;
     if (rows.failed) {
-      return [{ check: "row_remap", code: "failed", severity: "unhealthy", action: "replace", message: `${label}: row remapping failed (no spare rows left); the GPU's memory cannot be repaired` }];
+      return [
+        {
+          check: "row_remap",
+          code: "failed",
+          severity: "unhealthy",
+          action: "replace",
+          message: `${label}: row remapping failed (no spare rows left); the GPU's memory cannot be repaired`,
+        },
+      ];
     }
     if (rows.pending) {
-      return [{ check: "row_remap", code: "pending", severity: "degraded", action: "reset_gpu", message: `${label}: a row remap is pending; it takes effect at the next GPU reset` }];
+      return [
+        {
+          check: "row_remap",
+          code: "pending",
+          severity: "degraded",
+          action: "reset_gpu",
+          message: `${label}: a row remap is pending; it takes effect at the next GPU reset`,
+        },
+      ];
     }
     return [];
   },

@@ -13,7 +13,15 @@ export const thermal: GpuCheck = {
     const slowdown = value(device.thresholds.slowdownC);
     const margin = value(device.marginTemperatureC);
     if (shutdown !== undefined && temp >= shutdown) {
-      return [{ check: "thermal", code: "shutdown", severity: "unhealthy", action: "contact_support", message: `${label}: ${temp}°C is at or above its shutdown threshold ${shutdown}°C` }];
+      return [
+        {
+          check: "thermal",
+          code: "shutdown",
+          severity: "unhealthy",
+          action: "contact_support",
+          message: `${label}: ${temp}°C is at or above its shutdown threshold ${shutdown}°C`,
+        },
+      ];
     }
     if ((slowdown !== undefined && temp >= slowdown) || (margin !== undefined && margin <= 0)) {
       const at = `${slowdown !== undefined ? ` ${slowdown}°C` : ""}${margin !== undefined ? ` (margin ${margin}°C)` : ""}`;

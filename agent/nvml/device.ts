@@ -131,8 +131,15 @@ export function readDeviceSnapshot(lib: NvmlLibrary, dev: NvmlDevice, options: S
   const was = options.steady?.find((d) => d.index === dev.index && d.fatal === null);
   // A steady reading from the earlier snapshot, else read now.
   const steady = <T>(pick: (d: DeviceSnapshot) => Reading<T>, read: () => T): Reading<T> => (was ? pick(was) : r.read(read));
-  const identity = steady((d) => d.identity, () => readIdentityWith(lib, dev, r));
-  const threshold = (pick: (t: DeviceSnapshot["thresholds"]) => Reading<number>, t: number) => steady((d) => pick(d.thresholds), () => lib.temperatureThreshold(dev, t));
+  const identity = steady(
+    (d) => d.identity,
+    () => readIdentityWith(lib, dev, r),
+  );
+  const threshold = (pick: (t: DeviceSnapshot["thresholds"]) => Reading<number>, t: number) =>
+    steady(
+      (d) => pick(d.thresholds),
+      () => lib.temperatureThreshold(dev, t),
+    );
   const eccCounts = (counter: number) => () => ({
     corrected: lib.totalEccErrors(dev, MEMORY_ERROR_TYPE.corrected, counter),
     uncorrected: lib.totalEccErrors(dev, MEMORY_ERROR_TYPE.uncorrected, counter),
@@ -150,11 +157,17 @@ export function readDeviceSnapshot(lib: NvmlLibrary, dev: NvmlDevice, options: S
     },
     marginTemperatureC: r.read(() => lib.marginTemperature(dev)),
     powerUsageMw: r.read(() => lib.powerUsageMw(dev)),
-    powerLimitMw: steady((d) => d.powerLimitMw, () => lib.enforcedPowerLimitMw(dev)),
+    powerLimitMw: steady(
+      (d) => d.powerLimitMw,
+      () => lib.enforcedPowerLimitMw(dev),
+    ),
     utilization: r.read(() => lib.utilization(dev)),
     memory: r.read(() => lib.memoryInfo(dev)),
     ecc: {
-      mode: steady((d) => d.ecc.mode, () => lib.eccMode(dev)),
+      mode: steady(
+        (d) => d.ecc.mode,
+        () => lib.eccMode(dev),
+      ),
       volatile: r.read(eccCounts(ECC_COUNTER_TYPE.volatile)),
       aggregate: steady((d) => d.ecc.aggregate, eccCounts(ECC_COUNTER_TYPE.aggregate)),
     },
@@ -170,13 +183,28 @@ export function readDeviceSnapshot(lib: NvmlLibrary, dev: NvmlDevice, options: S
     clocksEventReasons: r.read(() => lib.clocksEventReasons(dev)),
     nvlink: r.read(() => readNvLinks(lib, dev, r, options.maxNvLinks ?? 64, options.nvlinkCounters ?? true)),
     pcie: {
-      currentGen: steady((d) => d.pcie.currentGen, () => lib.pcieCurrentGeneration(dev)),
+      currentGen: steady(
+        (d) => d.pcie.currentGen,
+        () => lib.pcieCurrentGeneration(dev),
+      ),
       currentWidth: r.read(() => lib.pcieCurrentWidth(dev)),
-      maxGen: steady((d) => d.pcie.maxGen, () => lib.pcieMaxGeneration(dev)),
-      maxWidth: steady((d) => d.pcie.maxWidth, () => lib.pcieMaxWidth(dev)),
-      gpuMaxGen: steady((d) => d.pcie.gpuMaxGen, () => lib.pcieGpuMaxGeneration(dev)),
+      maxGen: steady(
+        (d) => d.pcie.maxGen,
+        () => lib.pcieMaxGeneration(dev),
+      ),
+      maxWidth: steady(
+        (d) => d.pcie.maxWidth,
+        () => lib.pcieMaxWidth(dev),
+      ),
+      gpuMaxGen: steady(
+        (d) => d.pcie.gpuMaxGen,
+        () => lib.pcieGpuMaxGeneration(dev),
+      ),
       replayCounter: r.read(() => lib.pcieReplayCounter(dev)),
-      speedMbps: steady((d) => d.pcie.speedMbps, () => lib.pcieSpeedMbps(dev)),
+      speedMbps: steady(
+        (d) => d.pcie.speedMbps,
+        () => lib.pcieSpeedMbps(dev),
+      ),
     },
     persistenceMode: r.read(() => lib.persistenceMode(dev)),
     processes: r.read(() => lib.computeProcesses(dev)),

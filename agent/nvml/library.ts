@@ -805,14 +805,27 @@ export class NvmlLibrary {
       const at = base + L.value.offset;
       let value: number;
       switch (valueType) {
-        case 0: value = view.getFloat64(at, true); break;
-        case 1: value = view.getUint32(at, true); break;
+        case 0:
+          value = view.getFloat64(at, true);
+          break;
+        case 1:
+          value = view.getUint32(at, true);
+          break;
         case 2:
-        case 3: value = Number(view.getBigUint64(at, true)); break;
-        case 4: value = Number(view.getBigInt64(at, true)); break;
-        case 5: value = view.getInt32(at, true); break;
-        case 6: value = view.getUint16(at, true); break;
-        default: value = Number(view.getBigUint64(at, true));
+        case 3:
+          value = Number(view.getBigUint64(at, true));
+          break;
+        case 4:
+          value = Number(view.getBigInt64(at, true));
+          break;
+        case 5:
+          value = view.getInt32(at, true);
+          break;
+        case 6:
+          value = view.getUint16(at, true);
+          break;
+        default:
+          value = Number(view.getBigUint64(at, true));
       }
       return {
         fieldId,

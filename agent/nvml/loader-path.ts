@@ -27,7 +27,9 @@ function confDirs(file: string, depth = 0): string[] {
     const suffix = basename(pattern).replace(/^\*/, "");
     let names: string[] = [];
     try {
-      names = readdirSync(dir).filter((n) => (basename(pattern).startsWith("*") ? n.endsWith(suffix) : n === basename(pattern))).sort();
+      names = readdirSync(dir)
+        .filter((n) => (basename(pattern).startsWith("*") ? n.endsWith(suffix) : n === basename(pattern)))
+        .sort();
     } catch {
       continue;
     }

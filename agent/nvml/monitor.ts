@@ -364,7 +364,10 @@ export async function startNvmlMonitor(options: NvmlMonitorOptions = {}): Promis
       discovery,
       tracker: m.tracker,
       fieldIds: options.fieldIds ?? DEFAULT_FIELD_IDS,
-      events: options.events === false ? null : { mask: options.eventMask ?? DEFAULT_EVENT_MASK, sliceMs: m.sliceMs, retryDelayMs: options.eventRetryDelayMs ?? 1000 },
+      events:
+        options.events === false
+          ? null
+          : { mask: options.eventMask ?? DEFAULT_EVENT_MASK, sliceMs: m.sliceMs, retryDelayMs: options.eventRetryDelayMs ?? 1000 },
       checks: options.checks ?? null,
     } satisfies MainToWorker);
   } catch (err) {

@@ -99,7 +99,14 @@ function setUpEvents(lib: NvmlLibrary, requested: number, known: Map<number, Kno
     known.set(dev.handle, { index, uuid: uuid.ok ? uuid.value : null, pciBusId: pci.ok ? pci.value.busIdNormalized : null });
     const supported = reading(() => lib.supportedEventTypes(dev));
     const mask = supported.ok ? requested & supported.value : requested;
-    const reg: EventRegistration = { index, uuid: uuid.ok ? uuid.value : null, requestedMask: requested, supportedMask: supported.ok ? supported.value : null, registeredMask: 0, error: null };
+    const reg: EventRegistration = {
+      index,
+      uuid: uuid.ok ? uuid.value : null,
+      requestedMask: requested,
+      supportedMask: supported.ok ? supported.value : null,
+      registeredMask: 0,
+      error: null,
+    };
     if (!supported.ok && supported.error.kind !== "not_supported") reg.error = supported.error;
     else if (mask !== 0) {
       const r = reading(() => lib.registerEvents(dev, mask, set));
@@ -251,7 +258,10 @@ class Checks {
     this.tracker.operation("fast checks");
     const at = Date.now();
     for (const entry of this.last) if (entry.handle) entry.snapshot = readFastReadings(this.lib, entry.handle, entry.snapshot);
-    const fast = this.runner.fast(this.last.map((e) => e.snapshot), at);
+    const fast = this.runner.fast(
+      this.last.map((e) => e.snapshot),
+      at,
+    );
     const now = keys(fast);
     // Unchanged conditions need no message: the main thread's incidents already hold them.
     if (now === this.fastKeys) return;
@@ -311,7 +321,16 @@ async function run(msg: StartWorker): Promise<void> {
   const used = opened.attempts[opened.attempts.length - 1];
   send({
     type: "started",
-    result: { ok: true, libraryPath: lib.path, resolvedPath: used?.resolvedPath ?? null, attempts: opened.attempts, capabilities: lib.capabilities, inventory, registrations, eventsError },
+    result: {
+      ok: true,
+      libraryPath: lib.path,
+      resolvedPath: used?.resolvedPath ?? null,
+      attempts: opened.attempts,
+      capabilities: lib.capabilities,
+      inventory,
+      registrations,
+      eventsError,
+    },
   });
   const checks = msg.checks ? new Checks(lib, msg.checks, tracker, options) : undefined;
   const sliceMs = msg.events?.sliceMs ?? 1000;
@@ -338,7 +357,15 @@ addEventListener("message", (ev: MessageEvent) => {
     case "start":
       loopDone = run(msg).catch((err: unknown) => {
         // A bug, not an NVML error: say so, and stop (the main thread reports the worker failed).
-        send({ type: "eventError", error: { time: new Date().toISOString(), error: nvmlErrorInfo(999, "NVML worker", { detail: errorText(err) }), action: "recreate_event_set", retryInMs: 0 } });
+        send({
+          type: "eventError",
+          error: {
+            time: new Date().toISOString(),
+            error: nvmlErrorInfo(999, "NVML worker", { detail: errorText(err) }),
+            action: "recreate_event_set",
+            retryInMs: 0,
+          },
+        });
         throw err;
       });
       break;

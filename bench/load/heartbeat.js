@@ -13,7 +13,9 @@ const fleet = new SharedArray("fleet", () => JSON.parse(open(__ENV.FLEET)));
 const URL = `${__ENV.URL}/v1/heartbeat`;
 /** Requests per iteration (http.batch, in parallel): a k6 iteration costs more CPU than a request. */
 const BATCH = Number(__ENV.BATCH ?? 10);
-const gpus = JSON.stringify(Array.from({ length: 8 }, (_, g) => ({ index: g, temperatureC: 41, powerW: 400, utilizationPct: 60, memoryUsedBytes: 1073741824, processCount: 1 })));
+const gpus = JSON.stringify(
+  Array.from({ length: 8 }, (_, g) => ({ index: g, temperatureC: 41, powerW: 400, utilizationPct: 60, memoryUsedBytes: 1073741824, processCount: 1 })),
+);
 
 export const options = {
   // Only the status is looked at; fewer tags per sample cost k6 less CPU (it shares the machine).

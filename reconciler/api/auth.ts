@@ -116,7 +116,8 @@ async function checkAgentCall(c: Context, who: Extract<Principal, { kind: "node"
   if (typeof nodeId === "string") {
     // Nodes of other pools are not this token's to take over.
     const [known] = await db.select({ pool: nodes.pool }).from(nodes).where(eq(nodes.id, nodeId));
-    if (known !== undefined && known.pool !== who.pool) return `node ${nodeId} belongs to pool ${known.pool ?? "(none)"}; enroll token ${who.name} registers into pool ${who.pool} only`;
+    if (known !== undefined && known.pool !== who.pool)
+      return `node ${nodeId} belongs to pool ${known.pool ?? "(none)"}; enroll token ${who.name} registers into pool ${who.pool} only`;
   }
   return undefined;
 }

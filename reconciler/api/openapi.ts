@@ -123,7 +123,9 @@ function admin_action(verb: string, what: string, target: "node" | "pool" | "bre
     summary: what,
     operationId: `${verb}${target[0]!.toUpperCase()}${target.slice(1)}`,
     tags: ["admin"],
-    parameters: [target === "node" ? pathParam("id", "node id") : target === "pool" ? pathParam("name", "pool name") : pathParam("scope", '"fleet" or "pool:<name>"')],
+    parameters: [
+      target === "node" ? pathParam("id", "node id") : target === "pool" ? pathParam("name", "pool name") : pathParam("scope", '"fleet" or "pool:<name>"'),
+    ],
     // The actions' bodies are optional (defaults for all); a fault says which fault.
     requestBody: { required: body !== "ActionBody", content: { "application/json": { schema: ref(body) } } },
     responses: { "200": json("ActionResult", "done; the reconcile loop acts on it next"), ...errors(400, 401, 403, 404, 409) },
@@ -147,10 +149,32 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     responses: { "200": json(response, "accepted"), ...errors(400, 401, 403, 404, 409, 413) },
   });
   return {
-    "/v1/register": { post: post("register", "An agent registers its node and GPUs", "RegisterRequest", "RegisterResponse", "Creates or updates the node; answers the highest event seq already stored.") },
-    "/v1/heartbeat": { post: post("heartbeat", "An agent's heartbeat with GPU readings", "Heartbeat", "HeartbeatResponse", "Records liveness, NVML status, the agent's verdict and each GPU's readings.") },
+    "/v1/register": {
+      post: post(
+        "register",
+        "An agent registers its node and GPUs",
+        "RegisterRequest",
+        "RegisterResponse",
+        "Creates or updates the node; answers the highest event seq already stored.",
+      ),
+    },
+    "/v1/heartbeat": {
+      post: post(
+        "heartbeat",
+        "An agent's heartbeat with GPU readings",
+        "Heartbeat",
+        "HeartbeatResponse",
+        "Records liveness, NVML status, the agent's verdict and each GPU's readings.",
+      ),
+    },
     "/v1/events": {
-      post: post("pushEvents", "An agent pushes health events", "EventBatch", "EventBatchResponse", "Stored once per (node, seq); resends are acknowledged and dropped."),
+      post: post(
+        "pushEvents",
+        "An agent pushes health events",
+        "EventBatch",
+        "EventBatchResponse",
+        "Stored once per (node, seq); resends are acknowledged and dropped.",
+      ),
       get: get("listEvents", "Health events with filters, oldest first", "EventList", ["views"], {
         description: "Without `after`: the newest `limit` matching events. With `after` (a previous answer's cursor): the next ones, for following.",
         parameters: [
@@ -174,7 +198,10 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     "/v1/nodes": { get: get("listNodes", "Every node the reconciler knows", "NodeList", ["admin"]) },
     "/v1/nodes/{id}": {
       get: get("getNode", "One node with its GPUs and latest events", "NodeDetail", ["admin"], {
-        parameters: [pathParam("id", "node id"), queryParam("events", "how many recent events (0–10000, default 50)", { type: "integer", minimum: 0, maximum: 10000 })],
+        parameters: [
+          pathParam("id", "node id"),
+          queryParam("events", "how many recent events (0–10000, default 50)", { type: "integer", minimum: 0, maximum: 10000 }),
+        ],
         responses: errors(400, 404),
       }),
     },
@@ -188,7 +215,9 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     "/v1/nodes/{id}/uncordon": { post: admin_action("uncordon", "Return a node to service (cancels the reconciler's incident)", "node") },
     "/v1/nodes/{id}/drain": { post: admin_action("drain", "Cordon and drain a node (deadlineSeconds); it is then held", "node") },
     "/v1/nodes/{id}/replace": { post: admin_action("replace", "Take a node out and replace it", "node") },
-    "/v1/nodes/{id}/reboot": { post: admin_action("reboot", "Take a node out, reboot it through its provider, and return it to service when its health check passes", "node") },
+    "/v1/nodes/{id}/reboot": {
+      post: admin_action("reboot", "Take a node out, reboot it through its provider, and return it to service when its health check passes", "node"),
+    },
     "/v1/nodes/{id}/fault": { post: admin_action("injectFault", "Inject a fault into a local (simulated) node", "node", "FaultBody") },
     "/v1/pools": { get: get("listPools", "Pools as stored (spec from the config)", "PoolList", ["admin"]) },
     "/v1/pools/{name}": {
@@ -200,12 +229,18 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     "/v1/pools/{name}/pause": { post: admin_action("pause", "Pause a pool: no scaling, no automatic replacement", "pool") },
     "/v1/pools/{name}/resume": { post: admin_action("resume", "Resume a paused pool", "pool") },
     "/v1/incidents": {
-      get: get("listIncidents", "Incidents, newest first (500 at most)", "IncidentList", ["admin"], { parameters: [queryParam("open", "true: only open ones", { type: "boolean" })], responses: errors(400) }),
+      get: get("listIncidents", "Incidents, newest first (500 at most)", "IncidentList", ["admin"], {
+        parameters: [queryParam("open", "true: only open ones", { type: "boolean" })],
+        responses: errors(400),
+      }),
     },
     "/v1/breakers": { get: get("listBreakers", "Tripped circuit breakers", "BreakerList", ["admin"]) },
     "/v1/breakers/{scope}/reset": { post: admin_action("reset", "Reset a tripped breaker", "breaker") },
     "/v1/audit": {
-      get: get("listAudit", "The audit log, newest first", "AuditList", ["admin"], { parameters: [queryParam("limit", "1–1000 (default 100)", { type: "integer", minimum: 1, maximum: 1000 })], responses: errors(400) }),
+      get: get("listAudit", "The audit log, newest first", "AuditList", ["admin"], {
+        parameters: [queryParam("limit", "1–1000 (default 100)", { type: "integer", minimum: 1, maximum: 1000 })],
+        responses: errors(400),
+      }),
     },
     // Bootstrap routes (api/install.ts): their bodies are described loosely here.
     "/v1/bootstrap-tokens": {
@@ -217,7 +252,11 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         responses: {
           "200": {
             description: "the token (shown once)",
-            content: { "application/json": { schema: { type: "object", properties: { nodeId: { type: "string" }, token: { type: "string" }, expiresAt: { type: "string" } } } } },
+            content: {
+              "application/json": {
+                schema: { type: "object", properties: { nodeId: { type: "string" }, token: { type: "string" }, expiresAt: { type: "string" } } },
+              },
+            },
           },
           ...errors(400, 401, 403),
         },
@@ -232,20 +271,42 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         responses: {
           "200": {
             description: "runs, newest first",
-            content: { "application/json": { schema: { type: "object", properties: { nodeId: { type: "string" }, runs: { type: "array", items: { type: "object" } }, hostKeys: { type: "array", items: { type: "object" } } } } } },
+            content: {
+              "application/json": {
+                schema: {
+                  type: "object",
+                  properties: {
+                    nodeId: { type: "string" },
+                    runs: { type: "array", items: { type: "object" } },
+                    hostKeys: { type: "array", items: { type: "object" } },
+                  },
+                },
+              },
+            },
           },
           ...errors(401, 403),
         },
       },
     },
-    "/install.sh": { get: { ...plain("installScript", "The agent installer, this reconciler's URL baked in", "a shell script", undefined, "text/x-shellscript"), tags: ["install"] } },
+    "/install.sh": {
+      get: {
+        ...plain("installScript", "The agent installer, this reconciler's URL baked in", "a shell script", undefined, "text/x-shellscript"),
+        tags: ["install"],
+      },
+    },
     "/download/navarch-node": {
       get: {
         summary: "This reconciler's copy of the agent binary",
         operationId: "downloadAgent",
         tags: ["install"],
         security: [],
-        responses: { "200": { description: "the binary", content: { "application/octet-stream": { schema: { type: "string", contentMediaType: "application/octet-stream" } } } }, ...errors(404) },
+        responses: {
+          "200": {
+            description: "the binary",
+            content: { "application/octet-stream": { schema: { type: "string", contentMediaType: "application/octet-stream" } } },
+          },
+          ...errors(404),
+        },
       },
     },
     "/v1/overview": { get: get("getOverview", "The fleet at a glance: pools, live nodes, open incidents, breakers, recent refusals", "Overview", ["views"]) },
@@ -289,7 +350,10 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         tags: ["admin"],
         requestBody: { required: true, content: { "application/json": { schema: ref("TokenCreate") } } },
         responses: {
-          "200": { ...json("TokenCreated", "the token and its record"), links: { revokeToken: { operationId: "revokeToken", parameters: { id: "$response.body#/id" } } } },
+          "200": {
+            ...json("TokenCreated", "the token and its record"),
+            links: { revokeToken: { operationId: "revokeToken", parameters: { id: "$response.body#/id" } } },
+          },
           ...errors(400, 401, 403),
         },
       },
@@ -306,7 +370,12 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     },
     "/v1/whoami": { get: get("whoAmI", "The caller's role and permissions (the dashboard offers only what they allow)", "WhoAmI", ["admin"]) },
     [OPENAPI_PATH]: { get: { ...plain("openapi", "This document", "OpenAPI 3.1 JSON", undefined, "application/json"), tags: ["probes"] } },
-    "/ui/": { get: { ...plain("dashboard", "The dashboard (it signs in with the API token; the page itself holds no data)", "HTML", undefined, "text/html"), tags: ["probes"] } },
+    "/ui/": {
+      get: {
+        ...plain("dashboard", "The dashboard (it signs in with the API token; the page itself holds no data)", "HTML", undefined, "text/html"),
+        tags: ["probes"],
+      },
+    },
   };
 }
 
@@ -315,8 +384,20 @@ function buildPaths(): Record<string, Record<string, Operation>> {
  * say how the API is used in sequence, and let a stateful fuzzer (Schemathesis) follow them.
  */
 const LINKS: { path: string; method: string; from: string; to: string[]; parameter: string }[] = [
-  { path: "/v1/register", method: "post", from: "$response.body#/nodeId", parameter: "id", to: ["getNode", "getNodeTimeline", "cordonNode", "uncordonNode", "drainNode", "rebootNode", "replaceNode"] },
-  { path: "/v1/nodes", method: "get", from: "$response.body#/nodes/0/id", parameter: "id", to: ["getNode", "getNodeTimeline", "getNodeBootstrap", "cordonNode", "uncordonNode", "drainNode", "rebootNode", "replaceNode", "injectFaultNode"] },
+  {
+    path: "/v1/register",
+    method: "post",
+    from: "$response.body#/nodeId",
+    parameter: "id",
+    to: ["getNode", "getNodeTimeline", "cordonNode", "uncordonNode", "drainNode", "rebootNode", "replaceNode"],
+  },
+  {
+    path: "/v1/nodes",
+    method: "get",
+    from: "$response.body#/nodes/0/id",
+    parameter: "id",
+    to: ["getNode", "getNodeTimeline", "getNodeBootstrap", "cordonNode", "uncordonNode", "drainNode", "rebootNode", "replaceNode", "injectFaultNode"],
+  },
   { path: "/v1/bootstrap-tokens", method: "post", from: "$response.body#/nodeId", parameter: "id", to: ["getNodeBootstrap", "getNode"] },
   { path: "/v1/pools", method: "get", from: "$response.body#/pools/0/name", parameter: "name", to: ["getPool", "pausePool", "resumePool"] },
   { path: "/v1/breakers", method: "get", from: "$response.body#/breakers/0/scope", parameter: "scope", to: ["resetBreaker"] },

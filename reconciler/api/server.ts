@@ -76,7 +76,10 @@ function refuseOtherMethods(app: Hono): void {
     if (patterns.size === 0) {
       for (const r of app.routes) {
         if (r.method === "ALL") continue;
-        const entry = patterns.get(r.path) ?? { pattern: new RegExp(`^${r.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[A-Za-z]+/g, "[^/]+")}/?$`), methods: new Set<string>() };
+        const entry = patterns.get(r.path) ?? {
+          pattern: new RegExp(`^${r.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[A-Za-z]+/g, "[^/]+")}/?$`),
+          methods: new Set<string>(),
+        };
         entry.methods.add(r.method);
         if (r.method === "GET") entry.methods.add("HEAD");
         patterns.set(r.path, entry);
@@ -203,7 +206,13 @@ export function createApi(opts: ApiOptions): Hono {
   });
 
   registerAdminRoutes(v1, { store, now, wake: () => opts.wake?.(), providers: () => opts.providers?.() ?? new Map() });
-  registerInstallRoutes(app, v1, { store, now, log: opts.log, ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}), ...(opts.agentBinary ? { agentBinary: opts.agentBinary } : {}) });
+  registerInstallRoutes(app, v1, {
+    store,
+    now,
+    log: opts.log,
+    ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
+    ...(opts.agentBinary ? { agentBinary: opts.agentBinary } : {}),
+  });
   registerViewRoutes(v1, { store, now });
   registerTokenRoutes(v1, { store, now });
   registerDashboardRoutes(app);

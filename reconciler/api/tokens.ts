@@ -113,7 +113,9 @@ export function registerTokenRoutes(v1: Hono, opts: { store: Store; now: () => n
       createdBy: actor,
       at,
     });
-    await store.db.insert(auditLog).values({ at, actor, action: "token_created", target: row.id, details: { name: row.name, role: row.role, pool: row.pool, expiresAt: row.expiresAt } });
+    await store.db
+      .insert(auditLog)
+      .values({ at, actor, action: "token_created", target: row.id, details: { name: row.name, role: row.role, pool: row.pool, expiresAt: row.expiresAt } });
     return c.json({ ...tokenInfo(row, at), token });
   });
 

@@ -255,7 +255,6 @@ export interface ViewOptions {
   watchIntervalMs?: number;
 }
 
-
 const tileColumns = {
   id: nodes.id,
   origin: nodes.origin,
@@ -311,11 +310,28 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
     if (row === undefined) return c.json<ErrorBody>({ error: `pool ${name} not found` }, 404);
     const poolNodes = db.select({ id: nodes.id }).from(nodes).where(eq(nodes.pool, name));
     const [tiles, counts, decisions, blocked, tripped, poolIncidents] = await Promise.all([
-      db.select(tileColumns).from(nodes).where(and(eq(nodes.pool, name), stateNotIn(nodes.state, "terminal"))).orderBy(asc(nodes.id)),
+      db
+        .select(tileColumns)
+        .from(nodes)
+        .where(and(eq(nodes.pool, name), stateNotIn(nodes.state, "terminal")))
+        .orderBy(asc(nodes.id)),
       stateCounts(store, name),
-      db.select().from(auditLog).where(and(inArray(auditLog.action, ["scale", "dry_run"]), eq(auditLog.target, `pool:${name}`))).orderBy(desc(auditLog.id)).limit(50),
-      db.select().from(auditLog).where(and(eq(auditLog.action, "blocked"), inArray(auditLog.target, poolNodes))).orderBy(desc(auditLog.id)).limit(50),
-      db.select().from(breakers).where(and(isNull(breakers.resetAt), inArray(breakers.scope, ["fleet", `pool:${name}`]))),
+      db
+        .select()
+        .from(auditLog)
+        .where(and(inArray(auditLog.action, ["scale", "dry_run"]), eq(auditLog.target, `pool:${name}`)))
+        .orderBy(desc(auditLog.id))
+        .limit(50),
+      db
+        .select()
+        .from(auditLog)
+        .where(and(eq(auditLog.action, "blocked"), inArray(auditLog.target, poolNodes)))
+        .orderBy(desc(auditLog.id))
+        .limit(50),
+      db
+        .select()
+        .from(breakers)
+        .where(and(isNull(breakers.resetAt), inArray(breakers.scope, ["fleet", `pool:${name}`]))),
       db.select().from(incidents).where(eq(incidents.pool, name)).orderBy(desc(incidents.id)).limit(50),
     ]);
     const body: PoolView = {
@@ -356,7 +372,15 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
       events: events.map((e) => ({ ...e, pool: node.pool })),
       incidents: nodeIncidents.map(incidentTimeline),
       audit,
-      operations: ops.map((o) => ({ key: o.key, kind: o.kind, state: o.state, attempts: o.attempts, error: o.error, createdAt: o.createdAt, updatedAt: o.updatedAt })),
+      operations: ops.map((o) => ({
+        key: o.key,
+        kind: o.kind,
+        state: o.state,
+        attempts: o.attempts,
+        error: o.error,
+        createdAt: o.createdAt,
+        updatedAt: o.updatedAt,
+      })),
     };
     return c.json(body);
   });
@@ -445,7 +469,13 @@ function summarize(p: typeof pools.$inferSelect, counts: StateCount[], tripped: 
     breaker: tripped.find((b) => b.scope === `pool:${p.name}`)?.reason ?? null,
     launches:
       p.launchFailures > 0
-        ? { failures: p.launchFailures, kind: p.launchErrorKind ?? "transient", error: p.launchError ?? "unknown error", since: p.launchFailingSince ?? p.updatedAt, retryAt: p.launchRetryAt }
+        ? {
+            failures: p.launchFailures,
+            kind: p.launchErrorKind ?? "transient",
+            error: p.launchError ?? "unknown error",
+            since: p.launchFailingSince ?? p.updatedAt,
+            retryAt: p.launchRetryAt,
+          }
         : null,
   };
 }

@@ -89,7 +89,8 @@ export async function actionCommand(command: string, args: string[], write: (s: 
     case "drain": {
       const node = one("NODE [--deadline SECONDS] [--no-wait]");
       const deadline = values.deadline === undefined ? 1800 : Number(values.deadline);
-      if (!(Number.isInteger(deadline) && deadline > 0 && deadline <= 7 * 24 * 3600)) throw new CliError(`--deadline: expected whole seconds from 1 to 604800, got ${values.deadline}`, 2);
+      if (!(Number.isInteger(deadline) && deadline > 0 && deadline <= 7 * 24 * 3600))
+        throw new CliError(`--deadline: expected whole seconds from 1 to 604800, got ${values.deadline}`, 2);
       const target = resolveTarget(values.server);
       const answer = await apiPost(target, `/v1/nodes/${encodeURIComponent(node)}/drain`, { ...body, deadlineSeconds: deadline });
       parseAnswer(ActionAnswer, answer, "drain");
@@ -111,7 +112,11 @@ export async function actionCommand(command: string, args: string[], write: (s: 
       if (positionals.length > 0) throw new CliError("usage: navarch incidents [--open] [--node NODE] [--pool POOL]", 2);
       const target = resolveTarget(values.server);
       const res = parseAnswer(IncidentList, await apiGet(target, `/v1/incidents${values.open ? "?open=true" : ""}`), "incidents");
-      const incidents = res.incidents.filter((i) => (values.node === undefined || i.nodeId === values.node || i.replacementNodeId === values.node) && (values.pool === undefined || i.pool === values.pool));
+      const incidents = res.incidents.filter(
+        (i) =>
+          (values.node === undefined || i.nodeId === values.node || i.replacementNodeId === values.node) &&
+          (values.pool === undefined || i.pool === values.pool),
+      );
       write(render(format, { incidents }, () => incidentsTable(incidents)));
       return 0;
     }
@@ -176,7 +181,9 @@ async function poolsCommand(
     const target = resolveTarget(server);
     const list = parseAnswer(PoolList, await apiGet(target, "/v1/pools"), "pools");
     // Sizes and health come from each pool's view (a handful of pools: one call each).
-    const views = await Promise.all(list.pools.map(async (p) => parseAnswer(PoolView, await apiGet(target, `/v1/pools/${encodeURIComponent(p.name)}`), `pool ${p.name}`)));
+    const views = await Promise.all(
+      list.pools.map(async (p) => parseAnswer(PoolView, await apiGet(target, `/v1/pools/${encodeURIComponent(p.name)}`), `pool ${p.name}`)),
+    );
     write(render(format, list, () => poolsTable(views.map((x) => x.summary))));
     return 0;
   }
@@ -186,7 +193,11 @@ async function poolsCommand(
     return 0;
   }
   if ((verb === "pause" || verb === "resume") && pool !== undefined) {
-    const answer = await apiPost(resolveTarget(server), `/v1/pools/${encodeURIComponent(pool)}/${verb}`, verb === "pause" ? { ...body, ...(reason ? { reason } : {}) } : body);
+    const answer = await apiPost(
+      resolveTarget(server),
+      `/v1/pools/${encodeURIComponent(pool)}/${verb}`,
+      verb === "pause" ? { ...body, ...(reason ? { reason } : {}) } : body,
+    );
     write(render(format, parseAnswer(ActionAnswer, answer, verb), () => `pool ${pool}: ${verb}d`));
     return 0;
   }
@@ -244,14 +255,29 @@ function poolText(view: v.InferOutput<typeof PoolView>, now = Date.now()): strin
     "Autoscaler decisions:",
     view.decisions.length === 0
       ? "  none yet"
-      : table(["WHEN", "KIND", "DECISION"], view.decisions.slice(0, 15).map((a) => [age(a.at, now), a.action, auditDetails(a.action, a.details)]), 100),
+      : table(
+          ["WHEN", "KIND", "DECISION"],
+          view.decisions.slice(0, 15).map((a) => [age(a.at, now), a.action, auditDetails(a.action, a.details)]),
+          100,
+        ),
     "",
     "Refused by a safety rail:",
-    view.blocked.length === 0 ? "  nothing" : table(["WHEN", "NODE", "WHY"], view.blocked.slice(0, 15).map((a) => [age(a.at, now), a.target, auditDetails(a.action, a.details)]), 100),
+    view.blocked.length === 0
+      ? "  nothing"
+      : table(
+          ["WHEN", "NODE", "WHY"],
+          view.blocked.slice(0, 15).map((a) => [age(a.at, now), a.target, auditDetails(a.action, a.details)]),
+          100,
+        ),
     "",
     nodesTableFromTiles(view),
     "",
-    view.incidents.length === 0 ? "Incidents:   none" : view.incidents.slice(0, 10).map((i) => incidentText(incidentTimeline(i), now)).join("\n"),
+    view.incidents.length === 0
+      ? "Incidents:   none"
+      : view.incidents
+          .slice(0, 10)
+          .map((i) => incidentText(incidentTimeline(i), now))
+          .join("\n"),
   ].join("\n");
 }
 
@@ -259,13 +285,27 @@ function nodesTableFromTiles(view: v.InferOutput<typeof PoolView>, now = Date.no
   if (view.nodes.length === 0) return "Nodes:       none";
   return table(
     ["NODE", "STATE", "HEALTH", "LAST HEARTBEAT", "IN STATE", "REASON"],
-    view.nodes.map((n) => [n.id, n.state, n.verdict ?? "unknown", age(n.lastHeartbeatAt, now), age(n.stateChangedAt, now).replace(/ ago$/, ""), n.stateReason ?? ""]),
+    view.nodes.map((n) => [
+      n.id,
+      n.state,
+      n.verdict ?? "unknown",
+      age(n.lastHeartbeatAt, now),
+      age(n.stateChangedAt, now).replace(/ ago$/, ""),
+      n.stateReason ?? "",
+    ]),
     72,
   );
 }
 
 /** Polls the node after a drain request and prints each change until it leaves draining. */
-async function waitForDrain(target: ApiTarget, node: string, deadlineSeconds: number, format: Format, write: (s: string) => void, opts: CommandOptions): Promise<number> {
+async function waitForDrain(
+  target: ApiTarget,
+  node: string,
+  deadlineSeconds: number,
+  format: Format,
+  write: (s: string) => void,
+  opts: CommandOptions,
+): Promise<number> {
   const started = Date.now();
   const giveUpAt = started + (deadlineSeconds + 120) * 1000;
   const pollMs = opts.pollMs ?? 1000;
@@ -289,9 +329,11 @@ async function waitForDrain(target: ApiTarget, node: string, deadlineSeconds: nu
       if (!drained) throw new CliError(`${node}: drain ended without draining: the node is ${n.state}${n.stateReason ? ` (${n.stateReason})` : ""}`);
       return 0;
     }
-    if (Date.now() > giveUpAt) throw new CliError(`${node}: still ${n.state} ${duration(Date.now() - started)} after the drain request (deadline ${duration(deadlineSeconds * 1000)}); see navarch nodes get ${node}`);
+    if (Date.now() > giveUpAt)
+      throw new CliError(
+        `${node}: still ${n.state} ${duration(Date.now() - started)} after the drain request (deadline ${duration(deadlineSeconds * 1000)}); see navarch nodes get ${node}`,
+      );
     if (opts.signal?.aborted) throw new CliError(`${node}: stopped waiting; the drain goes on`);
     await Bun.sleep(pollMs);
   }
 }
-

@@ -19,7 +19,12 @@ export const CONFIG_MIGRATE_USAGE = "usage: navarch config migrate FILE [-o OUT 
 export async function configMigrateCommand(args: string[], out: CommandOutput): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args, options: { output: { type: "string", short: "o" }, force: { type: "boolean" }, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args,
+      options: { output: { type: "string", short: "o" }, force: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (err) {
     out.stderr(`navarch: ${err instanceof Error ? err.message : String(err)}\n${CONFIG_MIGRATE_USAGE}\n`);
     return 2;
@@ -73,7 +78,9 @@ export async function configMigrateCommand(args: string[], out: CommandOutput): 
     return 2;
   }
   const pools = result.pools;
-  out.stderr(`${file}: migrated (${pools} pool${pools === 1 ? "" : "s"})${target === undefined ? "" : ` to ${target}`}; run \`navarch config check ${target ?? "FILE"}\` where serve runs\n`);
+  out.stderr(
+    `${file}: migrated (${pools} pool${pools === 1 ? "" : "s"})${target === undefined ? "" : ` to ${target}`}; run \`navarch config check ${target ?? "FILE"}\` where serve runs\n`,
+  );
   return 0;
 }
 

@@ -35,7 +35,9 @@ export async function demoCommand(args: string[], out: { stdout: (s: string) => 
   const pool = loaded.pools.find((p) => p.providers.includes("local"));
   if (pool === undefined) throw new CliError("demo: the config has no pool with provider local", 2);
   // The fake libnvidia-ml is only ever used when named explicitly.
-  const config = values["nvml-library"] ? { ...loaded, providers: { ...loaded.providers, local: { ...loaded.providers.local, nvml_library: values["nvml-library"] } } } : loaded;
+  const config = values["nvml-library"]
+    ? { ...loaded, providers: { ...loaded.providers, local: { ...loaded.providers.local, nvml_library: values["nvml-library"] } } }
+    : loaded;
   const durationMs = values.duration === undefined ? undefined : Number(values.duration) * 1000;
   if (durationMs !== undefined && !(durationMs > 0)) throw new CliError(`--duration: expected seconds > 0, got ${JSON.stringify(values.duration)}`, 2);
 

@@ -79,7 +79,10 @@ export async function eventsCommand(args: string[], write: (s: string) => void, 
 /** Fixed column widths so that followed rows line up with the header. */
 function eventsTable(events: EventView[], header: boolean, now = Date.now()): string {
   const rows = events.map((e) => [
-    new Date(e.time).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z"),
+    new Date(e.time)
+      .toISOString()
+      .replace("T", " ")
+      .replace(/\.\d+Z$/, "Z"),
     age(e.time, now),
     e.nodeId,
     e.pool ?? "-",

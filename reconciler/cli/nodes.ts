@@ -49,7 +49,8 @@ export async function nodesCommand(args: string[], write: (s: string) => void): 
   }
   if (verb === "get" && id !== undefined && rest.length === 0) {
     const events = values.events === undefined ? 20 : Number(values.events);
-    if (!Number.isInteger(events) || events < 0 || events > 10_000) throw new CliError(`--events: expected a whole number from 0 to 10000, got ${values.events}`, 2);
+    if (!Number.isInteger(events) || events < 0 || events > 10_000)
+      throw new CliError(`--events: expected a whole number from 0 to 10000, got ${values.events}`, 2);
     const target = resolveTarget(values.server);
     const path = `/v1/nodes/${encodeURIComponent(id)}`;
     const [detail, timeline, boot] = await Promise.all([

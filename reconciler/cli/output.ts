@@ -51,7 +51,12 @@ export function table(headers: string[], rows: string[][], maxCell = 48, width =
   const lead = widths.slice(0, -1).reduce((sum, w) => sum + w + 2, 0);
   const last = width === undefined ? Number.POSITIVE_INFINITY : Math.max(12, width - lead);
   return all
-    .map((r) => r.map((cell, i) => (i === r.length - 1 ? clip(cell, last) : cell.padEnd(widths[i] ?? 0))).join("  ").trimEnd())
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? clip(cell, last) : cell.padEnd(widths[i] ?? 0)))
+        .join("  ")
+        .trimEnd(),
+    )
     .join("\n");
 }
 
@@ -103,7 +108,9 @@ export function parseAnswer<S extends v.GenericSchema>(schema: S, body: unknown,
   if (!r.success) {
     const issue = r.issues[0];
     const path = issue?.path?.map((p) => String(p.key)).join(".") ?? "";
-    throw new CliError(`unexpected answer from the reconciler for ${what}${path ? ` at ${path}` : ""}: ${issue?.message ?? "invalid"} (is the server a different version?)`);
+    throw new CliError(
+      `unexpected answer from the reconciler for ${what}${path ? ` at ${path}` : ""}: ${issue?.message ?? "invalid"} (is the server a different version?)`,
+    );
   }
   return r.output;
 }

@@ -56,7 +56,9 @@ async function validate(args: string[], out: CommandOutput): Promise<number> {
   const s = result.scenario;
   const nodes = s.config.pools.reduce((a, p) => a + p.scaling.min_nodes, 0);
   const checks = s.events.filter((e) => e.kind === "assert").reduce((a, e) => a + (e.kind === "assert" ? e.checks.length : 0), 0);
-  out.stdout(`${file} is valid: scenario ${s.name}, ${s.config.pools.length} pool(s), ${nodes} node(s) at start, ${s.events.length} event(s), ${checks} check(s)\n`);
+  out.stdout(
+    `${file} is valid: scenario ${s.name}, ${s.config.pools.length} pool(s), ${nodes} node(s) at start, ${s.events.length} event(s), ${checks} check(s)\n`,
+  );
   return 0;
 }
 

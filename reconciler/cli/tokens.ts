@@ -44,9 +44,13 @@ export async function tokensCommand(args: string[], write: (s: string) => void):
   if (verb === "create" && id === undefined) {
     const role = values.role;
     if (role === undefined || !(TOKEN_ROLES as readonly string[]).includes(role)) {
-      throw new CliError(`--role: expected one of ${TOKEN_ROLES.join(", ")}${role === "node" ? " (a node's credential is issued when it registers with an enroll or bootstrap token)" : ""}, got ${JSON.stringify(role ?? "nothing")}`, 2);
+      throw new CliError(
+        `--role: expected one of ${TOKEN_ROLES.join(", ")}${role === "node" ? " (a node's credential is issued when it registers with an enroll or bootstrap token)" : ""}, got ${JSON.stringify(role ?? "nothing")}`,
+        2,
+      );
     }
-    if ((role === "enroll") !== (values.pool !== undefined)) throw new CliError("--pool: an enroll token needs one (the pool its nodes register into), and only an enroll token takes one", 2);
+    if ((role === "enroll") !== (values.pool !== undefined))
+      throw new CliError("--pool: an enroll token needs one (the pool its nodes register into), and only an enroll token takes one", 2);
     const body = {
       role: role as TokenRole,
       ...(values.pool !== undefined ? { pool: values.pool } : {}),
@@ -55,9 +59,7 @@ export async function tokensCommand(args: string[], write: (s: string) => void):
     };
     const created = parseAnswer(TokenCreated, await apiPost(resolveTarget(values.server), "/v1/tokens", body), "tokens create");
     write(
-      render(format, created, () =>
-        [tokensTable([created]), "", "The token (shown once; the reconciler keeps only its sha256):", created.token].join("\n"),
-      ),
+      render(format, created, () => [tokensTable([created]), "", "The token (shown once; the reconciler keeps only its sha256):", created.token].join("\n")),
     );
     return 0;
   }
@@ -68,14 +70,26 @@ export async function tokensCommand(args: string[], write: (s: string) => void):
   }
   if (verb === "revoke" && id !== undefined && rest.length === 0) {
     const revoked = parseAnswer(TokenRevoked, await apiDelete(resolveTarget(values.server), `/v1/tokens/${encodeURIComponent(id)}`), "tokens revoke");
-    write(render(format, revoked, () => `${revoked.token.id} (${revoked.token.name}, ${revoked.token.role}) revoked ${new Date(revoked.token.revokedAt ?? Date.now()).toISOString()}`));
+    write(
+      render(
+        format,
+        revoked,
+        () => `${revoked.token.id} (${revoked.token.name}, ${revoked.token.role}) revoked ${new Date(revoked.token.revokedAt ?? Date.now()).toISOString()}`,
+      ),
+    );
     return 0;
   }
   throw usage();
 }
 
 function tokensTable(tokens: TokenInfo[]): string {
-  const day = (ms: number | null) => (ms === null ? "-" : new Date(ms).toISOString().replace("T", " ").replace(/:\d\d\.\d+Z$/, "Z"));
+  const day = (ms: number | null) =>
+    ms === null
+      ? "-"
+      : new Date(ms)
+          .toISOString()
+          .replace("T", " ")
+          .replace(/:\d\d\.\d+Z$/, "Z");
   return table(
     ["ID", "NAME", "ROLE", "POOL", "STATE", "CREATED", "EXPIRES", "CREATED BY"],
     tokens.map((t) => [t.id, t.name, t.role, t.pool ?? "-", t.state, day(t.createdAt), day(t.expiresAt), t.createdBy]),

@@ -7,9 +7,7 @@ import { formatIssuePath } from "../../schema/wire.ts";
 import { upstreamConfigEvidence, upstreamConfigMessage } from "./upstream.ts";
 import { YamlSource, readTextFile, sortProblems, type Problem } from "./yaml-source.ts";
 
-export type LoadResult =
-  | { ok: true; config: NavarchConfig; warnings: string[] }
-  | { ok: false; problems: Problem[] };
+export type LoadResult = { ok: true; config: NavarchConfig; warnings: string[] } | { ok: false; problems: Problem[] };
 
 /** Parses and validates config text; `source` names it in warnings (usually the file path). */
 export function parseConfig(text: string, source: string): LoadResult {

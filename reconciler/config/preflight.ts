@@ -121,7 +121,9 @@ async function checkSshKeys(config: NavarchConfig, source: string, problems: str
     try {
       publicKeyFromPrivate(read.text);
     } catch (err) {
-      problems.push(`${at}: ${path} is not a private key serve can use (expected an unencrypted OpenSSH or PEM private key): ${err instanceof Error ? err.message : String(err)}`);
+      problems.push(
+        `${at}: ${path} is not a private key serve can use (expected an unencrypted OpenSSH or PEM private key): ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
 }
@@ -131,7 +133,11 @@ async function checkSshKeys(config: NavarchConfig, source: string, problems: str
 function checkSecrets(config: NavarchConfig, source: string, env: EnvLookup, warnings: string[], embedded: boolean): void {
   const unset = (name: string) => (env(name) ?? "").trim() === "";
   const used = new Set(config.pools.flatMap((p) => p.providers));
-  const poolsOf = (type: string) => config.pools.filter((p) => p.providers.some((t) => t === type)).map((p) => p.name).join(", ");
+  const poolsOf = (type: string) =>
+    config.pools
+      .filter((p) => p.providers.some((t) => t === type))
+      .map((p) => p.name)
+      .join(", ");
   const { server, providers } = config;
   // The embedded defaults are for this machine: the generated token is their design.
   if (!embedded && unset(server.auth_token_env)) {
@@ -165,7 +171,9 @@ function checkSecrets(config: NavarchConfig, source: string, env: EnvLookup, war
   }
   const prometheus = config.metrics?.prometheus;
   if (prometheus?.bearer_token_env !== undefined && unset(prometheus.bearer_token_env)) {
-    warnings.push(`${source}: metrics.prometheus.bearer_token_env: $${prometheus.bearer_token_env} is not set; every query to ${prometheus.url} fails and the autoscalers reading it hold`);
+    warnings.push(
+      `${source}: metrics.prometheus.bearer_token_env: $${prometheus.bearer_token_env} is not set; every query to ${prometheus.url} fails and the autoscalers reading it hold`,
+    );
   }
 }
 
@@ -174,7 +182,11 @@ function checkSecrets(config: NavarchConfig, source: string, env: EnvLookup, war
 function checkAutoscalerSources(config: NavarchConfig, source: string, warnings: string[]): void {
   if (config.kubernetes?.queue_metrics.enabled === true || config.slurm?.queue_metrics.enabled === true) return;
   const why =
-    config.slurm !== undefined ? "slurm.queue_metrics.enabled is false" : config.kubernetes === undefined ? "there is no kubernetes: section" : "kubernetes.queue_metrics.enabled is false";
+    config.slurm !== undefined
+      ? "slurm.queue_metrics.enabled is false"
+      : config.kubernetes === undefined
+        ? "there is no kubernetes: section"
+        : "kubernetes.queue_metrics.enabled is false";
   const visit = (a: AutoscalerConfig, path: string, pool: string, inside?: string): void => {
     switch (a.type) {
       case "queue": {
@@ -212,7 +224,9 @@ function checkLocalProvider(config: NavarchConfig, source: string, problems: str
   const library = config.providers.local?.nvml_library;
   if (!config.pools.some((p) => p.providers.includes("local")) || library === undefined) return;
   if (!existsSync(library)) {
-    problems.push(`${source}: providers.local.nvml_library: ${library} does not exist (expected the path of a libnvidia-ml, e.g. the fake one npm run build makes)`);
+    problems.push(
+      `${source}: providers.local.nvml_library: ${library} does not exist (expected the path of a libnvidia-ml, e.g. the fake one npm run build makes)`,
+    );
   }
 }
 

@@ -99,13 +99,16 @@ const UPSTREAM_DEFAULTS = {
   sshUser: "ubuntu",
 } as const;
 
-const PROVIDER_OF_TYPE: ReadonlyMap<string, ProviderType> = new Map([["lambda", "lambda"], ["gcp", "gcp"], ["aws", "aws"], ["fake", "local"]]);
+const PROVIDER_OF_TYPE: ReadonlyMap<string, ProviderType> = new Map([
+  ["lambda", "lambda"],
+  ["gcp", "gcp"],
+  ["aws", "aws"],
+  ["fake", "local"],
+]);
 
 // ───────────────────────────── migrating ─────────────────────────────
 
-export type MigrateResult =
-  | { ok: true; yaml: string; notes: string[]; pools: number }
-  | { ok: false; problems: Problem[] };
+export type MigrateResult = { ok: true; yaml: string; notes: string[]; pools: number } | { ok: false; problems: Problem[] };
 
 /** A YAML mapping in the order it is printed. */
 type Out = Record<string, unknown>;
@@ -159,11 +162,15 @@ class Migration {
     // Upstream listened on every interface unless told otherwise; ours defaults to loopback.
     const address = s.address ?? UPSTREAM_DEFAULTS.address;
     out.address = address.startsWith(":") ? `0.0.0.0${address}` : address;
-    if (s.address === undefined) this.note("server.address", `not set: upstream listened on ${UPSTREAM_DEFAULTS.address} (every interface), kept as ${String(out.address)}`);
+    if (s.address === undefined)
+      this.note("server.address", `not set: upstream listened on ${UPSTREAM_DEFAULTS.address} (every interface), kept as ${String(out.address)}`);
     // Upstream spoke plain HTTP; here that is refused off loopback unless chosen, so the file says so.
     if (!isLoopbackAddress(String(out.address))) {
       out.allow_plain_http = true;
-      this.note("server.allow_plain_http", "true: upstream served plain HTTP on a network address; set server.tls (cert_file, key_file) to serve HTTPS and drop this");
+      this.note(
+        "server.allow_plain_http",
+        "true: upstream served plain HTTP on a network address; set server.tls (cert_file, key_file) to serve HTTPS and drop this",
+      );
     }
     for (const key of ["heartbeat_interval", "heartbeat_timeout", "health_check_interval", "autoscale_interval"] as const) {
       const ms = s[key];
@@ -200,7 +207,10 @@ class Migration {
         firstOfType.set(type, { name, settings });
         providers[type] = settings;
       } else if (JSON.stringify(first.settings) !== JSON.stringify(settings)) {
-        this.problem(["providers", name], `a second ${p.type} provider with other settings than providers.${first.name}; here each provider type has one set of settings: merge them, or keep one`);
+        this.problem(
+          ["providers", name],
+          `a second ${p.type} provider with other settings than providers.${first.name}; here each provider type has one set of settings: merge them, or keep one`,
+        );
       }
       if (name !== type && type !== "local") this.note(`providers.${name}`, `→ providers.${type} (providers are keyed by type here; pools name ${type})`);
     }
@@ -240,10 +250,12 @@ class Migration {
     // Providers in failover order, with the instance type and region each one launches.
     const entries: (UpstreamPoolProvider & { index?: number })[] =
       pool.providers !== undefined ? pool.providers.map((p, index) => ({ ...p, index })) : pool.provider !== undefined ? [{ name: pool.provider }] : [];
-    if (pool.provider !== undefined && pool.providers !== undefined) this.problem(["pools", name, "providers"], "upstream refused provider and providers together");
+    if (pool.provider !== undefined && pool.providers !== undefined)
+      this.problem(["pools", name, "providers"], "upstream refused provider and providers together");
     if (entries.length === 0) this.problem(["pools", name, "provider"], "is required (or providers), as upstream required");
     const ordered = [...entries].sort((a, b) => (a.priority ?? 0) - (b.priority ?? 0));
-    if (pool.providers !== undefined && ordered.some((p, i) => p !== entries[i])) this.note(`${at}.providers`, `in priority order: ${ordered.map((p) => p.name).join(", ")}`);
+    if (pool.providers !== undefined && ordered.some((p, i) => p !== entries[i]))
+      this.note(`${at}.providers`, `in priority order: ${ordered.map((p) => p.name).join(", ")}`);
     if (pool.strategy !== undefined && pool.strategy !== "priority") {
       this.note(`${at}.strategy`, `${pool.strategy} has no equivalent: providers are tried in the order listed (priority)`);
     }
@@ -266,7 +278,10 @@ class Migration {
       const region = first.regions[0];
       if (region === undefined) this.problem(["pools", name, "region"], `is required here: which region should ${first.entry.name} launch in?`);
       if (first.regions.length > 1) {
-        this.note(`${at}`, `one region per pool here: ${first.entry.name} launches in ${String(region)}, not in ${first.regions.slice(1).join(", ")} (add a pool per region to keep them)`);
+        this.note(
+          `${at}`,
+          `one region per pool here: ${first.entry.name} launches in ${String(region)}, not in ${first.regions.slice(1).join(", ")} (add a pool per region to keep them)`,
+        );
       }
       const kept = launches.filter((l) => l === first || (l.instanceType === first.instanceType && l.regions.includes(String(region))));
       for (const l of launches) {
@@ -287,7 +302,8 @@ class Migration {
 
     const scaling: Out = {};
     const min = pool.min_nodes ?? 0;
-    if (pool.max_nodes === undefined || pool.max_nodes <= 0) this.problem(["pools", name, "max_nodes"], `must be > 0, as upstream required, got ${pool.max_nodes ?? "nothing"}`);
+    if (pool.max_nodes === undefined || pool.max_nodes <= 0)
+      this.problem(["pools", name, "max_nodes"], `must be > 0, as upstream required, got ${pool.max_nodes ?? "nothing"}`);
     if (min < 0) this.problem(["pools", name, "min_nodes"], `must be ≥ 0, as upstream required, got ${min}`);
     scaling.min_nodes = min;
     if (pool.max_nodes !== undefined) scaling.max_nodes = pool.max_nodes;
@@ -305,7 +321,8 @@ class Migration {
     const keyPath = pool.ssh_private_key_path || defaults.ssh_private_key_path;
     const commands = pool.setup_commands ?? [];
     if (commands.length > 0) {
-      if (keyPath === undefined || keyPath === "") this.problem(["pools", name, "ssh_private_key_path"], "is required with setup_commands, as upstream required (here or under defaults:)");
+      if (keyPath === undefined || keyPath === "")
+        this.problem(["pools", name, "ssh_private_key_path"], "is required with setup_commands, as upstream required (here or under defaults:)");
       if (sshUser !== UPSTREAM_DEFAULTS.sshUser) out.ssh_user = sshUser;
       if (keyPath) {
         out.ssh_private_key_path = keyPath;
@@ -324,7 +341,13 @@ class Migration {
 
   private poolName(name: string): string {
     if (/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name)) return name;
-    const fixed = name.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 63).replace(/-+$/, "") || "pool";
+    const fixed =
+      name
+        .toLowerCase()
+        .replace(/[^a-z0-9-]+/g, "-")
+        .replace(/^-+|-+$/g, "")
+        .slice(0, 63)
+        .replace(/-+$/, "") || "pool";
     this.note(`pools.${name}`, `named ${fixed} (pool names are DNS labels here)`);
     return fixed;
   }
@@ -358,7 +381,8 @@ class Migration {
     const out: Out = { unhealthy_threshold: health.unhealthy_after || UPSTREAM_DEFAULTS.unhealthyAfter };
     // Upstream read a health block without auto_replace as auto_replace: false.
     out.auto_replace = health.auto_replace ?? false;
-    if (health.auto_replace === undefined) this.note(`${at}.health.auto_replace`, "not set, which upstream read as false: kept false (set true to replace unhealthy nodes)");
+    if (health.auto_replace === undefined)
+      this.note(`${at}.health.auto_replace`, "not set, which upstream read as false: kept false (set true to replace unhealthy nodes)");
     return out;
   }
 
@@ -446,7 +470,8 @@ class Migration {
     const raw = this.yaml.raw;
     const unknown = (value: unknown, known: readonly string[], path: string) => {
       if (!isRecord(value)) return;
-      for (const key of Object.keys(value)) if (!known.includes(key)) this.note(path ? `${path}.${key}` : key, "not a key of upstream's format (upstream ignored it): left out");
+      for (const key of Object.keys(value))
+        if (!known.includes(key)) this.note(path ? `${path}.${key}` : key, "not a key of upstream's format (upstream ignored it): left out");
     };
     const autoscaling = (value: unknown, path: string): void => {
       unknown(value, UPSTREAM_KEYS.autoscaling, path);
@@ -481,7 +506,12 @@ class Migration {
  */
 export function migrateUpstreamConfig(yaml: YamlSource, source: string): MigrateResult {
   if (isUpstreamPolicy(yaml.raw)) {
-    return { ok: false, problems: [{ path: "", message: "this is a health policy, not a config: server.health_policy_path loads upstream's policy format as it is", value: undefined }] };
+    return {
+      ok: false,
+      problems: [
+        { path: "", message: "this is a health policy, not a config: server.health_policy_path loads upstream's policy format as it is", value: undefined },
+      ],
+    };
   }
   const parsed = v.safeParse(UpstreamConfigSchema, yaml.raw);
   if (!parsed.success) {

@@ -153,7 +153,15 @@ export class Bootstrapper {
           const at = now();
           await db
             .insert(hostKeys)
-            .values({ instance: r.instanceKey, nodeId: r.node.id, address, fingerprint, source: fromProvider.length > 0 ? "provider" : "first_contact", firstSeenAt: at, lastSeenAt: at })
+            .values({
+              instance: r.instanceKey,
+              nodeId: r.node.id,
+              address,
+              fingerprint,
+              source: fromProvider.length > 0 ? "provider" : "first_contact",
+              firstSeenAt: at,
+              lastSeenAt: at,
+            })
             .onConflictDoUpdate({ target: hostKeys.instance, set: { lastSeenAt: at, address } });
         },
       });
@@ -196,7 +204,10 @@ export class Bootstrapper {
       try {
         return renderTemplate(command, values, shellEscape);
       } catch (err) {
-        const missing = this.opts.publicUrl === undefined && command.includes("ControlPlane") ? " (this reconciler was started without a public URL: set server.public_url)" : "";
+        const missing =
+          this.opts.publicUrl === undefined && command.includes("ControlPlane")
+            ? " (this reconciler was started without a public URL: set server.public_url)"
+            : "";
         throw new Error(`${err instanceof Error ? err.message : String(err)}${missing}`);
       }
     });

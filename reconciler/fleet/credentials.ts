@@ -22,7 +22,11 @@ export function newSecret(): string {
 }
 
 /** Mints a one-time bootstrap token for `nodeId`; returns it (the store keeps its hash). */
-export async function mintBootstrapToken(db: Db, nodeId: string, opts: { at: number; ttlMs: number; createdBy: string }): Promise<{ token: string; expiresAt: number }> {
+export async function mintBootstrapToken(
+  db: Db,
+  nodeId: string,
+  opts: { at: number; ttlMs: number; createdBy: string },
+): Promise<{ token: string; expiresAt: number }> {
   const token = newSecret();
   const expiresAt = opts.at + opts.ttlMs;
   await db.insert(bootstrapTokens).values({ tokenHash: hashToken(token), nodeId, createdBy: opts.createdBy, createdAt: opts.at, expiresAt });
@@ -44,14 +48,18 @@ export async function lookupCredential(db: Db, token: string, at: number): Promi
   if (api !== undefined) {
     if (api.revokedAt !== null) return { kind: "none", reason: `token ${api.id} (${api.name}) was revoked` };
     if (api.expiresAt <= at) return { kind: "none", reason: `token ${api.id} (${api.name}) expired at ${new Date(api.expiresAt).toISOString()}` };
-    if (api.role === "enroll") return api.pool === null ? { kind: "none", reason: `enroll token ${api.id} names no pool` } : { kind: "enroll", id: api.id, name: api.name, pool: api.pool };
+    if (api.role === "enroll")
+      return api.pool === null
+        ? { kind: "none", reason: `enroll token ${api.id} names no pool` }
+        : { kind: "enroll", id: api.id, name: api.name, pool: api.pool };
     return { kind: "token", role: api.role, id: api.id, name: api.name };
   }
   const [node] = await db.select({ nodeId: nodeCredentials.nodeId }).from(nodeCredentials).where(eq(nodeCredentials.tokenHash, hash));
   if (node !== undefined) return { kind: "node", nodeId: node.nodeId };
   const [boot] = await db.select().from(bootstrapTokens).where(eq(bootstrapTokens.tokenHash, hash));
   if (boot === undefined) return { kind: "none", reason: "missing or wrong bearer token (NAVARCH_AUTH_TOKEN, a bootstrap token or a node credential)" };
-  if (boot.usedAt !== null) return { kind: "none", reason: `this bootstrap token was already used (node ${boot.nodeId} registered with it); a bootstrap token works once` };
+  if (boot.usedAt !== null)
+    return { kind: "none", reason: `this bootstrap token was already used (node ${boot.nodeId} registered with it); a bootstrap token works once` };
   if (boot.expiresAt <= at) return { kind: "none", reason: `this bootstrap token for node ${boot.nodeId} expired` };
   return { kind: "bootstrap", nodeId: boot.nodeId, tokenHash: hash };
 }
@@ -67,7 +75,9 @@ export async function redeemBootstrapToken(db: Db, tokenHash: string, nodeId: st
     const spent = await tx
       .update(bootstrapTokens)
       .set({ usedAt: at })
-      .where(and(eq(bootstrapTokens.tokenHash, tokenHash), eq(bootstrapTokens.nodeId, nodeId), isNull(bootstrapTokens.usedAt), gt(bootstrapTokens.expiresAt, at)))
+      .where(
+        and(eq(bootstrapTokens.tokenHash, tokenHash), eq(bootstrapTokens.nodeId, nodeId), isNull(bootstrapTokens.usedAt), gt(bootstrapTokens.expiresAt, at)),
+      )
       .returning({ nodeId: bootstrapTokens.nodeId });
     if (spent.length === 0) return undefined;
     return issueNodeCredential(tx, nodeId, at);
@@ -116,7 +126,10 @@ export async function listApiTokens(db: Db): Promise<ApiTokenRow[]> {
 
 /** Revokes a token by id; undefined when there is no such token. Revoking twice keeps the first time. */
 export async function revokeApiToken(db: Db, id: string, at: number): Promise<ApiTokenRow | undefined> {
-  await db.update(apiTokens).set({ revokedAt: at }).where(and(eq(apiTokens.id, id), isNull(apiTokens.revokedAt)));
+  await db
+    .update(apiTokens)
+    .set({ revokedAt: at })
+    .where(and(eq(apiTokens.id, id), isNull(apiTokens.revokedAt)));
   const [row] = await db.select().from(apiTokens).where(eq(apiTokens.id, id));
   return row;
 }

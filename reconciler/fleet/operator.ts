@@ -73,20 +73,36 @@ export class Operator {
       throw new OperatorError(`node ${nodeId} was not launched by Navarch; only its owner can reboot it`, 409);
     }
     if (remedy === "reboot" && node.state === "rebooting") throw new OperatorError(`node ${nodeId} is rebooting already`, 409);
-    if (!inService(node.state) && !isIn("takenOut", node.state) && node.state !== "lost") throw new OperatorError(`node ${nodeId} is ${node.state}; it cannot be replaced now`, 409);
+    if (!inService(node.state) && !isIn("takenOut", node.state) && node.state !== "lost")
+      throw new OperatorError(`node ${nodeId} is ${node.state}; it cannot be replaced now`, 409);
     const at = this.now();
     let incidentId = node.incidentId;
     if (incidentId === null) {
       const [row] = await this.db
         .insert(incidents)
-        .values({ nodeId, pool: node.pool, reason: `${remedy === "reboot" ? "reboot" : "replacement"} requested by ${actor}: ${reason}`, faultAt: at, openedAt: at, cordonedAt: at, status: "cordoned by a human", remedy })
+        .values({
+          nodeId,
+          pool: node.pool,
+          reason: `${remedy === "reboot" ? "reboot" : "replacement"} requested by ${actor}: ${reason}`,
+          faultAt: at,
+          openedAt: at,
+          cordonedAt: at,
+          status: "cordoned by a human",
+          remedy,
+        })
         .returning({ id: incidents.id });
       incidentId = row!.id;
     }
     const state: NodeState = inService(node.state) || node.state === "held" ? "cordoned" : node.state;
     // A held node's incident was closed when it was handed over: the human reopens it, with their remedy.
     const what = remedy === "reboot" ? "reboot" : "replacement";
-    const reopen: IncidentChange = { closedAt: null, outcome: null, status: `${what} requested by ${actor}`, remedy, ...(remedy === "reboot" ? { rebootedAt: null, backAt: null } : {}) };
+    const reopen: IncidentChange = {
+      closedAt: null,
+      outcome: null,
+      status: `${what} requested by ${actor}`,
+      remedy,
+      ...(remedy === "reboot" ? { rebootedAt: null, backAt: null } : {}),
+    };
     return this.set(
       node,
       actor,
@@ -101,25 +117,45 @@ export class Operator {
   /** Returns the node to service; cancels the reconciler's incident if there is one. */
   async uncordon(nodeId: string, actor: string): Promise<NodeRow> {
     const node = await this.node(nodeId);
-    if (node.state === "rebooting") throw new OperatorError(`node ${nodeId} is rebooting; it returns to service by itself once its health check passes (or use replace)`, 409);
-    if (!isIn("takenOut", node.state)) throw new OperatorError(`node ${nodeId} is ${node.state}; only a cordoned, draining or held node can be uncordoned`, 409);
-    const open = node.incidentId === null ? [] : await this.db.select({ id: incidents.id }).from(incidents).where(and(eq(incidents.id, node.incidentId), isNull(incidents.closedAt)));
-    const cancel: IncidentChange | undefined = open.length > 0 ? { closedAt: this.now(), outcome: "cancelled", status: `cancelled: uncordoned by ${actor}` } : undefined;
-    return this.set(node, actor, "uncordon", "ready", `uncordoned by ${actor}`, {
-      cordonedBy: null,
-      removal: null,
-      incidentId: null,
-      nextActionAt: null,
-      // The human vouches for the node: its open findings are dropped (new events reopen them).
-      findings: [],
-      consecutiveFailures: 0,
-      verdict: "healthy",
-    }, cancel);
+    if (node.state === "rebooting")
+      throw new OperatorError(`node ${nodeId} is rebooting; it returns to service by itself once its health check passes (or use replace)`, 409);
+    if (!isIn("takenOut", node.state))
+      throw new OperatorError(`node ${nodeId} is ${node.state}; only a cordoned, draining or held node can be uncordoned`, 409);
+    const open =
+      node.incidentId === null
+        ? []
+        : await this.db
+            .select({ id: incidents.id })
+            .from(incidents)
+            .where(and(eq(incidents.id, node.incidentId), isNull(incidents.closedAt)));
+    const cancel: IncidentChange | undefined =
+      open.length > 0 ? { closedAt: this.now(), outcome: "cancelled", status: `cancelled: uncordoned by ${actor}` } : undefined;
+    return this.set(
+      node,
+      actor,
+      "uncordon",
+      "ready",
+      `uncordoned by ${actor}`,
+      {
+        cordonedBy: null,
+        removal: null,
+        incidentId: null,
+        nextActionAt: null,
+        // The human vouches for the node: its open findings are dropped (new events reopen them).
+        findings: [],
+        consecutiveFailures: 0,
+        verdict: "healthy",
+      },
+      cancel,
+    );
   }
 
   async pausePool(pool: string, actor: string, reason: string): Promise<void> {
     await this.poolRow(pool);
-    await this.db.update(pools).set({ paused: true, pausedReason: `by ${actor}: ${reason}`, updatedAt: this.now() }).where(eq(pools.name, pool));
+    await this.db
+      .update(pools)
+      .set({ paused: true, pausedReason: `by ${actor}: ${reason}`, updatedAt: this.now() })
+      .where(eq(pools.name, pool));
     await this.audit(actor, "pause", `pool:${pool}`, { reason });
   }
 
@@ -131,7 +167,10 @@ export class Operator {
 
   /** Resets a tripped breaker; what it held back is judged again against current health, not replayed. */
   async resetBreaker(scope: string, actor: string): Promise<void> {
-    const [row] = await this.db.select().from(breakers).where(and(eq(breakers.scope, scope), isNull(breakers.resetAt)));
+    const [row] = await this.db
+      .select()
+      .from(breakers)
+      .where(and(eq(breakers.scope, scope), isNull(breakers.resetAt)));
     if (row === undefined) throw new OperatorError(`no tripped breaker ${scope}`, 404);
     await this.db.update(breakers).set({ resetAt: this.now(), resetBy: actor }).where(eq(breakers.scope, scope));
     await this.audit(actor, "breaker_reset", scope, { trippedAt: row.trippedAt, reason: row.reason });
@@ -153,7 +192,15 @@ export class Operator {
     return row;
   }
 
-  private async set(node: NodeRow, actor: string, action: string, to: NodeState, reason: string, fields: Partial<NodeRow>, incident?: IncidentChange): Promise<NodeRow> {
+  private async set(
+    node: NodeRow,
+    actor: string,
+    action: string,
+    to: NodeState,
+    reason: string,
+    fields: Partial<NodeRow>,
+    incident?: IncidentChange,
+  ): Promise<NodeRow> {
     const ok = await this.writer.transition(node, to, { at: this.now(), actor, reason, fields, action, ...(incident ? { incident } : {}) });
     if (!ok) throw new OperatorError(`node ${node.id} changed while this request was handled; try again`, 409);
     return node;

@@ -199,7 +199,7 @@ const TYPE_NAMES = new Set(["bool", "int", "uint", "double", "string", "bytes", 
 
 /** Argument names for the messages about our own functions. */
 const SIGNATURE_HINTS: Readonly<Record<string, string>> = {
-  count_events: "count_events(check: string, code: string, window: duration), e.g. count_events(\"xid\", \"13\", duration(\"24h\"))",
+  count_events: 'count_events(check: string, code: string, window: duration), e.g. count_events("xid", "13", duration("24h"))',
   count_events_node: "count_events_node(check: string, code: string, window: duration)",
 };
 
@@ -895,7 +895,12 @@ function xidBinding(entry: XidCatalogEntry): CelMap {
     category: entry.category,
     app_caused: entry.appCaused,
     escalate: entry.escalate
-      ? record({ count: BigInt(entry.escalate.count), window: durationOf(entry.escalate.windowMs), severity: entry.escalate.severity, action: entry.escalate.action })
+      ? record({
+          count: BigInt(entry.escalate.count),
+          window: durationOf(entry.escalate.windowMs),
+          severity: entry.escalate.severity,
+          action: entry.escalate.action,
+        })
       : NO_ESCALATION,
   });
 }
@@ -1079,7 +1084,6 @@ export interface ClosedFinding {
   message: string;
 }
 
-
 /**
  * Folds one evaluated event into the node's open findings (returns a new list; the input is not
  * changed). A failing result opens the finding or updates it (worst result and persistence win;
@@ -1225,8 +1229,7 @@ export function nodeVerdict(openFindings: readonly OpenFinding[], options: NodeV
   const previous = Math.max(0, options.consecutiveFailures ?? 0);
   const tick = options.tick ?? true;
   const worst = [...open].sort(
-    (a, b) =>
-      Number(isFatal(b)) - Number(isFatal(a)) || SEVERITY_RANK[b.result] - SEVERITY_RANK[a.result] || b.lastFailedAt - a.lastFailedAt,
+    (a, b) => Number(isFatal(b)) - Number(isFatal(a)) || SEVERITY_RANK[b.result] - SEVERITY_RANK[a.result] || b.lastFailedAt - a.lastFailedAt,
   )[0];
   const failed = worst?.result === "unhealthy";
   const failures = tick ? (failed ? previous + 1 : 0) : previous;

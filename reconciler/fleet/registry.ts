@@ -125,7 +125,10 @@ async function storeOpenFindings(tx: Tx, req: RegisterRequest, storedSeq: number
     .insert(healthEvents)
     .values(missing.map((e) => eventRow(req.nodeId, e, at)))
     .onConflictDoNothing({ target: [healthEvents.nodeId, healthEvents.seq] });
-  const [top] = await tx.select({ seq: max(healthEvents.seq) }).from(healthEvents).where(eq(healthEvents.nodeId, req.nodeId));
+  const [top] = await tx
+    .select({ seq: max(healthEvents.seq) })
+    .from(healthEvents)
+    .where(eq(healthEvents.nodeId, req.nodeId));
   const seq = top?.seq ?? storedSeq;
   await tx.update(nodes).set({ lastEventSeq: seq }).where(eq(nodes.id, req.nodeId));
   return seq;
@@ -212,7 +215,20 @@ WHERE id = ?1 RETURNING last_event_seq AS seq`;
 export async function writeIngestGroup(db: Db, group: IngestGroup, at: number): Promise<IngestResults> {
   const statements: InStatement[] = [];
   for (const batch of group.batches) {
-    const rows = batch.events.map((e) => [e.seq, e.bootId, Date.parse(e.time), e.check, e.code ?? null, e.severity, e.action, e.gpu?.index ?? null, e.gpu?.uuid ?? null, e.gpu?.pciBusId ?? null, e.message, e.count ?? 1]);
+    const rows = batch.events.map((e) => [
+      e.seq,
+      e.bootId,
+      Date.parse(e.time),
+      e.check,
+      e.code ?? null,
+      e.severity,
+      e.action,
+      e.gpu?.index ?? null,
+      e.gpu?.uuid ?? null,
+      e.gpu?.pciBusId ?? null,
+      e.message,
+      e.count ?? 1,
+    ]);
     statements.push({ sql: EVENTS_INSERT, args: [batch.nodeId, at, JSON.stringify(rows)] }, { sql: EVENTS_ACK, args: [batch.nodeId, at] });
   }
   // The latest heartbeat of each node; of each GPU index in it, the first reading (as the store always kept).
@@ -222,7 +238,13 @@ export async function writeIngestGroup(db: Db, group: IngestGroup, at: number): 
     const beats: unknown[] = [];
     const readings: unknown[] = [];
     for (const hb of latest.values()) {
-      beats.push([hb.nodeId, hb.bootId, hb.nvml.available ? 1 : 0, hb.nvml.available ? null : (hb.nvml.error ?? "NVML unavailable"), hb.health.checked ? hb.health.worst : null]);
+      beats.push([
+        hb.nodeId,
+        hb.bootId,
+        hb.nvml.available ? 1 : 0,
+        hb.nvml.available ? null : (hb.nvml.error ?? "NVML unavailable"),
+        hb.health.checked ? hb.health.worst : null,
+      ]);
       const seen = new Set<number>();
       for (const g of hb.gpus) {
         if (seen.has(g.index)) continue;
@@ -272,11 +294,6 @@ export async function getNodeDetail(db: Db, nodeId: string, recentEvents = 50) {
   const [node] = await db.select().from(nodes).where(eq(nodes.id, nodeId));
   if (node === undefined) return undefined;
   const nodeGpus = await db.select().from(gpus).where(eq(gpus.nodeId, nodeId)).orderBy(asc(gpus.index));
-  const events = await db
-    .select()
-    .from(healthEvents)
-    .where(eq(healthEvents.nodeId, nodeId))
-    .orderBy(desc(healthEvents.seq))
-    .limit(recentEvents);
+  const events = await db.select().from(healthEvents).where(eq(healthEvents.nodeId, nodeId)).orderBy(desc(healthEvents.seq)).limit(recentEvents);
   return { node, gpus: nodeGpus, events };
 }

@@ -75,7 +75,10 @@ export function storeSchedulerHost(opts: StoreSchedulerHostOptions): SchedulerHo
         }
       }
       if (Object.keys(set).length === 0) return;
-      await db.update(nodes).set(set).where(and(eq(nodes.id, nodeId), eq(nodes.origin, "registered")));
+      await db
+        .update(nodes)
+        .set(set)
+        .where(and(eq(nodes.id, nodeId), eq(nodes.origin, "registered")));
       const what = [set.pool ? `pool ${set.pool}` : "", set.instanceName ? `instance ${set.instanceName} at ${set.provider}` : ""].filter(Boolean).join(", ");
       opts.log(`${nodeId}: monitored node: ${what} (from the scheduler's node)`);
     },

@@ -45,7 +45,13 @@ export function upstreamEventViews(): readonly UpstreamEventView[] {
   views ??= Object.freeze([
     { check: "xid", eventType: "xid", system: "DCGM_HEALTH_WATCH_DRIVER", xid: "own" },
     ...CHECK_XID_EQUIVALENTS.filter((e) => e.check !== "ecc").map(
-      (e): UpstreamEventView => ({ check: e.check, ...(e.code !== undefined ? { code: e.code } : {}), eventType: "xid", system: "DCGM_HEALTH_WATCH_DRIVER", xid: e.xid }),
+      (e): UpstreamEventView => ({
+        check: e.check,
+        ...(e.code !== undefined ? { code: e.code } : {}),
+        eventType: "xid",
+        system: "DCGM_HEALTH_WATCH_DRIVER",
+        xid: e.xid,
+      }),
     ),
     // The agent's uncorrectable-ECC finding; upstream reported these as their own event type.
     { check: "ecc", code: "dbe", eventType: "ecc_dbe", system: "DCGM_HEALTH_WATCH_MEM" },
@@ -107,9 +113,7 @@ function inCondition(problem: CelProblem, condition: string): CelProblem {
   return { ...problem, line: lines.length, column: lines.at(-1)!.length + 1 };
 }
 
-export type UpstreamPolicyResult =
-  | { ok: true; policy: HealthPolicy; file: UpstreamPolicyFile; warning: string }
-  | { ok: false; issues: PolicyCompileIssue[] };
+export type UpstreamPolicyResult = { ok: true; policy: HealthPolicy; file: UpstreamPolicyFile; warning: string } | { ok: false; issues: PolicyCompileIssue[] };
 
 /**
  * Validates and compiles a policy in upstream's format; every problem names its key path

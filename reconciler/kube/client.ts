@@ -173,7 +173,14 @@ export class KubeClient {
           }
           if (source.context !== undefined) {
             if (!kc.getContexts().some((c) => c.name === source.context)) {
-              throw new Error(`context ${source.context} is not in it (it has: ${kc.getContexts().map((c) => c.name).join(", ") || "none"})`);
+              throw new Error(
+                `context ${source.context} is not in it (it has: ${
+                  kc
+                    .getContexts()
+                    .map((c) => c.name)
+                    .join(", ") || "none"
+                })`,
+              );
             }
             kc.setCurrentContext(source.context);
           }
@@ -216,7 +223,8 @@ export class KubeClient {
     } catch (err) {
       throw new KubeApiError(0, "Config", `cannot read the credentials of ${describe}: ${err instanceof Error ? err.message : String(err)}`);
     }
-    const pem = (x: unknown): string | undefined => (x === undefined || x === null ? undefined : Buffer.isBuffer(x) ? x.toString("utf8") : typeof x === "string" ? x : undefined);
+    const pem = (x: unknown): string | undefined =>
+      x === undefined || x === null ? undefined : Buffer.isBuffer(x) ? x.toString("utf8") : typeof x === "string" ? x : undefined;
     const ca = pem(https.ca);
     const cert = pem(https.cert);
     const key = pem(https.key);
@@ -229,16 +237,7 @@ export class KubeClient {
     };
     const lanes = { ...DEFAULT_LANES, ...opts.lanes };
     const namespace = kc.getContextObject(kc.getCurrentContext())?.namespace;
-    return new KubeClient(
-      kc,
-      cluster.server.replace(/\/+$/, ""),
-      tls,
-      lanes,
-      namespace,
-      describe,
-      opts.timeoutMs ?? 30_000,
-      opts.userAgent ?? "navarch",
-    );
+    return new KubeClient(kc, cluster.server.replace(/\/+$/, ""), tls, lanes, namespace, describe, opts.timeoutMs ?? 30_000, opts.userAgent ?? "navarch");
   }
 
   /** Requests made, callers waiting and the longest wait per lane (for the log and the benchmarks). */
@@ -269,7 +268,11 @@ export class KubeClient {
   }
 
   /** Every item of a (paged) list, each parsed with `item`; items that do not parse are skipped and counted. */
-  async list<T>(path: string, item: v.GenericSchema<unknown, T>, init: RequestInitKube = {}): Promise<{ items: T[]; resourceVersion: string; skipped: number }> {
+  async list<T>(
+    path: string,
+    item: v.GenericSchema<unknown, T>,
+    init: RequestInitKube = {},
+  ): Promise<{ items: T[]; resourceVersion: string; skipped: number }> {
     const items: T[] = [];
     let skipped = 0;
     let token: string | undefined;
@@ -292,7 +295,12 @@ export class KubeClient {
    * (resolves) or something fails (rejects with KubeApiError). Restarting is the
    * caller's job (Informer does it on every end and every error).
    */
-  async watch(path: string, query: Record<string, string | number | boolean | undefined>, onEvent: (event: v.InferOutput<typeof WatchEvent>) => void, signal: AbortSignal): Promise<void> {
+  async watch(
+    path: string,
+    query: Record<string, string | number | boolean | undefined>,
+    onEvent: (event: v.InferOutput<typeof WatchEvent>) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
     const lane = this.lanes.watch;
     await lane.bucket.take();
     const response = await this.send(lane, "GET", path, { query: { ...query, watch: true, allowWatchBookmarks: true }, signal, timeoutMs: 0 });
@@ -344,7 +352,12 @@ export class KubeClient {
     const timeoutMs = init.timeoutMs ?? this.timeoutMs;
     const signals = [init.signal, timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined].filter((s): s is AbortSignal => s !== undefined);
     try {
-      return await lane.session.fetch(url, { method, headers, ...(body !== undefined ? { body } : {}), ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}) });
+      return await lane.session.fetch(url, {
+        method,
+        headers,
+        ...(body !== undefined ? { body } : {}),
+        ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}),
+      });
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       const reason = err instanceof Error && err.name === "TimeoutError" ? "Timeout" : "Unreachable";

@@ -13,11 +13,15 @@ export { KubeApiError, KubeClient } from "./client.ts";
 export { KubeMirror } from "./mirror.ts";
 
 /** Where the connection comes from, per the config (secrets read from the env var it names). */
-export function kubeSource(config: Pick<KubernetesConfig, "kubeconfig" | "context" | "in_cluster" | "server" | "token_env" | "ca_file">, env: (name: string) => string | undefined = (n) => process.env[n]): KubeSource {
+export function kubeSource(
+  config: Pick<KubernetesConfig, "kubeconfig" | "context" | "in_cluster" | "server" | "token_env" | "ca_file">,
+  env: (name: string) => string | undefined = (n) => process.env[n],
+): KubeSource {
   if (config.in_cluster) return { kind: "in-cluster" };
   if (config.server !== undefined) {
     const token = config.token_env ? env(config.token_env) : undefined;
-    if (!token) throw new KubeApiError(0, "Config", `kubernetes.token_env: $${config.token_env ?? "?"} is not set (it must hold the bearer token for ${config.server})`);
+    if (!token)
+      throw new KubeApiError(0, "Config", `kubernetes.token_env: $${config.token_env ?? "?"} is not set (it must hold the bearer token for ${config.server})`);
     return { kind: "token", server: config.server, token, ...(config.ca_file ? { caFile: config.ca_file } : {}) };
   }
   return { kind: "kubeconfig", ...(config.kubeconfig ? { path: config.kubeconfig } : {}), ...(config.context ? { context: config.context } : {}) };
@@ -86,7 +90,9 @@ export async function kubernetesScheduler(config: KubernetesConfig, host: Schedu
         await controller.start();
         return true;
       } catch (err) {
-        host.log(`kubernetes: GpuPool resources cannot be watched yet, retrying every 30 s (is deploy/crds/gpupool.yaml applied?): ${err instanceof Error ? err.message : String(err)}`);
+        host.log(
+          `kubernetes: GpuPool resources cannot be watched yet, retrying every 30 s (is deploy/crds/gpupool.yaml applied?): ${err instanceof Error ? err.message : String(err)}`,
+        );
         return false;
       }
     };

@@ -139,7 +139,10 @@ export class Informer<T extends { metadata: ObjectMeta }> {
   }
 
   private async relist(): Promise<void> {
-    const { items, resourceVersion } = await this.client.list(this.opts.path, this.opts.schema, { lane: "watch", ...(this.opts.query ? { query: this.opts.query } : {}) });
+    const { items, resourceVersion } = await this.client.list(this.opts.path, this.opts.schema, {
+      lane: "watch",
+      ...(this.opts.query ? { query: this.opts.query } : {}),
+    });
     this.lastList = Date.now();
     const seen = new Set<string>();
     for (const object of items) {

@@ -48,7 +48,6 @@ const MIRROR_ANNOTATION = "kubernetes.io/config.mirror";
 /** Navarch states in which a node is in service: a cordon of ours on its Node is stale. */
 const IN_SERVICE: ReadonlySet<string> = new Set(["validating", "ready", "suspect"]);
 
-
 export interface KubeMirrorOptions {
   client: KubeClient;
   config: KubernetesConfig;
@@ -144,7 +143,9 @@ export class KubeMirror implements SchedulerMirror {
       case "node_name":
         return this.nodeCache.get(row.id) ? row.id : undefined;
       case "hostname_label":
-        return row.hostname === null ? undefined : this.nodeCache.list().find((n) => n.metadata.labels?.["kubernetes.io/hostname"] === row.hostname)?.metadata.name;
+        return row.hostname === null
+          ? undefined
+          : this.nodeCache.list().find((n) => n.metadata.labels?.["kubernetes.io/hostname"] === row.hostname)?.metadata.name;
       case "provider_id": {
         const id = row.instanceId;
         if (id === null) return undefined;
@@ -211,11 +212,15 @@ export class KubeMirror implements SchedulerMirror {
       case "node_name":
         return (row) => this.mapNode(row);
       case "hostname_label": {
-        const byHost = new Map(all.flatMap((n) => (n.metadata.labels?.["kubernetes.io/hostname"] ? [[n.metadata.labels["kubernetes.io/hostname"], n.metadata.name] as const] : [])));
+        const byHost = new Map(
+          all.flatMap((n) => (n.metadata.labels?.["kubernetes.io/hostname"] ? [[n.metadata.labels["kubernetes.io/hostname"], n.metadata.name] as const] : [])),
+        );
         return (row) => (row.hostname === null ? undefined : byHost.get(row.hostname));
       }
       case "label": {
-        const byLabel = new Map(all.flatMap((n) => (n.metadata.labels?.[this.config.node_label] ? [[n.metadata.labels[this.config.node_label]!, n.metadata.name] as const] : [])));
+        const byLabel = new Map(
+          all.flatMap((n) => (n.metadata.labels?.[this.config.node_label] ? [[n.metadata.labels[this.config.node_label]!, n.metadata.name] as const] : [])),
+        );
         return (row) => byLabel.get(row.id);
       }
       case "provider_id":
@@ -291,7 +296,12 @@ export class KubeMirror implements SchedulerMirror {
         ops.push({ op: "add", path: "/metadata/annotations", value: values });
       }
       try {
-        const updated = await this.client.request("PATCH", `/api/v1/nodes/${encodeURIComponent(name)}`, { lane: "cordon", body: ops, contentType: PATCH_JSON }, KubeNode);
+        const updated = await this.client.request(
+          "PATCH",
+          `/api/v1/nodes/${encodeURIComponent(name)}`,
+          { lane: "cordon", body: ops, contentType: PATCH_JSON },
+          KubeNode,
+        );
         this.nodeCache.observe(updated);
         return;
       } catch (err) {
@@ -375,7 +385,12 @@ export class KubeMirror implements SchedulerMirror {
       }
       for (const key of OUR_ANNOTATIONS) if (key in annotations) ops.push({ op: "remove", path: `/metadata/annotations/${pointer(key)}` });
       try {
-        const updated = await this.client.request("PATCH", `/api/v1/nodes/${encodeURIComponent(name)}`, { lane: "cordon", body: ops, contentType: PATCH_JSON }, KubeNode);
+        const updated = await this.client.request(
+          "PATCH",
+          `/api/v1/nodes/${encodeURIComponent(name)}`,
+          { lane: "cordon", body: ops, contentType: PATCH_JSON },
+          KubeNode,
+        );
         this.nodeCache.observe(updated);
         this.writes.track(this.patchCondition(name, "True", reason, message));
         return true;
@@ -421,7 +436,8 @@ export class KubeMirror implements SchedulerMirror {
 
   async drain(node: SchedulerNode, deadlineAt: number, now: number): Promise<DrainProgress> {
     const name = await this.resolve(node);
-    if (name === undefined) return { done: true, detail: `no Kubernetes Node for ${node.id} (node_mapping ${this.config.node_mapping}): nothing to drain there` };
+    if (name === undefined)
+      return { done: true, detail: `no Kubernetes Node for ${node.id} (node_mapping ${this.config.node_mapping}): nothing to drain there` };
     // Read at every step too, not only from the watch: a human's uncordon wins over our drain.
     const k8sNode = this.nodeCache.get(name) ?? (await this.getNode(name).catch(() => undefined));
     if (k8sNode !== undefined && this.humanUncordoned(k8sNode)) {
@@ -438,7 +454,9 @@ export class KubeMirror implements SchedulerMirror {
     let worker = this.workers.get(node.id);
     if (worker === undefined || worker.name !== name) {
       worker?.stop();
-      worker = new DrainWorker(this.client, name, this.config, this.log, this.opts.drainRoundMs ?? 1000, (detail) => this.writes.track(this.annotateDrain(name, detail)));
+      worker = new DrainWorker(this.client, name, this.config, this.log, this.opts.drainRoundMs ?? 1000, (detail) =>
+        this.writes.track(this.annotateDrain(name, detail)),
+      );
       this.workers.set(node.id, worker);
       worker.start();
     }
@@ -452,7 +470,10 @@ export class KubeMirror implements SchedulerMirror {
     const notReadyFor = now - (this.notReadySince.get(name) ?? now);
     const agentSilent = node.lastHeartbeatAt === null || now - node.lastHeartbeatAt >= wait;
     if (ready !== "True" && notReadyFor >= wait && agentSilent && worker.mode !== "force") {
-      worker.setMode("force", `Node not Ready for ${Math.round(notReadyFor / 1000)} s and its agent silent: deleting pods with a 1 s grace period (dead kubelet)`);
+      worker.setMode(
+        "force",
+        `Node not Ready for ${Math.round(notReadyFor / 1000)} s and its agent silent: deleting pods with a 1 s grace period (dead kubelet)`,
+      );
       await worker.round();
     }
     if (now >= deadlineAt && worker.mode !== "force") {
@@ -495,7 +516,6 @@ export class KubeMirror implements SchedulerMirror {
   private getNode(name: string): Promise<KubeNode> {
     return this.client.request("GET", `/api/v1/nodes/${encodeURIComponent(name)}`, { lane: "cordon" }, KubeNode);
   }
-
 }
 
 // ───────────────────────────── the drain worker ─────────────────────────────
@@ -634,8 +654,10 @@ class DrainWorker {
     const left = terminating + blocked.length + emptyDir.length + pending;
     const parts: string[] = [];
     if (terminating > 0) parts.push(`${terminating} terminating`);
-    if (blocked.length > 0) parts.push(`${blocked.length} blocked by a PodDisruptionBudget (${blocked.slice(0, 3).join(", ")}${blocked.length > 3 ? ", …" : ""})`);
-    if (emptyDir.length > 0) parts.push(`${emptyDir.length} using emptyDir, not evicted without kubernetes.drain.delete_emptydir_data (${emptyDir.slice(0, 3).join(", ")})`);
+    if (blocked.length > 0)
+      parts.push(`${blocked.length} blocked by a PodDisruptionBudget (${blocked.slice(0, 3).join(", ")}${blocked.length > 3 ? ", …" : ""})`);
+    if (emptyDir.length > 0)
+      parts.push(`${emptyDir.length} using emptyDir, not evicted without kubernetes.drain.delete_emptydir_data (${emptyDir.slice(0, 3).join(", ")})`);
     if (pending > 0) parts.push(`${pending} waiting to retry`);
     const alone = [daemonSet > 0 ? `${daemonSet} DaemonSet pod(s)` : "", mirror > 0 ? `${mirror} mirror pod(s)` : ""].filter(Boolean).join(" and ");
     const done = left === 0;

@@ -65,7 +65,6 @@ interface Verdict {
   message: string;
 }
 
-
 export class GpuPoolController {
   readonly informer: Informer<GpuPoolObject>;
   private readonly applied = new Map<string, Applied>();
@@ -172,7 +171,11 @@ export class GpuPoolController {
   private judge(object: GpuPoolObject): Verdict {
     const name = object.metadata.name;
     if (this.opts.filePools.includes(name)) {
-      return { valid: false, reason: "NameConflict", message: `the config file defines a pool named ${name}; the file's pool wins and this resource is ignored` };
+      return {
+        valid: false,
+        reason: "NameConflict",
+        message: `the config file defines a pool named ${name}; the file's pool wins and this resource is ignored`,
+      };
     }
     const spec = object.spec;
     if (typeof spec !== "object" || spec === null || Array.isArray(spec)) return { valid: false, reason: "Invalid", message: "spec: expected a mapping" };
@@ -187,7 +190,11 @@ export class GpuPoolController {
     }
     const missing = parsed.output.providers.filter((p) => !this.opts.providers().has(p));
     if (missing.length > 0) {
-      return { valid: false, reason: "ProviderUnavailable", message: `spec.provider${parsed.output.providers.length > 1 ? "s" : ""}: ${missing.join(", ")} not configured in this reconciler (it has: ${[...this.opts.providers()].join(", ") || "none"})` };
+      return {
+        valid: false,
+        reason: "ProviderUnavailable",
+        message: `spec.provider${parsed.output.providers.length > 1 ? "s" : ""}: ${missing.join(", ")} not configured in this reconciler (it has: ${[...this.opts.providers()].join(", ") || "none"})`,
+      };
     }
     return { valid: true, reason: "Valid", message: `spec of generation ${object.metadata.generation ?? 0} is valid and in force` };
   }
@@ -248,7 +255,14 @@ export class GpuPoolController {
     const at = new Date(this.now()).toISOString();
     const condition = (type: string, status: "True" | "False", reason: string, message: string) => {
       const old = previous.find((c) => c.type === type);
-      return { type, status, reason, message, observedGeneration: generation, lastTransitionTime: old?.status === status && old.lastTransitionTime ? old.lastTransitionTime : at };
+      return {
+        type,
+        status,
+        reason,
+        message,
+        observedGeneration: generation,
+        lastTransitionTime: old?.status === status && old.lastTransitionTime ? old.lastTransitionTime : at,
+      };
     };
     const min = applied?.spec.scaling.min_nodes ?? 0;
     const readyOk = applied !== undefined && counts.ready >= min && verdict.reason !== "Deleting";
@@ -263,14 +277,22 @@ export class GpuPoolController {
       lastError: verdict.valid ? "" : verdict.message,
       conditions: [
         condition("Valid", verdict.valid ? "True" : "False", verdict.reason, verdict.message),
-        condition("Ready", readyOk ? "True" : "False", readyOk ? "Ready" : verdict.reason === "Deleting" ? "Deleting" : applied ? "ScalingUp" : "NotApplied", readyMessage),
+        condition(
+          "Ready",
+          readyOk ? "True" : "False",
+          readyOk ? "Ready" : verdict.reason === "Deleting" ? "Deleting" : applied ? "ScalingUp" : "NotApplied",
+          readyMessage,
+        ),
       ],
     };
     // Times aside, is this what we wrote last?
     const fingerprint = JSON.stringify({ ...status, conditions: status.conditions.map(({ lastTransitionTime: _t, ...c }) => c) });
     if (this.written.get(name) === fingerprint) return;
     try {
-      await this.opts.client.request("PATCH", `${GPUPOOL_API}/namespaces/${this.opts.namespace}/gpupools/${name}/status`, { body: { status }, contentType: PATCH_MERGE });
+      await this.opts.client.request("PATCH", `${GPUPOOL_API}/namespaces/${this.opts.namespace}/gpupools/${name}/status`, {
+        body: { status },
+        contentType: PATCH_MERGE,
+      });
       this.written.set(name, fingerprint);
     } catch (err) {
       if (!(err instanceof KubeApiError && err.status === 404)) throw err;
@@ -281,7 +303,9 @@ export class GpuPoolController {
     const finalizers = object.metadata.finalizers;
     const ops = [
       { op: "test", path: "/metadata/resourceVersion", value: object.metadata.resourceVersion },
-      finalizers ? { op: "add", path: "/metadata/finalizers/-", value: GPUPOOL_FINALIZER } : { op: "add", path: "/metadata/finalizers", value: [GPUPOOL_FINALIZER] },
+      finalizers
+        ? { op: "add", path: "/metadata/finalizers/-", value: GPUPOOL_FINALIZER }
+        : { op: "add", path: "/metadata/finalizers", value: [GPUPOOL_FINALIZER] },
     ];
     await this.patchObject(object.metadata.name, ops);
   }
@@ -297,7 +321,12 @@ export class GpuPoolController {
 
   private async patchObject(name: string, ops: unknown[]): Promise<void> {
     try {
-      const updated = await this.opts.client.request("PATCH", `${GPUPOOL_API}/namespaces/${this.opts.namespace}/gpupools/${name}`, { body: ops, contentType: PATCH_JSON }, GpuPoolObject);
+      const updated = await this.opts.client.request(
+        "PATCH",
+        `${GPUPOOL_API}/namespaces/${this.opts.namespace}/gpupools/${name}`,
+        { body: ops, contentType: PATCH_JSON },
+        GpuPoolObject,
+      );
       this.informer.observe(updated);
     } catch (err) {
       // A newer version arrived meanwhile: its watch event queues another reconcile.

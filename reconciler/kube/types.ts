@@ -97,7 +97,9 @@ export const Status = v.looseObject({
     v.nullable(
       v.looseObject({
         retryAfterSeconds: v.optional(v.number()),
-        causes: v.optional(v.nullable(v.array(v.looseObject({ field: v.optional(v.string()), message: v.optional(v.string()), reason: v.optional(v.string()) })))),
+        causes: v.optional(
+          v.nullable(v.array(v.looseObject({ field: v.optional(v.string()), message: v.optional(v.string()), reason: v.optional(v.string()) }))),
+        ),
       }),
     ),
   ),

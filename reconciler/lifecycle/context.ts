@@ -82,7 +82,14 @@ export function emptyReport(at: number): PassReport {
 }
 
 /** Moves `node` to `to` through the one writer, as the reconciler; records it in the report. */
-export async function move(node: NodeRow, to: NodeState, reason: string, ctx: StepContext, fields: Partial<NodeRow> = {}, incident?: Parameters<NodeWriter["transition"]>[2]["incident"]): Promise<boolean> {
+export async function move(
+  node: NodeRow,
+  to: NodeState,
+  reason: string,
+  ctx: StepContext,
+  fields: Partial<NodeRow> = {},
+  incident?: Parameters<NodeWriter["transition"]>[2]["incident"],
+): Promise<boolean> {
   const from = node.state;
   const ok = await ctx.svc.writer.transition(node, to, { at: ctx.at, actor: ctx.svc.actor, reason, fields, ...(incident ? { incident } : {}) });
   if (ok) ctx.report.transitions.push({ node: node.id, from, to, reason });

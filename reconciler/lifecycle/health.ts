@@ -47,7 +47,10 @@ export class HealthJudge {
     // the window starts at the lowest cursor; then at the mark past which every event was handed
     // to its node (a quiet node's old cursor must not pin it, or a busy log would starve).
     const from = this.judgedThrough ?? registered.reduce((m, n) => Math.min(m, n.evaluatedEventId), Number.MAX_SAFE_INTEGER);
-    const fresh = registered.length === 0 ? [] : await this.db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(EVENTS_PER_PASS);
+    const fresh =
+      registered.length === 0
+        ? []
+        : await this.db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(EVENTS_PER_PASS);
     if (fresh.length > 0) this.judgedThrough = fresh.at(-1)!.id;
     const out = new Map<string, EventRow[]>();
     for (const e of fresh) {
@@ -67,7 +70,13 @@ export class HealthJudge {
   }
 
   /** Updates each node's open findings and verdict from its new events and its cadence; in place. */
-  async judge(live: NodeRow[], newByNode: Map<string, EventRow[]>, config: NavarchConfig, poolOf: (name: string | null) => PoolConfig | undefined, at: number): Promise<void> {
+  async judge(
+    live: NodeRow[],
+    newByNode: Map<string, EventRow[]>,
+    config: NavarchConfig,
+    poolOf: (name: string | null) => PoolConfig | undefined,
+    at: number,
+  ): Promise<void> {
     const interval = config.server.health_check_interval;
     for (const node of live) {
       if (node.bootId === null) continue;

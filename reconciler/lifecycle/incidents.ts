@@ -20,21 +20,26 @@ export class Incidents {
    */
   async open(node: NodeRow, at: number, reason: string, faultAt: number, remedy: Remedy, status = "opened"): Promise<boolean> {
     if (node.incidentId !== null) return true;
-    return this.writer.atomically(async (tx) => {
-      const [row] = await tx.insert(incidents).values({ nodeId: node.id, pool: node.pool, reason, faultAt, openedAt: at, status, remedy }).returning({ id: incidents.id });
-      const ok = await this.writer.patch(
-        node,
-        { incidentId: row!.id, removal: node.removal ?? "replace" },
-        at,
-        { actor: this.actor, action: "incident_opened", details: { incidentId: row!.id, reason } },
-        tx,
-      );
-      if (!ok) tx.rollback();
-      return ok;
-    }).catch((err: unknown) => {
-      if (err instanceof Error && err.name === "TransactionRollbackError") return false;
-      throw err;
-    });
+    return this.writer
+      .atomically(async (tx) => {
+        const [row] = await tx
+          .insert(incidents)
+          .values({ nodeId: node.id, pool: node.pool, reason, faultAt, openedAt: at, status, remedy })
+          .returning({ id: incidents.id });
+        const ok = await this.writer.patch(
+          node,
+          { incidentId: row!.id, removal: node.removal ?? "replace" },
+          at,
+          { actor: this.actor, action: "incident_opened", details: { incidentId: row!.id, reason } },
+          tx,
+        );
+        if (!ok) tx.rollback();
+        return ok;
+      })
+      .catch((err: unknown) => {
+        if (err instanceof Error && err.name === "TransactionRollbackError") return false;
+        throw err;
+      });
   }
 
   /** Closes the incident a replacement was launched for, once the replacement is Ready. */
@@ -42,7 +47,10 @@ export class Incidents {
     if (node.replacementOf === null) return;
     await this.writer.atomically(async (t) => {
       const db = tx ?? t;
-      const [incident] = await db.select({ id: incidents.id }).from(incidents).where(and(eq(incidents.replacementNodeId, node.id), isNull(incidents.closedAt)));
+      const [incident] = await db
+        .select({ id: incidents.id })
+        .from(incidents)
+        .where(and(eq(incidents.replacementNodeId, node.id), isNull(incidents.closedAt)));
       if (incident === undefined) return;
       await db
         .update(incidents)

@@ -38,7 +38,10 @@ export async function recordInstance(
       createdAt: at,
       updatedAt: at,
     })
-    .onConflictDoUpdate({ target: instances.name, set: { providerId: instance.id, state: instance.state, address: instance.address ?? null, ...orphan, updatedAt: at } });
+    .onConflictDoUpdate({
+      target: instances.name,
+      set: { providerId: instance.id, state: instance.state, address: instance.address ?? null, ...orphan, updatedAt: at },
+    });
 }
 
 export async function markInstanceTerminated(db: Db, providerId: string, at: number): Promise<void> {
@@ -99,14 +102,24 @@ export class Inventory {
         const before = known.get(key);
         const since = before?.orphanSince ?? at;
         const sweeps = (before?.orphanSweeps ?? 0) + 1;
-        await recordInstance(db, instance, instance.tags[TAG_POOL] ?? "", instance.tags[TAG_OPERATION] ?? null, at, { orphanSince: since, orphanSweeps: sweeps });
+        await recordInstance(db, instance, instance.tags[TAG_POOL] ?? "", instance.tags[TAG_OPERATION] ?? null, at, {
+          orphanSince: since,
+          orphanSweeps: sweeps,
+        });
         const pool = instance.tags[TAG_POOL];
         const count = () => void (pool !== undefined && unclaimed.set(pool, (unclaimed.get(pool) ?? 0) + 1));
         if (sweeps < 2 || at - since < grace || svc.config().safety.dry_run) {
           count();
           continue;
         }
-        const outcome = await runOperation(db, { key: `reap:${name}:${instance.id}`, kind: "reap" }, at, () => provider.terminate(instance.id), undefined, svc.fence);
+        const outcome = await runOperation(
+          db,
+          { key: `reap:${name}:${instance.id}`, kind: "reap" },
+          at,
+          () => provider.terminate(instance.id),
+          undefined,
+          svc.fence,
+        );
         if (!outcome.ok) {
           count();
           continue;
@@ -133,11 +146,10 @@ export class Inventory {
     if (node === undefined || node.instanceName !== null) return;
     const pool = instance.tags[TAG_POOL] ?? node.pool;
     await recordInstance(ctx.svc.store.db, instance, pool ?? "", instance.tags[TAG_OPERATION] ?? null, ctx.at);
-    await ctx.svc.writer.patch(
-      node,
-      { instanceName: instance.id, provider, origin: "launched", pool, instanceType: instance.instanceType },
-      ctx.at,
-      { actor: ctx.svc.actor, action: "adopt", details: { instance: instance.id, pool } },
-    );
+    await ctx.svc.writer.patch(node, { instanceName: instance.id, provider, origin: "launched", pool, instanceType: instance.instanceType }, ctx.at, {
+      actor: ctx.svc.actor,
+      action: "adopt",
+      details: { instance: instance.id, pool },
+    });
   }
 }

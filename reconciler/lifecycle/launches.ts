@@ -52,7 +52,13 @@ export class PoolLaunches {
   async load(): Promise<void> {
     this.state.clear();
     for (const p of await this.db.select().from(pools)) {
-      this.state.set(p.name, { failures: p.launchFailures, retryAt: p.launchRetryAt, error: p.launchError, kind: p.launchErrorKind, since: p.launchFailingSince });
+      this.state.set(p.name, {
+        failures: p.launchFailures,
+        retryAt: p.launchRetryAt,
+        error: p.launchError,
+        kind: p.launchErrorKind,
+        since: p.launchFailingSince,
+      });
     }
   }
 
@@ -61,7 +67,11 @@ export class PoolLaunches {
     const s = this.state.get(pool);
     if (s === undefined || s.failures === 0 || s.retryAt === null || s.retryAt <= at) return { ok: true };
     const what = s.kind === "permanent" ? "launches refused" : "launches failing";
-    return { ok: false, retryAt: s.retryAt, reason: `pool ${pool}: ${what} (${s.failures} in a row: ${s.error ?? "unknown error"}); next try at ${new Date(s.retryAt).toISOString()}` };
+    return {
+      ok: false,
+      retryAt: s.retryAt,
+      reason: `pool ${pool}: ${what} (${s.failures} in a row: ${s.error ?? "unknown error"}); next try at ${new Date(s.retryAt).toISOString()}`,
+    };
   }
 
   /** Records a failure; returns when the pool may try again. */
@@ -72,7 +82,9 @@ export class PoolLaunches {
     const next: LaunchState = { failures, retryAt, error: message, kind, since: s.since ?? at };
     await this.write(pool, next, at);
     if (s.failures === 0 || s.error !== message || s.kind !== kind) {
-      this.log(`pool ${pool}: launch ${kind === "permanent" ? "refused" : "failed"}: ${message}; backing off (retry in ${Math.round((retryAt - at) / 1000)} s, up to ${BACKOFF[kind].max / 60_000} min)`);
+      this.log(
+        `pool ${pool}: launch ${kind === "permanent" ? "refused" : "failed"}: ${message}; backing off (retry in ${Math.round((retryAt - at) / 1000)} s, up to ${BACKOFF[kind].max / 60_000} min)`,
+      );
       await this.writer.audit(at, "navarch", "launch_failing", `pool:${pool}`, { kind, error: message, failures });
     }
     return retryAt;

@@ -104,7 +104,10 @@ export class Reconciler implements Services {
     this.incidents = new Incidents(this.writer, this.actor);
     this.launches = new PoolLaunches(opts.store.db, this.writer, this.logLine);
     this.judge = new HealthJudge(opts.store.db, opts.policy, opts.fence);
-    this.sources = layeredSources([...(opts.queueMetrics ? [queueSource("scheduler queue", opts.queueMetrics)] : []), ...(opts.metricsSource ? [opts.metricsSource] : [])]);
+    this.sources = layeredSources([
+      ...(opts.queueMetrics ? [queueSource("scheduler queue", opts.queueMetrics)] : []),
+      ...(opts.metricsSource ? [opts.metricsSource] : []),
+    ]);
   }
 
   // ───────────────────────────── running ─────────────────────────────
@@ -246,7 +249,9 @@ export class Reconciler implements Services {
     for (const [pool, count] of counts) {
       if (this.unconfiguredSaid.has(pool)) continue;
       this.unconfiguredSaid.add(pool);
-      this.log(`pool ${pool} is no longer configured: its ${count} node(s) are left running, watched for faults and never scaled; scale it to 0 first to remove them`);
+      this.log(
+        `pool ${pool} is no longer configured: its ${count} node(s) are left running, watched for faults and never scaled; scale it to 0 first to remove them`,
+      );
     }
     for (const pool of this.unconfiguredSaid) if (!counts.has(pool)) this.unconfiguredSaid.delete(pool);
   }
@@ -309,7 +314,14 @@ export class Reconciler implements Services {
     const fullById = new Map(live.map((n) => [n.id, n]));
     const rails = await loadRails(
       db,
-      { safety: config.safety, actor: this.actor, heartbeatTimeout: timeout, poolNames: config.pools.map((p) => p.name), nodes: light.map((n) => fullById.get(n.id) ?? n), at },
+      {
+        safety: config.safety,
+        actor: this.actor,
+        heartbeatTimeout: timeout,
+        poolNames: config.pools.map((p) => p.name),
+        nodes: light.map((n) => fullById.get(n.id) ?? n),
+        at,
+      },
       (scope, why) => this.tripBreaker(scope, why, at),
     );
     const ctx: StepContext = { at, report, rails, svc: this };
@@ -321,7 +333,8 @@ export class Reconciler implements Services {
         const quiet = silent(node, ctx);
         const frozen = quiet ? ctx.rails.mayDeclareLost() : undefined;
         const look = quiet && frozen?.allowed ? await declareLost(node, ctx) : await STEPS[node.state](node, ctx);
-        if (frozen !== undefined && !frozen.allowed && node.state !== "lost" && !report.transitions.some((t) => t.node === node.id)) await blocked(node, frozen, ctx);
+        if (frozen !== undefined && !frozen.allowed && node.state !== "lost" && !report.transitions.some((t) => t.node === node.id))
+          await blocked(node, frozen, ctx);
         noteLook(report, node.id, look);
       } catch (err) {
         if (err instanceof FencedError) throw err;
@@ -342,7 +355,11 @@ export class Reconciler implements Services {
   private async fullRows(ids: readonly string[]): Promise<NodeRow[]> {
     const byId = new Map<string, NodeRow>();
     for (let i = 0; i < ids.length; i += 500) {
-      for (const row of await this.store.db.select().from(nodes).where(inArray(nodes.id, ids.slice(i, i + 500)))) byId.set(row.id, row);
+      for (const row of await this.store.db
+        .select()
+        .from(nodes)
+        .where(inArray(nodes.id, ids.slice(i, i + 500))))
+        byId.set(row.id, row);
     }
     return ids.flatMap((id) => byId.get(id) ?? []);
   }
@@ -363,4 +380,3 @@ function noteLook(report: PassReport, node: string, look: Look): void {
   report.looks.set(node, look);
   if (report.nextLookAt === undefined || look < report.nextLookAt) report.nextLookAt = look;
 }
-

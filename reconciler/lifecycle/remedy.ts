@@ -29,7 +29,8 @@ export async function nextRung(node: NodeRow, ctx: StepContext): Promise<RungDec
   if (incident === undefined || incident.remedy !== "reboot") return { rung: "replace" };
   if (incident.rebootedAt !== null) return { rung: "replace", why: "it was already rebooted for this incident" };
   const provider = node.provider ? ctx.svc.providers.get(node.provider) : undefined;
-  if (node.origin !== "launched" || node.instanceName === null || provider === undefined) return { rung: "replace", why: "Navarch cannot reboot a machine it did not launch" };
+  if (node.origin !== "launched" || node.instanceName === null || provider === undefined)
+    return { rung: "replace", why: "Navarch cannot reboot a machine it did not launch" };
   if (provider.reboot === undefined) return { rung: "replace", why: `provider ${provider.name} cannot reboot a machine` };
   // A human asked for this reboot: theirs to decide, whatever came before.
   if (node.cordonedBy?.startsWith("human:")) return { rung: "reboot" };

@@ -83,7 +83,12 @@ export class Scaler {
           eq(nodes.origin, "launched"),
           eq(nodes.removal, "replace"),
           stateIn(nodes.state, "inPool"),
-          exists(db.select({ one: sql`1` }).from(replacement).where(and(eq(replacement.replacementOf, nodes.id), stateIn(replacement.state, "inPool")))),
+          exists(
+            db
+              .select({ one: sql`1` })
+              .from(replacement)
+              .where(and(eq(replacement.replacementOf, nodes.id), stateIn(replacement.state, "inPool"))),
+          ),
         ),
       );
     // Machines the provider runs for this pool that no node claims yet count as coming up.
@@ -107,12 +112,19 @@ export class Scaler {
       metrics,
       { ...(row?.lastScaleAt ? { lastScaleAt: row.lastScaleAt } : {}), ...(row?.lastScaleDirection ? { lastDirection: row.lastScaleDirection } : {}) },
       at,
-      pool.scaling.autoscaler === undefined ? "no autoscaler" : `between ${pool.scaling.autoscaler.type} autoscaler ticks (every ${formatDuration(svc.config().server.autoscale_interval)}), bounds only`,
+      pool.scaling.autoscaler === undefined
+        ? "no autoscaler"
+        : `between ${pool.scaling.autoscaler.type} autoscaler ticks (every ${formatDuration(svc.config().server.autoscale_interval)}), bounds only`,
     );
     if (decision.desired === decision.current) return;
     if (svc.config().safety.dry_run) {
       await this.sayOnce(pool.name, `${decision.current}→${decision.desired}`, ctx, async () => {
-        await svc.writer.audit(at, svc.actor, "dry_run", `pool:${pool.name}`, { would: "scale", from: decision.current, to: decision.desired, reason: decision.reason });
+        await svc.writer.audit(at, svc.actor, "dry_run", `pool:${pool.name}`, {
+          would: "scale",
+          from: decision.current,
+          to: decision.desired,
+          reason: decision.reason,
+        });
         svc.log(`dry run: pool ${pool.name} would scale ${decision.current} → ${decision.desired}: ${decision.reason}`);
       });
       return;
@@ -126,7 +138,9 @@ export class Scaler {
     } else {
       const victims = await this.victims(pool.name, current - desired, ctx);
       if (victims.chosen.length === 0) {
-        await this.sayOnce(pool.name, `hold ${current}→${desired}`, ctx, async () => svc.log(`pool ${pool.name}: would scale ${current} → ${desired} (${reason}), but ${victims.kept}`));
+        await this.sayOnce(pool.name, `hold ${current}→${desired}`, ctx, async () =>
+          svc.log(`pool ${pool.name}: would scale ${current} → ${desired} (${reason}), but ${victims.kept}`),
+        );
         return;
       }
       if (victims.chosen.length < current - desired) {
@@ -181,12 +195,18 @@ export class Scaler {
    */
   private async victims(pool: string, count: number, ctx: StepContext): Promise<{ chosen: NodeRow[]; kept: string }> {
     const db = ctx.svc.store.db;
-    const rows = await db.select().from(nodes).where(and(eq(nodes.pool, pool), eq(nodes.origin, "launched"), stateIn(nodes.state, "inPool"), isNull(nodes.removal)));
+    const rows = await db
+      .select()
+      .from(nodes)
+      .where(and(eq(nodes.pool, pool), eq(nodes.origin, "launched"), stateIn(nodes.state, "inPool"), isNull(nodes.removal)));
     const busy = new Set((await poolActivity(db, pool)).filter((a) => a.busy).map((a) => a.id));
     const comingUp = rows.filter((n) => isIn("comingUp", n.state));
     comingUp.sort((a, b) => REMOVAL_ORDER.indexOf(a.state) - REMOVAL_ORDER.indexOf(b.state) || b.stateChangedAt - a.stateChangedAt || (a.id < b.id ? -1 : 1));
     const idle = rows.filter((n) => isIn("inService", n.state) && !busy.has(n.id));
-    const since = await idleSinceOf(db, idle.map((n) => n.id));
+    const since = await idleSinceOf(
+      db,
+      idle.map((n) => n.id),
+    );
     const seenIdle = byLongestIdle(idle.flatMap((n) => (since.has(n.id) ? [{ id: n.id, idleSince: since.get(n.id)!, row: n }] : []))).map((x) => x.row);
     const notSeen = idle.filter((n) => !since.has(n.id)).sort((a, b) => b.stateChangedAt - a.stateChangedAt || (a.id < b.id ? -1 : 1));
     const chosen = [...comingUp, ...seenIdle, ...notSeen].slice(0, count);
@@ -201,4 +221,3 @@ export class Scaler {
     await say();
   }
 }
-

@@ -76,9 +76,27 @@ export class NodeWriter {
   }
 
   /** A change of fields that is not a change of state (still compare-and-set, still fenced). Not audited unless `action` is given. */
-  async patch(node: NodeRow, fields: Partial<NodeRow>, at: number, opts: { actor?: string; action?: string; incident?: IncidentChange; details?: Record<string, unknown> } = {}, tx?: Executor): Promise<boolean> {
+  async patch(
+    node: NodeRow,
+    fields: Partial<NodeRow>,
+    at: number,
+    opts: { actor?: string; action?: string; incident?: IncidentChange; details?: Record<string, unknown> } = {},
+    tx?: Executor,
+  ): Promise<boolean> {
     if (fields.state !== undefined && fields.state !== node.state) throw new Error(`patch of ${node.id} may not change its state; use transition()`);
-    return this.write(node, fields, { at, actor: opts.actor ?? "navarch", reason: "", ...(opts.incident ? { incident: opts.incident } : {}), ...(opts.details ? { details: opts.details } : {}) }, opts.action, tx);
+    return this.write(
+      node,
+      fields,
+      {
+        at,
+        actor: opts.actor ?? "navarch",
+        reason: "",
+        ...(opts.incident ? { incident: opts.incident } : {}),
+        ...(opts.details ? { details: opts.details } : {}),
+      },
+      opts.action,
+      tx,
+    );
   }
 
   /** Updates an incident on its own (status lines, timings), fenced like every write. */
@@ -125,13 +143,18 @@ export class NodeWriter {
       if (action !== undefined) {
         // A change of state says from and to; any other audited change, the state it was made in.
         const to = set.state ?? from;
-        const details: Record<string, unknown> = { ...(to !== from ? { from, to } : { state: from }), ...(change.reason ? { reason: change.reason } : {}), ...change.details };
+        const details: Record<string, unknown> = {
+          ...(to !== from ? { from, to } : { state: from }),
+          ...(change.reason ? { reason: change.reason } : {}),
+          ...change.details,
+        };
         await tx.insert(auditLog).values({ at: change.at, actor: change.actor, action, target: node.id, details });
       }
       return updated[0]!.version;
     };
     // An audit row or an incident change must not outlive a lost compare-and-set: one transaction.
-    const version = outer !== undefined || (action === undefined && change.incident === undefined) ? await body(outer ?? this.db) : await this.db.transaction(body);
+    const version =
+      outer !== undefined || (action === undefined && change.incident === undefined) ? await body(outer ?? this.db) : await this.db.transaction(body);
     if (version === undefined) return false;
     Object.assign(node, set, { version, updatedAt: change.at });
     return true;

@@ -123,7 +123,13 @@ export interface ScalingDecision {
 // ───────────────────────────── decideScale ─────────────────────────────
 
 /** `withoutAutoscaler`: what the reason says when no autoscaler ran (none configured, or not its tick). */
-export function decideScale(scaling: ScalingConfig, metrics: PoolMetrics, state: ScalingState, now: number, withoutAutoscaler = "no autoscaler"): ScalingDecision {
+export function decideScale(
+  scaling: ScalingConfig,
+  metrics: PoolMetrics,
+  state: ScalingState,
+  now: number,
+  withoutAutoscaler = "no autoscaler",
+): ScalingDecision {
   const current = metrics.nodes.total;
   const { min_nodes: min, max_nodes: max, cooldown_period: cooldownPeriod } = scaling;
   const inputs: Inputs = {
@@ -164,7 +170,8 @@ export function decideScale(scaling: ScalingConfig, metrics: PoolMetrics, state:
       const last = `last ${state.lastDirection === undefined ? "" : `scale-${state.lastDirection} `}at ${iso(state.lastScaleAt)}`;
       cooldownNote = `held back by cooldown_period ${formatDuration(cooldownPeriod)} until ${iso(until)} (${last})`;
       if (restore !== current) {
-        const which = recommendation?.bounds === undefined ? (restore > current ? "min_nodes" : "max_nodes") : restore > current ? "the lower bound" : "the upper bound";
+        const which =
+          recommendation?.bounds === undefined ? (restore > current ? "min_nodes" : "max_nodes") : restore > current ? "the lower bound" : "the upper bound";
         cooldownNote += `; restoring ${which} ${restore} is not held back`;
       }
     }
@@ -307,12 +314,14 @@ function scheduled(config: ScheduledAutoscalerConfig, ctx: EvaluationContext): R
     if (window.min_nodes !== undefined) {
       inputs.window_min_nodes = window.min_nodes;
       lo = clamp(window.min_nodes, poolMin, poolMax);
-      if (lo !== window.min_nodes) notes.push(`window min_nodes ${window.min_nodes} clamped to the pool's ${window.min_nodes > poolMax ? "max_nodes" : "min_nodes"} ${lo}`);
+      if (lo !== window.min_nodes)
+        notes.push(`window min_nodes ${window.min_nodes} clamped to the pool's ${window.min_nodes > poolMax ? "max_nodes" : "min_nodes"} ${lo}`);
     }
     if (window.max_nodes !== undefined) {
       inputs.window_max_nodes = window.max_nodes;
       hi = clamp(window.max_nodes, poolMin, poolMax);
-      if (hi !== window.max_nodes) notes.push(`window max_nodes ${window.max_nodes} clamped to the pool's ${window.max_nodes < poolMin ? "min_nodes" : "max_nodes"} ${hi}`);
+      if (hi !== window.max_nodes)
+        notes.push(`window max_nodes ${window.max_nodes} clamped to the pool's ${window.max_nodes < poolMin ? "min_nodes" : "max_nodes"} ${hi}`);
     }
     const started = active.startedOn === active.clock.weekday ? "" : `, started ${active.startedOn}`;
     head = `${describeWindow(index, window)} active at ${active.clock.label}${started}: bounds [${lo}, ${hi}]`;
@@ -410,10 +419,20 @@ function composite(config: CompositeAutoscalerConfig, ctx: EvaluationContext): R
   const parts = children.map((c) => `${c.type}: ${c.reason}`).join("] [");
   const inputs: Inputs = { children: children.length, with_opinion: values.length };
   if (values.length === 0) {
-    return { type: "composite", desired: undefined, reason: `composite ${config.mode}: no child has an opinion [${parts}]: hold at ${ctx.current}`, inputs, children };
+    return {
+      type: "composite",
+      desired: undefined,
+      reason: `composite ${config.mode}: no child has an opinion [${parts}]: hold at ${ctx.current}`,
+      inputs,
+      children,
+    };
   }
   const desired =
-    config.mode === "max" ? Math.max(...values) : config.mode === "min" ? Math.min(...values) : Math.ceil(values.reduce((a, b) => a + b, 0) / values.length - EPSILON);
+    config.mode === "max"
+      ? Math.max(...values)
+      : config.mode === "min"
+        ? Math.min(...values)
+        : Math.ceil(values.reduce((a, b) => a + b, 0) / values.length - EPSILON);
   inputs.combined = desired;
   const of = `${config.mode} of ${values.join(", ")}${config.mode === "avg" ? " (rounded up)" : ""}`;
   return { type: "composite", desired, reason: `composite ${of} = ${desired}: ${move(ctx.current, desired)} [${parts}]`, inputs, children };
@@ -468,7 +487,10 @@ function idle(config: IdleAutoscalerConfig, { metrics, current, now }: Evaluatio
     return rec(desired, `${head}: release ${what}${order}: ${move(current, desired)}`);
   }
   if (idleCount > minIdle && longest !== undefined) {
-    return rec(current, `${head}, but the longest idle (${longestText(longest)}) is under idle_decay ${formatDuration(decay)} until ${iso(longest.idleSince + decay)}: hold at ${current}`);
+    return rec(
+      current,
+      `${head}, but the longest idle (${longestText(longest)}) is under idle_decay ${formatDuration(decay)} until ${iso(longest.idleSince + decay)}: hold at ${current}`,
+    );
   }
   return rec(current, `${head}: hold at ${current}`);
 }

@@ -108,7 +108,11 @@ export async function recordIdleness(db: Db, writer: NodeWriter, pool: string, a
 export async function idleSinceOf(db: Db, ids: readonly string[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (let i = 0; i < ids.length; i += 500) {
-    for (const r of await db.select().from(nodeIdle).where(inArray(nodeIdle.nodeId, ids.slice(i, i + 500)))) out.set(r.nodeId, r.idleSince);
+    for (const r of await db
+      .select()
+      .from(nodeIdle)
+      .where(inArray(nodeIdle.nodeId, ids.slice(i, i + 500))))
+      out.set(r.nodeId, r.idleSince);
   }
   return out;
 }

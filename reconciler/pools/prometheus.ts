@@ -5,7 +5,15 @@
 // the input can have. Whatever fails is unknown for this tick (the autoscaler then holds,
 // saying why) and is reported in `problems`; a query never throws into the loop.
 import * as v from "valibot";
-import { formatDuration, POOL_PLACEHOLDER, PROMETHEUS_QUERY_KEYS, type PoolConfig, type PrometheusQueries, type PrometheusQueryKey, type PrometheusSourceConfig } from "../../schema/config.ts";
+import {
+  formatDuration,
+  POOL_PLACEHOLDER,
+  PROMETHEUS_QUERY_KEYS,
+  type PoolConfig,
+  type PrometheusQueries,
+  type PrometheusQueryKey,
+  type PrometheusSourceConfig,
+} from "../../schema/config.ts";
 import type { MetricsSource, SourcedMetrics } from "./metrics-source.ts";
 
 /** `[unix seconds, "value"]`: Prometheus writes sample values as strings ("NaN", "+Inf" included). */
@@ -78,7 +86,8 @@ export class PrometheusMetricsSource implements MetricsSource {
     if (value.has("gpu_utilization")) out.gpuUtilization = value.get("gpu_utilization")!;
     // The queue only when every queue query that is configured answered: half a queue is not a depth.
     const queueKeys = keys.filter((k) => k !== "gpu_utilization");
-    if (queueKeys.length > 0 && queueKeys.every((k) => value.has(k))) out.queue = { pending: value.get("queue_pending") ?? 0, running: value.get("queue_running") ?? 0 };
+    if (queueKeys.length > 0 && queueKeys.every((k) => value.has(k)))
+      out.queue = { pending: value.get("queue_pending") ?? 0, running: value.get("queue_running") ?? 0 };
     if (problems.length > 0) out.problems = problems;
     return out;
   }
@@ -98,7 +107,11 @@ export class PrometheusMetricsSource implements MetricsSource {
       response = await (this.options.fetch ?? fetch)(this.endpoint, { method: "POST", headers, body, signal: AbortSignal.timeout(this.config.timeout) });
     } catch (err) {
       const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
-      throw new PromQLError(timedOut ? `no answer from ${this.endpoint} within ${formatDuration(this.config.timeout)}` : `${this.endpoint}: ${err instanceof Error ? err.message : String(err)}`);
+      throw new PromQLError(
+        timedOut
+          ? `no answer from ${this.endpoint} within ${formatDuration(this.config.timeout)}`
+          : `${this.endpoint}: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
     const text = await response.text();
     let json: unknown;
@@ -109,7 +122,9 @@ export class PrometheusMetricsSource implements MetricsSource {
     }
     const parsed = v.safeParse(QueryAnswer, json);
     if (!parsed.success) {
-      throw new PromQLError(`${this.endpoint} answered ${response.status} with a body that is not a Prometheus query answer (${parsed.issues.map((i) => `${v.getDotPath(i) ?? "body"}: ${i.message}`).join("; ")})`);
+      throw new PromQLError(
+        `${this.endpoint} answered ${response.status} with a body that is not a Prometheus query answer (${parsed.issues.map((i) => `${v.getDotPath(i) ?? "body"}: ${i.message}`).join("; ")})`,
+      );
     }
     const answer = parsed.output;
     if (answer.status === "error") throw new PromQLError(`${answer.errorType}: ${answer.error}`);

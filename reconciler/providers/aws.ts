@@ -261,10 +261,16 @@ export class AwsProvider implements Provider {
     const [region, instanceId] = located;
     const current = await this.describeOne(region, instanceId);
     if (current === undefined || current.state === "terminated") {
-      throw new ProviderError(this.name, "not_found", `RebootInstances ${instanceId} in ${region}: the instance is ${current === undefined ? "gone" : "terminated"}`);
+      throw new ProviderError(
+        this.name,
+        "not_found",
+        `RebootInstances ${instanceId} in ${region}: the instance is ${current === undefined ? "gone" : "terminated"}`,
+      );
     }
     const sdk = await loadSdk();
-    await this.call(region, `RebootInstances ${instanceId}`, v.unknown(), (client) => client.send(new sdk.RebootInstancesCommand({ InstanceIds: [instanceId] })));
+    await this.call(region, `RebootInstances ${instanceId}`, v.unknown(), (client) =>
+      client.send(new sdk.RebootInstancesCommand({ InstanceIds: [instanceId] })),
+    );
   }
 
   instanceOfKubernetesNode(providerId: string): string | undefined {
@@ -383,14 +389,18 @@ export class AwsProvider implements Provider {
     const secretEnv = this.config.secret_access_key_env ?? "AWS_SECRET_ACCESS_KEY";
     const accessKeyId = this.env(idEnv)?.trim();
     const secretAccessKey = this.env(secretEnv)?.trim();
-    if (accessKeyId === undefined || accessKeyId === "") throw new ProviderError(this.name, "auth", `environment variable ${idEnv} (the access key id) is not set`);
-    if (secretAccessKey === undefined || secretAccessKey === "") throw new ProviderError(this.name, "auth", `environment variable ${secretEnv} (the secret access key) is not set`);
+    if (accessKeyId === undefined || accessKeyId === "")
+      throw new ProviderError(this.name, "auth", `environment variable ${idEnv} (the access key id) is not set`);
+    if (secretAccessKey === undefined || secretAccessKey === "")
+      throw new ProviderError(this.name, "auth", `environment variable ${secretEnv} (the secret access key) is not set`);
     const sessionToken = this.config.access_key_id_env === undefined ? this.env("AWS_SESSION_TOKEN")?.trim() : undefined;
     return { accessKeyId, secretAccessKey, ...(sessionToken === undefined || sessionToken === "" ? {} : { sessionToken }) };
   }
 
   private async client(region: string, creds: Credentials): Promise<EC2Client> {
-    const fingerprint = createHash("sha256").update(`${creds.accessKeyId}\0${creds.secretAccessKey}\0${creds.sessionToken ?? ""}`).digest("hex");
+    const fingerprint = createHash("sha256")
+      .update(`${creds.accessKeyId}\0${creds.secretAccessKey}\0${creds.sessionToken ?? ""}`)
+      .digest("hex");
     const cached = this.clients.get(region);
     if (cached !== undefined && cached.fingerprint === fingerprint) return cached.client;
     const sdk = await loadSdk();

@@ -120,7 +120,9 @@ export class CoreWeaveProvider implements Provider {
   async terminate(id: string): Promise<void> {
     const client = await this.connect();
     try {
-      await client.request("DELETE", `${NODEPOOL_PATH}/${encodeURIComponent(id)}`, { body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" } });
+      await client.request("DELETE", `${NODEPOOL_PATH}/${encodeURIComponent(id)}`, {
+        body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" },
+      });
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404) return; // already gone
       throw this.error(err, `delete Node Pool ${id}`);
@@ -181,7 +183,8 @@ export class CoreWeaveProvider implements Provider {
     let tags: Record<string, string> = {};
     try {
       const parsed: unknown = JSON.parse(annotations[TAGS_ANNOTATION] ?? "{}");
-      if (typeof parsed === "object" && parsed !== null) tags = Object.fromEntries(Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === "string"));
+      if (typeof parsed === "object" && parsed !== null)
+        tags = Object.fromEntries(Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === "string"));
     } catch {
       tags = {};
     }
@@ -207,8 +210,7 @@ export class CoreWeaveProvider implements Provider {
 
   private connect(): Promise<KubeClient> {
     this.client ??= KubeClient.connect({
-      source:
-        this.opts.source ?? (this.opts.config?.kubeconfig ? { kind: "kubeconfig", path: this.opts.config.kubeconfig } : { kind: "kubeconfig" }),
+      source: this.opts.source ?? (this.opts.config?.kubeconfig ? { kind: "kubeconfig", path: this.opts.config.kubeconfig } : { kind: "kubeconfig" }),
     }).catch((err: unknown) => {
       this.client = undefined; // a fixed kubeconfig is picked up on the next call
       throw new ProviderError(this.name, "auth", err instanceof Error ? err.message : String(err));

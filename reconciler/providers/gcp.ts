@@ -99,9 +99,7 @@ const Operation = v.object({
   name: v.string(),
   status: v.picklist(["PENDING", "RUNNING", "DONE"]),
   targetLink: v.optional(v.string()),
-  error: v.optional(
-    v.object({ errors: v.optional(v.array(v.object({ code: v.optional(v.string()), message: v.optional(v.string()) })), []) }),
-  ),
+  error: v.optional(v.object({ errors: v.optional(v.array(v.object({ code: v.optional(v.string()), message: v.optional(v.string()) })), []) })),
   httpErrorStatusCode: v.optional(v.number()),
   httpErrorMessage: v.optional(v.string()),
 });
@@ -142,10 +140,7 @@ const AggregatedMachineTypes = v.object({
             v.object({
               name: v.string(),
               zone: v.optional(v.string()),
-              accelerators: v.optional(
-                v.array(v.object({ guestAcceleratorType: v.string(), guestAcceleratorCount: v.number() })),
-                [],
-              ),
+              accelerators: v.optional(v.array(v.object({ guestAcceleratorType: v.string(), guestAcceleratorCount: v.number() })), []),
             }),
           ),
           [],
@@ -500,7 +495,10 @@ export class GcpProvider implements Provider {
     while (current.status !== "DONE") {
       const left = deadline - this.now();
       if (left <= 0) {
-        throw this.http.error("transient", `operation ${current.name} still ${current.status} after ${budget} ms; retry the launch with the same key to keep waiting`);
+        throw this.http.error(
+          "transient",
+          `operation ${current.name} still ${current.status} after ${budget} ms; retry the launch with the same key to keep waiting`,
+        );
       }
       try {
         // operations.wait returns when the operation is done or after about two minutes.
@@ -534,9 +532,7 @@ export class GcpProvider implements Provider {
           initializeParams: { sourceImage: this.options.image ?? DEFAULT_IMAGE, diskSizeGb: String(this.options.bootDiskGb ?? 200) },
         },
       ],
-      networkInterfaces: [
-        { network: this.options.network ?? "global/networks/default", accessConfigs: [{ type: "ONE_TO_ONE_NAT", name: "External NAT" }] },
-      ],
+      networkInterfaces: [{ network: this.options.network ?? "global/networks/default", accessConfigs: [{ type: "ONE_TO_ONE_NAT", name: "External NAT" }] }],
       // GPU VMs cannot live-migrate.
       scheduling: { onHostMaintenance: "TERMINATE", automaticRestart: true },
       ...(req.sshPublicKey === undefined
@@ -607,7 +603,10 @@ export class GcpProvider implements Provider {
       pageToken = page!.nextPageToken;
     } while (pageToken !== undefined && pageToken !== "");
     if (inRegion.length === 0) {
-      throw this.http.error("invalid", `region ${region} has no zones in project ${project} (set the pool's region to a GCE region like us-central1, or set zones)`);
+      throw this.http.error(
+        "invalid",
+        `region ${region} has no zones in project ${project} (set the pool's region to a GCE region like us-central1, or set zones)`,
+      );
     }
     const up = inRegion.filter((z) => z.up).map((z) => z.name);
     if (up.length === 0) throw this.http.error("transient", `every zone of ${region} is DOWN (${inRegion.map((z) => z.name).join(", ")})`);
@@ -759,7 +758,11 @@ export class GcpProvider implements Provider {
     const parsed = v.safeParse(ServiceAccountKey, json);
     if (!parsed.success) {
       const type = typeof json === "object" && json !== null && "type" in json ? String((json as { type: unknown }).type) : "unknown";
-      throw new ProviderError(this.name, "auth", `GCP credentials from ${source} are not a service-account key (type ${type}; only service_account keys and raw access tokens are supported)`);
+      throw new ProviderError(
+        this.name,
+        "auth",
+        `GCP credentials from ${source} are not a service-account key (type ${type}; only service_account keys and raw access tokens are supported)`,
+      );
     }
     return parsed.output;
   }
@@ -814,9 +817,13 @@ export class GcpProvider implements Provider {
     if (!response.ok) {
       const err = v.safeParse(TokenError, body);
       const detail = err.success ? `${err.output.error}${err.output.error_description ? `: ${err.output.error_description}` : ""}` : `HTTP ${response.status}`;
-      const kind: ProviderErrorKind =
-        response.status === 429 ? "rate_limit" : response.status >= 500 ? "transient" : "auth";
-      throw new ProviderError(this.name, kind, redact(`token exchange for ${key.client_email} refused: ${detail}`, secrets), parseRetryAfter(response.headers.get("retry-after")));
+      const kind: ProviderErrorKind = response.status === 429 ? "rate_limit" : response.status >= 500 ? "transient" : "auth";
+      throw new ProviderError(
+        this.name,
+        kind,
+        redact(`token exchange for ${key.client_email} refused: ${detail}`, secrets),
+        parseRetryAfter(response.headers.get("retry-after")),
+      );
     }
     const parsed = v.safeParse(TokenResponse, body);
     if (!parsed.success) {

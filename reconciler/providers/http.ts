@@ -104,11 +104,7 @@ export class JsonHttp {
     return new ProviderError(this.options.provider, kind, redact(message, this.options.secrets()), retryAfterSeconds);
   }
 
-  async request<TSchema extends v.GenericSchema>(
-    method: string,
-    path: string,
-    opts: RequestOptions<TSchema>,
-  ): Promise<v.InferOutput<TSchema> | undefined> {
+  async request<TSchema extends v.GenericSchema>(method: string, path: string, opts: RequestOptions<TSchema>): Promise<v.InferOutput<TSchema> | undefined> {
     const { provider } = this.options;
     const timeoutMs = opts.timeoutMs ?? this.options.timeoutMs;
     const url = new URL(this.options.baseUrl + path);

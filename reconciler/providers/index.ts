@@ -25,7 +25,9 @@ export function createProviders(config: NavarchConfig, ctx: ProviderContext): Ma
     switch (type) {
       case "lambda": {
         // Each pool's own ssh_key_names, and its key path for messages.
-        const pools = new Map(config.pools.map((pool, i) => [pool.name, { path: `pools[${i}]`, ...(pool.ssh_key_names ? { sshKeyNames: pool.ssh_key_names } : {}) }]));
+        const pools = new Map(
+          config.pools.map((pool, i) => [pool.name, { path: `pools[${i}]`, ...(pool.ssh_key_names ? { sshKeyNames: pool.ssh_key_names } : {}) }]),
+        );
         out.set(type, new LambdaProvider(config.providers.lambda ?? { api_key_env: "LAMBDA_API_KEY" }, env, { pools }));
         break;
       }

@@ -283,9 +283,7 @@ export class LambdaProvider implements Provider {
 
   async list(tags: Record<string, string>): Promise<Instance[]> {
     const wanted = Object.entries(tags);
-    return (await this.listRaw())
-      .map((raw) => this.toInstance(raw))
-      .filter((inst) => wanted.every(([key, value]) => inst.tags[key] === value));
+    return (await this.listRaw()).map((raw) => this.toInstance(raw)).filter((inst) => wanted.every(([key, value]) => inst.tags[key] === value));
   }
 
   async instanceTypes(): Promise<InstanceTypeInfo[]> {

@@ -70,9 +70,7 @@ export function resolveAgentCommand(explicit?: string): string[] {
   if (existsSync(sibling)) return [sibling];
   const source = resolve(import.meta.dir, "../../agent/main.ts");
   if (existsSync(source)) return [process.execPath, source];
-  throw new Error(
-    `no navarch-node found beside ${process.execPath}; build it (bun run build) or set providers.local.agent_binary`,
-  );
+  throw new Error(`no navarch-node found beside ${process.execPath}; build it (bun run build) or set providers.local.agent_binary`);
 }
 
 // ───────────────────────────── instance types ─────────────────────────────
@@ -177,7 +175,10 @@ export class LocalNodesDir {
       if (errnoOf(err) === "ENOENT") return [];
       throw err;
     }
-    return entries.filter((e) => e.isDirectory() && LocalNodesDir.validName(e.name)).map((e) => e.name).sort();
+    return entries
+      .filter((e) => e.isDirectory() && LocalNodesDir.validName(e.name))
+      .map((e) => e.name)
+      .sort();
   }
 
   /** A fresh staging directory; renamed into place by claim(). */

@@ -156,7 +156,13 @@ export class LeaderLease implements Fence {
     }
     const taken = await db
       .update(leases)
-      .set({ holder: this.holder, epoch: sql`${leases.epoch} + 1`, address: this.opts.address ?? null, acquiredAt: at, renewedAt: sql`max(${at}, ${leases.renewedAt} + 1)` })
+      .set({
+        holder: this.holder,
+        epoch: sql`${leases.epoch} + 1`,
+        address: this.opts.address ?? null,
+        acquiredAt: at,
+        renewedAt: sql`max(${at}, ${leases.renewedAt} + 1)`,
+      })
       .where(and(eq(leases.name, LEADER), eq(leases.holder, row.holder), eq(leases.epoch, row.epoch), eq(leases.renewedAt, row.renewedAt)))
       .returning({ epoch: leases.epoch });
     if (taken.length === 0) return undefined; // someone else moved first

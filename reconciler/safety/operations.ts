@@ -53,7 +53,10 @@ export async function runOperation<T>(
   if (row?.state === "running" && observe) {
     const seen = await observe();
     if (seen.done) {
-      await db.update(operations).set({ state: "succeeded", result: (seen.result ?? null) as unknown, updatedAt: at }).where(eq(operations.key, spec.key));
+      await db
+        .update(operations)
+        .set({ state: "succeeded", result: (seen.result ?? null) as unknown, updatedAt: at })
+        .where(eq(operations.key, spec.key));
       return { ok: true, result: seen.result, replayed: true };
     }
   }
@@ -66,7 +69,10 @@ export async function runOperation<T>(
   try {
     fence?.check();
     const result = await effect();
-    await db.update(operations).set({ state: "succeeded", result: (result ?? null) as unknown, error: null, updatedAt: at }).where(eq(operations.key, spec.key));
+    await db
+      .update(operations)
+      .set({ state: "succeeded", result: (result ?? null) as unknown, error: null, updatedAt: at })
+      .where(eq(operations.key, spec.key));
     return { ok: true, result, replayed: false };
   } catch (error) {
     const text = error instanceof Error ? error.message : String(error);

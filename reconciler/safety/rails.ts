@@ -128,7 +128,9 @@ export class Rails {
 
   /** Dry run and nothing else: a human's explicit request is theirs to decide. */
   mayActForHuman(): RailVerdict {
-    return this.inputs.safety.dry_run ? { allowed: false, rail: "dry_run", reason: "safety.dry_run is on: decisions are recorded, nothing is changed" } : ALLOWED;
+    return this.inputs.safety.dry_run
+      ? { allowed: false, rail: "dry_run", reason: "safety.dry_run is on: decisions are recorded, nothing is changed" }
+      : ALLOWED;
   }
 
   /** Records a cordon made in this pass, so later decisions of the same pass see it. */
@@ -150,7 +152,8 @@ export class Rails {
     const fleet = trippedBreakers.get("fleet");
     if (fleet) return { allowed: false, rail: "breaker", reason: `fleet circuit breaker tripped: ${fleet}; reset it after checking the cause` };
     const poolBreaker = pool === null ? undefined : trippedBreakers.get(`pool:${pool}`);
-    if (poolBreaker) return { allowed: false, rail: "breaker", reason: `pool ${pool} circuit breaker tripped: ${poolBreaker}; reset it after checking the cause` };
+    if (poolBreaker)
+      return { allowed: false, rail: "breaker", reason: `pool ${pool} circuit breaker tripped: ${poolBreaker}; reset it after checking the cause` };
     return undefined;
   }
 
@@ -172,7 +175,11 @@ export class Rails {
     const { max_in_flight_per_pool: perPool, max_in_flight_fleet: fleet } = this.inputs.safety;
     const poolCount = remediationSlots(this.poolNodes(pool));
     if (poolCount >= perPool) {
-      return { allowed: false, rail: "in_flight_pool", reason: `${poolCount} remediations in flight in pool ${pool ?? "-"} (safety.max_in_flight_per_pool ${perPool})` };
+      return {
+        allowed: false,
+        rail: "in_flight_pool",
+        reason: `${poolCount} remediations in flight in pool ${pool ?? "-"} (safety.max_in_flight_per_pool ${perPool})`,
+      };
     }
     const fleetCount = remediationSlots(this.inputs.nodes);
     if (fleetCount >= fleet) {
@@ -262,7 +269,14 @@ export async function loadRails(db: Executor, inputs: RailsInputsFromStore, trip
   const ours = await db
     .select({ at: auditLog.at })
     .from(auditLog)
-    .where(and(gt(auditLog.at, rateHorizon), eq(auditLog.action, "transition"), eq(auditLog.actor, inputs.actor), sql`json_extract(${auditLog.details}, '$.to') = 'cordoned'`));
+    .where(
+      and(
+        gt(auditLog.at, rateHorizon),
+        eq(auditLog.action, "transition"),
+        eq(auditLog.actor, inputs.actor),
+        sql`json_extract(${auditLog.details}, '$.to') = 'cordoned'`,
+      ),
+    );
   // Trip breakers (fleet and per pool) from the cordons within the breaker window. A reset
   // starts the window afresh: what tripped it is not counted again (no backlog replay).
   const allBreakers = await db.select().from(breakers);
@@ -297,4 +311,3 @@ export async function loadRails(db: Executor, inputs: RailsInputsFromStore, trip
     ...(frozen ? { partitionFrozen: frozen } : {}),
   });
 }
-

@@ -193,7 +193,12 @@ export class SimulatedAgents {
   async xid(nodeId: string, code: number, gpuIndex = 0, time?: number): Promise<void> {
     const entry = lookupXid(code);
     const verdict = classifyXid(entry);
-    await this.event(nodeId, { check: "xid", code: String(code), severity: verdict.severity, action: verdict.action, message: `Xid ${code} (${entry.meaning})` }, gpuIndex, time);
+    await this.event(
+      nodeId,
+      { check: "xid", code: String(code), severity: verdict.severity, action: verdict.action, message: `Xid ${code} (${entry.meaning})` },
+      gpuIndex,
+      time,
+    );
   }
 
   /** Pushes one health event; `time` is when it happened (default now), stored now. */
@@ -232,7 +237,11 @@ export class SimulatedAgents {
     if (!(await this.reboot(agent.nodeId, `boot-${agent.instanceId}-r${cloudBoot}`))) return false;
     for (const e of survivors) {
       const gpuIndex = e.gpu?.index ?? 0;
-      await this.event(agent.nodeId, { check: e.check, ...(e.code !== undefined ? { code: e.code } : {}), severity: e.severity, action: e.action, message: e.message }, gpuIndex);
+      await this.event(
+        agent.nodeId,
+        { check: e.check, ...(e.code !== undefined ? { code: e.code } : {}), severity: e.severity, action: e.action, message: e.message },
+        gpuIndex,
+      );
     }
     return true;
   }
@@ -391,7 +400,12 @@ export class SimulatedAgents {
 
   private snapshot(agent: SimAgent): GpuSnapshot[] {
     // A busy GPU runs its job's one compute process, as NVML would list it.
-    return agent.gpus.map((g, i) => ({ index: g.index, temperatureC: 45, utilizationPct: agent.utilization[i] ?? 0, processCount: (agent.utilization[i] ?? 0) > 0 ? 1 : 0 }));
+    return agent.gpus.map((g, i) => ({
+      index: g.index,
+      temperatureC: 45,
+      utilizationPct: agent.utilization[i] ?? 0,
+      processCount: (agent.utilization[i] ?? 0) > 0 ? 1 : 0,
+    }));
   }
 
   private async heartbeat(agent: SimAgent): Promise<void> {

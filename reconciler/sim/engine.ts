@@ -204,7 +204,11 @@ class Simulation {
   private readonly events: TimelineEvent[] = [];
   private readonly asserts: AssertResult[] = [];
   private readonly warnings: string[] = [];
-  private readonly samples: { t: number; states: Map<string, number>; pools: Map<string, { size: number; ready: number; queue?: number; desired?: number }> }[] = [];
+  private readonly samples: {
+    t: number;
+    states: Map<string, number>;
+    pools: Map<string, { size: number; ready: number; queue?: number; desired?: number }>;
+  }[] = [];
   private nodesAtStart: Record<string, number> = {};
   private passes = 0;
   private restarts = 0;
@@ -260,7 +264,9 @@ class Simulation {
       await this.step(t);
       if (performance.now() - lastProgress > 5000) {
         lastProgress = performance.now();
-        this.progress(`sim ${s.name}: ${formatAt(t - this.start)} of ${formatAt(s.duration)} simulated, ${this.passes} passes, ${((performance.now() - wallStart) / 1000).toFixed(1)} s`);
+        this.progress(
+          `sim ${s.name}: ${formatAt(t - this.start)} of ${formatAt(s.duration)} simulated, ${this.passes} passes, ${((performance.now() - wallStart) / 1000).toFixed(1)} s`,
+        );
       }
       if (t >= this.end) break;
     }
@@ -590,7 +596,10 @@ class Simulation {
 
   /** Names the rows created since the last look, in creation order (rowid). */
   private async discoverNodes(): Promise<void> {
-    const rows = await this.store.client.execute({ sql: "SELECT rowid AS r, id, pool, instance_type FROM nodes WHERE rowid > ? ORDER BY rowid", args: [this.lastRowid] });
+    const rows = await this.store.client.execute({
+      sql: "SELECT rowid AS r, id, pool, instance_type FROM nodes WHERE rowid > ? ORDER BY rowid",
+      args: [this.lastRowid],
+    });
     const perRack = this.scenario.fleet.nodes_per_rack;
     for (const row of rows.rows) {
       this.lastRowid = Number(row.r);
@@ -639,7 +648,10 @@ class Simulation {
       return node !== undefined && candidates.includes(node) ? [node] : [];
     }
     const matching = candidates.filter(
-      (n) => (target.pool === undefined || n.pool === target.pool) && (target.rack === undefined || n.rack === target.rack) && (target.zone === undefined || n.zone === target.zone),
+      (n) =>
+        (target.pool === undefined || n.pool === target.pool) &&
+        (target.rack === undefined || n.rack === target.rack) &&
+        (target.zone === undefined || n.zone === target.zone),
     );
     switch (target.pick.kind) {
       case "index": {
@@ -681,7 +693,9 @@ class Simulation {
         for (const n of targets) {
           this.workload.unblock(n.id);
           if (e.by === "reboot") await this.agents.reboot(n.id);
-          else for (const f of this.lastFaults.get(n.id) ?? []) await this.agents.event(n.id, { check: "xid", code: String(f.xid), severity: "healthy", action: "none", message: `Xid ${f.xid} cleared` }, f.gpu);
+          else
+            for (const f of this.lastFaults.get(n.id) ?? [])
+              await this.agents.event(n.id, { check: "xid", code: String(f.xid), severity: "healthy", action: "none", message: `Xid ${f.xid} cleared` }, f.gpu);
           this.lastFaults.delete(n.id);
           this.events.push({ at, kind: "recover", text: `${n.name} recovered by ${e.by}${note}`, pool: n.pool, node: n.name });
         }
@@ -692,7 +706,8 @@ class Simulation {
       case "vanish": {
         const targets = this.resolve(e.target, this.candidates(false));
         if (targets.length === 0) return miss("no node with a running agent matches the target");
-        const beat = this.start + Math.floor((t - this.start) / this.scenario.config.server.heartbeat_interval) * this.scenario.config.server.heartbeat_interval;
+        const beat =
+          this.start + Math.floor((t - this.start) / this.scenario.config.server.heartbeat_interval) * this.scenario.config.server.heartbeat_interval;
         for (const n of targets) {
           await this.store.db.update(nodes).set({ lastHeartbeatAt: beat }).where(sql`${nodes.id} = ${n.id} AND ${nodes.lastHeartbeatAt} < ${beat}`);
           this.agents.setSilent(n.id, true);
@@ -705,16 +720,28 @@ class Simulation {
             this.events.push({ at, kind: "vanish", text: `${n.name}: its machine vanished at the provider${note}`, pool: n.pool, node: n.name });
           } else {
             if (e.for !== undefined) this.silenceEnds.set(n.id, t + e.for);
-            this.events.push({ at, kind: "silence", text: `${n.name}: agent silent${e.for !== undefined ? ` for ${formatAt(e.for)}` : ""}${note}`, pool: n.pool, node: n.name });
+            this.events.push({
+              at,
+              kind: "silence",
+              text: `${n.name}: agent silent${e.for !== undefined ? ` for ${formatAt(e.for)}` : ""}${note}`,
+              pool: n.pool,
+              node: n.name,
+            });
           }
         }
         this.nextPassAt = Math.min(this.nextPassAt, beat + this.scenario.config.server.heartbeat_timeout + 1);
         return;
       }
       case "jobs": {
-        const gpus = e.gpus ?? this.scenario.workload.pools[e.pool]?.gpus_per_job ?? nodeType(this.pool(e.pool)?.instance_type ?? "", this.scenario.node_types)?.gpus ?? 8;
+        const gpus =
+          e.gpus ?? this.scenario.workload.pools[e.pool]?.gpus_per_job ?? nodeType(this.pool(e.pool)?.instance_type ?? "", this.scenario.node_types)?.gpus ?? 8;
         this.workload.submit(e.pool, e.count, e.duration, gpus);
-        this.events.push({ at, kind: "jobs", text: `${e.count} job(s) of ${gpus} GPU(s) for ${formatAt(e.duration)} queued in ${e.pool}${note}`, pool: e.pool });
+        this.events.push({
+          at,
+          kind: "jobs",
+          text: `${e.count} job(s) of ${gpus} GPU(s) for ${formatAt(e.duration)} queued in ${e.pool}${note}`,
+          pool: e.pool,
+        });
         return;
       }
       case "outage": {
@@ -731,7 +758,11 @@ class Simulation {
           });
         }
         const scope = [e.instance_type, e.region].filter((x) => x !== undefined).join(" in ");
-        this.events.push({ at, kind: "outage", text: `${e.provider}: ${e.error} errors on ${e.calls.join(", ")} for ${formatAt(e.for)}${scope ? ` (${scope})` : ""}${note}` });
+        this.events.push({
+          at,
+          kind: "outage",
+          text: `${e.provider}: ${e.error} errors on ${e.calls.join(", ")} for ${formatAt(e.for)}${scope ? ` (${scope})` : ""}${note}`,
+        });
         this.nextPassAt = Math.min(this.nextPassAt, t + e.for);
         return;
       }
@@ -765,7 +796,13 @@ class Simulation {
     // The job on it dies; a GPU the driver reports unhealthy takes no new work (the device plugin's view).
     if (classifyXid(entry).severity === "unhealthy") this.workload.block(n.id);
     this.workload.kill(n.id);
-    this.events.push({ at: t - this.start, kind: "fault", text: `Xid ${xid} (${entry.name}) on ${n.name} GPU ${gpu}${source === "chaos" ? (correlated ? " (chaos, correlated)" : " (chaos)") : ""}`, pool: n.pool, node: n.name });
+    this.events.push({
+      at: t - this.start,
+      kind: "fault",
+      text: `Xid ${xid} (${entry.name}) on ${n.name} GPU ${gpu}${source === "chaos" ? (correlated ? " (chaos, correlated)" : " (chaos)") : ""}`,
+      pool: n.pool,
+      node: n.name,
+    });
     const delivery: Delivery = { at: t + this.scenario.sim.event_latency, nodeId: n.id, xid, gpu, time: t, seq: this.deliverySeq++ };
     const i = this.deliveries.findIndex((d) => d.at > delivery.at);
     if (i < 0) this.deliveries.push(delivery);
@@ -842,13 +879,19 @@ class Simulation {
           .from(nodes)
           .groupBy(nodes.state, nodes.pool, nodes.provider);
         return rows
-          .filter((r) => (m.pool === undefined || r.pool === m.pool) && (m.provider === undefined || r.provider === m.provider) && (m.states === undefined || m.states.includes(r.state)))
+          .filter(
+            (r) =>
+              (m.pool === undefined || r.pool === m.pool) &&
+              (m.provider === undefined || r.provider === m.provider) &&
+              (m.states === undefined || m.states.includes(r.state)),
+          )
           .reduce((a, r) => a + Number(r.n), 0);
       }
       case "incidents": {
         const rows = await db.select({ pool: incidents.pool, outcome: incidents.outcome, closedAt: incidents.closedAt }).from(incidents);
         return rows.filter(
-          (r) => (m.pool === undefined || r.pool === m.pool) && (m.outcome === undefined || (m.outcome === "open" ? r.closedAt === null : r.outcome === m.outcome)),
+          (r) =>
+            (m.pool === undefined || r.pool === m.pool) && (m.outcome === undefined || (m.outcome === "open" ? r.closedAt === null : r.outcome === m.outcome)),
         ).length;
       }
       case "faults":
@@ -860,7 +903,9 @@ class Simulation {
       case "blocked":
         return [...this.blocks.values()].filter((rail) => m.rail === undefined || rail === m.rail).length;
       case "scale_events":
-        return (await this.scaleDecisions()).filter((d) => (m.pool === undefined || d.pool === m.pool) && (m.direction === undefined || d.direction === m.direction)).length;
+        return (await this.scaleDecisions()).filter(
+          (d) => (m.pool === undefined || d.pool === m.pool) && (m.direction === undefined || d.direction === m.direction),
+        ).length;
       case "leaked_instances":
         return this.leakedInstances();
       case "launches":
@@ -896,7 +941,9 @@ class Simulation {
   /** Instances a provider runs that no live node owns. */
   private async leakedInstances(): Promise<number> {
     const owned = new Set(
-      (await this.store.client.execute("SELECT instance_name FROM nodes WHERE instance_name IS NOT NULL AND state NOT IN ('terminated', 'failed')")).rows.map((r) => String(r.instance_name)),
+      (await this.store.client.execute("SELECT instance_name FROM nodes WHERE instance_name IS NOT NULL AND state NOT IN ('terminated', 'failed')")).rows.map(
+        (r) => String(r.instance_name),
+      ),
     );
     let leaked = 0;
     for (const c of this.clouds.values()) for (const i of c.running()) if (!owned.has(i.id)) leaked++;
@@ -909,7 +956,14 @@ class Simulation {
       const d = (r.details ?? {}) as { from?: number; to?: number; reason?: string };
       const from = Number(d.from ?? 0);
       const to = Number(d.to ?? 0);
-      return { at: r.at - this.start, pool: r.target.replace(/^pool:/, ""), direction: to > from ? ("up" as const) : ("down" as const), from, to, reason: String(d.reason ?? "") };
+      return {
+        at: r.at - this.start,
+        pool: r.target.replace(/^pool:/, ""),
+        direction: to > from ? ("up" as const) : ("down" as const),
+        from,
+        to,
+        reason: String(d.reason ?? ""),
+      };
     });
   }
 
@@ -973,14 +1027,24 @@ class Simulation {
       this.events.push({ at: i.openedAt - this.start, kind: "incident", text: `incident ${i.id} on ${node}: ${this.rename(i.reason)}`, ...base });
       if (i.cordonedAt !== null) this.events.push({ at: i.cordonedAt - this.start, kind: "cordon", text: `${node} cordoned (incident ${i.id})`, ...base });
       if (i.replacementReadyAt !== null && i.replacementNodeId !== null) {
-        this.events.push({ at: i.replacementReadyAt - this.start, kind: "replacement_ready", text: `${this.nameOf(i.replacementNodeId)} ready, replacing ${node} (incident ${i.id})`, ...base });
+        this.events.push({
+          at: i.replacementReadyAt - this.start,
+          kind: "replacement_ready",
+          text: `${this.nameOf(i.replacementNodeId)} ready, replacing ${node} (incident ${i.id})`,
+          ...base,
+        });
       }
     }
     const tripped = await db.select().from(auditLog).where(sql`${auditLog.action} = 'breaker_tripped'`).orderBy(auditLog.id);
-    const breakersTripped = tripped.map((r) => ({ scope: r.target, at: r.at - this.start, reason: String((r.details as { reason?: string } | null)?.reason ?? "") }));
+    const breakersTripped = tripped.map((r) => ({
+      scope: r.target,
+      at: r.at - this.start,
+      reason: String((r.details as { reason?: string } | null)?.reason ?? ""),
+    }));
     for (const b of breakersTripped) this.events.push({ at: b.at, kind: "breaker", text: `circuit breaker ${b.scope} tripped: ${b.reason}` });
     const decisions = await this.scaleDecisions();
-    for (const d of decisions) this.events.push({ at: d.at, kind: "scale", text: `pool ${d.pool}: ${d.from} → ${d.to}: ${this.rename(d.reason)}`, pool: d.pool });
+    for (const d of decisions)
+      this.events.push({ at: d.at, kind: "scale", text: `pool ${d.pool}: ${d.from} → ${d.to}: ${this.rename(d.reason)}`, pool: d.pool });
 
     const byXid: Record<string, number> = {};
     for (const f of this.faults) byXid[String(f.xid)] = (byXid[String(f.xid)] ?? 0) + 1;
@@ -994,13 +1058,33 @@ class Simulation {
     for (const st of states) timelineStates[st] = this.samples.map((x) => x.states.get(st) ?? 0);
     const poolSeries: Record<string, PoolSeries> = {};
     for (const p of s.config.pools) {
-      const series: PoolSeries = { size: this.samples.map((x) => x.pools.get(p.name)?.size ?? 0), ready: this.samples.map((x) => x.pools.get(p.name)?.ready ?? 0) };
+      const series: PoolSeries = {
+        size: this.samples.map((x) => x.pools.get(p.name)?.size ?? 0),
+        ready: this.samples.map((x) => x.pools.get(p.name)?.ready ?? 0),
+      };
       if (this.samples.some((x) => x.pools.get(p.name)?.queue !== undefined)) series.queue = this.samples.map((x) => x.pools.get(p.name)?.queue ?? 0);
-      if (this.samples.some((x) => x.pools.get(p.name)?.desired !== undefined)) series.queue_desired = this.samples.map((x) => x.pools.get(p.name)?.desired ?? 0);
+      if (this.samples.some((x) => x.pools.get(p.name)?.desired !== undefined))
+        series.queue_desired = this.samples.map((x) => x.pools.get(p.name)?.desired ?? 0);
       poolSeries[p.name] = series;
     }
     const failed = this.asserts.filter((a) => !a.ok).length;
-    const kindOrder: TimelineEvent["kind"][] = ["outage", "restart", "jobs", "fault", "silence", "vanish", "recover", "incident", "cordon", "breaker", "breaker_reset", "replacement_ready", "scale", "assert", "note"];
+    const kindOrder: TimelineEvent["kind"][] = [
+      "outage",
+      "restart",
+      "jobs",
+      "fault",
+      "silence",
+      "vanish",
+      "recover",
+      "incident",
+      "cordon",
+      "breaker",
+      "breaker_reset",
+      "replacement_ready",
+      "scale",
+      "assert",
+      "note",
+    ];
     const events = this.events
       .map((e, i) => ({ e, i }))
       .sort((a, b) => a.e.at - b.e.at || kindOrder.indexOf(a.e.kind) - kindOrder.indexOf(b.e.kind) || a.i - b.i)

@@ -91,7 +91,15 @@ export async function seedRunningFleet(
       updatedAt: at,
     });
     for (const g of gpus) {
-      gpuRows.push({ nodeId: node.id, index: g.index, uuid: g.uuid, pciBusId: g.pciBusId, name: g.name, lastSnapshot: { index: g.index, temperatureC: 45, utilizationPct: 0 }, updatedAt: at });
+      gpuRows.push({
+        nodeId: node.id,
+        index: g.index,
+        uuid: g.uuid,
+        pciBusId: g.pciBusId,
+        name: g.name,
+        lastSnapshot: { index: g.index, temperatureC: 45, utilizationPct: 0 },
+        updatedAt: at,
+      });
     }
     instanceRows.push({
       name: node.id,
@@ -106,7 +114,17 @@ export async function seedRunningFleet(
       createdAt: at,
       updatedAt: at,
     });
-    operationRows.push({ key, kind: "launch", nodeId: node.id, pool: node.pool, state: "succeeded", attempts: 1, result: instance, createdAt: at, updatedAt: at });
+    operationRows.push({
+      key,
+      kind: "launch",
+      nodeId: node.id,
+      pool: node.pool,
+      state: "succeeded",
+      attempts: 1,
+      result: instance,
+      createdAt: at,
+      updatedAt: at,
+    });
   }
   await db.transaction(async (tx) => {
     for (const chunk of chunks(nodeRows, 200)) await tx.insert(nodes).values(chunk);

@@ -48,7 +48,13 @@ export function reportHtml(r: SimReport): string {
 
   parts.push(`<h2>Nodes by state</h2>`);
   parts.push(stackedChart(r, duration, (s) => s !== "terminated" && s !== "failed", "nodes"));
-  parts.push(legend(Object.keys(r.timeline.states).filter((s) => s !== "terminated" && s !== "failed").map((s) => [s, STATE_COLORS[s] ?? "#999"])));
+  parts.push(
+    legend(
+      Object.keys(r.timeline.states)
+        .filter((s) => s !== "terminated" && s !== "failed")
+        .map((s) => [s, STATE_COLORS[s] ?? "#999"]),
+    ),
+  );
   const out = Object.keys(r.timeline.states).filter((s) => s !== "ready" && s !== "terminated" && s !== "failed");
   if (out.length > 0) {
     parts.push(`<h3>Nodes not in service (every state but ready)</h3>`);
@@ -67,14 +73,17 @@ export function reportHtml(r: SimReport): string {
     ];
     if (series.queue_desired) lines.push({ name: "queue autoscaler wants", color: "#6a1b9a", values: series.queue_desired, dashed: true });
     parts.push(lineChart(r.timeline.t, lines, duration, "nodes"));
-    if (series.queue) parts.push(lineChart(r.timeline.t, [{ name: "queue depth (pending + running jobs)", color: "#ef6c00", values: series.queue }], duration, "jobs"));
+    if (series.queue)
+      parts.push(lineChart(r.timeline.t, [{ name: "queue depth (pending + running jobs)", color: "#ef6c00", values: series.queue }], duration, "jobs"));
     parts.push(legend(lines.map((l) => [l.name, l.color] as [string, string]).concat(series.queue ? [["queue depth", "#ef6c00"]] : [])));
   }
 
   if (r.asserts.length > 0) {
     parts.push(`<h2>Checks</h2><table><tr><th>at</th><th>check</th><th>actual</th><th></th><th>why</th></tr>`);
     for (const a of r.asserts) {
-      parts.push(`<tr class="${a.ok ? "ok" : "fail"}"><td>${esc(formatAt(a.at))}</td><td><code>${esc(a.check)}</code></td><td>${a.actual}</td><td>${a.ok ? "ok" : "FAILED"}</td><td>${esc(a.why ?? "")}</td></tr>`);
+      parts.push(
+        `<tr class="${a.ok ? "ok" : "fail"}"><td>${esc(formatAt(a.at))}</td><td><code>${esc(a.check)}</code></td><td>${a.actual}</td><td>${a.ok ? "ok" : "FAILED"}</td><td>${esc(a.why ?? "")}</td></tr>`,
+      );
     }
     parts.push(`</table>`);
   }
@@ -100,7 +109,10 @@ function summaryTable(r: SimReport): string {
   const rows: [string, string][] = [
     ["nodes at start", counts(s.nodes_at_start)],
     ["nodes at end", counts(s.nodes_at_end)],
-    ["faults", `${s.faults.total} (${s.faults.scripted} scripted, ${s.faults.chaos} chaos, ${s.faults.correlated} correlated); by Xid: ${counts(s.faults.by_xid)}`],
+    [
+      "faults",
+      `${s.faults.total} (${s.faults.scripted} scripted, ${s.faults.chaos} chaos, ${s.faults.correlated} correlated); by Xid: ${counts(s.faults.by_xid)}`,
+    ],
     ["incidents", `${s.incidents.total}: ${counts(s.incidents.by_outcome)}${s.incidents.open ? `; open ${s.incidents.open}` : ""}`],
     ["replacements", `${s.replacements.requested} requested, ${s.replacements.ready} ready`],
     ["fault → cordon", t(s.fault_to_cordon)],
@@ -108,7 +120,10 @@ function summaryTable(r: SimReport): string {
     ["rail blocks", `${s.rail_blocks.total} ${s.rail_blocks.total ? `(${counts(s.rail_blocks.by_rail)})` : ""}`],
     ["breakers tripped", s.breakers_tripped.map((b) => `${b.scope} at ${formatAt(b.at)}: ${b.reason}`).join("; ") || "none"],
     ["scaling decisions", `${s.scaling.decisions} (${s.scaling.up} up, ${s.scaling.down} down; +${s.scaling.nodes_added} / −${s.scaling.nodes_removed} nodes)`],
-    ...Object.entries(s.clouds).map(([name, c]): [string, string] => [`cloud ${name}`, `${c.launched} launched, ${c.running_at_end} running at end; calls ${counts(c.calls)}`]),
+    ...Object.entries(s.clouds).map(([name, c]): [string, string] => [
+      `cloud ${name}`,
+      `${c.launched} launched, ${c.running_at_end} running at end; calls ${counts(c.calls)}`,
+    ]),
     ["workload", `${s.workload.submitted} submitted, ${s.workload.completed} completed, ${s.workload.evicted} evicted, ${s.workload.killed} killed`],
     ["reconciler", `${s.reconciler.passes} passes, ${s.reconciler.restarts} restarts`],
     ["leaked instances", String(s.leaked_instances)],
@@ -127,7 +142,9 @@ export function niceMax(max: number): number {
   return 10 * p;
 }
 
-const TIME_STEPS = [60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000, 172_800_000, 604_800_000];
+const TIME_STEPS = [
+  60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000, 172_800_000, 604_800_000,
+];
 
 function axes(duration: number, max: number, unit: string): string {
   const out: string[] = [];
@@ -137,12 +154,16 @@ function axes(duration: number, max: number, unit: string): string {
   const step = TIME_STEPS.find((st) => duration / st <= 10) ?? TIME_STEPS.at(-1)!;
   for (let t = 0; t <= duration; t += step) {
     const px = x(t, duration);
-    out.push(`<line x1="${n2(px)}" y1="${y0}" x2="${n2(px)}" y2="${y0 + 4}" class="axis"/><text x="${n2(px)}" y="${y0 + 16}" text-anchor="middle">${esc(formatAt(t))}</text>`);
+    out.push(
+      `<line x1="${n2(px)}" y1="${y0}" x2="${n2(px)}" y2="${y0 + 4}" class="axis"/><text x="${n2(px)}" y="${y0 + 16}" text-anchor="middle">${esc(formatAt(t))}</text>`,
+    );
   }
   for (const frac of max > 0 ? [0, 0.5, 1] : []) {
     const v = max * frac;
     const py = y0 - (v / max) * (y0 - PAD.top);
-    out.push(`<text x="${PAD.left - 6}" y="${n2(py + 4)}" text-anchor="end">${n2(v)}</text><line x1="${PAD.left}" y1="${n2(py)}" x2="${W - PAD.right}" y2="${n2(py)}" class="grid"/>`);
+    out.push(
+      `<text x="${PAD.left - 6}" y="${n2(py + 4)}" text-anchor="end">${n2(v)}</text><line x1="${PAD.left}" y1="${n2(py)}" x2="${W - PAD.right}" y2="${n2(py)}" class="grid"/>`,
+    );
   }
   out.push(`<text x="12" y="${PAD.top + 8}" class="unit">${esc(unit)}</text>`);
   return out.join("");
@@ -206,11 +227,15 @@ function markChart(r: SimReport, duration: number): string {
   const out: string[] = [axes(duration, 0, "")];
   rows.forEach((kind, i) => {
     const cy = PAD.top + rowH * (i + 0.5);
-    out.push(`<text x="${PAD.left - 6}" y="${n2(cy + 4)}" text-anchor="end" class="row">${esc(kind === "replacement_ready" ? "replaced" : kind)} (${r.events.filter((e) => e.kind === kind).length})</text>`);
+    out.push(
+      `<text x="${PAD.left - 6}" y="${n2(cy + 4)}" text-anchor="end" class="row">${esc(kind === "replacement_ready" ? "replaced" : kind)} (${r.events.filter((e) => e.kind === kind).length})</text>`,
+    );
     const evs = r.events.filter((e) => e.kind === kind);
     for (const e of evs) {
       const px = x(e.at, duration);
-      out.push(`<line x1="${n2(px)}" y1="${n2(cy - rowH * 0.35)}" x2="${n2(px)}" y2="${n2(cy + rowH * 0.35)}" stroke="${MARK_COLORS[kind]}" stroke-width="2"><title>${esc(`${formatAt(e.at)} ${e.text}`)}</title></line>`);
+      out.push(
+        `<line x1="${n2(px)}" y1="${n2(cy - rowH * 0.35)}" x2="${n2(px)}" y2="${n2(cy + rowH * 0.35)}" stroke="${MARK_COLORS[kind]}" stroke-width="2"><title>${esc(`${formatAt(e.at)} ${e.text}`)}</title></line>`,
+      );
     }
   });
   return svg(out.join(""));

@@ -16,7 +16,8 @@ export function parseScenario(text: string, source: string): ScenarioLoadResult 
   const parsed = YamlSource.parse(text);
   if (!parsed.ok) return parsed;
   const yaml = parsed.source;
-  if (yaml.raw === null) return { ok: false, problems: [{ path: "", message: "the file is empty (expected a scenario with name, duration, fleet and events)", value: null }] };
+  if (yaml.raw === null)
+    return { ok: false, problems: [{ path: "", message: "the file is empty (expected a scenario with name, duration, fleet and events)", value: null }] };
   const result = v.safeParse(ScenarioSchema, yaml.raw);
   if (!result.success) {
     const keys = (issue: v.BaseIssue<unknown>) => (issue.path ?? []).map((item) => item.key as PathKey);
@@ -71,7 +72,10 @@ function crossChecks(s: Scenario): Finding[] {
 
   s.config.pools.forEach((pool, i) => {
     if (nodeType(pool.instance_type, s.node_types) === undefined) {
-      report(["fleet", "pools", i, "instance_type"], `unknown node type "${pool.instance_type}" (known: ${types.join(", ")}; add it under node_types)${hint(pool.instance_type, types)}`);
+      report(
+        ["fleet", "pools", i, "instance_type"],
+        `unknown node type "${pool.instance_type}" (known: ${types.join(", ")}; add it under node_types)${hint(pool.instance_type, types)}`,
+      );
     }
   });
   for (const [name, cloud] of Object.entries(s.clouds)) {
@@ -90,7 +94,8 @@ function crossChecks(s: Scenario): Finding[] {
       continue;
     }
     const gpus = nodeType(pool.instance_type, s.node_types)?.gpus;
-    if (gpus !== undefined && w.gpus_per_job > gpus) report(["workload", "pools", name, "gpus_per_job"], `must be ≤ the ${gpus} GPUs of a ${pool.instance_type} node, got ${w.gpus_per_job}`);
+    if (gpus !== undefined && w.gpus_per_job > gpus)
+      report(["workload", "pools", name, "gpus_per_job"], `must be ≤ the ${gpus} GPUs of a ${pool.instance_type} node, got ${w.gpus_per_job}`);
   }
   if (s.chaos) {
     s.chaos.pools.forEach((name, i) => {
@@ -108,7 +113,8 @@ function crossChecks(s: Scenario): Finding[] {
       case "fault": {
         checkTarget(e.target, [...body, "target"]);
         const gpus = targetGpus(e.target);
-        if (typeof e.gpu === "number" && gpus !== undefined && e.gpu >= gpus) report([...body, "gpu"], `must be below the ${gpus} GPUs of the target's nodes, got ${e.gpu}`);
+        if (typeof e.gpu === "number" && gpus !== undefined && e.gpu >= gpus)
+          report([...body, "gpu"], `must be below the ${gpus} GPUs of the target's nodes, got ${e.gpu}`);
         break;
       }
       case "recover":
@@ -120,16 +126,20 @@ function crossChecks(s: Scenario): Finding[] {
         const pool = pools.get(e.pool);
         if (pool === undefined) report([...body, "pool"], unknownPool(e.pool));
         const gpus = pool ? nodeType(pool.instance_type, s.node_types)?.gpus : undefined;
-        if (e.gpus !== undefined && gpus !== undefined && e.gpus > gpus) report([...body, "gpus"], `must be ≤ the ${gpus} GPUs of a ${pool!.instance_type} node, got ${e.gpus}`);
+        if (e.gpus !== undefined && gpus !== undefined && e.gpus > gpus)
+          report([...body, "gpus"], `must be ≤ the ${gpus} GPUs of a ${pool!.instance_type} node, got ${e.gpus}`);
         break;
       }
       case "outage":
-        if (!providers.includes(e.provider)) report([...body, "provider"], `no pool uses provider "${e.provider}" (the pools use ${providers.join(", ")})${hint(e.provider, providers)}`);
-        if (e.instance_type !== undefined && nodeType(e.instance_type, s.node_types) === undefined) report([...body, "instance_type"], `unknown node type "${e.instance_type}"${hint(e.instance_type, types)}`);
+        if (!providers.includes(e.provider))
+          report([...body, "provider"], `no pool uses provider "${e.provider}" (the pools use ${providers.join(", ")})${hint(e.provider, providers)}`);
+        if (e.instance_type !== undefined && nodeType(e.instance_type, s.node_types) === undefined)
+          report([...body, "instance_type"], `unknown node type "${e.instance_type}"${hint(e.instance_type, types)}`);
         break;
       case "breaker_reset": {
         const scopes = ["fleet", ...poolNames.map((p) => `pool:${p}`)];
-        if (!scopes.includes(e.scope)) report([...body, "scope"], `unknown breaker scope "${e.scope}" (expected one of ${scopes.join(", ")})${hint(e.scope, scopes)}`);
+        if (!scopes.includes(e.scope))
+          report([...body, "scope"], `unknown breaker scope "${e.scope}" (expected one of ${scopes.join(", ")})${hint(e.scope, scopes)}`);
         break;
       }
       case "assert":
@@ -162,8 +172,14 @@ function crossChecks(s: Scenario): Finding[] {
     }
     if (t.pool !== undefined && !pools.has(t.pool)) report([...keys, "pool"], unknownPool(t.pool));
     if (t.zone !== undefined) {
-      const zones = [...new Set((t.pool ? [pools.get(t.pool)] : [...pools.values()]).flatMap((p) => (p === undefined ? [] : p.zones.length > 0 ? p.zones : [p.region])))];
-      if (zones.length > 0 && !zones.includes(t.zone)) report([...keys, "zone"], `unknown zone "${t.zone}" (the pools' zones are ${zones.join(", ")}; a pool without zones is one zone named after its region)${hint(t.zone, zones)}`);
+      const zones = [
+        ...new Set((t.pool ? [pools.get(t.pool)] : [...pools.values()]).flatMap((p) => (p === undefined ? [] : p.zones.length > 0 ? p.zones : [p.region]))),
+      ];
+      if (zones.length > 0 && !zones.includes(t.zone))
+        report(
+          [...keys, "zone"],
+          `unknown zone "${t.zone}" (the pools' zones are ${zones.join(", ")}; a pool without zones is one zone named after its region)${hint(t.zone, zones)}`,
+        );
     }
   }
 
@@ -176,7 +192,8 @@ function crossChecks(s: Scenario): Finding[] {
     }
     if (m.kind === "breaker" && m.scope !== undefined) {
       const scopes = ["fleet", ...poolNames.map((p) => `pool:${p}`)];
-      if (!scopes.includes(m.scope)) report([...at, "scope"], `unknown breaker scope "${m.scope}" (expected one of ${scopes.join(", ")})${hint(m.scope, scopes)}`);
+      if (!scopes.includes(m.scope))
+        report([...at, "scope"], `unknown breaker scope "${m.scope}" (expected one of ${scopes.join(", ")})${hint(m.scope, scopes)}`);
     }
   }
 }

@@ -27,7 +27,22 @@ export interface AssertResult {
 export interface TimelineEvent {
   /** Milliseconds since the start. */
   at: number;
-  kind: "fault" | "incident" | "cordon" | "replacement_ready" | "scale" | "breaker" | "restart" | "outage" | "jobs" | "recover" | "silence" | "vanish" | "breaker_reset" | "assert" | "note";
+  kind:
+    | "fault"
+    | "incident"
+    | "cordon"
+    | "replacement_ready"
+    | "scale"
+    | "breaker"
+    | "restart"
+    | "outage"
+    | "jobs"
+    | "recover"
+    | "silence"
+    | "vanish"
+    | "breaker_reset"
+    | "assert"
+    | "note";
   text: string;
   pool?: string;
   node?: string;
@@ -106,7 +121,11 @@ export function describeMetric(m: Metric): string {
   const { kind, state_label: label, ...filters } = m as Metric & Record<string, unknown>;
   const parts = Object.entries(filters)
     .filter(([, value]) => value !== undefined)
-    .map(([key, value]) => (key === "states" && typeof label === "string" ? `state=${label}` : `${key === "states" ? "state" : key}=${Array.isArray(value) ? value.join("|") : String(value)}`));
+    .map(([key, value]) =>
+      key === "states" && typeof label === "string"
+        ? `state=${label}`
+        : `${key === "states" ? "state" : key}=${Array.isArray(value) ? value.join("|") : String(value)}`,
+    );
   return parts.length === 0 ? kind : `${kind}{${parts.join(",")}}`;
 }
 
@@ -136,7 +155,10 @@ export function reportTable(r: SimReport): string {
   kv([
     ["nodes at start", counts(s.nodes_at_start)],
     ["nodes at end", counts(s.nodes_at_end)],
-    ["faults", `${s.faults.total} (${s.faults.scripted} scripted, ${s.faults.chaos} chaos, ${s.faults.correlated} correlated); by Xid: ${counts(s.faults.by_xid)}`],
+    [
+      "faults",
+      `${s.faults.total} (${s.faults.scripted} scripted, ${s.faults.chaos} chaos, ${s.faults.correlated} correlated); by Xid: ${counts(s.faults.by_xid)}`,
+    ],
     ["incidents", `${s.incidents.total}: ${counts(s.incidents.by_outcome)}${s.incidents.open > 0 ? `, open ${s.incidents.open}` : ""}`],
     ["replacements", `${s.replacements.requested} requested, ${s.replacements.ready} ready`],
     ["fault → cordon", t(s.fault_to_cordon)],
@@ -144,8 +166,14 @@ export function reportTable(r: SimReport): string {
     ["rail blocks", `${s.rail_blocks.total}${s.rail_blocks.total > 0 ? ` (${counts(s.rail_blocks.by_rail)})` : ""}`],
     ["breakers tripped", s.breakers_tripped.length === 0 ? "none" : s.breakers_tripped.map((b) => `${b.scope} at ${formatAt(b.at)}`).join(", ")],
     ["scaling decisions", `${s.scaling.decisions} (${s.scaling.up} up, ${s.scaling.down} down; +${s.scaling.nodes_added} / -${s.scaling.nodes_removed} nodes)`],
-    ...Object.entries(s.clouds).map(([name, c]): [string, string] => [`cloud ${name}`, `${c.launched} launched, ${c.running_at_end} running at end; calls ${counts(c.calls)}`]),
-    ["workload", `${s.workload.submitted} jobs submitted, ${s.workload.completed} completed, ${s.workload.evicted} evicted, ${s.workload.killed} killed by faults`],
+    ...Object.entries(s.clouds).map(([name, c]): [string, string] => [
+      `cloud ${name}`,
+      `${c.launched} launched, ${c.running_at_end} running at end; calls ${counts(c.calls)}`,
+    ]),
+    [
+      "workload",
+      `${s.workload.submitted} jobs submitted, ${s.workload.completed} completed, ${s.workload.evicted} evicted, ${s.workload.killed} killed by faults`,
+    ],
     ["reconciler", `${s.reconciler.passes} passes, ${s.reconciler.restarts} restarts`],
     ["leaked instances", String(s.leaked_instances)],
   ]);
@@ -156,15 +184,22 @@ export function reportTable(r: SimReport): string {
   const header = ["time", ...states];
   const table: string[][] = [];
   for (let i = 0; i < rows; i += step) table.push([formatAt(r.timeline.t[i]!), ...states.map((st) => String(r.timeline.states[st]![i] ?? 0))]);
-  if (rows > 0 && (rows - 1) % step !== 0) table.push([formatAt(r.timeline.t[rows - 1]!), ...states.map((st) => String(r.timeline.states[st]![rows - 1] ?? 0))]);
+  if (rows > 0 && (rows - 1) % step !== 0)
+    table.push([formatAt(r.timeline.t[rows - 1]!), ...states.map((st) => String(r.timeline.states[st]![rows - 1] ?? 0))]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
   lines.push(`  ${header.map((h, i) => h.padStart(widths[i]!)).join("  ")}`);
   for (const row of table) lines.push(`  ${row.map((c, i) => c.padStart(widths[i]!)).join("  ")}`);
   if (r.asserts.length > 0) {
     lines.push("", "checks:");
-    for (const a of r.asserts) lines.push(`  ${a.ok ? "ok  " : "FAIL"}  at ${formatAt(a.at).padEnd(8)} ${a.check} (actual ${a.actual})${a.why ? `: ${a.why}` : ""}`);
+    for (const a of r.asserts)
+      lines.push(`  ${a.ok ? "ok  " : "FAIL"}  at ${formatAt(a.at).padEnd(8)} ${a.check} (actual ${a.actual})${a.why ? `: ${a.why}` : ""}`);
   }
   for (const w of r.warnings) lines.push(`warning: ${w}`);
-  lines.push("", r.result.ok ? `passed: ${r.result.asserts_passed} checks` : `FAILED: ${r.result.asserts_failed} of ${r.result.asserts_passed + r.result.asserts_failed} checks`);
+  lines.push(
+    "",
+    r.result.ok
+      ? `passed: ${r.result.asserts_passed} checks`
+      : `FAILED: ${r.result.asserts_failed} of ${r.result.asserts_passed + r.result.asserts_failed} checks`,
+  );
   return `${lines.join("\n")}\n`;
 }

@@ -54,7 +54,12 @@ export interface SlurmMeta {
 const Text = v.string();
 const NullableText = v.nullish(v.string());
 
-const Error38 = v.looseObject({ error: v.optional(NullableText), errno: v.optional(v.number()), error_number: v.optional(v.number()), description: v.optional(NullableText) });
+const Error38 = v.looseObject({
+  error: v.optional(NullableText),
+  errno: v.optional(v.number()),
+  error_number: v.optional(v.number()),
+  description: v.optional(NullableText),
+});
 const Meta = v.looseObject({ Slurm: v.optional(v.looseObject({ release: v.optional(NullableText) })) });
 const Envelope = { meta: v.optional(Meta), errors: v.optional(v.array(Error38)) };
 
@@ -107,7 +112,11 @@ export function answerErrors(body: unknown): string {
   const parsed = v.safeParse(AnyAnswer, body);
   if (!parsed.success) return "";
   return (parsed.output.errors ?? [])
-    .map((e) => [e.error, e.description].filter((x) => x !== undefined && x !== null && x !== "").join(": ") + (e.errno ?? e.error_number ? ` (${e.errno ?? e.error_number})` : ""))
+    .map(
+      (e) =>
+        [e.error, e.description].filter((x) => x !== undefined && x !== null && x !== "").join(": ") +
+        ((e.errno ?? e.error_number) ? ` (${e.errno ?? e.error_number})` : ""),
+    )
     .filter((line) => line !== "")
     .join("; ");
 }
@@ -156,9 +165,15 @@ export function parseJobs(body: unknown): SlurmJob[] {
 
 export function parsePartitions(version: ApiVersion, body: unknown): SlurmPartition[] {
   if (version === "v0.0.38") {
-    return check(SCHEMAS["v0.0.38"].partitions, body, "partitions").partitions.map((p) => ({ name: p.name, nodes: hostlist(p.nodes ?? "", `partition ${p.name}`) }));
+    return check(SCHEMAS["v0.0.38"].partitions, body, "partitions").partitions.map((p) => ({
+      name: p.name,
+      nodes: hostlist(p.nodes ?? "", `partition ${p.name}`),
+    }));
   }
-  return check(SCHEMAS["v0.0.39"].partitions, body, "partitions").partitions.map((p) => ({ name: p.name, nodes: hostlist(p.nodes?.configured ?? "", `partition ${p.name}`) }));
+  return check(SCHEMAS["v0.0.39"].partitions, body, "partitions").partitions.map((p) => ({
+    name: p.name,
+    nodes: hostlist(p.nodes?.configured ?? "", `partition ${p.name}`),
+  }));
 }
 
 function check<S extends v.GenericSchema>(schema: S, body: unknown, what: string): v.InferOutput<S> {

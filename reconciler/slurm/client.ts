@@ -6,7 +6,18 @@
 // serves (/openapi/v3), so a cluster upgraded to 23.02 moves its writes to REST by itself.
 import * as v from "valibot";
 import { SchedulerError } from "../fleet/scheduler.ts";
-import { API_VERSIONS, answerErrors, parseJobs, parseMeta, parseNodes, parsePartitions, type ApiVersion, type SlurmJob, type SlurmNode, type SlurmPartition } from "./api.ts";
+import {
+  API_VERSIONS,
+  answerErrors,
+  parseJobs,
+  parseMeta,
+  parseNodes,
+  parsePartitions,
+  type ApiVersion,
+  type SlurmJob,
+  type SlurmNode,
+  type SlurmPartition,
+} from "./api.ts";
 import { Scontrol } from "./scontrol.ts";
 import type { SlurmTokens } from "./token.ts";
 
@@ -39,7 +50,11 @@ export function dialectFor(paths: Readonly<Record<string, Readonly<Record<string
   const reads = API_VERSIONS.find((version) => has(`/slurm/${version}/nodes`, "get") && has(`/slurm/${version}/jobs`, "get"));
   if (reads === undefined) {
     const served = [...new Set(Object.keys(paths).flatMap((p) => /^\/slurm\/(v[\d.]+)\//.exec(p)?.[1] ?? []))];
-    throw new SchedulerError("slurm", "invalid", `slurmrestd serves ${served.length > 0 ? served.join(", ") : "no slurm API"}; Navarch speaks ${API_VERSIONS.join(" and ")} (start slurmrestd with -s openapi/v0.0.38 or openapi/v0.0.39)`);
+    throw new SchedulerError(
+      "slurm",
+      "invalid",
+      `slurmrestd serves ${served.length > 0 ? served.join(", ") : "no slurm API"}; Navarch speaks ${API_VERSIONS.join(" and ")} (start slurmrestd with -s openapi/v0.0.38 or openapi/v0.0.39)`,
+    );
   }
   const nodeUpdates: SlurmDialect["nodeUpdates"] = has("/slurm/v0.0.39/node/{node_name}", "post")
     ? { via: "rest", version: "v0.0.39" }
@@ -150,12 +165,23 @@ export class SlurmClient {
     }
     // slurmrestd answers 401 with a plain line when the token or user is refused.
     if (response.status === 401 || response.status === 403) {
-      throw new SchedulerError("slurm", "auth", `${method} ${path}: ${response.status} ${text.trim().slice(0, 200)} (slurm.user ${this.opts.tokens.user}; is the token or jwt_key_file the cluster's?)`);
+      throw new SchedulerError(
+        "slurm",
+        "auth",
+        `${method} ${path}: ${response.status} ${text.trim().slice(0, 200)} (slurm.user ${this.opts.tokens.user}; is the token or jwt_key_file the cluster's?)`,
+      );
     }
     const errors = answerErrors(json);
     if (!response.ok || errors !== "") {
       const what = errors || text.trim().slice(0, 200) || `HTTP ${response.status}`;
-      const kind = response.status === 404 || /invalid node name|invalid job id|unable to find/i.test(what) ? "not_found" : /access.?denied|permission|authentication|invalid user/i.test(what) ? "auth" : response.status >= 500 ? "unreachable" : "refused";
+      const kind =
+        response.status === 404 || /invalid node name|invalid job id|unable to find/i.test(what)
+          ? "not_found"
+          : /access.?denied|permission|authentication|invalid user/i.test(what)
+            ? "auth"
+            : response.status >= 500
+              ? "unreachable"
+              : "refused";
       throw new SchedulerError("slurm", kind, `${method} ${path}: ${what}`);
     }
     if (json === undefined) throw new SchedulerError("slurm", "invalid", `${method} ${path}: the answer is not JSON`);

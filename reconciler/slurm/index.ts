@@ -27,26 +27,43 @@ export interface SlurmOptions {
 }
 
 /** The tokens the config names: minted from jwt_key_file, or read from token_env. */
-export function slurmTokens(config: Pick<SlurmConfig, "user" | "jwt_key_file" | "token_env" | "token_lifespan">, env: (name: string) => string | undefined = (n) => process.env[n]): SlurmTokens {
+export function slurmTokens(
+  config: Pick<SlurmConfig, "user" | "jwt_key_file" | "token_env" | "token_lifespan">,
+  env: (name: string) => string | undefined = (n) => process.env[n],
+): SlurmTokens {
   if (config.jwt_key_file !== undefined) {
     let key: Buffer;
     try {
       key = readFileSync(config.jwt_key_file);
     } catch (err) {
-      throw new SchedulerError("slurm", "invalid", `slurm.jwt_key_file: cannot read ${config.jwt_key_file}: ${err instanceof Error ? err.message : String(err)}`);
+      throw new SchedulerError(
+        "slurm",
+        "invalid",
+        `slurm.jwt_key_file: cannot read ${config.jwt_key_file}: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
-    if (key.length < 16) throw new SchedulerError("slurm", "invalid", `slurm.jwt_key_file: ${config.jwt_key_file} holds ${key.length} bytes; slurm.conf's jwt_key is at least 16 (32 random bytes is usual)`);
+    if (key.length < 16)
+      throw new SchedulerError(
+        "slurm",
+        "invalid",
+        `slurm.jwt_key_file: ${config.jwt_key_file} holds ${key.length} bytes; slurm.conf's jwt_key is at least 16 (32 random bytes is usual)`,
+      );
     return new SlurmTokens({ kind: "key", key, user: config.user, lifespanMs: config.token_lifespan });
   }
   const name = config.token_env ?? "SLURM_JWT";
   const token = env(name);
-  if (!token) throw new SchedulerError("slurm", "invalid", `slurm.token_env: $${name} is not set (it must hold a token for ${config.user}, e.g. from scontrol token)`);
+  if (!token)
+    throw new SchedulerError("slurm", "invalid", `slurm.token_env: $${name} is not set (it must hold a token for ${config.user}, e.g. from scontrol token)`);
   return new SlurmTokens({ kind: "static", token, user: config.user });
 }
 
 export async function slurmScheduler(config: SlurmConfig, host: SchedulerHost, opts: SlurmOptions = {}): Promise<SlurmIntegration> {
   const tokens = slurmTokens(config, opts.env);
-  const scontrol = new Scontrol({ binary: config.scontrol, ...(config.slurm_conf !== undefined ? { slurmConf: config.slurm_conf } : {}), token: () => tokens.token() });
+  const scontrol = new Scontrol({
+    binary: config.scontrol,
+    ...(config.slurm_conf !== undefined ? { slurmConf: config.slurm_conf } : {}),
+    token: () => tokens.token(),
+  });
   const client = new SlurmClient({ restUrl: config.rest_url, tokens, scontrol });
   const cache = new SlurmCache(client);
   const mirror = new SlurmMirror({ client, cache, config, host, ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}) });

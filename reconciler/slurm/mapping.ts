@@ -9,7 +9,10 @@ import type { SlurmNode } from "./api.ts";
 export type MappedFields = Pick<SchedulerNodeView, "id" | "hostname">;
 
 /** A lookup over one listing of the cluster's nodes. */
-export function slurmNodeIndex(config: Pick<SlurmConfig, "node_mapping" | "node_feature_prefix">, slurmNodes: readonly SlurmNode[]): (node: MappedFields) => SlurmNode | undefined {
+export function slurmNodeIndex(
+  config: Pick<SlurmConfig, "node_mapping" | "node_feature_prefix">,
+  slurmNodes: readonly SlurmNode[],
+): (node: MappedFields) => SlurmNode | undefined {
   switch (config.node_mapping) {
     case "node_name": {
       const byName = new Map(slurmNodes.map((n) => [n.name, n]));

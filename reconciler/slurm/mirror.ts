@@ -19,7 +19,14 @@
 // through Navarch's API) is resumed.
 import type { SlurmConfig } from "../../schema/config.ts";
 import { isIn } from "../../schema/lifecycle.ts";
-import { SchedulerError, type DrainProgress, type SchedulerHost, type SchedulerMirror, type SchedulerNode, type SchedulerNodeView } from "../fleet/scheduler.ts";
+import {
+  SchedulerError,
+  type DrainProgress,
+  type SchedulerHost,
+  type SchedulerMirror,
+  type SchedulerNode,
+  type SchedulerNodeView,
+} from "../fleet/scheduler.ts";
 import { NodeWrites } from "../fleet/node-writes.ts";
 import type { SlurmJob, SlurmNode } from "./api.ts";
 import type { SlurmCache } from "./cache.ts";
@@ -313,14 +320,21 @@ export class SlurmMirror implements SchedulerMirror {
     const requeuedNote = requeued !== undefined && requeued.size > 0 ? `; requeued at the deadline: ${list([...requeued])}` : "";
     const busy = BUSY.has(current.state) || current.flags.includes("COMPLETING");
     if (jobs.length === 0 && !busy) return { done: true, detail: `no jobs left on ${name}${requeuedNote}` };
-    const running = jobs.length > 0 ? `${jobs.length} job(s) running on ${name} (${list(jobs.map((j) => j.id))})` : `${name} is still ${current.state}${current.flags.includes("COMPLETING") ? " (completing)" : ""}`;
+    const running =
+      jobs.length > 0
+        ? `${jobs.length} job(s) running on ${name} (${list(jobs.map((j) => j.id))})`
+        : `${name} is still ${current.state}${current.flags.includes("COMPLETING") ? " (completing)" : ""}`;
     if (now < deadlineAt) return { done: false, detail: `${running}${requeuedNote}` };
     if (this.config.drain.on_deadline === "hold") {
       return { done: false, detail: running, hold: `drain deadline passed with ${running}; held (slurm.drain.on_deadline: hold)` };
     }
     const refuse = jobs.filter((j) => !j.requeue);
     if (refuse.length > 0) {
-      return { done: false, detail: running, hold: `drain deadline passed; job(s) ${list(refuse.map((j) => j.id))} on ${name} may not be requeued (--no-requeue): held for a human` };
+      return {
+        done: false,
+        detail: running,
+        hold: `drain deadline passed; job(s) ${list(refuse.map((j) => j.id))} on ${name} may not be requeued (--no-requeue): held for a human`,
+      };
     }
     const fresh = jobs.filter((j) => !(requeued?.has(j.id) ?? false));
     if (fresh.length > 0) {
@@ -347,7 +361,6 @@ export class SlurmMirror implements SchedulerMirror {
   }
 
   // ───────────────────────────── writes ─────────────────────────────
-
 
   private log(line: string): void {
     this.host.log(line);

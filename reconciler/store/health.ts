@@ -150,7 +150,12 @@ export class StoreHealthMonitor {
         // Someone else holds the write lock: that says nothing yet, unless it lasts.
         this.busySince ??= this.now();
       } else if (kind === "other") {
-        this.writeFailure = { ready: false, problem: "unreachable", sticky: false, reason: `database ${this.opts.location} cannot be written (${oneLine(err)})` };
+        this.writeFailure = {
+          ready: false,
+          problem: "unreachable",
+          sticky: false,
+          reason: `database ${this.opts.location} cannot be written (${oneLine(err)})`,
+        };
       } else {
         this.observe(err);
       }
@@ -169,17 +174,32 @@ export class StoreHealthMonitor {
       const free = this.freeBytes();
       const freed = free !== undefined && (this.fullAt.free === undefined || free >= this.fullAt.free + FREED_BYTES);
       if (!freed) {
-        return { ready: false, problem: "full", sticky: false, reason: `disk full: a write to database ${loc} failed (${this.fullAt.text}); free space on its filesystem` };
+        return {
+          ready: false,
+          problem: "full",
+          sticky: false,
+          reason: `disk full: a write to database ${loc} failed (${this.fullAt.text}); free space on its filesystem`,
+        };
       }
       this.fullAt = undefined;
     }
     if (this.writeFailure !== undefined) return this.writeFailure;
     if (this.unwritable !== undefined) {
-      return { ready: false, problem: "unwritable", sticky: false, reason: `database ${loc} cannot be written (${this.unwritable}); check the disk and the file's permissions` };
+      return {
+        ready: false,
+        problem: "unwritable",
+        sticky: false,
+        reason: `database ${loc} cannot be written (${this.unwritable}); check the disk and the file's permissions`,
+      };
     }
     if (this.busySince !== undefined && this.now() - this.busySince >= LOCKED_LIMIT_MS) {
       const s = Math.round((this.now() - this.busySince) / 1000);
-      return { ready: false, problem: "locked", sticky: false, reason: `database ${loc} has been locked by another connection for ${s} s; find the process holding it` };
+      return {
+        ready: false,
+        problem: "locked",
+        sticky: false,
+        reason: `database ${loc} has been locked by another connection for ${s} s; find the process holding it`,
+      };
     }
     return OK;
   }
@@ -217,12 +237,22 @@ export class StoreHealthMonitor {
         accessSync(file, constants.R_OK | constants.W_OK);
       } catch (err) {
         if (errno(err) === "ENOENT" && file !== path) continue;
-        return { ready: false, problem: "unwritable", sticky: false, reason: `database file ${file} cannot be written (${oneLine(err)}); check the disk and the file's attributes and permissions` };
+        return {
+          ready: false,
+          problem: "unwritable",
+          sticky: false,
+          reason: `database file ${file} cannot be written (${oneLine(err)}); check the disk and the file's attributes and permissions`,
+        };
       }
     }
     const free = this.freeBytes();
     if (free !== undefined && free < MIN_FREE_BYTES) {
-      return { ready: false, problem: "full", sticky: false, reason: `disk full: ${Math.floor(free / 1024)} KiB free on the filesystem of database ${path} (under ${MIN_FREE_BYTES / 1024} KiB); free space there` };
+      return {
+        ready: false,
+        problem: "full",
+        sticky: false,
+        reason: `disk full: ${Math.floor(free / 1024)} KiB free on the filesystem of database ${path} (under ${MIN_FREE_BYTES / 1024} KiB); free space there`,
+      };
     }
     return undefined;
   }

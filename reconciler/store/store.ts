@@ -162,9 +162,7 @@ async function checkIntegrity(client: Client, path: string): Promise<void> {
     .join("; ")
     .replace(/\*\*\* in database main \*\*\*\s*/g, "")
     .replace(/\s*\n\s*/g, "; ");
-  throw new StoreError(
-    `database ${path} is corrupt (${pragma}: ${detail}); restore it from a backup or move it aside to start empty`,
-  );
+  throw new StoreError(`database ${path} is corrupt (${pragma}: ${detail}); restore it from a backup or move it aside to start empty`);
 }
 
 const MIGRATIONS_TABLE = "__navarch_migrations";
@@ -175,9 +173,7 @@ const MIGRATIONS_TABLE = "__navarch_migrations";
  * or whose applied migration differs from ours (edited after release).
  */
 async function migrate(client: Client, location: string): Promise<void> {
-  await client.execute(
-    `CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (tag TEXT PRIMARY KEY, hash TEXT NOT NULL, applied_at INTEGER NOT NULL)`,
-  );
+  await client.execute(`CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (tag TEXT PRIMARY KEY, hash TEXT NOT NULL, applied_at INTEGER NOT NULL)`);
   const applied = await client.execute(`SELECT tag, hash FROM ${MIGRATIONS_TABLE}`);
   const appliedHashes = new Map(applied.rows.map((r) => [String(r.tag), String(r.hash)]));
   const known = new Set(MIGRATIONS.map((m) => m.tag));
@@ -202,10 +198,7 @@ async function migrate(client: Client, location: string): Promise<void> {
       .map((s) => s.trim())
       .filter((s) => s.length > 0);
     await client.batch(
-      [
-        ...statements,
-        { sql: `INSERT INTO ${MIGRATIONS_TABLE} (tag, hash, applied_at) VALUES (?, ?, ?)`, args: [migration.tag, hash, Date.now()] },
-      ],
+      [...statements, { sql: `INSERT INTO ${MIGRATIONS_TABLE} (tag, hash, applied_at) VALUES (?, ?, ?)`, args: [migration.tag, hash, Date.now()] }],
       "write",
     );
   }

@@ -51,7 +51,12 @@ function ago(at, now) {
   return `${duration(Math.max(0, now - at))} ago`;
 }
 function when(at) {
-  return at === null || at === undefined ? "–" : new Date(at).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+  return at === null || at === undefined
+    ? "–"
+    : new Date(at)
+        .toISOString()
+        .replace("T", " ")
+        .replace(/\.\d+Z$/, "Z");
 }
 
 /** A node's tile colour: what an operator needs first (unhealthy beats everything but gone). */
@@ -214,7 +219,12 @@ async function pageFleet() {
   const breakers = o.breakers.length
     ? `<div class="panel"><h2>Circuit breakers tripped</h2>${table(
         ["Scope", "Tripped", "Why", ""],
-        o.breakers.map((b) => [esc(b.scope), esc(ago(b.trippedAt, now)), esc(b.reason), (may("admin") ? `<button type="button" data-reset="${esc(b.scope)}">Reset</button>` : "")]),
+        o.breakers.map((b) => [
+          esc(b.scope),
+          esc(ago(b.trippedAt, now)),
+          esc(b.reason),
+          may("admin") ? `<button type="button" data-reset="${esc(b.scope)}">Reset</button>` : "",
+        ]),
       )}</div>`
     : "";
   return `<h1>Fleet</h1>
@@ -238,7 +248,12 @@ async function pagePool(name) {
     ["Instance type", s.instanceType ?? "–"],
     ["Last scaled", s.lastScaleAt ? `${ago(s.lastScaleAt, now)} (${s.lastScaleDirection})` : "never"],
     ["Paused", s.paused ? `yes: ${s.pausedReason ?? ""}` : "no"],
-    ["Launches", s.launches ? `${s.launches.kind === "permanent" ? "refused" : "failing"}: ${s.launches.failures} in a row since ${ago(s.launches.since, now)}: ${s.launches.error}` : "ok"],
+    [
+      "Launches",
+      s.launches
+        ? `${s.launches.kind === "permanent" ? "refused" : "failing"}: ${s.launches.failures} in a row since ${ago(s.launches.since, now)}: ${s.launches.error}`
+        : "ok",
+    ],
     ["Source", p.pool.source],
   ];
   const decisions = table(
@@ -254,7 +269,12 @@ async function pagePool(name) {
   );
   const breakers = table(
     ["Scope", "Tripped", "Why", ""],
-    p.breakers.map((b) => [esc(b.scope), esc(ago(b.trippedAt, now)), esc(b.reason), (may("admin") ? `<button type="button" data-reset="${esc(b.scope)}">Reset</button>` : "")]),
+    p.breakers.map((b) => [
+      esc(b.scope),
+      esc(ago(b.trippedAt, now)),
+      esc(b.reason),
+      may("admin") ? `<button type="button" data-reset="${esc(b.scope)}">Reset</button>` : "",
+    ]),
     "No breaker is tripped for this pool.",
   );
   return `<h1>Pool ${esc(s.name)} ${s.paused ? badge("out", "paused") : ""} ${s.breaker ? badge("unhealthy", "breaker tripped") : ""}</h1>
@@ -268,7 +288,11 @@ ${
 }
 <div class="row">
   <div class="panel"><h2>Pool</h2><dl class="facts">${facts.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join("")}</dl></div>
-  <div class="panel"><h2>Nodes by state</h2>${table(["State", "#Nodes"], Object.entries(s.byState).map(([k, n]) => [esc(k), esc(n)]), "No nodes.")}</div>
+  <div class="panel"><h2>Nodes by state</h2>${table(
+    ["State", "#Nodes"],
+    Object.entries(s.byState).map(([k, n]) => [esc(k), esc(n)]),
+    "No nodes.",
+  )}</div>
 </div>
 <div class="panel" id="pool-grid"><h2>Nodes</h2>${legend()}${tiles(p.nodes)}</div>
 <div class="panel"><h2>Autoscaler decisions</h2>${decisions}</div>
@@ -278,11 +302,25 @@ ${
 }
 
 function incidentSteps(i, now) {
-  const labels = { fault: "fault", opened: "incident opened", cordoned: "cordoned", drained: "drained", rebooted: "reboot asked", back: "back, new boot", terminated: "terminated", replacement_ready: "replacement ready", closed: "closed" };
+  const labels = {
+    fault: "fault",
+    opened: "incident opened",
+    cordoned: "cordoned",
+    drained: "drained",
+    rebooted: "reboot asked",
+    back: "back, new boot",
+    terminated: "terminated",
+    replacement_ready: "replacement ready",
+    closed: "closed",
+  };
   const done = i.steps
-    .map((s) => `<div class="step"><b>${esc(labels[s.step] ?? s.step)}</b>${esc(when(s.at))}<div class="d">${s.sincePreviousMs === null ? "start" : `+${esc(duration(s.sincePreviousMs))}`}</div></div>`)
+    .map(
+      (s) =>
+        `<div class="step"><b>${esc(labels[s.step] ?? s.step)}</b>${esc(when(s.at))}<div class="d">${s.sincePreviousMs === null ? "start" : `+${esc(duration(s.sincePreviousMs))}`}</div></div>`,
+    )
     .join("");
-  const waiting = i.closedAt === null ? `<div class="step pending"><b>now</b>${esc(i.status)}<div class="d">open for ${esc(duration(now - i.openedAt))}</div></div>` : "";
+  const waiting =
+    i.closedAt === null ? `<div class="step pending"><b>now</b>${esc(i.status)}<div class="d">open for ${esc(duration(now - i.openedAt))}</div></div>` : "";
   const d = i.durations;
   return `<div class="panel incident" data-incident="${esc(i.id)}">
   <div><b>Incident ${esc(i.id)}</b> on <a href="#/node/${enc(i.nodeId)}">${esc(i.nodeId)}</a> — ${esc(i.reason)} ${i.closedAt === null ? badge("unhealthy", "open") : badge("gone", i.outcome ?? "closed")}</div>
@@ -580,7 +618,11 @@ main.addEventListener("click", (e) => {
     const reason = document.getElementById("reason")?.value.trim();
     const action = target.dataset.action;
     target.disabled = true;
-    act(`/v1/nodes/${enc(target.dataset.node)}/${action}`, { actor: "dashboard", ...(reason ? { reason } : action === "cordon" ? { reason: "cordoned from the dashboard" } : {}) }, action);
+    act(
+      `/v1/nodes/${enc(target.dataset.node)}/${action}`,
+      { actor: "dashboard", ...(reason ? { reason } : action === "cordon" ? { reason: "cordoned from the dashboard" } : {}) },
+      action,
+    );
   } else if (target.dataset.pool && target.dataset.action) {
     target.disabled = true;
     act(`/v1/pools/${enc(target.dataset.pool)}/${target.dataset.action}`, { actor: "dashboard", reason: "from the dashboard" }, target.dataset.action);

@@ -76,7 +76,10 @@ export async function simFleet(yaml: string, token = "dashboard-test-token-01234
     },
     all,
     async api<T>(path: string, init: RequestInit = {}) {
-      const res = await fetch(`${rec.url}${path}`, { ...init, headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", ...(init.headers ?? {}) } });
+      const res = await fetch(`${rec.url}${path}`, {
+        ...init,
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", ...(init.headers ?? {}) },
+      });
       if (!res.ok) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
       return (await res.json()) as T;
     },

@@ -16,7 +16,6 @@ import { openStore } from "../../reconciler/store/store.ts";
 import { nodes } from "../../schema/db.ts";
 import type { CrashPoint } from "./points.ts";
 
-
 const [dir = ".", point = "none", until = "ready3", maxPasses = "200", remediation = "replace"] = process.argv.slice(2);
 const clockFile = join(dir, "clock");
 const cloudFile = join(dir, "cloud.json");
@@ -104,7 +103,11 @@ for (let i = 0; i < Number(maxPasses) && !(await done()); i++) {
   const report = await reconciler.pass();
   save();
   // Killed while the machine reboots, with the reconciler waiting for its new boot.
-  if (report.transitions.some((t) => t.to === "rebooting") || (await store.db.select().from(nodes)).some((n) => n.state === "rebooting" && cloud.calls.reboot > 0)) crash("while-rebooting");
+  if (
+    report.transitions.some((t) => t.to === "rebooting") ||
+    (await store.db.select().from(nodes)).some((n) => n.state === "rebooting" && cloud.calls.reboot > 0)
+  )
+    crash("while-rebooting");
 }
 save();
 const finished = await done();

@@ -18,15 +18,7 @@
 // The region is the one in the request's credential scope; the signature is verified
 // against the configured secret.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import {
-  FaultBook,
-  assignEndpoint,
-  type CallContext,
-  type CallRecord,
-  type EndpointOption,
-  type FakeCall,
-  type Fault,
-} from "./faults.ts";
+import { FaultBook, assignEndpoint, type CallContext, type CallRecord, type EndpointOption, type FakeCall, type Fault } from "./faults.ts";
 
 export interface AwsFakeInstanceType {
   name: string;
@@ -154,7 +146,8 @@ function verifySignature(req: Request, body: string, accessKeyId: string, secret
   const amzDate = req.headers.get("x-amz-date") ?? "";
   const payloadHash = sha256(body);
   const declared = req.headers.get("x-amz-content-sha256");
-  if (declared !== null && declared !== payloadHash) return { ok: false, code: "SignatureDoesNotMatch", message: "The request body does not match its declared hash." };
+  if (declared !== null && declared !== payloadHash)
+    return { ok: false, code: "SignatureDoesNotMatch", message: "The request body does not match its declared hash." };
   const url = new URL(req.url);
   const canonicalHeaders = signedHeaders
     .split(";")
@@ -209,7 +202,12 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
       running ? text("privateIpAddress", inst.privateIp) : undefined,
       running && inst.state !== "pending" ? text("ipAddress", inst.publicIp) : undefined,
       inst.clientToken === undefined ? undefined : text("clientToken", inst.clientToken),
-      inst.tags.size === 0 ? undefined : items("tagSet", [...inst.tags].map(([k, val]) => text("key", k) + text("value", val))),
+      inst.tags.size === 0
+        ? undefined
+        : items(
+            "tagSet",
+            [...inst.tags].map(([k, val]) => text("key", k) + text("value", val)),
+          ),
       text("architecture", "x86_64"),
       text("rootDeviceType", "ebs"),
       text("rootDeviceName", "/dev/sda1"),
@@ -225,15 +223,32 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
   function faultResponse(fault: Fault): Response | undefined {
     switch (fault.kind) {
       case "capacity":
-        return errorResponse(500, "InsufficientInstanceCapacity", "We currently do not have sufficient capacity in the Availability Zone you requested. Our system will be working on provisioning additional capacity.");
+        return errorResponse(
+          500,
+          "InsufficientInstanceCapacity",
+          "We currently do not have sufficient capacity in the Availability Zone you requested. Our system will be working on provisioning additional capacity.",
+        );
       case "quota":
-        return errorResponse(400, fault.code ?? "VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit allows for the instance bucket that the specified instance type belongs to.");
+        return errorResponse(
+          400,
+          fault.code ?? "VcpuLimitExceeded",
+          "You have requested more vCPU capacity than your current vCPU limit allows for the instance bucket that the specified instance type belongs to.",
+        );
       case "rate_limit":
-        return errorResponse(503, "RequestLimitExceeded", "Request limit exceeded.", fault.retryAfterSeconds === undefined ? {} : { "retry-after": String(fault.retryAfterSeconds) });
+        return errorResponse(
+          503,
+          "RequestLimitExceeded",
+          "Request limit exceeded.",
+          fault.retryAfterSeconds === undefined ? {} : { "retry-after": String(fault.retryAfterSeconds) },
+        );
       case "server_error": {
         const status = fault.status ?? 500;
         if (status === 502) return new Response("<html><body>502 Bad Gateway</body></html>", { status, headers: { "content-type": "text/html" } });
-        return errorResponse(status, status === 503 ? "Unavailable" : "InternalError", status === 503 ? "The server is overloaded and can't handle the request." : "An internal error has occurred.");
+        return errorResponse(
+          status,
+          status === 503 ? "Unavailable" : "InternalError",
+          status === 503 ? "The server is overloaded and can't handle the request." : "An internal error has occurred.",
+        );
       }
       case "auth":
         return errorResponse(401, "AuthFailure", "AWS was not able to validate the provided access credentials");
@@ -310,7 +325,11 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
       const earlier = state.clientTokens.get(`${region}/${clientToken}`);
       if (earlier !== undefined) {
         if (earlier.digest !== digest) {
-          return errorResponse(400, "IdempotentParameterMismatch", "The client token you have provided is associated with a resource that is already deleted or uses different parameters. Please use a different client token.");
+          return errorResponse(
+            400,
+            "IdempotentParameterMismatch",
+            "The client token you have provided is associated with a resource that is already deleted or uses different parameters. Please use a different client token.",
+          );
         }
         settle();
         const inst = state.instances.get(earlier.instanceId)!;
@@ -365,7 +384,12 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
     if (params.has("MaxResults")) {
       const max = Number(params.get("MaxResults"));
       if (ids.length > 0) return errorResponse(400, "InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults");
-      if (!Number.isInteger(max) || max < 5 || max > 1000) return errorResponse(400, "InvalidParameterValue", `Value ( ${params.get("MaxResults")} ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.`);
+      if (!Number.isInteger(max) || max < 5 || max > 1000)
+        return errorResponse(
+          400,
+          "InvalidParameterValue",
+          `Value ( ${params.get("MaxResults")} ) for parameter maxResults is invalid. Expecting a value between 5 and 1000.`,
+        );
     }
     for (const id of ids) {
       if (!/^i-[0-9a-f]{8,17}$/.test(id)) return errorResponse(400, "InvalidInstanceID.Malformed", `Invalid id: "${id}"`);
@@ -399,7 +423,11 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
         inst.state = "shutting-down";
         inst.terminatingSince = now;
       }
-      return text("instanceId", id) + el("currentState", text("code", STATE_CODES[inst.state]), text("name", inst.state)) + el("previousState", text("code", STATE_CODES[previous]), text("name", previous));
+      return (
+        text("instanceId", id) +
+        el("currentState", text("code", STATE_CODES[inst.state]), text("name", inst.state)) +
+        el("previousState", text("code", STATE_CODES[previous]), text("name", previous))
+      );
     });
     settle(now);
     if (lose) return new Response("upstream connection reset", { status: 502 });
@@ -440,7 +468,12 @@ export function startAwsFake(options: AwsFakeOptions = {}): AwsFake {
           ? ""
           : el(
               "gpuInfo",
-              items("gpus", [text("name", t.gpu.name) + text("manufacturer", t.gpu.manufacturer) + text("count", t.gpu.count) + el("memoryInfo", text("sizeInMiB", t.gpu.memoryMiB))]),
+              items("gpus", [
+                text("name", t.gpu.name) +
+                  text("manufacturer", t.gpu.manufacturer) +
+                  text("count", t.gpu.count) +
+                  el("memoryInfo", text("sizeInMiB", t.gpu.memoryMiB)),
+              ]),
               text("totalGpuMemoryInMiB", t.gpu.memoryMiB * t.gpu.count),
             ),
       ].join(""),

@@ -21,15 +21,7 @@
 // page). Assumed, not in the reference: reset of an instance that is not RUNNING is a 400
 // with reason resourceNotReady.
 import { createPublicKey, randomBytes, verify } from "node:crypto";
-import {
-  FaultBook,
-  assignEndpoint,
-  type CallContext,
-  type CallRecord,
-  type EndpointOption,
-  type FakeCall,
-  type Fault,
-} from "./faults.ts";
+import { FaultBook, assignEndpoint, type CallContext, type CallRecord, type EndpointOption, type FakeCall, type Fault } from "./faults.ts";
 
 export interface GcpFakeMachineType {
   name: string;
@@ -123,7 +115,13 @@ export interface GcpFake {
 }
 
 export const DEFAULT_GCP_MACHINE_TYPES: GcpFakeMachineType[] = [
-  { name: "a3-highgpu-8g", zones: ["us-central1-a", "us-central1-b"], guestCpus: 208, memoryMb: 1_916_928, accelerator: { type: "nvidia-h100-80gb", count: 8 } },
+  {
+    name: "a3-highgpu-8g",
+    zones: ["us-central1-a", "us-central1-b"],
+    guestCpus: 208,
+    memoryMb: 1_916_928,
+    accelerator: { type: "nvidia-h100-80gb", count: 8 },
+  },
   { name: "a2-highgpu-1g", zones: ["us-central1-a", "us-central1-c"], guestCpus: 12, memoryMb: 87_040, accelerator: { type: "nvidia-tesla-a100", count: 1 } },
   { name: "g2-standard-4", zones: ["us-central1-a"], guestCpus: 4, memoryMb: 16_384, accelerator: { type: "nvidia-l4", count: 1 } },
   { name: "n2-standard-8", zones: ["us-central1-a"], guestCpus: 8, memoryMb: 32_768 },
@@ -142,11 +140,15 @@ function googleError(code: number, status: string, reason: string, message: stri
 function parseFilter(filter: string | null): ((fields: Record<string, string | undefined>) => boolean) | string {
   if (filter === null || filter.trim() === "") return () => true;
   const terms: { field: string; op: string; value: string }[] = [];
-  const rest = filter.replace(/\(?\s*([a-zA-Z][\w.-]*)\s*(=|!=|eq|ne)\s*(?:"([^"]*)"|'([^']*)'|([^\s)]+))\s*\)?/g, (_m, field: string, op: string, a?: string, b?: string, c?: string) => {
-    terms.push({ field, op, value: a ?? b ?? c ?? "" });
-    return " ";
-  });
-  if (rest.replace(/\bAND\b/g, " ").trim() !== "" || terms.length === 0) return `Invalid value for field 'filter': '${filter}'. Invalid list filter expression.`;
+  const rest = filter.replace(
+    /\(?\s*([a-zA-Z][\w.-]*)\s*(=|!=|eq|ne)\s*(?:"([^"]*)"|'([^']*)'|([^\s)]+))\s*\)?/g,
+    (_m, field: string, op: string, a?: string, b?: string, c?: string) => {
+      terms.push({ field, op, value: a ?? b ?? c ?? "" });
+      return " ";
+    },
+  );
+  if (rest.replace(/\bAND\b/g, " ").trim() !== "" || terms.length === 0)
+    return `Invalid value for field 'filter': '${filter}'. Invalid list filter expression.`;
   return (fields) =>
     terms.every(({ field, op, value }) => {
       const actual = fields[field];
@@ -259,7 +261,15 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
       case "server_error": {
         const status = fault.status ?? 500;
         if (status === 502) return new Response("<html><title>502 Bad Gateway</title></html>", { status, headers: { "content-type": "text/html" } });
-        return json(status, googleError(status, status === 503 ? "UNAVAILABLE" : "INTERNAL", "backendError", status === 503 ? "The service is currently unavailable." : "Internal error. Please try again or contact Google Support."));
+        return json(
+          status,
+          googleError(
+            status,
+            status === 503 ? "UNAVAILABLE" : "INTERNAL",
+            "backendError",
+            status === 503 ? "The service is currently unavailable." : "Internal error. Please try again or contact Google Support.",
+          ),
+        );
       }
       case "auth":
         return unauthenticated();
@@ -267,8 +277,20 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
       case "quota":
         // Outside a launch (which reports them in the operation) these are synchronous 403s / 503s.
         return fault.kind === "quota"
-          ? json(403, googleError(403, "PERMISSION_DENIED", "quotaExceeded", "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute'.", "usageLimits"))
-          : json(503, googleError(503, "UNAVAILABLE", "ZONE_RESOURCE_POOL_EXHAUSTED", "The zone does not have enough resources available to fulfill the request."));
+          ? json(
+              403,
+              googleError(
+                403,
+                "PERMISSION_DENIED",
+                "quotaExceeded",
+                "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute'.",
+                "usageLimits",
+              ),
+            )
+          : json(
+              503,
+              googleError(503, "UNAVAILABLE", "ZONE_RESOURCE_POOL_EXHAUSTED", "The zone does not have enough resources available to fulfill the request."),
+            );
       case "latency":
       case "lose_response":
         return undefined;
@@ -326,7 +348,8 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
     }
     const name = body.name;
     const machineTypeUrl = body.machineType;
-    if (typeof name !== "string" || !NAME.test(name)) return invalid(`Invalid value for field 'resource.name': '${String(name)}'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'`);
+    if (typeof name !== "string" || !NAME.test(name))
+      return invalid(`Invalid value for field 'resource.name': '${String(name)}'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'`);
     if (typeof machineTypeUrl !== "string") return invalid("Invalid value for field 'resource.machineType': ''.");
     const machineType = machineTypeUrl.slice(machineTypeUrl.lastIndexOf("/") + 1);
     const labels = (body.labels ?? {}) as Record<string, unknown>;
@@ -336,10 +359,13 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
       }
     }
     if (!Array.isArray(body.disks) || body.disks.length === 0) return invalid("Invalid value for field 'resource.disks': ''. At least one disk is required.");
-    if (!Array.isArray(body.networkInterfaces) || body.networkInterfaces.length === 0) return invalid("Invalid value for field 'resource.networkInterfaces': ''.");
+    if (!Array.isArray(body.networkInterfaces) || body.networkInterfaces.length === 0)
+      return invalid("Invalid value for field 'resource.networkInterfaces': ''.");
     const type = state.machineTypes.find((m) => m.name === machineType);
     if (type === undefined || !type.zones.includes(zone)) {
-      return invalid(`Invalid value for field 'resource.machineType': '${machineTypeUrl}'. Machine type with name '${machineType}' does not exist in zone '${zone}'.`);
+      return invalid(
+        `Invalid value for field 'resource.machineType': '${machineTypeUrl}'. Machine type with name '${machineType}' does not exist in zone '${zone}'.`,
+      );
     }
 
     const ctx: CallContext = { instanceType: machineType, region: zone.replace(/-[a-z]$/, ""), zone };
@@ -355,7 +381,10 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
       if (response !== undefined) return response;
     }
     if ([...state.instances.values()].some((i) => i.zone === zone && i.name === name && i.deletedAt === undefined)) {
-      return json(409, googleError(409, "ALREADY_EXISTS", "alreadyExists", `The resource 'projects/${project}/zones/${zone}/instances/${name}' already exists`));
+      return json(
+        409,
+        googleError(409, "ALREADY_EXISTS", "alreadyExists", `The resource 'projects/${project}/zones/${zone}/instances/${name}' already exists`),
+      );
     }
 
     let error: GcpFakeOperation["error"];
@@ -401,11 +430,7 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
     return json(200, viewOperation(op, true));
   }
 
-  function aggregated<T>(
-    url: URL,
-    all: { zone: string; item: T; fields: Record<string, string | undefined> }[],
-    key: "instances" | "machineTypes",
-  ): Response {
+  function aggregated<T>(url: URL, all: { zone: string; item: T; fields: Record<string, string | undefined> }[], key: "instances" | "machineTypes"): Response {
     const matcher = parseFilter(url.searchParams.get("filter"));
     if (typeof matcher === "string") return invalid(matcher);
     const matching = all.filter((x) => matcher(x.fields));
@@ -418,7 +443,13 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
       items[`zones/${zone}`] =
         here.length > 0
           ? { [key]: here }
-          : { warning: { code: "NO_RESULTS_ON_PAGE", message: `There are no results for scope 'zones/${zone}' on this page.`, data: [{ key: "scope", value: `zones/${zone}` }] } };
+          : {
+              warning: {
+                code: "NO_RESULTS_ON_PAGE",
+                message: `There are no results for scope 'zones/${zone}' on this page.`,
+                data: [{ key: "scope", value: `zones/${zone}` }],
+              },
+            };
     }
     const next = offset + pageSize < matching.length ? String(offset + pageSize) : undefined;
     return json(200, {
@@ -439,13 +470,15 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
     }
     const assertion = form.get("assertion") ?? "";
     const [header, claims, signature] = assertion.split(".");
-    if (header === undefined || claims === undefined || signature === undefined) return json(400, { error: "invalid_grant", error_description: "Invalid JWT." });
+    if (header === undefined || claims === undefined || signature === undefined)
+      return json(400, { error: "invalid_grant", error_description: "Invalid JWT." });
     const ok = verify("RSA-SHA256", Buffer.from(`${header}.${claims}`), createPublicKey(sa.publicKeyPem), Buffer.from(signature, "base64url"));
     if (!ok) return json(400, { error: "invalid_grant", error_description: "Invalid JWT Signature." });
     const payload = JSON.parse(Buffer.from(claims, "base64url").toString()) as { iss?: string; aud?: string; exp?: number; scope?: string };
     if (payload.iss !== sa.clientEmail) return json(400, { error: "invalid_grant", error_description: "Invalid issuer." });
     if (payload.aud !== `${base}/token`) return json(400, { error: "invalid_grant", error_description: "Invalid audience." });
-    if (typeof payload.exp !== "number" || payload.exp * 1000 < Date.now()) return json(400, { error: "invalid_grant", error_description: "Token has expired." });
+    if (typeof payload.exp !== "number" || payload.exp * 1000 < Date.now())
+      return json(400, { error: "invalid_grant", error_description: "Token has expired." });
     return json(200, { access_token: token, expires_in: 3599, token_type: "Bearer" });
   }
 
@@ -483,18 +516,18 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
         : rest === "zones" && req.method === "GET"
           ? "zones"
           : m.instances !== null && req.method === "POST"
-        ? "launch"
-        : m.instance !== null && req.method === "DELETE"
-          ? "terminate"
-          : m.instance !== null
-            ? "get"
-            : m.operation !== null
-              ? "operation"
-              : rest === "aggregated/instances"
-                ? "list"
-                : rest === "aggregated/machineTypes"
-                  ? "types"
-                  : "other";
+            ? "launch"
+            : m.instance !== null && req.method === "DELETE"
+              ? "terminate"
+              : m.instance !== null
+                ? "get"
+                : m.operation !== null
+                  ? "operation"
+                  : rest === "aggregated/instances"
+                    ? "list"
+                    : rest === "aggregated/machineTypes"
+                      ? "types"
+                      : "other";
     if (req.headers.get("authorization") !== `Bearer ${token}`) return { call, response: unauthenticated() };
     if (rest === undefined) {
       return { call, response: json(403, googleError(403, "PERMISSION_DENIED", "forbidden", `Required 'compute.instances.list' permission for '${path}'`)) };
@@ -514,7 +547,13 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
       if (inst === undefined || inst.deletedAt !== undefined) return { call, response: notFound(`projects/${project}/zones/${zone}/instances/${name}`) };
       const wanted = verb === "reset" ? "RUNNING" : "TERMINATED";
       if (inst.status !== wanted) {
-        return { call, response: json(400, googleError(400, "FAILED_PRECONDITION", "resourceNotReady", `The resource 'projects/${project}/zones/${zone}/instances/${name}' is not ready`)) };
+        return {
+          call,
+          response: json(
+            400,
+            googleError(400, "FAILED_PRECONDITION", "resourceNotReady", `The resource 'projects/${project}/zones/${zone}/instances/${name}' is not ready`),
+          ),
+        };
       }
       const op = newOperation(zone!, verb === "reset" ? "reset" : "start", name!);
       // A new boot: STAGING until the operation is done and bootMs has passed.
@@ -546,7 +585,13 @@ export function startGcpFake(options: GcpFakeOptions = {}): GcpFake {
       const next = offset + pageSize < items.length ? String(offset + pageSize) : undefined;
       return {
         call,
-        response: json(200, { kind: "compute#zoneList", id: `projects/${project}/zones`, items: items.slice(offset, offset + pageSize), ...(next === undefined ? {} : { nextPageToken: next }), selfLink: `${selfBase()}/zones` }),
+        response: json(200, {
+          kind: "compute#zoneList",
+          id: `projects/${project}/zones`,
+          items: items.slice(offset, offset + pageSize),
+          ...(next === undefined ? {} : { nextPageToken: next }),
+          selfLink: `${selfBase()}/zones`,
+        }),
       };
     }
     if (m.instance !== null) {

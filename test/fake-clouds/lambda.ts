@@ -21,15 +21,7 @@
 // still booting or terminating is left out of restarted_instances, its `actions.restart`
 // saying why.
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import {
-  FaultBook,
-  assignEndpoint,
-  type CallContext,
-  type CallRecord,
-  type EndpointOption,
-  type FakeCall,
-  type Fault,
-} from "./faults.ts";
+import { FaultBook, assignEndpoint, type CallContext, type CallRecord, type EndpointOption, type FakeCall, type Fault } from "./faults.ts";
 
 export interface LambdaFakeType {
   name: string;
@@ -196,7 +188,13 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
           ? { available: false, reason_code: "vm-is-terminating", reason_description: "The instance is terminating." }
           : undefined;
     const restart = refused ?? { available: true };
-    return { migrate: { available: false, reason_code: "vm-is-too-old" }, rebuild: restart, restart, cold_reboot: restart, terminate: inst.status === "terminating" ? refused! : { available: true } };
+    return {
+      migrate: { available: false, reason_code: "vm-is-too-old" },
+      rebuild: restart,
+      restart,
+      cold_reboot: restart,
+      terminate: inst.status === "terminating" ? refused! : { available: true },
+    };
   }
 
   function view(inst: LambdaFakeInstance) {
@@ -228,7 +226,14 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
   }
 
   const insufficientCapacity = () =>
-    json(400, errorBody("instance-operations/launch/insufficient-capacity", "Not enough capacity to fulfill launch request.", "Choose an instance type with more availability, or try again later."));
+    json(
+      400,
+      errorBody(
+        "instance-operations/launch/insufficient-capacity",
+        "Not enough capacity to fulfill launch request.",
+        "Choose an instance type with more availability, or try again later.",
+      ),
+    );
 
   function faultResponse(fault: Fault): Response | undefined {
     switch (fault.kind) {
@@ -237,10 +242,18 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
       case "quota":
         return json(400, errorBody(fault.code ?? "global/quota-exceeded", "Quota exceeded.", "Contact Support to increase your quota."));
       case "rate_limit":
-        return json(429, errorBody("global/too-many-requests", "Too many requests."), fault.retryAfterSeconds === undefined ? {} : { "retry-after": String(fault.retryAfterSeconds) });
+        return json(
+          429,
+          errorBody("global/too-many-requests", "Too many requests."),
+          fault.retryAfterSeconds === undefined ? {} : { "retry-after": String(fault.retryAfterSeconds) },
+        );
       case "server_error": {
         const status = fault.status ?? 500;
-        if (status === 500) return json(500, errorBody("global/internal-error", "An internal server error occurred.", "Try again later. Contact Support if the problem persists."));
+        if (status === 500)
+          return json(
+            500,
+            errorBody("global/internal-error", "An internal server error occurred.", "Try again later. Contact Support if the problem persists."),
+          );
         return new Response("<html><body>Bad Gateway</body></html>", { status, headers: { "content-type": "text/html" } });
       }
       case "auth":
@@ -252,7 +265,10 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
   }
 
   function unauthorised(): Response {
-    return json(401, errorBody("global/invalid-api-key", "API key was invalid, expired, or deleted.", "Check your API key or create a new one, then try again."));
+    return json(
+      401,
+      errorBody("global/invalid-api-key", "API key was invalid, expired, or deleted.", "Check your API key or create a new one, then try again."),
+    );
   }
 
   /** Bearer <key>, Basic base64(<key>:), or Basic <key> (the document's securitySchemes). */
@@ -306,13 +322,15 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
     if (sshKeyNames.length !== 1) return invalid("Currently, exactly one SSH key must be specified.");
     if (name !== undefined && (typeof name !== "string" || name.length > 64)) return invalid("name must be a string of at most 64 characters.");
     if (hostname !== undefined && (typeof hostname !== "string" || !HOSTNAME.test(hostname))) return invalid("hostname must match ^[a-z0-9][0-9a-z-]{0,62}$.");
-    if (user_data !== undefined && (typeof user_data !== "string" || user_data.length > 1_000_000)) return invalid("user_data must be plain text of at most 1MB.");
+    if (user_data !== undefined && (typeof user_data !== "string" || user_data.length > 1_000_000))
+      return invalid("user_data must be plain text of at most 1MB.");
     const tags: { key: string; value: string }[] = [];
     if (body.tags !== undefined) {
       if (!Array.isArray(body.tags)) return invalid("tags must be a list.");
       for (const tag of body.tags as unknown[]) {
         const t = tag as { key?: unknown; value?: unknown } | null;
-        if (typeof t !== "object" || t === null || typeof t.key !== "string" || typeof t.value !== "string") return invalid("each tag needs a key and a value.");
+        if (typeof t !== "object" || t === null || typeof t.key !== "string" || typeof t.value !== "string")
+          return invalid("each tag needs a key and a value.");
         if (!TAG_KEY.test(t.key) || t.key.length > 55 || t.value.length > 128) return invalid(`tag key "${t.key}" or its value does not match the tag rules.`);
         if (supportsTags) tags.push({ key: t.key, value: t.value });
       }
@@ -383,9 +401,7 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
     if (call === "types") {
       const data: Record<string, unknown> = {};
       for (const type of state.types) {
-        const regions = type.regions.filter(
-          (region) => !faults.peekKinds("launch", { instanceType: type.name, region }, ["capacity"]),
-        );
+        const regions = type.regions.filter((region) => !faults.peekKinds("launch", { instanceType: type.name, region }, ["capacity"]));
         data[type.name] = {
           instance_type: {
             name: type.name,
@@ -445,7 +461,8 @@ export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {
       const publicKey = body?.public_key;
       if (typeof name !== "string" || name === "" || name.length > 64) return invalid("name must be 1 to 64 characters.");
       if (state.sshKeys.has(name)) return invalid("SSH key name already in use.");
-      if (publicKey !== undefined && (typeof publicKey !== "string" || publicKey === "" || publicKey.length > 4096)) return invalid("public_key must be 1 to 4096 characters.");
+      if (publicKey !== undefined && (typeof publicKey !== "string" || publicKey === "" || publicKey.length > 4096))
+        return invalid("public_key must be 1 to 4096 characters.");
       const id = randomBytes(16).toString("hex");
       if (publicKey === undefined) {
         // No public key: Lambda generates the pair and returns the private key once.

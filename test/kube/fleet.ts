@@ -52,7 +52,10 @@ export async function kubeFleet(kube: KubeHarness, poolsYaml: string, opts: Kube
   const config = testConfig(yaml);
   const log = opts.log ?? (() => undefined);
   let loop: Reconciler | undefined;
-  const k: KubeIntegration = await kubernetesScheduler(config.kubernetes!, storeSchedulerHost({ store, log, now, wake: () => loop?.wake(), providers: () => new Map([["local", cloud]]) }));
+  const k: KubeIntegration = await kubernetesScheduler(
+    config.kubernetes!,
+    storeSchedulerHost({ store, log, now, wake: () => loop?.wake(), providers: () => new Map([["local", cloud]]) }),
+  );
   const queue = k.queue;
   loop = new Reconciler({
     store,
@@ -87,7 +90,9 @@ export async function kubeFleet(kube: KubeHarness, poolsYaml: string, opts: Kube
     }
   };
   const ready = async (pool: string, count: number) => {
-    await until(`${count} ready nodes in ${pool}`, async () => (await all()).filter((n) => n.pool === pool && n.state === "ready").length >= count, { sleepMs: 0 });
+    await until(`${count} ready nodes in ${pool}`, async () => (await all()).filter((n) => n.pool === pool && n.state === "ready").length >= count, {
+      sleepMs: 0,
+    });
     return (await all()).filter((n) => n.pool === pool && n.state === "ready").map((n) => n.id);
   };
   const handle = {

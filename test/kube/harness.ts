@@ -97,7 +97,6 @@ export interface KubeHarness {
   stop(): Promise<void>;
 }
 
-
 async function run(cmd: string[], cwd: string): Promise<void> {
   const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
   const code = await proc.exited;
@@ -107,7 +106,10 @@ async function run(cmd: string[], cwd: string): Promise<void> {
 /** CA, serving and client certificates, service-account keys (openssl, ~1 s). */
 async function makePki(dir: string): Promise<void> {
   const ext = (name: string, text: string) => writeFileSync(join(dir, name), text);
-  ext("server.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n");
+  ext(
+    "server.ext",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
+  );
   ext("client.ext", "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n");
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
   await run(["openssl", "req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3", "-subj", "/CN=navarch-test-ca"], dir);
@@ -117,8 +119,50 @@ async function makePki(dir: string): Promise<void> {
     run(["openssl", "genrsa", "-out", "sa.key", "2048"], dir),
   ]);
   await Promise.all([
-    run(["openssl", "x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", "1001", "-out", "apiserver.crt", "-days", "3", "-extfile", "server.ext"], dir),
-    run(["openssl", "x509", "-req", "-in", "admin.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", "1002", "-out", "admin.crt", "-days", "3", "-extfile", "client.ext"], dir),
+    run(
+      [
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "1001",
+        "-out",
+        "apiserver.crt",
+        "-days",
+        "3",
+        "-extfile",
+        "server.ext",
+      ],
+      dir,
+    ),
+    run(
+      [
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        "admin.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "1002",
+        "-out",
+        "admin.crt",
+        "-days",
+        "3",
+        "-extfile",
+        "client.ext",
+      ],
+      dir,
+    ),
     run(["openssl", "rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], dir),
   ]);
 }
@@ -207,9 +251,14 @@ export async function startKubeHarness(opts: KubeHarnessOptions = {}): Promise<K
     if (auditLogPath !== undefined) {
       writeFileSync(
         join(dir, "audit-policy.yaml"),
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n    userGroups: [\"system:serviceaccounts\"]\n  - level: None\n",
+        'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n    userGroups: ["system:serviceaccounts"]\n  - level: None\n',
       );
-      apiserverArgs.push(`--audit-policy-file=${join(dir, "audit-policy.yaml")}`, `--audit-log-path=${auditLogPath}`, "--audit-log-format=json", "--audit-log-mode=blocking");
+      apiserverArgs.push(
+        `--audit-policy-file=${join(dir, "audit-policy.yaml")}`,
+        `--audit-log-path=${auditLogPath}`,
+        "--audit-log-format=json",
+        "--audit-log-mode=blocking",
+      );
     }
     let apiserver = spawn("kube-apiserver", apiserverArgs);
     const caPem = await Bun.file(join(dir, "ca.crt")).text();
@@ -311,12 +360,25 @@ export async function startKubeHarness(opts: KubeHarnessOptions = {}): Promise<K
         let bound = 0;
         for (const pod of items) {
           const raw = (await client.request("GET", `/api/v1/namespaces/${namespace}/pods/${pod.metadata.name}`)) as {
-            spec?: { affinity?: { nodeAffinity?: { requiredDuringSchedulingIgnoredDuringExecution?: { nodeSelectorTerms?: { matchFields?: { key: string; values: string[] }[] }[] } } } };
+            spec?: {
+              affinity?: {
+                nodeAffinity?: {
+                  requiredDuringSchedulingIgnoredDuringExecution?: { nodeSelectorTerms?: { matchFields?: { key: string; values: string[] }[] }[] };
+                };
+              };
+            };
           };
-          const node = raw.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms?.[0]?.matchFields?.find((f) => f.key === "metadata.name")?.values[0];
+          const node = raw.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms?.[0]?.matchFields?.find(
+            (f) => f.key === "metadata.name",
+          )?.values[0];
           if (node === undefined) continue;
           await client.request("POST", `/api/v1/namespaces/${namespace}/pods/${pod.metadata.name}/binding`, {
-            body: { apiVersion: "v1", kind: "Binding", metadata: { name: pod.metadata.name, namespace }, target: { apiVersion: "v1", kind: "Node", name: node } },
+            body: {
+              apiVersion: "v1",
+              kind: "Binding",
+              metadata: { name: pod.metadata.name, namespace },
+              target: { apiVersion: "v1", kind: "Node", name: node },
+            },
           });
           bound++;
         }

@@ -12,7 +12,12 @@ if (!path) {
   process.exit(2);
 }
 const client = await KubeClient.connect({ source: { kind: "kubeconfig", path } });
-const review = await client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", { body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } }, Review);
+const review = await client.request(
+  "POST",
+  "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+  { body: { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" } },
+  Review,
+);
 const { items } = await client.list("/api/v1/nodes", KubeNode);
 console.log(JSON.stringify({ username: review.status.userInfo.username, nodes: items.length }));
 client.close();

@@ -23,9 +23,11 @@ const cached = (key: string, make: () => Promise<string>) => {
 };
 
 /** helm's path (built on first use: about 3 minutes cold). */
-export const ensureHelm = (log: (line: string) => void = console.log) => cached("helm", () => lastLine("scripts/ensure-helm.sh", ["sh", "scripts/ensure-helm.sh"], log));
+export const ensureHelm = (log: (line: string) => void = console.log) =>
+  cached("helm", () => lastLine("scripts/ensure-helm.sh", ["sh", "scripts/ensure-helm.sh"], log));
 /** kubectl's path (built on first use inside the Kubernetes binaries' module: about 3 minutes cold). */
-export const ensureKubectl = (log: (line: string) => void = console.log) => cached("kubectl", () => lastLine("test/kube/build-kubectl.sh", ["sh", "test/kube/build-kubectl.sh"], log));
+export const ensureKubectl = (log: (line: string) => void = console.log) =>
+  cached("kubectl", () => lastLine("test/kube/build-kubectl.sh", ["sh", "test/kube/build-kubectl.sh"], log));
 /** The directory of the Prometheus Operator's CRD files. */
 export const prometheusOperatorCrds = (log: (line: string) => void = console.log) =>
   cached("pocrds", () => lastLine("test/kube/prometheus-operator-crds.sh", ["sh", "test/kube/prometheus-operator-crds.sh"], log));

@@ -38,7 +38,8 @@ export async function ensurePrometheus(log: (line: string) => void = () => undef
   const code = await proc.exited;
   if (code !== 0) throw new Error(`test/prometheus/build.sh failed (exit ${code}):\n${lines.slice(-40).join("\n")}`);
   const bin = out.trim().split("\n").at(-1) ?? "";
-  if (!existsSync(join(bin, "promtool")) || !existsSync(join(bin, "prometheus"))) throw new Error(`test/prometheus/build.sh printed ${JSON.stringify(bin)}, which lacks prometheus or promtool`);
+  if (!existsSync(join(bin, "promtool")) || !existsSync(join(bin, "prometheus")))
+    throw new Error(`test/prometheus/build.sh printed ${JSON.stringify(bin)}, which lacks prometheus or promtool`);
   const built = lines.map((l) => /built in (\d+) s/.exec(l)).find((m) => m !== null);
   return { bin, ...(built ? { builtInSeconds: Number(built[1]) } : {}) };
 }
@@ -50,19 +51,35 @@ export function promtool(bin: string, args: string[], cwd = REPO_ROOT): { code: 
 }
 
 const Success = <T extends v.GenericSchema>(data: T) => v.object({ status: v.literal("success"), data });
-const Vector = Success(v.object({ resultType: v.literal("vector"), result: v.array(v.object({ metric: v.record(v.string(), v.string()), value: v.tuple([v.number(), v.string()]) })) }));
+const Vector = Success(
+  v.object({
+    resultType: v.literal("vector"),
+    result: v.array(v.object({ metric: v.record(v.string(), v.string()), value: v.tuple([v.number(), v.string()]) })),
+  }),
+);
 const Rules = Success(
   v.object({
     groups: v.array(
       v.object({
         name: v.string(),
-        rules: v.array(v.object({ name: v.string(), type: v.string(), health: v.string(), lastError: v.optional(v.string()), state: v.optional(v.string()), query: v.string() })),
+        rules: v.array(
+          v.object({
+            name: v.string(),
+            type: v.string(),
+            health: v.string(),
+            lastError: v.optional(v.string()),
+            state: v.optional(v.string()),
+            query: v.string(),
+          }),
+        ),
       }),
     ),
   }),
 );
 const Alerts = Success(v.object({ alerts: v.array(v.object({ labels: v.record(v.string(), v.string()), state: v.string(), value: v.string() })) }));
-const Targets = Success(v.object({ activeTargets: v.array(v.object({ labels: v.record(v.string(), v.string()), health: v.string(), lastError: v.string() })) }));
+const Targets = Success(
+  v.object({ activeTargets: v.array(v.object({ labels: v.record(v.string(), v.string()), health: v.string(), lastError: v.string() })) }),
+);
 const Names = Success(v.array(v.string()));
 
 export type PrometheusRuleState = v.InferOutput<typeof Rules>["data"]["groups"][number]["rules"][number];
@@ -85,7 +102,13 @@ export async function startPrometheus(bin: string, config: string, port: number)
   writeFileSync(join(dir, "prometheus.yml"), config);
   const url = `http://127.0.0.1:${port}`;
   const proc = Bun.spawn(
-    [join(bin, "prometheus"), `--config.file=${join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${port}`, "--log.level=warn"],
+    [
+      join(bin, "prometheus"),
+      `--config.file=${join(dir, "prometheus.yml")}`,
+      `--storage.tsdb.path=${join(dir, "data")}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      "--log.level=warn",
+    ],
     { cwd: dir, stdout: "pipe", stderr: "pipe" },
   );
   const logs: string[] = [];
@@ -116,7 +139,8 @@ export async function startPrometheus(bin: string, config: string, port: number)
   return {
     url,
     dir,
-    query: async (promql) => (await get(Vector, `/api/v1/query?query=${encodeURIComponent(promql)}`)).data.result.map((r) => ({ labels: r.metric, value: Number(r.value[1]) })),
+    query: async (promql) =>
+      (await get(Vector, `/api/v1/query?query=${encodeURIComponent(promql)}`)).data.result.map((r) => ({ labels: r.metric, value: Number(r.value[1]) })),
     rules: async () => (await get(Rules, "/api/v1/rules")).data.groups.flatMap((g) => g.rules),
     alerts: async () => (await get(Alerts, "/api/v1/alerts")).data.alerts,
     targets: async () => (await get(Targets, "/api/v1/targets")).data.activeTargets,

@@ -142,7 +142,10 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
       const serving = rows.filter((n) => isIn("inService", n.state));
       const target = pick(serving);
       const r = rand();
-      if (TRACE) console.log(`pass ${pass} r=${r.toFixed(3)} clock+${(clock - Date.parse("2026-11-21T00:00:00Z")) / 1000}s leaders=${procs.map((x) => `${x.name}:${x.lease.leading ? "L" : "-"}${x.paused ? "P" : ""}`).join(",")}`);
+      if (TRACE)
+        console.log(
+          `pass ${pass} r=${r.toFixed(3)} clock+${(clock - Date.parse("2026-11-21T00:00:00Z")) / 1000}s leaders=${procs.map((x) => `${x.name}:${x.lease.leading ? "L" : "-"}${x.paused ? "P" : ""}`).join(",")}`,
+        );
       if (r < 0.07 && target) await agents.xid(target.id, 79, int(0, 7)).catch(() => undefined);
       else if (r < 0.11 && target) await agents.xid(target.id, 13, int(0, 7)).catch(() => undefined);
       else if (r < 0.14 && target) agents.setSilent(target.id, true);
@@ -186,7 +189,11 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
         exercised.monitored++;
       } else if (r < 0.42 && target) {
         // A node's own agent claims another pool, provider and type.
-        await registerNode(store.db, registration(target.id, { pool: "q", provider: "aws", instanceType: "p5.48xlarge", bootId: target.bootId ?? "b" }), now).catch(() => undefined);
+        await registerNode(
+          store.db,
+          registration(target.id, { pool: "q", provider: "aws", instanceType: "p5.48xlarge", bootId: target.bootId ?? "b" }),
+          now,
+        ).catch(() => undefined);
       } else if (r < 0.5) {
         const n = pick(rows.filter((x) => isIn("live", x.state)));
         const action = pick(["cordon", "uncordon", "drain", "replace", "reboot", "reset"] as const)!;
@@ -230,7 +237,9 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
       if (TRACE) {
         for (const t of report?.transitions ?? []) console.log(`   ${t.node}: ${t.from} → ${t.to}: ${t.reason}`);
         for (const b of report?.blocked ?? []) console.log(`   ${b.node} blocked by ${b.rail}`);
-        if (found.length > 0) for (const n of await store.db.select().from(nodes)) console.log(`   ${n.id} ${n.pool} ${n.state} removal=${n.removal} by=${n.cordonedBy} repl=${n.replacementOf} ${n.stateReason}`);
+        if (found.length > 0)
+          for (const n of await store.db.select().from(nodes))
+            console.log(`   ${n.id} ${n.pool} ${n.state} removal=${n.removal} by=${n.cordonedBy} repl=${n.replacementOf} ${n.stateReason}`);
       }
       violations.push(...found);
     }
@@ -270,7 +279,8 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
       else {
         const since = orphans.get(i.id) ?? ledTime;
         orphans.set(i.id, since);
-        if (ledTime - since > 200_000) out.push(`instance ${i.id} (${i.name}) has had no live node for ${Math.round((ledTime - since) / 1000)} s of a leader's time`);
+        if (ledTime - since > 200_000)
+          out.push(`instance ${i.id} (${i.name}) has had no live node for ${Math.round((ledTime - since) / 1000)} s of a leader's time`);
       }
     }
     // No duplicate launch: one instance per node name.
@@ -280,7 +290,8 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
 
     // Nothing terminated that was not drained, never served, fenced (Lost) or an orphan.
     for (const t of terminations.splice(0)) {
-      if (!["terminating", "failed", "lost", "terminated", "none"].includes(t.state)) out.push(`instance ${t.instance} of ${t.node} terminated while the node was ${t.state}`);
+      if (!["terminating", "failed", "lost", "terminated", "none"].includes(t.state))
+        out.push(`instance ${t.instance} of ${t.node} terminated while the node was ${t.state}`);
     }
     const fresh = await store.db.select().from(auditLog).where(gt(auditLog.id, auditSeen)).orderBy(asc(auditLog.id));
     auditSeen = fresh.at(-1)?.id ?? auditSeen;
@@ -291,8 +302,13 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
       if (a.action === "scale_down") exercised.scaleDowns++;
       if (a.action === "launch_failing" && (a.details as { kind: string }).kind === "permanent") exercised.launchRefusals++;
       if (a.action === "transition" && d.to === "held") exercised.held++;
-      if (a.action === "blocked" && ["unhealthy_budget", "in_flight_pool", "in_flight_fleet"].includes((a.details as { rail: string }).rail)) exercised.quarantinedWaiting++;
-      if (a.action === "transition" && d.to === "terminating" && !["draining", "rebooting", "requested", "provisioning", "bootstrapping", "validating", "lost"].includes(d.from ?? "")) {
+      if (a.action === "blocked" && ["unhealthy_budget", "in_flight_pool", "in_flight_fleet"].includes((a.details as { rail: string }).rail))
+        exercised.quarantinedWaiting++;
+      if (
+        a.action === "transition" &&
+        d.to === "terminating" &&
+        !["draining", "rebooting", "requested", "provisioning", "bootstrapping", "validating", "lost"].includes(d.from ?? "")
+      ) {
         out.push(`${a.target} went ${d.from} → terminating`);
       }
       if (a.action === "transition" && d.to === "cordoned" && a.actor === "navarch") cordonTimes.push(a.at);
@@ -317,7 +333,8 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
         // Out of service on the way to removal; a scale-down of a node that never served takes nothing away.
         const tookOut = n.removal === "replace" || (n.removal === "scale_down" && n.cordonedBy !== null);
         if (n.removal !== null && (n.state === "draining" || n.state === "lost" || (n.state === "terminating" && tookOut))) ids.add(n.id);
-        else if (n.replacementOf !== null && isIn("comingUp", n.state) && !byId.get(n.replacementOf)?.cordonedBy?.startsWith("human:")) ids.add(n.replacementOf);
+        else if (n.replacementOf !== null && isIn("comingUp", n.state) && !byId.get(n.replacementOf)?.cordonedBy?.startsWith("human:"))
+          ids.add(n.replacementOf);
       }
       return ids.size;
     };
@@ -340,7 +357,8 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
     for (const t of report?.transitions ?? []) {
       if (t.to !== "ready" || t.from !== "validating") continue;
       const n = byId.get(t.node);
-      if (n?.agentHealth === "unhealthy" || n?.verdict === "unhealthy") out.push(`${t.node} became ready while ${n.agentHealth === "unhealthy" ? "its agent" : "its verdict"} says unhealthy`);
+      if (n?.agentHealth === "unhealthy" || n?.verdict === "unhealthy")
+        out.push(`${t.node} became ready while ${n.agentHealth === "unhealthy" ? "its agent" : "its verdict"} says unhealthy`);
     }
     return out;
   }

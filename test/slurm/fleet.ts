@@ -52,7 +52,9 @@ export async function slurmFleet(slurm: SlurmHarness, poolsYaml: string, opts: S
   const config = testConfig(yaml);
   const log = opts.log ?? (() => undefined);
   let loop: Reconciler | undefined;
-  const integration: SlurmIntegration = await slurmScheduler(config.slurm!, storeSchedulerHost({ store, log, now, wake: () => loop?.wake() }), { sweepIntervalMs: 500 });
+  const integration: SlurmIntegration = await slurmScheduler(config.slurm!, storeSchedulerHost({ store, log, now, wake: () => loop?.wake() }), {
+    sweepIntervalMs: 500,
+  });
   const queue = integration.queue;
   loop = new Reconciler({
     store,
@@ -65,7 +67,9 @@ export async function slurmFleet(slurm: SlurmHarness, poolsYaml: string, opts: S
     ...(queue ? { queueMetrics: (pool: string) => queue.depth(pool) } : {}),
   });
   const reconciler = loop;
-  await integration.start(schedulerLoopHandle({ store, loop: reconciler, providers: () => new Set(["local"]), filePools: config.pools.map((p: PoolConfig) => p.name) }));
+  await integration.start(
+    schedulerLoopHandle({ store, loop: reconciler, providers: () => new Set(["local"]), filePools: config.pools.map((p: PoolConfig) => p.name) }),
+  );
 
   // The machines: node id → slot, booted once the agent registered, gone once terminated.
   const slots = opts.slots ?? slurm.slots;
@@ -110,10 +114,14 @@ export async function slurmFleet(slurm: SlurmHarness, poolsYaml: string, opts: S
     }
   };
   const ready = async (pool: string, count: number) => {
-    await until(`${count} ready nodes in ${pool} on their slots`, async () => {
-      const up = (await all()).filter((n) => n.pool === pool && n.state === "ready");
-      return up.length >= count && up.every((n) => machines.has(n.id));
-    }, { sleepMs: 0 });
+    await until(
+      `${count} ready nodes in ${pool} on their slots`,
+      async () => {
+        const up = (await all()).filter((n) => n.pool === pool && n.state === "ready");
+        return up.length >= count && up.every((n) => machines.has(n.id));
+      },
+      { sleepMs: 0 },
+    );
     return (await all()).filter((n) => n.pool === pool && n.state === "ready").map((n) => n.id);
   };
   const handle = {

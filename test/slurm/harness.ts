@@ -81,11 +81,11 @@ export interface SlurmHarness {
   stop(): Promise<void>;
 }
 
-
 function uidOf(user: string): { uid: number; gid: number } {
   const r = Bun.spawnSync(["id", "-u", user]);
   const g = Bun.spawnSync(["id", "-g", user]);
-  if (r.exitCode !== 0 || g.exitCode !== 0) throw new Error(`user ${user} does not exist (Debian's ${user === "munge" ? "munge" : "slurmctld"} package creates it)`);
+  if (r.exitCode !== 0 || g.exitCode !== 0)
+    throw new Error(`user ${user} does not exist (Debian's ${user === "munge" ? "munge" : "slurmctld"} package creates it)`);
   return { uid: Number(r.stdout.toString().trim()), gid: Number(g.stdout.toString().trim()) };
 }
 
@@ -164,7 +164,9 @@ export async function startSlurmHarness(opts: SlurmHarnessOptions = {}): Promise
     "MinJobAge=60",
     "KillWait=2",
     ...slots.map((slot) => `NodeName=${slot} NodeAddr=127.0.0.1 Port=${slotPorts.get(slot)} CPUs=1 State=UNKNOWN`),
-    ...Object.entries(partitions).map(([name, nodes], i) => `PartitionName=${name} Nodes=${nodes.join(",")} ${i === 0 ? "Default=YES " : ""}MaxTime=INFINITE State=UP`),
+    ...Object.entries(partitions).map(
+      ([name, nodes], i) => `PartitionName=${name} Nodes=${nodes.join(",")} ${i === 0 ? "Default=YES " : ""}MaxTime=INFINITE State=UP`,
+    ),
   ];
   const confPath = path("slurm.conf");
   writeFileSync(confPath, `${conf.join("\n")}\n`, { mode: 0o644 });
@@ -181,8 +183,19 @@ export async function startSlurmHarness(opts: SlurmHarnessOptions = {}): Promise
     return proc;
   };
   const logs = async (component: string): Promise<string> => {
-    const files = component === "slurmctld" ? ["slurmctld.log", "slurmctld.out"] : component.startsWith("slot") ? [`slurmd-${component}.log`, `${component}.out`] : [`${component}.out`];
-    const texts = await Promise.all(files.map((f) => Bun.file(path("log", f)).text().catch(() => "")));
+    const files =
+      component === "slurmctld"
+        ? ["slurmctld.log", "slurmctld.out"]
+        : component.startsWith("slot")
+          ? [`slurmd-${component}.log`, `${component}.out`]
+          : [`${component}.out`];
+    const texts = await Promise.all(
+      files.map((f) =>
+        Bun.file(path("log", f))
+          .text()
+          .catch(() => ""),
+      ),
+    );
     return texts.join("\n").split("\n").slice(-40).join("\n");
   };
   const run = async (command: string, args: string[]): Promise<string> => {
@@ -195,17 +208,45 @@ export async function startSlurmHarness(opts: SlurmHarnessOptions = {}): Promise
   try {
     // munged, as munge, with every path its own.
     spawn("munged", [
-      "runuser", "-u", "munge", "--", "/usr/sbin/munged", "--foreground", "--force",
-      `--key-file=${path("munge", "munge.key")}`, `--socket=${socket}`, `--pid-file=${path("munge", "munged.pid")}`,
-      `--log-file=${path("munge", "munged.log")}`, `--seed-file=${path("munge", "munged.seed")}`,
+      "runuser",
+      "-u",
+      "munge",
+      "--",
+      "/usr/sbin/munged",
+      "--foreground",
+      "--force",
+      `--key-file=${path("munge", "munge.key")}`,
+      `--socket=${socket}`,
+      `--pid-file=${path("munge", "munged.pid")}`,
+      `--log-file=${path("munge", "munged.log")}`,
+      `--seed-file=${path("munge", "munged.seed")}`,
     ]);
-    await until("munged", async () => (await Bun.spawn(["sh", "-c", `munge -n -S ${socket} | unmunge -S ${socket}`], { stdout: "ignore", stderr: "ignore" }).exited) === 0, 10_000, () => logs("munged"));
+    await until(
+      "munged",
+      async () => (await Bun.spawn(["sh", "-c", `munge -n -S ${socket} | unmunge -S ${socket}`], { stdout: "ignore", stderr: "ignore" }).exited) === 0,
+      10_000,
+      () => logs("munged"),
+    );
     // slurmctld (drops to SlurmUser), in the foreground, state cleared.
     spawn("slurmctld", ["/usr/sbin/slurmctld", "-D", "-c", "-i", "-f", confPath]);
-    await until("slurmctld", async () => (await run("scontrol", ["ping"])).includes("UP"), 20_000, () => logs("slurmctld"));
+    await until(
+      "slurmctld",
+      async () => (await run("scontrol", ["ping"])).includes("UP"),
+      20_000,
+      () => logs("slurmctld"),
+    );
     // slurmrestd refuses root: it runs as nobody; SLURM_JWT=daemon has it pass each request's token on.
-    spawn("slurmrestd", ["/usr/sbin/slurmrestd", "-f", confPath, "-a", "rest_auth/jwt", "-u", "nobody", "-g", "nogroup", "-s", "openapi/v0.0.38", `127.0.0.1:${restPort}`], { SLURM_JWT: "daemon" });
-    await until("slurmrestd", async () => (await fetch(`http://127.0.0.1:${restPort}/openapi/v3`).catch(() => undefined))?.status !== undefined, 10_000, () => logs("slurmrestd"));
+    spawn(
+      "slurmrestd",
+      ["/usr/sbin/slurmrestd", "-f", confPath, "-a", "rest_auth/jwt", "-u", "nobody", "-g", "nogroup", "-s", "openapi/v0.0.38", `127.0.0.1:${restPort}`],
+      { SLURM_JWT: "daemon" },
+    );
+    await until(
+      "slurmrestd",
+      async () => (await fetch(`http://127.0.0.1:${restPort}/openapi/v3`).catch(() => undefined))?.status !== undefined,
+      10_000,
+      () => logs("slurmrestd"),
+    );
   } catch (err) {
     for (const proc of procs.values()) proc.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
@@ -235,7 +276,12 @@ export async function startSlurmHarness(opts: SlurmHarnessOptions = {}): Promise
       await run("scontrol", ["update", `NodeName=${slot}`, `NodeHostname=${hostname}`]);
       if (procs.get(slot)?.exitCode === null) return;
       spawn(slot, ["/usr/sbin/slurmd", "-D", "-N", slot, "-f", confPath]);
-      await until(`slurmd of ${slot} registered`, async () => !/NOT_RESPONDING|\*|UNKNOWN|^DOWN/.test((await harness.node(slot)).state), 20_000, () => logs(slot));
+      await until(
+        `slurmd of ${slot} registered`,
+        async () => !/NOT_RESPONDING|\*|UNKNOWN|^DOWN/.test((await harness.node(slot)).state),
+        20_000,
+        () => logs(slot),
+      );
     },
     async shutdownMachine(slot) {
       const proc = procs.get(slot);
@@ -256,7 +302,13 @@ export async function startSlurmHarness(opts: SlurmHarnessOptions = {}): Promise
     },
     async node(name) {
       const fields = shown((await run("scontrol", ["show", "node", name, "-o"])).trim());
-      return { name: fields.NodeName ?? name, state: fields.State ?? "", hostname: fields.NodeHostName ?? "", reason: (fields.Reason ?? "").replace(/ \[[^\]]*@[^\]]*\]$/, ""), comment: fields.Comment === "(null)" ? "" : (fields.Comment ?? "") };
+      return {
+        name: fields.NodeName ?? name,
+        state: fields.State ?? "",
+        hostname: fields.NodeHostName ?? "",
+        reason: (fields.Reason ?? "").replace(/ \[[^\]]*@[^\]]*\]$/, ""),
+        comment: fields.Comment === "(null)" ? "" : (fields.Comment ?? ""),
+      };
     },
     async job(id) {
       const out = (await run("squeue", ["-h", "-j", String(id), "-t", "all", "-o", "%i|%T|%N|%P|%r"]).catch(() => "")).trim();

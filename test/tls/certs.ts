@@ -37,8 +37,27 @@ export class TestCa {
     this.cert = join(dir, `${name}.pem`);
     this.key = join(dir, `${name}.key`);
     openssl(
-      ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", this.key, "-out", this.cert, "-days", "3", "-subj", `/CN=${name}`,
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        this.key,
+        "-out",
+        this.cert,
+        "-days",
+        "3",
+        "-subj",
+        `/CN=${name}`,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+      ],
       dir,
     );
   }
@@ -61,7 +80,27 @@ export class TestCa {
     const extFile = join(this.dir, `${out}.ext`);
     writeFileSync(extFile, ext);
     openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-subj", `/CN=${cn}`], this.dir);
-    openssl(["x509", "-req", "-in", csr, "-CA", this.cert, "-CAkey", this.key, "-set_serial", String(++this.serial + Date.now()), "-out", cert, "-days", "2", "-extfile", extFile], this.dir);
+    openssl(
+      [
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        this.cert,
+        "-CAkey",
+        this.key,
+        "-set_serial",
+        String(++this.serial + Date.now()),
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-extfile",
+        extFile,
+      ],
+      this.dir,
+    );
     return { cert, key, fingerprint256: fingerprint(cert) };
   }
 }

@@ -24,7 +24,14 @@ export const cordoned: Step = async (node, ctx) => {
     await surge(node, pool, ctx);
   }
   const deadline = at + (pool?.health.drain_timeout ?? 30 * 60_000);
-  await move(node, "draining", `draining until ${new Date(deadline).toISOString()}`, ctx, { nextActionAt: deadline }, node.incidentId !== null ? { status: "draining" } : undefined);
+  await move(
+    node,
+    "draining",
+    `draining until ${new Date(deadline).toISOString()}`,
+    ctx,
+    { nextActionAt: deadline },
+    node.incidentId !== null ? { status: "draining" } : undefined,
+  );
   return at;
 };
 
@@ -53,14 +60,19 @@ export async function returnToService(node: NodeRow, ctx: StepContext): Promise<
 async function surge(node: NodeRow, pool: PoolConfig, ctx: StepContext): Promise<void> {
   const { svc, at } = ctx;
   const db = svc.store.db;
-  const [existing] = await db.select({ id: nodes.id }).from(nodes).where(and(eq(nodes.replacementOf, node.id), stateNotIn(nodes.state, "terminal")));
+  const [existing] = await db
+    .select({ id: nodes.id })
+    .from(nodes)
+    .where(and(eq(nodes.replacementOf, node.id), stateNotIn(nodes.state, "terminal")));
   if (existing !== undefined) return;
   const [size] = await db
     .select({ n: sql<number>`count(*)` })
     .from(nodes)
     .where(and(eq(nodes.pool, pool.name), eq(nodes.origin, "launched"), stateNotIn(nodes.state, "outOfPool")));
   if (Number(size?.n ?? 0) >= pool.scaling.max_nodes) {
-    await svc.writer.incident(node.incidentId, { status: `surge skipped: pool ${pool.name} is at max_nodes ${pool.scaling.max_nodes}; replacing after the drain` });
+    await svc.writer.incident(node.incidentId, {
+      status: `surge skipped: pool ${pool.name} is at max_nodes ${pool.scaling.max_nodes}; replacing after the drain`,
+    });
     return;
   }
   await svc.writer.atomically(async (tx) => {

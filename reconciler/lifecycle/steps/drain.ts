@@ -40,7 +40,14 @@ export const drain: Step = async (node, ctx) => {
   const rung = await nextRung(node, ctx);
   if (rung.rung === "reboot") {
     const timeout = svc.pool(node.pool)?.health.reboot_timeout ?? 20 * 60_000;
-    await move(node, "rebooting", `drained (${how}); rebooting`, ctx, { nextActionAt: at + timeout }, { rebootedAt: at, rebootFromBoot: node.bootId, status: "rebooting" });
+    await move(
+      node,
+      "rebooting",
+      `drained (${how}); rebooting`,
+      ctx,
+      { nextActionAt: at + timeout },
+      { rebootedAt: at, rebootFromBoot: node.bootId, status: "rebooting" },
+    );
     return at;
   }
   if (rung.why !== undefined) await svc.writer.incident(node.incidentId, { remedy: "replace", status: `replacing instead of rebooting: ${rung.why}` });

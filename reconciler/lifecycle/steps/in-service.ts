@@ -42,6 +42,13 @@ async function cordon(node: NodeRow, ctx: StepContext, reason: string): Promise<
   svc.fence?.check();
   await svc.scheduler.cordon(schedulerNode(node, await svc.readings(node.id)), reason, node.incidentId ?? 0);
   ctx.rails.noteCordon();
-  await move(node, "cordoned", reason, ctx, { cordonedBy: svc.actor, removal: node.removal ?? "scale_down" }, node.incidentId !== null ? { cordonedAt: at, status: "cordoned" } : undefined);
+  await move(
+    node,
+    "cordoned",
+    reason,
+    ctx,
+    { cordonedBy: svc.actor, removal: node.removal ?? "scale_down" },
+    node.incidentId !== null ? { cordonedAt: at, status: "cordoned" } : undefined,
+  );
   return at;
 }

@@ -21,7 +21,14 @@ export const reboot: Step = async (node, ctx) => {
   if (incident === undefined || incident.remedy !== "reboot") return giveUp(node, ctx, "a replacement was asked for");
   // Back with a new boot: judge it afresh.
   if (node.bootId !== null && incident.rebootFromBoot !== null && node.bootId !== incident.rebootFromBoot) {
-    await move(node, "validating", `rebooted: back with a new boot (${node.bootId})`, ctx, { nextActionAt: null }, { backAt: at, status: "rebooted; checking its health" });
+    await move(
+      node,
+      "validating",
+      `rebooted: back with a new boot (${node.bootId})`,
+      ctx,
+      { nextActionAt: null },
+      { backAt: at, status: "rebooted; checking its health" },
+    );
     return at;
   }
   const deadline = node.nextActionAt ?? at;

@@ -41,12 +41,22 @@ export async function replaceOrHold(node: NodeRow, ctx: StepContext, how: string
 
   if (node.origin === "registered") {
     const why = `terminated for its owner to replace (a machine Navarch did not launch): ${how}`;
-    await move(node, "terminating", why, ctx, { nextActionAt: null }, { status: `terminating ${node.instanceName} at ${node.provider}; its node group brings up the successor`, remedy: "replace" });
+    await move(
+      node,
+      "terminating",
+      why,
+      ctx,
+      { nextActionAt: null },
+      { status: `terminating ${node.instanceName} at ${node.provider}; its node group brings up the successor`, remedy: "replace" },
+    );
     await svc.writer.audit(at, svc.actor, "replace", node.id, { how, monitored: true, instance: node.instanceName });
     return at;
   }
   const db = svc.store.db;
-  const [surged] = await db.select().from(nodes).where(and(eq(nodes.replacementOf, node.id), stateNotIn(nodes.state, "terminal")));
+  const [surged] = await db
+    .select()
+    .from(nodes)
+    .where(and(eq(nodes.replacementOf, node.id), stateNotIn(nodes.state, "terminal")));
   if (surged !== undefined) {
     // Surge: the replacement was launched during the drain; retire this node once it is Ready.
     if (!isIn("inService", surged.state)) {
@@ -62,7 +72,13 @@ export async function replaceOrHold(node: NodeRow, ctx: StepContext, how: string
     const ok = await svc.writer.transition(
       node,
       "terminating",
-      { at, actor: svc.actor, reason: `replaced by ${replacement.id}: ${how}`, fields: { nextActionAt: null }, incident: { replacementNodeId: replacement.id, status: `replacing with ${replacement.id}`, remedy: "replace" } },
+      {
+        at,
+        actor: svc.actor,
+        reason: `replaced by ${replacement.id}: ${how}`,
+        fields: { nextActionAt: null },
+        incident: { replacementNodeId: replacement.id, status: `replacing with ${replacement.id}`, remedy: "replace" },
+      },
       tx,
     );
     if (ok) await tx.insert(nodes).values(replacement);
@@ -84,4 +100,3 @@ export function slotAttempts(node: NodeRow, at: number): number {
   const readyFor = node.registeredAt === null ? 0 : at - node.registeredAt;
   return node.replacementOf !== null && readyFor < MIN_HEALTHY_PERIOD_MS ? node.attempts + 1 : 1;
 }
-

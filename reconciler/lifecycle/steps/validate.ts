@@ -54,7 +54,13 @@ async function backInService(node: NodeRow, ctx: StepContext, reason: string): P
     `${reason}${rebooted ? " after a reboot" : ""}; back in service`,
     ctx,
     { cordonedBy: null, removal: null, incidentId: null, nextActionAt: null },
-    incident?.closedAt == null ? { closedAt: at, outcome: rebooted ? "rebooted" : "recovered", status: rebooted ? "rebooted and back in service: no new machine" : "recovered and back in service" } : undefined,
+    incident?.closedAt == null
+      ? {
+          closedAt: at,
+          outcome: rebooted ? "rebooted" : "recovered",
+          status: rebooted ? "rebooted and back in service: no new machine" : "recovered and back in service",
+        }
+      : undefined,
   );
   return undefined;
 }

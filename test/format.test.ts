@@ -1,0 +1,16 @@
+// Formatting is part of the test suite: Biome (biome.json) must have nothing to change.
+// Fix with: node_modules/.bin/biome format --write .
+import { expect, test } from "bun:test";
+import { join } from "node:path";
+import { REPO_ROOT } from "./support.ts";
+
+test("biome format finds nothing to change", () => {
+  const proc = Bun.spawnSync([join(REPO_ROOT, "node_modules/.bin/biome"), "format", "--max-diagnostics=20", "."], {
+    cwd: REPO_ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const output = proc.stdout.toString() + proc.stderr.toString();
+  if (proc.exitCode !== 0) console.error(output);
+  expect(proc.exitCode).toBe(0);
+}, 60_000);
