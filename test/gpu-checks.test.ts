@@ -141,6 +141,16 @@ describe("thermal", () => {
     ).toBe("GPU 0 (00000000:18:00.0): 80°C, at its slowdown threshold (margin 0°C)");
   });
 
+  test("with a readable slowdown threshold the margin is not judged: a GPU cooled below it clears at once", () => {
+    // The fast tier reads the margin only where the threshold is unknown, so here it is the
+    // full tier's reading from while the GPU was hot; it must not hold the condition open.
+    const cooled = { temperatureC: ok(34), marginTemperatureC: ok(-3) };
+    expect(once(thermal, cooled)).toEqual([]);
+    expect(once(thermal, { temperatureC: ok(89), marginTemperatureC: ok(53) })[0]!.message).toBe(
+      "GPU 0 (00000000:18:00.0): 89°C, at its slowdown threshold 89°C",
+    );
+  });
+
   test("no temperature, no verdict", () => {
     expect(once(thermal, { temperatureC: notSupported("nvmlDeviceGetTemperatureV") })).toEqual([]);
   });

@@ -1,5 +1,5 @@
-// Temperature against the GPU's own thresholds (read at the full interval: they do not change)
-// and its margin to the slowdown point (R570+). A fast check: a GPU reaching its slowdown
+// Temperature against the GPU's own thresholds (read at the full interval: they do not change),
+// or its margin to the slowdown point (R570+) where the slowdown threshold cannot be read. A fast check: a GPU reaching its slowdown
 // threshold is known within a second or two.
 import { value, type GpuCheck } from "./gpu-check.ts";
 
@@ -23,8 +23,11 @@ export const thermal: GpuCheck = {
         },
       ];
     }
-    if ((slowdown !== undefined && temp >= slowdown) || (margin !== undefined && margin <= 0)) {
-      const at = `${slowdown !== undefined ? ` ${slowdown}°C` : ""}${margin !== undefined ? ` (margin ${margin}°C)` : ""}`;
+    // The margin (the distance to the slowdown point) is judged only where the threshold cannot be
+    // read: the fast tier reads it only then, and a margin from the last full read would hold a
+    // GPU that has cooled in "slowdown" until the next one.
+    if (slowdown !== undefined ? temp >= slowdown : margin !== undefined && margin <= 0) {
+      const at = slowdown !== undefined ? ` ${slowdown}°C` : ` (margin ${margin}°C)`;
       return [{ check: "thermal", code: "slowdown", severity: "degraded", action: "none", message: `${label}: ${temp}°C, at its slowdown threshold${at}` }];
     }
     return [];
