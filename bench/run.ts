@@ -1,5 +1,5 @@
 // `npm run bench`: runs the project's benchmarks and prints a table.
-//   bun run bench/run.ts [agent|reconciler|sim] [--quick] [--soak]
+//   bun run bench/run.ts [agent|reconciler|metrics|sim] [--quick] [--soak]
 import { benchAgent } from "./agent.ts";
 import { benchIngest, benchPass } from "./reconciler.ts";
 
@@ -67,6 +67,13 @@ if (want("reconciler")) {
     log("reconcile pass: seeding 50,000 nodes…");
     const fifty = await benchPass(50_000, 3);
     rows.push(["reconcile pass, 50,000 ready nodes", `${f(fifty.medianMs)} ms`, `median of 3; max ${f(fifty.maxMs)} ms`]);
+    log("reconcile pass: seeding 100,000 nodes…");
+    const hundred = await benchPass(100_000, 3);
+    rows.push([
+      "reconcile pass, 100,000 ready nodes",
+      `${f(hundred.medianMs)} ms`,
+      `median of 3; max ${f(hundred.maxMs)} ms; ${f(hundred.medianMs / ten.medianMs)}× the 10,000-node pass; goal ≤ 1 s`,
+    ]);
   }
   log("heartbeat ingest: 10,000 nodes…");
   const ingest = await benchIngest(10_000, quick ? 5_000 : 20_000);
@@ -79,6 +86,21 @@ if (want("reconciler")) {
     ["heartbeat latency", `p50 ${f(ingest.p50Ms)} ms, p99 ${f(ingest.p99Ms)} ms`, "goal p99 < 50 ms"],
     ["reconciler memory per node", `${f(ingest.rssPerNodeKiB)} KiB`, "RSS growth after seeding 10,000 nodes with 8 GPUs each"],
   );
+}
+
+if (want("metrics")) {
+  const { benchScrape } = await import("./metrics.ts");
+  for (const nodes of quick ? [10_000] : [10_000, 100_000]) {
+    log(`/metrics scrape: seeding ${nodes.toLocaleString("en-US")} nodes…`);
+    const [on, auto] = await benchScrape(nodes, ["on", "auto"]);
+    for (const r of [on!, auto!]) {
+      rows.push([
+        `/metrics scrape, ${nodes.toLocaleString("en-US")} nodes × 8 GPUs, metrics_per_gpu: ${r.perGpu}`,
+        `${r.medianMs.toFixed(0)} ms`,
+        `${(r.bytes / 1e6).toFixed(1)} MB, ${r.series.toLocaleString("en-US")} samples${r === auto ? `; ${(r.medianMs / on!.medianMs).toFixed(2)}× the per-GPU scrape; goal < 1 s` : ""}`,
+      ]);
+    }
+  }
 }
 
 if (want("sim")) {

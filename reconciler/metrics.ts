@@ -11,16 +11,19 @@
 //
 // Cardinality: labels are pools (from the config), lifecycle states, rails, Xid
 // codes of the catalog (anything else is "other"), operation kinds and providers,
-// breaker scopes (fleet and one per pool). The per-GPU gauges
-// (navarch_node_gpu_*{node,gpu}) and navarch_node_last_heartbeat_timestamp_seconds
-// have one series per live node and GPU: bounded by the fleet's size; nodes that are
-// terminated or failed drop out.
+// breaker scopes (fleet and one per pool). navarch_node_last_heartbeat_timestamp_seconds has
+// one series per watched node, the per-GPU gauges (navarch_node_gpu_*{node,gpu}) one per
+// live GPU: bounded by the fleet's size; nodes that are terminated or failed drop out. The
+// per-GPU ones are what a scrape of a large fleet spends its time on (at 100,000 nodes, 1.6
+// million series), so server.metrics_per_gpu leaves them out above PER_GPU_AUTO_LIMIT GPUs
+// (or always); the pool aggregates (navarch_pool_gpu_*) are always there.
 //
 // Nothing non-finite is ever exported: values come from the store, and an old database
 // (or a hand edit) may hold NaN, ±Infinity or a reading no GPU can have; such a sample
 // is left out rather than rendered as NaN, +Inf or 1e+308.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { sql } from "drizzle-orm";
+import type { MetricsPerGpu } from "../schema/config.ts";
 import { NODE_STATES, STATES, isIn, type NodeState } from "../schema/lifecycle.ts";
 import { READING_RANGES } from "../schema/wire.ts";
 import { lookupXid } from "../schema/xid-catalog.ts";
@@ -70,10 +73,22 @@ function sqlList(states: readonly string[]): string {
 
 type Row = Record<string, unknown>;
 
+/** `auto` exports per-GPU series while the fleet has at most this many GPUs with readings (5,000 nodes of 8). */
+export const PER_GPU_AUTO_LIMIT = 40_000;
+
+export interface MetricsOptions {
+  /** server.metrics_per_gpu (default auto). */
+  perGpu?: MetricsPerGpu;
+}
+
 interface Snapshot {
   byState: Row[];
   pools: Row[];
+  /** Per pool: GPUs with readings, hottest, mean utilisation (physically possible readings only). */
+  gpuPools: Row[];
+  /** Per GPU; empty when per-GPU series are off. */
   gpus: Row[];
+  perGpu: boolean;
   heartbeats: Row[];
   breakers: Row[];
   openIncidents: Row[];
@@ -113,7 +128,8 @@ const INCIDENT_SPANS: { name: string; help: string; from: string; to: string }[]
   },
 ];
 
-export function createMetrics(db: Db): Metrics {
+export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
+  const perGpuSetting = opts.perGpu ?? "auto";
   const registry = new Registry();
   // The process and runtime series under our prefix: navarch_process_cpu_user_seconds_total, navarch_nodejs_….
   collectDefaultMetrics({ register: registry, prefix: "navarch_" });
@@ -211,7 +227,7 @@ export function createMetrics(db: Db): Metrics {
       ),
     );
     INCIDENT_SPANS.forEach((s, i) => histograms.set(s.name, spans[i] ?? []));
-    const [byState, poolRows, gpuRows, heartbeatRows, breakerRows, openIncidents, remediations, idle, providerErrors, registered, bootstrapRuns] =
+    const [byState, poolRows, gpuPools, heartbeatRows, breakerRows, openIncidents, remediations, idle, providerErrors, registered, bootstrapRuns] =
       await Promise.all([
         query(
           `select coalesce(pool, '') as pool, state, count(*) as n,
@@ -223,11 +239,14 @@ export function createMetrics(db: Db): Metrics {
           "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max, launch_failures, launch_error_kind, metrics_error from pools",
         ),
         query(
-          `select n.id as node, coalesce(n.pool, '') as pool, g.gpu_index as gpu,
-                json_extract(g.last_snapshot, '$.temperatureC') as temp,
-                json_extract(g.last_snapshot, '$.utilizationPct') as util
-         from gpus g join nodes n on n.id = g.node_id
-         where n.state in ${AGENT_STATES} and g.last_snapshot is not null`,
+          `select pool, count(*) as n,
+                max(case when typeof(t) in ('integer', 'real') and t between ${READING_RANGES.temperatureC.min} and ${READING_RANGES.temperatureC.max} then t end) as temp_max,
+                avg(case when typeof(u) in ('integer', 'real') and u between ${READING_RANGES.utilizationPct.min} and ${READING_RANGES.utilizationPct.max} then u end) as util_mean
+         from (select coalesce(n.pool, '') as pool,
+                      json_extract(g.last_snapshot, '$.temperatureC') as t, json_extract(g.last_snapshot, '$.utilizationPct') as u
+               from gpus g join nodes n on n.id = g.node_id
+               where n.state in ${AGENT_STATES} and g.last_snapshot is not null)
+         group by 1`,
         ),
         query(
           `select id as node, coalesce(pool, '') as pool, last_heartbeat_at as at from nodes where state in ${WATCHED_STATES} and last_heartbeat_at is not null`,
@@ -264,10 +283,23 @@ export function createMetrics(db: Db): Metrics {
           num(t[0]?.n) > 0 ? query("select state, count(*) as n from bootstrap_runs where state in ('succeeded', 'failed') group by state") : [],
         ),
       ]);
+    const gpuTotal = gpuPools.reduce((t, r) => t + num(r.n), 0);
+    const perGpu = perGpuSetting === "on" || (perGpuSetting === "auto" && gpuTotal <= PER_GPU_AUTO_LIMIT);
+    const gpuRows = perGpu
+      ? await query(
+          `select n.id as node, coalesce(n.pool, '') as pool, g.gpu_index as gpu,
+                json_extract(g.last_snapshot, '$.temperatureC') as temp,
+                json_extract(g.last_snapshot, '$.utilizationPct') as util
+         from gpus g join nodes n on n.id = g.node_id
+         where n.state in ${AGENT_STATES} and g.last_snapshot is not null`,
+        )
+      : [];
     return {
       byState,
       pools: poolRows,
+      gpuPools,
       gpus: gpuRows,
+      perGpu,
       heartbeats: heartbeatRows,
       breakers: breakerRows,
       openIncidents,
@@ -355,6 +387,21 @@ export function createMetrics(db: Db): Metrics {
       if (util !== undefined) g.set({ pool: str(r.pool), node: str(r.node), gpu: str(r.gpu) }, util);
     }
   });
+  gauge("navarch_pool_gpus", "GPUs with readings of each pool's live nodes (always exported, whatever server.metrics_per_gpu)", ["pool"], (g, s) => {
+    for (const r of s.gpuPools) g.set({ pool: str(r.pool) }, num(r.n));
+  });
+  gauge("navarch_pool_gpu_temperature_max_celsius", "Hottest GPU of each pool's live nodes", ["pool"], (g, s) => {
+    for (const r of s.gpuPools) if (r.temp_max !== null) g.set({ pool: str(r.pool) }, num(r.temp_max));
+  });
+  gauge("navarch_pool_gpu_utilization_mean_percent", "Mean GPU utilisation over each pool's live nodes", ["pool"], (g, s) => {
+    for (const r of s.gpuPools) if (r.util_mean !== null) g.set({ pool: str(r.pool) }, num(r.util_mean));
+  });
+  gauge(
+    "navarch_metrics_per_gpu_series",
+    "1 when this scrape has the per-GPU series (navarch_node_gpu_*), 0 when server.metrics_per_gpu left them out",
+    [],
+    (g, s) => g.set({}, s.perGpu ? 1 : 0),
+  );
   gauge(
     "navarch_node_last_heartbeat_timestamp_seconds",
     "When each watched node's agent last heartbeated (validating through draining)",

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { isLoopbackHost, type MetricsAuth, type NavarchConfig, type ServerTlsConfig } from "../schema/config.ts";
+import { isLoopbackHost, type MetricsAuth, type MetricsPerGpu, type NavarchConfig, type ServerTlsConfig } from "../schema/config.ts";
 import { createApi, createMetricsApp } from "./api/server.ts";
 import { Ingest } from "./fleet/ingest.ts";
 import { ListenError, Listener } from "./listener.ts";
@@ -50,6 +50,8 @@ export interface ServeSettings {
   metricsAddress?: { host: string; port: number };
   /** server.metrics_auth (default viewer). */
   metricsAuth?: MetricsAuth;
+  /** server.metrics_per_gpu (default auto). */
+  metricsPerGpu?: MetricsPerGpu;
   /** How often the TLS files are looked at for a change (tests shorten it). */
   tlsPollMs?: number;
 }
@@ -92,7 +94,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
     ...(settings.databaseAuthToken ? { authToken: settings.databaseAuthToken } : {}),
     log,
   });
-  const metrics = createMetrics(store.db);
+  const metrics = createMetrics(store.db, { perGpu: settings.metricsPerGpu ?? "auto" });
   // Heartbeats and events are committed in groups; what is queued is written before the store closes.
   const ingest = new Ingest(store.db, { now, observe: (n) => metrics.ingestGroup.observe(n) });
   // The loop is created once the server listens (local agents need its URL); events wake it.

@@ -185,10 +185,17 @@ export interface ServerConfig {
   metrics_address?: string;
   /** Who may read /metrics: a token of the viewer role or above, or anyone (`none`). */
   metrics_auth: MetricsAuth;
+  /**
+   * Per-GPU series on /metrics (navarch_node_gpu_*{node,gpu}): `auto` while the fleet has at most
+   * 40,000 GPUs with readings (5,000 nodes of 8), `on`, or `off`. Pool aggregates are always there.
+   */
+  metrics_per_gpu: MetricsPerGpu;
 }
 
 export const METRICS_AUTH = ["viewer", "none"] as const;
 export type MetricsAuth = (typeof METRICS_AUTH)[number];
+export const METRICS_PER_GPU = ["auto", "on", "off"] as const;
+export type MetricsPerGpu = (typeof METRICS_PER_GPU)[number];
 
 export interface ServerTlsConfig {
   /** PEM certificate chain the reconciler presents (leaf first); re-read when it changes. */
@@ -640,6 +647,7 @@ const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
     allow_plain_http: v.optional(Bool, false),
     metrics_address: v.optional(Address),
     metrics_auth: v.optional(oneOf(METRICS_AUTH), "viewer"),
+    metrics_per_gpu: v.optional(oneOf(METRICS_PER_GPU), "auto"),
   }),
   rules((f, report, raw) => {
     const [interval, timeout] = [num(f.heartbeat_interval), num(f.heartbeat_timeout)];

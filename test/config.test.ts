@@ -45,6 +45,7 @@ describe("seed configs load unchanged", () => {
       auth_token_env: "NAVARCH_AUTH_TOKEN",
       allow_plain_http: false,
       metrics_auth: "viewer",
+      metrics_per_gpu: "auto",
     });
     // lambda has no providers: entry, so it gets lambda's defaults
     expect(config.providers).toEqual({ lambda: { api_key_env: "LAMBDA_API_KEY" } });

@@ -4,13 +4,14 @@
 // label values stay bounded however varied the data, and the reconcile loop's
 // passes are observed through serve.ts.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { join } from "node:path";
 import { auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools } from "../schema/db.ts";
 import type { NodeState } from "../schema/lifecycle.ts";
 import { createMetrics, observeLoop, type PassObservation } from "../reconciler/metrics.ts";
 import { startReconciler } from "../reconciler/serve.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
+import { seed } from "../bench/reconciler.ts";
 import { testConfig } from "./fleet-harness.ts";
 import { tempDir, waitFor } from "./support.ts";
 
@@ -150,6 +151,42 @@ describe("metrics on a seeded store", () => {
     expect(value(s, "navarch_node_last_heartbeat_timestamp_seconds", { node: "t2" })).toBe((T - 5000) / 1000);
     expect(s.some((x) => x.name === "navarch_node_last_heartbeat_timestamp_seconds" && x.labels.node === "t5")).toBe(false);
   });
+
+  test("pool GPU aggregates are always there; per-GPU series follow server.metrics_per_gpu", async () => {
+    // train's live GPUs: t1 (40, 71 °C; 10, 20 %) and t4 (88, 50 °C; 10, 20 %); t6 is terminated.
+    for (const perGpu of ["auto", "on", "off"] as const) {
+      const s = await scrape(createMetrics(store.db, { perGpu }));
+      expect(value(s, "navarch_pool_gpus", { pool: "train" })).toBe(4);
+      expect(value(s, "navarch_pool_gpu_temperature_max_celsius", { pool: "train" })).toBe(88);
+      expect(value(s, "navarch_pool_gpu_utilization_mean_percent", { pool: "train" })).toBe(15);
+      const series = s.filter((x) => x.name === "navarch_node_gpu_temperature_celsius").length;
+      expect(series).toBe(perGpu === "off" ? 0 : 4);
+      expect(value(s, "navarch_metrics_per_gpu_series", {})).toBe(perGpu === "off" ? 0 : 1);
+    }
+  });
+
+  test("auto leaves per-GPU series out above 40,000 GPUs, and the aggregates skip impossible readings", async () => {
+    const big = await openStore({ url: `file:${tempDir()}/metrics-big.db` });
+    try {
+      const at = Date.now();
+      await seed(big, 5_001, at);
+      // A reading no GPU can have (an old database, a hand edit) is in neither the series nor the aggregates.
+      await big.db.run(
+        sql`update gpus set last_snapshot = '{"index":0,"temperatureC":1e308,"utilizationPct":"x"}' where node_id = 'bench-000000' and gpu_index = 0`,
+      );
+      const auto = await scrape(createMetrics(big.db));
+      expect(value(auto, "navarch_metrics_per_gpu_series", {})).toBe(0);
+      expect(auto.some((x) => x.name === "navarch_node_gpu_utilization_percent")).toBe(false);
+      expect(value(auto, "navarch_pool_gpus", { pool: "bench" })).toBe(40_008);
+      expect(value(auto, "navarch_pool_gpu_temperature_max_celsius", { pool: "bench" })).toBe(40);
+      expect(value(auto, "navarch_pool_gpu_utilization_mean_percent", { pool: "bench" })).toBe(50);
+      const on = await scrape(createMetrics(big.db, { perGpu: "on" }));
+      expect(value(on, "navarch_metrics_per_gpu_series", {})).toBe(1);
+      expect(on.filter((x) => x.name === "navarch_node_gpu_temperature_celsius")).toHaveLength(40_007);
+    } finally {
+      big.close();
+    }
+  }, 60_000);
 
   test("pools, breakers, rails, provider errors, bootstrap outcomes, open incidents", async () => {
     const s = await scrape();

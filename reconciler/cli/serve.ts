@@ -65,6 +65,7 @@ export function serveSettings(config: NavarchConfig, dataDirOverride?: string): 
     allowPlainHttp: server.allow_plain_http,
     ...(server.metrics_address ? { metricsAddress: parseAddress(server.metrics_address) ?? { host: "127.0.0.1", port: 9090 } } : {}),
     metricsAuth: server.metrics_auth,
+    metricsPerGpu: server.metrics_per_gpu,
     ...(process.env.NAVARCH_DATABASE_AUTH_TOKEN ? { databaseAuthToken: process.env.NAVARCH_DATABASE_AUTH_TOKEN } : {}),
   };
 }
