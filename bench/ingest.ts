@@ -117,9 +117,12 @@ export async function benchIngestExternal(
     const reconcilerCpu = ((cpuSeconds(server.pid) - cpu0) / wall) * 100;
     const rss = rssMiB(server.pid);
     if (code !== 0) throw new Error(`k6 failed (${code}):\n${out}${err}\n${fleet.output.get("navarch") ?? ""}`);
+    const scrape = await fetch(`${fleet.url}/metrics`, { headers: { Authorization: `Bearer ${fleet.token}` } }).then((r) => r.text());
+    // A graceful stop: a profiler (`--navarch` a script running `bun --cpu-prof`) writes on exit.
+    server.kill("SIGTERM");
+    await server.exited;
     const data = JSON.parse(readFileSync(summary, "utf8")) as { metrics: Record<string, { values: Record<string, number> }> };
     const m = (name: string, key: string) => data.metrics[name]?.values[key] ?? 0;
-    const scrape = await fetch(`${fleet.url}/metrics`, { headers: { Authorization: `Bearer ${fleet.token}` } }).then((r) => r.text());
     const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(scrape)?.[1] ?? NaN);
     return {
       nodes: size,

@@ -212,6 +212,17 @@ describe("enroll tokens and node credentials", () => {
     expect((await call(enroll, "POST", "/v1/heartbeat", hb("e-1"))).status).toBe(403);
   });
 
+  test("a node's credential, once replaced, stops working at once though heartbeats had just used it", async () => {
+    const enroll = tokens.get("enroll")!;
+    const old = ((await (await call(enroll, "POST", "/v1/register", registration("e-9"))).json()) as { nodeToken: string }).nodeToken;
+    // Accepted, and so remembered by the server's credential cache.
+    expect((await call(old, "POST", "/v1/heartbeat", heartbeat("e-9"))).status).toBe(200);
+    expect((await call(old, "POST", "/v1/heartbeat", heartbeat("e-9"))).status).toBe(200);
+    const fresh = ((await (await call(enroll, "POST", "/v1/register", registration("e-9"))).json()) as { nodeToken: string }).nodeToken;
+    expect((await call(old, "POST", "/v1/heartbeat", heartbeat("e-9"))).status).toBe(401);
+    expect((await call(fresh, "POST", "/v1/heartbeat", heartbeat("e-9"))).status).toBe(200);
+  });
+
   test("an enroll token cannot register into another pool, nor take over another pool's node", async () => {
     const enroll = tokens.get("enroll")!;
     const wrongPool = await call(enroll, "POST", "/v1/register", registration("e-3", { pool: "infer" }));

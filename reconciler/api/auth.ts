@@ -14,7 +14,7 @@ import { eq } from "drizzle-orm";
 import { nodes } from "../../schema/db.ts";
 import { ROLE_PERMISSIONS, permissionFor, roleMay, type Permission, type Role } from "../../schema/roles.ts";
 import type { ErrorBody } from "../../schema/wire.ts";
-import { issueNodeCredential, lookupCredential, redeemBootstrapToken } from "../fleet/credentials.ts";
+import { issueNodeCredential, lookupCredential, redeemBootstrapToken, type NodeCredentialCache } from "../fleet/credentials.ts";
 import type { Db } from "../store/store.ts";
 
 export type Principal =
@@ -33,6 +33,8 @@ export interface AuthOptions {
   db: Db;
   adminToken: string;
   now: () => number;
+  /** Node credentials confirmed recently (one per API server): heartbeats skip the store lookup. */
+  nodeCredentials?: NodeCredentialCache;
 }
 
 const MISSING = "missing or wrong bearer token (NAVARCH_AUTH_TOKEN, an API token, a bootstrap token or a node credential)";
@@ -64,7 +66,7 @@ export async function authenticate(c: Context, opts: AuthOptions): Promise<Respo
 async function identify(token: string, opts: AuthOptions): Promise<Principal | { refused: string }> {
   if (sameSecret(token, opts.adminToken)) return { kind: "token", role: "admin", id: "env", name: "NAVARCH_AUTH_TOKEN" };
   if (token.length < 16 || token.length > 512) return { refused: MISSING };
-  const credential = await lookupCredential(opts.db, token, opts.now());
+  const credential = await lookupCredential(opts.db, token, opts.now(), opts.nodeCredentials);
   switch (credential.kind) {
     case "none":
       return { refused: credential.reason };
@@ -131,12 +133,19 @@ export function principalOf(c: Context): Principal | undefined {
  * For a registration with a bootstrap token (spent here) or an enroll token: the node's own
  * credential, returned once in the answer. Nothing to do for other callers.
  */
-export async function credentialForRegistration(c: Context, db: Db, nodeId: string, at: number): Promise<{ nodeToken?: string } | Response> {
+export async function credentialForRegistration(
+  c: Context,
+  db: Db,
+  nodeId: string,
+  at: number,
+  cache?: NodeCredentialCache,
+): Promise<{ nodeToken?: string } | Response> {
   const who = principalOf(c);
-  if (who?.kind === "enroll") return { nodeToken: await issueNodeCredential(db, nodeId, at) };
-  if (who?.kind !== "bootstrap") return {};
-  const nodeToken = await redeemBootstrapToken(db, who.tokenHash, nodeId, at);
+  if (who?.kind !== "enroll" && who?.kind !== "bootstrap") return {};
+  const nodeToken = who.kind === "enroll" ? await issueNodeCredential(db, nodeId, at) : await redeemBootstrapToken(db, who.tokenHash, nodeId, at);
   if (nodeToken === undefined) return c.json<ErrorBody>({ error: "this bootstrap token was already used or expired; a bootstrap token works once" }, 401);
+  // The node's older credential stops working now, here too.
+  cache?.forgetNode(nodeId);
   return { nodeToken };
 }
 

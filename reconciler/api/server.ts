@@ -15,6 +15,7 @@ import {
   type HeartbeatResponse,
   type RegisterResponse,
 } from "../../schema/wire.ts";
+import { NodeCredentialCache } from "../fleet/credentials.ts";
 import { Ingest } from "../fleet/ingest.ts";
 import { getNodeDetail, listNodes, registerNode, type Clock } from "../fleet/registry.ts";
 import { checkLabel, type Metrics } from "../metrics.ts";
@@ -112,6 +113,7 @@ export function createMetricsApp(opts: MetricsOptions): Hono {
 export function createApi(opts: ApiOptions): Hono {
   const { store, metrics, now } = opts;
   const ingest = opts.ingest ?? new Ingest(store.db, { now });
+  const nodeCredentials = new NodeCredentialCache();
   const app = new Hono();
 
   app.onError((err, c) => {
@@ -140,7 +142,7 @@ export function createApi(opts: ApiOptions): Hono {
   );
   v1.use(async (c, next) => {
     // The admin token, a node's own credential (its own node only) or a one-time bootstrap token.
-    const refused = await authenticate(c, { db: store.db, adminToken: opts.authToken, now });
+    const refused = await authenticate(c, { db: store.db, adminToken: opts.authToken, now, nodeCredentials });
     if (refused !== undefined) return refused;
     await next();
   });
@@ -152,7 +154,7 @@ export function createApi(opts: ApiOptions): Hono {
     const enrolled = principalOf(c);
     if (enrolled?.kind === "enroll") body.pool = enrolled.pool;
     // Registering with a bootstrap token spends it and issues the node's own credential.
-    const credential = await credentialForRegistration(c, store.db, body.nodeId, now());
+    const credential = await credentialForRegistration(c, store.db, body.nodeId, now(), nodeCredentials);
     if (credential instanceof Response) return credential;
     const result = await registerNode(store.db, body, now);
     if (!result.ok) {

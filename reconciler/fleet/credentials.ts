@@ -41,9 +41,58 @@ export type Credential =
   | { kind: "bootstrap"; nodeId: string; tokenHash: string }
   | { kind: "none"; reason: string };
 
+/**
+ * Node credentials this reconciler confirmed recently, by token hash, so that an agent's
+ * heartbeat costs no store lookup (two queries a request were most of the ingest path's time).
+ * An entry lives `ttlMs` (60 s: longer than the default 30 s heartbeat, or no heartbeat would
+ * ever find its entry): a credential replaced through this reconciler is forgotten at once
+ * (forgetNode), one replaced through another reconciler on the same store (HA) is still
+ * accepted here for at most that long. Bounded: when full, the oldest entries go first.
+ */
+export class NodeCredentialCache {
+  private readonly byHash = new Map<string, { nodeId: string; until: number }>();
+  private readonly hashOf = new Map<string, string>();
+
+  constructor(
+    private readonly ttlMs = 60_000,
+    private readonly maxEntries = 200_000,
+  ) {}
+
+  get(hash: string, at: number): string | undefined {
+    const entry = this.byHash.get(hash);
+    if (entry === undefined) return undefined;
+    if (entry.until > at) return entry.nodeId;
+    this.drop(hash, entry.nodeId);
+    return undefined;
+  }
+
+  set(hash: string, nodeId: string, at: number): void {
+    this.forgetNode(nodeId);
+    if (this.byHash.size >= this.maxEntries) {
+      const [oldest, entry] = this.byHash.entries().next().value as [string, { nodeId: string }];
+      this.drop(oldest, entry.nodeId);
+    }
+    this.byHash.set(hash, { nodeId, until: at + this.ttlMs });
+    this.hashOf.set(nodeId, hash);
+  }
+
+  /** The node got a new credential: its old one must stop working now. */
+  forgetNode(nodeId: string): void {
+    const hash = this.hashOf.get(nodeId);
+    if (hash !== undefined) this.drop(hash, nodeId);
+  }
+
+  private drop(hash: string, nodeId: string): void {
+    this.byHash.delete(hash);
+    if (this.hashOf.get(nodeId) === hash) this.hashOf.delete(nodeId);
+  }
+}
+
 /** Looks a bearer token up: an API token, a node credential, a usable bootstrap token, or none of them (and why). */
-export async function lookupCredential(db: Db, token: string, at: number): Promise<Credential> {
+export async function lookupCredential(db: Db, token: string, at: number, cache?: NodeCredentialCache): Promise<Credential> {
   const hash = hashToken(token);
+  const cached = cache?.get(hash, at);
+  if (cached !== undefined) return { kind: "node", nodeId: cached };
   const [api] = await db.select().from(apiTokens).where(eq(apiTokens.tokenHash, hash));
   if (api !== undefined) {
     if (api.revokedAt !== null) return { kind: "none", reason: `token ${api.id} (${api.name}) was revoked` };
@@ -55,7 +104,10 @@ export async function lookupCredential(db: Db, token: string, at: number): Promi
     return { kind: "token", role: api.role, id: api.id, name: api.name };
   }
   const [node] = await db.select({ nodeId: nodeCredentials.nodeId }).from(nodeCredentials).where(eq(nodeCredentials.tokenHash, hash));
-  if (node !== undefined) return { kind: "node", nodeId: node.nodeId };
+  if (node !== undefined) {
+    cache?.set(hash, node.nodeId, at);
+    return { kind: "node", nodeId: node.nodeId };
+  }
   const [boot] = await db.select().from(bootstrapTokens).where(eq(bootstrapTokens.tokenHash, hash));
   if (boot === undefined) return { kind: "none", reason: "missing or wrong bearer token (NAVARCH_AUTH_TOKEN, a bootstrap token or a node credential)" };
   if (boot.usedAt !== null)
