@@ -56,6 +56,23 @@ export const EventRow = v.object({
   count: v.number(),
 });
 
-export const NodeList = v.object({ nodes: v.array(NodeRow) });
+/** Most nodes one page of GET /v1/nodes carries (and the default). */
+export const NODE_PAGE_MAX = 1000;
+
+export const NodeList = v.object({
+  nodes: v.pipe(v.array(NodeRow), v.description(`in id order, at most \`limit\` (default and most ${NODE_PAGE_MAX})`)),
+  next: v.pipe(v.nullable(v.string()), v.description("pass as `after` for the next page; null on the last")),
+});
+export type NodeList = v.InferOutput<typeof NodeList>;
+
+/** GET /v1/nodes query: filters, and keyset paging by node id. */
+export const NodeQuery = v.object({
+  pool: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(253))),
+  state: v.optional(v.picklist(NODE_STATES)),
+  unhealthy: v.optional(v.pipe(v.picklist(["true", "false"]), v.description("only nodes judged unhealthy, or Lost"))),
+  after: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(253), v.description("the previous page's `next`"))),
+  limit: v.optional(v.pipe(v.string(), v.regex(/^\d{1,4}$/, `must be a whole number from 1 to ${NODE_PAGE_MAX}`))),
+});
+export type NodeQuery = v.InferOutput<typeof NodeQuery>;
 export const NodeDetail = v.object({ node: NodeRow, gpus: v.array(GpuRow), events: v.array(EventRow) });
 export type NodeDetail = v.InferOutput<typeof NodeDetail>;

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
 import { MAX_BODY_BYTES, type HealthEvent, type RegisterRequest } from "../schema/wire.ts";
-import { tempDir } from "./support.ts";
+import { seed } from "../bench/reconciler.ts";
+import { BUN, REPO_ROOT, tempDir } from "./support.ts";
 
 let rec: Reconciler;
 const dataDir = join(tempDir(), "data");
@@ -159,4 +160,58 @@ describe("agent API", () => {
     expect(detail.events.map((e) => e.seq)).toEqual([3, 2, 1]);
     expect(detail.events[0]?.gpuUuid).toBe("GPU-bbbb");
   });
+});
+
+describe("GET /v1/nodes at size: filtered and paged on the server", () => {
+  test("2,345 nodes come in pages of at most 1,000, each once, in id order; filters apply before paging", async () => {
+    await seed(rec.store, 2345, Date.now());
+    const page = async (query: string) => {
+      const res = await call(`/v1/nodes?${query}`, undefined, "test-token", "GET");
+      expect(res.status).toBe(200);
+      return (await res.json()) as { nodes: { id: string; pool: string | null }[]; next: string | null };
+    };
+    const ids: string[] = [];
+    const sizes: number[] = [];
+    for (let after: string | null = ""; after !== null; ) {
+      const p = await page(`pool=bench${after === "" ? "" : `&after=${after}`}`);
+      sizes.push(p.nodes.length);
+      ids.push(...p.nodes.map((n) => n.id));
+      after = p.next;
+    }
+    expect(sizes).toEqual([1000, 1000, 345]);
+    expect(new Set(ids).size).toBe(2345);
+    expect([...ids].sort()).toEqual(ids);
+    const small = await page("pool=bench&limit=2");
+    expect(small.nodes.map((n) => n.id)).toEqual(["bench-000000", "bench-000001"]);
+    expect(small.next).toBe("bench-000001");
+    expect((await page("pool=bench&state=cordoned")).nodes).toEqual([]);
+    expect((await page("pool=training")).nodes.map((n) => n.id)).toEqual(["node-a"]);
+  });
+
+  test("a bad query is 400 naming the parameter", async () => {
+    for (const [query, error] of [
+      ["limit=0", "limit: expected 1 to 1000, got 0"],
+      ["limit=1001", "limit: expected 1 to 1000, got 1001"],
+      ["limit=abc", "limit: must be a whole number from 1 to 1000"],
+      ["state=sleeping", "state: Invalid type"],
+      ["unhealthy=yes", "unhealthy: Invalid type"],
+    ]) {
+      const res = await call(`/v1/nodes?${query}`, undefined, "test-token", "GET");
+      expect(res.status, query).toBe(400);
+      expect(((await res.json()) as { error: string }).error, query).toStartWith(error!);
+    }
+  });
+
+  test("navarch nodes list reads every page", async () => {
+    const proc = Bun.spawn([BUN, join(REPO_ROOT, "reconciler/main.ts"), "nodes", "list", "--pool", "bench", "-o", "json"], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: tempDir(), NAVARCH_SERVER: rec.url, NAVARCH_AUTH_TOKEN: "test-token" },
+      cwd: tempDir(),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect(err).toBe("");
+    expect(code).toBe(0);
+    expect((JSON.parse(out) as { nodes: unknown[] }).nodes).toHaveLength(2345);
+  }, 30_000);
 });

@@ -7,6 +7,7 @@
 import { toJsonSchemaDefs } from "@valibot/to-json-schema";
 import * as v from "valibot";
 import * as admin from "../../schema/admin.ts";
+import { NODE_STATES } from "../../schema/lifecycle.ts";
 import { NAVARCH_VERSION } from "../../schema/version.ts";
 import * as wire from "../../schema/wire.ts";
 import * as views from "./views.ts";
@@ -195,7 +196,18 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         responses: errors(400),
       }),
     },
-    "/v1/nodes": { get: get("listNodes", "Every node the reconciler knows", "NodeList", ["admin"]) },
+    "/v1/nodes": {
+      get: get("listNodes", "The nodes the reconciler knows, a page at a time in id order", "NodeList", ["admin"], {
+        parameters: [
+          queryParam("pool", "only this pool's nodes", { type: "string", minLength: 1, maxLength: 253 }),
+          queryParam("state", "only nodes in this lifecycle state", { type: "string", enum: [...NODE_STATES] }),
+          queryParam("unhealthy", "true: only nodes judged unhealthy, or Lost", { type: "string", enum: ["true", "false"] }),
+          queryParam("after", "the previous page's `next`", { type: "string", minLength: 1, maxLength: 253 }),
+          queryParam("limit", `1–${admin.NODE_PAGE_MAX} (default ${admin.NODE_PAGE_MAX})`, { type: "integer", minimum: 1, maximum: admin.NODE_PAGE_MAX }),
+        ],
+        responses: errors(400),
+      }),
+    },
     "/v1/nodes/{id}": {
       get: get("getNode", "One node with its GPUs and latest events", "NodeDetail", ["admin"], {
         parameters: [

@@ -15,6 +15,7 @@ import {
   type HeartbeatResponse,
   type RegisterResponse,
 } from "../../schema/wire.ts";
+import { NODE_PAGE_MAX, NodeQuery, type NodeList } from "../../schema/admin.ts";
 import { NodeCredentialCache } from "../fleet/credentials.ts";
 import { Ingest } from "../fleet/ingest.ts";
 import { getNodeDetail, listNodes, registerNode, type Clock } from "../fleet/registry.ts";
@@ -24,6 +25,7 @@ import { registerAdminRoutes } from "./admin.ts";
 import { registerDashboardRoutes } from "./dashboard.ts";
 import { registerViewRoutes } from "./views.ts";
 import { authenticate, credentialForRegistration, principalOf } from "./auth.ts";
+import { validatedQuery } from "./query.ts";
 import { registerTokenRoutes } from "./tokens.ts";
 import type { MetricsAuth } from "../../schema/config.ts";
 import { registerInstallRoutes } from "./install.ts";
@@ -195,7 +197,22 @@ export function createApi(opts: ApiOptions): Hono {
     return c.json<EventBatchResponse>({ ackedSeq: result.ackedSeq, stored: result.stored.length });
   });
 
-  v1.get("/nodes", async (c) => c.json({ nodes: await listNodes(store.db) }));
+  v1.get("/nodes", async (c) => {
+    const q = validatedQuery(c, NodeQuery);
+    if (q instanceof Response) return q;
+    const limit = q.limit === undefined ? NODE_PAGE_MAX : Number(q.limit);
+    if (limit < 1 || limit > NODE_PAGE_MAX) return c.json<ErrorBody>({ error: `limit: expected 1 to ${NODE_PAGE_MAX}, got ${limit}` }, 400);
+    const rows = await listNodes(store.db, {
+      ...(q.pool !== undefined ? { pool: q.pool } : {}),
+      ...(q.state !== undefined ? { state: q.state } : {}),
+      ...(q.after !== undefined ? { after: q.after } : {}),
+      unhealthy: q.unhealthy === "true",
+      limit: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    const body: NodeList = { nodes: page, next: rows.length > limit ? page.at(-1)!.id : null };
+    return c.json(body);
+  });
   v1.get("/nodes/:id", async (c) => {
     const events = c.req.query("events");
     const limit = events === undefined ? 50 : /^\d{1,5}$/.test(events) ? Number(events) : NaN;

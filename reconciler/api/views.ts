@@ -16,6 +16,7 @@ import { NODE_ORIGINS, NodeRow } from "../../schema/admin.ts";
 import { SEVERITIES, type ErrorBody } from "../../schema/wire.ts";
 import { parseIsoTime } from "../../schema/time.ts";
 import type { Store } from "../store/store.ts";
+import { validatedQuery } from "./query.ts";
 
 // ───────────────────────────── shapes ─────────────────────────────
 
@@ -25,6 +26,13 @@ const Verdict = v.picklist(["healthy", "degraded", "unhealthy"]);
 const StateCounts = v.pipe(v.record(v.string(), v.number()), v.description("node count by lifecycle state"));
 
 /** A node as a tile: enough to color it and say why. */
+/**
+ * The most node tiles a view carries: past it a page would be megabytes at 100,000 nodes and
+ * no one reads that many tiles. The ones left out are healthy and Ready (those needing
+ * attention come first) and are in the counts.
+ */
+export const TILE_LIMIT = 500;
+
 export const NodeTile = v.object({
   id: v.string(),
   origin: v.picklist(NODE_ORIGINS),
@@ -132,8 +140,19 @@ export type PoolSummary = v.InferOutput<typeof PoolSummary>;
 export const Overview = v.object({
   at: Ms,
   pools: v.array(PoolSummary),
-  nodes: v.pipe(v.array(NodeTile), v.description("every live node (not terminated or failed)")),
-  totals: v.object({ nodes: v.number(), byState: StateCounts, unhealthy: v.number(), openIncidents: v.number(), terminated: v.number(), failed: v.number() }),
+  nodes: v.pipe(
+    v.array(NodeTile),
+    v.description(`live nodes (not terminated or failed), at most ${TILE_LIMIT}: those that need attention first, then in pool and id order`),
+  ),
+  totals: v.object({
+    nodes: v.pipe(v.number(), v.description("every live node, drawn or not")),
+    tilesOmitted: v.pipe(v.number(), v.description(`live nodes left out of \`nodes\` (the fleet has more than ${TILE_LIMIT})`)),
+    byState: StateCounts,
+    unhealthy: v.number(),
+    openIncidents: v.number(),
+    terminated: v.number(),
+    failed: v.number(),
+  }),
   breakers: v.array(BreakerRow),
   incidents: v.pipe(v.array(IncidentRow), v.description("open incidents, newest first")),
   blocked: v.pipe(v.array(AuditRow), v.description("the latest actions a safety rail refused")),
@@ -144,7 +163,8 @@ export const PoolView = v.object({
   at: Ms,
   pool: PoolRow,
   summary: PoolSummary,
-  nodes: v.array(NodeTile),
+  nodes: v.pipe(v.array(NodeTile), v.description(`the pool's live nodes, at most ${TILE_LIMIT}: those that need attention first`)),
+  tilesOmitted: v.pipe(v.number(), v.description("the pool's live nodes left out of `nodes`")),
   decisions: v.pipe(v.array(AuditRow), v.description('autoscaler decisions ("scale" and "dry_run" rows), newest first')),
   blocked: v.pipe(v.array(AuditRow), v.description("actions on this pool's nodes that a rail refused, newest first")),
   breakers: v.pipe(v.array(BreakerRow), v.description("tripped breakers that apply to this pool (its own and the fleet's)")),
@@ -277,7 +297,7 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
   v1.get("/overview", async (c) => {
     const [poolRows, tiles, counts, openIncidents, tripped, blocked] = await Promise.all([
       db.select().from(pools).orderBy(asc(pools.name)),
-      db.select(tileColumns).from(nodes).where(stateNotIn(nodes.state, "terminal")).orderBy(asc(nodes.pool), asc(nodes.id)),
+      liveTiles(db),
       stateCounts(store),
       db.select().from(incidents).where(isNull(incidents.closedAt)).orderBy(desc(incidents.id)).limit(200),
       db.select().from(breakers).where(isNull(breakers.resetAt)),
@@ -290,7 +310,8 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
       pools: poolRows.map((p) => summarize(p, counts, tripped)),
       nodes: tiles,
       totals: {
-        nodes: tiles.length,
+        nodes: liveCount(counts),
+        tilesOmitted: liveCount(counts) - tiles.length,
         byState,
         unhealthy: counts.filter((r) => isIn("inPool", r.state)).reduce((s, r) => s + r.unhealthy, 0),
         openIncidents: openIncidents.length,
@@ -310,11 +331,7 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
     if (row === undefined) return c.json<ErrorBody>({ error: `pool ${name} not found` }, 404);
     const poolNodes = db.select({ id: nodes.id }).from(nodes).where(eq(nodes.pool, name));
     const [tiles, counts, decisions, blocked, tripped, poolIncidents] = await Promise.all([
-      db
-        .select(tileColumns)
-        .from(nodes)
-        .where(and(eq(nodes.pool, name), stateNotIn(nodes.state, "terminal")))
-        .orderBy(asc(nodes.id)),
+      liveTiles(db, name),
       stateCounts(store, name),
       db
         .select()
@@ -339,6 +356,7 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
       pool: row,
       summary: summarize(row, counts, tripped),
       nodes: tiles,
+      tilesOmitted: liveCount(counts) - tiles.length,
       decisions,
       blocked,
       breakers: tripped,
@@ -386,13 +404,8 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
   });
 
   v1.get("/events", async (c) => {
-    const parsed = v.safeParse(EventQuery, c.req.query());
-    if (!parsed.success) {
-      const issue = parsed.issues[0];
-      const key = issue?.path?.map((p) => String(p.key)).join(".") ?? "query";
-      return c.json<ErrorBody>({ error: `${key}: ${issue?.message ?? "invalid"}` }, 400);
-    }
-    const q = parsed.output;
+    const q = validatedQuery(c, EventQuery);
+    if (q instanceof Response) return q;
     const since = q.since === undefined ? undefined : parseTime(q.since);
     if (since === null) return c.json<ErrorBody>({ error: `since: expected epoch milliseconds or an ISO-8601 time, got ${JSON.stringify(q.since)}` }, 400);
     const limit = q.limit === undefined ? 100 : Number(q.limit);
@@ -415,6 +428,22 @@ interface StateCount {
 }
 
 /** Node counts by pool and state, with how many of each are healthy (Ready and judged healthy) or unhealthy. */
+/** At most TILE_LIMIT live nodes (of one pool): those not healthy and Ready first; shown in pool and id order. */
+async function liveTiles(db: Store["db"], pool?: string): Promise<NodeTile[]> {
+  const attention = sql`case when ${nodes.state} = 'ready' and ${nodes.verdict} = 'healthy' then 1 else 0 end`;
+  const rows = await db
+    .select(tileColumns)
+    .from(nodes)
+    .where(pool === undefined ? stateNotIn(nodes.state, "terminal") : and(eq(nodes.pool, pool), stateNotIn(nodes.state, "terminal")))
+    .orderBy(attention, asc(nodes.pool), asc(nodes.id))
+    .limit(TILE_LIMIT);
+  return rows.sort((a, b) => (a.pool ?? "").localeCompare(b.pool ?? "") || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+function liveCount(counts: readonly StateCount[]): number {
+  return counts.filter((r) => !isIn("terminal", r.state)).reduce((t, r) => t + r.n, 0);
+}
+
 async function stateCounts(store: Store, pool?: string): Promise<StateCount[]> {
   const rows = await store.db
     .select({

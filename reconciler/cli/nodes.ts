@@ -34,16 +34,15 @@ export async function nodesCommand(args: string[], write: (s: string) => void): 
   }
   if (verb === "list" && id === undefined) {
     const target = resolveTarget(values.server);
-    const [body, open] = await Promise.all([
-      apiGet(target, "/v1/nodes").then((b) => parseAnswer(NodeList, b, "nodes")),
+    // The server filters and pages (a page at most NODE_PAGE_MAX nodes); every page is read.
+    const filter = new URLSearchParams();
+    if (values.pool !== undefined) filter.set("pool", values.pool);
+    if (values.state !== undefined) filter.set("state", values.state);
+    if (values.unhealthy) filter.set("unhealthy", "true");
+    const [nodes, open] = await Promise.all([
+      allNodes(target, filter),
       format === "table" ? apiGet(target, "/v1/incidents?open=true").then((b) => parseAnswer(IncidentList, b, "incidents").incidents) : [],
     ]);
-    const nodes = body.nodes.filter(
-      (n) =>
-        (values.pool === undefined || n.pool === values.pool) &&
-        (values.state === undefined || n.state === values.state) &&
-        (!values.unhealthy || n.verdict === "unhealthy" || n.state === "lost"),
-    );
     write(render(format, { nodes }, () => nodesTable(nodes, open)));
     return 0;
   }
@@ -64,6 +63,19 @@ export async function nodesCommand(args: string[], write: (s: string) => void): 
     return 0;
   }
   throw new CliError(NODES_USAGE, 2);
+}
+
+/** Every node GET /v1/nodes lists for `filter`, page after page. */
+async function allNodes(target: Parameters<typeof apiGet>[0], filter: URLSearchParams): Promise<NodeRow[]> {
+  const out: NodeRow[] = [];
+  for (let after: string | null = ""; after !== null; ) {
+    const query = new URLSearchParams(filter);
+    if (after !== "") query.set("after", after);
+    const page = parseAnswer(NodeList, await apiGet(target, `/v1/nodes?${query}`), "nodes");
+    out.push(...page.nodes);
+    after = page.next;
+  }
+  return out;
 }
 
 /** What `navarch nodes get` reads of GET /v1/nodes/:id/bootstrap (loose: the server may add fields). */

@@ -1,7 +1,7 @@
 // What agents tell the reconciler, written to the store: registrations, heartbeats
 // and health events. Pure store operations; the HTTP layer validates before calling.
 import type { InStatement } from "@libsql/client";
-import { asc, desc, eq, max } from "drizzle-orm";
+import { and, asc, desc, eq, gt, max, or } from "drizzle-orm";
 import { gpus, healthEvents, nodes } from "../../schema/db.ts";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
 import type { EventBatch, HealthEvent, Heartbeat, RegisterRequest } from "../../schema/wire.ts";
@@ -285,8 +285,27 @@ export async function appendEvents(db: Db, batch: EventBatch, now: Clock): Promi
   return (await writeIngestGroup(db, { heartbeats: [], batches: [batch] }, now())).batches[0];
 }
 
-export async function listNodes(db: Db) {
-  return db.select().from(nodes).orderBy(asc(nodes.id));
+/** Which nodes a listing wants; without `limit`, all of them. */
+export interface NodeFilter {
+  pool?: string;
+  state?: NodeState;
+  /** Judged unhealthy, or Lost. */
+  unhealthy?: boolean;
+  /** Only ids after this one (keyset paging). */
+  after?: string;
+  limit?: number;
+}
+
+/** Nodes in id order. */
+export async function listNodes(db: Db, f: NodeFilter = {}) {
+  const where = and(
+    f.pool === undefined ? undefined : eq(nodes.pool, f.pool),
+    f.state === undefined ? undefined : eq(nodes.state, f.state),
+    f.unhealthy ? or(eq(nodes.verdict, "unhealthy"), eq(nodes.state, "lost")) : undefined,
+    f.after === undefined ? undefined : gt(nodes.id, f.after),
+  );
+  const query = db.select().from(nodes).where(where).orderBy(asc(nodes.id));
+  return f.limit === undefined ? query : query.limit(f.limit);
 }
 
 /** One node with its GPUs and most recent events, or undefined. */

@@ -91,6 +91,12 @@ function table(headers, rows, empty = "Nothing here.") {
   return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
+/** A large fleet's view carries only the tiles that need attention first; say how many are not drawn. */
+function omitted(count, drawn) {
+  if (!count) return "";
+  return `<p class="muted" id="tiles-omitted">${esc(count)} more healthy, Ready nodes are not drawn (a view draws at most ${esc(drawn)} tiles, those needing attention first); the counts above include them.</p>`;
+}
+
 function tiles(nodes) {
   if (nodes.length === 0) return `<p class="empty">No live nodes.</p>`;
   return `<div class="grid">${nodes
@@ -210,12 +216,13 @@ async function pageFleet() {
     if (!byPool.has(k)) byPool.set(k, []);
     byPool.get(k).push(n);
   }
-  const grids = [...byPool.entries()]
-    .map(
-      ([pool, nodes]) =>
-        `<div class="pool-head"><b>${pool === "(no pool)" ? esc(pool) : `<a href="#/pool/${enc(pool)}">${esc(pool)}</a>`}</b><span class="muted">${nodes.length} nodes</span></div>${tiles(nodes)}`,
-    )
-    .join("");
+  const grids =
+    [...byPool.entries()]
+      .map(
+        ([pool, nodes]) =>
+          `<div class="pool-head"><b>${pool === "(no pool)" ? esc(pool) : `<a href="#/pool/${enc(pool)}">${esc(pool)}</a>`}</b><span class="muted">${nodes.length} nodes${o.totals.tilesOmitted > 0 ? " drawn" : ""}</span></div>${tiles(nodes)}`,
+      )
+      .join("") + omitted(o.totals.tilesOmitted, o.nodes.length);
   const breakers = o.breakers.length
     ? `<div class="panel"><h2>Circuit breakers tripped</h2>${table(
         ["Scope", "Tripped", "Why", ""],
@@ -294,7 +301,7 @@ ${
     "No nodes.",
   )}</div>
 </div>
-<div class="panel" id="pool-grid"><h2>Nodes</h2>${legend()}${tiles(p.nodes)}</div>
+<div class="panel" id="pool-grid"><h2>Nodes</h2>${legend()}${tiles(p.nodes)}${omitted(p.tilesOmitted, p.nodes.length)}</div>
 <div class="panel"><h2>Autoscaler decisions</h2>${decisions}</div>
 <div class="panel"><h2>Safety rails: what was refused and why</h2>${table(["When", "Node", "Rail", "Why"], blockedRows(p.blocked, now), "No action on this pool was refused.")}
 <h2>Circuit breakers</h2>${breakers}</div>
