@@ -26,7 +26,7 @@
 // degraded (Suspect). A finding that is both `unhealthy` and `fatal` skips the count. See
 // `nodeVerdict` in reconciler/fleet/policy.ts.
 import * as v from "valibot";
-import { isRecord, oneOf, show, strict } from "./shapes.ts";
+import { isRecord, oneOf, show, reportDuplicateRuleNames, strict } from "./shapes.ts";
 import { ACTIONS, SEVERITIES, formatIssuePath, type RecommendedAction, type Severity } from "./wire.ts";
 import { applyXidOverrides, XID_CATALOG, XID_PERSISTENCES, XidOverrideError, type XidCatalog, type XidPersistence } from "./xid-catalog.ts";
 
@@ -127,29 +127,7 @@ export const HealthPolicySchema: v.GenericSchema<unknown, HealthPolicyFile> = v.
     },
     { what: "a health policy", listAllowed: true },
   ),
-  // Names are compared even when other keys have problems (one run reports everything).
-  v.rawCheck(({ dataset, addIssue }) => {
-    const file: unknown = dataset.value;
-    if (!isRecord(file) || !Array.isArray(file.rules)) return;
-    const rules: unknown[] = file.rules;
-    const seen = new Map<string, number>();
-    rules.forEach((rule, index) => {
-      if (!isRecord(rule) || typeof rule.name !== "string") return;
-      const first = seen.get(rule.name);
-      if (first === undefined) {
-        seen.set(rule.name, index);
-        return;
-      }
-      addIssue({
-        message: `duplicate rule name ${show(rule.name)} (rules[${first}] has it already)`,
-        path: [
-          { type: "object", origin: "value", input: file, key: "rules", value: rules },
-          { type: "array", origin: "value", input: rules, key: index, value: rule },
-          { type: "object", origin: "value", input: rule, key: "name", value: rule.name },
-        ],
-      });
-    });
-  }),
+  v.rawCheck(({ dataset, addIssue }) => reportDuplicateRuleNames(dataset.value, addIssue)),
   v.transform((file) => ({ rules: file.rules ?? [], ...(file.xid_overrides !== undefined ? { xid_overrides: file.xid_overrides } : {}) })),
 );
 

@@ -139,3 +139,27 @@ export function issuePathAt(raw: unknown, keys: readonly PathKey[]): [v.IssuePat
   }
   return items as [v.IssuePathItem, ...v.IssuePathItem[]];
 }
+
+/**
+ * A policy file's rule names are unique: each duplicate is reported at `rules[i].name`, naming the
+ * rule that has it first. For a v.rawCheck, so that names are compared even when other keys have
+ * problems (one run reports everything).
+ */
+export function reportDuplicateRuleNames(file: unknown, addIssue: (info: { message: string; path: [v.IssuePathItem, ...v.IssuePathItem[]] }) => void): void {
+  if (!isRecord(file) || !Array.isArray(file.rules)) return;
+  const rules: unknown[] = file.rules;
+  const seen = new Map<string, number>();
+  rules.forEach((rule, index) => {
+    if (!isRecord(rule) || typeof rule.name !== "string") return;
+    const first = seen.get(rule.name);
+    if (first === undefined) return void seen.set(rule.name, index);
+    addIssue({
+      message: `duplicate rule name ${show(rule.name)} (rules[${first}] has it already)`,
+      path: [
+        { type: "object", origin: "value", input: file, key: "rules", value: rules },
+        { type: "array", origin: "value", input: rules, key: index, value: rule },
+        { type: "object", origin: "value", input: rule, key: "name", value: rule.name },
+      ],
+    });
+  });
+}

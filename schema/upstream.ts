@@ -7,7 +7,7 @@
 // the config mapping lists the unknown keys as notes, and the policy loader rejects them (a
 // misspelt `condition` must not silently drop a rule).
 import * as v from "valibot";
-import { accept, isRecord, oneOf, show, strict } from "./shapes.ts";
+import { accept, isRecord, oneOf, show, reportDuplicateRuleNames, strict } from "./shapes.ts";
 
 // ───────────────────────────── durations ─────────────────────────────
 
@@ -276,26 +276,7 @@ export const UpstreamPolicySchema: v.GenericSchema<unknown, UpstreamPolicyFile> 
     },
     { what: "a health policy", listAllowed: true },
   ),
-  // Names are compared even when other keys have problems (one run reports everything).
-  v.rawCheck(({ dataset, addIssue }) => {
-    const file: unknown = dataset.value;
-    if (!isRecord(file) || !Array.isArray(file.rules)) return;
-    const rules: unknown[] = file.rules;
-    const seen = new Map<string, number>();
-    rules.forEach((rule, index) => {
-      if (!isRecord(rule) || typeof rule.name !== "string") return;
-      const first = seen.get(rule.name);
-      if (first === undefined) return void seen.set(rule.name, index);
-      addIssue({
-        message: `duplicate rule name ${show(rule.name)} (rules[${first}] has it already)`,
-        path: [
-          { type: "object", origin: "value", input: file, key: "rules", value: rules },
-          { type: "array", origin: "value", input: rules, key: index, value: rule },
-          { type: "object", origin: "value", input: rule, key: "name", value: rule.name },
-        ],
-      });
-    });
-  }),
+  v.rawCheck(({ dataset, addIssue }) => reportDuplicateRuleNames(dataset.value, addIssue)),
 );
 
 /**
