@@ -38,9 +38,11 @@ export async function seed(store: Store, count: number, at: number, opts: { orig
       [
         {
           sql: `INSERT INTO nodes (id, origin, pool, provider, instance_type, instance_name, state, state_changed_at, hostname, boot_id, agent_version,
-                  nvml_available, agent_health, verdict, registered_at, last_heartbeat_at, spool_id, updated_at)
+                  nvml_available, agent_health, verdict, registered_at, last_heartbeat_at, spool_id, updated_at,
+                  gpu_readings, gpu_temperature_max_c, gpu_utilization_sum, gpu_utilization_count)
                 SELECT value, ?2, 'bench', 'local', 'local-8gpu', value, 'ready', ?1, value, 'boot', 'bench',
-                  1, 'healthy', 'healthy', ?1, ?1, '00000000-0000-4000-8000-000000000000', ?1 FROM json_each(?3)`,
+                  1, 'healthy', 'healthy', ?1, ?1, '00000000-0000-4000-8000-000000000000', ?1,
+                  ${GPUS}, 40, ${50 * GPUS}, ${GPUS} FROM json_each(?3)`,
           args: [at, opts.origin ?? "launched", batch],
         },
         {

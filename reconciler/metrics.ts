@@ -239,13 +239,10 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
           "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max, launch_failures, launch_error_kind, metrics_error from pools",
         ),
         query(
-          `select pool, count(*) as n,
-                max(case when typeof(t) in ('integer', 'real') and t between ${READING_RANGES.temperatureC.min} and ${READING_RANGES.temperatureC.max} then t end) as temp_max,
-                avg(case when typeof(u) in ('integer', 'real') and u between ${READING_RANGES.utilizationPct.min} and ${READING_RANGES.utilizationPct.max} then u end) as util_mean
-         from (select coalesce(n.pool, '') as pool,
-                      json_extract(g.last_snapshot, '$.temperatureC') as t, json_extract(g.last_snapshot, '$.utilizationPct') as u
-               from gpus g join nodes n on n.id = g.node_id
-               where n.state in ${AGENT_STATES} and g.last_snapshot is not null)
+          // Each node's summary of its last heartbeat (nodes.gpu_*), not every GPU's JSON readings.
+          `select coalesce(pool, '') as pool, coalesce(sum(gpu_readings), 0) as n, max(gpu_temperature_max_c) as temp_max,
+                sum(gpu_utilization_sum) / nullif(sum(gpu_utilization_count), 0) as util_mean
+         from nodes where state in ${AGENT_STATES} and gpu_readings > 0
          group by 1`,
         ),
         query(

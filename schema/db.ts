@@ -102,6 +102,15 @@ export const nodes = sqliteTable(
     agentHealth: text("agent_health", { enum: ["healthy", "degraded", "unhealthy"] }),
     registeredAt: integer("registered_at"),
     lastHeartbeatAt: integer("last_heartbeat_at"),
+    /**
+     * The last heartbeat's GPU readings summed up (GPUs reported, hottest, utilisation sum and
+     * count, physically possible readings only): /metrics' pool aggregates read these, not
+     * every GPU's JSON (800,000 of them at 100,000 nodes).
+     */
+    gpuReadings: integer("gpu_readings"),
+    gpuTemperatureMaxC: real("gpu_temperature_max_c"),
+    gpuUtilizationSum: real("gpu_utilization_sum"),
+    gpuUtilizationCount: integer("gpu_utilization_count"),
     /** Highest health-event seq stored for this node, and the agent spool it came from. */
     lastEventSeq: integer("last_event_seq").notNull().default(0),
     spoolId: text("spool_id"),

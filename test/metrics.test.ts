@@ -4,7 +4,7 @@
 // label values stay bounded however varied the data, and the reconcile loop's
 // passes are observed through serve.ts.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { eq, sql } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import { join } from "node:path";
 import { auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools } from "../schema/db.ts";
 import type { NodeState } from "../schema/lifecycle.ts";
@@ -12,6 +12,7 @@ import { createMetrics, observeLoop, type PassObservation } from "../reconciler/
 import { startReconciler } from "../reconciler/serve.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
 import { seed } from "../bench/reconciler.ts";
+import { recordHeartbeat } from "../reconciler/fleet/registry.ts";
 import { testConfig } from "./fleet-harness.ts";
 import { tempDir, waitFor } from "./support.ts";
 
@@ -90,6 +91,14 @@ beforeAll(async () => {
       });
     }
   }
+  // What the last heartbeat of each summed up (registry.writeIngestGroup writes these).
+  for (const [id, max] of [
+    ["t1", 71],
+    ["t4", 88],
+    ["t6", 30],
+  ] as const) {
+    await store.db.update(nodes).set({ gpuReadings: 2, gpuTemperatureMaxC: max, gpuUtilizationSum: 30, gpuUtilizationCount: 2 }).where(eq(nodes.id, id));
+  }
   await event("t4", "xid", "79");
   await event("t4", "xid", "79");
   await event("t3", "xid", "48");
@@ -165,24 +174,31 @@ describe("metrics on a seeded store", () => {
     }
   });
 
-  test("auto leaves per-GPU series out above 40,000 GPUs, and the aggregates skip impossible readings", async () => {
+  test("auto leaves per-GPU series out above 40,000 GPUs; the aggregates are each node's last heartbeat", async () => {
     const big = await openStore({ url: `file:${tempDir()}/metrics-big.db` });
     try {
       const at = Date.now();
       await seed(big, 5_001, at);
-      // A reading no GPU can have (an old database, a hand edit) is in neither the series nor the aggregates.
-      await big.db.run(
-        sql`update gpus set last_snapshot = '{"index":0,"temperatureC":1e308,"utilizationPct":"x"}' where node_id = 'bench-000000' and gpu_index = 0`,
-      );
+      // One node's heartbeat through the ingest path: GPU 0 hot and busy, the rest as seeded.
+      const gpus = Array.from({ length: 8 }, (_, index) => ({ index, temperatureC: index === 0 ? 70 : 40, utilizationPct: index === 0 ? 100 : 50 }));
+      const hb = {
+        nodeId: "bench-000000",
+        bootId: "boot",
+        sentAt: new Date(at).toISOString(),
+        nvml: { available: true },
+        health: { checked: true, worst: "healthy" as const, openIncidents: 0 },
+        gpus,
+      };
+      expect(await recordHeartbeat(big.db, hb, () => at)).toEqual({ lastEventSeq: 0 });
       const auto = await scrape(createMetrics(big.db));
       expect(value(auto, "navarch_metrics_per_gpu_series", {})).toBe(0);
       expect(auto.some((x) => x.name === "navarch_node_gpu_utilization_percent")).toBe(false);
       expect(value(auto, "navarch_pool_gpus", { pool: "bench" })).toBe(40_008);
-      expect(value(auto, "navarch_pool_gpu_temperature_max_celsius", { pool: "bench" })).toBe(40);
-      expect(value(auto, "navarch_pool_gpu_utilization_mean_percent", { pool: "bench" })).toBe(50);
+      expect(value(auto, "navarch_pool_gpu_temperature_max_celsius", { pool: "bench" })).toBe(70);
+      expect(value(auto, "navarch_pool_gpu_utilization_mean_percent", { pool: "bench" })).toBeCloseTo((5_001 * 400 + 50) / 40_008, 9);
       const on = await scrape(createMetrics(big.db, { perGpu: "on" }));
       expect(value(on, "navarch_metrics_per_gpu_series", {})).toBe(1);
-      expect(on.filter((x) => x.name === "navarch_node_gpu_temperature_celsius")).toHaveLength(40_007);
+      expect(on.filter((x) => x.name === "navarch_node_gpu_temperature_celsius")).toHaveLength(40_008);
     } finally {
       big.close();
     }

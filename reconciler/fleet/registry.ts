@@ -4,7 +4,7 @@ import type { InStatement } from "@libsql/client";
 import { and, asc, desc, eq, gt, max, or } from "drizzle-orm";
 import { gpus, healthEvents, nodes } from "../../schema/db.ts";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
-import type { EventBatch, HealthEvent, Heartbeat, RegisterRequest } from "../../schema/wire.ts";
+import { READING_RANGES, type EventBatch, type HealthEvent, type Heartbeat, type RegisterRequest } from "../../schema/wire.ts";
 import { NodeWriter, type Tx } from "../lifecycle/transition.ts";
 import type { Db } from "../store/store.ts";
 
@@ -188,8 +188,10 @@ export interface IngestResults {
 // nodes and one of all their GPUs' readings, each joined to the group's JSON (json_each). A
 // node that is unknown, or known only as launched and never registered (a database restored
 // from before its registration), is not updated and gets no answer row: it must register.
-const HEARTBEAT_NODES = `UPDATE nodes SET last_heartbeat_at = ?1, boot_id = j.boot, nvml_available = j.nvml, nvml_error = j.err, agent_health = j.health, updated_at = ?1
-FROM (SELECT value->>0 AS id, value->>1 AS boot, value->>2 AS nvml, value->>3 AS err, value->>4 AS health FROM json_each(?2)) AS j
+const HEARTBEAT_NODES = `UPDATE nodes SET last_heartbeat_at = ?1, boot_id = j.boot, nvml_available = j.nvml, nvml_error = j.err, agent_health = j.health,
+  gpu_readings = j.readings, gpu_temperature_max_c = j.temp_max, gpu_utilization_sum = j.util_sum, gpu_utilization_count = j.util_count, updated_at = ?1
+FROM (SELECT value->>0 AS id, value->>1 AS boot, value->>2 AS nvml, value->>3 AS err, value->>4 AS health,
+             value->>5 AS readings, value->>6 AS temp_max, value->>7 AS util_sum, value->>8 AS util_count FROM json_each(?2)) AS j
 WHERE nodes.id = j.id AND nodes.registered_at IS NOT NULL
 RETURNING nodes.id AS id, nodes.last_event_seq AS seq`;
 const HEARTBEAT_GPUS = `UPDATE gpus SET last_snapshot = j.snapshot, updated_at = ?1
@@ -205,6 +207,10 @@ ON CONFLICT (node_id, seq) DO NOTHING
 RETURNING seq, "check", severity`;
 const EVENTS_ACK = `UPDATE nodes SET last_event_seq = coalesce((SELECT max(seq) FROM health_events WHERE node_id = ?1), 0), updated_at = ?2
 WHERE id = ?1 RETURNING last_event_seq AS seq`;
+
+function inRange(x: number, range: { min: number; max: number }): boolean {
+  return Number.isFinite(x) && x >= range.min && x <= range.max;
+}
 
 /**
  * Writes a group of heartbeats and event batches in ONE transaction and answers each as if
@@ -238,19 +244,31 @@ export async function writeIngestGroup(db: Db, group: IngestGroup, at: number): 
     const beats: unknown[] = [];
     const readings: unknown[] = [];
     for (const hb of latest.values()) {
+      const seen = new Set<number>();
+      let tempMax: number | null = null;
+      let utilSum = 0;
+      let utilCount = 0;
+      for (const g of hb.gpus) {
+        if (seen.has(g.index)) continue;
+        seen.add(g.index);
+        readings.push([hb.nodeId, g.index, JSON.stringify(g)]);
+        if (g.temperatureC !== undefined && inRange(g.temperatureC, READING_RANGES.temperatureC)) tempMax = Math.max(tempMax ?? -Infinity, g.temperatureC);
+        if (g.utilizationPct !== undefined && inRange(g.utilizationPct, READING_RANGES.utilizationPct)) {
+          utilSum += g.utilizationPct;
+          utilCount++;
+        }
+      }
       beats.push([
         hb.nodeId,
         hb.bootId,
         hb.nvml.available ? 1 : 0,
         hb.nvml.available ? null : (hb.nvml.error ?? "NVML unavailable"),
         hb.health.checked ? hb.health.worst : null,
+        seen.size,
+        tempMax,
+        utilCount > 0 ? utilSum : null,
+        utilCount,
       ]);
-      const seen = new Set<number>();
-      for (const g of hb.gpus) {
-        if (seen.has(g.index)) continue;
-        seen.add(g.index);
-        readings.push([hb.nodeId, g.index, JSON.stringify(g)]);
-      }
     }
     statements.push({ sql: HEARTBEAT_NODES, args: [at, JSON.stringify(beats)] });
     if (readings.length > 0) statements.push({ sql: HEARTBEAT_GPUS, args: [at, JSON.stringify(readings)] });

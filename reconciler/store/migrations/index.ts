@@ -6,6 +6,7 @@ import m3 from "./0003_remediation_ladder.sql" with { type: "text" };
 import m4 from "./0004_drop_missed_sweeps.sql" with { type: "text" };
 import m5 from "./0005_autoscaler_observations.sql" with { type: "text" };
 import m6 from "./0006_api_tokens.sql" with { type: "text" };
+import m7 from "./0007_gpu_aggregates.sql" with { type: "text" };
 
 /** Every migration in order; the store applies the ones a database lacks. */
 export const MIGRATIONS: readonly { tag: string; sql: string }[] = [
@@ -16,4 +17,5 @@ export const MIGRATIONS: readonly { tag: string; sql: string }[] = [
   { tag: "0004_drop_missed_sweeps", sql: m4 },
   { tag: "0005_autoscaler_observations", sql: m5 },
   { tag: "0006_api_tokens", sql: m6 },
+  { tag: "0007_gpu_aggregates", sql: m7 },
 ];
