@@ -5,6 +5,7 @@ import { nodes } from "../schema/db.ts";
 import { registerNode } from "../reconciler/fleet/registry.ts";
 import { MIGRATIONS } from "../reconciler/store/migrations/index.ts";
 import { StoreError, openStore } from "../reconciler/store/store.ts";
+import { seed } from "../bench/reconciler.ts";
 import { BUN, REPO_ROOT, tempDir } from "./support.ts";
 
 const register = {
@@ -88,5 +89,37 @@ describe("store", () => {
     // A schema change without `bun run db:generate` would add a new .sql file here.
     expect(readdirSync(out).sort()).toEqual(before);
     expect(proc.stdout.toString() + proc.stderr.toString()).toContain("No schema changes");
+  });
+});
+
+describe("migration 0007: each node's GPU summary", () => {
+  test("is backfilled from the readings a database already holds, impossible readings left out", async () => {
+    const store = await openStore({ url: `file:${tempDir()}/backfill.db` });
+    try {
+      await seed(store, 2, Date.now());
+      // An old database: readings stored, no summary yet; one reading a hand edit broke, one not a number.
+      await store.client.execute(
+        `update gpus set last_snapshot = '{"index":0,"temperatureC":77,"utilizationPct":"x"}' where node_id = 'bench-000001' and gpu_index = 0`,
+      );
+      await store.client.execute(
+        `update gpus set last_snapshot = '{"index":1,"temperatureC":1e308,"utilizationPct":90}' where node_id = 'bench-000001' and gpu_index = 1`,
+      );
+      await store.client.execute(
+        "update nodes set gpu_readings = null, gpu_temperature_max_c = null, gpu_utilization_sum = null, gpu_utilization_count = null",
+      );
+      const migration = MIGRATIONS.find((m) => m.tag === "0007_gpu_aggregates");
+      const backfill = migration?.sql.split("--> statement-breakpoint").at(-1);
+      expect(backfill).toContain("UPDATE `nodes`");
+      await store.client.execute(backfill!);
+      const rows = await store.client.execute(
+        "select id, gpu_readings, gpu_temperature_max_c, gpu_utilization_sum, gpu_utilization_count from nodes order by id",
+      );
+      expect(rows.rows.map((r) => [r.id, r.gpu_readings, r.gpu_temperature_max_c, r.gpu_utilization_sum, r.gpu_utilization_count])).toEqual([
+        ["bench-000000", 8, 40, 400, 8],
+        ["bench-000001", 8, 77, 390, 7],
+      ]);
+    } finally {
+      store.close();
+    }
   });
 });
