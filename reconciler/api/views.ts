@@ -25,7 +25,6 @@ const Ms = v.pipe(v.number(), v.description("milliseconds since the epoch (UTC)"
 const Verdict = v.picklist(["healthy", "degraded", "unhealthy"]);
 const StateCounts = v.pipe(v.record(v.string(), v.number()), v.description("node count by lifecycle state"));
 
-/** A node as a tile: enough to color it and say why. */
 /**
  * The most node tiles a view carries: past it a page would be megabytes at 100,000 nodes and
  * no one reads that many tiles. The ones left out are healthy and Ready (those needing
@@ -33,6 +32,7 @@ const StateCounts = v.pipe(v.record(v.string(), v.number()), v.description("node
  */
 export const TILE_LIMIT = 500;
 
+/** A node as a tile: enough to color it and say why. */
 export const NodeTile = v.object({
   id: v.string(),
   origin: v.picklist(NODE_ORIGINS),
@@ -311,7 +311,7 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
       nodes: tiles,
       totals: {
         nodes: liveCount(counts),
-        tilesOmitted: liveCount(counts) - tiles.length,
+        tilesOmitted: omitted(counts, tiles),
         byState,
         unhealthy: counts.filter((r) => isIn("inPool", r.state)).reduce((s, r) => s + r.unhealthy, 0),
         openIncidents: openIncidents.length,
@@ -356,7 +356,7 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
       pool: row,
       summary: summarize(row, counts, tripped),
       nodes: tiles,
-      tilesOmitted: liveCount(counts) - tiles.length,
+      tilesOmitted: omitted(counts, tiles),
       decisions,
       blocked,
       breakers: tripped,
@@ -442,6 +442,11 @@ async function liveTiles(db: Store["db"], pool?: string): Promise<NodeTile[]> {
 
 function liveCount(counts: readonly StateCount[]): number {
   return counts.filter((r) => !isIn("terminal", r.state)).reduce((t, r) => t + r.n, 0);
+}
+
+/** Live nodes not drawn (never below 0: the counts and the tiles are two reads). */
+function omitted(counts: readonly StateCount[], tiles: readonly NodeTile[]): number {
+  return Math.max(0, liveCount(counts) - tiles.length);
 }
 
 async function stateCounts(store: Store, pool?: string): Promise<StateCount[]> {

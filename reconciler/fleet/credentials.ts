@@ -52,6 +52,8 @@ export type Credential =
 export class NodeCredentialCache {
   private readonly byHash = new Map<string, { nodeId: string; until: number }>();
   private readonly hashOf = new Map<string, string>();
+  /** Counts forgetNode calls: a lookup that began before one may have read a credential it replaced. */
+  private forgets = 0;
 
   constructor(
     private readonly ttlMs = 60_000,
@@ -66,8 +68,15 @@ export class NodeCredentialCache {
     return undefined;
   }
 
-  set(hash: string, nodeId: string, at: number): void {
-    this.forgetNode(nodeId);
+  /** Where a store lookup began: pass it to set(). */
+  mark(): number {
+    return this.forgets;
+  }
+
+  /** Remembers what a store lookup found, unless a credential was replaced since it began (`mark`). */
+  set(hash: string, nodeId: string, at: number, mark: number): void {
+    if (mark !== this.forgets) return;
+    this.dropNode(nodeId);
     if (this.byHash.size >= this.maxEntries) {
       const [oldest, entry] = this.byHash.entries().next().value as [string, { nodeId: string }];
       this.drop(oldest, entry.nodeId);
@@ -78,6 +87,11 @@ export class NodeCredentialCache {
 
   /** The node got a new credential: its old one must stop working now. */
   forgetNode(nodeId: string): void {
+    this.forgets++;
+    this.dropNode(nodeId);
+  }
+
+  private dropNode(nodeId: string): void {
     const hash = this.hashOf.get(nodeId);
     if (hash !== undefined) this.drop(hash, nodeId);
   }
@@ -93,6 +107,7 @@ export async function lookupCredential(db: Db, token: string, at: number, cache?
   const hash = hashToken(token);
   const cached = cache?.get(hash, at);
   if (cached !== undefined) return { kind: "node", nodeId: cached };
+  const mark = cache?.mark() ?? 0;
   const [api] = await db.select().from(apiTokens).where(eq(apiTokens.tokenHash, hash));
   if (api !== undefined) {
     if (api.revokedAt !== null) return { kind: "none", reason: `token ${api.id} (${api.name}) was revoked` };
@@ -105,7 +120,7 @@ export async function lookupCredential(db: Db, token: string, at: number, cache?
   }
   const [node] = await db.select({ nodeId: nodeCredentials.nodeId }).from(nodeCredentials).where(eq(nodeCredentials.tokenHash, hash));
   if (node !== undefined) {
-    cache?.set(hash, node.nodeId, at);
+    cache?.set(hash, node.nodeId, at, mark);
     return { kind: "node", nodeId: node.nodeId };
   }
   const [boot] = await db.select().from(bootstrapTokens).where(eq(bootstrapTokens.tokenHash, hash));
