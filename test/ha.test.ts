@@ -102,6 +102,9 @@ class HaFleet {
 
   async stop(): Promise<void> {
     for (const s of Object.values(this.servers)) s.proc?.kill("SIGCONT");
+    // The reconcilers first: one still running could launch an agent after the list below,
+    // which would then outlive the test (its machine's agent keeps running, as a real one would).
+    this.fleet.stop();
     const local = new LocalProvider({
       nodesDir: join(this.fleet.dir, "shared-local-nodes"),
       serverUrl: this.front.url,
@@ -109,7 +112,6 @@ class HaFleet {
       agentCommand: ["true"],
     });
     for (const i of await local.list({})) await local.terminate(i.id);
-    this.fleet.stop();
     this.front.stop();
   }
 }

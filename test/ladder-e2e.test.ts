@@ -54,9 +54,10 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
+  // The reconciler first, so that it launches nothing after the list below.
+  fleet.stop();
   const local = new LocalProvider({ nodesDir: nodesDir(), serverUrl: fleet.url, authToken: fleet.token, agentCommand: ["true"] });
   for (const i of await local.list({})) await local.terminate(i.id);
-  fleet.stop();
 });
 
 describe("the remediation ladder with compiled binaries", () => {

@@ -26,9 +26,10 @@ interface NodeView {
 let fleet: CompiledFleet | undefined;
 afterEach(async () => {
   if (fleet === undefined) return;
+  // The reconciler first, so that it launches nothing after the list below.
+  fleet.stop();
   const local = new LocalProvider({ nodesDir: join(fleet.dir, "local-nodes"), serverUrl: fleet.url, authToken: fleet.token, agentCommand: ["true"] });
   for (const i of await local.list({})) await local.terminate(i.id);
-  fleet.stop();
   fleet = undefined;
 });
 

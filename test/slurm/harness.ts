@@ -11,7 +11,7 @@
 //   const job = await slurm.sbatch(["-w", "slot1", "--wrap", "sleep 5"]);
 //   await slurm.stop();
 import type { Subprocess } from "bun";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
@@ -335,8 +335,25 @@ export async function startSlurmHarness(opts: SlurmHarnessOptions = {}): Promise
         harnessChildren.delete(proc);
         procs.delete(name);
       }
+      killProcessesIn(dir);
       rmSync(dir, { recursive: true, force: true });
     },
   };
   return harness;
+}
+
+/**
+ * Jobs' slurmstepd and scripts are not slurmd's children (slurmstepd detaches), so stopping the
+ * daemons leaves a long job running: every process working in the harness's directory goes.
+ */
+function killProcessesIn(dir: string): void {
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      if (readlinkSync(`/proc/${pid}/cwd`).startsWith(dir)) process.kill(pid, "SIGKILL");
+    } catch {
+      // gone already, or not ours to look at
+    }
+  }
 }
