@@ -26,6 +26,7 @@ import { sql } from "drizzle-orm";
 import type { MetricsPerGpu } from "../schema/config.ts";
 import { NODE_STATES, STATES, isIn, type NodeState } from "../schema/lifecycle.ts";
 import { READING_RANGES } from "../schema/wire.ts";
+import { withinRange } from "../schema/reading-ranges.ts";
 import { lookupXid } from "../schema/xid-catalog.ts";
 import { isCheckName } from "../schema/checks.ts";
 
@@ -145,11 +146,8 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
   const num = (x: unknown): number => (typeof x === "number" ? x : typeof x === "bigint" ? Number(x) : typeof x === "string" ? Number(x) : 0);
   const str = (x: unknown): string => (x === null || x === undefined ? "" : String(x));
   /** A GPU reading within its physical range (the wire's), else undefined. */
-  const reading = (x: unknown, range: { min: number; max: number }): number | undefined => {
-    if (x === null || x === undefined) return undefined;
-    const n = num(x);
-    return n >= range.min && n <= range.max ? n : undefined;
-  };
+  const reading = (x: unknown, range: { min: number; max: number }): number | undefined =>
+    x === null || x === undefined ? undefined : withinRange(num(x), range);
 
   const heartbeats = new Counter({ name: "navarch_heartbeats_total", help: "Agent heartbeats accepted", registers: [registry] });
   const ingestGroup = new Histogram({

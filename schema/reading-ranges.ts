@@ -5,3 +5,8 @@ export const READING_RANGES = {
   powerW: { min: 0, max: 10_000 },
   utilizationPct: { min: 0, max: 100 },
 } as const;
+
+/** `n` when it is within `range` (NaN and ±Infinity never are), else undefined. */
+export function withinRange(n: number, range: { readonly min: number; readonly max: number }): number | undefined {
+  return n >= range.min && n <= range.max ? n : undefined;
+}

@@ -1,13 +1,12 @@
 // From binding results to the shared wire types (schema/wire.ts). The reconciler refuses
 // a heartbeat with any number out of its range, so a reading out of range is left out
 // here: one glitching sensor must not cost the node its heartbeats.
-import { READING_RANGES } from "../../schema/reading-ranges.ts";
+import { READING_RANGES, withinRange } from "../../schema/reading-ranges.ts";
 import type { GpuInfo, GpuSnapshot } from "../../schema/wire.ts";
 import type { DeviceIdentity, DeviceSnapshot, NvmlInventory } from "./types.ts";
 
 const text = (s: string) => (s.length > 256 ? s.slice(0, 256) : s);
 const count = (n: number) => (Number.isSafeInteger(Math.floor(n)) && n >= 0 ? Math.floor(n) : undefined);
-const within = (n: number, range: { min: number; max: number }) => (n >= range.min && n <= range.max ? n : undefined);
 
 export function toWireGpuInfo(identity: DeviceIdentity): GpuInfo {
   const info: GpuInfo = { index: identity.index, uuid: text(identity.uuid), pciBusId: text(identity.pciBusId), name: text(identity.name) };
@@ -24,9 +23,9 @@ export function toWireGpus(inventory: NvmlInventory): GpuInfo[] {
 /** The heartbeat's point-in-time readings; readings that failed are left out. */
 export function toWireGpuSnapshot(d: DeviceSnapshot): GpuSnapshot {
   const s: GpuSnapshot = { index: d.index };
-  if (d.temperatureC.ok) s.temperatureC = within(d.temperatureC.value, READING_RANGES.temperatureC);
-  if (d.powerUsageMw.ok) s.powerW = within(d.powerUsageMw.value / 1000, READING_RANGES.powerW);
-  if (d.utilization.ok) s.utilizationPct = within(Math.min(100, Math.max(0, d.utilization.value.gpuPct)), READING_RANGES.utilizationPct);
+  if (d.temperatureC.ok) s.temperatureC = withinRange(d.temperatureC.value, READING_RANGES.temperatureC);
+  if (d.powerUsageMw.ok) s.powerW = withinRange(d.powerUsageMw.value / 1000, READING_RANGES.powerW);
+  if (d.utilization.ok) s.utilizationPct = withinRange(Math.min(100, Math.max(0, d.utilization.value.gpuPct)), READING_RANGES.utilizationPct);
   if (d.memory.ok) s.memoryUsedBytes = count(d.memory.value.usedBytes);
   if (d.ecc.volatile.ok) {
     s.eccVolatileDbe = count(d.ecc.volatile.value.uncorrected);

@@ -4,7 +4,8 @@ import type { InStatement } from "@libsql/client";
 import { and, asc, desc, eq, gt, max, or } from "drizzle-orm";
 import { gpus, healthEvents, nodes } from "../../schema/db.ts";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
-import { READING_RANGES, type EventBatch, type HealthEvent, type Heartbeat, type RegisterRequest } from "../../schema/wire.ts";
+import { READING_RANGES, withinRange } from "../../schema/reading-ranges.ts";
+import type { EventBatch, HealthEvent, Heartbeat, RegisterRequest } from "../../schema/wire.ts";
 import { NodeWriter, type Tx } from "../lifecycle/transition.ts";
 import type { Db } from "../store/store.ts";
 
@@ -208,10 +209,6 @@ RETURNING seq, "check", severity`;
 const EVENTS_ACK = `UPDATE nodes SET last_event_seq = coalesce((SELECT max(seq) FROM health_events WHERE node_id = ?1), 0), updated_at = ?2
 WHERE id = ?1 RETURNING last_event_seq AS seq`;
 
-function inRange(x: number, range: { min: number; max: number }): boolean {
-  return Number.isFinite(x) && x >= range.min && x <= range.max;
-}
-
 /**
  * Writes a group of heartbeats and event batches in ONE transaction and answers each as if
  * they had been written one after another: the batches first, then the heartbeats (they
@@ -252,9 +249,11 @@ export async function writeIngestGroup(db: Db, group: IngestGroup, at: number): 
         if (seen.has(g.index)) continue;
         seen.add(g.index);
         readings.push([hb.nodeId, g.index, JSON.stringify(g)]);
-        if (g.temperatureC !== undefined && inRange(g.temperatureC, READING_RANGES.temperatureC)) tempMax = Math.max(tempMax ?? -Infinity, g.temperatureC);
-        if (g.utilizationPct !== undefined && inRange(g.utilizationPct, READING_RANGES.utilizationPct)) {
-          utilSum += g.utilizationPct;
+        const temp = g.temperatureC === undefined ? undefined : withinRange(g.temperatureC, READING_RANGES.temperatureC);
+        if (temp !== undefined) tempMax = Math.max(tempMax ?? -Infinity, temp);
+        const util = g.utilizationPct === undefined ? undefined : withinRange(g.utilizationPct, READING_RANGES.utilizationPct);
+        if (util !== undefined) {
+          utilSum += util;
           utilCount++;
         }
       }
