@@ -1,11 +1,8 @@
 // The real reconcile loop (virtual clock, simulated cloud and agents, a libSQL file) with
 // the Kubernetes mirror against the harness's real API server: what the kube tests drive.
 // Drain workers run in real time, so `until` alternates loop passes with short sleeps.
-import { eq } from "drizzle-orm";
 import type { PoolConfig } from "../../schema/config.ts";
-import { incidents, nodes } from "../../schema/db.ts";
-import { defaultHealthPolicy } from "../../reconciler/fleet/policy.ts";
-import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
+import type { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { Operator } from "../../reconciler/fleet/operator.ts";
 import { schedulerLoopHandle, storeSchedulerHost } from "../../reconciler/fleet/scheduler-host.ts";
 import { kubernetesScheduler, type KubeIntegration } from "../../reconciler/kube/index.ts";
@@ -13,6 +10,7 @@ import { SimulatedCloud } from "../../reconciler/providers/simulated.ts";
 import { SimulatedAgents } from "../../reconciler/sim/agents.ts";
 import { openStore, type Store } from "../../reconciler/store/store.ts";
 import { testConfig } from "../fleet-harness.ts";
+import { fleetQueries, schedulerLoop } from "../scheduler-fleet.ts";
 import { tempDir } from "../support.ts";
 import type { KubeHarness } from "./harness.ts";
 
@@ -56,17 +54,7 @@ export async function kubeFleet(kube: KubeHarness, poolsYaml: string, opts: Kube
     config.kubernetes!,
     storeSchedulerHost({ store, log, now, wake: () => loop?.wake(), providers: () => new Map([["local", cloud]]) }),
   );
-  const queue = k.queue;
-  loop = new Reconciler({
-    store,
-    config,
-    providers: new Map([["local", cloud]]),
-    policy: defaultHealthPolicy(),
-    now,
-    log,
-    scheduler: k.mirror,
-    ...(queue ? { queueMetrics: (pool: string) => queue.depth(pool) } : {}),
-  });
+  loop = schedulerLoop({ store, config, cloud, now, log, integration: k });
   const reconciler = loop;
   // GpuPools only where a test asks for them (kubernetes.pools_crd must be enabled then).
   const filePools = opts.pools ? config.pools.map((p: PoolConfig) => p.name) : [];
@@ -76,19 +64,7 @@ export async function kubeFleet(kube: KubeHarness, poolsYaml: string, opts: Kube
     await agents.tick();
     return reconciler.pass();
   };
-  const node = async (id: string) => (await store.db.select().from(nodes).where(eq(nodes.id, id)))[0]!;
-  const all = () => store.db.select().from(nodes);
-  const incident = async (id: number | null) => (id === null ? undefined : (await store.db.select().from(incidents).where(eq(incidents.id, id)))[0]);
-  /** Passes (each `stepMs` of virtual time) with `sleepMs` of real time between, until `done`. */
-  const until = async (what: string, done: () => Promise<boolean> | boolean, { stepMs = 5000, sleepMs = 50, timeoutMs = 60_000 } = {}) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (await done()) return;
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-      await step(stepMs);
-      if (sleepMs > 0) await Bun.sleep(sleepMs);
-    }
-  };
+  const { node, all, incident, until } = fleetQueries(store, step);
   const ready = async (pool: string, count: number) => {
     await until(`${count} ready nodes in ${pool}`, async () => (await all()).filter((n) => n.pool === pool && n.state === "ready").length >= count, {
       sleepMs: 0,
@@ -103,7 +79,7 @@ export async function kubeFleet(kube: KubeHarness, poolsYaml: string, opts: Kube
     /** The integration as the kube tests use it: its queue source as a function, the GpuPool controller. */
     kube: {
       client: k.client,
-      queueMetrics: queue ? (pool: string) => queue.depth(pool) : undefined,
+      queueMetrics: k.queue ? (pool: string) => k.queue!.depth(pool) : undefined,
       get pools() {
         return k.pools;
       },

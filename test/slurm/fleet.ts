@@ -5,19 +5,18 @@
 // cloud node's resume script does), and when the node is terminated its slurmd is killed. A
 // replacement therefore comes up on the slot its predecessor left drained. Writes to Slurm,
 // polls and jobs run in real time, so `until` alternates loop passes with short sleeps.
-import { eq } from "drizzle-orm";
 import type { PoolConfig } from "../../schema/config.ts";
-import { incidents, nodes } from "../../schema/db.ts";
+import { nodes } from "../../schema/db.ts";
 import { isIn } from "../../schema/lifecycle.ts";
 import { Operator } from "../../reconciler/fleet/operator.ts";
-import { defaultHealthPolicy } from "../../reconciler/fleet/policy.ts";
 import { schedulerLoopHandle, storeSchedulerHost } from "../../reconciler/fleet/scheduler-host.ts";
-import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
+import type { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../../reconciler/providers/simulated.ts";
 import { SimulatedAgents } from "../../reconciler/sim/agents.ts";
 import { slurmScheduler, type SlurmIntegration } from "../../reconciler/slurm/index.ts";
 import { openStore, type Store } from "../../reconciler/store/store.ts";
 import { testConfig } from "../fleet-harness.ts";
+import { fleetQueries, schedulerLoop } from "../scheduler-fleet.ts";
 import { tempDir } from "../support.ts";
 import type { SlurmHarness } from "./harness.ts";
 
@@ -55,17 +54,7 @@ export async function slurmFleet(slurm: SlurmHarness, poolsYaml: string, opts: S
   const integration: SlurmIntegration = await slurmScheduler(config.slurm!, storeSchedulerHost({ store, log, now, wake: () => loop?.wake() }), {
     sweepIntervalMs: 500,
   });
-  const queue = integration.queue;
-  loop = new Reconciler({
-    store,
-    config,
-    providers: new Map([["local", cloud]]),
-    policy: defaultHealthPolicy(),
-    now,
-    log,
-    scheduler: integration.mirror,
-    ...(queue ? { queueMetrics: (pool: string) => queue.depth(pool) } : {}),
-  });
+  loop = schedulerLoop({ store, config, cloud, now, log, integration: integration });
   const reconciler = loop;
   await integration.start(
     schedulerLoopHandle({ store, loop: reconciler, providers: () => new Set(["local"]), filePools: config.pools.map((p: PoolConfig) => p.name) }),
@@ -100,19 +89,7 @@ export async function slurmFleet(slurm: SlurmHarness, poolsYaml: string, opts: S
     await syncMachines();
     return report;
   };
-  const node = async (id: string) => (await store.db.select().from(nodes).where(eq(nodes.id, id)))[0]!;
-  const all = () => store.db.select().from(nodes);
-  const incident = async (id: number | null) => (id === null ? undefined : (await store.db.select().from(incidents).where(eq(incidents.id, id)))[0]);
-  /** Passes (each `stepMs` of virtual time) with `sleepMs` of real time between, until `done`. */
-  const until = async (what: string, done: () => Promise<boolean> | boolean, { stepMs = 5000, sleepMs = 50, timeoutMs = 60_000 } = {}) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (await done()) return;
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-      await step(stepMs);
-      if (sleepMs > 0) await Bun.sleep(sleepMs);
-    }
-  };
+  const { node, all, incident, until } = fleetQueries(store, step);
   const ready = async (pool: string, count: number) => {
     await until(
       `${count} ready nodes in ${pool} on their slots`,
