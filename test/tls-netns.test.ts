@@ -287,6 +287,12 @@ describe("TLS on a network address, from outside its namespace", () => {
       async () => ((await nodeOf("ssh-tls-node"))?.lastHeartbeatAt ? true : undefined),
       30_000,
     );
+    // The agent's stdout reaches its log file asynchronously: the line can land after the heartbeat.
+    await waitFor(
+      "the agent's log line about its credential",
+      () => (agentLog().includes("received this node's own credential") ? true : undefined),
+      5000,
+    ).catch(() => undefined);
     expect(agentLog()).toContain("received this node's own credential");
     expect(agentLog()).not.toContain(token);
   }, 120_000);
