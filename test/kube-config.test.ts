@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../reconciler/config/load.ts";
 import { configToYaml } from "../reconciler/config/print.ts";
-import { TokenBucket } from "../reconciler/kube/client.ts";
+import { Slots, TokenBucket } from "../reconciler/kube/client.ts";
 import { kubeSource } from "../reconciler/kube/index.ts";
 import { providerIdMatches } from "../reconciler/kube/mirror.ts";
 
@@ -77,6 +77,34 @@ describe("client lanes", () => {
     expect(performance.now() - t0).toBeLessThan(20);
     expect(eviction.queued).toBeGreaterThan(10);
     void Promise.all(queued);
+  });
+
+  test("a lane's cap on requests in flight: the next waits for a slot, first come first served", async () => {
+    const slots = new Slots(2);
+    const a = await slots.acquire();
+    const b = await slots.acquire();
+    const order: string[] = [];
+    const next = (name: string) =>
+      slots.acquire().then((release) => {
+        order.push(name);
+        return release;
+      });
+    const c = next("c");
+    const d = next("d");
+    await Bun.sleep(5);
+    expect(order).toEqual([]);
+    expect(slots.queued).toBe(2);
+    a();
+    a(); // a second release of the same slot frees nothing more
+    await Bun.sleep(5);
+    expect(order).toEqual(["c"]);
+    b();
+    (await d)();
+    (await c)();
+    expect(order).toEqual(["c", "d"]);
+    // All four given back: two at once again.
+    await Promise.all([slots.acquire(), slots.acquire()]);
+    expect(slots.queued).toBe(0);
   });
 
   test("providerID matching", () => {

@@ -19,8 +19,8 @@ test("views, mapping records, and an external uncordon that cancels, finds nothi
   expect(view).toMatchObject({ id: a, hostname: a, pool: "host", mappedName: null, state: "ready", cordonedBy: null, incidentId: null });
   expect(view.instanceId).toStartWith("sim-");
   // A view carries nothing a plug-in could write back through.
-  expect(Object.keys(schedulerNode(await f.node(a!), [])).sort()).toEqual(
-    ["cordonedBy", "gpus", "hostname", "id", "incidentId", "instanceId", "lastHeartbeatAt", "mappedName", "pool", "state", "stateReason", "verdict"].sort(),
+  expect(Object.keys(schedulerNode(await f.node(a!), async () => [])).sort()).toEqual(
+    ["cordonedBy", "hostname", "id", "incidentId", "instanceId", "lastHeartbeatAt", "mappedName", "pool", "readings", "state", "stateReason", "verdict"].sort(),
   );
 
   // A mapping is recorded without a state change (the loop's compare-and-set is untouched).

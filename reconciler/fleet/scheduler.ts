@@ -32,10 +32,14 @@ export interface SchedulerNodeView {
   readonly lastHeartbeatAt: number | null;
 }
 
-/** The view the loop hands a mirror call, with the node's latest GPU readings. */
+/** The view the loop hands a mirror call, with the node's latest GPU readings on demand. */
 export interface SchedulerNode extends SchedulerNodeView {
-  /** Latest per-GPU readings from the agent (utilisation tells whether work is running). */
-  readonly gpus: readonly GpuSnapshot[];
+  /**
+   * Latest per-GPU readings from the agent (utilisation tells whether work is running). Read
+   * from the store when asked: a scheduler that knows its own work never pays a query per node
+   * per pass.
+   */
+  readings(): Promise<readonly GpuSnapshot[]>;
 }
 
 /** The columns of a nodes row a view is made of. */
@@ -69,9 +73,9 @@ export function schedulerNodeView(row: SchedulerNodeRow): SchedulerNodeView {
   };
 }
 
-/** What the loop passes a mirror call: the row as a read-only view, with its readings. */
-export function schedulerNode(row: SchedulerNodeRow, gpus: readonly GpuSnapshot[]): SchedulerNode {
-  return { ...schedulerNodeView(row), gpus };
+/** What the loop passes a mirror call: the row as a read-only view, with its readings on demand. */
+export function schedulerNode(row: SchedulerNodeRow, readings: () => Promise<readonly GpuSnapshot[]>): SchedulerNode {
+  return { ...schedulerNodeView(row), readings };
 }
 
 export interface DrainProgress {
@@ -203,10 +207,11 @@ export const NO_SCHEDULER: SchedulerMirror = {
   async cordon() {},
   async uncordon() {},
   async drain(node) {
-    if (node.gpus.length === 0) return { done: true, detail: "no GPU readings: nothing known to be running" };
-    const busy = node.gpus.filter((g) => (g.utilizationPct ?? 0) > 0);
+    const gpus = await node.readings();
+    if (gpus.length === 0) return { done: true, detail: "no GPU readings: nothing known to be running" };
+    const busy = gpus.filter((g) => (g.utilizationPct ?? 0) > 0);
     return busy.length === 0
       ? { done: true, detail: "all GPUs idle" }
-      : { done: false, detail: `${busy.length} of ${node.gpus.length} GPUs still busy (${busy.map((g) => `GPU ${g.index} ${g.utilizationPct}%`).join(", ")})` };
+      : { done: false, detail: `${busy.length} of ${gpus.length} GPUs still busy (${busy.map((g) => `GPU ${g.index} ${g.utilizationPct}%`).join(", ")})` };
   },
 };

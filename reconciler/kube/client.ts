@@ -5,9 +5,10 @@
 // which carries the CA and client certificate in a compiled binary too (client-node
 // 2.x loses them under Bun: its https.Agent options are ignored by Bun's node:https).
 //
-// Requests are made on lanes, each with its own token bucket and its own connection
-// pool: cordons never wait behind a mass of evictions (NVSentinel hit a shared 5 QPS
-// budget), and watches hold their long-lived connections apart from both.
+// Requests are made on lanes, each with its own token bucket, its own cap on requests in
+// flight and its own connection pool: cordons never wait behind a mass of evictions
+// (NVSentinel hit a shared 5 QPS budget), and watches hold their long-lived connections
+// apart from both.
 import { KubeConfig } from "@kubernetes/client-node";
 import type { RequestOptions } from "node:https";
 import * as v from "valibot";
@@ -82,6 +83,41 @@ const DEFAULT_LANES: Record<LaneName, LaneBudget> = {
   watch: { qps: 20, burst: 50 },
 };
 
+/**
+ * Requests in flight per lane (a watch's stream aside). Bun's fetch sends at most 256 requests
+ * at once per process (BUN_CONFIG_MAX_HTTP_REQUESTS) and queues the rest in one line for every
+ * caller: uncapped, a mass drain's pod lists and evictions filled it and cordons waited behind
+ * them. Capped, the other lanes always leave the cordon lane room.
+ */
+const IN_FLIGHT: Record<LaneName, number> = { cordon: 128, eviction: 32, default: 32, watch: 16 };
+
+/** At most `limit` holders at once, first come first served. */
+export class Slots {
+  private used = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly limit: number) {}
+
+  /** Callers waiting now. */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /** Resolves once a slot is free, with the function that gives it back. */
+  async acquire(): Promise<() => void> {
+    if (this.used < this.limit) this.used++;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve)); // handed over by a release
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.used--;
+    };
+  }
+}
+
 /** A FIFO token bucket: `take()` resolves when the caller may go, with how long it waited. */
 export class TokenBucket {
   private tokens: number;
@@ -89,7 +125,6 @@ export class TokenBucket {
   private tail: Promise<unknown> = Promise.resolve();
   /** Callers waiting now. */
   queued = 0;
-  maxWaitMs = 0;
   taken = 0;
 
   constructor(readonly budget: LaneBudget) {
@@ -108,9 +143,7 @@ export class TokenBucket {
       this.tokens -= 1;
       this.queued--;
       this.taken++;
-      const waited = performance.now() - asked;
-      this.maxWaitMs = Math.max(this.maxWaitMs, waited);
-      return waited;
+      return performance.now() - asked;
     });
     this.tail = turn.catch(() => undefined);
     return turn;
@@ -125,11 +158,15 @@ export class TokenBucket {
 
 interface Lane {
   bucket: TokenBucket;
+  slots: Slots;
   session: Bun.FetchSession;
+  /** The longest a request waited for its slot and its token. */
+  maxWaitMs: number;
 }
 
 export interface LaneStats {
   requests: number;
+  /** Requests waiting for a slot or a token now. */
   queued: number;
   maxWaitMs: number;
 }
@@ -152,8 +189,13 @@ export class KubeClient {
     private readonly timeoutMs: number,
     private readonly userAgent: string,
   ) {
-    const lane = (budget: LaneBudget): Lane => ({ bucket: new TokenBucket(budget), session: new Bun.FetchSession({ tls: this.tls }) });
-    this.lanes = { cordon: lane(lanes.cordon), eviction: lane(lanes.eviction), default: lane(lanes.default), watch: lane(lanes.watch) };
+    const lane = (name: LaneName): Lane => ({
+      bucket: new TokenBucket(lanes[name]),
+      slots: new Slots(IN_FLIGHT[name]),
+      session: new Bun.FetchSession({ tls: this.tls }),
+      maxWaitMs: 0,
+    });
+    this.lanes = { cordon: lane("cordon"), eviction: lane("eviction"), default: lane("default"), watch: lane("watch") };
   }
 
   /** Loads the connection settings; throws a KubeApiError (status 0) naming what is wrong. */
@@ -242,7 +284,7 @@ export class KubeClient {
 
   /** Requests made, callers waiting and the longest wait per lane (for the log and the benchmarks). */
   laneStats(): Record<LaneName, LaneStats> {
-    const stats = (l: Lane): LaneStats => ({ requests: l.bucket.taken, queued: l.bucket.queued, maxWaitMs: Math.round(l.bucket.maxWaitMs) });
+    const stats = (l: Lane): LaneStats => ({ requests: l.bucket.taken, queued: l.slots.queued + l.bucket.queued, maxWaitMs: Math.round(l.maxWaitMs) });
     return { cordon: stats(this.lanes.cordon), eviction: stats(this.lanes.eviction), default: stats(this.lanes.default), watch: stats(this.lanes.watch) };
   }
 
@@ -254,9 +296,18 @@ export class KubeClient {
   /** One request; the answer is parsed with `schema` (or returned as unknown). Throws KubeApiError. */
   async request<T = unknown>(method: string, path: string, init: RequestInitKube = {}, schema?: v.GenericSchema<unknown, T>): Promise<T> {
     const lane = this.lanes[init.lane ?? "default"];
-    await lane.bucket.take();
-    const response = await this.send(lane, method, path, init);
-    const text = await response.text();
+    const asked = performance.now();
+    const release = await lane.slots.acquire();
+    let response: Response;
+    let text: string;
+    try {
+      await lane.bucket.take();
+      lane.maxWaitMs = Math.max(lane.maxWaitMs, performance.now() - asked);
+      response = await this.send(lane, method, path, init);
+      text = await response.text();
+    } finally {
+      release();
+    }
     if (!response.ok) throw errorFrom(response, text, method, path);
     if (schema === undefined) return (text ? JSON.parse(text) : undefined) as T;
     const parsed = v.safeParse(schema, text ? JSON.parse(text) : undefined);

@@ -17,7 +17,7 @@
 //   other removal (cordon rate, unhealthy budget, in-flight caps). Since the marked are no
 //   longer counted, a later pass never chooses again for the same decision, and nothing
 //   ever takes a pool below min_nodes by Navarch's own hand.
-import { and, eq, exists, isNull, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/sqlite-core";
 import { randomBytes } from "node:crypto";
 import { formatDuration, type PoolConfig } from "../../schema/config.ts";
@@ -73,6 +73,8 @@ export class Scaler {
     ).filter((c) => c.removal !== "scale_down");
     const countWhere = (pred: (c: (typeof counts)[number]) => boolean) => counts.filter(pred).reduce((sum, c) => sum + Number(c.n), 0);
     // A node with a surge replacement coming up is counted once with it (replacements are not scaling).
+    // `id IN (…)`, not a correlated EXISTS: replacement_of has no index, and EXISTS scanned the
+    // table once per replacing node (130 ms a pass with 540 of 5,000 nodes replacing; IN: 1 ms).
     const replacement = alias(nodes, "replacement");
     const [surging] = await db
       .select({ n: sql<number>`count(*)` })
@@ -83,12 +85,7 @@ export class Scaler {
           eq(nodes.origin, "launched"),
           eq(nodes.removal, "replace"),
           stateIn(nodes.state, "inPool"),
-          exists(
-            db
-              .select({ one: sql`1` })
-              .from(replacement)
-              .where(and(eq(replacement.replacementOf, nodes.id), stateIn(replacement.state, "inPool"))),
-          ),
+          inArray(nodes.id, db.select({ id: replacement.replacementOf }).from(replacement).where(stateIn(replacement.state, "inPool"))),
         ),
       );
     // Machines the provider runs for this pool that no node claims yet count as coming up.

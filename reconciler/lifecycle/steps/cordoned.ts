@@ -44,7 +44,7 @@ export function recovered(node: NodeRow, actor: string): boolean {
 export async function returnToService(node: NodeRow, ctx: StepContext): Promise<Look> {
   const { svc, at } = ctx;
   svc.fence?.check();
-  await svc.scheduler.uncordon(schedulerNode(node, await svc.readings(node.id)));
+  await svc.scheduler.uncordon(schedulerNode(node, () => svc.readings(node.id)));
   await move(
     node,
     "ready",

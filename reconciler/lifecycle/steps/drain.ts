@@ -15,7 +15,11 @@ export const drain: Step = async (node, ctx) => {
   if (recovered(node, svc.actor)) return returnToService(node, ctx);
   const deadline = node.nextActionAt ?? at;
   svc.fence?.check();
-  const progress = await svc.scheduler.drain(schedulerNode(node, await svc.readings(node.id)), deadline, at);
+  const progress = await svc.scheduler.drain(
+    schedulerNode(node, () => svc.readings(node.id)),
+    deadline,
+    at,
+  );
   if (progress.hold !== undefined) {
     await move(node, "held", progress.hold, ctx, { nextActionAt: null }, { status: `held: ${progress.hold}` });
     return undefined;

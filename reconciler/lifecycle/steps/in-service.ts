@@ -40,7 +40,11 @@ async function cordon(node: NodeRow, ctx: StepContext, reason: string): Promise<
   const may = ctx.rails.mayQuarantine(node.pool);
   if (!may.allowed) return blocked(node, may, ctx);
   svc.fence?.check();
-  await svc.scheduler.cordon(schedulerNode(node, await svc.readings(node.id)), reason, node.incidentId ?? 0);
+  await svc.scheduler.cordon(
+    schedulerNode(node, () => svc.readings(node.id)),
+    reason,
+    node.incidentId ?? 0,
+  );
   ctx.rails.noteCordon();
   await move(
     node,

@@ -32,7 +32,8 @@ export const validate: Step = async (node, ctx) => {
   if (!node.nvmlAvailable || node.agentHealth === null || node.verdict === null) return undefined; // waits for the first full check
   const reason = node.verdict === "healthy" ? "first full health check passed" : `ready with a degraded finding: ${svc.verdictReason(node)}`;
   if (node.incidentId !== null) return backInService(node, ctx, reason);
-  if (await move(node, "ready", reason, ctx)) await svc.incidents.replacementReady(node, at);
+  // In service: the registration deadline is met.
+  if (await move(node, "ready", reason, ctx, { nextActionAt: null })) await svc.incidents.replacementReady(node, at);
   return undefined;
 };
 
@@ -46,7 +47,7 @@ async function backInService(node: NodeRow, ctx: StepContext, reason: string): P
   const rebooted = incident?.rebootedAt != null;
   if (node.cordonedBy !== null) {
     svc.fence?.check();
-    await svc.scheduler.uncordon(schedulerNode(node, await svc.readings(node.id)));
+    await svc.scheduler.uncordon(schedulerNode(node, () => svc.readings(node.id)));
   }
   await move(
     node,
