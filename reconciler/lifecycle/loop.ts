@@ -5,11 +5,11 @@
 // providers' inventory is swept. Events and operators only wake the loop; deadlines live
 // in the rows; every write goes through the one writer (transition.ts), fenced by the
 // leader lease when there is one. A crash at any point resumes from the rows.
-import { eq, inArray, sql } from "drizzle-orm";
+import { eq, inArray } from "drizzle-orm";
 import { readFileSync } from "node:fs";
 import { publicKeyFromPrivate } from "../../bootstrap/ssh.ts";
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
-import { breakers, gpus, nodes, pools } from "../../schema/db.ts";
+import { breakers, gpuReadings, nodes, pools } from "../../schema/db.ts";
 import { stateNotIn } from "../../schema/lifecycle.ts";
 import type { GpuSnapshot, RecommendedAction } from "../../schema/wire.ts";
 import { Bootstrapper } from "../fleet/bootstrap.ts";
@@ -24,6 +24,7 @@ import { blocked, emptyReport, type Look, type PassReport, type Services, type S
 import { HealthJudge } from "./health.ts";
 import { Incidents } from "./incidents.ts";
 import { Inventory } from "./inventory.ts";
+import { readLightNodes } from "./light.ts";
 import { PoolLaunches } from "./launches.ts";
 import { Scaler } from "./scale.ts";
 import { STEPS } from "./steps/index.ts";
@@ -185,8 +186,8 @@ export class Reconciler implements Services {
   }
 
   async readings(nodeId: string): Promise<GpuSnapshot[]> {
-    const rows = await this.store.db.select({ snapshot: gpus.lastSnapshot }).from(gpus).where(eq(gpus.nodeId, nodeId));
-    return rows.flatMap((r) => (r.snapshot ? [r.snapshot as GpuSnapshot] : []));
+    const [row] = await this.store.db.select({ readings: gpuReadings.readings }).from(gpuReadings).where(eq(gpuReadings.nodeId, nodeId));
+    return Array.isArray(row?.readings) ? (row.readings as GpuSnapshot[]) : [];
   }
 
   unclaimedInstances(pool: string): number {
@@ -245,7 +246,8 @@ export class Reconciler implements Services {
   /** Nodes of a pool that is no longer configured are left as they are (never removed by a config edit); said once. */
   private sayUnconfigured(live: readonly { pool: string | null; state: string }[]): void {
     const counts = new Map<string, number>();
-    for (const n of live) if (n.pool !== null && this.pool(n.pool) === undefined) counts.set(n.pool, (counts.get(n.pool) ?? 0) + 1);
+    const configured = new Set(this.currentConfig.pools.map((p) => p.name));
+    for (const n of live) if (n.pool !== null && !configured.has(n.pool)) counts.set(n.pool, (counts.get(n.pool) ?? 0) + 1);
     for (const [pool, count] of counts) {
       if (this.unconfiguredSaid.has(pool)) continue;
       this.unconfiguredSaid.add(pool);
@@ -283,24 +285,7 @@ export class Reconciler implements Services {
     // Every live node, light: what the rails, the sweep and the event window need. Full rows
     // only for the nodes this pass can act on (at 10,000 mostly quiet nodes, reading every
     // full row was most of a pass).
-    const light = await db
-      .select({
-        id: nodes.id,
-        pool: nodes.pool,
-        state: nodes.state,
-        origin: nodes.origin,
-        incidentId: nodes.incidentId,
-        replacementOf: nodes.replacementOf,
-        removal: nodes.removal,
-        cordonedBy: nodes.cordonedBy,
-        lastHeartbeatAt: nodes.lastHeartbeatAt,
-        bootId: nodes.bootId,
-        evaluatedEventId: nodes.evaluatedEventId,
-        instanceName: nodes.instanceName,
-        quiet: sql<number>`(${nodes.state} = 'ready' and ${nodes.verdict} = 'healthy' and ${nodes.findings} = '[]' and ${nodes.consecutiveFailures} = 0 and ${nodes.removal} is null and ${nodes.nextActionAt} is null)`,
-      })
-      .from(nodes)
-      .where(stateNotIn(nodes.state, "terminal"));
+    const light = await readLightNodes(db);
     this.sayUnconfigured(light);
     const events = await this.judge.newEvents(light);
     const timeout = config.server.heartbeat_timeout;
