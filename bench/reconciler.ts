@@ -46,10 +46,15 @@ export async function seed(store: Store, count: number, at: number, opts: { orig
           args: [at, opts.origin ?? "launched", batch],
         },
         {
-          sql: `INSERT INTO gpus (node_id, gpu_index, uuid, pci_bus_id, name, last_snapshot, updated_at)
-                SELECT n.value, g.value, 'GPU-' || n.value || '-' || g.value, printf('00000000:%X:00.0', 24 + g.value), 'NVIDIA H100 80GB HBM3',
-                  json_object('index', g.value, 'temperatureC', 40, 'utilizationPct', 50), ?1
+          sql: `INSERT INTO gpus (node_id, gpu_index, uuid, pci_bus_id, name, updated_at)
+                SELECT n.value, g.value, 'GPU-' || n.value || '-' || g.value, printf('00000000:%X:00.0', 24 + g.value), 'NVIDIA H100 80GB HBM3', ?1
                 FROM json_each(?2) AS n, json_each(?3) AS g`,
+          args: [at, batch, JSON.stringify(Array.from({ length: GPUS }, (_, g) => g))],
+        },
+        {
+          sql: `INSERT INTO gpu_readings (node_id, readings, updated_at)
+                SELECT n.value, (SELECT json_group_array(json_object('index', g.value, 'temperatureC', 40, 'utilizationPct', 50)) FROM json_each(?3) AS g), ?1
+                FROM json_each(?2) AS n`,
           args: [at, batch, JSON.stringify(Array.from({ length: GPUS }, (_, g) => g))],
         },
       ],

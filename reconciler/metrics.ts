@@ -282,11 +282,10 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     const perGpu = perGpuSetting === "on" || (perGpuSetting === "auto" && gpuTotal <= PER_GPU_AUTO_LIMIT);
     const gpuRows = perGpu
       ? await query(
-          `select n.id as node, coalesce(n.pool, '') as pool, g.gpu_index as gpu,
-                json_extract(g.last_snapshot, '$.temperatureC') as temp,
-                json_extract(g.last_snapshot, '$.utilizationPct') as util
-         from gpus g join nodes n on n.id = g.node_id
-         where n.state in ${AGENT_STATES} and g.last_snapshot is not null`,
+          `select n.id as node, coalesce(n.pool, '') as pool, r.value->>'index' as gpu,
+                r.value->>'temperatureC' as temp, r.value->>'utilizationPct' as util
+         from gpu_readings gr join nodes n on n.id = gr.node_id, json_each(gr.readings) r
+         where n.state in ${AGENT_STATES}`,
         )
       : [];
     return {

@@ -134,7 +134,9 @@ export const nodes = sqliteTable(
     /** The Kubernetes Node this node maps to (kubernetes.node_mapping), once the mirror has found it. */
     k8sNodeName: text("k8s_node_name"),
   },
-  (t) => [index("nodes_pool_state").on(t.pool, t.state), index("nodes_next_action").on(t.nextActionAt)],
+  // The pool's counts each pass (lifecycle/scale.ts) read only this index: at 50,000 nodes the
+  // table lookups for origin and removal were 40 ms of a pass.
+  (t) => [index("nodes_pool_state").on(t.pool, t.state, t.origin, t.removal), index("nodes_next_action").on(t.nextActionAt)],
 );
 
 /** One per unhealthy episode of a node, with the clock of each step (for the timing metrics). */
@@ -227,12 +229,23 @@ export const gpus = sqliteTable(
     pciBusId: text("pci_bus_id").notNull(),
     name: text("name").notNull(),
     memoryTotalBytes: integer("memory_total_bytes"),
-    /** The latest heartbeat's readings (GpuSnapshot) as JSON. */
-    lastSnapshot: text("last_snapshot", { mode: "json" }),
     updatedAt: integer("updated_at").notNull(),
   },
   (t) => [primaryKey({ columns: [t.nodeId, t.index] })],
 );
+
+/**
+ * The latest heartbeat's GPU readings of each node: one row per node, the readings (GpuSnapshot,
+ * each with its index) as one JSON array. One row, not one per GPU: a heartbeat writes it, and
+ * at 10,000 heartbeats a second eight row updates each cost twice the CPU of one.
+ */
+export const gpuReadings = sqliteTable("gpu_readings", {
+  nodeId: text("node_id")
+    .primaryKey()
+    .references(() => nodes.id, { onDelete: "cascade" }),
+  readings: text("readings", { mode: "json" }).notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
 
 /** Append-only log of every health finding an agent reported. */
 export const healthEvents = sqliteTable(

@@ -24,9 +24,13 @@ for (let i = 0; ; i++) {
   await client.batch([
     { sql: "INSERT INTO nodes (id, pool, state, state_changed_at, updated_at) VALUES (?, 'train', 'ready', 0, 0)", args: [id] },
     ...Array.from({ length: 8 }, (_, g) => ({
-      sql: "INSERT INTO gpus (node_id, gpu_index, uuid, pci_bus_id, name, last_snapshot, updated_at) VALUES (?, ?, ?, '00000000:18:00.0', 'NVIDIA H100 80GB HBM3', ?, 0)",
-      args: [id, g, "GPU-" + id + "-" + g, JSON.stringify({ index: g, temperatureC: 40 + g, utilizationPct: 90 })],
+      sql: "INSERT INTO gpus (node_id, gpu_index, uuid, pci_bus_id, name, updated_at) VALUES (?, ?, ?, '00000000:18:00.0', 'NVIDIA H100 80GB HBM3', 0)",
+      args: [id, g, "GPU-" + id + "-" + g],
     })),
+    {
+      sql: "INSERT INTO gpu_readings (node_id, readings, updated_at) VALUES (?, ?, 0)",
+      args: [id, JSON.stringify(Array.from({ length: 8 }, (_, g) => ({ index: g, temperatureC: 40 + g, utilizationPct: 90 })))],
+    },
   ], "write");
 }
 `;

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { join } from "node:path";
-import { auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools } from "../schema/db.ts";
+import { auditLog, breakers, gpuReadings, gpus, healthEvents, incidents, nodes, operations, pools } from "../schema/db.ts";
 import type { NodeState } from "../schema/lifecycle.ts";
 import { createMetrics, observeLoop, type PassObservation } from "../reconciler/metrics.ts";
 import { startReconciler } from "../reconciler/serve.ts";
@@ -79,19 +79,11 @@ beforeAll(async () => {
     ["t4", [88, 50]],
     ["t6", [30, 30]],
   ] as const) {
-    for (const [i, t] of temps.entries()) {
-      await store.db.insert(gpus).values({
-        nodeId: id,
-        index: i,
-        uuid: `${id}-${i}`,
-        pciBusId: "p",
-        name: "H100",
-        lastSnapshot: { index: i, temperatureC: t, utilizationPct: 10 * (i + 1) },
-        updatedAt: T,
-      });
-    }
+    for (const i of temps.keys()) await store.db.insert(gpus).values({ nodeId: id, index: i, uuid: `${id}-${i}`, pciBusId: "p", name: "H100", updatedAt: T });
+    const readings = temps.map((t, i) => ({ index: i, temperatureC: t, utilizationPct: 10 * (i + 1) }));
+    await store.db.insert(gpuReadings).values({ nodeId: id, readings, updatedAt: T });
   }
-  // What the last heartbeat of each summed up (registry.writeIngestGroup writes these).
+  // What the last heartbeat of each summed up (ingest-write.ts writes these).
   for (const [id, max] of [
     ["t1", 71],
     ["t4", 88],

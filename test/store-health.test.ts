@@ -27,10 +27,13 @@ async function populate(store: Store, count: number): Promise<void> {
     INSERT INTO nodes (id, pool, state, state_changed_at, hostname, updated_at)
       SELECT printf('node-%05d', i), 'train', 'ready', 0, printf('host-%05d', i), 0 FROM n;
     WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i < 7)
-    INSERT INTO gpus (node_id, gpu_index, uuid, pci_bus_id, name, last_snapshot, updated_at)
-      SELECT nodes.id, g.i, 'GPU-' || nodes.id || '-' || g.i, printf('00000000:%02X:00.0', 24 + g.i), 'NVIDIA H100 80GB HBM3',
-             '{"index":' || g.i || ',"temperatureC":41,"powerW":312.5,"utilizationPct":87,"memoryUsedBytes":61234567890}', 0
+    INSERT INTO gpus (node_id, gpu_index, uuid, pci_bus_id, name, updated_at)
+      SELECT nodes.id, g.i, 'GPU-' || nodes.id || '-' || g.i, printf('00000000:%02X:00.0', 24 + g.i), 'NVIDIA H100 80GB HBM3', 0
       FROM nodes, g;
+    WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i < 7)
+    INSERT INTO gpu_readings (node_id, readings, updated_at)
+      SELECT nodes.id, (SELECT json_group_array(json('{"index":' || g.i || ',"temperatureC":41,"powerW":312.5,"utilizationPct":87,"memoryUsedBytes":61234567890}')) FROM g), 0
+      FROM nodes;
   `);
 }
 

@@ -1,11 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { chmodSync, cpSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { nodes } from "../schema/db.ts";
+import { createClient, type Client } from "@libsql/client";
+import { gpuReadings, nodes } from "../schema/db.ts";
 import { registerNode } from "../reconciler/fleet/registry.ts";
 import { MIGRATIONS } from "../reconciler/store/migrations/index.ts";
 import { StoreError, openStore } from "../reconciler/store/store.ts";
-import { seed } from "../bench/reconciler.ts";
 import { BUN, REPO_ROOT, tempDir } from "./support.ts";
 
 const register = {
@@ -92,32 +92,60 @@ describe("store", () => {
   });
 });
 
-describe("migration 0007: each node's GPU summary", () => {
-  test("is backfilled from the readings a database already holds, impossible readings left out", async () => {
-    const store = await openStore({ url: `file:${tempDir()}/backfill.db` });
+/**
+ * A database as navarch left it before migration `upTo`: the earlier migrations applied and
+ * recorded (as the store does), so that opening it with the store applies the rest.
+ */
+async function databaseBefore(upTo: string): Promise<{ url: string; client: Client }> {
+  const url = `file:${tempDir()}/old.db`;
+  const client = createClient({ url });
+  await client.execute("CREATE TABLE __navarch_migrations (tag TEXT PRIMARY KEY, hash TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+  for (const m of MIGRATIONS.slice(
+    0,
+    MIGRATIONS.findIndex((x) => x.tag === upTo),
+  )) {
+    const statements = m.sql
+      .split("--> statement-breakpoint")
+      .map((x) => x.trim())
+      .filter((x) => x.length > 0);
+    const hash = new Bun.CryptoHasher("sha256").update(m.sql).digest("hex");
+    await client.batch([...statements, { sql: "INSERT INTO __navarch_migrations VALUES (?, ?, 0)", args: [m.tag, hash] }], "write");
+  }
+  return { url, client };
+}
+
+describe("migrations 0007 and 0008: each node's GPU summary, its readings in one row", () => {
+  test("are backfilled from the readings a database already holds, impossible readings left out of the summary", async () => {
+    const { url, client } = await databaseBefore("0007_gpu_aggregates");
+    // Two nodes of 8 GPUs with readings in the old place (gpus.last_snapshot); one reading a hand edit broke, one not a number.
+    await client.execute(
+      `INSERT INTO nodes (id, state, state_changed_at, updated_at, last_heartbeat_at) VALUES ('n0', 'ready', 0, 0, 1), ('n1', 'ready', 0, 0, 1)`,
+    );
+    for (const node of ["n0", "n1"])
+      for (let g = 0; g < 8; g++)
+        await client.execute({
+          sql: "INSERT INTO gpus (node_id, gpu_index, uuid, pci_bus_id, name, last_snapshot, updated_at) VALUES (?, ?, ?, '0', 'H100', ?, 5)",
+          args: [node, g, `GPU-${node}-${g}`, JSON.stringify({ index: g, temperatureC: 40, utilizationPct: 50 })],
+        });
+    await client.execute(`update gpus set last_snapshot = '{"index":0,"temperatureC":77,"utilizationPct":"x"}' where node_id = 'n1' and gpu_index = 0`);
+    await client.execute(`update gpus set last_snapshot = '{"index":1,"temperatureC":1e308,"utilizationPct":90}' where node_id = 'n1' and gpu_index = 1`);
+    client.close();
+    const store = await openStore({ url });
     try {
-      await seed(store, 2, Date.now());
-      // An old database: readings stored, no summary yet; one reading a hand edit broke, one not a number.
-      await store.client.execute(
-        `update gpus set last_snapshot = '{"index":0,"temperatureC":77,"utilizationPct":"x"}' where node_id = 'bench-000001' and gpu_index = 0`,
-      );
-      await store.client.execute(
-        `update gpus set last_snapshot = '{"index":1,"temperatureC":1e308,"utilizationPct":90}' where node_id = 'bench-000001' and gpu_index = 1`,
-      );
-      await store.client.execute(
-        "update nodes set gpu_readings = null, gpu_temperature_max_c = null, gpu_utilization_sum = null, gpu_utilization_count = null",
-      );
-      const migration = MIGRATIONS.find((m) => m.tag === "0007_gpu_aggregates");
-      const backfill = migration?.sql.split("--> statement-breakpoint").at(-1);
-      expect(backfill).toContain("UPDATE `nodes`");
-      await store.client.execute(backfill!);
       const rows = await store.client.execute(
         "select id, gpu_readings, gpu_temperature_max_c, gpu_utilization_sum, gpu_utilization_count from nodes order by id",
       );
       expect(rows.rows.map((r) => [r.id, r.gpu_readings, r.gpu_temperature_max_c, r.gpu_utilization_sum, r.gpu_utilization_count])).toEqual([
-        ["bench-000000", 8, 40, 400, 8],
-        ["bench-000001", 8, 77, 390, 7],
+        ["n0", 8, 40, 400, 8],
+        ["n1", 8, 77, 390, 7],
       ]);
+      const readings = await store.db.select().from(gpuReadings).orderBy(gpuReadings.nodeId);
+      expect(readings.map((r) => r.nodeId)).toEqual(["n0", "n1"]);
+      const n1 = readings[1]!.readings as Record<string, unknown>[];
+      expect(n1.map((g) => g.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+      expect(n1[0]).toEqual({ index: 0, temperatureC: 77, utilizationPct: "x" });
+      const columns = await store.client.execute("select name from pragma_table_info('gpus')");
+      expect(columns.rows.map((r) => r.name)).not.toContain("last_snapshot");
     } finally {
       store.close();
     }

@@ -217,10 +217,7 @@ describe("/metrics with values an old database already holds", () => {
     expect((await post("/v1/heartbeat", heartbeat("old-node", { temperatureC: 40, utilizationPct: 5 }))).status).toBe(200);
     // Written behind the API's back, as a database from before the bounds may hold them.
     await rec.store.db.run(
-      sql`update gpus set last_snapshot = '{"index":0,"temperatureC":1e308,"utilizationPct":9e999}' where node_id = 'old-node' and gpu_index = 0`,
-    );
-    await rec.store.db.run(
-      sql`update gpus set last_snapshot = '{"index":1,"temperatureC":-1e308,"utilizationPct":1e300}' where node_id = 'old-node' and gpu_index = 1`,
+      sql`update gpu_readings set readings = '[{"index":0,"temperatureC":1e308,"utilizationPct":9e999},{"index":1,"temperatureC":-1e308,"utilizationPct":1e300}]' where node_id = 'old-node'`,
     );
     const lines = (await (await fetch(`${rec.url}/metrics`, { headers: { Authorization: `Bearer ${TOKEN}` } })).text())
       .split("\n")

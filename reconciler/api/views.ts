@@ -10,11 +10,12 @@ import { and, asc, desc, eq, gt, gte, inArray, isNull, lte, or, sql, type SQL } 
 import type { Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";
-import { auditLog, breakers, gpus, healthEvents, incidents, nodes, operations, pools } from "../../schema/db.ts";
+import { auditLog, breakers, healthEvents, incidents, nodes, operations, pools } from "../../schema/db.ts";
 import { NODE_STATES, isIn, stateNotIn, type NodeState } from "../../schema/lifecycle.ts";
 import { NODE_ORIGINS, NodeRow } from "../../schema/admin.ts";
 import { SEVERITIES, type ErrorBody } from "../../schema/wire.ts";
 import { parseIsoTime } from "../../schema/time.ts";
+import { nodeGpus } from "../fleet/registry.ts";
 import type { Store } from "../store/store.ts";
 import { validatedQuery } from "./query.ts";
 
@@ -369,8 +370,8 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
     const id = c.req.param("id");
     const [node] = await db.select().from(nodes).where(eq(nodes.id, id));
     if (node === undefined) return c.json<ErrorBody>({ error: `node ${id} not found` }, 404);
-    const [nodeGpus, events, nodeIncidents, audit, ops, replacedBy] = await Promise.all([
-      db.select().from(gpus).where(eq(gpus.nodeId, id)).orderBy(asc(gpus.index)),
+    const [gpuRows, events, nodeIncidents, audit, ops, replacedBy] = await Promise.all([
+      nodeGpus(db, id),
       db.select().from(healthEvents).where(eq(healthEvents.nodeId, id)).orderBy(desc(healthEvents.seq)).limit(200),
       db
         .select()
@@ -386,7 +387,7 @@ export function registerViewRoutes(v1: Hono, opts: ViewOptions): void {
       at: now(),
       node,
       replacedBy,
-      gpus: nodeGpus.map((g) => ({ ...g, lastSnapshot: isRecord(g.lastSnapshot) ? g.lastSnapshot : null })),
+      gpus: gpuRows,
       events: events.map((e) => ({ ...e, pool: node.pool })),
       incidents: nodeIncidents.map(incidentTimeline),
       audit,
@@ -606,10 +607,6 @@ export async function listEvents(store: Store, f: EventFilter): Promise<EventLis
 function parseTime(s: string): number | null {
   if (/^\d{1,15}$/.test(s)) return Number(s);
   return parseIsoTime(s) ?? null;
-}
-
-function isRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
 // ───────────────────────────── change stream ─────────────────────────────

@@ -10,7 +10,7 @@
 // it: idle. Idle time is measured at the resolution of the ticks and the heartbeats: a node
 // counts as idle from the readings that first showed it idle, never earlier.
 import { and, asc, eq, gt, inArray, isNull, lt, or, sql } from "drizzle-orm";
-import { gpus, nodeIdle, nodes, poolSamples } from "../../schema/db.ts";
+import { gpuReadings, nodeIdle, nodes, poolSamples } from "../../schema/db.ts";
 import { stateIn } from "../../schema/lifecycle.ts";
 import type { NodeWriter } from "../lifecycle/transition.ts";
 import type { Db } from "../store/store.ts";
@@ -35,22 +35,21 @@ export interface NodeActivity {
  * Navarch, not already chosen to leave), in id order.
  */
 export async function poolActivity(db: Db, pool: string): Promise<NodeActivity[]> {
-  const util = sql`json_extract(${gpus.lastSnapshot}, '$.utilizationPct')`;
-  const processes = sql`json_extract(${gpus.lastSnapshot}, '$.processCount')`;
+  // Over the node's latest readings (one JSON array per node): one aggregate per subquery.
+  const overReadings = (aggregate: string) => sql.raw(`(SELECT ${aggregate} FROM json_each(gpu_readings.readings))`);
   const rows = await db
     .select({
       id: nodes.id,
-      busiest: sql<number | null>`max(coalesce(${util}, 0))`,
-      processes: sql<number | null>`max(coalesce(${processes}, 0))`,
-      utilizationSum: sql<number | null>`sum(${util})`,
-      utilizationReadings: sql<number>`count(${util})`,
-      readAt: sql<number | null>`max(${gpus.updatedAt})`,
+      busiest: sql<number | null>`${overReadings("max(coalesce(value->>'utilizationPct', 0))")}`,
+      processes: sql<number | null>`${overReadings("max(coalesce(value->>'processCount', 0))")}`,
+      utilizationSum: sql<number | null>`${overReadings("sum(value->>'utilizationPct')")}`,
+      utilizationReadings: sql<number>`${overReadings("count(value->>'utilizationPct')")}`,
+      readAt: gpuReadings.updatedAt,
       stateChangedAt: nodes.stateChangedAt,
     })
     .from(nodes)
-    .leftJoin(gpus, eq(gpus.nodeId, nodes.id))
+    .leftJoin(gpuReadings, eq(gpuReadings.nodeId, nodes.id))
     .where(and(eq(nodes.pool, pool), eq(nodes.origin, "launched"), stateIn(nodes.state, "inService"), isNull(nodes.removal)))
-    .groupBy(nodes.id)
     .orderBy(asc(nodes.id));
   return rows.map((r) => ({
     id: r.id,

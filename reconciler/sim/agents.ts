@@ -182,10 +182,9 @@ export class SimulatedAgents {
     this.dirty.clear();
     for (const [snapshot, ids] of groups) {
       await this.db.run(sql`
-        UPDATE gpus
-        SET last_snapshot = (SELECT value FROM json_each(${snapshot}) WHERE json_extract(value, '$.index') = gpus.gpu_index),
-            updated_at = ${at}
-        WHERE node_id IN (SELECT value FROM json_each(${JSON.stringify(ids)}))`);
+        INSERT INTO gpu_readings (node_id, readings, updated_at)
+        SELECT value, json(${snapshot}), ${at} FROM json_each(${JSON.stringify(ids)}) WHERE true
+        ON CONFLICT (node_id) DO UPDATE SET readings = excluded.readings, updated_at = excluded.updated_at`);
     }
   }
 

@@ -5,7 +5,7 @@
 // instance and its launch operation recorded). Bulk inserts: 10,000 nodes take about a
 // second, where launching them through the loop would take most of a minute.
 import type { PoolConfig } from "../../schema/config.ts";
-import { gpus as gpusTable, instances, nodes, operations } from "../../schema/db.ts";
+import { gpuReadings, gpus as gpusTable, instances, nodes, operations } from "../../schema/db.ts";
 import type { Scenario } from "../../schema/scenario.ts";
 import { TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance } from "../providers/provider.ts";
 import type { SimulatedCloud } from "../providers/simulated.ts";
@@ -61,6 +61,7 @@ export async function seedRunningFleet(
   const db = store.db;
   const nodeRows: (typeof nodes.$inferInsert)[] = [];
   const gpuRows: (typeof gpusTable.$inferInsert)[] = [];
+  const readingRows: (typeof gpuReadings.$inferInsert)[] = [];
   const instanceRows: (typeof instances.$inferInsert)[] = [];
   const operationRows: (typeof operations.$inferInsert)[] = [];
   for (const node of seeded) {
@@ -97,10 +98,10 @@ export async function seedRunningFleet(
         uuid: g.uuid,
         pciBusId: g.pciBusId,
         name: g.name,
-        lastSnapshot: { index: g.index, temperatureC: 45, utilizationPct: 0 },
         updatedAt: at,
       });
     }
+    readingRows.push({ nodeId: node.id, readings: gpus.map((g) => ({ index: g.index, temperatureC: 45, utilizationPct: 0 })), updatedAt: at });
     instanceRows.push({
       name: node.id,
       provider: instance.provider,
@@ -129,6 +130,7 @@ export async function seedRunningFleet(
   await db.transaction(async (tx) => {
     for (const chunk of chunks(nodeRows, 200)) await tx.insert(nodes).values(chunk);
     for (const chunk of chunks(gpuRows, 1000)) await tx.insert(gpusTable).values(chunk);
+    for (const chunk of chunks(readingRows, 1000)) await tx.insert(gpuReadings).values(chunk);
     for (const chunk of chunks(instanceRows, 500)) await tx.insert(instances).values(chunk);
     for (const chunk of chunks(operationRows, 500)) await tx.insert(operations).values(chunk);
   });

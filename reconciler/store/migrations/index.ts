@@ -7,6 +7,8 @@ import m4 from "./0004_drop_missed_sweeps.sql" with { type: "text" };
 import m5 from "./0005_autoscaler_observations.sql" with { type: "text" };
 import m6 from "./0006_api_tokens.sql" with { type: "text" };
 import m7 from "./0007_gpu_aggregates.sql" with { type: "text" };
+import m8 from "./0008_gpu_readings.sql" with { type: "text" };
+import m9 from "./0009_pool_counts_index.sql" with { type: "text" };
 
 /** Every migration in order; the store applies the ones a database lacks. */
 export const MIGRATIONS: readonly { tag: string; sql: string }[] = [
@@ -18,4 +20,6 @@ export const MIGRATIONS: readonly { tag: string; sql: string }[] = [
   { tag: "0005_autoscaler_observations", sql: m5 },
   { tag: "0006_api_tokens", sql: m6 },
   { tag: "0007_gpu_aggregates", sql: m7 },
+  { tag: "0008_gpu_readings", sql: m8 },
+  { tag: "0009_pool_counts_index", sql: m9 },
 ];
