@@ -8,6 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { isLoopbackHost, type MetricsAuth, type MetricsPerGpu, type NavarchConfig, type ServerTlsConfig } from "../schema/config.ts";
 import { createApi, createMetricsApp } from "./api/server.ts";
 import { Ingest } from "./fleet/ingest.ts";
+import { WorkerWriter, clientWriter, type GroupWriter } from "./fleet/ingest-writer.ts";
 import { ListenError, Listener } from "./listener.ts";
 import { defaultHealthPolicy, type HealthPolicy } from "./fleet/policy.ts";
 import { Reconciler as ReconcileLoop } from "./lifecycle/loop.ts";
@@ -96,7 +97,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
   });
   const metrics = createMetrics(store.db, { perGpu: settings.metricsPerGpu ?? "auto" });
   // Heartbeats and events are committed in groups; what is queued is written before the store closes.
-  const ingest = new Ingest(store.db, { now, observe: (n) => metrics.ingestGroup.observe(n) });
+  const ingest = new Ingest(await ingestWriter(store, settings.databaseUrl, log), { now, observe: (n) => metrics.ingestGroup.observe(n) });
   // The loop is created once the server listens (local agents need its URL); events wake it.
   let loop: ReconcileLoop | undefined;
   let providers: ReadonlyMap<string, Provider> = new Map();
@@ -250,7 +251,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
       await keeper?.stop();
       // Close keep-alive connections too: agents must see this server is gone.
       await Promise.all(listeners.map((l) => l.stop(true)));
-      await ingest.drain();
+      await ingest.close();
       store.close();
     },
   };
@@ -370,4 +371,17 @@ export function derivePublicUrl(host: string, port: number, tls = false): string
 
 export function authTokenFile(dataDir: string): string {
   return join(dataDir, "auth-token");
+}
+
+/** A database file's groups are written in a worker thread (fleet/ingest-writer.ts); other databases' on this one. */
+async function ingestWriter(store: Store, url: string, log: (line: string) => void): Promise<GroupWriter> {
+  if (!url.startsWith("file:") || url === "file::memory:") return clientWriter(store.db.$client);
+  const worker = await WorkerWriter.start(
+    url,
+    (err) => store.observe(err),
+    (write) => store.exclusive(write),
+  );
+  if (worker !== undefined) return worker;
+  log("warning: this binary has no ingest worker (built without it): heartbeats are written on the main thread");
+  return clientWriter(store.db.$client);
 }

@@ -18,6 +18,7 @@ import {
 import { NODE_PAGE_MAX, NodeQuery, type NodeList } from "../../schema/admin.ts";
 import { NodeCredentialCache } from "../fleet/credentials.ts";
 import { Ingest } from "../fleet/ingest.ts";
+import { clientWriter } from "../fleet/ingest-writer.ts";
 import { getNodeDetail, listNodes, registerNode, type Clock } from "../fleet/registry.ts";
 import { checkLabel, type Metrics } from "../metrics.ts";
 import type { Provider } from "../providers/provider.ts";
@@ -74,22 +75,38 @@ function serveMetrics(app: Hono, opts: MetricsOptions): void {
  * (`Allow`), before any token is looked at, instead of a 404 or a 403 that hides which.
  */
 function refuseOtherMethods(app: Hono): void {
+  // Built at the first request (every route is registered by then): the methods of each
+  // static path, looked up at once (agents' paths are static), and the patterns of the others.
+  let exact: Map<string, Set<string>> | undefined;
   const patterns = new Map<string, { pattern: RegExp; methods: Set<string> }>();
-  const allowed = (path: string): Set<string> | undefined => {
-    if (patterns.size === 0) {
-      for (const r of app.routes) {
-        if (r.method === "ALL") continue;
-        const entry = patterns.get(r.path) ?? {
-          pattern: new RegExp(`^${r.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[A-Za-z]+/g, "[^/]+")}/?$`),
-          methods: new Set<string>(),
-        };
-        entry.methods.add(r.method);
-        if (r.method === "GET") entry.methods.add("HEAD");
-        patterns.set(r.path, entry);
-      }
+  const build = (): Map<string, Set<string>> => {
+    const paths = new Map<string, Set<string>>();
+    for (const r of app.routes) {
+      if (r.method === "ALL") continue;
+      const methods = paths.get(r.path) ?? new Set<string>();
+      methods.add(r.method);
+      if (r.method === "GET") methods.add("HEAD");
+      paths.set(r.path, methods);
     }
-    const methods = new Set<string>();
-    for (const { pattern, methods: m } of patterns.values()) if (pattern.test(path)) for (const x of m) methods.add(x);
+    for (const [path, methods] of paths) {
+      if (!path.includes(":")) continue;
+      const pattern = new RegExp(`^${path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/:[A-Za-z]+/g, "[^/]+")}/?$`);
+      patterns.set(path, { pattern, methods });
+    }
+    const statics = new Map<string, Set<string>>();
+    for (const [path, methods] of paths) if (!path.includes(":")) statics.set(path, union(path, methods));
+    return statics;
+  };
+  const union = (path: string, methods: Set<string>): Set<string> => {
+    const all = new Set(methods);
+    for (const { pattern, methods: m } of patterns.values()) if (pattern.test(path)) for (const x of m) all.add(x);
+    return all;
+  };
+  const allowed = (path: string): Set<string> | undefined => {
+    exact ??= build();
+    const known = exact.get(path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path);
+    if (known !== undefined) return known;
+    const methods = union(path, new Set());
     return methods.size === 0 ? undefined : methods;
   };
   app.use(async (c, next) => {
@@ -114,7 +131,7 @@ export function createMetricsApp(opts: MetricsOptions): Hono {
 
 export function createApi(opts: ApiOptions): Hono {
   const { store, metrics, now } = opts;
-  const ingest = opts.ingest ?? new Ingest(store.db, { now });
+  const ingest = opts.ingest ?? new Ingest(clientWriter(store.db.$client), { now });
   const nodeCredentials = new NodeCredentialCache();
   const app = new Hono();
 

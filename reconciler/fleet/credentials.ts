@@ -6,14 +6,14 @@
 // any number of nodes into its one pool, each getting its own credential the same way.
 // Only sha256 hashes are stored; the tokens themselves are never logged.
 import { and, asc, eq, gt, isNull } from "drizzle-orm";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { apiTokens, bootstrapTokens, nodeCredentials } from "../../schema/db.ts";
 import type { TokenRole } from "../../schema/roles.ts";
 import type { Db } from "../store/store.ts";
 
 /** sha256 (hex) of a token: what the store keeps. */
 export function hashToken(token: string): string {
-  return createHash("sha256").update(token).digest("hex");
+  return Bun.SHA256.hash(token, "hex");
 }
 
 /** 256 random bits, URL- and shell-safe (base64url, 43 characters). */

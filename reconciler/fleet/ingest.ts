@@ -1,6 +1,7 @@
 // Group commit for what agents send most: heartbeats and event batches. Requests that arrive
-// together are written in ONE transaction (registry.writeIngestGroup: set-based statements, two
-// for every heartbeat of the group whatever its size), and each request is answered only once
+// together are written in ONE transaction (ingest-write.ts: set-based statements, two for every
+// heartbeat of the group whatever its size; in a worker thread for a database file,
+// ingest-writer.ts), and each request is answered only once
 // that transaction has committed, so an answer never promises what the store could still lose.
 //
 // Why: the store's cost is mostly per transaction (the WAL frames of every page it touched), and
@@ -13,9 +14,10 @@
 // would fail each of them alike) is written again one request at a time, so one bad request
 // fails alone.
 import { classifyError } from "../store/health.ts";
-import type { Db } from "../store/store.ts";
 import type { EventBatch, Heartbeat } from "../../schema/wire.ts";
-import { writeIngestGroup, type AppendResult, type Clock, type HeartbeatResult } from "./registry.ts";
+import type { AppendResult, HeartbeatResult } from "./ingest-write.ts";
+import type { GroupWriter } from "./ingest-writer.ts";
+import type { Clock } from "./registry.ts";
 
 type Job =
   | { kind: "heartbeat"; body: Heartbeat; resolve: (r: HeartbeatResult) => void; reject: (err: unknown) => void }
@@ -42,7 +44,7 @@ export class Ingest {
   readonly stats: IngestStats = { groups: 0, requests: 0, largestGroup: 0 };
 
   constructor(
-    private readonly db: Db,
+    private readonly writer: GroupWriter,
     private readonly opts: IngestOptions,
   ) {
     this.maxGroup = Math.max(1, opts.maxGroup ?? 1000);
@@ -61,6 +63,12 @@ export class Ingest {
   /** Resolves once every request queued so far is written (before the store closes). */
   async drain(): Promise<void> {
     while (this.writing !== undefined) await this.writing;
+  }
+
+  /** Writes what is queued, then stops the writer. */
+  async close(): Promise<void> {
+    await this.drain();
+    await this.writer.close();
   }
 
   private enqueue(job: Job): void {
@@ -88,7 +96,7 @@ export class Ingest {
     const heartbeats = group.filter((j) => j.kind === "heartbeat");
     const batches = group.filter((j) => j.kind === "events");
     try {
-      const results = await writeIngestGroup(this.db, { heartbeats: heartbeats.map((j) => j.body), batches: batches.map((j) => j.body) }, this.opts.now());
+      const results = await this.writer.write({ heartbeats: heartbeats.map((j) => j.body), batches: batches.map((j) => j.body) }, this.opts.now());
       heartbeats.forEach((j, i) => j.resolve(results.heartbeats[i]));
       batches.forEach((j, i) => j.resolve(results.batches[i]));
     } catch (err) {

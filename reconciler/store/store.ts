@@ -10,6 +10,8 @@ import { dirname, resolve } from "node:path";
 import * as tables from "../../schema/db.ts";
 import { StoreHealthMonitor, observeClient, type StoreHealth } from "./health.ts";
 import { MIGRATIONS } from "./migrations/index.ts";
+import { FILE_CONNECTION_PRAGMAS } from "./pragmas.ts";
+import { newWriteLock, serializeWrites } from "./write-lock.ts";
 
 export type { StoreHealth } from "./health.ts";
 
@@ -33,6 +35,10 @@ export interface Store {
   health(): StoreHealth;
   /** Probes now (a real write and the file's checks; at most once a second, shared): for /readyz. */
   checkHealth(): Promise<StoreHealth>;
+  /** An error a query met on another connection to this database (the ingest worker's), for the health monitor. */
+  observe(err: unknown): void;
+  /** Runs a write of another connection of this process (the ingest worker's) while none of the store's runs (store/write-lock.ts). */
+  exclusive<T>(write: () => Promise<T>): Promise<T>;
   close(): void;
 }
 
@@ -68,10 +74,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   }
   try {
     if (filePath !== undefined) {
-      // WAL lets readers (API) run beside the writer; busy_timeout rides out short locks.
+      // WAL lets readers (API) run beside the writer.
       await client.execute("PRAGMA journal_mode = WAL");
-      await client.execute("PRAGMA busy_timeout = 5000");
-      await client.execute("PRAGMA synchronous = NORMAL");
+      for (const pragma of FILE_CONNECTION_PRAGMAS) await client.execute(pragma);
     }
     await client.execute("PRAGMA foreign_keys = ON");
     // Before anything writes to it: a corrupt file would otherwise start, answer ready,
@@ -111,7 +116,8 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   }
   monitor.start(options.healthProbeIntervalMs ?? 5000);
 
-  const observed = observeClient(client, (err) => monitor.observe(err));
+  const writeLock = newWriteLock();
+  const observed = observeClient(serializeWrites(client, writeLock), (err) => monitor.observe(err));
   const db = drizzle(observed, { schema: tables });
   return {
     db,
@@ -128,6 +134,8 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     },
     health: () => monitor.current(),
     checkHealth: () => monitor.check(),
+    observe: (err) => monitor.observe(err),
+    exclusive: (write) => writeLock.runExclusive(write),
     close: () => {
       monitor.stop();
       probeClient?.close();
