@@ -2,11 +2,11 @@
 // (the reconcile loop, the API) and the ingest worker's (fleet/ingest-writer.ts).
 //
 // Why not leave it to SQLite's lock: libSQL's embedded driver waits for a busy lock by
-// sleeping on the calling thread (busy_timeout: 1, 2, 5, … 100 ms at a time). The ingest
-// worker commits group after group; a write of the loop's met its lock and slept, and with it
-// the event loop, so HTTP stalled while the CPU idled (2,000 heartbeats a second answered
-// with 45 % of a core and a p50 of 184 ms). Waiting here is asynchronous: the event loop
-// goes on, and a write waits only for the group in flight.
+// sleeping on the calling thread (busy_timeout: 1, 2, 5, … 100 ms at a time). A write of
+// the loop's that met a group's commit slept, and the event loop with it: 60 ms gaps with
+// groups of 3,000 heartbeats (test/ingest-writer.test.ts), against 6 ms with this lock.
+// Waiting here is asynchronous and first come, first served: HTTP goes on, and a write waits
+// for the group in flight, never for a stream of them.
 import type { Client, InStatement, Transaction, TransactionMode } from "@libsql/client";
 import { Mutex, withTimeout, type MutexInterface } from "async-mutex";
 
