@@ -1,11 +1,14 @@
 // Heartbeat ingest measured from outside the process: the compiled reconciler (dist/navarch,
 // from a directory with no node_modules) serves N registered nodes of 8 GPUs each, every node
-// with its own credential, and k6 (bench/load/, built into a cache outside the repo) POSTs
-// their heartbeats at a constant arrival rate from a process of its own. The reconciler's
-// loop runs beside it (passes every second over the same nodes), as in production.
+// with its own credential, and vegeta (built into a cache outside the repo by
+// bench/load/ensure-vegeta.sh) POSTs their heartbeats at a constant rate from a process of
+// its own. The reconciler's loop runs beside it (passes every second over the same nodes), as
+// in production. vegeta rather than k6: k6 runs JavaScript per request and needed ~0.2 ms of
+// CPU for each, a core and a half at 10,000/s on a 2-core machine it shares with the server.
 //   bun run bench/ingest.ts [--nodes 10000] [--rate 10000] [--seconds 30] [--navarch PATH]
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import * as v from "valibot";
 import { issueNodeCredential } from "../reconciler/fleet/credentials.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { CompiledFleet } from "../test/compiled.ts";
@@ -14,18 +17,18 @@ import { seed } from "./reconciler.ts";
 
 export interface LoadResult {
   nodes: number;
-  /** The arrival rate asked of k6. */
+  /** The rate asked of vegeta. */
   rate: number;
   seconds: number;
-  /** Heartbeats answered 200 per second over the run. */
+  /** Heartbeats answered 200 per second, until the last answer. */
   perSecond: number;
+  /** The rate vegeta managed to send at (below `rate`: the load tool itself fell behind). */
+  offeredPerSecond: number;
   p50Ms: number;
   p90Ms: number;
   p99Ms: number;
   maxMs: number;
-  /** Iterations k6 could not start on time (no free VU): the server fell behind. */
-  dropped: number;
-  /** CPU of the reconciler and of k6 over the run, in % of one core (the machine has 2). */
+  /** CPU of the reconciler and of vegeta over the run, in % of one core (the machine has 2). */
   reconcilerCpu: number;
   loadToolCpu: number;
   reconcilerRssMiB: number;
@@ -33,13 +36,61 @@ export interface LoadResult {
   meanGroup: number;
 }
 
-/** Builds k6 (once; cached outside the repo) and returns its path. */
-export async function ensureK6(log: (s: string) => void = () => undefined): Promise<string> {
-  const proc = Bun.spawn(["sh", join(REPO_ROOT, "bench/load/ensure-k6.sh")], { stdout: "pipe", stderr: "pipe" });
+/** What `vegeta report -type=json` prints that is used here (durations in ns). */
+const VegetaReport = v.object({
+  requests: v.number(),
+  rate: v.number(),
+  duration: v.number(),
+  wait: v.number(),
+  latencies: v.object({ "50th": v.number(), "90th": v.number(), "99th": v.number(), max: v.number() }),
+  status_codes: v.record(v.string(), v.number()),
+  errors: v.nullable(v.array(v.string()), []),
+});
+
+async function run(cmd: string[]): Promise<string> {
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "pipe" });
   const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  for (const line of err.split("\n")) if (line.startsWith("ensure-k6:")) log(line);
-  if (code !== 0) throw new Error(`bench/load/ensure-k6.sh failed (${code}):\n${err}`);
+  if (code !== 0) throw new Error(`${cmd.join(" ")} failed (${code}):\n${out}${err}`);
+  return out;
+}
+
+/** Builds vegeta (once; cached outside the repo) and returns its path. */
+export async function ensureVegeta(log: (s: string) => void = () => undefined): Promise<string> {
+  const proc = Bun.spawn(["sh", join(REPO_ROOT, "bench/load/ensure-vegeta.sh")], { stdout: "pipe", stderr: "pipe" });
+  const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  for (const line of err.split("\n")) if (line.startsWith("ensure-vegeta:")) log(line);
+  if (code !== 0) throw new Error(`bench/load/ensure-vegeta.sh failed (${code}):\n${err}`);
   return out.trim().split("\n").at(-1)!;
+}
+
+/**
+ * vegeta's workers (each with its connection): 64 to start, at most 512. Unbounded (its
+ * default), a slow moment makes it open thousands of connections at once, overflowing the
+ * listener's backlog (SYN retries: 1 s and 3 s stalls measured against a hello-world server).
+ */
+const WORKERS = ["-workers=64", "-max-workers=512"];
+
+/** Sends the targets at `rate`/s for `seconds`; returns vegeta's CPU seconds. */
+async function attack(vegeta: string, targets: string, results: string, rate: number, seconds: number): Promise<{ cpuSeconds: number }> {
+  const proc = Bun.spawn(
+    [vegeta, "attack", "-format=json", `-targets=${targets}`, `-rate=${rate}/s`, `-duration=${seconds}s`, ...WORKERS, `-output=${results}`],
+    {
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+  );
+  let cpu = 0;
+  const sampler = setInterval(() => {
+    try {
+      cpu = cpuSeconds(proc.pid);
+    } catch {
+      // exited
+    }
+  }, 200);
+  const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+  clearInterval(sampler);
+  if (code !== 0) throw new Error(`vegeta attack failed (${code}): ${err}`);
+  return { cpuSeconds: cpu };
 }
 
 /** utime + stime of a process, in seconds. */
@@ -64,7 +115,7 @@ export async function benchIngestExternal(
   const rate = opts.rate ?? 10_000;
   const seconds = opts.seconds ?? 30;
   const log = opts.log ?? (() => undefined);
-  const k6 = await ensureK6(log);
+  const vegeta = await ensureVegeta(log);
   const fleet = await CompiledFleet.create();
   try {
     const navarch = opts.navarch ?? fleet.navarch;
@@ -74,68 +125,76 @@ export async function benchIngestExternal(
     const credentials: [string, string][] = [];
     for (const id of ids) credentials.push([id, await issueNodeCredential(store.db, id, Date.now())]);
     store.close();
-    const fleetFile = join(fleet.dir, "fleet.json");
-    writeFileSync(fleetFile, JSON.stringify(credentials));
     fleet.writeConfig("", "30s");
     const server = fleet.start("navarch", [navarch, "serve", "--config", "navarch.yaml"], { NAVARCH_AUTH_TOKEN: fleet.token });
     await fleet.waitReady();
     await Bun.sleep(2000); // the first passes (inventory sweep, first health tick) out of the way
-    const summary = join(fleet.dir, "k6-summary.json");
+    // vegeta's targets: one line per node, its heartbeat (8 GPUs) with its own credential;
+    // vegeta sends them in turn, round and round, at a constant rate (an open model: requests
+    // start on schedule whether or not earlier ones have answered, so a slow server shows as
+    // latency, not as a lower request rate that hides it).
+    const targets = join(fleet.dir, "targets.jsonl");
+    const gpus = Array.from({ length: 8 }, (_, g) => ({
+      index: g,
+      temperatureC: 41,
+      powerW: 400,
+      utilizationPct: 60,
+      memoryUsedBytes: 1073741824,
+      processCount: 1,
+    }));
+    writeFileSync(
+      targets,
+      credentials
+        .map(([nodeId, token]) => {
+          const body = {
+            nodeId,
+            bootId: "boot",
+            sentAt: new Date().toISOString(),
+            nvml: { available: true },
+            health: { checked: true, worst: "healthy", openIncidents: 0 },
+            gpus,
+          };
+          return JSON.stringify({
+            method: "POST",
+            url: `${fleet.url}/v1/heartbeat`,
+            body: Buffer.from(JSON.stringify(body)).toString("base64"),
+            header: { "Content-Type": ["application/json"], Authorization: [`Bearer ${token}`] },
+          });
+        })
+        .join("\n"),
+    );
+    const results = join(fleet.dir, "results.bin");
+    // A warm-up pass over every node first: each node's first heartbeat looks its credential up
+    // in the store; the measured run is the steady state, where it is remembered.
+    await attack(vegeta, targets, join(fleet.dir, "warmup.bin"), Math.min(rate, 5000), Math.ceil(size / Math.min(rate, 5000)) + 1);
     const cpu0 = cpuSeconds(server.pid);
     const t0 = performance.now();
-    const proc = Bun.spawn(
-      [
-        k6,
-        "run",
-        "--quiet",
-        "--no-usage-report",
-        "-e",
-        `URL=${fleet.url}`,
-        "-e",
-        `FLEET=${fleetFile}`,
-        "-e",
-        `RATE=${rate}`,
-        "-e",
-        `DURATION=${seconds}s`,
-        "-e",
-        `SUMMARY=${summary}`,
-        join(REPO_ROOT, "bench/load/heartbeat.js"),
-      ],
-      { stdout: "pipe", stderr: "pipe", env: { ...process.env, K6_NO_USAGE_REPORT: "true" } },
-    );
-    let k6Cpu = 0;
-    const sampler = setInterval(() => {
-      try {
-        k6Cpu = cpuSeconds(proc.pid);
-      } catch {
-        // exited
-      }
-    }, 200);
-    const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-    clearInterval(sampler);
+    const { cpuSeconds: loadCpu } = await attack(vegeta, targets, results, rate, seconds);
     const wall = (performance.now() - t0) / 1000;
     const reconcilerCpu = ((cpuSeconds(server.pid) - cpu0) / wall) * 100;
     const rss = rssMiB(server.pid);
-    if (code !== 0) throw new Error(`k6 failed (${code}):\n${out}${err}\n${fleet.output.get("navarch") ?? ""}`);
     const scrape = await fetch(`${fleet.url}/metrics`, { headers: { Authorization: `Bearer ${fleet.token}` } }).then((r) => r.text());
     // A graceful stop: a profiler (`--navarch` a script running `bun --cpu-prof`) writes on exit.
     server.kill("SIGTERM");
     await server.exited;
-    const data = JSON.parse(readFileSync(summary, "utf8")) as { metrics: Record<string, { values: Record<string, number> }> };
-    const m = (name: string, key: string) => data.metrics[name]?.values[key] ?? 0;
+    const report = await run([vegeta, "report", "-type=json", results]);
+    const r = v.parse(VegetaReport, JSON.parse(report));
     const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(scrape)?.[1] ?? NaN);
+    const ms = (ns: number) => ns / 1e6;
+    const answered = r.status_codes["200"] ?? 0;
+    if (answered !== r.requests) throw new Error(`heartbeats not answered 200: ${JSON.stringify(r.status_codes)} ${r.errors.slice(0, 3).join("; ")}`);
     return {
       nodes: size,
       rate,
       seconds,
-      perSecond: m("http_reqs", "count") / seconds,
-      p50Ms: m("http_req_duration", "med"),
-      p90Ms: m("http_req_duration", "p(90)"),
-      p99Ms: m("http_req_duration", "p(99)"),
-      maxMs: m("http_req_duration", "max"),
-      dropped: m("dropped_iterations", "count"),
+      perSecond: answered / (ms(r.duration + r.wait) / 1000),
+      offeredPerSecond: r.rate,
+      p50Ms: ms(r.latencies["50th"]),
+      p90Ms: ms(r.latencies["90th"]),
+      p99Ms: ms(r.latencies["99th"]),
+      maxMs: ms(r.latencies.max),
       reconcilerCpu,
-      loadToolCpu: (k6Cpu / wall) * 100,
+      loadToolCpu: (loadCpu / wall) * 100,
       reconcilerRssMiB: rss,
       meanGroup: metric("navarch_ingest_group_requests_sum") / metric("navarch_ingest_group_requests_count"),
     };
