@@ -22,3 +22,13 @@ if command -v flock >/dev/null 2>&1; then
   fi
 fi
 started=$(date +%s)
+
+# Makes and enters an empty Go module of our own under the cache (src-VERSION), so that
+# `go install` / `go get` resolve the tool's dependencies as its own go.mod says.
+#   enter_empty_module NAME VERSION
+enter_empty_module() {
+  SRC=$CACHE/src-$2
+  mkdir -p "$SRC"
+  cd "$SRC"
+  [ -f go.mod ] || go mod init "example.local/navarch-$1" >&2
+}

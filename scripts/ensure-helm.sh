@@ -13,11 +13,8 @@ NAVARCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 built() { [ -x "$BIN" ] && "$BIN" version --template '{{.Version}}' 2>/dev/null | grep -qx "$V"; }
 . "$NAVARCH_ROOT/scripts/cached-build.sh"
-SRC=$CACHE/src-$V
-mkdir -p "$SRC" "$CACHE/$V/bin"
-cd "$SRC"
-# go install needs a module to resolve in; an empty one keeps Helm's own go.mod in charge.
-[ -f go.mod ] || go mod init example.local/navarch-helm >&2
+mkdir -p "$CACHE/$V/bin"
+enter_empty_module helm "$V"
 echo "ensure-helm: building helm $V from the Go module proxy (about 3 min cold)" >&2
 # The version is stamped as Helm's own release builds do (helm version prints it).
 GOBIN="$CACHE/$V/bin" \

@@ -14,11 +14,8 @@ NAVARCH_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 built() { [ -x "$BIN" ] && "$BIN" -version >/dev/null 2>&1; }
 . "$NAVARCH_ROOT/scripts/cached-build.sh"
-# An empty module of our own, so `go install` resolves vegeta's dependencies as its go.mod says.
-SRC=$CACHE/src-$V
-mkdir -p "$SRC" "$DIR"
-cd "$SRC"
-[ -f go.mod ] || go mod init example.local/navarch-vegeta >&2
+mkdir -p "$DIR"
+enter_empty_module vegeta "$V"
 echo "ensure-vegeta: building vegeta $V (about 1 min cold on 2 cores)" >&2
 GOBIN="$DIR" go install -trimpath -ldflags "-s -w" "github.com/tsenart/vegeta/v12@$V" >&2
 built || { echo "ensure-vegeta: $BIN does not run" >&2; exit 1; }

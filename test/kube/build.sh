@@ -20,10 +20,8 @@ built() {
     && [ -f "$BIN/kwok-stages.yaml" ] && "$BIN/kube-apiserver" --version 2>/dev/null | grep -q "v$K"
 }
 . "$NAVARCH_ROOT/scripts/cached-build.sh"
-SRC=$CACHE/src-$K
-mkdir -p "$SRC" "$BIN"
-cd "$SRC"
-[ -f go.mod ] || go mod init example.local/navarch-kubebins >&2
+mkdir -p "$BIN"
+enter_empty_module kubebins "$K"
 MODS="api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider
 cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api
 cri-client csi-translation-lib dynamic-resource-allocation endpointslice externaljwt kms

@@ -23,10 +23,8 @@ built() {
     && "$BIN/promtool" --version 2>/dev/null | grep -q "version $V "
 }
 . "$NAVARCH_ROOT/scripts/cached-build.sh"
-SRC=$CACHE/src-$V
-mkdir -p "$SRC" "$BIN"
-cd "$SRC"
-[ -f go.mod ] || go mod init example.local/navarch-prometheus >&2
+mkdir -p "$BIN"
+enter_empty_module prometheus "$V"
 echo "build.sh: resolving github.com/prometheus/prometheus $MOD (Prometheus $V) from the module proxy" >&2
 go get "github.com/prometheus/prometheus@$MOD" >&2
 # The version flags of both binaries, as a release build sets them (built() checks them).
