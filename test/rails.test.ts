@@ -131,6 +131,26 @@ describe("safety rails", () => {
     await f.until(async () => (await f.node(silent[0]!.id)).state !== "ready");
   });
 
+  test("a restarted (or restored) reconciler counts silence from its start: stale heartbeat times fence nobody", async () => {
+    const f = await fleet(`${FAST_SERVER}pools:\n${pool("p", 2, 2)}`);
+    await f.until(async () => (await f.count("ready")) === 2);
+    const timeout = f.reconciler.config().server.heartbeat_timeout;
+    const ids = (await f.all()).map((n) => n.id);
+    // The reconciler is down while heartbeats go unheard: the stored ones grow older than the timeout.
+    for (const id of ids) f.agents.setSilent(id, true);
+    await f.step(timeout - 1000);
+    f.restart();
+    // Its first pass finds heartbeat times past the timeout; the agents have not had a chance to be heard.
+    await f.step(2000);
+    expect(await f.count("lost")).toBe(0);
+    for (const id of ids) f.agents.setSilent(id, false);
+    for (let i = 0; i < 5; i++) await f.step(1000);
+    expect(await f.count("ready")).toBe(2);
+    // The grace is one timeout from the start, not for ever: a node silent past it is Lost.
+    f.agents.setSilent(ids[0]!, true);
+    await f.until(async () => (await f.node(ids[0]!)).state === "lost", 50, 1000);
+  });
+
   test("attempt cap: a slot that keeps failing is Held for a human", async () => {
     // The breaker would trip first on a 1-node pool failing twice; this test is about the cap.
     const f = await fleet(

@@ -50,6 +50,12 @@ export interface Services {
   readonly fence: Fence | undefined;
   readonly actor: string;
   config(): NavarchConfig;
+  /**
+   * Since when this loop could have heard heartbeats (it started then): a node's silence is
+   * counted from here at the earliest. A reconciler that was down, or whose database was
+   * restored, finds heartbeat times older than the timeout that say nothing about the agents.
+   */
+  heardSince(): number;
   pool(name: string | null): PoolConfig | undefined;
   log(line: string): void;
   /** This pass's explanation of a node's verdict. */

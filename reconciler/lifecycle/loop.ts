@@ -28,7 +28,7 @@ import { readLightNodes } from "./light.ts";
 import { PoolLaunches } from "./launches.ts";
 import { Scaler } from "./scale.ts";
 import { STEPS } from "./steps/index.ts";
-import { declareLost, silent } from "./steps/lost.ts";
+import { declareLost, heartbeatAge, silent } from "./steps/lost.ts";
 import { FencedError, NodeWriter, type Fence, type NodeRow } from "./transition.ts";
 
 export type { PassReport } from "./context.ts";
@@ -58,6 +58,8 @@ export interface ReconcilerOptions {
 const SWEEP_INTERVAL_MS = 60_000;
 
 export class Reconciler implements Services {
+  /** When this loop was made: silences are counted from here at the earliest (heardSince). */
+  private readonly startedAt: number;
   readonly store: Store;
   readonly writer: NodeWriter;
   readonly incidents: Incidents;
@@ -99,6 +101,7 @@ export class Reconciler implements Services {
     this.scheduler = opts.scheduler ?? NO_SCHEDULER;
     this.fence = opts.fence;
     this.now = opts.now ?? Date.now;
+    this.startedAt = this.now();
     this.logLine = opts.log ?? (() => undefined);
     this.actor = opts.actor ?? "navarch";
     this.writer = new NodeWriter(opts.store.db, { ...(opts.fence ? { fence: opts.fence } : {}), log: this.logLine });
@@ -163,6 +166,10 @@ export class Reconciler implements Services {
 
   config(): NavarchConfig {
     return this.currentConfig;
+  }
+
+  heardSince(): number {
+    return this.startedAt;
   }
 
   pool(name: string | null): PoolConfig | undefined {
@@ -289,7 +296,9 @@ export class Reconciler implements Services {
     this.sayUnconfigured(light);
     const events = await this.judge.newEvents(light);
     const timeout = config.server.heartbeat_timeout;
-    const busy = light.filter((n) => !n.quiet || events.has(n.id) || (n.lastHeartbeatAt !== null && at - n.lastHeartbeatAt > timeout));
+    const busy = light.filter(
+      (n) => !n.quiet || events.has(n.id) || (n.lastHeartbeatAt !== null && heartbeatAge(n.lastHeartbeatAt, at, this.startedAt) > timeout),
+    );
     const live = await this.fullRows(busy.map((n) => n.id));
     await this.judge.judge(live, events, config, (p) => this.pool(p), at);
     this.judge.settleQuiet(new Set(busy.map((n) => n.id)), light, at, config.server.health_check_interval);
@@ -303,6 +312,7 @@ export class Reconciler implements Services {
         safety: config.safety,
         actor: this.actor,
         heartbeatTimeout: timeout,
+        heardSince: this.startedAt,
         poolNames: config.pools.map((p) => p.name),
         nodes: light.map((n) => fullById.get(n.id) ?? n),
         at,

@@ -248,6 +248,8 @@ export interface RailsInputsFromStore {
   /** Who the audit log names for the reconciler's own actions. */
   actor: string;
   heartbeatTimeout: number;
+  /** Since when the loop could hear heartbeats (Services.heardSince). */
+  heardSince: number;
   poolNames: readonly string[];
   nodes: readonly (RailNode & { lastHeartbeatAt: number | null })[];
   at: number;
@@ -299,7 +301,7 @@ export async function loadRails(db: Executor, inputs: RailsInputsFromStore, trip
   const paused = new Map((await db.select().from(pools)).filter((p) => p.paused).map((p) => [p.name, p.pausedReason ?? "paused"]));
   // Partition: many watched nodes silent past the heartbeat timeout at once.
   const watched = nodes.filter((n) => isIn("watched", n.state) && n.lastHeartbeatAt !== null);
-  const silent = watched.filter((n) => at - (n.lastHeartbeatAt ?? at) > inputs.heartbeatTimeout);
+  const silent = watched.filter((n) => at - Math.max(n.lastHeartbeatAt ?? at, inputs.heardSince) > inputs.heartbeatTimeout);
   const frozen = partitionSuspected(safety, silent.length, watched.length);
   return new Rails({
     safety,

@@ -10,9 +10,18 @@ import type { NodeRow } from "../transition.ts";
 import { replaceOrHold } from "./replace.ts";
 import { terminateCall } from "./terminate.ts";
 
+/** How long a node's agent has been silent, counted from when this loop could hear it at the earliest. */
+export function heartbeatAge(lastHeartbeatAt: number, at: number, heardSince: number): number {
+  return at - Math.max(lastHeartbeatAt, heardSince);
+}
+
 /** Whether a watched node's agent has been silent past the heartbeat timeout. */
 export function silent(node: NodeRow, ctx: StepContext): boolean {
-  return isIn("watched", node.state) && node.lastHeartbeatAt !== null && ctx.at - node.lastHeartbeatAt > ctx.svc.config().server.heartbeat_timeout;
+  return (
+    isIn("watched", node.state) &&
+    node.lastHeartbeatAt !== null &&
+    heartbeatAge(node.lastHeartbeatAt, ctx.at, ctx.svc.heardSince()) > ctx.svc.config().server.heartbeat_timeout
+  );
 }
 
 /** Declares a silent node Lost (runs before its state's own step). */
@@ -25,10 +34,13 @@ export async function declareLost(node: NodeRow, ctx: StepContext): Promise<Look
 
 export const lost: Step = async (node, ctx) => {
   const { svc, at } = ctx;
-  if (node.lastHeartbeatAt !== null && at - node.lastHeartbeatAt <= svc.config().server.heartbeat_timeout) {
+  const timeout = svc.config().server.heartbeat_timeout;
+  if (node.lastHeartbeatAt !== null && at - node.lastHeartbeatAt <= timeout) {
     await move(node, "validating", "heartbeats resumed", ctx);
     return at;
   }
+  // Just started (or restored): its agent gets a heartbeat timeout to be heard before it is fenced.
+  if (at - svc.heardSince() <= timeout) return svc.heardSince() + timeout + 1;
   // A monitored machine's agent is a DaemonSet pod that a rollout or an eviction silences:
   // silence alone is no reason to terminate a machine Navarch does not own.
   if (node.origin === "registered") {
