@@ -376,11 +376,12 @@ export function authTokenFile(dataDir: string): string {
 /** A database file's groups are written in a worker thread (fleet/ingest-writer.ts); other databases' on this one. */
 async function ingestWriter(store: Store, url: string, log: (line: string) => void): Promise<GroupWriter> {
   if (!url.startsWith("file:") || url === "file::memory:") return clientWriter(store.db.$client);
-  const worker = await WorkerWriter.start(
-    url,
-    (err) => store.observe(err),
-    (write) => store.exclusive(write),
-  );
+  const worker = await WorkerWriter.start(url, {
+    observe: (err) => store.observe(err),
+    exclusive: (write) => store.exclusive(write),
+    fallback: clientWriter(store.db.$client),
+    log,
+  });
   if (worker !== undefined) return worker;
   log("warning: this binary has no ingest worker (built without it): heartbeats are written on the main thread");
   return clientWriter(store.db.$client);

@@ -6,12 +6,13 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { gpuReadings, pools } from "../schema/db.ts";
 import type { Heartbeat } from "../schema/wire.ts";
-import { WorkerWriter } from "../reconciler/fleet/ingest-writer.ts";
+import { WorkerWriter, clientWriter } from "../reconciler/fleet/ingest-writer.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
 import { seed } from "../bench/reconciler.ts";
 import { tempDir } from "./support.ts";
 
 const open: { store: Store; writer?: WorkerWriter }[] = [];
+const logged: string[] = [];
 afterEach(async () => {
   for (const o of open.splice(0)) {
     await o.writer?.close();
@@ -23,11 +24,12 @@ async function setUp(nodes = 20): Promise<{ store: Store; writer: WorkerWriter; 
   const url = `file:${tempDir()}/ingest.db`;
   const store = await openStore({ url, healthProbeIntervalMs: 0 });
   const ids = await seed(store, nodes, Date.now(), { origin: "registered" });
-  const writer = await WorkerWriter.start(
-    url,
-    (err) => store.observe(err),
-    (write) => store.exclusive(write),
-  );
+  const writer = await WorkerWriter.start(url, {
+    observe: (err) => store.observe(err),
+    exclusive: (write) => store.exclusive(write),
+    fallback: clientWriter(store.db.$client),
+    log: (line) => logged.push(line),
+  });
   if (writer === undefined) throw new Error("no ingest worker");
   open.push({ store, writer });
   return { store, writer, ids, url };
@@ -118,6 +120,20 @@ describe("the ingest worker", () => {
     // handler, asleep on this thread: 61 ms gaps measured here.
     console.log(`longest event-loop gap: ${worst.toFixed(0)} ms`);
     expect(worst).toBeLessThan(45);
+  });
+
+  test("a worker that dies: its groups go to the event loop's thread, said once", async () => {
+    const { store, writer, ids } = await setUp();
+    logged.length = 0;
+    // The thread ends under it, as a crash of the worker would end it.
+    (writer as unknown as { worker: Worker }).worker.terminate();
+    await Bun.sleep(100);
+    const results = await writer.write({ heartbeats: [heartbeat(ids[2]!, 70)], batches: [] }, Date.now());
+    expect(results.heartbeats).toEqual([{ lastEventSeq: 0 }]);
+    const [row] = await store.db.select().from(gpuReadings).where(eq(gpuReadings.nodeId, ids[2]!));
+    expect((row?.readings as { temperatureC: number }[])[0]?.temperatureC).toBe(70);
+    await writer.write({ heartbeats: [heartbeat(ids[3]!)], batches: [] }, Date.now());
+    expect(logged).toEqual(["the ingest worker's thread ended: heartbeats and events are written on the main thread from now on"]);
   });
 
   test("after close, a write is refused with the reason", async () => {

@@ -45,21 +45,35 @@ function asError(e: { message: string; code?: string }): Error {
   return Object.assign(new Error(e.message), e.code === undefined ? {} : { code: e.code });
 }
 
+export interface WorkerWriterOptions {
+  /** Told every error a write meets (the store's health monitor), as well as the caller. */
+  observe: (err: unknown) => void;
+  /** Runs a write while none of the store's own runs (Store.exclusive). */
+  exclusive: <T>(write: () => Promise<T>) => Promise<T>;
+  /** Where groups go once the worker has died (the event loop's thread): heartbeats are never refused for it. */
+  fallback: GroupWriter;
+  log: (line: string) => void;
+}
+
 /**
- * Writes in a worker thread over its own connection to `url` (a `file:` URL). Every error a
- * write meets is told to `observe` (the store's health monitor) as well as returned.
+ * Writes in a worker thread over its own connection to `url` (a `file:` URL). A worker that
+ * dies (an uncaught error, the thread gone) fails the groups it held; later ones are written
+ * by the fallback, said once in the log.
  */
 export class WorkerWriter implements GroupWriter {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: IngestResults) => void; reject: (err: unknown) => void }>();
+  /** Set once the worker is stopped (close) or died: it takes no more groups. */
   private broken: Error | undefined;
+  private died = false;
+  private closing = false;
   private closed: (() => void) | undefined;
 
   private constructor(
     private readonly worker: Worker,
-    observe: (err: unknown) => void,
-    private readonly exclusive: <T>(write: () => Promise<T>) => Promise<T>,
+    private readonly opts: WorkerWriterOptions,
   ) {
+    const { observe } = opts;
     worker.onmessage = (e: MessageEvent<FromIngestWorker>) => {
       const m = e.data;
       if (m.kind === "closed") this.closed?.();
@@ -73,11 +87,14 @@ export class WorkerWriter implements GroupWriter {
         call?.reject(err);
       }
     };
-    worker.onerror = (e) => this.fail(new Error(`the ingest worker failed: ${e.message}`));
+    worker.onerror = (e) => this.die(`the ingest worker failed: ${e.message}`);
+    worker.addEventListener("close", () => {
+      if (!this.closing) this.die("the ingest worker's thread ended");
+    });
   }
 
   /** Starts the worker and opens its connection; undefined when this binary has no worker to start. */
-  static async start(url: string, observe: (err: unknown) => void, exclusive: <T>(write: () => Promise<T>) => Promise<T>): Promise<WorkerWriter | undefined> {
+  static async start(url: string, opts: WorkerWriterOptions): Promise<WorkerWriter | undefined> {
     const module = workerUrl();
     if (module === undefined) return undefined;
     const worker = new Worker(module);
@@ -98,13 +115,15 @@ export class WorkerWriter implements GroupWriter {
       worker.terminate();
       throw err;
     }
-    return new WorkerWriter(worker, observe, exclusive);
+    return new WorkerWriter(worker, opts);
   }
 
   /** Writes the group while none of the store's own writes runs (store/write-lock.ts says why). */
   write(group: IngestGroup, at: number): Promise<IngestResults> {
+    // Outside the lock: the fallback's own writes take it.
+    if (this.died) return this.opts.fallback.write(group, at);
     const message = JSON.stringify(group);
-    return this.exclusive(() => {
+    return this.opts.exclusive(() => {
       if (this.broken !== undefined) return Promise.reject(this.broken);
       const id = this.nextId++;
       return new Promise<IngestResults>((resolve, reject) => {
@@ -115,6 +134,7 @@ export class WorkerWriter implements GroupWriter {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.broken === undefined) {
       const closed = new Promise<void>((resolve) => (this.closed = resolve));
       this.worker.postMessage({ kind: "close" } satisfies ToIngestWorker);
@@ -122,6 +142,13 @@ export class WorkerWriter implements GroupWriter {
     }
     this.worker.terminate();
     this.fail(new Error("the ingest worker was stopped"));
+  }
+
+  private die(why: string): void {
+    if (this.closing || this.died) return;
+    this.died = true;
+    this.opts.log(`${why}: heartbeats and events are written on the main thread from now on`);
+    this.fail(new Error(why));
   }
 
   private fail(err: Error): void {
