@@ -28,7 +28,8 @@ import { readLightNodes } from "./light.ts";
 import { PoolLaunches } from "./launches.ts";
 import { Scaler } from "./scale.ts";
 import { STEPS } from "./steps/index.ts";
-import { declareLost, heartbeatAge, silent } from "./steps/lost.ts";
+import { heartbeatAge } from "./silence.ts";
+import { declareLost, silent } from "./steps/lost.ts";
 import { FencedError, NodeWriter, type Fence, type NodeRow } from "./transition.ts";
 
 export type { PassReport } from "./context.ts";

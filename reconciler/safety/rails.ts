@@ -16,6 +16,7 @@ import { and, eq, gt, sql } from "drizzle-orm";
 import type { SafetyConfig } from "../../schema/config.ts";
 import { auditLog, breakers, incidents, pools } from "../../schema/db.ts";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
+import { heartbeatAge } from "../lifecycle/silence.ts";
 import type { Executor } from "../lifecycle/transition.ts";
 
 export type RailName =
@@ -301,7 +302,7 @@ export async function loadRails(db: Executor, inputs: RailsInputsFromStore, trip
   const paused = new Map((await db.select().from(pools)).filter((p) => p.paused).map((p) => [p.name, p.pausedReason ?? "paused"]));
   // Partition: many watched nodes silent past the heartbeat timeout at once.
   const watched = nodes.filter((n) => isIn("watched", n.state) && n.lastHeartbeatAt !== null);
-  const silent = watched.filter((n) => at - Math.max(n.lastHeartbeatAt ?? at, inputs.heardSince) > inputs.heartbeatTimeout);
+  const silent = watched.filter((n) => heartbeatAge(n.lastHeartbeatAt ?? at, at, inputs.heardSince) > inputs.heartbeatTimeout);
   const frozen = partitionSuspected(safety, silent.length, watched.length);
   return new Rails({
     safety,

@@ -6,14 +6,10 @@
 import { isIn } from "../../../schema/lifecycle.ts";
 import { blocked, move, say, type Look, type Step, type StepContext } from "../context.ts";
 import { instanceOf } from "../inventory.ts";
+import { heartbeatAge } from "../silence.ts";
 import type { NodeRow } from "../transition.ts";
 import { replaceOrHold } from "./replace.ts";
 import { terminateCall } from "./terminate.ts";
-
-/** How long a node's agent has been silent, counted from when this loop could hear it at the earliest. */
-export function heartbeatAge(lastHeartbeatAt: number, at: number, heardSince: number): number {
-  return at - Math.max(lastHeartbeatAt, heardSince);
-}
 
 /** Whether a watched node's agent has been silent past the heartbeat timeout. */
 export function silent(node: NodeRow, ctx: StepContext): boolean {
