@@ -5,8 +5,8 @@
 // writing a group costs about as much CPU as receiving, parsing and validating its requests.
 // On the event loop's thread every commit stalls the HTTP server; in the worker the commit of
 // one group overlaps the reception of the next, on the machine's other core. The event loop's
-// own writes (the reconcile loop, operators) wait for a group's commit through SQLite's busy
-// timeout, as a second process on the file would.
+// own writes (the reconcile loop, operators) and the worker's groups take turns through the
+// store's write lock (store/write-lock.ts).
 import { existsSync } from "node:fs";
 import type { Client } from "@libsql/client";
 import { writeIngestGroup, type IngestGroup, type IngestResults } from "./ingest-write.ts";
@@ -63,10 +63,9 @@ export interface WorkerWriterOptions {
 export class WorkerWriter implements GroupWriter {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: IngestResults) => void; reject: (err: unknown) => void }>();
-  /** Set once the worker is stopped (close) or died: it takes no more groups. */
-  private broken: Error | undefined;
-  private died = false;
-  private closing = false;
+  /** Set once the worker takes no more groups: stopped by close(), or died on its own (then the fallback writes). */
+  private ended: { how: "closed" | "died"; error: Error } | undefined;
+  /** Resolves close()'s wait for the worker's answer. */
   private closed: (() => void) | undefined;
 
   private constructor(
@@ -88,9 +87,7 @@ export class WorkerWriter implements GroupWriter {
       }
     };
     worker.onerror = (e) => this.die(`the ingest worker failed: ${e.message}`);
-    worker.addEventListener("close", () => {
-      if (!this.closing) this.die("the ingest worker's thread ended");
-    });
+    worker.addEventListener("close", () => this.die("the ingest worker's thread ended"));
   }
 
   /** Starts the worker and opens its connection; undefined when this binary has no worker to start. */
@@ -121,10 +118,10 @@ export class WorkerWriter implements GroupWriter {
   /** Writes the group while none of the store's own writes runs (store/write-lock.ts says why). */
   write(group: IngestGroup, at: number): Promise<IngestResults> {
     // Outside the lock: the fallback's own writes take it.
-    if (this.died) return this.opts.fallback.write(group, at);
+    if (this.ended?.how === "died") return this.opts.fallback.write(group, at);
     const message = JSON.stringify(group);
     return this.opts.exclusive(() => {
-      if (this.broken !== undefined) return Promise.reject(this.broken);
+      if (this.ended !== undefined) return Promise.reject(this.ended.error);
       const id = this.nextId++;
       return new Promise<IngestResults>((resolve, reject) => {
         this.pending.set(id, { resolve, reject });
@@ -134,25 +131,24 @@ export class WorkerWriter implements GroupWriter {
   }
 
   async close(): Promise<void> {
-    this.closing = true;
-    if (this.broken === undefined) {
+    if (this.ended === undefined) {
+      this.ended = { how: "closed", error: new Error("the ingest worker was stopped") };
       const closed = new Promise<void>((resolve) => (this.closed = resolve));
       this.worker.postMessage({ kind: "close" } satisfies ToIngestWorker);
       await Promise.race([closed, Bun.sleep(2000)]);
     }
     this.worker.terminate();
-    this.fail(new Error("the ingest worker was stopped"));
+    this.rejectPending(this.ended.error);
   }
 
   private die(why: string): void {
-    if (this.closing || this.died) return;
-    this.died = true;
+    if (this.ended !== undefined) return;
+    this.ended = { how: "died", error: new Error(why) };
     this.opts.log(`${why}: heartbeats and events are written on the main thread from now on`);
-    this.fail(new Error(why));
+    this.rejectPending(this.ended.error);
   }
 
-  private fail(err: Error): void {
-    this.broken ??= err;
+  private rejectPending(err: Error): void {
     for (const call of this.pending.values()) call.reject(err);
     this.pending.clear();
   }

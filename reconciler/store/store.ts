@@ -73,12 +73,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     throw new StoreError(`cannot open database ${location}: ${errorText(err)}`);
   }
   try {
-    if (filePath !== undefined) {
-      // WAL lets readers (API) run beside the writer.
-      await client.execute("PRAGMA journal_mode = WAL");
-      for (const pragma of FILE_CONNECTION_PRAGMAS) await client.execute(pragma);
-    }
-    await client.execute("PRAGMA foreign_keys = ON");
+    // WAL lets readers (API) run beside the writer; FILE_CONNECTION_PRAGMAS turn foreign keys on too.
+    const pragmas = filePath !== undefined ? ["PRAGMA journal_mode = WAL", ...FILE_CONNECTION_PRAGMAS] : ["PRAGMA foreign_keys = ON"];
+    for (const pragma of pragmas) await client.execute(pragma);
     // Before anything writes to it: a corrupt file would otherwise start, answer ready,
     // and fail every reconcile pass.
     if (isFileDatabase(filePath)) await checkIntegrity(client, filePath);
