@@ -7,8 +7,9 @@
 //   2. A GPU crossing its slowdown threshold → the reconciler has the event (goal: < 2 s).
 //   3. Xid injected into the fake library → event stored (goal: p99 < 100 ms).
 //   4. Reconciler down 20 s with events spooled → all stored, measured from its return (goal: < 5 s).
-import { appendFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { procStat } from "./proc.ts";
 import { knownXidCodes } from "../schema/xid-catalog.ts";
 import { CompiledFleet } from "../test/compiled.ts";
 import { FAKE_NVML, buildFakeNvml } from "../test/fake-nvml/control.ts";
@@ -47,24 +48,6 @@ export interface AgentBenchResult {
 
 const GPUS = 8;
 const MiB = 1024;
-
-/**
- * RSS, and on-CPU time in ns summed over the process's threads from schedstat: /proc/PID/stat's
- * 10 ms ticks are too coarse for a budget of 1 ms per second, and bias short periodic wake-ups.
- */
-function procStat(pid: number): { rssKiB: number; cpuNs: number } {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  let cpuNs = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      cpuNs += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-    } catch {
-      // the thread ended between the listing and the read
-    }
-  }
-  return { rssKiB, cpuNs };
-}
 
 function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;

@@ -6,13 +6,14 @@
 // in production. vegeta rather than k6: k6 runs JavaScript per request and needed ~0.2 ms of
 // CPU for each, a core and a half at 10,000/s on a 2-core machine it shares with the server.
 //   bun run bench/ingest.ts [--nodes 10000] [--rate 10000] [--seconds 30] [--navarch PATH]
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { issueNodeCredential } from "../reconciler/fleet/credentials.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { CompiledFleet } from "../test/compiled.ts";
 import { REPO_ROOT } from "../test/support.ts";
+import { procStat } from "./proc.ts";
 import { seed } from "./reconciler.ts";
 
 export interface LoadResult {
@@ -93,20 +94,8 @@ async function attack(vegeta: string, targets: string, results: string, rate: nu
   return { cpuSeconds: cpu };
 }
 
-/** utime + stime of a process, in seconds. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8")
-    .replace(/^.*\) /, "")
-    .split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8")
-    .split("\n")
-    .find((l) => l.startsWith("VmRSS:"));
-  return Number(/(\d+)/.exec(line ?? "")?.[1] ?? 0) / 1024;
-}
+/** On-CPU seconds of a process, all its threads (bench/proc.ts). */
+const cpuSeconds = (pid: number) => procStat(pid).cpuNs / 1e9;
 
 export async function benchIngestExternal(
   opts: { nodes?: number; rate?: number; seconds?: number; navarch?: string; log?: (s: string) => void } = {},
@@ -172,7 +161,7 @@ export async function benchIngestExternal(
     const { cpuSeconds: loadCpu } = await attack(vegeta, targets, results, rate, seconds);
     const wall = (performance.now() - t0) / 1000;
     const reconcilerCpu = ((cpuSeconds(server.pid) - cpu0) / wall) * 100;
-    const rss = rssMiB(server.pid);
+    const rss = procStat(server.pid).rssKiB / 1024;
     const scrape = await fetch(`${fleet.url}/metrics`, { headers: { Authorization: `Bearer ${fleet.token}` } }).then((r) => r.text());
     // A graceful stop: a profiler (`--navarch` a script running `bun --cpu-prof`) writes on exit.
     server.kill("SIGTERM");
