@@ -17,7 +17,7 @@ import { freePort } from "./support.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
 import { ensureBinaries } from "./prerequisites.ts";
 import { BUN, REPO_ROOT, tempDir, waitFor } from "./support.ts";
-import { helmTemplate, parseObjects, runTool, type KubeObject } from "./kube/tools.ts";
+import { ensureHelm, helmTemplate, parseObjects, runTool, type KubeObject } from "./kube/tools.ts";
 
 const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 interface ImageConfig {
@@ -61,6 +61,8 @@ beforeAll(async () => {
   if (process.getuid?.() !== 0)
     throw new Error("test/images.test.ts runs each image's root file system with chroot and bind mounts, which need root; run it as root");
   await ensureBinaries();
+  // The tests read the chart through helm: built here (about 3 minutes cold), not inside a test's 30 s.
+  await ensureHelm();
   buildFakeNvml();
   if ((await runTool(["sh", "-c", "command -v umoci"])).code !== 0) {
     const r = await runTool(["sh", "scripts/apt-install.sh", "test/images.test.ts", "umoci"], { env: { PATH: HOST_PATH } });
