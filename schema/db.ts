@@ -247,6 +247,17 @@ export const gpuReadings = sqliteTable("gpu_readings", {
   updatedAt: integer("updated_at").notNull(),
 });
 
+/**
+ * Which nodes changed what a pass reads of every node (lifecycle/light.ts), in commit order.
+ * Written only by triggers (migration 0010): every writer (the loop, the API, the ingest
+ * worker's connection, the simulator) is caught, and a heartbeat that changes nothing but its
+ * time writes nothing here. The leader prunes what it has read.
+ */
+export const nodeChanges = sqliteTable("node_changes", {
+  seq: integer("seq").primaryKey({ autoIncrement: true }),
+  nodeId: text("node_id").notNull(),
+});
+
 /** Append-only log of every health finding an agent reported. */
 export const healthEvents = sqliteTable(
   "health_events",

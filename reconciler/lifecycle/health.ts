@@ -39,23 +39,22 @@ export class HealthJudge {
     private readonly fence: Fence | undefined,
   ) {}
 
-  /** New health events by node, from the window past what was already judged. */
-  async newEvents(live: readonly EventCursorNode[]): Promise<Map<string, EventRow[]>> {
-    const registered = live.filter((n) => n.bootId !== null);
-    const byId = new Map(registered.map((n) => [n.id, n]));
+  /** New health events by node, from the window past what was already judged; `get` finds a live node by id. */
+  async newEvents(live: readonly EventCursorNode[], get: (id: string) => EventCursorNode | undefined): Promise<Map<string, EventRow[]>> {
     // Each node's cursor starts at the log's end when it registers (registry.ts). After a restart
     // the window starts at the lowest cursor; then at the mark past which every event was handed
     // to its node (a quiet node's old cursor must not pin it, or a busy log would starve).
-    const from = this.judgedThrough ?? registered.reduce((m, n) => Math.min(m, n.evaluatedEventId), Number.MAX_SAFE_INTEGER);
-    const fresh =
-      registered.length === 0
-        ? []
-        : await this.db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(EVENTS_PER_PASS);
+    let from = this.judgedThrough;
+    if (from === undefined) {
+      for (const n of live) if (n.bootId !== null) from = Math.min(from ?? Number.MAX_SAFE_INTEGER, n.evaluatedEventId);
+      if (from === undefined) return new Map(); // nobody registered yet
+    }
+    const fresh = await this.db.select().from(healthEvents).where(gt(healthEvents.id, from)).orderBy(asc(healthEvents.id)).limit(EVENTS_PER_PASS);
     if (fresh.length > 0) this.judgedThrough = fresh.at(-1)!.id;
     const out = new Map<string, EventRow[]>();
     for (const e of fresh) {
-      const n = byId.get(e.nodeId);
-      if (n === undefined || e.id <= n.evaluatedEventId) continue;
+      const n = get(e.nodeId);
+      if (n === undefined || n.bootId === null || e.id <= n.evaluatedEventId) continue;
       const list = out.get(e.nodeId);
       if (list) list.push(e);
       else out.set(e.nodeId, [e]);
@@ -64,8 +63,8 @@ export class HealthJudge {
   }
 
   /** A quiet node (Ready, healthy, nothing open) is counted as ticked on a shared grid instead of one by one. */
-  settleQuiet(busy: ReadonlySet<string>, all: readonly { id: string }[], at: number, interval: number): void {
-    for (const n of all) if (!busy.has(n.id)) this.lastTick.delete(n.id);
+  settleQuiet(busy: ReadonlySet<string>, at: number, interval: number): void {
+    for (const id of this.lastTick.keys()) if (!busy.has(id)) this.lastTick.delete(id);
     if (at - this.quietTickAt >= interval) this.quietTickAt = at;
   }
 

@@ -10,7 +10,6 @@ import { readFileSync } from "node:fs";
 import { publicKeyFromPrivate } from "../../bootstrap/ssh.ts";
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import { breakers, gpuReadings, nodes, pools } from "../../schema/db.ts";
-import { stateNotIn } from "../../schema/lifecycle.ts";
 import type { GpuSnapshot, RecommendedAction } from "../../schema/wire.ts";
 import { Bootstrapper } from "../fleet/bootstrap.ts";
 import type { HealthPolicy } from "../fleet/policy.ts";
@@ -24,11 +23,10 @@ import { blocked, emptyReport, type Look, type PassReport, type Services, type S
 import { HealthJudge } from "./health.ts";
 import { Incidents } from "./incidents.ts";
 import { Inventory } from "./inventory.ts";
-import { readLightNodes } from "./light.ts";
+import { LightView, silentNodes } from "./light.ts";
 import { PoolLaunches } from "./launches.ts";
-import { Scaler } from "./scale.ts";
+import { NO_NODES, Scaler, poolCounts } from "./scale.ts";
 import { STEPS } from "./steps/index.ts";
-import { heartbeatAge } from "./silence.ts";
 import { declareLost, silent } from "./steps/lost.ts";
 import { FencedError, NodeWriter, type Fence, type NodeRow } from "./transition.ts";
 
@@ -80,6 +78,7 @@ export class Reconciler implements Services {
   /** The scheduler's queue, then the configured metrics source over it. */
   private readonly sources: MetricsSource;
   private readonly inventory = new Inventory();
+  private readonly light: LightView;
   private lastSweepAt = Number.NEGATIVE_INFINITY;
   /** Public keys derived from the pools' ssh_private_key_path, by path. */
   private readonly publicKeys = new Map<string, string>();
@@ -109,6 +108,7 @@ export class Reconciler implements Services {
     this.incidents = new Incidents(this.writer, this.actor);
     this.launches = new PoolLaunches(opts.store.db, this.writer, this.logLine);
     this.judge = new HealthJudge(opts.store.db, opts.policy, opts.fence);
+    this.light = new LightView(this.logLine);
     this.sources = layeredSources([
       ...(opts.queueMetrics ? [queueSource("scheduler queue", opts.queueMetrics)] : []),
       ...(opts.metricsSource ? [opts.metricsSource] : []),
@@ -284,25 +284,23 @@ export class Reconciler implements Services {
     await this.launches.load();
     // The inventory first: what a provider runs for us but the rows lack (a database restored
     // from an older copy) is adopted or counted before any pool is sized.
+    // Every live node, light (kept up to date from the change log): what the rails, the sweep
+    // and the event window need. Full rows only for the nodes this pass can act on (at 10,000
+    // mostly quiet nodes, reading every full row was most of a pass).
+    let light = await this.light.read(db, at);
     if (at - this.lastSweepAt >= SWEEP_INTERVAL_MS) {
       this.lastSweepAt = at;
-      const owners = await db.select({ id: nodes.id, instanceName: nodes.instanceName }).from(nodes).where(stateNotIn(nodes.state, "terminal"));
-      await this.inventory.sweep(owners, (ids) => this.fullRows(ids), { at, report, svc: this });
+      await this.inventory.sweep(light, (ids) => this.fullRows(ids), { at, report, svc: this });
+      light = await this.light.read(db, at); // with what the sweep adopted
     }
-
-    // Every live node, light: what the rails, the sweep and the event window need. Full rows
-    // only for the nodes this pass can act on (at 10,000 mostly quiet nodes, reading every
-    // full row was most of a pass).
-    const light = await readLightNodes(db);
     this.sayUnconfigured(light);
-    const events = await this.judge.newEvents(light);
+    const events = await this.judge.newEvents(light, (id) => this.light.get(id));
     const timeout = config.server.heartbeat_timeout;
-    const busy = light.filter(
-      (n) => !n.quiet || events.has(n.id) || (n.lastHeartbeatAt !== null && heartbeatAge(n.lastHeartbeatAt, at, this.startedAt) > timeout),
-    );
+    const silence = await silentNodes(db, at, timeout, this.startedAt);
+    const busy = light.filter((n) => !n.quiet || events.has(n.id) || silence.has(n.id));
     const live = await this.fullRows(busy.map((n) => n.id));
     await this.judge.judge(live, events, config, (p) => this.pool(p), at);
-    this.judge.settleQuiet(new Set(busy.map((n) => n.id)), light, at, config.server.health_check_interval);
+    this.judge.settleQuiet(new Set(busy.map((n) => n.id)), at, config.server.health_check_interval);
 
     // The rails count the full rows where there are any: steps update those in place, so a
     // cordon made earlier in this pass counts for the nodes after it.
@@ -312,10 +310,9 @@ export class Reconciler implements Services {
       {
         safety: config.safety,
         actor: this.actor,
-        heartbeatTimeout: timeout,
-        heardSince: this.startedAt,
         poolNames: config.pools.map((p) => p.name),
-        nodes: light.map((n) => fullById.get(n.id) ?? n),
+        nodes: fullById.size === 0 ? light : light.map((n) => fullById.get(n.id) ?? n),
+        silent: silence,
         at,
       },
       (scope, why) => this.tripBreaker(scope, why, at),
@@ -338,7 +335,8 @@ export class Reconciler implements Services {
       }
     }
     // Scale on the rows as the steps left them (a replacement requested this pass counts).
-    for (const pool of config.pools) await this.scaler.scale(pool, ctx);
+    const counts = poolCounts(await this.light.read(db, at));
+    for (const pool of config.pools) await this.scaler.scale(pool, ctx, counts.get(pool.name) ?? NO_NODES);
     report.durationMs = performance.now() - started;
     return report;
   }

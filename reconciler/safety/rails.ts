@@ -16,7 +16,6 @@ import { and, eq, gt, sql } from "drizzle-orm";
 import type { SafetyConfig } from "../../schema/config.ts";
 import { auditLog, breakers, incidents, pools } from "../../schema/db.ts";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
-import { heartbeatAge } from "../lifecycle/silence.ts";
 import type { Executor } from "../lifecycle/transition.ts";
 
 export type RailName =
@@ -248,11 +247,11 @@ export interface RailsInputsFromStore {
   safety: SafetyConfig;
   /** Who the audit log names for the reconciler's own actions. */
   actor: string;
-  heartbeatTimeout: number;
-  /** Since when the loop could hear heartbeats (Services.heardSince). */
-  heardSince: number;
   poolNames: readonly string[];
-  nodes: readonly (RailNode & { lastHeartbeatAt: number | null })[];
+  /** Every live node: its full row where the pass read one, else its light row (lifecycle/light.ts). */
+  nodes: readonly (RailNode & ({ heard: boolean } | { lastHeartbeatAt: number | null }))[];
+  /** The nodes silent past the heartbeat timeout (lifecycle/light.ts silentNodes). */
+  silent: ReadonlyMap<string, number>;
   at: number;
 }
 
@@ -286,10 +285,25 @@ export async function loadRails(db: Executor, inputs: RailsInputsFromStore, trip
   const resetAt = new Map(allBreakers.map((b) => [b.scope, b.resetAt ?? Number.NEGATIVE_INFINITY]));
   const since = (scope: string) => Math.max(at - safety.breaker.window, resetAt.get(scope) ?? Number.NEGATIVE_INFINITY);
   const cordonsSince = (scope: string, pool?: string) => recentCordons.filter((c) => c.at > since(scope) && (pool === undefined || c.pool === pool)).length;
-  const inPool = nodes.filter((n) => isIn("inPool", n.state));
+  // One walk over the nodes (100,000 of them at the largest): pool sizes, and who is watched and silent.
+  const poolSize = new Map<string | null, number>();
+  let fleetSize = 0;
+  let watched = 0;
+  let silent = 0;
+  for (const n of nodes) {
+    if (isIn("inPool", n.state)) {
+      fleetSize++;
+      poolSize.set(n.pool, (poolSize.get(n.pool) ?? 0) + 1);
+    }
+    // Only a node ever heard is watched for silence.
+    if (isIn("watched", n.state) && ("heard" in n ? n.heard : n.lastHeartbeatAt !== null)) {
+      watched++;
+      if (inputs.silent.has(n.id)) silent++;
+    }
+  }
   const scopes = [
-    { scope: "fleet", cordons: cordonsSince("fleet"), size: inPool.length },
-    ...inputs.poolNames.map((p) => ({ scope: `pool:${p}`, cordons: cordonsSince(`pool:${p}`, p), size: inPool.filter((n) => n.pool === p).length })),
+    { scope: "fleet", cordons: cordonsSince("fleet"), size: fleetSize },
+    ...inputs.poolNames.map((p) => ({ scope: `pool:${p}`, cordons: cordonsSince(`pool:${p}`, p), size: poolSize.get(p) ?? 0 })),
   ];
   const tripped = new Map(allBreakers.filter((b) => b.resetAt === null).map((b) => [b.scope, b.reason]));
   for (const s of scopes) {
@@ -301,9 +315,7 @@ export async function loadRails(db: Executor, inputs: RailsInputsFromStore, trip
   }
   const paused = new Map((await db.select().from(pools)).filter((p) => p.paused).map((p) => [p.name, p.pausedReason ?? "paused"]));
   // Partition: many watched nodes silent past the heartbeat timeout at once.
-  const watched = nodes.filter((n) => isIn("watched", n.state) && n.lastHeartbeatAt !== null);
-  const silent = watched.filter((n) => heartbeatAge(n.lastHeartbeatAt ?? at, at, inputs.heardSince) > inputs.heartbeatTimeout);
-  const frozen = partitionSuspected(safety, silent.length, watched.length);
+  const frozen = partitionSuspected(safety, silent, watched);
   return new Rails({
     safety,
     now: at,
