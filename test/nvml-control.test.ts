@@ -96,9 +96,20 @@ describe("external control (FAKE_NVML_CONTROL)", () => {
     await control("temp 0 95");
     await control("lost 1 on");
     await control("remap 2 0 1 1 0");
-    child.stdin.write("snapshot\n");
-    await child.stdin.flush();
-    const snap = (await waitFor("snapshot", () => find("snapshot")[0], 5000)).snapshot;
+    // The library reads the FIFO on its own thread: the writer returning does not mean the last
+    // command was applied. Snapshots until it shows (a cold run saw the remap not yet there).
+    const proc = child;
+    const snap = await waitFor(
+      "a snapshot with the last command applied",
+      async () => {
+        const seen = find("snapshot").length;
+        proc.stdin.write("snapshot\n");
+        await proc.stdin.flush();
+        const s = (await waitFor("snapshot", () => find("snapshot")[seen], 5000)).snapshot;
+        return s.devices[2]!.remappedRows.ok && s.devices[2]!.remappedRows.value.pending ? s : undefined;
+      },
+      5000,
+    );
     expect(snap.devices[0]!.temperatureC).toEqual({ ok: true, value: 95 });
     expect(snap.devices[1]!.fatal?.kind).toBe("gpu_lost");
     expect(snap.devices[2]!.remappedRows).toEqual({ ok: true, value: { correctable: 0, uncorrectable: 1, pending: true, failed: false } });
