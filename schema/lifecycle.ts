@@ -50,9 +50,11 @@ export const STATES = {
 } as const satisfies Record<string, Group>;
 export type StateGroup = keyof typeof STATES;
 
-/** Whether `state` is in the group. */
+const STATE_SETS = new Map<StateGroup, ReadonlySet<NodeState>>((Object.keys(STATES) as StateGroup[]).map((g) => [g, new Set<NodeState>(STATES[g])]));
+
+/** Whether `state` is in the group (a Set: asked several times per node per pass, at 100,000 nodes). */
 export function isIn(group: StateGroup, state: NodeState): boolean {
-  return (STATES[group] as Group).includes(state);
+  return STATE_SETS.get(group)!.has(state);
 }
 
 /** `column IN (group)` for queries over the nodes table. */

@@ -29,7 +29,8 @@ let kube: KubeHarness;
 beforeAll(async () => {
   const { bin, builtInSeconds } = await ensureKubeBinaries((line) => console.log(line));
   if (builtInSeconds !== undefined) console.log(`kubernetes binaries built in ${builtInSeconds} s`);
-  kube = await startKubeHarness({ bin });
+  // No node leases at scale: see KubeHarnessOptions.nodeLeases (the API server's CPU, not ours).
+  kube = await startKubeHarness({ bin, nodeLeases: NODES < 5000 });
   console.log(`kubernetes harness started in ${kube.startMs} ms`);
 }, 45 * 60_000);
 

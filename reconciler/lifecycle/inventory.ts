@@ -73,9 +73,9 @@ export class Inventory {
     return this.unclaimedByPool.get(pool) ?? 0;
   }
 
-  async sweep(live: readonly SweepNode[], rows: (ids: string[]) => Promise<NodeRow[]>, ctx: SweepContext): Promise<void> {
+  /** `owner`: the live node named as an instance is (a node's id is its instance's name), if any. */
+  async sweep(owner: (name: string) => SweepNode | undefined, rows: (ids: string[]) => Promise<NodeRow[]>, ctx: SweepContext): Promise<void> {
     const { svc, at } = ctx;
-    const byName = new Map(live.map((n) => [n.id, n]));
     // What earlier sweeps (also of an earlier process: a restart must not reset the count) found unowned.
     const db = svc.store.db;
     const known = new Map((await db.select().from(instances).where(isNotNull(instances.orphanSince))).map((r) => [`${r.provider}:${r.providerId}`, r]));
@@ -92,9 +92,9 @@ export class Inventory {
       }
       for (const instance of found) {
         if (instance.state === "terminated") continue;
-        const owner = byName.get(instance.name);
-        if (owner !== undefined) {
-          if (owner.instanceName === null) await this.adopt(instance, name, (await rows([owner.id]))[0], ctx);
+        const node = owner(instance.name);
+        if (node !== undefined) {
+          if (node.instanceName === null) await this.adopt(instance, name, (await rows([node.id]))[0], ctx);
           continue;
         }
         const key = `${name}:${instance.id}`;

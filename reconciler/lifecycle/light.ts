@@ -8,7 +8,8 @@
 // The whole view is read again when it cannot be trusted to be complete: at the first pass,
 // when the log has a gap (another reconciler pruned past this one's cursor, or the database is
 // not the one this view was read from), and every RESYNC_MS as a check. What that check finds
-// different from the view is said once: it would be a writer the triggers miss.
+// different from the view is said: it would be a writer the triggers miss. A view prunes the
+// log, keeping its last PRUNE_EVERY entries.
 import { sql, type SQL } from "drizzle-orm";
 import { nodes, nodeChanges } from "../../schema/db.ts";
 import { stateNotIn } from "../../schema/lifecycle.ts";
@@ -32,8 +33,11 @@ export type LightNode = Pick<
 
 /** A full read this often at the latest, compared with the view. */
 export const RESYNC_MS = 10 * 60_000;
-/** The log is pruned up to what was read once this many entries are behind the cursor. */
-const PRUNE_AFTER = 10_000;
+/**
+ * Once this many entries were read since the last prune, the log is pruned to the last this many
+ * before the cursor: another view a little behind (the simulator's own) finds no gap.
+ */
+export const PRUNE_EVERY = 10_000;
 
 type LightTuple = [
   rowid: number,
@@ -119,9 +123,9 @@ export class LightView {
     if (c === undefined || gap || top - c > this.entries.length / 2) await this.readAll(db, top, at, undefined);
     else if (at - this.readAt >= RESYNC_MS) await this.readAll(db, top, at, c);
     else if (top > c) await this.readChanged(db, c);
-    if (this.cursor !== undefined && this.cursor - this.prunedThrough >= PRUNE_AFTER) {
-      await db.delete(nodeChanges).where(sql`${nodeChanges.seq} <= ${this.cursor}`);
-      this.prunedThrough = this.cursor;
+    if (this.cursor !== undefined && this.cursor - this.prunedThrough >= 2 * PRUNE_EVERY) {
+      this.prunedThrough = this.cursor - PRUNE_EVERY;
+      await db.delete(nodeChanges).where(sql`${nodeChanges.seq} <= ${this.prunedThrough}`);
     }
     this.nodes ??= this.entries.map((e) => e.node);
     return this.nodes;

@@ -23,7 +23,7 @@ import { blocked, emptyReport, type Look, type PassReport, type Services, type S
 import { HealthJudge } from "./health.ts";
 import { Incidents } from "./incidents.ts";
 import { Inventory } from "./inventory.ts";
-import { LightView, silentNodes } from "./light.ts";
+import { LightView, silentNodes, type LightNode } from "./light.ts";
 import { PoolLaunches } from "./launches.ts";
 import { NO_NODES, Scaler, poolCounts } from "./scale.ts";
 import { STEPS } from "./steps/index.ts";
@@ -290,14 +290,23 @@ export class Reconciler implements Services {
     let light = await this.light.read(db, at);
     if (at - this.lastSweepAt >= SWEEP_INTERVAL_MS) {
       this.lastSweepAt = at;
-      await this.inventory.sweep(light, (ids) => this.fullRows(ids), { at, report, svc: this });
+      await this.inventory.sweep(
+        (name) => this.light.get(name),
+        (ids) => this.fullRows(ids),
+        { at, report, svc: this },
+      );
       light = await this.light.read(db, at); // with what the sweep adopted
     }
     this.sayUnconfigured(light);
     const events = await this.judge.newEvents(light, (id) => this.light.get(id));
     const timeout = config.server.heartbeat_timeout;
     const silence = await silentNodes(db, at, timeout, this.startedAt);
-    const busy = light.filter((n) => !n.quiet || events.has(n.id) || silence.has(n.id));
+    const busyAt: number[] = [];
+    for (let i = 0; i < light.length; i++) {
+      const n = light[i]!;
+      if (!n.quiet || events.has(n.id) || silence.has(n.id)) busyAt.push(i);
+    }
+    const busy = busyAt.map((i) => light[i]!);
     const live = await this.fullRows(busy.map((n) => n.id));
     await this.judge.judge(live, events, config, (p) => this.pool(p), at);
     this.judge.settleQuiet(new Set(busy.map((n) => n.id)), at, config.server.health_check_interval);
@@ -305,13 +314,15 @@ export class Reconciler implements Services {
     // The rails count the full rows where there are any: steps update those in place, so a
     // cordon made earlier in this pass counts for the nodes after it.
     const fullById = new Map(live.map((n) => [n.id, n]));
+    const railNodes: (NodeRow | LightNode)[] = light.slice();
+    for (const i of busyAt) railNodes[i] = fullById.get(light[i]!.id) ?? light[i]!;
     const rails = await loadRails(
       db,
       {
         safety: config.safety,
         actor: this.actor,
         poolNames: config.pools.map((p) => p.name),
-        nodes: fullById.size === 0 ? light : light.map((n) => fullById.get(n.id) ?? n),
+        nodes: railNodes,
         silent: silence,
         at,
       },

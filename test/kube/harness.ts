@@ -66,6 +66,13 @@ export interface KubeHarnessOptions {
   bin?: string;
   /** Write the API server's audit log (Metadata level) of requests by service accounts: which verbs they used. */
   audit?: boolean;
+  /**
+   * KWOK renews a Lease per Node every 10 s, as kubelets do (default true). At 5,000 Nodes that
+   * is 500 writes a second, most of the API server's CPU on 2 cores shared with everything
+   * else. Without leases the Nodes' status still beats (every 10–20 min, KWOK's stage), and
+   * the node lifecycle controller, which would find the Nodes unreachable, is not run.
+   */
+  nodeLeases?: boolean;
 }
 
 export interface KubeHarness {
@@ -295,6 +302,7 @@ export async function startKubeHarness(opts: KubeHarnessOptions = {}): Promise<K
         "--kube-api-qps=500",
         "--kube-api-burst=1000",
         "--concurrent-gc-syncs=50",
+        ...(opts.nodeLeases === false ? ["--controllers=*,-node-lifecycle-controller"] : []),
       ]);
     }
     if (opts.kwok !== false) {
@@ -308,7 +316,7 @@ export async function startKubeHarness(opts: KubeHarnessOptions = {}): Promise<K
         `--server-address=127.0.0.1:${kwokPort}`,
         "--cidr=10.64.0.0/12",
         "--node-ip=10.0.0.1",
-        "--node-lease-duration-seconds=40",
+        `--node-lease-duration-seconds=${opts.nodeLeases === false ? 0 : 40}`,
       ]);
       await waitUntil("kwok /healthz", async () => (await fetch(`http://127.0.0.1:${kwokPort}/healthz`)).ok, 30_000, dir, "kwok");
     }
