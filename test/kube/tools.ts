@@ -17,8 +17,16 @@ async function lastLine(what: string, cmd: string[], log: (line: string) => void
 }
 
 const once = new Map<string, Promise<string>>();
+/** One run per process; a failed run is forgotten, so a later caller (another test file) tries again. */
 const cached = (key: string, make: () => Promise<string>) => {
-  if (!once.has(key)) once.set(key, make());
+  if (!once.has(key))
+    once.set(
+      key,
+      make().catch((err: unknown) => {
+        once.delete(key);
+        throw err;
+      }),
+    );
   return once.get(key)!;
 };
 
