@@ -282,12 +282,12 @@ export class Reconciler implements Services {
     const config = this.currentConfig;
     await this.syncPools(at);
     await this.launches.load();
-    // The inventory first: what a provider runs for us but the rows lack (a database restored
-    // from an older copy) is adopted or counted before any pool is sized.
     // Every live node, light (kept up to date from the change log): what the rails, the sweep
     // and the event window need. Full rows only for the nodes this pass can act on (at 10,000
     // mostly quiet nodes, reading every full row was most of a pass).
     let light = await this.light.read(db, at);
+    // The inventory first: what a provider runs for us but the rows lack (a database restored
+    // from an older copy) is adopted or counted before any pool is sized.
     if (at - this.lastSweepAt >= SWEEP_INTERVAL_MS) {
       this.lastSweepAt = at;
       await this.inventory.sweep(
@@ -306,10 +306,10 @@ export class Reconciler implements Services {
       const n = light[i]!;
       if (!n.quiet || events.has(n.id) || silence.has(n.id)) busyAt.push(i);
     }
-    const busy = busyAt.map((i) => light[i]!);
-    const live = await this.fullRows(busy.map((n) => n.id));
+    const busy = busyAt.map((i) => light[i]!.id);
+    const live = await this.fullRows(busy);
     await this.judge.judge(live, events, config, (p) => this.pool(p), at);
-    this.judge.settleQuiet(new Set(busy.map((n) => n.id)), at, config.server.health_check_interval);
+    this.judge.settleQuiet(new Set(busy), at, config.server.health_check_interval);
 
     // The rails count the full rows where there are any: steps update those in place, so a
     // cordon made earlier in this pass counts for the nodes after it.

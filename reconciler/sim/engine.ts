@@ -456,7 +456,7 @@ class Simulation {
     // The agents' latest heartbeat, on their interval grid since the start. The loop only asks
     // whether it is older than heartbeat_timeout, so it is rewritten only when it would be
     // (a silenced agent's is written when it goes silent): at 100,000 nodes each rewrite is
-    // about 200 ms, most of the simulator's time after the passes.
+    // about 250 ms, the largest part of a simulated day.
     const { heartbeat_interval: interval, heartbeat_timeout: timeout } = s.config.server;
     const beat = this.start + Math.floor((t - this.start) / interval) * interval;
     if (beat > this.lastBeatAt && t - this.lastBeatAt > timeout) {
