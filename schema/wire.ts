@@ -35,18 +35,23 @@ export function timerMs(ms: number, fallback = 0): number {
 
 type NumberMessage = (issue: v.BaseIssue<unknown>) => string;
 
-/** A whole number from `min` to `max`; one issue per value (the pipe stops at the first). */
+/** How the API parses what it is sent: a pipe stops at its first issue, so each value gets one. */
+export const ONE_ISSUE_PER_VALUE = { abortPipeEarly: true } as const;
+
+/**
+ * A whole number from `min` to `max`; one issue per value when parsed with ONE_ISSUE_PER_VALUE.
+ * (Not `v.config` here: its wrapper copies the parse config for every value it checks, which
+ * was half of a heartbeat's validation, 15 µs then 8 µs.)
+ */
 function whole(min: number, max: number = Number.MAX_SAFE_INTEGER) {
   const message: NumberMessage = (issue) => `must be a whole number from ${min} to ${max}, got ${show(issue.input)}`;
-  return v.config(v.pipe(v.number(message), v.safeInteger(message), v.minValue(min, message), v.maxValue(max, message)), {
-    abortPipeEarly: true,
-  });
+  return v.pipe(v.number(message), v.safeInteger(message), v.minValue(min, message), v.maxValue(max, message));
 }
 
 /** A finite number from `min` to `max` (Infinity, from JSON's 1e999, is out of range too). */
 function between(min: number, max: number, unit = "") {
   const message: NumberMessage = (issue) => `must be a number from ${min} to ${max}${unit}, got ${show(issue.input)}`;
-  return v.config(v.pipe(v.number(message), v.minValue(min, message), v.maxValue(max, message)), { abortPipeEarly: true });
+  return v.pipe(v.number(message), v.minValue(min, message), v.maxValue(max, message));
 }
 
 const NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$/i;

@@ -8,6 +8,7 @@ import {
   EventBatch,
   Heartbeat,
   MAX_BODY_BYTES,
+  ONE_ISSUE_PER_VALUE,
   RegisterRequest,
   issuePaths,
   type ErrorBody,
@@ -264,7 +265,7 @@ async function validated<S extends v.GenericSchema>(c: Context, schema: S): Prom
   } catch {
     return c.json<ErrorBody>({ error: "request body is not valid JSON" }, 400);
   }
-  const parsed = v.safeParse(schema, raw);
+  const parsed = v.safeParse(schema, raw, ONE_ISSUE_PER_VALUE);
   if (!parsed.success) {
     return c.json<ErrorBody>({ error: "invalid request body", issues: issuePaths(parsed.issues) }, 400);
   }
