@@ -33,6 +33,26 @@ describe("store", () => {
     second.close();
   });
 
+  test("every connection of the store's pool is set up alike, not only the first", async () => {
+    // The client opens another connection whenever a transaction holds one and something else
+    // needs one; a PRAGMA run through the client set only the connection that ran it.
+    const store = await openStore({ url: `file:${tempDir()}/navarch.db`, healthProbeIntervalMs: 0 });
+    type Runner = Pick<Client, "execute">;
+    const settings = async (on: Runner) => {
+      const [busy] = (await on.execute("SELECT timeout FROM pragma_busy_timeout")).rows;
+      const [sync] = (await on.execute("SELECT synchronous FROM pragma_synchronous")).rows;
+      return { busyTimeoutMs: Number(busy?.timeout), synchronous: Number(sync?.synchronous) };
+    };
+    // Three transactions open at once hold three connections; the client opens a fourth.
+    const held = await Promise.all([0, 1, 2].map(() => store.client.transaction("read")));
+    const seen = [await settings(store.client)];
+    for (const tx of held) seen.push(await settings(tx));
+    for (const tx of held) tx.close();
+    // synchronous = NORMAL is 1; SQLite's default on a fresh connection is FULL (2).
+    expect(seen).toEqual(Array.from({ length: 4 }, () => ({ busyTimeoutMs: 5000, synchronous: 1 })));
+    store.close();
+  });
+
   test("a corrupt database file gives an error naming the file, not a stack trace", async () => {
     const path = join(tempDir(), "navarch.db");
     writeFileSync(path, Buffer.alloc(8192, 0x5a));

@@ -1,6 +1,7 @@
 // The ingest worker (fleet/ingest-writer.ts): writes the groups it is sent over a connection of
 // its own, one at a time, and answers each with its results or its error.
-import { createClient, type Client } from "@libsql/client";
+import type { Client } from "@libsql/client";
+import { openFileClient } from "../store/connection.ts";
 import { FILE_CONNECTION_PRAGMAS } from "../store/pragmas.ts";
 import { writeIngestGroup, type IngestGroup } from "./ingest-write.ts";
 import type { FromIngestWorker, ToIngestWorker } from "./ingest-writer.ts";
@@ -19,9 +20,8 @@ self.onmessage = async (e: MessageEvent<ToIngestWorker>) => {
   const m = e.data;
   if (m.kind === "open") {
     try {
-      client = createClient({ url: m.url });
-      // As the store's own connection: the journal mode is the file's, these are per connection.
-      for (const pragma of FILE_CONNECTION_PRAGMAS) await client.execute(pragma);
+      // As the store's own connections: the journal mode is the file's, these are per connection.
+      client = openFileClient(m.url, FILE_CONNECTION_PRAGMAS);
       answer({ kind: "opened" });
     } catch (err) {
       answer({ kind: "failed", error: describe(err) });

@@ -10,6 +10,7 @@ import { dirname, resolve } from "node:path";
 import * as tables from "../../schema/db.ts";
 import { StoreHealthMonitor, observeClient, type StoreHealth } from "./health.ts";
 import { MIGRATIONS } from "./migrations/index.ts";
+import { openFileClient } from "./connection.ts";
 import { FILE_CONNECTION_PRAGMAS } from "./pragmas.ts";
 import { newWriteLock, serializeWrites } from "./write-lock.ts";
 
@@ -68,13 +69,20 @@ export async function openStore(options: StoreOptions): Promise<Store> {
 
   let client: Client;
   try {
-    client = createClient({ url, ...(options.authToken ? { authToken: options.authToken } : {}) });
+    // A file's every connection gets FILE_CONNECTION_PRAGMAS (store/connection.ts says why).
+    client = isFileDatabase(filePath)
+      ? openFileClient(url, FILE_CONNECTION_PRAGMAS)
+      : createClient({ url, ...(options.authToken ? { authToken: options.authToken } : {}) });
   } catch (err) {
-    throw new StoreError(`cannot open database ${location}: ${errorText(err)}`);
+    throw new StoreError(describeOpenFailure(location, err));
   }
   try {
-    // WAL lets readers (API) run beside the writer; FILE_CONNECTION_PRAGMAS turn foreign keys on too.
-    const pragmas = filePath !== undefined ? ["PRAGMA journal_mode = WAL", ...FILE_CONNECTION_PRAGMAS] : ["PRAGMA foreign_keys = ON"];
+    // WAL lets readers (API) run beside the writer; it is the file's, kept once set.
+    const pragmas = isFileDatabase(filePath)
+      ? ["PRAGMA journal_mode = WAL"]
+      : filePath !== undefined
+        ? ["PRAGMA journal_mode = WAL", ...FILE_CONNECTION_PRAGMAS]
+        : ["PRAGMA foreign_keys = ON"];
     for (const pragma of pragmas) await client.execute(pragma);
     // Before anything writes to it: a corrupt file would otherwise start, answer ready,
     // and fail every reconcile pass.
