@@ -35,6 +35,12 @@ export interface LoadResult {
   reconcilerRssMiB: number;
   /** Requests per transaction, from navarch_ingest_group_requests. */
   meanGroup: number;
+  /** Reconcile passes over the whole run (warm-up included) and their mean length, from navarch_reconcile_pass_duration_seconds. */
+  passes: number;
+  meanPassMs: number;
+  /** The ingest worker's WAL checkpoints between groups, and their mean length (navarch_ingest_checkpoint_seconds). */
+  checkpoints: number;
+  meanCheckpointMs: number;
 }
 
 /** What `vegeta report -type=json` prints that is used here (durations in ns). */
@@ -116,7 +122,11 @@ export async function benchIngestExternal(
     store.close();
     fleet.writeConfig("", "30s");
     const server = fleet.start("navarch", [navarch, "serve", "--config", "navarch.yaml"], { NAVARCH_AUTH_TOKEN: fleet.token });
-    await fleet.waitReady();
+    await fleet.waitReady().catch((err: unknown) => {
+      // What the reconciler said, to see why it is not ready.
+      log([...fleet.output.values()].join("\n").slice(-3000));
+      throw err;
+    });
     await Bun.sleep(2000); // the first passes (inventory sweep, first health tick) out of the way
     // vegeta's targets: one line per node, its heartbeat (8 GPUs) with its own credential;
     // vegeta sends them in turn, round and round, at a constant rate (an open model: requests
@@ -186,6 +196,10 @@ export async function benchIngestExternal(
       loadToolCpu: (loadCpu / wall) * 100,
       reconcilerRssMiB: rss,
       meanGroup: metric("navarch_ingest_group_requests_sum") / metric("navarch_ingest_group_requests_count"),
+      passes: metric("navarch_reconcile_pass_duration_seconds_count"),
+      meanPassMs: (metric("navarch_reconcile_pass_duration_seconds_sum") / metric("navarch_reconcile_pass_duration_seconds_count")) * 1000,
+      checkpoints: metric("navarch_ingest_checkpoint_seconds_count"),
+      meanCheckpointMs: (metric("navarch_ingest_checkpoint_seconds_sum") / metric("navarch_ingest_checkpoint_seconds_count")) * 1000,
     };
   } finally {
     fleet.stop();

@@ -52,6 +52,8 @@ export interface Metrics {
   readonly healthEvents: Counter<"check" | "severity">;
   /** Heartbeats and event batches written per transaction (fleet/ingest.ts). */
   readonly ingestGroup: Histogram;
+  /** How long the ingest worker's checkpoints between groups took (fleet/ingest-writer.ts). */
+  readonly ingestCheckpoint: Histogram;
   /** Records one reconcile pass (each report once, however many callers awaited it). */
   observePass(report: PassObservation): void;
   render(): Promise<string>;
@@ -154,6 +156,12 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     name: "navarch_ingest_group_requests",
     help: "Heartbeats and event batches written in one transaction (group commit): about 1 when quiet, more under load",
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    registers: [registry],
+  });
+  const ingestCheckpoint = new Histogram({
+    name: "navarch_ingest_checkpoint_seconds",
+    help: "WAL checkpoints run by the ingest worker between groups (at most every 250 ms while heartbeats arrive); the next group waits for one",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [registry],
   });
   const healthEvents = new Counter({
@@ -526,6 +534,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     heartbeats,
     healthEvents,
     ingestGroup,
+    ingestCheckpoint,
     observePass(report) {
       if (seen.has(report)) return;
       seen.add(report);

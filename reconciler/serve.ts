@@ -16,7 +16,7 @@ import type { Clock } from "./fleet/registry.ts";
 import type { SchedulerIntegration, SchedulerMirror } from "./fleet/scheduler.ts";
 import { schedulerLoopHandle, storeSchedulerHost } from "./fleet/scheduler-host.ts";
 import { createScheduler } from "./fleet/schedulers.ts";
-import { createMetrics, observeLoop } from "./metrics.ts";
+import { createMetrics, observeLoop, type Metrics } from "./metrics.ts";
 import { PrometheusMetricsSource } from "./pools/prometheus.ts";
 import { createProviders } from "./providers/index.ts";
 import type { Provider } from "./providers/provider.ts";
@@ -97,7 +97,8 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
   });
   const metrics = createMetrics(store.db, { perGpu: settings.metricsPerGpu ?? "auto" });
   // Heartbeats and events are committed in groups; what is queued is written before the store closes.
-  const ingest = new Ingest(await ingestWriter(store, settings.databaseUrl, log), { now, observe: (n) => metrics.ingestGroup.observe(n) });
+  const writer = await ingestWriter(store, settings.databaseUrl, metrics, log);
+  const ingest = new Ingest(writer, { now, observe: (n) => metrics.ingestGroup.observe(n) });
   // The loop is created once the server listens (local agents need its URL); events wake it.
   let loop: ReconcileLoop | undefined;
   let providers: ReadonlyMap<string, Provider> = new Map();
@@ -374,10 +375,11 @@ export function authTokenFile(dataDir: string): string {
 }
 
 /** A database file's groups are written in a worker thread (fleet/ingest-writer.ts); other databases' on this one. */
-async function ingestWriter(store: Store, url: string, log: (line: string) => void): Promise<GroupWriter> {
+async function ingestWriter(store: Store, url: string, metrics: Metrics, log: (line: string) => void): Promise<GroupWriter> {
   if (!url.startsWith("file:") || url === "file::memory:") return clientWriter(store.db.$client);
   const worker = await WorkerWriter.start(url, {
     observe: (err) => store.observe(err),
+    checkpointed: (ms) => metrics.ingestCheckpoint.observe(ms / 1000),
     exclusive: (write) => store.exclusive(write),
     fallback: clientWriter(store.db.$client),
     log,

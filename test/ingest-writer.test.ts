@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { gpuReadings, pools } from "../schema/db.ts";
 import type { Heartbeat } from "../schema/wire.ts";
-import { WorkerWriter, clientWriter } from "../reconciler/fleet/ingest-writer.ts";
+import { CHECKPOINT_EVERY_MS, WorkerWriter, clientWriter } from "../reconciler/fleet/ingest-writer.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
 import { seed } from "../bench/reconciler.ts";
 import { tempDir } from "./support.ts";
@@ -20,7 +20,7 @@ afterEach(async () => {
   }
 });
 
-async function setUp(nodes = 20): Promise<{ store: Store; writer: WorkerWriter; ids: string[]; url: string }> {
+async function setUp(nodes = 20, checkpointed?: (ms: number) => void): Promise<{ store: Store; writer: WorkerWriter; ids: string[]; url: string }> {
   const url = `file:${tempDir()}/ingest.db`;
   const store = await openStore({ url, healthProbeIntervalMs: 0 });
   const ids = await seed(store, nodes, Date.now(), { origin: "registered" });
@@ -29,6 +29,7 @@ async function setUp(nodes = 20): Promise<{ store: Store; writer: WorkerWriter; 
     exclusive: (write) => store.exclusive(write),
     fallback: clientWriter(store.db.$client),
     log: (line) => logged.push(line),
+    ...(checkpointed ? { checkpointed } : {}),
   });
   if (writer === undefined) throw new Error("no ingest worker");
   open.push({ store, writer });
@@ -120,6 +121,21 @@ describe("the ingest worker", () => {
     // handler, asleep on this thread: 61 ms gaps measured here.
     console.log(`longest event-loop gap: ${worst.toFixed(0)} ms`);
     expect(worst).toBeLessThan(45);
+  });
+
+  test(`the WAL is copied back between groups, at most every ${CHECKPOINT_EVERY_MS} ms while they flow`, async () => {
+    const checkpoints: number[] = [];
+    const { store, writer, ids } = await setUp(2000, (ms) => checkpoints.push(ms));
+    const started = performance.now();
+    let n = 0;
+    while (performance.now() - started < 1200) await writer.write({ heartbeats: ids.map((id) => heartbeat(id, 40 + (n++ % 40))), batches: [] }, Date.now());
+    const elapsed = performance.now() - started;
+    await store.exclusive(async () => undefined); // the last checkpoint asked for has run
+    expect(checkpoints.length).toBeGreaterThanOrEqual(2);
+    expect(checkpoints.length).toBeLessThanOrEqual(Math.ceil(elapsed / CHECKPOINT_EVERY_MS) + 1);
+    // What the last group wrote is there (the checkpoint copied it into the file, or it is still in the WAL).
+    const [row] = await store.db.select().from(gpuReadings).where(eq(gpuReadings.nodeId, ids[1999]!));
+    expect((row?.readings as { temperatureC: number }[])[0]?.temperatureC).toBe(40 + ((n - 1) % 40));
   });
 
   test("a worker that dies: its groups go to the event loop's thread, said once", async () => {

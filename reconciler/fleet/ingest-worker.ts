@@ -20,8 +20,9 @@ self.onmessage = async (e: MessageEvent<ToIngestWorker>) => {
   const m = e.data;
   if (m.kind === "open") {
     try {
-      // As the store's own connections: the journal mode is the file's, these are per connection.
-      client = openFileClient(m.url, FILE_CONNECTION_PRAGMAS);
+      // As the store's own connections (the journal mode is the file's, these are per
+      // connection), but checkpoints only when asked, between groups (ingest-writer.ts).
+      client = openFileClient(m.url, [...FILE_CONNECTION_PRAGMAS, "PRAGMA wal_autocheckpoint = 0"]);
       answer({ kind: "opened" });
     } catch (err) {
       answer({ kind: "failed", error: describe(err) });
@@ -30,6 +31,15 @@ self.onmessage = async (e: MessageEvent<ToIngestWorker>) => {
     try {
       if (client === undefined) throw new Error("the ingest worker has no database open");
       answer({ kind: "written", id: m.id, results: await writeIngestGroup(client, JSON.parse(m.group) as IngestGroup, m.at) });
+    } catch (err) {
+      answer({ kind: "failed", id: m.id, error: describe(err) });
+    }
+  } else if (m.kind === "checkpoint") {
+    try {
+      if (client === undefined) throw new Error("the ingest worker has no database open");
+      // PASSIVE: copies what it can without waiting for readers; the next one takes the rest.
+      await client.execute("PRAGMA wal_checkpoint(PASSIVE)");
+      answer({ kind: "checkpointed", id: m.id });
     } catch (err) {
       answer({ kind: "failed", id: m.id, error: describe(err) });
     }
