@@ -119,6 +119,44 @@ describe("agent API", () => {
   test("an oversize body is refused with 413", async () => {
     const res = await call("/v1/register", { ...registration, hostname: "x".repeat(MAX_BODY_BYTES + 10) });
     expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: string }).error).toBe(`request body over ${MAX_BODY_BYTES} bytes`);
+  });
+
+  test("an oversize chunked body (no Content-Length) is counted and refused with 413 too", async () => {
+    const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent > MAX_BODY_BYTES + chunk.length) return controller.close();
+        sent += chunk.length;
+        controller.enqueue(chunk);
+      },
+    });
+    const res = await fetch(`${rec.url}/v1/register`, {
+      method: "POST",
+      body,
+      headers: { Authorization: "Bearer test-token", "Content-Type": "application/json" },
+    });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: string }).error).toBe(`request body over ${MAX_BODY_BYTES} bytes`);
+  });
+
+  test("a chunked body under the limit is read whole", async () => {
+    const text = JSON.stringify(registration);
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        const bytes = new TextEncoder().encode(text);
+        controller.enqueue(bytes.subarray(0, 10));
+        controller.enqueue(bytes.subarray(10));
+        controller.close();
+      },
+    });
+    const res = await fetch(`${rec.url}/v1/register`, {
+      method: "POST",
+      body,
+      headers: { Authorization: "Bearer test-token", "Content-Type": "application/json" },
+    });
+    expect(res.status).toBe(200);
   });
 
   test("heartbeat updates readings; an unknown node is told to register", async () => {

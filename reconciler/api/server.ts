@@ -154,12 +154,15 @@ export function createApi(opts: ApiOptions): Hono {
   if (opts.metricsHere !== false) serveMetrics(app, opts);
 
   const v1 = new Hono();
-  v1.use(
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) => c.json<ErrorBody>({ error: `request body over ${MAX_BODY_BYTES} bytes` }, 413),
-    }),
-  );
+  const tooLarge = (c: Context) => c.json<ErrorBody>({ error: `request body over ${MAX_BODY_BYTES} bytes` }, 413);
+  const countChunked = bodyLimit({ maxSize: MAX_BODY_BYTES, onError: tooLarge });
+  v1.use((c, next) => {
+    // A body with a Content-Length is measured by its header. hono's bodyLimit asks the request
+    // for its body stream first, which Bun builds on demand: 4 % of a core at 10,000 heartbeats/s.
+    const length = c.req.header("Content-Length");
+    if (length !== undefined && c.req.header("Transfer-Encoding") === undefined) return Number(length) > MAX_BODY_BYTES ? Promise.resolve(tooLarge(c)) : next();
+    return countChunked(c, next);
+  });
   v1.use(async (c, next) => {
     // The admin token, a node's own credential (its own node only) or a one-time bootstrap token.
     const refused = await authenticate(c, { db: store.db, adminToken: opts.authToken, now, nodeCredentials });
