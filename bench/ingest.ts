@@ -6,7 +6,7 @@
 // in production. vegeta rather than k6: k6 runs JavaScript per request and needed ~0.2 ms of
 // CPU for each, a core and a half at 10,000/s on a 2-core machine it shares with the server.
 //   bun run bench/ingest.ts [--nodes 10000] [--rate 10000] [--seconds 30] [--navarch PATH]
-import { writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { issueNodeCredential } from "../reconciler/fleet/credentials.ts";
@@ -112,6 +112,9 @@ export async function benchIngestExternal(
   const log = opts.log ?? (() => undefined);
   const vegeta = await ensureVegeta(log);
   const fleet = await CompiledFleet.create();
+  // The load tool's files (16 MB of targets, its results) in memory where the machine has a
+  // tmpfs: not the reconciler's disk writes, and not to be written back during the run.
+  const loadFiles = existsSync("/dev/shm") ? mkdtempSync("/dev/shm/navarch-load-") : fleet.dir;
   try {
     const navarch = opts.navarch ?? fleet.navarch;
     // The nodes, registered and Ready, each with its own credential (what agents use).
@@ -120,6 +123,11 @@ export async function benchIngestExternal(
     const credentials: [string, string][] = [];
     for (const id of ids) credentials.push([id, await issueNodeCredential(store.db, id, Date.now())]);
     store.close();
+    // The seeded database on disk before the reconciler starts, as one that existed before a
+    // restart would be: left to the kernel, the seeding's dirty pages were written back 30 s
+    // later, in the middle of the measured run, and held one checkpoint's fsync 160-330 ms
+    // (the largest latency of every run, whatever the rate).
+    if (Bun.spawnSync(["sync"]).exitCode !== 0) throw new Error("sync failed");
     fleet.writeConfig("", "30s");
     const server = fleet.start("navarch", [navarch, "serve", "--config", "navarch.yaml"], { NAVARCH_AUTH_TOKEN: fleet.token });
     await fleet.waitReady().catch((err: unknown) => {
@@ -132,7 +140,7 @@ export async function benchIngestExternal(
     // vegeta sends them in turn, round and round, at a constant rate (an open model: requests
     // start on schedule whether or not earlier ones have answered, so a slow server shows as
     // latency, not as a lower request rate that hides it).
-    const targets = join(fleet.dir, "targets.jsonl");
+    const targets = join(loadFiles, "targets.jsonl");
     const gpus = Array.from({ length: 8 }, (_, g) => ({
       index: g,
       temperatureC: 41,
@@ -162,10 +170,10 @@ export async function benchIngestExternal(
         })
         .join("\n"),
     );
-    const results = join(fleet.dir, "results.bin");
+    const results = join(loadFiles, "results.bin");
     // A warm-up pass over every node first: each node's first heartbeat looks its credential up
     // in the store; the measured run is the steady state, where it is remembered.
-    await attack(vegeta, targets, join(fleet.dir, "warmup.bin"), Math.min(rate, 5000), Math.ceil(size / Math.min(rate, 5000)) + 1);
+    await attack(vegeta, targets, join(loadFiles, "warmup.bin"), Math.min(rate, 5000), Math.ceil(size / Math.min(rate, 5000)) + 1);
     const cpu0 = cpuSeconds(server.pid);
     const t0 = performance.now();
     const { cpuSeconds: loadCpu } = await attack(vegeta, targets, results, rate, seconds);
@@ -203,6 +211,7 @@ export async function benchIngestExternal(
     };
   } finally {
     fleet.stop();
+    rmSync(loadFiles, { recursive: true, force: true });
   }
 }
 
