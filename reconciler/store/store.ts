@@ -100,8 +100,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   let probeClient: Client | undefined;
   let monitor: StoreHealthMonitor;
   try {
-    probeClient = isFileDatabase(filePath) ? createClient({ url, concurrency: 1 }) : undefined;
-    if (probeClient) await probeClient.execute("PRAGMA synchronous = NORMAL");
+    probeClient = isFileDatabase(filePath) ? openFileClient(url, ["PRAGMA synchronous = NORMAL"], 1) : undefined;
     const writer = probeClient ?? client;
     monitor = new StoreHealthMonitor({
       location,
