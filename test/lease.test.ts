@@ -116,3 +116,25 @@ describe("leader lease", () => {
     expect((await store.db.select().from(operations))[0]!.state).toBe("pending");
   });
 });
+
+describe("operations", () => {
+  test("a key that already succeeded is answered from its row, without a write: it does not wait for the write lock", async () => {
+    const { store } = await setup();
+    let calls = 0;
+    const effect = async () => ++calls;
+    expect(await runOperation(store.db, { key: "reboot:n1:1", kind: "reboot" }, 1, effect)).toEqual({ ok: true, result: 1, replayed: false });
+    // A rebooting node's step asks again every pass; meanwhile the ingest worker's groups hold
+    // the process's write lock. Hold it here until the replay has answered (or for 2 s).
+    let release = () => undefined as void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const holding = store.exclusive(() => Promise.race([held, Bun.sleep(2000)]));
+    const t0 = performance.now();
+    const replay = await runOperation(store.db, { key: "reboot:n1:1", kind: "reboot" }, 2, effect);
+    const waited = performance.now() - t0;
+    release();
+    await holding;
+    expect(replay).toEqual({ ok: true, result: 1, replayed: true });
+    expect(calls).toBe(1);
+    expect(waited).toBeLessThan(1000);
+  });
+});

@@ -35,21 +35,28 @@ export async function runOperation<T>(
   fence?: Fence,
 ): Promise<OperationOutcome<T>> {
   fence?.check();
-  await db
-    .insert(operations)
-    .values({
-      key: spec.key,
-      kind: spec.kind,
-      nodeId: spec.nodeId ?? null,
-      pool: spec.pool ?? null,
-      state: "pending",
-      payload: spec.payload ?? null,
-      createdAt: at,
-      updatedAt: at,
-    })
-    .onConflictDoNothing();
-  const [row] = await db.select().from(operations).where(eq(operations.key, spec.key));
+  // Read first: a step asks again every pass while its node waits (a rebooting node), and a
+  // key that already succeeded needs no write.
+  let [row] = await db.select().from(operations).where(eq(operations.key, spec.key));
   if (row?.state === "succeeded") return { ok: true, result: row.result as T, replayed: true };
+  if (row === undefined) {
+    await db
+      .insert(operations)
+      .values({
+        key: spec.key,
+        kind: spec.kind,
+        nodeId: spec.nodeId ?? null,
+        pool: spec.pool ?? null,
+        state: "pending",
+        payload: spec.payload ?? null,
+        createdAt: at,
+        updatedAt: at,
+      })
+      .onConflictDoNothing();
+    // Another writer may have created it first (two reconcilers): its row is the one.
+    [row] = await db.select().from(operations).where(eq(operations.key, spec.key));
+    if (row?.state === "succeeded") return { ok: true, result: row.result as T, replayed: true };
+  }
   if (row?.state === "running" && observe) {
     const seen = await observe();
     if (seen.done) {
