@@ -51,6 +51,14 @@ describe("store", () => {
     // synchronous = NORMAL is 1; SQLite's default on a fresh connection is FULL (2).
     expect(seen).toEqual(Array.from({ length: 4 }, () => ({ busyTimeoutMs: 5000, synchronous: 1 })));
     store.close();
+    // A scratch store (the simulator's) syncs nothing, on any of its connections either.
+    const scratch = await openStore({ url: `file:${tempDir()}/navarch.db`, healthProbeIntervalMs: 0, scratch: true });
+    const scratchHeld = await Promise.all([0, 1].map(() => scratch.client.transaction("read")));
+    const scratchSeen = [await settings(scratch.client)];
+    for (const tx of scratchHeld) scratchSeen.push(await settings(tx));
+    for (const tx of scratchHeld) tx.close();
+    expect(scratchSeen).toEqual(Array.from({ length: 3 }, () => ({ busyTimeoutMs: 5000, synchronous: 0 })));
+    scratch.close();
   });
 
   test("a corrupt database file gives an error naming the file, not a stack trace", async () => {

@@ -296,7 +296,7 @@ class Simulation {
     if (database === "memory") this.store = await openStore({ url: ":memory:" });
     else {
       this.dir = mkdtempSync(join(tmpdir(), "navarch-sim-"));
-      this.store = await openStore({ url: `file:${this.dir}/navarch.db` });
+      this.store = await openStore({ url: `file:${this.dir}/navarch.db`, scratch: true });
     }
     for (const [name, spec] of Object.entries(s.clouds)) {
       const random = new Random(this.seed, `cloud:${name}`);

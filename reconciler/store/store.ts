@@ -11,7 +11,7 @@ import * as tables from "../../schema/db.ts";
 import { StoreHealthMonitor, observeClient, type StoreHealth } from "./health.ts";
 import { MIGRATIONS } from "./migrations/index.ts";
 import { openFileClient } from "./connection.ts";
-import { FILE_CONNECTION_PRAGMAS } from "./pragmas.ts";
+import { FILE_CONNECTION_PRAGMAS, SCRATCH_CONNECTION_PRAGMAS } from "./pragmas.ts";
 import { newWriteLock, serializeWrites } from "./write-lock.ts";
 
 export type { StoreHealth } from "./health.ts";
@@ -51,6 +51,8 @@ export interface StoreOptions {
   log?: (line: string) => void;
   /** Milliseconds between background health probes (default 5000; 0: only when asked). */
   healthProbeIntervalMs?: number;
+  /** A file nothing needs after this process (the simulator's): never synced (SCRATCH_CONNECTION_PRAGMAS). */
+  scratch?: boolean;
 }
 
 /** Databases up to this size get the full integrity_check at start; larger ones quick_check. */
@@ -67,11 +69,12 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const location = filePath ?? redactUrl(url);
   if (filePath !== undefined) prepareDatabaseFile(filePath);
 
+  const connectionPragmas = options.scratch === true ? SCRATCH_CONNECTION_PRAGMAS : FILE_CONNECTION_PRAGMAS;
   let client: Client;
   try {
     // A file's every connection gets FILE_CONNECTION_PRAGMAS (store/connection.ts says why).
     client = isFileDatabase(filePath)
-      ? openFileClient(url, FILE_CONNECTION_PRAGMAS)
+      ? openFileClient(url, connectionPragmas)
       : createClient({ url, ...(options.authToken ? { authToken: options.authToken } : {}) });
   } catch (err) {
     throw new StoreError(describeOpenFailure(location, err));
@@ -81,7 +84,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     const pragmas = isFileDatabase(filePath)
       ? ["PRAGMA journal_mode = WAL"]
       : filePath !== undefined
-        ? ["PRAGMA journal_mode = WAL", ...FILE_CONNECTION_PRAGMAS]
+        ? ["PRAGMA journal_mode = WAL", ...connectionPragmas]
         : ["PRAGMA foreign_keys = ON"];
     for (const pragma of pragmas) await client.execute(pragma);
     // Before anything writes to it: a corrupt file would otherwise start, answer ready,
