@@ -13,7 +13,7 @@ import { issueNodeCredential } from "../reconciler/fleet/credentials.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { CompiledFleet } from "../test/compiled.ts";
 import { REPO_ROOT } from "../test/support.ts";
-import { procStat } from "./proc.ts";
+import { procStat, threadCpuNs } from "./proc.ts";
 import { seed } from "./reconciler.ts";
 
 export interface LoadResult {
@@ -31,6 +31,8 @@ export interface LoadResult {
   maxMs: number;
   /** CPU of the reconciler and of vegeta over the run, in % of one core (the machine has 2). */
   reconcilerCpu: number;
+  /** % of a core by thread name, the threads at 1 % or more. */
+  reconcilerThreads: Record<string, number>;
   loadToolCpu: number;
   reconcilerRssMiB: number;
   /** Requests per transaction, from navarch_ingest_group_requests. */
@@ -175,10 +177,18 @@ export async function benchIngestExternal(
     // in the store; the measured run is the steady state, where it is remembered.
     await attack(vegeta, targets, join(loadFiles, "warmup.bin"), Math.min(rate, 5000), Math.ceil(size / Math.min(rate, 5000)) + 1);
     const cpu0 = cpuSeconds(server.pid);
+    const threads0 = threadCpuNs(server.pid);
     const t0 = performance.now();
     const { cpuSeconds: loadCpu } = await attack(vegeta, targets, results, rate, seconds);
     const wall = (performance.now() - t0) / 1000;
     const reconcilerCpu = ((cpuSeconds(server.pid) - cpu0) / wall) * 100;
+    // Which thread is busy: the event loop ("navarch"), the ingest worker ("Worker"), libSQL's
+    // runtime threads, where SQLite's statements run ("tokio-runtime-w").
+    const reconcilerThreads: Record<string, number> = {};
+    for (const [name, ns] of threadCpuNs(server.pid)) {
+      const pct = ((ns - (threads0.get(name) ?? 0)) / 1e9 / wall) * 100;
+      if (pct >= 1) reconcilerThreads[name] = Math.round(pct);
+    }
     const rss = procStat(server.pid).rssKiB / 1024;
     const scrape = await fetch(`${fleet.url}/metrics`, { headers: { Authorization: `Bearer ${fleet.token}` } }).then((r) => r.text());
     // A graceful stop: a profiler (`--navarch` a script running `bun --cpu-prof`) writes on exit.
@@ -201,6 +211,7 @@ export async function benchIngestExternal(
       p99Ms: ms(r.latencies["99th"]),
       maxMs: ms(r.latencies.max),
       reconcilerCpu,
+      reconcilerThreads,
       loadToolCpu: (loadCpu / wall) * 100,
       reconcilerRssMiB: rss,
       meanGroup: metric("navarch_ingest_group_requests_sum") / metric("navarch_ingest_group_requests_count"),

@@ -18,3 +18,18 @@ export function procStat(pid: number): { rssKiB: number; cpuNs: number } {
   }
   return { rssKiB, cpuNs };
 }
+
+/** On-CPU time in ns of the process's threads, summed by thread name (its `comm`: "navarch", "Worker", "tokio-runtime-w", …). */
+export function threadCpuNs(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+      const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+      byName.set(name, (byName.get(name) ?? 0) + ns);
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return byName;
+}

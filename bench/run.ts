@@ -135,7 +135,10 @@ if (want("ingest")) {
         value: r.perSecond,
         unit: "/s",
         ...(rate === 10_000 ? { goal: { text: "10,000/s with p99 ≤ 50 ms", met } } : {}),
-        notes: `sent at ${Math.round(r.offeredPerSecond)}/s; reconciler ${r.reconcilerCpu.toFixed(0)} % of a core (all its threads), vegeta ${r.loadToolCpu.toFixed(0)} %; ${f1(r.meanGroup)} requests per transaction`,
+        notes: `sent at ${Math.round(r.offeredPerSecond)}/s; reconciler ${r.reconcilerCpu.toFixed(0)} % of a core (${Object.entries(r.reconcilerThreads)
+          .sort((a, b) => b[1] - a[1])
+          .map(([name, pct]) => `${name} ${pct}`)
+          .join(", ")}), vegeta ${r.loadToolCpu.toFixed(0)} %; ${f1(r.meanGroup)} requests per transaction`,
       },
       {
         key: `ingest.vegeta.${rate}.p99`,
