@@ -35,10 +35,10 @@ export async function runOperation<T>(
   fence?: Fence,
 ): Promise<OperationOutcome<T>> {
   fence?.check();
+  const read = async () => (await db.select().from(operations).where(eq(operations.key, spec.key)))[0];
   // Read first: a step asks again every pass while its node waits (a rebooting node), and a
   // key that already succeeded needs no write.
-  let [row] = await db.select().from(operations).where(eq(operations.key, spec.key));
-  if (row?.state === "succeeded") return { ok: true, result: row.result as T, replayed: true };
+  let row = await read();
   if (row === undefined) {
     await db
       .insert(operations)
@@ -54,9 +54,9 @@ export async function runOperation<T>(
       })
       .onConflictDoNothing();
     // Another writer may have created it first (two reconcilers): its row is the one.
-    [row] = await db.select().from(operations).where(eq(operations.key, spec.key));
-    if (row?.state === "succeeded") return { ok: true, result: row.result as T, replayed: true };
+    row = await read();
   }
+  if (row?.state === "succeeded") return { ok: true, result: row.result as T, replayed: true };
   if (row?.state === "running" && observe) {
     const seen = await observe();
     if (seen.done) {
