@@ -9,13 +9,7 @@ export function procStat(pid: number): { rssKiB: number; cpuNs: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
   let cpuNs = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      cpuNs += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-    } catch {
-      // the thread ended between the listing and the read
-    }
-  }
+  for (const ns of threadCpuNs(pid).values()) cpuNs += ns;
   return { rssKiB, cpuNs };
 }
 
