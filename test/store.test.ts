@@ -36,29 +36,26 @@ describe("store", () => {
   test("every connection of the store's pool is set up alike, not only the first", async () => {
     // The client opens another connection whenever a transaction holds one and something else
     // needs one; a PRAGMA run through the client set only the connection that ran it.
-    const store = await openStore({ url: `file:${tempDir()}/navarch.db`, healthProbeIntervalMs: 0 });
     type Runner = Pick<Client, "execute">;
     const settings = async (on: Runner) => {
       const [busy] = (await on.execute("SELECT timeout FROM pragma_busy_timeout")).rows;
       const [sync] = (await on.execute("SELECT synchronous FROM pragma_synchronous")).rows;
       return { busyTimeoutMs: Number(busy?.timeout), synchronous: Number(sync?.synchronous) };
     };
-    // Three transactions open at once hold three connections; the client opens a fourth.
-    const held = await Promise.all([0, 1, 2].map(() => store.client.transaction("read")));
-    const seen = [await settings(store.client)];
-    for (const tx of held) seen.push(await settings(tx));
-    for (const tx of held) tx.close();
+    // `holding` transactions open at once hold that many connections; the client opens one more.
+    const everyConnection = async (options: { scratch?: boolean }, holding: number) => {
+      const store = await openStore({ url: `file:${tempDir()}/navarch.db`, healthProbeIntervalMs: 0, ...options });
+      const held = await Promise.all(Array.from({ length: holding }, () => store.client.transaction("read")));
+      const seen = [await settings(store.client)];
+      for (const tx of held) seen.push(await settings(tx));
+      for (const tx of held) tx.close();
+      store.close();
+      return seen;
+    };
     // synchronous = NORMAL is 1; SQLite's default on a fresh connection is FULL (2).
-    expect(seen).toEqual(Array.from({ length: 4 }, () => ({ busyTimeoutMs: 5000, synchronous: 1 })));
-    store.close();
+    expect(await everyConnection({}, 3)).toEqual(Array.from({ length: 4 }, () => ({ busyTimeoutMs: 5000, synchronous: 1 })));
     // A scratch store (the simulator's) syncs nothing, on any of its connections either.
-    const scratch = await openStore({ url: `file:${tempDir()}/navarch.db`, healthProbeIntervalMs: 0, scratch: true });
-    const scratchHeld = await Promise.all([0, 1].map(() => scratch.client.transaction("read")));
-    const scratchSeen = [await settings(scratch.client)];
-    for (const tx of scratchHeld) scratchSeen.push(await settings(tx));
-    for (const tx of scratchHeld) tx.close();
-    expect(scratchSeen).toEqual(Array.from({ length: 3 }, () => ({ busyTimeoutMs: 5000, synchronous: 0 })));
-    scratch.close();
+    expect(await everyConnection({ scratch: true }, 2)).toEqual(Array.from({ length: 3 }, () => ({ busyTimeoutMs: 5000, synchronous: 0 })));
   });
 
   test("a corrupt database file gives an error naming the file, not a stack trace", async () => {

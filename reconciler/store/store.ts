@@ -72,7 +72,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   const connectionPragmas = options.scratch === true ? SCRATCH_CONNECTION_PRAGMAS : FILE_CONNECTION_PRAGMAS;
   let client: Client;
   try {
-    // A file's every connection gets FILE_CONNECTION_PRAGMAS (store/connection.ts says why).
+    // A file's every connection gets its pragmas (store/connection.ts says why).
     client = isFileDatabase(filePath)
       ? openFileClient(url, connectionPragmas)
       : createClient({ url, ...(options.authToken ? { authToken: options.authToken } : {}) });
