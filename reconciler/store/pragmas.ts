@@ -1,11 +1,13 @@
 /**
  * Every writing connection to a database file (the store's, the ingest worker's): busy_timeout
- * rides out another process's short write locks. A checkpoint every 1,000 pages (4 MiB of WAL),
- * SQLite's default, said here because it was 4,000: the commit that crosses it copies the WAL
- * back into the file before it returns, and at 10,000 heartbeats a second one of 4,000 pages
- * held a group's answers for about 70 ms once a second (ingest p99 over 100 ms). The ingest
- * worker's connection checkpoints between groups instead (fleet/ingest-writer.ts), which keeps
- * the WAL under this threshold while heartbeats flow; this one is for the rest of the time.
+ * rides out another process's short write locks. A checkpoint every 4,000 pages (16 MiB of
+ * WAL): while heartbeats flow, the ingest worker's connection checkpoints between groups
+ * instead (fleet/ingest-writer.ts; about 1,000 pages each at 10,000 heartbeats/s), and the
+ * other connections' threshold must stay out of its way. At 1,000 pages a write of the event
+ * loop's that crossed it ran the checkpoint itself, on the event loop: 24–34 ms gaps, 60 ms
+ * under load, against 6–11 ms at 4,000 (test/ingest-writer.test.ts). The worker's own
+ * connection has none (ingest-worker.ts): the commit that crosses the threshold copies the
+ * WAL back before it returns, and held a group's answers for about 70 ms once a second.
  */
 export const FILE_CONNECTION_PRAGMAS = connectionPragmas("NORMAL");
 
@@ -18,5 +20,5 @@ export const FILE_CONNECTION_PRAGMAS = connectionPragmas("NORMAL");
 export const SCRATCH_CONNECTION_PRAGMAS = connectionPragmas("OFF");
 
 function connectionPragmas(synchronous: "NORMAL" | "OFF"): string[] {
-  return ["PRAGMA busy_timeout = 5000", `PRAGMA synchronous = ${synchronous}`, "PRAGMA wal_autocheckpoint = 1000", "PRAGMA foreign_keys = ON"];
+  return ["PRAGMA busy_timeout = 5000", `PRAGMA synchronous = ${synchronous}`, "PRAGMA wal_autocheckpoint = 4000", "PRAGMA foreign_keys = ON"];
 }
