@@ -14,7 +14,7 @@ import { openStore, type Store } from "../reconciler/store/store.ts";
 import { seed } from "../bench/reconciler.ts";
 import { recordHeartbeat } from "../reconciler/fleet/registry.ts";
 import { testConfig } from "./fleet-harness.ts";
-import { tempDir, waitFor } from "./support.ts";
+import { REPO_ROOT, tempDir, waitFor } from "./support.ts";
 
 const T = Date.parse("2026-11-21T00:00:00Z");
 let store: Store;
@@ -301,6 +301,15 @@ describe("metrics on a seeded store", () => {
     const s = await scrape();
     expect(value(s, "navarch_bootstrap_outcomes_total", { outcome: "succeeded" })).toBe(1);
     expect(value(s, "navarch_bootstrap_outcomes_total", { outcome: "failed" })).toBe(2);
+  });
+
+  test("every metric the reconciler exports is in the operator's table (deploy/README.md)", async () => {
+    const table = await Bun.file(join(REPO_ROOT, "deploy/README.md")).text();
+    const names = (await createMetrics(store.db).registry.getMetricsAsJSON()).map((m) => m.name);
+    // prom-client's process and runtime metrics (navarch_process_*, navarch_nodejs_*) are its own, documented by it.
+    const ours = names.filter((n) => !/^navarch_(process|nodejs)_/.test(n));
+    expect(ours.length).toBeGreaterThan(20);
+    expect(ours.filter((n) => !table.includes(`\`${n}\``))).toEqual([]);
   });
 
   test("a pass is observed once however many callers awaited it", async () => {
