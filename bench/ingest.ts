@@ -40,9 +40,11 @@ export interface LoadResult {
   /** Reconcile passes over the whole run (warm-up included) and their mean length, from navarch_reconcile_pass_duration_seconds. */
   passes: number;
   meanPassMs: number;
-  /** The ingest worker's WAL checkpoints between groups, and their mean length (navarch_ingest_checkpoint_seconds). */
+  /** WAL checkpoints while groups flow, and the mean length of their part between groups, which groups wait for (navarch_ingest_checkpoint_seconds). */
   checkpoints: number;
   meanCheckpointMs: number;
+  /** The mean length of their copy beside the writes (navarch_ingest_checkpoint_beside_seconds). */
+  meanCheckpointBesideMs: number;
 }
 
 /** What `vegeta report -type=json` prints that is used here (durations in ns). */
@@ -219,6 +221,7 @@ export async function benchIngestExternal(
       meanPassMs: (metric("navarch_reconcile_pass_duration_seconds_sum") / metric("navarch_reconcile_pass_duration_seconds_count")) * 1000,
       checkpoints: metric("navarch_ingest_checkpoint_seconds_count"),
       meanCheckpointMs: (metric("navarch_ingest_checkpoint_seconds_sum") / metric("navarch_ingest_checkpoint_seconds_count")) * 1000,
+      meanCheckpointBesideMs: (metric("navarch_ingest_checkpoint_beside_seconds_sum") / metric("navarch_ingest_checkpoint_beside_seconds_count")) * 1000,
     };
   } finally {
     fleet.stop();

@@ -379,7 +379,10 @@ async function ingestWriter(store: Store, url: string, metrics: Metrics, log: (l
   if (!url.startsWith("file:") || url === "file::memory:") return clientWriter(store.db.$client);
   const worker = await WorkerWriter.start(url, {
     observe: (err) => store.observe(err),
-    checkpointed: (ms) => metrics.ingestCheckpoint.observe(ms / 1000),
+    checkpointed: (ms) => {
+      metrics.ingestCheckpointBeside.observe(ms.beside / 1000);
+      metrics.ingestCheckpoint.observe(ms.between / 1000);
+    },
     exclusive: (write) => store.exclusive(write),
     fallback: clientWriter(store.db.$client),
     log,

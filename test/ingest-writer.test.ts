@@ -20,7 +20,11 @@ afterEach(async () => {
   }
 });
 
-async function setUp(nodes = 20, checkpointed?: (ms: number) => void): Promise<{ store: Store; writer: WorkerWriter; ids: string[]; url: string }> {
+async function setUp(
+  nodes = 20,
+  checkpointed?: (ms: { beside: number; between: number }) => void,
+  checkpointEveryMs?: number,
+): Promise<{ store: Store; writer: WorkerWriter; ids: string[]; url: string }> {
   const url = `file:${tempDir()}/ingest.db`;
   const store = await openStore({ url, healthProbeIntervalMs: 0 });
   const ids = await seed(store, nodes, Date.now(), { origin: "registered" });
@@ -30,6 +34,7 @@ async function setUp(nodes = 20, checkpointed?: (ms: number) => void): Promise<{
     fallback: clientWriter(store.db.$client),
     log: (line) => logged.push(line),
     ...(checkpointed ? { checkpointed } : {}),
+    ...(checkpointEveryMs !== undefined ? { checkpointEveryMs } : {}),
   });
   if (writer === undefined) throw new Error("no ingest worker");
   open.push({ store, writer });
@@ -123,8 +128,8 @@ describe("the ingest worker", () => {
     expect(worst).toBeLessThan(45);
   });
 
-  test(`the WAL is copied back between groups, at most every ${CHECKPOINT_EVERY_MS} ms while they flow`, async () => {
-    const checkpoints: number[] = [];
+  test(`the WAL is copied back at most every ${CHECKPOINT_EVERY_MS} ms while groups flow`, async () => {
+    const checkpoints: { beside: number; between: number }[] = [];
     const { store, writer, ids } = await setUp(2000, (ms) => checkpoints.push(ms));
     const started = performance.now();
     let n = 0;
@@ -138,11 +143,47 @@ describe("the ingest worker", () => {
     expect((row?.readings as { temperatureC: number }[])[0]?.temperatureC).toBe(40 + ((n - 1) % 40));
   });
 
+  test("a group is written while the WAL is copied back: it does not wait for the copy", async () => {
+    // A WAL of several MB (10,000 nodes' rows rewritten twice), no checkpoint of its own.
+    const { store, writer, ids } = await setUp(10_000, undefined, 3_600_000);
+    for (const temperatureC of [60, 61]) await writer.write({ heartbeats: ids.map((id) => heartbeat(id, temperatureC)), batches: [] }, Date.now());
+    const order: string[] = [];
+    const copied = writer.checkpoint().then(() => order.push("checkpoint"));
+    await Bun.sleep(1); // the copy has begun
+    await writer.write({ heartbeats: [heartbeat(ids[5]!, 77)], batches: [] }, Date.now()).then(() => order.push("group"));
+    await copied;
+    // Copied under the write lock, the group waited for the whole copy and its fsyncs.
+    expect(order).toEqual(["group", "checkpoint"]);
+    const [row] = await store.db.select().from(gpuReadings).where(eq(gpuReadings.nodeId, ids[5]!));
+    expect((row?.readings as { temperatureC: number }[])[0]?.temperatureC).toBe(77);
+    // What the group wrote during the copy was copied too (between groups), so the next write
+    // started the WAL again from its beginning: it holds that write's few pages, not the MBs before.
+    await writer.write({ heartbeats: [heartbeat(ids[6]!, 78)], batches: [] }, Date.now());
+    const [wal] = (await store.client.execute("PRAGMA wal_checkpoint(PASSIVE)")).rows;
+    expect(Number(wal?.[1])).toBeLessThan(20);
+  });
+
+  test("a WAL copier that dies: the ingest worker copies the whole WAL between groups, said once", async () => {
+    const checkpoints: { beside: number; between: number }[] = [];
+    const { store, writer, ids } = await setUp(2000, (ms) => checkpoints.push(ms), 3_600_000);
+    logged.length = 0;
+    (writer as unknown as { copier: { worker: Worker } }).copier.worker.terminate();
+    await Bun.sleep(100);
+    await writer.write({ heartbeats: ids.map((id) => heartbeat(id, 66)), batches: [] }, Date.now());
+    await writer.checkpoint();
+    await writer.write({ heartbeats: [heartbeat(ids[1]!, 67)], batches: [] }, Date.now());
+    const [wal] = (await store.client.execute("PRAGMA wal_checkpoint(PASSIVE)")).rows;
+    expect(Number(wal?.[1])).toBeLessThan(20);
+    expect(checkpoints).toHaveLength(1);
+    expect(checkpoints[0]!.beside).toBeLessThan(1);
+    expect(logged).toEqual(["the WAL copier's thread ended: the WAL is copied back between groups from now on"]);
+  });
+
   test("a worker that dies: its groups go to the event loop's thread, said once", async () => {
     const { store, writer, ids } = await setUp();
     logged.length = 0;
     // The thread ends under it, as a crash of the worker would end it.
-    (writer as unknown as { worker: Worker }).worker.terminate();
+    (writer as unknown as { writer: { worker: Worker } }).writer.worker.terminate();
     await Bun.sleep(100);
     const results = await writer.write({ heartbeats: [heartbeat(ids[2]!, 70)], batches: [] }, Date.now());
     expect(results.heartbeats).toEqual([{ lastEventSeq: 0 }]);
