@@ -1,13 +1,12 @@
 // The ingest worker (fleet/ingest-writer.ts): writes the groups it is sent over a connection of
 // its own, one at a time, and answers each with its results or its error.
-import type { Client } from "@libsql/client";
-import { openFileClient } from "../store/connection.ts";
 import { FILE_CONNECTION_PRAGMAS } from "../store/pragmas.ts";
+import { PreparedConnection } from "../store/prepared.ts";
 import { writeIngestGroup, type IngestGroup } from "./ingest-write.ts";
 import type { FromIngestWorker, ToIngestWorker } from "./ingest-writer.ts";
 
 declare const self: Worker;
-let client: Client | undefined;
+let client: PreparedConnection | undefined;
 
 function describe(err: unknown): { message: string; code?: string } {
   const message = err instanceof Error ? err.message : String(err);
@@ -22,7 +21,7 @@ self.onmessage = async (e: MessageEvent<ToIngestWorker>) => {
     try {
       // As the store's own connections (the journal mode is the file's, these are per
       // connection), but checkpoints only when asked, between groups (ingest-writer.ts).
-      client = openFileClient(m.url, [...FILE_CONNECTION_PRAGMAS, "PRAGMA wal_autocheckpoint = 0"]);
+      client = PreparedConnection.open(m.url, [...FILE_CONNECTION_PRAGMAS, "PRAGMA wal_autocheckpoint = 0"]);
       answer({ kind: "opened" });
     } catch (err) {
       answer({ kind: "failed", error: describe(err) });

@@ -1,7 +1,7 @@
 // The write of a group of heartbeats and event batches (fleet/ingest.ts gathers them): one
 // transaction of set-based statements, whatever the group's size. Used on the event loop's
 // thread for single writes (the simulator, tests) and in the ingest worker for the API's groups.
-import type { Client, InStatement } from "@libsql/client";
+import type { PreparedStatement } from "../store/prepared.ts";
 import { READING_RANGES, withinRange } from "../../schema/reading-ranges.ts";
 import type { EventBatch, Heartbeat } from "../../schema/wire.ts";
 
@@ -19,6 +19,15 @@ export interface AppendResult {
 export interface IngestGroup {
   heartbeats: readonly Heartbeat[];
   batches: readonly EventBatch[];
+}
+
+/**
+ * Where a group is written: one write transaction of statements, each one's rows by column
+ * name. A libSQL client is one; so is the ingest worker's connection, which keeps its
+ * statements prepared (store/prepared.ts).
+ */
+export interface WriteBatch {
+  batch(statements: PreparedStatement[], mode: "write"): Promise<{ rows: Record<string, unknown>[] }[]>;
 }
 
 export interface IngestResults {
@@ -59,8 +68,8 @@ WHERE id = ?1 RETURNING last_event_seq AS seq`;
  * arrived together, so that is an order they could have come in). Two heartbeats of one node
  * in a group: the later one's readings are stored, and both get the same answer.
  */
-export async function writeIngestGroup(client: Pick<Client, "batch">, group: IngestGroup, at: number): Promise<IngestResults> {
-  const statements: InStatement[] = [];
+export async function writeIngestGroup(client: WriteBatch, group: IngestGroup, at: number): Promise<IngestResults> {
+  const statements: PreparedStatement[] = [];
   for (const batch of group.batches) {
     const rows = batch.events.map((e) => [
       e.seq,

@@ -10,7 +10,7 @@
 import { ConnectionPool, Sqlite3Client } from "@libsql/client/sqlite3";
 import type { Client } from "@libsql/client";
 
-type Connection = ReturnType<ConnectionPool["acquireSync"]>;
+export type Connection = ReturnType<ConnectionPool["acquireSync"]>;
 
 class ConfiguredPool extends ConnectionPool {
   readonly #configured = new WeakSet<Connection>();
@@ -60,4 +60,18 @@ export function openFileClient(url: string, pragmas: readonly string[], concurre
     throw err;
   }
   return new Sqlite3Client(pool, "number");
+}
+
+/**
+ * One connection to the database file at `url`, set up as the client's are: for a thread that
+ * runs its statements itself (the ingest worker, store/prepared.ts). `close` closes it.
+ */
+export function openFileConnection(url: string, pragmas: readonly string[]): { db: Connection; close: () => void } {
+  const pool = new ConfiguredPool(url.slice("file:".length), 1, pragmas);
+  try {
+    return { db: pool.acquireSync(), close: () => pool.close() };
+  } catch (err) {
+    pool.close();
+    throw err;
+  }
 }
