@@ -40,7 +40,7 @@ async function control(line: string): Promise<void> {
 }
 
 describe("external control (FAKE_NVML_CONTROL)", () => {
-  test("a state file at init, then Xid / lost / temperature commands from another process", async () => {
+  test("a state file at init, then Xid / lost / temperature commands from other processes", async () => {
     const dir = tempDir();
     fifo = join(dir, "control.fifo"); // created by the fake
     const state = join(dir, "state");
@@ -92,6 +92,21 @@ describe("external control (FAKE_NVML_CONTROL)", () => {
       [2, "XidCriticalError", 79],
       [0, "DoubleBitEccError", null],
     ]);
+
+    // Lines written back to back, each opening and closing the FIFO (as the benchmarks'
+    // injections do), four writers at once, are each executed once. While the fake read the
+    // FIFO only, it closed it at each writer's end, and a line written in that moment was lost
+    // or its write failed with EPIPE.
+    const writers = [0, 1, 2, 3].map((w) =>
+      Bun.spawn(["sh", "-c", 'i=0; while [ $i -lt 250 ]; do echo "xid 0 $(($1 + i))" >> "$2"; i=$((i + 1)); done', "sh", String(1000 + 250 * w), fifo], {
+        stdout: "ignore",
+        stderr: "pipe",
+      }),
+    );
+    const failures = await Promise.all(writers.map(async (p) => ((await p.exited) === 0 ? "" : await new Response(p.stderr).text())));
+    expect(failures.filter((f) => f !== "")).toEqual([]);
+    const burst = await waitFor("every Xid written", () => (find("event").length >= 1002 ? find("event").slice(2) : undefined), 10_000);
+    expect(burst.map((l) => l.event.xid).sort((a, b) => a! - b!)).toEqual(Array.from({ length: 1000 }, (_, i) => 1000 + i));
 
     await control("temp 0 95");
     await control("lost 1 on");

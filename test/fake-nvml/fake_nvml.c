@@ -1713,7 +1713,11 @@ static void *control_thread(void *arg) {
   char buf[4096];
   size_t have = 0;
   for (;;) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Read and write: the FIFO always has a writer (this one), so read() never sees an end of
+     * file and the FIFO is never closed under a writer. Opened for reading only, it was closed
+     * at each writer's end, and a line written by the next writer in that moment was lost (or
+     * its write failed with EPIPE): one Xid in 16 written back to back, now and then. */
+    int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR) continue;
       set_error("cannot open control FIFO %s: %s", path, strerror(errno));
