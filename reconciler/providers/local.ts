@@ -511,8 +511,8 @@ export class LocalProvider implements Provider {
     }
     const fifo = this.dir.files(o.record.name).nvmlControl;
     const line = Buffer.from(`${command}\n`);
-    // ENXIO: no reader right now. The library's thread reopens the FIFO after each writer
-    // closes it, and opens it first only once the agent has loaded NVML: retry briefly.
+    // ENXIO: no reader yet. The library's thread opens the FIFO (and keeps it open) only once
+    // the agent has loaded NVML: retry briefly.
     const deadline = Date.now() + waitMs;
     for (;;) {
       let fd: number;
