@@ -1,5 +1,6 @@
 // The ingest worker (fleet/ingest-writer.ts): writes the groups it is sent over a connection of
-// its own, one at a time, and answers each with its results or its error.
+// its own, one at a time, and answers each with its results or its error. A second instance,
+// the WAL copier, is sent only checkpoints.
 import { FILE_CONNECTION_PRAGMAS } from "../store/pragmas.ts";
 import { PreparedConnection } from "../store/prepared.ts";
 import { writeIngestGroup, type IngestGroup } from "./ingest-write.ts";
@@ -20,7 +21,7 @@ self.onmessage = async (e: MessageEvent<ToIngestWorker>) => {
   if (m.kind === "open") {
     try {
       // As the store's own connections (the journal mode is the file's, these are per
-      // connection), but checkpoints only when asked, between groups (ingest-writer.ts).
+      // connection), but checkpoints only when asked (ingest-writer.ts says when).
       client = PreparedConnection.open(m.url, [...FILE_CONNECTION_PRAGMAS, "PRAGMA wal_autocheckpoint = 0"]);
       answer({ kind: "opened" });
     } catch (err) {

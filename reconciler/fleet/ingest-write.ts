@@ -1,7 +1,7 @@
 // The write of a group of heartbeats and event batches (fleet/ingest.ts gathers them): one
 // transaction of set-based statements, whatever the group's size. Used on the event loop's
 // thread for single writes (the simulator, tests) and in the ingest worker for the API's groups.
-import type { PreparedStatement } from "../store/prepared.ts";
+import type { SqlStatement } from "../store/prepared.ts";
 import { READING_RANGES, withinRange } from "../../schema/reading-ranges.ts";
 import type { EventBatch, Heartbeat } from "../../schema/wire.ts";
 
@@ -27,7 +27,7 @@ export interface IngestGroup {
  * statements prepared (store/prepared.ts).
  */
 export interface WriteBatch {
-  batch(statements: PreparedStatement[], mode: "write"): Promise<{ rows: Record<string, unknown>[] }[]>;
+  batch(statements: SqlStatement[], mode: "write"): Promise<{ rows: Record<string, unknown>[] }[]>;
 }
 
 export interface IngestResults {
@@ -69,7 +69,7 @@ WHERE id = ?1 RETURNING last_event_seq AS seq`;
  * in a group: the later one's readings are stored, and both get the same answer.
  */
 export async function writeIngestGroup(client: WriteBatch, group: IngestGroup, at: number): Promise<IngestResults> {
-  const statements: PreparedStatement[] = [];
+  const statements: SqlStatement[] = [];
   for (const batch of group.batches) {
     const rows = batch.events.map((e) => [
       e.seq,

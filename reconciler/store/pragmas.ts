@@ -1,12 +1,12 @@
 /**
  * Every writing connection to a database file (the store's, the ingest worker's): busy_timeout
  * rides out another process's short write locks. A checkpoint every 4,000 pages (16 MiB of
- * WAL): while heartbeats flow, the ingest worker's connection checkpoints between groups
- * instead (fleet/ingest-writer.ts; about 1,000 pages each at 10,000 heartbeats/s), and the
- * other connections' threshold must stay out of its way. At 1,000 pages a write of the event
+ * WAL): while heartbeats flow, the ingest workers checkpoint every 250 ms instead
+ * (fleet/ingest-writer.ts; about 1,000 pages each at 10,000 heartbeats/s), and the other
+ * connections' threshold must stay out of their way. At 1,000 pages a write of the event
  * loop's that crossed it ran the checkpoint itself, on the event loop: 24–34 ms gaps, 60 ms
- * under load, against 6–11 ms at 4,000 (test/ingest-writer.test.ts). The worker's own
- * connection has none (ingest-worker.ts): the commit that crosses the threshold copies the
+ * under load, against 6–11 ms at 4,000 (test/ingest-writer.test.ts). The workers' own
+ * connections have none (ingest-worker.ts): the commit that crosses the threshold copies the
  * WAL back before it returns, and held a group's answers for about 70 ms once a second.
  */
 export const FILE_CONNECTION_PRAGMAS = connectionPragmas("NORMAL");

@@ -9,8 +9,8 @@ import { openFileConnection, type Connection } from "./connection.ts";
 
 type Statement = ReturnType<Connection["prepare"]>;
 
-/** A statement and its arguments, as the client takes them (positional). */
-export interface PreparedStatement {
+/** A statement's SQL text and its positional arguments, as the client takes them; prepared at its first run. */
+export interface SqlStatement {
   sql: string;
   args: (string | number | null)[];
 }
@@ -34,7 +34,7 @@ export class PreparedConnection {
    * error, which is thrown) and returns each one's rows by column name, as the client's batch
    * does in "write" mode.
    */
-  async batch(statements: readonly PreparedStatement[], _mode: "write"): Promise<{ rows: Record<string, unknown>[] }[]> {
+  async batch(statements: readonly SqlStatement[], _mode: "write"): Promise<{ rows: Record<string, unknown>[] }[]> {
     this.run("BEGIN IMMEDIATE", []);
     try {
       const results = statements.map((s) => ({ rows: this.run(s.sql, s.args) }));
@@ -56,7 +56,7 @@ export class PreparedConnection {
     this.closeConnection();
   }
 
-  private run(sql: string, args: PreparedStatement["args"]): Record<string, unknown>[] {
+  private run(sql: string, args: SqlStatement["args"]): Record<string, unknown>[] {
     let statement = this.statements.get(sql);
     if (statement === undefined) {
       statement = this.db.prepare(sql);
