@@ -299,8 +299,16 @@ export interface HealthConfig {
   unhealthy_threshold: number;
   auto_replace: boolean;
   drain_timeout: Millis;
-  /** A new machine whose agent has not registered within this is Failed. */
+  /**
+   * A new machine whose agent has not registered within this is Failed, unless the pool has
+   * learned that its machines take longer (lifecycle/registration.ts): then a margin over the
+   * recent registrations' p99, never past registration_timeout_max.
+   */
   registration_timeout: Millis;
+  /** The longest deadline the pool may learn. */
+  registration_timeout_max: Millis;
+  /** After this many machines in a row did not register, the pool stops launching (held). */
+  max_registration_failures: number;
   /**
    * terminate_first: the unhealthy node is terminated, then its replacement launched.
    * surge: the replacement is launched when the node is cordoned, and the node is terminated
@@ -441,6 +449,7 @@ export const DURATION_KEYS: ReadonlySet<string> = new Set([
   "cooldown_period",
   "drain_timeout",
   "registration_timeout",
+  "registration_timeout_max",
   "reboot_timeout",
   "reboot_window",
   "lookback_window",
@@ -964,6 +973,11 @@ const Health: v.GenericSchema<unknown, HealthConfig> = strict({
   // GPU images routinely take longer than Cluster API's 10 min default to come up.
   // Under 30 s no machine boots and registers; over a day it is not coming.
   registration_timeout: v.optional(duration("30s", "24h"), "15m"),
+  // What a slow cloud may teach the pool is bounded: past this a machine is not coming.
+  registration_timeout_max: v.optional(duration("1m", "24h"), "2h"),
+  // Three machines in a row that never register are a pattern (a bootstrap, an image, a
+  // timeout too short), not bad luck: stop paying for more until someone changes something.
+  max_registration_failures: v.optional(int(1, 1000), 3),
   replacement: v.optional(oneOf(["terminate_first", "surge"] as const, "replacement strategy"), "terminate_first"),
   remediation: v.optional(oneOf(["reboot_first", "replace"] as const, "remediation"), "reboot_first"),
   // A GPU machine's reboot (firmware, driver load, the agent's first check) takes minutes.

@@ -29,6 +29,16 @@ export const pools = sqliteTable("pools", {
   launchFailingSince: integer("launch_failing_since"),
   /** Why the last autoscale tick lacked an input its metrics source should have given (null: it had them all). */
   metricsError: text("metrics_error"),
+  /**
+   * Machines of the pool that did not register (deadline passed, bootstrap failed) since the
+   * last one that did; past health.max_registration_failures the pool is held (lifecycle/registration.ts).
+   */
+  registrationFailures: integer("registration_failures").notNull().default(0),
+  /** When the last of those failed (a registration after it resets the count). */
+  registrationFailedAt: integer("registration_failed_at"),
+  /** While held: why no machine is launched (the pattern, and what to change); null when launching. */
+  registrationHold: text("registration_hold"),
+  registrationHeldAt: integer("registration_held_at"),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });
@@ -90,6 +100,17 @@ export const nodes = sqliteTable(
     requestedAt: integer("requested_at"),
     /** The node this one replaces, for replacements. */
     replacementOf: text("replacement_of"),
+    /**
+     * When the provider accepted its launch, or when a sweep adopted its instance (no node row
+     * knew it: a lost database): the registration deadline counts from here.
+     */
+    launchedAt: integer("launched_at"),
+    /** Set when an inventory sweep adopted the instance (its launch time is not Navarch's to know). */
+    adoptedAt: integer("adopted_at"),
+    /** When it first entered service (ready or suspect); null for a machine that never served. */
+    servedAt: integer("served_at"),
+    /** GPUs the machine has: its instance type's, as the provider lists it, or what its agent registered. */
+    gpuCount: integer("gpu_count"),
     // What the agent reported (null until it registers).
     hostname: text("hostname"),
     bootId: text("boot_id"),
@@ -206,6 +227,27 @@ export const nodeIdle = sqliteTable(
     idleSince: integer("idle_since").notNull(),
   },
   (t) => [index("node_idle_pool").on(t.pool)],
+);
+
+/**
+ * How long launched machines took from launch to their agent's registration, per pool, provider
+ * and instance type: the recent ones teach the pool its registration deadline
+ * (lifecycle/registration.ts). Bounded: only the latest REGISTRATION_SAMPLES per key are kept.
+ */
+export const registrations = sqliteTable(
+  "registrations",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    pool: text("pool").notNull(),
+    provider: text("provider").notNull(),
+    instanceType: text("instance_type").notNull(),
+    nodeId: text("node_id").notNull(),
+    launchedAt: integer("launched_at").notNull(),
+    registeredAt: integer("registered_at").notNull(),
+    /** The machine had been given up when its agent registered (adopted back into its pool). */
+    late: integer("late", { mode: "boolean" }).notNull().default(false),
+  },
+  (t) => [index("registrations_key").on(t.pool, t.provider, t.instanceType, t.registeredAt), index("registrations_pool").on(t.pool, t.registeredAt)],
 );
 
 /** Circuit breakers per pool and fleet-wide (scope "fleet" or "pool:<name>"). */
