@@ -9,6 +9,7 @@ import { ACTIONS_USAGE, actionCommand } from "./cli/actions.ts";
 import { NODES_USAGE, nodesCommand } from "./cli/nodes.ts";
 import { EVENTS_USAGE, eventsCommand } from "./cli/events.ts";
 import { serveCommand } from "./cli/serve.ts";
+import { REPORT_USAGE, reportCommand } from "./cli/report.ts";
 import { TOKENS_USAGE, tokensCommand } from "./cli/tokens.ts";
 import { printable } from "./cli/output.ts";
 import { simCommand } from "./cli/sim.ts";
@@ -31,6 +32,7 @@ Usage:
 ${NODES_USAGE.split("\n").slice(1).join("\n")}
 ${EVENTS_USAGE}
 ${ACTIONS_USAGE}
+${REPORT_USAGE}
 ${TOKENS_USAGE}
   navarch version                        print the version
   navarch COMMAND --help                 the usage of one command
@@ -120,6 +122,8 @@ async function main(argv: string[]): Promise<number> {
       return eventsCommand(rest, out.stdout);
     case "tokens":
       return tokensCommand(rest, out.stdout);
+    case "report":
+      return reportCommand(rest, out.stdout);
     case "cordon":
     case "uncordon":
     case "drain":

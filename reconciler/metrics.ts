@@ -38,6 +38,7 @@ export function checkLabel(check: string): string {
   return isCheckName(check) ? check : "other";
 }
 import type { Db } from "./store/store.ts";
+import { neverServed, type NeverServed } from "./pools/never-served.ts";
 
 export interface PassObservation {
   durationMs: number;
@@ -102,6 +103,7 @@ interface Snapshot {
   providerErrors: Row[];
   registered: number;
   bootstrapRuns: Map<string, number>;
+  neverServed: NeverServed[];
   histograms: Map<string, Row[]>;
 }
 
@@ -241,7 +243,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
       ),
     );
     INCIDENT_SPANS.forEach((s, i) => histograms.set(s.name, spans[i] ?? []));
-    const [byState, poolRows, gpuPools, heartbeatRows, breakerRows, openIncidents, remediations, idle, providerErrors, registered, bootstrapRuns] =
+    const [byState, poolRows, gpuPools, heartbeatRows, breakerRows, openIncidents, remediations, idle, providerErrors, registered, bootstrapRuns, wasted] =
       await Promise.all([
         query(
           `select coalesce(pool, '') as pool, state, count(*) as n,
@@ -250,7 +252,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
          from nodes group by 1, 2`,
         ),
         query(
-          "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max, launch_failures, launch_error_kind, metrics_error from pools",
+          "select name, paused, json_extract(spec, '$.scaling.min_nodes') as min, json_extract(spec, '$.scaling.max_nodes') as max, launch_failures, launch_error_kind, metrics_error, registration_failures, registration_hold from pools",
         ),
         query(
           // Each node's summary of its last heartbeat (nodes.gpu_*), not every GPU's JSON readings.
@@ -293,6 +295,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
         query("select count(*) as n from sqlite_master where type = 'table' and name = 'bootstrap_runs'").then((t) =>
           num(t[0]?.n) > 0 ? query("select state, count(*) as n from bootstrap_runs where state in ('succeeded', 'failed') group by state") : [],
         ),
+        neverServed(db),
       ]);
     const gpuTotal = gpuPools.reduce((t, r) => t + num(r.n), 0);
     const perGpu = perGpuSetting === "on" || (perGpuSetting === "auto" && gpuTotal <= PER_GPU_AUTO_LIMIT);
@@ -318,6 +321,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
       providerErrors,
       registered: num(registered[0]?.n),
       bootstrapRuns: new Map(bootstrapRuns.map((r) => [str(r.state), num(r.n)])),
+      neverServed: wasted,
       histograms,
     };
   }
@@ -440,6 +444,38 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
         g.set({ pool: str(p.name), kind: "permanent" }, str(p.launch_error_kind) === "permanent" ? num(p.launch_failures) : 0);
         g.set({ pool: str(p.name), kind: "transient" }, str(p.launch_error_kind) === "transient" ? num(p.launch_failures) : 0);
       }
+    },
+  );
+  gauge(
+    "navarch_pool_registration_failures",
+    "Machines of the pool in a row whose agent did not register (deadline passed, bootstrap failed); 0 once one registers",
+    ["pool"],
+    (g, s) => {
+      for (const p of s.pools) g.set({ pool: str(p.name) }, num(p.registration_failures));
+    },
+  );
+  gauge(
+    "navarch_pool_registration_held",
+    "1 while the pool launches nothing because its last machines did not register (health.max_registration_failures); `navarch pools resume` lifts it",
+    ["pool"],
+    (g, s) => {
+      for (const p of s.pools) g.set({ pool: str(p.name) }, p.registration_hold === null || p.registration_hold === undefined ? 0 : 1);
+    },
+  );
+  counter(
+    "navarch_machines_never_served_total",
+    "Machines Navarch launched and terminated without their ever entering service, by pool and provider",
+    ["pool", "provider"],
+    (set, s) => {
+      for (const r of s.neverServed) set({ pool: r.pool, provider: r.provider }, r.machines);
+    },
+  );
+  counter(
+    "navarch_machines_never_served_gpu_hours_total",
+    "GPU-hours of those machines, from their launch to their terminate call",
+    ["pool", "provider"],
+    (set, s) => {
+      for (const r of s.neverServed) set({ pool: r.pool, provider: r.provider }, r.gpuHours);
     },
   );
   gauge(

@@ -9,6 +9,7 @@ import { actionCommand } from "../reconciler/cli/actions.ts";
 import { CliError } from "../reconciler/cli/client.ts";
 import { eventsCommand } from "../reconciler/cli/events.ts";
 import { nodesCommand } from "../reconciler/cli/nodes.ts";
+import { nodes } from "../schema/db.ts";
 import { POOLS_YAML, simFleet, type SimFleet } from "./browser/harness.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { BUN, REPO_ROOT, tempDir, waitFor } from "./support.ts";
@@ -144,6 +145,38 @@ describe("navarch CLI", () => {
     expect((YAML.parse(yaml.stdout) as { summary: { minNodes: number } }).summary.minNodes).toBe(2);
   });
 
+  test("report: the machines that never served, per pool and provider, with their GPU-hours", async () => {
+    // A machine launched an hour ago and terminated 30 minutes later without ever entering service.
+    const at = fleet.now();
+    await fleet.rec.store.db.insert(nodes).values({
+      id: "train-neverserved",
+      origin: "launched",
+      pool: "train",
+      provider: "local",
+      instanceType: "local-8gpu",
+      instanceName: "sim-never",
+      state: "terminated",
+      stateReason: "agent did not register within 15m",
+      stateChangedAt: at - 30 * 60_000,
+      launchedAt: at - 60 * 60_000,
+      gpuCount: 8,
+      updatedAt: at,
+    });
+    const [table, json, bad] = await Promise.all([
+      navarch(["report"]),
+      navarch(["report", "--since", "7d", "-o", "json"]),
+      navarch(["report", "--since", "yesterday"]),
+    ]);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain("Machines that never served (launched and terminated without entering service):");
+    expect(table.stdout).toMatch(/\ntrain\s+local\s+1\s+0\.5\s+4\.0\n/);
+    expect((JSON.parse(json.stdout) as { neverServed: unknown }).neverServed).toEqual({
+      pools: [{ pool: "train", provider: "local", machines: 1, machineHours: 0.5, gpuHours: 4, gpusUnknown: 0 }],
+      total: { machines: 1, machineHours: 0.5, gpuHours: 4 },
+    });
+    oneLine(bad, 2, "--since: expected a duration like 10m, 2h, 3d or an ISO-8601 time");
+  });
+
   test("incidents: what is wrong, what Navarch is doing, how long each step took", async () => {
     const [table, json] = await Promise.all([cli(["incidents"]), cli(["incidents", "--open", "-o", "json"])]);
     expect(table.stdout).toMatch(/^ID\s+NODE\s+POOL\s+FAULT\s+FAULT→CORDON\s+CORDON→DRAINED/);
@@ -270,6 +303,7 @@ describe("navarch CLI", () => {
         "breaker",
         "incidents",
         "fault",
+        "report",
       ]),
     );
     const answers = await Promise.all(commands.map(async (c) => ({ c, r: await navarch([c, "--help"]) })));

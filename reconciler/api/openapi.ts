@@ -10,6 +10,7 @@ import * as admin from "../../schema/admin.ts";
 import { NODE_STATES } from "../../schema/lifecycle.ts";
 import { NAVARCH_VERSION } from "../../schema/version.ts";
 import * as wire from "../../schema/wire.ts";
+import * as report from "./report.ts";
 import * as views from "./views.ts";
 import * as tokens from "./tokens.ts";
 import { TokenRequest } from "./install.ts";
@@ -68,6 +69,7 @@ const SCHEMAS = {
   BreakerList: views.BreakerList,
   AuditRow: views.AuditRow,
   AuditList: views.AuditList,
+  Report: report.Report,
   NodeTile: views.NodeTile,
   PoolSummary: views.PoolSummary,
   Overview: views.Overview,
@@ -253,6 +255,26 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         parameters: [queryParam("limit", "1–1000 (default 100)", { type: "integer", minimum: 1, maximum: 1000 })],
         responses: errors(400),
       }),
+    },
+    "/v1/report": {
+      get: get(
+        "getReport",
+        "What the fleet cost over a window: machines launched and terminated without ever serving, and their GPU-hours",
+        "Report",
+        ["views"],
+        {
+          parameters: [
+            queryParam("since", "the window's start: epoch milliseconds, or an ISO-8601 date or time of a real day (default: seven days ago)", {
+              anyOf: [
+                { type: "string", pattern: "^[0-9]{1,15}$" },
+                { type: "string", format: "date-time" },
+                { type: "string", format: "date" },
+              ],
+            }),
+          ],
+          responses: errors(400),
+        },
+      ),
     },
     // Bootstrap routes (api/install.ts): their bodies are described loosely here.
     "/v1/bootstrap-tokens": {

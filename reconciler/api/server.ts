@@ -26,6 +26,7 @@ import { checkLabel, type Metrics } from "../metrics.ts";
 import type { Provider } from "../providers/provider.ts";
 import { registerAdminRoutes } from "./admin.ts";
 import { registerDashboardRoutes } from "./dashboard.ts";
+import { registerReportRoutes } from "./report.ts";
 import { registerViewRoutes } from "./views.ts";
 import { authenticate, credentialForRegistration, principalOf } from "./auth.ts";
 import { validatedQuery } from "./query.ts";
@@ -255,6 +256,7 @@ export function createApi(opts: ApiOptions): Hono {
     ...(opts.agentBinary ? { agentBinary: opts.agentBinary } : {}),
   });
   registerViewRoutes(v1, { store, now });
+  registerReportRoutes(v1, { store, now });
   registerTokenRoutes(v1, { store, now });
   registerDashboardRoutes(app);
   app.route("/v1", v1);

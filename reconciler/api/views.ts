@@ -22,7 +22,7 @@ import { validatedQuery } from "./query.ts";
 // ───────────────────────────── shapes ─────────────────────────────
 
 const Nullable = <T extends v.GenericSchema>(s: T) => v.nullable(s);
-const Ms = v.pipe(v.number(), v.description("milliseconds since the epoch (UTC)"));
+export const Ms = v.pipe(v.number(), v.description("milliseconds since the epoch (UTC)"));
 const Verdict = v.picklist(["healthy", "degraded", "unhealthy"]);
 const StateCounts = v.pipe(v.record(v.string(), v.number()), v.description("node count by lifecycle state"));
 
@@ -102,6 +102,12 @@ export const PoolRow = v.object({
   launchError: Nullable(v.string()),
   launchErrorKind: Nullable(v.picklist(["permanent", "transient"])),
   launchFailingSince: Nullable(Ms),
+  registrationFailures: v.pipe(v.number(), v.description("machines in a row whose agent did not register (0 once one registers)")),
+  registrationFailedAt: Nullable(Ms),
+  registrationHold: Nullable(
+    v.pipe(v.string(), v.description("while the pool launches nothing because its machines did not register: the pattern, and what to change")),
+  ),
+  registrationHeldAt: Nullable(Ms),
   createdAt: Ms,
   updatedAt: Ms,
 });
@@ -133,6 +139,12 @@ export const PoolSummary = v.object({
     v.pipe(
       v.object({ failures: v.number(), kind: v.picklist(["permanent", "transient"]), error: v.string(), since: Ms, retryAt: Nullable(Ms) }),
       v.description("set while the pool's launches keep failing: the pool backs off and says why"),
+    ),
+  ),
+  held: Nullable(
+    v.pipe(
+      v.object({ reason: v.string(), since: Ms, failures: v.number() }),
+      v.description("set while the pool launches nothing because its last machines did not register (`navarch pools resume` lifts it)"),
     ),
   ),
 });
@@ -512,6 +524,7 @@ function summarize(p: typeof pools.$inferSelect, counts: StateCount[], tripped: 
             retryAt: p.launchRetryAt,
           }
         : null,
+    held: p.registrationHold === null ? null : { reason: p.registrationHold, since: p.registrationHeldAt ?? p.updatedAt, failures: p.registrationFailures },
   };
 }
 
@@ -603,8 +616,8 @@ export async function listEvents(store: Store, f: EventFilter): Promise<EventLis
   return { events: rows, cursor };
 }
 
-/** Epoch ms, or an ISO-8601 time of a real date (2026-02-31 is refused, not rolled over). */
-function parseTime(s: string): number | null {
+/** A query's time: epoch ms, or an ISO-8601 time of a real date (2026-02-31 is refused, not rolled over); null when neither. */
+export function parseTime(s: string): number | null {
   if (/^\d{1,15}$/.test(s)) return Number(s);
   return parseIsoTime(s) ?? null;
 }

@@ -219,6 +219,7 @@ function poolsTable(pools: PoolSummary[], now = Date.now()): string {
       p.lastScaleAt === null ? "never" : `${age(p.lastScaleAt, now)} (${p.lastScaleDirection ?? "?"})`,
       [
         p.paused ? `paused (${p.pausedReason ?? ""})` : "",
+        p.held ? `held since ${age(p.held.since, now)}: ${p.held.reason}` : "",
         p.breaker ? `breaker tripped: ${p.breaker}` : "",
         p.launches ? launchStatus(p.launches, now) : "",
         p.minNodes !== null && p.size < p.minNodes ? "below min" : "",
@@ -250,6 +251,7 @@ function poolText(view: v.InferOutput<typeof PoolView>, now = Date.now()): strin
     `Last scaled: ${s.lastScaleAt === null ? "never" : `${age(s.lastScaleAt, now)} (${s.lastScaleDirection ?? "?"})`}`,
     ...(s.launches ? [`Launches:    ${launchStatus(s.launches, now)}`] : []),
     `Paused:      ${s.paused ? `yes, ${s.pausedReason ?? ""}` : "no"}`,
+    ...(s.held ? [`Held:        since ${age(s.held.since, now)}: ${s.held.reason} (navarch pools resume ${s.name})`] : []),
     `Breakers:    ${view.breakers.length === 0 ? "none tripped" : view.breakers.map((b) => `${b.scope}: ${b.reason}`).join("; ")}`,
     "",
     "Autoscaler decisions:",

@@ -6,7 +6,7 @@
 // writes nothing.
 import { and, eq, sql, type SQL } from "drizzle-orm";
 import { auditLog, incidents, nodes } from "../../schema/db.ts";
-import { isLegalTransition, type NodeState } from "../../schema/lifecycle.ts";
+import { isIn, isLegalTransition, type NodeState } from "../../schema/lifecycle.ts";
 import type { Db } from "../store/store.ts";
 
 export type NodeRow = typeof nodes.$inferSelect;
@@ -68,6 +68,8 @@ export class NodeWriter {
       state: to,
       stateReason: change.reason,
       ...(moved ? { stateChangedAt: change.at } : {}),
+      // A machine that never served is what a slow or broken bootstrap costs (pools/never-served.ts).
+      ...(node.servedAt === null && isIn("inService", to) ? { servedAt: change.at } : {}),
     };
     const from = node.state;
     const ok = await this.write(node, set, change, change.action ?? (moved ? "transition" : "update"), tx);
