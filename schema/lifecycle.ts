@@ -43,7 +43,7 @@ export const STATES = {
   outOfPool: ["terminating", "terminated", "failed"],
   /** Everything else: what a pool's size is made of. */
   inPool: except("terminating", "terminated", "failed"),
-  /** Finished: the reconciler never moves a node out of these. */
+  /** Finished: the reconciler never moves a node out of these (a late agent's registration may: TRANSITIONS). */
   terminal: ["terminated", "failed"],
   /** Not finished. */
   live: except("terminated", "failed"),
@@ -94,7 +94,8 @@ export const TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
   lost: ["validating", "terminating", "held"],
   terminating: ["terminated"],
   terminated: [],
-  failed: [],
+  // its agent registered late, while its instance was still there (adopted back into its pool)
+  failed: ["validating"],
 };
 
 export function isLegalTransition(from: NodeState, to: NodeState): boolean {

@@ -3,7 +3,7 @@
 // through cordon, drain, terminate and replacement, and the replacement is Ready.
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
-import { incidents, nodes } from "../schema/db.ts";
+import { incidents, nodes, pools } from "../schema/db.ts";
 import { FAST_SERVER, closeFleets, fleet as makeFleet, pool } from "./fleet-harness.ts";
 import { isIn } from "../schema/lifecycle.ts";
 
@@ -128,7 +128,21 @@ describe("reconcile loop", () => {
     await f.step(0);
     const failed = (await f.all()).filter((n) => n.state === "failed");
     expect(failed).toHaveLength(3);
+    for (const n of failed) expect(f.cloud.peek(n.instanceName!)?.state).toBe("terminated");
+    // Three in a row did not register: the pool stops launching and its waiting nodes say why.
+    for (let i = 0; i < 60; i++) await f.step(60_000);
+    expect(f.cloud.calls.launch).toBe(3);
+    const [held] = await f.store.db.select().from(pools).where(eq(pools.name, "train"));
+    expect(held!.registrationHold).toBe(
+      "the last 3 machines did not register within 10m; no machine of this pool has registered yet; raise health.registration_timeout or check the bootstrap",
+    );
+    const waiting = (await f.all()).filter((n) => n.state === "requested");
+    expect(waiting).toHaveLength(3);
+    for (const n of waiting) expect(n.stateReason).toStartWith("waiting to launch: pool train is held: the last 3 machines did not register within 10m");
+    // An operator resumes it (`navarch pools resume train`): it launches again and comes up.
+    await f.operator.resumePool("train", "human:test");
     await until(f.step, async () => (await f.byState()).ready === 3);
+    expect(f.cloud.calls.launch).toBe(6);
   });
 
   test("surge: the replacement is launched when the drain starts; the node is retired once it is Ready", async () => {

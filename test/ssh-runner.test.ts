@@ -238,7 +238,7 @@ describe("the reconciler's bootstrap task", () => {
       };
 
       expect(await bootstrapper.next(node!, async () => instance)).toMatchObject({ kind: "start" });
-      await bootstrapper.begin(node!, pool, instance);
+      await bootstrapper.begin(node!, pool, instance, at + pool.health.registration_timeout);
       const first = await outcome();
       expect(first).toMatchObject({ state: "succeeded", hostKeyFingerprint: sshd.hostKey.fingerprint });
       const steps = first.steps as BootstrapStep[];
@@ -250,7 +250,7 @@ describe("the reconciler's bootstrap task", () => {
       // The same instance answers with another key later: refused, from the stored pin.
       const pinned = sshd.hostKey.fingerprint;
       await sshd.restart({ newHostKey: true });
-      await bootstrapper.begin(node!, pool, instance);
+      await bootstrapper.begin(node!, pool, instance, at + pool.health.registration_timeout);
       const second = await outcome();
       expect(second.state).toBe("failed");
       expect(second.error).toContain(`expected ${pinned}, got ${sshd.hostKey.fingerprint}`);

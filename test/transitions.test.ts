@@ -27,9 +27,10 @@ async function withNode(state: NodeState) {
 }
 
 describe("the transition table", () => {
-  test("names every state, and a terminal state leads nowhere", () => {
+  test("names every state, and a terminal state leads nowhere but a late agent's registration", () => {
     expect(Object.keys(TRANSITIONS).sort()).toEqual([...NODE_STATES].sort());
-    for (const s of STATES.terminal) expect(TRANSITIONS[s]).toEqual([]);
+    // A machine given up whose agent registers while its instance is still there is adopted back (registry.ts).
+    for (const s of STATES.terminal) expect(TRANSITIONS[s]).toEqual(s === "failed" ? ["validating"] : []);
     for (const [from, tos] of Object.entries(TRANSITIONS))
       for (const to of tos) expect({ from, to, known: (NODE_STATES as readonly string[]).includes(to) }).toMatchObject({ known: true });
   });

@@ -87,12 +87,11 @@ export class Bootstrapper {
     return { kind: "start", instance, reason: `running setup_commands over SSH on ${formatAddress(host, port)}` };
   }
 
-  /** Starts the node's run in the background; resolves once it is recorded. */
-  async begin(node: NodeRow, pool: PoolConfig, instance: Instance): Promise<void> {
+  /** Starts the node's run in the background, to finish by its registration `deadline`; resolves once it is recorded. */
+  async begin(node: NodeRow, pool: PoolConfig, instance: Instance, deadline: number): Promise<void> {
     if (this.tasks.has(node.id)) return;
     const { store, now } = this.opts;
     const at = now();
-    const deadline = (node.requestedAt ?? node.stateChangedAt) + pool.health.registration_timeout;
     const { token } = await mintBootstrapToken(store.db, node.id, { at, ttlMs: Math.max(deadline - at, 5 * 60_000), createdBy: AUDIT_ACTOR });
     const { host, port } = parseSshAddress(instance.address ?? "");
     const instanceKey = `${instance.provider}:${instance.id}`;

@@ -159,10 +159,26 @@ export class Operator {
     await this.audit(actor, "pause", `pool:${pool}`, { reason });
   }
 
+  /**
+   * Lifts an operator's pause and a hold for machines that did not register (the pool's count
+   * of them starts again at 0, and its next launch is not held back by their back-off).
+   */
   async resumePool(pool: string, actor: string): Promise<void> {
-    await this.poolRow(pool);
-    await this.db.update(pools).set({ paused: false, pausedReason: null, updatedAt: this.now() }).where(eq(pools.name, pool));
-    await this.audit(actor, "resume", `pool:${pool}`, {});
+    const row = await this.poolRow(pool);
+    await this.db
+      .update(pools)
+      .set({
+        paused: false,
+        pausedReason: null,
+        registrationFailures: 0,
+        registrationFailedAt: null,
+        registrationHold: null,
+        registrationHeldAt: null,
+        ...(row.launchFailures === 0 ? { launchRetryAt: null } : {}),
+        updatedAt: this.now(),
+      })
+      .where(eq(pools.name, pool));
+    await this.audit(actor, "resume", `pool:${pool}`, row.registrationHold !== null ? { held: row.registrationHold } : {});
   }
 
   /** Resets a tripped breaker; what it held back is judged again against current health, not replayed. */

@@ -1,10 +1,11 @@
 // What agents tell the reconciler, written to the store: registrations, heartbeats
 // and health events. Pure store operations; the HTTP layer validates before calling.
 import { and, asc, desc, eq, gt, max, or } from "drizzle-orm";
-import { gpuReadings, gpus, healthEvents, nodes } from "../../schema/db.ts";
+import { gpuReadings, gpus, healthEvents, instances, nodes, operations } from "../../schema/db.ts";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
 import type { EventBatch, HealthEvent, Heartbeat, RegisterRequest } from "../../schema/wire.ts";
-import { NodeWriter, type Tx } from "../lifecycle/transition.ts";
+import { minutes, recordRegistration } from "../lifecycle/registration.ts";
+import { NodeWriter, type NodeRow, type Tx } from "../lifecycle/transition.ts";
 import type { Db } from "../store/store.ts";
 import { writeIngestGroup, type AppendResult, type HeartbeatResult } from "./ingest-write.ts";
 
@@ -37,7 +38,9 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
   const writer = new NodeWriter(db);
   return db.transaction(async (tx) => {
     const [existing] = await tx.select().from(nodes).where(eq(nodes.id, req.nodeId));
-    if (existing && isIn("outOfPool", existing.state)) return { ok: false as const, state: existing.state };
+    // A machine given up whose agent comes late, while its instance is still there, is welcome back.
+    const late = existing !== undefined && existing.state === "failed" && (await stillThere(tx, existing));
+    if (existing && isIn("outOfPool", existing.state) && !late) return { ok: false as const, state: existing.state };
     // What the store held before this registration (the writer updates `existing` in place).
     const before = existing === undefined ? undefined : { spoolId: existing.spoolId, lastEventSeq: existing.lastEventSeq, origin: existing.origin };
     const reported = {
@@ -61,6 +64,7 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
         provider: req.provider ?? null,
         instanceType: req.instanceType ?? null,
         ...reported,
+        ...(req.gpus.length > 0 ? { gpuCount: req.gpus.length } : {}),
         // A node is not Ready until its first full health check passes (lifecycle).
         state: "validating",
         stateReason: waiting,
@@ -73,6 +77,7 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
       const fields = {
         ...reported,
         registeredAt: existing.registeredAt ?? at,
+        ...(existing.gpuCount === null && req.gpus.length > 0 ? { gpuCount: req.gpus.length } : {}),
         // First registration of a node we requested: its health cursor starts at the log's end.
         ...(existing.registeredAt === null ? { evaluatedEventId: await endOfEventLog(tx) } : {}),
         // A monitored node describes itself; a launched one is what Navarch recorded. Once the
@@ -85,7 +90,23 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
             }
           : {}),
       };
-      const change = { at, actor: `agent:${req.nodeId}`, reason: waiting, fields };
+      const launchedAt = existing.launchedAt;
+      const reason = late
+        ? `registered ${minutes(at - (launchedAt ?? existing.stateChangedAt))} after its launch, after it was given up; adopted back into pool ${existing.pool}: ${waiting}`
+        : waiting;
+      const change = { at, actor: `agent:${req.nodeId}`, reason, fields };
+      // The first registration of a machine Navarch launched teaches its pool how long its kind takes.
+      if (existing.registeredAt === null && existing.origin === "launched" && launchedAt !== null && existing.adoptedAt === null && existing.pool !== null) {
+        await recordRegistration(tx, {
+          pool: existing.pool,
+          provider: existing.provider ?? "",
+          instanceType: existing.instanceType ?? "",
+          nodeId: existing.id,
+          launchedAt,
+          registeredAt: at,
+          late,
+        });
+      }
       const ok = KEEP_STATE_ON_REGISTER.has(existing.state)
         ? await writer.patch(existing, fields, at, {}, tx)
         : await writer.transition(existing, "validating", { ...change, action: "register" }, tx);
@@ -114,6 +135,25 @@ export async function registerNode(db: Db, req: RegisterRequest, now: Clock): Pr
       origin: before?.origin ?? "registered",
     };
   });
+}
+
+/**
+ * Whether a failed machine's instance is still there as far as Navarch knows: launched by
+ * Navarch, and neither a terminate call it accepted nor a reap of it. (A terminate that
+ * failed leaves it running until a sweep reaps it; its agent may register meanwhile.)
+ */
+async function stillThere(tx: Tx, node: NodeRow): Promise<boolean> {
+  if (node.origin !== "launched" || node.instanceName === null || node.provider === null) return false;
+  const [terminated] = await tx
+    .select({ key: operations.key })
+    .from(operations)
+    .where(and(eq(operations.key, `terminate:${node.id}`), eq(operations.state, "succeeded")));
+  if (terminated !== undefined) return false;
+  const [instance] = await tx
+    .select({ state: instances.state })
+    .from(instances)
+    .where(and(eq(instances.provider, node.provider), eq(instances.providerId, node.instanceName)));
+  return instance !== undefined && instance.state !== "terminated";
 }
 
 /**

@@ -11,7 +11,9 @@ import type { Provider } from "../providers/provider.ts";
 import type { RailVerdict, Rails } from "../safety/rails.ts";
 import type { Store } from "../store/store.ts";
 import type { Incidents } from "./incidents.ts";
+import type { InstanceTypeGpus } from "../providers/instance-gpus.ts";
 import type { PoolLaunches } from "./launches.ts";
+import type { RegistrationDeadlines } from "./registration.ts";
 import type { Fence, NodeRow, NodeWriter } from "./transition.ts";
 
 /**
@@ -29,6 +31,8 @@ export interface PassReport {
   at: number;
   transitions: { node: string; from: NodeState; to: NodeState; reason: string }[];
   blocked: { node: string; rail: string; reason: string }[];
+  /** Nodes a scale-up asked for (launched by a later pass). */
+  requested: string[];
   launched: string[];
   terminated: string[];
   /** The earliest look any step asked for (undefined: none). */
@@ -44,6 +48,10 @@ export interface Services {
   readonly writer: NodeWriter;
   readonly incidents: Incidents;
   readonly launches: PoolLaunches;
+  /** Registration deadlines learned from each pool's recent registrations. */
+  readonly deadlines: RegistrationDeadlines;
+  /** GPUs per instance type, as the providers list them (known after the first ask). */
+  readonly instanceGpus: InstanceTypeGpus;
   readonly providers: ReadonlyMap<string, Provider>;
   readonly scheduler: SchedulerMirror;
   /** The leader lease, when one is held (every side effect checks it). */
@@ -84,7 +92,7 @@ export interface StepContext {
 }
 
 export function emptyReport(at: number): PassReport {
-  return { at, transitions: [], blocked: [], launched: [], terminated: [], nextLookAt: undefined, looks: new Map(), durationMs: 0 };
+  return { at, transitions: [], blocked: [], requested: [], launched: [], terminated: [], nextLookAt: undefined, looks: new Map(), durationMs: 0 };
 }
 
 /** Moves `node` to `to` through the one writer, as the reconciler; records it in the report. */

@@ -16,6 +16,7 @@ import type { HealthPolicy } from "../fleet/policy.ts";
 import type { Clock } from "../fleet/registry.ts";
 import { NO_SCHEDULER, type SchedulerMirror } from "../fleet/scheduler.ts";
 import { layeredSources, queueSource, type MetricsSource, type SourcedMetrics } from "../pools/metrics-source.ts";
+import { InstanceTypeGpus } from "../providers/instance-gpus.ts";
 import type { Provider } from "../providers/provider.ts";
 import { loadRails } from "../safety/rails.ts";
 import type { Store } from "../store/store.ts";
@@ -25,6 +26,7 @@ import { Incidents } from "./incidents.ts";
 import { Inventory } from "./inventory.ts";
 import { LightView, silentNodes, type LightNode } from "./light.ts";
 import { PoolLaunches } from "./launches.ts";
+import { RegistrationDeadlines } from "./registration.ts";
 import { NO_NODES, Scaler, poolCounts } from "./scale.ts";
 import { STEPS } from "./steps/index.ts";
 import { declareLost, silent } from "./steps/lost.ts";
@@ -63,6 +65,8 @@ export class Reconciler implements Services {
   readonly writer: NodeWriter;
   readonly incidents: Incidents;
   readonly launches: PoolLaunches;
+  readonly deadlines: RegistrationDeadlines;
+  readonly instanceGpus: InstanceTypeGpus;
   readonly providers: ReadonlyMap<string, Provider>;
   readonly scheduler: SchedulerMirror;
   readonly fence: Fence | undefined;
@@ -107,6 +111,8 @@ export class Reconciler implements Services {
     this.writer = new NodeWriter(opts.store.db, { ...(opts.fence ? { fence: opts.fence } : {}), log: this.logLine });
     this.incidents = new Incidents(this.writer, this.actor);
     this.launches = new PoolLaunches(opts.store.db, this.writer, this.logLine);
+    this.deadlines = new RegistrationDeadlines(this.logLine);
+    this.instanceGpus = new InstanceTypeGpus(opts.providers, this.now);
     this.judge = new HealthJudge(opts.store.db, opts.policy, opts.fence);
     this.light = new LightView(this.logLine);
     this.sources = layeredSources([
@@ -241,14 +247,20 @@ export class Reconciler implements Services {
     return crdPools.filter((p) => fileNames.has(p.name)).map((p) => p.name);
   }
 
-  private async syncPools(at: number): Promise<void> {
+  /** Writes every configured pool's spec; returns the pools whose spec changed. */
+  private async syncPools(at: number): Promise<string[]> {
+    const stored = new Map((await this.store.db.select({ name: pools.name, spec: pools.spec }).from(pools)).map((p) => [p.name, JSON.stringify(p.spec)]));
+    const changed: string[] = [];
     for (const pool of this.currentConfig.pools) {
+      const before = stored.get(pool.name);
+      if (before !== undefined && before !== JSON.stringify(pool)) changed.push(pool.name);
       const source = this.crdPoolNames.has(pool.name) ? ("crd" as const) : ("config" as const);
       await this.store.db
         .insert(pools)
         .values({ name: pool.name, source, spec: pool, createdAt: at, updatedAt: at })
         .onConflictDoUpdate({ target: pools.name, set: { spec: pool, source, updatedAt: at } });
     }
+    return changed;
   }
 
   /** Nodes of a pool that is no longer configured are left as they are (never removed by a config edit); said once. */
@@ -280,8 +292,12 @@ export class Reconciler implements Services {
     const report = emptyReport(at);
     const db = this.store.db;
     const config = this.currentConfig;
-    await this.syncPools(at);
-    await this.launches.load();
+    const changed = await this.syncPools(at);
+    await this.deadlines.load(db);
+    await this.launches.load(this.deadlines, at);
+    for (const pool of changed) await this.launches.lift(pool, at, "its configuration changed");
+    // Asked of the providers in the background, so that a machine is launched knowing its GPUs.
+    for (const pool of config.pools) for (const provider of pool.providers) this.instanceGpus.gpus(provider, pool.instance_type);
     // Every live node, light (kept up to date from the change log): what the rails, the sweep
     // and the event window need. Full rows only for the nodes this pass can act on (at 10,000
     // mostly quiet nodes, reading every full row was most of a pass).

@@ -144,7 +144,11 @@ export class Scaler {
     let desired = decision.desired;
     if (desired > current) {
       await svc.writer.atomically(async (tx) => {
-        for (let i = current; i < desired; i++) await tx.insert(nodes).values(requestedNode(pool, at, `scale up: ${reason}`));
+        for (let i = current; i < desired; i++) {
+          const node = requestedNode(pool, at, `scale up: ${reason}`);
+          await tx.insert(nodes).values(node);
+          ctx.report.requested.push(node.id);
+        }
       });
     } else {
       const victims = await this.victims(pool.name, current - desired, ctx);

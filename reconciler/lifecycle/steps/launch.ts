@@ -8,6 +8,7 @@ import { runOperation } from "../../safety/operations.ts";
 import { blocked, move, say, type Look, type Step, type StepContext } from "../context.ts";
 import { recordInstance } from "../inventory.ts";
 import { launchErrorKind } from "../launches.ts";
+import { minutes } from "../registration.ts";
 import { FencedError, type NodeRow } from "../transition.ts";
 
 export const launch: Step = async (node, ctx) => {
@@ -22,7 +23,7 @@ export const launch: Step = async (node, ctx) => {
   const gate = svc.launches.gate(pool.name, at);
   if (!gate.ok) {
     await say(node, `waiting to launch: ${gate.reason}`, ctx);
-    return gate.retryAt;
+    return gate.retryAt; // undefined while the pool is held: a resume, a config change or a registration wakes it
   }
   const providerName = node.provider ?? pool.providers[0]!;
   const provider = svc.providers.get(providerName);
@@ -57,12 +58,17 @@ export const launch: Step = async (node, ctx) => {
     await recordInstance(svc.store.db, instance, pool.name, key, at);
     await svc.launches.succeeded(pool.name, at);
     ctx.report.launched.push(node.id);
-    const deadline = at + pool.health.registration_timeout;
-    await move(node, "provisioning", `launched ${instance.id} on ${providerName}`, ctx, {
+    // The registration deadline counts from here; what the pool has learned may lengthen it.
+    const d = svc.deadlines.deadline(pool.health, pool.name, providerName, pool.instance_type);
+    svc.deadlines.sayIfLearned(pool.name, providerName, pool.instance_type, d);
+    const deadline = at + d.ms;
+    await move(node, "provisioning", `launched ${instance.id} on ${providerName}; its agent has ${minutes(d.ms)} to register`, ctx, {
       nextActionAt: deadline,
+      launchedAt: at,
       instanceName: instance.id,
       provider: providerName,
       instanceType: pool.instance_type,
+      gpuCount: svc.instanceGpus.gpus(providerName, pool.instance_type) ?? null,
     });
     return deadline;
   }
