@@ -2,16 +2,22 @@
 // carries its tags; a sweep at start and every minute adopts an instance that was
 // created but not recorded (a crash between "create sent" and "create recorded", or a
 // database restored from before the launch: its agent registers again and the tags say
-// whose it is), and reaps one that no live node owns — only after two sweeps in a row
-// saw it so and its agent had a heartbeat timeout to come back, never on one miss. Until
-// then such an instance counts toward its pool's size: a reconciler that lost its
-// database does not launch a second fleet beside the first.
-import { eq, isNotNull } from "drizzle-orm";
-import { instances } from "../../schema/db.ts";
+// whose it is). An instance tagged for a configured pool that no node row knows at all (a
+// lost database) is adopted as a node of its pool at once, its registration deadline
+// counted from the adoption, never from its launch: it leaves only by the pool's
+// scale-down or when that deadline passes with no agent. One that a finished node's row
+// knows (failed or terminated, its terminate lost), or that names no configured pool, is
+// reaped once no live node owns it — only after two sweeps in a row saw it so and its
+// agent had a heartbeat timeout to come back, never on one miss. Until then such an
+// instance counts toward its pool's size: a reconciler that lost its database does not
+// launch a second fleet beside the first.
+import { and, eq, isNotNull, or } from "drizzle-orm";
+import { instances, nodes } from "../../schema/db.ts";
 import { TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance } from "../providers/provider.ts";
 import { runOperation } from "../safety/operations.ts";
 import type { Db } from "../store/store.ts";
 import type { StepContext } from "./context.ts";
+import { minutes } from "./registration.ts";
 import type { Executor, NodeRow } from "./transition.ts";
 
 export async function recordInstance(
@@ -55,6 +61,9 @@ export async function instanceOf(node: NodeRow, ctx: StepContext): Promise<Insta
   return provider.get(node.instanceName);
 }
 
+/** A node id as Navarch makes them (scale.ts newNodeId): DNS-safe, at most 63 characters. */
+const NODE_ID = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
 /** What a sweep needs of the pass: it runs before the rails are known. */
 export type SweepContext = Pick<StepContext, "at" | "report" | "svc">;
 
@@ -97,6 +106,7 @@ export class Inventory {
           if (node.instanceName === null) await this.adopt(instance, name, (await rows([node.id]))[0], ctx);
           continue;
         }
+        if (await this.adoptUnknown(instance, name, ctx)) continue;
         const key = `${name}:${instance.id}`;
         seenNow.add(key);
         const before = known.get(key);
@@ -135,6 +145,50 @@ export class Inventory {
       if (!seenNow.has(key)) await db.update(instances).set({ orphanSince: null, orphanSweeps: 0, updatedAt: at }).where(eq(instances.name, row.name));
     }
     this.unclaimedByPool = unclaimed;
+  }
+
+  /**
+   * An instance tagged for a configured pool that no node row knows (the database was lost, or
+   * restored from before its launch) becomes a node of that pool, provisioning, with its
+   * registration deadline counted from now: its agent registers into it, or the deadline
+   * passes and it is failed (provision.ts), or the pool's scale-down takes it. Returns
+   * whether it was adopted.
+   */
+  private async adoptUnknown(instance: Instance, provider: string, ctx: SweepContext): Promise<boolean> {
+    const { svc, at } = ctx;
+    const pool = svc.pool(instance.tags[TAG_POOL] ?? null);
+    if (pool === undefined || !NODE_ID.test(instance.name)) return false;
+    const db = svc.store.db;
+    const [known] = await db
+      .select({ id: nodes.id })
+      .from(nodes)
+      .where(or(eq(nodes.id, instance.name), and(eq(nodes.provider, provider), eq(nodes.instanceName, instance.id))))
+      .limit(1);
+    if (known !== undefined) return false;
+    const d = svc.deadlines.deadline(pool.health, pool.name, provider, instance.instanceType);
+    const reason = `adopted ${provider} instance ${instance.id}: tagged for pool ${pool.name}, no node row knew it; its agent has ${minutes(d.ms)} from now to register`;
+    await svc.writer.atomically(async (tx) => {
+      await tx.insert(nodes).values({
+        id: instance.name,
+        origin: "launched",
+        pool: pool.name,
+        provider,
+        instanceType: instance.instanceType,
+        instanceName: instance.id,
+        state: "provisioning",
+        stateReason: reason,
+        stateChangedAt: at,
+        nextActionAt: at + d.ms,
+        launchedAt: at,
+        adoptedAt: at,
+        gpuCount: svc.instanceGpus.gpus(provider, instance.instanceType) ?? null,
+        updatedAt: at,
+      });
+      await recordInstance(tx, instance, pool.name, instance.tags[TAG_OPERATION] ?? null, at);
+      await svc.writer.audit(at, svc.actor, "adopt", instance.name, { instance: instance.id, provider, pool: pool.name, unknown: true }, tx);
+    });
+    svc.log(`${instance.name}: ${reason}`);
+    return true;
   }
 
   /**

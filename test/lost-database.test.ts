@@ -1,0 +1,149 @@
+// A lost database never costs a running machine. A reconciler launched three machines on
+// (the fake) Lambda, and its data directory was lost before their agents registered: the
+// next reconciler, on a fresh database, must adopt the three tagged instances as nodes of
+// their pool (the same ids, no terminate call, no new launch), give their agents a
+// registration deadline counted from its own start (never from their launch), and take
+// them into service when the agents come back, however long after a heartbeat timeout.
+// Once observed: the three were terminated about a minute after the restart.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { eq } from "drizzle-orm";
+import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
+import { recordHeartbeat, registerNode } from "../reconciler/fleet/registry.ts";
+import { Reconciler } from "../reconciler/lifecycle/loop.ts";
+import { createProviders } from "../reconciler/providers/index.ts";
+import { openStore, type Store } from "../reconciler/store/store.ts";
+import { auditLog, nodes } from "../schema/db.ts";
+import { startLambdaFake, type LambdaFake } from "./fake-clouds/lambda.ts";
+import { fakeEnv } from "./fake-clouds/support.ts";
+import { testConfig } from "./fleet-harness.ts";
+import { tempDir } from "./support.ts";
+
+const KEY_ENV = "LAMBDA_API_KEY";
+const config = (baseUrl: string) =>
+  testConfig(`server:
+  heartbeat_interval: 10s
+  heartbeat_timeout: 30s
+  health_check_interval: 10s
+providers:
+  lambda:
+    api_key_env: ${KEY_ENV}
+    base_url: ${baseUrl}
+    ssh_key_names: [ops]
+pools:
+  - name: train
+    provider: lambda
+    instance_type: gpu_8x_h100_sxm5
+    region: us-west-2
+    scaling: { min_nodes: 3, max_nodes: 3 }
+    health: { registration_timeout: 10m }
+`);
+
+let fake: LambdaFake;
+const stores: Store[] = [];
+
+beforeAll(() => {
+  fake = startLambdaFake({
+    bootMs: 0,
+    sshKeys: [{ name: "ops", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpsKeyForTheLostDatabaseTest0000000000000 ops" }],
+  });
+});
+afterAll(async () => {
+  for (const s of stores) s.close();
+  await fake.stop();
+});
+
+describe("a lost database never costs a running machine", () => {
+  test("a fresh database beside three running tagged instances adopts all three, also when their agents take longer than a heartbeat timeout", async () => {
+    let clock = Date.parse("2026-11-23T00:00:00Z");
+    const now = () => clock;
+    const CONFIG = config(fake.url);
+    // The providers as `navarch serve` builds them from the config.
+    const providers = createProviders(CONFIG, {
+      dataDir: tempDir(),
+      serverUrl: "http://127.0.0.1:1",
+      authToken: "-",
+      log: () => undefined,
+      env: fakeEnv({ [KEY_ENV]: fake.apiKey }),
+    });
+    const open = async () => {
+      const store = await openStore({ url: `file:${tempDir()}/navarch.db` });
+      stores.push(store);
+      return store;
+    };
+    const lines: string[] = [];
+
+    // The first reconciler asks for the pool and launches it; its agents have not registered yet.
+    const first = new Reconciler({ store: await open(), config: CONFIG, providers, policy: defaultHealthPolicy(), now });
+    await first.pass();
+    clock += 1000;
+    await first.pass();
+    const launched = fake.live().map((i) => ({ id: i.id, name: i.name ?? "(no name)" }));
+    expect(launched).toHaveLength(3);
+
+    // Its data directory is lost: a new reconciler starts on an empty database, a while later.
+    clock += 5 * 60_000;
+    const store = await open();
+    const restart = clock;
+    const second = new Reconciler({ store, config: CONFIG, providers, policy: defaultHealthPolicy(), now, log: (l) => lines.push(l) });
+    // Five heartbeat timeouts and more pass with no agent heard.
+    for (let i = 0; i < 40; i++) {
+      await second.pass();
+      clock += 5000;
+    }
+    const rows = await store.db.select().from(nodes);
+    const described = (list: { id: string | null; instance: string | null; origin: string; pool: string | null; state: string }[]) =>
+      list.map((n) => JSON.stringify(n)).sort();
+    expect(described(rows.map((n) => ({ id: n.id, instance: n.instanceName, origin: n.origin, pool: n.pool, state: n.state })))).toEqual(
+      described(launched.map((i) => ({ id: i.name, instance: i.id, origin: "launched", pool: "train", state: "provisioning" }))),
+    );
+    // Their deadline counts from this reconciler's start, not from their launch.
+    for (const n of rows) expect(n.nextActionAt).toBe(restart + 10 * 60_000);
+    expect(fake.state.calls.filter((c) => c.call === "terminate")).toEqual([]);
+    expect(fake.state.launches).toHaveLength(3);
+    expect(lines.filter((l) => l.includes("adopted lambda instance"))).toHaveLength(3);
+    const adoptions = await store.db.select().from(auditLog).where(eq(auditLog.action, "adopt"));
+    expect(adoptions).toHaveLength(3);
+
+    // The agents come back, 200 s after the restart: each registers into its node and serves.
+    for (const i of launched) {
+      const reg = {
+        nodeId: i.name,
+        hostname: i.name,
+        bootId: `boot-${i.id}`,
+        agentVersion: "test",
+        spoolId: "00000000-0000-4000-8000-000000000001",
+        nvml: { available: true },
+        gpus: [{ index: 0, uuid: `GPU-${i.id}`, pciBusId: "00000000:18:00.0", name: "NVIDIA H100 80GB HBM3" }],
+      };
+      expect(await registerNode(store.db, reg, now)).toMatchObject({ ok: true, created: false, origin: "launched" });
+    }
+    for (let i = 0; i < 10; i++) {
+      for (const l of launched) {
+        await recordHeartbeat(
+          store.db,
+          {
+            nodeId: l.name,
+            bootId: `boot-${l.id}`,
+            sentAt: new Date(clock).toISOString(),
+            nvml: { available: true },
+            health: { checked: true, worst: "healthy", openIncidents: 0 },
+            gpus: [{ index: 0, temperatureC: 40, utilizationPct: 0, processCount: 0 }],
+          },
+          now,
+        );
+      }
+      await second.pass();
+      clock += 5000;
+    }
+    const after = await store.db.select().from(nodes);
+    expect(after.map((n) => n.state)).toEqual(["ready", "ready", "ready"]);
+    expect(fake.state.calls.filter((c) => c.call === "terminate")).toEqual([]);
+    expect(fake.state.launches).toHaveLength(3);
+    expect(
+      fake
+        .live()
+        .map((i) => i.id)
+        .sort(),
+    ).toEqual(launched.map((i) => i.id).sort());
+  });
+});
