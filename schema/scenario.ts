@@ -20,7 +20,8 @@
 //           scaling: { min_nodes: 8, max_nodes: 12 } }
 //   node_types: { my.type: { gpus: 4, gpu_name: NVIDIA L4 } }   # besides the built-in ones
 //   clouds:                          # per provider type the pools use (the simulated cloud plays each)
-//     lambda: { launch_latency: 5m, launch_jitter: 1m, capacity: { dgxh100.80g: 20 }, quota: 30, error_rate: 0.01 }
+//     lambda: { launch_latency: 5m, launch_jitter: 1m, capacity: { dgxh100.80g: 20 }, quota: 30, error_rate: 0.01,
+//               bootstrap_failure_rate: 0 }   # share of machines whose agent never registers
 //   workload:                        # a simulated scheduler: a queue of jobs per pool
 //     drain_grace: 30s               #   how long evicting a node's jobs takes
 //     pools:
@@ -84,6 +85,8 @@ export interface CloudSpec {
   quota?: number;
   /** Share of API calls (launch, terminate, get, list) that fail with a transient error. */
   error_rate: number;
+  /** Share of launched machines that run but whose agent never registers (a bootstrap that fails). */
+  bootstrap_failure_rate: number;
   /** From a reboot call until the machine runs again with a new boot. */
   reboot_latency: Millis;
   /** Share of the faults on a rebooted machine that the reboot clears (the rest are found again in the new boot). */
@@ -159,6 +162,8 @@ export type ScenarioEvent = { at: Millis; note?: string; index: number } & (
   | { kind: "outage"; provider: string; error: OutageError; calls: ProviderCall[]; for: Millis; instance_type?: string; region?: string }
   | { kind: "restart" }
   | { kind: "breaker_reset"; scope: string }
+  /** An operator's `navarch pools resume POOL`. */
+  | { kind: "pool_resume"; pool: string }
   | { kind: "assert"; checks: Check[] }
 );
 export type EventKind = ScenarioEvent["kind"];
@@ -171,6 +176,7 @@ export const EVENT_KINDS = [
   "outage",
   "restart",
   "breaker_reset",
+  "pool_resume",
   "assert",
 ] as const satisfies readonly EventKind[];
 
@@ -195,6 +201,8 @@ export type Metric =
   | { kind: "incidents"; pool?: string; outcome?: IncidentOutcomeFilter }
   | { kind: "faults"; pool?: string; xid?: number }
   | { kind: "breaker"; scope?: string }
+  /** Pools held because their machines did not register (health.max_registration_failures). */
+  | { kind: "pools_held"; pool?: string }
   | { kind: "blocked"; rail?: string }
   | { kind: "scale_events"; pool?: string; direction?: "up" | "down" }
   | { kind: "leaked_instances" }
@@ -215,6 +223,7 @@ export const METRIC_KINDS = [
   "incidents",
   "faults",
   "breaker",
+  "pools_held",
   "blocked",
   "scale_events",
   "leaked_instances",
@@ -392,6 +401,7 @@ const Cloud = strict({
   ),
   quota: v.optional(int(0)),
   error_rate: v.optional(Probability, 0),
+  bootstrap_failure_rate: v.optional(Probability, 0),
   reboot_latency: v.optional(Duration, "5m"),
   reboot_fixes: v.optional(Probability, 0.8),
 });
@@ -546,6 +556,7 @@ const METRIC_SCHEMAS = {
   incidents: filters({ pool: v.optional(Name), outcome: v.optional(oneOf(INCIDENT_OUTCOMES, "incident outcome")) }),
   faults: filters({ pool: v.optional(Name), xid: v.optional(int(1, 999)) }),
   breaker: filters({ scope: v.optional(Text) }),
+  pools_held: filters({ pool: v.optional(Name) }),
   blocked: filters({ rail: v.optional(Text) }),
   scale_events: filters({ pool: v.optional(Name), direction: v.optional(oneOf(["up", "down"] as const, "direction")) }),
   leaked_instances: filters({}),
@@ -656,6 +667,7 @@ const Restart = v.pipe(
   v.transform(() => ({})),
 );
 const BreakerReset = strict({ scope: v.optional(Text, "fleet") });
+const PoolResume = strict({ pool: Name });
 const Assert = v.pipe(
   v.array(CheckSchema, (i) => `expected a list of checks, got ${show(i.input)}`),
   v.check((c) => c.length > 0, "must list at least one check"),
@@ -670,6 +682,7 @@ const ACTION_SCHEMAS = {
   outage: Outage,
   restart: Restart,
   breaker_reset: BreakerReset,
+  pool_resume: PoolResume,
   assert: Assert,
 } satisfies Record<EventKind, v.GenericSchema>;
 
@@ -789,6 +802,7 @@ export const DEFAULT_CLOUD: CloudSpec = {
   launch_jitter: 0,
   capacity: {},
   error_rate: 0,
+  bootstrap_failure_rate: 0,
   reboot_latency: 5 * 60_000,
   reboot_fixes: 0.8,
 };

@@ -33,6 +33,8 @@ export interface SimulatedCloudOptions {
   launchJitterMs?: number;
   /** Share of calls (launch, terminate, get, list) that fail with a transient error (needs `random`). */
   errorRate?: number;
+  /** Share of launched instances that run but never start an agent: a bootstrap that fails (needs `random`). */
+  bootstrapFailureRate?: number;
   /** Uniform [0, 1) source for jitter and error rates: a seeded one keeps runs reproducible. */
   random?: () => number;
   instanceTypes?: InstanceTypeInfo[];
@@ -48,6 +50,8 @@ interface Record_ {
   terminateCalls: number;
   /** Reboots so far (each a new boot of the machine). */
   boots?: number;
+  /** Its bootstrap fails: it runs, and no agent ever starts on it. */
+  broken?: boolean;
 }
 
 /** Everything the cloud holds, as plain data (a cloud outlives the reconciler that crashed). */
@@ -113,7 +117,8 @@ export class SimulatedCloud implements Provider {
 
   /**
    * Instances that reached `running` since the last call, in launch order (the simulator
-   * boots an agent on each); instances terminated before they ran are dropped.
+   * boots an agent on each); instances terminated before they ran, and those whose
+   * bootstrap fails (bootstrapFailureRate), are dropped.
    */
   takeStarted(): Instance[] {
     const out: Instance[] = [];
@@ -126,7 +131,7 @@ export class SimulatedCloud implements Provider {
       const instance = this.view(r);
       if (instance.state === "pending") continue;
       this.unannounced.delete(id);
-      if (instance.state === "running") out.push(instance);
+      if (instance.state === "running" && r.broken !== true) out.push(instance);
     }
     return out;
   }
@@ -197,9 +202,11 @@ export class SimulatedCloud implements Provider {
     const id = `sim-${(this.next++).toString().padStart(6, "0")}`;
     const launchedAt = this.opts.now();
     const jitter = this.opts.launchJitterMs && this.opts.random ? Math.round(this.opts.random() * this.opts.launchJitterMs) : 0;
+    const broken = this.opts.bootstrapFailureRate && this.opts.random ? this.opts.random() < this.opts.bootstrapFailureRate : false;
     const record: Record_ = {
       key: req.idempotencyKey,
       terminateCalls: 0,
+      ...(broken ? { broken } : {}),
       launchedAt,
       readyAt: launchedAt + (this.opts.launchLatencyMs ?? 0) + jitter,
       instance: {

@@ -30,7 +30,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import type { PoolConfig, QueueAutoscalerConfig, AutoscalerConfig } from "../../schema/config.ts";
-import { auditLog, breakers, incidents, nodes } from "../../schema/db.ts";
+import { auditLog, breakers, incidents, nodes, pools } from "../../schema/db.ts";
 import { NODE_STATES, isIn, type NodeState } from "../../schema/lifecycle.ts";
 import type { Check, ChaosSpec, Metric, Scenario, ScenarioEvent, Target } from "../../schema/scenario.ts";
 import { classifyXid, lookupXid } from "../../schema/xid-catalog.ts";
@@ -311,6 +311,7 @@ class Simulation {
           capacity: spec.capacity,
           ...(spec.quota !== undefined ? { quota: spec.quota } : {}),
           errorRate: spec.error_rate,
+          bootstrapFailureRate: spec.bootstrap_failure_rate,
           random: () => random.next(),
           instanceTypes: knownNodeTypes(s.node_types).map((type) => {
             const t = nodeType(type, s.node_types)!;
@@ -517,6 +518,8 @@ class Simulation {
     };
     const soon = () => at(t + ri);
     for (const look of report.looks.values()) at(look);
+    // Nodes a scale-up asked for are launched by the next pass (a real loop's next second).
+    if (report.requested.length > 0) soon();
     // A node blocked by a capacity rail waits on other nodes' progress: look again when there was some.
     for (const b of report.blocked) if (changed && (b.rail === "in_flight_pool" || b.rail === "in_flight_fleet" || b.rail === "unhealthy_budget")) soon();
     const blocked = new Set(report.blocked.map((b) => b.node));
@@ -791,6 +794,16 @@ class Simulation {
         }
         this.wakeNow = true;
         return;
+      case "pool_resume":
+        try {
+          await this.operator.resumePool(e.pool, "sim");
+          this.events.push({ at, kind: "pool_resume", text: `pool ${e.pool} resumed by a human${note}`, pool: e.pool });
+        } catch (err) {
+          if (err instanceof OperatorError) return miss(err.message);
+          throw err;
+        }
+        this.wakeNow = true;
+        return;
       case "assert":
         return;
     }
@@ -907,6 +920,10 @@ class Simulation {
       case "breaker": {
         const rows = await db.select({ scope: breakers.scope, resetAt: breakers.resetAt }).from(breakers);
         return rows.filter((r) => r.resetAt === null && (m.scope === undefined || r.scope === m.scope)).length;
+      }
+      case "pools_held": {
+        const rows = await db.select({ name: pools.name, hold: pools.registrationHold }).from(pools);
+        return rows.filter((r) => r.hold !== null && (m.pool === undefined || r.name === m.pool)).length;
       }
       case "blocked":
         return [...this.blocks.values()].filter((rail) => m.rail === undefined || rail === m.rail).length;
@@ -1050,6 +1067,15 @@ class Simulation {
       reason: String((r.details as { reason?: string } | null)?.reason ?? ""),
     }));
     for (const b of breakersTripped) this.events.push({ at: b.at, kind: "breaker", text: `circuit breaker ${b.scope} tripped: ${b.reason}` });
+    for (const r of await db.select().from(auditLog).where(sql`${auditLog.action} = 'pool_held'`).orderBy(auditLog.id)) {
+      const pool = r.target.replace(/^pool:/, "");
+      this.events.push({
+        at: r.at - this.start,
+        kind: "pool_held",
+        text: `pool ${pool} held: ${String((r.details as { reason?: string } | null)?.reason ?? "")}`,
+        pool,
+      });
+    }
     const decisions = await this.scaleDecisions();
     for (const d of decisions)
       this.events.push({ at: d.at, kind: "scale", text: `pool ${d.pool}: ${d.from} → ${d.to}: ${this.rename(d.reason)}`, pool: d.pool });
@@ -1088,6 +1114,8 @@ class Simulation {
       "cordon",
       "breaker",
       "breaker_reset",
+      "pool_held",
+      "pool_resume",
       "replacement_ready",
       "scale",
       "assert",

@@ -142,6 +142,9 @@ function crossChecks(s: Scenario): Finding[] {
           report([...body, "scope"], `unknown breaker scope "${e.scope}" (expected one of ${scopes.join(", ")})${hint(e.scope, scopes)}`);
         break;
       }
+      case "pool_resume":
+        if (!pools.has(e.pool)) report([...body, "pool"], unknownPool(e.pool));
+        break;
       case "assert":
         e.checks.forEach((c, i) => checkCheck(c, [...body, i]));
         break;

@@ -41,6 +41,8 @@ export interface TimelineEvent {
     | "silence"
     | "vanish"
     | "breaker_reset"
+    | "pool_held"
+    | "pool_resume"
     | "assert"
     | "note";
   text: string;
