@@ -15,7 +15,7 @@ import type { PoolConfig } from "../../schema/config.ts";
 import { pools } from "../../schema/db.ts";
 import { ProviderError } from "../providers/provider.ts";
 import { minutes, type RegistrationDeadlines } from "./registration.ts";
-import type { NodeWriter } from "./transition.ts";
+import type { Executor, NodeWriter } from "./transition.ts";
 import type { Db } from "../store/store.ts";
 
 export type LaunchErrorKind = "permanent" | "transient";
@@ -137,9 +137,10 @@ export class PoolLaunches {
 
   /**
    * A machine of the pool did not register: the pool backs off as for a refused launch, and
-   * is held once health.max_registration_failures did so in a row.
+   * is held once health.max_registration_failures did so in a row. In `tx`: with the node's
+   * move to failed, so that a crash never loses the count.
    */
-  async registrationFailed(pool: PoolConfig, at: number, failure: RegistrationFailure, deadlines: RegistrationDeadlines): Promise<void> {
+  async registrationFailed(pool: PoolConfig, at: number, failure: RegistrationFailure, deadlines: RegistrationDeadlines, tx: Executor): Promise<void> {
     const s = this.state.get(pool.name) ?? { ...CLEAR };
     const n = s.registrationFailures + 1;
     const retryAt = Math.max(s.retryAt ?? 0, at + launchBackoff("permanent", n));
@@ -150,10 +151,11 @@ export class PoolLaunches {
       pool.name,
       { ...s, retryAt, registrationFailures: n, registrationFailedAt: at, hold, heldAt: s.heldAt ?? (hold === null ? null : at) },
       at,
+      tx,
     );
     if (hold !== null && s.hold === null) {
       this.log(`pool ${pool.name} held, launching nothing more: ${hold}`);
-      await this.writer.audit(at, "navarch", "pool_held", `pool:${pool.name}`, { reason: hold, failures: n, node: failure.nodeId });
+      await this.writer.audit(at, "navarch", "pool_held", `pool:${pool.name}`, { reason: hold, failures: n, node: failure.nodeId }, tx);
     } else if (hold === null) {
       this.log(
         `pool ${pool.name}: ${failure.nodeId} ${failure.pattern} (${n} in a row; the pool is held at ${limit}); next launch not before ${new Date(retryAt).toISOString()}`,
@@ -200,9 +202,9 @@ export class PoolLaunches {
     await this.writer.audit(at, "navarch", "launch_recovered", `pool:${pool}`, { failures: s.failures });
   }
 
-  private async write(pool: string, s: LaunchState, at: number): Promise<void> {
+  private async write(pool: string, s: LaunchState, at: number, tx?: Executor): Promise<void> {
     this.state.set(pool, s);
-    await this.db
+    await (tx ?? this.db)
       .update(pools)
       .set({
         launchFailures: s.failures,

@@ -7,7 +7,6 @@
 // it runs; then the machine is failed and cleaned up, and counts against the pool
 // (launches.ts: back-off, then the pool is held).
 import type { PoolConfig } from "../../../schema/config.ts";
-import { isIn } from "../../../schema/lifecycle.ts";
 import { move, say, type Step, type StepContext } from "../context.ts";
 import { instanceOf } from "../inventory.ts";
 import type { RegistrationFailure } from "../launches.ts";
@@ -98,9 +97,16 @@ async function stillBooting(node: NodeRow, ctx: StepContext): Promise<string | u
   }
 }
 
-/** The machine did not come up: failed, its instance terminated, and counted against its pool. */
+/** The machine did not come up: failed and counted against its pool (one transaction), then its instance terminated. */
 async function giveUp(node: NodeRow, ctx: StepContext, pool: PoolConfig | undefined, why: string, failure: RegistrationFailure): Promise<void> {
-  if (!(await move(node, "failed", why, ctx))) return;
-  if (pool !== undefined) await ctx.svc.launches.registrationFailed(pool, ctx.at, failure, ctx.svc.deadlines);
-  if (isIn("terminal", node.state)) await terminateInstance(node, ctx);
+  const { svc, at } = ctx;
+  const from = node.state;
+  const moved = await svc.writer.atomically(async (tx) => {
+    const ok = await svc.writer.transition(node, "failed", { at, actor: svc.actor, reason: why }, tx);
+    if (ok && pool !== undefined) await svc.launches.registrationFailed(pool, at, failure, svc.deadlines, tx);
+    return ok;
+  });
+  if (!moved) return;
+  ctx.report.transitions.push({ node: node.id, from, to: "failed", reason: why });
+  await terminateInstance(node, ctx);
 }
