@@ -176,3 +176,48 @@ describe("migrations 0007 and 0008: each node's GPU summary, its readings in one
     }
   });
 });
+
+describe("migration 0011: when each node was launched and first served, and its GPUs", () => {
+  test("are backfilled from the audit log, the launch operations and the gpus table", async () => {
+    const { url, client } = await databaseBefore("0011_registration_deadlines");
+    // a: launched, served (the audit log saw it go ready), terminated; b: launched, never served, failed;
+    // c: in service now with no audit row; d: never launched (a monitored node).
+    await client.execute(
+      `INSERT INTO nodes (id, origin, state, state_changed_at, updated_at, instance_name) VALUES
+       ('a', 'launched', 'terminated', 900, 900, 'i-a'), ('b', 'launched', 'failed', 800, 800, 'i-b'),
+       ('c', 'launched', 'ready', 700, 700, 'i-c'), ('d', 'registered', 'validating', 50, 50, null)`,
+    );
+    await client.execute(
+      `INSERT INTO audit_log (at, actor, action, target, details) VALUES
+       (300, 'agent:a', 'register', 'a', '{"from":"provisioning","to":"validating"}'),
+       (400, 'navarch', 'transition', 'a', '{"from":"validating","to":"ready"}'),
+       (500, 'navarch', 'transition', 'a', '{"from":"ready","to":"suspect"}'),
+       (600, 'navarch', 'transition', 'b', '{"from":"provisioning","to":"failed"}')`,
+    );
+    await client.execute(
+      `INSERT INTO operations (key, kind, node_id, pool, state, created_at, updated_at) VALUES
+       ('launch:a:local', 'launch', 'a', 'p', 'succeeded', 90, 100), ('launch:b:local', 'launch', 'b', 'p', 'succeeded', 190, 200),
+       ('launch:c:local', 'launch', 'c', 'p', 'failed', 290, 300), ('terminate:a', 'terminate', 'a', 'p', 'succeeded', 850, 850)`,
+    );
+    for (let g = 0; g < 4; g++)
+      await client.execute({
+        sql: "INSERT INTO gpus (node_id, gpu_index, uuid, pci_bus_id, name, updated_at) VALUES ('a', ?, ?, '0', 'H100', 1)",
+        args: [g, `GPU-a-${g}`],
+      });
+    client.close();
+    const store = await openStore({ url });
+    try {
+      const rows = await store.client.execute("select id, launched_at, served_at, gpu_count, adopted_at from nodes order by id");
+      expect(rows.rows.map((r) => [r.id, r.launched_at, r.served_at, r.gpu_count, r.adopted_at])).toEqual([
+        ["a", 100, 400, 4, null],
+        ["b", 200, null, null, null],
+        ["c", null, 700, null, null],
+        ["d", null, null, null, null],
+      ]);
+      const pools = await store.client.execute("select name from pragma_table_info('pools') where name like 'registration%' order by name");
+      expect(pools.rows.map((r) => r.name)).toEqual(["registration_failed_at", "registration_failures", "registration_held_at", "registration_hold"]);
+    } finally {
+      store.close();
+    }
+  });
+});
