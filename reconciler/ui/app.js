@@ -202,6 +202,7 @@ async function pageFleet() {
       [
         p.paused ? badge("out", "paused") : "",
         p.breaker ? badge("unhealthy", "breaker tripped") : "",
+        p.held ? badge("unhealthy", "held: machines do not register") : "",
         p.launches ? badge("unhealthy", p.launches.kind === "permanent" ? "launches refused" : "launches failing") : "",
         p.size < (p.minNodes ?? 0) ? badge("degraded", "below min") : "",
       ]
@@ -255,6 +256,7 @@ async function pagePool(name) {
     ["Instance type", s.instanceType ?? "–"],
     ["Last scaled", s.lastScaleAt ? `${ago(s.lastScaleAt, now)} (${s.lastScaleDirection})` : "never"],
     ["Paused", s.paused ? `yes: ${s.pausedReason ?? ""}` : "no"],
+    ["Held", s.held ? `since ${ago(s.held.since, now)}: ${s.held.reason} (navarch pools resume ${s.name})` : "no"],
     [
       "Launches",
       s.launches
