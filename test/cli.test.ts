@@ -9,7 +9,8 @@ import { actionCommand } from "../reconciler/cli/actions.ts";
 import { CliError } from "../reconciler/cli/client.ts";
 import { eventsCommand } from "../reconciler/cli/events.ts";
 import { nodesCommand } from "../reconciler/cli/nodes.ts";
-import { nodes } from "../schema/db.ts";
+import { eq } from "drizzle-orm";
+import { nodes, pools } from "../schema/db.ts";
 import { POOLS_YAML, simFleet, type SimFleet } from "./browser/harness.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { BUN, REPO_ROOT, tempDir, waitFor } from "./support.ts";
@@ -143,6 +144,24 @@ describe("navarch CLI", () => {
     expect(get.stdout).toMatch(/scale\s+0 → 4: no autoscaler; clamped to min_nodes/);
     expect(get.stdout).toContain(victim);
     expect((YAML.parse(yaml.stdout) as { summary: { minNodes: number } }).summary.minNodes).toBe(2);
+  });
+
+  test("pools list and get say a pool is held because its machines do not register; pools resume lifts the hold", async () => {
+    // The hold as the loop writes it after three machines of `infer` did not register.
+    const hold =
+      "the last 3 machines did not register within 15m; no machine of this pool has registered yet; raise health.registration_timeout or check the bootstrap";
+    await fleet.rec.store.db
+      .update(pools)
+      .set({ registrationFailures: 3, registrationFailedAt: fleet.now(), registrationHold: hold, registrationHeldAt: fleet.now() })
+      .where(eq(pools.name, "infer"));
+    const [list, get] = await Promise.all([navarch(["pools", "list"]), navarch(["pools", "get", "infer"])]);
+    expect(list.stdout).toMatch(/\ninfer .* held since \S+ ago: the last 3 machines did not/);
+    expect(get.stdout).toMatch(/\nHeld: {8}since \S+ ago: the last 3 machines did not register within 15m; .* \(navarch pools resume infer\)\n/);
+    const resumed = await navarch(["pools", "resume", "infer"]);
+    expect(resumed.code).toBe(0);
+    const [row] = await fleet.rec.store.db.select().from(pools).where(eq(pools.name, "infer"));
+    expect(row).toMatchObject({ registrationFailures: 0, registrationHold: null, registrationHeldAt: null, paused: false });
+    expect((await navarch(["pools", "get", "infer"])).stdout).not.toContain("Held:");
   });
 
   test("report: the machines that never served, per pool and provider, with their GPU-hours", async () => {
