@@ -19,7 +19,7 @@ import { testConfig } from "./fleet-harness.ts";
 import { tempDir } from "./support.ts";
 
 const KEY_ENV = "LAMBDA_API_KEY";
-const config = (baseUrl: string) =>
+const config = (baseUrl: string, pool = "train", size = 3) =>
   testConfig(`server:
   heartbeat_interval: 10s
   heartbeat_timeout: 30s
@@ -30,11 +30,11 @@ providers:
     base_url: ${baseUrl}
     ssh_key_names: [ops]
 pools:
-  - name: train
+  - name: ${pool}
     provider: lambda
     instance_type: gpu_8x_h100_sxm5
     region: us-west-2
-    scaling: { min_nodes: 3, max_nodes: 3 }
+    scaling: { min_nodes: ${size}, max_nodes: ${size} }
     health: { registration_timeout: 10m }
 `);
 
@@ -145,5 +145,50 @@ describe("a lost database never costs a running machine", () => {
         .map((i) => i.id)
         .sort(),
     ).toEqual(launched.map((i) => i.id).sort());
+  });
+
+  test("an adopted machine leaves only by the pool's scale-down or when its deadline from the adoption passes with no agent, and the log says which", async () => {
+    let clock = Date.parse("2026-11-24T00:00:00Z");
+    const now = () => clock;
+    const providers = createProviders(config(fake.url, "infer", 2), {
+      dataDir: tempDir(),
+      serverUrl: "http://127.0.0.1:1",
+      authToken: "-",
+      log: () => undefined,
+      env: fakeEnv({ [KEY_ENV]: fake.apiKey }),
+    });
+    const open = async () => {
+      const store = await openStore({ url: `file:${tempDir()}/navarch.db` });
+      stores.push(store);
+      return store;
+    };
+    const first = new Reconciler({ store: await open(), config: config(fake.url, "infer", 2), providers, policy: defaultHealthPolicy(), now });
+    await first.pass();
+    clock += 1000;
+    await first.pass();
+    const launched = fake.live().filter((i) => i.tags.some((t) => t.key === "navarch-pool" && t.value === "infer"));
+    expect(launched).toHaveLength(2);
+    // The database is lost, and the pool was shrunk to one meanwhile; no agent ever comes back.
+    const store = await open();
+    const lines: string[] = [];
+    const second = new Reconciler({ store, config: config(fake.url, "infer", 1), providers, policy: defaultHealthPolicy(), now, log: (l) => lines.push(l) });
+    await second.pass();
+    clock += 1000;
+    await second.pass();
+    const rows = await store.db.select().from(nodes);
+    expect(rows.map((n) => n.state).sort()).toEqual(["provisioning", "terminated"]);
+    const shrunk = rows.find((n) => n.state === "terminated")!;
+    expect(lines.some((l) => l.startsWith(`${shrunk.id}: provisioning → terminating: scale down:`))).toBe(true);
+    // The other one's agent never registers: 10 minutes after the adoption it is failed and terminated.
+    const waited = rows.find((n) => n.state === "provisioning")!;
+    clock += 10 * 60_000;
+    await second.pass();
+    expect((await store.db.select().from(nodes).where(eq(nodes.id, waited.id)))[0]!.state).toBe("failed");
+    expect(lines).toContain(
+      `${waited.id}: provisioning → failed: agent did not register within 10m of its adoption (a tagged instance no node row knew, adopted by this reconciler)`,
+    );
+    // Both of the pool's instances were terminated (the first test's, of a pool this config lacks, are reaped as orphans).
+    for (const i of launched) expect(["terminating", "terminated"]).toContain(fake.state.instances.get(i.id)?.status ?? "terminated");
+    expect(fake.state.launches.filter((l) => JSON.stringify(l).includes('"infer"'))).toHaveLength(2);
   });
 });
