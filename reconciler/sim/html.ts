@@ -26,6 +26,7 @@ const MARK_COLORS: Record<string, string> = {
   replacement_ready: "#2e7d32",
   scale: "#1565c0",
   breaker: "#000000",
+  pool_held: "#ad1457",
   outage: "#6a1b9a",
   restart: "#00838f",
 };
