@@ -116,7 +116,7 @@ describe("reconcile loop", () => {
     await until(f.step, async () => (await f.byState()).ready === 3);
   });
 
-  test("an agent that never registers fails and its instance is cleaned up", async () => {
+  test("an agent that never registers fails and its instance is cleaned up; after three the pool is held until resumed", async () => {
     const f = await fleet();
     // Let the launches happen (the first pass requests, the second launches), then keep the
     // instances from ever running: their agents never come up.
