@@ -84,6 +84,8 @@ export const PER_GPU_AUTO_LIMIT = 40_000;
 export interface MetricsOptions {
   /** server.metrics_per_gpu (default auto). */
   perGpu?: MetricsPerGpu;
+  /** Whether a listener serves plain HTTP off loopback (config/exposure.ts): navarch_server_plain_http. */
+  plainHttp?: boolean;
 }
 
 interface Snapshot {
@@ -154,6 +156,11 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     x === null || x === undefined ? undefined : withinRange(num(x), range);
 
   const heartbeats = new Counter({ name: "navarch_heartbeats_total", help: "Agent heartbeats accepted", registers: [registry] });
+  new Gauge({
+    name: "navarch_server_plain_http",
+    help: "1 when the API or /metrics is served as plain HTTP off loopback (no server.tls): tokens cross the network in the clear",
+    registers: [registry],
+  }).set(opts.plainHttp === true ? 1 : 0);
   const ingestGroup = new Histogram({
     name: "navarch_ingest_group_requests",
     help: "Heartbeats and event batches written in one transaction (group commit): about 1 when quiet, more under load",

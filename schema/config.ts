@@ -177,10 +177,15 @@ export interface ServerConfig {
    * server baked into /install.sh. Absent: derived from `address` (0.0.0.0 → this host's name).
    */
   public_url?: string;
-  /** HTTPS for the API (and the metrics listener); absent: plain HTTP, on loopback only unless allow_plain_http. */
+  /** HTTPS for the API (and the metrics listener); absent: plain HTTP (off loopback with a warning, or refused with require_tls). */
   tls?: ServerTlsConfig;
-  /** Plain HTTP on an address other than loopback: tokens cross the network in the clear. */
-  allow_plain_http: boolean;
+  /** Refuse to start serving plain HTTP on an address that is not loopback (instead of warning). */
+  require_tls: boolean;
+  /**
+   * Deprecated and silences nothing: plain HTTP off loopback is served with a warning whatever
+   * it says. Kept so that files written for earlier versions still load; `config check` says so.
+   */
+  allow_plain_http?: boolean;
   /** `host:port` of a listener that serves only /metrics; absent: /metrics on `address`. */
   metrics_address?: string;
   /** Who may read /metrics: a token of the viewer role or above, or anyone (`none`). */
@@ -602,15 +607,14 @@ const Address = v.pipe(
   v.transform((address) => (address.startsWith(":") ? `0.0.0.0${address}` : address)),
 );
 
-/** Whether `host:port` listens on loopback only (127.0.0.0/8, ::1, localhost): the one place plain HTTP is fine. */
-export function isLoopbackAddress(address: string): boolean {
-  const host = parseAddress(address)?.host;
-  return host !== undefined && isLoopbackHost(host);
-}
-
-export function isLoopbackHost(host: string): boolean {
+/**
+ * Whether `host` is a loopback address written as an address (127.0.0.0/8, ::1, ::ffff:127.x).
+ * Names, `localhost` included, are not: what a name means is /etc/hosts' and DNS's to say, so
+ * a name is resolved and its addresses checked (reconciler/config/exposure.ts).
+ */
+export function isLoopbackIp(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
-  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+  return h === "::1" || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 /** Two addresses that would bind the same port (a wildcard host overlaps every host). */
@@ -644,7 +648,8 @@ const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
     auth_token_env: v.optional(EnvVarName, "NAVARCH_AUTH_TOKEN"),
     public_url: v.optional(HttpUrl),
     tls: v.optional(ServerTls),
-    allow_plain_http: v.optional(Bool, false),
+    require_tls: v.optional(Bool, false),
+    allow_plain_http: v.optional(Bool),
     metrics_address: v.optional(Address),
     metrics_auth: v.optional(oneOf(METRICS_AUTH), "viewer"),
     metrics_per_gpu: v.optional(oneOf(METRICS_PER_GPU), "auto"),
@@ -654,17 +659,10 @@ const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
     if (interval !== undefined && timeout !== undefined && timeout <= interval) {
       report("heartbeat_timeout", `must be longer than heartbeat_interval (${formatDuration(interval)}), got ${formatDuration(timeout)}`);
     }
-    // Bearer tokens must not cross a network in the clear unless someone chose that.
+    // Whether an address is loopback needs its name resolved: reconciler/config/exposure.ts.
     const tls = raw.tls !== undefined;
-    if (!tls && f.allow_plain_http !== true) {
-      for (const key of ["address", "metrics_address"] as const) {
-        const at = f[key];
-        if (typeof at !== "string" || isLoopbackAddress(at)) continue;
-        report(
-          key,
-          `${at} is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls (cert_file, key_file), or server.allow_plain_http: true to accept that`,
-        );
-      }
+    if (f.require_tls === true && f.allow_plain_http === true) {
+      report("allow_plain_http", "contradicts server.require_tls: true (which refuses plain HTTP off loopback); remove one of them");
     }
     if (tls && typeof f.public_url === "string" && f.public_url.startsWith("http://")) {
       report("public_url", `the API serves HTTPS (server.tls is set), so new machines must be told https://, got ${JSON.stringify(f.public_url)}`);

@@ -43,7 +43,7 @@ describe("seed configs load unchanged", () => {
       autoscale_interval: 30_000,
       data_dir: "data",
       auth_token_env: "NAVARCH_AUTH_TOKEN",
-      allow_plain_http: false,
+      require_tls: false,
       metrics_auth: "viewer",
       metrics_per_gpu: "auto",
     });

@@ -199,6 +199,7 @@ describe("rendered objects", () => {
     const tls = podSpec(must(await render("tls"), "DaemonSet"));
     expect(tls.volumes?.find((v) => v.name === "tls-ca")?.secret).toEqual({ secretName: "navarch-tls", items: [{ key: "ca.crt", path: "ca.crt" }] });
     expect(tls.containers[0]!.args?.[0]).toBe("--server=https://navarch-control-plane.navarch.svc:50051");
+    expect(configOf(await render("tls")).server).toMatchObject({ require_tls: true, tls: { cert_file: "/etc/navarch-tls/tls.crt" } });
   });
 
   test("the control plane: the seed's args, non-root, the embedded database on a volume with Recreate; replicas on sqld roll", async () => {
@@ -223,9 +224,10 @@ describe("rendered objects", () => {
     expect(config.server).toMatchObject({
       address: "0.0.0.0:50051",
       data_dir: "/var/lib/navarch",
-      allow_plain_http: true,
       public_url: "http://navarch-control-plane.navarch.svc:50051",
     });
+    expect(config.server!.allow_plain_http).toBeUndefined();
+    expect(config.server!.require_tls).toBeUndefined();
     expect(config.server!.database_url).toBeUndefined();
     expect(config.kubernetes).toEqual({ in_cluster: true, pools_crd: { enabled: true, namespace: "navarch" } });
 

@@ -55,6 +55,8 @@ export interface ApiOptions {
   metricsAuth?: MetricsAuth;
   /** False when /metrics has a listener of its own (createMetricsApp). */
   metricsHere?: boolean;
+  /** Set when the API is plain HTTP off loopback: the dashboard shows it on every page (config/exposure.ts). */
+  plainHttpBanner?: string;
   /** Writes heartbeats and event batches in groups (default: one of its own over the store). */
   ingest?: Ingest;
 }
@@ -256,7 +258,7 @@ export function createApi(opts: ApiOptions): Hono {
   });
   registerViewRoutes(v1, { store, now });
   registerTokenRoutes(v1, { store, now });
-  registerDashboardRoutes(app);
+  registerDashboardRoutes(app, opts.plainHttpBanner);
   app.route("/v1", v1);
   return app;
 }

@@ -75,10 +75,9 @@ The reconciler's config file: the user's config with what the deployment decides
 {{- end -}}
 {{- if .Values.tls.secretName -}}
 {{- $_ := set $server "tls" (dict "cert_file" "/etc/navarch-tls/tls.crt" "key_file" "/etc/navarch-tls/tls.key") -}}
-{{- $_ := unset $server "allow_plain_http" -}}
-{{- else -}}
-{{- $_ := set $server "allow_plain_http" true -}}
+{{- $_ := set $server "require_tls" .Values.tls.require -}}
 {{- end -}}
+{{- $_ := unset $server "allow_plain_http" -}}
 {{- if .Values.healthPolicy -}}
 {{- $_ := set $server "health_policy_path" "/etc/navarch/health-policy.yaml" -}}
 {{- end -}}
