@@ -60,7 +60,7 @@ export interface ServeSettings {
   resolveHost?: ResolveHost;
   /** server.metrics_address: /metrics on a listener of its own. */
   metricsAddress?: { host: string; port: number };
-  /** server.metrics_auth (default viewer). */
+  /** server.metrics_auth (default none: open). */
   metricsAuth?: MetricsAuth;
   /** server.metrics_per_gpu (default auto). */
   metricsPerGpu?: MetricsPerGpu;

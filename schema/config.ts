@@ -188,7 +188,7 @@ export interface ServerConfig {
   allow_plain_http?: boolean;
   /** `host:port` of a listener that serves only /metrics; absent: /metrics on `address`. */
   metrics_address?: string;
-  /** Who may read /metrics: a token of the viewer role or above, or anyone (`none`). */
+  /** Who may read /metrics: anyone who reaches it (`none`, the default), or a token of the viewer role or above. */
   metrics_auth: MetricsAuth;
   /**
    * Per-GPU series on /metrics (navarch_node_gpu_*{node,gpu}): `auto` while the fleet has at most
@@ -651,7 +651,9 @@ const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
     require_tls: v.optional(Bool, false),
     allow_plain_http: v.optional(Bool),
     metrics_address: v.optional(Address),
-    metrics_auth: v.optional(oneOf(METRICS_AUTH), "viewer"),
+    // Open, as every Prometheus exporter is and the seed's ServiceMonitor assumes; label values
+    // are pool names, node ids, states and codes (never a token or an agent's free text).
+    metrics_auth: v.optional(oneOf(METRICS_AUTH), "none"),
     metrics_per_gpu: v.optional(oneOf(METRICS_PER_GPU), "auto"),
   }),
   rules((f, report, raw) => {

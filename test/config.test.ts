@@ -44,7 +44,7 @@ describe("seed configs load unchanged", () => {
       data_dir: "data",
       auth_token_env: "NAVARCH_AUTH_TOKEN",
       require_tls: false,
-      metrics_auth: "viewer",
+      metrics_auth: "none",
       metrics_per_gpu: "auto",
     });
     // lambda has no providers: entry, so it gets lambda's defaults

@@ -365,6 +365,59 @@ describe("against the API server", () => {
   }, 120_000);
 });
 
+describe("the seed's own manifests beside the chart", () => {
+  test("its ServiceMonitor, applied unchanged, selects the chart's Service and names a port it has; its Service finds the chart's pods", async () => {
+    const admin = kube.kubeconfigPath;
+    const crdDir = await prometheusOperatorCrds();
+    const crd = await kubectl(admin, ["apply", "--server-side", "-f", join(crdDir, "monitoring.coreos.com_servicemonitors.yaml")]);
+    expect(crd.code, crd.stderr).toBe(0);
+    expect((await kubectl(admin, ["wait", "--for=condition=Established", "--timeout=30s", "crd/servicemonitors.monitoring.coreos.com"])).code).toBe(0);
+    const seed = parseObjects(readFileSync(join(REPO_ROOT, "test/fixtures/seed/kubernetes.yaml"), "utf8"));
+    const namespace = must(seed, "Namespace", "navarch");
+    expect((await kubectl(admin, ["apply", "--server-side", "-f", "-"], YAML.stringify(namespace))).code).toBe(0);
+    // The chart's Service and Deployment, stored for real (nothing runs them here).
+    const chart = await render("default");
+    const objects = [must(chart, "Service", "navarch-control-plane"), must(chart, "Deployment", "navarch-control-plane")];
+    const applied = await kubectl(admin, ["apply", "--server-side", "-f", "-"], objects.map((o) => YAML.stringify(o)).join("---\n"));
+    expect(applied.code, applied.stderr).toBe(0);
+    const monitor = must(seed, "ServiceMonitor", "navarch-control-plane");
+    const created = await kubectl(admin, ["apply", "--server-side", "-f", "-"], YAML.stringify(monitor));
+    expect(created.code, created.stderr).toBe(0);
+
+    // What the Prometheus Operator does with it: the Services its selector matches in its namespace, and the named port.
+    const stored = JSON.parse((await kubectl(admin, ["-n", "navarch", "get", "servicemonitor", "navarch-control-plane", "-o", "json"])).stdout) as {
+      spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] };
+    };
+    const selector = Object.entries(stored.spec.selector.matchLabels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+    const services = JSON.parse((await kubectl(admin, ["-n", "navarch", "get", "services", "-l", selector, "-o", "json"])).stdout) as {
+      items: { metadata: { name: string }; spec: { ports: { name: string; port: number; targetPort: string | number }[] } }[];
+    };
+    expect(services.items.map((s) => s.metadata.name)).toEqual(["navarch-control-plane"]);
+    const endpoint = stored.spec.endpoints[0]!;
+    expect(endpoint).toMatchObject({ port: "grpc", path: "/metrics" });
+    const port = services.items[0]!.spec.ports.find((p) => p.name === endpoint.port);
+    expect(port).toMatchObject({ port: 50051, targetPort: "grpc" });
+    // The seed's Service (selector app, targetPort grpc) would find the chart's pods and their port.
+    const seedService = must(seed, "Service", "navarch-control-plane") as unknown as {
+      spec: { selector: Record<string, string>; ports: { targetPort: string }[] };
+    };
+    const pod = (
+      must(chart, "Deployment", "navarch-control-plane") as unknown as {
+        spec: {
+          template: {
+            metadata: { labels: Record<string, string> };
+            spec: { containers: { ports: { name: string; containerPort: number; protocol: string }[] }[] };
+          };
+        };
+      }
+    ).spec.template;
+    expect(pod.metadata.labels).toMatchObject(seedService.spec.selector);
+    expect(pod.spec.containers[0]!.ports).toContainEqual({ name: seedService.spec.ports[0]!.targetPort, containerPort: 50051, protocol: "TCP" });
+  }, 120_000);
+});
+
 describe("plain manifests", () => {
   test("deploy/manifests is what scripts/manifests.sh renders from the chart today", async () => {
     const out = tempDir("navarch-manifests-");

@@ -350,7 +350,7 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     "/metrics": {
       get: {
         ...plain("metrics", "Prometheus metrics (text exposition format)", "metrics"),
-        description: "Needs a token of the viewer role or above, unless server.metrics_auth is none; on server.metrics_address when that is set.",
+        description: "Open by default; needs a token of the viewer role or above with server.metrics_auth: viewer. On server.metrics_address when that is set.",
         security: [{ bearerAuth: [] }, {}],
         responses: { "200": { description: "metrics", content: { "text/plain": { schema: { type: "string" } } } }, ...errors(401, 403) },
       },

@@ -51,7 +51,7 @@ export interface ApiOptions {
   agentBinary?: string;
   /** Whether this reconciler leads or stands by, for /readyz (one line). */
   role?: () => string | undefined;
-  /** Who may read /metrics (server.metrics_auth): a viewer's token (the default) or anyone. */
+  /** Who may read /metrics (server.metrics_auth): anyone (the default) or a viewer's token. */
   metricsAuth?: MetricsAuth;
   /** False when /metrics has a listener of its own (createMetricsApp). */
   metricsHere?: boolean;
@@ -65,7 +65,7 @@ type MetricsOptions = Pick<ApiOptions, "store" | "metrics" | "authToken" | "now"
 
 function serveMetrics(app: Hono, opts: MetricsOptions): void {
   app.get("/metrics", async (c) => {
-    if (opts.metricsAuth !== "none") {
+    if (opts.metricsAuth === "viewer") {
       const refused = await authenticate(c, { db: opts.store.db, adminToken: opts.authToken, now: opts.now });
       if (refused !== undefined) return refused;
     }
