@@ -232,8 +232,8 @@ export interface SafetyConfig {
 export interface LambdaProviderConfig {
   api_key_env: string;
   /**
-   * SSH keys already registered with Lambda, by name, for pools that name none: Lambda's
-   * launch call installs keys by name only, and requires one.
+   * The SSH key (a list of one name) registered with Lambda for pools that name none. Absent
+   * too: the account's one key, else a key Navarch creates and keeps in the data directory.
    */
   ssh_key_names?: string[];
   /** Overrides the API endpoint (tests point it at a fake server). */
@@ -280,9 +280,9 @@ export interface PoolConfig {
   health: HealthConfig;
   labels: Record<string, string>;
   ssh_user: string;
-  /** Present whenever setup_commands is not empty. */
+  /** The bootstrap key; absent with setup_commands only in a pool that launches on Lambda alone (Navarch's own key). */
   ssh_private_key_path?: string;
-  /** SSH keys registered with the provider, by name, to install (Lambda); else the provider's default. */
+  /** The SSH key registered with Lambda to install, a list of one name; else providers.lambda's, else the account's. */
   ssh_key_names?: string[];
   /** Go-template strings, already checked by `parseTemplate`. */
   setup_commands: string[];
@@ -536,10 +536,19 @@ const EnvVarName = v.custom<string>(
       ? "expected the name of an environment variable, like LAMBDA_API_KEY (capital letters, digits and _); the value is not shown in case it is a secret"
       : `expected the name of an environment variable, like LAMBDA_API_KEY, got ${show(issue.input)}`,
 );
-/** Names of SSH keys registered with a provider (Lambda allows 1 to 64 characters). */
-const SshKeyNames = list(
-  accept<string>((x) => typeof x === "string" && x.trim() !== "" && x.length <= 64, "an SSH key name as registered with the provider (1 to 64 characters)"),
-  { nonEmpty: true, noun: "SSH key name" },
+/**
+ * The name of an SSH key registered with Lambda (1 to 64 characters), as a list of one: Lambda's
+ * launch call takes exactly one (`ssh_key_names`), so a second name would fail every launch.
+ */
+const SshKeyNames = v.pipe(
+  list(
+    accept<string>((x) => typeof x === "string" && x.trim() !== "" && x.length <= 64, "an SSH key name as registered with the provider (1 to 64 characters)"),
+    { nonEmpty: true, noun: "SSH key name" },
+  ),
+  v.check(
+    (names) => names.length <= 1,
+    (issue) => `Lambda's launch call takes exactly one SSH key name, got ${issue.input.length} (${issue.input.join(", ")}): keep one`,
+  ),
 );
 const HttpUrl = accept<string>((x) => {
   if (typeof x !== "string" || !URL.canParse(x)) return false;
@@ -1017,8 +1026,10 @@ const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
     if (one && many) report("providers", "set provider or providers (a failover list), not both");
     if (!one && !many) report("provider", "is required (or providers: a list in failover order)");
     const commands = raw.setup_commands;
-    if (Array.isArray(commands) && commands.length > 0 && raw.ssh_private_key_path === undefined) {
-      report("ssh_private_key_path", "is required when setup_commands is not empty (they run over SSH)");
+    // On Lambda alone, Navarch logs in with the key it keeps for the account (providers/lambda.ts).
+    const lambdaOnly = one ? raw.provider === "lambda" : Array.isArray(raw.providers) && raw.providers.every((p) => p === "lambda");
+    if (Array.isArray(commands) && commands.length > 0 && raw.ssh_private_key_path === undefined && !lambdaOnly) {
+      report("ssh_private_key_path", "is required when setup_commands is not empty (they run over SSH), unless the pool launches on Lambda alone");
     }
   }),
   v.transform(({ name, provider, providers, ...rest }) => ({ name, providers: providers ?? (provider ? [provider] : []), ...rest })),

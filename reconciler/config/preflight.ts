@@ -10,7 +10,6 @@
 // a missing key file, and a missing health policy file, which serves the default policy (the
 // seed's own ConfigMap names /etc/navarch/health-policy.yaml and ships no such file; refusing
 // would crash-loop its Deployment, while the default policy is the catalog's, never permissive).
-import { lambdaSshKeyWarnings } from "../providers/lambda.ts";
 import { existsSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { AutoscalerConfig, NavarchConfig } from "../../schema/config.ts";
@@ -78,7 +77,6 @@ export async function checkServeNeeds(
   await checkSshKeys(config, source, problems, warnings);
   checkSecrets(config, source, options.env, warnings, options.embedded === true);
   checkAutoscalerSources(config, source, warnings);
-  warnings.push(...lambdaSshKeyWarnings(config, source));
   checkLocalProvider(config, source, problems);
   checkTls(config, source, problems, warnings);
   await checkKubernetes(config, source, options.env, problems);

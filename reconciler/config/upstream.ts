@@ -316,7 +316,15 @@ class Migration {
     if (pool.labels !== undefined && Object.keys(pool.labels).length > 0) out.labels = pool.labels;
 
     const sshKeys = pool.ssh_keys !== undefined && pool.ssh_keys.length > 0 ? pool.ssh_keys : defaults.ssh_keys;
-    if (sshKeys !== undefined && sshKeys.length > 0) out.ssh_key_names = [...sshKeys];
+    if (sshKeys !== undefined && sshKeys.length > 0) {
+      // Lambda's launch call takes exactly one key name; upstream sent them all and got HTTP 400.
+      out.ssh_key_names = [sshKeys[0]];
+      if (sshKeys.length > 1)
+        this.note(
+          `${at}.ssh_keys`,
+          `→ ssh_key_names [${sshKeys[0]}]: Lambda's launch call takes exactly one SSH key name, so the first is kept and ${sshKeys.slice(1).join(", ")} left out`,
+        );
+    }
     const sshUser = pool.ssh_user || defaults.ssh_user || UPSTREAM_DEFAULTS.sshUser;
     const keyPath = pool.ssh_private_key_path || defaults.ssh_private_key_path;
     const commands = pool.setup_commands ?? [];

@@ -27,7 +27,7 @@ export const launch: Step = async (node, ctx) => {
   const providerName = node.provider ?? pool.providers[0]!;
   const provider = svc.providers.get(providerName);
   if (provider === undefined) return failed(node, pool, ctx, `provider ${providerName} is not available`, "permanent");
-  let ssh: { sshPublicKey?: string };
+  let ssh: { sshPublicKey?: string; sshOwnKey?: boolean };
   try {
     ssh = svc.sshPublicKey(pool);
   } catch (err) {
