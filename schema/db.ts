@@ -29,6 +29,10 @@ export const pools = sqliteTable("pools", {
   launchFailingSince: integer("launch_failing_since"),
   /** Why the last autoscale tick lacked an input its metrics source should have given (null: it had them all). */
   metricsError: text("metrics_error"),
+  /** The size an operator asked for (`navarch pools scale`), held within the bounds while the pool has no autoscaler. */
+  requestedNodes: integer("requested_nodes"),
+  /** Who asked for it, for reasons and the audit log. */
+  requestedBy: text("requested_by"),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });

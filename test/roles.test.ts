@@ -108,6 +108,7 @@ const ALLOWED: Record<string, Role[]> = {
   "POST /v1/nodes/{id}/reboot": ["admin", "operator"],
   "POST /v1/pools/{name}/pause": ["admin", "operator"],
   "POST /v1/pools/{name}/resume": ["admin", "operator"],
+  "POST /v1/pools/{name}/scale": ["admin", "operator"],
   "POST /v1/nodes/{id}/fault": ["admin"],
   "POST /v1/breakers/{scope}/reset": ["admin"],
   "POST /v1/bootstrap-tokens": ["admin"],
@@ -146,6 +147,7 @@ function request(route: string, role: Role): { method: string; path: string; bod
     "POST /v1/nodes/{id}/fault": { xid: 79 },
     "POST /v1/bootstrap-tokens": { nodeId: "t-new" },
     "POST /v1/tokens": { role: "viewer" },
+    "POST /v1/pools/{name}/scale": { nodes: 0 },
   };
   return { method, path, ...(route in bodies ? { body: bodies[route] } : method === "POST" ? { body: {} } : {}) };
 }

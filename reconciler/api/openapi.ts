@@ -13,6 +13,7 @@ import * as wire from "../../schema/wire.ts";
 import * as views from "./views.ts";
 import * as tokens from "./tokens.ts";
 import { TokenRequest } from "./install.ts";
+import { ScaleBody } from "./admin.ts";
 
 export const OPENAPI_PATH = "/openapi.json";
 
@@ -59,6 +60,7 @@ const SCHEMAS = {
   ActionBody,
   ActionResult,
   FaultBody,
+  ScaleBody,
   BootstrapTokenRequest: TokenRequest,
   PoolRow: views.PoolRow,
   PoolList: views.PoolList,
@@ -240,6 +242,14 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     },
     "/v1/pools/{name}/pause": { post: admin_action("pause", "Pause a pool: no scaling, no automatic replacement", "pool") },
     "/v1/pools/{name}/resume": { post: admin_action("resume", "Resume a paused pool", "pool") },
+    "/v1/pools/{name}/scale": {
+      post: admin_action(
+        "scale",
+        "Set the size of a pool without an autoscaler (within its bounds); it is held there, replacements included",
+        "pool",
+        "ScaleBody",
+      ),
+    },
     "/v1/incidents": {
       get: get("listIncidents", "Incidents, newest first (500 at most)", "IncidentList", ["admin"], {
         parameters: [queryParam("open", "true: only open ones", { type: "boolean" })],
@@ -411,7 +421,7 @@ const LINKS: { path: string; method: string; from: string; to: string[]; paramet
     to: ["getNode", "getNodeTimeline", "getNodeBootstrap", "cordonNode", "uncordonNode", "drainNode", "rebootNode", "replaceNode", "injectFaultNode"],
   },
   { path: "/v1/bootstrap-tokens", method: "post", from: "$response.body#/nodeId", parameter: "id", to: ["getNodeBootstrap", "getNode"] },
-  { path: "/v1/pools", method: "get", from: "$response.body#/pools/0/name", parameter: "name", to: ["getPool", "pausePool", "resumePool"] },
+  { path: "/v1/pools", method: "get", from: "$response.body#/pools/0/name", parameter: "name", to: ["getPool", "pausePool", "resumePool", "scalePool"] },
   { path: "/v1/breakers", method: "get", from: "$response.body#/breakers/0/scope", parameter: "scope", to: ["resetBreaker"] },
   { path: "/v1/tokens", method: "get", from: "$response.body#/tokens/0/id", parameter: "id", to: ["revokeToken"] },
 ];
@@ -455,7 +465,7 @@ export function openApiDocument(): Record<string, unknown> {
       title: "Navarch reconciler API",
       version: NAVARCH_VERSION,
       description:
-        "The agent API (register, heartbeat, events), the admin API (nodes, pools, incidents, breakers, audit, actions) and the views the dashboard and CLI read. Every /v1 call needs `Authorization: Bearer <token>`: the admin token (NAVARCH_AUTH_TOKEN), an API token of a role (admin: everything; operator: reads, cordon, uncordon, drain, replace, reboot, pause and resume; viewer: reads, the change stream and /metrics; enroll: registers nodes into its one pool), a node's own credential (register, heartbeat and events for that node), or a one-time bootstrap token (one registration). A call the role may not make is answered 403.",
+        "The agent API (register, heartbeat, events), the admin API (nodes, pools, incidents, breakers, audit, actions) and the views the dashboard and CLI read. Every /v1 call needs `Authorization: Bearer <token>`: the admin token (NAVARCH_AUTH_TOKEN), an API token of a role (admin: everything; operator: reads, cordon, uncordon, drain, replace, reboot, pause, resume and scale pools; viewer: reads, the change stream and /metrics; enroll: registers nodes into its one pool), a node's own credential (register, heartbeat and events for that node), or a one-time bootstrap token (one registration). A call the role may not make is answered 403.",
     },
     jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
     servers: [{ url: "/" }],

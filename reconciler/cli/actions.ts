@@ -14,6 +14,7 @@ import { age, duration, parseAnswer, parseFormat, printable, render, table, type
 export const ACTIONS_USAGE = `  navarch cordon|uncordon|reboot|replace NODE [--reason TEXT]
   navarch drain NODE [--reason TEXT] [--deadline SECONDS] [--no-wait]   (waits, printing progress, until drained)
   navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL
+  navarch pools scale POOL --nodes N [--reason TEXT]   (a pool without an autoscaler: held at N)
   navarch breaker reset SCOPE                 (fleet or pool:NAME)
   navarch incidents [--open] [--node NODE] [--pool POOL]
   navarch fault inject NODE --xid N [--gpu I] | --nvml COMMAND | --kmsg LINE   (local nodes only)
@@ -60,6 +61,7 @@ export async function actionCommand(command: string, args: string[], write: (s: 
       gpu: { type: "string" },
       nvml: { type: "string" },
       kmsg: { type: "string" },
+      nodes: { type: "string" },
       output: { type: "string", short: "o", default: "table" },
       server: { type: "string", short: "s" },
     },
@@ -101,7 +103,7 @@ export async function actionCommand(command: string, args: string[], write: (s: 
       return waitForDrain(target, node, deadline, format, write, opts);
     }
     case "pools":
-      return poolsCommand(positionals, values.server, values.reason, body, format, write);
+      return poolsCommand(positionals, values.server, values.reason, values.nodes, body, format, write);
     case "breaker": {
       const [verb, scope] = positionals;
       if (verb !== "reset" || !scope) throw new CliError("usage: navarch breaker reset SCOPE   (fleet or pool:NAME)", 2);
@@ -167,16 +169,25 @@ async function poolsCommand(
   positionals: string[],
   server: string | undefined,
   reason: string | undefined,
+  nodes: string | undefined,
   body: { actor: string; reason?: string },
   format: Format,
   write: (s: string) => void,
 ): Promise<number> {
   const [verb, pool, ...rest] = positionals;
-  const usage = "usage: navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL";
-  if (verb === "scale") {
-    throw new CliError("pools scale: a pool's min_nodes and max_nodes come from the config file; change scaling there and restart the reconciler", 2);
-  }
+  const usage = "usage: navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL | scale POOL --nodes N [--reason TEXT]";
   if (rest.length > 0) throw new CliError(usage, 2);
+  if (verb === "scale" && pool !== undefined) {
+    const size = nodes === undefined ? Number.NaN : Number(nodes);
+    if (!(Number.isInteger(size) && size >= 0 && size <= 100_000 && /^\d+$/.test(nodes ?? "")))
+      throw new CliError(
+        `pools scale: --nodes: expected a whole number of nodes from 0 to 100000, got ${nodes === undefined ? "nothing" : JSON.stringify(nodes)}`,
+        2,
+      );
+    const answer = await apiPost(resolveTarget(server), `/v1/pools/${encodeURIComponent(pool)}/scale`, { ...body, nodes: size });
+    write(render(format, parseAnswer(ActionAnswer, answer, "scale"), () => `pool ${pool}: scaling to ${size} nodes (held there: it has no autoscaler)`));
+    return 0;
+  }
   if (verb === "list" && pool === undefined) {
     const target = resolveTarget(server);
     const list = parseAnswer(PoolList, await apiGet(target, "/v1/pools"), "pools");
@@ -222,6 +233,9 @@ function poolsTable(pools: PoolSummary[], now = Date.now()): string {
         p.breaker ? `breaker tripped: ${p.breaker}` : "",
         p.launches ? launchStatus(p.launches, now) : "",
         p.minNodes !== null && p.size < p.minNodes ? "below min" : "",
+        p.requestedNodes !== null && p.autoscaler === null && p.size !== p.requestedNodes
+          ? `scaling to ${p.requestedNodes} (requested by ${p.requestedBy ?? "?"})`
+          : "",
       ]
         .filter(Boolean)
         .join("; ") || "ok",
@@ -245,7 +259,7 @@ function poolText(view: v.InferOutput<typeof PoolView>, now = Date.now()): strin
     `Size:        ${s.size} (min ${s.minNodes ?? "-"}, max ${s.maxNodes ?? "-"})${s.minNodes !== null && s.size < s.minNodes ? ", below min" : ""}`,
     `Health:      ${s.healthy} healthy, ${s.unhealthy} unhealthy`,
     `States:      ${byState || "no nodes"}`,
-    `Autoscaler:  ${s.autoscaler ?? "none (bounds only)"}`,
+    `Autoscaler:  ${s.autoscaler ?? (s.requestedNodes === null ? "none (bounds only)" : `none: held at ${s.requestedNodes}, requested by ${s.requestedBy ?? "?"}`)}`,
     `Providers:   ${s.providers.join(", ") || "-"} (${s.instanceType ?? "-"})`,
     `Last scaled: ${s.lastScaleAt === null ? "never" : `${age(s.lastScaleAt, now)} (${s.lastScaleDirection ?? "?"})`}`,
     ...(s.launches ? [`Launches:    ${launchStatus(s.launches, now)}`] : []),

@@ -10,6 +10,7 @@ import m7 from "./0007_gpu_aggregates.sql" with { type: "text" };
 import m8 from "./0008_gpu_readings.sql" with { type: "text" };
 import m9 from "./0009_pool_counts_index.sql" with { type: "text" };
 import m10 from "./0010_node_changes.sql" with { type: "text" };
+import m11 from "./0011_pool_requested_size.sql" with { type: "text" };
 
 /** Every migration in order; the store applies the ones a database lacks. */
 export const MIGRATIONS: readonly { tag: string; sql: string }[] = [
@@ -24,4 +25,5 @@ export const MIGRATIONS: readonly { tag: string; sql: string }[] = [
   { tag: "0008_gpu_readings", sql: m8 },
   { tag: "0009_pool_counts_index", sql: m9 },
   { tag: "0010_node_changes", sql: m10 },
+  { tag: "0011_pool_requested_size", sql: m11 },
 ];
