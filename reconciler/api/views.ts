@@ -126,7 +126,8 @@ export const PoolSummary = v.object({
   requestedBy: Nullable(v.string()),
   providers: v.array(v.string()),
   instanceType: Nullable(v.string()),
-  size: v.pipe(v.number(), v.description("nodes that count toward the pool's size (live, not terminating)")),
+  size: v.pipe(v.number(), v.description("nodes Navarch launched that count toward the pool's size (live, not terminating); monitored nodes never do")),
+  monitored: v.pipe(v.number(), v.description("live nodes that registered on their own (a DaemonSet's): watched and quarantined, never counted in size")),
   healthy: v.number(),
   unhealthy: v.number(),
   byState: StateCounts,
@@ -428,6 +429,8 @@ interface StateCount {
   pool: string | null;
   state: NodeState;
   n: number;
+  /** Of n, nodes that registered on their own (origin monitored). */
+  monitored: number;
   healthy: number;
   unhealthy: number;
 }
@@ -460,13 +463,14 @@ async function stateCounts(store: Store, pool?: string): Promise<StateCount[]> {
       pool: nodes.pool,
       state: nodes.state,
       n: sql<number>`count(*)`,
+      monitored: sql<number>`sum(case when ${nodes.origin} = 'monitored' then 1 else 0 end)`,
       healthy: sql<number>`sum(case when ${nodes.state} = 'ready' and ${nodes.verdict} = 'healthy' then 1 else 0 end)`,
       unhealthy: sql<number>`sum(case when ${nodes.verdict} = 'unhealthy' or ${nodes.state} = 'lost' then 1 else 0 end)`,
     })
     .from(nodes)
     .where(pool === undefined ? undefined : eq(nodes.pool, pool))
     .groupBy(nodes.pool, nodes.state);
-  return rows.map((r) => ({ ...r, n: Number(r.n), healthy: Number(r.healthy), unhealthy: Number(r.unhealthy) }));
+  return rows.map((r) => ({ ...r, n: Number(r.n), monitored: Number(r.monitored), healthy: Number(r.healthy), unhealthy: Number(r.unhealthy) }));
 }
 
 /** The parts of a pool's spec the views show; everything else stays in `spec`. */
@@ -501,7 +505,8 @@ function summarize(p: typeof pools.$inferSelect, counts: StateCount[], tripped: 
     requestedBy: p.requestedBy,
     providers: s.providers ?? (s.provider ? [s.provider] : []),
     instanceType: s.instance_type ?? null,
-    size: live.reduce((sum, r) => sum + r.n, 0),
+    size: live.reduce((sum, r) => sum + r.n - r.monitored, 0),
+    monitored: live.reduce((sum, r) => sum + r.monitored, 0),
     healthy: live.reduce((sum, r) => sum + r.healthy, 0),
     unhealthy: live.reduce((sum, r) => sum + r.unhealthy, 0),
     byState,

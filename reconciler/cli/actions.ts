@@ -218,12 +218,13 @@ async function poolsCommand(
 function poolsTable(pools: PoolSummary[], now = Date.now()): string {
   if (pools.length === 0) return "No pools.";
   return table(
-    ["POOL", "SIZE", "MIN", "MAX", "HEALTHY", "UNHEALTHY", "AUTOSCALER", "LAST SCALED", "STATUS"],
+    ["POOL", "SIZE", "MIN", "MAX", "MONITORED", "HEALTHY", "UNHEALTHY", "AUTOSCALER", "LAST SCALED", "STATUS"],
     pools.map((p) => [
       p.name,
       String(p.size),
       String(p.minNodes ?? "-"),
       String(p.maxNodes ?? "-"),
+      String(p.monitored),
       String(p.healthy),
       String(p.unhealthy),
       p.autoscaler ?? "none",
@@ -257,6 +258,7 @@ function poolText(view: v.InferOutput<typeof PoolView>, now = Date.now()): strin
   return [
     `Pool:        ${s.name} (${view.pool.source})`,
     `Size:        ${s.size} (min ${s.minNodes ?? "-"}, max ${s.maxNodes ?? "-"})${s.minNodes !== null && s.size < s.minNodes ? ", below min" : ""}`,
+    `Monitored:   ${s.monitored} (registered on their own: watched, never counted in the size)`,
     `Health:      ${s.healthy} healthy, ${s.unhealthy} unhealthy`,
     `States:      ${byState || "no nodes"}`,
     `Autoscaler:  ${s.autoscaler ?? (s.requestedNodes === null ? "none (bounds only)" : `none: held at ${s.requestedNodes}, requested by ${s.requestedBy ?? "?"}`)}`,
