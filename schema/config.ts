@@ -278,7 +278,10 @@ export interface PoolConfig {
   zones: string[];
   scaling: ScalingConfig;
   health: HealthConfig;
+  /** Tags on the pool's instances where the provider has them, and labels on its Kubernetes Nodes. */
   labels: Record<string, string>;
+  /** Taints on the pool's Kubernetes Nodes (the kubernetes: section). */
+  taints: PoolTaint[];
   ssh_user: string;
   /** The bootstrap key; absent with setup_commands only in a pool that launches on Lambda alone (Navarch's own key). */
   ssh_private_key_path?: string;
@@ -286,6 +289,15 @@ export interface PoolConfig {
   ssh_key_names?: string[];
   /** Go-template strings, already checked by `parseTemplate`. */
   setup_commands: string[];
+}
+
+export const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"] as const;
+
+/** A Kubernetes taint, as `kubectl taint` writes it: key=value:effect. */
+export interface PoolTaint {
+  key: string;
+  value?: string;
+  effect: (typeof TAINT_EFFECTS)[number];
 }
 
 export interface ScalingConfig {
@@ -997,6 +1009,11 @@ const LabelValue = v.custom<string>(
       : `expected a string (quote it: "${String(issue.input)}"), got ${show(issue.input)}`,
 );
 const Labels = v.pipe(Mapping, v.record(LabelKey, LabelValue));
+const Taint: v.GenericSchema<unknown, PoolTaint> = strict({
+  key: LabelKey,
+  value: v.optional(LabelValue),
+  effect: oneOf(TAINT_EFFECTS, "taint effect"),
+});
 
 const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
   strict({
@@ -1015,6 +1032,7 @@ const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
     scaling: v.optional(Scaling, {}),
     health: v.optional(Health, {}),
     labels: v.optional(Labels, {}),
+    taints: v.optional(list(Taint), []),
     // The login user of the stock GPU images on Lambda, GCP and AWS; only used for setup_commands.
     ssh_user: v.optional(shaped(/^[a-z_][a-z0-9_-]{0,31}$/, "a user name like ubuntu"), "ubuntu"),
     ssh_private_key_path: v.optional(Text),

@@ -73,6 +73,7 @@ describe("seed configs load unchanged", () => {
         reboot_window: 7 * 24 * 60 * MIN,
       },
       labels: { workload: "training", cluster: "prod" },
+      taints: [],
       ssh_user: "ubuntu",
       setup_commands: [],
     });

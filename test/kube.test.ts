@@ -239,6 +239,37 @@ describe("cordon mirror", () => {
   }, 60_000);
 });
 
+describe("a pool's labels and taints", () => {
+  test("are on its Nodes once they register (the KAI seed's taint included); what a human changes afterwards stays", async () => {
+    const labels = "    labels:\n      workload: training\n      navarch.dev/tier: gold\n";
+    const taints = "    taints:\n      - key: node-type\n        value: gpu-optimized\n        effect: NoSchedule\n";
+    const f = await kubeFleet(kube, POOL("marked", 2, 2) + labels + taints, { log });
+    const [a, b] = await f.ready("marked", 2);
+    // b already says where its workload goes: that label is left as it is.
+    await createNodes(gpuNode(a!), gpuNode(b!, { labels: { workload: "inference" } }));
+    await waitFor(
+      "both Nodes marked",
+      async () => {
+        await f.mirror.syncMapping();
+        await f.mirror.settle();
+        const [na, nb] = await Promise.all([getNode(kube.client, a!), getNode(kube.client, b!)]);
+        return na.metadata.annotations?.["navarch.dev/pool-marks"] && nb.metadata.annotations?.["navarch.dev/pool-marks"] ? [na, nb] : undefined;
+      },
+      20_000,
+    );
+    const [na, nb] = await Promise.all([getNode(kube.client, a!), getNode(kube.client, b!)]);
+    expect(na.metadata.labels).toMatchObject({ workload: "training", "navarch.dev/tier": "gold" });
+    expect(nb.metadata.labels).toMatchObject({ workload: "inference", "navarch.dev/tier": "gold" });
+    for (const n of [na, nb]) expect(n.spec.taints).toContainEqual({ key: "node-type", value: "gpu-optimized", effect: "NoSchedule" });
+    expect(na.metadata.annotations?.["navarch.dev/pool-marks"]).toBe("marked");
+    // A human takes the taint off a: it stays off.
+    await kube.client.request("PATCH", `/api/v1/nodes/${a}`, { body: { spec: { taints: [] } }, contentType: "application/merge-patch+json" });
+    await f.mirror.syncMapping();
+    await f.mirror.settle();
+    expect((await getNode(kube.client, a!)).spec.taints ?? []).toEqual([]);
+  }, 60_000);
+});
+
 describe("drain", () => {
   test("a PodDisruptionBudget blocks the drain (429, retried with backoff) until the budget allows it", async () => {
     const f = await kubeFleet(kube, POOL("pdb", 2, 2), { extra: ROOMY, kubernetes: "  drain:\n    max_backoff: 1s\n", log });

@@ -298,8 +298,13 @@ describe("LambdaProvider", () => {
     expect(err.message).toContain("never-registered");
   });
 
-  test("tags outside Lambda's rules are refused before the call", async () => {
-    await expectProviderError(provider().launch(launchRequest({ tags: { "Navarch Pool": "x" } })), "invalid");
+  test("a pool's labels become tags made to fit Lambda's rules (which the fake enforces)", async () => {
+    const p = provider();
+    const launched = await p.launch(launchRequest({ pool: "labelled", tags: { "navarch.dev/tier": "gold", workload: "training", "9lives": "x" } }));
+    const sent = Object.fromEntries(fake.state.instances.get(launched.id)!.tags.map((t) => [t.key, t.value]));
+    expect(sent).toMatchObject({ "navarch-dev:tier": "gold", workload: "training", "k-9lives": "x" });
+    expect((await p.get(launched.id))?.tags).toMatchObject({ "navarch-dev:tier": "gold", workload: "training" });
+    await p.terminate(launched.id);
   });
 
   test("reboot restarts the instance (a new boot); gone → not_found; not yet launched → transient", async () => {

@@ -172,8 +172,6 @@ const RESTART_REFUSALS: Record<string, ProviderErrorKind> = {
   "vm-is-too-old": "invalid",
 };
 
-/** Lambda's tag rules: keys `^[a-z][a-z0-9-:]+$` of at most 55 characters, values of at most 128. */
-const TAG_KEY = /^[a-z][a-z0-9-:]+$/;
 /** Lambda's hostname rule; the instance's name is its hostname when it fits. */
 const HOSTNAME = /^[a-z0-9][0-9a-z-]{0,62}$/;
 
@@ -211,11 +209,7 @@ export class LambdaProvider implements Provider {
 
   async launch(req: LaunchRequest): Promise<Instance> {
     if (req.name.length > 64) throw this.http.error("invalid", `instance name "${req.name}" is longer than 64 characters`);
-    for (const [key, value] of Object.entries(req.tags)) {
-      if (!TAG_KEY.test(key) || key.length > 55 || value.length > 128) {
-        throw this.http.error("invalid", `tag ${key} does not fit Lambda's rules (key ^[a-z][a-z0-9-:]+$ of at most 55 characters, value at most 128)`);
-      }
-    }
+    const tags = lambdaTags(req.tags);
     const configured = this.configuredKeyNames(req);
 
     // No idempotency token: an instance with this name means an earlier attempt got through.
@@ -240,7 +234,7 @@ export class LambdaProvider implements Provider {
       ...(HOSTNAME.test(req.name) ? { hostname: req.name } : {}),
       // The configured keys took the one ssh_key_names slot: the bootstrap key comes through cloud-init.
       ...(configured !== undefined && bootstrapKey !== undefined ? { user_data: cloudConfig(bootstrapKey) } : {}),
-      tags: Object.entries(req.tags).map(([key, value]) => ({ key, value })),
+      tags: Object.entries(tags).map(([key, value]) => ({ key, value })),
     };
     let launched: v.InferOutput<typeof LaunchResponse> | undefined;
     try {
@@ -262,7 +256,7 @@ export class LambdaProvider implements Provider {
       instanceType: req.instanceType,
       region: req.region,
       state: "pending",
-      tags: { ...req.tags },
+      tags,
     };
   }
 
@@ -443,6 +437,24 @@ export class LambdaProvider implements Provider {
     this.knownKeys.add(created!.data.name);
     return created!.data.name;
   }
+}
+
+/**
+ * Tags as Lambda takes them: keys `^[a-z][a-z0-9-:]+$` of at most 55 characters, values of at
+ * most 128. A pool's labels (`navarch.dev/tier`) are made to fit (`navarch-dev:tier`), as GCP's
+ * labels are; Navarch's own tags already do. What is read back is the fitted form.
+ */
+export function lambdaTags(tags: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(tags)) {
+    let k = key
+      .toLowerCase()
+      .replaceAll("/", ":")
+      .replace(/[^a-z0-9:-]/g, "-");
+    if (!/^[a-z]/.test(k)) k = `k-${k}`;
+    out[k.slice(0, 55)] = value.slice(0, 128);
+  }
+  return out;
 }
 
 /** `type base64` of an OpenSSH public key (the comment dropped), or undefined when blank. */

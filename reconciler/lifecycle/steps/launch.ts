@@ -47,7 +47,8 @@ export const launch: Step = async (node, ctx) => {
         region: pool.region,
         ...(pool.zones[0] ? { zone: pool.zones[0], zones: pool.zones } : {}),
         ...ssh,
-        tags: { [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: pool.name, [TAG_OPERATION]: key },
+        // The pool's labels too, where the provider has tags (ours win a clash: inventory lists by them).
+        tags: { ...pool.labels, [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: pool.name, [TAG_OPERATION]: key },
       }),
     undefined,
     svc.fence,
