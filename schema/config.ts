@@ -16,7 +16,7 @@
 //   they compare are themselves valid, so one run reports every problem.
 import * as v from "valibot";
 import { TEMPLATE_VARIABLES, parseTemplate } from "../bootstrap/template.ts";
-import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, unknownNameMessage, type PathKey } from "./shapes.ts";
+import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, unknownNameMessage, withJsonShape, type PathKey } from "./shapes.ts";
 import { MAX_TIMER_MS } from "./wire.ts";
 
 // ───────────────────────────── normalised types ─────────────────────────────
@@ -473,9 +473,9 @@ export const DURATION_KEYS: ReadonlySet<string> = new Set([
 
 // ───────────────────────────── leaf schemas ─────────────────────────────
 
-const Str = accept<string>((x) => typeof x === "string", "a string");
-const Text = accept<string>((x) => typeof x === "string" && x.trim() !== "", "a non-empty string");
-const Bool = accept<boolean>((x) => typeof x === "boolean", "true or false");
+const Str = accept<string>((x) => typeof x === "string", "a string", { type: "string" });
+const Text = accept<string>((x) => typeof x === "string" && x.trim() !== "", "a non-empty string", { type: "string", minLength: 1 });
+const Bool = accept<boolean>((x) => typeof x === "boolean", "true or false", { type: "boolean" });
 
 /**
  * An integer from `min` to `max`. Every integer setting has a ceiling: they size loops,
@@ -483,24 +483,25 @@ const Bool = accept<boolean>((x) => typeof x === "boolean", "true or false");
  */
 function int(min: number, max: number) {
   const below = min === 0 ? "a non-negative integer" : `an integer ≥ ${min}`;
-  return v.custom<number>(
+  const schema = v.custom<number>(
     (x) => typeof x === "number" && Number.isInteger(x) && x >= min && x <= max,
     (issue) =>
       typeof issue.input === "number" && Number.isInteger(issue.input) && issue.input > max
         ? `expected an integer from ${min} to ${max}, got ${show(issue.input)}`
         : `expected ${below}, got ${show(issue.input)}`,
   );
+  return withJsonShape(schema, { type: "integer", minimum: min, maximum: max });
 }
 /** Nodes in one pool (and anything counted in nodes): far above any real pool, far below a runaway loop. */
 const MAX_NODES = 100_000;
 const NodeCount = int(0, MAX_NODES);
 
 /** Any YAML mapping (valibot's object schemas would also take a list). */
-const Mapping = accept<Record<string, unknown>>(isRecord, "a mapping");
+const Mapping = accept<Record<string, unknown>>(isRecord, "a mapping", { type: "object" });
 
 /** A string matching `pattern`; `what` describes the shape for the message. */
 function shaped(pattern: RegExp, what: string) {
-  return accept<string>((x) => typeof x === "string" && pattern.test(x), what);
+  return accept<string>((x) => typeof x === "string" && pattern.test(x), what, { type: "string", pattern: pattern.source });
 }
 
 const DAY: Millis = 24 * 3_600_000;
@@ -514,20 +515,23 @@ function duration(min: string, max: string) {
   const [lo, hi] = [parseDuration(min)!, parseDuration(max)!];
   if (hi > MAX_TIMER_MS) throw new Error(`duration bound ${max} exceeds what a timer holds`);
   const range = `from ${min} to ${max}${hi >= 2 * DAY && hi % DAY === 0 ? ` (${hi / DAY} days)` : ""}`;
-  return v.pipe(
-    v.custom<string>(
-      (x) => {
-        const ms = typeof x === "string" ? parseDuration(x) : undefined;
-        return ms !== undefined && ms >= lo && ms <= hi;
-      },
-      (issue) => {
-        const ms = typeof issue.input === "string" ? parseDuration(issue.input) : undefined;
-        if (ms === undefined) return `expected a duration like 30s or 5m, got ${show(issue.input)}`;
-        if (ms === 0 && lo > 0) return `must be longer than zero, got ${show(issue.input)}`;
-        return `expected a duration ${range}, got ${show(issue.input)}`;
-      },
+  return withJsonShape(
+    v.pipe(
+      v.custom<string>(
+        (x) => {
+          const ms = typeof x === "string" ? parseDuration(x) : undefined;
+          return ms !== undefined && ms >= lo && ms <= hi;
+        },
+        (issue) => {
+          const ms = typeof issue.input === "string" ? parseDuration(issue.input) : undefined;
+          if (ms === undefined) return `expected a duration like 30s or 5m, got ${show(issue.input)}`;
+          if (ms === 0 && lo > 0) return `must be longer than zero, got ${show(issue.input)}`;
+          return `expected a duration ${range}, got ${show(issue.input)}`;
+        },
+      ),
+      v.transform((text) => parseDuration(text)!),
     ),
-    v.transform((text) => parseDuration(text)!),
+    { type: "string", pattern: lo === 0 ? "^(0|([0-9]+(\\.[0-9]+)?(ms|s|m|h))+)$" : "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" },
   );
 }
 
@@ -554,7 +558,11 @@ const EnvVarName = v.custom<string>(
  */
 const SshKeyNames = v.pipe(
   list(
-    accept<string>((x) => typeof x === "string" && x.trim() !== "" && x.length <= 64, "an SSH key name as registered with the provider (1 to 64 characters)"),
+    accept<string>((x) => typeof x === "string" && x.trim() !== "" && x.length <= 64, "an SSH key name as registered with the provider (1 to 64 characters)", {
+      type: "string",
+      minLength: 1,
+      maxLength: 64,
+    }),
     { nonEmpty: true, noun: "SSH key name" },
   ),
   v.check(
@@ -765,7 +773,7 @@ const ProviderName = oneOf(PROVIDER_TYPES, "provider type");
 
 // ───────────────────────────── autoscalers ─────────────────────────────
 
-const Percent = accept<number>((x) => typeof x === "number" && x >= 0 && x <= 100, "a number from 0 to 100");
+const Percent = accept<number>((x) => typeof x === "number" && x >= 0 && x <= 100, "a number from 0 to 100", { type: "number", minimum: 0, maximum: 100 });
 
 const Reactive = v.pipe(
   strict({
@@ -914,24 +922,37 @@ const UnknownAutoscaler = v.pipe(
 ) as unknown as v.GenericSchema<unknown, never>;
 
 /** Discriminated on `type`, dispatched by hand so each variant keeps its own strict keys and rules. */
-const Autoscaler: v.GenericSchema<unknown, AutoscalerConfig> = v.lazy((input) => {
-  const type = isRecord(input) ? input.type : undefined;
-  return typeof type === "string" && type in AUTOSCALER_SCHEMAS ? AUTOSCALER_SCHEMAS[type as AutoscalerType] : UnknownAutoscaler;
-});
+// Nested (composite, fallback) autoscalers cannot be written as a structural schema: a
+// generated schema keeps the type and leaves the rest to these rules.
+const Autoscaler: v.GenericSchema<unknown, AutoscalerConfig> = withJsonShape(
+  v.lazy((input) => {
+    const type = isRecord(input) ? input.type : undefined;
+    return typeof type === "string" && type in AUTOSCALER_SCHEMAS ? AUTOSCALER_SCHEMAS[type as AutoscalerType] : UnknownAutoscaler;
+  }),
+  {
+    type: "object",
+    required: ["type"],
+    "x-kubernetes-preserve-unknown-fields": true,
+    properties: { type: { type: "string", enum: AUTOSCALER_TYPES } },
+  },
+);
 
 // ───────────────────────────── metrics sources ─────────────────────────────
 
 /** The one placeholder a query may hold. Pool names are DNS labels, safe inside a PromQL string as they are. */
 export const POOL_PLACEHOLDER = "{{.Pool}}";
 const MAX_QUERY_LENGTH = 4096;
-const PromQL = v.custom<string>(
-  (x) => typeof x === "string" && x.trim() !== "" && x.length <= MAX_QUERY_LENGTH && !x.replaceAll(POOL_PLACEHOLDER, "").includes("{{"),
-  (issue) => {
-    const q = issue.input;
-    if (typeof q !== "string" || q.trim() === "") return `expected a PromQL query, got ${show(q)}`;
-    if (q.length > MAX_QUERY_LENGTH) return `expected a PromQL query of at most ${MAX_QUERY_LENGTH} characters, got ${q.length}`;
-    return `only ${POOL_PLACEHOLDER} (the pool's name) may be used in a query, got ${show(q)}`;
-  },
+const PromQL = withJsonShape(
+  v.custom<string>(
+    (x) => typeof x === "string" && x.trim() !== "" && x.length <= MAX_QUERY_LENGTH && !x.replaceAll(POOL_PLACEHOLDER, "").includes("{{"),
+    (issue) => {
+      const q = issue.input;
+      if (typeof q !== "string" || q.trim() === "") return `expected a PromQL query, got ${show(q)}`;
+      if (q.length > MAX_QUERY_LENGTH) return `expected a PromQL query of at most ${MAX_QUERY_LENGTH} characters, got ${q.length}`;
+      return `only ${POOL_PLACEHOLDER} (the pool's name) may be used in a query, got ${show(q)}`;
+    },
+  ),
+  { type: "string", minLength: 1, maxLength: MAX_QUERY_LENGTH },
 );
 const Queries = strict(
   Object.fromEntries(PROMETHEUS_QUERY_KEYS.map((k) => [k, v.optional(PromQL)])) as Record<PrometheusQueryKey, v.OptionalSchema<typeof PromQL, undefined>>,
@@ -995,18 +1016,25 @@ const Health: v.GenericSchema<unknown, HealthConfig> = strict({
 // Kubernetes label rules (labels are mirrored onto Kubernetes nodes).
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const LabelKey = accept<string>((x) => {
-  if (typeof x !== "string") return false;
-  const slash = x.lastIndexOf("/");
-  const [prefix, name] = slash < 0 ? [undefined, x] : [x.slice(0, slash), x.slice(slash + 1)];
-  return LABEL_NAME.test(name) && (prefix === undefined || DNS_SUBDOMAIN.test(prefix));
-}, "a Kubernetes label key ([prefix/]name: name at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends)");
-const LabelValue = v.custom<string>(
-  (x) => typeof x === "string" && (x === "" || LABEL_NAME.test(x)),
-  (issue) =>
-    typeof issue.input === "string"
-      ? `expected a Kubernetes label value (at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends), got ${show(issue.input)}`
-      : `expected a string (quote it: "${String(issue.input)}"), got ${show(issue.input)}`,
+const LabelKey = accept<string>(
+  (x) => {
+    if (typeof x !== "string") return false;
+    const slash = x.lastIndexOf("/");
+    const [prefix, name] = slash < 0 ? [undefined, x] : [x.slice(0, slash), x.slice(slash + 1)];
+    return LABEL_NAME.test(name) && (prefix === undefined || DNS_SUBDOMAIN.test(prefix));
+  },
+  "a Kubernetes label key ([prefix/]name: name at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends)",
+  { type: "string", minLength: 1, maxLength: 317 },
+);
+const LabelValue = withJsonShape(
+  v.custom<string>(
+    (x) => typeof x === "string" && (x === "" || LABEL_NAME.test(x)),
+    (issue) =>
+      typeof issue.input === "string"
+        ? `expected a Kubernetes label value (at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends), got ${show(issue.input)}`
+        : `expected a string (quote it: "${String(issue.input)}"), got ${show(issue.input)}`,
+  ),
+  { type: "string", maxLength: 63 },
 );
 const Labels = v.pipe(Mapping, v.record(LabelKey, LabelValue));
 const Taint: v.GenericSchema<unknown, PoolTaint> = strict({

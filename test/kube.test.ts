@@ -10,6 +10,8 @@ import { eq } from "drizzle-orm";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
+import * as v from "valibot";
+import { PoolSchema } from "../schema/config.ts";
 import { auditLog, nodes, pools } from "../schema/db.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { startReconciler } from "../reconciler/serve.ts";
@@ -641,6 +643,48 @@ describe("pools as custom resources", () => {
     expect(await f.store.db.select().from(pools).where(eq(pools.name, "crd-a"))).toEqual([]);
     expect(controller.pools().map((p) => p.name)).toEqual([]);
   }, 180_000);
+});
+
+describe("the GpuPool CRD, generated from the config pool's schema", () => {
+  test("a GpuPool with every key a config pool has is stored whole (the API server prunes nothing) and is a valid pool", async () => {
+    await installCrd("deploy/crds/gpupool.yaml", "gpupools.navarch.dev");
+    await createNs("navarch-every-key");
+    const spec = {
+      providers: ["local"],
+      instance_type: "local-8gpu",
+      region: "local",
+      zones: ["local-a"],
+      scaling: {
+        min_nodes: 0,
+        max_nodes: 4,
+        cooldown_period: "2m",
+        autoscaler: { type: "composite", mode: "max", autoscalers: [{ type: "reactive", scale_up_threshold: 70, scale_down_threshold: 10 }] },
+      },
+      health: {
+        unhealthy_threshold: 2,
+        auto_replace: true,
+        drain_timeout: "10m",
+        registration_timeout: "20m",
+        replacement: "surge",
+        remediation: "replace",
+        reboot_timeout: "15m",
+        reboot_window: "72h",
+      },
+      labels: { workload: "training", "navarch.dev/tier": "gold" },
+      taints: [{ key: "node-type", value: "gpu-optimized", effect: "NoSchedule" }],
+      ssh_user: "ubuntu",
+      ssh_private_key_path: "/etc/navarch/ssh-key",
+      ssh_key_names: ["ops"],
+      setup_commands: ["echo {{.NodeID}}"],
+    };
+    const base = `${GPUPOOL_API}/namespaces/navarch-every-key/gpupools`;
+    await kube.client.request("POST", base, {
+      body: { apiVersion: GPUPOOL_API.slice("/apis/".length), kind: "GpuPool", metadata: { name: "every-key" }, spec },
+    });
+    const stored = (await kube.client.request("GET", `${base}/every-key`)) as { spec: Record<string, unknown> };
+    expect(stored.spec).toEqual(spec);
+    expect(v.safeParse(PoolSchema, { name: "every-key", ...stored.spec }).success).toBe(true);
+  }, 30_000);
 });
 
 describe("queue metrics", () => {
