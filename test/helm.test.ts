@@ -161,8 +161,25 @@ describe("rendered objects", () => {
     expect(agent!.args).toEqual([
       "--server=http://navarch-control-plane.navarch.svc:50051",
       "--node-id=$(NODE_NAME)",
-      "--pool=kubernetes",
+      // No pool configured: none named (the enroll token's pool, else the Node's navarch.dev/pool label).
       "--state-dir=/var/lib/navarch-node",
+    ]);
+    // With pools: the first one, and the agent tolerates every pool's taints.
+    const pooled = podSpec(
+      must(
+        parseObjects(
+          await helmTemplate([
+            "--set-json",
+            'config.pools=[{"name":"k8s-gpu-workers","provider":"lambda","instance_type":"gpu_8x_h100_sxm5","region":"us-west-2","taints":[{"key":"node-type","value":"gpu-optimized","effect":"NoSchedule"}]},{"name":"other","provider":"local","instance_type":"local-8gpu","region":"local"}]',
+          ]),
+        ),
+        "DaemonSet",
+      ),
+    );
+    expect(pooled.containers[0]!.args).toContain("--pool=k8s-gpu-workers");
+    expect(pooled.tolerations).toEqual([
+      { key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" },
+      { key: "node-type", operator: "Exists", effect: "NoSchedule" },
     ]);
     // The seed's hostPID and /host/proc are gone: nothing reads the host's processes.
     expect(spec.hostPID ?? false).toBe(false);

@@ -26,6 +26,18 @@ app.kubernetes.io/instance: {{ (index . 0).Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
+{{/*
+The pool the DaemonSet's nodes register into: agent.pool, else the first pool of config.pools,
+else none (the enroll token's pool, else the Node's navarch.dev/pool label, decides).
+*/}}
+{{- define "navarch.agentPool" -}}
+{{- if .Values.agent.pool -}}
+{{- .Values.agent.pool -}}
+{{- else if .Values.config.pools -}}
+{{- (index .Values.config.pools 0).name -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "navarch.poolsNamespace" -}}{{ .Values.kubernetes.poolsCrd.namespace | default .Release.Namespace }}{{- end -}}
 
 {{- define "navarch.scheme" -}}{{ if .Values.tls.secretName }}https{{ else }}http{{ end }}{{- end -}}
