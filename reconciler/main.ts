@@ -20,9 +20,10 @@ Usage:
                                          run the reconciler (API, store, fleet loops); --data-dir
                                          overrides server.data_dir (default ./data); serve is
                                          also what navarch --config FILE alone runs (the image's)
-  navarch demo [--nvml-library PATH] [--data-dir DIR] [--no-fault] [--duration 10m]
-                                         the reconciler on embedded defaults with a local pool;
-                                         breaks a GPU once it is ready
+  navarch demo [--port N] [--config FILE] [--nvml-library PATH] [--data-dir DIR] [--no-fault] [--duration 10m]
+                                         the reconciler with a local pool (embedded defaults, or
+                                         --config FILE's) on 127.0.0.1:50051 or --port; breaks a
+                                         GPU once the pool is ready; stops at Ctrl-C or --duration
   navarch config check FILE              validate a config file (and what serve needs from it) and print it normalised
   navarch config migrate FILE [-o OUT]   turn upstream Navarch's config format into this one
   navarch backup FILE [--data-dir DIR | --config FILE] [--force]

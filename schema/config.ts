@@ -221,8 +221,11 @@ export interface SafetyConfig {
   max_in_flight_fleet: number;
   /** New cordons, fleet-wide: a token bucket of `burst` refilled at `per_minute`. */
   cordon_rate: { per_minute: number; burst: number };
-  /** Trips when this many nodes, or this share of a pool, are cordoned within the window; blocks destructive actions until a human resets it. */
-  breaker: { window: Millis; max_cordons: number; percent: number };
+  /**
+   * Trips when max_cordons nodes, or percent of a pool (and at least min_cordons), are cordoned
+   * within the window; blocks destructive actions until a human resets it.
+   */
+  breaker: { window: Millis; max_cordons: number; percent: number; min_cordons: number };
   /** Freeze Lost handling when this share of nodes (and at least min_nodes) went silent within the window. */
   partition: { window: Millis; percent: number; min_nodes: number };
   /** Replacement attempts for one failing slot before the node is Held for a human. */
@@ -1093,7 +1096,13 @@ const Safety: v.GenericSchema<unknown, SafetyConfig> = strict({
   cordon_rate: v.optional(strict({ per_minute: v.optional(int(1, MAX_NODES), 6), burst: v.optional(int(1, MAX_NODES), 5) }), {}),
   // A breaker window shorter than a few passes never sees a storm.
   breaker: v.optional(
-    strict({ window: v.optional(duration("1m", "24h"), "10m"), max_cordons: v.optional(int(1, MAX_NODES), 10), percent: v.optional(Percent, 30) }),
+    strict({
+      window: v.optional(duration("1m", "24h"), "10m"),
+      max_cordons: v.optional(int(1, MAX_NODES), 10),
+      percent: v.optional(Percent, 30),
+      // The share alone trips only past this many: one flapping slot of a small pool is no storm.
+      min_cordons: v.optional(int(1, MAX_NODES), 3),
+    }),
     {},
   ),
   partition: v.optional(

@@ -6,7 +6,7 @@ import * as v from "valibot";
 import { breakers, incidents, nodes, pools } from "../../schema/db.ts";
 import { issuePaths, type ErrorBody } from "../../schema/wire.ts";
 import { Operator, OperatorError } from "../fleet/operator.ts";
-import { LocalProvider } from "../providers/local.ts";
+import { FAKE_NVML_COMMANDS, FAKE_NVML_LINE, LocalProvider } from "../providers/local.ts";
 import type { Provider } from "../providers/provider.ts";
 import type { Store } from "../store/store.ts";
 
@@ -31,7 +31,14 @@ const Fault = v.pipe(
     xid: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(999))),
     gpu: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(15)), 0),
     /** Any fake-library control command (e.g. "temp 2 95", "lost 1 on"). */
-    nvml: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(256), v.regex(/^[^\n]+$/, "must be one line"))),
+    nvml: v.optional(
+      v.pipe(
+        v.string(),
+        v.minLength(1),
+        v.maxLength(256),
+        v.regex(FAKE_NVML_LINE, `expected one line: a fake NVML command (one of ${FAKE_NVML_COMMANDS.join(", ")}) and its arguments`),
+      ),
+    ),
     /** A kernel-log message to append (e.g. an NVRM Xid line). */
     kmsg: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1024), v.regex(/^[^\n]+$/, "must be one line"))),
   }),

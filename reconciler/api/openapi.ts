@@ -14,6 +14,7 @@ import * as views from "./views.ts";
 import * as tokens from "./tokens.ts";
 import { TokenRequest } from "./install.ts";
 import { ScaleBody } from "./admin.ts";
+import { FAKE_NVML_LINE } from "../providers/local.ts";
 
 export const OPENAPI_PATH = "/openapi.json";
 
@@ -33,7 +34,7 @@ const OneLine = (max: number) => v.pipe(v.string(), v.minLength(1), v.maxLength(
 export const FaultBody = v.pipe(
   v.union([
     v.strictObject({ xid: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(999)), gpu: FaultGpu }),
-    v.strictObject({ nvml: OneLine(256), gpu: FaultGpu }),
+    v.strictObject({ nvml: v.pipe(v.string(), v.minLength(1), v.maxLength(256), v.regex(FAKE_NVML_LINE)), gpu: FaultGpu }),
     v.strictObject({ kmsg: OneLine(1024), gpu: FaultGpu }),
   ]),
   v.description("exactly one of xid, nvml or kmsg; local (simulated) nodes only"),

@@ -9,10 +9,11 @@ import { NodeDetail } from "../../schema/admin.ts";
 import { IncidentList, PoolList, PoolView, incidentTimeline, type PoolSummary } from "../api/views.ts";
 import { CliError, apiGet, apiPost, resolveTarget, type ApiTarget } from "./client.ts";
 import { auditDetails, incidentText } from "./nodes.ts";
+import { durationFlag } from "./durations.ts";
 import { age, duration, parseAnswer, parseFormat, printable, render, table, type Format } from "./output.ts";
 
 export const ACTIONS_USAGE = `  navarch cordon|uncordon|reboot|replace NODE [--reason TEXT]
-  navarch drain NODE [--reason TEXT] [--deadline SECONDS] [--no-wait]   (waits, printing progress, until drained)
+  navarch drain NODE [--reason TEXT] [--deadline 30m] [--no-wait]   (waits, printing progress, until drained)
   navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL
   navarch pools scale POOL --nodes N [--reason TEXT]   (a pool without an autoscaler: held at N)
   navarch breaker reset SCOPE                 (fleet or pool:NAME)
@@ -89,10 +90,8 @@ export async function actionCommand(command: string, args: string[], write: (s: 
       return done(answer, `${node}: ${command} requested${command === "cordon" ? " (it stays cordoned until someone uncordons it)" : ""}`);
     }
     case "drain": {
-      const node = one("NODE [--deadline SECONDS] [--no-wait]");
-      const deadline = values.deadline === undefined ? 1800 : Number(values.deadline);
-      if (!(Number.isInteger(deadline) && deadline > 0 && deadline <= 7 * 24 * 3600))
-        throw new CliError(`--deadline: expected whole seconds from 1 to 604800, got ${values.deadline}`, 2);
+      const node = one("NODE [--deadline 30m] [--no-wait]");
+      const deadline = values.deadline === undefined ? 1800 : durationFlag("--deadline", values.deadline, 1, 7 * 86_400, "30m or 2h");
       const target = resolveTarget(values.server);
       const answer = await apiPost(target, `/v1/nodes/${encodeURIComponent(node)}/drain`, { ...body, deadlineSeconds: deadline });
       parseAnswer(ActionAnswer, answer, "drain");
