@@ -25,7 +25,8 @@ Usage:
                                          --config FILE's) on 127.0.0.1:50051 or --port; breaks a
                                          GPU once the pool is ready; stops at Ctrl-C or --duration
   navarch config check FILE              validate a config file (and what serve needs from it) and print it normalised
-  navarch config migrate FILE [-o OUT]   turn upstream Navarch's config format into this one
+  navarch config migrate FILE [-o OUT [--force]]
+                                         turn upstream Navarch's config format into this one
   navarch backup FILE [--data-dir DIR | --config FILE] [--force]
                                          copy the database while serve runs (restore: stop serve, put FILE in place)
   navarch sim run|validate SCENARIO.yaml simulate a fleet on virtual time (navarch sim --help)
@@ -114,7 +115,7 @@ async function main(argv: string[]): Promise<number> {
     case "config":
       if (rest[0] === "check") return configCheckCommand(rest.slice(1), out);
       if (rest[0] === "migrate") return configMigrateCommand(rest.slice(1), out);
-      throw new CliError("usage: navarch config check FILE | navarch config migrate FILE [-o OUT]", 2);
+      throw new CliError("usage: navarch config check FILE | navarch config migrate FILE [-o OUT [--force]]", 2);
     case "nodes":
       return nodesCommand(rest, out.stdout);
     case "events":
