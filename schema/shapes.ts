@@ -90,6 +90,18 @@ export interface CelRule {
   fieldPath?: string;
 }
 
+/** A schema as valibot builds it, as far as a walk over its keys reads it (a pipe keeps its first schema's type). */
+export interface SchemaNode {
+  type: string;
+  wrapped?: SchemaNode;
+  pipe?: SchemaNode[];
+  entries?: Record<string, SchemaNode>;
+  item?: SchemaNode;
+  value?: SchemaNode;
+}
+
+export const isSchemaNode = (x: unknown): x is SchemaNode => typeof x === "object" && x !== null && "type" in x && typeof x.type === "string";
+
 const jsonShapes = new WeakMap<object, JsonShape>();
 
 /** Records `shape` as what `schema` accepts; returns the schema. */

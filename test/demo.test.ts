@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { FAKE_NVML_COMMANDS, LocalProvider } from "../reconciler/providers/local.ts";
+import { FAKE_NVML_COMMANDS } from "../reconciler/providers/local.ts";
 import { CompiledFleet, type Proc } from "./compiled.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
 import { REPO_ROOT, freePort, waitFor } from "./support.ts";
@@ -39,8 +39,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   demo?.kill("SIGKILL");
-  const local = new LocalProvider({ nodesDir: join(dataDir(), "local-nodes"), serverUrl: url, authToken: "x", agentCommand: ["true"] });
-  for (const i of await local.list({})) await local.terminate(i.id);
+  await fleet?.terminateLocalNodes(join(dataDir(), "local-nodes"));
   fleet?.stop();
 }, 90_000);
 

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import * as v from "valibot";
 import { performancePage } from "../bench/page.ts";
 import { AUTOSCALER_TYPES, NavarchConfigSchema } from "../schema/config.ts";
+import type { SchemaNode } from "../schema/shapes.ts";
 import { ensureBinaries } from "./prerequisites.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
 import { REPO_ROOT, tempDir, waitFor } from "./support.ts";
@@ -214,16 +215,8 @@ describe("shell blocks beside the demo", () => {
 
 // ───────────────────────────── config keys ─────────────────────────────
 
-interface Node {
-  type: string;
-  wrapped?: Node;
-  pipe?: Node[];
-  entries?: Record<string, Node>;
-  item?: Node;
-}
-
 /** Every key path of the config schema: `server.require_tls`, `pools[].health.reboot_window`, `safety.breaker.min_cordons`. */
-function keyPaths(schema: Node, at: string): string[] {
+function keyPaths(schema: SchemaNode, at: string): string[] {
   if (Array.isArray(schema.pipe) && schema.pipe.length > 0) {
     const inner = schema.pipe.slice(1).find((i) => ["loose_object", "object", "strict_object", "array"].includes(i.type));
     return keyPaths(inner ?? schema.pipe[0]!, at);
@@ -253,7 +246,7 @@ function configSections(): Map<string, string> {
 }
 
 describe("docs/configuration.md", () => {
-  const paths = keyPaths(NavarchConfigSchema as unknown as Node, "").filter((p) => !p.startsWith("pools[].scaling.autoscaler."));
+  const paths = keyPaths(NavarchConfigSchema as unknown as SchemaNode, "").filter((p) => !p.startsWith("pools[].scaling.autoscaler."));
   const sections = configSections();
   /** Where a key is documented: its section, and its path within (`health.reboot_window` in pools). */
   const where = (path: string) => {

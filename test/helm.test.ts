@@ -433,6 +433,48 @@ describe("the seed's own manifests beside the chart", () => {
     expect(pod.metadata.labels).toMatchObject(seedService.spec.selector);
     expect(pod.spec.containers[0]!.ports).toContainEqual({ name: seedService.spec.ports[0]!.targetPort, containerPort: 50051, protocol: "TCP" });
   }, 120_000);
+
+  test("its DaemonSet's --server names the chart's Service; its probes, Secret and ConfigMap config fit the chart's control plane", async () => {
+    const seed = parseObjects(readFileSync(join(REPO_ROOT, "test/fixtures/seed/kubernetes.yaml"), "utf8"));
+    type Container = {
+      args: string[];
+      env?: { name: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+      ports?: { containerPort: number }[];
+      livenessProbe?: { httpGet: { path: string; port: number | string } };
+      readinessProbe?: { httpGet: { path: string; port: number | string } };
+    };
+    const containerOf = (o: KubeObject) => (o as unknown as { spec: { template: { spec: { containers: Container[] } } } }).spec.template.spec.containers[0]!;
+    const chart = await render("default");
+    const service = must(chart, "Service", "navarch-control-plane") as unknown as {
+      metadata: { name: string; namespace: string };
+      spec: { ports: { port: number }[] };
+    };
+    const seedAgent = containerOf(must(seed, "DaemonSet"));
+    const server = seedAgent.args.find((a) => a.startsWith("--server="))!.slice("--server=".length);
+    expect(server).toBe(`${service.metadata.name}.${service.metadata.namespace}.svc.cluster.local:${service.spec.ports[0]!.port}`);
+    // The same Secret and key for the admin token, the same probes on the same port.
+    const cp = containerOf(must(chart, "Deployment", "navarch-control-plane"));
+    const seedCp = containerOf(must(seed, "Deployment"));
+    const tokenRef = (c: Container) => c.env?.find((e) => e.name === "NAVARCH_AUTH_TOKEN")?.valueFrom?.secretKeyRef;
+    expect(tokenRef(cp)).toEqual(tokenRef(seedCp));
+    expect(tokenRef(seedAgent)).toEqual(tokenRef(seedCp));
+    expect(seedCp.args).toEqual(cp.args);
+    for (const probe of ["livenessProbe", "readinessProbe"] as const) expect(cp[probe]!.httpGet.path).toBe(seedCp[probe]!.httpGet.path);
+    expect(seedCp.livenessProbe!.httpGet.port).toBe(cp.ports![0]!.containerPort);
+    // The seed's ConfigMap config as the chart's config: rendered, the reconciler accepts it.
+    const seedConfig = YAML.parse((must(seed, "ConfigMap") as unknown as { data: Record<string, string> }).data["config.yaml"]!);
+    const values = join(tempDir("navarch-helm-seed-"), "values.yaml");
+    writeFileSync(values, YAML.stringify({ config: seedConfig, credentials: { env: { LAMBDA_API_KEY: "lambda-api-key" } } }));
+    const rendered = configOf(parseObjects(await helmTemplate(["-f", values])));
+    expect(rendered.pools).toEqual(seedConfig.pools);
+    const dir = tempDir("navarch-helm-seed-config-");
+    delete rendered.kubernetes!.in_cluster;
+    rendered.kubernetes!.kubeconfig = kube.kubeconfigPath;
+    writeFileSync(join(dir, "config.yaml"), YAML.stringify(rendered));
+    const { navarch } = await ensureBinaries();
+    const r = await runTool([navarch, "config", "check", join(dir, "config.yaml")], { env: { NAVARCH_AUTH_TOKEN: "t", LAMBDA_API_KEY: "k" } });
+    expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
+  }, 60_000);
 });
 
 describe("plain manifests", () => {

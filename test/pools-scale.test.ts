@@ -4,8 +4,6 @@
 // replacement; the request is audited; what is outside the bounds, or a pool whose autoscaler
 // decides its size, is refused with the reason.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { join } from "node:path";
-import { LocalProvider } from "../reconciler/providers/local.ts";
 import { CompiledFleet, type Proc } from "./compiled.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
 import { waitFor } from "./support.ts";
@@ -40,8 +38,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  const local = new LocalProvider({ nodesDir: join(fleet.dir, "data", "local-nodes"), serverUrl: fleet.url, authToken: fleet.token, agentCommand: ["true"] });
-  for (const i of await local.list({})) await local.terminate(i.id);
+  await fleet.terminateLocalNodes();
   fleet.stop();
 });
 

@@ -8,24 +8,12 @@
 //   bun run scripts/crds.ts     (writes deploy/crds/gpupool.yaml; test/crd.test.ts fails when it is stale)
 import YAML from "yaml";
 import { PoolSchema } from "../../schema/config.ts";
-import { jsonShapeOf, type CelRule, type JsonShape } from "../../schema/shapes.ts";
+import { isSchemaNode, jsonShapeOf, type CelRule, type JsonShape } from "../../schema/shapes.ts";
 import { GPUPOOL_GROUP, GPUPOOL_VERSION } from "./pools.ts";
-
-/** A schema node as valibot builds it: what the walk reads. */
-interface Node {
-  type: string;
-  wrapped?: Node;
-  pipe?: Node[];
-  entries?: Record<string, Node>;
-  item?: Node;
-  value?: Node;
-}
-
-const isNode = (x: unknown): x is Node => typeof x === "object" && x !== null && "type" in x && typeof x.type === "string";
 
 /** The JSON Schema of one valibot schema; throws naming the key path where a leaf says nothing. */
 export function structuralSchema(schema: unknown, path = "spec"): JsonShape {
-  if (!isNode(schema)) throw new Error(`${path}: not a valibot schema`);
+  if (!isSchemaNode(schema)) throw new Error(`${path}: not a valibot schema`);
   const shape = jsonShapeOf(schema);
   if (shape !== undefined) return shape;
   // A pipe keeps its first schema's type and lists it first; objects, lists and maps checked
