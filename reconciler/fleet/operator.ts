@@ -181,8 +181,9 @@ export class Operator {
         409,
       );
     }
+    // 409, not 400: the request is well formed; the pool's bounds as they are now refuse it.
     if (size < min || size > max) {
-      throw new OperatorError(`pool ${pool}: ${size} nodes is outside scaling.min_nodes..max_nodes (${min}..${max}); change the bounds first`, 400);
+      throw new OperatorError(`pool ${pool}: ${size} nodes is outside scaling.min_nodes..max_nodes (${min}..${max}); change the bounds first`, 409);
     }
     await this.db.update(pools).set({ requestedNodes: size, requestedBy: actor, updatedAt: this.now() }).where(eq(pools.name, pool));
     await this.audit(actor, "scale_request", `pool:${pool}`, { from: row.requestedNodes, to: size, reason });
