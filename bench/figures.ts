@@ -39,7 +39,7 @@ export function record(figures: readonly Figure[], machine: string, file = FIGUR
   writeFileSync(file, `${JSON.stringify(sorted, null, 2)}\n`);
 }
 
-const number = (x: number) => (Math.abs(x) >= 100 ? Math.round(x).toLocaleString("en-US") : x.toFixed(Math.abs(x) >= 10 ? 1 : 2));
+export const number = (x: number) => (Math.abs(x) >= 100 ? Math.round(x).toLocaleString("en-US") : x.toFixed(Math.abs(x) >= 10 ? 1 : 2));
 
 /** The table: benchmark, result, goal (met or not), this run ÷ the recorded figure, notes. */
 export function table(figures: readonly Figure[], recorded: Recorded): string {

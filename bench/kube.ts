@@ -1,6 +1,7 @@
 // The Kubernetes figures: test/kube-scale.test.ts at 5,000 KWOK GPU nodes (a real
 // kube-apiserver, etcd and KWOK; the Go binaries built once into a cache outside the repo),
 // read from what the test prints.
+import { about } from "./catalogue.ts";
 import type { Figure } from "./figures.ts";
 import { testOutput } from "./test-figures.ts";
 
@@ -25,16 +26,13 @@ export async function kubeFigures(log: (s: string) => void): Promise<Figure[]> {
   const burst = /burst of (\d+) faults .*?→ ([\d.]+) nodes\/s/.exec(out);
   const figures: Figure[] = [
     {
-      key: "kube.5k.fault_p99",
-      label: `Kubernetes: GPU fault → Node cordoned and tainted, ${NODES.toLocaleString("en-US")} KWOK nodes`,
+      ...about("kube.5k.fault_p99", fault.p99 <= 150),
       value: fault.p99,
       unit: "ms p99",
-      goal: { text: "p99 ≤ 150 ms from the fault", met: fault.p99 <= 150 },
       notes: `p50 ${fault.p50} ms, max ${fault.max} ms${where === null ? "" : `; where it goes (p50 / p99 ms): the loop deciding ${where[1]} / ${where[2]}, the PATCH ${where[3]} / ${where[4]}, the watch ${where[5]} / ${where[6]}`}`,
     },
     {
-      key: "kube.5k.stored_p99",
-      label: "  … from the stored event",
+      ...about("kube.5k.stored_p99"),
       value: stored.p99,
       unit: "ms p99",
       notes: `p50 ${stored.p50} ms, max ${stored.max} ms`,
@@ -42,8 +40,7 @@ export async function kubeFigures(log: (s: string) => void): Promise<Figure[]> {
   ];
   if (burst !== null)
     figures.push({
-      key: `kube.5k.burst${burst[1]}`,
-      label: `  … a burst of ${burst[1]} faults`,
+      ...about(`kube.5k.burst${burst[1]}`),
       value: Number(burst[2]),
       unit: "nodes/s",
       notes: "cordoned at the cordon-rate rail's pace (set to 40/s in the test)",

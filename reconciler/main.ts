@@ -21,11 +21,13 @@ Usage:
                                          run the reconciler (API, store, fleet loops); --data-dir
                                          overrides server.data_dir (default ./data); serve is
                                          also what navarch --config FILE alone runs (the image's)
-  navarch demo [--nvml-library PATH] [--data-dir DIR] [--no-fault] [--duration 10m]
-                                         the reconciler on embedded defaults with a local pool;
-                                         breaks a GPU once it is ready
+  navarch demo [--port N] [--config FILE] [--nvml-library PATH] [--data-dir DIR] [--no-fault] [--duration 10m]
+                                         the reconciler with a local pool (embedded defaults, or
+                                         --config FILE's) on 127.0.0.1:50051 or --port; breaks a
+                                         GPU once the pool is ready; stops at Ctrl-C or --duration
   navarch config check FILE              validate a config file (and what serve needs from it) and print it normalised
-  navarch config migrate FILE [-o OUT]   turn upstream Navarch's config format into this one
+  navarch config migrate FILE [-o OUT [--force]]
+                                         turn upstream Navarch's config format into this one
   navarch backup FILE [--data-dir DIR | --config FILE] [--force]
                                          copy the database while serve runs (restore: stop serve, put FILE in place)
   navarch sim run|validate SCENARIO.yaml simulate a fleet on virtual time (navarch sim --help)
@@ -115,7 +117,7 @@ async function main(argv: string[]): Promise<number> {
     case "config":
       if (rest[0] === "check") return configCheckCommand(rest.slice(1), out);
       if (rest[0] === "migrate") return configMigrateCommand(rest.slice(1), out);
-      throw new CliError("usage: navarch config check FILE | navarch config migrate FILE [-o OUT]", 2);
+      throw new CliError("usage: navarch config check FILE | navarch config migrate FILE [-o OUT [--force]]", 2);
     case "nodes":
       return nodesCommand(rest, out.stdout);
     case "events":

@@ -85,6 +85,8 @@ export const PER_GPU_AUTO_LIMIT = 40_000;
 export interface MetricsOptions {
   /** server.metrics_per_gpu (default auto). */
   perGpu?: MetricsPerGpu;
+  /** Whether a listener serves plain HTTP off loopback (config/exposure.ts): navarch_server_plain_http. */
+  plainHttp?: boolean;
 }
 
 interface Snapshot {
@@ -156,6 +158,11 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     x === null || x === undefined ? undefined : withinRange(num(x), range);
 
   const heartbeats = new Counter({ name: "navarch_heartbeats_total", help: "Agent heartbeats accepted", registers: [registry] });
+  new Gauge({
+    name: "navarch_server_plain_http",
+    help: "1 when the API or /metrics is served as plain HTTP off loopback (no server.tls): tokens cross the network in the clear",
+    registers: [registry],
+  }).set(opts.plainHttp === true ? 1 : 0);
   const ingestGroup = new Histogram({
     name: "navarch_ingest_group_requests",
     help: "Heartbeats and event batches written in one transaction (group commit): about 1 when quiet, more under load",
@@ -247,7 +254,8 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
       await Promise.all([
         query(
           `select coalesce(pool, '') as pool, state, count(*) as n,
-                sum(case when state = 'ready' and verdict = 'healthy' then 1 else 0 end) as healthy,
+                sum(case when origin = 'registered' then 1 else 0 end) as monitored,
+                sum(case when state = 'ready' and verdict = 'healthy' and origin = 'launched' then 1 else 0 end) as healthy,
                 sum(case when verdict = 'unhealthy' or state = 'lost' then 1 else 0 end) as unhealthy
          from nodes group by 1, 2`,
         ),
@@ -377,13 +385,26 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     for (const r of s.byState) if (inPool(str(r.state)) && str(r.pool) !== "") totals.set(str(r.pool), (totals.get(str(r.pool)) ?? 0) + pick(r));
     return totals;
   };
-  gauge("navarch_nodes_total", "Nodes that make up each pool (live: requested through held, not terminating, terminated or failed)", ["pool"], (g, s) => {
-    for (const [pool, n] of perPool(s, (r) => num(r.n))) g.set({ pool }, n);
-  });
-  gauge("navarch_nodes_healthy", "Nodes of each pool that are Ready and judged healthy", ["pool"], (g, s) => {
+  gauge(
+    "navarch_nodes_total",
+    "Nodes Navarch launched that make up each pool (live: requested through held, not terminating, terminated or failed); monitored nodes are navarch_nodes_monitored",
+    ["pool"],
+    (g, s) => {
+      for (const [pool, n] of perPool(s, (r) => num(r.n) - num(r.monitored))) g.set({ pool }, n);
+    },
+  );
+  gauge(
+    "navarch_nodes_monitored",
+    "Live nodes of each pool that registered on their own (a DaemonSet's): watched, never counted in its size",
+    ["pool"],
+    (g, s) => {
+      for (const [pool, n] of perPool(s, (r) => num(r.monitored))) g.set({ pool }, n);
+    },
+  );
+  gauge("navarch_nodes_healthy", "Nodes Navarch launched of each pool that are Ready and judged healthy (of navarch_nodes_total)", ["pool"], (g, s) => {
     for (const [pool, n] of perPool(s, (r) => num(r.healthy))) g.set({ pool }, n);
   });
-  gauge("navarch_nodes_unhealthy", "Nodes of each pool judged unhealthy (whatever their state) or Lost", ["pool"], (g, s) => {
+  gauge("navarch_nodes_unhealthy", "Nodes of each pool judged unhealthy (whatever their state) or Lost, monitored ones included", ["pool"], (g, s) => {
     for (const [pool, n] of perPool(s, (r) => num(r.unhealthy))) g.set({ pool }, n);
   });
   gauge("navarch_nodes_by_state", "Nodes by pool and lifecycle state (terminated and failed included)", ["pool", "state"], (g, s) => {

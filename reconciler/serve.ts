@@ -5,11 +5,20 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { hostname } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { isLoopbackHost, type MetricsAuth, type MetricsPerGpu, type NavarchConfig, type ServerTlsConfig } from "../schema/config.ts";
+import { type MetricsAuth, type MetricsPerGpu, type NavarchConfig, type ServerTlsConfig } from "../schema/config.ts";
 import { createApi, createMetricsApp } from "./api/server.ts";
 import { Ingest } from "./fleet/ingest.ts";
 import { WorkerWriter, clientWriter, type GroupWriter } from "./fleet/ingest-writer.ts";
 import { ListenError, Listener } from "./listener.ts";
+import {
+  exposedListeners,
+  plainHttpBanner,
+  plainHttpRefusals,
+  plainHttpWarning,
+  resolveHost,
+  type PlainListener,
+  type ResolveHost,
+} from "./config/exposure.ts";
 import { defaultHealthPolicy, type HealthPolicy } from "./fleet/policy.ts";
 import { Reconciler as ReconcileLoop } from "./lifecycle/loop.ts";
 import type { Clock } from "./fleet/registry.ts";
@@ -45,11 +54,13 @@ export interface ServeSettings {
   agentBinary?: string;
   /** server.tls: HTTPS only, the files re-read when they change. */
   tls?: ServerTlsConfig;
-  /** server.allow_plain_http: plain HTTP on an address other than loopback. */
-  allowPlainHttp?: boolean;
+  /** server.require_tls: refuse plain HTTP off loopback instead of serving it with a warning. */
+  requireTls?: boolean;
+  /** How a host name is resolved to decide whether it is loopback (tests map names without /etc/hosts). */
+  resolveHost?: ResolveHost;
   /** server.metrics_address: /metrics on a listener of its own. */
   metricsAddress?: { host: string; port: number };
-  /** server.metrics_auth (default viewer). */
+  /** server.metrics_auth (default none: open). */
   metricsAuth?: MetricsAuth;
   /** server.metrics_per_gpu (default auto). */
   metricsPerGpu?: MetricsPerGpu;
@@ -87,7 +98,7 @@ export interface Reconciler {
 }
 
 export async function startReconciler(settings: ServeSettings, log: (line: string) => void, now: Clock = Date.now, fleet?: FleetSettings): Promise<Reconciler> {
-  refusePlainHttp(settings);
+  const plainHttp = await plainHttpExposure(settings, log);
   const { token, source } = resolveAuthToken(settings, log);
   prepareDatabaseFile(settings, log);
   const store = await openStore({
@@ -95,7 +106,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
     ...(settings.databaseAuthToken ? { authToken: settings.databaseAuthToken } : {}),
     log,
   });
-  const metrics = createMetrics(store.db, { perGpu: settings.metricsPerGpu ?? "auto" });
+  const metrics = createMetrics(store.db, { perGpu: settings.metricsPerGpu ?? "auto", plainHttp: plainHttp.length > 0 });
   // Heartbeats and events are committed in groups; what is queued is written before the store closes.
   const writer = await ingestWriter(store, settings.databaseUrl, metrics, log);
   const ingest = new Ingest(writer, { now, observe: (n) => metrics.ingestGroup.observe(n) });
@@ -119,6 +130,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
     ...(settings.agentBinary ? { agentBinary: settings.agentBinary } : {}),
     ...(settings.metricsAuth ? { metricsAuth: settings.metricsAuth } : {}),
     metricsHere: settings.metricsAddress === undefined,
+    ...(plainHttp.length > 0 ? { plainHttpBanner: plainHttpBanner(plainHttp) } : {}),
   });
   const listeners: Listener[] = [];
   const listen = (key: string, host: string, port: number, fetch: (request: Request) => Response | Promise<Response>) => {
@@ -258,19 +270,19 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
   };
 }
 
-/** Plain HTTP only on loopback, unless server.allow_plain_http (the config check says the same). */
-function refusePlainHttp(settings: ServeSettings): void {
-  if (settings.tls !== undefined || settings.allowPlainHttp === true) return;
-  const addresses: [string, { host: string; port: number }][] = [["server.address", settings]];
-  if (settings.metricsAddress !== undefined) addresses.push(["server.metrics_address", settings.metricsAddress]);
-  for (const [key, { host, port }] of addresses) {
-    const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
-    if (!isLoopbackHost(host)) {
-      throw new ListenError(
-        `${key}: ${address} is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls, or server.allow_plain_http: true`,
-      );
-    }
-  }
+/**
+ * The listeners that will serve plain HTTP off loopback: logged once, loudly; refused with
+ * server.require_tls (config check says the same: config/exposure.ts).
+ */
+async function plainHttpExposure(settings: ServeSettings, log: (line: string) => void): Promise<PlainListener[]> {
+  if (settings.tls !== undefined) return [];
+  const listeners: { key: PlainListener["key"]; host: string; port: number }[] = [{ key: "server.address", host: settings.host, port: settings.port }];
+  if (settings.metricsAddress !== undefined) listeners.push({ key: "server.metrics_address", ...settings.metricsAddress });
+  const exposed = await exposedListeners(listeners, settings.resolveHost ?? resolveHost);
+  if (exposed.length === 0) return exposed;
+  if (settings.requireTls === true) throw new ListenError(plainHttpRefusals(exposed).join("; "));
+  log(`warning: ${plainHttpWarning(exposed)}`);
+  return exposed;
 }
 
 /**

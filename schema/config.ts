@@ -16,7 +16,7 @@
 //   they compare are themselves valid, so one run reports every problem.
 import * as v from "valibot";
 import { TEMPLATE_VARIABLES, parseTemplate } from "../bootstrap/template.ts";
-import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, unknownNameMessage, type PathKey } from "./shapes.ts";
+import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, unknownNameMessage, withJsonShape, type PathKey } from "./shapes.ts";
 import { MAX_TIMER_MS } from "./wire.ts";
 
 // ───────────────────────────── normalised types ─────────────────────────────
@@ -177,13 +177,18 @@ export interface ServerConfig {
    * server baked into /install.sh. Absent: derived from `address` (0.0.0.0 → this host's name).
    */
   public_url?: string;
-  /** HTTPS for the API (and the metrics listener); absent: plain HTTP, on loopback only unless allow_plain_http. */
+  /** HTTPS for the API (and the metrics listener); absent: plain HTTP (off loopback with a warning, or refused with require_tls). */
   tls?: ServerTlsConfig;
-  /** Plain HTTP on an address other than loopback: tokens cross the network in the clear. */
-  allow_plain_http: boolean;
+  /** Refuse to start serving plain HTTP on an address that is not loopback (instead of warning). */
+  require_tls: boolean;
+  /**
+   * Deprecated and silences nothing: plain HTTP off loopback is served with a warning whatever
+   * it says. Kept so that files written for earlier versions still load; `config check` says so.
+   */
+  allow_plain_http?: boolean;
   /** `host:port` of a listener that serves only /metrics; absent: /metrics on `address`. */
   metrics_address?: string;
-  /** Who may read /metrics: a token of the viewer role or above, or anyone (`none`). */
+  /** Who may read /metrics: anyone who reaches it (`none`, the default), or a token of the viewer role or above. */
   metrics_auth: MetricsAuth;
   /**
    * Per-GPU series on /metrics (navarch_node_gpu_*{node,gpu}): `auto` while the fleet has at most
@@ -216,8 +221,11 @@ export interface SafetyConfig {
   max_in_flight_fleet: number;
   /** New cordons, fleet-wide: a token bucket of `burst` refilled at `per_minute`. */
   cordon_rate: { per_minute: number; burst: number };
-  /** Trips when this many nodes, or this share of a pool, are cordoned within the window; blocks destructive actions until a human resets it. */
-  breaker: { window: Millis; max_cordons: number; percent: number };
+  /**
+   * Trips when max_cordons nodes, or percent of a pool (and at least min_cordons), are cordoned
+   * within the window; blocks destructive actions until a human resets it.
+   */
+  breaker: { window: Millis; max_cordons: number; percent: number; min_cordons: number };
   /** Freeze Lost handling when this share of nodes (and at least min_nodes) went silent within the window. */
   partition: { window: Millis; percent: number; min_nodes: number };
   /** Replacement attempts for one failing slot before the node is Held for a human. */
@@ -227,8 +235,8 @@ export interface SafetyConfig {
 export interface LambdaProviderConfig {
   api_key_env: string;
   /**
-   * SSH keys already registered with Lambda, by name, for pools that name none: Lambda's
-   * launch call installs keys by name only, and requires one.
+   * The SSH key (a list of one name) registered with Lambda for pools that name none. Absent
+   * too: the account's one key, else a key Navarch creates and keeps in the data directory.
    */
   ssh_key_names?: string[];
   /** Overrides the API endpoint (tests point it at a fake server). */
@@ -273,14 +281,26 @@ export interface PoolConfig {
   zones: string[];
   scaling: ScalingConfig;
   health: HealthConfig;
+  /** Tags on the pool's instances where the provider has them, and labels on its Kubernetes Nodes. */
   labels: Record<string, string>;
+  /** Taints on the pool's Kubernetes Nodes (the kubernetes: section). */
+  taints: PoolTaint[];
   ssh_user: string;
-  /** Present whenever setup_commands is not empty. */
+  /** The bootstrap key; absent with setup_commands only in a pool that launches on Lambda alone (Navarch's own key). */
   ssh_private_key_path?: string;
-  /** SSH keys registered with the provider, by name, to install (Lambda); else the provider's default. */
+  /** The SSH key registered with Lambda to install, a list of one name; else providers.lambda's, else the account's. */
   ssh_key_names?: string[];
   /** Go-template strings, already checked by `parseTemplate`. */
   setup_commands: string[];
+}
+
+export const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"] as const;
+
+/** A Kubernetes taint, as `kubectl taint` writes it: key=value:effect. */
+export interface PoolTaint {
+  key: string;
+  value?: string;
+  effect: (typeof TAINT_EFFECTS)[number];
 }
 
 export interface ScalingConfig {
@@ -465,9 +485,9 @@ export const DURATION_KEYS: ReadonlySet<string> = new Set([
 
 // ───────────────────────────── leaf schemas ─────────────────────────────
 
-const Str = accept<string>((x) => typeof x === "string", "a string");
-const Text = accept<string>((x) => typeof x === "string" && x.trim() !== "", "a non-empty string");
-const Bool = accept<boolean>((x) => typeof x === "boolean", "true or false");
+const Str = accept<string>((x) => typeof x === "string", "a string", { type: "string" });
+const Text = accept<string>((x) => typeof x === "string" && x.trim() !== "", "a non-empty string", { type: "string", minLength: 1 });
+const Bool = accept<boolean>((x) => typeof x === "boolean", "true or false", { type: "boolean" });
 
 /**
  * An integer from `min` to `max`. Every integer setting has a ceiling: they size loops,
@@ -475,24 +495,25 @@ const Bool = accept<boolean>((x) => typeof x === "boolean", "true or false");
  */
 function int(min: number, max: number) {
   const below = min === 0 ? "a non-negative integer" : `an integer ≥ ${min}`;
-  return v.custom<number>(
+  const schema = v.custom<number>(
     (x) => typeof x === "number" && Number.isInteger(x) && x >= min && x <= max,
     (issue) =>
       typeof issue.input === "number" && Number.isInteger(issue.input) && issue.input > max
         ? `expected an integer from ${min} to ${max}, got ${show(issue.input)}`
         : `expected ${below}, got ${show(issue.input)}`,
   );
+  return withJsonShape(schema, { type: "integer", minimum: min, maximum: max });
 }
 /** Nodes in one pool (and anything counted in nodes): far above any real pool, far below a runaway loop. */
 const MAX_NODES = 100_000;
 const NodeCount = int(0, MAX_NODES);
 
 /** Any YAML mapping (valibot's object schemas would also take a list). */
-const Mapping = accept<Record<string, unknown>>(isRecord, "a mapping");
+const Mapping = accept<Record<string, unknown>>(isRecord, "a mapping", { type: "object" });
 
 /** A string matching `pattern`; `what` describes the shape for the message. */
 function shaped(pattern: RegExp, what: string) {
-  return accept<string>((x) => typeof x === "string" && pattern.test(x), what);
+  return accept<string>((x) => typeof x === "string" && pattern.test(x), what, { type: "string", pattern: pattern.source });
 }
 
 const DAY: Millis = 24 * 3_600_000;
@@ -506,20 +527,23 @@ function duration(min: string, max: string) {
   const [lo, hi] = [parseDuration(min)!, parseDuration(max)!];
   if (hi > MAX_TIMER_MS) throw new Error(`duration bound ${max} exceeds what a timer holds`);
   const range = `from ${min} to ${max}${hi >= 2 * DAY && hi % DAY === 0 ? ` (${hi / DAY} days)` : ""}`;
-  return v.pipe(
-    v.custom<string>(
-      (x) => {
-        const ms = typeof x === "string" ? parseDuration(x) : undefined;
-        return ms !== undefined && ms >= lo && ms <= hi;
-      },
-      (issue) => {
-        const ms = typeof issue.input === "string" ? parseDuration(issue.input) : undefined;
-        if (ms === undefined) return `expected a duration like 30s or 5m, got ${show(issue.input)}`;
-        if (ms === 0 && lo > 0) return `must be longer than zero, got ${show(issue.input)}`;
-        return `expected a duration ${range}, got ${show(issue.input)}`;
-      },
+  return withJsonShape(
+    v.pipe(
+      v.custom<string>(
+        (x) => {
+          const ms = typeof x === "string" ? parseDuration(x) : undefined;
+          return ms !== undefined && ms >= lo && ms <= hi;
+        },
+        (issue) => {
+          const ms = typeof issue.input === "string" ? parseDuration(issue.input) : undefined;
+          if (ms === undefined) return `expected a duration like 30s or 5m, got ${show(issue.input)}`;
+          if (ms === 0 && lo > 0) return `must be longer than zero, got ${show(issue.input)}`;
+          return `expected a duration ${range}, got ${show(issue.input)}`;
+        },
+      ),
+      v.transform((text) => parseDuration(text)!),
     ),
-    v.transform((text) => parseDuration(text)!),
+    { type: "string", pattern: lo === 0 ? "^(0|([0-9]+(\\.[0-9]+)?(ms|s|m|h))+)$" : "^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$" },
   );
 }
 
@@ -540,10 +564,23 @@ const EnvVarName = v.custom<string>(
       ? "expected the name of an environment variable, like LAMBDA_API_KEY (capital letters, digits and _); the value is not shown in case it is a secret"
       : `expected the name of an environment variable, like LAMBDA_API_KEY, got ${show(issue.input)}`,
 );
-/** Names of SSH keys registered with a provider (Lambda allows 1 to 64 characters). */
-const SshKeyNames = list(
-  accept<string>((x) => typeof x === "string" && x.trim() !== "" && x.length <= 64, "an SSH key name as registered with the provider (1 to 64 characters)"),
-  { nonEmpty: true, noun: "SSH key name" },
+/**
+ * The name of an SSH key registered with Lambda (1 to 64 characters), as a list of one: Lambda's
+ * launch call takes exactly one (`ssh_key_names`), so a second name would fail every launch.
+ */
+const SshKeyNames = v.pipe(
+  list(
+    accept<string>((x) => typeof x === "string" && x.trim() !== "" && x.length <= 64, "an SSH key name as registered with the provider (1 to 64 characters)", {
+      type: "string",
+      minLength: 1,
+      maxLength: 64,
+    }),
+    { nonEmpty: true, noun: "SSH key name" },
+  ),
+  v.check(
+    (names) => names.length <= 1,
+    (issue) => `Lambda's launch call takes exactly one SSH key name, got ${issue.input.length} (${issue.input.join(", ")}): keep one`,
+  ),
 );
 const HttpUrl = accept<string>((x) => {
   if (typeof x !== "string" || !URL.canParse(x)) return false;
@@ -611,15 +648,14 @@ const Address = v.pipe(
   v.transform((address) => (address.startsWith(":") ? `0.0.0.0${address}` : address)),
 );
 
-/** Whether `host:port` listens on loopback only (127.0.0.0/8, ::1, localhost): the one place plain HTTP is fine. */
-export function isLoopbackAddress(address: string): boolean {
-  const host = parseAddress(address)?.host;
-  return host !== undefined && isLoopbackHost(host);
-}
-
-export function isLoopbackHost(host: string): boolean {
+/**
+ * Whether `host` is a loopback address written as an address (127.0.0.0/8, ::1, ::ffff:127.x).
+ * Names, `localhost` included, are not: what a name means is /etc/hosts' and DNS's to say, so
+ * a name is resolved and its addresses checked (reconciler/config/exposure.ts).
+ */
+export function isLoopbackIp(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
-  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+  return h === "::1" || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 /** Two addresses that would bind the same port (a wildcard host overlaps every host). */
@@ -653,9 +689,12 @@ const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
     auth_token_env: v.optional(EnvVarName, "NAVARCH_AUTH_TOKEN"),
     public_url: v.optional(HttpUrl),
     tls: v.optional(ServerTls),
-    allow_plain_http: v.optional(Bool, false),
+    require_tls: v.optional(Bool, false),
+    allow_plain_http: v.optional(Bool),
     metrics_address: v.optional(Address),
-    metrics_auth: v.optional(oneOf(METRICS_AUTH), "viewer"),
+    // Open, as every Prometheus exporter is and the seed's ServiceMonitor assumes; label values
+    // are pool names, node ids, states and codes (never a token or an agent's free text).
+    metrics_auth: v.optional(oneOf(METRICS_AUTH), "none"),
     metrics_per_gpu: v.optional(oneOf(METRICS_PER_GPU), "auto"),
   }),
   rules((f, report, raw) => {
@@ -663,17 +702,10 @@ const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
     if (interval !== undefined && timeout !== undefined && timeout <= interval) {
       report("heartbeat_timeout", `must be longer than heartbeat_interval (${formatDuration(interval)}), got ${formatDuration(timeout)}`);
     }
-    // Bearer tokens must not cross a network in the clear unless someone chose that.
+    // Whether an address is loopback needs its name resolved: reconciler/config/exposure.ts.
     const tls = raw.tls !== undefined;
-    if (!tls && f.allow_plain_http !== true) {
-      for (const key of ["address", "metrics_address"] as const) {
-        const at = f[key];
-        if (typeof at !== "string" || isLoopbackAddress(at)) continue;
-        report(
-          key,
-          `${at} is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls (cert_file, key_file), or server.allow_plain_http: true to accept that`,
-        );
-      }
+    if (f.require_tls === true && f.allow_plain_http === true) {
+      report("allow_plain_http", "contradicts server.require_tls: true (which refuses plain HTTP off loopback); remove one of them");
     }
     if (tls && typeof f.public_url === "string" && f.public_url.startsWith("http://")) {
       report("public_url", `the API serves HTTPS (server.tls is set), so new machines must be told https://, got ${JSON.stringify(f.public_url)}`);
@@ -753,7 +785,7 @@ const ProviderName = oneOf(PROVIDER_TYPES, "provider type");
 
 // ───────────────────────────── autoscalers ─────────────────────────────
 
-const Percent = accept<number>((x) => typeof x === "number" && x >= 0 && x <= 100, "a number from 0 to 100");
+const Percent = accept<number>((x) => typeof x === "number" && x >= 0 && x <= 100, "a number from 0 to 100", { type: "number", minimum: 0, maximum: 100 });
 
 const Reactive = v.pipe(
   strict({
@@ -902,24 +934,37 @@ const UnknownAutoscaler = v.pipe(
 ) as unknown as v.GenericSchema<unknown, never>;
 
 /** Discriminated on `type`, dispatched by hand so each variant keeps its own strict keys and rules. */
-const Autoscaler: v.GenericSchema<unknown, AutoscalerConfig> = v.lazy((input) => {
-  const type = isRecord(input) ? input.type : undefined;
-  return typeof type === "string" && type in AUTOSCALER_SCHEMAS ? AUTOSCALER_SCHEMAS[type as AutoscalerType] : UnknownAutoscaler;
-});
+// Nested (composite, fallback) autoscalers cannot be written as a structural schema: a
+// generated schema keeps the type and leaves the rest to these rules.
+const Autoscaler: v.GenericSchema<unknown, AutoscalerConfig> = withJsonShape(
+  v.lazy((input) => {
+    const type = isRecord(input) ? input.type : undefined;
+    return typeof type === "string" && type in AUTOSCALER_SCHEMAS ? AUTOSCALER_SCHEMAS[type as AutoscalerType] : UnknownAutoscaler;
+  }),
+  {
+    type: "object",
+    required: ["type"],
+    "x-kubernetes-preserve-unknown-fields": true,
+    properties: { type: { type: "string", enum: AUTOSCALER_TYPES } },
+  },
+);
 
 // ───────────────────────────── metrics sources ─────────────────────────────
 
 /** The one placeholder a query may hold. Pool names are DNS labels, safe inside a PromQL string as they are. */
 export const POOL_PLACEHOLDER = "{{.Pool}}";
 const MAX_QUERY_LENGTH = 4096;
-const PromQL = v.custom<string>(
-  (x) => typeof x === "string" && x.trim() !== "" && x.length <= MAX_QUERY_LENGTH && !x.replaceAll(POOL_PLACEHOLDER, "").includes("{{"),
-  (issue) => {
-    const q = issue.input;
-    if (typeof q !== "string" || q.trim() === "") return `expected a PromQL query, got ${show(q)}`;
-    if (q.length > MAX_QUERY_LENGTH) return `expected a PromQL query of at most ${MAX_QUERY_LENGTH} characters, got ${q.length}`;
-    return `only ${POOL_PLACEHOLDER} (the pool's name) may be used in a query, got ${show(q)}`;
-  },
+const PromQL = withJsonShape(
+  v.custom<string>(
+    (x) => typeof x === "string" && x.trim() !== "" && x.length <= MAX_QUERY_LENGTH && !x.replaceAll(POOL_PLACEHOLDER, "").includes("{{"),
+    (issue) => {
+      const q = issue.input;
+      if (typeof q !== "string" || q.trim() === "") return `expected a PromQL query, got ${show(q)}`;
+      if (q.length > MAX_QUERY_LENGTH) return `expected a PromQL query of at most ${MAX_QUERY_LENGTH} characters, got ${q.length}`;
+      return `only ${POOL_PLACEHOLDER} (the pool's name) may be used in a query, got ${show(q)}`;
+    },
+  ),
+  { type: "string", minLength: 1, maxLength: MAX_QUERY_LENGTH },
 );
 const Queries = strict(
   Object.fromEntries(PROMETHEUS_QUERY_KEYS.map((k) => [k, v.optional(PromQL)])) as Record<PrometheusQueryKey, v.OptionalSchema<typeof PromQL, undefined>>,
@@ -988,20 +1033,32 @@ const Health: v.GenericSchema<unknown, HealthConfig> = strict({
 // Kubernetes label rules (labels are mirrored onto Kubernetes nodes).
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const LabelKey = accept<string>((x) => {
-  if (typeof x !== "string") return false;
-  const slash = x.lastIndexOf("/");
-  const [prefix, name] = slash < 0 ? [undefined, x] : [x.slice(0, slash), x.slice(slash + 1)];
-  return LABEL_NAME.test(name) && (prefix === undefined || DNS_SUBDOMAIN.test(prefix));
-}, "a Kubernetes label key ([prefix/]name: name at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends)");
-const LabelValue = v.custom<string>(
-  (x) => typeof x === "string" && (x === "" || LABEL_NAME.test(x)),
-  (issue) =>
-    typeof issue.input === "string"
-      ? `expected a Kubernetes label value (at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends), got ${show(issue.input)}`
-      : `expected a string (quote it: "${String(issue.input)}"), got ${show(issue.input)}`,
+const LabelKey = accept<string>(
+  (x) => {
+    if (typeof x !== "string") return false;
+    const slash = x.lastIndexOf("/");
+    const [prefix, name] = slash < 0 ? [undefined, x] : [x.slice(0, slash), x.slice(slash + 1)];
+    return LABEL_NAME.test(name) && (prefix === undefined || DNS_SUBDOMAIN.test(prefix));
+  },
+  "a Kubernetes label key ([prefix/]name: name at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends)",
+  { type: "string", minLength: 1, maxLength: 317 },
+);
+const LabelValue = withJsonShape(
+  v.custom<string>(
+    (x) => typeof x === "string" && (x === "" || LABEL_NAME.test(x)),
+    (issue) =>
+      typeof issue.input === "string"
+        ? `expected a Kubernetes label value (at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends), got ${show(issue.input)}`
+        : `expected a string (quote it: "${String(issue.input)}"), got ${show(issue.input)}`,
+  ),
+  { type: "string", maxLength: 63 },
 );
 const Labels = v.pipe(Mapping, v.record(LabelKey, LabelValue));
+const Taint: v.GenericSchema<unknown, PoolTaint> = strict({
+  key: LabelKey,
+  value: v.optional(LabelValue),
+  effect: oneOf(TAINT_EFFECTS, "taint effect"),
+});
 
 const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
   strict({
@@ -1020,6 +1077,7 @@ const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
     scaling: v.optional(Scaling, {}),
     health: v.optional(Health, {}),
     labels: v.optional(Labels, {}),
+    taints: v.optional(list(Taint), []),
     // The login user of the stock GPU images on Lambda, GCP and AWS; only used for setup_commands.
     ssh_user: v.optional(shaped(/^[a-z_][a-z0-9_-]{0,31}$/, "a user name like ubuntu"), "ubuntu"),
     ssh_private_key_path: v.optional(Text),
@@ -1031,8 +1089,10 @@ const Pool: v.GenericSchema<unknown, PoolConfig> = v.pipe(
     if (one && many) report("providers", "set provider or providers (a failover list), not both");
     if (!one && !many) report("provider", "is required (or providers: a list in failover order)");
     const commands = raw.setup_commands;
-    if (Array.isArray(commands) && commands.length > 0 && raw.ssh_private_key_path === undefined) {
-      report("ssh_private_key_path", "is required when setup_commands is not empty (they run over SSH)");
+    // On Lambda alone, Navarch logs in with the key it keeps for the account (providers/lambda.ts).
+    const lambdaOnly = one ? raw.provider === "lambda" : Array.isArray(raw.providers) && raw.providers.every((p) => p === "lambda");
+    if (Array.isArray(commands) && commands.length > 0 && raw.ssh_private_key_path === undefined && !lambdaOnly) {
+      report("ssh_private_key_path", "is required when setup_commands is not empty (they run over SSH), unless the pool launches on Lambda alone");
     }
   }),
   v.transform(({ name, provider, providers, ...rest }) => ({ name, providers: providers ?? (provider ? [provider] : []), ...rest })),
@@ -1050,7 +1110,13 @@ const Safety: v.GenericSchema<unknown, SafetyConfig> = strict({
   cordon_rate: v.optional(strict({ per_minute: v.optional(int(1, MAX_NODES), 6), burst: v.optional(int(1, MAX_NODES), 5) }), {}),
   // A breaker window shorter than a few passes never sees a storm.
   breaker: v.optional(
-    strict({ window: v.optional(duration("1m", "24h"), "10m"), max_cordons: v.optional(int(1, MAX_NODES), 10), percent: v.optional(Percent, 30) }),
+    strict({
+      window: v.optional(duration("1m", "24h"), "10m"),
+      max_cordons: v.optional(int(1, MAX_NODES), 10),
+      percent: v.optional(Percent, 30),
+      // The share alone trips only past this many: one flapping slot of a small pool is no storm.
+      min_cordons: v.optional(int(1, MAX_NODES), 3),
+    }),
     {},
   ),
   partition: v.optional(

@@ -39,6 +39,10 @@ export const pools = sqliteTable("pools", {
   /** While held: why no machine is launched (the pattern, and what to change); null when launching. */
   registrationHold: text("registration_hold"),
   registrationHeldAt: integer("registration_held_at"),
+  /** The size an operator asked for (`navarch pools scale`), held within the bounds while the pool has no autoscaler. */
+  requestedNodes: integer("requested_nodes"),
+  /** Who asked for it, for reasons and the audit log. */
+  requestedBy: text("requested_by"),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });

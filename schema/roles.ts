@@ -65,6 +65,7 @@ export const ROUTE_PERMISSIONS: readonly RoutePermission[] = [
   route("POST", "/v1/nodes/{id}/reboot", "operate"),
   route("POST", "/v1/pools/{name}/pause", "operate"),
   route("POST", "/v1/pools/{name}/resume", "operate"),
+  route("POST", "/v1/pools/{name}/scale", "operate"),
   route("POST", "/v1/nodes/{id}/fault", "admin"),
   route("POST", "/v1/breakers/{scope}/reset", "admin"),
   route("POST", "/v1/bootstrap-tokens", "admin"),

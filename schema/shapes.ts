@@ -61,9 +61,66 @@ export function suggest(word: string, known: readonly string[]): string {
   return match === undefined ? "" : ` (did you mean "${match}"?)`;
 }
 
-/** A value of type T accepted by `test`; otherwise `expected <what>, got <value>`. */
-export function accept<T>(test: (value: unknown) => boolean, what: string) {
-  return v.custom<T>(test, (issue) => `expected ${what}, got ${show(issue.input)}`);
+/**
+ * What a schema accepts, in JSON Schema terms, where valibot cannot say it (a custom check):
+ * the GpuPool CRD is generated from the config pool's schema through these (reconciler/kube/crd.ts).
+ * Only what Kubernetes' structural schemas allow: a type, and bounds, an enum or a pattern.
+ */
+export interface JsonShape {
+  type: "string" | "integer" | "number" | "boolean" | "object" | "array";
+  enum?: readonly string[];
+  minimum?: number;
+  maximum?: number;
+  minLength?: number;
+  maxLength?: number;
+  pattern?: string;
+  /** An object whose keys valibot checks and a structural schema cannot list (a nested autoscaler). */
+  "x-kubernetes-preserve-unknown-fields"?: true;
+  required?: readonly string[];
+  properties?: Record<string, JsonShape>;
+  items?: JsonShape;
+  additionalProperties?: JsonShape;
+  /** Cross-field rules (CEL) a structural schema adds to what its shape says. */
+  "x-kubernetes-validations"?: readonly CelRule[];
+}
+
+export interface CelRule {
+  rule: string;
+  message: string;
+  fieldPath?: string;
+}
+
+/** A schema as valibot builds it, as far as a walk over its keys reads it (a pipe keeps its first schema's type). */
+export interface SchemaNode {
+  type: string;
+  wrapped?: SchemaNode;
+  pipe?: SchemaNode[];
+  entries?: Record<string, SchemaNode>;
+  item?: SchemaNode;
+  value?: SchemaNode;
+}
+
+export const isSchemaNode = (x: unknown): x is SchemaNode => typeof x === "object" && x !== null && "type" in x && typeof x.type === "string";
+
+const jsonShapes = new WeakMap<object, JsonShape>();
+
+/** Records `shape` as what `schema` accepts; returns the schema. */
+export function withJsonShape<T extends object>(schema: T, shape: JsonShape): T {
+  jsonShapes.set(schema, shape);
+  return schema;
+}
+
+export function jsonShapeOf(schema: object): JsonShape | undefined {
+  return jsonShapes.get(schema);
+}
+
+/**
+ * A value of type T accepted by `test`; otherwise `expected <what>, got <value>`. `shape` says
+ * what it accepts in JSON Schema terms (for generated schemas); without one, nothing is said.
+ */
+export function accept<T>(test: (value: unknown) => boolean, what: string, shape?: JsonShape) {
+  const schema = v.custom<T>(test, (issue) => `expected ${what}, got ${show(issue.input)}`);
+  return shape === undefined ? schema : withJsonShape(schema, shape);
 }
 
 /**
@@ -71,7 +128,7 @@ export function accept<T>(test: (value: unknown) => boolean, what: string) {
  * string reads `unknown <noun> "x" (expected one of …)`; without, `expected one of …, got "x"`.
  */
 export function oneOf<const T extends readonly string[]>(names: T, noun?: string) {
-  return v.custom<T[number]>(
+  const schema = v.custom<T[number]>(
     (x) => typeof x === "string" && names.includes(x),
     (issue) => {
       if (noun !== undefined) {
@@ -83,6 +140,7 @@ export function oneOf<const T extends readonly string[]>(names: T, noun?: string
       return `expected one of ${names.join(", ")}, got ${show(issue.input)}${guess === undefined ? "" : `; did you mean "${guess}"?`}`;
     },
   );
+  return withJsonShape(schema, { type: "string", enum: names });
 }
 
 export interface StrictOptions {

@@ -138,7 +138,7 @@ describe("navarch CLI", () => {
   test("pools list and get: sizes, autoscaler decisions with reasons, refusals", async () => {
     const [list, get, yaml] = await Promise.all([cli(["pools", "list"]), cli(["pools", "get", "train"]), cli(["pools", "get", "infer", "-o", "yaml"])]);
     expect(list.code).toBe(0);
-    expect(list.stdout).toMatch(/^POOL\s+SIZE\s+MIN\s+MAX\s+HEALTHY\s+UNHEALTHY/);
+    expect(list.stdout).toMatch(/^POOL\s+SIZE\s+MIN\s+MAX\s+MONITORED\s+HEALTHY\s+UNHEALTHY/);
     expect(list.stdout).toMatch(/train\s+\d+\s+4\s+6/);
     expect(get.stdout).toContain("Autoscaler decisions:");
     expect(get.stdout).toMatch(/scale\s+0 → 4: no autoscaler; clamped to min_nodes/);
@@ -349,7 +349,7 @@ describe("navarch CLI", () => {
     ]);
     const [noToken, scale, badSeverity, badState, notCordoned, badFlag] = await Promise.all([
       navarch(["events"], { NAVARCH_AUTH_TOKEN: "" }),
-      cli(["pools", "scale", "train", "8"]),
+      cli(["pools", "scale", "train", "8"]), // --nodes N, not a bare number
       cli(["events", "--severity", "bad"]),
       cli(["nodes", "list", "--state", "sleeping"]),
       cli(["uncordon", (await fleet.all()).find((n) => n.state === "ready")!.id]),
@@ -361,7 +361,7 @@ describe("navarch CLI", () => {
     oneLine(unreachable, 1, "cannot reach the reconciler at http://127.0.0.1:1");
     oneLine(badFormat, 2, "-o: expected table, json or yaml");
     oneLine(noToken, 1, "NAVARCH_AUTH_TOKEN is not set");
-    oneLine(scale, 2, "min_nodes and max_nodes come from the config file");
+    oneLine(scale, 2, "usage: navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL | scale POOL --nodes N");
     oneLine(badSeverity, 2, "--severity: expected healthy, degraded, unhealthy");
     oneLine(badState, 2, "--state: expected one of");
     oneLine(notCordoned, 1, "only a cordoned, draining or held node can be uncordoned");

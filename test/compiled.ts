@@ -4,6 +4,7 @@
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { LocalProvider } from "../reconciler/providers/local.ts";
 import { ensureBinaries } from "./prerequisites.ts";
 import { REPO_ROOT, freePort, tempDir, waitFor } from "./support.ts";
 
@@ -109,6 +110,12 @@ export class CompiledFleet {
 
   stop(): void {
     for (const proc of this.procs) proc.kill("SIGKILL");
+  }
+
+  /** The local provider's machines under `nodesDir` (detached agents), terminated through its records. */
+  async terminateLocalNodes(nodesDir = join(this.dir, "data", "local-nodes")): Promise<void> {
+    const local = new LocalProvider({ nodesDir, serverUrl: this.url, authToken: this.token, agentCommand: ["true"] });
+    for (const i of await local.list({})) await local.terminate(i.id);
   }
 
   private async collect(label: string, stream: ReadableStream<Uint8Array>): Promise<void> {

@@ -43,8 +43,8 @@ describe("seed configs load unchanged", () => {
       autoscale_interval: 30_000,
       data_dir: "data",
       auth_token_env: "NAVARCH_AUTH_TOKEN",
-      allow_plain_http: false,
-      metrics_auth: "viewer",
+      require_tls: false,
+      metrics_auth: "none",
       metrics_per_gpu: "auto",
     });
     // lambda has no providers: entry, so it gets lambda's defaults
@@ -75,6 +75,7 @@ describe("seed configs load unchanged", () => {
         reboot_window: 7 * 24 * 60 * MIN,
       },
       labels: { workload: "training", cluster: "prod" },
+      taints: [],
       ssh_user: "ubuntu",
       setup_commands: [],
     });

@@ -4,8 +4,6 @@
 // replaces it, and the replacement becomes Ready. Operator actions work through
 // the CLI, and a human's uncordon cancels the reconciler's incident.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { join } from "node:path";
-import { LocalProvider } from "../reconciler/providers/local.ts";
 import { CompiledFleet } from "./compiled.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
 import { waitFor } from "./support.ts";
@@ -35,8 +33,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // The local nodes are detached processes: terminate them through the provider's records.
-  const local = new LocalProvider({ nodesDir: join(fleet.dir, "data", "local-nodes"), serverUrl: fleet.url, authToken: fleet.token, agentCommand: ["true"] });
-  for (const i of await local.list({})) await local.terminate(i.id);
+  await fleet.terminateLocalNodes();
   fleet.stop();
 });
 

@@ -161,8 +161,25 @@ describe("rendered objects", () => {
     expect(agent!.args).toEqual([
       "--server=http://navarch-control-plane.navarch.svc:50051",
       "--node-id=$(NODE_NAME)",
-      "--pool=kubernetes",
+      // No pool configured: none named (the enroll token's pool, else the Node's navarch.dev/pool label).
       "--state-dir=/var/lib/navarch-node",
+    ]);
+    // With pools: the first one, and the agent tolerates every pool's taints.
+    const pooled = podSpec(
+      must(
+        parseObjects(
+          await helmTemplate([
+            "--set-json",
+            'config.pools=[{"name":"k8s-gpu-workers","provider":"lambda","instance_type":"gpu_8x_h100_sxm5","region":"us-west-2","taints":[{"key":"node-type","value":"gpu-optimized","effect":"NoSchedule"}]},{"name":"other","provider":"local","instance_type":"local-8gpu","region":"local"}]',
+          ]),
+        ),
+        "DaemonSet",
+      ),
+    );
+    expect(pooled.containers[0]!.args).toContain("--pool=k8s-gpu-workers");
+    expect(pooled.tolerations).toEqual([
+      { key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" },
+      { key: "node-type", operator: "Exists", effect: "NoSchedule" },
     ]);
     // The seed's hostPID and /host/proc are gone: nothing reads the host's processes.
     expect(spec.hostPID ?? false).toBe(false);
@@ -199,6 +216,7 @@ describe("rendered objects", () => {
     const tls = podSpec(must(await render("tls"), "DaemonSet"));
     expect(tls.volumes?.find((v) => v.name === "tls-ca")?.secret).toEqual({ secretName: "navarch-tls", items: [{ key: "ca.crt", path: "ca.crt" }] });
     expect(tls.containers[0]!.args?.[0]).toBe("--server=https://navarch-control-plane.navarch.svc:50051");
+    expect(configOf(await render("tls")).server).toMatchObject({ require_tls: true, tls: { cert_file: "/etc/navarch-tls/tls.crt" } });
   });
 
   test("the control plane: the seed's args, non-root, the embedded database on a volume with Recreate; replicas on sqld roll", async () => {
@@ -223,9 +241,10 @@ describe("rendered objects", () => {
     expect(config.server).toMatchObject({
       address: "0.0.0.0:50051",
       data_dir: "/var/lib/navarch",
-      allow_plain_http: true,
       public_url: "http://navarch-control-plane.navarch.svc:50051",
     });
+    expect(config.server!.allow_plain_http).toBeUndefined();
+    expect(config.server!.require_tls).toBeUndefined();
     expect(config.server!.database_url).toBeUndefined();
     expect(config.kubernetes).toEqual({ in_cluster: true, pools_crd: { enabled: true, namespace: "navarch" } });
 
@@ -361,6 +380,101 @@ describe("against the API server", () => {
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain("quantities must match the regular expression");
   }, 120_000);
+});
+
+describe("the seed's own manifests beside the chart", () => {
+  test("its ServiceMonitor, applied unchanged, selects the chart's Service and names a port it has; its Service finds the chart's pods", async () => {
+    const admin = kube.kubeconfigPath;
+    const crdDir = await prometheusOperatorCrds();
+    const crd = await kubectl(admin, ["apply", "--server-side", "-f", join(crdDir, "monitoring.coreos.com_servicemonitors.yaml")]);
+    expect(crd.code, crd.stderr).toBe(0);
+    expect((await kubectl(admin, ["wait", "--for=condition=Established", "--timeout=30s", "crd/servicemonitors.monitoring.coreos.com"])).code).toBe(0);
+    const seed = parseObjects(readFileSync(join(REPO_ROOT, "test/fixtures/seed/kubernetes.yaml"), "utf8"));
+    const namespace = must(seed, "Namespace", "navarch");
+    expect((await kubectl(admin, ["apply", "--server-side", "-f", "-"], YAML.stringify(namespace))).code).toBe(0);
+    // The chart's Service and Deployment, stored for real (nothing runs them here).
+    const chart = await render("default");
+    const objects = [must(chart, "Service", "navarch-control-plane"), must(chart, "Deployment", "navarch-control-plane")];
+    const applied = await kubectl(admin, ["apply", "--server-side", "-f", "-"], objects.map((o) => YAML.stringify(o)).join("---\n"));
+    expect(applied.code, applied.stderr).toBe(0);
+    const monitor = must(seed, "ServiceMonitor", "navarch-control-plane");
+    const created = await kubectl(admin, ["apply", "--server-side", "-f", "-"], YAML.stringify(monitor));
+    expect(created.code, created.stderr).toBe(0);
+
+    // What the Prometheus Operator does with it: the Services its selector matches in its namespace, and the named port.
+    const stored = JSON.parse((await kubectl(admin, ["-n", "navarch", "get", "servicemonitor", "navarch-control-plane", "-o", "json"])).stdout) as {
+      spec: { selector: { matchLabels: Record<string, string> }; endpoints: { port: string; path: string }[] };
+    };
+    const selector = Object.entries(stored.spec.selector.matchLabels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+    const services = JSON.parse((await kubectl(admin, ["-n", "navarch", "get", "services", "-l", selector, "-o", "json"])).stdout) as {
+      items: { metadata: { name: string }; spec: { ports: { name: string; port: number; targetPort: string | number }[] } }[];
+    };
+    expect(services.items.map((s) => s.metadata.name)).toEqual(["navarch-control-plane"]);
+    const endpoint = stored.spec.endpoints[0]!;
+    expect(endpoint).toMatchObject({ port: "grpc", path: "/metrics" });
+    const port = services.items[0]!.spec.ports.find((p) => p.name === endpoint.port);
+    expect(port).toMatchObject({ port: 50051, targetPort: "grpc" });
+    // The seed's Service (selector app, targetPort grpc) would find the chart's pods and their port.
+    const seedService = must(seed, "Service", "navarch-control-plane") as unknown as {
+      spec: { selector: Record<string, string>; ports: { targetPort: string }[] };
+    };
+    const pod = (
+      must(chart, "Deployment", "navarch-control-plane") as unknown as {
+        spec: {
+          template: {
+            metadata: { labels: Record<string, string> };
+            spec: { containers: { ports: { name: string; containerPort: number; protocol: string }[] }[] };
+          };
+        };
+      }
+    ).spec.template;
+    expect(pod.metadata.labels).toMatchObject(seedService.spec.selector);
+    expect(pod.spec.containers[0]!.ports).toContainEqual({ name: seedService.spec.ports[0]!.targetPort, containerPort: 50051, protocol: "TCP" });
+  }, 120_000);
+
+  test("its DaemonSet's --server names the chart's Service; its probes, Secret and ConfigMap config fit the chart's control plane", async () => {
+    const seed = parseObjects(readFileSync(join(REPO_ROOT, "test/fixtures/seed/kubernetes.yaml"), "utf8"));
+    type Container = {
+      args: string[];
+      env?: { name: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+      ports?: { containerPort: number }[];
+      livenessProbe?: { httpGet: { path: string; port: number | string } };
+      readinessProbe?: { httpGet: { path: string; port: number | string } };
+    };
+    const containerOf = (o: KubeObject) => (o as unknown as { spec: { template: { spec: { containers: Container[] } } } }).spec.template.spec.containers[0]!;
+    const chart = await render("default");
+    const service = must(chart, "Service", "navarch-control-plane") as unknown as {
+      metadata: { name: string; namespace: string };
+      spec: { ports: { port: number }[] };
+    };
+    const seedAgent = containerOf(must(seed, "DaemonSet"));
+    const server = seedAgent.args.find((a) => a.startsWith("--server="))!.slice("--server=".length);
+    expect(server).toBe(`${service.metadata.name}.${service.metadata.namespace}.svc.cluster.local:${service.spec.ports[0]!.port}`);
+    // The same Secret and key for the admin token, the same probes on the same port.
+    const cp = containerOf(must(chart, "Deployment", "navarch-control-plane"));
+    const seedCp = containerOf(must(seed, "Deployment"));
+    const tokenRef = (c: Container) => c.env?.find((e) => e.name === "NAVARCH_AUTH_TOKEN")?.valueFrom?.secretKeyRef;
+    expect(tokenRef(cp)).toEqual(tokenRef(seedCp));
+    expect(tokenRef(seedAgent)).toEqual(tokenRef(seedCp));
+    expect(seedCp.args).toEqual(cp.args);
+    for (const probe of ["livenessProbe", "readinessProbe"] as const) expect(cp[probe]!.httpGet.path).toBe(seedCp[probe]!.httpGet.path);
+    expect(seedCp.livenessProbe!.httpGet.port).toBe(cp.ports![0]!.containerPort);
+    // The seed's ConfigMap config as the chart's config: rendered, the reconciler accepts it.
+    const seedConfig = YAML.parse((must(seed, "ConfigMap") as unknown as { data: Record<string, string> }).data["config.yaml"]!);
+    const values = join(tempDir("navarch-helm-seed-"), "values.yaml");
+    writeFileSync(values, YAML.stringify({ config: seedConfig, credentials: { env: { LAMBDA_API_KEY: "lambda-api-key" } } }));
+    const rendered = configOf(parseObjects(await helmTemplate(["-f", values])));
+    expect(rendered.pools).toEqual(seedConfig.pools);
+    const dir = tempDir("navarch-helm-seed-config-");
+    delete rendered.kubernetes!.in_cluster;
+    rendered.kubernetes!.kubeconfig = kube.kubeconfigPath;
+    writeFileSync(join(dir, "config.yaml"), YAML.stringify(rendered));
+    const { navarch } = await ensureBinaries();
+    const r = await runTool([navarch, "config", "check", join(dir, "config.yaml")], { env: { NAVARCH_AUTH_TOKEN: "t", LAMBDA_API_KEY: "k" } });
+    expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
+  }, 60_000);
 });
 
 describe("plain manifests", () => {

@@ -294,7 +294,9 @@ describe("images", () => {
 
     // The enroll token, as the README and the chart's notes make it: the CLI inside the image.
     const ds = containerOf(objects.find((o) => o.kind === "DaemonSet")!);
-    const pool = ds.containers[0]!.args.find((a) => a.startsWith("--pool="))!.slice("--pool=".length);
+    // No pool configured: the DaemonSet names none, and the enroll token's pool decides.
+    expect(ds.containers[0]!.args.some((a) => a.startsWith("--pool="))).toBe(false);
+    const pool = "gpu-nodes";
     // kubectl exec runs it in the same container: its mounts, its env.
     const made = await runIn(
       inImage(images.controlPlane.rootfs, user, cpMounts, [

@@ -10,6 +10,8 @@ import { eq } from "drizzle-orm";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
+import * as v from "valibot";
+import { PoolSchema } from "../schema/config.ts";
 import { auditLog, nodes, pools } from "../schema/db.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { startReconciler } from "../reconciler/serve.ts";
@@ -236,6 +238,37 @@ describe("cordon mirror", () => {
     expect(back.spec.unschedulable ?? false).toBe(false);
     expect(ourTaint(back)).toBeUndefined();
     expect((await f.node(k!)).state).toBe("ready");
+  }, 60_000);
+});
+
+describe("a pool's labels and taints", () => {
+  test("are on its Nodes once they register (the KAI seed's taint included); what a human changes afterwards stays", async () => {
+    const labels = "    labels:\n      workload: training\n      navarch.dev/tier: gold\n";
+    const taints = "    taints:\n      - key: node-type\n        value: gpu-optimized\n        effect: NoSchedule\n";
+    const f = await kubeFleet(kube, POOL("marked", 2, 2) + labels + taints, { log });
+    const [a, b] = await f.ready("marked", 2);
+    // b already says where its workload goes: that label is left as it is.
+    await createNodes(gpuNode(a!), gpuNode(b!, { labels: { workload: "inference" } }));
+    await waitFor(
+      "both Nodes marked",
+      async () => {
+        await f.mirror.syncMapping();
+        await f.mirror.settle();
+        const [na, nb] = await Promise.all([getNode(kube.client, a!), getNode(kube.client, b!)]);
+        return na.metadata.annotations?.["navarch.dev/pool-marks"] && nb.metadata.annotations?.["navarch.dev/pool-marks"] ? [na, nb] : undefined;
+      },
+      20_000,
+    );
+    const [na, nb] = await Promise.all([getNode(kube.client, a!), getNode(kube.client, b!)]);
+    expect(na.metadata.labels).toMatchObject({ workload: "training", "navarch.dev/tier": "gold" });
+    expect(nb.metadata.labels).toMatchObject({ workload: "inference", "navarch.dev/tier": "gold" });
+    for (const n of [na, nb]) expect(n.spec.taints).toContainEqual({ key: "node-type", value: "gpu-optimized", effect: "NoSchedule" });
+    expect(na.metadata.annotations?.["navarch.dev/pool-marks"]).toBe("marked");
+    // A human takes the taint off a: it stays off.
+    await kube.client.request("PATCH", `/api/v1/nodes/${a}`, { body: { spec: { taints: [] } }, contentType: "application/merge-patch+json" });
+    await f.mirror.syncMapping();
+    await f.mirror.settle();
+    expect((await getNode(kube.client, a!)).spec.taints ?? []).toEqual([]);
   }, 60_000);
 });
 
@@ -610,6 +643,48 @@ describe("pools as custom resources", () => {
     expect(await f.store.db.select().from(pools).where(eq(pools.name, "crd-a"))).toEqual([]);
     expect(controller.pools().map((p) => p.name)).toEqual([]);
   }, 180_000);
+});
+
+describe("the GpuPool CRD, generated from the config pool's schema", () => {
+  test("a GpuPool with every key a config pool has is stored whole (the API server prunes nothing) and is a valid pool", async () => {
+    await installCrd("deploy/crds/gpupool.yaml", "gpupools.navarch.dev");
+    await createNs("navarch-every-key");
+    const spec = {
+      providers: ["local"],
+      instance_type: "local-8gpu",
+      region: "local",
+      zones: ["local-a"],
+      scaling: {
+        min_nodes: 0,
+        max_nodes: 4,
+        cooldown_period: "2m",
+        autoscaler: { type: "composite", mode: "max", autoscalers: [{ type: "reactive", scale_up_threshold: 70, scale_down_threshold: 10 }] },
+      },
+      health: {
+        unhealthy_threshold: 2,
+        auto_replace: true,
+        drain_timeout: "10m",
+        registration_timeout: "20m",
+        replacement: "surge",
+        remediation: "replace",
+        reboot_timeout: "15m",
+        reboot_window: "72h",
+      },
+      labels: { workload: "training", "navarch.dev/tier": "gold" },
+      taints: [{ key: "node-type", value: "gpu-optimized", effect: "NoSchedule" }],
+      ssh_user: "ubuntu",
+      ssh_private_key_path: "/etc/navarch/ssh-key",
+      ssh_key_names: ["ops"],
+      setup_commands: ["echo {{.NodeID}}"],
+    };
+    const base = `${GPUPOOL_API}/namespaces/navarch-every-key/gpupools`;
+    await kube.client.request("POST", base, {
+      body: { apiVersion: GPUPOOL_API.slice("/apis/".length), kind: "GpuPool", metadata: { name: "every-key" }, spec },
+    });
+    const stored = (await kube.client.request("GET", `${base}/every-key`)) as { spec: Record<string, unknown> };
+    expect(stored.spec).toEqual(spec);
+    expect(v.safeParse(PoolSchema, { name: "every-key", ...stored.spec }).success).toBe(true);
+  }, 30_000);
 });
 
 describe("queue metrics", () => {

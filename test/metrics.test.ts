@@ -72,6 +72,9 @@ beforeAll(async () => {
   await node("t5", "train", "lost", null, { lastHeartbeatAt: T - 600_000 });
   await node("t6", "train", "terminated", "unhealthy");
   await node("t7", "train", "failed", null, { requestedAt: T });
+  // A DaemonSet's nodes in train: watched, never part of its size.
+  await node("m1", "train", "ready", "healthy", { origin: "registered", registeredAt: T });
+  await node("m2", "train", "cordoned", "unhealthy", { origin: "registered", registeredAt: T });
   await node("i1", "infer", "ready", "healthy", { lastHeartbeatAt: T, requestedAt: T, registeredAt: T });
   await node("i2", "infer", "provisioning", null, { requestedAt: T });
   for (const [id, temps] of [
@@ -135,10 +138,13 @@ afterAll(() => store.close());
 describe("metrics on a seeded store", () => {
   test("the seed's node and GPU metrics, per pool and per node/GPU", async () => {
     const s = await scrape();
-    // train: t1..t5 make up the pool (terminated and failed do not); t1, t2 healthy; t4 unhealthy, t5 lost.
+    // train: t1..t5 make up the pool (terminated and failed do not, nor the monitored m1, m2);
+    // t1, t2 healthy; t4 unhealthy, t5 lost, and the monitored m2 unhealthy too.
     expect(value(s, "navarch_nodes_total", { pool: "train" })).toBe(5);
+    expect(value(s, "navarch_nodes_monitored", { pool: "train" })).toBe(2);
     expect(value(s, "navarch_nodes_healthy", { pool: "train" })).toBe(2);
-    expect(value(s, "navarch_nodes_unhealthy", { pool: "train" })).toBe(2);
+    expect(value(s, "navarch_nodes_unhealthy", { pool: "train" })).toBe(3);
+    expect(value(s, "navarch_nodes_monitored", { pool: "infer" })).toBe(0);
     expect(value(s, "navarch_nodes_total", { pool: "infer" })).toBe(2);
     expect(value(s, "navarch_nodes_healthy", { pool: "infer" })).toBe(1);
     expect(value(s, "navarch_nodes_unhealthy", { pool: "infer" })).toBe(0);

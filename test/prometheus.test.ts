@@ -175,9 +175,8 @@ rule_files:
   - ${RULES}
 scrape_configs:
   - job_name: navarch
+    # As the seed's ServiceMonitor scrapes it: no token (server.metrics_auth: none by default).
     metrics_path: /metrics
-    authorization:
-      credentials: ${rec.authToken}
     static_configs:
       - targets: ["${target(rec.url)}"]
   - job_name: scheduler

@@ -1,9 +1,13 @@
 // LambdaProvider against the fake Lambda Cloud API (test/fake-clouds/lambda.ts).
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { publicKeyFromPrivate } from "../bootstrap/ssh.ts";
 import { LambdaProvider } from "../reconciler/providers/lambda.ts";
-import { ProviderError, TAG_MANAGED_BY, TAG_POOL } from "../reconciler/providers/provider.ts";
+import { TAG_MANAGED_BY, TAG_POOL } from "../reconciler/providers/provider.ts";
 import { startLambdaFake, type LambdaFake } from "./fake-clouds/lambda.ts";
 import { expectProviderError, fakeEnv, launchRequest, TEST_PUBLIC_KEY } from "./fake-clouds/support.ts";
+import { tempDir } from "./support.ts";
 
 let fake: LambdaFake;
 const KEY_ENV = "LAMBDA_API_KEY";
@@ -191,22 +195,61 @@ describe("LambdaProvider", () => {
     }
   });
 
-  test("a launch with no SSH key at all is refused before any call, naming the keys to set", async () => {
-    const req = launchRequest({ pool: "keyless" });
-    delete req.sshPublicKey;
-    const calls = fake.state.calls.length;
-    const named = new LambdaProvider({ api_key_env: KEY_ENV, base_url: fake.url }, fakeEnv({ [KEY_ENV]: fake.apiKey }), {
-      pools: new Map([["keyless", { path: "pools[3]" }]]),
-    });
-    const err = await expectProviderError(named.launch(req), "invalid");
-    expect(err).toBeInstanceOf(ProviderError);
-    expect(err.retryable).toBe(false);
-    expect(err.message).toContain("pools[3].ssh_key_names");
-    expect(err.message).toContain("providers.lambda.ssh_key_names");
-    expect(fake.state.calls.length).toBe(calls);
-    // A pool the provider was not told about is named by its name.
-    const unnamed = await expectProviderError(provider().launch(req), "invalid");
-    expect(unnamed.message).toContain("ssh_key_names of pool keyless");
+  test("no key configured: the account's one key; with none or several, a key named for this reconciler, kept in the data directory", async () => {
+    const keyless = () => {
+      const req = launchRequest({ pool: "keyless" });
+      delete req.sshPublicKey;
+      return req;
+    };
+    const account = (keys: { name: string; publicKey: string }[]) => startLambdaFake({ sshKeys: keys });
+    const on = (f: LambdaFake, dataDir: string, logs: string[] = []) =>
+      new LambdaProvider({ api_key_env: KEY_ENV, base_url: f.url }, fakeEnv({ [KEY_ENV]: f.apiKey }), { dataDir, log: (l) => logs.push(l) });
+    const one = account([{ name: "ops", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOps000000000000000000000000000000000000000" }]);
+    const none = account([]);
+    const several = account([
+      { name: "alice", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlice00000000000000000000000000000000000" },
+      { name: "bob", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBob0000000000000000000000000000000000000" },
+    ]);
+    try {
+      // One key in the account: that one, and nothing is created.
+      const viaOne = await on(one, tempDir()).launch(keyless());
+      expect(one.state.instances.get(viaOne.id)!.sshKeyNames).toEqual(["ops"]);
+      expect(one.state.sshKeys.size).toBe(1);
+
+      for (const f of [none, several]) {
+        const dataDir = tempDir();
+        const logs: string[] = [];
+        const before = f.state.sshKeys.size;
+        const p = on(f, dataDir, logs);
+        const [a, b] = await Promise.all([p.launch(keyless()), p.launch(keyless())]);
+        // One key created (two launches at once ask once), named for this reconciler, sent on both.
+        expect(f.state.sshKeys.size).toBe(before + 1);
+        const name = readFileSync(join(dataDir, "lambda-ssh-key.name"), "utf8").trim();
+        expect(name).toMatch(/^navarch-[a-z0-9-]+-[0-9a-f]{6}$/);
+        expect(f.state.instances.get(a.id)!.sshKeyNames).toEqual([name]);
+        expect(f.state.instances.get(b.id)!.sshKeyNames).toEqual([name]);
+        // Its private key, as Lambda returned it once, kept 0600; its public half is the account's key.
+        const keyFile = join(dataDir, "lambda-ssh-key");
+        expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+        const privateKey = readFileSync(keyFile, "utf8");
+        expect(publicKeyFromPrivate(privateKey).split(" ").slice(0, 2).join(" ")).toBe(f.state.sshKeys.get(name)!.public_key);
+        expect(await p.sshPrivateKey()).toBe(privateKey);
+        expect(logs.join("\n")).toContain(`created ${name}; its private key is in ${keyFile}`);
+        expect(logs.join("\n")).not.toContain(privateKey.split("\n")[1]!);
+        // A restarted reconciler (a new provider, the same data directory) sends the same key and creates none.
+        const again = await on(f, dataDir).launch(keyless());
+        expect(f.state.instances.get(again.id)!.sshKeyNames).toEqual([name]);
+        expect(f.state.sshKeys.size).toBe(before + 1);
+      }
+      // A pool that bootstraps with Navarch's own key (setup_commands, no ssh_private_key_path) never gets the account's other key.
+      const dataDir = tempDir();
+      const own = await on(one, dataDir).launch({ ...keyless(), sshOwnKey: true });
+      const ownName = readFileSync(join(dataDir, "lambda-ssh-key.name"), "utf8").trim();
+      expect(one.state.instances.get(own.id)!.sshKeyNames).toEqual([ownName]);
+      expect(ownName).not.toBe("ops");
+    } finally {
+      await Promise.all([one.stop(), none.stop(), several.stop()]);
+    }
   });
 
   test("ssh_key_names is sent on every launch: the pool's, else the provider's", async () => {
@@ -255,8 +298,13 @@ describe("LambdaProvider", () => {
     expect(err.message).toContain("never-registered");
   });
 
-  test("tags outside Lambda's rules are refused before the call", async () => {
-    await expectProviderError(provider().launch(launchRequest({ tags: { "Navarch Pool": "x" } })), "invalid");
+  test("a pool's labels become tags made to fit Lambda's rules (which the fake enforces)", async () => {
+    const p = provider();
+    const launched = await p.launch(launchRequest({ pool: "labelled", tags: { "navarch.dev/tier": "gold", workload: "training", "9lives": "x" } }));
+    const sent = Object.fromEntries(fake.state.instances.get(launched.id)!.tags.map((t) => [t.key, t.value]));
+    expect(sent).toMatchObject({ "navarch-dev:tier": "gold", workload: "training", "k-9lives": "x" });
+    expect((await p.get(launched.id))?.tags).toMatchObject({ "navarch-dev:tier": "gold", workload: "training" });
+    await p.terminate(launched.id);
   });
 
   test("reboot restarts the instance (a new boot); gone → not_found; not yet launched → transient", async () => {

@@ -1,19 +1,18 @@
 // The seed's configs, as an operator would run them: each pool of each YAML block of the
 // seed that defines pools (test/fixtures/config/valid/seed-*.yaml) launches against its
 // provider's fake, through the providers `navarch serve` builds from that config and a
-// launch request built as the reconciler's launch step builds it. Where a provider needs
-// something the seed leaves out, the first launch is refused with a message naming the
-// key to set; the test sets exactly that key, as the operator would, and the launch goes
-// through. The only other additions are the fakes' endpoints (base_url).
+// launch request built as the reconciler's launch step builds it: every pool launches as
+// written. The seed's Lambda pools name no SSH key (Lambda's launch call needs one): the
+// provider uses the account's key, or creates one it keeps in the data directory. The only
+// additions are the fakes' endpoints (base_url).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { parseConfig } from "../reconciler/config/load.ts";
 import { formatProblems } from "../reconciler/config/yaml-source.ts";
 import { createProviders } from "../reconciler/providers/index.ts";
-import { lambdaSshKeyWarnings } from "../reconciler/providers/lambda.ts";
 import { ProviderError, TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance, type LaunchRequest } from "../reconciler/providers/provider.ts";
 import type { NavarchConfig, PoolConfig } from "../schema/config.ts";
 import { startGcpFake, type GcpFake } from "./fake-clouds/gcp.ts";
@@ -31,6 +30,8 @@ const GCP_PROJECT = "my-gcp-project";
 
 let lambda: LambdaFake;
 let gcp: GcpFake;
+/** The reconciler's data directory, shared by every launch as one reconciler's would be. */
+const DATA_DIR = tempDir();
 let env: Record<string, string>;
 
 beforeAll(() => {
@@ -98,7 +99,7 @@ interface Outcome {
 /** One launch per pool, as `navarch serve` would make it for the pool's first provider. */
 async function launchEachPool(config: NavarchConfig): Promise<Outcome[]> {
   const providers = createProviders(config, {
-    dataDir: tempDir(),
+    dataDir: DATA_DIR,
     serverUrl: "http://127.0.0.1:50051",
     authToken: "unused",
     log: () => {},
@@ -149,46 +150,18 @@ function expectLaunched(outcome: Outcome): Instance {
 describe("each pool of the seed launches against its provider's fake", () => {
   for (const file of SEED_BLOCKS) {
     test(file, async () => {
-      const raw = await seedBlock(file);
-      const first = load(raw, file);
-      const outcomes = await launchEachPool(first.config);
-      expect(outcomes.length).toBe(first.config.pools.length);
-
-      // What the first attempt refused, it refused as a configuration error naming the key to set:
-      // exactly the Lambda pools that have no setup_commands (Lambda installs keys by name only).
-      const refused = outcomes.filter((o) => o.error !== undefined);
-      const keyless = first.config.pools.filter((p) => p.providers[0] === "lambda" && p.setup_commands.length === 0);
-      expect(refused.map((o) => o.pool.name)).toEqual(keyless.map((p) => p.name));
-      for (const o of refused) {
-        expect(o.provider).toBe("lambda");
-        expect(o.error!.kind).toBe("invalid");
-        expect(o.error!.retryable).toBe(false);
-        const index = first.config.pools.indexOf(o.pool);
-        const named = /set (pools\[\d+\]\.ssh_key_names) or providers\.lambda\.ssh_key_names/.exec(o.error!.message);
-        expect(named?.[1]).toBe(`pools[${index}].ssh_key_names`);
-        // `navarch config check` would have said so too.
-        expect(lambdaSshKeyWarnings(first.config, file).some((w) => w.startsWith(`${file}: pools[${index}].ssh_key_names:`))).toBe(true);
-        setKey(raw, named![1]!, [OPERATOR_KEY.name]);
-      }
-      // Pools with setup_commands bring their own key, GCP pools find their zones: those launch as written.
-      for (const o of outcomes.filter((x) => x.error === undefined)) {
+      const { config } = load(await seedBlock(file), file);
+      const outcomes = await launchEachPool(config);
+      expect(outcomes.length).toBe(config.pools.length);
+      for (const o of outcomes) {
         const instance = expectLaunched(o);
-        if (o.provider === "lambda") {
-          expect(o.pool.setup_commands.length).toBeGreaterThan(0);
-          expect(lambda.state.instances.get(instance.id)!.sshKeyNames[0]).toMatch(/^navarch-[0-9a-f]{12}$/);
-        }
-      }
-
-      if (refused.length > 0) {
-        const second = load(raw, file);
-        expect(lambdaSshKeyWarnings(second.config, file)).toEqual([]);
-        const retried = await launchEachPool(second.config);
-        for (const o of retried) {
-          const instance = expectLaunched(o);
-          if (o.provider === "lambda" && o.pool.setup_commands.length === 0) {
-            expect(lambda.state.instances.get(instance.id)!.sshKeyNames).toEqual([OPERATOR_KEY.name]);
-          }
-        }
+        if (o.provider !== "lambda") continue;
+        const keys = lambda.state.instances.get(instance.id)!.sshKeyNames;
+        // setup_commands: the bootstrap key, registered by its fingerprint. Else the account's one
+        // key while it has one; once a bootstrap key is there too, the key this reconciler created.
+        if (o.pool.setup_commands.length > 0) expect(keys[0]).toMatch(/^navarch-[0-9a-f]{12}$/);
+        else if (existsSync(join(DATA_DIR, "lambda-ssh-key.name"))) expect(keys).toEqual([readFileSync(join(DATA_DIR, "lambda-ssh-key.name"), "utf8").trim()]);
+        else expect(keys).toEqual([OPERATOR_KEY.name]);
       }
     });
   }
@@ -198,7 +171,6 @@ describe("each pool of the seed launches against its provider's fake", () => {
     setKey(raw, "providers.lambda.ssh_key_names", [OPERATOR_KEY.name]);
     const { config, warnings } = load(raw, "seed-complete.yaml");
     expect(warnings).toEqual([]);
-    expect(lambdaSshKeyWarnings(config, "seed-complete.yaml")).toEqual([]);
     for (const o of await launchEachPool(config)) {
       const instance = expectLaunched(o);
       if (o.provider === "lambda") expect(lambda.state.instances.get(instance.id)!.sshKeyNames).toEqual([OPERATOR_KEY.name]);
@@ -221,5 +193,12 @@ describe("each pool of the seed launches against its provider's fake", () => {
     expect(bad(`${pool}    ssh_key_names: navarch-ops\n`).join("\n")).toContain("pools[0].ssh_key_names");
     expect(bad(`providers:\n  lambda:\n    ssh_key_names: ["${"k".repeat(65)}"]\n${pool}`).join("\n")).toContain("providers.lambda.ssh_key_names[0]");
     expect(bad(`${pool}    ssh_key_names: [navarch-ops]\n`)).toEqual([]);
+    // Lambda's launch call takes exactly one name: two would fail every launch with HTTP 400.
+    expect(bad(`${pool}    ssh_key_names: [ops, ml]\n`)).toEqual([
+      "k.yaml: pools[0].ssh_key_names: Lambda's launch call takes exactly one SSH key name, got 2 (ops, ml): keep one",
+    ]);
+    expect(bad(`providers:\n  lambda:\n    ssh_key_names: [ops, ml]\n${pool}`).join("\n")).toContain(
+      "providers.lambda.ssh_key_names: Lambda's launch call takes exactly one",
+    );
   });
 });

@@ -118,6 +118,22 @@ describe("safety rails", () => {
     await f.until(async () => (await f.node(third.id)).state !== "ready");
   });
 
+  test("the breaker's share of a pool trips only from safety.breaker.min_cordons cordons (3 by default; a setting)", async () => {
+    const storm = (extra: string) =>
+      fleet(
+        `${FAST_SERVER}safety:\n  unhealthy_budget:\n    percent: 100\n  max_in_flight_per_pool: 10\n  breaker:\n    max_cordons: 100\n    percent: 50\n${extra}pools:\n${pool("p", 2, 2)}`,
+      );
+    // Both nodes of a 2-node pool cordoned: 100 % ≥ 50 %, but 2 < 3: no storm by default.
+    const quiet = await storm("");
+    await breakNodes(quiet, "p", 2, 2);
+    expect(await quiet.store.db.select().from(breakers)).toEqual([]);
+    const tripping = await storm("    min_cordons: 2\n");
+    await breakNodes(tripping, "p", 2, 2);
+    await tripping.step(100);
+    const [tripped] = await tripping.store.db.select().from(breakers);
+    expect(tripped?.reason).toContain("2 of 2 nodes cordoned within 10 min (≥ safety.breaker.percent 50%, at least safety.breaker.min_cordons 2)");
+  });
+
   test("partition freeze: many nodes silent at once are not declared Lost", async () => {
     const f = await fleet(`${FAST_SERVER}safety:\n  partition:\n    percent: 50\n    min_nodes: 3\npools:\n${pool("p", 5, 5)}`);
     await f.until(async () => (await f.count("ready")) === 5);

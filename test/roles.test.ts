@@ -1,8 +1,8 @@
 // Roles through the API: each role's allowed and refused calls, route by route, against an
 // expectation table written here (not read from schema/roles.ts, which it checks); tokens
 // created, listed, revoked and expired through the API and the CLI, stored hashed; enroll
-// tokens confined to their pool; /metrics behind the viewer role, on a listener of its own, or
-// open when configured so; and the regressions Schemathesis found.
+// tokens confined to their pool; /metrics open by default, behind the viewer role when
+// configured so, on a listener of its own; and the regressions Schemathesis found.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -58,7 +58,16 @@ beforeAll(async () => {
   const dataDir = join(tempDir("navarch-roles-"), "data");
   process.env.NAVARCH_ROLES_TEST_TOKEN = ADMIN;
   rec = await startReconciler(
-    { host: "127.0.0.1", port: 0, dataDir, databaseUrl: `file:${dataDir}/navarch.db`, authTokenEnv: "NAVARCH_ROLES_TEST_TOKEN", heartbeatIntervalSeconds: 10 },
+    {
+      host: "127.0.0.1",
+      port: 0,
+      dataDir,
+      databaseUrl: `file:${dataDir}/navarch.db`,
+      authTokenEnv: "NAVARCH_ROLES_TEST_TOKEN",
+      heartbeatIntervalSeconds: 10,
+      // /metrics is open by default; the table checks the viewer choice.
+      metricsAuth: "viewer",
+    },
     () => undefined,
     () => clock,
   );
@@ -100,6 +109,7 @@ const ALLOWED: Record<string, Role[]> = {
   "POST /v1/nodes/{id}/reboot": ["admin", "operator"],
   "POST /v1/pools/{name}/pause": ["admin", "operator"],
   "POST /v1/pools/{name}/resume": ["admin", "operator"],
+  "POST /v1/pools/{name}/scale": ["admin", "operator"],
   "POST /v1/nodes/{id}/fault": ["admin"],
   "POST /v1/breakers/{scope}/reset": ["admin"],
   "POST /v1/bootstrap-tokens": ["admin"],
@@ -138,6 +148,7 @@ function request(route: string, role: Role): { method: string; path: string; bod
     "POST /v1/nodes/{id}/fault": { xid: 79 },
     "POST /v1/bootstrap-tokens": { nodeId: "t-new" },
     "POST /v1/tokens": { role: "viewer" },
+    "POST /v1/pools/{name}/scale": { nodes: 0 },
   };
   return { method, path, ...(route in bodies ? { body: bodies[route] } : method === "POST" ? { body: {} } : {}) };
 }
@@ -316,7 +327,7 @@ describe("tokens: created, listed, revoked, expired; stored hashed", () => {
 });
 
 describe("/metrics", () => {
-  test("behind the viewer role by default; open only when server.metrics_auth is none; on a listener of its own", async () => {
+  test("behind the viewer role with server.metrics_auth: viewer; open by default, here on a listener of its own", async () => {
     expect((await call(undefined, "GET", "/metrics")).status).toBe(401);
     expect((await call(tokens.get("node"), "GET", "/metrics")).status).toBe(403);
     expect((await call(tokens.get("viewer"), "GET", "/metrics")).status).toBe(200);
@@ -331,7 +342,6 @@ describe("/metrics", () => {
         authTokenEnv: "NAVARCH_ROLES_TEST_TOKEN",
         heartbeatIntervalSeconds: 10,
         metricsAddress: { host: "127.0.0.1", port },
-        metricsAuth: "none",
       },
       () => undefined,
     );

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { configCheckCommand } from "../reconciler/cli/config-check.ts";
 import { serveCommand, serveSettings } from "../reconciler/cli/serve.ts";
 import { prepareServeConfig, type EnvLookup } from "../reconciler/config/preflight.ts";
+import { plainHttpWarning } from "../reconciler/config/exposure.ts";
 import { defaultHealthPolicy, type HealthPolicy } from "../reconciler/fleet/policy.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
@@ -78,7 +79,8 @@ describe("every config block of the seed passes check and starts", () => {
       expect(out.stdout).toContain(`# ${file} is valid`);
       const prepared = await prepareServeConfig(file, { env: withSecrets });
       if (!prepared.ok) throw new Error(prepared.problems.join("\n"));
-      expect(out.stderr).toBe(prepared.warnings.map((w) => `warning: ${w}\n`).join(""));
+      const plainHttp = prepared.plainHttp.length > 0 ? [`${file}: ${plainHttpWarning(prepared.plainHttp)}`] : [];
+      expect(out.stderr).toBe([...prepared.warnings, ...plainHttp].map((w) => `warning: ${w}\n`).join(""));
       await startsInProcess(prepared.config, prepared.policy);
     });
   }

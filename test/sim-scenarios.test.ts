@@ -1,6 +1,6 @@
 // Every scenario of the library (scenarios/*.yaml) runs through the simulator (the real
 // reconcile loop on virtual time) and every check it states must hold; every autoscaler
-// the README documents has a scenario asserting its pool's size. The known issues
+// docs/configuration.md documents has a scenario asserting its pool's size. The known issues
 // (scenarios/known-issues/) state the intended behaviour and are expected to fail until the
 // reconciler is fixed; when one starts passing, its test fails: move it to the library.
 import { describe, expect, test } from "bun:test";
@@ -59,8 +59,8 @@ describe("scenario library", () => {
   });
 
   test("every documented autoscaler has a scenario that asserts its pool's size through the real loop", async () => {
-    // The README's `scaling.autoscaler` row names each autoscaler as `type` followed by its keys.
-    const row = readFileSync(join(REPO_ROOT, "README.md"), "utf8")
+    // docs/configuration.md's `scaling.autoscaler` row names each autoscaler as `type` followed by its keys.
+    const row = readFileSync(join(REPO_ROOT, "docs/configuration.md"), "utf8")
       .split("\n")
       .find((l) => l.startsWith("| `scaling.autoscaler` |"));
     expect(row).toBeDefined();

@@ -13,7 +13,7 @@
 // fake instance is 127.0.0.1, so the provider below adds the port of the instance's sshd
 // to its address (`127.0.0.1:PORT`, a form the reconciler accepts).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../reconciler/config/load.ts";
 import { LambdaProvider } from "../reconciler/providers/lambda.ts";
@@ -51,18 +51,29 @@ interface Host {
   root: string;
 }
 
-/** Lambda, with each instance's address carrying its sshd's port (see the comment at the top). */
+/**
+ * Lambda, with each instance's address carrying its sshd's port (see the comment at the top),
+ * and the key each launch names installed on its machine, as Lambda does.
+ */
 class LoopbackLambda implements Provider {
   readonly name = "lambda";
   constructor(
     private readonly inner: LambdaProvider,
     private readonly fake: LambdaFake,
+    private readonly hosts: Host[],
   ) {}
   private withPort = (i: Instance): Instance => {
     const port = this.fake.state.instances.get(i.id)?.sshPort;
     return port !== undefined && i.address !== undefined ? { ...i, address: `${i.address}:${port}` } : i;
   };
-  launch = async (req: LaunchRequest) => this.withPort(await this.inner.launch(req));
+  launch = async (req: LaunchRequest) => {
+    const launched = await this.inner.launch(req);
+    const instance = this.fake.state.instances.get(launched.id);
+    const host = this.hosts.find((h) => h.sshd.port === instance?.sshPort);
+    for (const name of instance?.sshKeyNames ?? []) host?.sshd.authorize(this.fake.state.sshKeys.get(name)!.public_key);
+    return this.withPort(launched);
+  };
+  sshPrivateKey = () => this.inner.sshPrivateKey();
   terminate = (id: string) => this.inner.terminate(id);
   get = async (id: string) => {
     const i = await this.inner.get(id);
@@ -91,7 +102,7 @@ ${extra}`;
  * reconciler in this process managing one pool on it. With `powerOff`, a host is powered
  * off (agent killed, sshd stopped) once the fake no longer lists its instance.
  */
-async function fleet(name: string, hostCount: number, poolYaml: string, powerOff = true) {
+async function fleet(name: string, hostCount: number, poolYaml: string, powerOff = true, keyPath: string | null = client.privateKeyPath) {
   const hosts: Host[] = [];
   for (let i = 0; i < hostCount; i++) {
     const root = join(dir, name, `host-${i + 1}`, "root");
@@ -109,11 +120,11 @@ async function fleet(name: string, hostCount: number, poolYaml: string, powerOff
     `server:\n  heartbeat_interval: 1s\n  health_check_interval: 1s\n  autoscale_interval: 1s\n  data_dir: ${data}\n` +
       `providers:\n  lambda:\n    api_key_env: LAMBDA_E2E_KEY\n    base_url: ${fake.url}\n` +
       `pools:\n  - name: ${name}\n    provider: lambda\n    instance_type: gpu_8x_h100_sxm5\n    region: us-west-2\n` +
-      `    ssh_user: ${hosts[0]!.sshd.user}\n    ssh_private_key_path: ${client.privateKeyPath}\n${poolYaml}`,
+      `    ssh_user: ${hosts[0]!.sshd.user}\n${keyPath === null ? "" : `    ssh_private_key_path: ${keyPath}\n`}${poolYaml}`,
     name,
   );
   if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
-  const lambda = new LambdaProvider(parsed.config.providers.lambda!, (v) => (v === "LAMBDA_E2E_KEY" ? fake.apiKey : undefined));
+  const lambda = new LambdaProvider(parsed.config.providers.lambda!, (v) => (v === "LAMBDA_E2E_KEY" ? fake.apiKey : undefined), { dataDir: data });
   process.env.NAVARCH_E2E_TOKEN = "e2e-admin-token-0123456789";
   const logs: string[] = [];
   const rec = await startReconciler(
@@ -128,7 +139,7 @@ async function fleet(name: string, hostCount: number, poolYaml: string, powerOff
     },
     (line) => logs.push(line),
     Date.now,
-    { config: parsed.config, providers: new Map([["lambda", new LoopbackLambda(lambda, fake)]]), intervalMs: 250 },
+    { config: parsed.config, providers: new Map([["lambda", new LoopbackLambda(lambda, fake, hosts)]]), intervalMs: 250 },
   );
   // A machine whose instance the cloud no longer lists is powered off (agent killed, sshd stopped).
   const seen = new Set<number>();
@@ -257,6 +268,26 @@ describe("a pool on a fake cloud, bootstrapped over real SSH", () => {
     expect(readyNow).toHaveLength(2);
     expect(readyNow.map((n) => n.instanceName).sort()).toEqual(liveIds);
   }, 100_000);
+
+  test("with no ssh_private_key_path, Navarch logs in with the key it created in the Lambda account", async () => {
+    const f = await fleet(
+      "ownkey",
+      1,
+      `    scaling:\n      min_nodes: 1\n      max_nodes: 1\n    health:\n      registration_timeout: 2m\n${SETUP()}`,
+      false,
+      null,
+    );
+    const ready = await waitFor("a Ready node", async () => (await f.nodes()).find((n) => n.state === "ready"), 45_000).catch(async (err: unknown) => {
+      throw new Error(`${String(err)}\n${await f.explain()}`);
+    });
+    const data = join(dir, "ownkey", "reconciler");
+    const name = readFileSync(join(data, "lambda-ssh-key.name"), "utf8").trim();
+    // The account had one key (navarch-e2e, whose private half Navarch lacks): it created its own and launched with it.
+    expect(f.fake.state.instances.get(ready.instanceName!)!.sshKeyNames).toEqual([name]);
+    expect(statSync(join(data, "lambda-ssh-key")).mode & 0o777).toBe(0o600);
+    const info = await f.api<BootstrapInfo>(`/v1/nodes/${ready.id}/bootstrap`);
+    expect(info.runs[0]).toMatchObject({ state: "succeeded", error: null });
+  }, 60_000);
 
   test("a setup command that fails fails the node with its output kept, and the instance is cleaned up", async () => {
     const failing = `        echo "checking the driver"; echo "nvidia-smi: command not found" >&2; exit 127\n`;

@@ -7,7 +7,7 @@
 //   - a real OpenSSH bootstrap runs `curl … {{.ControlPlane}}/install.sh | sh` against the
 //     reconciler's https:// URL, installs the agent, which registers with its bootstrap token;
 //   - each of them refuses a certificate it should not trust (another CA, another pin), as do
-//     curl and openssl s_client; and plain HTTP on that address is refused unless allowed.
+//     curl and openssl s_client; and plain HTTP on that address warned about, or refused with require_tls.
 // Where namespaces cannot be made the test fails saying why; it never skips.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
@@ -297,13 +297,17 @@ describe("TLS on a network address, from outside its namespace", () => {
     expect(agentLog()).not.toContain(token);
   }, 120_000);
 
-  test("plain HTTP on that address is refused at start unless allowed, in one line naming the key", async () => {
+  test("plain HTTP on that address serves with one loud warning; server.require_tls refuses it in one line naming the key", async () => {
     const port = freePort();
     writeFileSync(join(fleet.dir, "plain.yaml"), `server:\n  address: ${ADDR}:${port}\n  data_dir: ${fleet.dir}/plain-data\n`);
-    const r = await run([IP, "netns", "exec", NS, fleet.navarch, "serve", "--config", "plain.yaml"], { NAVARCH_AUTH_TOKEN: fleet.token });
+    const check = await run([IP, "netns", "exec", NS, fleet.navarch, "config", "check", "plain.yaml"], { NAVARCH_AUTH_TOKEN: fleet.token });
+    expect(check.code).toBe(0);
+    expect(check.stderr).toContain(`warning: plain.yaml: PLAIN HTTP OFF LOOPBACK: server.address ${ADDR}:${port} serves plain HTTP (no server.tls)`);
+    writeFileSync(join(fleet.dir, "strict.yaml"), `server:\n  address: ${ADDR}:${port}\n  require_tls: true\n  data_dir: ${fleet.dir}/plain-data\n`);
+    const r = await run([IP, "netns", "exec", NS, fleet.navarch, "serve", "--config", "strict.yaml"], { NAVARCH_AUTH_TOKEN: fleet.token });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(
-      `plain.yaml: server.address: ${ADDR}:${port} is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls (cert_file, key_file), or server.allow_plain_http: true to accept that`,
+      `strict.yaml: server.address: ${ADDR}:${port} is not a loopback address and server.tls is not set, so it would serve plain HTTP (tokens in the clear); server.require_tls is true: set server.tls (cert_file, key_file), or listen on 127.0.0.1`,
     );
   });
 });

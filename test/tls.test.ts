@@ -225,13 +225,24 @@ describe("config check reads the files as serve does", () => {
     expect(await check(`  tls:\n    cert_file: ${first.cert}\n    key_file: ${first.key}\n`)).toMatchObject({ code: 0 });
   });
 
-  test("plain HTTP off loopback is refused unless allowed, naming the key", async () => {
-    const refused = await check("");
+  test("plain HTTP off loopback: a loud warning (allow_plain_http silences nothing); server.require_tls refuses it, naming the key", async () => {
+    const warned = await check("");
+    expect(warned.code).toBe(0);
+    expect(warned.stderr).toContain(
+      "warning: PLAIN HTTP OFF LOOPBACK: server.address 10.0.0.1:8443 serves plain HTTP (no server.tls): the admin token, API tokens, enroll tokens and node credentials cross the network in the clear",
+    );
+    expect(warned.stderr).toContain("Fix: set server.tls (cert_file, key_file), or keep this port on a private network only");
+    const allowed = await check("  allow_plain_http: true\n");
+    expect(allowed.code).toBe(0);
+    expect(allowed.stderr).toContain("PLAIN HTTP OFF LOOPBACK");
+    expect(allowed.stderr).toContain("server.allow_plain_http: deprecated and silences nothing");
+    const refused = await check("  require_tls: true\n");
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain(
-      "server.address: 10.0.0.1:8443 is not a loopback address, and plain HTTP there sends tokens in the clear: set server.tls (cert_file, key_file), or server.allow_plain_http: true to accept that",
+      "server.address: 10.0.0.1:8443 is not a loopback address and server.tls is not set, so it would serve plain HTTP (tokens in the clear); server.require_tls is true: set server.tls (cert_file, key_file), or listen on 127.0.0.1",
     );
-    expect((await check("  allow_plain_http: true\n")).code).toBe(0);
+    expect((await check(`  require_tls: true\n  tls:\n    cert_file: ${first.cert}\n    key_file: ${first.key}\n`)).code).toBe(0);
+    expect((await check("  require_tls: true\n  allow_plain_http: true\n")).stderr).toContain("server.allow_plain_http: contradicts server.require_tls: true");
     expect(fingerprint(first.cert)).toBe(first.fingerprint256);
   });
 });

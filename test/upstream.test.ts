@@ -287,8 +287,11 @@ describe("upstream's config format", () => {
       autoscaler: { type: "reactive", scale_up_threshold: 80, scale_down_threshold: 20 },
     });
     expect(training.health).toMatchObject({ unhealthy_threshold: 2, auto_replace: true });
-    // defaults.ssh_keys, for every pool that names none.
-    expect(config.pools.map((p) => p.ssh_key_names)).toEqual(Array(5).fill(["ops-team", "ml-team"]));
+    // defaults.ssh_keys, for every pool that names none: the first, since Lambda's launch call takes exactly one.
+    expect(config.pools.map((p) => p.ssh_key_names)).toEqual(Array(5).fill(["ops-team"]));
+    expect(migrate("config.yaml").notes).toContain(
+      "pools.training.ssh_keys: → ssh_key_names [ops-team]: Lambda's launch call takes exactly one SSH key name, so the first is kept and ml-team left out",
+    );
     expect(config.pools[2]!.scaling.autoscaler).toEqual({ type: "queue", jobs_per_node: 100 });
     // Whole hours; 0 to 24 is the whole day, in two halves (a window here cannot start where it ends).
     expect(config.pools[3]!.scaling.autoscaler).toMatchObject({

@@ -6,7 +6,7 @@ import * as v from "valibot";
 import { breakers, incidents, nodes, pools } from "../../schema/db.ts";
 import { issuePaths, type ErrorBody } from "../../schema/wire.ts";
 import { Operator, OperatorError } from "../fleet/operator.ts";
-import { LocalProvider } from "../providers/local.ts";
+import { FAKE_NVML_COMMANDS, FAKE_NVML_LINE, LocalProvider } from "../providers/local.ts";
 import type { Provider } from "../providers/provider.ts";
 import type { Store } from "../store/store.ts";
 
@@ -31,39 +31,57 @@ const Fault = v.pipe(
     xid: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(999))),
     gpu: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(15)), 0),
     /** Any fake-library control command (e.g. "temp 2 95", "lost 1 on"). */
-    nvml: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(256), v.regex(/^[^\n]+$/, "must be one line"))),
+    nvml: v.optional(
+      v.pipe(
+        v.string(),
+        v.minLength(1),
+        v.maxLength(256),
+        v.regex(FAKE_NVML_LINE, `expected one line: a fake NVML command (one of ${FAKE_NVML_COMMANDS.join(", ")}) and its arguments`),
+      ),
+    ),
     /** A kernel-log message to append (e.g. an NVRM Xid line). */
     kmsg: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(1024), v.regex(/^[^\n]+$/, "must be one line"))),
   }),
   v.check((f) => [f.xid, f.nvml, f.kmsg].filter((x) => x !== undefined).length === 1, "give exactly one of xid, nvml or kmsg"),
 );
 
+/** `POST /v1/pools/{name}/scale`: the size a pool without an autoscaler is held at. */
+export const ScaleBody = v.strictObject({
+  actor: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(128), v.description("who asks (recorded in the audit log)")), "operator"),
+  reason: v.optional(v.pipe(v.string(), v.maxLength(1024)), "no reason given"),
+  nodes: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(100_000), v.description("the pool's size, within scaling.min_nodes..max_nodes")),
+});
+
 export function registerAdminRoutes(v1: Hono, opts: AdminOptions): void {
   const { store, now } = opts;
   const operator = new Operator(store.db, now);
 
-  const act = async (c: Context, run: (body: v.InferOutput<typeof Action>) => Promise<unknown>) => {
-    let raw: unknown = {};
-    const text = await c.req.text();
-    if (text.trim() !== "") {
-      try {
-        raw = JSON.parse(text);
-      } catch {
-        return c.json<ErrorBody>({ error: "request body is not valid JSON" }, 400);
+  const body =
+    <S extends v.GenericSchema>(schema: S) =>
+    async (c: Context, run: (body: v.InferOutput<S>) => Promise<unknown>) => {
+      let raw: unknown = {};
+      const text = await c.req.text();
+      if (text.trim() !== "") {
+        try {
+          raw = JSON.parse(text);
+        } catch {
+          return c.json<ErrorBody>({ error: "request body is not valid JSON" }, 400);
+        }
       }
-    }
-    const parsed = v.safeParse(Action, raw);
-    if (!parsed.success) return c.json<ErrorBody>({ error: "invalid request body", issues: issuePaths(parsed.issues) }, 400);
-    try {
-      const result = await run(parsed.output);
-      opts.wake();
-      return c.json({ ok: true, ...(result === undefined ? {} : { result }) });
-    } catch (err) {
-      if (err instanceof OperatorError) return c.json<ErrorBody>({ error: err.message }, err.status);
-      throw err;
-    }
-  };
+      const parsed = v.safeParse(schema, raw);
+      if (!parsed.success) return c.json<ErrorBody>({ error: "invalid request body", issues: issuePaths(parsed.issues) }, 400);
+      try {
+        const result = await run(parsed.output);
+        opts.wake();
+        return c.json({ ok: true, ...(result === undefined ? {} : { result }) });
+      } catch (err) {
+        if (err instanceof OperatorError) return c.json<ErrorBody>({ error: err.message }, err.status);
+        throw err;
+      }
+    };
 
+  const act = body(Action);
+  v1.post("/pools/:name/scale", (c) => body(ScaleBody)(c, (b) => operator.scalePool(c.req.param("name"), b.nodes, b.actor, b.reason)));
   v1.post("/nodes/:id/cordon", (c) => act(c, (b) => operator.cordon(c.req.param("id"), b.actor, b.reason)));
   v1.post("/nodes/:id/uncordon", (c) => act(c, (b) => operator.uncordon(c.req.param("id"), b.actor)));
   v1.post("/nodes/:id/drain", (c) => act(c, (b) => operator.drain(c.req.param("id"), b.actor, b.reason, b.deadlineSeconds * 1000)));

@@ -26,11 +26,27 @@ interface Asset {
 
 const asset = (body: string, type: string): Asset => ({ body, type, etag: `"${Bun.hash(body).toString(36)}"` });
 
+const INDEX_HTML = text(indexHtml, "index.html");
+const PLAIN_HTTP_BANNER = '<p id="plain-http" class="banner" role="alert" hidden></p>';
+if (!INDEX_HTML.includes(PLAIN_HTTP_BANNER)) throw new Error("index.html lacks the plain-HTTP banner element");
+
 const ASSETS: Record<string, Asset> = {
-  "/ui/": asset(text(indexHtml, "index.html"), "text/html; charset=utf-8"),
   "/ui/app.js": asset(text(appJs, "app.js"), "text/javascript; charset=utf-8"),
   "/ui/app.css": asset(text(appCss, "app.css"), "text/css; charset=utf-8"),
 };
+
+/** The page, with the plain-HTTP banner shown (filled here: it is there before anyone pastes a token). */
+function indexPage(plainHttpBanner: string | undefined): Asset {
+  const html =
+    plainHttpBanner === undefined
+      ? INDEX_HTML
+      : INDEX_HTML.replace(PLAIN_HTTP_BANNER, `<p id="plain-http" class="banner" role="alert">${escapeHtml(plainHttpBanner)}</p>`);
+  return asset(html, "text/html; charset=utf-8");
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
 
 const SECURITY_HEADERS: Record<string, string> = {
   "Content-Security-Policy":
@@ -46,7 +62,9 @@ function serve(c: Context, a: Asset): Response {
   return new Response(a.body, { status: 200, headers });
 }
 
-export function registerDashboardRoutes(app: Hono): void {
+export function registerDashboardRoutes(app: Hono, plainHttpBanner?: string): void {
+  const index = indexPage(plainHttpBanner);
+  app.get(DASHBOARD_PATH, (c) => serve(c, index));
   app.get("/", (c) => c.redirect(DASHBOARD_PATH));
   app.get("/ui", (c) => c.redirect(DASHBOARD_PATH));
   app.get("/ui/index.html", (c) => c.redirect(DASHBOARD_PATH));

@@ -14,6 +14,8 @@ import * as report from "./report.ts";
 import * as views from "./views.ts";
 import * as tokens from "./tokens.ts";
 import { TokenRequest } from "./install.ts";
+import { ScaleBody } from "./admin.ts";
+import { FAKE_NVML_LINE } from "../providers/local.ts";
 
 export const OPENAPI_PATH = "/openapi.json";
 
@@ -33,7 +35,7 @@ const OneLine = (max: number) => v.pipe(v.string(), v.minLength(1), v.maxLength(
 export const FaultBody = v.pipe(
   v.union([
     v.strictObject({ xid: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(999)), gpu: FaultGpu }),
-    v.strictObject({ nvml: OneLine(256), gpu: FaultGpu }),
+    v.strictObject({ nvml: v.pipe(v.string(), v.minLength(1), v.maxLength(256), v.regex(FAKE_NVML_LINE)), gpu: FaultGpu }),
     v.strictObject({ kmsg: OneLine(1024), gpu: FaultGpu }),
   ]),
   v.description("exactly one of xid, nvml or kmsg; local (simulated) nodes only"),
@@ -60,6 +62,7 @@ const SCHEMAS = {
   ActionBody,
   ActionResult,
   FaultBody,
+  ScaleBody,
   BootstrapTokenRequest: TokenRequest,
   PoolRow: views.PoolRow,
   PoolList: views.PoolList,
@@ -242,6 +245,14 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     },
     "/v1/pools/{name}/pause": { post: admin_action("pause", "Pause a pool: no scaling, no automatic replacement", "pool") },
     "/v1/pools/{name}/resume": { post: admin_action("resume", "Resume a paused pool", "pool") },
+    "/v1/pools/{name}/scale": {
+      post: admin_action(
+        "scale",
+        "Set the size of a pool without an autoscaler (within its bounds); it is held there, replacements included",
+        "pool",
+        "ScaleBody",
+      ),
+    },
     "/v1/incidents": {
       get: get("listIncidents", "Incidents, newest first (500 at most)", "IncidentList", ["admin"], {
         parameters: [queryParam("open", "true: only open ones", { type: "boolean" })],
@@ -372,7 +383,7 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     "/metrics": {
       get: {
         ...plain("metrics", "Prometheus metrics (text exposition format)", "metrics"),
-        description: "Needs a token of the viewer role or above, unless server.metrics_auth is none; on server.metrics_address when that is set.",
+        description: "Open by default; needs a token of the viewer role or above with server.metrics_auth: viewer. On server.metrics_address when that is set.",
         security: [{ bearerAuth: [] }, {}],
         responses: { "200": { description: "metrics", content: { "text/plain": { schema: { type: "string" } } } }, ...errors(401, 403) },
       },
@@ -433,7 +444,7 @@ const LINKS: { path: string; method: string; from: string; to: string[]; paramet
     to: ["getNode", "getNodeTimeline", "getNodeBootstrap", "cordonNode", "uncordonNode", "drainNode", "rebootNode", "replaceNode", "injectFaultNode"],
   },
   { path: "/v1/bootstrap-tokens", method: "post", from: "$response.body#/nodeId", parameter: "id", to: ["getNodeBootstrap", "getNode"] },
-  { path: "/v1/pools", method: "get", from: "$response.body#/pools/0/name", parameter: "name", to: ["getPool", "pausePool", "resumePool"] },
+  { path: "/v1/pools", method: "get", from: "$response.body#/pools/0/name", parameter: "name", to: ["getPool", "pausePool", "resumePool", "scalePool"] },
   { path: "/v1/breakers", method: "get", from: "$response.body#/breakers/0/scope", parameter: "scope", to: ["resetBreaker"] },
   { path: "/v1/tokens", method: "get", from: "$response.body#/tokens/0/id", parameter: "id", to: ["revokeToken"] },
 ];
@@ -477,7 +488,7 @@ export function openApiDocument(): Record<string, unknown> {
       title: "Navarch reconciler API",
       version: NAVARCH_VERSION,
       description:
-        "The agent API (register, heartbeat, events), the admin API (nodes, pools, incidents, breakers, audit, actions) and the views the dashboard and CLI read. Every /v1 call needs `Authorization: Bearer <token>`: the admin token (NAVARCH_AUTH_TOKEN), an API token of a role (admin: everything; operator: reads, cordon, uncordon, drain, replace, reboot, pause and resume; viewer: reads, the change stream and /metrics; enroll: registers nodes into its one pool), a node's own credential (register, heartbeat and events for that node), or a one-time bootstrap token (one registration). A call the role may not make is answered 403.",
+        "The agent API (register, heartbeat, events), the admin API (nodes, pools, incidents, breakers, audit, actions) and the views the dashboard and CLI read. Every /v1 call needs `Authorization: Bearer <token>`: the admin token (NAVARCH_AUTH_TOKEN), an API token of a role (admin: everything; operator: reads, cordon, uncordon, drain, replace, reboot, pause, resume and scale pools; viewer: reads, the change stream and /metrics; enroll: registers nodes into its one pool), a node's own credential (register, heartbeat and events for that node), or a one-time bootstrap token (one registration). A call the role may not make is answered 403.",
     },
     jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
     servers: [{ url: "/" }],

@@ -52,10 +52,12 @@ export interface ApiOptions {
   agentBinary?: string;
   /** Whether this reconciler leads or stands by, for /readyz (one line). */
   role?: () => string | undefined;
-  /** Who may read /metrics (server.metrics_auth): a viewer's token (the default) or anyone. */
+  /** Who may read /metrics (server.metrics_auth): anyone (the default) or a viewer's token. */
   metricsAuth?: MetricsAuth;
   /** False when /metrics has a listener of its own (createMetricsApp). */
   metricsHere?: boolean;
+  /** Set when the API is plain HTTP off loopback: the dashboard shows it on every page (config/exposure.ts). */
+  plainHttpBanner?: string;
   /** Writes heartbeats and event batches in groups (default: one of its own over the store). */
   ingest?: Ingest;
 }
@@ -64,7 +66,7 @@ type MetricsOptions = Pick<ApiOptions, "store" | "metrics" | "authToken" | "now"
 
 function serveMetrics(app: Hono, opts: MetricsOptions): void {
   app.get("/metrics", async (c) => {
-    if (opts.metricsAuth !== "none") {
+    if (opts.metricsAuth === "viewer") {
       const refused = await authenticate(c, { db: opts.store.db, adminToken: opts.authToken, now: opts.now });
       if (refused !== undefined) return refused;
     }
@@ -258,7 +260,7 @@ export function createApi(opts: ApiOptions): Hono {
   registerViewRoutes(v1, { store, now });
   registerReportRoutes(v1, { store, now });
   registerTokenRoutes(v1, { store, now });
-  registerDashboardRoutes(app);
+  registerDashboardRoutes(app, opts.plainHttpBanner);
   app.route("/v1", v1);
   return app;
 }

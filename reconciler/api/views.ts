@@ -108,6 +108,8 @@ export const PoolRow = v.object({
     v.pipe(v.string(), v.description("while the pool launches nothing because its machines did not register: the pattern, and what to change")),
   ),
   registrationHeldAt: Nullable(Ms),
+  requestedNodes: Nullable(v.pipe(v.number(), v.description("the size an operator set with navarch pools scale (held while the pool has no autoscaler)"))),
+  requestedBy: Nullable(v.string()),
   createdAt: Ms,
   updatedAt: Ms,
 });
@@ -126,9 +128,12 @@ export const PoolSummary = v.object({
   minNodes: Nullable(v.number()),
   maxNodes: Nullable(v.number()),
   autoscaler: Nullable(v.pipe(v.string(), v.description("the autoscaler type, or null for none"))),
+  requestedNodes: Nullable(v.pipe(v.number(), v.description("the size an operator set with navarch pools scale"))),
+  requestedBy: Nullable(v.string()),
   providers: v.array(v.string()),
   instanceType: Nullable(v.string()),
-  size: v.pipe(v.number(), v.description("nodes that count toward the pool's size (live, not terminating)")),
+  size: v.pipe(v.number(), v.description("nodes Navarch launched that count toward the pool's size (live, not terminating); monitored nodes never do")),
+  monitored: v.pipe(v.number(), v.description("live nodes that registered on their own (a DaemonSet's): watched and quarantined, never counted in size")),
   healthy: v.number(),
   unhealthy: v.number(),
   byState: StateCounts,
@@ -436,6 +441,8 @@ interface StateCount {
   pool: string | null;
   state: NodeState;
   n: number;
+  /** Of n, nodes that registered on their own (origin monitored). */
+  monitored: number;
   healthy: number;
   unhealthy: number;
 }
@@ -468,13 +475,14 @@ async function stateCounts(store: Store, pool?: string): Promise<StateCount[]> {
       pool: nodes.pool,
       state: nodes.state,
       n: sql<number>`count(*)`,
+      monitored: sql<number>`sum(case when ${nodes.origin} = 'monitored' then 1 else 0 end)`,
       healthy: sql<number>`sum(case when ${nodes.state} = 'ready' and ${nodes.verdict} = 'healthy' then 1 else 0 end)`,
       unhealthy: sql<number>`sum(case when ${nodes.verdict} = 'unhealthy' or ${nodes.state} = 'lost' then 1 else 0 end)`,
     })
     .from(nodes)
     .where(pool === undefined ? undefined : eq(nodes.pool, pool))
     .groupBy(nodes.pool, nodes.state);
-  return rows.map((r) => ({ ...r, n: Number(r.n), healthy: Number(r.healthy), unhealthy: Number(r.unhealthy) }));
+  return rows.map((r) => ({ ...r, n: Number(r.n), monitored: Number(r.monitored), healthy: Number(r.healthy), unhealthy: Number(r.unhealthy) }));
 }
 
 /** The parts of a pool's spec the views show; everything else stays in `spec`. */
@@ -505,9 +513,12 @@ function summarize(p: typeof pools.$inferSelect, counts: StateCount[], tripped: 
     minNodes: s.scaling?.min_nodes ?? null,
     maxNodes: s.scaling?.max_nodes ?? null,
     autoscaler: s.scaling?.autoscaler?.type ?? null,
+    requestedNodes: p.requestedNodes,
+    requestedBy: p.requestedBy,
     providers: s.providers ?? (s.provider ? [s.provider] : []),
     instanceType: s.instance_type ?? null,
-    size: live.reduce((sum, r) => sum + r.n, 0),
+    size: live.reduce((sum, r) => sum + r.n - r.monitored, 0),
+    monitored: live.reduce((sum, r) => sum + r.monitored, 0),
     healthy: live.reduce((sum, r) => sum + r.healthy, 0),
     unhealthy: live.reduce((sum, r) => sum + r.unhealthy, 0),
     byState,

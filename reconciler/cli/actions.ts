@@ -9,11 +9,13 @@ import { NodeDetail } from "../../schema/admin.ts";
 import { IncidentList, PoolList, PoolView, incidentTimeline, type PoolSummary } from "../api/views.ts";
 import { CliError, apiGet, apiPost, resolveTarget, type ApiTarget } from "./client.ts";
 import { auditDetails, incidentText } from "./nodes.ts";
+import { durationFlag } from "./durations.ts";
 import { age, duration, parseAnswer, parseFormat, printable, render, table, type Format } from "./output.ts";
 
 export const ACTIONS_USAGE = `  navarch cordon|uncordon|reboot|replace NODE [--reason TEXT]
-  navarch drain NODE [--reason TEXT] [--deadline SECONDS] [--no-wait]   (waits, printing progress, until drained)
+  navarch drain NODE [--reason TEXT] [--deadline 30m] [--no-wait]   (waits, printing progress, until drained)
   navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL
+  navarch pools scale POOL --nodes N [--reason TEXT]   (a pool without an autoscaler: held at N)
   navarch breaker reset SCOPE                 (fleet or pool:NAME)
   navarch incidents [--open] [--node NODE] [--pool POOL]
   navarch fault inject NODE --xid N [--gpu I] | --nvml COMMAND | --kmsg LINE   (local nodes only)
@@ -60,6 +62,7 @@ export async function actionCommand(command: string, args: string[], write: (s: 
       gpu: { type: "string" },
       nvml: { type: "string" },
       kmsg: { type: "string" },
+      nodes: { type: "string" },
       output: { type: "string", short: "o", default: "table" },
       server: { type: "string", short: "s" },
     },
@@ -87,10 +90,8 @@ export async function actionCommand(command: string, args: string[], write: (s: 
       return done(answer, `${node}: ${command} requested${command === "cordon" ? " (it stays cordoned until someone uncordons it)" : ""}`);
     }
     case "drain": {
-      const node = one("NODE [--deadline SECONDS] [--no-wait]");
-      const deadline = values.deadline === undefined ? 1800 : Number(values.deadline);
-      if (!(Number.isInteger(deadline) && deadline > 0 && deadline <= 7 * 24 * 3600))
-        throw new CliError(`--deadline: expected whole seconds from 1 to 604800, got ${values.deadline}`, 2);
+      const node = one("NODE [--deadline 30m] [--no-wait]");
+      const deadline = values.deadline === undefined ? 1800 : durationFlag("--deadline", values.deadline, 1, 7 * 86_400, "30m or 2h");
       const target = resolveTarget(values.server);
       const answer = await apiPost(target, `/v1/nodes/${encodeURIComponent(node)}/drain`, { ...body, deadlineSeconds: deadline });
       parseAnswer(ActionAnswer, answer, "drain");
@@ -101,7 +102,7 @@ export async function actionCommand(command: string, args: string[], write: (s: 
       return waitForDrain(target, node, deadline, format, write, opts);
     }
     case "pools":
-      return poolsCommand(positionals, values.server, values.reason, body, format, write);
+      return poolsCommand(positionals, values.server, values.reason, values.nodes, body, format, write);
     case "breaker": {
       const [verb, scope] = positionals;
       if (verb !== "reset" || !scope) throw new CliError("usage: navarch breaker reset SCOPE   (fleet or pool:NAME)", 2);
@@ -167,16 +168,25 @@ async function poolsCommand(
   positionals: string[],
   server: string | undefined,
   reason: string | undefined,
+  nodes: string | undefined,
   body: { actor: string; reason?: string },
   format: Format,
   write: (s: string) => void,
 ): Promise<number> {
   const [verb, pool, ...rest] = positionals;
-  const usage = "usage: navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL";
-  if (verb === "scale") {
-    throw new CliError("pools scale: a pool's min_nodes and max_nodes come from the config file; change scaling there and restart the reconciler", 2);
-  }
+  const usage = "usage: navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL | scale POOL --nodes N [--reason TEXT]";
   if (rest.length > 0) throw new CliError(usage, 2);
+  if (verb === "scale" && pool !== undefined) {
+    const size = nodes === undefined ? Number.NaN : Number(nodes);
+    if (!(Number.isInteger(size) && size >= 0 && size <= 100_000 && /^\d+$/.test(nodes ?? "")))
+      throw new CliError(
+        `pools scale: --nodes: expected a whole number of nodes from 0 to 100000, got ${nodes === undefined ? "nothing" : JSON.stringify(nodes)}`,
+        2,
+      );
+    const answer = await apiPost(resolveTarget(server), `/v1/pools/${encodeURIComponent(pool)}/scale`, { ...body, nodes: size });
+    write(render(format, parseAnswer(ActionAnswer, answer, "scale"), () => `pool ${pool}: scaling to ${size} nodes (held there: it has no autoscaler)`));
+    return 0;
+  }
   if (verb === "list" && pool === undefined) {
     const target = resolveTarget(server);
     const list = parseAnswer(PoolList, await apiGet(target, "/v1/pools"), "pools");
@@ -207,12 +217,13 @@ async function poolsCommand(
 function poolsTable(pools: PoolSummary[], now = Date.now()): string {
   if (pools.length === 0) return "No pools.";
   return table(
-    ["POOL", "SIZE", "MIN", "MAX", "HEALTHY", "UNHEALTHY", "AUTOSCALER", "LAST SCALED", "STATUS"],
+    ["POOL", "SIZE", "MIN", "MAX", "MONITORED", "HEALTHY", "UNHEALTHY", "AUTOSCALER", "LAST SCALED", "STATUS"],
     pools.map((p) => [
       p.name,
       String(p.size),
       String(p.minNodes ?? "-"),
       String(p.maxNodes ?? "-"),
+      String(p.monitored),
       String(p.healthy),
       String(p.unhealthy),
       p.autoscaler ?? "none",
@@ -223,6 +234,9 @@ function poolsTable(pools: PoolSummary[], now = Date.now()): string {
         p.breaker ? `breaker tripped: ${p.breaker}` : "",
         p.launches ? launchStatus(p.launches, now) : "",
         p.minNodes !== null && p.size < p.minNodes ? "below min" : "",
+        p.requestedNodes !== null && p.autoscaler === null && p.size !== p.requestedNodes
+          ? `scaling to ${p.requestedNodes} (requested by ${p.requestedBy ?? "?"})`
+          : "",
       ]
         .filter(Boolean)
         .join("; ") || "ok",
@@ -244,9 +258,10 @@ function poolText(view: v.InferOutput<typeof PoolView>, now = Date.now()): strin
   return [
     `Pool:        ${s.name} (${view.pool.source})`,
     `Size:        ${s.size} (min ${s.minNodes ?? "-"}, max ${s.maxNodes ?? "-"})${s.minNodes !== null && s.size < s.minNodes ? ", below min" : ""}`,
+    `Monitored:   ${s.monitored} (registered on their own: watched, never counted in the size)`,
     `Health:      ${s.healthy} healthy, ${s.unhealthy} unhealthy`,
     `States:      ${byState || "no nodes"}`,
-    `Autoscaler:  ${s.autoscaler ?? "none (bounds only)"}`,
+    `Autoscaler:  ${s.autoscaler ?? (s.requestedNodes === null ? "none (bounds only)" : `none: held at ${s.requestedNodes}, requested by ${s.requestedBy ?? "?"}`)}`,
     `Providers:   ${s.providers.join(", ") || "-"} (${s.instanceType ?? "-"})`,
     `Last scaled: ${s.lastScaleAt === null ? "never" : `${age(s.lastScaleAt, now)} (${s.lastScaleDirection ?? "?"})`}`,
     ...(s.launches ? [`Launches:    ${launchStatus(s.launches, now)}`] : []),

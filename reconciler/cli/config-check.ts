@@ -4,7 +4,8 @@
 // (reconciler/config/preflight.ts), so a file this accepts starts, with the same warnings.
 // Exit status: 0 valid (the normalised config is printed), 2 invalid or bad usage.
 import { configToYaml } from "../config/print.ts";
-import { prepareServeConfig, type EnvLookup } from "../config/preflight.ts";
+import { plainHttpWarning } from "../config/exposure.ts";
+import { prepareServeConfig, type PrepareOptions } from "../config/preflight.ts";
 
 export const CONFIG_CHECK_USAGE = "usage: navarch config check FILE";
 
@@ -15,7 +16,7 @@ export interface CommandOutput {
 }
 
 /** `args` are the words after `config check`. */
-export async function configCheckCommand(args: string[], out: CommandOutput, options: { env?: EnvLookup } = {}): Promise<number> {
+export async function configCheckCommand(args: string[], out: CommandOutput, options: PrepareOptions = {}): Promise<number> {
   if (args.length === 1 && (args[0] === "-h" || args[0] === "--help")) {
     out.stdout(
       `${CONFIG_CHECK_USAGE}\nValidates FILE and what navarch serve needs from it (the health policy and SSH keys it names, ` +
@@ -37,6 +38,7 @@ export async function configCheckCommand(args: string[], out: CommandOutput, opt
     return 2;
   }
   for (const warning of result.warnings) out.stderr(`warning: ${warning}\n`);
+  if (result.plainHttp.length > 0) out.stderr(`warning: ${file}: ${plainHttpWarning(result.plainHttp)}\n`);
   const pools = result.config.pools.length;
   out.stdout(`# ${file} is valid (${pools} pool${pools === 1 ? "" : "s"}); normalised, with defaults filled in:\n`);
   out.stdout(configToYaml(result.config));

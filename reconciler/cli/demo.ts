@@ -10,6 +10,7 @@ import { eq } from "drizzle-orm";
 import { nodes } from "../../schema/db.ts";
 import type { NodeRow } from "../../schema/admin.ts";
 import { CliError } from "./client.ts";
+import { durationFlag } from "./durations.ts";
 import { nodesTable } from "./nodes.ts";
 import { listNodes } from "../fleet/registry.ts";
 import { LocalProvider } from "../providers/local.ts";
@@ -25,6 +26,7 @@ export async function demoCommand(args: string[], out: { stdout: (s: string) => 
       "nvml-library": { type: "string" },
       "no-fault": { type: "boolean" },
       duration: { type: "string" },
+      port: { type: "string" },
     },
     strict: true,
   });
@@ -38,10 +40,13 @@ export async function demoCommand(args: string[], out: { stdout: (s: string) => 
   const config = values["nvml-library"]
     ? { ...loaded, providers: { ...loaded.providers, local: { ...loaded.providers.local, nvml_library: values["nvml-library"] } } }
     : loaded;
-  const durationMs = values.duration === undefined ? undefined : Number(values.duration) * 1000;
-  if (durationMs !== undefined && !(durationMs > 0)) throw new CliError(`--duration: expected seconds > 0, got ${JSON.stringify(values.duration)}`, 2);
+  // A timer holds at most 24.8 days: a week is plenty for a demo.
+  const durationMs = values.duration === undefined ? undefined : durationFlag("--duration", values.duration, 1, 7 * 86_400, "90s or 10m") * 1000;
+  const port = values.port === undefined ? undefined : Number(values.port);
+  if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535 && /^\d+$/.test(values.port ?? "")))
+    throw new CliError(`--port: expected a port from 1 to 65535, got ${JSON.stringify(values.port)}`, 2);
 
-  const settings = serveSettings(config, values["data-dir"]);
+  const settings = { ...serveSettings(config, values["data-dir"]), ...(port === undefined ? {} : { port }) };
   const log = (line: string) => out.stderr(`${new Date().toISOString()} ${line}\n`);
   const rec = await startReconciler(settings, log, Date.now, { config, policy }).catch((err: unknown) => {
     throw isStartProblem(err) ? new CliError(err.message) : err;
@@ -76,11 +81,14 @@ export async function demoCommand(args: string[], out: { stdout: (s: string) => 
   };
   const timer = setInterval(() => void show().catch((err: unknown) => log(`demo: ${String(err)}`)), 500);
 
+  let stopAfter: ReturnType<typeof setTimeout> | undefined;
   await new Promise<void>((done) => {
     process.once("SIGINT", () => done());
     process.once("SIGTERM", () => done());
-    if (durationMs !== undefined) setTimeout(done, durationMs);
+    if (durationMs !== undefined) stopAfter = setTimeout(done, durationMs);
   });
+  // A pending --duration timer would keep the process alive after Ctrl-C.
+  clearTimeout(stopAfter);
   clearInterval(timer);
   await show();
   log("stopping: terminating the local nodes, then the reconciler");

@@ -62,7 +62,7 @@ export function serveSettings(config: NavarchConfig, dataDirOverride?: string): 
     authTokenEnv: server.auth_token_env,
     heartbeatIntervalSeconds: server.heartbeat_interval / 1000,
     ...(server.tls ? { tls: server.tls } : {}),
-    allowPlainHttp: server.allow_plain_http,
+    requireTls: server.require_tls,
     ...(server.metrics_address ? { metricsAddress: parseAddress(server.metrics_address) ?? { host: "127.0.0.1", port: 9090 } } : {}),
     metricsAuth: server.metrics_auth,
     metricsPerGpu: server.metrics_per_gpu,

@@ -5,24 +5,13 @@ import { parseArgs } from "node:util";
 import { TOKEN_ROLES, type TokenRole } from "../../schema/roles.ts";
 import { MAX_TOKEN_TTL_SECONDS, TokenCreated, TokenList, TokenRevoked, type TokenInfo } from "../api/tokens.ts";
 import { CliError, apiDelete, apiGet, apiPost, resolveTarget } from "./client.ts";
+import { durationFlag } from "./durations.ts";
 import { parseAnswer, parseFormat, render, table } from "./output.ts";
 
 export const TOKENS_USAGE = `  navarch tokens create --role admin|operator|viewer|enroll [--pool POOL] [--ttl 30d] [--name NAME]
                                          mint an API token (enroll: registers nodes into POOL); printed once
   navarch tokens list                    every token: id, role, pool, expiry, revoked
   navarch tokens revoke ID               refuse a token from now on`;
-
-const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 7 * 86_400 };
-
-/** `90m`, `12h`, `30d`, `2w` → seconds, from 1 minute to 3650 days. */
-export function parseTtl(text: string): number {
-  const m = /^(\d{1,7})(s|m|h|d|w)$/.exec(text.trim());
-  const seconds = m === null ? NaN : Number(m[1]) * (UNIT_SECONDS[m[2] ?? "s"] ?? 1);
-  if (!(seconds >= 60 && seconds <= MAX_TOKEN_TTL_SECONDS)) {
-    throw new CliError(`--ttl: expected a duration from 1m to 3650d, like 12h, 30d or 2w, got ${JSON.stringify(text)}`, 2);
-  }
-  return seconds;
-}
 
 export async function tokensCommand(args: string[], write: (s: string) => void): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -55,7 +44,7 @@ export async function tokensCommand(args: string[], write: (s: string) => void):
       role: role as TokenRole,
       ...(values.pool !== undefined ? { pool: values.pool } : {}),
       ...(values.name !== undefined ? { name: values.name } : {}),
-      ...(values.ttl !== undefined ? { ttlSeconds: parseTtl(values.ttl) } : {}),
+      ...(values.ttl !== undefined ? { ttlSeconds: durationFlag("--ttl", values.ttl, 60, MAX_TOKEN_TTL_SECONDS, "12h, 30d or 2w") } : {}),
     };
     const created = parseAnswer(TokenCreated, await apiPost(resolveTarget(values.server), "/v1/tokens", body), "tokens create");
     write(

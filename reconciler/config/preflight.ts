@@ -10,7 +10,6 @@
 // a missing key file, and a missing health policy file, which serves the default policy (the
 // seed's own ConfigMap names /etc/navarch/health-policy.yaml and ships no such file; refusing
 // would crash-loop its Deployment, while the default policy is the catalog's, never permissive).
-import { lambdaSshKeyWarnings } from "../providers/lambda.ts";
 import { existsSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { AutoscalerConfig, NavarchConfig } from "../../schema/config.ts";
@@ -22,6 +21,7 @@ import { TlsError, expiryWarning, loadTlsMaterial } from "../tls.ts";
 import { EMBEDDED_DEFAULTS_SOURCE, EMBEDDED_DEFAULTS_YAML } from "./defaults.ts";
 import { loadConfigFile, parseConfig } from "./load.ts";
 import { formatProblems, readTextFile } from "./yaml-source.ts";
+import { plainHttpListeners, plainHttpRefusals, resolveHost, type PlainListener, type ResolveHost } from "./exposure.ts";
 
 export type EnvLookup = (name: string) => string | undefined;
 
@@ -30,41 +30,72 @@ export interface ServeInputs {
   policy: HealthPolicy;
   /** One line each, without the `warning: ` prefix. */
   warnings: string[];
+  /** Listeners that would serve plain HTTP off loopback: `config check` warns; serve logs it once as it starts them. */
+  plainHttp: PlainListener[];
 }
 
 /** On failure, every problem as one line (`navarch.yaml: pools[0].…: …`, or the policy file's). */
 export type PrepareResult = ({ ok: true } & ServeInputs) | { ok: false; source: string; problems: string[] };
 
+export interface PrepareOptions {
+  env?: EnvLookup;
+  /** How host names in server.address are resolved (tests map names without /etc/hosts). */
+  resolve?: ResolveHost;
+}
+
 /** Loads `path` (or the embedded defaults) and everything serve would need from it. */
-export async function prepareServeConfig(path: string | undefined, options: { env?: EnvLookup } = {}): Promise<PrepareResult> {
+export async function prepareServeConfig(path: string | undefined, options: PrepareOptions = {}): Promise<PrepareResult> {
   const source = path ?? EMBEDDED_DEFAULTS_SOURCE;
   const loaded = path === undefined ? parseConfig(EMBEDDED_DEFAULTS_YAML, source) : await loadConfigFile(path);
   if (!loaded.ok) return { ok: false, source, problems: formatProblems(loaded.problems, source) };
-  const needs = await checkServeNeeds(loaded.config, source, { env: options.env ?? ((name) => process.env[name]), embedded: path === undefined });
+  const needs = await checkServeNeeds(loaded.config, source, {
+    env: options.env ?? ((name) => process.env[name]),
+    embedded: path === undefined,
+    ...(options.resolve ? { resolve: options.resolve } : {}),
+  });
   if (needs.problems.length > 0) return { ok: false, source, problems: needs.problems };
-  return { ok: true, config: loaded.config, policy: needs.policy, warnings: [...loaded.warnings, ...needs.warnings] };
+  return { ok: true, config: loaded.config, policy: needs.policy, warnings: [...loaded.warnings, ...needs.warnings], plainHttp: needs.plainHttp };
 }
 
 interface Needs {
   policy: HealthPolicy;
   problems: string[];
   warnings: string[];
+  plainHttp: PlainListener[];
 }
 
 /** Everything beyond the schema; `source` names the config file in every line. */
-export async function checkServeNeeds(config: NavarchConfig, source: string, options: { env: EnvLookup; embedded?: boolean }): Promise<Needs> {
+export async function checkServeNeeds(
+  config: NavarchConfig,
+  source: string,
+  options: { env: EnvLookup; embedded?: boolean; resolve?: ResolveHost },
+): Promise<Needs> {
   const problems: string[] = [];
   const warnings: string[] = [];
+  const plainHttp = await checkPlainHttp(config, source, options.resolve ?? resolveHost, problems, warnings);
   const policy = await loadNamedPolicy(config, source, problems, warnings);
   await checkSshKeys(config, source, problems, warnings);
   checkSecrets(config, source, options.env, warnings, options.embedded === true);
   checkAutoscalerSources(config, source, warnings);
-  warnings.push(...lambdaSshKeyWarnings(config, source));
   checkLocalProvider(config, source, problems);
   checkTls(config, source, problems, warnings);
   await checkKubernetes(config, source, options.env, problems);
   checkSlurm(config, source, options.env, problems);
-  return { policy: policy ?? defaultHealthPolicy(), problems, warnings };
+  return { policy: policy ?? defaultHealthPolicy(), problems, warnings, plainHttp };
+}
+
+// ───────────────────────────── plain HTTP ─────────────────────────────
+
+/** Plain HTTP off loopback: the listeners it would be served on, or with server.require_tls a refusal for each. */
+async function checkPlainHttp(config: NavarchConfig, source: string, resolve: ResolveHost, problems: string[], warnings: string[]): Promise<PlainListener[]> {
+  const exposed = await plainHttpListeners(config.server, resolve);
+  if (config.server.allow_plain_http !== undefined) {
+    warnings.push(
+      `${source}: server.allow_plain_http: deprecated and silences nothing: plain HTTP off loopback is served with a warning whatever it says; remove it (server.require_tls: true refuses plain HTTP instead)`,
+    );
+  }
+  if (config.server.require_tls) for (const line of plainHttpRefusals(exposed)) problems.push(`${source}: ${line}`);
+  return config.server.require_tls ? [] : exposed;
 }
 
 // ───────────────────────────── the health policy ─────────────────────────────

@@ -19,7 +19,7 @@
 //   (upstream's policy format loads as it is); external_address → public_url; notifier: none.
 import * as v from "valibot";
 import { Scalar, stringify } from "yaml";
-import { formatDuration, isLoopbackAddress, type ProviderType } from "../../schema/config.ts";
+import { formatDuration, isLoopbackIp, parseAddress, type ProviderType } from "../../schema/config.ts";
 import { isRecord } from "../../schema/shapes.ts";
 import {
   UPSTREAM_KEYS,
@@ -164,12 +164,12 @@ class Migration {
     out.address = address.startsWith(":") ? `0.0.0.0${address}` : address;
     if (s.address === undefined)
       this.note("server.address", `not set: upstream listened on ${UPSTREAM_DEFAULTS.address} (every interface), kept as ${String(out.address)}`);
-    // Upstream spoke plain HTTP; here that is refused off loopback unless chosen, so the file says so.
-    if (!isLoopbackAddress(String(out.address))) {
-      out.allow_plain_http = true;
+    // Upstream spoke plain HTTP; here that is served off loopback with a warning at every start.
+    const host = parseAddress(String(out.address))?.host;
+    if (host !== undefined && !isLoopbackIp(host)) {
       this.note(
-        "server.allow_plain_http",
-        "true: upstream served plain HTTP on a network address; set server.tls (cert_file, key_file) to serve HTTPS and drop this",
+        "server.address",
+        `${String(out.address)} serves plain HTTP on a network address, as upstream did, with a warning at start: tokens cross the network in the clear. Set server.tls (cert_file, key_file) for HTTPS, or keep the port on a private network`,
       );
     }
     for (const key of ["heartbeat_interval", "heartbeat_timeout", "health_check_interval", "autoscale_interval"] as const) {
@@ -316,7 +316,15 @@ class Migration {
     if (pool.labels !== undefined && Object.keys(pool.labels).length > 0) out.labels = pool.labels;
 
     const sshKeys = pool.ssh_keys !== undefined && pool.ssh_keys.length > 0 ? pool.ssh_keys : defaults.ssh_keys;
-    if (sshKeys !== undefined && sshKeys.length > 0) out.ssh_key_names = [...sshKeys];
+    if (sshKeys !== undefined && sshKeys.length > 0) {
+      // Lambda's launch call takes exactly one key name; upstream sent them all and got HTTP 400.
+      out.ssh_key_names = [sshKeys[0]];
+      if (sshKeys.length > 1)
+        this.note(
+          `${at}.ssh_keys`,
+          `→ ssh_key_names [${sshKeys[0]}]: Lambda's launch call takes exactly one SSH key name, so the first is kept and ${sshKeys.slice(1).join(", ")} left out`,
+        );
+    }
     const sshUser = pool.ssh_user || defaults.ssh_user || UPSTREAM_DEFAULTS.sshUser;
     const keyPath = pool.ssh_private_key_path || defaults.ssh_private_key_path;
     const commands = pool.setup_commands ?? [];

@@ -39,6 +39,8 @@ export interface BootstrapperOptions {
   timeouts?: Partial<BootstrapTimeouts>;
   /** The SSH runner (tests replace it). */
   run?: typeof runBootstrap;
+  /** The provider's own private key (Provider.sshPrivateKey), for a pool with no ssh_private_key_path. */
+  providerKey?: (provider: string) => Promise<string | undefined>;
 }
 
 export type BootstrapDecision =
@@ -109,6 +111,12 @@ export class Bootstrapper {
     this.tasks.set(node.id, task);
   }
 
+  private async providerKey(provider: string): Promise<string> {
+    const key = await this.opts.providerKey?.(provider);
+    if (key === undefined) throw new Error(`the pool has no ssh_private_key_path, and provider ${provider} keeps no key of its own to log in with`);
+    return key;
+  }
+
   private async execute(r: {
     node: NodeRow;
     pool: PoolConfig;
@@ -126,7 +134,7 @@ export class Bootstrapper {
     let result: BootstrapResult;
     try {
       const commands = this.render(r.node, r.pool, r.instance, r.token);
-      const privateKey = await readKey(r.pool.ssh_private_key_path);
+      const privateKey = r.pool.ssh_private_key_path === undefined ? await this.providerKey(r.instance.provider) : await readKey(r.pool.ssh_private_key_path);
       const [pinned] = await db.select().from(hostKeys).where(eq(hostKeys.instance, r.instanceKey));
       const fromProvider = r.instance.hostKeyFingerprints ?? [];
       const known = fromProvider.length > 0 ? fromProvider : pinned ? [pinned.fingerprint] : [];
@@ -213,8 +221,7 @@ export class Bootstrapper {
   }
 }
 
-async function readKey(path: string | undefined): Promise<string> {
-  if (path === undefined) throw new Error("the pool has setup_commands but no ssh_private_key_path");
+async function readKey(path: string): Promise<string> {
   try {
     return await readFile(path, "utf8");
   } catch (err) {

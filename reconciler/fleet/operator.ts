@@ -4,10 +4,16 @@
 // A human's cordon is never undone by the reconciler; a human's uncordon cancels
 // the reconciler's incident on that node.
 import { and, desc, eq, isNull } from "drizzle-orm";
+import * as v from "valibot";
 import { auditLog, breakers, incidents, nodes, pools } from "../../schema/db.ts";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
 import { NodeWriter, type IncidentChange } from "../lifecycle/transition.ts";
 import type { Db } from "../store/store.ts";
+
+/** The part of a stored pool spec (the normalised config pool) a scale request is checked against. */
+const ScalingOfSpec = v.object({
+  scaling: v.object({ min_nodes: v.number(), max_nodes: v.number(), autoscaler: v.nullish(v.object({ type: v.string() })) }),
+});
 
 export class OperatorError extends Error {
   override readonly name = "OperatorError";
@@ -157,6 +163,31 @@ export class Operator {
       .set({ paused: true, pausedReason: `by ${actor}: ${reason}`, updatedAt: this.now() })
       .where(eq(pools.name, pool));
     await this.audit(actor, "pause", `pool:${pool}`, { reason });
+  }
+
+  /**
+   * Sets the size a pool without an autoscaler is held at (`navarch pools scale`, the seed's
+   * Pattern 2: nodes provisioned when explicitly requested), within its bounds. The loop
+   * launches or removes nodes toward it through the usual rails; replacements keep it.
+   */
+  async scalePool(pool: string, size: number, actor: string, reason: string): Promise<{ from: number | null; to: number }> {
+    const row = await this.poolRow(pool);
+    const spec = v.safeParse(ScalingOfSpec, row.spec);
+    if (!spec.success) throw new OperatorError(`pool ${pool}: its stored spec has no scaling bounds to check ${size} against`, 409);
+    const { min_nodes: min, max_nodes: max, autoscaler } = spec.output.scaling;
+    if (autoscaler !== undefined && autoscaler !== null) {
+      throw new OperatorError(
+        `pool ${pool} has a ${autoscaler.type} autoscaler, which decides its size: change its bounds (scaling.min_nodes, max_nodes), or remove the autoscaler to size it by hand`,
+        409,
+      );
+    }
+    // 409, not 400: the request is well formed; the pool's bounds as they are now refuse it.
+    if (size < min || size > max) {
+      throw new OperatorError(`pool ${pool}: ${size} nodes is outside scaling.min_nodes..max_nodes (${min}..${max}); change the bounds first`, 409);
+    }
+    await this.db.update(pools).set({ requestedNodes: size, requestedBy: actor, updatedAt: this.now() }).where(eq(pools.name, pool));
+    await this.audit(actor, "scale_request", `pool:${pool}`, { from: row.requestedNodes, to: size, reason });
+    return { from: row.requestedNodes, to: size };
   }
 
   /**

@@ -4,7 +4,8 @@
 // node to service in the scheduler goes through Operator.uncordon, as an uncordon in
 // Navarch's own API would, and pools from the scheduler's resources reach the loop.
 import { and, eq, notInArray, sql } from "drizzle-orm";
-import type { PoolConfig } from "../../schema/config.ts";
+import * as v from "valibot";
+import { TAINT_EFFECTS, type PoolConfig } from "../../schema/config.ts";
 import { nodes, pools } from "../../schema/db.ts";
 import { isIn } from "../../schema/lifecycle.ts";
 import type { Provider } from "../providers/provider.ts";
@@ -14,11 +15,18 @@ import type { Clock } from "./registry.ts";
 import {
   schedulerNodeView,
   type ExternalUncordonOutcome,
+  type PoolMarks,
   type PoolNodeCounts,
   type SchedulerHost,
   type SchedulerLoopHandle,
   type SchedulerNodeView,
 } from "./scheduler.ts";
+
+/** The labels and taints of a stored pool spec (the normalised config pool; older specs have no taints). */
+const MarksOfSpec = v.object({
+  labels: v.optional(v.record(v.string(), v.string()), {}),
+  taints: v.optional(v.array(v.object({ key: v.string(), value: v.optional(v.string()), effect: v.picklist(TAINT_EFFECTS) })), []),
+});
 
 export interface StoreSchedulerHostOptions {
   store: Store;
@@ -81,6 +89,11 @@ export function storeSchedulerHost(opts: StoreSchedulerHostOptions): SchedulerHo
         .where(and(eq(nodes.id, nodeId), eq(nodes.origin, "registered")));
       const what = [set.pool ? `pool ${set.pool}` : "", set.instanceName ? `instance ${set.instanceName} at ${set.provider}` : ""].filter(Boolean).join(", ");
       opts.log(`${nodeId}: monitored node: ${what} (from the scheduler's node)`);
+    },
+    async poolMarks(pool): Promise<PoolMarks | undefined> {
+      const [row] = await db.select({ spec: pools.spec }).from(pools).where(eq(pools.name, pool));
+      const marks = row === undefined ? undefined : v.safeParse(MarksOfSpec, row.spec);
+      return marks?.success ? marks.output : undefined;
     },
     async externalUncordon(nodeId, who): Promise<ExternalUncordonOutcome> {
       for (let attempt = 0; attempt < 5; attempt++) {

@@ -8,7 +8,7 @@
 // Navarch's own cordon is the only one, and a drain waits for the node's GPUs to go idle
 // or for the pool's drain deadline.
 import type { NodeState } from "../../schema/lifecycle.ts";
-import type { PoolConfig } from "../../schema/config.ts";
+import type { PoolConfig, PoolTaint } from "../../schema/config.ts";
 import type { GpuSnapshot } from "../../schema/wire.ts";
 
 /** What a plug-in may know of a Navarch node: enough to map it to the scheduler's node and judge its drain. */
@@ -125,6 +125,12 @@ export type ExternalUncordonOutcome =
   | "unknown_node"; // not a node of this reconciler's store: another Navarch's cordon
 
 /** What the integration's owner gives it: the only way back into Navarch. */
+/** A pool's labels and taints, which its nodes carry in the scheduler (Kubernetes Nodes). */
+export interface PoolMarks {
+  labels: Readonly<Record<string, string>>;
+  taints: readonly PoolTaint[];
+}
+
 export interface SchedulerHost {
   log(line: string): void;
   /** The reconciler's clock (virtual in tests and the simulator). */
@@ -140,6 +146,8 @@ export interface SchedulerHost {
    * and the provider's instance, so an unhealthy one can be terminated for its owner to replace.
    */
   describeMonitored(nodeId: string, facts: MonitoredFacts): Promise<void>;
+  /** What a pool asks of its nodes in the scheduler (its `labels` and `taints`); undefined for a pool not configured. */
+  poolMarks(pool: string): Promise<PoolMarks | undefined>;
   /**
    * A human returned our cordoned node to service in the scheduler (`kubectl uncordon`,
    * `scontrol update state=resume`): cancel Navarch's incident as an uncordon through its own

@@ -23,7 +23,7 @@
 // cannot hold up the reconcile pass (or the cordons later in it).
 import type { KubernetesConfig } from "../../schema/config.ts";
 import type { Clock } from "../fleet/registry.ts";
-import type { DrainProgress, SchedulerHost, SchedulerMirror, SchedulerNode, SchedulerNodeView } from "../fleet/scheduler.ts";
+import type { DrainProgress, PoolMarks, SchedulerHost, SchedulerMirror, SchedulerNode, SchedulerNodeView } from "../fleet/scheduler.ts";
 import { KubeApiError, PATCH_JSON, PATCH_STRATEGIC, type KubeClient } from "./client.ts";
 import { Informer } from "./informer.ts";
 import { NodeWrites } from "../fleet/node-writes.ts";
@@ -44,6 +44,8 @@ export const ANNOTATIONS = {
 const OUR_ANNOTATIONS: readonly string[] = Object.values(ANNOTATIONS);
 
 const MIRROR_ANNOTATION = "kubernetes.io/config.mirror";
+/** The pool whose labels and taints a Node was given, once (a Node created again gets them again). */
+export const POOL_MARKS_ANNOTATION = "navarch.dev/pool-marks";
 
 /** Navarch states in which a node is in service: a cordon of ours on its Node is stale. */
 const IN_SERVICE: ReadonlySet<string> = new Set(["validating", "ready", "suspect"]);
@@ -164,16 +166,25 @@ export class KubeMirror implements SchedulerMirror {
     }, 500);
   }
 
-  /** Records the mapping of every live node through the host (shown in the node's details). */
+  /**
+   * Records the mapping of every live node through the host (shown in the node's details), and
+   * gives each mapped Node its pool's labels and taints once.
+   */
   async syncMapping(): Promise<void> {
     if (!this.nodeCache.synced) return;
     const rows = await this.host.nodes();
     const index = this.mappingIndex();
+    const marks = new Map<string, Promise<PoolMarks | undefined>>();
     for (const row of rows) {
       const name = index(row);
       if (name !== (row.mappedName ?? undefined)) await this.host.recordMapping(row.id, name ?? null);
       if (name === undefined) continue;
       if (IN_SERVICE.has(row.state)) this.clearStaleCordon(name, row.id);
+      if (row.pool !== null) {
+        if (!marks.has(row.pool)) marks.set(row.pool, this.host.poolMarks(row.pool));
+        const pool = await marks.get(row.pool);
+        if (pool !== undefined) this.markNode(name, row.id, row.pool, pool);
+      }
       // A node whose pool or machine Navarch does not know (a DaemonSet's agent): what the Node says.
       if (row.pool === null || row.instanceId === null) {
         const k8sNode = this.nodeCache.get(name);
@@ -202,6 +213,39 @@ export class KubeMirror implements SchedulerMirror {
     this.log(`kubernetes: ${nodeId} is in service again; undoing the cordon still on Node ${name}`);
     void this.writes.enqueue(name, async () => {
       await this.writes.retrying(name, intent, "uncordon", () => this.removeCordon(name, "GpuHealthy", "back in service in Navarch; Navarch undid its cordon"));
+    });
+  }
+
+  /**
+   * A pool's labels and taints on a Node of its: what the Node lacks is added, once per Node
+   * (the annotation says it was done), so a label or taint a human later removes or changes
+   * stays as they left it. In the background, retried; never on the loop's time.
+   */
+  private markNode(name: string, nodeId: string, pool: string, marks: PoolMarks): void {
+    const node = this.nodeCache.get(name);
+    if (node === undefined || node.metadata.annotations?.[POOL_MARKS_ANNOTATION] !== undefined || this.writes.pending(name)) return;
+    if (Object.keys(marks.labels).length === 0 && marks.taints.length === 0) return;
+    const intent = this.writes.intend(name);
+    void this.writes.enqueue(name, async () => {
+      await this.writes.retrying(name, intent, "pool labels and taints", async () => {
+        const current = await this.getNode(name);
+        if (current.metadata.annotations?.[POOL_MARKS_ANNOTATION] !== undefined) return;
+        const labels = current.metadata.labels ?? {};
+        const taints = current.spec.taints ?? [];
+        const addLabels = Object.entries(marks.labels).filter(([k]) => labels[k] === undefined);
+        const addTaints = marks.taints.filter((t) => !taints.some((x) => x.key === t.key && x.effect === t.effect));
+        const ops: JsonPatchOp[] = [{ op: "test", path: "/metadata/resourceVersion", value: current.metadata.resourceVersion }];
+        if (current.metadata.labels === undefined) ops.push({ op: "add", path: "/metadata/labels", value: Object.fromEntries(addLabels) });
+        else for (const [k, val] of addLabels) ops.push({ op: "add", path: `/metadata/labels/${pointer(k)}`, value: val });
+        if (current.spec.taints === undefined || current.spec.taints === null) ops.push({ op: "add", path: "/spec/taints", value: addTaints });
+        else for (const t of addTaints) ops.push({ op: "add", path: "/spec/taints/-", value: t });
+        if (current.metadata.annotations === undefined) ops.push({ op: "add", path: "/metadata/annotations", value: { [POOL_MARKS_ANNOTATION]: pool } });
+        else ops.push({ op: "add", path: `/metadata/annotations/${pointer(POOL_MARKS_ANNOTATION)}`, value: pool });
+        const updated = await this.client.request("PATCH", `/api/v1/nodes/${encodeURIComponent(name)}`, { body: ops, contentType: PATCH_JSON }, KubeNode);
+        this.nodeCache.observe(updated);
+        const what = [...addLabels.map(([k, val]) => `${k}=${val}`), ...addTaints.map((t) => `taint ${t.key}${t.value ? `=${t.value}` : ""}:${t.effect}`)];
+        this.log(`kubernetes: Node ${name} (${nodeId}) has pool ${pool}'s ${what.length === 0 ? "labels and taints already" : what.join(", ")}`);
+      });
     });
   }
 

@@ -19,7 +19,9 @@ import { KubeApiError, PATCH_JSON, PATCH_MERGE, type KubeClient } from "./client
 import { Informer } from "./informer.ts";
 import { Condition, ObjectMeta } from "./types.ts";
 
-export const GPUPOOL_API = "/apis/navarch.dev/v1alpha1";
+export const GPUPOOL_GROUP = "navarch.dev";
+export const GPUPOOL_VERSION = "v1alpha1";
+export const GPUPOOL_API = `/apis/${GPUPOOL_GROUP}/${GPUPOOL_VERSION}`;
 export const GPUPOOL_FINALIZER = "navarch.dev/pool-cleanup";
 
 export const GpuPoolObject = v.looseObject({

@@ -81,7 +81,7 @@ export interface Services {
   /** The SSH bootstrapper (created on first use). */
   bootstrapper(): Bootstrapper;
   /** The public key a pool's machines are launched with, for its SSH bootstrap. */
-  sshPublicKey(pool: PoolConfig): { sshPublicKey?: string };
+  sshPublicKey(pool: PoolConfig): { sshPublicKey?: string; sshOwnKey?: boolean };
 }
 
 export interface StepContext {

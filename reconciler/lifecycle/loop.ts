@@ -219,12 +219,15 @@ export class Reconciler implements Services {
       log: this.logLine,
       wake: () => this.wake(),
       ...(this.opts.publicUrl !== undefined ? { publicUrl: this.opts.publicUrl } : {}),
+      providerKey: async (provider) => this.providers.get(provider)?.sshPrivateKey?.(),
     });
     return this.boot;
   }
 
-  sshPublicKey(pool: PoolConfig): { sshPublicKey?: string } {
-    if (pool.ssh_private_key_path === undefined || pool.setup_commands.length === 0) return {};
+  sshPublicKey(pool: PoolConfig): { sshPublicKey?: string; sshOwnKey?: boolean } {
+    if (pool.setup_commands.length === 0) return {};
+    // No key of the operator's: the provider's own, which bootstrap then logs in with.
+    if (pool.ssh_private_key_path === undefined) return { sshOwnKey: true };
     let key = this.publicKeys.get(pool.ssh_private_key_path);
     if (key === undefined) {
       key = publicKeyFromPrivate(readFileSync(pool.ssh_private_key_path));

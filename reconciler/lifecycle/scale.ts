@@ -118,10 +118,17 @@ export class Scaler {
     // Between autoscale ticks only the bounds are enforced (min_nodes at once).
     const scaling = autoscaleDue ? pool.scaling : { ...pool.scaling, autoscaler: undefined };
     if (autoscaleDue) this.lastAutoscaleAt.set(pool.name, at);
+    // The size an operator requested (navarch pools scale) holds only a pool with no autoscaler of its own.
+    const requested =
+      pool.scaling.autoscaler === undefined && row?.requestedNodes != null ? { nodes: row.requestedNodes, by: row.requestedBy ?? "an operator" } : undefined;
     const decision = decideScale(
       scaling,
       metrics,
-      { ...(row?.lastScaleAt ? { lastScaleAt: row.lastScaleAt } : {}), ...(row?.lastScaleDirection ? { lastDirection: row.lastScaleDirection } : {}) },
+      {
+        ...(row?.lastScaleAt ? { lastScaleAt: row.lastScaleAt } : {}),
+        ...(row?.lastScaleDirection ? { lastDirection: row.lastScaleDirection } : {}),
+        ...(requested ? { requested } : {}),
+      },
       at,
       pool.scaling.autoscaler === undefined
         ? "no autoscaler"

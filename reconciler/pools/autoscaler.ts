@@ -6,7 +6,8 @@
 //   1. current = metrics.nodes.total (replacements never change it; see NodeCounts);
 //   2. the autoscaler tree recommends a size (or has no opinion: hold);
 //   3. the result is clamped to [min_nodes, max_nodes] — with no autoscaler too, so a pool
-//      below min grows to min and one above max shrinks to max;
+//      below min grows to min and one above max shrinks to max; a pool with no autoscaler
+//      goes to the size an operator requested (navarch pools scale), clamped the same way;
 //   4. within cooldown_period of the last change the pool holds, except that a move back
 //      inside the bounds (min/max, or an active schedule window's at the top level) is not
 //      held back.
@@ -80,6 +81,11 @@ export interface ScalingState {
   lastScaleAt?: number;
   /** Only used in reasons. */
   lastDirection?: ScaleDirection;
+  /**
+   * The size an operator asked for (`navarch pools scale`). Without an autoscaler the pool is
+   * held there (within its bounds), and cooldown_period does not hold back the move.
+   */
+  requested?: { nodes: number; by: string };
 }
 
 // ───────────────────────────── outputs ─────────────────────────────
@@ -149,8 +155,9 @@ export function decideScale(
   }
   const allInputs: Inputs = { ...recommendation?.inputs, ...inputs };
 
-  // 3. Pool bounds.
-  let target = recommendation?.desired ?? current;
+  // 3. Pool bounds. Without an autoscaler, the size an operator asked for.
+  const requested = scaling.autoscaler === undefined ? state.requested : undefined;
+  let target = recommendation?.desired ?? requested?.nodes ?? current;
   let bounded: string | undefined;
   if (target > max) [target, bounded] = [max, `clamped to max_nodes ${max}`];
   else if (target < min) [target, bounded] = [min, `clamped to min_nodes ${min}`];
@@ -161,7 +168,7 @@ export function decideScale(
   let desired = target;
   let cooldown: CooldownOutcome = { held: false };
   let cooldownNote: string | undefined;
-  if (target !== current && state.lastScaleAt !== undefined && now < state.lastScaleAt + cooldownPeriod) {
+  if (target !== current && requested === undefined && state.lastScaleAt !== undefined && now < state.lastScaleAt + cooldownPeriod) {
     const restore = clamp(current, lo, hi); // nearest size inside the bounds: not held back
     if (restore !== target) {
       desired = restore;
@@ -177,7 +184,7 @@ export function decideScale(
     }
   }
 
-  let reason = recommendation?.reason ?? withoutAutoscaler;
+  let reason = recommendation?.reason ?? (requested === undefined ? withoutAutoscaler : `${requested.nodes} nodes requested by ${requested.by}`);
   if (bounded !== undefined) reason += `; ${bounded}`;
   if (cooldownNote !== undefined) reason += `; ${cooldownNote}`;
   if (recommendation === undefined || bounded !== undefined || cooldownNote !== undefined) reason += `: ${move(current, desired)}`;

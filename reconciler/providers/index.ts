@@ -28,7 +28,7 @@ export function createProviders(config: NavarchConfig, ctx: ProviderContext): Ma
         const pools = new Map(
           config.pools.map((pool, i) => [pool.name, { path: `pools[${i}]`, ...(pool.ssh_key_names ? { sshKeyNames: pool.ssh_key_names } : {}) }]),
         );
-        out.set(type, new LambdaProvider(config.providers.lambda ?? { api_key_env: "LAMBDA_API_KEY" }, env, { pools }));
+        out.set(type, new LambdaProvider(config.providers.lambda ?? { api_key_env: "LAMBDA_API_KEY" }, env, { pools, dataDir: ctx.dataDir, log: ctx.log }));
         break;
       }
       case "gcp":

@@ -2,12 +2,19 @@
 // restart, terminate, get, list and instance types over JSON, with a bearer API key read
 // from the environment variable the config names.
 //
-// SSH keys: the launch call requires `ssh_key_names` (currently exactly one) of keys
-// already registered with Lambda. Every launch sends the pool's `ssh_key_names`, else
-// `providers.lambda.ssh_key_names`. When neither is set, a pool with setup_commands
-// registers its bootstrap key (`navarch-<fingerprint>`) and sends that; any other launch is
-// refused as a configuration error naming the key to set. With configured names and a
-// bootstrap key, the bootstrap key is installed through cloud-init `user_data`.
+// SSH keys: the launch call requires `ssh_key_names` (exactly one) of a key registered with
+// Lambda. Every launch sends the pool's `ssh_key_names`, else `providers.lambda.ssh_key_names`.
+// With neither:
+// - a pool with setup_commands and ssh_private_key_path registers its bootstrap key
+//   (`navarch-<fingerprint>`) and sends that;
+// - any other launch lists the account's keys (`GET /ssh-keys`) and sends the key this
+//   reconciler created earlier, else the account's one key; with none or several, it creates
+//   one named for this reconciler (`POST /ssh-keys` without a public key: Lambda generates the
+//   pair and returns the private key once), keeps the private key in the data directory
+//   (`lambda-ssh-key`, 0600, its name beside it) and sends that. A pool with setup_commands
+//   but no ssh_private_key_path bootstraps with that kept key.
+// With configured names and a bootstrap key, the bootstrap key is installed through
+// cloud-init `user_data`.
 //
 // Idempotency: the launch API has no idempotency token, so launch first lists the
 // account's instances and returns the one whose `name` equals the request's name
@@ -22,9 +29,12 @@
 //
 // Rate limits: Lambda allows about one request a second and one launch per 12 seconds;
 // a refusal is a rate_limit error and the pool backs off.
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
 import * as v from "valibot";
-import type { LambdaProviderConfig, NavarchConfig } from "../../schema/config.ts";
+import type { LambdaProviderConfig } from "../../schema/config.ts";
 import { JsonHttp, kindForStatus, normaliseBaseUrl, type EnvLookup, type HttpFailure } from "./http.ts";
 import {
   ProviderError,
@@ -50,6 +60,9 @@ export interface LambdaPoolKeys {
 export interface LambdaProviderOptions {
   /** Per pool name: its `ssh_key_names` and key path (pools not listed use the provider's default). */
   pools?: ReadonlyMap<string, LambdaPoolKeys>;
+  /** The data directory: where the key this reconciler creates in the account is kept. */
+  dataDir?: string;
+  log?: (line: string) => void;
   /** Per-request timeout (default 30 s). */
   timeoutMs?: number;
   /** Tags for instances that carry none, derived from their name. */
@@ -93,7 +106,7 @@ const LaunchResponse = v.object({ data: v.object({ instance_ids: v.pipe(v.array(
 const TerminateResponse = v.object({ data: v.object({ terminated_instances: v.array(v.unknown()) }) });
 const RestartResponse = v.object({ data: v.object({ restarted_instances: v.array(v.object({ id: v.string() })) }) });
 const SshKeyList = v.object({ data: v.array(v.object({ name: v.string(), public_key: v.optional(v.string()) })) });
-const SshKeyCreated = v.object({ data: v.object({ name: v.string() }) });
+const SshKeyCreated = v.object({ data: v.object({ name: v.string(), private_key: v.optional(v.string()) }) });
 const InstanceTypes = v.object({
   data: v.record(
     v.string(),
@@ -159,8 +172,6 @@ const RESTART_REFUSALS: Record<string, ProviderErrorKind> = {
   "vm-is-too-old": "invalid",
 };
 
-/** Lambda's tag rules: keys `^[a-z][a-z0-9-:]+$` of at most 55 characters, values of at most 128. */
-const TAG_KEY = /^[a-z][a-z0-9-:]+$/;
 /** Lambda's hostname rule; the instance's name is its hostname when it fits. */
 const HOSTNAME = /^[a-z0-9][0-9a-z-]{0,62}$/;
 
@@ -198,12 +209,7 @@ export class LambdaProvider implements Provider {
 
   async launch(req: LaunchRequest): Promise<Instance> {
     if (req.name.length > 64) throw this.http.error("invalid", `instance name "${req.name}" is longer than 64 characters`);
-    for (const [key, value] of Object.entries(req.tags)) {
-      if (!TAG_KEY.test(key) || key.length > 55 || value.length > 128) {
-        throw this.http.error("invalid", `tag ${key} does not fit Lambda's rules (key ^[a-z][a-z0-9-:]+$ of at most 55 characters, value at most 128)`);
-      }
-    }
-    // A configuration error is refused before any call.
+    const tags = lambdaTags(req.tags);
     const configured = this.configuredKeyNames(req);
 
     // No idempotency token: an instance with this name means an earlier attempt got through.
@@ -219,7 +225,7 @@ export class LambdaProvider implements Provider {
     }
 
     const bootstrapKey = normalisePublicKey(req.sshPublicKey);
-    const sshKeyNames = configured ?? [await this.registeredKey(bootstrapKey!)];
+    const sshKeyNames = configured ?? [bootstrapKey !== undefined ? await this.registeredKey(bootstrapKey) : await this.accountKey(req.sshOwnKey === true)];
     const body = {
       region_name: req.region,
       instance_type_name: req.instanceType,
@@ -228,7 +234,7 @@ export class LambdaProvider implements Provider {
       ...(HOSTNAME.test(req.name) ? { hostname: req.name } : {}),
       // The configured keys took the one ssh_key_names slot: the bootstrap key comes through cloud-init.
       ...(configured !== undefined && bootstrapKey !== undefined ? { user_data: cloudConfig(bootstrapKey) } : {}),
-      tags: Object.entries(req.tags).map(([key, value]) => ({ key, value })),
+      tags: Object.entries(tags).map(([key, value]) => ({ key, value })),
     };
     let launched: v.InferOutput<typeof LaunchResponse> | undefined;
     try {
@@ -236,6 +242,8 @@ export class LambdaProvider implements Provider {
     } catch (err) {
       // A launch's 404 names a resource of the request (an SSH key, a file system): the config is wrong.
       if (err instanceof ProviderError && err.kind === "not_found") {
+        // The key may have been deleted in the console: look again next time.
+        this.ownKey = this.anyKey = undefined;
         throw new ProviderError(this.name, "invalid", `${stripProvider(err.message)} (ssh_key_names sent: ${sshKeyNames.join(", ")})`);
       }
       throw err;
@@ -248,7 +256,7 @@ export class LambdaProvider implements Provider {
       instanceType: req.instanceType,
       region: req.region,
       state: "pending",
-      tags: { ...req.tags },
+      tags,
     };
   }
 
@@ -321,21 +329,95 @@ export class LambdaProvider implements Provider {
     };
   }
 
-  /**
-   * The key names this launch sends from the config (the pool's, else the provider's), or
-   * undefined when a bootstrap key will be registered instead. Neither: the launch cannot
-   * be made, and the error names the key to set.
-   */
+  /** The key names this launch sends from the config (the pool's, else the provider's), or undefined. */
   private configuredKeyNames(req: LaunchRequest): string[] | undefined {
-    const pool = this.options.pools?.get(req.pool);
-    const names = pool?.sshKeyNames ?? this.config.ssh_key_names;
-    if (names !== undefined && names.length > 0) return [...names];
-    if (normalisePublicKey(req.sshPublicKey) !== undefined) return undefined;
-    const poolKey = pool === undefined ? `ssh_key_names of pool ${req.pool}` : `${pool.path}.ssh_key_names`;
-    throw this.http.error(
-      "invalid",
-      `pool ${req.pool}: Lambda's launch call needs the name of an SSH key registered with Lambda, and none is configured: set ${poolKey} or providers.lambda.ssh_key_names (or give the pool setup_commands, whose key Navarch registers)`,
+    const names = this.options.pools?.get(req.pool)?.sshKeyNames ?? this.config.ssh_key_names;
+    return names !== undefined && names.length > 0 ? [...names] : undefined;
+  }
+
+  /** Where the private key of the key this reconciler created in the account is kept (0600), and its name beside it. */
+  private ownKeyPaths(): { key: string; name: string } {
+    const dir = this.options.dataDir;
+    if (dir === undefined) throw this.http.error("invalid", "no data directory to keep an SSH key in: set ssh_key_names");
+    return { key: join(dir, "lambda-ssh-key"), name: join(dir, "lambda-ssh-key.name") };
+  }
+
+  /** The name of the key this reconciler keeps, when its private key is there too. */
+  private ownKeyName(): string | undefined {
+    try {
+      const { key, name } = this.ownKeyPaths();
+      readFileSync(key);
+      return readFileSync(name, "utf8").trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The account's key for a launch no key is configured for: the one this reconciler keeps,
+   * else (unless `own` asks for a key whose private half Navarch has) the account's only key,
+   * else a key created now. One lookup at a time; the answer is kept.
+   */
+  private accountKey(own: boolean): Promise<string> {
+    const cached = own ? this.ownKey : (this.ownKey ?? this.anyKey);
+    if (cached !== undefined) return cached;
+    const found = this.findAccountKey(own);
+    if (own) this.ownKey = found;
+    else this.anyKey = found;
+    found.catch(() => {
+      if (own) this.ownKey = undefined;
+      else this.anyKey = undefined;
+    });
+    return found;
+  }
+
+  private ownKey: Promise<string> | undefined;
+  private anyKey: Promise<string> | undefined;
+
+  private async findAccountKey(own: boolean): Promise<string> {
+    const keys = (await this.http.request("GET", "/ssh-keys", { schema: SshKeyList }))!.data;
+    const mine = this.ownKeyName();
+    if (mine !== undefined && keys.some((k) => k.name === mine)) return mine;
+    if (!own && keys.length === 1) {
+      this.options.log?.(`lambda: no ssh_key_names configured: launching with the account's one SSH key, ${keys[0]!.name}`);
+      return keys[0]!.name;
+    }
+    return this.createOwnKey(keys.length);
+  }
+
+  /** Creates a key named for this reconciler; Lambda generates the pair and returns the private key once, which is kept. */
+  private async createOwnKey(existing: number): Promise<string> {
+    const paths = this.ownKeyPaths();
+    const host = hostname()
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, "-")
+      .slice(0, 40);
+    const name = `navarch-${host}-${randomBytes(3).toString("hex")}`;
+    const created = (await this.http.request("POST", "/ssh-keys", { body: { name }, schema: SshKeyCreated }))!.data;
+    if (created.private_key === undefined || created.private_key.trim() === "") {
+      throw this.http.error("transient", `POST /ssh-keys: Lambda created ${created.name} but returned no private key`);
+    }
+    // The key first, then its name: a name file always has its key.
+    mkdirSync(this.options.dataDir!, { recursive: true, mode: 0o700 });
+    for (const [path, text] of [
+      [paths.key, created.private_key.endsWith("\n") ? created.private_key : `${created.private_key}\n`],
+      [paths.name, `${created.name}\n`],
+    ] as const) {
+      const tmp = `${path}.${process.pid}.tmp`;
+      writeFileSync(tmp, text, { mode: 0o600 });
+      chmodSync(tmp, 0o600);
+      renameSync(tmp, path);
+    }
+    this.options.log?.(
+      `lambda: no ssh_key_names configured and the account has ${existing === 0 ? "no SSH key" : `${existing} SSH keys`}: created ${created.name}; its private key is in ${paths.key}`,
     );
+    return created.name;
+  }
+
+  /** The private key of the key this reconciler keeps (created if needed): SSH bootstrap logs in with it. */
+  async sshPrivateKey(): Promise<string> {
+    await this.accountKey(true);
+    return readFileSync(this.ownKeyPaths().key, "utf8");
   }
 
   /**
@@ -358,19 +440,21 @@ export class LambdaProvider implements Provider {
 }
 
 /**
- * One line for each pool whose Lambda launches would be refused for want of an SSH key
- * name (for `navarch config check`): Lambda is one of its providers, and neither the pool
- * nor `providers.lambda` names a key, nor does the pool have setup_commands.
+ * Tags as Lambda takes them: keys `^[a-z][a-z0-9-:]+$` of at most 55 characters, values of at
+ * most 128. A pool's labels (`navarch.dev/tier`) are made to fit (`navarch-dev:tier`), as GCP's
+ * labels are; Navarch's own tags already do. What is read back is the fitted form.
  */
-export function lambdaSshKeyWarnings(config: NavarchConfig, source: string): string[] {
-  if (config.providers.lambda?.ssh_key_names !== undefined) return [];
-  return config.pools.flatMap((pool, i) =>
-    pool.providers.includes("lambda") && pool.ssh_key_names === undefined && pool.setup_commands.length === 0
-      ? [
-          `${source}: pools[${i}].ssh_key_names: Lambda's launch call needs the name of an SSH key registered with Lambda; set it (or providers.lambda.ssh_key_names), or pool ${pool.name}'s Lambda launches are refused`,
-        ]
-      : [],
-  );
+export function lambdaTags(tags: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(tags)) {
+    let k = key
+      .toLowerCase()
+      .replaceAll("/", ":")
+      .replace(/[^a-z0-9:-]/g, "-");
+    if (!/^[a-z]/.test(k)) k = `k-${k}`;
+    out[k.slice(0, 55)] = value.slice(0, 128);
+  }
+  return out;
 }
 
 /** `type base64` of an OpenSSH public key (the comment dropped), or undefined when blank. */

@@ -61,6 +61,58 @@ import {
  * How to start navarch-node: an explicit binary, else the one installed beside
  * this executable (dist/navarch → dist/navarch-node), else the source tree's.
  */
+/**
+ * The commands the fake libnvidia-ml reads from its control FIFO (test/fake-nvml/fake_nvml.c,
+ * run_command; a test checks the two lists agree). A line it does not know is dropped there
+ * without a word, so fault injection refuses it here.
+ */
+export const FAKE_NVML_COMMANDS = [
+  "reset",
+  "count",
+  "driver",
+  "nvmlversion",
+  "cuda",
+  "init",
+  "fabricversion",
+  "name",
+  "uuid",
+  "serial",
+  "pci",
+  "memory",
+  "temp",
+  "margin",
+  "threshold",
+  "power",
+  "util",
+  "eccmode",
+  "persistence",
+  "procs",
+  "ecc",
+  "remap",
+  "retired",
+  "clocks",
+  "events",
+  "nvlinks",
+  "nvlink",
+  "nvlinkerr",
+  "pcie",
+  "replay",
+  "fabric",
+  "recovery",
+  "field",
+  "fieldret",
+  "lost",
+  "resetrequired",
+  "ret",
+  "hang",
+  "xid",
+  "event",
+  "eventret",
+] as const;
+
+/** One control line: a command the fake library knows, then its arguments. */
+export const FAKE_NVML_LINE = new RegExp(`^(${FAKE_NVML_COMMANDS.join("|")})( [^\\n\\r]*)?$`);
+
 export function resolveAgentCommand(explicit?: string): string[] {
   if (explicit) {
     if (!existsSync(explicit)) throw new Error(`providers.local.agent_binary: ${explicit} does not exist`);

@@ -27,6 +27,8 @@ export interface LaunchRequest {
   tags: Record<string, string>;
   /** Public key installed for the bootstrap user, when the provider supports it. */
   sshPublicKey?: string;
+  /** Bootstrap will log in with the provider's own key (Provider.sshPrivateKey): install that one. */
+  sshOwnKey?: boolean;
 }
 
 export type InstanceState = "pending" | "running" | "stopping" | "terminated" | "unknown";
@@ -112,4 +114,10 @@ export interface Provider {
   /** Every instance carrying all of these tags (inventory sweeps). */
   list(tags: Record<string, string>): Promise<Instance[]>;
   instanceTypes(): Promise<InstanceTypeInfo[]>;
+  /**
+   * The private half of the SSH key this provider installs when a launch asks for its own
+   * (LaunchRequest.sshOwnKey): the key Navarch keeps for a pool with setup_commands but no
+   * ssh_private_key_path. Undefined where the provider has none.
+   */
+  sshPrivateKey?(): Promise<string>;
 }

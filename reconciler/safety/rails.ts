@@ -216,20 +216,18 @@ export class Rails {
   }
 }
 
-const BREAKER_MIN_FOR_SHARE = 3;
-
 /**
  * Whether the breaker of `scope` should trip now: too many cordons within the window,
  * in absolute numbers or as a share of the nodes the scope covers.
  */
 export function breakerShouldTrip(safety: SafetyConfig, cordonsInWindow: number, scopeSize: number): string | undefined {
-  const { max_cordons: max, percent, window } = safety.breaker;
+  const { max_cordons: max, percent, window, min_cordons: min } = safety.breaker;
   const minutes = Math.round(window / 60_000);
   if (cordonsInWindow >= max) return `${cordonsInWindow} nodes cordoned within ${minutes} min (safety.breaker.max_cordons ${max})`;
-  // A share means a storm only past a few cordons: in a 1- or 2-node pool a single flapping
-  // slot would trip it, and repeated failures of one slot are the attempt cap's to stop.
-  if (cordonsInWindow >= BREAKER_MIN_FOR_SHARE && scopeSize > 0 && (cordonsInWindow / scopeSize) * 100 >= percent) {
-    return `${cordonsInWindow} of ${scopeSize} nodes cordoned within ${minutes} min (≥ safety.breaker.percent ${percent}%)`;
+  // A share means a storm only past a few cordons (min_cordons): in a 1- or 2-node pool a single
+  // flapping slot would trip it, and repeated failures of one slot are the attempt cap's to stop.
+  if (cordonsInWindow >= min && scopeSize > 0 && (cordonsInWindow / scopeSize) * 100 >= percent) {
+    return `${cordonsInWindow} of ${scopeSize} nodes cordoned within ${minutes} min (≥ safety.breaker.percent ${percent}%, at least safety.breaker.min_cordons ${min})`;
   }
   return undefined;
 }

@@ -183,12 +183,13 @@ async function pageFleet() {
     .map(([k, n, l, bad]) => `<div class="card${bad ? " bad" : ""}" data-card="${k}"><div class="n">${esc(n)}</div><div class="l">${esc(l)}</div></div>`)
     .join("");
   const pools = table(
-    ["Pool", "#Size", "#Min", "#Max", "#Healthy", "#Unhealthy", "States", "Autoscaler", "Last scaled", "Status"],
+    ["Pool", "#Size", "#Min", "#Max", "#Monitored", "#Healthy", "#Unhealthy", "States", "Autoscaler", "Last scaled", "Status"],
     o.pools.map((p) => [
       `<a href="#/pool/${enc(p.name)}">${esc(p.name)}</a>`,
       esc(p.size),
       esc(p.minNodes ?? "–"),
       esc(p.maxNodes ?? "–"),
+      esc(p.monitored ?? 0),
       esc(p.healthy),
       p.unhealthy > 0 ? `<span class="hot">${esc(p.unhealthy)}</span>` : "0",
       esc(
@@ -250,8 +251,12 @@ async function pagePool(name) {
   const s = p.summary;
   const facts = [
     ["Size", `${s.size} (min ${s.minNodes ?? "–"}, max ${s.maxNodes ?? "–"})${s.size < (s.minNodes ?? 0) ? " — below min" : ""}`],
+    ["Monitored", `${s.monitored ?? 0} (registered on their own: watched, never counted in the size)`],
     ["Healthy / unhealthy", `${s.healthy} / ${s.unhealthy}`],
-    ["Autoscaler", s.autoscaler ?? "none (bounds only)"],
+    [
+      "Autoscaler",
+      s.autoscaler ?? (s.requestedNodes == null ? "none (bounds only)" : `none: held at ${s.requestedNodes}, requested by ${s.requestedBy ?? "?"}`),
+    ],
     ["Providers", s.providers.join(", ") || "–"],
     ["Instance type", s.instanceType ?? "–"],
     ["Last scaled", s.lastScaleAt ? `${ago(s.lastScaleAt, now)} (${s.lastScaleDirection})` : "never"],

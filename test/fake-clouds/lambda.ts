@@ -5,7 +5,8 @@
 //   POST /api/v1/instance-operations/launch        → {data: {instance_ids}}; one instance per call
 //   POST /api/v1/instance-operations/restart       → {data: {restarted_instances}}; 404 for an unknown id
 //   POST /api/v1/instance-operations/terminate     → {data: {terminated_instances}}; 404 for an unknown id
-//   GET/POST /api/v1/ssh-keys, DELETE /api/v1/ssh-keys/{id}
+//   GET /api/v1/ssh-keys → {data: SSHKey[]}; POST /api/v1/ssh-keys {name, public_key?}: without a public
+//   key Lambda generates the pair and answers its private_key once; DELETE /api/v1/ssh-keys/{id}
 // Errors are {"error": {"code", "message", "suggestion"}} with the document's codes and
 // statuses: launch 400 (invalid-parameters, insufficient-capacity, quota-exceeded,
 // file-system-in-wrong-region), 401 invalid-api-key, 403 account-inactive, 404 for a
@@ -140,17 +141,26 @@ function errorBody(code: string, message: string, suggestion?: string) {
 }
 
 /** An ed25519 key pair as Lambda answers a generated key: OpenSSH public key, PEM private key. */
+/**
+ * What `POST /ssh-keys` without a public key makes: an RSA pair, the private key in PEM (the
+ * document's GeneratedSSHKey example is `-----BEGIN RSA PRIVATE KEY-----…`), returned once.
+ */
 function generatedKeyPair(): { publicKey: string; privateKey: string } {
-  const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+  const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const field = (bytes: Buffer) => {
     const out = Buffer.alloc(4 + bytes.length);
     out.writeUInt32BE(bytes.length, 0);
     bytes.copy(out, 4);
     return out;
   };
-  const raw = publicKey.export({ format: "der", type: "spki" }).subarray(-32);
-  const blob = Buffer.concat([field(Buffer.from("ssh-ed25519")), field(raw)]);
-  return { publicKey: `ssh-ed25519 ${blob.toString("base64")}`, privateKey: privateKey.export({ format: "pem", type: "pkcs8" }).toString() };
+  // An mpint: big-endian, with a zero byte before a leading byte that has its top bit set.
+  const mpint = (b64url: string) => {
+    const raw = Buffer.from(b64url, "base64url");
+    return field((raw[0]! & 0x80) !== 0 ? Buffer.concat([Buffer.from([0]), raw]) : raw);
+  };
+  const jwk = publicKey.export({ format: "jwk" });
+  const blob = Buffer.concat([field(Buffer.from("ssh-rsa")), mpint(jwk.e!), mpint(jwk.n!)]);
+  return { publicKey: `ssh-rsa ${blob.toString("base64")}`, privateKey: privateKey.export({ format: "pem", type: "pkcs1" }).toString() };
 }
 
 export function startLambdaFake(options: LambdaFakeOptions = {}): LambdaFake {

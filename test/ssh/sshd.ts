@@ -2,7 +2,7 @@
 // non-daemon (`sshd -D -e -f CONFIG`) on a free port, with a throwaway host key and an
 // authorized_keys for a throwaway client key, running as the current user (root in CI).
 // ensureSshd() installs openssh-server first when it is missing (test/ssh/ensure-sshd.sh).
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -69,6 +69,11 @@ export class Sshd {
     const sshd = new Sshd(opts);
     await sshd.run();
     return sshd;
+  }
+
+  /** Allows one more key to log in, as a cloud installs the key a launch names (sshd reads the file at each login). */
+  authorize(publicKey: string): void {
+    appendFileSync(join(this.opts.dir, "authorized_keys"), `${publicKey}\n`);
   }
 
   /** Everything sshd printed (it logs to stderr with -e). */

@@ -28,7 +28,7 @@ export const launch: Step = async (node, ctx) => {
   const providerName = node.provider ?? pool.providers[0]!;
   const provider = svc.providers.get(providerName);
   if (provider === undefined) return failed(node, pool, ctx, `provider ${providerName} is not available`, "permanent");
-  let ssh: { sshPublicKey?: string };
+  let ssh: { sshPublicKey?: string; sshOwnKey?: boolean };
   try {
     ssh = svc.sshPublicKey(pool);
   } catch (err) {
@@ -48,7 +48,8 @@ export const launch: Step = async (node, ctx) => {
         region: pool.region,
         ...(pool.zones[0] ? { zone: pool.zones[0], zones: pool.zones } : {}),
         ...ssh,
-        tags: { [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: pool.name, [TAG_OPERATION]: key },
+        // The pool's labels too, where the provider has tags (ours win a clash: inventory lists by them).
+        tags: { ...pool.labels, [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: pool.name, [TAG_OPERATION]: key },
       }),
     undefined,
     svc.fence,

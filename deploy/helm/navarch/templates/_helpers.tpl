@@ -26,6 +26,18 @@ app.kubernetes.io/instance: {{ (index . 0).Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
+{{/*
+The pool the DaemonSet's nodes register into: agent.pool, else the first pool of config.pools,
+else none (the enroll token's pool, else the Node's navarch.dev/pool label, decides).
+*/}}
+{{- define "navarch.agentPool" -}}
+{{- if .Values.agent.pool -}}
+{{- .Values.agent.pool -}}
+{{- else if .Values.config.pools -}}
+{{- (index .Values.config.pools 0).name -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "navarch.poolsNamespace" -}}{{ .Values.kubernetes.poolsCrd.namespace | default .Release.Namespace }}{{- end -}}
 
 {{- define "navarch.scheme" -}}{{ if .Values.tls.secretName }}https{{ else }}http{{ end }}{{- end -}}
@@ -75,10 +87,9 @@ The reconciler's config file: the user's config with what the deployment decides
 {{- end -}}
 {{- if .Values.tls.secretName -}}
 {{- $_ := set $server "tls" (dict "cert_file" "/etc/navarch-tls/tls.crt" "key_file" "/etc/navarch-tls/tls.key") -}}
-{{- $_ := unset $server "allow_plain_http" -}}
-{{- else -}}
-{{- $_ := set $server "allow_plain_http" true -}}
+{{- $_ := set $server "require_tls" .Values.tls.require -}}
 {{- end -}}
+{{- $_ := unset $server "allow_plain_http" -}}
 {{- if .Values.healthPolicy -}}
 {{- $_ := set $server "health_policy_path" "/etc/navarch/health-policy.yaml" -}}
 {{- end -}}

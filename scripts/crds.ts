@@ -1,0 +1,8 @@
+// Writes deploy/crds/gpupool.yaml, generated from the config pool's schema
+// (reconciler/kube/crd.ts). test/crd.test.ts fails when the committed file is stale.
+//   bun run scripts/crds.ts
+import { gpuPoolCrdYaml } from "../reconciler/kube/crd.ts";
+
+const path = new URL("../deploy/crds/gpupool.yaml", import.meta.url).pathname;
+await Bun.write(path, gpuPoolCrdYaml());
+console.log(`wrote ${path}`);
