@@ -184,6 +184,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
   const railCounts = new Map<string, number>();
   const breakerTrips = new Map<string, number>();
   const registrationTimeouts = { n: 0 };
+  const quarantinedValues = { n: 0 };
   const cursors = { events: 0, audit: 0 };
 
   async function advanceCursors(): Promise<void> {
@@ -208,7 +209,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
                 count(*) as n
          from audit_log
          where id > ? and id <= ?
-           and (action in ('blocked', 'breaker_tripped')
+           and (action in ('blocked', 'breaker_tripped', 'text_quarantined')
                 or (action = 'transition' and json_extract(details, '$.to') = 'failed'
                     and json_extract(details, '$.reason') like 'agent did not register%'))
          group by 1, 2`,
@@ -221,6 +222,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
           const rail = RAILS.includes(label) ? label : "other";
           railCounts.set(rail, (railCounts.get(rail) ?? 0) + num(r.n));
         } else if (action === "breaker_tripped") breakerTrips.set(label, (breakerTrips.get(label) ?? 0) + num(r.n));
+        else if (action === "text_quarantined") quarantinedValues.n += num(r.n);
         else registrationTimeouts.n += num(r.n);
       }
       cursors.audit = auditTop;
@@ -488,6 +490,12 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
       const other = railCounts.get("other");
       if (other !== undefined) set({ rail: "other" }, other);
     },
+  );
+  counter(
+    "navarch_store_quarantined_values_total",
+    "Stored values that were not UTF-8 (unreadable) and were repaired when the store opened; each one's bytes are in the audit log (text_quarantined)",
+    [],
+    (set) => set({}, quarantinedValues.n),
   );
   counter("navarch_breaker_trips_total", "Circuit breaker trips, by scope", ["scope"], (set) => {
     for (const [scope, n] of breakerTrips) set({ scope }, n);

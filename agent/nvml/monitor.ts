@@ -12,6 +12,7 @@
 // call that exceeds its deadline is reported once through onHang ("GPU driver unresponsive") and
 // once through onRecover if it ever returns; meanwhile the main thread keeps serving.
 import type { NvmlStatus } from "../../schema/wire.ts";
+import { cutText } from "../../schema/text.ts";
 import { DEFAULT_EVENT_MASK, DEFAULT_FIELD_IDS } from "./decode.ts";
 import { failed, nvmlErrorInfo, type NvmlErrorInfo } from "./errors.ts";
 import type { LoadAttempt, NvmlDiscoveryOptions } from "./library.ts";
@@ -101,7 +102,7 @@ export class NvmlUnresponsiveError extends Error {
 
 const WIRE_TEXT = 256;
 const WIRE_ERROR = 4096;
-const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+const clip = cutText;
 
 interface Pending {
   resolve: (value: NvmlSnapshot | NvmlInventory) => void;

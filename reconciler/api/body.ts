@@ -1,0 +1,51 @@
+// Every JSON body the API reads, read one way: bytes that are not UTF-8 are refused (not
+// repaired: a repaired body is not what was sent), and so is any string in it, at any depth,
+// keys included, that UTF-8 cannot encode (a lone surrogate sent as a JSON escape). Each route's
+// own schema then judges the fields. Read once per request: the auth check and the route share it.
+import type { Context } from "hono";
+import * as v from "valibot";
+import { WellFormedStrings, decodeUtf8, mayHoldLoneSurrogate } from "../../schema/text.ts";
+import { issuePaths, type ErrorBody } from "../../schema/wire.ts";
+
+export type JsonBody = { ok: true; value: unknown } | { ok: false; error: ErrorBody };
+
+const read = new WeakMap<Request, Promise<JsonBody>>();
+
+/** The request's JSON body, or why it is refused (an ErrorBody for a 400); an empty body is `emptyAs` where given. */
+export async function readJsonBody(c: Context, emptyAs?: unknown): Promise<JsonBody> {
+  let body = read.get(c.req.raw);
+  if (body === undefined) {
+    body = parse(c);
+    read.set(c.req.raw, body);
+  }
+  const result = await body;
+  if (!result.ok && result.error.error === EMPTY && emptyAs !== undefined) return { ok: true, value: emptyAs };
+  return result;
+}
+
+/** The body as readJsonBody reads it, or the 400 that refuses it. */
+export async function jsonBodyOr400(c: Context, emptyAs?: unknown): Promise<unknown> {
+  const body = await readJsonBody(c, emptyAs);
+  return body.ok ? body.value : c.json<ErrorBody>(body.error, 400);
+}
+
+const EMPTY = "request body is not valid JSON (it is empty)";
+
+async function parse(c: Context): Promise<JsonBody> {
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  const decoded = decodeUtf8(bytes);
+  if (!decoded.ok) return { ok: false, error: { error: `request body ${decoded.message}` } };
+  const text = decoded.text;
+  if (text.trim() === "") return { ok: false, error: { error: EMPTY } };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, error: { error: "request body is not valid JSON" } };
+  }
+  if (mayHoldLoneSurrogate(text)) {
+    const checked = v.safeParse(WellFormedStrings, value);
+    if (!checked.success) return { ok: false, error: { error: "invalid request body", issues: issuePaths(checked.issues) } };
+  }
+  return { ok: true, value };
+}
