@@ -4,6 +4,7 @@
 // 2 unhealthy, 3 the GPUs could not be read (NVML unavailable), 64 usage.
 import { parseArgs } from "node:util";
 import { MAX_GPUS, type GpuIdentity, type Severity } from "../schema/wire.ts";
+import { printable } from "../schema/text.ts";
 import type { Finding } from "./checks/finding.ts";
 import { followKmsg, kmsgFindingToEvent, type KmsgFinding } from "./checks/kmsg.ts";
 import { HealthMonitor } from "./health.ts";
@@ -105,16 +106,20 @@ async function replayKmsg(path: string, notes: string[], gpusByBus: Map<string, 
   });
 }
 
+/** The human verdict: kernel-log text and NVML errors printed on their own line each, their escapes shown, not obeyed. */
 function renderTable(worst: Severity, nvmlOk: boolean, nvmlError: string | undefined, gpuCount: number, findings: Finding[], notes: string[]): string {
+  const one = (text: string) => printable(text, true);
   const lines = [
-    nvmlOk ? `Verdict: ${worst.toUpperCase()} (${gpuCount} GPUs checked)` : `Verdict: UNKNOWN: GPUs cannot be read: ${nvmlError ?? "NVML unavailable"}`,
+    nvmlOk ? `Verdict: ${worst.toUpperCase()} (${gpuCount} GPUs checked)` : `Verdict: UNKNOWN: GPUs cannot be read: ${one(nvmlError ?? "NVML unavailable")}`,
     "",
   ];
   if (findings.length === 0) lines.push("No findings.");
   for (const f of findings) {
-    const where = f.gpu ? `GPU ${f.gpu.index}` : f.pciBusId ? f.pciBusId : "node";
-    lines.push(`${f.severity.padEnd(9)} ${where.padEnd(16)} ${`${f.check}${f.code ? ` ${f.code}` : ""}`.padEnd(24)} ${f.action.padEnd(15)} ${f.message}`);
+    const where = f.gpu ? `GPU ${f.gpu.index}` : f.pciBusId ? one(f.pciBusId) : "node";
+    lines.push(
+      `${f.severity.padEnd(9)} ${where.padEnd(16)} ${one(`${f.check}${f.code ? ` ${f.code}` : ""}`).padEnd(24)} ${f.action.padEnd(15)} ${one(f.message)}`,
+    );
   }
-  for (const n of notes) lines.push(`note: ${n}`);
+  for (const n of notes) lines.push(`note: ${one(n)}`);
   return `${lines.join("\n")}\n`;
 }

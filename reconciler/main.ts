@@ -10,7 +10,7 @@ import { NODES_USAGE, nodesCommand } from "./cli/nodes.ts";
 import { EVENTS_USAGE, eventsCommand } from "./cli/events.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { TOKENS_USAGE, tokensCommand } from "./cli/tokens.ts";
-import { printable } from "./cli/output.ts";
+import { printable } from "../schema/text.ts";
 import { simCommand } from "./cli/sim.ts";
 
 const USAGE = `navarch ${NAVARCH_VERSION}: GPU fleet reconciler
