@@ -8,6 +8,7 @@ import { printable } from "../schema/text.ts";
 import type { Finding } from "./checks/finding.ts";
 import { followKmsg, kmsgFindingToEvent, type KmsgFinding } from "./checks/kmsg.ts";
 import { HealthMonitor } from "./health.ts";
+import { explicitLibraryProblem } from "./nvml/library.ts";
 
 const EXIT: Record<Severity, number> = { healthy: 0, degraded: 1, unhealthy: 2 };
 const EXIT_NO_NVML = 3;
@@ -44,6 +45,12 @@ export async function runCheckOnce(args: string[]): Promise<number> {
   const expectedGpus = values["expected-gpus"] === undefined ? undefined : Number(values["expected-gpus"]);
   if (expectedGpus !== undefined && !(Number.isInteger(expectedGpus) && expectedGpus > 0 && expectedGpus <= MAX_GPUS)) {
     process.stderr.write(`navarch-node check: --expected-gpus: expected a whole number from 1 to ${MAX_GPUS}, got ${values["expected-gpus"]}\n`);
+    return EXIT_USAGE;
+  }
+
+  const libraryProblem = values["nvml-library"] === undefined ? undefined : explicitLibraryProblem(values["nvml-library"]);
+  if (libraryProblem !== undefined) {
+    process.stderr.write(`navarch-node check: --nvml-library: ${libraryProblem}\n`);
     return EXIT_USAGE;
   }
 

@@ -16,6 +16,7 @@ import { cutText } from "../../schema/text.ts";
 import { DEFAULT_EVENT_MASK, DEFAULT_FIELD_IDS } from "./decode.ts";
 import { failed, nvmlErrorInfo, type NvmlErrorInfo } from "./errors.ts";
 import type { LoadAttempt, NvmlDiscoveryOptions } from "./library.ts";
+import type { FileIdentity } from "./private-copy.ts";
 import type { CheckedMessage, ChecksConfig, HeapSummary, MainToWorker, WorkerStarted, WorkerToMain } from "./protocol.ts";
 import type { EventRegistration, NvmlCapabilities, NvmlEvent, NvmlEventLoopError, NvmlInventory, NvmlSnapshot } from "./types.ts";
 import { CallWatchdog, callInProgress, createTrackerBuffer, hangMessage, type NvmlHang } from "./watchdog.ts";
@@ -72,6 +73,10 @@ export interface NvmlMonitor {
   readonly failure: NvmlOpenFailure | null;
   /** The library in use (as tried, or the file the loader picked for the bare soname). */
   readonly libraryPath: string | null;
+  /** The file on disk the library in use was loaded from, as it was then (reloading.ts watches it). */
+  readonly file: FileIdentity | null;
+  /** Why that file itself is mapped rather than a sealed copy (a rewrite of it would crash the agent); null when the copy is. */
+  readonly mappedInPlace: string | null;
   /** Every location tried, in order, with the outcome of each. */
   readonly attempts: readonly LoadAttempt[];
   readonly capabilities: NvmlCapabilities | null;
@@ -112,6 +117,8 @@ interface Pending {
 class Monitor implements NvmlMonitor {
   failure: NvmlOpenFailure | null = null;
   libraryPath: string | null = null;
+  file: FileIdentity | null = null;
+  mappedInPlace: string | null = null;
   attempts: LoadAttempt[] = [];
   capabilities: NvmlCapabilities | null = null;
   initialInventory: NvmlInventory | null = null;
@@ -416,6 +423,8 @@ export async function startNvmlMonitor(options: NvmlMonitorOptions = {}): Promis
     return m;
   }
   m.libraryPath = first.resolvedPath ?? first.libraryPath;
+  m.file = first.file;
+  m.mappedInPlace = first.mappedInPlace;
   m.capabilities = first.capabilities;
   m.initialInventory = first.inventory;
   m.eventRegistrations = first.registrations;
