@@ -72,6 +72,13 @@ const PROVIDER_OPERATIONS = ["launch", "terminate", "reap", "reboot"];
 const AGENT_STATES = sqlList([...STATES.watched, "held", "lost"]);
 const WATCHED_STATES = sqlList(STATES.watched);
 
+/**
+ * A row's pool as a label value: the pool when it is one the store knows (configured, or a
+ * GpuPool resource), else "". A monitored node's pool is what its agent said; as a label it
+ * would be agent text, and a series per made-up name.
+ */
+const poolLabel = (column: string) => `(case when ${column} in (select name from pools) then ${column} else '' end)`;
+
 function sqlList(states: readonly string[]): string {
   return `(${states.map((s) => `'${s}'`).join(", ")})`;
 }
@@ -236,8 +243,8 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     const spans = await Promise.all(
       INCIDENT_SPANS.map((s) =>
         query(
-          `select coalesce(pool, '') as pool, count(*) as n, coalesce(sum(d), 0) as s, ${bucketSql}
-           from (select pool, max(0, (${s.to} - ${s.from}) / 1000.0) as d from incidents where ${s.to} is not null and ${s.from} is not null)
+          `select pool, count(*) as n, coalesce(sum(d), 0) as s, ${bucketSql}
+           from (select ${poolLabel("pool")} as pool, max(0, (${s.to} - ${s.from}) / 1000.0) as d from incidents where ${s.to} is not null and ${s.from} is not null)
            group by 1`,
         ),
       ),
@@ -246,7 +253,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     const [byState, poolRows, gpuPools, heartbeatRows, breakerRows, openIncidents, remediations, idle, providerErrors, registered, bootstrapRuns] =
       await Promise.all([
         query(
-          `select coalesce(pool, '') as pool, state, count(*) as n,
+          `select ${poolLabel("pool")} as pool, state, count(*) as n,
                 sum(case when state = 'ready' and verdict = 'healthy' then 1 else 0 end) as healthy,
                 sum(case when verdict = 'unhealthy' or state = 'lost' then 1 else 0 end) as unhealthy
          from nodes group by 1, 2`,
@@ -256,16 +263,16 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
         ),
         query(
           // Each node's summary of its last heartbeat (nodes.gpu_*), not every GPU's JSON readings.
-          `select coalesce(pool, '') as pool, coalesce(sum(gpu_readings), 0) as n, max(gpu_temperature_max_c) as temp_max,
+          `select ${poolLabel("pool")} as pool, coalesce(sum(gpu_readings), 0) as n, max(gpu_temperature_max_c) as temp_max,
                 sum(gpu_utilization_sum) / nullif(sum(gpu_utilization_count), 0) as util_mean
          from nodes where state in ${AGENT_STATES} and gpu_readings > 0
          group by 1`,
         ),
         query(
-          `select id as node, coalesce(pool, '') as pool, last_heartbeat_at as at from nodes where state in ${WATCHED_STATES} and last_heartbeat_at is not null`,
+          `select id as node, ${poolLabel("pool")} as pool, last_heartbeat_at as at from nodes where state in ${WATCHED_STATES} and last_heartbeat_at is not null`,
         ),
         query("select scope from breakers where reset_at is null"),
-        query("select coalesce(pool, '') as pool, count(*) as n from incidents where closed_at is null group by 1"),
+        query(`select ${poolLabel("pool")} as pool, count(*) as n from incidents where closed_at is null group by 1`),
         query(
           `select case when outcome = 'rebooted' then 'rebooted_recovered'
                      when rebooted_at is not null then 'rebooted_then_replaced'
@@ -300,7 +307,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     const perGpu = perGpuSetting === "on" || (perGpuSetting === "auto" && gpuTotal <= PER_GPU_AUTO_LIMIT);
     const gpuRows = perGpu
       ? await query(
-          `select n.id as node, coalesce(n.pool, '') as pool, r.value->>'index' as gpu,
+          `select n.id as node, ${poolLabel("n.pool")} as pool, r.value->>'index' as gpu,
                 r.value->>'temperatureC' as temp, r.value->>'utilizationPct' as util
          from gpu_readings gr join nodes n on n.id = gr.node_id, json_each(gr.readings) r
          where n.state in ${AGENT_STATES}`,
