@@ -56,6 +56,8 @@ export interface Metrics {
   readonly ingestCheckpoint: Histogram;
   /** How long the copy part of those checkpoints took, beside the writes. */
   readonly ingestCheckpointBeside: Histogram;
+  /** Certificate reloads refused (the files changed but will not do: expired, mismatched, half written). */
+  readonly tlsReloadRefusals: Counter;
   /** Records one reconcile pass (each report once, however many callers awaited it). */
   observePass(report: PassObservation): void;
   render(): Promise<string>;
@@ -161,6 +163,11 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     x === null || x === undefined ? undefined : withinRange(num(x), range);
 
   const heartbeats = new Counter({ name: "navarch_heartbeats_total", help: "Agent heartbeats accepted", registers: [registry] });
+  const tlsReloadRefusals = new Counter({
+    name: "navarch_tls_reload_refusals_total",
+    help: "Changed certificate files not loaded (expired or not yet valid, a key that does not match, half written): the served certificate stays",
+    registers: [registry],
+  });
   const ingestGroup = new Histogram({
     name: "navarch_ingest_group_requests",
     help: "Heartbeats and event batches written in one transaction (group commit): about 1 when quiet, more under load",
@@ -555,6 +562,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     registry,
     contentType: registry.contentType,
     heartbeats,
+    tlsReloadRefusals,
     healthEvents,
     ingestGroup,
     ingestCheckpoint,
