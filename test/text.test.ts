@@ -5,6 +5,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { loadConfigFile, parseConfig } from "../reconciler/config/load.ts";
+import { PoolSchema } from "../schema/config.ts";
 import {
   WellFormedStrings,
   cutText,
@@ -111,6 +112,19 @@ describe("files", () => {
     if (r.ok) return;
     expect(r.problems.map((p) => [p.path, p.line])).toEqual([["pools[0].labels.team", 7]]);
     expect(r.problems[0]!.message).toContain("lone UTF-16 surrogate");
+  });
+
+  test("a GpuPool resource's spec (no file, the pool's own schema): the same check", () => {
+    const r = v.safeParse(PoolSchema, {
+      name: "a",
+      provider: "lambda",
+      instance_type: "x",
+      region: "r",
+      labels: { team: "ml\udfff" },
+      scaling: { min_nodes: 0, max_nodes: 2 },
+    });
+    expect(r.success).toBe(false);
+    expect(issuePaths(r.issues ?? []).map((i) => i.path)).toEqual(["labels.team"]);
   });
 
   test("a config file with bytes that are not UTF-8 is refused with the line and column, not read with U+FFFD", async () => {
