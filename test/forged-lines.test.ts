@@ -5,6 +5,7 @@
 // output of the CLI (table, JSON, YAML, each command) shows such text escaped.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { CompiledFleet } from "./compiled.ts";
+import { heartbeat, registration, xidEvent } from "./agent-bodies.ts";
 import { waitFor } from "./support.ts";
 
 let fleet: CompiledFleet;
@@ -38,26 +39,13 @@ const RAW_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066
 /** A node registered with the hostile texts; `nvmlError`: it heartbeats with NVML unavailable for that reason. */
 async function hostileNode(nodeId: string, nvmlError?: string): Promise<void> {
   const gpu = { index: 0, uuid: `GPU-${nodeId}`, pciBusId: HOSTILE.pciBusId };
-  const reg = await post("/v1/register", {
-    nodeId,
-    pool: HOSTILE.pool,
-    hostname: HOSTILE.hostname,
-    bootId: BOOT,
-    agentVersion: "test",
-    spoolId: crypto.randomUUID(),
-    driverVersion: HOSTILE.driver,
-    nvml: { available: true },
-    gpus: [{ ...gpu, name: "H100" }],
-  });
+  const reg = await post(
+    "/v1/register",
+    registration(nodeId, BOOT, { pool: HOSTILE.pool, hostname: HOSTILE.hostname, driverVersion: HOSTILE.driver, gpus: [{ ...gpu, name: "H100" }] }),
+  );
   expect(reg.status).toBe(200);
-  const beat = await post("/v1/heartbeat", {
-    nodeId,
-    bootId: BOOT,
-    sentAt: new Date().toISOString(),
-    nvml: nvmlError === undefined ? { available: true } : { available: false, error: nvmlError },
-    health: { checked: true, worst: "healthy", openIncidents: 0 },
-    gpus: [{ index: 0, temperatureC: 50 }],
-  });
+  const nvml = nvmlError === undefined ? { available: true } : { available: false, error: nvmlError };
+  const beat = await post("/v1/heartbeat", heartbeat(nodeId, BOOT, { nvml, gpus: [{ index: 0, temperatureC: 50 }] }));
   expect(beat.status).toBe(200);
 }
 
@@ -70,22 +58,7 @@ beforeAll(async () => {
   await hostileNode(NODE);
   await hostileNode("gpu-a-2", HOSTILE.nvml);
   const gpu = { index: 0, uuid: `GPU-${NODE}`, pciBusId: HOSTILE.pciBusId };
-  const events = await post("/v1/events", {
-    nodeId: NODE,
-    events: [
-      {
-        seq: 1,
-        time: new Date().toISOString(),
-        bootId: BOOT,
-        check: "xid",
-        code: "79",
-        severity: "unhealthy",
-        action: "replace",
-        gpu,
-        message: HOSTILE.message,
-      },
-    ],
-  });
+  const events = await post("/v1/events", { nodeId: NODE, events: [xidEvent(NODE, 1, BOOT, { gpu, message: HOSTILE.message })] });
   expect(events.status).toBe(200);
   // The loop logs the node's transition, whose reason quotes the event.
   await waitFor(

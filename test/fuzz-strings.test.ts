@@ -8,9 +8,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Random } from "../reconciler/sim/random.ts";
 import { CompiledFleet, type Proc } from "./compiled.ts";
-import { REPO_ROOT, tempDir } from "./support.ts";
+import { heartbeat, registration, xidEvent } from "./agent-bodies.ts";
+import { ensureSchemathesis, runSchemathesis } from "./schemathesis/run.ts";
+import { REPO_ROOT } from "./support.ts";
 
-const ENSURE = join(REPO_ROOT, "test/schemathesis/ensure-schemathesis.sh");
 const HOOKS_DIR = join(REPO_ROOT, "test/schemathesis");
 const EXAMPLES = Number(process.env.NAVARCH_SCHEMATHESIS_EXAMPLES ?? 20);
 const SEED = Number(process.env.NAVARCH_SCHEMATHESIS_SEED ?? 20261123);
@@ -24,16 +25,6 @@ const BOOT = "boot-fuzz";
 const post = (path: string, body: string | Uint8Array, token = fleet.token) =>
   fetch(`${fleet.url}${path}`, { method: "POST", headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" }, body });
 
-const registration = (nodeId: string) => ({
-  nodeId,
-  hostname: nodeId,
-  bootId: BOOT,
-  agentVersion: "test",
-  spoolId: crypto.randomUUID(),
-  nvml: { available: true },
-  gpus: [{ index: 0, uuid: `GPU-${nodeId}`, pciBusId: "00000000:3B:00.0", name: "H100" }],
-});
-
 async function expectAlive(after: string): Promise<void> {
   expect({ after, exited: server.exitCode, signal: server.signalCode }).toEqual({ after, exited: null, signal: null });
   const ready = await fetch(`${fleet.url}/readyz`).catch(() => undefined);
@@ -43,9 +34,7 @@ async function expectAlive(after: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  const ensure = Bun.spawnSync(["sh", ENSURE], { stdout: "pipe", stderr: "pipe" });
-  if (ensure.exitCode !== 0) throw new Error(`test/schemathesis/ensure-schemathesis.sh failed (${ensure.exitCode}): ${ensure.stderr.toString()}`);
-  st = ensure.stdout.toString().trim().split("\n").at(-1) ?? "";
+  st = ensureSchemathesis();
   fleet = await CompiledFleet.create();
   fleet.writeConfig(
     "pools:\n  - name: fz\n    provider: local\n    instance_type: local-8gpu\n    region: local\n    scaling:\n      min_nodes: 0\n      max_nodes: 4\n",
@@ -53,53 +42,25 @@ beforeAll(async () => {
   );
   server = fleet.startServer();
   await fleet.waitReady();
-  for (const id of ["fz-1", "fz-2"]) expect((await post("/v1/register", JSON.stringify(registration(id)))).status).toBe(200);
+  for (const id of ["fz-1", "fz-2"]) expect((await post("/v1/register", JSON.stringify(registration(id, BOOT)))).status).toBe(200);
   const enroll = (await (await post("/v1/tokens", JSON.stringify({ role: "enroll", pool: "fz" }))).json()) as { token: string };
-  const registered = await post("/v1/register", JSON.stringify(registration("fz-node")), enroll.token);
+  const registered = await post("/v1/register", JSON.stringify(registration("fz-node", BOOT)), enroll.token);
   nodeToken = ((await registered.json()) as { nodeToken: string }).nodeToken;
 }, 240_000);
 
 afterAll(() => fleet.stop());
 
-async function schemathesis(token: string, nodeId: string): Promise<{ code: number; output: string; generated: number }> {
-  const reports = tempDir("navarch-fuzz-strings-");
-  const proc = Bun.spawn(
-    [
-      st,
-      // The main run's settings (one event of the never-ending /v1/watch is enough).
-      "--config-file",
-      join(HOOKS_DIR, "schemathesis.toml"),
-      "--no-color",
-      "run",
-      `${fleet.url}/openapi.json`,
-      "--header",
-      `Authorization: Bearer ${token}`,
-      "--phases",
-      "examples,coverage,fuzzing",
-      "--checks",
-      "not_a_server_error",
-      "--max-examples",
-      String(EXAMPLES),
-      "--seed",
-      String(SEED),
-      "--workers",
-      "1",
-      "--request-timeout",
-      "10",
-      "--report-dir",
-      reports,
-    ],
-    {
-      cwd: reports,
-      stdout: "pipe",
-      stderr: "pipe",
-      env: { ...process.env, PYTHONPATH: HOOKS_DIR, SCHEMATHESIS_HOOKS: "hostile_strings", NAVARCH_FUZZ_NODE_ID: nodeId, NO_COLOR: "1" },
-    },
-  );
-  const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  const output = `${out}${err}`;
-  return { code, output, generated: Number(/(\d+) generated/.exec(output)?.[1] ?? 0) };
-}
+/** A run with the hostile-strings hooks, checking for server errors only (the bodies are meant to be refused). */
+const schemathesis = (token: string, nodeId: string) =>
+  runSchemathesis(st, {
+    url: fleet.url,
+    token,
+    phases: "examples,coverage,fuzzing",
+    checks: "not_a_server_error",
+    examples: EXAMPLES,
+    seed: SEED,
+    env: { PYTHONPATH: HOOKS_DIR, SCHEMATHESIS_HOOKS: "hostile_strings", NAVARCH_FUZZ_NODE_ID: nodeId },
+  });
 
 describe("Schemathesis with hostile strings, through the compiled reconciler", () => {
   // The node's credential first: the admin's run may revoke it.
@@ -162,32 +123,10 @@ function encode(value: unknown): Uint8Array {
 describe("a seeded random run of our own", () => {
   test("600 bodies of every agent and operator route with hostile strings: no 5xx, and the reconciler stays up", async () => {
     const random = new Random(38, "fuzz-strings");
-    const now = () => new Date().toISOString();
-    const event = (seq: number) => ({
-      seq,
-      time: now(),
-      bootId: BOOT,
-      check: "xid",
-      code: "79",
-      severity: "unhealthy",
-      action: "replace",
-      gpu: { index: 0, uuid: "GPU-fz-1", pciBusId: "00000000:3B:00.0" },
-      message: "fallen off the bus",
-    });
     const routes: [string, () => unknown][] = [
-      ["/v1/register", () => registration("fz-1")],
-      [
-        "/v1/heartbeat",
-        () => ({
-          nodeId: "fz-1",
-          bootId: BOOT,
-          sentAt: now(),
-          nvml: { available: false, error: "x" },
-          health: { checked: true, worst: "healthy", openIncidents: 0 },
-          gpus: [],
-        }),
-      ],
-      ["/v1/events", () => ({ nodeId: "fz-1", events: [event(1 + random.int(1000))] })],
+      ["/v1/register", () => registration("fz-1", BOOT)],
+      ["/v1/heartbeat", () => heartbeat("fz-1", BOOT, { nvml: { available: false, error: "x" } })],
+      ["/v1/events", () => ({ nodeId: "fz-1", events: [xidEvent("fz-1", 1 + random.int(1000), BOOT)] })],
       ["/v1/nodes/fz-2/cordon", () => ({ actor: "fuzz", reason: "fuzzing" })],
       ["/v1/nodes/fz-2/uncordon", () => ({ actor: "fuzz" })],
       ["/v1/pools/fz/pause", () => ({ actor: "fuzz", reason: "fuzzing" })],

@@ -11,6 +11,7 @@ import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CompiledFleet, type Proc } from "./compiled.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
+import { heartbeat, registration, xidEvent } from "./agent-bodies.ts";
 import { waitFor } from "./support.ts";
 
 let fleet: CompiledFleet;
@@ -22,39 +23,9 @@ const BOOT = "boot-poison";
 const post = (path: string, body: string | Uint8Array, token = fleet.token) =>
   fetch(`${fleet.url}${path}`, { method: "POST", headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" }, body });
 
-const register = (nodeId: string, extra: Record<string, unknown> = {}) =>
-  JSON.stringify({
-    nodeId,
-    hostname: `${nodeId}.example`,
-    bootId: BOOT,
-    agentVersion: "test",
-    spoolId: crypto.randomUUID(),
-    nvml: { available: true },
-    gpus: [],
-    ...extra,
-  });
-
-const event = (seq: number, extra: Record<string, unknown> = {}) => ({
-  seq,
-  time: new Date().toISOString(),
-  bootId: BOOT,
-  check: "xid",
-  code: "79",
-  severity: "unhealthy",
-  action: "replace",
-  message: "GPU has fallen off the bus",
-  ...extra,
-});
-
-const heartbeat = (nvmlError: string) =>
-  JSON.stringify({
-    nodeId: NODE,
-    bootId: BOOT,
-    sentAt: new Date().toISOString(),
-    nvml: { available: false, error: nvmlError },
-    health: { checked: true, worst: "healthy", openIncidents: 0 },
-    gpus: [],
-  });
+const register = (nodeId: string, extra: Record<string, unknown> = {}) => JSON.stringify(registration(nodeId, BOOT, extra));
+const event = (seq: number, extra: Record<string, unknown> = {}) => xidEvent(NODE, seq, BOOT, extra);
+const heartbeatWith = (nvmlError: string) => JSON.stringify(heartbeat(NODE, BOOT, { nvml: { available: false, error: nvmlError } }));
 
 /** Still running, and still answering with the store behind it. */
 async function expectServing(): Promise<void> {
@@ -88,7 +59,7 @@ describe("a lone surrogate, sent with a node's own credential", () => {
     const cases: [string, string, string][] = [
       ["/v1/events", JSON.stringify({ nodeId: NODE, events: [event(1, { message: "bad \udfff here" })] }), "events[0].message"],
       ["/v1/events", JSON.stringify({ nodeId: NODE, events: [event(1, { code: "\ud800" })] }), "events[0].code"],
-      ["/v1/heartbeat", heartbeat("driver \udfff"), "nvml.error"],
+      ["/v1/heartbeat", heartbeatWith("driver \udfff"), "nvml.error"],
     ];
     for (const [path, body, field] of cases) {
       const res = await post(path, body, nodeToken);
