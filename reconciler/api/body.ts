@@ -32,7 +32,8 @@ export async function jsonBodyOr400(c: Context, emptyAs?: unknown): Promise<unkn
 const EMPTY = "request body is not valid JSON (it is empty)";
 
 async function parse(c: Context): Promise<JsonBody> {
-  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  // The request's own bytes(): no copy into Hono's body cache (nothing else reads the body).
+  const bytes = await c.req.raw.bytes();
   const decoded = decodeUtf8(bytes);
   if (!decoded.ok) return { ok: false, error: { error: `request body ${decoded.message}` } };
   const text = decoded.text;
