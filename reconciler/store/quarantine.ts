@@ -7,7 +7,7 @@
 // (`text_quarantined`, with the table, column and row) and the value is replaced by its
 // decoding with U+FFFD for each bad sequence. The reconciler starts and says so; it never
 // aborts on it.
-import type { Client, InArgs } from "@libsql/client";
+import type { Client, InArgs, Transaction } from "@libsql/client";
 
 const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
@@ -31,7 +31,7 @@ const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 /** Finds and repairs every TEXT value of the database that is not UTF-8; returns what it quarantined. */
 export async function quarantineUnreadableText(client: Client, now: number): Promise<QuarantinedValue[]> {
   const tables = await client.execute("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name");
-  const found: QuarantinedValue[] = [];
+  const bad: Unreadable[] = [];
   for (const tableRow of tables.rows) {
     const table = String(tableRow.name);
     const columns = (await client.execute({ sql: "SELECT name FROM pragma_table_info(?)", args: [table] })).rows.map((r) => String(r.name));
@@ -53,30 +53,56 @@ export async function quarantineUnreadableText(client: Client, now: number): Pro
       continue; // a table without a rowid: none of Navarch's
     }
     for (const row of rows) {
-      const rowid = Number(row._rowid);
       for (let i = 0; i < columns.length; i++) {
         const value = row[`_c${i}`];
         if (!(value instanceof ArrayBuffer)) continue;
         const bytes = new Uint8Array(value);
         try {
           STRICT_UTF8.decode(bytes);
-          continue;
         } catch {
-          // not UTF-8: quarantined below
+          bad.push({ table, column: columns[i]!, rowid: Number(row._rowid), bytes });
         }
-        const column = `${table}.${columns[i]}`;
-        const originalHex = Buffer.from(bytes).toString("hex").toUpperCase();
-        const repaired = LOSSY_UTF8.decode(bytes);
-        const storedAs = await store(client, table, names[i]!, rowid, repaired);
-        found.push({ column, rowid, originalHex, storedAs });
-        await client.execute({
-          sql: "INSERT INTO audit_log (at, actor, action, target, details) VALUES (?, 'navarch', 'text_quarantined', ?, ?)",
-          args: [now, `${column} row ${rowid}`, JSON.stringify({ column, rowid, originalHex, storedAs })],
-        });
       }
     }
   }
-  return found;
+  return bad.length === 0 ? [] : repairAll(client, bad, now);
+}
+
+interface Unreadable {
+  table: string;
+  column: string;
+  rowid: number;
+  bytes: Uint8Array;
+}
+
+/**
+ * Repairs what the scan found, in one write transaction, each value only if it still holds the
+ * bytes the scan read: a second reconciler starting on the same file at the same time finds
+ * them repaired and does nothing, and a kill between a repair and its audit row cannot happen.
+ */
+async function repairAll(client: Client, bad: readonly Unreadable[], now: number): Promise<QuarantinedValue[]> {
+  const found: QuarantinedValue[] = [];
+  const tx = await client.transaction("write");
+  try {
+    for (const { table, column: name, rowid, bytes } of bad) {
+      const column = quote(name);
+      const [stored] = (await tx.execute({ sql: `SELECT CAST(${column} AS BLOB) AS v FROM ${quote(table)} WHERE rowid = ?`, args: [rowid] })).rows;
+      const current = stored?.v;
+      if (!(current instanceof ArrayBuffer) || !Buffer.from(current).equals(bytes)) continue;
+      const label = `${table}.${name}`;
+      const originalHex = Buffer.from(bytes).toString("hex").toUpperCase();
+      const storedAs = await store(tx, table, column, rowid, LOSSY_UTF8.decode(bytes));
+      found.push({ column: label, rowid, originalHex, storedAs });
+      await tx.execute({
+        sql: "INSERT INTO audit_log (at, actor, action, target, details) VALUES (?, 'navarch', 'text_quarantined', ?, ?)",
+        args: [now, `${label} row ${rowid}`, JSON.stringify({ column: label, rowid, originalHex, storedAs })],
+      });
+    }
+    await tx.commit();
+    return found;
+  } finally {
+    tx.close();
+  }
 }
 
 /**
@@ -84,7 +110,7 @@ export async function quarantineUnreadableText(client: Client, now: number): Pro
  * ids that differed only in their bad bytes); then the row is deleted, its bytes kept in the
  * audit log, rather than left where reading it would abort the process.
  */
-async function store(client: Client, table: string, column: string, rowid: number, repaired: string): Promise<string> {
+async function store(client: Transaction, table: string, column: string, rowid: number, repaired: string): Promise<string> {
   const at: InArgs = [repaired, rowid];
   try {
     await client.execute({ sql: `UPDATE ${quote(table)} SET ${column} = ? WHERE rowid = ?`, args: at });
