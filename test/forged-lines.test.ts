@@ -18,6 +18,7 @@ const HOSTILE = {
   pciBusId: `00000000:3B:00.0${forged("pci")}\r`,
   hostname: `host${forged("hostname")}\x1b[2J`,
   driver: `570${forged("driver")}`,
+  agent: `0.1.0${forged("agent")}`,
   nvml: `gone${forged("nvml")}\u2028${forged("line separator")}`,
   message: `fallen off the bus${forged("gpu-a-1 terminated by admin")}\x1b]0;pwned\x07\u202e`,
   reason: `because${forged("cordoned by")}`,
@@ -41,7 +42,13 @@ async function hostileNode(nodeId: string, nvmlError?: string): Promise<void> {
   const gpu = { index: 0, uuid: `GPU-${nodeId}`, pciBusId: HOSTILE.pciBusId };
   const reg = await post(
     "/v1/register",
-    registration(nodeId, BOOT, { pool: HOSTILE.pool, hostname: HOSTILE.hostname, driverVersion: HOSTILE.driver, gpus: [{ ...gpu, name: "H100" }] }),
+    registration(nodeId, BOOT, {
+      pool: HOSTILE.pool,
+      hostname: HOSTILE.hostname,
+      driverVersion: HOSTILE.driver,
+      agentVersion: HOSTILE.agent,
+      gpus: [{ ...gpu, name: "H100" }],
+    }),
   );
   expect(reg.status).toBe(200);
   const nvml = nvmlError === undefined ? { available: true } : { available: false, error: nvmlError };
@@ -94,11 +101,16 @@ describe("hostile text from agents and operators", () => {
         expect({ args, forged: FORGED_LINE.test(r.stdout), raw: RAW_CONTROL.test(r.stdout) }).toEqual({ args, forged: false, raw: false });
       }
     }
+    // The incident's reason quotes the event's message: on its line, escaped.
+    const faulty = await fleet.run([fleet.navarch, "nodes", "get", NODE], env);
+    const incident = faulty.stdout.split("\n").find((l) => l.startsWith("Incident "));
+    expect(incident).toContain("fallen off the bus\\n");
     const get = await fleet.run([fleet.navarch, "nodes", "get", "gpu-a-2"], env);
     for (const [label, value] of [
       ["Pool:", HOSTILE.pool],
       ["Hostname:", HOSTILE.hostname],
       ["Driver:", HOSTILE.driver],
+      ["Agent:", HOSTILE.agent],
       ["NVML:", HOSTILE.nvml],
       ["Cordoned by:", `human:${HOSTILE.actor}`],
     ]) {
