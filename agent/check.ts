@@ -4,7 +4,7 @@
 // 2 unhealthy, 3 the GPUs could not be read (NVML unavailable), 64 usage.
 import { parseArgs } from "node:util";
 import { MAX_GPUS, type GpuIdentity, type Severity } from "../schema/wire.ts";
-import { printable } from "../schema/text.ts";
+import { jsonText, printable } from "../schema/text.ts";
 import type { Finding } from "./checks/finding.ts";
 import { followKmsg, kmsgFindingToEvent, type KmsgFinding } from "./checks/kmsg.ts";
 import { HealthMonitor } from "./health.ts";
@@ -76,7 +76,7 @@ export async function runCheckOnce(args: string[]): Promise<number> {
   const code = nvml.available ? EXIT[worst] : EXIT_NO_NVML;
   if (values.output === "json") {
     const result = { verdict: nvml.available ? worst : "unknown", nvml, gpus: monitor.inventory(), driverVersion: monitor.driverVersion(), findings, notes };
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    process.stdout.write(`${jsonText(result, 2)}\n`);
   } else {
     process.stdout.write(renderTable(worst, nvml.available, nvml.error, monitor.inventory().length, findings, notes));
   }

@@ -178,6 +178,16 @@ export function printable(text: string, oneLine = false): string {
   return text.replace(oneLine ? UNPRINTABLE_IN_LINE : UNPRINTABLE, visible);
 }
 
+/** JSON or YAML text with the C1 controls, line separators and bidi controls JSON and YAML leave raw written as \u escapes. */
+export function escapedData(text: string): string {
+  return text.replace(/[\u0080-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** One JSON value as text safe for a terminal (what `-o json` prints). */
+export function jsonText(body: unknown, indent?: number): string {
+  return escapedData(JSON.stringify(body, null, indent));
+}
+
 /** One log line: the time, the program, and `text` on one line whatever it holds, so no value in it can print a line of its own. */
 export function logLine(program: string, text: string, at = new Date()): string {
   return `${at.toISOString()} ${program}: ${printable(text, true)}\n`;

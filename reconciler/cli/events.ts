@@ -7,8 +7,8 @@ import { EventList, type EventView } from "../api/views.ts";
 import { CliError, apiGet, resolveTarget } from "./client.ts";
 import type { CommandOptions } from "./actions.ts";
 import { parseIsoTime } from "../../schema/time.ts";
-import { age, jsonText, parseAnswer, parseFormat, yamlText } from "./output.ts";
-import { printable, textPrefix } from "../../schema/text.ts";
+import { age, parseAnswer, parseFormat, yamlText } from "./output.ts";
+import { jsonText, printable, textPrefix } from "../../schema/text.ts";
 
 export const EVENTS_USAGE = `  navarch events [--node NODE] [--pool POOL] [--severity healthy|degraded|unhealthy] [--check CHECK]
                  [--since 10m|2h|3d|ISO-TIME] [--limit N] [--follow] [-o table|json|yaml]`;

@@ -2,7 +2,7 @@
 // "42s ago", durations, and -o table|json|yaml.
 import * as v from "valibot";
 import YAML from "yaml";
-import { cutText, printable } from "../../schema/text.ts";
+import { cutText, escapedData, jsonText, printable } from "../../schema/text.ts";
 import { CliError } from "./client.ts";
 
 /** The terminal's width when stdout is one (tables are then cut to fit), else undefined. */
@@ -26,16 +26,6 @@ export function shown(template: TemplateStringsArray, ...values: unknown[]): str
     out += printable(String(value), true) + (template[i + 1] ?? "");
   });
   return out;
-}
-
-/** JSON or YAML text with the C1 controls, line separators and bidi controls JSON and YAML leave raw written as \u escapes. */
-function escapedData(text: string): string {
-  return text.replace(/[\u0080-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-
-/** One JSON value as text safe for a terminal (what `-o json` prints). */
-export function jsonText(body: unknown, indent?: number): string {
-  return escapedData(JSON.stringify(body, null, indent));
 }
 
 /** One YAML document as text safe for a terminal (what `-o yaml` prints). */
