@@ -107,7 +107,6 @@ export class NvmlUnresponsiveError extends Error {
 
 const WIRE_TEXT = 256;
 const WIRE_ERROR = 4096;
-const clip = cutText;
 
 interface Pending {
   resolve: (value: NvmlSnapshot | NvmlInventory) => void;
@@ -162,14 +161,14 @@ class Monitor implements NvmlMonitor {
   }
 
   get status(): NvmlStatus {
-    const tried = this.attempts.map((a) => clip(a.path, WIRE_TEXT));
+    const tried = this.attempts.map((a) => cutText(a.path, WIRE_TEXT));
     if (this.failure) {
-      return { available: false, error: clip(this.failure.message, WIRE_ERROR), ...(tried.length ? { triedPaths: tried } : {}) };
+      return { available: false, error: cutText(this.failure.message, WIRE_ERROR), ...(tried.length ? { triedPaths: tried } : {}) };
     }
     const status: NvmlStatus = { available: true, triedPaths: tried };
-    if (this.libraryPath) status.libraryPath = clip(this.libraryPath, WIRE_TEXT);
+    if (this.libraryPath) status.libraryPath = cutText(this.libraryPath, WIRE_TEXT);
     const hang = this.hang();
-    if (hang) status.error = clip(hang.message, WIRE_ERROR);
+    if (hang) status.error = cutText(hang.message, WIRE_ERROR);
     return status;
   }
 
