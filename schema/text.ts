@@ -48,6 +48,14 @@ export function textPrefix(text: string, units: number): string {
   return text.slice(0, end);
 }
 
+/** The last `units` UTF-16 units of `text`, one fewer where the cut would split a surrogate pair. */
+export function textSuffix(text: string, units: number): string {
+  if (units >= text.length) return text;
+  if (units <= 0) return "";
+  const start = text.length - units;
+  return text.slice(isLowSurrogate(text.charCodeAt(start)) && isHighSurrogate(text.charCodeAt(start - 1)) ? start + 1 : start);
+}
+
 /** `text` cut to at most `max` UTF-16 units on a code-point boundary, ending in `marker` when cut. */
 export function cutText(text: string, max: number, marker = "…"): string {
   if (text.length <= max) return text;

@@ -15,6 +15,7 @@ import {
   printable,
   repairText,
   textPrefix,
+  textSuffix,
   wellFormedJson,
 } from "../schema/text.ts";
 import { issuePaths } from "../schema/wire.ts";
@@ -31,6 +32,12 @@ describe("cuts keep surrogate pairs whole", () => {
         expect(text.startsWith(prefix)).toBe(true);
         const cut = cutText(text, Math.max(1, n));
         expect({ n, ok: isWellFormedText(cut), within: cut.length <= Math.max(1, n) }).toEqual({ n, ok: true, within: true });
+      }
+    }
+    for (const text of [PARTY.repeat(50), `${PARTY.repeat(50)}x`]) {
+      for (let n = 0; n <= text.length + 1; n++) {
+        const suffix = textSuffix(text, n);
+        expect({ n, ok: isWellFormedText(suffix), within: suffix.length <= n, end: text.endsWith(suffix) }).toEqual({ n, ok: true, within: true, end: true });
       }
     }
     expect(cutText("short", 10)).toBe("short");
