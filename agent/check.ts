@@ -4,9 +4,11 @@
 // 2 unhealthy, 3 the GPUs could not be read (NVML unavailable), 64 usage.
 import { parseArgs } from "node:util";
 import { MAX_GPUS, type GpuIdentity, type Severity } from "../schema/wire.ts";
+import { jsonText, printable } from "../schema/text.ts";
 import type { Finding } from "./checks/finding.ts";
 import { followKmsg, kmsgFindingToEvent, type KmsgFinding } from "./checks/kmsg.ts";
 import { HealthMonitor } from "./health.ts";
+import { explicitLibraryProblem } from "./nvml/library.ts";
 
 const EXIT: Record<Severity, number> = { healthy: 0, degraded: 1, unhealthy: 2 };
 const EXIT_NO_NVML = 3;
@@ -46,6 +48,12 @@ export async function runCheckOnce(args: string[]): Promise<number> {
     return EXIT_USAGE;
   }
 
+  const libraryProblem = values["nvml-library"] === undefined ? undefined : explicitLibraryProblem(values["nvml-library"]);
+  if (libraryProblem !== undefined) {
+    process.stderr.write(`navarch-node check: --nvml-library: ${libraryProblem}\n`);
+    return EXIT_USAGE;
+  }
+
   const kmsgPath = values["kmsg-path"] ?? "/dev/kmsg";
   const notes: string[] = [];
   const monitor = new HealthMonitor({
@@ -68,7 +76,7 @@ export async function runCheckOnce(args: string[]): Promise<number> {
   const code = nvml.available ? EXIT[worst] : EXIT_NO_NVML;
   if (values.output === "json") {
     const result = { verdict: nvml.available ? worst : "unknown", nvml, gpus: monitor.inventory(), driverVersion: monitor.driverVersion(), findings, notes };
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    process.stdout.write(`${jsonText(result, 2)}\n`);
   } else {
     process.stdout.write(renderTable(worst, nvml.available, nvml.error, monitor.inventory().length, findings, notes));
   }
@@ -105,16 +113,20 @@ async function replayKmsg(path: string, notes: string[], gpusByBus: Map<string, 
   });
 }
 
+/** The human verdict: kernel-log text and NVML errors printed on their own line each, their escapes shown, not obeyed. */
 function renderTable(worst: Severity, nvmlOk: boolean, nvmlError: string | undefined, gpuCount: number, findings: Finding[], notes: string[]): string {
+  const one = (text: string) => printable(text, true);
   const lines = [
-    nvmlOk ? `Verdict: ${worst.toUpperCase()} (${gpuCount} GPUs checked)` : `Verdict: UNKNOWN: GPUs cannot be read: ${nvmlError ?? "NVML unavailable"}`,
+    nvmlOk ? `Verdict: ${worst.toUpperCase()} (${gpuCount} GPUs checked)` : `Verdict: UNKNOWN: GPUs cannot be read: ${one(nvmlError ?? "NVML unavailable")}`,
     "",
   ];
   if (findings.length === 0) lines.push("No findings.");
   for (const f of findings) {
-    const where = f.gpu ? `GPU ${f.gpu.index}` : f.pciBusId ? f.pciBusId : "node";
-    lines.push(`${f.severity.padEnd(9)} ${where.padEnd(16)} ${`${f.check}${f.code ? ` ${f.code}` : ""}`.padEnd(24)} ${f.action.padEnd(15)} ${f.message}`);
+    const where = f.gpu ? `GPU ${f.gpu.index}` : f.pciBusId ? one(f.pciBusId) : "node";
+    lines.push(
+      `${f.severity.padEnd(9)} ${where.padEnd(16)} ${one(`${f.check}${f.code ? ` ${f.code}` : ""}`).padEnd(24)} ${f.action.padEnd(15)} ${one(f.message)}`,
+    );
   }
-  for (const n of notes) lines.push(`note: ${n}`);
+  for (const n of notes) lines.push(`note: ${one(n)}`);
   return `${lines.join("\n")}\n`;
 }

@@ -14,7 +14,7 @@ import { InfinibandCheck, readInfinibandPorts } from "./checks/infiniband.ts";
 import { IncidentTracker, type FindingSource } from "./checks/incidents.ts";
 import { followKmsg, kmsgFindingToEvent, kmsgXidOccurrence, type KmsgFinding, type KmsgFollower } from "./checks/kmsg.ts";
 import { xidFinding, type XidFinding } from "./checks/xid.ts";
-import { startNvmlMonitor, toWireGpus, type NvmlEvent, type NvmlMonitor } from "./nvml/index.ts";
+import { startReloadingNvmlMonitor, toWireGpus, type NvmlEvent, type NvmlInventory, type NvmlMonitor } from "./nvml/index.ts";
 import type { CheckedMessage } from "./nvml/protocol.ts";
 import { memoryReport } from "./memory-report.ts";
 import { normalizePciBusId } from "./pci.ts";
@@ -76,7 +76,8 @@ export class HealthMonitor implements GpuSource {
     const intervalMs = Math.max(100, timerMs(opts.pollIntervalMs ?? 10_000, 10_000));
     const fastMs = Math.min(FAST_INTERVAL_MS, intervalMs);
     const firstFull = new Promise<void>((resolve) => (this.firstFullPass = resolve));
-    this.nvml = await startNvmlMonitor({
+    // Its library file is watched: a driver upgrade that writes over it is a reload, not a crash.
+    this.nvml = await startReloadingNvmlMonitor({
       // A library the operator named is the only one tried: never a silent substitute.
       ...(opts.libraryPath !== undefined ? { libraryPath: opts.libraryPath, explicitOnly: true } : {}),
       pollDeadlineMs: timerMs(opts.pollDeadlineMs ?? 5000, 5000),
@@ -96,18 +97,25 @@ export class HealthMonitor implements GpuSource {
         opts.log(`NVML worker error: ${err.message}`);
         this.firstFullPass?.();
       },
+      onReload: (m, phase) => {
+        if (phase === "started") {
+          // No readings of a library that is gone; the reload's outcome is said when it ends.
+          this.gpuReadings = [];
+          opts.log(m.status.error ?? "NVML unavailable, reloading");
+        } else if (m.status.available && m.initialInventory) {
+          this.adopt(m.initialInventory);
+          opts.log(`NVML reloaded from ${m.libraryPath ?? "?"} (driver ${this.driver ?? "unknown"}, ${this.gpuInfos.length} GPUs)`);
+          this.report(this.tracker.poll([], this.now(), () => false, "nvml:load"));
+        } else this.unavailable(m);
+      },
     });
     const inventory = this.nvml.initialInventory;
     if (this.nvml.status.available && inventory) {
-      this.gpuInfos = toWireGpus(inventory);
-      for (const g of this.gpuInfos) this.byBusId.set(g.pciBusId, { index: g.index, uuid: g.uuid, pciBusId: g.pciBusId });
-      if (inventory.system.driverVersion.ok) this.driver = inventory.system.driverVersion.value;
-      if (inventory.system.cudaDriverVersion.ok) this.cuda = inventory.system.cudaDriverVersion.value.version;
+      this.adopt(inventory);
+      if (this.nvml.mappedInPlace !== null)
+        opts.log(`NVML is mapped from its file, not a private copy (${this.nvml.mappedInPlace}): a driver upgrade that writes over it can crash the agent`);
     } else {
-      opts.log(`NVML unavailable: ${this.nvml.status.error ?? "unknown"}`);
-      // No driver installed is not a fault; a library file that is there but cannot be used is.
-      const unusable = this.nvml.attempts.some((a) => a.path.includes("/") && a.outcome !== "missing") || this.nvml.failure?.stage === "worker";
-      if (unusable) this.report(this.tracker.poll([unusableNvml(this.nvml.status.error ?? "unknown")], this.now(), () => false, "nvml:load"));
+      this.unavailable(this.nvml);
       this.firstFullPass?.();
     }
     this.startKmsg();
@@ -115,6 +123,23 @@ export class HealthMonitor implements GpuSource {
     this.timer = setInterval(() => this.nodeChecks(), intervalMs);
     await firstFull;
     this.checked = true;
+  }
+
+  /** The GPUs, driver and CUDA versions a loaded library reports. */
+  private adopt(inventory: NvmlInventory): void {
+    this.gpuInfos = toWireGpus(inventory);
+    for (const g of this.gpuInfos) this.byBusId.set(g.pciBusId, { index: g.index, uuid: g.uuid, pciBusId: g.pciBusId });
+    if (inventory.system.driverVersion.ok) this.driver = inventory.system.driverVersion.value;
+    if (inventory.system.cudaDriverVersion.ok) this.cuda = inventory.system.cudaDriverVersion.value.version;
+  }
+
+  /** NVML could not be loaded: said in the log, and a finding when a library file is there but cannot be used. */
+  private unavailable(nvml: NvmlMonitor): void {
+    const why = (nvml.status.error ?? "unknown").replace(/^NVML unavailable[:,] /, "");
+    this.opts.log(`NVML unavailable: ${why}`);
+    // No driver installed is not a fault; a library file that is there but cannot be used is.
+    const unusable = nvml.attempts.some((a) => a.path.includes("/") && a.outcome !== "missing") || nvml.failure?.stage === "worker";
+    if (unusable) this.report(this.tracker.poll([unusableNvml(why)], this.now(), () => false, "nvml:load"));
   }
 
   /** Where the agent's memory is (agent/memory-report.ts). */

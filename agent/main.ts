@@ -13,6 +13,8 @@ import { HealthMonitor } from "./health.ts";
 import { ReconcilerClient, normalizeServerUrl, redactUrl } from "./reporter.ts";
 import { ClientTlsError, clientFetch, clientTlsFromEnv, normalizeFingerprint } from "../schema/client-tls.ts";
 import { Spool } from "./spool.ts";
+import { explicitLibraryProblem } from "./nvml/library.ts";
+import { logLine } from "../schema/text.ts";
 
 const USAGE = `navarch-node ${NAVARCH_VERSION}: GPU health agent for Navarch
 
@@ -210,8 +212,11 @@ async function main(argv: string[]): Promise<void> {
   const expectedGpus = wholeNumber("expected-gpus", flags["expected-gpus"], 1, MAX_GPUS);
   const deadlineSeconds = seconds("nvml-deadline", flags["nvml-deadline"], 0.1, 600);
   const infinibandRate = wholeNumber("infiniband-rate", flags["infiniband-rate"], 1, 10_000);
+  const libraryProblem = flags["nvml-library"] === undefined ? undefined : explicitLibraryProblem(flags["nvml-library"]);
+  if (libraryProblem !== undefined) usage(`--nvml-library: ${libraryProblem}`);
   const send = reconcilerFetch(flags, serverUrl);
-  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} navarch-node: ${line}\n`);
+  // Every line on one line: kernel-log text and NVML errors may hold newlines and escapes.
+  const log = (line: string) => process.stderr.write(logLine("navarch-node", line));
   const stateDir = flags["state-dir"] ?? defaultStateDir();
   // The fleet's token, or a one-time bootstrap token exchanged at registration for the
   // node's own credential (kept in the state directory and used from then on).

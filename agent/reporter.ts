@@ -3,6 +3,7 @@
 // the other side. Credentials in the --server URL are used but never written anywhere: every
 // message names the URL without them.
 import * as v from "valibot";
+import { wellFormedJson } from "../schema/text.ts";
 import {
   ERROR_CODES,
   ErrorBody,
@@ -138,7 +139,8 @@ export class ReconcilerClient {
         res = await this.send(`${this.baseUrl}${path}`, {
           method: "POST",
           headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.authToken}` },
-          body: JSON.stringify(body),
+          // The agent's own report of outside text: a string UTF-8 cannot encode goes as U+FFFD.
+          body: wellFormedJson(body),
           signal: abort.signal,
         });
       } catch (err) {

@@ -16,6 +16,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
+import { repairText, textPrefix } from "../schema/text.ts";
 import { HealthEvent, MAX_EVENT_BATCH_BYTES, MAX_EVENT_MESSAGE, MAX_EVENTS_PER_BATCH, findingKey } from "../schema/wire.ts";
 
 export type NewEvent = Omit<HealthEvent, "seq">;
@@ -23,12 +24,17 @@ export type NewEvent = Omit<HealthEvent, "seq">;
 /** Unacknowledged events held while the disk refuses them; beyond it, superseded (then oldest) ones go. */
 export const MAX_MEMORY_EVENTS = 10_000;
 
-/** Cuts a message to what the wire carries, saying how much was cut. */
-export function cutMessage(message: string, max = MAX_EVENT_MESSAGE): string {
+/**
+ * A message as the wire carries it: well-formed (a lone surrogate, which the reconciler refuses,
+ * becomes U+FFFD: it is outside text the agent reports) and cut on a code-point boundary to
+ * `max`, saying how much was cut.
+ */
+export function cutMessage(text: string, max = MAX_EVENT_MESSAGE): string {
+  const message = repairText(text);
   if (message.length <= max) return message;
   const marker = (n: number) => ` … [${n} characters cut]`;
-  const keep = max - marker(message.length).length;
-  return `${message.slice(0, keep)}${marker(message.length - keep)}`;
+  const kept = textPrefix(message, max - marker(message.length).length);
+  return `${kept}${marker(message.length - kept.length)}`;
 }
 
 function errorText(err: unknown): string {
@@ -104,7 +110,12 @@ export class Spool {
 
   /** Numbers the event and writes it down (or, when the disk refuses, keeps it in memory). Never throws. */
   append(event: NewEvent): HealthEvent {
-    const full: HealthEvent = { ...event, message: cutMessage(event.message), seq: ++this.lastSeq };
+    const full: HealthEvent = {
+      ...event,
+      ...(event.code === undefined ? {} : { code: repairText(event.code) }),
+      message: cutMessage(event.message),
+      seq: ++this.lastSeq,
+    };
     this.pending.push(full);
     if (this.dirty) {
       // A refusing disk is tried again at most once a second: a burst of events must not rewrite the file per event.
@@ -207,8 +218,10 @@ export class Spool {
       } catch {
         continue;
       }
-      // An older agent may have spooled a message longer than the wire carries: cut, not dropped.
+      // An older agent may have spooled a message longer than the wire carries, or one it cut
+      // inside a surrogate pair: cut and repaired, not dropped.
       if (typeof raw === "object" && raw !== null && "message" in raw && typeof raw.message === "string") raw.message = cutMessage(raw.message);
+      if (typeof raw === "object" && raw !== null && "code" in raw && typeof raw.code === "string") raw.code = repairText(raw.code);
       const parsed = v.safeParse(HealthEvent, raw);
       if (!parsed.success) continue;
       const event = parsed.output;

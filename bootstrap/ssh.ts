@@ -17,6 +17,7 @@
 import { createHash } from "node:crypto";
 import { Client, utils, type ClientChannel, type ConnectConfig } from "ssh2";
 import { shellEscape } from "./template.ts";
+import { textSuffix } from "../schema/text.ts";
 
 export interface BootstrapTimeouts {
   /** How long to keep trying to reach the host (connect attempts with backoff). */
@@ -429,7 +430,7 @@ function tail(step: BootstrapStep): string {
   const text = stderr || step.stdout.trim();
   if (text === "") return "";
   const last = text.split("\n").slice(-3).join(" | ");
-  return `: ${last.length > 300 ? `…${last.slice(-300)}` : last}`;
+  return `: ${last.length > 300 ? `…${textSuffix(last, 300)}` : last}`;
 }
 
 function seconds(ms: number): string {

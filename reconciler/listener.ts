@@ -5,7 +5,7 @@
 // (SO_REUSEPORT) and the old one stops accepting, finishing the requests it has.
 import type { Server } from "bun";
 import type { ServerTlsConfig } from "../schema/config.ts";
-import { TlsError, loadTlsMaterial, tlsStamp, type TlsMaterial } from "./tls.ts";
+import { TlsError, loadTlsMaterial, notValidNow, tlsStamp, type TlsMaterial } from "./tls.ts";
 
 export class ListenError extends Error {
   override readonly name = "ListenError";
@@ -21,6 +21,8 @@ export interface ListenerOptions {
   log: (line: string) => void;
   /** How often the TLS files are looked at (default 2 s). */
   tlsPollMs?: number;
+  /** Told of each reload refused (the files changed but will not do); the served certificate stays. */
+  onReloadRefused?: () => void;
 }
 
 export class Listener {
@@ -89,12 +91,16 @@ export class Listener {
     let next: TlsMaterial;
     try {
       next = loadTlsMaterial(tls);
+      // Expired or not valid yet: every client would fail, where the one served still works.
+      const invalid = notValidNow(next, Date.now());
+      if (invalid !== undefined) throw new TlsError(invalid);
     } catch (err) {
       // Often a renewal half written (the certificate before its key): the next change retries.
       this.refused = stamp;
       this.opts.log(
         `tls: not reloading: ${err instanceof TlsError ? err.message : String(err)}; still serving the certificate ${this.material.fingerprint256}`,
       );
+      this.opts.onReloadRefused?.();
       return;
     }
     const previous = { server: this.server, material: this.material };
@@ -105,6 +111,7 @@ export class Listener {
       this.material = previous.material;
       this.refused = stamp;
       this.opts.log(`tls: not reloading: ${err instanceof Error ? err.message : String(err)}`);
+      this.opts.onReloadRefused?.();
       return;
     }
     this.refused = undefined;

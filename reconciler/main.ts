@@ -11,7 +11,7 @@ import { EVENTS_USAGE, eventsCommand } from "./cli/events.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { REPORT_USAGE, reportCommand } from "./cli/report.ts";
 import { TOKENS_USAGE, tokensCommand } from "./cli/tokens.ts";
-import { printable } from "./cli/output.ts";
+import { printable } from "../schema/text.ts";
 import { simCommand } from "./cli/sim.ts";
 
 const USAGE = `navarch ${NAVARCH_VERSION}: GPU fleet reconciler

@@ -57,6 +57,8 @@ export interface Metrics {
   readonly ingestCheckpoint: Histogram;
   /** How long the copy part of those checkpoints took, beside the writes. */
   readonly ingestCheckpointBeside: Histogram;
+  /** Certificate reloads refused (the files changed but will not do: expired, mismatched, half written). */
+  readonly tlsReloadRefusals: Counter;
   /** Records one reconcile pass (each report once, however many callers awaited it). */
   observePass(report: PassObservation): void;
   render(): Promise<string>;
@@ -72,6 +74,13 @@ const PROVIDER_OPERATIONS = ["launch", "terminate", "reap", "reboot"];
 /** States whose agent's readings are shown (its machine is there): watched, held, lost. */
 const AGENT_STATES = sqlList([...STATES.watched, "held", "lost"]);
 const WATCHED_STATES = sqlList(STATES.watched);
+
+/**
+ * A row's pool as a label value: the pool when it is one the store knows (configured, or a
+ * GpuPool resource), else "". A monitored node's pool is what its agent said; as a label it
+ * would be agent text, and a series per made-up name.
+ */
+const poolLabel = (column: string) => `(case when ${column} in (select name from pools) then ${column} else '' end)`;
 
 function sqlList(states: readonly string[]): string {
   return `(${states.map((s) => `'${s}'`).join(", ")})`;
@@ -163,6 +172,11 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     help: "1 when the API or /metrics is served as plain HTTP off loopback (no server.tls): tokens cross the network in the clear",
     registers: [registry],
   }).set(opts.plainHttp === true ? 1 : 0);
+  const tlsReloadRefusals = new Counter({
+    name: "navarch_tls_reload_refusals_total",
+    help: "Changed certificate files not loaded (expired or not yet valid, a key that does not match, half written): the served certificate stays",
+    registers: [registry],
+  });
   const ingestGroup = new Histogram({
     name: "navarch_ingest_group_requests",
     help: "Heartbeats and event batches written in one transaction (group commit): about 1 when quiet, more under load",
@@ -193,6 +207,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
   const railCounts = new Map<string, number>();
   const breakerTrips = new Map<string, number>();
   const registrationTimeouts = { n: 0 };
+  const quarantinedValues = { n: 0 };
   const cursors = { events: 0, audit: 0 };
 
   async function advanceCursors(): Promise<void> {
@@ -217,7 +232,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
                 count(*) as n
          from audit_log
          where id > ? and id <= ?
-           and (action in ('blocked', 'breaker_tripped')
+           and (action in ('blocked', 'breaker_tripped', 'text_quarantined')
                 or (action = 'transition' and json_extract(details, '$.to') = 'failed'
                     and json_extract(details, '$.reason') like 'agent did not register%'))
          group by 1, 2`,
@@ -230,6 +245,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
           const rail = RAILS.includes(label) ? label : "other";
           railCounts.set(rail, (railCounts.get(rail) ?? 0) + num(r.n));
         } else if (action === "breaker_tripped") breakerTrips.set(label, (breakerTrips.get(label) ?? 0) + num(r.n));
+        else if (action === "text_quarantined") quarantinedValues.n += num(r.n);
         else registrationTimeouts.n += num(r.n);
       }
       cursors.audit = auditTop;
@@ -243,8 +259,8 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     const spans = await Promise.all(
       INCIDENT_SPANS.map((s) =>
         query(
-          `select coalesce(pool, '') as pool, count(*) as n, coalesce(sum(d), 0) as s, ${bucketSql}
-           from (select pool, max(0, (${s.to} - ${s.from}) / 1000.0) as d from incidents where ${s.to} is not null and ${s.from} is not null)
+          `select pool, count(*) as n, coalesce(sum(d), 0) as s, ${bucketSql}
+           from (select ${poolLabel("pool")} as pool, max(0, (${s.to} - ${s.from}) / 1000.0) as d from incidents where ${s.to} is not null and ${s.from} is not null)
            group by 1`,
         ),
       ),
@@ -253,7 +269,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     const [byState, poolRows, gpuPools, heartbeatRows, breakerRows, openIncidents, remediations, idle, providerErrors, registered, bootstrapRuns, wasted] =
       await Promise.all([
         query(
-          `select coalesce(pool, '') as pool, state, count(*) as n,
+          `select ${poolLabel("pool")} as pool, state, count(*) as n,
                 sum(case when origin = 'registered' then 1 else 0 end) as monitored,
                 sum(case when state = 'ready' and verdict = 'healthy' and origin = 'launched' then 1 else 0 end) as healthy,
                 sum(case when verdict = 'unhealthy' or state = 'lost' then 1 else 0 end) as unhealthy
@@ -264,16 +280,16 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
         ),
         query(
           // Each node's summary of its last heartbeat (nodes.gpu_*), not every GPU's JSON readings.
-          `select coalesce(pool, '') as pool, coalesce(sum(gpu_readings), 0) as n, max(gpu_temperature_max_c) as temp_max,
+          `select ${poolLabel("pool")} as pool, coalesce(sum(gpu_readings), 0) as n, max(gpu_temperature_max_c) as temp_max,
                 sum(gpu_utilization_sum) / nullif(sum(gpu_utilization_count), 0) as util_mean
          from nodes where state in ${AGENT_STATES} and gpu_readings > 0
          group by 1`,
         ),
         query(
-          `select id as node, coalesce(pool, '') as pool, last_heartbeat_at as at from nodes where state in ${WATCHED_STATES} and last_heartbeat_at is not null`,
+          `select id as node, ${poolLabel("pool")} as pool, last_heartbeat_at as at from nodes where state in ${WATCHED_STATES} and last_heartbeat_at is not null`,
         ),
         query("select scope from breakers where reset_at is null"),
-        query("select coalesce(pool, '') as pool, count(*) as n from incidents where closed_at is null group by 1"),
+        query(`select ${poolLabel("pool")} as pool, count(*) as n from incidents where closed_at is null group by 1`),
         query(
           `select case when outcome = 'rebooted' then 'rebooted_recovered'
                      when rebooted_at is not null then 'rebooted_then_replaced'
@@ -309,7 +325,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     const perGpu = perGpuSetting === "on" || (perGpuSetting === "auto" && gpuTotal <= PER_GPU_AUTO_LIMIT);
     const gpuRows = perGpu
       ? await query(
-          `select n.id as node, coalesce(n.pool, '') as pool, r.value->>'index' as gpu,
+          `select n.id as node, ${poolLabel("n.pool")} as pool, r.value->>'index' as gpu,
                 r.value->>'temperatureC' as temp, r.value->>'utilizationPct' as util
          from gpu_readings gr join nodes n on n.id = gr.node_id, json_each(gr.readings) r
          where n.state in ${AGENT_STATES}`,
@@ -546,6 +562,12 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
       if (other !== undefined) set({ rail: "other" }, other);
     },
   );
+  counter(
+    "navarch_store_quarantined_values_total",
+    "Stored values that were not UTF-8 (unreadable) and were repaired when the store opened; each one's bytes are in the audit log (text_quarantined)",
+    [],
+    (set) => set({}, quarantinedValues.n),
+  );
   counter("navarch_breaker_trips_total", "Circuit breaker trips, by scope", ["scope"], (set) => {
     for (const [scope, n] of breakerTrips) set({ scope }, n);
   });
@@ -597,6 +619,7 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     registry,
     contentType: registry.contentType,
     heartbeats,
+    tlsReloadRefusals,
     healthEvents,
     ingestGroup,
     ingestCheckpoint,

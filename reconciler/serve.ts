@@ -142,6 +142,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
       log,
       ...(settings.tls ? { tls: settings.tls } : {}),
       ...(settings.tlsPollMs ? { tlsPollMs: settings.tlsPollMs } : {}),
+      onReloadRefused: () => metrics.tlsReloadRefusals.inc(),
     });
     listeners.push(opened);
     return opened;

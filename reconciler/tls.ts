@@ -18,6 +18,7 @@ export interface TlsMaterial {
   ca?: string;
   /** SHA-256 of the leaf certificate (DER), `AA:BB:…`: what `navarch-node --pin-sha256` takes. */
   fingerprint256: string;
+  notBefore: Date;
   notAfter: Date;
   /** mtime and size of each file, to notice a change. */
   stamp: string;
@@ -50,7 +51,15 @@ export function loadTlsMaterial(tls: ServerTlsConfig): TlsMaterial {
       throw new TlsError(`server.tls.client_ca_file: ${tls.client_ca_file} holds no PEM certificate (${message(err)})`);
     }
   }
-  return { cert, key, ...(ca === undefined ? {} : { ca }), fingerprint256: leaf.fingerprint256, notAfter: new Date(leaf.validTo), stamp: tlsStamp(tls) };
+  return {
+    cert,
+    key,
+    ...(ca === undefined ? {} : { ca }),
+    fingerprint256: leaf.fingerprint256,
+    notBefore: new Date(leaf.validFrom),
+    notAfter: new Date(leaf.validTo),
+    stamp: tlsStamp(tls),
+  };
 }
 
 /** Changes when any of the files does (mtime, size, inode): cheap enough to poll. */
@@ -66,6 +75,15 @@ export function tlsStamp(tls: ServerTlsConfig): string {
       }
     })
     .join("/");
+}
+
+/** Why no client would accept the certificate now (expired, or not valid yet); undefined when it is valid. */
+export function notValidNow(material: TlsMaterial, now: number): string | undefined {
+  if (material.notAfter.getTime() < now)
+    return `server.tls.cert_file: the certificate expired on ${material.notAfter.toISOString()}; every client would refuse it`;
+  if (material.notBefore.getTime() > now)
+    return `server.tls.cert_file: the certificate is not valid before ${material.notBefore.toISOString()}; every client would refuse it`;
+  return undefined;
 }
 
 /** Warnings for a certificate that works today but not for long. */

@@ -18,6 +18,7 @@ import * as v from "valibot";
 import { TEMPLATE_VARIABLES, parseTemplate } from "../bootstrap/template.ts";
 import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, unknownNameMessage, withJsonShape, type PathKey } from "./shapes.ts";
 import { MAX_TIMER_MS } from "./wire.ts";
+import { WellFormedStrings } from "./text.ts";
 
 // ───────────────────────────── normalised types ─────────────────────────────
 
@@ -1255,6 +1256,9 @@ function withImplicitProviders(providers: ProvidersConfig, pools: readonly PoolC
   return out;
 }
 
-/** Validates one pool on its own (e.g. a pool that comes from a Kubernetes custom resource). */
-export const PoolSchema = Pool;
+/**
+ * Validates one pool on its own (e.g. a pool that comes from a Kubernetes custom resource),
+ * whose every string must be text the store can hold, as a config file's (reconciler/config/yaml-source.ts).
+ */
+export const PoolSchema = v.pipe(WellFormedStrings, Pool);
 export const AutoscalerSchema = Autoscaler;

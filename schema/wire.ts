@@ -8,6 +8,7 @@ import * as v from "valibot";
 import { isRealIsoTime } from "./time.ts";
 import { READING_RANGES } from "./reading-ranges.ts";
 import { show } from "./shapes.ts";
+import { wellFormed } from "./text.ts";
 
 export const WIRE_VERSION = "v1";
 
@@ -57,8 +58,9 @@ function between(min: number, max: number, unit = "") {
 const NAME_PATTERN = /^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$/i;
 
 export const NodeId = v.pipe(v.string(), v.regex(NAME_PATTERN, "must be 1–253 letters, digits, '.', '_' or '-', starting and ending with a letter or digit"));
-export const BootId = v.pipe(v.string(), v.minLength(1), v.maxLength(64));
-const ShortText = v.pipe(v.string(), v.maxLength(256));
+// Every string of the wire is well-formed text (schema/text.ts): the store cannot hold a lone surrogate.
+export const BootId = v.pipe(v.string(), wellFormed, v.minLength(1), v.maxLength(64));
+const ShortText = v.pipe(v.string(), wellFormed, v.maxLength(256));
 const Count = whole(0);
 const GpuIndex = whole(0, MAX_GPUS - 1);
 const HeartbeatIntervalSeconds = between(HEARTBEAT_INTERVAL_SECONDS.min, HEARTBEAT_INTERVAL_SECONDS.max, " seconds");
@@ -98,7 +100,7 @@ export type GpuInfo = v.InferOutput<typeof GpuInfo>;
 export const NvmlStatus = v.object({
   available: v.boolean(),
   libraryPath: v.optional(ShortText),
-  error: v.optional(v.pipe(v.string(), v.maxLength(4096))),
+  error: v.optional(v.pipe(v.string(), wellFormed, v.maxLength(4096))),
   triedPaths: v.optional(v.array(ShortText)),
 });
 export type NvmlStatus = v.InferOutput<typeof NvmlStatus>;
@@ -212,7 +214,7 @@ export const HealthEvent = v.strictObject({
   severity: Severity,
   action: RecommendedAction,
   gpu: v.optional(GpuIdentity),
-  message: v.pipe(v.string(), v.maxLength(MAX_EVENT_MESSAGE)),
+  message: v.pipe(v.string(), wellFormed, v.maxLength(MAX_EVENT_MESSAGE)),
   /** How many times this finding repeated since it was first reported (deduplication). */
   count: v.optional(whole(1)),
 });

@@ -295,6 +295,25 @@ describe("metrics on a seeded store", () => {
       );
   });
 
+  test("a monitored node's self-reported pool is never a label value unless the pool is configured", async () => {
+    const m = createMetrics(store.db);
+    const made = "made-up-by-its-agent";
+    const at = { lastHeartbeatAt: T, registeredAt: T, origin: "registered" as const, gpuReadings: 1, gpuTemperatureMaxC: 50 };
+    await node("m1", made, "ready", "healthy", at);
+    await node("m2", "train", "ready", "healthy", at);
+    await store.db.insert(gpuReadings).values({ nodeId: "m1", readings: [{ index: 0, temperatureC: 50 }], updatedAt: T });
+    await store.db.insert(incidents).values({ nodeId: "m1", pool: made, reason: "Xid 79", status: "cordoned", faultAt: T, openedAt: T });
+    const s = await scrape(m);
+    expect(s.filter((x) => x.labels.pool === made).map((x) => x.name)).toEqual([]);
+    // Counted, under no pool; the one that names a configured pool keeps it.
+    expect(value(s, "navarch_node_last_heartbeat_timestamp_seconds", { node: "m1" })).toBe(T / 1000);
+    expect(s.find((x) => x.name === "navarch_node_last_heartbeat_timestamp_seconds" && x.labels.node === "m1")?.labels.pool).toBe("");
+    expect(s.find((x) => x.name === "navarch_node_last_heartbeat_timestamp_seconds" && x.labels.node === "m2")?.labels.pool).toBe("train");
+    await store.db.delete(incidents).where(eq(incidents.nodeId, "m1"));
+    await store.db.delete(gpuReadings).where(eq(gpuReadings.nodeId, "m1"));
+    await store.db.delete(nodes).where(eq(nodes.origin, "registered"));
+  });
+
   test("SSH bootstrap runs count as bootstrap outcomes (where the store records them)", async () => {
     const table = await store.client.execute("select count(*) as n from sqlite_master where type = 'table' and name = 'bootstrap_runs'");
     if (Number(table.rows[0]?.n ?? 0) === 0) return;

@@ -309,9 +309,11 @@ describe("fault modes", () => {
   });
 
   test("compute processes through _v2 (r470)", () => {
+    // The control handle first: the binding then uses that loaded instance (a library it loads
+    // itself is a private copy, with state of its own: agent/nvml/private-copy.ts).
+    const old = new FakeNvml(FAKE_NVML.r470);
     const r = openNvml({ libraryPath: FAKE_NVML.r470, explicitOnly: true, init: false });
     if (!r.ok) throw new Error(r.message);
-    const old = new FakeNvml(FAKE_NVML.r470);
     try {
       old.command("procs 2 2 4096");
       expect(r.library.symbolOf("deviceGetComputeRunningProcesses")).toBe("nvmlDeviceGetComputeRunningProcesses_v2");

@@ -12,10 +12,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Role } from "../schema/roles.ts";
 import { POOLS_YAML, simFleet, type SimFleet } from "./browser/harness.ts";
-import { REPO_ROOT, tempDir } from "./support.ts";
+import { ensureSchemathesis, runSchemathesis } from "./schemathesis/run.ts";
+import { REPO_ROOT } from "./support.ts";
 
-const ENSURE = join(REPO_ROOT, "test/schemathesis/ensure-schemathesis.sh");
-const CONFIG = join(REPO_ROOT, "test/schemathesis/schemathesis.toml");
 const ARTIFACTS = join(REPO_ROOT, "test/artifacts/schemathesis");
 /** Examples per operation and phase; the whole file stays within about two minutes on 2 cores. */
 const EXAMPLES = Number(process.env.NAVARCH_SCHEMATHESIS_EXAMPLES ?? 10);
@@ -28,9 +27,7 @@ const tokens = new Map<Role, string>();
 const results: { role: Role; generated: number; failures: number; seconds: number }[] = [];
 
 beforeAll(async () => {
-  const ensure = Bun.spawnSync(["sh", ENSURE], { stdout: "pipe", stderr: "pipe" });
-  if (ensure.exitCode !== 0) throw new Error(`test/schemathesis/ensure-schemathesis.sh failed (${ensure.exitCode}): ${ensure.stderr.toString()}`);
-  st = ensure.stdout.toString().trim().split("\n").at(-1) ?? "";
+  st = ensureSchemathesis();
   fleet = await simFleet(
     POOLS_YAML([
       { name: "train", min: 3, max: 5 },
@@ -80,42 +77,9 @@ afterAll(async () => {
   await fleet?.stop();
 });
 
-/** One Schemathesis run with a role's token; its whole output when it fails. */
-async function fuzz(role: Role): Promise<{ code: number; output: string; generated: number; seconds: number }> {
-  const reports = tempDir("navarch-schemathesis-");
-  const started = performance.now();
-  const proc = Bun.spawn(
-    [
-      st,
-      "--config-file",
-      CONFIG,
-      "--no-color",
-      "run",
-      `${fleet.url}/openapi.json`,
-      "--header",
-      `Authorization: Bearer ${tokens.get(role)}`,
-      "--phases",
-      "examples,coverage,fuzzing,stateful",
-      "--max-examples",
-      String(EXAMPLES),
-      "--seed",
-      String(SEED),
-      // One worker: two have tripped a race inside Hypothesis ("Inconsistent results" while describing a lambda).
-      "--workers",
-      "1",
-      "--request-timeout",
-      "10",
-      "--report-dir",
-      reports,
-    ],
-    // Its caches (.schemathesis, .hypothesis) go in the temp directory, not the repository.
-    { cwd: reports, stdout: "pipe", stderr: "pipe", env: { ...process.env, SCHEMATHESIS_HOOKS: "", NO_COLOR: "1" } },
-  );
-  const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  const output = `${out}${err}`;
-  const generated = Number(/(\d+) generated/.exec(output)?.[1] ?? 0);
-  return { code, output, generated, seconds: (performance.now() - started) / 1000 };
-}
+/** One Schemathesis run with a role's token: every phase, every check. */
+const fuzz = (role: Role) =>
+  runSchemathesis(st, { url: fleet.url, token: tokens.get(role)!, phases: "examples,coverage,fuzzing,stateful", examples: EXAMPLES, seed: SEED });
 
 describe("Schemathesis against /openapi.json", () => {
   // The admin last: its run may revoke the other roles' tokens.

@@ -8,7 +8,7 @@ import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderInstaller } from "../bootstrap/installer.ts";
 import { parseSince } from "../reconciler/cli/events.ts";
-import { printable } from "../reconciler/cli/output.ts";
+import { printable } from "../schema/text.ts";
 import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
 import { parseIsoTime } from "../schema/time.ts";
 import type { RegisterRequest } from "../schema/wire.ts";

@@ -221,3 +221,55 @@ describe("migration 0011: when each node was launched and first served, and its 
     }
   });
 });
+
+describe("text that is not UTF-8 (store/quarantine.ts)", () => {
+  /** A store file whose `pools` rows and a node's hostname hold bytes that are not UTF-8, written below the ORM. */
+  async function poisoned(): Promise<string> {
+    const url = `file:${tempDir()}/navarch.db`;
+    (await openStore({ url, healthProbeIntervalMs: 0 })).close();
+    const raw = createClient({ url });
+    const spec = `'{"scaling":{"min_nodes":0,"max_nodes":1}}'`;
+    await raw.execute(`INSERT INTO pools (name, source, spec, created_at, updated_at) VALUES (CAST(X'61FF' AS TEXT), 'config', ${spec}, 0, 0)`);
+    // Repairs to the same name as the row above: a unique collision.
+    await raw.execute(`INSERT INTO pools (name, source, spec, created_at, updated_at) VALUES (CAST(X'61FE' AS TEXT), 'config', ${spec}, 0, 0)`);
+    await raw.execute(
+      `INSERT INTO nodes (id, origin, state, state_changed_at, updated_at, hostname) VALUES ('n1', 'registered', 'ready', 0, 0, CAST(X'68C3' AS TEXT))`,
+    );
+    raw.close();
+    return url;
+  }
+
+  test("two reconcilers opening one file at once repair each value once; a repair that collides with a unique value removes the row, its bytes kept", async () => {
+    const url = await poisoned();
+    // Two processes, as two reconcilers are (in one, the second's busy wait would block the first's commit).
+    const script = join(tempDir(), "open.ts");
+    writeFileSync(
+      script,
+      `import { openStore } from ${JSON.stringify(join(REPO_ROOT, "reconciler/store/store.ts"))};\nconst s = await openStore({ url: process.argv[2], healthProbeIntervalMs: 0 });\nprocess.stdout.write(JSON.stringify(s.quarantined));\ns.close();\n`,
+    );
+    const open = async () => {
+      const proc = Bun.spawn([BUN, script, url], { stdout: "pipe", stderr: "pipe" });
+      const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+      if (code !== 0) throw new Error(`open.ts exited ${code}: ${err}`);
+      return JSON.parse(out) as { column: string; originalHex: string; storedAs: string }[];
+    };
+    const [first, second] = await Promise.all([open(), open()]);
+    const a = await openStore({ url, healthProbeIntervalMs: 0 });
+    try {
+      const all = [...first, ...second].map((q) => [q.column, q.originalHex, q.storedAs]).sort();
+      expect(all).toEqual([
+        ["nodes.hostname", "68C3", "h\ufffd"],
+        ["pools.name", "61FE", "deleted"],
+        ["pools.name", "61FF", "a\ufffd"],
+      ]);
+      const audit = await a.client.execute("SELECT details FROM audit_log WHERE action = 'text_quarantined'");
+      expect(audit.rows.length).toBe(3);
+      expect((await a.client.execute("SELECT name FROM pools")).rows.map((r) => r.name)).toEqual(["a\ufffd"]);
+      expect((await a.client.execute("SELECT hostname FROM nodes")).rows.map((r) => r.hostname)).toEqual(["h\ufffd"]);
+      // Opened again: nothing left to do.
+      expect(a.quarantined).toEqual([]);
+    } finally {
+      a.close();
+    }
+  }, 30_000);
+});

@@ -167,6 +167,39 @@ describe("reload", () => {
   }, 40_000);
 });
 
+describe("reload of a certificate that is not valid now", () => {
+  test("expired, or not valid yet: the served certificate is kept, the refusal logged and counted", async () => {
+    const served = (await presented(port)).fingerprint;
+    const metric = async () => {
+      const text = await (
+        await fetch(`${rec.url}/metrics`, { headers: { Authorization: `Bearer ${TOKEN}` }, tls: { ca: await Bun.file(ca.cert).text() } })
+      ).text();
+      return Number(/^navarch_tls_reload_refusals_total (\S+)$/m.exec(text)?.[1] ?? NaN);
+    };
+    const before = await metric();
+    const sans = { ips: ["127.0.0.1"], dns: ["localhost"] };
+    for (const [issued, why] of [
+      [ca.serverValid("reconciler-1", sans, "20200101000000Z", "20200102000000Z", "expired"), "the certificate expired on 2020-01-02T00:00:00.000Z"],
+      [ca.serverValid("reconciler-1", sans, "20990101000000Z", "20990102000000Z", "future"), "the certificate is not valid before 2099-01-01T00:00:00.000Z"],
+    ] as const) {
+      const seen = logs.length;
+      copyFileSync(issued.key, keyFile);
+      copyFileSync(issued.cert, certFile);
+      await waitFor(`the refusal (${why})`, () => (logs.slice(seen).some((l) => l.includes(why)) ? true : undefined), 10_000);
+      expect(logs.slice(seen).find((l) => l.includes(why))).toStartWith("tls: not reloading: server.tls.cert_file: ");
+      await Bun.sleep(300); // several polls: it stays refused
+      expect((await presented(port)).fingerprint).toBe(served);
+      expect((await run(["curl", "-sS", "--cacert", ca.cert, `${rec.url}/healthz`])).stdout).toBe("ok");
+    }
+    // Every refused reload counts (the mismatched pair of the test before counted too).
+    expect((await metric()) - before).toBe(2);
+    // A valid pair again: served.
+    copyFileSync(first.key, keyFile);
+    copyFileSync(first.cert, certFile);
+    await waitFor("the valid certificate", async () => ((await presented(port)).fingerprint === first.fingerprint256 ? true : undefined), 10_000);
+  }, 40_000);
+});
+
 describe("mTLS (server.tls.client_ca_file)", () => {
   test("a client needs a certificate the client CA signed: curl, and the agent's client", async () => {
     const clientCa = new TestCa(dir, "client-ca");

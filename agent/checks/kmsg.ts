@@ -11,6 +11,7 @@
 // O_NONBLOCK, EAGAIN means there is nothing new.
 import * as fs from "node:fs";
 import type { HealthEvent, RecommendedAction, Severity } from "../../schema/wire.ts";
+import { cutText } from "../../schema/text.ts";
 import { nvlink5SubCode, XID_CATALOG, type XidCatalog } from "../../schema/xid-catalog.ts";
 import { normalizePciBusId } from "../pci.ts";
 import { xidFinding, type XidOccurrence } from "./xid.ts";
@@ -599,9 +600,7 @@ export interface KmsgEventOptions {
 
 const MAX_MESSAGE = 4096;
 
-function clip(s: string): string {
-  return s.length <= MAX_MESSAGE ? s : `${s.slice(0, MAX_MESSAGE - 1)}…`;
-}
+const clip = (s: string) => cutText(s, MAX_MESSAGE);
 
 function where(f: KmsgFinding): string {
   return f.pciBusId ? ` on ${f.pciBusId}` : "";

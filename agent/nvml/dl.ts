@@ -5,6 +5,8 @@
 import { FFIType, dlopen, type Pointer } from "bun:ffi";
 
 const RTLD_LAZY = 1;
+/** glibc's: open only a library this process has loaded already. */
+const RTLD_NOLOAD = 4;
 
 const DL_SYMBOLS = {
   dlopen: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.ptr },
@@ -45,6 +47,21 @@ export function openSharedLibrary(path: string): SharedLibrary {
   const d = loader();
   const handle = d.dlopen(cstr(path), RTLD_LAZY);
   if (handle === null) throw new Error(String(d.dlerror() ?? `dlopen ${path} failed`));
+  return sharedLibrary(d, handle);
+}
+
+/** The library at `path` if this process has it loaded already (dlopen with RTLD_NOLOAD), else undefined. */
+export function loadedSharedLibrary(path: string): SharedLibrary | undefined {
+  const d = loader();
+  const handle = d.dlopen(cstr(path), RTLD_LAZY | RTLD_NOLOAD);
+  if (handle === null) {
+    d.dlerror(); // clear it
+    return undefined;
+  }
+  return sharedLibrary(d, handle);
+}
+
+function sharedLibrary(d: Dl, handle: NonNullable<ReturnType<Dl["dlopen"]>>): SharedLibrary {
   let open = true;
   return {
     symbol(name) {

@@ -2,6 +2,7 @@
 //
 // Main-thread API (never blocks: every NVML call runs in a Worker):
 export { startNvmlMonitor, NvmlUnresponsiveError } from "./monitor.ts";
+export { startReloadingNvmlMonitor } from "./reloading.ts";
 export type { NvmlMonitor, NvmlMonitorOptions, NvmlOpenFailure } from "./monitor.ts";
 export type { NvmlHang, CallInProgress } from "./watchdog.ts";
 // The watchdog pieces, for other code that runs blocking calls in a worker:

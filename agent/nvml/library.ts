@@ -3,10 +3,11 @@
 // NvmlError (see errors.ts) for every non-SUCCESS return; the readers in device.ts turn those
 // into per-reading results. Synchronous: call it from a Worker (worker.ts) in the agent.
 import { linkSymbols, type FFIFunction, type Pointer } from "bun:ffi";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
 import { join } from "node:path";
-import { openSharedLibrary, type SharedLibrary } from "./dl.ts";
+import { loadedSharedLibrary, openSharedLibrary, type SharedLibrary } from "./dl.ts";
 import { checkSharedObject } from "./elf.ts";
+import { fileIdentity, notRegularFile, privateCopy, type FileIdentity, type PrivateCopy } from "./private-copy.ts";
 import { findOnLoaderPath } from "./loader-path.ts";
 import { cudaVersionText, decodeClocksEventReasons, decodeFabricHealthMask, fabricHealthSummaryName, fabricStateName, formatUuidBytes } from "./decode.ts";
 import { normalizePciBusId } from "../pci.ts";
@@ -95,6 +96,32 @@ export function nvmlLibraryCandidates(options: NvmlDiscoveryOptions = {}): Libra
   return out;
 }
 
+/**
+ * Why an explicit library path (--nvml-library) can never be loaded: it is a FIFO, a device or
+ * a socket (reading a FIFO would wait forever for a writer), or a directory whose
+ * libnvidia-ml.so.1 is one. Undefined for a regular file, a directory holding one, or a path
+ * with nothing there yet (a driver may be installed later).
+ */
+export function explicitLibraryProblem(path: string): string | undefined {
+  let st: Stats;
+  try {
+    st = statSync(path);
+  } catch {
+    return undefined;
+  }
+  if (st.isDirectory()) {
+    const inside = join(path, NVML_SONAME);
+    try {
+      const what = notRegularFile(statSync(inside));
+      return what === undefined ? undefined : `${inside} is ${what}, not a regular file`;
+    } catch {
+      return undefined;
+    }
+  }
+  const what = notRegularFile(st);
+  return what === undefined ? undefined : `${path} is ${what}, not a regular file`;
+}
+
 /** bad_file: refused before dlopen (not a shared object for this CPU, or truncated: dlopen would crash on it). */
 export type LoadOutcome = "loaded" | "missing" | "bad_file" | "dlopen_failed" | "not_nvml" | "init_failed";
 
@@ -131,6 +158,16 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** `PATH is a FIFO, not a regular file`, or undefined for a regular file (and for one that cannot be looked at: loading says why). */
+function notRegular(path: string): string | undefined {
+  try {
+    const what = notRegularFile(statSync(path));
+    return what === undefined ? undefined : `${path} is ${what}, not a regular file`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Finds the file the dynamic loader mapped for `soname`, if exactly one such file is mapped. */
 function mappedLibraryPath(soname: string): string | undefined {
   try {
@@ -150,22 +187,53 @@ type LoadResult =
   | { ok: false; outcome: Exclude<LoadOutcome, "loaded" | "init_failed">; reason: string };
 
 /**
- * Checks the file (a bare soname: the file the loader would pick), dlopens it, and binds every
- * function it exports with one set of trampolines. The core set must resolve.
+ * Copies the file (a bare soname: the file the loader would pick) to a sealed private copy
+ * (private-copy.ts says why), checks the copy, dlopens it, and binds every function it exports
+ * with one set of trampolines. The core set must resolve.
  */
 function loadPath(path: string): LoadResult {
   const file = path.includes("/") ? path : findOnLoaderPath(path);
   if (path.includes("/") && !existsSync(path)) return { ok: false, outcome: "missing", reason: "no such file" };
+  // Not a regular file (a FIFO: even looking for it among loaded libraries opens it, and waits).
+  const what = file === undefined ? undefined : notRegular(file);
+  if (what !== undefined) return { ok: false, outcome: "bad_file", reason: file === path ? what : `${file}: ${what}` };
+  // Loaded already by something else in this process (a test's control handle on the fake
+  // library): that instance is used, since a copy would be a second one with state of its own.
+  const already = file === undefined ? undefined : loadedSharedLibrary(file);
+  if (already !== undefined) return bind(path, already, file, { inPlace: "this process had it loaded already", source: fileIdentity(file!) });
+  let mapPath = path;
+  let copy: Extract<PrivateCopy, { ok: true }> | undefined;
   if (file !== undefined) {
-    const elf = checkSharedObject(file);
-    if (!elf.ok) return { ok: false, outcome: "bad_file", reason: file === path ? elf.reason : `${file}: ${elf.reason}` };
+    const copied = privateCopy(file);
+    if (!copied.ok) return { ok: false, outcome: "bad_file", reason: file === path ? copied.reason : `${file}: ${copied.reason}` };
+    copy = copied;
+    const elf = checkSharedObject(copy.mapPath);
+    if (!elf.ok) {
+      copy.close();
+      return { ok: false, outcome: "bad_file", reason: file === path ? elf.reason : `${file}: ${elf.reason}` };
+    }
+    mapPath = copy.mapPath;
   }
   let shared: SharedLibrary;
   try {
-    shared = openSharedLibrary(path);
+    shared = openSharedLibrary(mapPath);
   } catch (err) {
     return { ok: false, outcome: "dlopen_failed", reason: errorMessage(err) };
+  } finally {
+    copy?.close(); // the mapping keeps the copy
   }
+  const resolved = path.includes("/") ? undefined : (file ?? mappedLibraryPath(path));
+  if (copy !== undefined)
+    return bind(path, shared, resolved, copy.inPlace === undefined ? { source: copy.source } : { source: copy.source, inPlace: copy.inPlace });
+  // The file on disk it came from, watched for a new version; unknown only for a soname the loader found alone.
+  return bind(path, shared, resolved, {
+    inPlace: "the dynamic loader found the file itself",
+    ...(resolved === undefined ? {} : { source: fileIdentity(resolved) }),
+  });
+}
+
+/** Binds every function `shared` exports with one set of trampolines; the core set must resolve. */
+function bind(path: string, shared: SharedLibrary, resolved: string | undefined, mapped: { source?: FileIdentity | undefined; inPlace?: string }): LoadResult {
   const symbols: Record<string, boolean> = {};
   const chosen: Partial<Record<NvmlFunctionKey, { symbol: string; ptr: Pointer }>> = {};
   const missingCore: string[] = [];
@@ -200,11 +268,10 @@ function loadPath(path: string): LoadResult {
     linked.close();
     shared.close();
   });
+  library.file = mapped.source;
+  library.mappedInPlace = mapped.inPlace;
   const result: LoadResult = { ok: true, library };
-  if (!path.includes("/")) {
-    const resolved = mappedLibraryPath(path);
-    if (resolved) result.resolvedPath = resolved;
-  }
+  if (resolved !== undefined && !path.includes("/")) result.resolvedPath = resolved;
   return result;
 }
 
@@ -294,6 +361,10 @@ export interface NvmlEventData {
 export class NvmlLibrary {
   /** Set by the worker; told about each call so a watchdog can name a hung one. */
   observer: CallObserver | undefined;
+  /** The file on disk this was loaded from, as it was then (a rewrite of it is a new driver to load). */
+  file: FileIdentity | undefined;
+  /** Why the file itself is mapped rather than a private copy (a rewrite of it would then crash the process); undefined when the copy is. */
+  mappedInPlace: string | undefined;
   private closed = false;
   // Out-parameters and struct buffers, reused from call to call: every call is synchronous and its
   // result is copied out at once. A poll makes hundreds of calls; fresh buffers for each would be

@@ -12,9 +12,11 @@
 // call that exceeds its deadline is reported once through onHang ("GPU driver unresponsive") and
 // once through onRecover if it ever returns; meanwhile the main thread keeps serving.
 import type { NvmlStatus } from "../../schema/wire.ts";
+import { cutText } from "../../schema/text.ts";
 import { DEFAULT_EVENT_MASK, DEFAULT_FIELD_IDS } from "./decode.ts";
 import { failed, nvmlErrorInfo, type NvmlErrorInfo } from "./errors.ts";
 import type { LoadAttempt, NvmlDiscoveryOptions } from "./library.ts";
+import type { FileIdentity } from "./private-copy.ts";
 import type { CheckedMessage, ChecksConfig, HeapSummary, MainToWorker, WorkerStarted, WorkerToMain } from "./protocol.ts";
 import type { EventRegistration, NvmlCapabilities, NvmlEvent, NvmlEventLoopError, NvmlInventory, NvmlSnapshot } from "./types.ts";
 import { CallWatchdog, callInProgress, createTrackerBuffer, hangMessage, type NvmlHang } from "./watchdog.ts";
@@ -71,6 +73,10 @@ export interface NvmlMonitor {
   readonly failure: NvmlOpenFailure | null;
   /** The library in use (as tried, or the file the loader picked for the bare soname). */
   readonly libraryPath: string | null;
+  /** The file on disk the library in use was loaded from, as it was then (reloading.ts watches it). */
+  readonly file: FileIdentity | null;
+  /** Why that file itself is mapped rather than a sealed copy (a rewrite of it would crash the agent); null when the copy is. */
+  readonly mappedInPlace: string | null;
   /** Every location tried, in order, with the outcome of each. */
   readonly attempts: readonly LoadAttempt[];
   readonly capabilities: NvmlCapabilities | null;
@@ -101,7 +107,6 @@ export class NvmlUnresponsiveError extends Error {
 
 const WIRE_TEXT = 256;
 const WIRE_ERROR = 4096;
-const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
 interface Pending {
   resolve: (value: NvmlSnapshot | NvmlInventory) => void;
@@ -111,6 +116,8 @@ interface Pending {
 class Monitor implements NvmlMonitor {
   failure: NvmlOpenFailure | null = null;
   libraryPath: string | null = null;
+  file: FileIdentity | null = null;
+  mappedInPlace: string | null = null;
   attempts: LoadAttempt[] = [];
   capabilities: NvmlCapabilities | null = null;
   initialInventory: NvmlInventory | null = null;
@@ -154,14 +161,14 @@ class Monitor implements NvmlMonitor {
   }
 
   get status(): NvmlStatus {
-    const tried = this.attempts.map((a) => clip(a.path, WIRE_TEXT));
+    const tried = this.attempts.map((a) => cutText(a.path, WIRE_TEXT));
     if (this.failure) {
-      return { available: false, error: clip(this.failure.message, WIRE_ERROR), ...(tried.length ? { triedPaths: tried } : {}) };
+      return { available: false, error: cutText(this.failure.message, WIRE_ERROR), ...(tried.length ? { triedPaths: tried } : {}) };
     }
     const status: NvmlStatus = { available: true, triedPaths: tried };
-    if (this.libraryPath) status.libraryPath = clip(this.libraryPath, WIRE_TEXT);
+    if (this.libraryPath) status.libraryPath = cutText(this.libraryPath, WIRE_TEXT);
     const hang = this.hang();
-    if (hang) status.error = clip(hang.message, WIRE_ERROR);
+    if (hang) status.error = cutText(hang.message, WIRE_ERROR);
     return status;
   }
 
@@ -415,6 +422,8 @@ export async function startNvmlMonitor(options: NvmlMonitorOptions = {}): Promis
     return m;
   }
   m.libraryPath = first.resolvedPath ?? first.libraryPath;
+  m.file = first.file;
+  m.mappedInPlace = first.mappedInPlace;
   m.capabilities = first.capabilities;
   m.initialInventory = first.inventory;
   m.eventRegistrations = first.registrations;

@@ -3,6 +3,7 @@ import type { Finding } from "../checks/finding.ts";
 import type { GpuIdentity, GpuSnapshot } from "../../schema/wire.ts";
 import type { NvmlErrorInfo } from "./errors.ts";
 import type { LoadAttempt, NvmlDiscoveryOptions } from "./library.ts";
+import type { FileIdentity } from "./private-copy.ts";
 import type { EventRegistration, NvmlCapabilities, NvmlEvent, NvmlEventLoopError, NvmlInventory, NvmlSnapshot } from "./types.ts";
 
 export interface EventsConfig {
@@ -42,6 +43,10 @@ export type WorkerStarted =
       ok: true;
       libraryPath: string;
       resolvedPath: string | null;
+      /** The file on disk it was loaded from, as it was then (null: the loader found it alone). */
+      file: FileIdentity | null;
+      /** Why that file itself is mapped, not a sealed copy of it (null: the copy is). */
+      mappedInPlace: string | null;
       attempts: LoadAttempt[];
       capabilities: NvmlCapabilities;
       inventory: NvmlInventory;

@@ -3,9 +3,10 @@
 // here: one glitching sensor must not cost the node its heartbeats.
 import { READING_RANGES, withinRange } from "../../schema/reading-ranges.ts";
 import type { GpuInfo, GpuSnapshot } from "../../schema/wire.ts";
+import { textPrefix } from "../../schema/text.ts";
 import type { DeviceIdentity, DeviceSnapshot, NvmlInventory } from "./types.ts";
 
-const text = (s: string) => (s.length > 256 ? s.slice(0, 256) : s);
+const text = (s: string) => textPrefix(s, 256);
 const count = (n: number) => (Number.isSafeInteger(Math.floor(n)) && n >= 0 ? Math.floor(n) : undefined);
 
 export function toWireGpuInfo(identity: DeviceIdentity): GpuInfo {

@@ -325,6 +325,8 @@ async function run(msg: StartWorker): Promise<void> {
       ok: true,
       libraryPath: lib.path,
       resolvedPath: used?.resolvedPath ?? null,
+      file: lib.file ?? null,
+      mappedInPlace: lib.mappedInPlace ?? null,
       attempts: opened.attempts,
       capabilities: lib.capabilities,
       inventory,

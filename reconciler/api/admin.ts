@@ -6,6 +6,7 @@ import * as v from "valibot";
 import { breakers, incidents, nodes, pools } from "../../schema/db.ts";
 import { issuePaths, type ErrorBody } from "../../schema/wire.ts";
 import { Operator, OperatorError } from "../fleet/operator.ts";
+import { jsonBodyOr400 } from "./body.ts";
 import { FAKE_NVML_COMMANDS, FAKE_NVML_LINE, LocalProvider } from "../providers/local.ts";
 import type { Provider } from "../providers/provider.ts";
 import type { Store } from "../store/store.ts";
@@ -59,15 +60,8 @@ export function registerAdminRoutes(v1: Hono, opts: AdminOptions): void {
   const body =
     <S extends v.GenericSchema>(schema: S) =>
     async (c: Context, run: (body: v.InferOutput<S>) => Promise<unknown>) => {
-      let raw: unknown = {};
-      const text = await c.req.text();
-      if (text.trim() !== "") {
-        try {
-          raw = JSON.parse(text);
-        } catch {
-          return c.json<ErrorBody>({ error: "request body is not valid JSON" }, 400);
-        }
-      }
+      const raw = await jsonBodyOr400(c, {});
+      if (raw instanceof Response) return raw;
       const parsed = v.safeParse(schema, raw);
       if (!parsed.success) return c.json<ErrorBody>({ error: "invalid request body", issues: issuePaths(parsed.issues) }, 400);
       try {
@@ -117,12 +111,8 @@ export function registerAdminRoutes(v1: Hono, opts: AdminOptions): void {
 
   // Fault injection, for nodes of the local provider (the demo and tests): never a real machine.
   v1.post("/nodes/:id/fault", async (c) => {
-    let raw: unknown;
-    try {
-      raw = await c.req.json();
-    } catch {
-      return c.json<ErrorBody>({ error: "request body is not valid JSON" }, 400);
-    }
+    const raw = await jsonBodyOr400(c);
+    if (raw instanceof Response) return raw;
     const parsed = v.safeParse(Fault, raw);
     if (!parsed.success) return c.json<ErrorBody>({ error: "invalid request body", issues: issuePaths(parsed.issues) }, 400);
     const local = opts.providers().get("local");

@@ -16,6 +16,7 @@ import { ROLE_PERMISSIONS, permissionFor, roleMay, type Permission, type Role } 
 import type { ErrorBody } from "../../schema/wire.ts";
 import { issueNodeCredential, lookupCredential, redeemBootstrapToken, type NodeCredentialCache } from "../fleet/credentials.ts";
 import type { Db } from "../store/store.ts";
+import { readJsonBody } from "./body.ts";
 
 export type Principal =
   /** The admin token (id "env") or an API token. */
@@ -101,12 +102,8 @@ async function checkAgentCall(c: Context, who: Extract<Principal, { kind: "node"
   }
   // The body's node (and pool) must be the credential's. A body that is not JSON, or has no
   // nodeId, is refused by the route's own validation.
-  let body: unknown;
-  try {
-    body = await c.req.json();
-  } catch {
-    body = undefined;
-  }
+  const read = await readJsonBody(c);
+  const body = read.ok ? read.value : undefined;
   const field = (key: string): unknown => (typeof body === "object" && body !== null && key in body ? (body as Record<string, unknown>)[key] : undefined);
   const nodeId = field("nodeId");
   if (who.kind !== "enroll") {

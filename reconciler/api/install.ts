@@ -19,6 +19,7 @@ import { auditLog, bootstrapRuns, hostKeys } from "../../schema/db.ts";
 import { NodeId, issuePaths, type ErrorBody } from "../../schema/wire.ts";
 import { mintBootstrapToken } from "../fleet/credentials.ts";
 import type { Store } from "../store/store.ts";
+import { jsonBodyOr400 } from "./body.ts";
 
 export interface InstallRouteOptions {
   store: Store;
@@ -91,12 +92,8 @@ export function registerInstallRoutes(app: Hono, v1: Hono, opts: InstallRouteOpt
   });
 
   v1.post("/bootstrap-tokens", async (c) => {
-    let raw: unknown;
-    try {
-      raw = await c.req.json();
-    } catch {
-      return c.json<ErrorBody>({ error: "request body is not valid JSON" }, 400);
-    }
+    const raw = await jsonBodyOr400(c);
+    if (raw instanceof Response) return raw;
     const parsed = v.safeParse(TokenRequest, raw);
     if (!parsed.success) return c.json<ErrorBody>({ error: "invalid request body", issues: issuePaths(parsed.issues) }, 400);
     const { nodeId, ttlSeconds, actor } = parsed.output;

@@ -30,6 +30,7 @@ import { registerReportRoutes } from "./report.ts";
 import { registerViewRoutes } from "./views.ts";
 import { authenticate, credentialForRegistration, principalOf } from "./auth.ts";
 import { validatedQuery } from "./query.ts";
+import { jsonBodyOr400 } from "./body.ts";
 import { registerTokenRoutes } from "./tokens.ts";
 import type { MetricsAuth } from "../../schema/config.ts";
 import { registerInstallRoutes } from "./install.ts";
@@ -267,12 +268,8 @@ export function createApi(opts: ApiOptions): Hono {
 
 /** Parses the JSON body against a schema; answers 400 with every failing field path. */
 async function validated<S extends v.GenericSchema>(c: Context, schema: S): Promise<v.InferOutput<S> | Response> {
-  let raw: unknown;
-  try {
-    raw = await c.req.json();
-  } catch {
-    return c.json<ErrorBody>({ error: "request body is not valid JSON" }, 400);
-  }
+  const raw = await jsonBodyOr400(c);
+  if (raw instanceof Response) return raw;
   // Most bodies are well-formed: a fast yes for them, valibot for the rest (and its messages).
   if (accepts(schema)?.(raw) === true) return raw as v.InferOutput<S>;
   const parsed = v.safeParse(schema, raw, ONE_ISSUE_PER_VALUE);

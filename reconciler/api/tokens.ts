@@ -15,6 +15,7 @@ import { issuePaths, type ErrorBody } from "../../schema/wire.ts";
 import { listApiTokens, mintApiToken, revokeApiToken, type ApiTokenRow } from "../fleet/credentials.ts";
 import type { Store } from "../store/store.ts";
 import { describePrincipal, principalOf, type Principal } from "./auth.ts";
+import { jsonBodyOr400 } from "./body.ts";
 
 const DAY_S = 86_400;
 /** Ten years: a token must expire, but a scraper's may be long-lived on purpose. */
@@ -93,12 +94,8 @@ export function registerTokenRoutes(v1: Hono, opts: { store: Store; now: () => n
   const { store, now } = opts;
 
   v1.post("/tokens", async (c) => {
-    let raw: unknown;
-    try {
-      raw = await c.req.json();
-    } catch {
-      return c.json<ErrorBody>({ error: "request body is not valid JSON" }, 400);
-    }
+    const raw = await jsonBodyOr400(c);
+    if (raw instanceof Response) return raw;
     const parsed = v.safeParse(TokenCreate, raw);
     if (!parsed.success) return c.json<ErrorBody>({ error: "invalid request body", issues: issuePaths(parsed.issues) }, 400);
     const b = parsed.output;

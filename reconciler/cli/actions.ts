@@ -10,7 +10,8 @@ import { IncidentList, PoolList, PoolView, incidentTimeline, type PoolSummary } 
 import { CliError, apiGet, apiPost, resolveTarget, type ApiTarget } from "./client.ts";
 import { auditDetails, incidentText } from "./nodes.ts";
 import { durationFlag } from "./durations.ts";
-import { age, duration, parseAnswer, parseFormat, printable, render, table, type Format } from "./output.ts";
+import { age, duration, parseAnswer, parseFormat, render, shown, table, type Format } from "./output.ts";
+import { printable, textPrefix } from "../../schema/text.ts";
 
 export const ACTIONS_USAGE = `  navarch cordon|uncordon|reboot|replace NODE [--reason TEXT]
   navarch drain NODE [--reason TEXT] [--deadline 30m] [--no-wait]   (waits, printing progress, until drained)
@@ -28,7 +29,7 @@ const ActionAnswer = v.object({ ok: v.literal(true), result: v.optional(v.unknow
  * Bun's userInfo() says "unknown" where the environment has no USER, so that is not a name.
  */
 export function actor(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.NAVARCH_ACTOR) return env.NAVARCH_ACTOR.slice(0, 128);
+  if (env.NAVARCH_ACTOR) return textPrefix(env.NAVARCH_ACTOR, 128);
   let user = env.USER || env.LOGNAME;
   if (!user) {
     try {
@@ -38,7 +39,7 @@ export function actor(env: NodeJS.ProcessEnv = process.env): string {
       // no passwd entry for this uid
     }
   }
-  return `${user ?? `uid ${process.getuid?.() ?? "?"}`}@${hostname()}`.slice(0, 128);
+  return textPrefix(`${user ?? `uid ${process.getuid?.() ?? "?"}`}@${hostname()}`, 128);
 }
 
 export interface CommandOptions {
@@ -246,28 +247,28 @@ function poolsTable(pools: PoolSummary[], now = Date.now()): string {
 
 /** `launches refused (3 in a row since 5m ago): …; next try in 40s` */
 function launchStatus(l: NonNullable<PoolSummary["launches"]>, now: number): string {
-  const next = l.retryAt === null ? "" : l.retryAt > now ? `; next try in ${duration(l.retryAt - now)}` : "; retrying now";
-  return `launches ${l.kind === "permanent" ? "refused" : "failing"} (${l.failures} in a row since ${age(l.since, now)}): ${l.error}${next}`;
+  const next = l.retryAt === null ? "" : l.retryAt > now ? shown`; next try in ${duration(l.retryAt - now)}` : "; retrying now";
+  return shown`launches ${l.kind === "permanent" ? "refused" : "failing"} (${l.failures} in a row since ${age(l.since, now)}): ${l.error}${next}`;
 }
 
 function poolText(view: v.InferOutput<typeof PoolView>, now = Date.now()): string {
   const s = view.summary;
   const byState = Object.entries(s.byState)
-    .map(([state, n]) => `${state} ${n}`)
+    .map(([state, n]) => shown`${state} ${n}`)
     .join(", ");
   return [
-    `Pool:        ${s.name} (${view.pool.source})`,
-    `Size:        ${s.size} (min ${s.minNodes ?? "-"}, max ${s.maxNodes ?? "-"})${s.minNodes !== null && s.size < s.minNodes ? ", below min" : ""}`,
-    `Monitored:   ${s.monitored} (registered on their own: watched, never counted in the size)`,
-    `Health:      ${s.healthy} healthy, ${s.unhealthy} unhealthy`,
-    `States:      ${byState || "no nodes"}`,
-    `Autoscaler:  ${s.autoscaler ?? (s.requestedNodes === null ? "none (bounds only)" : `none: held at ${s.requestedNodes}, requested by ${s.requestedBy ?? "?"}`)}`,
-    `Providers:   ${s.providers.join(", ") || "-"} (${s.instanceType ?? "-"})`,
-    `Last scaled: ${s.lastScaleAt === null ? "never" : `${age(s.lastScaleAt, now)} (${s.lastScaleDirection ?? "?"})`}`,
-    ...(s.launches ? [`Launches:    ${launchStatus(s.launches, now)}`] : []),
-    `Paused:      ${s.paused ? `yes, ${s.pausedReason ?? ""}` : "no"}`,
-    ...(s.held ? [`Held:        since ${age(s.held.since, now)}: ${s.held.reason} (navarch pools resume ${s.name})`] : []),
-    `Breakers:    ${view.breakers.length === 0 ? "none tripped" : view.breakers.map((b) => `${b.scope}: ${b.reason}`).join("; ")}`,
+    shown`Pool:        ${s.name} (${view.pool.source})`,
+    shown`Size:        ${s.size} (min ${s.minNodes ?? "-"}, max ${s.maxNodes ?? "-"})${s.minNodes !== null && s.size < s.minNodes ? ", below min" : ""}`,
+    shown`Monitored:   ${s.monitored} (registered on their own: watched, never counted in the size)`,
+    shown`Health:      ${s.healthy} healthy, ${s.unhealthy} unhealthy`,
+    shown`States:      ${byState || "no nodes"}`,
+    shown`Autoscaler:  ${s.autoscaler ?? (s.requestedNodes === null ? "none (bounds only)" : shown`none: held at ${s.requestedNodes}, requested by ${s.requestedBy ?? "?"}`)}`,
+    shown`Providers:   ${s.providers.join(", ") || "-"} (${s.instanceType ?? "-"})`,
+    shown`Last scaled: ${s.lastScaleAt === null ? "never" : shown`${age(s.lastScaleAt, now)} (${s.lastScaleDirection ?? "?"})`}`,
+    ...(s.launches ? [shown`Launches:    ${launchStatus(s.launches, now)}`] : []),
+    shown`Paused:      ${s.paused ? shown`yes, ${s.pausedReason ?? ""}` : "no"}`,
+    ...(s.held ? [shown`Held:        since ${age(s.held.since, now)}: ${s.held.reason} (navarch pools resume ${s.name})`] : []),
+    shown`Breakers:    ${view.breakers.length === 0 ? "none tripped" : view.breakers.map((b) => shown`${b.scope}: ${b.reason}`).join("; ")}`,
     "",
     "Autoscaler decisions:",
     view.decisions.length === 0
@@ -327,7 +328,7 @@ async function waitForDrain(
   const giveUpAt = started + (deadlineSeconds + 120) * 1000;
   const pollMs = opts.pollMs ?? 1000;
   const say = (line: string) => {
-    if (format === "table") write(`[${duration(Date.now() - started).padStart(6)}] ${printable(line)}\n`);
+    if (format === "table") write(`[${duration(Date.now() - started).padStart(6)}] ${printable(line, true)}\n`);
   };
   say(`${node}: drain requested (deadline ${duration(deadlineSeconds * 1000)})`);
   let last = "";
@@ -343,7 +344,7 @@ async function waitForDrain(
       const drained = n.state === "held" || n.state === "terminating" || n.state === "terminated";
       if (format !== "table") write(render(format, { node: n, drained }, () => ""));
       else if (drained) write(`${node}: drained in ${duration(Date.now() - started)}; now ${n.state}\n`);
-      if (!drained) throw new CliError(`${node}: drain ended without draining: the node is ${n.state}${n.stateReason ? ` (${n.stateReason})` : ""}`);
+      if (!drained) throw new CliError(shown`${node}: drain ended without draining: the node is ${n.state}${n.stateReason ? ` (${n.stateReason})` : ""}`);
       return 0;
     }
     if (Date.now() > giveUpAt)

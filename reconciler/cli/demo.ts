@@ -16,6 +16,7 @@ import { listNodes } from "../fleet/registry.ts";
 import { LocalProvider } from "../providers/local.ts";
 import { startReconciler } from "../serve.ts";
 import { isStartProblem, loadHealthPolicy, loadServeConfig, serveSettings } from "./serve.ts";
+import { logLine } from "../../schema/text.ts";
 
 export async function demoCommand(args: string[], out: { stdout: (s: string) => void; stderr: (s: string) => void }): Promise<number> {
   const { values } = parseArgs({
@@ -47,7 +48,7 @@ export async function demoCommand(args: string[], out: { stdout: (s: string) => 
     throw new CliError(`--port: expected a port from 1 to 65535, got ${JSON.stringify(values.port)}`, 2);
 
   const settings = { ...serveSettings(config, values["data-dir"]), ...(port === undefined ? {} : { port }) };
-  const log = (line: string) => out.stderr(`${new Date().toISOString()} ${line}\n`);
+  const log = (line: string) => out.stderr(logLine("navarch demo", line));
   const rec = await startReconciler(settings, log, Date.now, { config, policy }).catch((err: unknown) => {
     throw isStartProblem(err) ? new CliError(err.message) : err;
   });

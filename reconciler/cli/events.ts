@@ -7,7 +7,8 @@ import { EventList, type EventView } from "../api/views.ts";
 import { CliError, apiGet, resolveTarget } from "./client.ts";
 import type { CommandOptions } from "./actions.ts";
 import { parseIsoTime } from "../../schema/time.ts";
-import { age, jsonText, parseAnswer, parseFormat, printable, yamlText } from "./output.ts";
+import { age, parseAnswer, parseFormat, yamlText } from "./output.ts";
+import { jsonText, printable, textPrefix } from "../../schema/text.ts";
 
 export const EVENTS_USAGE = `  navarch events [--node NODE] [--pool POOL] [--severity healthy|degraded|unhealthy] [--check CHECK]
                  [--since 10m|2h|3d|ISO-TIME] [--limit N] [--follow] [-o table|json|yaml]`;
@@ -96,7 +97,7 @@ function eventsTable(events: EventView[], header: boolean, now = Date.now()): st
   const line = (cells: string[]) =>
     cells
       .map((c) => printable(c, true))
-      .map((c, i) => (i < widths.length ? c.slice(0, widths[i]).padEnd(widths[i] ?? 0) : c))
+      .map((c, i) => (i < widths.length ? textPrefix(c, widths[i] ?? 0).padEnd(widths[i] ?? 0) : c))
       .join("  ")
       .trimEnd();
   const out = rows.map(line);

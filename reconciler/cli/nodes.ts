@@ -7,7 +7,7 @@ import { NodeDetail, NodeList, type NodeRow } from "../../schema/admin.ts";
 import { IncidentList, NodeTimeline, type IncidentRow, type IncidentTimeline } from "../api/views.ts";
 import * as v from "valibot";
 import { CliError, apiGet, apiGetOptional, resolveTarget } from "./client.ts";
-import { age, duration, parseAnswer, parseFormat, render, table } from "./output.ts";
+import { age, duration, parseAnswer, parseFormat, render, shown, table } from "./output.ts";
 
 export const NODES_USAGE = `Usage:
   navarch nodes list [--pool POOL] [--state STATE] [--unhealthy] [-o table|json|yaml] [-s SERVER]
@@ -138,13 +138,15 @@ function kindOf(n: NodeRow): string {
 
 /** An incident as lines: what happened, what is being done, and the time each step took. */
 export function incidentText(i: IncidentTimeline, now = Date.now()): string {
-  const steps = i.steps.map((s) => `${s.step.replace("_", " ")} ${age(s.at, now)}${s.sincePreviousMs === null ? "" : ` (+${duration(s.sincePreviousMs)})`}`);
+  const steps = i.steps.map(
+    (s) => shown`${s.step.replace("_", " ")} ${age(s.at, now)}${s.sincePreviousMs === null ? "" : shown` (+${duration(s.sincePreviousMs)})`}`,
+  );
   return [
-    `Incident ${i.id} (${i.closedAt === null ? "open" : (i.outcome ?? "closed")}): ${i.reason}`,
-    `  status:   ${i.status}`,
-    `  steps:    ${steps.join(" → ")}`,
-    `  took:     fault→cordon ${duration(i.durations.faultToCordonMs)}, cordon→drained ${duration(i.durations.cordonToDrainedMs)}${i.rebootedAt !== null ? `, reboot→back ${duration(i.durations.rebootToBackMs)}` : ""}, fault→replacement ready ${duration(i.durations.faultToReplacementReadyMs)}`,
-    ...(i.replacementNodeId ? [`  replaced by ${i.replacementNodeId}`] : []),
+    shown`Incident ${i.id} (${i.closedAt === null ? "open" : (i.outcome ?? "closed")}): ${i.reason}`,
+    shown`  status:   ${i.status}`,
+    shown`  steps:    ${steps.join(" → ")}`,
+    shown`  took:     fault→cordon ${duration(i.durations.faultToCordonMs)}, cordon→drained ${duration(i.durations.cordonToDrainedMs)}${i.rebootedAt !== null ? shown`, reboot→back ${duration(i.durations.rebootToBackMs)}` : ""}, fault→replacement ready ${duration(i.durations.faultToReplacementReadyMs)}`,
+    ...(i.replacementNodeId ? [shown`  replaced by ${i.replacementNodeId}`] : []),
   ].join("\n");
 }
 
@@ -152,13 +154,13 @@ function bootstrapText(runs: BootstrapRun[], now: number): string {
   const run = runs[0];
   if (run === undefined) return "Bootstrap:   none ran (the machine starts its agent itself)";
   const lines = [
-    `Bootstrap:   ${run.state} as ${run.user}@${run.address}, started ${age(run.startedAt, now)}${run.finishedAt === null ? "" : `, took ${duration(run.finishedAt - run.startedAt)}`}${runs.length > 1 ? ` (${runs.length} runs; latest shown)` : ""}`,
-    ...(run.error ? [`  error: ${run.error}`] : []),
+    shown`Bootstrap:   ${run.state} as ${run.user}@${run.address}, started ${age(run.startedAt, now)}${run.finishedAt === null ? "" : shown`, took ${duration(run.finishedAt - run.startedAt)}`}${runs.length > 1 ? shown` (${runs.length} runs; latest shown)` : ""}`,
+    ...(run.error ? [shown`  error: ${run.error}`] : []),
   ];
   for (const step of run.steps) {
-    lines.push(`  $ ${step.command}   [exit ${step.exitCode ?? "none"}${step.timedOut ? ", timed out" : ""}, ${duration(step.durationMs)}]`);
+    lines.push(shown`  $ ${step.command}   [exit ${step.exitCode ?? "none"}${step.timedOut ? ", timed out" : ""}, ${duration(step.durationMs)}]`);
     const output = `${step.stdout}${step.stderr}`.trimEnd().split("\n").slice(-8);
-    for (const l of output) if (l !== "") lines.push(`    ${l}`);
+    for (const l of output) if (l !== "") lines.push(shown`    ${l}`);
   }
   return lines.join("\n");
 }
@@ -166,19 +168,19 @@ function bootstrapText(runs: BootstrapRun[], now: number): string {
 function nodeDetailText(d: NodeDetail, t: NodeTimeline, boot: BootstrapRun[], now = Date.now()): string {
   const n = d.node;
   const lines = [
-    `Node:        ${n.id}`,
-    `Pool:        ${n.pool ?? "-"} (${n.origin === "launched" ? "launched by Navarch: counted in the pool's size" : "monitored: its agent registered on its own; never counted, scaled or replaced by Navarch"})`,
-    `State:       ${n.state} for ${age(n.stateChangedAt, now).replace(/ ago$/, "")}${n.stateReason ? ` (${n.stateReason})` : ""}`,
-    `Hostname:    ${n.hostname ?? "-"}`,
-    `Agent:       ${n.agentVersion ?? "not registered"}${n.bootId ? `, boot ${n.bootId}` : ""}`,
-    `Driver:      ${n.driverVersion ?? "-"} (CUDA ${n.cudaVersion ?? "-"})`,
-    `NVML:        ${n.nvmlAvailable ? "ok" : `unavailable: ${n.nvmlError ?? "unknown"}`}`,
-    `Health:      ${n.verdict ?? "unknown (not judged: no full GPU check yet, or NVML unavailable)"} (agent's own verdict: ${n.agentHealth ?? "not checked yet"})${n.incidentId ? `, incident ${n.incidentId}` : ""}`,
-    ...(n.cordonedBy ? [`Cordoned by: ${n.cordonedBy}`] : []),
-    ...(n.replacementOf ? [`Replaces:    ${n.replacementOf}`] : []),
-    ...(t.replacedBy.length > 0 ? [`Replaced by: ${t.replacedBy.map((r) => `${r.id} (${r.state})`).join(", ")}`] : []),
-    `Registered:  ${age(n.registeredAt, now)}`,
-    `Heartbeat:   ${age(n.lastHeartbeatAt, now)}`,
+    shown`Node:        ${n.id}`,
+    shown`Pool:        ${n.pool ?? "-"} (${n.origin === "launched" ? "launched by Navarch: counted in the pool's size" : "monitored: its agent registered on its own; never counted, scaled or replaced by Navarch"})`,
+    shown`State:       ${n.state} for ${age(n.stateChangedAt, now).replace(/ ago$/, "")}${n.stateReason ? shown` (${n.stateReason})` : ""}`,
+    shown`Hostname:    ${n.hostname ?? "-"}`,
+    shown`Agent:       ${n.agentVersion ?? "not registered"}${n.bootId ? shown`, boot ${n.bootId}` : ""}`,
+    shown`Driver:      ${n.driverVersion ?? "-"} (CUDA ${n.cudaVersion ?? "-"})`,
+    shown`NVML:        ${n.nvmlAvailable ? "ok" : shown`unavailable: ${n.nvmlError ?? "unknown"}`}`,
+    shown`Health:      ${n.verdict ?? "unknown (not judged: no full GPU check yet, or NVML unavailable)"} (agent's own verdict: ${n.agentHealth ?? "not checked yet"})${n.incidentId ? shown`, incident ${n.incidentId}` : ""}`,
+    ...(n.cordonedBy ? [shown`Cordoned by: ${n.cordonedBy}`] : []),
+    ...(n.replacementOf ? [shown`Replaces:    ${n.replacementOf}`] : []),
+    ...(t.replacedBy.length > 0 ? [shown`Replaced by: ${t.replacedBy.map((r) => shown`${r.id} (${r.state})`).join(", ")}`] : []),
+    shown`Registered:  ${age(n.registeredAt, now)}`,
+    shown`Heartbeat:   ${age(n.lastHeartbeatAt, now)}`,
     "",
     d.gpus.length === 0
       ? "GPUs:        none reported"
@@ -212,7 +214,7 @@ function nodeDetailText(d: NodeDetail, t: NodeTimeline, boot: BootstrapRun[], no
             e.code ?? "",
             e.severity,
             e.gpuIndex === null ? "-" : String(e.gpuIndex),
-            e.count > 1 ? `${e.message} (×${e.count})` : e.message,
+            e.count > 1 ? shown`${e.message} (×${e.count})` : e.message,
           ]),
           72,
         ),

@@ -2,6 +2,7 @@
 // "42s ago", durations, and -o table|json|yaml.
 import * as v from "valibot";
 import YAML from "yaml";
+import { cutText, escapedData, jsonText, printable } from "../../schema/text.ts";
 import { CliError } from "./client.ts";
 
 /** The terminal's width when stdout is one (tables are then cut to fit), else undefined. */
@@ -10,42 +11,44 @@ export function terminalWidth(): number | undefined {
 }
 
 // Text that came from agents (host names, NVML errors, kernel-log lines, reasons) may hold
-// terminal escape sequences: an agent must not be able to recolour, hide or rewrite what an
-// operator's terminal shows. C0 controls (but newline and tab), DEL, C1 controls and bidirectional
-// overrides are printed as visible escapes instead.
-const UNPRINTABLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
-const UNPRINTABLE_IN_CELL = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
-const visible = (c: string) => {
-  const code = c.charCodeAt(0);
-  return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
-};
+// terminal escape sequences or newlines: an agent must not be able to recolour, hide or rewrite
+// what an operator's terminal shows, nor print a line of its own. `printable` (schema/text.ts)
+// writes them as visible escapes: in a table cell or a `key: value` line, newlines too.
 
-/** `text` with control characters and bidi overrides as `\x1b`, `\u202e` (newlines and tabs kept unless `oneLine`). */
-export function printable(text: string, oneLine = false): string {
-  return text.replace(oneLine ? UNPRINTABLE_IN_CELL : UNPRINTABLE, visible);
-}
-
-/** JSON or YAML text with the C1 controls and bidi overrides JSON and YAML leave raw written as \u escapes. */
-function escapedData(text: string): string {
-  return text.replace(/[\u0080-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
-
-/** One JSON value as text safe for a terminal (what `-o json` prints). */
-export function jsonText(body: unknown, indent?: number): string {
-  return escapedData(JSON.stringify(body, null, indent));
+/**
+ * A line of human text whose every value stays on that line: each `${value}` is written with
+ * `printable(value, true)` (a newline in a pool name is `\n`), the template's own text as it is.
+ * `shown\`Pool:        ${n.pool}\``. Nested `shown` lines are unchanged by the outer one.
+ */
+export function shown(template: TemplateStringsArray, ...values: unknown[]): string {
+  let out = template[0] ?? "";
+  values.forEach((value, i) => {
+    out += printable(String(value), true) + (template[i + 1] ?? "");
+  });
+  return out;
 }
 
 /** One YAML document as text safe for a terminal (what `-o yaml` prints). */
 export function yamlText(body: unknown): string {
-  return printable(escapedData(YAML.stringify(body)));
+  // A string with a control character is written double-quoted with JSON's escapes: as a block
+  // scalar its newlines would print lines of its own. Nothing is folded onto a next line.
+  const doc = new YAML.Document(body);
+  YAML.visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value === "string" && CONTROL.test(node.value)) node.type = "QUOTE_DOUBLE";
+    },
+  });
+  return printable(escapedData(doc.toString({ lineWidth: 0, doubleQuotedAsJSON: true })));
 }
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 /**
  * Renders rows as left-aligned columns; cells are clipped to `maxCell` characters and,
  * on a terminal, the last column is clipped so each line fits its width.
  */
 export function table(headers: string[], rows: string[][], maxCell = 48, width = terminalWidth()): string {
-  const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, Math.max(0, n - 1))}…` : s);
+  const clip = (s: string, n: number) => cutText(s, Math.max(1, n));
   const all = [headers, ...rows.map((r) => r.map((c) => clip(printable(c, true), maxCell)))];
   const widths = headers.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
   const lead = widths.slice(0, -1).reduce((sum, w) => sum + w + 2, 0);

@@ -10,6 +10,7 @@ import type { HealthPolicy } from "../fleet/policy.ts";
 import { ListenError, StartError, startReconciler, type ServeSettings } from "../serve.ts";
 import { TlsError } from "../tls.ts";
 import { StoreError, defaultDatabaseUrl } from "../store/store.ts";
+import { logLine } from "../../schema/text.ts";
 
 interface Out {
   stdout: (s: string) => void;
@@ -91,7 +92,8 @@ export async function serveCommand(args: string[], out: Out): Promise<number> {
   for (const warning of prepared.warnings) out.stderr(`warning: ${warning}\n`);
   const { config, policy } = prepared;
   const settings = serveSettings(config, values["data-dir"]);
-  const log = (line: string) => out.stderr(`${new Date().toISOString()} navarch: ${line}\n`);
+  // Every line on one line: a node's pool or an event's message may hold newlines and escapes.
+  const log = (line: string) => out.stderr(logLine("navarch", line));
   let rec;
   try {
     rec = await startReconciler(settings, log, Date.now, { config, policy });

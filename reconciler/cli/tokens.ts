@@ -6,7 +6,7 @@ import { TOKEN_ROLES, type TokenRole } from "../../schema/roles.ts";
 import { MAX_TOKEN_TTL_SECONDS, TokenCreated, TokenList, TokenRevoked, type TokenInfo } from "../api/tokens.ts";
 import { CliError, apiDelete, apiGet, apiPost, resolveTarget } from "./client.ts";
 import { durationFlag } from "./durations.ts";
-import { parseAnswer, parseFormat, render, table } from "./output.ts";
+import { parseAnswer, parseFormat, render, shown, table } from "./output.ts";
 
 export const TOKENS_USAGE = `  navarch tokens create --role admin|operator|viewer|enroll [--pool POOL] [--ttl 30d] [--name NAME]
                                          mint an API token (enroll: registers nodes into POOL); printed once
@@ -63,7 +63,8 @@ export async function tokensCommand(args: string[], write: (s: string) => void):
       render(
         format,
         revoked,
-        () => `${revoked.token.id} (${revoked.token.name}, ${revoked.token.role}) revoked ${new Date(revoked.token.revokedAt ?? Date.now()).toISOString()}`,
+        () =>
+          shown`${revoked.token.id} (${revoked.token.name}, ${revoked.token.role}) revoked ${new Date(revoked.token.revokedAt ?? Date.now()).toISOString()}`,
       ),
     );
     return 0;

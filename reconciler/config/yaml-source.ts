@@ -2,7 +2,10 @@
 // so every problem names its key path, the value as written and its line. Shared
 // by the config loader and the health-policy loader.
 import { readFile } from "node:fs/promises";
+import * as v from "valibot";
 import { LineCounter, parseDocument, type Document, type Node } from "yaml";
+import { WellFormedStrings, decodeUtf8, printable } from "../../schema/text.ts";
+import { formatIssuePath } from "../../schema/wire.ts";
 
 export interface Problem {
   /** Key path like `pools[1].scaling.max_nodes`; empty for the file as a whole. */
@@ -45,12 +48,23 @@ export class YamlSource {
       return { ok: false, problems };
     }
     if (doc.contents === null && emptyAs !== undefined) return { ok: true, source: new YamlSource(doc, emptyAs, lines) };
+    let source: YamlSource;
     try {
-      return { ok: true, source: new YamlSource(doc, doc.contents === null ? null : doc.toJS({ maxAliasCount: 1000 }), lines) };
+      source = new YamlSource(doc, doc.contents === null ? null : doc.toJS({ maxAliasCount: 1000 }), lines);
     } catch (error) {
       // e.g. an alias to an anchor that does not exist, or an alias bomb
       return { ok: false, problems: [{ path: "", message: `YAML error: ${error instanceof Error ? error.message : String(error)}`, value: undefined }] };
     }
+    // A "\udfff" escape in a double-quoted string makes text no store or log can hold, in any key.
+    const strings = v.safeParse(WellFormedStrings, source.raw);
+    if (!strings.success) {
+      const problems = strings.issues.map((issue) => {
+        const keys = (issue.path ?? []).map((item) => item.key as PathKey);
+        return source.problemAt(formatIssuePath(issue.path), keys, issue.message);
+      });
+      return { ok: false, problems: sortProblems(problems) };
+    }
+    return { ok: true, source };
   }
 
   /** The value at a key path as written in the file (not as partly normalised by a schema). */
@@ -89,18 +103,37 @@ export function sortProblems(problems: Problem[]): Problem[] {
   return problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
 }
 
-/** Reads a file as text; an unreadable one is a problem naming the OS reason. */
+/** Reads a file as UTF-8 text; an unreadable one is a problem naming the OS reason, bytes that are not UTF-8 one naming where. */
 export async function readTextFile(path: string): Promise<{ ok: true; text: string } | { ok: false; problems: Problem[] }> {
+  let bytes: Uint8Array;
   try {
-    return { ok: true, text: await readFile(path, "utf8") };
+    bytes = await readFile(path);
   } catch (error) {
     return { ok: false, problems: [{ path: "", message: `cannot read ${path}: ${osReason(error)}`, value: undefined }] };
   }
+  const decoded = decodeUtf8(bytes);
+  if (decoded.ok) return decoded;
+  // Where, as an editor shows it: the line and column of the first bad byte.
+  const before = new TextDecoder().decode(bytes.subarray(0, decoded.byte));
+  const line = before.split("\n").length;
+  const column = before.length - before.lastIndexOf("\n");
+  return {
+    ok: false,
+    problems: [
+      {
+        path: "",
+        message: `${path} ${decoded.message.replace(/at byte (\d+)/, `at line ${line}, column ${column} (byte $1)`)}`,
+        value: undefined,
+        line,
+        column,
+      },
+    ],
+  };
 }
 
-/** One line per problem: `config.yaml: pools[1].scaling.max_nodes: must be ≥ min_nodes (4), got 2`. */
+/** One line per problem: `config.yaml: pools[1].scaling.max_nodes: must be ≥ min_nodes (4), got 2` (a value's newlines and escapes shown, not obeyed). */
 export function formatProblems(problems: readonly Problem[], source: string): string[] {
-  return problems.map((p) => (p.path ? `${source}: ${p.path}: ${p.message}` : `${source}: ${p.message}`));
+  return problems.map((p) => printable(p.path ? `${source}: ${p.path}: ${p.message}` : `${source}: ${p.message}`, true));
 }
 
 /** `no such file or directory (ENOENT)` from a Node/Bun fs error. */

@@ -2,6 +2,10 @@
 // transaction of set-based statements, whatever the group's size. Used on the event loop's
 // thread for single writes (the simulator, tests) and in the ingest worker for the API's groups.
 import type { SqlStatement } from "../store/prepared.ts";
+// The group's rows go to SQLite as JSON (json_each), whose functions decode each string's
+// escapes: wellFormedJson keeps a lone surrogate from becoming bytes that are not UTF-8, which
+// libSQL aborts the process on reading. The API refuses such a string before (api/body.ts).
+import { wellFormedJson as sqlJson } from "../../schema/text.ts";
 import { READING_RANGES, withinRange } from "../../schema/reading-ranges.ts";
 import type { EventBatch, Heartbeat } from "../../schema/wire.ts";
 
@@ -85,7 +89,7 @@ export async function writeIngestGroup(client: WriteBatch, group: IngestGroup, a
       e.message,
       e.count ?? 1,
     ]);
-    statements.push({ sql: EVENTS_INSERT, args: [batch.nodeId, at, JSON.stringify(rows)] }, { sql: EVENTS_ACK, args: [batch.nodeId, at] });
+    statements.push({ sql: EVENTS_INSERT, args: [batch.nodeId, at, sqlJson(rows)] }, { sql: EVENTS_ACK, args: [batch.nodeId, at] });
   }
   // The latest heartbeat of each node; of each GPU index in it, the first reading (as the store always kept).
   const latest = new Map<string, Heartbeat>();
@@ -124,8 +128,8 @@ export async function writeIngestGroup(client: WriteBatch, group: IngestGroup, a
         utilCount,
       ]);
     }
-    statements.push({ sql: HEARTBEAT_NODES, args: [at, JSON.stringify(beats)] });
-    if (readings.length > 0) statements.push({ sql: HEARTBEAT_READINGS, args: [at, JSON.stringify(readings)] });
+    statements.push({ sql: HEARTBEAT_NODES, args: [at, sqlJson(beats)] });
+    if (readings.length > 0) statements.push({ sql: HEARTBEAT_READINGS, args: [at, sqlJson(readings)] });
   }
   if (statements.length === 0) return { heartbeats: [], batches: [] };
   const results = await client.batch(statements, "write");

@@ -13,6 +13,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import type { RequestOptions } from "node:https";
 import * as v from "valibot";
 import { AnyList, Status, WatchEvent } from "./types.ts";
+import { textPrefix } from "../../schema/text.ts";
 
 export type LaneName = "cordon" | "eviction" | "default" | "watch";
 
@@ -441,7 +442,7 @@ function errorFrom(response: Response, text: string, method: string, path: strin
   const retryHeader = Number(response.headers.get("Retry-After"));
   const retryAfter = status?.details?.retryAfterSeconds ?? (Number.isFinite(retryHeader) && retryHeader > 0 ? retryHeader : undefined);
   const reason = status?.reason ?? (response.status === 404 ? "NotFound" : response.statusText || `HTTP${response.status}`);
-  const message = status?.message ?? (text.slice(0, 300) || response.statusText);
+  const message = status?.message ?? (textPrefix(text, 300) || response.statusText);
   const causes = (status?.details?.causes ?? []).map((c) => ({ ...(c.field ? { field: c.field } : {}), ...(c.message ? { message: c.message } : {}) }));
   return new KubeApiError(response.status, reason, `${method} ${path}: ${response.status} ${reason}: ${message}`, retryAfter, causes);
 }

@@ -29,6 +29,7 @@ import { Informer } from "./informer.ts";
 import { NodeWrites } from "../fleet/node-writes.ts";
 import { POOL_LABEL } from "./queue.ts";
 import { KubeNode, Pod, pointer, type Condition } from "./types.ts";
+import { textPrefix } from "../../schema/text.ts";
 
 /** Annotations we put on a Node we cordon. */
 export const ANNOTATIONS = {
@@ -328,7 +329,7 @@ export class KubeMirror implements SchedulerMirror {
       }
       const values: Record<string, string> = {
         [ANNOTATIONS.cordonedBy]: this.actor,
-        [ANNOTATIONS.reason]: reason.slice(0, 1000),
+        [ANNOTATIONS.reason]: textPrefix(reason, 1000),
         [ANNOTATIONS.incident]: String(incidentId),
         [ANNOTATIONS.at]: new Date(at).toISOString(),
         [ANNOTATIONS.node]: nodeId,
@@ -372,7 +373,7 @@ export class KubeMirror implements SchedulerMirror {
       type,
       status,
       reason,
-      message: message.slice(0, 1000),
+      message: textPrefix(message, 1000),
       lastHeartbeatTime: now,
       lastTransitionTime: existing?.status === status && existing.lastTransitionTime ? existing.lastTransitionTime : now,
     };
@@ -543,7 +544,11 @@ export class KubeMirror implements SchedulerMirror {
         "PATCH",
         `/api/v1/nodes/${encodeURIComponent(name)}`,
         // Not the cordon lane: progress notes must never delay a cordon.
-        { lane: "default", body: { metadata: { annotations: { [ANNOTATIONS.drain]: detail.slice(0, 1000) } } }, contentType: "application/merge-patch+json" },
+        {
+          lane: "default",
+          body: { metadata: { annotations: { [ANNOTATIONS.drain]: textPrefix(detail, 1000) } } },
+          contentType: "application/merge-patch+json",
+        },
         KubeNode,
       );
       this.nodeCache.observe(updated);

@@ -55,6 +55,7 @@ import {
   type Provider,
   type ProviderErrorKind,
 } from "./provider.ts";
+import { textPrefix } from "../../schema/text.ts";
 
 export const GCP_DEFAULT_BASE_URL = "https://compute.googleapis.com";
 const API = "/compute/v1";
@@ -293,7 +294,7 @@ export function mapGoogleError(failure: HttpFailure): ProviderError {
   else if (failure.status === 401) kind = "auth";
   else if (failure.status >= 500 && kind !== "capacity") kind = "transient";
   kind ??= kindForStatus(failure.status);
-  const message = parsed.success ? (parsed.output.error.message ?? "") : failure.text.replace(/\s+/g, " ").trim().slice(0, 200);
+  const message = parsed.success ? (parsed.output.error.message ?? "") : textPrefix(failure.text.replace(/\s+/g, " ").trim(), 200);
   const label = [parsed.success ? parsed.output.error.status : undefined, reasons[0]].filter((x) => x !== undefined).join(" ");
   return new ProviderError(
     "gcp",

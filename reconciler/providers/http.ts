@@ -5,6 +5,7 @@
 // server that echoes a credential back cannot put it into a log.
 import * as v from "valibot";
 import { ProviderError, type ProviderErrorKind } from "./provider.ts";
+import { textPrefix } from "../../schema/text.ts";
 
 /** Reads an environment variable; providers take one so tests can pass a fake environment. */
 export type EnvLookup = (name: string) => string | undefined;
@@ -144,7 +145,7 @@ export class JsonHttp {
       const failure: HttpFailure = {
         status: response.status,
         body,
-        text: redact(text.slice(0, 500), this.options.secrets()),
+        text: redact(textPrefix(text, 500), this.options.secrets()),
         method,
         path,
         retryAfterSeconds: parseRetryAfter(response.headers.get("retry-after")),

@@ -46,6 +46,7 @@ import {
   type Provider,
   type ProviderErrorKind,
 } from "./provider.ts";
+import { textPrefix } from "../../schema/text.ts";
 
 export const LAMBDA_DEFAULT_BASE_URL = "https://cloud.lambda.ai";
 const API = "/api/v1";
@@ -143,7 +144,7 @@ export function mapLambdaError(failure: HttpFailure): ProviderError {
   const code = parsed.success ? parsed.output.error.code : undefined;
   const detail = parsed.success
     ? [parsed.output.error.message, parsed.output.error.suggestion].filter((x) => typeof x === "string" && x !== "").join(" ")
-    : failure.text.replace(/\s+/g, " ").trim().slice(0, 200);
+    : textPrefix(failure.text.replace(/\s+/g, " ").trim(), 200);
   let kind: ProviderErrorKind = (code === undefined ? undefined : CODE_KINDS[code]) ?? kindForStatus(failure.status);
   // `provider/…` codes come from Lambda's upstream services (outages, exhaustion): retry later.
   if (code?.startsWith("provider/") === true) kind = "transient";

@@ -20,6 +20,7 @@ import {
 } from "./api.ts";
 import { Scontrol } from "./scontrol.ts";
 import type { SlurmTokens } from "./token.ts";
+import { textPrefix } from "../../schema/text.ts";
 
 export interface SlurmClientOptions {
   restUrl: string;
@@ -168,12 +169,12 @@ export class SlurmClient {
       throw new SchedulerError(
         "slurm",
         "auth",
-        `${method} ${path}: ${response.status} ${text.trim().slice(0, 200)} (slurm.user ${this.opts.tokens.user}; is the token or jwt_key_file the cluster's?)`,
+        `${method} ${path}: ${response.status} ${textPrefix(text.trim(), 200)} (slurm.user ${this.opts.tokens.user}; is the token or jwt_key_file the cluster's?)`,
       );
     }
     const errors = answerErrors(json);
     if (!response.ok || errors !== "") {
-      const what = errors || text.trim().slice(0, 200) || `HTTP ${response.status}`;
+      const what = errors || textPrefix(text.trim(), 200) || `HTTP ${response.status}`;
       const kind =
         response.status === 404 || /invalid node name|invalid job id|unable to find/i.test(what)
           ? "not_found"

@@ -5,6 +5,7 @@
 // Navarch node the cordon is for. `scontrol update state=resume` clears the reason but not
 // the comment, so a marker on a node that is no longer drained is a human's resume, seen
 // also after Navarch restarts, as Kubernetes annotations are.
+import { textPrefix } from "../../schema/text.ts";
 
 export const REASON_PREFIX = "navarch:";
 
@@ -21,7 +22,7 @@ const MARKER = /\s*\[navarch-cordon node=([A-Za-z0-9._-]+) incident=(\d+) at=(\d
 export function drainReason(reason: string, incidentId: number): string {
   const oneLine = reason.replace(/\s+/g, " ").trim();
   const suffix = incidentId > 0 ? ` (incident ${incidentId})` : "";
-  return `${REASON_PREFIX} ${oneLine.slice(0, 400)}${suffix}`;
+  return `${REASON_PREFIX} ${textPrefix(oneLine, 400)}${suffix}`;
 }
 
 /** Drained, and by Navarch (the reason is ours: a human's later drain replaces it). */

@@ -10,6 +10,7 @@ import { dirname, resolve } from "node:path";
 import * as tables from "../../schema/db.ts";
 import { StoreHealthMonitor, observeClient, type StoreHealth } from "./health.ts";
 import { MIGRATIONS } from "./migrations/index.ts";
+import { quarantineUnreadableText, type QuarantinedValue } from "./quarantine.ts";
 import { openFileClient } from "./connection.ts";
 import { FILE_CONNECTION_PRAGMAS, SCRATCH_CONNECTION_PRAGMAS } from "./pragmas.ts";
 import { newWriteLock, serializeWrites } from "./write-lock.ts";
@@ -30,6 +31,8 @@ export interface Store {
   readonly location: string;
   /** True once the schema is current; /readyz reports it. */
   readonly migrated: boolean;
+  /** Values that were not UTF-8 when the store opened, repaired then (store/quarantine.ts). */
+  readonly quarantined: readonly QuarantinedValue[];
   /** Cheap liveness probe of the database connection. */
   ping(): Promise<boolean>;
   /** The last known health, without I/O: for the reconcile loop to consult each pass. */
@@ -71,6 +74,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
 
   const connectionPragmas = options.scratch === true ? SCRATCH_CONNECTION_PRAGMAS : FILE_CONNECTION_PRAGMAS;
   let client: Client;
+  let quarantined: QuarantinedValue[] = [];
   try {
     // A file's every connection gets its pragmas (store/connection.ts says why).
     client = isFileDatabase(filePath)
@@ -91,6 +95,8 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     // and fail every reconcile pass.
     if (isFileDatabase(filePath)) await checkIntegrity(client, filePath);
     await migrate(client, location);
+    // Before anything reads a table: a value libSQL cannot decode would abort the process.
+    quarantined = await quarantineUnreadableText(client, Date.now());
   } catch (err) {
     client.close();
     if (err instanceof StoreError) throw err;
@@ -122,6 +128,12 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     throw new StoreError(describeOpenFailure(location, err));
   }
   monitor.start(options.healthProbeIntervalMs ?? 5000);
+  if (quarantined.length > 0) {
+    const where = quarantined.map((q) => `${q.column} row ${q.rowid}${q.storedAs === "deleted" ? " (row deleted)" : ""}`).join(", ");
+    options.log?.(
+      `store: quarantined ${quarantined.length} value${quarantined.length === 1 ? "" : "s"} that were not UTF-8 and could not be read (${where}); each now holds U+FFFD for what could not be decoded, and its original bytes are in the audit log (text_quarantined)`,
+    );
+  }
 
   const writeLock = newWriteLock();
   const observed = observeClient(serializeWrites(client, writeLock), (err) => monitor.observe(err));
@@ -131,6 +143,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     client: observed,
     location,
     migrated: true,
+    quarantined,
     async ping() {
       try {
         await observed.execute("SELECT 1");

@@ -1,7 +1,7 @@
 // Throwaway certificates for the TLS tests, made with openssl at test time in a temp
 // directory (never committed): a CA, server certificates for given IPs and names, client
 // certificates for mTLS. EC P-256 keys: fast to make, and what production certificates use.
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const ENSURE = new URL("./ensure-tls-tools.sh", import.meta.url).pathname;
@@ -66,6 +66,54 @@ export class TestCa {
   server(name: string, sans: { ips?: string[]; dns?: string[] }, out = name): Issued {
     const alt = [...(sans.ips ?? []).map((ip) => `IP:${ip}`), ...(sans.dns ?? []).map((d) => `DNS:${d}`)].join(",");
     return this.issue(out, name, `subjectAltName=${alt}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+  }
+
+  /**
+   * A server certificate valid only from `notBefore` to `notAfter` (`YYYYMMDDHHMMSSZ`): one that
+   * expired, or one not valid yet. Through `openssl ca`, the one OpenSSL 3.0 command that takes
+   * dates (`x509 -req` takes only a positive number of days from now).
+   */
+  serverValid(name: string, sans: { ips?: string[]; dns?: string[] }, notBefore: string, notAfter: string, out = name): Issued {
+    const alt = [...(sans.ips ?? []).map((ip) => `IP:${ip}`), ...(sans.dns ?? []).map((d) => `DNS:${d}`)].join(",");
+    const key = join(this.dir, `${out}.key`);
+    const csr = join(this.dir, `${out}.csr`);
+    const cert = join(this.dir, `${out}.pem`);
+    const db = join(this.dir, `${out}.ca`);
+    mkdirSync(db, { recursive: true });
+    writeFileSync(join(db, "index.txt"), "");
+    const serial = (++this.serial + Date.now()).toString(16);
+    writeFileSync(join(db, "serial"), `${serial.length % 2 === 0 ? serial : `0${serial}`}\n`); // whole bytes of hex
+    const config = join(db, "ca.cnf");
+    writeFileSync(
+      config,
+      `[ca]\ndefault_ca = d\n[d]\ndatabase = ${db}/index.txt\nnew_certs_dir = ${db}\nserial = ${db}/serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n[ext]\nsubjectAltName=${alt}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`,
+    );
+    openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-subj", `/CN=${name}`], this.dir);
+    openssl(
+      [
+        "ca",
+        "-batch",
+        "-config",
+        config,
+        "-cert",
+        this.cert,
+        "-keyfile",
+        this.key,
+        "-in",
+        csr,
+        "-out",
+        cert,
+        "-startdate",
+        notBefore,
+        "-enddate",
+        notAfter,
+        "-notext",
+        "-extensions",
+        "ext",
+      ],
+      this.dir,
+    );
+    return { cert, key, fingerprint256: fingerprint(cert) };
   }
 
   /** A client certificate (mTLS). */
