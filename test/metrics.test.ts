@@ -4,7 +4,7 @@
 // label values stay bounded however varied the data, and the reconcile loop's
 // passes are observed through serve.ts.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { eq } from "drizzle-orm";
+import { eq, inArray } from "drizzle-orm";
 import { join } from "node:path";
 import { auditLog, breakers, gpuReadings, gpus, healthEvents, incidents, nodes, operations, pools } from "../schema/db.ts";
 import type { NodeState } from "../schema/lifecycle.ts";
@@ -299,19 +299,19 @@ describe("metrics on a seeded store", () => {
     const m = createMetrics(store.db);
     const made = "made-up-by-its-agent";
     const at = { lastHeartbeatAt: T, registeredAt: T, origin: "registered" as const, gpuReadings: 1, gpuTemperatureMaxC: 50 };
-    await node("m1", made, "ready", "healthy", at);
-    await node("m2", "train", "ready", "healthy", at);
-    await store.db.insert(gpuReadings).values({ nodeId: "m1", readings: [{ index: 0, temperatureC: 50 }], updatedAt: T });
-    await store.db.insert(incidents).values({ nodeId: "m1", pool: made, reason: "Xid 79", status: "cordoned", faultAt: T, openedAt: T });
+    await node("q1", made, "ready", "healthy", at);
+    await node("q2", "train", "ready", "healthy", at);
+    await store.db.insert(gpuReadings).values({ nodeId: "q1", readings: [{ index: 0, temperatureC: 50 }], updatedAt: T });
+    await store.db.insert(incidents).values({ nodeId: "q1", pool: made, reason: "Xid 79", status: "cordoned", faultAt: T, openedAt: T });
     const s = await scrape(m);
     expect(s.filter((x) => x.labels.pool === made).map((x) => x.name)).toEqual([]);
     // Counted, under no pool; the one that names a configured pool keeps it.
-    expect(value(s, "navarch_node_last_heartbeat_timestamp_seconds", { node: "m1" })).toBe(T / 1000);
-    expect(s.find((x) => x.name === "navarch_node_last_heartbeat_timestamp_seconds" && x.labels.node === "m1")?.labels.pool).toBe("");
-    expect(s.find((x) => x.name === "navarch_node_last_heartbeat_timestamp_seconds" && x.labels.node === "m2")?.labels.pool).toBe("train");
-    await store.db.delete(incidents).where(eq(incidents.nodeId, "m1"));
-    await store.db.delete(gpuReadings).where(eq(gpuReadings.nodeId, "m1"));
-    await store.db.delete(nodes).where(eq(nodes.origin, "registered"));
+    expect(value(s, "navarch_node_last_heartbeat_timestamp_seconds", { node: "q1" })).toBe(T / 1000);
+    expect(s.find((x) => x.name === "navarch_node_last_heartbeat_timestamp_seconds" && x.labels.node === "q1")?.labels.pool).toBe("");
+    expect(s.find((x) => x.name === "navarch_node_last_heartbeat_timestamp_seconds" && x.labels.node === "q2")?.labels.pool).toBe("train");
+    await store.db.delete(incidents).where(eq(incidents.nodeId, "q1"));
+    await store.db.delete(gpuReadings).where(eq(gpuReadings.nodeId, "q1"));
+    await store.db.delete(nodes).where(inArray(nodes.id, ["q1", "q2"]));
   });
 
   test("SSH bootstrap runs count as bootstrap outcomes (where the store records them)", async () => {
