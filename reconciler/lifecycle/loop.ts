@@ -16,9 +16,12 @@ import type { HealthPolicy } from "../fleet/policy.ts";
 import type { Clock } from "../fleet/registry.ts";
 import { NO_SCHEDULER, type SchedulerMirror } from "../fleet/scheduler.ts";
 import { layeredSources, queueSource, type MetricsSource, type SourcedMetrics } from "../pools/metrics-source.ts";
-import type { Provider } from "../providers/provider.ts";
+import { Dependencies, type Dependency } from "../dependencies.ts";
+import { ProviderError, type Provider } from "../providers/provider.ts";
+import type { BesideCall } from "../safety/operations.ts";
 import { loadRails } from "../safety/rails.ts";
 import type { Store } from "../store/store.ts";
+import { BesideCalls } from "./beside.ts";
 import { blocked, emptyReport, type Look, type PassReport, type Services, type StepContext } from "./context.ts";
 import { HealthJudge } from "./health.ts";
 import { Incidents } from "./incidents.ts";
@@ -51,10 +54,18 @@ export interface ReconcilerOptions {
   publicUrl?: string;
   /** The leader lease: passes run and writes land only while it holds. */
   fence?: Fence;
+  /** Where the providers' health is reported (serve's, for /v1/status and the gauge); default: the loop's own. */
+  dependencies?: Dependencies;
 }
 
 /** An inventory sweep runs this often (and at start). */
 const SWEEP_INTERVAL_MS = 60_000;
+
+/**
+ * The longest a provider call (a launch, a terminate, a listing) may take beside the loop: each
+ * HTTP request of one has its own 30 s timeout, and a call may be a few of them.
+ */
+const PROVIDER_CALL_DEADLINE_MS = 2 * 60_000;
 
 export class Reconciler implements Services {
   /** When this loop was made: silences are counted from here at the earliest (heardSince). */
@@ -67,6 +78,9 @@ export class Reconciler implements Services {
   readonly scheduler: SchedulerMirror;
   readonly fence: Fence | undefined;
   readonly actor: string;
+  /** Provider calls under way beside the loop (beside.ts). */
+  readonly beside: BesideCalls;
+  readonly dependencies: Dependencies;
   private readonly now: Clock;
   private readonly logLine: (line: string) => void;
   private currentConfig: NavarchConfig;
@@ -79,7 +93,6 @@ export class Reconciler implements Services {
   private readonly sources: MetricsSource;
   private readonly inventory = new Inventory();
   private readonly light: LightView;
-  private lastSweepAt = Number.NEGATIVE_INFINITY;
   /** Public keys derived from the pools' ssh_private_key_path, by path. */
   private readonly publicKeys = new Map<string, string>();
   /** Pools whose nodes outlived their configuration (said once). */
@@ -108,6 +121,12 @@ export class Reconciler implements Services {
     this.incidents = new Incidents(this.writer, this.actor);
     this.launches = new PoolLaunches(opts.store.db, this.writer, this.logLine);
     this.judge = new HealthJudge(opts.store.db, opts.policy, opts.fence);
+    this.beside = new BesideCalls({ wake: () => this.wake(), deadlineMs: PROVIDER_CALL_DEADLINE_MS });
+    this.dependencies = opts.dependencies ?? new Dependencies();
+    for (const name of this.providers.keys()) {
+      const dep = this.providerDependency(name);
+      dep.queuedBy(() => this.beside.waitingFor(dep));
+    }
     this.light = new LightView(this.logLine);
     this.sources = layeredSources([
       ...(opts.queueMetrics ? [queueSource("scheduler queue", opts.queueMetrics)] : []),
@@ -140,6 +159,7 @@ export class Reconciler implements Services {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.beside.stop();
     await this.running?.catch(() => undefined);
     await this.boot?.settled();
   }
@@ -202,8 +222,33 @@ export class Reconciler implements Services {
     return this.inventory.unclaimed(pool);
   }
 
+  inventoryKnown(pool: PoolConfig): boolean {
+    return pool.providers.every((name) => !this.providers.has(name) || this.inventory.swept(name));
+  }
+
   sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics> {
     return this.sources.poolMetrics(pool);
+  }
+
+  providerCall(name: string, action: string, node?: string): BesideCall {
+    return {
+      calls: this.beside,
+      dependency: this.providerDependency(name),
+      // A refusal (no capacity, a bad request) is an answer; an outage, a timeout or refused credentials are not.
+      isOutage: (err) => !(err instanceof ProviderError) || err.kind === "transient" || err.kind === "auth",
+      action,
+      ...(node !== undefined ? { node } : {}),
+    };
+  }
+
+  providerWaiting(name: string, action: string, since: number): string {
+    const dep = this.providerDependency(name);
+    const why = dep.current === "down" ? `; ${dep.waiting()}` : "";
+    return `${action} call to ${name} under way since ${new Date(since).toISOString()}, beside the loop${why}`;
+  }
+
+  private providerDependency(name: string): Dependency {
+    return this.dependencies.add(`provider:${name}`, `the ${name} provider's API`, `providers.${name}`);
   }
 
   bootstrapper(): Bootstrapper {
@@ -287,16 +332,15 @@ export class Reconciler implements Services {
     // mostly quiet nodes, reading every full row was most of a pass).
     let light = await this.light.read(db, at);
     // The inventory first: what a provider runs for us but the rows lack (a database restored
-    // from an older copy) is adopted or counted before any pool is sized.
-    if (at - this.lastSweepAt >= SWEEP_INTERVAL_MS) {
-      this.lastSweepAt = at;
-      await this.inventory.sweep(
-        (name) => this.light.get(name),
-        (ids) => this.fullRows(ids),
-        { at, report, svc: this },
-      );
-      light = await this.light.read(db, at); // with what the sweep adopted
-    }
+    // from an older copy) is adopted or counted before any pool is sized. Each provider's listing
+    // runs beside the loop; a pool is not grown before its providers' first one is swept.
+    const swept = await this.inventory.sweep(
+      (name) => this.light.get(name),
+      (ids) => this.fullRows(ids),
+      { at, report, svc: this },
+      SWEEP_INTERVAL_MS,
+    );
+    if (swept) light = await this.light.read(db, at); // with what the sweep adopted
     this.sayUnconfigured(light);
     const events = await this.judge.newEvents(light, (id) => this.light.get(id));
     const timeout = config.server.heartbeat_timeout;

@@ -102,6 +102,15 @@ export class Scaler {
     const db = svc.store.db;
     const [row] = await db.select().from(pools).where(eq(pools.name, pool.name));
     if (row?.paused) return;
+    // What the pool's providers run for it is unknown until their first listing since start is
+    // swept (it runs beside the loop): growing the pool before could launch a second fleet beside
+    // one a lost or restored database forgot. It holds its size until then.
+    if (!svc.inventoryKnown(pool)) {
+      await this.sayOnce(pool.name, "inventory", ctx, async () =>
+        svc.log(`pool ${pool.name}: holding its size until its providers' instances are listed (the listing runs beside the loop)`),
+      );
+      return;
+    }
     // Machines the provider runs for this pool that no node claims yet count as coming up.
     const unclaimed = svc.unclaimedInstances(pool.name);
     const current = counts.total - counts.surging + unclaimed;

@@ -51,7 +51,13 @@ export const launch: Step = async (node, ctx) => {
       }),
     undefined,
     svc.fence,
+    svc.providerCall(providerName, "launch", node.id),
   );
+  // The provider has not answered yet (the call runs beside the loop): the pool's other work goes on.
+  if ("inFlightSince" in outcome) {
+    await say(node, svc.providerWaiting(providerName, "launch", outcome.inFlightSince), ctx);
+    return at;
+  }
   if (outcome.ok) {
     const instance = outcome.result;
     await recordInstance(svc.store.db, instance, pool.name, key, at);

@@ -51,9 +51,14 @@ export const lost: Step = async (node, ctx) => {
     if (!(await svc.incidents.open(node, at, reason, node.lastHeartbeatAt ?? at, "replace", "fencing"))) return at;
   }
   // Fencing: replace only once the provider confirms the instance is stopped or gone.
-  const instance = await instanceOf(node, ctx);
-  if (instance !== undefined && instance.state !== "terminated") {
-    await terminateCall(node, ctx);
+  const answer = await instanceOf(node, ctx);
+  if (!answer.answered) {
+    await say(node, `fencing: ${answer.waiting}`, ctx);
+    return at + 5_000;
+  }
+  if (answer.instance !== undefined && answer.instance.state !== "terminated") {
+    const waiting = await terminateCall(node, ctx);
+    if (waiting !== undefined) await say(node, `fencing: ${waiting}`, ctx);
     return at + 5_000;
   }
   if (node.removal === "scale_down") {

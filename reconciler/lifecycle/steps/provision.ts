@@ -4,6 +4,7 @@
 // failed and cleaned up, and counts against the pool's launch health.
 import { isIn } from "../../../schema/lifecycle.ts";
 import { move, say, type Step } from "../context.ts";
+import { instanceOf } from "../inventory.ts";
 import { terminateInstance } from "./terminate.ts";
 
 const BOOTSTRAP_POLL_MS = 2_000;
@@ -26,8 +27,8 @@ export const provision: Step = async (node, ctx) => {
   // pass reads the outcome. Success waits here for the agent's registration.
   const bootstrapper = svc.bootstrapper();
   const next = await bootstrapper.next(node, async () => {
-    const provider = node.provider ? svc.providers.get(node.provider) : undefined;
-    return provider === undefined || node.instanceName === null ? undefined : provider.get(node.instanceName);
+    const answer = await instanceOf(node, ctx);
+    return answer.answered ? answer.instance : undefined; // not answered yet: no address yet
   });
   if (next.kind === "start") {
     if (node.state !== "bootstrapping") await move(node, "bootstrapping", next.reason, ctx);
