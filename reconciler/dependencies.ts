@@ -4,33 +4,10 @@
 // dependency report each answer here; /readyz, GET /v1/status, the navarch_dependency_up gauge
 // and the "waiting for … since …" reasons on nodes and incidents read it. Nothing here waits:
 // a dependency that does not answer is only ever a state, never a stalled caller.
+import { QUEUED_SHOWN, type DependencyStatus, type QueuedAction } from "../schema/admin.ts";
 
-export type DependencyState = "up" | "down" | "unknown";
-
-/** An action that only this dependency can carry out, waiting for it. */
-export interface QueuedAction {
-  /** `cordon`, `drain`, `uncordon`, `launch`, `terminate`, … */
-  action: string;
-  /** The Navarch node it is for, if any. */
-  node?: string;
-  /** When it was asked for (ms, wall clock). */
-  since: number;
-}
-
-export interface DependencyStatus {
-  /** The gauge's label value: `database`, `kubernetes`, `slurm`, `prometheus`, `provider:NAME`. */
-  name: string;
-  /** What it is, for people: `the Kubernetes API`. */
-  label: string;
-  /** Where: a URL, a file, a provider's API. */
-  target: string;
-  state: DependencyState;
-  /** When the state began (ms). */
-  since: number;
-  lastSuccessAt: number | null;
-  lastError: { at: number; message: string } | null;
-  queued: QueuedAction[];
-}
+export type DependencyState = DependencyStatus["state"];
+export type { DependencyStatus, QueuedAction };
 
 export class Dependency {
   private state: DependencyState = "unknown";
@@ -39,6 +16,8 @@ export class Dependency {
   private lastError: { at: number; message: string } | null = null;
   /** Who owns the queue of actions waiting for it reports them on demand. */
   private queue: () => QueuedAction[] = () => [];
+  /** Told when it answers again after it was down or never reached. */
+  private readonly backListeners: (() => void)[] = [];
 
   constructor(
     readonly name: string,
@@ -75,6 +54,11 @@ export class Dependency {
     this.queue = queue;
   }
 
+  /** `then` runs each time it answers after it was down (or not reached yet): queued work goes now. */
+  whenBack(then: () => void): void {
+    this.backListeners.push(then);
+  }
+
   /** `waiting for the Kubernetes API since 2026-…Z (connect ECONNREFUSED …)`: for a node's and an incident's status. */
   waiting(): string {
     if (this.state === "up") return `waiting for ${this.label}`;
@@ -84,6 +68,7 @@ export class Dependency {
   }
 
   status(): DependencyStatus {
+    const queued = this.queue().sort((a, b) => a.since - b.since);
     return {
       name: this.name,
       label: this.label,
@@ -92,7 +77,8 @@ export class Dependency {
       since: this.since,
       lastSuccessAt: this.lastSuccessAt,
       lastError: this.lastError,
-      queued: this.queue(),
+      queuedCount: queued.length,
+      queued: queued.slice(0, QUEUED_SHOWN),
     };
   }
 
@@ -102,6 +88,7 @@ export class Dependency {
     this.state = state;
     this.since = this.now();
     this.onChange(this, from);
+    if (state === "up") for (const then of this.backListeners) then();
   }
 }
 

@@ -23,6 +23,7 @@
 // is left out rather than rendered as NaN, +Inf or 1e+308.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { sql } from "drizzle-orm";
+import type { DependencyStatus } from "../schema/admin.ts";
 import type { MetricsPerGpu } from "../schema/config.ts";
 import { NODE_STATES, STATES, isIn, type NodeState } from "../schema/lifecycle.ts";
 import { READING_RANGES } from "../schema/wire.ts";
@@ -84,6 +85,8 @@ export const PER_GPU_AUTO_LIMIT = 40_000;
 export interface MetricsOptions {
   /** server.metrics_per_gpu (default auto). */
   perGpu?: MetricsPerGpu;
+  /** The reconciler's dependencies as they are now (reconciler/dependencies.ts): navarch_dependency_*. */
+  dependencies?: () => readonly DependencyStatus[];
 }
 
 interface Snapshot {
@@ -521,6 +524,28 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     help: "Duration of one reconcile pass",
     buckets: PASS_BUCKETS,
     registers: [registry],
+  });
+  // Dependencies live in this process (each reconciler's own view of what it can reach).
+  const dependencies = opts.dependencies;
+  new Gauge({
+    name: "navarch_dependency_up",
+    help: "1 while a dependency answers (the database, the scheduler's API, Prometheus, each provider's API), 0 while it is down or not reached yet",
+    labelNames: ["dependency"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of dependencies?.() ?? []) this.set({ dependency: d.name }, d.state === "up" ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "navarch_dependency_queued_actions",
+    help: "Actions only this dependency can carry out, waiting for it (a cordon for the scheduler, a launch for a provider)",
+    labelNames: ["dependency"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of dependencies?.() ?? []) this.set({ dependency: d.name }, d.queuedCount);
+    },
   });
   const lastPass = new Gauge({
     name: "navarch_reconcile_last_pass_timestamp_seconds",

@@ -92,6 +92,8 @@ export async function serveCommand(args: string[], out: Out): Promise<number> {
   const { config, policy } = prepared;
   const settings = serveSettings(config, values["data-dir"]);
   const log = (line: string) => out.stderr(`${new Date().toISOString()} navarch: ${line}\n`);
+  // From the first moment on, whatever is under way: a signal stops serve within STOP_DEADLINE_MS.
+  const signal = stopOnSignals(log);
   let rec;
   try {
     rec = await startReconciler(settings, log, Date.now, { config, policy });
@@ -104,11 +106,38 @@ export async function serveCommand(args: string[], out: Out): Promise<number> {
   log(
     `listening on ${rec.url}${rec.metricsUrl ? ` (/metrics on ${rec.metricsUrl})` : ""}; database ${rec.store.location}; ${config.pools.length} pool(s); token from ${rec.authTokenSource}`,
   );
-  await new Promise<void>((done) => {
-    process.once("SIGINT", () => done());
-    process.once("SIGTERM", () => done());
-  });
-  log("stopping");
+  await signal;
   await rec.stop();
+  log("stopped");
   return 0;
+}
+
+/** The longest a stop may take after SIGTERM or SIGINT; then serve exits without finishing it. */
+export const STOP_DEADLINE_MS = 4_500;
+
+/**
+ * Resolves at the first SIGTERM or SIGINT. From then on serve has STOP_DEADLINE_MS to stop
+ * cleanly (the loop's pass ends, the lease is given back, the store closes); past it, or at a
+ * second signal, it exits at once: nothing it waits on (a database, an API server that does not
+ * answer) keeps it running. A lease not given back is taken over when it lapses.
+ */
+function stopOnSignals(log: (line: string) => void): Promise<string> {
+  return new Promise((resolve) => {
+    let first: string | undefined;
+    const on = (signal: "SIGINT" | "SIGTERM") => {
+      if (first !== undefined) {
+        log(`${signal} again while stopping: exiting now`);
+        process.exit(signal === "SIGINT" ? 130 : 143);
+      }
+      first = signal;
+      log(`${signal}: stopping (within ${STOP_DEADLINE_MS / 1000} s; a second signal exits at once)`);
+      setTimeout(() => {
+        log(`not stopped within ${STOP_DEADLINE_MS / 1000} s of ${signal}: exiting now`);
+        process.exit(1);
+      }, STOP_DEADLINE_MS).unref();
+      resolve(signal);
+    };
+    process.on("SIGINT", () => on("SIGINT"));
+    process.on("SIGTERM", () => on("SIGTERM"));
+  });
 }

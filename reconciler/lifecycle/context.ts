@@ -71,8 +71,11 @@ export interface Services {
   unclaimedInstances(pool: string): number;
   /** Whether each of the pool's providers has been listed since the loop started (before that the pool is not grown). */
   inventoryKnown(pool: PoolConfig): boolean;
-  /** What the metrics sources (a scheduler's queue, Prometheus) know of a pool now; never throws. */
-  sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics>;
+  /**
+   * What the metrics sources (a scheduler's queue, Prometheus) know of a pool now; never throws.
+   * Asked beside the loop: undefined until they answered (the loop is woken when they do).
+   */
+  sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics | undefined>;
   /**
    * How a call to provider `name` runs: beside the loop (beside.ts), with its deadline, counted
    * as that provider's dependency, shown as `action` (of `node`) while it waits. A pass never

@@ -8,6 +8,7 @@
 import { eq, inArray } from "drizzle-orm";
 import { readFileSync } from "node:fs";
 import { publicKeyFromPrivate } from "../../bootstrap/ssh.ts";
+import type { LoopStatus } from "../../schema/admin.ts";
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import { breakers, gpuReadings, nodes, pools } from "../../schema/db.ts";
 import type { GpuSnapshot, RecommendedAction } from "../../schema/wire.ts";
@@ -67,6 +68,9 @@ const SWEEP_INTERVAL_MS = 60_000;
  */
 const PROVIDER_CALL_DEADLINE_MS = 2 * 60_000;
 
+/** The longest the metrics sources may take to answer for a pool (each query has its own, shorter, timeout). */
+const METRICS_DEADLINE_MS = 60_000;
+
 export class Reconciler implements Services {
   /** When this loop was made: silences are counted from here at the earliest (heardSince). */
   private readonly startedAt: number;
@@ -105,6 +109,9 @@ export class Reconciler implements Services {
   private wakeRequested = false;
   private stopped = true;
   private lastPassError: string | undefined;
+  private passStartedAt: number | undefined;
+  private lastPassAt: number | undefined;
+  private lastPassFailure: string | undefined;
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.store = opts.store;
@@ -177,10 +184,32 @@ export class Reconciler implements Services {
 
   /** One level-triggered pass over every node and pool; passes never overlap. */
   pass(): Promise<PassReport> {
-    this.running ??= this.runPass().finally(() => {
-      this.running = undefined;
-    });
+    if (this.running === undefined) {
+      this.passStartedAt = Date.now();
+      this.running = this.runPass().then(
+        (report) => {
+          this.passEnded(undefined);
+          return report;
+        },
+        (err: unknown) => {
+          this.passEnded(err instanceof Error ? err.message : String(err));
+          throw err;
+        },
+      );
+    }
     return this.running;
+  }
+
+  /** When the last pass ended and how, and the one under way (wall clock): GET /v1/status and /readyz. */
+  status(): LoopStatus {
+    return { lastPassAt: this.lastPassAt ?? null, lastPassError: this.lastPassFailure ?? null, passStartedAt: this.passStartedAt ?? null };
+  }
+
+  private passEnded(error: string | undefined): void {
+    this.running = undefined;
+    this.passStartedAt = undefined;
+    this.lastPassAt = Date.now();
+    this.lastPassFailure = error;
   }
 
   // ───────────────────────────── services for the steps ─────────────────────────────
@@ -226,8 +255,15 @@ export class Reconciler implements Services {
     return pool.providers.every((name) => !this.providers.has(name) || this.inventory.swept(name));
   }
 
-  sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics> {
-    return this.sources.poolMetrics(pool);
+  async sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics | undefined> {
+    const outcome = await this.beside.run(`metrics:${pool.name}`, () => this.sources.poolMetrics(pool), {
+      action: "metrics",
+      deadlineMs: METRICS_DEADLINE_MS,
+    });
+    if (!outcome.settled) return undefined;
+    return outcome.ok
+      ? outcome.value
+      : { problems: [`${this.sources.name}: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}`] };
   }
 
   providerCall(name: string, action: string, node?: string): BesideCall {

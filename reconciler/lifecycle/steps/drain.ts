@@ -25,7 +25,10 @@ export const drain: Step = async (node, ctx) => {
     return undefined;
   }
   if (!progress.done && at < deadline) {
-    await say(node, `draining: ${progress.detail}`, ctx);
+    const line = `draining: ${progress.detail}`;
+    // The scheduler does not answer: the incident says what the drain waits for, and since when.
+    if (progress.waiting !== undefined && node.stateReason !== line) await svc.writer.incident(node.incidentId, { status: `draining: ${progress.waiting}` });
+    await say(node, line, ctx);
     return deadline;
   }
   const how = progress.done ? progress.detail : `drain deadline passed (${progress.detail})`;
