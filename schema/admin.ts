@@ -81,7 +81,7 @@ export type NodeDetail = v.InferOutput<typeof NodeDetail>;
 export const QueuedAction = v.object({
   /** `cordon`, `uncordon`, `launch`, `terminate`, `list`, … */
   action: v.string(),
-  /** The Navarch node it is for, if any. */
+  /** The node it is for, if any: Navarch's id, or its name in the scheduler for a write under way there. */
   node: v.optional(v.string()),
   /** When it was asked for (ms). */
   since: v.number(),

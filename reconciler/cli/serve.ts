@@ -109,7 +109,9 @@ export async function serveCommand(args: string[], out: Out): Promise<number> {
   await signal;
   await rec.stop();
   log("stopped");
-  return 0;
+  // A provider call still under way beside the loop (a hanging API) is left behind: its
+  // operation row says it ran, and the next start resumes it with the same idempotency key.
+  process.exit(0);
 }
 
 /** The longest a stop may take after SIGTERM or SIGINT; then serve exits without finishing it. */

@@ -15,6 +15,8 @@ export class NodeWrites {
   /** The tail of each node's queue of writes. */
   private readonly queues = new Map<string, Promise<void>>();
   private readonly background = new Set<Promise<unknown>>();
+  /** The writes being tried now, with what they are and since when. */
+  private readonly underWay = new Set<{ action: string; node: string; since: number }>();
   /** Retries waiting out their backoff: a nudge ends the wait. */
   private readonly sleeping = new Set<() => void>();
   private stopped = false;
@@ -38,16 +40,27 @@ export class NodeWrites {
 
   /** Runs `write` until it succeeds (backing off up to 30 s) or a newer intent supersedes it. */
   async retrying(name: string, intent: number, what: string, write: () => Promise<unknown>): Promise<boolean> {
-    for (let attempt = 0; !this.stopped && this.intents.get(name) === intent; attempt++) {
-      try {
-        await write();
-        return true;
-      } catch (err) {
-        if (attempt === 0 || attempt % 10 === 0) this.log(`${this.label}: ${what} of ${name} failed (try ${attempt + 1}, retrying): ${errText(err)}`);
-        await this.backoff(Math.min(MAX_BACKOFF_MS, 250 * 2 ** attempt));
+    const under = { action: what, node: name, since: Date.now() };
+    this.underWay.add(under);
+    try {
+      for (let attempt = 0; !this.stopped && this.intents.get(name) === intent; attempt++) {
+        try {
+          await write();
+          return true;
+        } catch (err) {
+          if (attempt === 0 || attempt % 10 === 0) this.log(`${this.label}: ${what} of ${name} failed (try ${attempt + 1}, retrying): ${errText(err)}`);
+          await this.pause(Math.min(MAX_BACKOFF_MS, 250 * 2 ** attempt));
+        }
       }
+      return false;
+    } finally {
+      this.underWay.delete(under);
     }
-    return false;
+  }
+
+  /** The writes under way (sent, or waiting to be retried), oldest first: what waits for the scheduler. `node` is its name there. */
+  waiting(): { action: string; node: string; since: number }[] {
+    return [...this.underWay];
   }
 
   /** Queues a write to one node behind its earlier ones. */
@@ -90,7 +103,8 @@ export class NodeWrites {
     this.nudge();
   }
 
-  private backoff(ms: number): Promise<void> {
+  /** Waits `ms`, or less: a nudge or a stop ends the wait. */
+  pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);

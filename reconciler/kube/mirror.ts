@@ -109,7 +109,10 @@ export class KubeMirror implements SchedulerMirror {
     this.writes = new NodeWrites("kubernetes", this.log);
     this.dependency = opts.host.dependency("kubernetes", "the Kubernetes API", this.client.server);
     this.client.reportTo(this.dependency);
-    this.dependency.queuedBy(() => [...this.queued.values()].map((q) => ({ action: q.action, node: q.node.id, since: q.since })));
+    this.dependency.queuedBy(() => [
+      ...[...this.queued.values()].map((q) => ({ action: q.action, node: q.node.id, since: q.since })),
+      ...this.writes.waiting(),
+    ]);
     // Back after an outage: writes waiting out their backoff go now.
     this.dependency.whenBack(() => this.writes.nudge());
     this.nodeCache = new Informer(this.client, {
@@ -219,6 +222,7 @@ export class KubeMirror implements SchedulerMirror {
       if (name !== (row.mappedName ?? undefined)) await this.host.recordMapping(row.id, name ?? null);
       if (name === undefined) continue;
       if (IN_SERVICE.has(row.state)) this.clearStaleCordon(name, row.id);
+      else await this.restoreLostCordon(name, row);
       // A node whose pool or machine Navarch does not know (a DaemonSet's agent): what the Node says.
       if (row.pool === null || row.instanceId === null) {
         const k8sNode = this.nodeCache.get(name);
@@ -248,6 +252,19 @@ export class KubeMirror implements SchedulerMirror {
     void this.writes.enqueue(name, async () => {
       await this.writes.retrying(name, intent, "uncordon", () => this.removeCordon(name, "GpuHealthy", "back in service in Navarch; Navarch undid its cordon"));
     });
+  }
+
+  /**
+   * Level-triggered cordon: a node Navarch took out whose Node carries no cordon of ours (the
+   * write was queued in a process that stopped before the API server answered) is cordoned
+   * again. A Node with our marks but schedulable is a human's uncordon, handled by the watch.
+   */
+  private async restoreLostCordon(name: string, row: SchedulerNodeView): Promise<void> {
+    if (row.cordonedBy === null || !isIn("takenOut", row.state) || this.writes.pending(name) || this.queued.has(row.id)) return;
+    const annotations = this.nodeCache.get(name)?.metadata.annotations ?? {};
+    if (annotations[ANNOTATIONS.cordonedBy] === this.actor && annotations[ANNOTATIONS.node] === row.id) return;
+    this.log(`kubernetes: ${row.id} is ${row.state} in Navarch but Node ${name} has no cordon of ours: cordoning it`);
+    await this.cordon({ ...row, readings: async () => [] }, row.stateReason ?? `${row.state} in Navarch`, row.incidentId ?? 0);
   }
 
   /** mapNode over a one-time index of the cache (for many nodes at once). */
@@ -413,7 +430,7 @@ export class KubeMirror implements SchedulerMirror {
       } catch (err) {
         if (err instanceof KubeApiError && err.status === 404) return;
         if (attempt === 4) this.log(`kubernetes: condition ${type} on ${name}: ${errText(err)}`);
-        else await Bun.sleep(200 * 2 ** attempt);
+        else await this.writes.pause(200 * 2 ** attempt);
       }
     }
   }

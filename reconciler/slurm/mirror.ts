@@ -89,7 +89,10 @@ export class SlurmMirror implements SchedulerMirror {
     this.writes = new NodeWrites("slurm", (line) => this.log(line));
     this.dependency = opts.host.dependency("slurm", "slurmrestd", opts.client.url);
     opts.client.reportTo(this.dependency);
-    this.dependency.queuedBy(() => [...this.queued.values()].map((q) => ({ action: q.action, node: q.node.id, since: q.since })));
+    this.dependency.queuedBy(() => [
+      ...[...this.queued.values()].map((q) => ({ action: q.action, node: q.node.id, since: q.since })),
+      ...this.writes.waiting(),
+    ]);
     // Back after an outage: writes waiting out their backoff go now.
     this.dependency.whenBack(() => this.writes.nudge());
   }
@@ -227,6 +230,7 @@ export class SlurmMirror implements SchedulerMirror {
       if ((slurmNode?.name ?? null) !== view.mappedName) await this.host.recordMapping(view.id, slurmNode?.name ?? null);
       // Ready or suspect: a validating replacement gets no jobs before its health check passes.
       if (slurmNode !== undefined && isIn("inService", view.state)) this.clearStaleDrain(slurmNode, view, byId);
+      else if (slurmNode !== undefined) await this.restoreLostDrain(slurmNode, view);
     }
   }
 
@@ -256,6 +260,18 @@ export class SlurmMirror implements SchedulerMirror {
     this.writes.enqueue(name, async () => {
       await this.writes.retrying(name, intent, "resume", () => this.undoCordon(name));
     });
+  }
+
+  /**
+   * Level-triggered drain: a node Navarch took out whose Slurm node carries no marker of ours
+   * (the drain was queued in a process that stopped before slurmrestd answered) is drained
+   * again. A marker on a node no longer drained is a human's resume, handled by the poll.
+   */
+  private async restoreLostDrain(slurmNode: SlurmNode, view: SchedulerNodeView): Promise<void> {
+    if (view.cordonedBy === null || !isIn("takenOut", view.state) || this.writes.pending(slurmNode.name) || this.queued.has(view.id)) return;
+    if (readMarker(slurmNode.comment)?.nodeId === view.id) return;
+    this.log(`slurm: ${view.id} is ${view.state} in Navarch but ${slurmNode.name} carries no drain of ours: draining it`);
+    await this.cordon({ ...view, readings: async () => [] }, view.stateReason ?? `${view.state} in Navarch`, view.incidentId ?? 0);
   }
 
   // ───────────────────────────── cordon ─────────────────────────────
