@@ -87,6 +87,12 @@ export interface DrainProgress {
   hold?: string;
   /** Set while the drain cannot go on because the scheduler does not answer: what it waits for, since when (the incident says it too). */
   waiting?: string;
+  /**
+   * Not final: the mirror is still reading the scheduler (what is left on the node, whether a
+   * write landed). Past the drain deadline the loop asks again instead of acting on it: Navarch
+   * never deletes, requeues or terminates at a deadline without having read what is left.
+   */
+  again?: boolean;
 }
 
 export interface SchedulerMirror {
@@ -185,8 +191,13 @@ export interface SchedulerIntegration {
   readonly name: string;
   readonly mirror: SchedulerMirror;
   readonly queue?: QueueSource;
-  /** Starts what runs beside the loop (caches, watches, sweeps); a scheduler that is down does not stop Navarch starting. */
+  /**
+   * Starts what runs beside the loop (caches, watches, sweeps) and returns at once: nothing
+   * here waits for the scheduler's API, and one that is down does not hold up Navarch's start.
+   */
   start(loop: SchedulerLoopHandle): Promise<void>;
+  /** Resolves once what start() began is up (the scheduler answered and was read): for tests and tools; the loop never waits for it. */
+  ready(): Promise<void>;
   stop(): Promise<void>;
 }
 

@@ -125,6 +125,9 @@ export async function kubernetesScheduler(config: KubernetesConfig, host: Schedu
     get pools() {
       return pools;
     },
+    async ready() {
+      await starting;
+    },
     async start(loop) {
       // Nothing here waits for the API server: the Nodes are listed, then GpuPools watched, beside the loop.
       starting = (async () => {

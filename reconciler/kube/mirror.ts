@@ -534,7 +534,7 @@ export class KubeMirror implements SchedulerMirror {
       // Never listed: the cordon is queued; the drain starts once the API server answers.
       if (!this.queued.has(node.id)) this.enqueue("cordon", node, node.stateReason ?? "drain requested", node.incidentId ?? 0);
       const waiting = this.dependency.waiting();
-      return { done: false, detail: `the drain waits: ${waiting}`, waiting };
+      return { done: false, detail: `the drain waits: ${waiting}`, waiting, again: true };
     }
     const name = await this.resolve(node);
     if (name === undefined)
@@ -543,17 +543,22 @@ export class KubeMirror implements SchedulerMirror {
     const k8sNode = this.nodeCache.get(name);
     if (k8sNode !== undefined && this.humanUncordoned(k8sNode)) {
       await this.onHumanUncordon(k8sNode);
-      return { done: false, detail: "uncordoned in Kubernetes by a human: the incident is cancelled" };
+      return { done: false, detail: "uncordoned in Kubernetes by a human: the incident is cancelled", again: true };
     }
     if (this.writes.pending(name)) {
       const waiting = this.dependency.up ? undefined : this.dependency.waiting();
-      return { done: false, detail: `waiting for the cordon of ${name} to reach Kubernetes${waiting ? `: ${waiting}` : ""}`, ...(waiting ? { waiting } : {}) };
+      return {
+        done: false,
+        detail: `waiting for the cordon of ${name} to reach Kubernetes${waiting ? `: ${waiting}` : ""}`,
+        ...(waiting ? { waiting } : {}),
+        again: true,
+      };
     }
     // A drain asked for without our cordon (a human's drain through Navarch's API): cordon first,
     // or the scheduler would put the evicted pods right back.
     if (k8sNode !== undefined && node.state === "draining" && k8sNode.metadata.annotations?.[ANNOTATIONS.cordonedBy] !== this.actor) {
       await this.cordon(node, node.stateReason ?? "drain requested", node.incidentId ?? 0);
-      return { done: false, detail: `cordoning ${name} in Kubernetes before the drain` };
+      return { done: false, detail: `cordoning ${name} in Kubernetes before the drain`, again: true };
     }
     let worker = this.workers.get(node.id);
     if (worker === undefined || worker.name !== name) {
@@ -578,22 +583,29 @@ export class KubeMirror implements SchedulerMirror {
         "force",
         `Node not Ready for ${Math.round(notReadyFor / 1000)} s and its agent silent: deleting pods with a 1 s grace period (dead kubelet)`,
       );
+      worker.deadlineSeen = undefined; // the deadline's own round, if one comes, is a force round now
       worker.wake();
     }
     if (now >= deadlineAt && worker.mode !== "force") {
-      if (this.config.drain.on_deadline === "hold") {
-        // Held on what a round that started after the deadline found, never on an older one.
-        worker.deadlineSeen ??= Date.now();
-        if (!worker.roundSince(worker.deadlineSeen)) {
-          worker.wake();
-          return { done: false, detail: `drain deadline passed: looking at what is left on ${name}` };
-        }
-        if (!worker.progress.done) {
-          return { ...worker.progress, hold: `drain deadline passed with ${worker.progress.detail}; held (kubernetes.drain.on_deadline: hold)` };
-        }
-      } else if (worker.mode !== "delete") {
-        worker.setMode("delete", "drain deadline passed: deleting the pods that are left");
+      // What the deadline means is decided on a round that started after it (deleting what is
+      // left, or holding), never on an older one: until that round is in, ask again.
+      if (worker.deadlineSeen === undefined) {
+        worker.deadlineSeen = Date.now();
+        if (this.config.drain.on_deadline === "delete" && worker.mode !== "delete")
+          worker.setMode("delete", "drain deadline passed: deleting the pods that are left");
         worker.wake();
+      }
+      if (!worker.roundSince(worker.deadlineSeen)) {
+        const waiting = this.dependency.up ? undefined : this.dependency.waiting();
+        return {
+          done: false,
+          again: true,
+          detail: `drain deadline passed: looking at what is left on ${name}${waiting ? ` (${waiting})` : ""}`,
+          ...(waiting ? { waiting } : {}),
+        };
+      }
+      if (this.config.drain.on_deadline === "hold" && !worker.progress.done) {
+        return { ...worker.progress, hold: `drain deadline passed with ${worker.progress.detail}; held (kubernetes.drain.on_deadline: hold)` };
       }
     }
     if (!this.dependency.up) {

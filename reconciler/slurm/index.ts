@@ -103,6 +103,9 @@ export async function slurmScheduler(config: SlurmConfig, host: SchedulerHost, o
     async start() {
       starting = startMirror();
     },
+    async ready() {
+      await starting;
+    },
     async stop() {
       stopped = true;
       if (retry !== undefined) {

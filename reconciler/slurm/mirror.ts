@@ -393,13 +393,13 @@ export class SlurmMirror implements SchedulerMirror {
     // Checked at every step too, not only by the poll: a human's resume wins over our drain.
     if (marker?.nodeId === node.id && !isDrained(current)) {
       await this.onHumanResume(name, node.id, marker.at);
-      return { done: false, detail: `resumed in Slurm by a human: the incident is cancelled` };
+      return { done: false, detail: `resumed in Slurm by a human: the incident is cancelled`, again: true };
     }
     // A drain asked for without our cordon (a human's drain through Navarch's API): drain in Slurm
     // first, or Slurm would go on placing jobs on the node.
     if (marker?.nodeId !== node.id || !isDrained(current)) {
       await this.cordon(node, node.stateReason ?? "drain requested", node.incidentId ?? 0);
-      return { done: false, detail: `draining ${name} in Slurm before waiting for its jobs` };
+      return { done: false, detail: `draining ${name} in Slurm before waiting for its jobs`, again: true };
     }
     // A listing from before our drain landed (or before our last requeue ended) may miss a job.
     const jobsNotBefore = Math.max(notBefore, this.requeuedAt.get(node.id) ?? 0);
@@ -437,7 +437,7 @@ export class SlurmMirror implements SchedulerMirror {
         name,
         fresh.map((j) => j.id),
       );
-      return { done: false, detail: `${running}; requeueing job(s) ${list(fresh.map((j) => j.id))} at the drain deadline` };
+      return this.waiting(`${running}; requeueing job(s) ${list(fresh.map((j) => j.id))} at the drain deadline`);
     }
     if (left.length === 0) return { done: true, detail: `no jobs left running on ${name}; requeued at the deadline: ${list([...(requeued ?? [])])}` };
     return {
@@ -467,11 +467,14 @@ export class SlurmMirror implements SchedulerMirror {
     );
   }
 
-  /** Not done: what the drain waits for, with slurmrestd's state when it does not answer. */
+  /**
+   * Not done, and not final: what the drain is reading or waiting for (with slurmrestd's state
+   * when it does not answer). Past the deadline the loop asks again rather than act unread.
+   */
   private waiting(detail: string): DrainProgress {
-    if (this.dependency.up) return { done: false, detail };
+    if (this.dependency.up) return { done: false, detail, again: true };
     const waiting = this.dependency.waiting();
-    return { done: false, detail: `${detail}: ${waiting}`, waiting };
+    return { done: false, detail: `${detail}: ${waiting}`, waiting, again: true };
   }
 
   // ───────────────────────────── writes ─────────────────────────────

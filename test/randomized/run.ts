@@ -159,7 +159,8 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
       if (!schedulerDown) await NO_SCHEDULER.uncordon(node);
     },
     async drain(node, deadlineAt, at) {
-      if (schedulerDown) return { done: false, detail: "waiting for the scheduler (unreachable)", waiting: "waiting for the scheduler (unreachable)" };
+      if (schedulerDown)
+        return { done: false, detail: "waiting for the scheduler (unreachable)", waiting: "waiting for the scheduler (unreachable)", again: true };
       return NO_SCHEDULER.drain(node, deadlineAt, at);
     },
   };
