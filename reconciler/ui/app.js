@@ -196,6 +196,9 @@ function dependencyPanel(status, now = Date.now()) {
 async function pageFleet() {
   const [o, status] = await Promise.all([api("/v1/overview"), api("/v1/status")]);
   const now = o.at;
+  // Near the top while one does not answer; at the bottom while all do.
+  const degraded = status.dependencies.some((d) => d.state !== "up");
+  const dependencies = dependencyPanel(status);
   const t = o.totals;
   const ready = t.byState.ready ?? 0;
   const cards = [
@@ -204,7 +207,7 @@ async function pageFleet() {
     ["unhealthy", t.unhealthy, "unhealthy", t.unhealthy > 0],
     ["incidents", t.openIncidents, "open incidents", t.openIncidents > 0],
     ["breakers", o.breakers.length, "breakers tripped", o.breakers.length > 0],
-    ["dependencies", status.dependencies.filter((d) => d.state !== "up").length, "dependencies down", status.dependencies.some((d) => d.state !== "up")],
+    ["dependencies", status.dependencies.filter((d) => d.state !== "up").length, "dependencies down", degraded],
     ["terminated", t.terminated, "terminated (all time)"],
   ]
     .map(([k, n, l, bad]) => `<div class="card${bad ? " bad" : ""}" data-card="${k}"><div class="n">${esc(n)}</div><div class="l">${esc(l)}</div></div>`)
@@ -264,11 +267,12 @@ async function pageFleet() {
   return `<h1>Fleet</h1>
 <div class="cards">${cards}</div>
 ${breakers}
-${dependencyPanel(status)}
+${degraded ? dependencies : ""}
 <div class="panel"><h2>Pools</h2>${pools}</div>
 <div class="panel" id="fleet-grid"><h2>Nodes</h2>${legend()}${grids || `<p class="empty">No live nodes.</p>`}</div>
 <div class="panel"><h2>Unhealthy nodes and what Navarch is doing</h2>${table(INCIDENT_HEADERS, incidentRows(o.incidents, now), "No open incidents.")}</div>
-<div class="panel"><h2>What Navarch refused to do, and why</h2>${table(["When", "Node", "Rail", "Why"], blockedRows(o.blocked, now), "No action was refused.")}</div>`;
+<div class="panel"><h2>What Navarch refused to do, and why</h2>${table(["When", "Node", "Rail", "Why"], blockedRows(o.blocked, now), "No action was refused.")}</div>
+${degraded ? "" : dependencies}`;
 }
 
 async function pagePool(name) {
