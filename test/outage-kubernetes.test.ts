@@ -31,10 +31,11 @@ afterAll(async () => {
   await kube?.stop();
 }, 60_000);
 
-async function served(health?: string): Promise<ServedFleet> {
+async function served(health?: string, size = 2): Promise<ServedFleet> {
   const f = await ServedFleet.create({
     sections: `kubernetes:\n  server: https://${link.address}\n  token_env: KUBE_TOKEN\n  ca_file: ${kube.caPath}\n`,
     env: { KUBE_TOKEN: kube.token },
+    size,
     ...(health !== undefined ? { health } : {}),
   });
   fleets.push(f);
@@ -48,14 +49,14 @@ async function cordonedInKubernetes(name: string): Promise<boolean> {
 }
 
 describe("the Kubernetes API does not answer", () => {
-  test("from start: the pool comes up, an Xid 79 is quarantined at once, SIGTERM stops serve; the cordon lands within one retry once the API answers", async () => {
+  test("from start: the pool comes up, an Xid 79 is quarantined at once, SIGTERM stops serve; the cordon lands within one retry once the API answers, after reading what changed", async () => {
     link.set("blackhole");
-    const f = await served();
+    const f = await served(undefined, 3);
     const started = performance.now();
     await f.start();
-    const [a, b] = await f.ready(2);
+    const [a, b, c] = await f.ready(3);
     console.log(`with the API server black-holed, the local pool came up in ${Math.round(performance.now() - started)} ms`);
-    await kube.createAll("/api/v1/nodes", [gpuNode(a!), gpuNode(b!)]);
+    await kube.createAll("/api/v1/nodes", [gpuNode(a!), gpuNode(b!), gpuNode(c!)]);
 
     const quarantineMs = await f.xid(a!);
     console.log(`Xid 79 → out of service in Navarch: ${Math.round(quarantineMs)} ms (the API server not answering)`);
@@ -80,26 +81,31 @@ describe("the Kubernetes API does not answer", () => {
     expect(f.leaseFlaps()).toEqual([]);
     expect(f.log().match(/leading \(lease epoch \d+\)/g)).toHaveLength(1);
 
-    // Again, still black-holed: the start does not wait for the API; a second fault is quarantined too.
+    // Again, still black-holed: the start does not wait for the API; more faults are quarantined too.
     await f.start();
     expect(await f.xid(b!)).toBeLessThan(10_000);
+    expect(await f.xid(c!)).toBeLessThan(10_000);
     expect(await cordonedInKubernetes(a!)).toBe(false);
+    // Meanwhile a human returns a to service through Navarch, and c's Node is deleted.
+    expect((await f.fleet.run([f.fleet.navarch, "uncordon", a!, "-s", f.url], { NAVARCH_AUTH_TOKEN: f.fleet.token })).code).toBe(0);
+    await kube.client.request("DELETE", `/api/v1/nodes/${c}`);
 
-    // The API answers again: both cordons land within one retry (the Nodes are listed at most 10 s apart).
+    // The API answers again: b's cordon lands within one retry (the Nodes are listed at most
+    // 10 s apart); a's is dropped (in service now), c's skipped (no Node), each read first.
     link.set("up");
     const back = performance.now();
-    await waitFor(
-      "both Nodes cordoned in Kubernetes",
-      async () => ((await cordonedInKubernetes(a!)) && (await cordonedInKubernetes(b!)) ? true : undefined),
-      30_000,
-    );
+    await waitFor("b cordoned in Kubernetes", async () => ((await cordonedInKubernetes(b!)) ? true : undefined), 30_000);
     const landedMs = performance.now() - back;
-    console.log(`the cordons reached the API ${Math.round(landedMs)} ms after it answered again`);
+    console.log(`the cordon reached the API ${Math.round(landedMs)} ms after it answered again`);
     expect(landedMs).toBeLessThan(15_000);
     await waitFor("the dependency up", async () => ((await f.dependency("kubernetes"))?.state === "up" ? true : undefined));
     expect((await f.readyz()).text).not.toContain("degraded");
-    // Once each: the queued ask of this process ran once; the one the stopped process lost was restored by the sweep.
     expect(f.log().match(new RegExp(`carrying out the queued cordon of ${b}`, "g"))).toHaveLength(1);
+    expect(f.log()).toContain(`the queued cordon of ${a} is dropped: the node is ready now`);
+    await Bun.sleep(2_000);
+    expect(await cordonedInKubernetes(a!)).toBe(false);
+    expect(f.log()).toMatch(new RegExp(`no Node for ${c}|Node ${c} no longer exists`));
+    expect((await f.dependency("kubernetes"))?.queuedCount).toBe(0);
 
     const again = await f.signal("SIGINT");
     expect(again.ms).toBeLessThan(5_000);
