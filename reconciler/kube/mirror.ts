@@ -35,6 +35,7 @@ import type { DrainProgress, SchedulerHost, SchedulerMirror, SchedulerNode, Sche
 import { KubeApiError, PATCH_JSON, PATCH_STRATEGIC, type KubeClient } from "./client.ts";
 import { Informer } from "./informer.ts";
 import { NodeWrites } from "../fleet/node-writes.ts";
+import { QueuedAsks, type AskAction } from "../fleet/queued-asks.ts";
 import { POOL_LABEL } from "./queue.ts";
 import { KubeNode, Pod, pointer, type Condition } from "./types.ts";
 
@@ -94,8 +95,8 @@ export class KubeMirror implements SchedulerMirror {
   private readonly unmappedSaid = new Set<string>();
   private mappingTimer: ReturnType<typeof setInterval> | undefined;
   private mappingSoon: ReturnType<typeof setTimeout> | undefined;
-  /** Cordons and uncordons asked for before the Nodes were first listed, by Navarch node: the latest per node, in order. */
-  private readonly queued = new Map<string, { action: "cordon" | "uncordon"; node: SchedulerNodeView; reason: string; incidentId: number; since: number }>();
+  /** Cordons and uncordons asked for before the Nodes were first listed. */
+  private readonly queued: QueuedAsks;
   /** The API server as a dependency of the reconciler (its health, what waits for it). */
   readonly dependency: Dependency;
 
@@ -109,10 +110,8 @@ export class KubeMirror implements SchedulerMirror {
     this.writes = new NodeWrites("kubernetes", this.log);
     this.dependency = opts.host.dependency("kubernetes", "the Kubernetes API", this.client.server);
     this.client.reportTo(this.dependency);
-    this.dependency.queuedBy(() => [
-      ...[...this.queued.values()].map((q) => ({ action: q.action, node: q.node.id, since: q.since })),
-      ...this.writes.waiting(),
-    ]);
+    this.queued = new QueuedAsks("kubernetes", { cordon: "cordon", uncordon: "uncordon" }, this.log);
+    this.dependency.queuedBy(() => [...this.queued.waiting(), ...this.writes.waiting()]);
     // Back after an outage: writes waiting out their backoff go now.
     this.dependency.whenBack(() => this.writes.nudge());
     this.nodeCache = new Informer(this.client, {
@@ -139,28 +138,12 @@ export class KubeMirror implements SchedulerMirror {
     await this.replayQueued().catch((err: unknown) => this.log(`kubernetes: carrying out the queued cordons: ${errText(err)}`));
   }
 
-  /**
-   * What was asked while the Nodes could not be listed, once they are: each node's latest ask,
-   * in the order asked, checked against the node's state now. A node no longer taken out (a
-   * human uncordoned it in Navarch meanwhile, it was replaced) is not cordoned.
-   */
+  /** What was asked while the Nodes could not be listed, once they are (fleet/queued-asks.ts). */
   private async replayQueued(): Promise<void> {
-    if (this.queued.size === 0) return;
-    const views = new Map((await this.host.nodes()).map((v) => [v.id, v]));
-    for (const [id, q] of [...this.queued]) {
-      this.queued.delete(id);
-      const view = views.get(id);
-      const takenOut = view !== undefined && view.cordonedBy !== null && isIn("takenOut", view.state);
-      const waited = `${Math.round((Date.now() - q.since) / 1000)} s`;
-      if (q.action === "cordon" && !takenOut) {
-        this.log(`kubernetes: the queued cordon of ${id} is dropped: the node is ${view?.state ?? "gone"} now (waited ${waited})`);
-        continue;
-      }
-      const node = { ...(view ?? q.node), readings: async () => [] };
-      this.log(`kubernetes: the API server answers: carrying out the queued ${q.action} of ${id} (waited ${waited})`);
-      if (q.action === "cordon") await this.cordon(node, q.reason, q.incidentId);
+    await this.queued.replay(this.host, async (ask, node) => {
+      if (ask.action === "cordon") await this.cordon(node, ask.reason, ask.incidentId);
       else await this.uncordon(node);
-    }
+    });
   }
 
   async stop(): Promise<void> {
@@ -325,10 +308,8 @@ export class KubeMirror implements SchedulerMirror {
   }
 
   /** Queues a cordon or an uncordon until the Nodes are listed; says what it waits for. */
-  private enqueue(action: "cordon" | "uncordon", node: SchedulerNodeView, reason: string, incidentId: number): string {
-    const { readings: _, ...view } = node as SchedulerNode;
-    this.queued.delete(node.id); // the latest ask goes last
-    this.queued.set(node.id, { action, node: view, reason, incidentId, since: Date.now() });
+  private enqueue(action: AskAction, node: SchedulerNodeView, reason: string, incidentId: number): string {
+    this.queued.ask(action, node, reason, incidentId);
     return `the Kubernetes ${action} is queued: ${this.dependency.waiting()}`;
   }
 
@@ -441,7 +422,7 @@ export class KubeMirror implements SchedulerMirror {
     this.stopWorker(node.id);
     if (!this.nodeCache.synced) {
       // A cordon that never reached Kubernetes needs no undo; one that did is undone once the Nodes are listed.
-      if (this.queued.get(node.id)?.action === "cordon") this.queued.delete(node.id);
+      if (this.queued.action(node.id) === "cordon") this.queued.forget(node.id);
       else this.enqueue("uncordon", node, "", 0);
       return;
     }

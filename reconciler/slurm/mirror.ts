@@ -27,6 +27,7 @@ import { isIn } from "../../schema/lifecycle.ts";
 import type { Dependency } from "../dependencies.ts";
 import { type DrainProgress, type SchedulerHost, type SchedulerMirror, type SchedulerNode, type SchedulerNodeView } from "../fleet/scheduler.ts";
 import { NodeWrites } from "../fleet/node-writes.ts";
+import { QueuedAsks, type AskAction } from "../fleet/queued-asks.ts";
 import type { SlurmNode } from "./api.ts";
 import type { SlurmCache } from "./cache.ts";
 import type { SlurmClient } from "./client.ts";
@@ -69,8 +70,8 @@ export class SlurmMirror implements SchedulerMirror {
   private readonly said = new Set<string>();
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private lastSweepAt = 0;
-  /** Cordons and uncordons waiting for a listing that maps their node, by Navarch node: the latest per node, in order. */
-  private readonly queued = new Map<string, { action: "cordon" | "uncordon"; node: SchedulerNodeView; reason: string; incidentId: number; since: number }>();
+  /** Cordons and uncordons waiting for a listing that maps their node. */
+  private readonly queued: QueuedAsks;
   /** Jobs whose requeue (scontrol, beside the loop) is under way, per Navarch node; and when the last requeue of each node ended (real time). */
   private readonly requeueing = new Map<string, Set<number>>();
   private readonly requeuedAt = new Map<string, number>();
@@ -89,10 +90,8 @@ export class SlurmMirror implements SchedulerMirror {
     this.writes = new NodeWrites("slurm", (line) => this.log(line));
     this.dependency = opts.host.dependency("slurm", "slurmrestd", opts.client.url);
     opts.client.reportTo(this.dependency);
-    this.dependency.queuedBy(() => [
-      ...[...this.queued.values()].map((q) => ({ action: q.action, node: q.node.id, since: q.since })),
-      ...this.writes.waiting(),
-    ]);
+    this.queued = new QueuedAsks("slurm", { cordon: "drain", uncordon: "resume" }, (line) => this.log(line));
+    this.dependency.queuedBy(() => [...this.queued.waiting(), ...this.writes.waiting()]);
     // Back after an outage: writes waiting out their backoff go now.
     this.dependency.whenBack(() => this.writes.nudge());
   }
@@ -188,34 +187,17 @@ export class SlurmMirror implements SchedulerMirror {
   }
 
   /** Queues a cordon or an uncordon until a listing maps its node; says what it waits for. */
-  private enqueue(action: "cordon" | "uncordon", node: SchedulerNodeView, reason: string, incidentId: number, since = Date.now()): string {
-    const { readings: _, ...view } = node as SchedulerNode;
-    this.queued.delete(node.id); // the latest ask goes last
-    this.queued.set(node.id, { action, node: view, reason, incidentId, since });
+  private enqueue(action: AskAction, node: SchedulerNodeView, reason: string, incidentId: number, since = Date.now()): string {
+    this.queued.ask(action, node, reason, incidentId, since);
     return `the Slurm ${action === "cordon" ? "drain" : "resume"} is queued: ${this.dependency.up ? "waiting for a listing of the cluster's nodes" : this.dependency.waiting()}`;
   }
 
-  /**
-   * What was asked before a listing mapped its node, once one does: each node's latest ask, in
-   * the order asked, checked against the node's state now. A node no longer taken out (a human
-   * uncordoned it in Navarch meanwhile, it was replaced) is not drained.
-   */
+  /** What was asked before a listing mapped its node, once one does (fleet/queued-asks.ts). */
   private async replayQueued(): Promise<void> {
-    if (this.queued.size === 0) return;
-    const views = new Map((await this.host.nodes()).map((v) => [v.id, v]));
-    for (const [id, q] of [...this.queued]) {
-      this.queued.delete(id);
-      const view = views.get(id);
-      const takenOut = view !== undefined && view.cordonedBy !== null && isIn("takenOut", view.state);
-      const waited = `${Math.round((Date.now() - q.since) / 1000)} s`;
-      if (q.action === "cordon" && !takenOut) {
-        this.log(`slurm: the queued drain of ${id} is dropped: the node is ${view?.state ?? "gone"} now (waited ${waited})`);
-        continue;
-      }
-      const node = { ...(view ?? q.node), readings: async () => [] };
-      if (q.action === "cordon") await this.cordon(node, q.reason, q.incidentId, q.since);
-      else await this.uncordon(node, q.since);
-    }
+    await this.queued.replay(this.host, async (ask, node) => {
+      if (ask.action === "cordon") await this.cordon(node, ask.reason, ask.incidentId, ask.since);
+      else await this.uncordon(node, ask.since);
+    });
   }
 
   /** Records every live node's mapping; resumes drains of ours left on nodes back in service. */
@@ -317,7 +299,7 @@ export class SlurmMirror implements SchedulerMirror {
     const resolved = await this.resolve(node, askedAt);
     if (resolved === "unlisted") {
       // A drain that never reached Slurm needs no undo; one that did is undone once a listing maps the node.
-      if (this.queued.get(node.id)?.action === "cordon") this.queued.delete(node.id);
+      if (this.queued.action(node.id) === "cordon") this.queued.forget(node.id);
       else this.enqueue("uncordon", node, "", 0, askedAt ?? Date.now());
       return;
     }
