@@ -116,7 +116,8 @@ export class BesideCalls {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        const err = new CallDeadlineError(`${options.action ?? key}: no answer within ${Math.round(deadlineMs / 1000)} s`);
+        const within = deadlineMs < 1000 ? `${deadlineMs} ms` : `${Math.round(deadlineMs / 1000)} s`;
+        const err = new CallDeadlineError(`${options.action ?? key}: no answer within ${within}`);
         abort.abort(err);
         reject(err);
       }, deadlineMs);
