@@ -7,7 +7,8 @@
 // an id cursor and add only the rows since the last scrape; the incident histograms
 // are computed from the incidents table as a whole (each completed step counted
 // exactly once, however often it is scraped, across restarts). Only the loop's
-// pass durations and the heartbeat/event counters live in this process.
+// pass durations, the heartbeat/event counters and the dependencies' gauges (each
+// reconciler's own view of what it can reach) live in this process.
 //
 // Cardinality: labels are pools (from the config), lifecycle states, rails, Xid
 // codes of the catalog (anything else is "other"), operation kinds and providers,

@@ -2,9 +2,11 @@
 // nodes as they are, judges their health from the events the agents sent, and gives
 // every node that can change one step of its lifecycle (steps/, one per state, each
 // saying when it next needs a look). Then each pool is scaled, and every minute the
-// providers' inventory is swept. Events and operators only wake the loop; deadlines live
-// in the rows; every write goes through the one writer (transition.ts), fenced by the
-// leader lease when there is one. A crash at any point resumes from the rows.
+// providers' inventory is swept. A pass never waits for anything outside the store:
+// provider calls and metrics queries run beside it (beside.ts), and scheduler mirrors
+// queue their writes. Events and operators only wake the loop; deadlines live in the rows;
+// every write goes through the one writer (transition.ts), fenced by the leader lease when
+// there is one. A crash at any point resumes from the rows.
 import { eq, inArray } from "drizzle-orm";
 import { readFileSync } from "node:fs";
 import { publicKeyFromPrivate } from "../../bootstrap/ssh.ts";
