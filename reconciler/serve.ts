@@ -11,7 +11,8 @@ import { Ingest } from "./fleet/ingest.ts";
 import { WorkerWriter, clientWriter, type GroupWriter } from "./fleet/ingest-writer.ts";
 import { ListenError, Listener } from "./listener.ts";
 import { defaultHealthPolicy, type HealthPolicy } from "./fleet/policy.ts";
-import { Reconciler as ReconcileLoop } from "./lifecycle/loop.ts";
+import type { BesideCalls } from "./lifecycle/beside.ts";
+import { Reconciler as ReconcileLoop, providerCalls } from "./lifecycle/loop.ts";
 import type { Clock } from "./fleet/registry.ts";
 import type { SchedulerIntegration, SchedulerMirror } from "./fleet/scheduler.ts";
 import { schedulerLoopHandle, storeSchedulerHost } from "./fleet/scheduler-host.ts";
@@ -182,6 +183,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
   let lease: LeaderLease | undefined;
   let keeper: LeaseKeeper | undefined;
   let closeLease: (() => void) | undefined;
+  let besideCalls: BesideCalls | undefined;
   if (fleet !== undefined) {
     const fleetSettings = fleet;
     // Local agents reach the reconciler where new machines do when that is set (a load balancer
@@ -196,6 +198,8 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
     // Only the leader runs the loop and writes to the cloud and the cluster; a standby serves
     // the API (agents and operators may use any replica) and waits.
     const prometheus = fleet.config.metrics?.prometheus;
+    // One per process: a call under way when this reconciler stands down is seen, not made again, if it leads again.
+    const beside = (besideCalls = providerCalls(() => loop?.wake()));
     const lead = async (epoch: number) => {
       // The scheduler the config names (kubernetes:, slurm:): its cordon mirror + drain, its
       // queue source, and what it runs beside the loop (fleet/scheduler.ts).
@@ -216,6 +220,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
         publicUrl,
         fence: elected,
         dependencies,
+        beside,
         ...(fleetSettings.scheduler ? { scheduler: fleetSettings.scheduler } : scheduler ? { scheduler: scheduler.mirror } : {}),
         ...(queue ? { queueMetrics: (pool: string) => queue.depth(pool) } : {}),
         ...(prometheus
@@ -285,6 +290,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
     status,
     async stop() {
       await loop?.stop();
+      besideCalls?.stop();
       await scheduler?.stop();
       // Last: the lease is released only once nothing of ours acts any more.
       await keeper?.stop();

@@ -59,6 +59,11 @@ export interface ReconcilerOptions {
   fence?: Fence;
   /** Where the providers' health is reported (serve's, for /v1/status and the gauge); default: the loop's own. */
   dependencies?: Dependencies;
+  /**
+   * The calls beside the loop (providerCalls(), serve's: one per process, so that a call under
+   * way is seen again, never made twice, when this process leads again); default: the loop's own.
+   */
+  beside?: BesideCalls;
 }
 
 /** An inventory sweep runs this often (and at start). */
@@ -69,6 +74,11 @@ const SWEEP_INTERVAL_MS = 60_000;
  * HTTP request of one has its own 30 s timeout, and a call may be a few of them.
  */
 const PROVIDER_CALL_DEADLINE_MS = 2 * 60_000;
+
+/** The calls beside a loop, with the providers' deadline; `wake` runs a pass when one settles. */
+export function providerCalls(wake: () => void): BesideCalls {
+  return new BesideCalls({ wake, deadlineMs: PROVIDER_CALL_DEADLINE_MS });
+}
 
 /** The longest the metrics sources may take to answer for a pool (each query has its own, shorter, timeout). */
 const METRICS_DEADLINE_MS = 60_000;
@@ -86,6 +96,7 @@ export class Reconciler implements Services {
   readonly actor: string;
   /** Provider calls under way beside the loop (beside.ts). */
   readonly beside: BesideCalls;
+  private readonly ownsBeside: boolean;
   readonly dependencies: Dependencies;
   private readonly now: Clock;
   private readonly logLine: (line: string) => void;
@@ -130,7 +141,8 @@ export class Reconciler implements Services {
     this.incidents = new Incidents(this.writer, this.actor);
     this.launches = new PoolLaunches(opts.store.db, this.writer, this.logLine);
     this.judge = new HealthJudge(opts.store.db, opts.policy, opts.fence);
-    this.beside = new BesideCalls({ wake: () => this.wake(), deadlineMs: PROVIDER_CALL_DEADLINE_MS });
+    this.ownsBeside = opts.beside === undefined;
+    this.beside = opts.beside ?? providerCalls(() => this.wake());
     this.dependencies = opts.dependencies ?? new Dependencies();
     for (const name of this.providers.keys()) {
       const dep = this.providerDependency(name);
@@ -168,7 +180,7 @@ export class Reconciler implements Services {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    this.beside.stop();
+    if (this.ownsBeside) this.beside.stop();
     await this.running?.catch(() => undefined);
     await this.boot?.settled();
   }

@@ -11,7 +11,7 @@ import * as tables from "../../schema/db.ts";
 import { StoreHealthMonitor, observeClient, type StoreHealth } from "./health.ts";
 import { MIGRATIONS } from "./migrations/index.ts";
 import { openFileClient } from "./connection.ts";
-import { FILE_CONNECTION_PRAGMAS, SCRATCH_CONNECTION_PRAGMAS } from "./pragmas.ts";
+import { FILE_CONNECTION_PRAGMAS, SCRATCH_CONNECTION_PRAGMAS, SIDE_CONNECTION_PRAGMAS } from "./pragmas.ts";
 import { newWriteLock, serializeWrites } from "./write-lock.ts";
 
 export type { StoreHealth } from "./health.ts";
@@ -70,9 +70,6 @@ export interface StoreOptions {
  * start-up for ever.
  */
 const REQUEST_DEADLINE_MS = 30_000;
-
-/** A side connection to a file never busy-waits: libSQL's wait blocks the event loop (see SIDE_CONNECTION_PRAGMAS). */
-const SIDE_CONNECTION_PRAGMAS = ["PRAGMA busy_timeout = 0", "PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON"];
 
 /** fetch with a deadline per request, for @libsql/client's HTTP transport. */
 function fetchWithin(deadlineMs: number): typeof fetch {
