@@ -7,7 +7,8 @@
 // an id cursor and add only the rows since the last scrape; the incident histograms
 // are computed from the incidents table as a whole (each completed step counted
 // exactly once, however often it is scraped, across restarts). Only the loop's
-// pass durations and the heartbeat/event counters live in this process.
+// pass durations, the heartbeat/event counters and the dependencies' gauges (each
+// reconciler's own view of what it can reach) live in this process.
 //
 // Cardinality: labels are pools (from the config), lifecycle states, rails, Xid
 // codes of the catalog (anything else is "other"), operation kinds and providers,
@@ -23,6 +24,7 @@
 // is left out rather than rendered as NaN, +Inf or 1e+308.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { sql } from "drizzle-orm";
+import type { DependencyStatus } from "../schema/admin.ts";
 import type { MetricsPerGpu } from "../schema/config.ts";
 import { NODE_STATES, STATES, isIn, type NodeState } from "../schema/lifecycle.ts";
 import { READING_RANGES } from "../schema/wire.ts";
@@ -96,6 +98,8 @@ export interface MetricsOptions {
   perGpu?: MetricsPerGpu;
   /** Whether a listener serves plain HTTP off loopback (config/exposure.ts): navarch_server_plain_http. */
   plainHttp?: boolean;
+  /** The reconciler's dependencies as they are now (reconciler/dependencies.ts): navarch_dependency_*. */
+  dependencies?: () => readonly DependencyStatus[];
 }
 
 interface Snapshot {
@@ -600,6 +604,28 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
     help: "Duration of one reconcile pass",
     buckets: PASS_BUCKETS,
     registers: [registry],
+  });
+  // Dependencies live in this process (each reconciler's own view of what it can reach).
+  const dependencies = opts.dependencies;
+  new Gauge({
+    name: "navarch_dependency_up",
+    help: "1 while a dependency answers (the database, the scheduler's API, Prometheus, each provider's API), 0 while it is down or not reached yet",
+    labelNames: ["dependency"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of dependencies?.() ?? []) this.set({ dependency: d.name }, d.state === "up" ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "navarch_dependency_queued_actions",
+    help: "Actions only this dependency can carry out, waiting for it (a cordon for the scheduler, a launch for a provider)",
+    labelNames: ["dependency"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of dependencies?.() ?? []) this.set({ dependency: d.name }, d.queuedCount);
+    },
   });
   const lastPass = new Gauge({
     name: "navarch_reconcile_last_pass_timestamp_seconds",

@@ -20,7 +20,8 @@ import {
   type ResolveHost,
 } from "./config/exposure.ts";
 import { defaultHealthPolicy, type HealthPolicy } from "./fleet/policy.ts";
-import { Reconciler as ReconcileLoop } from "./lifecycle/loop.ts";
+import type { BesideCalls } from "./lifecycle/beside.ts";
+import { Reconciler as ReconcileLoop, providerCalls } from "./lifecycle/loop.ts";
 import type { Clock } from "./fleet/registry.ts";
 import type { SchedulerIntegration, SchedulerMirror } from "./fleet/scheduler.ts";
 import { schedulerLoopHandle, storeSchedulerHost } from "./fleet/scheduler-host.ts";
@@ -29,8 +30,10 @@ import { createMetrics, observeLoop, type Metrics } from "./metrics.ts";
 import { PrometheusMetricsSource } from "./pools/prometheus.ts";
 import { createProviders } from "./providers/index.ts";
 import type { Provider } from "./providers/provider.ts";
-import { LeaderLease, LeaseKeeper, type LeaseChange, type LeaseTiming } from "./safety/lease.ts";
-import { openStore, type Store } from "./store/store.ts";
+import { DEFAULT_LEASE_TIMING, LeaderLease, LeaseKeeper, type LeaseChange, type LeaseTiming } from "./safety/lease.ts";
+import { openStore, redactUrl, type Store } from "./store/store.ts";
+import { Dependencies } from "./dependencies.ts";
+import type { ReconcilerStatus } from "../schema/admin.ts";
 
 export { ListenError };
 
@@ -94,6 +97,10 @@ export interface Reconciler {
   readonly loop: ReconcileLoop | undefined;
   /** The leader lease, when a fleet was given. */
   readonly lease: LeaderLease | undefined;
+  /** What this reconciler depends on and how each is doing (reconciler/dependencies.ts). */
+  readonly dependencies: Dependencies;
+  /** GET /v1/status's answer. */
+  status(): ReconcilerStatus;
   stop(): Promise<void>;
 }
 
@@ -101,12 +108,24 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
   const plainHttp = await plainHttpExposure(settings, log);
   const { token, source } = resolveAuthToken(settings, log);
   prepareDatabaseFile(settings, log);
+  const dependencies = new Dependencies({ log });
+  const database = dependencies.add(
+    "database",
+    "the database",
+    settings.databaseUrl.startsWith("file:") ? settings.databaseUrl.slice(5) : redactUrl(settings.databaseUrl),
+  );
   const store = await openStore({
     url: settings.databaseUrl,
     ...(settings.databaseAuthToken ? { authToken: settings.databaseAuthToken } : {}),
     log,
+    probed: (health) => (health.ready ? database.ok() : database.failed(new Error(health.reason))),
   });
-  const metrics = createMetrics(store.db, { perGpu: settings.metricsPerGpu ?? "auto", plainHttp: plainHttp.length > 0 });
+  database.ok();
+  const metrics = createMetrics(store.db, {
+    perGpu: settings.metricsPerGpu ?? "auto",
+    plainHttp: plainHttp.length > 0,
+    dependencies: () => dependencies.list(),
+  });
   // Heartbeats and events are committed in groups; what is queued is written before the store closes.
   const writer = await ingestWriter(store, settings.databaseUrl, metrics, log);
   const ingest = new Ingest(writer, { now, observe: (n) => metrics.ingestGroup.observe(n) });
@@ -115,6 +134,12 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
   let providers: ReadonlyMap<string, Provider> = new Map();
   let publicUrl: string | undefined;
   let role: string | undefined;
+  const status = (): ReconcilerStatus => ({
+    role: role ?? "serving the API only (no fleet)",
+    leading: loop !== undefined,
+    loop: loop?.status() ?? null,
+    dependencies: dependencies.list(),
+  });
   const app = createApi({
     store,
     metrics,
@@ -127,6 +152,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
     providers: () => providers,
     publicUrl: () => publicUrl,
     role: () => role,
+    status,
     ...(settings.agentBinary ? { agentBinary: settings.agentBinary } : {}),
     ...(settings.metricsAuth ? { metricsAuth: settings.metricsAuth } : {}),
     metricsHere: settings.metricsAddress === undefined,
@@ -173,20 +199,32 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
   let scheduler: SchedulerIntegration | undefined;
   let lease: LeaderLease | undefined;
   let keeper: LeaseKeeper | undefined;
+  let closeLease: (() => void) | undefined;
+  let besideCalls: BesideCalls | undefined;
   if (fleet !== undefined) {
     const fleetSettings = fleet;
     // Local agents reach the reconciler where new machines do when that is set (a load balancer
     // in front of two reconcilers), else at this one's own address.
     const agentUrl = (settings.publicUrl ?? fleet.config.server.public_url ?? url).replace(/\/+$/, "");
     providers = fleet.providers ?? createProviders(fleet.config, { dataDir: settings.dataDir, serverUrl: agentUrl, authToken: token, log });
-    const elected = (lease = new LeaderLease({ db: store.db, address: publicUrl, ...(fleet.leaseTiming ? { timing: fleet.leaseTiming } : {}) }));
+    // The lease on a connection of its own, never waiting long (safety/lease.ts says why).
+    const timing = { ...DEFAULT_LEASE_TIMING, ...fleet.leaseTiming };
+    const leaseConnection = store.sideConnection(Math.max(1000, timing.retryMs));
+    closeLease = leaseConnection.close;
+    const elected = (lease = new LeaderLease({ db: leaseConnection.db, address: publicUrl, timing }));
     // Only the leader runs the loop and writes to the cloud and the cluster; a standby serves
     // the API (agents and operators may use any replica) and waits.
+    const prometheus = fleet.config.metrics?.prometheus;
+    // One per process: a call under way when this reconciler stands down is seen, not made again, if it leads again.
+    const beside = (besideCalls = providerCalls(() => loop?.wake()));
     const lead = async (epoch: number) => {
       // The scheduler the config names (kubernetes:, slurm:): its cordon mirror + drain, its
       // queue source, and what it runs beside the loop (fleet/scheduler.ts).
       if (fleetSettings.scheduler === undefined) {
-        scheduler = await createScheduler(fleetSettings.config, storeSchedulerHost({ store, log, now, wake: () => loop?.wake(), providers: () => providers }));
+        scheduler = await createScheduler(
+          fleetSettings.config,
+          storeSchedulerHost({ store, log, now, wake: () => loop?.wake(), providers: () => providers, dependencies }),
+        );
       }
       const queue = scheduler?.queue;
       const next = new ReconcileLoop({
@@ -198,11 +236,16 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
         log,
         publicUrl,
         fence: elected,
+        dependencies,
+        beside,
         ...(fleetSettings.scheduler ? { scheduler: fleetSettings.scheduler } : scheduler ? { scheduler: scheduler.mirror } : {}),
         ...(queue ? { queueMetrics: (pool: string) => queue.depth(pool) } : {}),
-        ...(fleetSettings.config.metrics?.prometheus ? { metricsSource: new PrometheusMetricsSource(fleetSettings.config.metrics.prometheus) } : {}),
+        ...(prometheus
+          ? { metricsSource: new PrometheusMetricsSource(prometheus, { dependency: dependencies.add("prometheus", "Prometheus", prometheus.url) }) }
+          : {}),
       });
       observeLoop(next, metrics); // navarch_reconcile_pass_duration_seconds and friends
+      // Starts what runs beside the loop; never waits for the scheduler's API (fleet/scheduler.ts).
       await scheduler?.start(
         schedulerLoopHandle({ store, loop: next, providers: () => new Set(providers.keys()), filePools: fleetSettings.config.pools.map((p) => p.name) }),
       );
@@ -225,9 +268,9 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
         return;
       }
       await standDown();
-      const who = change.leader
-        ? `${change.leader.holder}${change.leader.address ? ` at ${change.leader.address}` : ""} (epoch ${change.leader.epoch})`
-        : "nobody yet";
+      // A lease this process lost is never "led by" this process: it takes it again at a later round.
+      const leader = change.leader?.holder === elected.holder ? undefined : change.leader;
+      const who = leader ? `${leader.holder}${leader.address ? ` at ${leader.address}` : ""} (epoch ${leader.epoch})` : "nobody yet";
       role = `standby; the leader is ${who}`;
       log(`standing by: ${change.reason}; the leader is ${who}`);
     };
@@ -235,13 +278,15 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
     try {
       await keeper.start();
       if (!elected.leading) {
-        const leader = await elected.current();
+        const current = await elected.current().catch(() => undefined);
+        const leader = current?.holder === elected.holder ? undefined : current;
         const who = leader ? `the leader is ${leader.holder}${leader.address ? ` at ${leader.address}` : ""} (epoch ${leader.epoch})` : "waiting for the lease";
         role = `standby; ${who}`;
         log(`standby: ${who}; taking over if it stops renewing for ${elected.timing.durationMs / 1000} s`);
       }
     } catch (err) {
       await keeper.stop();
+      closeLease?.();
       await Promise.all(listeners.map((l) => l.stop()));
       store.close();
       throw err;
@@ -258,11 +303,15 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
       return loop;
     },
     lease,
+    dependencies,
+    status,
     async stop() {
       await loop?.stop();
+      besideCalls?.stop();
       await scheduler?.stop();
       // Last: the lease is released only once nothing of ours acts any more.
       await keeper?.stop();
+      closeLease?.();
       // Close keep-alive connections too: agents must see this server is gone.
       await Promise.all(listeners.map((l) => l.stop(true)));
       await ingest.close();

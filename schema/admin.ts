@@ -76,3 +76,58 @@ export const NodeQuery = v.object({
 export type NodeQuery = v.InferOutput<typeof NodeQuery>;
 export const NodeDetail = v.object({ node: NodeRow, gpus: v.array(GpuRow), events: v.array(EventRow) });
 export type NodeDetail = v.InferOutput<typeof NodeDetail>;
+
+/** An action only one dependency can carry out, waiting for it (a cordon for the Kubernetes API, a launch for a provider). */
+export const QueuedAction = v.object({
+  /** `cordon`, `uncordon`, `launch`, `terminate`, `list`, … */
+  action: v.string(),
+  /** The node it is for, if any: Navarch's id, or its name in the scheduler for a write under way there. */
+  node: v.optional(v.string()),
+  /** When it was asked for (ms). */
+  since: v.number(),
+});
+export type QueuedAction = v.InferOutput<typeof QueuedAction>;
+
+/** The states of a dependency: `unknown` until it first answered or failed. */
+export const DEPENDENCY_STATES = ["up", "down", "unknown"] as const;
+
+export const DependencyStatus = v.object({
+  /** The navarch_dependency_up gauge's label: `database`, `kubernetes`, `slurm`, `prometheus`, `provider:NAME`. */
+  name: v.string(),
+  /** What it is, for people: `the Kubernetes API`. */
+  label: v.string(),
+  /** Where: a URL, a file, a provider's config key. */
+  target: v.string(),
+  state: v.picklist(DEPENDENCY_STATES),
+  /** When the state began (ms). */
+  since: v.number(),
+  lastSuccessAt: Nullable(v.number()),
+  lastError: Nullable(v.object({ at: v.number(), message: v.string() })),
+  /** How many actions wait for it; the first QUEUED_SHOWN of them, oldest first, in `queued`. */
+  queuedCount: v.number(),
+  queued: v.array(QueuedAction),
+});
+export type DependencyStatus = v.InferOutput<typeof DependencyStatus>;
+
+/** How many of a dependency's waiting actions GET /v1/status lists. */
+export const QUEUED_SHOWN = 50;
+
+export const LoopStatus = v.object({
+  /** When the last pass ended (ms), and whether it failed (why). */
+  lastPassAt: Nullable(v.number()),
+  lastPassError: Nullable(v.string()),
+  /** When the pass under way started (ms); null between passes. */
+  passStartedAt: Nullable(v.number()),
+});
+export type LoopStatus = v.InferOutput<typeof LoopStatus>;
+
+/** GET /v1/status: this reconciler's role, its loop, and each dependency with what waits for it. */
+export const ReconcilerStatus = v.object({
+  /** `leader, lease epoch 3`, `standby; the leader is …`. */
+  role: v.string(),
+  /** Whether this reconciler runs the loop (it leads). */
+  leading: v.boolean(),
+  loop: Nullable(LoopStatus),
+  dependencies: v.array(DependencyStatus),
+});
+export type ReconcilerStatus = v.InferOutput<typeof ReconcilerStatus>;

@@ -57,6 +57,7 @@ export const ROUTE_PERMISSIONS: readonly RoutePermission[] = [
   route("GET", "/v1/audit", "read"),
   route("GET", "/v1/report", "read"),
   route("GET", "/v1/watch", "read"),
+  route("GET", "/v1/status", "read"),
   route("GET", "/metrics", "read"),
   route("POST", "/v1/nodes/{id}/cordon", "operate"),
   route("POST", "/v1/nodes/{id}/uncordon", "operate"),

@@ -10,6 +10,7 @@ import { nodes } from "../schema/db.ts";
 import { TILE_LIMIT } from "../reconciler/api/views.ts";
 import { seed } from "../bench/reconciler.ts";
 import { POOLS_YAML, simFleet, type SimFleet } from "./browser/harness.ts";
+import { waitFor } from "./support.ts";
 
 let fleet: SimFleet;
 let context: BrowserContext;
@@ -99,6 +100,34 @@ describe("dashboard in chromium", () => {
     await page.waitForSelector("#incidents .step:has-text('back, new boot')", { timeout: 10_000 });
     expect(await page.locator("#incidents").textContent()).toMatch(/reboot→back (\d+m )?\d+s/);
     await screenshot(page, "03-node-incident");
+  }, 60_000);
+
+  test("a dependency that does not answer is shown near the top with its error and what waits for it; back up, it moves down", async () => {
+    // The reconciler's own registry (what GET /v1/status reads): its Kubernetes API down, a cordon waiting.
+    const kubernetes = fleet.rec.dependencies.add("kubernetes", "the Kubernetes API", "https://10.0.0.1:6443");
+    kubernetes.queuedBy(() => [{ action: "cordon", node: "train-0001", since: Date.now() - 42_000 }]);
+    kubernetes.failed(new Error("GET /api/v1/nodes: cannot reach https://10.0.0.1:6443: connect ECONNREFUSED"));
+    await page.goto(`${fleet.url}/#/`);
+    await page.reload();
+    const panel = page.locator("#dependencies");
+    await panel.waitFor({ timeout: 15_000 });
+    const text = (await panel.textContent()) ?? "";
+    expect(text).toContain("1 not answering");
+    expect(text).toContain("the Kubernetes API (https://10.0.0.1:6443)");
+    expect(text).toContain("down");
+    expect(text).toContain("connect ECONNREFUSED");
+    expect(text).toContain("cordon train-0001");
+    await expect(page.locator("[data-card=dependencies] .n").textContent()).resolves.toBe("1");
+    // Above the pools while it is down.
+    expect(await page.locator("main .panel").first().getAttribute("id")).toBe("dependencies");
+    await screenshot(page, "03b-dependency-down");
+
+    kubernetes.queuedBy(() => []);
+    kubernetes.ok();
+    // The fleet page looks at GET /v1/status again every 10 s (dependencies change no row).
+    await waitFor("the card back to 0", async () => ((await page.locator("[data-card=dependencies] .n").textContent()) === "0" ? true : undefined), 20_000);
+    expect(await page.locator("main .panel").first().getAttribute("id")).not.toBe("dependencies");
+    await expect(page.locator("#dependencies").textContent()).resolves.toContain("up");
   }, 60_000);
 
   test("cordon and uncordon from the node page take effect", async () => {

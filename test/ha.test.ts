@@ -10,7 +10,9 @@ import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { LocalProvider } from "../reconciler/providers/local.ts";
 import { openStore } from "../reconciler/store/store.ts";
-import { auditLog, nodes, operations } from "../schema/db.ts";
+import { Database } from "bun:sqlite";
+import { eq } from "drizzle-orm";
+import { auditLog, leases, nodes, operations } from "../schema/db.ts";
 import { CompiledFleet, type Proc } from "./compiled.ts";
 import { freePort } from "./support.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
@@ -230,5 +232,94 @@ for (const kind of ["shared file", "sqld"] as const) {
       expect(cordons).toHaveLength(1);
       expect(row?.state).not.toBe("ready");
     }, 120_000);
+
+    // One file has one write lock: a leader stopped in the middle of a write holds it, and nobody
+    // can write until it runs again (or dies). The standby must say so, with the cause, and stay
+    // responsive; sqld has no such lock (docs/dependencies.md).
+    if (kind === "shared file")
+      test("SIGSTOP of the leader in the middle of a write: the standby says why it cannot take over, with the cause, and stays responsive; once the leader runs again one leads", async () => {
+        const db = await store(h);
+        const [lease] = await db.db.select().from(leases).where(eq(leases.name, "leader"));
+        db.close();
+        const leaderName = (["a", "b"] as const).find((n) => lease?.holder.split("/")[1] === String(h.servers[n].proc?.pid))!;
+        const standbyName = leaderName === "a" ? "b" : "a";
+        const leader = h.servers[leaderName];
+        // Writes keep the leader's write lock busy: its pool paused and resumed by four clients.
+        const pool = (verb: string) =>
+          fetch(`http://127.0.0.1:${leader.port}/v1/pools/gpu/${verb}`, {
+            method: "POST",
+            headers: { Authorization: `Bearer ${h.fleet.token}`, "Content-Type": "application/json" },
+            body: "{}",
+            signal: AbortSignal.timeout(1_000),
+          }).catch(() => undefined);
+        let hammering = true;
+        const hammer = Promise.all(
+          Array.from({ length: 4 }, async () => {
+            while (hammering) {
+              await pool("pause");
+              await pool("resume");
+            }
+          }),
+        );
+        // A connection of the test's own, with no busy wait: BEGIN IMMEDIATE fails while anyone holds the write lock.
+        const probe = new Database(h.database.file!);
+        probe.exec("PRAGMA busy_timeout = 0");
+        const locked = (): boolean => {
+          try {
+            probe.exec("BEGIN IMMEDIATE");
+            probe.exec("ROLLBACK");
+            return false;
+          } catch (err) {
+            if (/locked|busy/i.test(String(err))) return true;
+            throw err;
+          }
+        };
+        let trials = 0;
+        let caught = false;
+        try {
+          while (!caught && trials < 600) {
+            trials++;
+            leader.proc!.kill("SIGSTOP");
+            await Bun.sleep(20);
+            // Still held half a second later: by the stopped leader, not a passing write of the standby's.
+            caught = locked() && (await Bun.sleep(500).then(() => locked()));
+            if (!caught) {
+              leader.proc!.kill("SIGCONT");
+              await Bun.sleep(10 + Math.random() * 40);
+            }
+          }
+        } finally {
+          hammering = false;
+        }
+        expect(caught).toBe(true);
+        console.log(`the leader (${leaderName}) held the database file's write lock when stopped, at trial ${trials}`);
+        h.since(standbyName);
+        try {
+          // Twenty seconds stopped, as in the trial that found it: the standby answers throughout.
+          let slowest = 0;
+          for (let i = 0; i < 20; i++) {
+            const sent = performance.now();
+            expect((await fetch(`http://127.0.0.1:${h.servers[standbyName].port}/healthz`)).status).toBe(200);
+            slowest = Math.max(slowest, performance.now() - sent);
+            await Bun.sleep(1_000);
+          }
+          console.log(`the standby's slowest /healthz while the leader held the lock: ${Math.round(slowest)} ms`);
+          expect(slowest).toBeLessThan(1_000);
+          expect(h.since(standbyName)).toMatch(/leader lease: .*(database is locked|SQLITE_BUSY).*another process holds the database file's write lock/);
+        } finally {
+          leader.proc!.kill("SIGCONT");
+          probe.close();
+          await hammer;
+          await pool("resume");
+        }
+        // Running again: one of the two leads (the one that wrote the lease last), never both.
+        await Bun.sleep(8_000);
+        const roles = await Promise.all((["a", "b"] as const).map(async (n) => (await fetch(`http://127.0.0.1:${h.servers[n].port}/readyz`)).text()));
+        expect(roles.filter((r) => r.startsWith("ready (leader"))).toHaveLength(1);
+        for (const n of ["a", "b"] as const) {
+          const self = /leading \(lease epoch \d+\) as (\S+)/.exec(h.log(n))?.[1];
+          if (self !== undefined) expect(h.log(n)).not.toContain(`the leader is ${self}`);
+        }
+      }, 180_000);
   });
 }

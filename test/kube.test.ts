@@ -705,9 +705,10 @@ describe("queue metrics", () => {
     );
     expect(await f.kube.queueMetrics!("queued")).toEqual({ pending: 18, running: 4 });
 
+    // The queue is read beside the loop (a pass never waits for the API server): real time between passes lets it answer.
     await f.until("scaled up to ceil(22 / 8) = 3", async () => (await f.all()).filter((n) => n.pool === "queued" && n.state !== "terminated").length === 3, {
       stepMs: 10_000,
-      sleepMs: 0,
+      sleepMs: 10,
     });
     const scale = (await f.store.db.select().from(auditLog).where(eq(auditLog.action, "scale"))).at(-1);
     expect(JSON.stringify(scale?.details)).toContain("queue depth 22 (18 pending + 4 running)");

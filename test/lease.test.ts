@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { hostname } from "node:os";
 import { NodeWriter, FencedError } from "../reconciler/lifecycle/transition.ts";
-import { LeaderLease } from "../reconciler/safety/lease.ts";
+import { LeaderLease, LeaseKeeper } from "../reconciler/safety/lease.ts";
 import { runOperation } from "../reconciler/safety/operations.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
 import { leases, nodes, operations } from "../schema/db.ts";
@@ -27,6 +27,37 @@ async function setup() {
     new LeaderLease({ db: store.db, holder, now: () => 1_800_000_000_000 + mono, monotonic: clock.mono, timing: TIMING, address: `http://${holder}` });
   return { store, clock, lease };
 }
+
+describe("the lease keeper", () => {
+  test("a leader whose start of leading is slow (a dependency that does not answer) keeps renewing: no change but the first", async () => {
+    const store = await openStore({ url: `file:${tempDir("navarch-lease-")}/navarch.db` });
+    stores.push(store);
+    const lease = new LeaderLease({ db: store.db, holder: "slow", timing: { durationMs: 600, renewDeadlineMs: 400, retryMs: 100 } });
+    const changes: string[] = [];
+    let leadingDone = false;
+    const keeper = new LeaseKeeper(
+      lease,
+      async (change) => {
+        changes.push(change.leading ? `leading ${change.epoch}` : `standing by: ${change.reason}`);
+        // Leading takes three renew deadlines (it waited on an API server, as the issue saw).
+        if (change.leading) await Bun.sleep(1_200);
+        leadingDone = true;
+      },
+      () => undefined,
+    );
+    const start = keeper.start();
+    await Bun.sleep(900);
+    // The start has not finished leading, and the lease is still renewed meanwhile.
+    expect(leadingDone).toBe(false);
+    expect(lease.leading).toBe(true);
+    await start;
+    await Bun.sleep(500);
+    expect(lease.leading).toBe(true);
+    expect(changes).toEqual(["leading 1"]);
+    await keeper.stop();
+    expect(await lease.current()).toBeUndefined(); // given back at the stop
+  });
+});
 
 describe("leader lease", () => {
   test("one leads, the other stands by; the standby takes over a lease nobody renews, with a new epoch", async () => {

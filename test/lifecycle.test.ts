@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { incidents, nodes, pools } from "../schema/db.ts";
+import { registerNode } from "../reconciler/fleet/registry.ts";
 import { FAST_SERVER, closeFleets, fleet as makeFleet, pool } from "./fleet-harness.ts";
 import { isIn } from "../schema/lifecycle.ts";
 
@@ -36,6 +37,48 @@ describe("reconcile loop", () => {
     await until(f.step, async () => (await f.byState()).ready === 3);
     expect(f.cloud.running()).toHaveLength(3);
     expect(f.cloud.calls.launch).toBe(3);
+  });
+
+  test("a launch answered after its machine's agent registered (the call ran beside the loop): the instance is on the node anyway", async () => {
+    const f = await makeFleet(`${FAST_SERVER}pools:\n${pool("train", 1, 1, REPLACE)}`);
+    const launch = f.cloud.launch.bind(f.cloud);
+    let answer: () => void = () => undefined;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    // The machine is made at once; the API's answer comes only later.
+    f.cloud.launch = async (req) => {
+      const instance = await launch(req);
+      await answered;
+      return instance;
+    };
+    await f.step(); // requested (scale-up)
+    await f.step(); // its launch asked for, beside the loop
+    const [requested] = await f.all();
+    expect(requested).toMatchObject({ state: "requested", instanceName: null });
+    expect(requested!.stateReason).toContain("launch call to local under way");
+    // Its agent registers first (the local provider's agent starts inside the launch call).
+    const registered = await registerNode(
+      f.store.db,
+      {
+        nodeId: requested!.id,
+        hostname: requested!.id,
+        bootId: "boot-1",
+        agentVersion: "test",
+        spoolId: "00000000-0000-4000-8000-000000000001",
+        nvml: { available: true },
+        gpus: [],
+      },
+      f.now,
+    );
+    expect(registered.ok).toBe(true);
+    expect((await f.node(requested!.id)).state).toBe("validating");
+    answer();
+    await Bun.sleep(10);
+    const node = await f.node(requested!.id);
+    expect(node).toMatchObject({ state: "validating", provider: "local", instanceType: "local-8gpu" });
+    expect(node.instanceName).toBe(f.cloud.running()[0]!.id);
+    await f.step();
+    expect((await f.node(requested!.id)).instanceName).toBe(f.cloud.running()[0]!.id);
+    expect(f.cloud.calls.launch).toBe(1);
   });
 
   test("a fatal Xid: cordon → drain → terminate → replacement Ready; the incident records each step", async () => {

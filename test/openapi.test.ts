@@ -8,7 +8,7 @@ import { createApi } from "../reconciler/api/server.ts";
 import { ActionBody, FaultBody } from "../reconciler/api/openapi.ts";
 import { AuditList, BreakerList, EventList, IncidentList, NodeTimeline, Overview, PoolList, PoolView } from "../reconciler/api/views.ts";
 import { createMetrics } from "../reconciler/metrics.ts";
-import { NodeDetail, NodeList } from "../schema/admin.ts";
+import { NodeDetail, NodeList, ReconcilerStatus } from "../schema/admin.ts";
 import { POOLS_YAML, simFleet, type SimFleet } from "./browser/harness.ts";
 
 let fleet: SimFleet;
@@ -98,6 +98,7 @@ describe("OpenAPI document", () => {
     await check(AuditList, "/v1/audit");
     await check(Overview, "/v1/overview");
     await check(EventList, "/v1/events?severity=unhealthy");
+    await check(ReconcilerStatus, "/v1/status");
   });
 
   test("the documented action bodies refuse what the server refuses", async () => {

@@ -22,6 +22,7 @@ import { auditLog, nodes, pools } from "../schema/db.ts";
 import { isIn } from "../schema/lifecycle.ts";
 import { freePort } from "./support.ts";
 import { testConfig } from "./fleet-harness.ts";
+import { FaultyLink } from "./faults/link.ts";
 import { ensurePrometheus, promtool, startPrometheus, type PrometheusServer } from "./prometheus/harness.ts";
 import { REPO_ROOT, tempDir, waitFor } from "./support.ts";
 
@@ -105,6 +106,7 @@ describe("a real Prometheus scraping navarch serve", () => {
   let prometheus: PrometheusServer;
   let agents: SimulatedAgents;
   let ticking: ReturnType<typeof setInterval>;
+  let link: FaultyLink;
   const inPool = async () => (await rec.store.db.select().from(nodes)).filter((n) => n.origin === "launched" && isIn("inPool", n.state));
 
   beforeAll(async () => {
@@ -120,6 +122,8 @@ describe("a real Prometheus scraping navarch serve", () => {
           : new Response("exporter down", { status: 503 }),
     });
     const promPort = freePort();
+    // The loop's metrics source reaches Prometheus through a link the tests can cut (test/faults/link.ts).
+    link = new FaultyLink({ port: promPort });
     const cloud = new SimulatedCloud({ name: "local", now: Date.now, launchLatencyMs: 200 });
     const config = testConfig(`server:
   heartbeat_interval: 1s
@@ -127,7 +131,7 @@ describe("a real Prometheus scraping navarch serve", () => {
   autoscale_interval: 1s
 metrics:
   prometheus:
-    url: http://127.0.0.1:${promPort}
+    url: http://${link.address}
     timeout: 2s
 pools:
   - name: gpu
@@ -191,6 +195,7 @@ scrape_configs:
 
   afterAll(async () => {
     clearInterval(ticking);
+    link?.stop();
     await prometheus?.stop();
     await rec?.stop();
     exporter?.stop(true);
@@ -291,6 +296,38 @@ scrape_configs:
     expect(blind.state).toBe("pending");
     expect((await inPool()).length).toBe(4);
   }, 60_000);
+
+  test("Prometheus paused (SIGSTOP), then black-holed: the loop goes on quarantining, the pool holds, the dependency says so; back, it is up", async () => {
+    exporterUp = true;
+    const dependency = () => rec.dependencies.get("prometheus")?.status();
+    await waitFor("prometheus answering", async () => (dependency()?.state === "up" ? true : undefined), 20_000);
+    for (const cut of ["paused", "black-holed"] as const) {
+      if (cut === "paused") prometheus.signal("SIGSTOP");
+      else link.set("blackhole");
+      try {
+        // Its queries time out (metrics.prometheus.timeout: 2s): the source is down, the pass never waited for it.
+        await waitFor(`prometheus down (${cut})`, async () => (dependency()?.state === "down" ? true : undefined), 20_000);
+        expect(dependency()?.lastError?.message).toContain("no answer from");
+        const readyz = await (await fetch(`${rec.url}/readyz`)).text();
+        expect(readyz).toContain("degraded: prometheus (Prometheus at http://127.0.0.1:");
+        // A GPU fault meanwhile is quarantined in its usual time: passes go on without the source.
+        const [victim] = (await inPool()).filter((n) => n.state === "ready");
+        const sent = performance.now();
+        await agents.event(victim!.id, { check: "temperature", code: "thermal", severity: "unhealthy", action: "reset_gpu", message: "GPU 0: 98°C" });
+        await waitFor(
+          `${victim!.id} out of service`,
+          async () => ((await rec.store.db.select().from(nodes).where(eq(nodes.id, victim!.id)))[0]?.state !== "ready" ? true : undefined),
+          10_000,
+        );
+        console.log(`with Prometheus ${cut}: a GPU fault out of service in ${Math.round(performance.now() - sent)} ms`);
+        expect((await inPool()).length).toBe(4);
+      } finally {
+        if (cut === "paused") prometheus.signal("SIGCONT");
+        else link.set("up");
+      }
+      await waitFor(`prometheus up again (${cut})`, async () => (dependency()?.state === "up" ? true : undefined), 30_000);
+    }
+  }, 120_000);
 });
 
 function nonEmpty<T>(xs: T[]): T[] | undefined {

@@ -101,6 +101,7 @@ const ALLOWED: Record<string, Role[]> = {
   "GET /v1/audit": ["admin", "operator", "viewer"],
   "GET /v1/report": ["admin", "operator", "viewer"],
   "GET /v1/watch": ["admin", "operator", "viewer"],
+  "GET /v1/status": ["admin", "operator", "viewer"],
   "GET /metrics": ["admin", "operator", "viewer"],
   "POST /v1/nodes/{id}/cordon": ["admin", "operator"],
   "POST /v1/nodes/{id}/uncordon": ["admin", "operator"],

@@ -87,6 +87,9 @@ const SCHEMAS = {
   TokenList: tokens.TokenList,
   TokenRevoked: tokens.TokenRevoked,
   WhoAmI: tokens.WhoAmI,
+  DependencyStatus: admin.DependencyStatus,
+  LoopStatus: admin.LoopStatus,
+  ReconcilerStatus: admin.ReconcilerStatus,
 } as const;
 type SchemaName = keyof typeof SCHEMAS;
 
@@ -378,8 +381,23 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         },
       },
     },
+    "/v1/status": {
+      get: get(
+        "getStatus",
+        "This reconciler's role, its loop, and each dependency (database, scheduler API, Prometheus, providers) with its state, last success, last error and the actions waiting for it",
+        "ReconcilerStatus",
+        ["admin"],
+      ),
+    },
     "/healthz": { get: plain("healthz", "Liveness", "ok") },
-    "/readyz": { get: plain("readyz", "Readiness: the store is reachable and migrated", "ready", 503) },
+    "/readyz": {
+      get: plain(
+        "readyz",
+        "Readiness: the store takes a write and, on the leader, the reconcile loop runs; dependencies that are down are named after `degraded:`",
+        "ready",
+        503,
+      ),
+    },
     "/metrics": {
       get: {
         ...plain("metrics", "Prometheus metrics (text exposition format)", "metrics"),

@@ -17,7 +17,7 @@ import {
   type RegisterResponse,
 } from "../../schema/wire.ts";
 import { accepts } from "../../schema/accept.ts";
-import { NODE_PAGE_MAX, NodeQuery, type NodeList } from "../../schema/admin.ts";
+import { NODE_PAGE_MAX, NodeQuery, type DependencyStatus, type LoopStatus, type NodeList, type ReconcilerStatus } from "../../schema/admin.ts";
 import { NodeCredentialCache } from "../fleet/credentials.ts";
 import { Ingest } from "../fleet/ingest.ts";
 import { clientWriter } from "../fleet/ingest-writer.ts";
@@ -53,6 +53,8 @@ export interface ApiOptions {
   agentBinary?: string;
   /** Whether this reconciler leads or stands by, for /readyz (one line). */
   role?: () => string | undefined;
+  /** GET /v1/status's answer (the role, the loop, the dependencies); /readyz reads it too. */
+  status?: () => ReconcilerStatus;
   /** Who may read /metrics (server.metrics_auth): anyone (the default) or a viewer's token. */
   metricsAuth?: MetricsAuth;
   /** False when /metrics has a listener of its own (createMetricsApp). */
@@ -150,10 +152,26 @@ export function createApi(opts: ApiOptions): Hono {
 
   app.get("/healthz", (c) => c.text("ok"));
   app.get("/readyz", async (c) => {
-    const health = await store.checkHealth();
-    // Leader and standby are both ready: both serve agents and operators; only one acts.
+    // Ready while the core job works: the store takes a write (answered promptly) and, on the
+    // leader, the loop runs. A dependency that is down is named, not a reason to be unready:
+    // Navarch goes on protecting the fleet without it. Leader and standby are both ready: both
+    // serve agents and operators; only one acts.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const health = await Promise.race([
+      store.checkHealth(),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), READY_PROBE_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (health === undefined) return c.text(`not ready: the database did not take a probe write within ${READY_PROBE_MS / 1000} s`, 503);
+    if (!health.ready) return c.text(`not ready: ${health.reason}`, 503);
+    const status = opts.status?.();
+    const stalled = status?.leading && status.loop ? loopStalled(status.loop, Date.now()) : undefined;
+    if (stalled !== undefined) return c.text(`not ready: ${stalled}`, 503);
     const role = opts.role?.();
-    return health.ready ? c.text(role ? `ready (${role})` : "ready") : c.text(`not ready: ${health.reason}`, 503);
+    const degraded = (status?.dependencies ?? []).filter((d) => d.state !== "up").map(describeDegraded);
+    return c.text(`${role ? `ready (${role})` : "ready"}${degraded.length > 0 ? `; degraded: ${degraded.join("; ")}` : ""}`);
   });
   // /metrics here unless a listener of its own serves it (server.metrics_address).
   if (opts.metricsHere !== false) serveMetrics(app, opts);
@@ -250,6 +268,16 @@ export function createApi(opts: ApiOptions): Hono {
     return c.json(detail);
   });
 
+  v1.get("/status", (c) => {
+    const status: ReconcilerStatus = opts.status?.() ?? {
+      role: opts.role?.() ?? "serving the API only (no fleet)",
+      leading: false,
+      loop: null,
+      dependencies: [],
+    };
+    return c.json(status);
+  });
+
   registerAdminRoutes(v1, { store, now, wake: () => opts.wake?.(), providers: () => opts.providers?.() ?? new Map() });
   registerInstallRoutes(app, v1, {
     store,
@@ -264,6 +292,29 @@ export function createApi(opts: ApiOptions): Hono {
   registerDashboardRoutes(app, opts.plainHttpBanner);
   app.route("/v1", v1);
   return app;
+}
+
+/** How long /readyz waits for the store's probe write before it says the database does not answer. */
+const READY_PROBE_MS = 2_000;
+
+/** A leader's loop that has not ended a pass for this long (and none is under way for less) is not running. */
+export const LOOP_STALL_MS = 60_000;
+
+/** Why the loop does not count as running, or undefined when it does (a pass ended, or started, within LOOP_STALL_MS). */
+export function loopStalled(loop: LoopStatus, now: number): string | undefined {
+  if (loop.passStartedAt !== null && now - loop.passStartedAt > LOOP_STALL_MS)
+    return `the reconcile pass under way started ${Math.round((now - loop.passStartedAt) / 1000)} s ago and has not ended`;
+  if (loop.passStartedAt === null && loop.lastPassAt !== null && now - loop.lastPassAt > LOOP_STALL_MS)
+    return `the reconcile loop has run no pass for ${Math.round((now - loop.lastPassAt) / 1000)} s`;
+  return undefined;
+}
+
+/** One dependency that is not up, as /readyz names it. */
+function describeDegraded(d: DependencyStatus): string {
+  const state = d.state === "unknown" ? `not reached since ${new Date(d.since).toISOString()}` : `down since ${new Date(d.since).toISOString()}`;
+  const error = d.lastError !== null ? `: ${d.lastError.message.slice(0, 200)}` : "";
+  const queued = d.queuedCount > 0 ? `; ${d.queuedCount} action(s) waiting` : "";
+  return `${d.name} (${d.label} at ${d.target}, ${state}${error}${queued})`;
 }
 
 /** Parses the JSON body against a schema; answers 400 with every failing field path. */

@@ -94,6 +94,8 @@ export async function serveCommand(args: string[], out: Out): Promise<number> {
   const settings = serveSettings(config, values["data-dir"]);
   // Every line on one line: a node's pool or an event's message may hold newlines and escapes.
   const log = (line: string) => out.stderr(logLine("navarch", line));
+  // From the first moment on, whatever is under way: a signal stops serve within STOP_DEADLINE_MS.
+  const signal = stopOnSignals(log);
   let rec;
   try {
     rec = await startReconciler(settings, log, Date.now, { config, policy });
@@ -106,11 +108,40 @@ export async function serveCommand(args: string[], out: Out): Promise<number> {
   log(
     `listening on ${rec.url}${rec.metricsUrl ? ` (/metrics on ${rec.metricsUrl})` : ""}; database ${rec.store.location}; ${config.pools.length} pool(s); token from ${rec.authTokenSource}`,
   );
-  await new Promise<void>((done) => {
-    process.once("SIGINT", () => done());
-    process.once("SIGTERM", () => done());
-  });
-  log("stopping");
+  await signal;
   await rec.stop();
-  return 0;
+  log("stopped");
+  // A provider call still under way beside the loop (a hanging API) is left behind: its
+  // operation row says it ran, and the next start resumes it with the same idempotency key.
+  process.exit(0);
+}
+
+/** The longest a stop may take after SIGTERM or SIGINT; then serve exits without finishing it. */
+export const STOP_DEADLINE_MS = 4_500;
+
+/**
+ * Resolves at the first SIGTERM or SIGINT. From then on serve has STOP_DEADLINE_MS to stop
+ * cleanly (the loop's pass ends, the lease is given back, the store closes); past it, or at a
+ * second signal, it exits at once: nothing it waits on (a database, an API server that does not
+ * answer) keeps it running. A lease not given back is taken over when it lapses.
+ */
+function stopOnSignals(log: (line: string) => void): Promise<string> {
+  return new Promise((resolve) => {
+    let first: string | undefined;
+    const on = (signal: "SIGINT" | "SIGTERM") => {
+      if (first !== undefined) {
+        log(`${signal} again while stopping: exiting now`);
+        process.exit(signal === "SIGINT" ? 130 : 143);
+      }
+      first = signal;
+      log(`${signal}: stopping (within ${STOP_DEADLINE_MS / 1000} s; a second signal exits at once)`);
+      setTimeout(() => {
+        log(`not stopped within ${STOP_DEADLINE_MS / 1000} s of ${signal}: exiting now`);
+        process.exit(1);
+      }, STOP_DEADLINE_MS).unref();
+      resolve(signal);
+    };
+    process.on("SIGINT", () => on("SIGINT"));
+    process.on("SIGTERM", () => on("SIGTERM"));
+  });
 }

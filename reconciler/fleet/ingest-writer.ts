@@ -147,7 +147,10 @@ class IngestThread {
       this.ended = { how: "closed", error: new Error(`${this.name} was stopped`) };
       const closed = new Promise<void>((resolve) => (this.closed = resolve));
       this.worker.postMessage({ kind: "close" } satisfies ToIngestWorker);
-      await Promise.race([closed, Bun.sleep(2000)]);
+      // A timer cleared once closed: a pending one would keep the process alive 2 s after a stop.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, 2000)))]);
+      clearTimeout(timer);
     }
     this.worker.terminate();
     this.rejectPending(this.ended.error);

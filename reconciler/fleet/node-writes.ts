@@ -2,7 +2,9 @@
 // never on the loop's time. Writes to one node go out in order (an undo never overtakes its
 // cordon), each retried with backoff until it lands or a newer intent for that node
 // supersedes it; everything runs in the background and is tracked, so `settle` can wait for
-// it and `stop` ends the retries. Both mirrors (Kubernetes, Slurm) write this way.
+// it and `stop` ends the retries; `nudge` (the scheduler answers again) ends every backoff at
+// once, so a write queued during an outage lands as soon as the scheduler is back. Both
+// mirrors (Kubernetes, Slurm) write this way.
 
 /** Longest wait between two tries of one write. */
 const MAX_BACKOFF_MS = 30_000;
@@ -13,6 +15,10 @@ export class NodeWrites {
   /** The tail of each node's queue of writes. */
   private readonly queues = new Map<string, Promise<void>>();
   private readonly background = new Set<Promise<unknown>>();
+  /** The writes being tried now, with what they are and since when. */
+  private readonly underWay = new Set<{ action: string; node: string; since: number }>();
+  /** Retries waiting out their backoff: a nudge ends the wait. */
+  private readonly sleeping = new Set<() => void>();
   private stopped = false;
 
   /** `label` prefixes the log lines (`kubernetes`, `slurm`). */
@@ -34,16 +40,27 @@ export class NodeWrites {
 
   /** Runs `write` until it succeeds (backing off up to 30 s) or a newer intent supersedes it. */
   async retrying(name: string, intent: number, what: string, write: () => Promise<unknown>): Promise<boolean> {
-    for (let attempt = 0; !this.stopped && this.intents.get(name) === intent; attempt++) {
-      try {
-        await write();
-        return true;
-      } catch (err) {
-        if (attempt === 0 || attempt % 10 === 0) this.log(`${this.label}: ${what} of ${name} failed (try ${attempt + 1}, retrying): ${errText(err)}`);
-        await Bun.sleep(Math.min(MAX_BACKOFF_MS, 250 * 2 ** attempt));
+    const under = { action: what, node: name, since: Date.now() };
+    this.underWay.add(under);
+    try {
+      for (let attempt = 0; !this.stopped && this.intents.get(name) === intent; attempt++) {
+        try {
+          await write();
+          return true;
+        } catch (err) {
+          if (attempt === 0 || attempt % 10 === 0) this.log(`${this.label}: ${what} of ${name} failed (try ${attempt + 1}, retrying): ${errText(err)}`);
+          await this.pause(Math.min(MAX_BACKOFF_MS, 250 * 2 ** attempt));
+        }
       }
+      return false;
+    } finally {
+      this.underWay.delete(under);
     }
-    return false;
+  }
+
+  /** The writes under way (sent, or waiting to be retried), oldest first: what waits for the scheduler. `node` is its name there. */
+  waiting(): { action: string; node: string; since: number }[] {
+    return [...this.underWay];
   }
 
   /** Queues a write to one node behind its earlier ones. */
@@ -75,9 +92,28 @@ export class NodeWrites {
     while (this.background.size > 0) await Promise.allSettled([...this.background]);
   }
 
+  /** The scheduler answers again: every write waiting out its backoff tries now. */
+  nudge(): void {
+    for (const wake of [...this.sleeping]) wake();
+  }
+
   /** Retries end; what is in flight finishes (`settle` waits for it). */
   stop(): void {
     this.stopped = true;
+    this.nudge();
+  }
+
+  /** Waits `ms`, or less: a nudge or a stop ends the wait. */
+  pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleeping.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleeping.add(done);
+    });
   }
 }
 

@@ -3,7 +3,7 @@
 // a compare-and-set on the node and is written to the audit log with its actor.
 // A human's cordon is never undone by the reconciler; a human's uncordon cancels
 // the reconciler's incident on that node.
-import { and, desc, eq, isNull } from "drizzle-orm";
+import { and, desc, eq, isNull, or } from "drizzle-orm";
 import * as v from "valibot";
 import { auditLog, breakers, incidents, nodes, pools } from "../../schema/db.ts";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
@@ -127,15 +127,17 @@ export class Operator {
       throw new OperatorError(`node ${nodeId} is rebooting; it returns to service by itself once its health check passes (or use replace)`, 409);
     if (!isIn("takenOut", node.state))
       throw new OperatorError(`node ${nodeId} is ${node.state}; only a cordoned, draining or held node can be uncordoned`, 409);
-    const open =
+    // The incident ends cancelled: an open one, and one Navarch held for a human (closed as
+    // `held` when it was handed over), whom this uncordon answers.
+    const cancellable =
       node.incidentId === null
         ? []
         : await this.db
             .select({ id: incidents.id })
             .from(incidents)
-            .where(and(eq(incidents.id, node.incidentId), isNull(incidents.closedAt)));
+            .where(and(eq(incidents.id, node.incidentId), or(isNull(incidents.closedAt), eq(incidents.outcome, "held"))));
     const cancel: IncidentChange | undefined =
-      open.length > 0 ? { closedAt: this.now(), outcome: "cancelled", status: `cancelled: uncordoned by ${actor}` } : undefined;
+      cancellable.length > 0 ? { closedAt: this.now(), outcome: "cancelled", status: `cancelled: uncordoned by ${actor}` } : undefined;
     return this.set(
       node,
       actor,

@@ -8,6 +8,7 @@ import * as v from "valibot";
 import { TAINT_EFFECTS, type PoolConfig } from "../../schema/config.ts";
 import { nodes, pools } from "../../schema/db.ts";
 import { isIn } from "../../schema/lifecycle.ts";
+import { Dependencies } from "../dependencies.ts";
 import type { Provider } from "../providers/provider.ts";
 import type { Store } from "../store/store.ts";
 import { Operator, OperatorError } from "./operator.ts";
@@ -36,12 +37,15 @@ export interface StoreSchedulerHostOptions {
   wake?: () => void;
   /** The configured providers, by name: they recognise their machines in a Node's providerID. */
   providers?: () => ReadonlyMap<string, Provider>;
+  /** Where the scheduler's API is reported as a dependency (serve's); default: a registry of the host's own. */
+  dependencies?: Dependencies;
 }
 
 export function storeSchedulerHost(opts: StoreSchedulerHostOptions): SchedulerHost {
   const db = opts.store.db;
   const now = opts.now ?? Date.now;
   const operator = new Operator(db, now);
+  const dependencies = opts.dependencies ?? new Dependencies({ log: opts.log });
   return {
     log: opts.log,
     now,
@@ -112,6 +116,7 @@ export function storeSchedulerHost(opts: StoreSchedulerHostOptions): SchedulerHo
       return "nothing_to_cancel";
     },
     wake: () => opts.wake?.(),
+    dependency: (name, label, target) => dependencies.add(name, label, target),
   };
 }
 

@@ -10,6 +10,7 @@
 import type { NodeState } from "../../schema/lifecycle.ts";
 import type { PoolConfig, PoolTaint } from "../../schema/config.ts";
 import type { GpuSnapshot } from "../../schema/wire.ts";
+import type { Dependency } from "../dependencies.ts";
 
 /** What a plug-in may know of a Navarch node: enough to map it to the scheduler's node and judge its drain. */
 export interface SchedulerNodeView {
@@ -84,20 +85,31 @@ export interface DrainProgress {
   detail: string;
   /** Set when the drain must stop and wait for a human (why); the loop holds the node. */
   hold?: string;
+  /** Set while the drain cannot go on because the scheduler does not answer: what it waits for, since when (the incident says it too). */
+  waiting?: string;
+  /**
+   * Not final: the mirror is still reading the scheduler (what is left on the node, whether a
+   * write landed). Past the drain deadline the loop asks again instead of acting on it: Navarch
+   * never deletes, requeues or terminates at a deadline without having read what is left.
+   */
+  again?: boolean;
 }
 
 export interface SchedulerMirror {
   readonly name: string;
   /**
-   * Stop new work from landing on the node; idempotent. Resolves once the write has started:
-   * a scheduler that is down must never hold up Navarch's own cordon (retry in the background).
+   * Stop new work from landing on the node; idempotent. Resolves at once, without a request:
+   * the write goes out beside the loop, and a scheduler that is down never holds up Navarch's
+   * own cordon (it is queued, and retried until the scheduler answers). Resolves with what the
+   * cordon waits for when the scheduler does not answer now (for the node and its incident).
    */
-  cordon(node: SchedulerNode, reason: string, incidentId: number): Promise<void>;
+  cordon(node: SchedulerNode, reason: string, incidentId: number): Promise<string | void>;
   /** Undo our cordon (only ever called for cordons we made); idempotent, retried like cordon. */
   uncordon(node: SchedulerNode): Promise<void>;
   /**
    * Move work off the node; called every pass until done or the deadline passes. Must not
-   * wait for work to leave (report progress instead); may reject with SchedulerError.
+   * wait for work to leave, nor for the scheduler to answer (report progress instead: what
+   * it read last, what it waits for); may reject with SchedulerError.
    */
   drain(node: SchedulerNode, deadlineAt: number, now: number): Promise<DrainProgress>;
 }
@@ -156,6 +168,12 @@ export interface SchedulerHost {
   externalUncordon(nodeId: string, who: string): Promise<ExternalUncordonOutcome>;
   /** Something changed behind the loop's back: run a pass soon. */
   wake(): void;
+  /**
+   * The scheduler's API as one of the reconciler's dependencies (`name`: the config section),
+   * where the integration reports each answer and failure: /v1/status, the gauge, and the
+   * "waiting for … since …" reasons on nodes and incidents read it.
+   */
+  dependency(name: string, label: string, target: string): Dependency;
 }
 
 /** Ready (in service) and total (in the pool) nodes per pool. */
@@ -181,8 +199,13 @@ export interface SchedulerIntegration {
   readonly name: string;
   readonly mirror: SchedulerMirror;
   readonly queue?: QueueSource;
-  /** Starts what runs beside the loop (caches, watches, sweeps); a scheduler that is down does not stop Navarch starting. */
+  /**
+   * Starts what runs beside the loop (caches, watches, sweeps) and returns at once: nothing
+   * here waits for the scheduler's API, and one that is down does not hold up Navarch's start.
+   */
   start(loop: SchedulerLoopHandle): Promise<void>;
+  /** Resolves once what start() began is up (the scheduler answered and was read): for tests and tools; the loop never waits for it. */
+  ready(): Promise<void>;
   stop(): Promise<void>;
 }
 

@@ -12,6 +12,7 @@
 import { KubeConfig } from "@kubernetes/client-node";
 import type { RequestOptions } from "node:https";
 import * as v from "valibot";
+import type { Dependency } from "../dependencies.ts";
 import { AnyList, Status, WatchEvent } from "./types.ts";
 import { textPrefix } from "../../schema/text.ts";
 
@@ -176,6 +177,10 @@ export class KubeClient {
   private readonly lanes: Record<LaneName, Lane>;
   private authHeaders: { at: number; headers: Record<string, string> } | undefined;
   private closed = false;
+  /** Aborts every request in flight when the client closes: a stop never waits for the API server. */
+  private readonly closing = new AbortController();
+  /** Told of each answer and each failure to get one (reconciler/dependencies.ts). */
+  private dependency: Dependency | undefined;
 
   private constructor(
     private readonly kc: KubeConfig,
@@ -291,7 +296,22 @@ export class KubeClient {
 
   close(): void {
     this.closed = true;
+    this.closing.abort(new KubeApiError(0, "Closed", "the Kubernetes client is closed"));
     for (const lane of Object.values(this.lanes)) lane.session.close();
+  }
+
+  /** Reports every request's outcome to `dependency`: no answer, a 5xx or refused credentials is the API down. */
+  reportTo(dependency: Dependency): void {
+    this.dependency = dependency;
+  }
+
+  private report(outcome: Response | KubeApiError): void {
+    const dep = this.dependency;
+    if (dep === undefined || this.closed) return;
+    const status = outcome instanceof Response ? outcome.status : outcome.status;
+    if (status === 0 || status >= 500 || status === 401 || status === 403) {
+      dep.failed(outcome instanceof Response ? new Error(`HTTP ${status} from ${this.server}`) : outcome);
+    } else dep.ok();
   }
 
   /** One request; the answer is parsed with `schema` (or returned as unknown). Throws KubeApiError. */
@@ -402,18 +422,25 @@ export class KubeClient {
       body = JSON.stringify(init.body);
     }
     const timeoutMs = init.timeoutMs ?? this.timeoutMs;
-    const signals = [init.signal, timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined].filter((s): s is AbortSignal => s !== undefined);
+    const signals = [init.signal, this.closing.signal, timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined].filter(
+      (s): s is AbortSignal => s !== undefined,
+    );
     try {
-      return await lane.session.fetch(url, {
+      const response = await lane.session.fetch(url, {
         method,
         headers,
         ...(body !== undefined ? { body } : {}),
-        ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}),
+        signal: AbortSignal.any(signals),
       });
+      this.report(response);
+      return response;
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       const reason = err instanceof Error && err.name === "TimeoutError" ? "Timeout" : "Unreachable";
-      throw new KubeApiError(0, reason, `${method} ${path}: cannot reach ${this.server}: ${message}`);
+      const error = new KubeApiError(0, reason, `${method} ${path}: cannot reach ${this.server}: ${message}`);
+      // A request we gave up on ourselves (a watch's stop) says nothing about the server.
+      if (!init.signal?.aborted) this.report(error);
+      throw error;
     }
   }
 

@@ -38,6 +38,9 @@ export function connectKube(config: KubernetesConfig, env?: (name: string) => st
   });
 }
 
+/** The longest wait between two tries to list the Nodes while the API server does not answer. */
+const START_RETRY_MAX_MS = 10_000;
+
 /** The `kubernetes:` section as a scheduler integration, with what only Kubernetes has (the client, GpuPools). */
 export interface KubeIntegration extends SchedulerIntegration {
   readonly client: KubeClient;
@@ -59,15 +62,24 @@ export async function kubernetesScheduler(config: KubernetesConfig, host: Schedu
   const mirror = new KubeMirror({ client, config, host });
   let stopped = false;
   let pools: GpuPoolController | undefined;
-  // An API server that is down at start must not keep Navarch from starting: keep trying.
+  let starting: Promise<void> | undefined;
+  // An API server that is down at start must not keep Navarch from starting: keep trying,
+  // beside the loop (what the loop asks of the mirror meanwhile is queued).
+  let retry: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
   const startMirror = async (): Promise<void> => {
     for (let attempt = 0; !stopped; attempt++) {
       try {
         await mirror.start();
         return;
       } catch (err) {
-        if (attempt === 0) host.log(`kubernetes: cannot list Nodes yet (retrying): ${err instanceof Error ? err.message : String(err)}`);
-        await Bun.sleep(Math.min(30_000, 1000 * 2 ** attempt));
+        if (stopped) return;
+        if (attempt === 0)
+          host.log(
+            `kubernetes: cannot list Nodes yet (retrying every ${START_RETRY_MAX_MS / 1000} s at most): ${err instanceof Error ? err.message : String(err)}`,
+          );
+        await new Promise<void>((resolve) => {
+          retry = { timer: setTimeout(resolve, Math.min(START_RETRY_MAX_MS, 1000 * 2 ** attempt)), resolve };
+        });
       }
     }
   };
@@ -96,13 +108,10 @@ export async function kubernetesScheduler(config: KubernetesConfig, host: Schedu
         return false;
       }
     };
-    if (!(await attempt())) {
-      void (async () => {
-        while (!stopped) {
-          await Bun.sleep(30_000);
-          if (stopped || (await attempt())) return;
-        }
-      })();
+    while (!stopped && !(await attempt())) {
+      await new Promise<void>((resolve) => {
+        retry = { timer: setTimeout(resolve, 30_000), resolve };
+      });
     }
   };
   const queue: QueueSource | undefined = config.queue_metrics.enabled
@@ -116,15 +125,27 @@ export async function kubernetesScheduler(config: KubernetesConfig, host: Schedu
     get pools() {
       return pools;
     },
+    async ready() {
+      await starting;
+    },
     async start(loop) {
-      await Promise.race([startMirror(), Bun.sleep(10_000)]);
-      await startPools(loop);
+      // Nothing here waits for the API server: the Nodes are listed, then GpuPools watched, beside the loop.
+      starting = (async () => {
+        await startMirror();
+        if (!stopped) await startPools(loop);
+      })().catch((err: unknown) => host.log(`kubernetes: ${err instanceof Error ? err.message : String(err)}`));
     },
     async stop() {
       stopped = true;
+      if (retry !== undefined) {
+        clearTimeout(retry.timer);
+        retry.resolve();
+      }
+      // Requests in flight are aborted: a stop never waits for the API server.
+      if (opts.client === undefined) client.close();
+      await starting;
       await pools?.stop();
       await mirror.stop();
-      if (opts.client === undefined) client.close();
     },
   };
 }

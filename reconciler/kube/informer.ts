@@ -98,7 +98,8 @@ export class Informer<T extends { metadata: ObjectMeta }> {
         this.restarts++;
         const gone = err instanceof KubeApiError && err.status === 410;
         if (!gone) this.opts.log?.(`watch ${this.opts.path} failed (restarting in ${backoff} ms): ${err instanceof Error ? err.message : String(err)}`);
-        await Bun.sleep(gone ? 0 : backoff);
+        await this.pause(gone ? 0 : backoff);
+        if (this.stopped) return;
         backoff = Math.min(backoff * 2, 5000);
         try {
           await this.relist();
@@ -107,6 +108,20 @@ export class Informer<T extends { metadata: ObjectMeta }> {
         }
       }
     }
+  }
+
+  /** Waits `ms`, or less when stopped: a stop never waits out a backoff. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const signal = this.abort.signal;
+      function done() {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      }
+      signal.addEventListener("abort", done);
+    });
   }
 
   private apply(type: string, raw: unknown): void {

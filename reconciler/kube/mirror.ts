@@ -21,12 +21,21 @@
 // whose deletion is past due counts as gone (nothing will confirm it). drain() itself
 // never waits for an eviction: it reports the worker's progress, so one slow drain
 // cannot hold up the reconcile pass (or the cordons later in it).
+//
+// No call of the mirror's waits for the API server: a cordon or an uncordon asked for before
+// the Nodes were ever listed (the API server down since start) is queued per node and carried
+// out, in order, once they are; it is checked against the node's state then (a node a human
+// returned to service meanwhile is not cordoned, a Node deleted meanwhile is skipped). Writes
+// that fail are retried with backoff, and all of them try again the moment the API answers.
 import type { KubernetesConfig } from "../../schema/config.ts";
 import type { Clock } from "../fleet/registry.ts";
+import { isIn } from "../../schema/lifecycle.ts";
+import type { Dependency } from "../dependencies.ts";
 import type { DrainProgress, PoolMarks, SchedulerHost, SchedulerMirror, SchedulerNode, SchedulerNodeView } from "../fleet/scheduler.ts";
 import { KubeApiError, PATCH_JSON, PATCH_STRATEGIC, type KubeClient } from "./client.ts";
 import { Informer } from "./informer.ts";
 import { NodeWrites } from "../fleet/node-writes.ts";
+import { QueuedAsks, type AskAction } from "../fleet/queued-asks.ts";
 import { POOL_LABEL } from "./queue.ts";
 import { KubeNode, Pod, pointer, type Condition } from "./types.ts";
 import { textPrefix } from "../../schema/text.ts";
@@ -89,6 +98,10 @@ export class KubeMirror implements SchedulerMirror {
   private readonly unmappedSaid = new Set<string>();
   private mappingTimer: ReturnType<typeof setInterval> | undefined;
   private mappingSoon: ReturnType<typeof setTimeout> | undefined;
+  /** Cordons and uncordons asked for before the Nodes were first listed. */
+  private readonly queued: QueuedAsks;
+  /** The API server as a dependency of the reconciler (its health, what waits for it). */
+  readonly dependency: Dependency;
 
   constructor(private readonly opts: KubeMirrorOptions) {
     this.client = opts.client;
@@ -98,6 +111,12 @@ export class KubeMirror implements SchedulerMirror {
     this.log = (line) => opts.host.log(line);
     this.actor = opts.actor ?? "navarch";
     this.writes = new NodeWrites("kubernetes", this.log);
+    this.dependency = opts.host.dependency("kubernetes", "the Kubernetes API", this.client.server);
+    this.client.reportTo(this.dependency);
+    this.queued = new QueuedAsks("kubernetes", { cordon: "cordon", uncordon: "uncordon" }, this.log);
+    this.dependency.queuedBy(() => [...this.queued.waiting(), ...this.writes.waiting()]);
+    // Back after an outage: writes waiting out their backoff go now.
+    this.dependency.whenBack(() => this.writes.nudge());
     this.nodeCache = new Informer(this.client, {
       path: "/api/v1/nodes",
       schema: KubeNode,
@@ -111,11 +130,23 @@ export class KubeMirror implements SchedulerMirror {
     });
   }
 
-  /** Lists the Nodes (resolves once the cache is filled), then watches them; maps Navarch nodes every 15 s. */
+  /**
+   * Lists the Nodes (resolves once the cache is filled; rejects while the API server cannot be
+   * read), then watches them; carries out what was queued meanwhile; maps Navarch nodes every 15 s.
+   */
   async start(): Promise<void> {
     await this.nodeCache.start();
     await this.syncMapping().catch((err: unknown) => this.log(`kubernetes node mapping: ${String(err)}`));
     this.mappingTimer = setInterval(() => void this.syncMapping().catch((err: unknown) => this.log(`kubernetes node mapping: ${String(err)}`)), 15_000);
+    await this.replayQueued().catch((err: unknown) => this.log(`kubernetes: carrying out the queued cordons: ${errText(err)}`));
+  }
+
+  /** What was asked while the Nodes could not be listed, once they are (fleet/queued-asks.ts). */
+  private async replayQueued(): Promise<void> {
+    await this.queued.replay(this.host, async (ask, node) => {
+      if (ask.action === "cordon") await this.cordon(node, ask.reason, ask.incidentId);
+      else await this.uncordon(node);
+    });
   }
 
   async stop(): Promise<void> {
@@ -181,6 +212,7 @@ export class KubeMirror implements SchedulerMirror {
       if (name !== (row.mappedName ?? undefined)) await this.host.recordMapping(row.id, name ?? null);
       if (name === undefined) continue;
       if (IN_SERVICE.has(row.state)) this.clearStaleCordon(name, row.id);
+      else await this.restoreLostCordon(name, row);
       if (row.pool !== null) {
         if (!marks.has(row.pool)) marks.set(row.pool, this.host.poolMarks(row.pool));
         const pool = await marks.get(row.pool);
@@ -250,6 +282,19 @@ export class KubeMirror implements SchedulerMirror {
     });
   }
 
+  /**
+   * Level-triggered cordon: a node Navarch took out whose Node carries no cordon of ours (the
+   * write was queued in a process that stopped before the API server answered) is cordoned
+   * again. A Node with our marks but schedulable is a human's uncordon, handled by the watch.
+   */
+  private async restoreLostCordon(name: string, row: SchedulerNodeView): Promise<void> {
+    if (row.cordonedBy === null || !isIn("takenOut", row.state) || this.writes.pending(name) || this.queued.has(row.id)) return;
+    const annotations = this.nodeCache.get(name)?.metadata.annotations ?? {};
+    if (annotations[ANNOTATIONS.cordonedBy] === this.actor && annotations[ANNOTATIONS.node] === row.id) return;
+    this.log(`kubernetes: ${row.id} is ${row.state} in Navarch but Node ${name} has no cordon of ours: cordoning it`);
+    await this.cordon({ ...row, readings: async () => [] }, row.stateReason ?? `${row.state} in Navarch`, row.incidentId ?? 0);
+  }
+
   /** mapNode over a one-time index of the cache (for many nodes at once). */
   private mappingIndex(): (row: MappedFields) => string | undefined {
     const all = this.nodeCache.list();
@@ -273,11 +318,9 @@ export class KubeMirror implements SchedulerMirror {
     }
   }
 
+  /** The Node of a Navarch node, from the cache (never a request: the caller is the loop). Only once the Nodes were listed. */
   private async resolve(node: SchedulerNodeView): Promise<string | undefined> {
-    let name = this.mapNode(node);
-    if (name === undefined && this.config.node_mapping === "node_name" && !this.nodeCache.synced) {
-      name = (await this.getNode(node.id).catch(() => undefined))?.metadata.name;
-    }
+    const name = this.mapNode(node);
     if (name !== (node.mappedName ?? undefined)) await this.host.recordMapping(node.id, name ?? null);
     if (name === undefined && !this.unmappedSaid.has(node.id)) {
       this.unmappedSaid.add(node.id);
@@ -294,7 +337,8 @@ export class KubeMirror implements SchedulerMirror {
    * (and Kubernetes being down never holds up Navarch's own cordon; it is retried). drain()
    * waits for it to land.
    */
-  async cordon(node: SchedulerNode, reason: string, incidentId: number): Promise<void> {
+  async cordon(node: SchedulerNode, reason: string, incidentId: number): Promise<string | void> {
+    if (!this.nodeCache.synced) return this.enqueue("cordon", node, reason, incidentId);
     const name = await this.resolve(node);
     if (name === undefined) return;
     const at = this.now();
@@ -305,18 +349,35 @@ export class KubeMirror implements SchedulerMirror {
         this.writeCondition(name, node.verdict, reason, incidentId);
       }
     });
+    if (!this.dependency.up) return `the cordon of Node ${name} is retried until the API server answers: ${this.dependency.waiting()}`;
   }
 
-  private async applyCordon(name: string, nodeId: string, reason: string, incidentId: number, at: number): Promise<void> {
+  /** Queues a cordon or an uncordon until the Nodes are listed; says what it waits for. */
+  private enqueue(action: AskAction, node: SchedulerNodeView, reason: string, incidentId: number): string {
+    this.queued.ask(action, node, reason, incidentId);
+    return `the Kubernetes ${action} is queued: ${this.dependency.waiting()}`;
+  }
+
+  /** Cordons the Node as it is now; false when it no longer exists (deleted meanwhile: nothing to cordon). */
+  private async applyCordon(name: string, nodeId: string, reason: string, incidentId: number, at: number): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
-      const current = (attempt === 0 ? this.nodeCache.get(name) : undefined) ?? (await this.getNode(name));
+      let current = attempt === 0 ? this.nodeCache.get(name) : undefined;
+      if (current === undefined) {
+        try {
+          current = await this.getNode(name);
+        } catch (err) {
+          if (!(err instanceof KubeApiError && err.status === 404)) throw err;
+          this.log(`kubernetes: Node ${name} no longer exists: nothing to cordon for ${nodeId}`);
+          return false;
+        }
+      }
       const annotations = current.metadata.annotations ?? {};
       const ours = annotations[ANNOTATIONS.cordonedBy] === this.actor;
       const owned = ours ? parseOwned(annotations[ANNOTATIONS.owned]) : new Set<string>();
       const taints = current.spec.taints ?? [];
       const hasTaint = taints.some((t) => t.key === this.config.taint_key && t.effect === "NoSchedule");
       const unschedulable = current.spec.unschedulable === true;
-      if (ours && hasTaint && unschedulable && annotations[ANNOTATIONS.incident] === String(incidentId)) return; // already done
+      if (ours && hasTaint && unschedulable && annotations[ANNOTATIONS.incident] === String(incidentId)) return true; // already done
       const ops: JsonPatchOp[] = [{ op: "test", path: "/metadata/resourceVersion", value: current.metadata.resourceVersion }];
       if (!unschedulable) {
         ops.push({ op: "add", path: "/spec/unschedulable", value: true });
@@ -348,9 +409,13 @@ export class KubeMirror implements SchedulerMirror {
           KubeNode,
         );
         this.nodeCache.observe(updated);
-        return;
+        return true;
       } catch (err) {
         if (isConflict(err) && attempt < 5) continue; // someone wrote the Node meanwhile: read it again
+        if (err instanceof KubeApiError && err.status === 404) {
+          this.log(`kubernetes: Node ${name} no longer exists: nothing to cordon for ${nodeId}`);
+          return false;
+        }
         throw err;
       }
     }
@@ -391,7 +456,7 @@ export class KubeMirror implements SchedulerMirror {
       } catch (err) {
         if (err instanceof KubeApiError && err.status === 404) return;
         if (attempt === 4) this.log(`kubernetes: condition ${type} on ${name}: ${errText(err)}`);
-        else await Bun.sleep(200 * 2 ** attempt);
+        else await this.writes.pause(200 * 2 ** attempt);
       }
     }
   }
@@ -400,6 +465,12 @@ export class KubeMirror implements SchedulerMirror {
 
   async uncordon(node: SchedulerNode): Promise<void> {
     this.stopWorker(node.id);
+    if (!this.nodeCache.synced) {
+      // A cordon that never reached Kubernetes needs no undo; one that did is undone once the Nodes are listed.
+      if (this.queued.action(node.id) === "cordon") this.queued.forget(node.id);
+      else this.enqueue("uncordon", node, "", 0);
+      return;
+    }
     const name = await this.resolve(node);
     if (name === undefined) return;
     // After any cordon still on its way (whose retries stop: this is newer), retried until it lands.
@@ -467,9 +538,14 @@ export class KubeMirror implements SchedulerMirror {
       if (outcome === "unknown_node") return;
       const cancelled = outcome === "cancelled";
       if (cancelled) this.log(`kubernetes: node ${name} was uncordoned in Kubernetes; cancelled Navarch's incident on ${nodeId}`);
-      // Either way our taint and annotations no longer stand for anything: take them off.
-      await this.removeCordon(name, "UncordonedByHuman", "uncordoned in Kubernetes; Navarch's incident was cancelled");
       if (cancelled) this.host.wake();
+      // Either way our taint and annotations no longer stand for anything: take them off (beside the loop, retried).
+      const intent = this.writes.intend(name);
+      void this.writes.enqueue(name, async () => {
+        await this.writes.retrying(name, intent, "taking the cordon marks off", () =>
+          this.removeCordon(name, "UncordonedByHuman", "uncordoned in Kubernetes; Navarch's incident was cancelled"),
+        );
+      });
     } catch (err) {
       this.log(`kubernetes: handling the uncordon of ${name}: ${errText(err)}`);
     } finally {
@@ -480,21 +556,35 @@ export class KubeMirror implements SchedulerMirror {
   // ───────────────────────────── drain ─────────────────────────────
 
   async drain(node: SchedulerNode, deadlineAt: number, now: number): Promise<DrainProgress> {
+    if (!this.nodeCache.synced) {
+      // Never listed: the cordon is queued; the drain starts once the API server answers.
+      if (!this.queued.has(node.id)) this.enqueue("cordon", node, node.stateReason ?? "drain requested", node.incidentId ?? 0);
+      const waiting = this.dependency.waiting();
+      return { done: false, detail: `the drain waits: ${waiting}`, waiting, again: true };
+    }
     const name = await this.resolve(node);
     if (name === undefined)
       return { done: true, detail: `no Kubernetes Node for ${node.id} (node_mapping ${this.config.node_mapping}): nothing to drain there` };
     // Read at every step too, not only from the watch: a human's uncordon wins over our drain.
-    const k8sNode = this.nodeCache.get(name) ?? (await this.getNode(name).catch(() => undefined));
+    const k8sNode = this.nodeCache.get(name);
     if (k8sNode !== undefined && this.humanUncordoned(k8sNode)) {
       await this.onHumanUncordon(k8sNode);
-      return { done: false, detail: "uncordoned in Kubernetes by a human: the incident is cancelled" };
+      return { done: false, detail: "uncordoned in Kubernetes by a human: the incident is cancelled", again: true };
     }
-    if (this.writes.pending(name)) return { done: false, detail: `waiting for the cordon of ${name} to reach Kubernetes` };
+    if (this.writes.pending(name)) {
+      const waiting = this.dependency.up ? undefined : this.dependency.waiting();
+      return {
+        done: false,
+        detail: `waiting for the cordon of ${name} to reach Kubernetes${waiting ? `: ${waiting}` : ""}`,
+        ...(waiting ? { waiting } : {}),
+        again: true,
+      };
+    }
     // A drain asked for without our cordon (a human's drain through Navarch's API): cordon first,
     // or the scheduler would put the evicted pods right back.
     if (k8sNode !== undefined && node.state === "draining" && k8sNode.metadata.annotations?.[ANNOTATIONS.cordonedBy] !== this.actor) {
       await this.cordon(node, node.stateReason ?? "drain requested", node.incidentId ?? 0);
-      return { done: false, detail: `cordoning ${name} in Kubernetes before the drain` };
+      return { done: false, detail: `cordoning ${name} in Kubernetes before the drain`, again: true };
     }
     let worker = this.workers.get(node.id);
     if (worker === undefined || worker.name !== name) {
@@ -519,18 +609,34 @@ export class KubeMirror implements SchedulerMirror {
         "force",
         `Node not Ready for ${Math.round(notReadyFor / 1000)} s and its agent silent: deleting pods with a 1 s grace period (dead kubelet)`,
       );
-      await worker.round();
+      worker.deadlineSeen = undefined; // the deadline's own round, if one comes, is a force round now
+      worker.wake();
     }
     if (now >= deadlineAt && worker.mode !== "force") {
-      if (this.config.drain.on_deadline === "hold") {
-        await worker.round();
-        if (!worker.progress.done) {
-          return { ...worker.progress, hold: `drain deadline passed with ${worker.progress.detail}; held (kubernetes.drain.on_deadline: hold)` };
-        }
-      } else if (worker.mode !== "delete") {
-        worker.setMode("delete", "drain deadline passed: deleting the pods that are left");
-        await worker.round();
+      // What the deadline means is decided on a round that started after it (deleting what is
+      // left, or holding), never on an older one: until that round is in, ask again.
+      if (worker.deadlineSeen === undefined) {
+        worker.deadlineSeen = Date.now();
+        if (this.config.drain.on_deadline === "delete" && worker.mode !== "delete")
+          worker.setMode("delete", "drain deadline passed: deleting the pods that are left");
+        worker.wake();
       }
+      if (!worker.roundSince(worker.deadlineSeen)) {
+        const waiting = this.dependency.up ? undefined : this.dependency.waiting();
+        return {
+          done: false,
+          again: true,
+          detail: `drain deadline passed: looking at what is left on ${name}${waiting ? ` (${waiting})` : ""}`,
+          ...(waiting ? { waiting } : {}),
+        };
+      }
+      if (this.config.drain.on_deadline === "hold" && !worker.progress.done) {
+        return { ...worker.progress, hold: `drain deadline passed with ${worker.progress.detail}; held (kubernetes.drain.on_deadline: hold)` };
+      }
+    }
+    if (!this.dependency.up) {
+      const waiting = this.dependency.waiting();
+      return { ...worker.progress, detail: `${worker.progress.detail} (${waiting})`, waiting };
     }
     return worker.progress;
   }
@@ -582,8 +688,14 @@ class DrainWorker {
   progress: DrainProgress = { done: false, detail: "starting the drain" };
   mode: DrainMode = "evict";
   polledAt = Date.now();
+  /** When (real time) the drain step first saw the deadline passed (on_deadline: hold). */
+  deadlineSeen: number | undefined;
+  /** When (real time) the last round that completed had started. */
+  private lastRoundStartedAt = 0;
   private modeNote = "";
   private stopped = false;
+  /** Whether its rounds run (they end once nobody asked for a while). */
+  private looping = false;
   private wakeUp: (() => void) | undefined;
   private running: Promise<void> | undefined;
   private readonly retries = new Map<string, PodRetry>();
@@ -609,6 +721,17 @@ class DrainWorker {
     this.wakeUp?.();
   }
 
+  /** A round starts now (not after the pause between rounds); the caller never waits for it. */
+  wake(): void {
+    if (this.looping) this.wakeUp?.();
+    else if (!this.stopped) this.start();
+  }
+
+  /** Whether a round that started at or after `at` (real time) has completed. */
+  roundSince(at: number): boolean {
+    return this.lastRoundStartedAt >= at;
+  }
+
   setMode(mode: DrainMode, note: string): void {
     this.mode = mode;
     this.modeNote = note;
@@ -625,6 +748,15 @@ class DrainWorker {
   }
 
   private async loop(): Promise<void> {
+    this.looping = true;
+    try {
+      await this.rounds();
+    } finally {
+      this.looping = false;
+    }
+  }
+
+  private async rounds(): Promise<void> {
     while (!this.stopped) {
       try {
         await this.round();
@@ -643,6 +775,12 @@ class DrainWorker {
 
   private async doRound(): Promise<void> {
     if (this.stopped) return;
+    const startedAt = Date.now();
+    await this.listAndAct();
+    this.lastRoundStartedAt = startedAt;
+  }
+
+  private async listAndAct(): Promise<void> {
     const { items } = await this.client.list(`/api/v1/pods`, Pod, { lane: "default", query: { fieldSelector: `spec.nodeName=${this.name}` } });
     const now = Date.now();
     let daemonSet = 0;

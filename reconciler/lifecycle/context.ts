@@ -10,6 +10,7 @@ import type { SchedulerMirror } from "../fleet/scheduler.ts";
 import type { Provider } from "../providers/provider.ts";
 import type { RailVerdict, Rails } from "../safety/rails.ts";
 import type { Store } from "../store/store.ts";
+import type { BesideCall } from "../safety/operations.ts";
 import type { Incidents } from "./incidents.ts";
 import type { InstanceTypeGpus } from "../providers/instance-gpus.ts";
 import type { PoolLaunches } from "./launches.ts";
@@ -76,8 +77,21 @@ export interface Services {
   readings(nodeId: string): Promise<GpuSnapshot[]>;
   /** Instances tagged for the pool that no node claims yet (they count toward its size until reaped). */
   unclaimedInstances(pool: string): number;
-  /** What the metrics sources (a scheduler's queue, Prometheus) know of a pool now; never throws. */
-  sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics>;
+  /** Whether each of the pool's providers has been listed since the loop started (before that the pool is not grown). */
+  inventoryKnown(pool: PoolConfig): boolean;
+  /**
+   * What the metrics sources (a scheduler's queue, Prometheus) know of a pool now; never throws.
+   * Asked beside the loop: undefined until they answered (the loop is woken when they do).
+   */
+  sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics | undefined>;
+  /**
+   * How a call to provider `name` runs: beside the loop (beside.ts), with its deadline, counted
+   * as that provider's dependency, shown as `action` (of `node`) while it waits. A pass never
+   * waits for a provider.
+   */
+  providerCall(name: string, action: string, node?: string): BesideCall;
+  /** A node's status line while a call to provider `name` (`action`, asked at `since`) has not answered. */
+  providerWaiting(name: string, action: string, since: number): string;
   /** The SSH bootstrapper (created on first use). */
   bootstrapper(): Bootstrapper;
   /** The public key a pool's machines are launched with, for its SSH bootstrap. */

@@ -13,7 +13,7 @@
 // launch a second fleet beside the first.
 import { and, eq, isNotNull, or } from "drizzle-orm";
 import { instances, nodes } from "../../schema/db.ts";
-import { TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance } from "../providers/provider.ts";
+import { TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance, type Provider } from "../providers/provider.ts";
 import { runOperation } from "../safety/operations.ts";
 import type { Db } from "../store/store.ts";
 import type { StepContext } from "./context.ts";
@@ -54,11 +54,19 @@ export async function markInstanceTerminated(db: Db, providerId: string, at: num
   await db.update(instances).set({ state: "terminated", updatedAt: at }).where(eq(instances.providerId, providerId));
 }
 
-/** The instance behind a node, as its provider sees it now. */
-export async function instanceOf(node: NodeRow, ctx: StepContext): Promise<Instance | undefined> {
+/** What the provider said of a node's instance, or what the question waits for (it runs beside the loop). */
+export type InstanceAnswer = { answered: true; instance: Instance | undefined } | { answered: false; waiting: string };
+
+/** The instance behind a node, as its provider sees it now (undefined: it does not know it). */
+export async function instanceOf(node: NodeRow, ctx: StepContext): Promise<InstanceAnswer> {
   const provider = node.provider ? ctx.svc.providers.get(node.provider) : undefined;
-  if (provider === undefined || node.instanceName === null) return undefined;
-  return provider.get(node.instanceName);
+  if (provider === undefined || node.instanceName === null || node.provider === null) return { answered: true, instance: undefined };
+  const id = node.instanceName;
+  const how = ctx.svc.providerCall(node.provider, "get", node.id);
+  const outcome = await how.calls.run(`get:${node.provider}:${id}`, () => provider.get(id), how);
+  if (!outcome.settled) return { answered: false, waiting: ctx.svc.providerWaiting(node.provider, "get", outcome.since) };
+  if (!outcome.ok) throw outcome.error;
+  return { answered: true, instance: outcome.value };
 }
 
 /** A node id as Navarch makes them (scale.ts newNodeId): DNS-safe, at most 63 characters. */
@@ -74,77 +82,124 @@ export interface SweepNode {
 }
 
 export class Inventory {
-  /** Instances tagged for each pool that no node claims yet, as of the last sweep. */
-  private unclaimedByPool = new Map<string, number>();
+  /** Instances tagged for each pool that no node claims yet, per provider, as of its last sweep. */
+  private readonly unclaimedByProvider = new Map<string, Map<string, number>>();
+  /** When each provider's last listing was swept (the loop's clock). */
+  private readonly sweptAt = new Map<string, number>();
 
-  /** Instances tagged for `pool` that no node claims yet (as of the last sweep). */
+  /** Instances tagged for `pool` that no node claims yet (as of the last sweeps). */
   unclaimed(pool: string): number {
-    return this.unclaimedByPool.get(pool) ?? 0;
+    let n = 0;
+    for (const byPool of this.unclaimedByProvider.values()) n += byPool.get(pool) ?? 0;
+    return n;
   }
 
-  /** `owner`: the live node named as an instance is (a node's id is its instance's name), if any. */
-  async sweep(owner: (name: string) => SweepNode | undefined, rows: (ids: string[]) => Promise<NodeRow[]>, ctx: SweepContext): Promise<void> {
+  /**
+   * Whether provider `name` has been swept since this loop started (its listing answered or
+   * failed): until then what it runs for a pool is unknown, and the pool is not grown.
+   */
+  swept(name: string): boolean {
+    return this.sweptAt.has(name);
+  }
+
+  /**
+   * Sweeps each provider whose last sweep is `intervalMs` old. Its listing runs beside the loop:
+   * a provider that has not answered yet is swept at a later pass, the others now. Returns
+   * whether any listing was swept. `owner`: the live node named as an instance is (a node's id
+   * is its instance's name), if any.
+   */
+  async sweep(
+    owner: (name: string) => SweepNode | undefined,
+    rows: (ids: string[]) => Promise<NodeRow[]>,
+    ctx: SweepContext,
+    intervalMs: number,
+  ): Promise<boolean> {
+    const { svc, at } = ctx;
+    let swept = false;
+    for (const [name, provider] of svc.providers) {
+      if (at - (this.sweptAt.get(name) ?? Number.NEGATIVE_INFINITY) < intervalMs) continue;
+      const how = svc.providerCall(name, "list");
+      const listing = await how.calls.run(`list:${name}`, () => provider.list({ [TAG_MANAGED_BY]: "navarch" }), how);
+      if (!listing.settled) continue;
+      this.sweptAt.set(name, at);
+      swept = true;
+      if (!listing.ok) {
+        svc.log(`inventory sweep of ${name}: ${listing.error instanceof Error ? listing.error.message : String(listing.error)}`);
+        continue;
+      }
+      await this.sweepProvider(name, provider, listing.value, owner, rows, ctx);
+    }
+    return swept;
+  }
+
+  private async sweepProvider(
+    name: string,
+    provider: Provider,
+    found: readonly Instance[],
+    owner: (name: string) => SweepNode | undefined,
+    rows: (ids: string[]) => Promise<NodeRow[]>,
+    ctx: SweepContext,
+  ): Promise<void> {
     const { svc, at } = ctx;
     // What earlier sweeps (also of an earlier process: a restart must not reset the count) found unowned.
     const db = svc.store.db;
-    const known = new Map((await db.select().from(instances).where(isNotNull(instances.orphanSince))).map((r) => [`${r.provider}:${r.providerId}`, r]));
+    const known = new Map(
+      (
+        await db
+          .select()
+          .from(instances)
+          .where(and(isNotNull(instances.orphanSince), eq(instances.provider, name)))
+      ).map((r) => [`${r.provider}:${r.providerId}`, r]),
+    );
     const seenNow = new Set<string>();
     const unclaimed = new Map<string, number>();
     const grace = svc.config().server.heartbeat_timeout;
-    for (const [name, provider] of svc.providers) {
-      let found: Instance[];
-      try {
-        found = await provider.list({ [TAG_MANAGED_BY]: "navarch" });
-      } catch (err) {
-        svc.log(`inventory sweep of ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    for (const instance of found) {
+      if (instance.state === "terminated") continue;
+      const node = owner(instance.name);
+      if (node !== undefined) {
+        if (node.instanceName === null) await this.adopt(instance, name, (await rows([node.id]))[0], ctx);
         continue;
       }
-      for (const instance of found) {
-        if (instance.state === "terminated") continue;
-        const node = owner(instance.name);
-        if (node !== undefined) {
-          if (node.instanceName === null) await this.adopt(instance, name, (await rows([node.id]))[0], ctx);
-          continue;
-        }
-        if (await this.adoptUnknown(instance, name, ctx)) continue;
-        const key = `${name}:${instance.id}`;
-        seenNow.add(key);
-        const before = known.get(key);
-        const since = before?.orphanSince ?? at;
-        const sweeps = (before?.orphanSweeps ?? 0) + 1;
-        await recordInstance(db, instance, instance.tags[TAG_POOL] ?? "", instance.tags[TAG_OPERATION] ?? null, at, {
-          orphanSince: since,
-          orphanSweeps: sweeps,
-        });
-        const pool = instance.tags[TAG_POOL];
-        const count = () => void (pool !== undefined && unclaimed.set(pool, (unclaimed.get(pool) ?? 0) + 1));
-        if (sweeps < 2 || at - since < grace || svc.config().safety.dry_run) {
-          count();
-          continue;
-        }
-        const outcome = await runOperation(
-          db,
-          { key: `reap:${name}:${instance.id}`, kind: "reap" },
-          at,
-          () => provider.terminate(instance.id),
-          undefined,
-          svc.fence,
-        );
-        if (!outcome.ok) {
-          count();
-          continue;
-        }
-        await markInstanceTerminated(db, instance.id, at);
-        ctx.report.terminated.push(instance.id);
-        await svc.writer.audit(at, svc.actor, "reap", instance.id, { provider: name, reason: "no node for it in two sweeps" });
-        svc.log(`reaped ${name} instance ${instance.id}: no node for it in two sweeps`);
+      if (await this.adoptUnknown(instance, name, ctx)) continue;
+      const key = `${name}:${instance.id}`;
+      seenNow.add(key);
+      const before = known.get(key);
+      const since = before?.orphanSince ?? at;
+      const sweeps = (before?.orphanSweeps ?? 0) + 1;
+      await recordInstance(db, instance, instance.tags[TAG_POOL] ?? "", instance.tags[TAG_OPERATION] ?? null, at, {
+        orphanSince: since,
+        orphanSweeps: sweeps,
+      });
+      const pool = instance.tags[TAG_POOL];
+      const count = () => void (pool !== undefined && unclaimed.set(pool, (unclaimed.get(pool) ?? 0) + 1));
+      if (sweeps < 2 || at - since < grace || svc.config().safety.dry_run) {
+        count();
+        continue;
       }
+      const outcome = await runOperation(
+        db,
+        { key: `reap:${name}:${instance.id}`, kind: "reap" },
+        at,
+        () => provider.terminate(instance.id),
+        undefined,
+        svc.fence,
+        svc.providerCall(name, "reap"),
+      );
+      if (!outcome.ok) {
+        count();
+        continue;
+      }
+      await markInstanceTerminated(db, instance.id, at);
+      ctx.report.terminated.push(instance.id);
+      await svc.writer.audit(at, svc.actor, "reap", instance.id, { provider: name, reason: "no node for it in two sweeps" });
+      svc.log(`reaped ${name} instance ${instance.id}: no node for it in two sweeps`);
     }
     // Gone since (terminated, or claimed by a node): no longer an orphan.
     for (const [key, row] of known) {
       if (!seenNow.has(key)) await db.update(instances).set({ orphanSince: null, orphanSweeps: 0, updatedAt: at }).where(eq(instances.name, row.name));
     }
-    this.unclaimedByPool = unclaimed;
+    this.unclaimedByProvider.set(name, unclaimed);
   }
 
   /**

@@ -2,12 +2,15 @@
 // nodes as they are, judges their health from the events the agents sent, and gives
 // every node that can change one step of its lifecycle (steps/, one per state, each
 // saying when it next needs a look). Then each pool is scaled, and every minute the
-// providers' inventory is swept. Events and operators only wake the loop; deadlines live
-// in the rows; every write goes through the one writer (transition.ts), fenced by the
-// leader lease when there is one. A crash at any point resumes from the rows.
+// providers' inventory is swept. A pass never waits for anything outside the store:
+// provider calls and metrics queries run beside it (beside.ts), and scheduler mirrors
+// queue their writes. Events and operators only wake the loop; deadlines live in the rows;
+// every write goes through the one writer (transition.ts), fenced by the leader lease when
+// there is one. A crash at any point resumes from the rows.
 import { eq, inArray } from "drizzle-orm";
 import { readFileSync } from "node:fs";
 import { publicKeyFromPrivate } from "../../bootstrap/ssh.ts";
+import type { LoopStatus } from "../../schema/admin.ts";
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import { breakers, gpuReadings, nodes, pools } from "../../schema/db.ts";
 import type { GpuSnapshot, RecommendedAction } from "../../schema/wire.ts";
@@ -16,10 +19,13 @@ import type { HealthPolicy } from "../fleet/policy.ts";
 import type { Clock } from "../fleet/registry.ts";
 import { NO_SCHEDULER, type SchedulerMirror } from "../fleet/scheduler.ts";
 import { layeredSources, queueSource, type MetricsSource, type SourcedMetrics } from "../pools/metrics-source.ts";
+import { Dependencies, type Dependency } from "../dependencies.ts";
 import { InstanceTypeGpus } from "../providers/instance-gpus.ts";
-import type { Provider } from "../providers/provider.ts";
+import { ProviderError, type Provider } from "../providers/provider.ts";
+import type { BesideCall } from "../safety/operations.ts";
 import { loadRails } from "../safety/rails.ts";
 import type { Store } from "../store/store.ts";
+import { BesideCalls } from "./beside.ts";
 import { blocked, emptyReport, type Look, type PassReport, type Services, type StepContext } from "./context.ts";
 import { HealthJudge } from "./health.ts";
 import { Incidents } from "./incidents.ts";
@@ -53,10 +59,31 @@ export interface ReconcilerOptions {
   publicUrl?: string;
   /** The leader lease: passes run and writes land only while it holds. */
   fence?: Fence;
+  /** Where the providers' health is reported (serve's, for /v1/status and the gauge); default: the loop's own. */
+  dependencies?: Dependencies;
+  /**
+   * The calls beside the loop (providerCalls(), serve's: one per process, so that a call under
+   * way is seen again, never made twice, when this process leads again); default: the loop's own.
+   */
+  beside?: BesideCalls;
 }
 
 /** An inventory sweep runs this often (and at start). */
 const SWEEP_INTERVAL_MS = 60_000;
+
+/**
+ * The longest a provider call (a launch, a terminate, a listing) may take beside the loop: each
+ * HTTP request of one has its own 30 s timeout, and a call may be a few of them.
+ */
+const PROVIDER_CALL_DEADLINE_MS = 2 * 60_000;
+
+/** The calls beside a loop, with the providers' deadline; `wake` runs a pass when one settles. */
+export function providerCalls(wake: () => void): BesideCalls {
+  return new BesideCalls({ wake, deadlineMs: PROVIDER_CALL_DEADLINE_MS });
+}
+
+/** The longest the metrics sources may take to answer for a pool (each query has its own, shorter, timeout). */
+const METRICS_DEADLINE_MS = 60_000;
 
 export class Reconciler implements Services {
   /** When this loop was made: silences are counted from here at the earliest (heardSince). */
@@ -71,6 +98,10 @@ export class Reconciler implements Services {
   readonly scheduler: SchedulerMirror;
   readonly fence: Fence | undefined;
   readonly actor: string;
+  /** Provider calls under way beside the loop (beside.ts). */
+  readonly beside: BesideCalls;
+  private readonly ownsBeside: boolean;
+  readonly dependencies: Dependencies;
   private readonly now: Clock;
   private readonly logLine: (line: string) => void;
   private currentConfig: NavarchConfig;
@@ -83,7 +114,6 @@ export class Reconciler implements Services {
   private readonly sources: MetricsSource;
   private readonly inventory = new Inventory();
   private readonly light: LightView;
-  private lastSweepAt = Number.NEGATIVE_INFINITY;
   /** Public keys derived from the pools' ssh_private_key_path, by path. */
   private readonly publicKeys = new Map<string, string>();
   /** Pools whose nodes outlived their configuration (said once). */
@@ -96,6 +126,9 @@ export class Reconciler implements Services {
   private wakeRequested = false;
   private stopped = true;
   private lastPassError: string | undefined;
+  private passStartedAt: number | undefined;
+  private lastPassAt: number | undefined;
+  private lastPassFailure: string | undefined;
 
   constructor(private readonly opts: ReconcilerOptions) {
     this.store = opts.store;
@@ -114,6 +147,13 @@ export class Reconciler implements Services {
     this.deadlines = new RegistrationDeadlines(this.logLine);
     this.instanceGpus = new InstanceTypeGpus(opts.providers, this.now);
     this.judge = new HealthJudge(opts.store.db, opts.policy, opts.fence);
+    this.ownsBeside = opts.beside === undefined;
+    this.beside = opts.beside ?? providerCalls(() => this.wake());
+    this.dependencies = opts.dependencies ?? new Dependencies();
+    for (const name of this.providers.keys()) {
+      const dep = this.providerDependency(name);
+      dep.queuedBy(() => this.beside.waitingFor(dep));
+    }
     this.light = new LightView(this.logLine);
     this.sources = layeredSources([
       ...(opts.queueMetrics ? [queueSource("scheduler queue", opts.queueMetrics)] : []),
@@ -146,6 +186,7 @@ export class Reconciler implements Services {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.ownsBeside) this.beside.stop();
     await this.running?.catch(() => undefined);
     await this.boot?.settled();
   }
@@ -163,10 +204,32 @@ export class Reconciler implements Services {
 
   /** One level-triggered pass over every node and pool; passes never overlap. */
   pass(): Promise<PassReport> {
-    this.running ??= this.runPass().finally(() => {
-      this.running = undefined;
-    });
+    if (this.running === undefined) {
+      this.passStartedAt = Date.now();
+      this.running = this.runPass().then(
+        (report) => {
+          this.passEnded(undefined);
+          return report;
+        },
+        (err: unknown) => {
+          this.passEnded(err instanceof Error ? err.message : String(err));
+          throw err;
+        },
+      );
+    }
     return this.running;
+  }
+
+  /** When the last pass ended and how, and the one under way (wall clock): GET /v1/status and /readyz. */
+  status(): LoopStatus {
+    return { lastPassAt: this.lastPassAt ?? null, lastPassError: this.lastPassFailure ?? null, passStartedAt: this.passStartedAt ?? null };
+  }
+
+  private passEnded(error: string | undefined): void {
+    this.running = undefined;
+    this.passStartedAt = undefined;
+    this.lastPassAt = Date.now();
+    this.lastPassFailure = error;
   }
 
   // ───────────────────────────── services for the steps ─────────────────────────────
@@ -208,8 +271,40 @@ export class Reconciler implements Services {
     return this.inventory.unclaimed(pool);
   }
 
-  sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics> {
-    return this.sources.poolMetrics(pool);
+  inventoryKnown(pool: PoolConfig): boolean {
+    return pool.providers.every((name) => !this.providers.has(name) || this.inventory.swept(name));
+  }
+
+  async sourcedMetrics(pool: PoolConfig): Promise<SourcedMetrics | undefined> {
+    const outcome = await this.beside.run(`metrics:${pool.name}`, () => this.sources.poolMetrics(pool), {
+      action: "metrics",
+      deadlineMs: METRICS_DEADLINE_MS,
+    });
+    if (!outcome.settled) return undefined;
+    return outcome.ok
+      ? outcome.value
+      : { problems: [`${this.sources.name}: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}`] };
+  }
+
+  providerCall(name: string, action: string, node?: string): BesideCall {
+    return {
+      calls: this.beside,
+      dependency: this.providerDependency(name),
+      // A refusal (no capacity, a bad request) is an answer; an outage, a timeout or refused credentials are not.
+      isOutage: (err) => !(err instanceof ProviderError) || err.kind === "transient" || err.kind === "auth",
+      action,
+      ...(node !== undefined ? { node } : {}),
+    };
+  }
+
+  providerWaiting(name: string, action: string, since: number): string {
+    const dep = this.providerDependency(name);
+    const why = dep.current === "down" ? `; ${dep.waiting()}` : "";
+    return `${action} call to ${name} under way since ${new Date(since).toISOString()}, beside the loop${why}`;
+  }
+
+  private providerDependency(name: string): Dependency {
+    return this.dependencies.add(`provider:${name}`, `the ${name} provider's API`, `providers.${name}`);
   }
 
   bootstrapper(): Bootstrapper {
@@ -306,16 +401,15 @@ export class Reconciler implements Services {
     // mostly quiet nodes, reading every full row was most of a pass).
     let light = await this.light.read(db, at);
     // The inventory first: what a provider runs for us but the rows lack (a database restored
-    // from an older copy) is adopted or counted before any pool is sized.
-    if (at - this.lastSweepAt >= SWEEP_INTERVAL_MS) {
-      this.lastSweepAt = at;
-      await this.inventory.sweep(
-        (name) => this.light.get(name),
-        (ids) => this.fullRows(ids),
-        { at, report, svc: this },
-      );
-      light = await this.light.read(db, at); // with what the sweep adopted
-    }
+    // from an older copy) is adopted or counted before any pool is sized. Each provider's listing
+    // runs beside the loop; a pool is not grown before its providers' first one is swept.
+    const swept = await this.inventory.sweep(
+      (name) => this.light.get(name),
+      (ids) => this.fullRows(ids),
+      { at, report, svc: this },
+      SWEEP_INTERVAL_MS,
+    );
+    if (swept) light = await this.light.read(db, at); // with what the sweep adopted
     this.sayUnconfigured(light);
     const events = await this.judge.newEvents(light, (id) => this.light.get(id));
     const timeout = config.server.heartbeat_timeout;

@@ -23,6 +23,7 @@ import { formatDuration, type PoolConfig } from "../../schema/config.ts";
 import { nodes, pools } from "../../schema/db.ts";
 import { isIn, stateIn, type NodeState } from "../../schema/lifecycle.ts";
 import { byLongestIdle, decideScale, historyLookback, sampleOf, type PoolMetrics } from "../pools/autoscaler.ts";
+import type { SourcedMetrics } from "../pools/metrics-source.ts";
 import { averageUtilization, idleSinceOf, poolActivity, recordIdleness, recordSample } from "../pools/observations.ts";
 import { move, type StepContext } from "./context.ts";
 import type { LightNode } from "./light.ts";
@@ -102,10 +103,26 @@ export class Scaler {
     const db = svc.store.db;
     const [row] = await db.select().from(pools).where(eq(pools.name, pool.name));
     if (row?.paused) return;
+    // What the pool's providers run for it is unknown until their first listing since start is
+    // swept (it runs beside the loop): growing the pool before could launch a second fleet beside
+    // one a lost or restored database forgot. It holds its size until then.
+    if (!svc.inventoryKnown(pool)) {
+      await this.sayOnce(pool.name, "inventory", ctx, async () =>
+        svc.log(`pool ${pool.name}: holding its size until its providers' instances are listed (the listing runs beside the loop)`),
+      );
+      return;
+    }
     // Machines the provider runs for this pool that no node claims yet count as coming up.
     const unclaimed = svc.unclaimedInstances(pool.name);
     const current = counts.total - counts.surging + unclaimed;
-    const autoscaleDue = at - (this.lastAutoscaleAt.get(pool.name) ?? Number.NEGATIVE_INFINITY) >= svc.config().server.autoscale_interval;
+    let autoscaleDue = at - (this.lastAutoscaleAt.get(pool.name) ?? Number.NEGATIVE_INFINITY) >= svc.config().server.autoscale_interval;
+    // What the metrics sources say is asked beside the loop: until they answer, the tick waits
+    // (bounds only), and it runs at the pass their answer wakes.
+    let sourced: SourcedMetrics | undefined;
+    if (autoscaleDue && pool.scaling.autoscaler !== undefined) {
+      sourced = await svc.sourcedMetrics(pool);
+      if (sourced === undefined) autoscaleDue = false;
+    }
     const metrics: PoolMetrics = {
       nodes: {
         ready: counts.ready,
@@ -114,7 +131,7 @@ export class Scaler {
         total: current,
       },
     };
-    if (autoscaleDue && pool.scaling.autoscaler !== undefined) await this.observe(pool, metrics, row?.metricsError ?? null, ctx);
+    if (autoscaleDue && sourced !== undefined) await this.observe(pool, metrics, sourced, row?.metricsError ?? null, ctx);
     // Between autoscale ticks only the bounds are enforced (min_nodes at once).
     const scaling = autoscaleDue ? pool.scaling : { ...pool.scaling, autoscaler: undefined };
     if (autoscaleDue) this.lastAutoscaleAt.set(pool.name, at);
@@ -189,14 +206,13 @@ export class Scaler {
    * and the history the pool's autoscaler reads (this tick's sample recorded). A source
    * that failed is recorded on the pool (navarch_pool_metrics_source_failing) and said once.
    */
-  private async observe(pool: PoolConfig, metrics: PoolMetrics, lastError: string | null, ctx: StepContext): Promise<void> {
+  private async observe(pool: PoolConfig, metrics: PoolMetrics, sourced: SourcedMetrics, lastError: string | null, ctx: StepContext): Promise<void> {
     const { svc, at } = ctx;
     const db = svc.store.db;
     const activity = await poolActivity(db, pool.name);
     const utilization = averageUtilization(activity);
     if (utilization !== undefined) metrics.gpuUtilization = utilization;
     metrics.idleNodes = await recordIdleness(db, svc.writer, pool.name, activity, at);
-    const sourced = await svc.sourcedMetrics(pool);
     if (sourced.gpuUtilization !== undefined) metrics.gpuUtilization = sourced.gpuUtilization;
     if (sourced.queue !== undefined) metrics.queue = sourced.queue;
     const lookback = historyLookback(pool.scaling);

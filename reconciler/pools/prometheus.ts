@@ -14,6 +14,7 @@ import {
   type PrometheusQueryKey,
   type PrometheusSourceConfig,
 } from "../../schema/config.ts";
+import type { Dependency } from "../dependencies.ts";
 import type { MetricsSource, SourcedMetrics } from "./metrics-source.ts";
 
 /** `[unix seconds, "value"]`: Prometheus writes sample values as strings ("NaN", "+Inf" included). */
@@ -48,6 +49,8 @@ export interface PrometheusSourceOptions {
   /** Where bearer_token_env is read (default: process.env). */
   env?: Record<string, string | undefined>;
   fetch?: typeof fetch;
+  /** Told of each answer and each query that got none (reconciler/dependencies.ts). */
+  dependency?: Dependency;
 }
 
 export class PrometheusMetricsSource implements MetricsSource {
@@ -107,12 +110,18 @@ export class PrometheusMetricsSource implements MetricsSource {
       response = await (this.options.fetch ?? fetch)(this.endpoint, { method: "POST", headers, body, signal: AbortSignal.timeout(this.config.timeout) });
     } catch (err) {
       const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
-      throw new PromQLError(
+      const error = new PromQLError(
         timedOut
           ? `no answer from ${this.endpoint} within ${formatDuration(this.config.timeout)}`
           : `${this.endpoint}: ${err instanceof Error ? err.message : String(err)}`,
       );
+      this.options.dependency?.failed(error);
+      throw error;
     }
+    // A query Prometheus refuses (bad PromQL: 400, 422) is an answer; 5xx and refused credentials are not.
+    if (response.status >= 500 || response.status === 401 || response.status === 403)
+      this.options.dependency?.failed(new PromQLError(`${this.endpoint} answered ${response.status}`));
+    else this.options.dependency?.ok();
     const text = await response.text();
     let json: unknown;
     try {

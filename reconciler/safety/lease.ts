@@ -5,6 +5,14 @@
 // its last renewal is recent (a process paused past its lease finds out before it acts),
 // and every write it makes re-checks holder and epoch inside the write (fencing): a
 // deposed leader's writes change nothing.
+//
+// The lease is renewed on its own clock, on a connection of its own (Store.sideConnection: not
+// the loop's pool, not the process's write lock, never a long wait), and never waits for what
+// leading starts or stops: a leader whose loop or scheduler is slow keeps its lease, and a
+// standby's takeover never blocks its event loop. A database file another process holds the
+// write lock of (a reconciler stopped in the middle of a write) cannot be written by anyone
+// until that process runs again or dies: two reconcilers on one file survive a crash, not a
+// stopped process (sqld for that).
 import { and, eq, sql, type SQL } from "drizzle-orm";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
@@ -38,6 +46,7 @@ export interface LeaseHolderInfo {
 export type LeaseChange = { leading: true; epoch: number; from?: LeaseHolderInfo } | { leading: false; leader?: LeaseHolderInfo; reason: string };
 
 export interface LeaseOptions {
+  /** The lease's own connection (Store.sideConnection), or the store's in tests. */
   db: Db;
   /** The URL this reconciler serves at, shown to whoever asks who leads. */
   address?: string;
@@ -91,6 +100,10 @@ export class LeaderLease implements Fence {
    * lease nobody renewed for `durationMs`. Returns what changed, or undefined.
    */
   async step(): Promise<LeaseChange | undefined> {
+    return whileBusy(() => this.stepOnce());
+  }
+
+  private async stepOnce(): Promise<LeaseChange | undefined> {
     if (this.epoch !== undefined && !this.leading) {
       // Paused, or the store unreachable, past the renew deadline: stand down before anything
       // else; a later round takes the lease again (with a new epoch) if nobody else did.
@@ -121,10 +134,12 @@ export class LeaderLease implements Fence {
     if (this.epoch === undefined) return;
     const epoch = this.epoch;
     this.epoch = undefined;
-    await this.opts.db
-      .update(leases)
-      .set({ holder: "", renewedAt: this.now() })
-      .where(and(eq(leases.name, LEADER), eq(leases.holder, this.holder), eq(leases.epoch, epoch)));
+    await whileBusy(() =>
+      this.opts.db
+        .update(leases)
+        .set({ holder: "", renewedAt: this.now() })
+        .where(and(eq(leases.name, LEADER), eq(leases.holder, this.holder), eq(leases.epoch, epoch))),
+    );
   }
 
   /** Who holds the lease now, as the row says. */
@@ -177,6 +192,41 @@ export class LeaderLease implements Fence {
   }
 }
 
+/** How long a lease write retries a database file's write lock held by another writer. */
+const BUSY_BUDGET_MS = 1_000;
+
+/**
+ * Runs `write`, retrying while the database file is locked by another writer, for up to
+ * BUSY_BUDGET_MS: the lease's connection has no busy timeout (libSQL's busy wait sleeps on the
+ * event loop's thread), so the wait happens here, between turns of the event loop.
+ */
+async function whileBusy<T>(write: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  for (;;) {
+    try {
+      return await write();
+    } catch (err) {
+      if (!isBusy(err) || performance.now() - started > BUSY_BUDGET_MS) throw err;
+      await Bun.sleep(20);
+    }
+  }
+}
+
+function isBusy(err: unknown): boolean {
+  const text = `${err instanceof Error ? `${err.message} ${(err as { code?: unknown }).code ?? ""} ${String((err as { cause?: unknown }).cause ?? "")}` : String(err)}`;
+  return /SQLITE_BUSY|database is locked/i.test(text);
+}
+
+/** Why a lease write failed, with its cause: what the log says. */
+export function leaseErrorText(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const cause = err instanceof Error && err.cause !== undefined ? ` (cause: ${err.cause instanceof Error ? err.cause.message : String(err.cause)})` : "";
+  const hint = isBusy(err)
+    ? `: another process holds the database file's write lock for more than ${BUSY_BUDGET_MS / 1000} s (a reconciler stopped in the middle of a write keeps it until it runs again or dies; use sqld for failover that survives a stopped process)`
+    : "";
+  return `${message}${cause}${hint}`.replace(/\s*\n\s*/g, "; ");
+}
+
 /**
  * `host/pid/start/nonce`: start is the process's start time in clock ticks, so a reused pid
  * is told apart; the nonce tells two reconcilers of one process apart (tests).
@@ -195,11 +245,19 @@ function holderIsGone(holder: string): boolean {
   return !processAlive(p, s);
 }
 
-/** Runs the election every `retryMs` and reports changes until stopped. */
+/**
+ * Runs the election every `retryMs` and reports changes until stopped. A round never waits
+ * for what a change starts (leading, standing down): changes are handed on in order, one at
+ * a time, while the rounds go on.
+ */
 export class LeaseKeeper {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
-  private running: Promise<void> | undefined;
+  private stepping: Promise<unknown> | undefined;
+  /** The changes handed on so far, in order: each runs after the one before. */
+  private changes: Promise<void> = Promise.resolve();
+  /** The last error said, and when: a failure is said when it changes, and every 30 s while it lasts. */
+  private lastError: { text: string; at: number } | undefined;
 
   constructor(
     readonly lease: LeaderLease,
@@ -208,34 +266,57 @@ export class LeaseKeeper {
   ) {}
 
   /**
-   * Runs the first round now and resolves once it is done, so a lone reconciler leads at
-   * once; a failure to start leading is thrown (the start fails), not logged.
+   * Runs the first round now and resolves once its change is handed on and done, so a lone
+   * reconciler leads at once; a failure to start leading is thrown (the start fails), not logged.
    */
   async start(): Promise<void> {
     this.stopped = false;
-    await this.round(true);
+    const change = await this.round();
+    if (change !== undefined) await this.hand(change, true);
   }
 
+  /** Ends the rounds; waits for the change being handed on (a stand-down) and gives the lease up. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.running;
-    await this.lease.release().catch((err: unknown) => this.log(`releasing the leader lease: ${err instanceof Error ? err.message : String(err)}`));
+    await this.stepping?.catch(() => undefined);
+    await this.changes;
+    await this.lease.release().catch((err: unknown) => this.log(`releasing the leader lease: ${leaseErrorText(err)}`));
   }
 
-  private async round(first = false): Promise<void> {
-    if (this.stopped) return;
+  /** One round; the next is scheduled before the change it found is handed on. */
+  private async round(): Promise<LeaseChange | undefined> {
+    if (this.stopped) return undefined;
     this.timer = undefined;
-    const run = (async () => {
-      let change: LeaseChange | undefined;
-      try {
-        change = await this.lease.step();
-      } catch (err) {
-        // The store is unreachable: the leader stops acting once its renew deadline passes.
-        this.log(`leader lease: ${err instanceof Error ? err.message : String(err)}`);
-        return;
+    let change: LeaseChange | undefined;
+    const stepping = this.lease.step();
+    this.stepping = stepping;
+    try {
+      change = await stepping;
+      if (this.lastError !== undefined) this.log("leader lease: the database answers again");
+      this.lastError = undefined;
+    } catch (err) {
+      // The store cannot be written: a leader stops acting once its renew deadline passes.
+      const text = leaseErrorText(err);
+      const now = performance.now();
+      if (this.lastError?.text !== text || now - this.lastError.at >= 30_000) {
+        this.log(`leader lease: ${text}`);
+        this.lastError = { text, at: now };
       }
-      if (change === undefined || this.stopped) return;
+    }
+    if (!this.stopped) this.timer = setTimeout(() => void this.next(), this.lease.timing.retryMs);
+    return this.stopped ? undefined : change;
+  }
+
+  private async next(): Promise<void> {
+    const change = await this.round();
+    if (change !== undefined) void this.hand(change, false);
+  }
+
+  /** Hands a change on after the ones before it. */
+  private hand(change: LeaseChange, first: boolean): Promise<void> {
+    const run = this.changes.then(async () => {
+      if (this.stopped && change.leading) return;
       try {
         await this.onChange(change);
       } catch (err) {
@@ -245,9 +326,8 @@ export class LeaseKeeper {
         this.log(`leader lease: ${err instanceof Error ? err.message : String(err)}; giving the lease back`);
         await this.lease.release().catch(() => undefined);
       }
-    })();
-    this.running = run.catch(() => undefined);
-    await run;
-    if (!this.stopped) this.timer = setTimeout(() => void this.round(), this.lease.timing.retryMs);
+    });
+    this.changes = run.catch(() => undefined);
+    return run;
   }
 }

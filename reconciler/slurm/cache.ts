@@ -1,6 +1,7 @@
 // The cluster as last read from slurmrestd: nodes (read every poll), jobs and partitions
 // (read when someone needs them, at most once per max age). Concurrent readers share one
-// request, so many draining nodes and the queue autoscaler cost one GET, not one each.
+// request, so many draining nodes and the queue autoscaler cost one GET, not one each. The
+// mirror's calls from the loop only peek: they read what is there and start a read beside.
 // Times are real time: they measure how fresh an answer is, not the reconciler's clock.
 import type { SlurmJob, SlurmNode, SlurmPartition } from "./api.ts";
 import type { SlurmClient } from "./client.ts";
@@ -31,6 +32,20 @@ class Shared<T> {
       if (got.at >= notBefore) return got;
     }
     return this.refresh();
+  }
+
+  /**
+   * A snapshot started at or after `notBefore`, if there is one; otherwise undefined, and one is
+   * read beside the caller (one at a time; `then` runs once it is in). Never waits for slurmrestd.
+   */
+  peek(notBefore: number, then?: () => void): Snapshot<T> | undefined {
+    if (this.last !== undefined && this.last.at >= notBefore) return this.last;
+    if (this.inFlight === undefined)
+      void this.refresh().then(
+        () => then?.(),
+        () => undefined,
+      );
+    return undefined;
   }
 
   refresh(): Promise<Snapshot<T>> {

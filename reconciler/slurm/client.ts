@@ -5,6 +5,7 @@
 // through scontrol. Which is which is decided once from the OpenAPI document the server
 // serves (/openapi/v3), so a cluster upgraded to 23.02 moves its writes to REST by itself.
 import * as v from "valibot";
+import type { Dependency } from "../dependencies.ts";
 import { SchedulerError } from "../fleet/scheduler.ts";
 import {
   API_VERSIONS,
@@ -65,8 +66,21 @@ export function dialectFor(paths: Readonly<Record<string, Readonly<Record<string
 
 export class SlurmClient {
   private dialect: SlurmDialect | undefined;
+  /** Aborts every request in flight when the client closes: a stop never waits for slurmrestd. */
+  private readonly closing = new AbortController();
+  private dependency: Dependency | undefined;
 
   constructor(private readonly opts: SlurmClientOptions) {}
+
+  /** Reports every request's outcome to `dependency`: no answer, a 5xx or refused credentials is slurmrestd down. */
+  reportTo(dependency: Dependency): void {
+    this.dependency = dependency;
+  }
+
+  close(): void {
+    this.closing.abort(new SchedulerError("slurm", "unreachable", "the Slurm client is closed"));
+    this.opts.scontrol.stop();
+  }
 
   get url(): string {
     return this.opts.restUrl;
@@ -152,11 +166,16 @@ export class SlurmClient {
           ...(body !== undefined ? { "Content-Type": "application/json" } : {}),
         },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
+        signal: AbortSignal.any([AbortSignal.timeout(this.opts.timeoutMs ?? 10_000), this.closing.signal]),
       });
     } catch (err) {
-      throw new SchedulerError("slurm", "unreachable", `${method} ${url}: ${err instanceof Error ? err.message : String(err)}`);
+      const error = new SchedulerError("slurm", "unreachable", `${method} ${url}: ${err instanceof Error ? err.message : String(err)}`);
+      if (!this.closing.signal.aborted) this.dependency?.failed(error);
+      throw error;
     }
+    if (response.status >= 500 || response.status === 401 || response.status === 403)
+      this.dependency?.failed(new SchedulerError("slurm", "unreachable", `${method} ${url}: HTTP ${response.status}`));
+    else this.dependency?.ok();
     const text = await response.text();
     let json: unknown;
     try {

@@ -57,6 +57,9 @@ export function slurmTokens(
   return new SlurmTokens({ kind: "static", token, user: config.user });
 }
 
+/** The longest wait between two tries to read the cluster while slurmrestd does not answer. */
+const START_RETRY_MAX_MS = 10_000;
+
 export async function slurmScheduler(config: SlurmConfig, host: SchedulerHost, opts: SlurmOptions = {}): Promise<SlurmIntegration> {
   const tokens = slurmTokens(config, opts.env);
   const scontrol = new Scontrol({
@@ -69,7 +72,9 @@ export async function slurmScheduler(config: SlurmConfig, host: SchedulerHost, o
   const mirror = new SlurmMirror({ client, cache, config, host, ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}) });
   const queue = config.queue_metrics.enabled ? new SlurmQueue(cache, config, (line) => host.log(line)) : undefined;
   let stopped = false;
-  // A slurmrestd that is down at start must not keep Navarch from starting: keep trying.
+  let retry: { timer: ReturnType<typeof setTimeout>; resolve: () => void } | undefined;
+  // A slurmrestd that is down at start must not keep Navarch from starting: keep trying, beside
+  // the loop (what the loop asks of the mirror meanwhile is queued).
   const startMirror = async (): Promise<void> => {
     for (let attempt = 0; !stopped; attempt++) {
       try {
@@ -78,21 +83,38 @@ export async function slurmScheduler(config: SlurmConfig, host: SchedulerHost, o
         await mirror.start();
         return;
       } catch (err) {
-        if (attempt === 0) host.log(`slurm: cannot read the cluster yet (retrying): ${err instanceof Error ? err.message : String(err)}`);
-        await Bun.sleep(Math.min(30_000, 1000 * 2 ** attempt));
+        if (stopped) return;
+        if (attempt === 0)
+          host.log(
+            `slurm: cannot read the cluster yet (retrying every ${START_RETRY_MAX_MS / 1000} s at most): ${err instanceof Error ? err.message : String(err)}`,
+          );
+        await new Promise<void>((resolve) => {
+          retry = { timer: setTimeout(resolve, Math.min(START_RETRY_MAX_MS, 1000 * 2 ** attempt)), resolve };
+        });
       }
     }
   };
+  let starting: Promise<void> | undefined;
   return {
     name: "slurm",
     client,
     mirror,
     queue,
     async start() {
-      await Promise.race([startMirror(), Bun.sleep(10_000)]);
+      starting = startMirror();
+    },
+    async ready() {
+      await starting;
     },
     async stop() {
       stopped = true;
+      if (retry !== undefined) {
+        clearTimeout(retry.timer);
+        retry.resolve();
+      }
+      // Requests in flight are aborted: a stop never waits for slurmrestd.
+      client.close();
+      await starting;
       await mirror.stop();
     },
   };

@@ -14,7 +14,17 @@ export interface ScontrolOptions {
 }
 
 export class Scontrol {
+  /** Runs under way: a stop kills them (a stop never waits for slurmctld). */
+  private readonly running = new Set<ReturnType<typeof Bun.spawn>>();
+  private stopped = false;
+
   constructor(private readonly opts: ScontrolOptions) {}
+
+  /** Kills every run under way, and refuses new ones. */
+  stop(): void {
+    this.stopped = true;
+    for (const child of this.running) child.kill("SIGKILL");
+  }
 
   /** `scontrol update NodeName=… State=… Reason=… Comment=…`; each field only when given. */
   async updateNode(name: string, fields: { state?: "DRAIN" | "RESUME"; reason?: string; comment?: string }): Promise<void> {
@@ -35,12 +45,14 @@ export class Scontrol {
     const env: Record<string, string> = { ...process.env, SLURM_JWT: this.opts.token() } as Record<string, string>;
     if (this.opts.slurmConf !== undefined) env.SLURM_CONF = this.opts.slurmConf;
     let child: ReturnType<typeof Bun.spawn>;
+    if (this.stopped) throw new SchedulerError("slurm", "unreachable", "scontrol: the reconciler is stopping");
     try {
       child = Bun.spawn([this.opts.binary, ...args], { env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     } catch (err) {
       throw new SchedulerError("slurm", "invalid", `cannot run ${this.opts.binary} (slurm.scontrol): ${err instanceof Error ? err.message : String(err)}`);
     }
     const timer = setTimeout(() => child.kill("SIGKILL"), this.opts.timeoutMs ?? 15_000);
+    this.running.add(child);
     try {
       const [stdout, stderr, code] = await Promise.all([
         new Response(child.stdout as ReadableStream).text(),
@@ -52,6 +64,7 @@ export class Scontrol {
       throw new SchedulerError("slurm", classify(line, code), `scontrol ${args[0]}: ${line}`);
     } finally {
       clearTimeout(timer);
+      this.running.delete(child);
     }
   }
 }

@@ -52,6 +52,8 @@ export interface HealthMonitorOptions {
   probeWrite: () => Promise<void>;
   /** Told once per change of readiness (not per probe). */
   log?: (line: string) => void;
+  /** Told the health each probe finds (the database's dependency: last success, last error). */
+  probed?: (health: StoreHealth) => void;
   now?: () => number;
 }
 
@@ -272,6 +274,7 @@ export class StoreHealthMonitor {
   private set(next: StoreHealth): void {
     const prev = this.state;
     this.state = next;
+    this.opts.probed?.(next);
     if (prev.ready === next.ready && prev.problem === next.problem) return;
     if (next.ready) this.opts.log?.(`store: ready again (was: ${prev.reason})`);
     else this.opts.log?.(`store: not ready: ${next.reason}`);

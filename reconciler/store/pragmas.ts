@@ -19,6 +19,14 @@ export const FILE_CONNECTION_PRAGMAS = connectionPragmas("NORMAL");
  */
 export const SCRATCH_CONNECTION_PRAGMAS = connectionPragmas("OFF");
 
-function connectionPragmas(synchronous: "NORMAL" | "OFF"): string[] {
-  return ["PRAGMA busy_timeout = 5000", `PRAGMA synchronous = ${synchronous}`, "PRAGMA wal_autocheckpoint = 4000", "PRAGMA foreign_keys = ON"];
+/**
+ * A connection of its own beside the store's (the leader lease's, Store.sideConnection): the
+ * same settings, but no busy wait at all. libSQL's busy wait sleeps on the event loop's
+ * thread; a write that meets another writer's lock fails at once, and its caller retries
+ * between turns of the event loop (safety/lease.ts).
+ */
+export const SIDE_CONNECTION_PRAGMAS = connectionPragmas("NORMAL", 0);
+
+function connectionPragmas(synchronous: "NORMAL" | "OFF", busyTimeoutMs = 5000): string[] {
+  return [`PRAGMA busy_timeout = ${busyTimeoutMs}`, `PRAGMA synchronous = ${synchronous}`, "PRAGMA wal_autocheckpoint = 4000", "PRAGMA foreign_keys = ON"];
 }

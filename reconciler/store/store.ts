@@ -12,7 +12,7 @@ import { StoreHealthMonitor, observeClient, type StoreHealth } from "./health.ts
 import { MIGRATIONS } from "./migrations/index.ts";
 import { quarantineUnreadableText, type QuarantinedValue } from "./quarantine.ts";
 import { openFileClient } from "./connection.ts";
-import { FILE_CONNECTION_PRAGMAS, SCRATCH_CONNECTION_PRAGMAS } from "./pragmas.ts";
+import { FILE_CONNECTION_PRAGMAS, SCRATCH_CONNECTION_PRAGMAS, SIDE_CONNECTION_PRAGMAS } from "./pragmas.ts";
 import { newWriteLock, serializeWrites } from "./write-lock.ts";
 
 export type { StoreHealth } from "./health.ts";
@@ -43,6 +43,13 @@ export interface Store {
   observe(err: unknown): void;
   /** Runs a write of another connection of this process (the ingest worker's) while none of the store's runs (store/write-lock.ts). */
   exclusive<T>(write: () => Promise<T>): Promise<T>;
+  /**
+   * A connection of its own to the same database, beside the store's pool and its write lock,
+   * that never waits long: a file's with no busy wait (SQLITE_BUSY at once), a server's with a
+   * deadline of `deadlineMs` per request. The leader lease's (safety/lease.ts). In memory (tests):
+   * the store's own.
+   */
+  sideConnection(deadlineMs: number): { db: Db; close(): void };
   close(): void;
 }
 
@@ -52,10 +59,28 @@ export interface StoreOptions {
   authToken?: string;
   /** Told when the store's readiness changes. */
   log?: (line: string) => void;
+  /** Told the health each probe finds. */
+  probed?: (health: StoreHealth) => void;
   /** Milliseconds between background health probes (default 5000; 0: only when asked). */
   healthProbeIntervalMs?: number;
   /** A file nothing needs after this process (the simulator's): never synced (SCRATCH_CONNECTION_PRAGMAS). */
   scratch?: boolean;
+}
+
+/**
+ * The longest one request to a database server may take: a server that stopped answering (a
+ * paused sqld, a dropped route) fails the statement instead of holding a pass, a stop or the
+ * start-up for ever.
+ */
+const REQUEST_DEADLINE_MS = 30_000;
+
+/** fetch with a deadline per request, for @libsql/client's HTTP transport. */
+function fetchWithin(deadlineMs: number): typeof fetch {
+  const timed = (input: string | URL | Request, init?: RequestInit) => {
+    const signals = [AbortSignal.timeout(deadlineMs), ...(init?.signal ? [init.signal] : [])];
+    return fetch(input, { ...init, signal: AbortSignal.any(signals) });
+  };
+  return timed as typeof fetch;
 }
 
 /** Databases up to this size get the full integrity_check at start; larger ones quick_check. */
@@ -79,7 +104,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     // A file's every connection gets its pragmas (store/connection.ts says why).
     client = isFileDatabase(filePath)
       ? openFileClient(url, connectionPragmas)
-      : createClient({ url, ...(options.authToken ? { authToken: options.authToken } : {}) });
+      : createClient({ url, ...(options.authToken ? { authToken: options.authToken } : {}), fetch: fetchWithin(REQUEST_DEADLINE_MS) });
   } catch (err) {
     throw new StoreError(describeOpenFailure(location, err));
   }
@@ -115,6 +140,7 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       location,
       ...(isFileDatabase(filePath) ? { filePath } : {}),
       ...(options.log ? { log: options.log } : {}),
+      ...(options.probed ? { probed: options.probed } : {}),
       probeWrite: async () => {
         await writer.execute({
           sql: "INSERT INTO store_probe (id, probed_at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
@@ -156,6 +182,13 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     checkHealth: () => monitor.check(),
     observe: (err) => monitor.observe(err),
     exclusive: (write) => writeLock.runExclusive(write),
+    sideConnection(deadlineMs) {
+      if (filePath === ":memory:" || filePath === "" || url === "file::memory:") return { db, close: () => undefined };
+      const side = isFileDatabase(filePath)
+        ? openFileClient(url, SIDE_CONNECTION_PRAGMAS, 1)
+        : createClient({ url, ...(options.authToken ? { authToken: options.authToken } : {}), fetch: fetchWithin(deadlineMs) });
+      return { db: drizzle(side, { schema: tables }) as Db, close: () => side.close() };
+    },
     close: () => {
       monitor.stop();
       probeClient?.close();

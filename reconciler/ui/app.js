@@ -167,9 +167,38 @@ function blockedRows(rows, now) {
   ]);
 }
 
+/** What Navarch depends on (GET /v1/status): a dependency that does not answer, and what waits for it. Its times are wall clock. */
+function dependencyPanel(status, now = Date.now()) {
+  const deps = status.dependencies;
+  if (deps.length === 0) return "";
+  const rows = deps.map((d) => [
+    `<code>${esc(d.name)}</code>`,
+    esc(`${d.label} (${d.target})`),
+    d.state === "up" ? badge("healthy", "up") : d.state === "down" ? badge("unhealthy", "down") : badge("degraded", "not reached yet"),
+    esc(d.state === "up" ? `since ${ago(d.since, now)}` : `since ${when(d.since)} (${ago(d.since, now)})`),
+    esc(d.lastError ? `${ago(d.lastError.at, now)}: ${d.lastError.message}` : "–"),
+    d.queuedCount > 0
+      ? `<span class="hot">${esc(d.queuedCount)}</span> ${esc(
+          d.queued
+            .slice(0, 5)
+            .map((q) => `${q.action}${q.node ? ` ${q.node}` : ""}`)
+            .join(", "),
+        )}${d.queuedCount > 5 ? " …" : ""}`
+      : "0",
+  ]);
+  const down = deps.filter((d) => d.state !== "up").length;
+  const note = down
+    ? `<p class="muted">Navarch goes on judging GPU health and quarantining nodes in its own state; what only a dependency that is down can do waits, and runs once it answers.</p>`
+    : "";
+  return `<div class="panel" id="dependencies"><h2>Dependencies${down ? ` <span class="hot">(${down} not answering)</span>` : ""}</h2>${note}${table(["Dependency", "What", "State", "Since", "Last error", "Waiting"], rows)}</div>`;
+}
+
 async function pageFleet() {
-  const o = await api("/v1/overview");
+  const [o, status] = await Promise.all([api("/v1/overview"), api("/v1/status")]);
   const now = o.at;
+  // Near the top while one does not answer; at the bottom while all do.
+  const degraded = status.dependencies.some((d) => d.state !== "up");
+  const dependencies = dependencyPanel(status);
   const t = o.totals;
   const ready = t.byState.ready ?? 0;
   const cards = [
@@ -178,6 +207,7 @@ async function pageFleet() {
     ["unhealthy", t.unhealthy, "unhealthy", t.unhealthy > 0],
     ["incidents", t.openIncidents, "open incidents", t.openIncidents > 0],
     ["breakers", o.breakers.length, "breakers tripped", o.breakers.length > 0],
+    ["dependencies", status.dependencies.filter((d) => d.state !== "up").length, "dependencies down", degraded],
     ["terminated", t.terminated, "terminated (all time)"],
   ]
     .map(([k, n, l, bad]) => `<div class="card${bad ? " bad" : ""}" data-card="${k}"><div class="n">${esc(n)}</div><div class="l">${esc(l)}</div></div>`)
@@ -239,10 +269,12 @@ async function pageFleet() {
   return `<h1>Fleet</h1>
 <div class="cards">${cards}</div>
 ${breakers}
+${degraded ? dependencies : ""}
 <div class="panel"><h2>Pools</h2>${pools}</div>
 <div class="panel" id="fleet-grid"><h2>Nodes</h2>${legend()}${grids || `<p class="empty">No live nodes.</p>`}</div>
 <div class="panel"><h2>Unhealthy nodes and what Navarch is doing</h2>${table(INCIDENT_HEADERS, incidentRows(o.incidents, now), "No open incidents.")}</div>
-<div class="panel"><h2>What Navarch refused to do, and why</h2>${table(["When", "Node", "Rail", "Why"], blockedRows(o.blocked, now), "No action was refused.")}</div>`;
+<div class="panel"><h2>What Navarch refused to do, and why</h2>${table(["When", "Node", "Rail", "Why"], blockedRows(o.blocked, now), "No action was refused.")}</div>
+${degraded ? "" : dependencies}`;
 }
 
 async function pagePool(name) {
@@ -519,7 +551,8 @@ function route() {
   if (parts[0] === "node" && parts[1]) return { nav: "fleet", render: () => pageNode(parts[1]), poll: 5000 };
   if (parts[0] === "incidents") return { nav: "incidents", render: pageIncidents, poll: 0 };
   if (parts[0] === "events") return { nav: "events", render: pageEvents, poll: 0 };
-  return { nav: "fleet", render: pageFleet, poll: 0 };
+  // Dependencies change without a change to the fleet's rows: the fleet page looks again every 10 s.
+  return { nav: "fleet", render: pageFleet, poll: 10_000 };
 }
 
 async function render() {

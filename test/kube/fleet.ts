@@ -59,6 +59,7 @@ export async function kubeFleet(kube: KubeHarness, poolsYaml: string, opts: Kube
   // GpuPools only where a test asks for them (kubernetes.pools_crd must be enabled then).
   const filePools = opts.pools ? config.pools.map((p: PoolConfig) => p.name) : [];
   await k.start(schedulerLoopHandle({ store, loop: reconciler, providers: () => new Set(["local"]), filePools }));
+  await k.ready(); // the Nodes listed (and GpuPools watched): the tests start from a synced mirror
   const step = async (ms = 5000) => {
     if (!opts.realTime) clock += ms;
     await agents.tick();

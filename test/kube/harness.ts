@@ -101,6 +101,8 @@ export interface KubeHarness {
   logs(component: "etcd" | "kube-apiserver" | "kube-controller-manager" | "kwok"): Promise<string>;
   /** Kills kube-apiserver, waits `downMs`, starts it again on the same port; resolves once it is ready. */
   restartApiServer(downMs?: number): Promise<void>;
+  /** Pauses (SIGSTOP) or resumes (SIGCONT) kube-apiserver: its connections stay open and nothing answers. */
+  signalApiServer(signal: "SIGSTOP" | "SIGCONT"): void;
   stop(): Promise<void>;
 }
 
@@ -399,6 +401,9 @@ export async function startKubeHarness(opts: KubeHarnessOptions = {}): Promise<K
         await Bun.sleep(downMs);
         apiserver = spawn("kube-apiserver", apiserverArgs);
         await apiReady();
+      },
+      signalApiServer(signal) {
+        apiserver.kill(signal);
       },
       async logs(component) {
         const file = Bun.file(join(dir, `${component}.log`));

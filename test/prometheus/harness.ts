@@ -93,6 +93,8 @@ export interface PrometheusServer {
   alerts(): Promise<{ labels: Record<string, string>; state: string; value: string }[]>;
   targets(): Promise<{ labels: Record<string, string>; health: string; lastError: string }[]>;
   metricNames(): Promise<string[]>;
+  /** Pauses (SIGSTOP) or resumes (SIGCONT) it: connections stay open and nothing answers. */
+  signal(signal: "SIGSTOP" | "SIGCONT"): void;
   stop(): Promise<void>;
 }
 
@@ -145,7 +147,9 @@ export async function startPrometheus(bin: string, config: string, port: number)
     alerts: async () => (await get(Alerts, "/api/v1/alerts")).data.alerts,
     targets: async () => (await get(Targets, "/api/v1/targets")).data.activeTargets,
     metricNames: async () => (await get(Names, "/api/v1/label/__name__/values")).data,
+    signal: (signal) => void proc.kill(signal),
     stop: async () => {
+      proc.kill("SIGCONT");
       proc.kill();
       await proc.exited;
     },

@@ -3,8 +3,10 @@
 // provider errors (transient and permanent), config edits (shrink and grow a pool's
 // bounds, remove and re-add a pool), reconciler restarts, a restore from an older copy
 // of the database, registrations of nodes nobody launched and of nodes claiming another
-// pool, operator actions, and two reconcilers on one database, one of them paused past
-// its lease. After every pass the invariants must hold. One seed's run is here; the test
+// pool, operator actions, two reconcilers on one database, one of them paused past its
+// lease, and dependency outages: the cloud's API hanging (every call waits until the outage
+// ends) and the scheduler not answering (cordons wait, drains make no progress). After every
+// pass the invariants must hold. One seed's run is here; the test
 // (test/randomized.test.ts) spreads the seeds over child processes (child.ts).
 import { asc, desc, gt } from "drizzle-orm";
 import { copyFileSync, rmSync } from "node:fs";
@@ -12,6 +14,7 @@ import { join } from "node:path";
 import { parseConfig } from "../../reconciler/config/load.ts";
 import { Operator } from "../../reconciler/fleet/operator.ts";
 import { defaultHealthPolicy } from "../../reconciler/fleet/policy.ts";
+import { NO_SCHEDULER, type SchedulerMirror } from "../../reconciler/fleet/scheduler.ts";
 import { registerNode } from "../../reconciler/fleet/registry.ts";
 import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { FencedError } from "../../reconciler/lifecycle/transition.ts";
@@ -84,11 +87,33 @@ export interface Exercised {
   monitored: number;
   quarantinedWaiting: number;
   reboots: number;
+  /** Outages of the cloud's API (calls hang) and of the scheduler (nothing answers). */
+  providerOutages: number;
+  schedulerOutages: number;
+  /** Passes that ended with a provider call still under way beside the loop. */
+  callsInFlight: number;
 }
 
 export function noneExercised(): Exercised {
-  return { restores: 0, takeovers: 0, fenced: 0, replacements: 0, scaleDowns: 0, launchRefusals: 0, held: 0, monitored: 0, quarantinedWaiting: 0, reboots: 0 };
+  return {
+    restores: 0,
+    takeovers: 0,
+    fenced: 0,
+    replacements: 0,
+    scaleDowns: 0,
+    launchRefusals: 0,
+    held: 0,
+    monitored: 0,
+    quarantinedWaiting: 0,
+    reboots: 0,
+    providerOutages: 0,
+    schedulerOutages: 0,
+    callsInFlight: 0,
+  };
 }
+
+/** The calls of the provider contract that reach the cloud's API. */
+const API_CALLS = new Set(["launch", "terminate", "reboot", "get", "list"]);
 
 /** One seeded run: the invariants' violations (empty when all held) and what it exercised. */
 export async function run(seed: number): Promise<{ violations: string[]; exercised: Exercised }> {
@@ -108,10 +133,41 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
   let p: Bounds = { min: 3, max: 5 };
   let q: Bounds | undefined = { min: 1, max: 2 };
   let config = configFor(p, q);
-  const providers = new Map([["local", cloud]]);
+  // Dependency outages. The cloud's API hangs: each call waits until the outage ends (then it
+  // goes through). The scheduler does not answer: cordons wait, a drain makes no progress.
+  let cloudOutage: { over: Promise<void>; end: () => void } | undefined;
+  let schedulerDown = false;
+  const hanging = new Proxy(cloud, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      const fn = value as (...args: unknown[]) => unknown;
+      if (!API_CALLS.has(String(prop))) return fn.bind(target);
+      return async (...args: unknown[]) => {
+        if (cloudOutage !== undefined) await cloudOutage.over;
+        return fn.apply(target, args);
+      };
+    },
+  });
+  const scheduler: SchedulerMirror = {
+    name: "outage",
+    async cordon(node, reason, incidentId) {
+      if (schedulerDown) return "waiting for the scheduler (unreachable)";
+      return NO_SCHEDULER.cordon(node, reason, incidentId);
+    },
+    async uncordon(node) {
+      if (!schedulerDown) await NO_SCHEDULER.uncordon(node);
+    },
+    async drain(node, deadlineAt, at) {
+      if (schedulerDown)
+        return { done: false, detail: "waiting for the scheduler (unreachable)", waiting: "waiting for the scheduler (unreachable)", again: true };
+      return NO_SCHEDULER.drain(node, deadlineAt, at);
+    },
+  };
+  const providers = new Map([["local", hanging]]);
   const makeProc = (name: string): Proc => {
     const lease = new LeaderLease({ db: store.db, holder: `proc-${name}`, now, monotonic: now, timing: LEASE });
-    const loop = new Reconciler({ store, config, providers, policy: defaultHealthPolicy(), now, fence: lease });
+    const loop = new Reconciler({ store, config, providers, policy: defaultHealthPolicy(), now, fence: lease, scheduler });
     return { name, lease, loop, paused: false, resumed: false };
   };
   let procs = [makeProc("a"), makeProc("b")];
@@ -213,6 +269,19 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
         if (x) x.paused = true; // SIGSTOP
       } else if (r < 0.62) {
         for (const x of procs) if (x.paused) [x.paused, x.resumed] = [false, true]; // SIGCONT
+      } else if (r < 0.67) {
+        if (cloudOutage === undefined) {
+          let end = () => undefined as void;
+          const over = new Promise<void>((resolve) => (end = resolve));
+          cloudOutage = { over, end };
+          exercised.providerOutages++;
+        } else {
+          cloudOutage.end();
+          cloudOutage = undefined;
+        }
+      } else if (r < 0.72) {
+        schedulerDown = !schedulerDown;
+        if (schedulerDown) exercised.schedulerOutages++;
       }
 
       clock += 5000 + Math.floor(rand() * 10_000);
@@ -233,6 +302,7 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
       const leading = procs.filter((x) => x.lease.leading);
       if (leading.length > 1) violations.push(`seed ${seed} pass ${pass}: ${leading.length} leaders`);
       const report = leading.length === 1 && !leading[0]!.paused ? await leading[0]!.loop.pass() : undefined;
+      if (report !== undefined && leading[0]!.loop.dependencies.get("provider:local")?.status().queuedCount) exercised.callsInFlight++;
       const found = (await invariants(report)).map((v) => `seed ${seed} pass ${pass}: ${v}`);
       if (TRACE) {
         for (const t of report?.transitions ?? []) console.log(`   ${t.node}: ${t.from} → ${t.to}: ${t.reason}`);
@@ -263,8 +333,8 @@ export async function run(seed: number): Promise<{ violations: string[]; exercis
 
   async function invariants(report: Awaited<ReturnType<Reconciler["pass"]>> | undefined): Promise<string[]> {
     const out: string[] = [];
-    // Only a reconciler that runs can adopt or reap: orphans age while one leads.
-    if (report !== undefined) ledTime += clock - lastClock;
+    // Only a reconciler that runs, with a cloud that answers, can adopt or reap: orphans age while one leads and the cloud's API is up.
+    if (report !== undefined && cloudOutage === undefined) ledTime += clock - lastClock;
     lastClock = clock;
     const rows = await store.db.select().from(nodes);
     const byInstance = new Map(rows.filter((n) => n.instanceName !== null).map((n) => [n.instanceName!, n]));

@@ -59,6 +59,7 @@ export async function slurmFleet(slurm: SlurmHarness, poolsYaml: string, opts: S
   await integration.start(
     schedulerLoopHandle({ store, loop: reconciler, providers: () => new Set(["local"]), filePools: config.pools.map((p: PoolConfig) => p.name) }),
   );
+  await integration.ready(); // the cluster read: the tests start from a listing
 
   // The machines: node id → slot, booted once the agent registered, gone once terminated.
   const slots = opts.slots ?? slurm.slots;

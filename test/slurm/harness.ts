@@ -76,6 +76,8 @@ export interface SlurmHarness {
   node(name: string): Promise<ShownNode>;
   job(id: number): Promise<ShownJob | undefined>;
   logs(component: "slurmctld" | "slurmrestd" | "munged" | string): Promise<string>;
+  /** Pauses (SIGSTOP) or resumes (SIGCONT) a daemon: its connections stay open and nothing answers. */
+  signal(component: "slurmctld" | "slurmrestd", signal: "SIGSTOP" | "SIGCONT"): void;
   /** Between tests: every job cancelled, every machine gone, every slot resumed with its own hostname and no comment. */
   reset(): Promise<void>;
   stop(): Promise<void>;
@@ -317,6 +319,9 @@ export async function startSlurmHarness(opts: SlurmHarnessOptions = {}): Promise
       return { id: Number(jobId), state: state ?? "", nodes: nodes ?? "", partition: partition ?? "", reason: reason ?? "" };
     },
     logs,
+    signal(component, signal) {
+      procs.get(component)?.kill(signal);
+    },
     async reset() {
       const ids = (await run("squeue", ["-h", "-o", "%i"])).split("\n").filter((x) => x.trim() !== "");
       if (ids.length > 0) await run("scancel", ids).catch(() => undefined);

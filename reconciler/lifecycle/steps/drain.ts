@@ -24,9 +24,13 @@ export const drain: Step = async (node, ctx) => {
     await move(node, "held", progress.hold, ctx, { nextActionAt: null }, { status: `held: ${progress.hold}` });
     return undefined;
   }
-  if (!progress.done && at < deadline) {
-    await say(node, `draining: ${progress.detail}`, ctx);
-    return deadline;
+  // Before the deadline, or past it while the scheduler is still being read: the drain goes on.
+  if (!progress.done && (at < deadline || progress.again === true)) {
+    const line = `draining: ${progress.detail}`;
+    // The scheduler does not answer: the incident says what the drain waits for, and since when.
+    if (progress.waiting !== undefined && node.stateReason !== line) await svc.writer.incident(node.incidentId, { status: `draining: ${progress.waiting}` });
+    await say(node, line, ctx);
+    return at < deadline ? deadline : at;
   }
   const how = progress.done ? progress.detail : `drain deadline passed (${progress.detail})`;
   await svc.writer.incident(node.incidentId, { drainedAt: at, status: `drained: ${how}` });

@@ -40,19 +40,22 @@ async function cordon(node: NodeRow, ctx: StepContext, reason: string): Promise<
   const may = ctx.rails.mayQuarantine(node.pool);
   if (!may.allowed) return blocked(node, may, ctx);
   svc.fence?.check();
-  await svc.scheduler.cordon(
+  // Out of service in Navarch at once; the scheduler's cordon goes out beside the loop, and
+  // waits (queued, with its reason on the node and the incident) while the scheduler is down.
+  const waiting = await svc.scheduler.cordon(
     schedulerNode(node, () => svc.readings(node.id)),
     reason,
     node.incidentId ?? 0,
   );
   ctx.rails.noteCordon();
+  const status = waiting ? `cordoned in Navarch; ${waiting}` : "cordoned";
   await move(
     node,
     "cordoned",
-    reason,
+    waiting ? `${reason}; ${waiting}` : reason,
     ctx,
     { cordonedBy: svc.actor, removal: node.removal ?? "scale_down" },
-    node.incidentId !== null ? { cordonedAt: at, status: "cordoned" } : undefined,
+    node.incidentId !== null ? { cordonedAt: at, status } : undefined,
   );
   return at;
 }

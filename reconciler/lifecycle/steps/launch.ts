@@ -2,8 +2,10 @@
 // key is the idempotency token, so a launch retried after a crash finds the machine the
 // first call made. Failures never fail the node: the pool backs off (launches.ts), and
 // capacity or quota errors fail over to the pool's next provider at once.
+import { eq } from "drizzle-orm";
 import type { PoolConfig } from "../../../schema/config.ts";
-import { ProviderError, TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL } from "../../providers/provider.ts";
+import { nodes } from "../../../schema/db.ts";
+import { ProviderError, TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance } from "../../providers/provider.ts";
 import { runOperation } from "../../safety/operations.ts";
 import { blocked, move, say, type Look, type Step, type StepContext } from "../context.ts";
 import { recordInstance } from "../inventory.ts";
@@ -39,8 +41,8 @@ export const launch: Step = async (node, ctx) => {
     svc.store.db,
     { key, kind: "launch", nodeId: node.id, pool: pool.name },
     at,
-    () =>
-      provider.launch({
+    async () => {
+      const instance = await provider.launch({
         name: node.id,
         idempotencyKey: key,
         pool: pool.name,
@@ -50,10 +52,25 @@ export const launch: Step = async (node, ctx) => {
         ...ssh,
         // The pool's labels too, where the provider has tags (ours win a clash: inventory lists by them).
         tags: { ...pool.labels, [TAG_MANAGED_BY]: "navarch", [TAG_POOL]: pool.name, [TAG_OPERATION]: key },
-      }),
+      });
+      // Recorded where the call settles, beside the loop: the machine's agent may register
+      // (and move the node on) before a pass reads this outcome. The launch stands either way.
+      await recordLaunched(node, instance, pool, providerName, key, ctx).catch((err: unknown) =>
+        svc.log(
+          `launch of ${node.id}: ${instance.id} is up, but recording it failed (the inventory sweep adopts it): ${err instanceof Error ? err.message : String(err)}`,
+        ),
+      );
+      return instance;
+    },
     undefined,
     svc.fence,
+    svc.providerCall(providerName, "launch", node.id),
   );
+  // The provider has not answered yet (the call runs beside the loop): the pool's other work goes on.
+  if ("inFlightSince" in outcome) {
+    await say(node, svc.providerWaiting(providerName, "launch", outcome.inFlightSince), ctx);
+    return at;
+  }
   if (outcome.ok) {
     const instance = outcome.result;
     await recordInstance(svc.store.db, instance, pool.name, key, at);
@@ -85,6 +102,28 @@ export const launch: Step = async (node, ctx) => {
   const retryAfter = err instanceof ProviderError && err.retryAfterSeconds ? err.retryAfterSeconds * 1000 : 0;
   return failed(node, pool, ctx, message, launchErrorKind(err), retryAfter);
 };
+
+/** The launched instance on its node's row (unless a pass already put it there), and the pool's launches healthy again. */
+async function recordLaunched(node: NodeRow, instance: Instance, pool: PoolConfig, providerName: string, key: string, ctx: StepContext): Promise<void> {
+  const { svc, at } = ctx;
+  await recordInstance(svc.store.db, instance, pool.name, key, at);
+  // The step's own row first (answered within its pass, the step goes on from it); changed
+  // meanwhile (registered), the row as it is now.
+  let row: NodeRow | undefined = node;
+  for (let attempt = 0; attempt < 5 && row !== undefined && row.instanceName === null; attempt++) {
+    const launched = {
+      instanceName: instance.id,
+      provider: providerName,
+      instanceType: pool.instance_type,
+      // When it was launched, for the registration time the pool learns from (registration.ts).
+      launchedAt: row.launchedAt ?? at,
+      gpuCount: row.gpuCount ?? svc.instanceGpus.gpus(providerName, pool.instance_type) ?? null,
+    };
+    if (await svc.writer.patch(row, launched, at)) break;
+    [row] = await svc.store.db.select().from(nodes).where(eq(nodes.id, node.id));
+  }
+  await svc.launches.succeeded(pool.name, at);
+}
 
 /** A launch that did not happen: the pool backs off; the node waits, back on the pool's first provider. */
 async function failed(node: NodeRow, pool: PoolConfig, ctx: StepContext, message: string, kind: "permanent" | "transient", retryAfterMs = 0): Promise<Look> {

@@ -4,6 +4,7 @@
 // the provider confirms its instance is stopped or gone (its work may still be running),
 // and fencing is a remediation like any other (budget, in-flight caps).
 import { isIn } from "../../../schema/lifecycle.ts";
+import { holdsRemediationSlot } from "../../safety/rails.ts";
 import { blocked, move, say, type Look, type Step, type StepContext } from "../context.ts";
 import { instanceOf } from "../inventory.ts";
 import { heartbeatAge } from "../silence.ts";
@@ -24,6 +25,13 @@ export function silent(node: NodeRow, ctx: StepContext): boolean {
 export async function declareLost(node: NodeRow, ctx: StepContext): Promise<Look> {
   const may = ctx.rails.mayDeclareLost();
   if (!may.allowed) return blocked(node, may, ctx);
+  // Lost, a node marked for removal holds a remediation slot (it is fenced next). One already
+  // out of service without a slot (quarantined, waiting for one) goes on waiting, as it is:
+  // its silence must not take a slot the rails did not give it.
+  if (node.removal !== null && isIn("takenOut", node.state) && !holdsRemediationSlot(node)) {
+    const slot = node.cordonedBy?.startsWith("human:") === true ? ctx.rails.mayActForHuman() : ctx.rails.mayRemediate(node.pool);
+    if (!slot.allowed) return blocked(node, slot, ctx, "silent, waiting for a remediation slot to be fenced");
+  }
   await move(node, "lost", `no heartbeat for ${Math.round((ctx.at - (node.lastHeartbeatAt ?? ctx.at)) / 1000)} s`, ctx, { nextActionAt: null });
   return ctx.at;
 }
@@ -51,9 +59,14 @@ export const lost: Step = async (node, ctx) => {
     if (!(await svc.incidents.open(node, at, reason, node.lastHeartbeatAt ?? at, "replace", "fencing"))) return at;
   }
   // Fencing: replace only once the provider confirms the instance is stopped or gone.
-  const instance = await instanceOf(node, ctx);
-  if (instance !== undefined && instance.state !== "terminated") {
-    await terminateCall(node, ctx);
+  const answer = await instanceOf(node, ctx);
+  if (!answer.answered) {
+    await say(node, `fencing: ${answer.waiting}`, ctx);
+    return at + 5_000;
+  }
+  if (answer.instance !== undefined && answer.instance.state !== "terminated") {
+    const waiting = await terminateCall(node, ctx);
+    if (waiting !== undefined) await say(node, `fencing: ${waiting}`, ctx);
     return at + 5_000;
   }
   if (node.removal === "scale_down") {

@@ -57,8 +57,8 @@ export const provision: Step = async (node, ctx) => {
   // pass reads the outcome. Success waits here for the agent's registration.
   const bootstrapper = svc.bootstrapper();
   const next = await bootstrapper.next(node, async () => {
-    const provider = node.provider ? svc.providers.get(node.provider) : undefined;
-    return provider === undefined || node.instanceName === null ? undefined : provider.get(node.instanceName);
+    const answer = await instanceOf(node, ctx);
+    return answer.answered ? answer.instance : undefined; // not answered yet: no address yet
   });
   if (next.kind === "start") {
     if (node.state !== "bootstrapping") await move(node, "bootstrapping", next.reason, ctx);
@@ -89,8 +89,10 @@ function registrationClock(node: NodeRow, ctx: StepContext, pool: PoolConfig | u
 /** "still pending at aws" while the provider says the machine boots; undefined when it does not. */
 async function stillBooting(node: NodeRow, ctx: StepContext): Promise<string | undefined> {
   try {
-    const instance = await instanceOf(node, ctx);
-    return instance?.state === "pending" ? `still booting at ${node.provider}` : undefined;
+    const answer = await instanceOf(node, ctx);
+    // The question runs beside the loop: until it is answered, not knowing is no reason either.
+    if (!answer.answered) return `${node.provider} has not said yet whether it still boots (${answer.waiting})`;
+    return answer.instance?.state === "pending" ? `still booting at ${node.provider}` : undefined;
   } catch (err) {
     // Not knowing is no reason to give a machine up: ask again (bounded by the ceiling).
     return `${node.provider} did not say whether it still boots (${err instanceof Error ? err.message : String(err)})`;

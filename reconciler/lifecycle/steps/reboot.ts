@@ -37,8 +37,9 @@ export const reboot: Step = async (node, ctx) => {
     return giveUp(node, ctx, `rebooted, but not back with a new boot within ${minutes} min (health.reboot_timeout)`);
   }
   const provider = node.provider ? svc.providers.get(node.provider) : undefined;
-  if (provider?.reboot === undefined || node.instanceName === null) return giveUp(node, ctx, "its provider cannot reboot it");
+  if (provider?.reboot === undefined || node.instanceName === null || node.provider === null) return giveUp(node, ctx, "its provider cannot reboot it");
   const instanceId = node.instanceName;
+  const providerName = node.provider;
   const fromBoot = incident.rebootFromBoot;
   const outcome = await runOperation(
     svc.store.db,
@@ -54,7 +55,12 @@ export const reboot: Step = async (node, ctx) => {
       return instance !== undefined && instance.state !== "running" ? { done: true, result: undefined } : { done: false };
     },
     svc.fence,
+    svc.providerCall(providerName, "reboot", node.id),
   );
+  if ("inFlightSince" in outcome) {
+    await say(node, svc.providerWaiting(providerName, "reboot", outcome.inFlightSince), ctx);
+    return Math.min(deadline, at + RETRY_MS);
+  }
   if (outcome.ok) {
     if (!outcome.replayed) await svc.writer.audit(at, svc.actor, "reboot", node.id, { instance: instanceId, incidentId: incident.id });
     await say(node, `rebooting ${instanceId}; back by ${new Date(deadline).toISOString()} or replaced`, ctx);
