@@ -52,6 +52,18 @@ afterAll(async () => {
   await fake.stop();
 });
 
+/**
+ * A pass at this moment of the test's clock, and again while it left provider calls under way
+ * (they run beside the loop, to the fake over HTTP): what they answered is read at once.
+ */
+async function settledPass(r: Reconciler): Promise<void> {
+  await r.pass();
+  for (let i = 0; i < 10 && r.beside.underWay() > 0; i++) {
+    await r.beside.settled();
+    await r.pass();
+  }
+}
+
 describe("a lost database never costs a running machine", () => {
   test("a fresh database beside three running tagged instances adopts all three, also when their agents take longer than a heartbeat timeout", async () => {
     let clock = Date.parse("2026-11-23T00:00:00Z");
@@ -74,9 +86,9 @@ describe("a lost database never costs a running machine", () => {
 
     // The first reconciler asks for the pool and launches it; its agents have not registered yet.
     const first = new Reconciler({ store: await open(), config: CONFIG, providers, policy: defaultHealthPolicy(), now });
-    await first.pass();
+    await settledPass(first);
     clock += 1000;
-    await first.pass();
+    await settledPass(first);
     const launched = fake.live().map((i) => ({ id: i.id, name: i.name ?? "(no name)" }));
     expect(launched).toHaveLength(3);
 
@@ -87,7 +99,7 @@ describe("a lost database never costs a running machine", () => {
     const second = new Reconciler({ store, config: CONFIG, providers, policy: defaultHealthPolicy(), now, log: (l) => lines.push(l) });
     // Five heartbeat timeouts and more pass with no agent heard.
     for (let i = 0; i < 40; i++) {
-      await second.pass();
+      await settledPass(second);
       clock += 5000;
     }
     const rows = await store.db.select().from(nodes);
@@ -132,7 +144,7 @@ describe("a lost database never costs a running machine", () => {
           now,
         );
       }
-      await second.pass();
+      await settledPass(second);
       clock += 5000;
     }
     const after = await store.db.select().from(nodes);
@@ -163,18 +175,18 @@ describe("a lost database never costs a running machine", () => {
       return store;
     };
     const first = new Reconciler({ store: await open(), config: config(fake.url, "infer", 2), providers, policy: defaultHealthPolicy(), now });
-    await first.pass();
+    await settledPass(first);
     clock += 1000;
-    await first.pass();
+    await settledPass(first);
     const launched = fake.live().filter((i) => i.tags.some((t) => t.key === "navarch-pool" && t.value === "infer"));
     expect(launched).toHaveLength(2);
     // The database is lost, and the pool was shrunk to one meanwhile; no agent ever comes back.
     const store = await open();
     const lines: string[] = [];
     const second = new Reconciler({ store, config: config(fake.url, "infer", 1), providers, policy: defaultHealthPolicy(), now, log: (l) => lines.push(l) });
-    await second.pass();
+    await settledPass(second);
     clock += 1000;
-    await second.pass();
+    await settledPass(second);
     const rows = await store.db.select().from(nodes);
     expect(rows.map((n) => n.state).sort()).toEqual(["provisioning", "terminated"]);
     const shrunk = rows.find((n) => n.state === "terminated")!;
@@ -182,7 +194,7 @@ describe("a lost database never costs a running machine", () => {
     // The other one's agent never registers: 10 minutes after the adoption it is failed and terminated.
     const waited = rows.find((n) => n.state === "provisioning")!;
     clock += 10 * 60_000;
-    await second.pass();
+    await settledPass(second);
     expect((await store.db.select().from(nodes).where(eq(nodes.id, waited.id)))[0]!.state).toBe("failed");
     expect(lines).toContain(
       `${waited.id}: provisioning → failed: agent did not register within 10m of its adoption (a tagged instance no node row knew, adopted by this reconciler)`,

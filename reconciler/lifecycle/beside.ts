@@ -87,6 +87,22 @@ export class BesideCalls {
     return out;
   }
 
+  /**
+   * Resolves once every call under way now has settled: for whoever drives passes by hand on
+   * virtual time against a provider that answers over the network (a test, a tool), so that
+   * the next pass reads what the calls of this one answered.
+   */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.calls.values()].map((e) => e.promise));
+  }
+
+  /** How many calls are under way (not settled yet). */
+  underWay(): number {
+    let n = 0;
+    for (const e of this.calls.values()) if (!e.outcome.settled) n++;
+    return n;
+  }
+
   /** Aborts every call under way; nothing waits for them (a stop never does). */
   stop(): void {
     this.stopped = true;

@@ -30,7 +30,13 @@ export const provision: Step = async (node, ctx) => {
   const deadline = Math.max(from + ms, node.nextActionAt ?? 0);
   if (at > deadline) {
     const ceiling = from + Math.max(ms, pool?.health.registration_timeout_max ?? ms);
-    const booting = at <= ceiling ? await stillBooting(node, ctx) : undefined;
+    const answer = at <= ceiling ? await stillBooting(node, ctx) : undefined;
+    // The question runs beside the loop: the pass that reads its answer decides (woken by it).
+    if (answer !== undefined && "waiting" in answer) {
+      await say(node, answer.waiting, ctx);
+      return at;
+    }
+    const booting = answer?.booting;
     if (booting !== undefined) {
       const since = node.adoptedAt !== null ? "adoption" : "launch";
       if (!node.stateReason?.endsWith("asking again"))
@@ -86,16 +92,18 @@ function registrationClock(node: NodeRow, ctx: StepContext, pool: PoolConfig | u
   return { from, ms };
 }
 
-/** "still pending at aws" while the provider says the machine boots; undefined when it does not. */
-async function stillBooting(node: NodeRow, ctx: StepContext): Promise<string | undefined> {
+/**
+ * `booting`: "still booting at aws" while the provider says the machine boots (or could not
+ * say); undefined when it does not; `waiting` while the question, beside the loop, is unanswered.
+ */
+async function stillBooting(node: NodeRow, ctx: StepContext): Promise<{ booting: string } | { waiting: string } | undefined> {
   try {
     const answer = await instanceOf(node, ctx);
-    // The question runs beside the loop: until it is answered, not knowing is no reason either.
-    if (!answer.answered) return `${node.provider} has not said yet whether it still boots (${answer.waiting})`;
-    return answer.instance?.state === "pending" ? `still booting at ${node.provider}` : undefined;
+    if (!answer.answered) return { waiting: answer.waiting };
+    return answer.instance?.state === "pending" ? { booting: `still booting at ${node.provider}` } : undefined;
   } catch (err) {
     // Not knowing is no reason to give a machine up: ask again (bounded by the ceiling).
-    return `${node.provider} did not say whether it still boots (${err instanceof Error ? err.message : String(err)})`;
+    return { booting: `${node.provider} did not say whether it still boots (${err instanceof Error ? err.message : String(err)})` };
   }
 }
 
