@@ -93,6 +93,8 @@ export interface CelRule {
 /** A schema as valibot builds it, as far as a walk over its keys reads it (a pipe keeps its first schema's type). */
 export interface SchemaNode {
   type: string;
+  /** valibot's: "schema" for a schema, "validation" or "transformation" for a pipe's actions. */
+  kind?: string;
   wrapped?: SchemaNode;
   pipe?: SchemaNode[];
   entries?: Record<string, SchemaNode>;

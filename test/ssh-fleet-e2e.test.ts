@@ -285,8 +285,13 @@ describe("a pool on a fake cloud, bootstrapped over real SSH", () => {
     // The account had one key (navarch-e2e, whose private half Navarch lacks): it created its own and launched with it.
     expect(f.fake.state.instances.get(ready.instanceName!)!.sshKeyNames).toEqual([name]);
     expect(statSync(join(data, "lambda-ssh-key")).mode & 0o777).toBe(0o600);
-    const info = await f.api<BootstrapInfo>(`/v1/nodes/${ready.id}/bootstrap`);
-    expect(info.runs[0]).toMatchObject({ state: "succeeded", error: null });
+    // The agent the last setup command starts may register before the SSH session that ran it ends.
+    const run = await waitFor(
+      "the bootstrap run recorded as finished",
+      async () => (await f.api<BootstrapInfo>(`/v1/nodes/${ready.id}/bootstrap`)).runs.find((r) => r.state !== "running"),
+      15_000,
+    );
+    expect(run).toMatchObject({ state: "succeeded", error: null });
   }, 60_000);
 
   test("a setup command that fails fails the node with its output kept, and the instance is cleaned up", async () => {

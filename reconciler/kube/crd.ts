@@ -20,6 +20,9 @@ export function structuralSchema(schema: unknown, path = "spec"): JsonShape {
   // further in it (strict() mappings, lists, labels) say more than that first schema.
   if (Array.isArray(schema.pipe) && schema.pipe.length > 0) {
     const [root, ...rest] = schema.pipe;
+    // A check over any value first (schema/text.ts WellFormedStrings), then the schema that has the shape.
+    const shaped = rest.find((i) => i.kind === "schema");
+    if (root?.type === "unknown" && shaped !== undefined) return structuralSchema(shaped, path);
     const inner = rest.find((i) => ["loose_object", "object", "strict_object", "array", "record"].includes(i.type));
     return structuralSchema(inner ?? root, path);
   }
