@@ -147,6 +147,9 @@ export function localGpuCount(instanceType: string): number | undefined {
 const NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
 const STAGING_PREFIX = ".staging-";
 
+/** How long a machine whose interrupted reboot it finished shows as booting (pending). */
+const FINISHED_BOOT_PENDING_MS = 15_000;
+
 const StoredState = v.picklist(["pending", "running", "terminated"]);
 const InstanceRecord = v.object({
   version: v.literal(1),
@@ -167,6 +170,15 @@ const InstanceRecord = v.object({
   startTime: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
   /** Reboots so far: each restart of the agent is a new boot, with its own boot id. */
   boots: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  /**
+   * While a reboot runs: the process running it (a reconciler). Found gone before it started the
+   * new agent (killed mid-reboot), the machine finishes its boot on its own, as a real one would.
+   */
+  /** A boot finished that way shows as pending (booting) until then (ms since the epoch), as a real machine's does. */
+  bootingUntil: v.optional(v.number()),
+  rebootingBy: v.optional(
+    v.object({ pid: v.pipe(v.number(), v.integer(), v.minValue(1)), startTime: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))) }),
+  ),
   terminatedAt: v.optional(v.string()),
   /** "terminated" (terminate()), "process exited" (found dead), "spawn failed: …". */
   terminationReason: v.optional(v.string()),
@@ -510,7 +522,13 @@ export class LocalProvider implements Provider {
       const pid = record.pid ?? this.dir.readPidFile(id);
       const startTime = record.startTime ?? (pid !== undefined ? procStat(pid)?.startTime : undefined);
       const { pid: _pid, startTime: _start, ...rest } = record;
-      const down: LocalInstanceRecord = { ...rest, state: "pending", boots: (record.boots ?? 0) + 1 };
+      const self = procStat(process.pid)?.startTime;
+      const down: LocalInstanceRecord = {
+        ...rest,
+        state: "pending",
+        boots: (record.boots ?? 0) + 1,
+        rebootingBy: { pid: process.pid, ...(self !== undefined ? { startTime: self } : {}) },
+      };
       // Down first: while the agent stops, observe() sees a pending machine, not a dead one.
       LocalNodesDir.write(files, down);
       rmSync(files.pidFile, { force: true });
@@ -523,7 +541,8 @@ export class LocalProvider implements Provider {
       }
       writeFileSync(files.kmsg, "");
       this.log(`local: rebooting ${id} (boot ${down.boots})`);
-      this.spawn(down);
+      const { rebootingBy: _by, ...booted } = down;
+      this.spawn(booted);
     });
   }
 
@@ -812,7 +831,11 @@ export class LocalProvider implements Provider {
     if (record.pid === undefined) {
       // Not recorded as spawned: a crash may have come between the spawn and the record.
       const pid = this.dir.readPidFile(record.name);
-      if (pid === undefined) return { record, state: "pending" };
+      if (pid === undefined) {
+        const by = record.rebootingBy;
+        if (by !== undefined && !processAlive(by.pid, by.startTime)) return this.finishBoot(record);
+        return { record, state: "pending" };
+      }
       const st = procStat(pid);
       // Adopt it only if it is still this instance's agent (the pid may have been reused since).
       if (st !== undefined && processAlive(pid, st.startTime) && commandLineOf(pid).includes(this.dir.files(record.name).stateDir)) {
@@ -821,8 +844,23 @@ export class LocalProvider implements Provider {
       }
       return { record: this.markTerminated(record, "process exited", true), state: "terminated" };
     }
-    if (processAlive(record.pid, record.startTime)) return { record, state: "running" };
+    if (processAlive(record.pid, record.startTime)) return { record, state: (record.bootingUntil ?? 0) > Date.now() ? "pending" : "running" };
     return { record: this.markTerminated(record, "process exited", true), state: "terminated" };
+  }
+
+  /** A reboot whose reconciler died before it started the new agent: the machine boots now. */
+  private finishBoot(record: LocalInstanceRecord): Observed {
+    const now = this.dir.read(record.name, this.log);
+    // Another process finished it meanwhile (or the record changed): as it is now.
+    if (now === undefined || now.state !== "pending" || now.rebootingBy?.pid !== record.rebootingBy?.pid) {
+      return now === undefined ? { record, state: "pending" } : this.observe(now);
+    }
+    const { rebootingBy: _by, ...rest } = now;
+    this.log(`local: ${record.name} finishes the reboot its reconciler began (pid ${record.rebootingBy?.pid}, gone) (boot ${rest.boots ?? 0})`);
+    // Booting for a while, as a real machine on its way back: whoever asks meanwhile (the
+    // reboot's own check, after a restart) sees that the reboot happened, not a machine to reboot again.
+    const spawned = this.spawn({ ...rest, bootingUntil: Date.now() + FINISHED_BOOT_PENDING_MS });
+    return { ...spawned, state: "pending" };
   }
 
   private observeAll(): Observed[] {
