@@ -66,6 +66,23 @@ describe("dashboard in chromium", () => {
     await screenshot(page, "01-fleet");
   }, 30_000);
 
+  test("the change stream stays open through a quiet spell longer than the server's 10 s idle timeout", async () => {
+    const res = await fetch(`${fleet.url}/v1/watch`, { headers: { authorization: `Bearer ${fleet.token}` } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let text = "";
+    const started = Date.now();
+    // Nothing changes meanwhile: only pings keep it open.
+    while (Date.now() - started < 12_000) {
+      const { value, done } = await reader.read();
+      expect(done, `the stream ended after ${Date.now() - started} ms`).toBe(false);
+      text += new TextDecoder().decode(value);
+    }
+    await reader.cancel();
+    expect(text).toContain("event: hello");
+    expect(text).toContain("event: ping");
+  }, 20_000);
+
   test("a fault shows up live: the node's tile turns unhealthy without a reload", async () => {
     const victim = await readyNode("train");
     // A marker on the page's global object: still there later means no reload happened.

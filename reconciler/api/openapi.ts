@@ -363,7 +363,7 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         summary: "Server-sent events: `change` whenever the views would show something new",
         operationId: "watch",
         tags: ["views"],
-        description: "Events: `hello` (the current version), `change` (a new version), `ping` every 15 s. Data is JSON {version}.",
+        description: "Events: `hello` (the current version), `change` (a new version), `ping` every 5 s while nothing changes. Data is JSON {version}.",
         responses: {
           "200": {
             description: "an event stream",

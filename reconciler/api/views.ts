@@ -670,7 +670,12 @@ class ChangeWatcher {
   }
 }
 
-/** Server-sent events: `change` (with the new fingerprint) whenever the views would differ; a ping every 15 s. */
+/**
+ * Server-sent events: `change` (with the new fingerprint) whenever the views would differ; a
+ * ping every 5 s otherwise, inside Bun.serve's 10 s idle timeout (which would end the stream).
+ */
+const WATCH_PING_MS = 5_000;
+
 function watchStream(c: Context, watcher: ChangeWatcher): Response {
   c.header("Cache-Control", "no-store");
   c.header("X-Accel-Buffering", "no");
@@ -690,7 +695,7 @@ function watchStream(c: Context, watcher: ChangeWatcher): Response {
         last = now;
         await stream.writeSSE({ event: "change", data: JSON.stringify({ version: now }) });
         sincePing = 0;
-      } else if ((sincePing += watcher.intervalMs) >= 15_000) {
+      } else if ((sincePing += watcher.intervalMs) >= WATCH_PING_MS) {
         await stream.writeSSE({ event: "ping", data: "{}" });
         sincePing = 0;
       }
