@@ -1,7 +1,8 @@
 // Signed releases end to end, with the real minisign (Debian's package) and the real OpenSSL:
 // - `npm run release` builds both binaries and signs SHA256SUMS with a key `minisign -G -W`
 //   made; `minisign -Vm SHA256SUMS -p key.pub` verifies it, `sha256sum -c` checks every file,
-//   the SBOM and the provenance name what was built; a missing, encrypted, damaged or
+//   the SBOM and the provenance name what was built (and pass CycloneDX's and in-toto's own
+//   validators, test/release/validate.py); a missing, encrypted, damaged or
 //   in-repository key is refused before anything is written;
 // - signatures made by minisign verify with schema/minisign.ts and the other way round;
 // - the compiled `navarch` refuses (config check and serve) a release whose binary, SHA256SUMS,
@@ -155,6 +156,22 @@ describe("npm run release", () => {
       ]),
     );
   });
+
+  test("the SBOM is CycloneDX 1.6 and the provenance an in-toto Statement with SLSA Provenance v1, by their reference libraries", () => {
+    const ensured = sh(["sh", join(REPO_ROOT, "test/release/ensure-validators.sh")], { HOME: process.env.HOME ?? dir });
+    if (ensured.code !== 0) throw new Error(`test/release/ensure-validators.sh: ${ensured.err}`);
+    const python = ensured.out.trim().split("\n").at(-1)!;
+    const validate = (sbom: string, statement: string) => sh([python, join(REPO_ROOT, "test/release/validate.py"), sbom, statement]);
+    const [sbom, statement] = [join(release, "sbom.cdx.json"), join(release, "provenance.intoto.json")];
+    expect(validate(sbom, statement)).toMatchObject({ code: 0, out: "ok\n" });
+    // The checkers do refuse: a component type CycloneDX does not have, a field SLSA does not have.
+    const badSbom = join(dir, "bad.cdx.json");
+    writeFileSync(badSbom, readFileSync(sbom, "utf8").replace('"type": "platform"', '"type": "runtime"'));
+    expect(validate(badSbom, statement)).toMatchObject({ code: 1, out: expect.stringContaining("not CycloneDX 1.6") });
+    const badStatement = join(dir, "bad.intoto.json");
+    writeFileSync(badStatement, readFileSync(statement, "utf8").replace('"buildType"', '"buildKind"'));
+    expect(validate(sbom, badStatement)).toMatchObject({ code: 1, out: expect.stringContaining("not an in-toto Statement with SLSA Provenance v1") });
+  }, 180_000);
 
   test("a missing, unreadable, encrypted, damaged or in-repository key is refused before anything is built or replaced", async () => {
     const out = join(dir, "refused");
