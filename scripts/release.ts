@@ -8,7 +8,7 @@
 // `minisign -G -W` writes it; never in the repository). The key is read and checked before
 // anything is built, and the release is assembled beside its place and moved there whole, so a
 // refusal or a failed build leaves no half release behind. docs/releases.md says more.
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { MinisignError, formatPublicKey, keyIdHex, parseSecretKey, signMessage, type MinisignSecretKey } from "../schema/minisign.ts";
 import { SIGNATURE_FILE, SUMS_FILE, formatSums, sha256File } from "../schema/release.ts";
@@ -52,6 +52,14 @@ export function loadSigningKey(env: Record<string, string | undefined>, reposito
   }
 }
 
+/** The release replaces what is at `out` only when that is an earlier release or an empty directory. */
+export function refuseToReplace(out: string): void {
+  if (!existsSync(out)) return;
+  const entries = readdirSync(out);
+  if (entries.length === 0 || (entries.includes(SUMS_FILE) && entries.includes(SIGNATURE_FILE))) return;
+  throw new Refusal(`--out ${out}: exists and is not a release (no ${SUMS_FILE} and ${SIGNATURE_FILE}); not replacing it`);
+}
+
 function git(args: string[]): string {
   const r = Bun.spawnSync(["git", ...args], { cwd: root, stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0) throw new Refusal(`git ${args.join(" ")} failed: ${r.stderr.toString().trim()} (a release names its commit: run it in a git checkout)`);
@@ -80,6 +88,7 @@ async function release(argv: string[]): Promise<void> {
   const startedOn = new Date();
   const { out } = parseArgs(argv);
   const key = loadSigningKey(process.env, root);
+  refuseToReplace(out);
   const commit = git(["rev-parse", "HEAD"]);
   // Tracked files changed since the commit, and files git would add: a build of such a tree is not the commit alone.
   const uncommitted = [...git(["diff", "--name-only", "HEAD"]).split("\n"), ...git(["ls-files", "--others", "--exclude-standard"]).split("\n")].filter(

@@ -222,6 +222,15 @@ describe("npm run release", () => {
       rmSync(inRepo, { force: true });
     }
     expect(readdirSync(out)).toEqual(["earlier-release"]);
+    // A good key, but a directory that is not a release: never replaced (`--out .` must not take the checkout with it).
+    for (const target of [out, REPO_ROOT]) {
+      const r = await npmRelease(target, { NAVARCH_RELEASE_KEY: key.secret });
+      expect({ code: r.code, out: r.out }).toEqual({
+        code: 1,
+        out: expect.stringContaining(`--out ${target.replace(/\/$/, "")}: exists and is not a release`),
+      });
+    }
+    expect(readdirSync(out)).toEqual(["earlier-release"]);
     expect(readdirSync(dir).filter((f) => f.includes(".tmp-"))).toEqual([]);
   }, 120_000);
 });
