@@ -402,7 +402,7 @@ describe("install.sh checks the release it installs", () => {
   let script: string;
   /** A proxy between the installer and the reconciler that changes one download. */
   let proxy: ReturnType<typeof Bun.serve>;
-  let change: { path: string; edit: (b: Buffer) => Buffer } | undefined;
+  let change: { path: string; edit: (b: Buffer) => Buffer; gone?: true } | undefined;
   /** PATH directories holding only what the installer may use: with OpenSSL and without minisign, and the other way round. */
   const tools: Record<string, string> = {};
   let sshd: Sshd;
@@ -454,6 +454,7 @@ describe("install.sh checks the release it installs", () => {
         const url = new URL(req.url);
         const upstream = await fetch(`${fleet.url}${url.pathname}`);
         if (change === undefined || change.path !== url.pathname || upstream.status !== 200) return upstream;
+        if (change.gone) return new Response("not here", { status: 404 });
         return new Response(new Uint8Array(change.edit(Buffer.from(await upstream.arrayBuffer()))), { status: 200 });
       },
     });
@@ -563,6 +564,13 @@ describe("install.sh checks the release it installs", () => {
     expect(none.code).toBe(1);
     expect(none.out).toContain("cannot check the release's signature: it needs minisign or OpenSSL 3");
     expect(none.installed).toBe(false);
+    // A key to check with, and nothing signed to check: a reconciler (or a proxy) that serves no SHA256SUMS.
+    change = { path: "/download/SHA256SUMS", edit: (b) => b, gone: true };
+    const unsigned = await install(tools["openssl-only"]!);
+    change = undefined;
+    expect(unsigned.code).toBe(1);
+    expect(unsigned.out).toContain(`a signed release is expected (public key ${key.base64}), but http://127.0.0.1:${proxy.port} serves no SHA256SUMS`);
+    expect(unsigned.installed).toBe(false);
     const bad = await install(tools["openssl-only"]!, ["--public-key", "RWQ-not-a-key"]);
     expect(bad.code).toBe(1);
     expect(bad.out).toContain("--public-key: expected a minisign public key");
