@@ -1,6 +1,7 @@
 // The agent installer the reconciler serves at /install.sh: bootstrap/install.sh with the
-// reconciler's URL, the agent binary's sha256, the public key of the release it serves, and the systemd unit (systemd/navarch-node.service)
-// filled in. Both files are embedded in the compiled binary.
+// reconciler's URL, the agent binary's sha256, the public key of the signed release it serves
+// (if any) and the systemd unit (systemd/navarch-node.service) filled in. Both files are
+// embedded in the compiled binary.
 import INSTALL_SH from "./install.sh" with { type: "text" };
 import NODE_UNIT from "../systemd/navarch-node.service" with { type: "text" };
 
