@@ -34,15 +34,21 @@
 #   --agent-sha256 HEX    the SHA-256 the downloaded agent must have (say, from a release you
 #                         trust); default: the one the reconciler put in this script
 #                         [NAVARCH_AGENT_SHA256]
+#   --public-key KEY      the minisign public key (RWQ…) the agent's release must be signed with;
+#                         default: the one the reconciler put in this script, when it serves a
+#                         signed release [NAVARCH_RELEASE_PUBLIC_KEY]
 #
 # Over https:// every download refuses a certificate curl cannot verify and any redirect to
-# plain http://; the agent binary is checked against its SHA-256 before it is installed.
+# plain http://; the agent binary is checked against its SHA-256 before it is installed. With a
+# public key, the release's SHA256SUMS must carry a valid signature by that key (checked with
+# minisign when installed, else OpenSSL 3) and the binary must have the SHA-256 it lists.
 #
 # Re-running it upgrades the agent in place; without a token it keeps the existing node.env.
 set -eu
 
 DEFAULT_SERVER='@@NAVARCH_SERVER@@'
 AGENT_SHA256='@@AGENT_SHA256@@'
+RELEASE_PUBLIC_KEY='@@RELEASE_PUBLIC_KEY@@'
 AGENT_PROBLEM='@@AGENT_PROBLEM@@'
 
 say() { printf 'navarch-install: %s\n' "$*" >&2; }
@@ -64,11 +70,12 @@ pin_sha256=${NAVARCH_PIN_SHA256:-}
 client_cert=${NAVARCH_CLIENT_CERT:-}
 client_key=${NAVARCH_CLIENT_KEY:-}
 agent_sha256=${NAVARCH_AGENT_SHA256:-$AGENT_SHA256}
+public_key=${NAVARCH_RELEASE_PUBLIC_KEY:-$RELEASE_PUBLIC_KEY}
 extra_env=
 
 while [ $# -gt 0 ]; do
   case $1 in
-    -h|--help) say "options: --server URL --node-id ID --token TOKEN --agent-args ARGS --env KEY=VALUE --prefix DIR --start auto|systemd|background|none --ca-file FILE --pin-sha256 FP --client-cert FILE --client-key FILE --agent-sha256 HEX (see the comment at the top of this script)"; exit 0 ;;
+    -h|--help) say "options: --server URL --node-id ID --token TOKEN --agent-args ARGS --env KEY=VALUE --prefix DIR --start auto|systemd|background|none --ca-file FILE --pin-sha256 FP --client-cert FILE --client-key FILE --agent-sha256 HEX --public-key KEY (see the comment at the top of this script)"; exit 0 ;;
   esac
   [ $# -ge 2 ] || die "$1 needs a value (see the comment at the top of install.sh)"
   case $1 in
@@ -85,7 +92,8 @@ while [ $# -gt 0 ]; do
     --client-cert) client_cert=$2 ;;
     --client-key) client_key=$2 ;;
     --agent-sha256) agent_sha256=$2 ;;
-    *) die "unknown option $1 (options: --server --node-id --token --agent-args --env --prefix --start --ca-file --pin-sha256 --client-cert --client-key --agent-sha256)" ;;
+    --public-key) public_key=$2 ;;
+    *) die "unknown option $1 (options: --server --node-id --token --agent-args --env --prefix --start --ca-file --pin-sha256 --client-cert --client-key --agent-sha256 --public-key)" ;;
   esac
   shift 2
 done
@@ -110,6 +118,14 @@ case $agent_sha256 in
   '') ;;
   *[!0-9a-f]*) die "--agent-sha256: expected 64 hex digits, got '$agent_sha256'" ;;
   *) [ ${#agent_sha256} -eq 64 ] || die "--agent-sha256: expected 64 hex digits, got '$agent_sha256'" ;;
+esac
+# A minisign public key: "Ed", its key id and the key, 42 bytes as 56 base64 characters.
+not_a_key="--public-key: expected a minisign public key (56 base64 characters starting RW), got '$public_key'"
+case $public_key in
+  '') ;;
+  RW*[!A-Za-z0-9+/]*) die "$not_a_key" ;;
+  RW*) [ ${#public_key} -eq 56 ] || die "$not_a_key" ;;
+  *) die "$not_a_key" ;;
 esac
 [ -n "$node_id" ] || node_id=$(uname -n)
 case $node_id in
@@ -165,7 +181,83 @@ sha256_of() {
   fi
 }
 
+# Verification. With a public key, the reconciler must serve a signed release: SHA256SUMS and
+# SHA256SUMS.minisig (minisign's prehashed Ed25519 signature over it), both checked here before
+# the SHA-256 that SHA256SUMS lists for navarch-node is trusted. minisign checks them when it is
+# installed; otherwise OpenSSL 3 does the same checks: the key ids, the Ed25519 signature over
+# SHA256SUMS's BLAKE2b-512, and the signature over the trusted comment. Sets agent_sha256.
+bytes_hex() { od -An -tx1 | tr -d ' \n'; }
+# A key id as minisign prints it: its 8 bytes as a little-endian number in upper-case hex.
+key_id() {
+  id=
+  for b in $(printf '%s' "$1" | sed 's/../& /g'); do id=$b$id; done
+  printf '%s' "$id" | tr 'a-f' 'A-F'
+}
+verify_with_openssl() {
+  v=$1
+  case $(openssl version 2>/dev/null) in
+    'OpenSSL '[3-9].*) ;;
+    *) die "cannot check the release's signature: it needs minisign or OpenSSL 3 (Ed25519), and this machine has $(openssl version 2>/dev/null || echo 'neither')" ;;
+  esac
+  printf '%s' "$public_key" | openssl base64 -d -A >"$v/key" 2>/dev/null
+  [ "$(wc -c <"$v/key")" -eq 42 ] || die "--public-key: '$public_key' is not a minisign public key"
+  sed -n 1p "$v/sig" | grep -q '^untrusted comment: ' || die "$SIG_NAME from $shown is not a minisign signature (line 1)"
+  sed -n 2p "$v/sig" | tr -d '\r' | openssl base64 -d -A >"$v/line2" 2>/dev/null
+  [ "$(wc -c <"$v/line2")" -eq 74 ] || die "$SIG_NAME from $shown is not a minisign signature (line 2)"
+  alg=$(dd if="$v/line2" bs=1 count=2 2>/dev/null)
+  [ "$alg" = ED ] || die "$SIG_NAME from $shown: algorithm '$alg', expected ED (minisign's prehashed Ed25519)"
+  signed_by=$(dd if="$v/line2" bs=1 skip=2 count=8 2>/dev/null | bytes_hex)
+  ours=$(dd if="$v/key" bs=1 skip=2 count=8 2>/dev/null | bytes_hex)
+  [ "$signed_by" = "$ours" ] || die "$SUMS_NAME from $shown is signed with key id $(key_id "$signed_by"), but the public key's id is $(key_id "$ours") (wrong key, or not the release you expect)"
+  # The key as DER SubjectPublicKeyInfo (RFC 8410's 12-byte prefix) for openssl.
+  printf '\060\052\060\005\006\003\053\145\160\003\041\000' >"$v/key.der"
+  dd if="$v/key" bs=1 skip=10 count=32 2>/dev/null >>"$v/key.der"
+  dd if="$v/line2" bs=1 skip=10 count=64 2>/dev/null >"$v/signature"
+  openssl dgst -blake2b512 -binary "$v/sums" >"$v/prehash" || die "openssl cannot compute BLAKE2b-512 here"
+  openssl pkeyutl -verify -pubin -inkey "$v/key.der" -keyform DER -rawin -in "$v/prehash" -sigfile "$v/signature" >/dev/null 2>&1 ||
+    die "$SUMS_NAME from $shown does not match its signature (key id $(key_id "$ours")): SHA256SUMS or its signature was changed; not installing"
+  trusted=$(sed -n 3p "$v/sig" | tr -d '\r')
+  case $trusted in 'trusted comment: '*) ;; *) die "$SIG_NAME from $shown is not a minisign signature (line 3)" ;; esac
+  { cat "$v/signature"; printf '%s' "${trusted#trusted comment: }"; } >"$v/global"
+  sed -n 4p "$v/sig" | tr -d '\r' | openssl base64 -d -A >"$v/global.sig" 2>/dev/null
+  openssl pkeyutl -verify -pubin -inkey "$v/key.der" -keyform DER -rawin -in "$v/global" -sigfile "$v/global.sig" >/dev/null 2>&1 ||
+    die "$SIG_NAME from $shown: the trusted comment does not match its signature (it was changed); not installing"
+  say "$SUMS_NAME signature verified with openssl (key id $(key_id "$ours")): ${trusted#trusted comment: }"
+}
+verify_release() {
+  SUMS_NAME=SHA256SUMS
+  SIG_NAME=SHA256SUMS.minisig
+  v=$(mktemp -d)
+  trap 'rm -rf "$v"' EXIT
+  download "$server/download/$SUMS_NAME" "$v/sums" && download "$server/download/$SIG_NAME" "$v/sig" ||
+    die "a signed release is expected (public key $public_key), but $shown serves no $SUMS_NAME and $SIG_NAME (is server.agent_release set there?)"
+  if command -v minisign >/dev/null 2>&1; then
+    out=$(minisign -V -H -P "$public_key" -m "$v/sums" -x "$v/sig" 2>&1) ||
+      die "$SUMS_NAME from $shown does not verify with public key $public_key: $(printf '%s' "$out" | tr '\n' ' ' | sed 's/ *$//'); SHA256SUMS or its signature was changed, or another key signed it; not installing"
+    say "$SUMS_NAME signature verified with minisign: $(printf '%s' "$out" | sed -n 's/^Trusted comment: //p')"
+  else
+    verify_with_openssl "$v"
+  fi
+  lines=$(grep -c ' [ *]navarch-node$' "$v/sums" || true)
+  [ "$lines" = 1 ] || die "the signed $SUMS_NAME lists navarch-node $lines times, expected once"
+  signed=$(sed -n 's/^\([0-9a-fA-F]\{64\}\) [ *]navarch-node$/\1/p' "$v/sums" | tr 'A-F' 'a-f')
+  [ ${#signed} -eq 64 ] || die "the signed $SUMS_NAME has no SHA-256 for navarch-node"
+  if [ -n "$agent_sha256" ] && [ "$agent_sha256" != "$signed" ]; then
+    die "the signed $SUMS_NAME says navarch-node has sha256 $signed, but $agent_sha256 was expected (--agent-sha256, or the one this script came with); not installing"
+  fi
+  agent_sha256=$signed
+  sha256_source="the signed $SUMS_NAME"
+  rm -rf "$v"
+  trap - EXIT
+}
+
 # 1. The agent binary, from the reconciler itself, checked before it is installed.
+sha256_source="this script's (or --agent-sha256)"
+if [ -n "$public_key" ]; then
+  verify_release
+else
+  say "no public key to check a release signature with (this reconciler serves no signed release, and no --public-key was given)"
+fi
 tmp=$(mktemp "$bin_dir/.navarch-node.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 say "downloading navarch-node from $shown"
@@ -173,7 +265,7 @@ download "$server/download/navarch-node" "$tmp" ||
   die "could not download $shown/download/navarch-node (is the reconciler reachable from here, is its certificate trusted (--ca-file), and does it have its agent binary?)"
 if [ -n "$agent_sha256" ]; then
   got=$(sha256_of "$tmp") || die "cannot check the agent's sha256: no sha256sum, shasum or openssl on this machine"
-  [ "$got" = "$agent_sha256" ] || die "downloaded navarch-node has sha256 $got, expected $agent_sha256 (download corrupted or changed meanwhile); run the installer again"
+  [ "$got" = "$agent_sha256" ] || die "downloaded navarch-node has sha256 $got, but $sha256_source says $agent_sha256 (download corrupted or changed meanwhile); not installing it"
   say "navarch-node sha256 $got checked"
 else
   say "warning: no sha256 to check navarch-node against (this script came without one, and no --agent-sha256 was given)"

@@ -1,6 +1,7 @@
 // The agent installer the reconciler serves at /install.sh: bootstrap/install.sh with the
-// reconciler's URL, the agent binary's sha256 and the systemd unit (systemd/navarch-node.service)
-// filled in. Both files are embedded in the compiled binary.
+// reconciler's URL, the agent binary's sha256, the public key of the signed release it serves
+// (if any) and the systemd unit (systemd/navarch-node.service) filled in. Both files are
+// embedded in the compiled binary.
 import INSTALL_SH from "./install.sh" with { type: "text" };
 import NODE_UNIT from "../systemd/navarch-node.service" with { type: "text" };
 
@@ -11,6 +12,8 @@ export interface InstallerValues {
   serverUrl: string;
   /** sha256 (hex) of the agent binary it will download; empty: not checked. */
   agentSha256: string;
+  /** The minisign public key (base64) the served release is signed with; empty: the reconciler serves no signed release. */
+  releasePublicKey?: string;
   /** Set when there is no agent to download: the script then stops with this message. */
   problem?: string;
 }
@@ -27,6 +30,7 @@ export function renderInstaller(values: InstallerValues): string {
   const unit = NODE_UNIT.endsWith("\n") ? NODE_UNIT : `${NODE_UNIT}\n`;
   return INSTALL_SH.replace("@@NAVARCH_SERVER@@", () => quoted(values.serverUrl))
     .replace("@@AGENT_SHA256@@", () => quoted(values.agentSha256))
+    .replace("@@RELEASE_PUBLIC_KEY@@", () => quoted(values.releasePublicKey ?? ""))
     .replace("@@AGENT_PROBLEM@@", () => quoted(values.problem ?? ""))
     .replace("@@NODE_UNIT@@\n", () => unit);
 }

@@ -34,6 +34,7 @@ import { DEFAULT_LEASE_TIMING, LeaderLease, LeaseKeeper, type LeaseChange, type 
 import { openStore, redactUrl, type Store } from "./store/store.ts";
 import { Dependencies } from "./dependencies.ts";
 import type { ReconcilerStatus } from "../schema/admin.ts";
+import type { ServedRelease } from "./release/agent-release.ts";
 
 export { ListenError };
 
@@ -55,6 +56,8 @@ export interface ServeSettings {
   publicUrl?: string;
   /** The agent binary served to new machines (default: navarch-node beside this executable, or $NAVARCH_NODE_BINARY). */
   agentBinary?: string;
+  /** server.agent_release, verified: served instead of agentBinary, with its SHA256SUMS and signature. */
+  agentRelease?: ServedRelease;
   /** server.tls: HTTPS only, the files re-read when they change. */
   tls?: ServerTlsConfig;
   /** server.require_tls: refuse plain HTTP off loopback instead of serving it with a warning. */
@@ -154,6 +157,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
     role: () => role,
     status,
     ...(settings.agentBinary ? { agentBinary: settings.agentBinary } : {}),
+    ...(settings.agentRelease ? { agentRelease: settings.agentRelease } : {}),
     ...(settings.metricsAuth ? { metricsAuth: settings.metricsAuth } : {}),
     metricsHere: settings.metricsAddress === undefined,
     ...(plainHttp.length > 0 ? { plainHttpBanner: plainHttpBanner(plainHttp) } : {}),

@@ -19,6 +19,7 @@ import { TEMPLATE_VARIABLES, parseTemplate } from "../bootstrap/template.ts";
 import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, unknownNameMessage, withJsonShape, type PathKey } from "./shapes.ts";
 import { MAX_TIMER_MS } from "./wire.ts";
 import { WellFormedStrings } from "./text.ts";
+import { parsePublicKey } from "./minisign.ts";
 
 // ───────────────────────────── normalised types ─────────────────────────────
 
@@ -196,6 +197,10 @@ export interface ServerConfig {
    * 40,000 GPUs with readings (5,000 nodes of 8), `on`, or `off`. Pool aggregates are always there.
    */
   metrics_per_gpu: MetricsPerGpu;
+  /** A signed release directory (`npm run release`) whose navarch-node /install.sh installs, instead of the one beside this executable. */
+  agent_release?: string;
+  /** The minisign public key (base64, `RWQ…`) agent_release must be signed with; never one found inside it. */
+  agent_release_public_key?: string;
 }
 
 export const METRICS_AUTH = ["viewer", "none"] as const;
@@ -673,6 +678,16 @@ const ServerTls = strict({
   client_ca_file: v.optional(Text),
 });
 
+const MinisignPublicKey = accept<string>((x) => {
+  if (typeof x !== "string") return false;
+  try {
+    parsePublicKey(x);
+    return true;
+  } catch {
+    return false;
+  }
+}, "a minisign public key: the base64 line of its .pub file (RWQ…), as `minisign -G` and `npm run release` print it");
+
 const DatabaseUrl = shaped(/^(file:.+|(libsql|https?|wss?):\/\/.+)$/, "a database URL: file:…, libsql://…, http(s)://… or ws(s)://…");
 
 const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
@@ -697,6 +712,8 @@ const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
     // are pool names, node ids, states and codes (never a token or an agent's free text).
     metrics_auth: v.optional(oneOf(METRICS_AUTH), "none"),
     metrics_per_gpu: v.optional(oneOf(METRICS_PER_GPU), "auto"),
+    agent_release: v.optional(Text),
+    agent_release_public_key: v.optional(MinisignPublicKey),
   }),
   rules((f, report, raw) => {
     const [interval, timeout] = [num(f.heartbeat_interval), num(f.heartbeat_timeout)];
@@ -711,6 +728,12 @@ const Server: v.GenericSchema<unknown, ServerConfig> = v.pipe(
     if (tls && typeof f.public_url === "string" && f.public_url.startsWith("http://")) {
       report("public_url", `the API serves HTTPS (server.tls is set), so new machines must be told https://, got ${JSON.stringify(f.public_url)}`);
     }
+    // The key comes from the operator: one shipped inside the release would vouch for itself.
+    if (raw.agent_release !== undefined && raw.agent_release_public_key === undefined) {
+      report("agent_release_public_key", "is required with server.agent_release: the minisign public key its SHA256SUMS must be signed with");
+    }
+    if (raw.agent_release === undefined && raw.agent_release_public_key !== undefined)
+      report("agent_release", "is required with server.agent_release_public_key");
     if (typeof f.address === "string" && typeof f.metrics_address === "string" && sameListener(f.address, f.metrics_address)) {
       report("metrics_address", `must differ from server.address (${f.address}): it is a listener of its own`);
     }

@@ -2,7 +2,10 @@
 //
 //   GET  /install.sh               the agent installer (bootstrap/install.sh), this reconciler's
 //                                  URL baked in: `curl -fsSL http://<reconciler>/install.sh | sh`
-//   GET  /download/navarch-node    this reconciler's own copy of the agent binary
+//   GET  /download/navarch-node    the agent binary: server.agent_release's when set (a signed
+//                                  release), else this reconciler's own copy
+//   GET  /download/SHA256SUMS      that release's SHA256SUMS and its minisign signature, which
+//   GET  /download/SHA256SUMS.minisig   install.sh checks against the public key it carries
 //   POST /v1/bootstrap-tokens      mint a one-time bootstrap token for a node (admin)
 //   GET  /v1/nodes/:id/bootstrap   that node's SSH bootstrap runs: each command's exit code and
 //                                  output, secrets masked (admin)
@@ -18,6 +21,8 @@ import { renderInstaller } from "../../bootstrap/installer.ts";
 import { auditLog, bootstrapRuns, hostKeys } from "../../schema/db.ts";
 import { NodeId, issuePaths, type ErrorBody } from "../../schema/wire.ts";
 import { mintBootstrapToken } from "../fleet/credentials.ts";
+import { SIGNATURE_FILE, SUMS_FILE, type ServedAgent, type ServedRelease } from "../release/agent-release.ts";
+import { sha256File } from "../../schema/release.ts";
 import type { Store } from "../store/store.ts";
 import { jsonBodyOr400 } from "./body.ts";
 
@@ -28,6 +33,8 @@ export interface InstallRouteOptions {
   publicUrl?: () => string | undefined;
   /** The agent binary to serve (default: $NAVARCH_NODE_BINARY, else navarch-node beside this executable). */
   agentBinary?: string;
+  /** server.agent_release, verified: served instead of agentBinary. */
+  agentRelease?: ServedRelease;
   log?: (line: string) => void;
 }
 
@@ -47,7 +54,8 @@ export function registerInstallRoutes(app: Hono, v1: Hono, opts: InstallRouteOpt
   const hashes = new Map<string, { mtimeMs: number; size: number; sha256: string }>();
 
   /** The agent binary and its sha256 (cached until the file changes), or why there is none. */
-  async function agent(): Promise<{ path: string; size: number; sha256: string } | { problem: string }> {
+  async function agent(): Promise<ServedAgent> {
+    if (opts.agentRelease) return opts.agentRelease.agent();
     const path = agentBinaryPath(opts.agentBinary);
     let stat;
     try {
@@ -60,9 +68,7 @@ export function registerInstallRoutes(app: Hono, v1: Hono, opts: InstallRouteOpt
     if (!stat.isFile()) return { problem: `this reconciler has no agent binary to serve: ${path} is not a file` };
     const cached = hashes.get(path);
     if (cached && cached.mtimeMs === stat.mtimeMs && cached.size === stat.size) return { path, size: stat.size, sha256: cached.sha256 };
-    const hasher = new Bun.CryptoHasher("sha256");
-    for await (const chunk of Bun.file(path).stream()) hasher.update(chunk);
-    const sha256 = hasher.digest("hex");
+    const sha256 = await sha256File(path);
     hashes.set(path, { mtimeMs: stat.mtimeMs, size: stat.size, sha256 });
     return { path, size: stat.size, sha256 };
   }
@@ -73,6 +79,7 @@ export function registerInstallRoutes(app: Hono, v1: Hono, opts: InstallRouteOpt
     const script = renderInstaller({
       serverUrl,
       agentSha256: "sha256" in found ? found.sha256 : "",
+      releasePublicKey: opts.agentRelease?.publicKey ?? "",
       ...("problem" in found ? { problem: found.problem } : {}),
     });
     return c.body(script, 200, { "Content-Type": "text/x-shellscript; charset=utf-8", "Cache-Control": "no-store" });
@@ -80,7 +87,11 @@ export function registerInstallRoutes(app: Hono, v1: Hono, opts: InstallRouteOpt
 
   app.get("/download/navarch-node", async (c) => {
     const found = await agent();
-    if ("problem" in found) return c.json<ErrorBody>({ error: found.problem }, 404);
+    if ("problem" in found) {
+      // A signed release that changed under us is worth a line; a reconciler with no agent says so in the answer.
+      if (opts.agentRelease) opts.log?.(`/download/navarch-node: ${found.problem}`);
+      return c.json<ErrorBody>({ error: found.problem }, 404);
+    }
     return new Response(Bun.file(found.path), {
       headers: {
         "Content-Type": "application/octet-stream",
@@ -90,6 +101,19 @@ export function registerInstallRoutes(app: Hono, v1: Hono, opts: InstallRouteOpt
       },
     });
   });
+
+  // A release's signed list and its signature, byte for byte as verified at start.
+  const noRelease = "this reconciler serves no signed release (server.agent_release is not set), only its own agent binary";
+  app.get(`/download/${SUMS_FILE}`, (c) =>
+    opts.agentRelease
+      ? c.body(new Uint8Array(opts.agentRelease.sums), 200, { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" })
+      : c.json<ErrorBody>({ error: noRelease }, 404),
+  );
+  app.get(`/download/${SIGNATURE_FILE}`, (c) =>
+    opts.agentRelease
+      ? c.body(opts.agentRelease.signature, 200, { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" })
+      : c.json<ErrorBody>({ error: noRelease }, 404),
+  );
 
   v1.post("/bootstrap-tokens", async (c) => {
     const raw = await jsonBodyOr400(c);

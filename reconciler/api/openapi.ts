@@ -344,7 +344,7 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     },
     "/download/navarch-node": {
       get: {
-        summary: "This reconciler's copy of the agent binary",
+        summary: "The agent binary: the signed release's (server.agent_release), else this reconciler's own copy",
         operationId: "downloadAgent",
         tags: ["install"],
         security: [],
@@ -357,6 +357,8 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         },
       },
     },
+    "/download/SHA256SUMS": { get: releaseFile("releaseSums", "The signed release's SHA256SUMS (server.agent_release): sha256sum's list of its files") },
+    "/download/SHA256SUMS.minisig": { get: releaseFile("releaseSignature", "The minisign signature over that SHA256SUMS") },
     "/v1/overview": { get: get("getOverview", "The fleet at a glance: pools, live nodes, open incidents, breakers, recent refusals", "Overview", ["views"]) },
     "/v1/watch": {
       get: {
@@ -475,6 +477,17 @@ function withLinks(paths: Record<string, Record<string, Operation>>): Record<str
     for (const to of l.to) links[to] = { operationId: to, parameters: { [l.parameter]: l.from } };
   }
   return paths;
+}
+
+/** A file of the signed release the reconciler serves (404 with the reason when it serves none). */
+function releaseFile(operationId: string, summary: string): Operation {
+  return {
+    summary,
+    operationId,
+    tags: ["install"],
+    security: [],
+    responses: { "200": { description: "the file as signed", content: { "text/plain": { schema: { type: "string" } } } }, ...errors(404) },
+  };
 }
 
 function plain(operationId: string, summary: string, description: string, failure?: number, mediaType = "text/plain"): Operation {

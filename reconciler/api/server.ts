@@ -34,6 +34,7 @@ import { jsonBodyOr400 } from "./body.ts";
 import { registerTokenRoutes } from "./tokens.ts";
 import type { MetricsAuth } from "../../schema/config.ts";
 import { registerInstallRoutes } from "./install.ts";
+import type { ServedRelease } from "../release/agent-release.ts";
 import type { Store } from "../store/store.ts";
 
 export interface ApiOptions {
@@ -51,6 +52,8 @@ export interface ApiOptions {
   publicUrl?: () => string | undefined;
   /** The agent binary served at /download/navarch-node (default: navarch-node beside this executable). */
   agentBinary?: string;
+  /** server.agent_release, verified: its navarch-node, SHA256SUMS and signature are served instead. */
+  agentRelease?: ServedRelease;
   /** Whether this reconciler leads or stands by, for /readyz (one line). */
   role?: () => string | undefined;
   /** GET /v1/status's answer (the role, the loop, the dependencies); /readyz reads it too. */
@@ -285,6 +288,7 @@ export function createApi(opts: ApiOptions): Hono {
     log: opts.log,
     ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
     ...(opts.agentBinary ? { agentBinary: opts.agentBinary } : {}),
+    ...(opts.agentRelease ? { agentRelease: opts.agentRelease } : {}),
   });
   registerViewRoutes(v1, { store, now });
   registerReportRoutes(v1, { store, now });

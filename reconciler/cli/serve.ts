@@ -91,7 +91,7 @@ export async function serveCommand(args: string[], out: Out): Promise<number> {
   }
   for (const warning of prepared.warnings) out.stderr(`warning: ${warning}\n`);
   const { config, policy } = prepared;
-  const settings = serveSettings(config, values["data-dir"]);
+  const settings: ServeSettings = { ...serveSettings(config, values["data-dir"]), ...(prepared.agentRelease ? { agentRelease: prepared.agentRelease } : {}) };
   // Every line on one line: a node's pool or an event's message may hold newlines and escapes.
   const log = (line: string) => out.stderr(logLine("navarch", line));
   // From the first moment on, whatever is under way: a signal stops serve within STOP_DEADLINE_MS.

@@ -22,6 +22,7 @@ import { EMBEDDED_DEFAULTS_SOURCE, EMBEDDED_DEFAULTS_YAML } from "./defaults.ts"
 import { loadConfigFile, parseConfig } from "./load.ts";
 import { formatProblems, readTextFile } from "./yaml-source.ts";
 import { plainHttpListeners, plainHttpRefusals, resolveHost, type PlainListener, type ResolveHost } from "./exposure.ts";
+import { checkAgentRelease, type ServedRelease } from "../release/agent-release.ts";
 
 export type EnvLookup = (name: string) => string | undefined;
 
@@ -32,6 +33,8 @@ export interface ServeInputs {
   warnings: string[];
   /** Listeners that would serve plain HTTP off loopback: `config check` warns; serve logs it once as it starts them. */
   plainHttp: PlainListener[];
+  /** server.agent_release, verified. */
+  agentRelease?: ServedRelease;
 }
 
 /** On failure, every problem as one line (`navarch.yaml: pools[0].…: …`, or the policy file's). */
@@ -54,7 +57,14 @@ export async function prepareServeConfig(path: string | undefined, options: Prep
     ...(options.resolve ? { resolve: options.resolve } : {}),
   });
   if (needs.problems.length > 0) return { ok: false, source, problems: needs.problems };
-  return { ok: true, config: loaded.config, policy: needs.policy, warnings: [...loaded.warnings, ...needs.warnings], plainHttp: needs.plainHttp };
+  return {
+    ok: true,
+    config: loaded.config,
+    policy: needs.policy,
+    warnings: [...loaded.warnings, ...needs.warnings],
+    plainHttp: needs.plainHttp,
+    ...(needs.agentRelease ? { agentRelease: needs.agentRelease } : {}),
+  };
 }
 
 interface Needs {
@@ -62,6 +72,7 @@ interface Needs {
   problems: string[];
   warnings: string[];
   plainHttp: PlainListener[];
+  agentRelease?: ServedRelease;
 }
 
 /** Everything beyond the schema; `source` names the config file in every line. */
@@ -81,7 +92,15 @@ export async function checkServeNeeds(
   checkTls(config, source, problems, warnings);
   await checkKubernetes(config, source, options.env, problems);
   checkSlurm(config, source, options.env, problems);
-  return { policy: policy ?? defaultHealthPolicy(), problems, warnings, plainHttp };
+  const release = await checkAgentRelease(config.server);
+  if (!release.ok) problems.push(`${source}: server.agent_release: ${release.problem}`);
+  return {
+    policy: policy ?? defaultHealthPolicy(),
+    problems,
+    warnings,
+    plainHttp,
+    ...(release.ok && release.release ? { agentRelease: release.release } : {}),
+  };
 }
 
 // ───────────────────────────── plain HTTP ─────────────────────────────
