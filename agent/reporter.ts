@@ -2,6 +2,7 @@
 // need no inbound port); answers are validated with the shared wire schema like requests are on
 // the other side. Credentials in the --server URL are used but never written anywhere: every
 // message names the URL without them.
+import { redactUrl } from "../schema/url.ts";
 import * as v from "valibot";
 import { wellFormedJson } from "../schema/text.ts";
 import {
@@ -59,19 +60,6 @@ export function normalizeServerUrl(server: string): string {
     throw new Error(`--server: expected host:port or an http(s) URL, got ${JSON.stringify(redactUrl(server))}`);
   }
   return url.toString().replace(/\/+$/, "");
-}
-
-/** The URL without user name and password, for messages. */
-export function redactUrl(raw: string): string {
-  try {
-    const url = new URL(raw);
-    if (url.username === "" && url.password === "") return raw;
-    url.username = "";
-    url.password = "";
-    return url.toString().replace(/\/+$/, "");
-  } catch {
-    return raw.replace(/\/\/[^/@]*@/, "//");
-  }
 }
 
 const NOT_JSON = Symbol("not JSON");

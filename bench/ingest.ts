@@ -9,7 +9,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
-import { issueNodeCredential } from "../reconciler/fleet/credentials.ts";
+import { issueNodeCredential } from "../reconciler/auth/credentials.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { CompiledFleet } from "../test/compiled.ts";
 import { REPO_ROOT } from "../test/support.ts";

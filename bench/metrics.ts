@@ -3,7 +3,7 @@
 // server.metrics_per_gpu's default (auto: off above 40,000 GPUs). Goal: under 1 s at
 // 10,000 and 100,000 nodes with the default.
 import type { MetricsPerGpu } from "../schema/config.ts";
-import { createMetrics } from "../reconciler/metrics.ts";
+import { createMetrics } from "../reconciler/metrics/metrics.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { tempDir } from "../test/support.ts";
 import { seed } from "./reconciler.ts";

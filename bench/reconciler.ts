@@ -4,10 +4,10 @@
 //   - heartbeat ingest over HTTP for N registered nodes (goal: 2,000/s, p99 < 50 ms);
 //   - resident memory per node.
 import { parseConfig } from "../reconciler/config/load.ts";
-import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
+import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
-import { startReconciler } from "../reconciler/serve.ts";
+import { startReconciler } from "../reconciler/app/serve.ts";
 import { pools } from "../schema/db.ts";
 import type { Heartbeat } from "../schema/wire.ts";
 import type { Store } from "../reconciler/store/store.ts";

@@ -16,7 +16,7 @@
 // error this module returns.
 import { createHash } from "node:crypto";
 import { Client, utils, type ClientChannel, type ConnectConfig } from "ssh2";
-import { shellEscape } from "./template.ts";
+import { shellEscape } from "../schema/template.ts";
 import { textSuffix } from "../schema/text.ts";
 
 export interface BootstrapTimeouts {

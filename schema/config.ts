@@ -15,7 +15,7 @@
 // - Cross-field rules also run on objects that have other errors, as long as the fields
 //   they compare are themselves valid, so one run reports every problem.
 import * as v from "valibot";
-import { TEMPLATE_VARIABLES, parseTemplate } from "../bootstrap/template.ts";
+import { TEMPLATE_VARIABLES, parseTemplate } from "./template.ts";
 import { accept, closestMatch, isRecord, issuePathAt, oneOf, show, strict, unknownNameMessage, withJsonShape, type PathKey } from "./shapes.ts";
 import { MAX_TIMER_MS } from "./wire.ts";
 import { WellFormedStrings } from "./text.ts";
@@ -76,7 +76,7 @@ export type PrometheusQueries = Partial<Record<PrometheusQueryKey, string>>;
 export const NODE_MAPPING_RULES = ["node_name", "hostname_label", "provider_id", "label"] as const;
 export type NodeMappingRule = (typeof NODE_MAPPING_RULES)[number];
 
-/** The `kubernetes:` section (reconciler/kube). */
+/** The `kubernetes:` section (reconciler/schedulers/kubernetes). */
 export interface KubernetesConfig {
   /** A kubeconfig file; absent (and no server, not in_cluster): $KUBECONFIG or ~/.kube/config. */
   kubeconfig?: string;
@@ -127,7 +127,7 @@ export interface KubernetesDrainConfig {
 export const SLURM_NODE_MAPPING_RULES = ["node_name", "hostname", "feature"] as const;
 export type SlurmNodeMappingRule = (typeof SLURM_NODE_MAPPING_RULES)[number];
 
-/** The `slurm:` section (reconciler/slurm). */
+/** The `slurm:` section (reconciler/schedulers/slurm). */
 export interface SlurmConfig {
   /** slurmrestd: reads nodes, jobs and partitions; updates nodes where its API can (v0.0.39, Slurm 23.02+). */
   rest_url: string;
@@ -327,7 +327,7 @@ export interface HealthConfig {
   drain_timeout: Millis;
   /**
    * A new machine whose agent has not registered within this is Failed, unless the pool has
-   * learned that its machines take longer (lifecycle/registration.ts): then a margin over the
+   * learned that its machines take longer (nodes/registration-deadlines.ts): then a margin over the
    * recent registrations' p99, never past registration_timeout_max.
    */
   registration_timeout: Millis;

@@ -31,7 +31,7 @@ export const pools = sqliteTable("pools", {
   metricsError: text("metrics_error"),
   /**
    * Machines of the pool that did not register (deadline passed, bootstrap failed) since the
-   * last one that did; past health.max_registration_failures the pool is held (lifecycle/registration.ts).
+   * last one that did; past health.max_registration_failures the pool is held (nodes/registration-deadlines.ts).
    */
   registrationFailures: integer("registration_failures").notNull().default(0),
   /** When the last of those failed (a registration after it resets the count). */
@@ -236,7 +236,7 @@ export const nodeIdle = sqliteTable(
 /**
  * How long launched machines took from launch to their agent's registration, per pool, provider
  * and instance type: the recent ones teach the pool its registration deadline
- * (lifecycle/registration.ts). Bounded: only the latest REGISTRATION_SAMPLES per key are kept.
+ * (nodes/registration-deadlines.ts). Bounded: only the latest REGISTRATION_SAMPLES per key are kept.
  */
 export const registrations = sqliteTable(
   "registrations",
@@ -294,7 +294,7 @@ export const gpuReadings = sqliteTable("gpu_readings", {
 });
 
 /**
- * Which nodes changed what a pass reads of every node (lifecycle/light.ts), in commit order.
+ * Which nodes changed what a pass reads of every node (lifecycle/live-nodes.ts), in commit order.
  * Written only by triggers (migration 0010): every writer (the loop, the API, the ingest
  * worker's connection, the simulator) is caught, and a heartbeat that changes nothing but its
  * time writes nothing here. The leader prunes what it has read.
@@ -454,7 +454,7 @@ export const bootstrapRuns = sqliteTable(
 );
 
 /**
- * One row that the store's readiness probe rewrites (store/health.ts): a tiny real write
+ * One row that the store's readiness probe rewrites (store/writable.ts): a tiny real write
  * that proves the database can still commit, without touching any fleet table.
  */
 export const storeProbe = sqliteTable("store_probe", {

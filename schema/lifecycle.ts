@@ -1,6 +1,6 @@
 // A node's lifecycle: its states, the named groups of states every part of Navarch
 // counts by, and the transitions that are legal. Defined once here; the one writer
-// of node states (reconciler/lifecycle/transition.ts) refuses anything not listed.
+// of node states (reconciler/nodes/writer.ts) refuses anything not listed.
 //
 //   requested → provisioning → (bootstrapping) → validating → ready ⇄ suspect
 //     → cordoned → draining → terminating → terminated

@@ -63,7 +63,7 @@ export function suggest(word: string, known: readonly string[]): string {
 
 /**
  * What a schema accepts, in JSON Schema terms, where valibot cannot say it (a custom check):
- * the GpuPool CRD is generated from the config pool's schema through these (reconciler/kube/crd.ts).
+ * the GpuPool CRD is generated from the config pool's schema through these (reconciler/schedulers/kubernetes/crd.ts).
  * Only what Kubernetes' structural schemas allow: a type, and bounds, an enum or a pattern.
  */
 export interface JsonShape {

@@ -34,3 +34,6 @@ export function parseIsoTime(text: string): number | undefined {
 export function isRealIsoTime(text: string): boolean {
   return parseIsoTime(text) !== undefined;
 }
+
+/** Now, in epoch milliseconds: `Date.now` in the reconciler, virtual time in the simulator. */
+export type Clock = () => number;

@@ -1,7 +1,7 @@
 // Upstream Navarch's file formats (the Go project this one replaces), as valibot schemas:
 // the config file (`navarch config migrate` turns it into ours) and the health policy file
 // (`server.health_policy_path` loads it as it is). Only the shape lives here; the mapping onto
-// our formats is in reconciler/config/upstream.ts and reconciler/fleet/upstream-policy.ts.
+// our formats is in reconciler/config/upstream.ts and reconciler/health/upstream-policy.ts.
 //
 // Upstream read both with a YAML decoder that ignores unknown keys, so these schemas are loose:
 // the config mapping lists the unknown keys as notes, and the policy loader rejects them (a

@@ -37,8 +37,8 @@ interface Target {
 }
 
 const targets: Target[] = [
-  // The ingest worker likewise (fleet/ingest-writer.ts finds it inside the binary).
-  { name: "navarch", entrypoints: ["reconciler/main.ts", "reconciler/fleet/ingest-worker.ts"], plugins: [embedLibsqlNative] },
+  // The ingest worker likewise (reconciler/ingest/writer.ts finds it inside the binary).
+  { name: "navarch", entrypoints: ["reconciler/main.ts", "reconciler/ingest/worker.ts"], plugins: [embedLibsqlNative] },
   // The NVML worker is loaded by path at run time: it must be an entrypoint of its own
   // (agent/nvml/worker-url.ts finds it inside the binary).
   { name: "navarch-node", entrypoints: ["agent/main.ts", "agent/nvml/worker.ts"], plugins: [] },

@@ -10,8 +10,8 @@ import { Agent } from "../agent/agent.ts";
 import { HealthMonitor } from "../agent/health.ts";
 import { ReconcilerClient } from "../agent/reporter.ts";
 import { Spool } from "../agent/spool.ts";
-import { hashToken, mintBootstrapToken } from "../reconciler/fleet/credentials.ts";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { hashToken, mintBootstrapToken } from "../reconciler/auth/credentials.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { bootstrapTokens, nodeCredentials, nodes } from "../schema/db.ts";
 import { tempDir, waitFor } from "./support.ts";
 

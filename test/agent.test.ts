@@ -8,10 +8,11 @@ import { Agent, heartbeatIntervalMs } from "../agent/agent.ts";
 import { HealthMonitor } from "../agent/health.ts";
 import { toWireGpuSnapshot } from "../agent/nvml/index.ts";
 import type { DeviceSnapshot } from "../agent/nvml/types.ts";
-import { ReconcilerClient, redactUrl } from "../agent/reporter.ts";
+import { ReconcilerClient } from "../agent/reporter.ts";
+import { redactUrl } from "../schema/url.ts";
 import { Spool } from "../agent/spool.ts";
-import { getNodeDetail } from "../reconciler/fleet/registry.ts";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { getNodeDetail } from "../reconciler/nodes/agent-reports.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { ERROR_CODES, GpuSnapshot, MAX_TIMER_MS, type HealthEvent } from "../schema/wire.ts";
 import { BUN, REPO_ROOT, tempDir, waitFor } from "./support.ts";
 

@@ -1,7 +1,7 @@
 // The /v1 agent API against a real reconciler on loopback with a real libSQL file.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { MAX_BODY_BYTES, type HealthEvent, type RegisterRequest } from "../schema/wire.ts";
 import { seed } from "../bench/reconciler.ts";
 import { BUN, REPO_ROOT, tempDir } from "./support.ts";

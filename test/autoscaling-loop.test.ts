@@ -6,10 +6,10 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { parseConfig } from "../reconciler/config/load.ts";
-import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
-import { recordHeartbeat } from "../reconciler/fleet/registry.ts";
+import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { recordHeartbeat } from "../reconciler/nodes/agent-reports.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
-import { createMetrics } from "../reconciler/metrics.ts";
+import { createMetrics } from "../reconciler/metrics/metrics.ts";
 import type { MetricsSource, SourcedMetrics } from "../reconciler/pools/metrics-source.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { SimulatedAgents } from "../reconciler/sim/agents.ts";

@@ -1,10 +1,10 @@
-// Calls beside the reconcile loop (reconciler/lifecycle/beside.ts) and the dependencies they
-// report to (reconciler/dependencies.ts): a pass never waits for a call, a call is made once
+// Calls beside the reconcile loop (reconciler/dependencies/beside.ts) and the dependencies they
+// report to (reconciler/dependencies/status.ts): a pass never waits for a call, a call is made once
 // per key until its outcome is read, a call that hangs past its deadline is aborted and fails,
 // and the dependency says up, down and what waits for it.
 import { describe, expect, test } from "bun:test";
-import { Dependencies } from "../reconciler/dependencies.ts";
-import { BesideCalls, CallDeadlineError } from "../reconciler/lifecycle/beside.ts";
+import { Dependencies } from "../reconciler/dependencies/status.ts";
+import { BesideCalls, CallDeadlineError } from "../reconciler/dependencies/beside.ts";
 
 describe("calls beside the loop", () => {
   test("an in-process call answers within the asking pass; one that waits on I/O is handed out later, once, and the loop is woken", async () => {

@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseTemplate, renderTemplate, shellEscape, TEMPLATE_VARIABLES } from "../bootstrap/template.ts";
+import { parseTemplate, renderTemplate, shellEscape, TEMPLATE_VARIABLES } from "../schema/template.ts";
 import { configCheckCommand } from "../reconciler/cli/config-check.ts";
 import { loadConfigFile, parseConfig, type LoadResult } from "../reconciler/config/load.ts";
 import { formatProblems } from "../reconciler/config/yaml-source.ts";

@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { appendEvents } from "../reconciler/fleet/registry.ts";
+import { appendEvents } from "../reconciler/nodes/agent-reports.ts";
 import type { SimulatedCloudState } from "../reconciler/providers/simulated.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { nodes } from "../schema/db.ts";

@@ -1,4 +1,4 @@
-// The GpuPool CRD is generated from the config pool's schema (reconciler/kube/crd.ts): the
+// The GpuPool CRD is generated from the config pool's schema (reconciler/schedulers/kubernetes/crd.ts): the
 // committed deploy/crds/gpupool.yaml is what the generator writes today (a key added to a
 // pool without regenerating fails here), and it lists every key a config pool has, down to
 // each leaf (test/kube.test.ts applies a GpuPool with every key and reads it back unpruned).
@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import YAML from "yaml";
-import { gpuPoolCrdYaml, gpuPoolSpecSchema, structuralSchema } from "../reconciler/kube/crd.ts";
+import { gpuPoolCrdYaml, gpuPoolSpecSchema, structuralSchema } from "../reconciler/schedulers/kubernetes/crd.ts";
 import { PoolSchema } from "../schema/config.ts";
 import { withJsonShape, type JsonShape } from "../schema/shapes.ts";
 import { REPO_ROOT } from "./support.ts";

@@ -1,6 +1,6 @@
 // The node credential cache: what it remembers, for how long, and what it forgets at once.
 import { describe, expect, test } from "bun:test";
-import { NodeCredentialCache } from "../reconciler/fleet/credentials.ts";
+import { NodeCredentialCache } from "../reconciler/auth/credentials.ts";
 
 describe("NodeCredentialCache", () => {
   test("an entry lives its TTL, then the store must be asked again", () => {

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import YAML from "yaml";
-import { createMetrics } from "../reconciler/metrics.ts";
+import { createMetrics } from "../reconciler/metrics/metrics.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
 import { REPO_ROOT } from "./support.ts";
 

@@ -4,8 +4,8 @@
 import { eq } from "drizzle-orm";
 import { copyFileSync, rmSync } from "node:fs";
 import { parseConfig } from "../reconciler/config/load.ts";
-import { Operator } from "../reconciler/fleet/operator.ts";
-import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
+import { Operator } from "../reconciler/nodes/operator-actions.ts";
+import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { SimulatedAgents } from "../reconciler/sim/agents.ts";

@@ -70,7 +70,7 @@ beforeAll(async () => {
   // The loop logs the node's transition, whose reason quotes the event.
   await waitFor(
     "gpu-a-1's transition logged with the event's message",
-    () => (/ gpu-a-1: \w+ → \w+: [^]*fallen off the bus/.test(fleet.output.get("navarch") ?? "") ? true : undefined),
+    () => (/ gpu-a-1: \w+ → \w+: [\s\S]*fallen off the bus/.test(fleet.output.get("navarch") ?? "") ? true : undefined),
     20_000,
   );
   const cordon = await post("/v1/nodes/gpu-a-2/cordon", { actor: HOSTILE.actor, reason: HOSTILE.reason });

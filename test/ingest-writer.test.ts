@@ -1,4 +1,4 @@
-// The ingest worker (fleet/ingest-writer.ts) and the write lock it shares with the store
+// The ingest worker (ingest/writer.ts) and the write lock it shares with the store
 // (store/write-lock.ts): a group written in the worker answers as one written on the event
 // loop's thread; the store's writes wait for a group in flight without blocking the event
 // loop, and a group waits for a store transaction.
@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { gpuReadings, pools } from "../schema/db.ts";
 import type { Heartbeat } from "../schema/wire.ts";
-import { CHECKPOINT_EVERY_MS, WorkerWriter, clientWriter } from "../reconciler/fleet/ingest-writer.ts";
+import { CHECKPOINT_EVERY_MS, WorkerWriter, clientWriter } from "../reconciler/ingest/writer.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
 import { seed } from "../bench/reconciler.ts";
 import { tempDir } from "./support.ts";
@@ -59,7 +59,7 @@ describe("the ingest worker", () => {
     const results = await writer.write({ heartbeats: [heartbeat(ids[0]!, 61), heartbeat("nobody")], batches: [] }, Date.now());
     expect(results.heartbeats).toEqual([{ lastEventSeq: 0 }, undefined]);
     const [row] = await store.db.select().from(gpuReadings).where(eq(gpuReadings.nodeId, ids[0]!));
-    expect((row?.readings as { temperatureC: number }[]).map((g) => g.temperatureC)).toEqual([61, 62]);
+    expect((row?.readings as { temperatureC: number }[] | undefined)?.map((g) => g.temperatureC)).toEqual([61, 62]);
   });
 
   test("a store write waits for the group in flight, and the event loop keeps running meanwhile", async () => {
@@ -140,7 +140,7 @@ describe("the ingest worker", () => {
     expect(checkpoints.length).toBeLessThanOrEqual(Math.ceil(elapsed / CHECKPOINT_EVERY_MS) + 1);
     // What the last group wrote is there (the checkpoint copied it into the file, or it is still in the WAL).
     const [row] = await store.db.select().from(gpuReadings).where(eq(gpuReadings.nodeId, ids[1999]!));
-    expect((row?.readings as { temperatureC: number }[])[0]?.temperatureC).toBe(40 + ((n - 1) % 40));
+    expect((row?.readings as { temperatureC: number }[] | undefined)?.[0]?.temperatureC).toBe(40 + ((n - 1) % 40));
   });
 
   test("a group is written while the WAL is copied back: it does not wait for the copy", async () => {
@@ -155,7 +155,7 @@ describe("the ingest worker", () => {
     // Copied under the write lock, the group waited for the whole copy and its fsyncs.
     expect(order).toEqual(["group", "checkpoint"]);
     const [row] = await store.db.select().from(gpuReadings).where(eq(gpuReadings.nodeId, ids[5]!));
-    expect((row?.readings as { temperatureC: number }[])[0]?.temperatureC).toBe(77);
+    expect((row?.readings as { temperatureC: number }[] | undefined)?.[0]?.temperatureC).toBe(77);
     // What the group wrote during the copy was copied too (between groups), so the next write
     // started the WAL again from its beginning: it holds that write's few pages, not the MBs before.
     await writer.write({ heartbeats: [heartbeat(ids[6]!, 78)], batches: [] }, Date.now());
@@ -188,7 +188,7 @@ describe("the ingest worker", () => {
     const results = await writer.write({ heartbeats: [heartbeat(ids[2]!, 70)], batches: [] }, Date.now());
     expect(results.heartbeats).toEqual([{ lastEventSeq: 0 }]);
     const [row] = await store.db.select().from(gpuReadings).where(eq(gpuReadings.nodeId, ids[2]!));
-    expect((row?.readings as { temperatureC: number }[])[0]?.temperatureC).toBe(70);
+    expect((row?.readings as { temperatureC: number }[] | undefined)?.[0]?.temperatureC).toBe(70);
     await writer.write({ heartbeats: [heartbeat(ids[3]!)], batches: [] }, Date.now());
     expect(logged).toEqual(["the ingest worker's thread ended: heartbeats and events are written on the main thread from now on"]);
   });

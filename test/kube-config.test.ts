@@ -2,9 +2,9 @@
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../reconciler/config/load.ts";
 import { configToYaml } from "../reconciler/config/print.ts";
-import { Slots, TokenBucket } from "../reconciler/kube/client.ts";
-import { kubeSource } from "../reconciler/kube/index.ts";
-import { providerIdMatches } from "../reconciler/kube/mirror.ts";
+import { Slots, TokenBucket } from "../reconciler/clients/kube/client.ts";
+import { kubeSource } from "../reconciler/schedulers/kubernetes/index.ts";
+import { providerIdMatches } from "../reconciler/schedulers/kubernetes/mirror.ts";
 
 const parse = (kube: string) => parseConfig(`kubernetes:\n${kube}`, "test.yaml");
 

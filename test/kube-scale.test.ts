@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { and, eq, inArray } from "drizzle-orm";
 import * as v from "valibot";
-import { Pod } from "../reconciler/kube/types.ts";
+import { Pod } from "../reconciler/clients/kube/types.ts";
 import { healthEvents, incidents } from "../schema/db.ts";
 import { waitFor } from "./support.ts";
 import { watchCordons } from "./kube/cordon-watch.ts";

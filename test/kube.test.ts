@@ -14,14 +14,14 @@ import * as v from "valibot";
 import { PoolSchema } from "../schema/config.ts";
 import { auditLog, nodes, pools } from "../schema/db.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
-import { startReconciler } from "../reconciler/serve.ts";
+import { startReconciler } from "../reconciler/app/serve.ts";
 import { SimulatedAgents } from "../reconciler/sim/agents.ts";
 import { testConfig } from "./fleet-harness.ts";
-import { KubeApiError, KubeClient } from "../reconciler/kube/client.ts";
-import { Informer } from "../reconciler/kube/informer.ts";
-import { ANNOTATIONS } from "../reconciler/kube/mirror.ts";
-import { GPUPOOL_API } from "../reconciler/kube/pools.ts";
-import { KubeNode, Pod } from "../reconciler/kube/types.ts";
+import { KubeApiError, KubeClient } from "../reconciler/clients/kube/client.ts";
+import { Informer } from "../reconciler/clients/kube/informer.ts";
+import { ANNOTATIONS } from "../reconciler/schedulers/kubernetes/mirror.ts";
+import { GPUPOOL_API } from "../reconciler/schedulers/kubernetes/pools.ts";
+import { KubeNode, Pod } from "../reconciler/clients/kube/types.ts";
 import { CoreWeaveProvider, NODEPOOL_NODE_LABEL, NODEPOOL_PATH, NodePoolObject } from "../reconciler/providers/coreweave.ts";
 import { ProviderError } from "../reconciler/providers/provider.ts";
 import { REPO_ROOT, tempDir, waitFor } from "./support.ts";
@@ -549,7 +549,7 @@ describe("pools as custom resources", () => {
     const [row] = await f.store.db.select().from(pools).where(eq(pools.name, "crd-a"));
     expect(row?.source).toBe("crd");
     // The pool's Prometheus queries survive the CRD's structural schema (not pruned) and reach the pool.
-    expect((row?.spec as { scaling: { metrics?: unknown } }).scaling.metrics).toEqual({ prometheus: { queue_pending: queuePending } });
+    expect((row?.spec as { scaling: { metrics?: unknown } } | undefined)?.scaling.metrics).toEqual({ prometheus: { queue_pending: queuePending } });
     const status = async () => {
       await controller.refreshNow();
       return (await kube.client.request("GET", `${base}/crd-a`)) as {

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { hostname } from "node:os";
-import { NodeWriter, FencedError } from "../reconciler/lifecycle/transition.ts";
+import { NodeWriter, FencedError } from "../reconciler/nodes/writer.ts";
 import { LeaderLease, LeaseKeeper } from "../reconciler/safety/lease.ts";
 import { runOperation } from "../reconciler/safety/operations.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { incidents, nodes, pools } from "../schema/db.ts";
-import { registerNode } from "../reconciler/fleet/registry.ts";
+import { registerNode } from "../reconciler/nodes/agent-reports.ts";
 import { FAST_SERVER, closeFleets, fleet as makeFleet, pool } from "./fleet-harness.ts";
 import { isIn } from "../schema/lifecycle.ts";
 

@@ -1,4 +1,4 @@
-// The light view (reconciler/lifecycle/light.ts): every live node as a pass needs it, kept up
+// The light view (reconciler/lifecycle/live-nodes.ts): every live node as a pass needs it, kept up
 // to date from the change log the triggers on `nodes` write (migration 0010). What it must
 // show is always what a full read of the table shows now, whoever wrote the rows: the loop's
 // connection, another connection (the ingest worker's, a second reconciler's), or plain SQL.
@@ -6,8 +6,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createClient } from "@libsql/client";
 import { eq, sql } from "drizzle-orm";
 import { nodeChanges, nodes } from "../schema/db.ts";
-import { writeIngestGroup } from "../reconciler/fleet/ingest-write.ts";
-import { LightView, PRUNE_EVERY, RESYNC_MS, silentNodes, type LightNode } from "../reconciler/lifecycle/light.ts";
+import { writeIngestGroup } from "../reconciler/ingest/write.ts";
+import { LightView, PRUNE_EVERY, RESYNC_MS, silentNodes, type LightNode } from "../reconciler/lifecycle/live-nodes.ts";
 import { poolCounts } from "../reconciler/lifecycle/scale.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
 import { seed } from "../bench/reconciler.ts";

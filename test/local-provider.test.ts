@@ -8,10 +8,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { getNodeDetail } from "../reconciler/fleet/registry.ts";
+import { getNodeDetail } from "../reconciler/nodes/agent-reports.ts";
 import { LocalNodesDir, LocalProvider, resolveAgentCommand, type LocalProviderOptions } from "../reconciler/providers/local.ts";
 import { ProviderError, TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type LaunchRequest } from "../reconciler/providers/provider.ts";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
 import { BUN, tempDir, waitFor } from "./support.ts";
 

@@ -7,8 +7,8 @@
 // Once observed: the three were terminated about a minute after the restart.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
-import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
-import { recordHeartbeat, registerNode } from "../reconciler/fleet/registry.ts";
+import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { recordHeartbeat, registerNode } from "../reconciler/nodes/agent-reports.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import { createProviders } from "../reconciler/providers/index.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";

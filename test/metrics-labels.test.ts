@@ -6,7 +6,7 @@
 // enum value, never free text.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { tempDir } from "./support.ts";
 
 const ADMIN = "metrics-labels-admin-secret-0123456789";

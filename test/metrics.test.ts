@@ -8,11 +8,11 @@ import { eq, inArray } from "drizzle-orm";
 import { join } from "node:path";
 import { auditLog, breakers, gpuReadings, gpus, healthEvents, incidents, nodes, operations, pools } from "../schema/db.ts";
 import type { NodeState } from "../schema/lifecycle.ts";
-import { createMetrics, observeLoop, type PassObservation } from "../reconciler/metrics.ts";
-import { startReconciler } from "../reconciler/serve.ts";
+import { createMetrics, observeLoop, type PassObservation } from "../reconciler/metrics/metrics.ts";
+import { startReconciler } from "../reconciler/app/serve.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
 import { seed } from "../bench/reconciler.ts";
-import { recordHeartbeat } from "../reconciler/fleet/registry.ts";
+import { recordHeartbeat } from "../reconciler/nodes/agent-reports.ts";
 import { testConfig } from "./fleet-harness.ts";
 import { REPO_ROOT, tempDir, waitFor } from "./support.ts";
 

@@ -7,7 +7,7 @@ import * as v from "valibot";
 import { createApi } from "../reconciler/api/server.ts";
 import { ActionBody, FaultBody } from "../reconciler/api/openapi.ts";
 import { AuditList, BreakerList, EventList, IncidentList, NodeTimeline, Overview, PoolList, PoolView } from "../reconciler/api/views.ts";
-import { createMetrics } from "../reconciler/metrics.ts";
+import { createMetrics } from "../reconciler/metrics/metrics.ts";
 import { NodeDetail, NodeList, ReconcilerStatus } from "../schema/admin.ts";
 import { POOLS_YAML, simFleet, type SimFleet } from "./browser/harness.ts";
 

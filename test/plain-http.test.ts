@@ -8,7 +8,7 @@ import { writeFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { exposedListeners, plainHttpListeners } from "../reconciler/config/exposure.ts";
-import { ListenError, startReconciler, type ServeSettings } from "../reconciler/serve.ts";
+import { ListenError, startReconciler, type ServeSettings } from "../reconciler/app/serve.ts";
 import { CompiledFleet } from "./compiled.ts";
 import { freePort, tempDir, waitFor } from "./support.ts";
 

@@ -15,7 +15,7 @@ import {
   type PolicyEvaluation,
   type PolicyHistoryRow,
   type PolicyNode,
-} from "../reconciler/fleet/policy.ts";
+} from "../reconciler/health/policy.ts";
 import { validateHealthPolicy } from "../schema/health-policy.ts";
 import type { HealthEvent } from "../schema/wire.ts";
 import { lookupXid, XID_CATALOG } from "../schema/xid-catalog.ts";

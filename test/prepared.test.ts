@@ -3,7 +3,7 @@
 // throws SQLite's code, and the connection goes on working.
 import { afterEach, expect, test } from "bun:test";
 import { PreparedConnection } from "../reconciler/store/prepared.ts";
-import { classifyError } from "../reconciler/store/health.ts";
+import { classifyError } from "../reconciler/store/writable.ts";
 import { FILE_CONNECTION_PRAGMAS } from "../reconciler/store/pragmas.ts";
 import { tempDir } from "./support.ts";
 

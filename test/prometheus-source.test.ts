@@ -4,7 +4,7 @@
 // it against a real Prometheus.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parseConfig } from "../reconciler/config/load.ts";
-import { checkServeNeeds } from "../reconciler/config/preflight.ts";
+import { checkServeNeeds } from "../reconciler/app/preflight.ts";
 import { configToYaml } from "../reconciler/config/print.ts";
 import { formatProblems } from "../reconciler/config/yaml-source.ts";
 import { layeredSources, queueSource } from "../reconciler/pools/metrics-source.ts";

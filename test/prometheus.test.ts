@@ -16,7 +16,7 @@ import * as v from "valibot";
 import YAML from "yaml";
 import { PrometheusMetricsSource } from "../reconciler/pools/prometheus.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { SimulatedAgents } from "../reconciler/sim/agents.ts";
 import { auditLog, nodes, pools } from "../schema/db.ts";
 import { isIn } from "../schema/lifecycle.ts";

@@ -4,13 +4,13 @@
 // does), so that a test decides when, or whether, a machine's agent comes up.
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
-import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
-import { recordHeartbeat, registerNode } from "../reconciler/fleet/registry.ts";
+import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { recordHeartbeat, registerNode } from "../reconciler/nodes/agent-reports.ts";
 import { buildReport } from "../reconciler/api/report.ts";
 import { reportText } from "../reconciler/cli/report.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
-import { createMetrics } from "../reconciler/metrics.ts";
-import { DEADLINE_MARGIN, REGISTRATION_SAMPLES, deadlineFrom, recordRegistration } from "../reconciler/lifecycle/registration.ts";
+import { createMetrics } from "../reconciler/metrics/metrics.ts";
+import { DEADLINE_MARGIN, REGISTRATION_SAMPLES, deadlineFrom, recordRegistration } from "../reconciler/nodes/registration-deadlines.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
 import { nodes, pools, registrations } from "../schema/db.ts";

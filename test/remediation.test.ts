@@ -75,7 +75,7 @@ describe("the remediation ladder", () => {
     const why = (await f.store.db.select().from(auditLog).where(eq(auditLog.target, victim.id))).find(
       (a) => (a.details as { to?: string }).to === "terminating",
     );
-    expect((why?.details as { reason: string }).reason).toContain("replaced, not rebooted: it was rebooted for its health");
+    expect((why?.details as { reason: string } | undefined)?.reason).toContain("replaced, not rebooted: it was rebooted for its health");
     expect(f.cloud.calls.reboot).toBe(1);
   });
 
@@ -101,7 +101,7 @@ describe("the remediation ladder", () => {
     const why = (await f.store.db.select().from(auditLog).where(eq(auditLog.target, victim.id))).find(
       (a) => (a.details as { to?: string }).to === "terminating",
     );
-    expect((why?.details as { reason: string }).reason).toContain("the provider refused the reboot");
+    expect((why?.details as { reason: string } | undefined)?.reason).toContain("the provider refused the reboot");
   });
 
   test("a pool that replaces, and a fault whose remedy is not a reboot, are replaced without a reboot", async () => {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { openApiDocument } from "../reconciler/api/openapi.ts";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { apiTokens } from "../schema/db.ts";
 import { ROUTE_PERMISSIONS, type Role } from "../schema/roles.ts";
 import type { RegisterRequest } from "../schema/wire.ts";

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { join } from "node:path";
-import { recordHeartbeat, registerNode } from "../reconciler/fleet/registry.ts";
+import { recordHeartbeat, registerNode } from "../reconciler/nodes/agent-reports.ts";
 import { auditLog, incidents, nodes, operations, pools } from "../schema/db.ts";
 import { isIn } from "../schema/lifecycle.ts";
 import { FAST_SERVER, closeFleets, fleet, pool } from "./fleet-harness.ts";

@@ -3,8 +3,8 @@
 import { eq } from "drizzle-orm";
 import type { NavarchConfig } from "../schema/config.ts";
 import { incidents, nodes } from "../schema/db.ts";
-import { defaultHealthPolicy } from "../reconciler/fleet/policy.ts";
-import type { SchedulerIntegration } from "../reconciler/fleet/scheduler.ts";
+import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import type { SchedulerIntegration } from "../reconciler/schedulers/scheduler.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import type { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import type { Store } from "../reconciler/store/store.ts";

@@ -1,8 +1,8 @@
 // The owner's side of the scheduler contract: node views, mapping records, and a human's
 // return of a node to service in the scheduler, on the real loop and store.
 import { afterEach, expect, test } from "bun:test";
-import { storeSchedulerHost } from "../reconciler/fleet/scheduler-host.ts";
-import { schedulerNode } from "../reconciler/fleet/scheduler.ts";
+import { storeSchedulerHost } from "../reconciler/schedulers/host.ts";
+import { schedulerNode } from "../reconciler/schedulers/scheduler.ts";
 import { closeFleets, FAST_SERVER, fleet, pool } from "./fleet-harness.ts";
 
 afterEach(closeFleets);

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { renderInstaller } from "../bootstrap/installer.ts";
 import { parseSince } from "../reconciler/cli/events.ts";
 import { printable } from "../schema/text.ts";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { parseIsoTime } from "../schema/time.ts";
 import type { RegisterRequest } from "../schema/wire.ts";
 import { BUN, REPO_ROOT, tempDir } from "./support.ts";

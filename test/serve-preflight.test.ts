@@ -8,11 +8,11 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { configCheckCommand } from "../reconciler/cli/config-check.ts";
 import { serveCommand, serveSettings } from "../reconciler/cli/serve.ts";
-import { prepareServeConfig, type EnvLookup } from "../reconciler/config/preflight.ts";
+import { prepareServeConfig, type EnvLookup } from "../reconciler/app/preflight.ts";
 import { plainHttpWarning } from "../reconciler/config/exposure.ts";
-import { defaultHealthPolicy, type HealthPolicy } from "../reconciler/fleet/policy.ts";
+import { defaultHealthPolicy, type HealthPolicy } from "../reconciler/health/policy.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import type { NavarchConfig } from "../schema/config.ts";
 import { tempDir, waitFor } from "./support.ts";
 

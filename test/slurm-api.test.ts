@@ -1,9 +1,9 @@
 // slurmrestd's answers at the edge: v0.0.38 as Slurm 22.05 writes it (taken from the test
 // cluster), v0.0.39 as Slurm 23.02's published reference describes it, queue depth from jobs.
 import { expect, test } from "bun:test";
-import { SchedulerError } from "../reconciler/fleet/scheduler.ts";
-import { answerErrors, parseJobs, parseNodes, parsePartitions } from "../reconciler/slurm/api.ts";
-import { queueDepth } from "../reconciler/slurm/queue.ts";
+import { SchedulerError } from "../reconciler/schedulers/scheduler.ts";
+import { answerErrors, parseJobs, parseNodes, parsePartitions } from "../reconciler/schedulers/slurm/api.ts";
+import { queueDepth } from "../reconciler/schedulers/slurm/queue.ts";
 
 const node38 = {
   architecture: "x86_64",

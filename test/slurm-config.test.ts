@@ -3,9 +3,9 @@ import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../reconciler/config/load.ts";
-import { checkServeNeeds } from "../reconciler/config/preflight.ts";
+import { checkServeNeeds } from "../reconciler/app/preflight.ts";
 import { configToYaml } from "../reconciler/config/print.ts";
-import { slurmTokens } from "../reconciler/slurm/index.ts";
+import { slurmTokens } from "../reconciler/schedulers/slurm/index.ts";
 import { tempDir } from "./support.ts";
 
 const parse = (slurm: string, extra = "") => parseConfig(`${extra}slurm:\n${slurm}`, "test.yaml");

@@ -1,6 +1,6 @@
 // Slurm hostlist expressions, as jobs name their nodes (squeue's NODELIST).
 import { expect, test } from "bun:test";
-import { expandHostlist, HostlistError } from "../reconciler/slurm/hostlist.ts";
+import { expandHostlist, HostlistError } from "../reconciler/schedulers/slurm/hostlist.ts";
 
 test("plain names, ranges with padding, lists inside and outside brackets, several brackets", () => {
   expect(expandHostlist("")).toEqual([]);

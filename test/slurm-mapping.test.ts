@@ -1,7 +1,7 @@
 // slurm.node_mapping: which Slurm node a Navarch node is.
 import { expect, test } from "bun:test";
-import type { SlurmNode } from "../reconciler/slurm/api.ts";
-import { slurmNodeIndex } from "../reconciler/slurm/mapping.ts";
+import type { SlurmNode } from "../reconciler/schedulers/slurm/api.ts";
+import { slurmNodeIndex } from "../reconciler/schedulers/slurm/mapping.ts";
 
 const node = (name: string, hostname = name, features: string[] = []): SlurmNode => ({
   name,

@@ -1,6 +1,6 @@
 // How Navarch's cordon reads on a Slurm node: the drain reason and the comment marker.
 import { expect, test } from "bun:test";
-import { drainedByUs, drainReason, isDrained, readMarker, withMarker, withoutMarker } from "../reconciler/slurm/marker.ts";
+import { drainedByUs, drainReason, isDrained, readMarker, withMarker, withoutMarker } from "../reconciler/schedulers/slurm/marker.ts";
 
 test("the reason says what Navarch saw, on one line, and marks the DRAIN as ours", () => {
   const reason = drainReason("fatal: Xid 79 on GPU 3 (00000000:5D:00.0):\nGPU has fallen off the bus", 12);

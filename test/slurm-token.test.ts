@@ -1,7 +1,7 @@
 // The JWTs Navarch mints with slurm.conf's jwt_key (verified against slurmctld in slurm.test.ts).
 import { expect, test } from "bun:test";
 import { createHmac } from "node:crypto";
-import { mintToken, SlurmTokens } from "../reconciler/slurm/token.ts";
+import { mintToken, SlurmTokens } from "../reconciler/schedulers/slurm/token.ts";
 
 const key = Buffer.alloc(32, 9);
 const claims = (token: string) => JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString("utf8")) as { sun: string; iat: number; exp: number };

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { parseConfig } from "../reconciler/config/load.ts";
 import { LambdaProvider } from "../reconciler/providers/lambda.ts";
 import type { Instance, LaunchRequest, Provider } from "../reconciler/providers/provider.ts";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
 import { startLambdaFake, type LambdaFake } from "./fake-clouds/lambda.ts";
 import { ensureBinaries } from "./prerequisites.ts";

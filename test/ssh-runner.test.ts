@@ -18,7 +18,7 @@ import {
 } from "../bootstrap/ssh.ts";
 import { desc, eq } from "drizzle-orm";
 import { parseConfig } from "../reconciler/config/load.ts";
-import { Bootstrapper } from "../reconciler/fleet/bootstrap.ts";
+import { Bootstrapper } from "../reconciler/lifecycle/ssh-bootstrap.ts";
 import type { Instance } from "../reconciler/providers/provider.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { bootstrapRuns, hostKeys, nodes } from "../schema/db.ts";

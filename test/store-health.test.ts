@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { StoreHealthMonitor } from "../reconciler/store/health.ts";
+import { StoreHealthMonitor } from "../reconciler/store/writable.ts";
 import { openStore, StoreError, type Store } from "../reconciler/store/store.ts";
 import { tempDir } from "./support.ts";
 

@@ -3,7 +3,7 @@ import { chmodSync, cpSync, mkdirSync, readdirSync, writeFileSync } from "node:f
 import { join, relative } from "node:path";
 import { createClient, type Client } from "@libsql/client";
 import { gpuReadings, nodes } from "../schema/db.ts";
-import { registerNode } from "../reconciler/fleet/registry.ts";
+import { registerNode } from "../reconciler/nodes/agent-reports.ts";
 import { MIGRATIONS } from "../reconciler/store/migrations/index.ts";
 import { StoreError, openStore } from "../reconciler/store/store.ts";
 import { BUN, REPO_ROOT, tempDir } from "./support.ts";

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { renderTemplate, shellEscape } from "../bootstrap/template.ts";
+import { renderTemplate, shellEscape } from "../schema/template.ts";
 import { runBootstrap } from "../bootstrap/ssh.ts";
 import { CompiledFleet, type Proc } from "./compiled.ts";
 import { freePort } from "./support.ts";

@@ -11,7 +11,7 @@ import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ReconcilerClient } from "../agent/reporter.ts";
 import { configCheckCommand } from "../reconciler/cli/config-check.ts";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { clientFetch } from "../schema/client-tls.ts";
 import type { RegisterRequest } from "../schema/wire.ts";
 import { TestCa, ensureTlsTools, fingerprint, type Issued } from "./tls/certs.ts";

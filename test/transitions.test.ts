@@ -3,7 +3,7 @@
 // pair is refused with an error and changes nothing.
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
-import { IllegalTransition, NodeWriter } from "../reconciler/lifecycle/transition.ts";
+import { IllegalTransition, NodeWriter } from "../reconciler/nodes/writer.ts";
 import { openStore, type Store } from "../reconciler/store/store.ts";
 import { auditLog, incidents, nodes } from "../schema/db.ts";
 import { NODE_STATES, STATES, TRANSITIONS, isIn, isLegalTransition, type NodeState } from "../schema/lifecycle.ts";

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import { join } from "node:path";
 import * as v from "valibot";
-import { startReconciler, type Reconciler } from "../reconciler/serve.ts";
+import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { HeartbeatResponse, RegisterResponse, type HealthEvent, type RegisterRequest } from "../schema/wire.ts";
 import { tempDir } from "./support.ts";
 

@@ -1,13 +1,13 @@
 // The admin API under /v1: what operators (the CLI, the dashboard) read and do.
-// Actions go through fleet/operator.ts and wake the reconcile loop.
+// Actions go through nodes/operator-actions.ts and wake the reconcile loop.
 import { desc, eq, isNull } from "drizzle-orm";
 import type { Context, Hono } from "hono";
 import * as v from "valibot";
 import { breakers, incidents, nodes, pools } from "../../schema/db.ts";
 import { issuePaths, type ErrorBody } from "../../schema/wire.ts";
-import { Operator, OperatorError } from "../fleet/operator.ts";
+import { Operator, OperatorError } from "../nodes/operator-actions.ts";
 import { jsonBodyOr400 } from "./body.ts";
-import { FAKE_NVML_COMMANDS, FAKE_NVML_LINE, LocalProvider } from "../providers/local.ts";
+import { FAKE_NVML_COMMANDS, FAKE_NVML_LINE } from "../providers/local.ts";
 import type { Provider } from "../providers/provider.ts";
 import type { Store } from "../store/store.ts";
 
@@ -116,16 +116,16 @@ export function registerAdminRoutes(v1: Hono, opts: AdminOptions): void {
     const parsed = v.safeParse(Fault, raw);
     if (!parsed.success) return c.json<ErrorBody>({ error: "invalid request body", issues: issuePaths(parsed.issues) }, 400);
     const local = opts.providers().get("local");
-    if (!(local instanceof LocalProvider)) return c.json<ErrorBody>({ error: "fault injection needs the local provider (this reconciler has none)" }, 409);
+    if (local?.injectFault === undefined) return c.json<ErrorBody>({ error: "fault injection needs the local provider (this reconciler has none)" }, 409);
     const id = c.req.param("id");
     const [node] = await store.db.select().from(nodes).where(eq(nodes.id, id));
     if (node === undefined) return c.json<ErrorBody>({ error: `node ${id} not found` }, 404);
     if (node.provider !== "local" || node.instanceName === null) return c.json<ErrorBody>({ error: `node ${id} is not a running local node` }, 409);
     const f = parsed.output;
     try {
-      if (f.xid !== undefined) await local.injectNvml(node.instanceName, `xid ${f.gpu} ${f.xid}`);
-      else if (f.nvml !== undefined) await local.injectNvml(node.instanceName, f.nvml);
-      else if (f.kmsg !== undefined) await local.injectKmsg(node.instanceName, f.kmsg);
+      if (f.xid !== undefined) await local.injectFault(node.instanceName, { nvml: `xid ${f.gpu} ${f.xid}` });
+      else if (f.nvml !== undefined) await local.injectFault(node.instanceName, { nvml: f.nvml });
+      else if (f.kmsg !== undefined) await local.injectFault(node.instanceName, { kmsg: f.kmsg });
     } catch (err) {
       return c.json<ErrorBody>({ error: err instanceof Error ? err.message : String(err) }, 409);
     }

@@ -14,7 +14,7 @@ import { eq } from "drizzle-orm";
 import { nodes } from "../../schema/db.ts";
 import { ROLE_PERMISSIONS, permissionFor, roleMay, type Permission, type Role } from "../../schema/roles.ts";
 import type { ErrorBody } from "../../schema/wire.ts";
-import { issueNodeCredential, lookupCredential, redeemBootstrapToken, type NodeCredentialCache } from "../fleet/credentials.ts";
+import { issueNodeCredential, lookupCredential, redeemBootstrapToken, type NodeCredentialCache } from "../auth/credentials.ts";
 import type { Db } from "../store/store.ts";
 import { readJsonBody } from "./body.ts";
 

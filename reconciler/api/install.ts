@@ -20,7 +20,7 @@ import * as v from "valibot";
 import { renderInstaller } from "../../bootstrap/installer.ts";
 import { auditLog, bootstrapRuns, hostKeys } from "../../schema/db.ts";
 import { NodeId, issuePaths, type ErrorBody } from "../../schema/wire.ts";
-import { mintBootstrapToken } from "../fleet/credentials.ts";
+import { mintBootstrapToken } from "../auth/credentials.ts";
 import { SIGNATURE_FILE, SUMS_FILE, type ServedAgent, type ServedRelease } from "../release/agent-release.ts";
 import { sha256File } from "../../schema/release.ts";
 import type { Store } from "../store/store.ts";

@@ -18,11 +18,12 @@ import {
 } from "../../schema/wire.ts";
 import { accepts } from "../../schema/accept.ts";
 import { NODE_PAGE_MAX, NodeQuery, type DependencyStatus, type LoopStatus, type NodeList, type ReconcilerStatus } from "../../schema/admin.ts";
-import { NodeCredentialCache } from "../fleet/credentials.ts";
-import { Ingest } from "../fleet/ingest.ts";
-import { clientWriter } from "../fleet/ingest-writer.ts";
-import { getNodeDetail, listNodes, registerNode, type Clock } from "../fleet/registry.ts";
-import { checkLabel, type Metrics } from "../metrics.ts";
+import { NodeCredentialCache } from "../auth/credentials.ts";
+import { Ingest } from "../ingest/group-commit.ts";
+import { clientWriter } from "../ingest/writer.ts";
+import { getNodeDetail, listNodes, registerNode } from "../nodes/agent-reports.ts";
+import type { Clock } from "../../schema/time.ts";
+import { checkLabel, type Metrics } from "../metrics/metrics.ts";
 import type { Provider } from "../providers/provider.ts";
 import { registerAdminRoutes } from "./admin.ts";
 import { registerDashboardRoutes } from "./dashboard.ts";

@@ -12,7 +12,7 @@ import * as v from "valibot";
 import { auditLog } from "../../schema/db.ts";
 import { PERMISSIONS, ROLES, TOKEN_ROLES } from "../../schema/roles.ts";
 import { issuePaths, type ErrorBody } from "../../schema/wire.ts";
-import { listApiTokens, mintApiToken, revokeApiToken, type ApiTokenRow } from "../fleet/credentials.ts";
+import { listApiTokens, mintApiToken, revokeApiToken, type ApiTokenRow } from "../auth/credentials.ts";
 import type { Store } from "../store/store.ts";
 import { describePrincipal, principalOf, type Principal } from "./auth.ts";
 import { jsonBodyOr400 } from "./body.ts";

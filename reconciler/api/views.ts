@@ -15,7 +15,7 @@ import { NODE_STATES, isIn, stateNotIn, type NodeState } from "../../schema/life
 import { NODE_ORIGINS, NodeRow } from "../../schema/admin.ts";
 import { SEVERITIES, type ErrorBody } from "../../schema/wire.ts";
 import { parseIsoTime } from "../../schema/time.ts";
-import { nodeGpus } from "../fleet/registry.ts";
+import { nodeGpus } from "../nodes/agent-reports.ts";
 import type { Store } from "../store/store.ts";
 import { validatedQuery } from "./query.ts";
 

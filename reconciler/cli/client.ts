@@ -4,9 +4,9 @@
 // friends (schema/client-tls.ts). Every failure is one clear line, and never shows
 // credentials written into the server URL.
 import { readFileSync, statSync } from "node:fs";
-import { redactUrl } from "../../agent/reporter.ts";
+import { redactUrl } from "../../schema/url.ts";
 import { ClientTlsError, clientFetch, clientTlsFromEnv } from "../../schema/client-tls.ts";
-import { authTokenFile } from "../serve.ts";
+import { authTokenFile } from "../app/serve.ts";
 
 export const DEFAULT_SERVER = "http://127.0.0.1:50051";
 export const DEFAULT_DATA_DIR = "data";

@@ -1,11 +1,11 @@
 // `navarch config check FILE`: validates a config file, and what `navarch serve` would need from
 // it (the health policy and SSH keys it names, secrets, metrics sources, the Kubernetes
 // connection), without touching any state. Both run the same preparation
-// (reconciler/config/preflight.ts), so a file this accepts starts, with the same warnings.
+// (reconciler/app/preflight.ts), so a file this accepts starts, with the same warnings.
 // Exit status: 0 valid (the normalised config is printed), 2 invalid or bad usage.
 import { configToYaml } from "../config/print.ts";
 import { plainHttpWarning } from "../config/exposure.ts";
-import { prepareServeConfig, type PrepareOptions } from "../config/preflight.ts";
+import { prepareServeConfig, type PrepareOptions } from "../app/preflight.ts";
 
 export const CONFIG_CHECK_USAGE = "usage: navarch config check FILE";
 

@@ -12,9 +12,9 @@ import type { NodeRow } from "../../schema/admin.ts";
 import { CliError } from "./client.ts";
 import { durationFlag } from "./durations.ts";
 import { nodesTable } from "./nodes.ts";
-import { listNodes } from "../fleet/registry.ts";
+import { listNodes } from "../nodes/agent-reports.ts";
 import { LocalProvider } from "../providers/local.ts";
-import { startReconciler } from "../serve.ts";
+import { startReconciler } from "../app/serve.ts";
 import { isStartProblem, loadHealthPolicy, loadServeConfig, serveSettings } from "./serve.ts";
 import { logLine } from "../../schema/text.ts";
 

@@ -5,10 +5,10 @@ import { parseAddress, type NavarchConfig } from "../../schema/config.ts";
 import { EMBEDDED_DEFAULTS_SOURCE, EMBEDDED_DEFAULTS_YAML } from "../config/defaults.ts";
 import { loadConfigFile, parseConfig } from "../config/load.ts";
 import { formatProblems } from "../config/yaml-source.ts";
-import { loadNamedPolicy, prepareServeConfig } from "../config/preflight.ts";
-import type { HealthPolicy } from "../fleet/policy.ts";
-import { ListenError, StartError, startReconciler, type ServeSettings } from "../serve.ts";
-import { TlsError } from "../tls.ts";
+import { loadNamedPolicy, prepareServeConfig } from "../app/preflight.ts";
+import type { HealthPolicy } from "../health/policy.ts";
+import { ListenError, StartError, startReconciler, type ServeSettings } from "../app/serve.ts";
+import { TlsError } from "../app/tls.ts";
 import { StoreError, defaultDatabaseUrl } from "../store/store.ts";
 import { logLine } from "../../schema/text.ts";
 

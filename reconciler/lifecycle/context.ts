@@ -4,9 +4,9 @@
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import type { NodeState } from "../../schema/lifecycle.ts";
 import type { GpuSnapshot, RecommendedAction } from "../../schema/wire.ts";
-import type { Bootstrapper } from "../fleet/bootstrap.ts";
+import type { Bootstrapper } from "./ssh-bootstrap.ts";
 import type { SourcedMetrics } from "../pools/metrics-source.ts";
-import type { SchedulerMirror } from "../fleet/scheduler.ts";
+import type { SchedulerMirror } from "../schedulers/scheduler.ts";
 import type { Provider } from "../providers/provider.ts";
 import type { RailVerdict, Rails } from "../safety/rails.ts";
 import type { Store } from "../store/store.ts";
@@ -14,8 +14,8 @@ import type { BesideCall } from "../safety/operations.ts";
 import type { Incidents } from "./incidents.ts";
 import type { InstanceTypeGpus } from "../providers/instance-gpus.ts";
 import type { PoolLaunches } from "./launches.ts";
-import type { RegistrationDeadlines } from "./registration.ts";
-import type { Fence, NodeRow, NodeWriter } from "./transition.ts";
+import type { RegistrationDeadlines } from "../nodes/registration-deadlines.ts";
+import type { Fence, NodeRow, NodeWriter } from "../nodes/writer.ts";
 
 /**
  * When a step next needs a look at its node: an absolute time (ms), or undefined when

@@ -4,8 +4,10 @@
 // change, through the one writer.
 import { and, eq, isNull } from "drizzle-orm";
 import { incidents } from "../../schema/db.ts";
-import type { Remedy } from "./remedy.ts";
-import type { Executor, NodeRow, NodeWriter } from "./transition.ts";
+import type { Executor, NodeRow, NodeWriter } from "../nodes/writer.ts";
+
+/** A rung of the remediation ladder an incident is on (remedy.ts decides which). */
+export type Remedy = "reboot" | "replace";
 
 export class Incidents {
   constructor(

@@ -17,8 +17,8 @@ import { TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type Instance, type Provider }
 import { runOperation } from "../safety/operations.ts";
 import type { Db } from "../store/store.ts";
 import type { StepContext } from "./context.ts";
-import { minutes } from "./registration.ts";
-import type { Executor, NodeRow } from "./transition.ts";
+import { minutes } from "../nodes/registration-deadlines.ts";
+import type { Executor, NodeRow } from "../nodes/writer.ts";
 
 export async function recordInstance(
   db: Executor,

@@ -14,8 +14,8 @@ import { eq } from "drizzle-orm";
 import type { PoolConfig } from "../../schema/config.ts";
 import { pools } from "../../schema/db.ts";
 import { ProviderError } from "../providers/provider.ts";
-import { minutes, type RegistrationDeadlines } from "./registration.ts";
-import type { Executor, NodeWriter } from "./transition.ts";
+import { minutes, type RegistrationDeadlines } from "../nodes/registration-deadlines.ts";
+import type { Executor, NodeWriter } from "../nodes/writer.ts";
 import type { Db } from "../store/store.ts";
 
 export type LaunchErrorKind = "permanent" | "transient";

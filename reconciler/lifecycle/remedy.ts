@@ -9,9 +9,8 @@ import type { PoolConfig } from "../../schema/config.ts";
 import { incidents } from "../../schema/db.ts";
 import type { RecommendedAction } from "../../schema/wire.ts";
 import type { StepContext } from "./context.ts";
-import type { NodeRow } from "./transition.ts";
-
-export type Remedy = "reboot" | "replace";
+import type { Remedy } from "./incidents.ts";
+import type { NodeRow } from "../nodes/writer.ts";
 
 /** The first rung, decided when the incident opens. */
 export function firstRemedy(action: RecommendedAction | undefined, pool: PoolConfig | undefined): Remedy {

@@ -26,8 +26,8 @@ import { byLongestIdle, decideScale, historyLookback, sampleOf, type PoolMetrics
 import type { SourcedMetrics } from "../pools/metrics-source.ts";
 import { averageUtilization, idleSinceOf, poolActivity, recordIdleness, recordSample } from "../pools/observations.ts";
 import { move, type StepContext } from "./context.ts";
-import type { LightNode } from "./light.ts";
-import type { NodeRow } from "./transition.ts";
+import type { LightNode } from "./live-nodes.ts";
+import type { NodeRow } from "../nodes/writer.ts";
 
 /** The row of a node the reconciler asks for (scale-up, replacement, surge): launched by a later pass. */
 export function requestedNode(pool: PoolConfig, at: number, reason: string, extra: { replacementOf?: string; attempts?: number } = {}) {
@@ -67,7 +67,7 @@ export interface PoolCounts {
 export const NO_NODES: PoolCounts = { total: 0, ready: 0, comingUp: 0, replacing: 0, surging: 0 };
 
 /**
- * Every pool's counts in one walk over the live nodes (lifecycle/light.ts): at 100,000 nodes
+ * Every pool's counts in one walk over the live nodes (lifecycle/live-nodes.ts): at 100,000 nodes
  * the same counts as SQL aggregates took 33 ms a pool.
  */
 export function poolCounts(live: readonly Pick<LightNode, "id" | "pool" | "state" | "origin" | "removal" | "replacementOf">[]): Map<string, PoolCounts> {

@@ -12,7 +12,7 @@
 import { and, asc, eq, gt, inArray, isNull, lt, or, sql } from "drizzle-orm";
 import { gpuReadings, nodeIdle, nodes, poolSamples } from "../../schema/db.ts";
 import { stateIn } from "../../schema/lifecycle.ts";
-import type { NodeWriter } from "../lifecycle/transition.ts";
+import type { NodeWriter } from "../nodes/writer.ts";
 import type { Db } from "../store/store.ts";
 import type { IdleNode } from "./autoscaler.ts";
 import { sampleSpacing, type MetricsSample } from "./history.ts";

@@ -14,7 +14,7 @@ import {
   type PrometheusQueryKey,
   type PrometheusSourceConfig,
 } from "../../schema/config.ts";
-import type { Dependency } from "../dependencies.ts";
+import type { Dependency } from "../dependencies/status.ts";
 import type { MetricsSource, SourcedMetrics } from "./metrics-source.ts";
 
 /** `[unix seconds, "value"]`: Prometheus writes sample values as strings ("NaN", "+Inf" included). */
@@ -49,7 +49,7 @@ export interface PrometheusSourceOptions {
   /** Where bearer_token_env is read (default: process.env). */
   env?: Record<string, string | undefined>;
   fetch?: typeof fetch;
-  /** Told of each answer and each query that got none (reconciler/dependencies.ts). */
+  /** Told of each answer and each query that got none (reconciler/dependencies/status.ts). */
   dependency?: Dependency;
 }
 

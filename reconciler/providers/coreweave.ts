@@ -17,8 +17,8 @@
 // the remediation ladder replaces the node instead.
 import * as v from "valibot";
 import type { CoreWeaveProviderConfig } from "../../schema/config.ts";
-import { KubeApiError, KubeClient, labelSelector, type KubeSource } from "../kube/client.ts";
-import { Condition, KubeNode, ObjectMeta } from "../kube/types.ts";
+import { KubeApiError, KubeClient, labelSelector, type KubeSource } from "../clients/kube/client.ts";
+import { Condition, KubeNode, ObjectMeta } from "../clients/kube/types.ts";
 import { ProviderError, TAG_MANAGED_BY, type Instance, type InstanceState, type InstanceTypeInfo, type LaunchRequest, type Provider } from "./provider.ts";
 
 export const NODEPOOL_GROUP_VERSION = "compute.coreweave.com/v1alpha1";

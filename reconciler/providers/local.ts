@@ -45,9 +45,10 @@ import {
 import { dirname, join, resolve } from "node:path";
 import * as v from "valibot";
 import type { LocalProviderConfig } from "../../schema/config.ts";
-import { procStat, processAlive } from "../processes.ts";
+import { procStat, processAlive } from "../system/processes.ts";
 import {
   ProviderError,
+  type InjectedFault,
   TAG_OPERATION,
   TAG_POOL,
   type Instance,
@@ -565,6 +566,11 @@ export class LocalProvider implements Provider {
       gpus: localGpuCount(name) ?? 0,
       ...(this.opts.nvmlLibrary !== undefined ? { gpuModel: FAKE_GPU_MODEL } : {}),
     }));
+  }
+
+  async injectFault(id: string, fault: InjectedFault): Promise<void> {
+    if ("nvml" in fault) await this.injectNvml(id, fault.nvml);
+    else await this.injectKmsg(id, fault.kmsg);
   }
 
   // ── beyond Provider: fault injection, logs, housekeeping ──

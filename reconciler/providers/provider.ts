@@ -85,6 +85,9 @@ export class ProviderError extends Error {
   }
 }
 
+/** A fault to inject: a command for the machine's fake libnvidia-ml, or a kernel-log message. */
+export type InjectedFault = { nvml: string } | { kmsg: string };
+
 export interface Provider {
   /** The provider type as in the config (`lambda`, `gcp`, `aws`, `coreweave`, `local`). */
   readonly name: string;
@@ -102,6 +105,11 @@ export interface Provider {
    * replaces where it would have rebooted.
    */
   reboot?(id: string): Promise<void>;
+  /**
+   * Breaks the machine on purpose: a command for its GPUs' library or a kernel-log line. Only
+   * a provider of test machines has it (the local provider: the demo and tests), never a cloud.
+   */
+  injectFault?(id: string, fault: InjectedFault): Promise<void>;
   /** One instance, or undefined when the provider does not know it. */
   get(id: string): Promise<Instance | undefined>;
   /**

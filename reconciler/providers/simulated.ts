@@ -3,7 +3,7 @@
 // quota, rate-limit and API failures can be injected. Time comes from the clock
 // the reconciler uses, so it runs on virtual time too. Idempotent like the real
 // APIs: a launch with a known idempotency key returns the same instance.
-import type { Clock } from "../fleet/registry.ts";
+import type { Clock } from "../../schema/time.ts";
 import { ProviderError, type Instance, type InstanceTypeInfo, type LaunchRequest, type Provider, type ProviderErrorKind } from "./provider.ts";
 
 export interface SimulatedFault {

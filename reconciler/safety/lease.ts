@@ -17,8 +17,8 @@ import { and, eq, sql, type SQL } from "drizzle-orm";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { leases } from "../../schema/db.ts";
-import { FencedError, type Fence } from "../lifecycle/transition.ts";
-import { procStat, processAlive } from "../processes.ts";
+import { FencedError, type Fence } from "../nodes/writer.ts";
+import { procStat, processAlive } from "../system/processes.ts";
 import type { Db } from "../store/store.ts";
 
 const LEADER = "leader";

@@ -5,14 +5,14 @@
 // instance is created twice and none is terminated twice.
 import { and, eq, sql } from "drizzle-orm";
 import { operations } from "../../schema/db.ts";
-import { FencedError, type Fence } from "../lifecycle/transition.ts";
-import type { BesideCalls, CallOptions, CallOutcome } from "../lifecycle/beside.ts";
+import { FencedError, type Fence } from "../nodes/writer.ts";
+import type { BesideCalls, CallOptions, CallOutcome } from "../dependencies/beside.ts";
 import type { Db } from "../store/store.ts";
 
 export type OperationOutcome<T> =
   | { ok: true; result: T; replayed: boolean }
   | { ok: false; error: unknown }
-  /** The call runs beside the loop (lifecycle/beside.ts) and has not answered yet: ask again later. */
+  /** The call runs beside the loop (dependencies/beside.ts) and has not answered yet: ask again later. */
   | { ok: false; inFlightSince: number };
 
 export interface OperationSpec {

@@ -16,7 +16,7 @@ import { and, eq, gt, sql } from "drizzle-orm";
 import type { SafetyConfig } from "../../schema/config.ts";
 import { auditLog, breakers, incidents, pools } from "../../schema/db.ts";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
-import type { Executor } from "../lifecycle/transition.ts";
+import type { Executor } from "../nodes/writer.ts";
 
 export type RailName =
   | "dry_run"
@@ -246,9 +246,9 @@ export interface RailsInputsFromStore {
   /** Who the audit log names for the reconciler's own actions. */
   actor: string;
   poolNames: readonly string[];
-  /** Every live node: its full row where the pass read one, else its light row (lifecycle/light.ts). */
+  /** Every live node: its full row where the pass read one, else its light row (lifecycle/live-nodes.ts). */
   nodes: readonly (RailNode & ({ heard: boolean } | { lastHeartbeatAt: number | null }))[];
-  /** The nodes silent past the heartbeat timeout (lifecycle/light.ts silentNodes). */
+  /** The nodes silent past the heartbeat timeout (lifecycle/live-nodes.ts silentNodes). */
   silent: ReadonlyMap<string, number>;
   at: number;
 }

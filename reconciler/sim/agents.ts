@@ -14,7 +14,8 @@
 //   heartbeats only when it runs a pass, so refreshing them right before a pass, with
 //   the time of the agents' latest heartbeat, is what it would have seen.
 import { sql } from "drizzle-orm";
-import { appendEvents, recordHeartbeat, registerNode, type Clock } from "../fleet/registry.ts";
+import type { Clock } from "../../schema/time.ts";
+import { appendEvents, recordHeartbeat, registerNode } from "../nodes/agent-reports.ts";
 import type { Instance } from "../providers/provider.ts";
 import type { SimulatedCloud } from "../providers/simulated.ts";
 import type { Db } from "../store/store.ts";

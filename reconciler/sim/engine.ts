@@ -34,9 +34,9 @@ import { auditLog, breakers, incidents, nodes, pools } from "../../schema/db.ts"
 import { NODE_STATES, isIn, type NodeState } from "../../schema/lifecycle.ts";
 import type { Check, ChaosSpec, Metric, Scenario, ScenarioEvent, Target } from "../../schema/scenario.ts";
 import { classifyXid, lookupXid } from "../../schema/xid-catalog.ts";
-import { Operator, OperatorError } from "../fleet/operator.ts";
-import { DEFAULT_HEALTHY_DELAY_MS, defaultHealthPolicy, type OpenFinding } from "../fleet/policy.ts";
-import { LightView } from "../lifecycle/light.ts";
+import { Operator, OperatorError } from "../nodes/operator-actions.ts";
+import { DEFAULT_HEALTHY_DELAY_MS, defaultHealthPolicy, type OpenFinding } from "../health/policy.ts";
+import { LightView } from "../lifecycle/live-nodes.ts";
 import { Reconciler, type PassReport, type ReconcilerOptions } from "../lifecycle/loop.ts";
 import { evaluate } from "../pools/autoscaler.ts";
 import { SimulatedCloud } from "../providers/simulated.ts";
@@ -161,7 +161,7 @@ class Simulation {
 
   private dir: string | undefined;
   private store!: Store;
-  /** The live nodes, kept from the change log as the loop keeps its own (lifecycle/light.ts). */
+  /** The live nodes, kept from the change log as the loop keeps its own (lifecycle/live-nodes.ts). */
   private readonly view = new LightView();
   private readonly clouds = new Map<string, SimulatedCloud>();
   private readonly warmLaunches = new Map<string, number>();

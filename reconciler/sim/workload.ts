@@ -9,7 +9,7 @@
 // autoscaler (ReconcilerOptions.queueMetrics) and the report.
 import type { Millis } from "../../schema/config.ts";
 import type { PoolWorkloadSpec } from "../../schema/scenario.ts";
-import type { DrainProgress, SchedulerMirror, SchedulerNode } from "../fleet/scheduler.ts";
+import type { DrainProgress, SchedulerMirror, SchedulerNode } from "../schedulers/scheduler.ts";
 import type { Random } from "./random.ts";
 
 interface Job {

@@ -2,7 +2,7 @@
  * Every writing connection to a database file (the store's, the ingest worker's): busy_timeout
  * rides out another process's short write locks. A checkpoint every 4,000 pages (16 MiB of
  * WAL): while heartbeats flow, the ingest workers checkpoint every 250 ms instead
- * (fleet/ingest-writer.ts; about 1,000 pages each at 10,000 heartbeats/s), and the other
+ * (ingest/writer.ts; about 1,000 pages each at 10,000 heartbeats/s), and the other
  * connections' threshold must stay out of their way. At 1,000 pages a write of the event
  * loop's that crossed it ran the checkpoint itself, on the event loop: 24–34 ms gaps, 60 ms
  * under load, against 6–11 ms at 4,000 (test/ingest-writer.test.ts). The workers' own

@@ -2,22 +2,22 @@
 // sqld URL), applies the embedded migrations, and turns every way that can fail
 // into a StoreError that names the database and says what to do. A file database is
 // checked for corruption before anything writes to it, and the open store watches its
-// own health (store/health.ts) for /readyz and the reconcile loop.
+// own health (store/writable.ts) for /readyz and the reconcile loop.
 import { createClient, type Client } from "@libsql/client";
 import { drizzle, type LibSQLDatabase } from "drizzle-orm/libsql";
 import { accessSync, constants, mkdirSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import * as tables from "../../schema/db.ts";
-import { StoreHealthMonitor, observeClient, type StoreHealth } from "./health.ts";
+import { StoreHealthMonitor, observeClient, type StoreHealth } from "./writable.ts";
 import { MIGRATIONS } from "./migrations/index.ts";
 import { quarantineUnreadableText, type QuarantinedValue } from "./quarantine.ts";
 import { openFileClient } from "./connection.ts";
 import { FILE_CONNECTION_PRAGMAS, SCRATCH_CONNECTION_PRAGMAS, SIDE_CONNECTION_PRAGMAS } from "./pragmas.ts";
 import { newWriteLock, serializeWrites } from "./write-lock.ts";
 
-export type { StoreHealth } from "./health.ts";
+export type { StoreHealth } from "./writable.ts";
 
-/** drizzle over the store's client; `$client` is that client, for a batch of raw statements (fleet/ingest.ts). */
+/** drizzle over the store's client; `$client` is that client, for a batch of raw statements (ingest/group-commit.ts). */
 export type Db = LibSQLDatabase<typeof tables> & { $client: Client };
 
 export class StoreError extends Error {

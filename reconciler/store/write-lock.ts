@@ -1,5 +1,5 @@
 // One writer at a time among this process's connections to a database file: the store's own
-// (the reconcile loop, the API) and the ingest worker's (fleet/ingest-writer.ts).
+// (the reconcile loop, the API) and the ingest worker's (ingest/writer.ts).
 //
 // Why not leave it to SQLite's lock: libSQL's embedded driver waits for a busy lock by
 // sleeping on the calling thread (busy_timeout: 1, 2, 5, … 100 ms at a time). A write of

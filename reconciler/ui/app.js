@@ -636,7 +636,7 @@ async function watch() {
           if (event === "change") scheduleRender();
         }
       }
-    } catch (err) {
+    } catch {
       if (ctl.signal.aborted) return;
     }
     setLive(false);

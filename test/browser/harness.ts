@@ -4,10 +4,10 @@
 // look at. step() advances the clock, lets the agents heartbeat and runs one pass.
 import { eq } from "drizzle-orm";
 import { join } from "node:path";
-import { defaultHealthPolicy } from "../../reconciler/fleet/policy.ts";
+import { defaultHealthPolicy } from "../../reconciler/health/policy.ts";
 import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../../reconciler/providers/simulated.ts";
-import { startReconciler, type Reconciler as Running } from "../../reconciler/serve.ts";
+import { startReconciler, type Reconciler as Running } from "../../reconciler/app/serve.ts";
 import { SimulatedAgents } from "../../reconciler/sim/agents.ts";
 import { nodes } from "../../schema/db.ts";
 import { testConfig } from "../fleet-harness.ts";

@@ -6,9 +6,9 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../../reconciler/config/load.ts";
-import { defaultHealthPolicy } from "../../reconciler/fleet/policy.ts";
+import { defaultHealthPolicy } from "../../reconciler/health/policy.ts";
 import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
-import { NO_SCHEDULER, type SchedulerMirror } from "../../reconciler/fleet/scheduler.ts";
+import { NO_SCHEDULER, type SchedulerMirror } from "../../reconciler/schedulers/scheduler.ts";
 import type { Provider } from "../../reconciler/providers/provider.ts";
 import { SimulatedCloud, type SimulatedCloudState } from "../../reconciler/providers/simulated.ts";
 import { SimulatedAgents } from "../../reconciler/sim/agents.ts";

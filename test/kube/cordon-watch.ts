@@ -5,9 +5,9 @@
 //   const watch = await watchCordons(kube.kubeconfigPath, "navarch.dev/unhealthy");
 //   … watch.cordonedAt.get(name) …
 //   watch.stop();
-import { KubeClient } from "../../reconciler/kube/client.ts";
-import { Informer } from "../../reconciler/kube/informer.ts";
-import { KubeNode } from "../../reconciler/kube/types.ts";
+import { KubeClient } from "../../reconciler/clients/kube/client.ts";
+import { Informer } from "../../reconciler/clients/kube/informer.ts";
+import { KubeNode } from "../../reconciler/clients/kube/types.ts";
 
 interface Start {
   kubeconfigPath: string;

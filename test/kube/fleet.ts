@@ -3,9 +3,9 @@
 // Drain workers run in real time, so `until` alternates loop passes with short sleeps.
 import type { PoolConfig } from "../../schema/config.ts";
 import type { Reconciler } from "../../reconciler/lifecycle/loop.ts";
-import { Operator } from "../../reconciler/fleet/operator.ts";
-import { schedulerLoopHandle, storeSchedulerHost } from "../../reconciler/fleet/scheduler-host.ts";
-import { kubernetesScheduler, type KubeIntegration } from "../../reconciler/kube/index.ts";
+import { Operator } from "../../reconciler/nodes/operator-actions.ts";
+import { schedulerLoopHandle, storeSchedulerHost } from "../../reconciler/schedulers/host.ts";
+import { kubernetesScheduler, type KubeIntegration } from "../../reconciler/schedulers/kubernetes/index.ts";
 import { SimulatedCloud } from "../../reconciler/providers/simulated.ts";
 import { SimulatedAgents } from "../../reconciler/sim/agents.ts";
 import { openStore, type Store } from "../../reconciler/store/store.ts";

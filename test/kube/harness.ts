@@ -12,8 +12,8 @@ import type { Subprocess } from "bun";
 import { existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KubeApiError, KubeClient } from "../../reconciler/kube/client.ts";
-import { KubeNode, Pod } from "../../reconciler/kube/types.ts";
+import { KubeApiError, KubeClient } from "../../reconciler/clients/kube/client.ts";
+import { KubeNode, Pod } from "../../reconciler/clients/kube/types.ts";
 import { freePort, harnessChildren } from "../support.ts";
 
 const REPO_ROOT = new URL("../..", import.meta.url).pathname;

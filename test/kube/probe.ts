@@ -2,8 +2,8 @@
 // carries a CA and a client certificate, and prints who the API server says it is.
 //   kube-probe KUBECONFIG
 import * as v from "valibot";
-import { KubeClient } from "../../reconciler/kube/client.ts";
-import { KubeNode } from "../../reconciler/kube/types.ts";
+import { KubeClient } from "../../reconciler/clients/kube/client.ts";
+import { KubeNode } from "../../reconciler/clients/kube/types.ts";
 
 const Review = v.object({ status: v.object({ userInfo: v.object({ username: v.string() }) }) });
 const path = process.argv[2];

@@ -8,12 +8,12 @@
 import type { PoolConfig } from "../../schema/config.ts";
 import { nodes } from "../../schema/db.ts";
 import { isIn } from "../../schema/lifecycle.ts";
-import { Operator } from "../../reconciler/fleet/operator.ts";
-import { schedulerLoopHandle, storeSchedulerHost } from "../../reconciler/fleet/scheduler-host.ts";
+import { Operator } from "../../reconciler/nodes/operator-actions.ts";
+import { schedulerLoopHandle, storeSchedulerHost } from "../../reconciler/schedulers/host.ts";
 import type { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../../reconciler/providers/simulated.ts";
 import { SimulatedAgents } from "../../reconciler/sim/agents.ts";
-import { slurmScheduler, type SlurmIntegration } from "../../reconciler/slurm/index.ts";
+import { slurmScheduler, type SlurmIntegration } from "../../reconciler/schedulers/slurm/index.ts";
 import { openStore, type Store } from "../../reconciler/store/store.ts";
 import { testConfig } from "../fleet-harness.ts";
 import { fleetQueries, schedulerLoop } from "../scheduler-fleet.ts";

@@ -35,7 +35,7 @@ export interface SlurmHarnessOptions {
   log?: (line: string) => void;
 }
 
-/** A Slurm node as `scontrol show node -o` prints it (parsed here, independently of reconciler/slurm). */
+/** A Slurm node as `scontrol show node -o` prints it (parsed here, independently of reconciler/schedulers/slurm). */
 export interface ShownNode {
   name: string;
   /** `IDLE`, `MIXED+DRAIN`, `DOWN+DRAIN+NOT_RESPONDING`, … */

@@ -6,10 +6,10 @@ import { and, eq, sql } from "drizzle-orm";
 import { nodes } from "../../../schema/db.ts";
 import { stateNotIn } from "../../../schema/lifecycle.ts";
 import type { PoolConfig } from "../../../schema/config.ts";
-import { schedulerNode } from "../../fleet/scheduler.ts";
+import { schedulerNode } from "../../schedulers/scheduler.ts";
 import { blocked, move, type Look, type Step, type StepContext } from "../context.ts";
 import { requestedNode } from "../scale.ts";
-import type { NodeRow } from "../transition.ts";
+import type { NodeRow } from "../../nodes/writer.ts";
 import { slotAttempts } from "./replace.ts";
 
 export const cordoned: Step = async (node, ctx) => {

@@ -4,7 +4,7 @@
 // human who asked for the drain. A scheduler
 // may report that the drain must stop and wait for a human (hold); the loop makes that
 // transition, as every other.
-import { schedulerNode } from "../../fleet/scheduler.ts";
+import { schedulerNode } from "../../schedulers/scheduler.ts";
 import { blocked, move, say, type Step } from "../context.ts";
 import { recovered, returnToService } from "./cordoned.ts";
 import { nextRung } from "../remedy.ts";

@@ -3,10 +3,10 @@
 // limited only by storm protection (breaker, cordon rate). What follows — draining,
 // replacement — waits for a remediation slot while the node is already out of service.
 // A node chosen for scale-down is cordoned the same way, once a slot for its drain is free.
-import { schedulerNode } from "../../fleet/scheduler.ts";
+import { schedulerNode } from "../../schedulers/scheduler.ts";
 import { blocked, move, type Look, type Step, type StepContext } from "../context.ts";
 import { firstRemedy } from "../remedy.ts";
-import type { NodeRow } from "../transition.ts";
+import type { NodeRow } from "../../nodes/writer.ts";
 
 export const inService: Step = async (node, ctx) => {
   const { svc } = ctx;

@@ -10,8 +10,8 @@ import { runOperation } from "../../safety/operations.ts";
 import { blocked, move, say, type Look, type Step, type StepContext } from "../context.ts";
 import { recordInstance } from "../inventory.ts";
 import { launchErrorKind } from "../launches.ts";
-import { minutes } from "../registration.ts";
-import { FencedError, type NodeRow } from "../transition.ts";
+import { minutes } from "../../nodes/registration-deadlines.ts";
+import { FencedError, type NodeRow } from "../../nodes/writer.ts";
 
 export const launch: Step = async (node, ctx) => {
   const { svc, at } = ctx;

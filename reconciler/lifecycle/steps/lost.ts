@@ -8,7 +8,7 @@ import { holdsRemediationSlot } from "../../safety/rails.ts";
 import { blocked, move, say, type Look, type Step, type StepContext } from "../context.ts";
 import { instanceOf } from "../inventory.ts";
 import { heartbeatAge } from "../silence.ts";
-import type { NodeRow } from "../transition.ts";
+import type { NodeRow } from "../../nodes/writer.ts";
 import { replaceOrHold } from "./replace.ts";
 import { terminateCall } from "./terminate.ts";
 

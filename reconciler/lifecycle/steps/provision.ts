@@ -10,8 +10,8 @@ import type { PoolConfig } from "../../../schema/config.ts";
 import { move, say, type Step, type StepContext } from "../context.ts";
 import { instanceOf } from "../inventory.ts";
 import type { RegistrationFailure } from "../launches.ts";
-import { minutes } from "../registration.ts";
-import type { NodeRow } from "../transition.ts";
+import { minutes } from "../../nodes/registration-deadlines.ts";
+import type { NodeRow } from "../../nodes/writer.ts";
 import { terminateInstance } from "./terminate.ts";
 
 const BOOTSTRAP_POLL_MS = 2_000;

@@ -9,7 +9,7 @@ import { incidents } from "../../../schema/db.ts";
 import { ProviderError } from "../../providers/provider.ts";
 import { runOperation } from "../../safety/operations.ts";
 import { move, say, type Look, type Step, type StepContext } from "../context.ts";
-import { FencedError, type NodeRow } from "../transition.ts";
+import { FencedError, type NodeRow } from "../../nodes/writer.ts";
 import { replaceOrHold } from "./replace.ts";
 
 /** How soon to ask again after a reboot call failed transiently. */

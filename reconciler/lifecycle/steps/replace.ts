@@ -12,7 +12,7 @@ import { isIn, stateNotIn } from "../../../schema/lifecycle.ts";
 import { holdsRemediationSlot } from "../../safety/rails.ts";
 import { blocked, move, say, type Look, type StepContext } from "../context.ts";
 import { requestedNode } from "../scale.ts";
-import type { NodeRow } from "../transition.ts";
+import type { NodeRow } from "../../nodes/writer.ts";
 
 /** A failure within this time of registering counts as a retry of the same slot. */
 const MIN_HEALTHY_PERIOD_MS = 60 * 60_000;

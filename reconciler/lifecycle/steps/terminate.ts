@@ -3,7 +3,7 @@
 import { runOperation } from "../../safety/operations.ts";
 import { move, say, type Step, type StepContext } from "../context.ts";
 import { instanceOf, markInstanceTerminated } from "../inventory.ts";
-import type { NodeRow } from "../transition.ts";
+import type { NodeRow } from "../../nodes/writer.ts";
 
 /** How soon to ask the provider again while an instance is shutting down. */
 const CONFIRM_EVERY_MS = 5_000;

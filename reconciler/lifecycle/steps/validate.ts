@@ -5,9 +5,9 @@
 // at registration, and if none arrive the node is failed after the registration timeout.
 import { eq } from "drizzle-orm";
 import { incidents } from "../../../schema/db.ts";
-import { schedulerNode } from "../../fleet/scheduler.ts";
+import { schedulerNode } from "../../schedulers/scheduler.ts";
 import { move, say, type Look, type Step, type StepContext } from "../context.ts";
-import type { NodeRow } from "../transition.ts";
+import type { NodeRow } from "../../nodes/writer.ts";
 import { replaceOrHold } from "./replace.ts";
 
 export const validate: Step = async (node, ctx) => {
