@@ -10,7 +10,7 @@ import { kmsgFindingToEvent } from "./kmsg/event.ts";
 import { followKmsg } from "./kmsg/follow.ts";
 import type { KmsgFinding } from "./kmsg/match.ts";
 import { HealthMonitor } from "./health.ts";
-import { explicitLibraryProblem } from "./nvml/library.ts";
+import { explicitLibraryProblem } from "./nvml/discovery.ts";
 
 const EXIT: Record<Severity, number> = { healthy: 0, degraded: 1, unhealthy: 2 };
 const EXIT_NO_NVML = 3;

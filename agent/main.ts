@@ -13,7 +13,7 @@ import { HealthMonitor } from "./health.ts";
 import { ReconcilerClient, normalizeServerUrl, redactUrl } from "./reporter.ts";
 import { ClientTlsError, clientFetch, clientTlsFromEnv, normalizeFingerprint } from "../schema/client-tls.ts";
 import { Spool } from "./spool.ts";
-import { explicitLibraryProblem } from "./nvml/library.ts";
+import { explicitLibraryProblem } from "./nvml/discovery.ts";
 import { logLine } from "../schema/text.ts";
 
 const USAGE = `navarch-node ${NAVARCH_VERSION}: GPU health agent for Navarch
