@@ -9,7 +9,7 @@ import type { Finding } from "./checks/finding.ts";
 import { kmsgFindingToEvent } from "./kmsg/event.ts";
 import { followKmsg } from "./kmsg/follow.ts";
 import type { KmsgFinding } from "./kmsg/match.ts";
-import { HealthMonitor } from "./health.ts";
+import { HealthMonitor } from "./health-monitor.ts";
 import { explicitLibraryProblem } from "./nvml/discovery.ts";
 
 const EXIT: Record<Severity, number> = { healthy: 0, degraded: 1, unhealthy: 2 };

@@ -9,7 +9,7 @@ import { NAVARCH_VERSION } from "../schema/version.ts";
 import { MAX_GPUS, NodeId } from "../schema/wire.ts";
 import { Agent } from "./agent.ts";
 import { runCheckOnce } from "./check.ts";
-import { HealthMonitor } from "./health.ts";
+import { HealthMonitor } from "./health-monitor.ts";
 import { ReconcilerClient, normalizeServerUrl, redactUrl } from "./reporter.ts";
 import { ClientTlsError, clientFetch, clientTlsFromEnv, normalizeFingerprint } from "../schema/client-tls.ts";
 import { Spool } from "./spool.ts";
