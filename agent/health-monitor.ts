@@ -1,8 +1,8 @@
 // The agent's health monitor on the main thread: the NVML worker's findings (its GPU checks run
 // there, tier by tier) and events, the kernel log, the NVML watchdog, and the node checks that
 // read sysfs (InfiniBand ports, the driver's kernel module), turned into incidents
-// (agent/checks/incidents.ts) and handed to the reporter the moment they open. It is also the
-// agent's GpuSource: inventory and readings for registration and heartbeats come from the
+// (agent/checks/incident-tracker.ts) and handed to the reporter the moment they open. It is also
+// the agent's GpuSource: inventory and readings for registration and heartbeats come from the
 // worker's latest full pass, so a heartbeat never waits on the driver.
 import { isSticky } from "../schema/checks.ts";
 import { findingKey, timerMs, type AgentHealth, type GpuIdentity, type GpuInfo, type GpuSnapshot, type NvmlStatus, type Severity } from "../schema/wire.ts";
@@ -11,7 +11,7 @@ import type { GpuSource } from "./agent.ts";
 import { driverVersions, readKernelModuleVersion } from "./checks/driver.ts";
 import type { Finding } from "./checks/finding.ts";
 import { InfinibandCheck, readInfinibandPorts } from "./checks/infiniband.ts";
-import { IncidentTracker, type FindingSource } from "./checks/incidents.ts";
+import { IncidentTracker, type FindingSource } from "./checks/incident-tracker.ts";
 import { kmsgFindingToEvent, kmsgXidOccurrence } from "./kmsg/event.ts";
 import { followKmsg, type KmsgFollower } from "./kmsg/follow.ts";
 import type { KmsgFinding } from "./kmsg/match.ts";

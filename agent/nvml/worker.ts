@@ -13,7 +13,7 @@
 // In a `bun build --compile` binary this file must be an extra entrypoint (see worker-url.ts).
 import type { GpuSnapshot } from "../../schema/wire.ts";
 import type { Finding } from "../checks/finding.ts";
-import { incidentKey } from "../checks/incidents.ts";
+import { incidentKey } from "../checks/incident-tracker.ts";
 import { GpuCheckRunner, gpuIdentityOf } from "../checks/run.ts";
 import { decodeEventTypes, EVENT_TYPES } from "./decode.ts";
 import { enumerate, readFastReadings, readInventory, readSnapshot, readSnapshotAndHandles, type SnapshotOptions } from "./device.ts";
