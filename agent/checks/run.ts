@@ -11,7 +11,7 @@ import type { CheckTier, GpuCheck } from "./gpu-check.ts";
 import { gpuCount } from "./gpu-count.ts";
 import { unreadableGpu } from "./gpu-lost.ts";
 import { CheckMemory } from "./memory.ts";
-import { GPU_CHECKS } from "./registry.ts";
+import { GPU_CHECKS } from "./gpu-check-list.ts";
 
 export interface GpuCheckRunnerOptions {
   /** GPUs this machine must have (--expected-gpus); else the most seen since the agent started. */

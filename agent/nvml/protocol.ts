@@ -14,7 +14,7 @@ export interface EventsConfig {
   retryDelayMs: number;
 }
 
-/** The GPU checks the worker runs on its own schedule (agent/checks/registry.ts). */
+/** The GPU checks the worker runs on its own schedule (agent/checks/gpu-check-list.ts). */
 export interface ChecksConfig {
   fullIntervalMs: number;
   fastIntervalMs: number;
