@@ -1,4 +1,4 @@
-// Runs the registry's GPU checks over NVML readings, tier by tier, with each check's memory of
+// Runs the GPU checks (gpu-check-list.ts) over NVML readings, tier by tier, with each check's memory of
 // each GPU, and adds what only the whole node can tell: missing GPUs, the fabric manager, and
 // GPUs NVML can no longer read. Returns every condition that holds now; the incident tracker
 // turns them into events (a condition that stops holding is reported recovered).
