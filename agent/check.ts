@@ -6,9 +6,11 @@ import { parseArgs } from "node:util";
 import { MAX_GPUS, type GpuIdentity, type Severity } from "../schema/wire.ts";
 import { jsonText, printable } from "../schema/text.ts";
 import type { Finding } from "./checks/finding.ts";
-import { followKmsg, kmsgFindingToEvent, type KmsgFinding } from "./checks/kmsg.ts";
-import { HealthMonitor } from "./health.ts";
-import { explicitLibraryProblem } from "./nvml/library.ts";
+import { kmsgFindingToEvent } from "./kmsg/event.ts";
+import { followKmsg } from "./kmsg/follow.ts";
+import type { KmsgFinding } from "./kmsg/match.ts";
+import { HealthMonitor } from "./health-monitor.ts";
+import { explicitLibraryProblem } from "./nvml/discovery.ts";
 
 const EXIT: Record<Severity, number> = { healthy: 0, degraded: 1, unhealthy: 2 };
 const EXIT_NO_NVML = 3;

@@ -9,12 +9,12 @@ import { NAVARCH_VERSION } from "../schema/version.ts";
 import { MAX_GPUS, NodeId } from "../schema/wire.ts";
 import { Agent } from "./agent.ts";
 import { runCheckOnce } from "./check.ts";
-import { HealthMonitor } from "./health.ts";
+import { HealthMonitor } from "./health-monitor.ts";
 import { redactUrl } from "../schema/url.ts";
 import { ReconcilerClient, normalizeServerUrl } from "./reporter.ts";
 import { ClientTlsError, clientFetch, clientTlsFromEnv, normalizeFingerprint } from "../schema/client-tls.ts";
 import { Spool } from "./spool.ts";
-import { explicitLibraryProblem } from "./nvml/library.ts";
+import { explicitLibraryProblem } from "./nvml/discovery.ts";
 import { logLine } from "../schema/text.ts";
 
 const USAGE = `navarch-node ${NAVARCH_VERSION}: GPU health agent for Navarch

@@ -7,7 +7,7 @@ import { eq } from "drizzle-orm";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Agent } from "../agent/agent.ts";
-import { HealthMonitor } from "../agent/health.ts";
+import { HealthMonitor } from "../agent/health-monitor.ts";
 import { ReconcilerClient } from "../agent/reporter.ts";
 import { Spool } from "../agent/spool.ts";
 import { hashToken, mintBootstrapToken } from "../reconciler/auth/credentials.ts";

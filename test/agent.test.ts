@@ -5,7 +5,7 @@ import { copyFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { Agent, heartbeatIntervalMs } from "../agent/agent.ts";
-import { HealthMonitor } from "../agent/health.ts";
+import { HealthMonitor } from "../agent/health-monitor.ts";
 import { toWireGpuSnapshot } from "../agent/nvml/index.ts";
 import type { DeviceSnapshot } from "../agent/nvml/types.ts";
 import { ReconcilerClient } from "../agent/reporter.ts";

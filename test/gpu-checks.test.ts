@@ -1,4 +1,4 @@
-// Every GPU check (agent/checks/, listed in registry.ts) over synthetic readings: what it finds,
+// Every GPU check (agent/checks/, listed in gpu-check-list.ts) over synthetic readings: what it finds,
 // what it does not, and what it remembers between evaluations. Then the runner: tiers, GPUs NVML
 // can no longer read, missing GPUs and the fabric manager.
 import { describe, expect, test } from "bun:test";
@@ -16,7 +16,7 @@ import { nvlink } from "../agent/checks/nvlink.ts";
 import { pcie } from "../agent/checks/pcie.ts";
 import { persistenceMode } from "../agent/checks/persistence-mode.ts";
 import { recoveryAction } from "../agent/checks/recovery-action.ts";
-import { GPU_CHECKS } from "../agent/checks/registry.ts";
+import { GPU_CHECKS } from "../agent/checks/gpu-check-list.ts";
 import { retiredPages } from "../agent/checks/retired-pages.ts";
 import { rowRemap } from "../agent/checks/row-remap.ts";
 import { GpuCheckRunner } from "../agent/checks/run.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { Finding } from "../agent/checks/finding.ts";
-import { IncidentTracker, incidentKey } from "../agent/checks/incidents.ts";
+import { IncidentTracker, incidentKey } from "../agent/checks/incident-tracker.ts";
 
 const gpu = { index: 2, uuid: "GPU-2", pciBusId: "00000000:3B:00.0" };
 const xid = (code: number, message = ""): Finding => ({ check: "xid", code: String(code), severity: "unhealthy", action: "reset_gpu", gpu, message });

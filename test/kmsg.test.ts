@@ -3,17 +3,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as v from "valibot";
-import {
-  DEFAULT_KMSG_PATH,
-  followKmsg,
-  KmsgParser,
-  kmsgFindingToEvent,
-  matchKmsgMessage,
-  parseKmsgRecord,
-  parseKmsgText,
-  type KmsgFinding,
-  type KmsgIo,
-} from "../agent/checks/kmsg.ts";
+import { kmsgFindingToEvent } from "../agent/kmsg/event.ts";
+import { DEFAULT_KMSG_PATH, followKmsg, type KmsgIo } from "../agent/kmsg/follow.ts";
+import { matchKmsgMessage, type KmsgFinding } from "../agent/kmsg/match.ts";
+import { KmsgParser, parseKmsgText } from "../agent/kmsg/parser.ts";
+import { parseKmsgRecord } from "../agent/kmsg/record.ts";
 import { normalizePciBusId } from "../agent/pci.ts";
 import { HealthEvent } from "../schema/wire.ts";
 import { applyXidOverrides } from "../schema/xid-catalog.ts";

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseKmsgText } from "../agent/checks/kmsg.ts";
+import { parseKmsgText } from "../agent/kmsg/parser.ts";
 import { ACTIONS, SEVERITIES } from "../schema/wire.ts";
 import {
   applyXidOverrides,

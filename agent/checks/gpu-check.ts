@@ -1,5 +1,5 @@
-// The shape of a GPU check: a module exporting one of these, listed in registry.ts. A check is a
-// function from one GPU's readings (and what it remembered last time) to the conditions that
+// The shape of a GPU check: a module exporting one of these, listed in gpu-check-list.ts. A check
+// is a function from one GPU's readings (and what it remembered last time) to the conditions that
 // hold now; the runner adds the GPU's identity and turns the findings into incidents.
 import type { CheckName } from "../../schema/checks.ts";
 import type { DeviceSnapshot } from "../nvml/types.ts";

@@ -1,4 +1,4 @@
-// Runs the registry's GPU checks over NVML readings, tier by tier, with each check's memory of
+// Runs the GPU checks (gpu-check-list.ts) over NVML readings, tier by tier, with each check's memory of
 // each GPU, and adds what only the whole node can tell: missing GPUs, the fabric manager, and
 // GPUs NVML can no longer read. Returns every condition that holds now; the incident tracker
 // turns them into events (a condition that stops holding is reported recovered).
@@ -11,7 +11,7 @@ import type { CheckTier, GpuCheck } from "./gpu-check.ts";
 import { gpuCount } from "./gpu-count.ts";
 import { unreadableGpu } from "./gpu-lost.ts";
 import { CheckMemory } from "./memory.ts";
-import { GPU_CHECKS } from "./registry.ts";
+import { GPU_CHECKS } from "./gpu-check-list.ts";
 
 export interface GpuCheckRunnerOptions {
   /** GPUs this machine must have (--expected-gpus); else the most seen since the agent started. */

@@ -3,7 +3,7 @@
 // catalog, and so do whether it stays open (persistence) and when repeats escalate.
 import { classifyXid, lookupXid, XID_CATALOG, type XidCatalog } from "../../schema/xid-catalog.ts";
 import type { Finding } from "./finding.ts";
-import type { Escalation } from "./incidents.ts";
+import type { Escalation } from "./incident-tracker.ts";
 
 export type XidSource = "NVML event" | "kernel log" | "fallen-off-bus text";
 

@@ -36,8 +36,12 @@ export type { NvmlErrorInfo, NvmlErrorKind, NvmlReturnName, Reading } from "./er
 // Decoding helpers and constants:
 export * from "./decode.ts";
 // Synchronous layer (for workers, tools and tests; blocks the calling thread):
-export { NvmlLibrary, openNvml, nvmlLibraryCandidates, NVML_SONAME } from "./library.ts";
-export type { LoadAttempt, LoadOutcome, LibraryCandidate, NvmlDiscoveryOptions, NvmlOpenResult, CallObserver, NvmlEventData } from "./library.ts";
+export { NvmlLibrary } from "./library.ts";
+export type { CallObserver, NvmlEventData } from "./library.ts";
+export { openNvml } from "./open.ts";
+export type { LoadAttempt, LoadOutcome, NvmlOpenResult } from "./open.ts";
+export { nvmlLibraryCandidates, NVML_SONAME } from "./discovery.ts";
+export type { LibraryCandidate, NvmlDiscoveryOptions } from "./discovery.ts";
 export { readSnapshot, readInventory, readDeviceSnapshot, readIdentity, readSystemInfo, enumerate } from "./device.ts";
 export type { SnapshotOptions } from "./device.ts";
 export { LAYOUT, STRUCT_VERSIONS, structVersion } from "./layout.ts";

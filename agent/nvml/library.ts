@@ -1,19 +1,15 @@
-// Loading libnvidia-ml.so.1 with bun:ffi and calling it: discovery, the core symbol set, the
-// capability probe for optional symbols, and one typed method per NVML call. Methods throw an
-// NvmlError (see errors.ts) for every non-SUCCESS return; the readers in device.ts turn those
-// into per-reading results. Synchronous: call it from a Worker (worker.ts) in the agent.
-import { linkSymbols, type FFIFunction, type Pointer } from "bun:ffi";
-import { existsSync, readFileSync, statSync, type Stats } from "node:fs";
-import { join } from "node:path";
-import { loadedSharedLibrary, openSharedLibrary, type SharedLibrary } from "./dl.ts";
-import { checkSharedObject } from "./elf.ts";
-import { fileIdentity, notRegularFile, privateCopy, type FileIdentity, type PrivateCopy } from "./private-copy.ts";
-import { findOnLoaderPath } from "./loader-path.ts";
-import { cudaVersionText, decodeClocksEventReasons, decodeFabricHealthMask, fabricHealthSummaryName, fabricStateName, formatUuidBytes } from "./decode.ts";
+// NvmlLibrary: one typed method per NVML call over a loaded library's bound functions (load.ts),
+// with the out-parameters and struct buffers they share, and the NVML enum values their callers
+// pass. Methods throw an NvmlError (see errors.ts) for every non-SUCCESS return; the readers in
+// device.ts turn those into per-reading results. Synchronous: call it from a Worker (worker.ts)
+// in the agent. Finding and opening the library is open.ts's.
 import { normalizePciBusId } from "../pci.ts";
-import { NVML_RETURN, NvmlError, nvmlError, nvmlReturnName, type NvmlErrorInfo } from "./errors.ts";
+import { cudaVersionText, decodeClocksEventReasons, decodeFabricHealthMask, fabricHealthSummaryName, fabricStateName, formatUuidBytes } from "./decode.ts";
+import { NVML_RETURN, nvmlError, nvmlReturnName, type NvmlError } from "./errors.ts";
 import { LAYOUT, STRING_BUFFER, STRUCT_VERSIONS, allocStruct, type StructName } from "./layout.ts";
-import { NVML_FUNCTIONS, NVML_FUNCTION_KEYS, type NvmlFunctionKey } from "./symbols.ts";
+import { loadPath, type BoundFunction, type FFIArg, type NvmlBinding } from "./load.ts";
+import type { FileIdentity } from "./private-copy.ts";
+import { NVML_FUNCTIONS, type NvmlFunctionKey } from "./symbols.ts";
 import type {
   ClocksEventReasons,
   ComputeProcess,
@@ -28,310 +24,11 @@ import type {
   RemappedRows,
 } from "./types.ts";
 
-export const NVML_SONAME = "libnvidia-ml.so.1";
-
-// ------------------------------------------------------------------------------------------------
-// discovery
-
-export type CandidateSource = "option" | "env" | "driver-root" | "default" | "loader";
-
-export interface LibraryCandidate {
-  path: string;
-  source: CandidateSource;
-}
-
-export interface NvmlDiscoveryOptions {
-  /** An explicit library (file, or a directory holding libnvidia-ml.so.1); tried first. */
-  libraryPath?: string;
-  /** A driver root such as /run/nvidia/driver; its usr/lib* directories are tried next. */
-  driverRoot?: string;
-  /** Try only the explicit path (option or NAVARCH_NVML_LIBRARY), nothing else. */
-  explicitOnly?: boolean;
-  /** Environment to read NAVARCH_NVML_LIBRARY / NAVARCH_NVIDIA_DRIVER_ROOT from (process.env). */
-  env?: Readonly<Record<string, string | undefined>>;
-  /** process.arch by default. */
-  arch?: string;
-}
-
-/** The Debian multiarch directory name for an architecture. */
-function multiarchTriple(arch: string): string {
-  return arch === "arm64" ? "aarch64-linux-gnu" : arch === "x64" ? "x86_64-linux-gnu" : `${arch}-linux-gnu`;
-}
-
-function libDirs(root: string, triple: string): string[] {
-  return [`usr/lib/${triple}`, "usr/lib64", "usr/lib"].map((d) => join(root, d, NVML_SONAME));
-}
-
-/**
- * Where to look for libnvidia-ml.so.1, in order: the explicit path (option, else env
- * NAVARCH_NVML_LIBRARY), the driver root (option, else env NAVARCH_NVIDIA_DRIVER_ROOT), the usual
- * host and container driver locations, and finally the bare soname through the dynamic loader.
- * The fake library is never among the defaults: it is only ever used when named explicitly.
- */
-export function nvmlLibraryCandidates(options: NvmlDiscoveryOptions = {}): LibraryCandidate[] {
-  const env = options.env ?? process.env;
-  const triple = multiarchTriple(options.arch ?? process.arch);
-  const out: LibraryCandidate[] = [];
-  const add = (path: string, source: CandidateSource) => {
-    if (!out.some((c) => c.path === path)) out.push({ path, source });
-  };
-  const explicit = options.libraryPath ?? env.NAVARCH_NVML_LIBRARY;
-  if (explicit) {
-    let path = explicit;
-    try {
-      if (statSync(explicit).isDirectory()) path = join(explicit, NVML_SONAME);
-    } catch {
-      // reported when loading
-    }
-    add(path, options.libraryPath !== undefined ? "option" : "env");
-    if (options.explicitOnly) return out;
-  }
-  const root = options.driverRoot ?? env.NAVARCH_NVIDIA_DRIVER_ROOT;
-  if (root) for (const p of libDirs(root, triple)) add(p, "driver-root");
-  for (const p of libDirs("/", triple)) add(p, "default");
-  for (const p of libDirs("/run/nvidia/driver", triple)) add(p, "default");
-  add(`/usr/local/nvidia/lib64/${NVML_SONAME}`, "default");
-  add(`/home/kubernetes/bin/nvidia/lib64/${NVML_SONAME}`, "default");
-  add(NVML_SONAME, "loader");
-  return out;
-}
-
-/**
- * Why an explicit library path (--nvml-library) can never be loaded: it is a FIFO, a device or
- * a socket (reading a FIFO would wait forever for a writer), or a directory whose
- * libnvidia-ml.so.1 is one. Undefined for a regular file, a directory holding one, or a path
- * with nothing there yet (a driver may be installed later).
- */
-export function explicitLibraryProblem(path: string): string | undefined {
-  let st: Stats;
-  try {
-    st = statSync(path);
-  } catch {
-    return undefined;
-  }
-  if (st.isDirectory()) {
-    const inside = join(path, NVML_SONAME);
-    try {
-      const what = notRegularFile(statSync(inside));
-      return what === undefined ? undefined : `${inside} is ${what}, not a regular file`;
-    } catch {
-      return undefined;
-    }
-  }
-  const what = notRegularFile(st);
-  return what === undefined ? undefined : `${path} is ${what}, not a regular file`;
-}
-
-/** bad_file: refused before dlopen (not a shared object for this CPU, or truncated: dlopen would crash on it). */
-export type LoadOutcome = "loaded" | "missing" | "bad_file" | "dlopen_failed" | "not_nvml" | "init_failed";
-
-export interface LoadAttempt {
-  path: string;
-  source: CandidateSource;
-  outcome: LoadOutcome;
-  /** Why it was not used (absent for the one that was). */
-  reason?: string;
-  /** For the bare soname: the file the dynamic loader picked, when it can be told. */
-  resolvedPath?: string;
-  /** For outcome "init_failed": the typed error of nvmlInit. */
-  initError?: NvmlErrorInfo;
-}
-
-// ------------------------------------------------------------------------------------------------
-// loading
-
-type FFIArg = number | bigint | boolean | null | NodeJS.TypedArray;
-type RawFunction = (...args: FFIArg[]) => unknown;
-
-interface BoundFunction {
-  symbol: string;
-  call: RawFunction;
-}
-
 /** Told about every NVML call; the worker uses it to let the main-thread watchdog name a hung call. */
 export interface CallObserver {
   enter(symbol: string, device: number | undefined): void;
   leave(): void;
 }
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** `PATH is a FIFO, not a regular file`, or undefined for a regular file (and for one that cannot be looked at: loading says why). */
-function notRegular(path: string): string | undefined {
-  try {
-    const what = notRegularFile(statSync(path));
-    return what === undefined ? undefined : `${path} is ${what}, not a regular file`;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Finds the file the dynamic loader mapped for `soname`, if exactly one such file is mapped. */
-function mappedLibraryPath(soname: string): string | undefined {
-  try {
-    const paths = new Set<string>();
-    for (const line of readFileSync("/proc/self/maps", "utf8").split("\n")) {
-      const i = line.indexOf("/");
-      if (i >= 0 && line.endsWith(`/${soname}`)) paths.add(line.slice(i));
-    }
-    return paths.size === 1 ? [...paths][0] : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-type LoadResult =
-  | { ok: true; library: NvmlLibrary; resolvedPath?: string }
-  | { ok: false; outcome: Exclude<LoadOutcome, "loaded" | "init_failed">; reason: string };
-
-/**
- * Copies the file (a bare soname: the file the loader would pick) to a sealed private copy
- * (private-copy.ts says why), checks the copy, dlopens it, and binds every function it exports
- * with one set of trampolines. The core set must resolve.
- */
-function loadPath(path: string): LoadResult {
-  const file = path.includes("/") ? path : findOnLoaderPath(path);
-  if (path.includes("/") && !existsSync(path)) return { ok: false, outcome: "missing", reason: "no such file" };
-  // Not a regular file (a FIFO: even looking for it among loaded libraries opens it, and waits).
-  const what = file === undefined ? undefined : notRegular(file);
-  if (what !== undefined) return { ok: false, outcome: "bad_file", reason: file === path ? what : `${file}: ${what}` };
-  // Loaded already by something else in this process (a test's control handle on the fake
-  // library): that instance is used, since a copy would be a second one with state of its own.
-  const already = file === undefined ? undefined : loadedSharedLibrary(file);
-  if (already !== undefined) return bind(path, already, file, { inPlace: "this process had it loaded already", source: fileIdentity(file!) });
-  let mapPath = path;
-  let copy: Extract<PrivateCopy, { ok: true }> | undefined;
-  if (file !== undefined) {
-    const copied = privateCopy(file);
-    if (!copied.ok) return { ok: false, outcome: "bad_file", reason: file === path ? copied.reason : `${file}: ${copied.reason}` };
-    copy = copied;
-    const elf = checkSharedObject(copy.mapPath);
-    if (!elf.ok) {
-      copy.close();
-      return { ok: false, outcome: "bad_file", reason: file === path ? elf.reason : `${file}: ${elf.reason}` };
-    }
-    mapPath = copy.mapPath;
-  }
-  let shared: SharedLibrary;
-  try {
-    shared = openSharedLibrary(mapPath);
-  } catch (err) {
-    return { ok: false, outcome: "dlopen_failed", reason: errorMessage(err) };
-  } finally {
-    copy?.close(); // the mapping keeps the copy
-  }
-  const resolved = path.includes("/") ? undefined : (file ?? mappedLibraryPath(path));
-  if (copy !== undefined)
-    return bind(path, shared, resolved, copy.inPlace === undefined ? { source: copy.source } : { source: copy.source, inPlace: copy.inPlace });
-  // The file on disk it came from, watched for a new version; unknown only for a soname the loader found alone.
-  return bind(path, shared, resolved, {
-    inPlace: "the dynamic loader found the file itself",
-    ...(resolved === undefined ? {} : { source: fileIdentity(resolved) }),
-  });
-}
-
-/** Binds every function `shared` exports with one set of trampolines; the core set must resolve. */
-function bind(path: string, shared: SharedLibrary, resolved: string | undefined, mapped: { source?: FileIdentity | undefined; inPlace?: string }): LoadResult {
-  const symbols: Record<string, boolean> = {};
-  const chosen: Partial<Record<NvmlFunctionKey, { symbol: string; ptr: Pointer }>> = {};
-  const missingCore: string[] = [];
-  for (const key of NVML_FUNCTION_KEYS) {
-    const spec = NVML_FUNCTIONS[key];
-    for (const symbol of spec.names) {
-      const ptr = shared.symbol(symbol);
-      symbols[symbol] = ptr !== null;
-      if (ptr !== null && !chosen[key]) chosen[key] = { symbol, ptr };
-    }
-    if (spec.core === true && !chosen[key]) missingCore.push(spec.names.join(" or "));
-  }
-  if (missingCore.length > 0) {
-    shared.close();
-    return { ok: false, outcome: "not_nvml", reason: `not a usable NVML library: missing ${missingCore.join(", ")}` };
-  }
-  const definitions: Record<string, FFIFunction> = {};
-  for (const key of NVML_FUNCTION_KEYS) {
-    const c = chosen[key];
-    if (c) definitions[key] = { ptr: c.ptr, args: [...NVML_FUNCTIONS[key].args], returns: NVML_FUNCTIONS[key].returns };
-  }
-  const linked = linkSymbols(definitions);
-  const bound: Partial<Record<NvmlFunctionKey, BoundFunction>> = {};
-  const functions: Record<string, string | null> = {};
-  for (const key of NVML_FUNCTION_KEYS) {
-    const c = chosen[key];
-    const call = linked.symbols[key];
-    if (c && call) bound[key] = { symbol: c.symbol, call: call as unknown as RawFunction };
-    functions[key] = c?.symbol ?? null;
-  }
-  const library = new NvmlLibrary(path, bound, { symbols, functions }, () => {
-    linked.close();
-    shared.close();
-  });
-  library.file = mapped.source;
-  library.mappedInPlace = mapped.inPlace;
-  const result: LoadResult = { ok: true, library };
-  if (resolved !== undefined && !path.includes("/")) result.resolvedPath = resolved;
-  return result;
-}
-
-export type NvmlOpenResult =
-  | { ok: true; library: NvmlLibrary; attempts: LoadAttempt[] }
-  | { ok: false; stage: "load"; attempts: LoadAttempt[]; message: string }
-  | { ok: false; stage: "init"; attempts: LoadAttempt[]; message: string; libraryPath: string; error: NvmlErrorInfo };
-
-/**
- * Finds, loads and initialises NVML: tries each candidate in turn until one loads and its
- * nvmlInit succeeds. When none does, the result lists every path tried and why it failed;
- * there is never a fallback to anything that is not a real libnvidia-ml.
- */
-export function openNvml(options: NvmlDiscoveryOptions & { init?: boolean; observer?: CallObserver } = {}): NvmlOpenResult {
-  const attempts: LoadAttempt[] = [];
-  let firstInitFailure: { library: string; error: NvmlErrorInfo } | undefined;
-  for (const candidate of nvmlLibraryCandidates(options)) {
-    const loaded = loadPath(candidate.path);
-    if (!loaded.ok) {
-      attempts.push({ path: candidate.path, source: candidate.source, outcome: loaded.outcome, reason: loaded.reason });
-      continue;
-    }
-    loaded.library.observer = options.observer;
-    const attempt: LoadAttempt = { path: candidate.path, source: candidate.source, outcome: "loaded" };
-    if (loaded.resolvedPath) attempt.resolvedPath = loaded.resolvedPath;
-    if (options.init !== false) {
-      try {
-        loaded.library.init();
-      } catch (err) {
-        if (!(err instanceof NvmlError)) throw err;
-        loaded.library.close();
-        attempts.push({ ...attempt, outcome: "init_failed", reason: err.message, initError: err.info });
-        firstInitFailure ??= { library: loaded.resolvedPath ?? candidate.path, error: err.info };
-        continue;
-      }
-    }
-    attempts.push(attempt);
-    return { ok: true, library: loaded.library, attempts };
-  }
-  const tried = attempts.map((a) => `${a.path}: ${a.reason ?? a.outcome}`).join("; ");
-  if (firstInitFailure) {
-    return {
-      ok: false,
-      stage: "init",
-      attempts,
-      libraryPath: firstInitFailure.library,
-      error: firstInitFailure.error,
-      message: `NVML could not be initialised: ${firstInitFailure.error.message} (tried ${tried})`,
-    };
-  }
-  return {
-    ok: false,
-    stage: "load",
-    attempts,
-    message: `${NVML_SONAME} could not be loaded from any of ${attempts.length} locations: ${tried}`,
-  };
-}
-
-// ------------------------------------------------------------------------------------------------
-// the library
 
 const decoder = new TextDecoder();
 function cString(bytes: Uint8Array, offset = 0, length = bytes.length - offset): string {
@@ -359,6 +56,10 @@ export interface NvmlEventData {
 }
 
 export class NvmlLibrary {
+  /** Which functions this driver exports, and under which symbol (the capability probe's result). */
+  readonly capabilities: NvmlCapabilities;
+  private readonly bound: Partial<Record<NvmlFunctionKey, BoundFunction>>;
+  private readonly release: () => void;
   /** Set by the worker; told about each call so a watchdog can name a hung one. */
   observer: CallObserver | undefined;
   /** The file on disk this was loaded from, as it was then (a rewrite of it is a new driver to load). */
@@ -378,16 +79,20 @@ export class NvmlLibrary {
   constructor(
     /** The path it was loaded from (as tried; a bare soname when found by the loader). */
     readonly path: string,
-    private readonly bound: Partial<Record<NvmlFunctionKey, BoundFunction>>,
-    readonly capabilities: NvmlCapabilities,
-    private readonly release: () => void,
-  ) {}
+    binding: NvmlBinding,
+  ) {
+    this.bound = binding.bound;
+    this.capabilities = binding.capabilities;
+    this.release = binding.release;
+    this.file = binding.file;
+    this.mappedInPlace = binding.mappedInPlace;
+  }
 
   /** Loads one path with no discovery and no nvmlInit (tests, tools). Throws when it cannot. */
   static load(path: string): NvmlLibrary {
     const r = loadPath(path);
     if (!r.ok) throw new Error(`${path}: ${r.reason}`);
-    return r.library;
+    return new NvmlLibrary(path, r.binding);
   }
 
   /** A zeroed buffer for `name`, the same one every time. */

@@ -2,7 +2,8 @@
 import type { Finding } from "../checks/finding.ts";
 import type { GpuIdentity, GpuSnapshot } from "../../schema/wire.ts";
 import type { NvmlErrorInfo } from "./errors.ts";
-import type { LoadAttempt, NvmlDiscoveryOptions } from "./library.ts";
+import type { NvmlDiscoveryOptions } from "./discovery.ts";
+import type { LoadAttempt } from "./open.ts";
 import type { FileIdentity } from "./private-copy.ts";
 import type { EventRegistration, NvmlCapabilities, NvmlEvent, NvmlEventLoopError, NvmlInventory, NvmlSnapshot } from "./types.ts";
 
@@ -13,7 +14,7 @@ export interface EventsConfig {
   retryDelayMs: number;
 }
 
-/** The GPU checks the worker runs on its own schedule (agent/checks/registry.ts). */
+/** The GPU checks the worker runs on its own schedule (agent/checks/gpu-check-list.ts). */
 export interface ChecksConfig {
   fullIntervalMs: number;
   fastIntervalMs: number;

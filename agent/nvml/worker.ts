@@ -13,12 +13,13 @@
 // In a `bun build --compile` binary this file must be an extra entrypoint (see worker-url.ts).
 import type { GpuSnapshot } from "../../schema/wire.ts";
 import type { Finding } from "../checks/finding.ts";
-import { incidentKey } from "../checks/incidents.ts";
+import { incidentKey } from "../checks/incident-tracker.ts";
 import { GpuCheckRunner, gpuIdentityOf } from "../checks/run.ts";
 import { decodeEventTypes, EVENT_TYPES } from "./decode.ts";
 import { enumerate, readFastReadings, readInventory, readSnapshot, readSnapshotAndHandles, type SnapshotOptions } from "./device.ts";
 import { NvmlError, nvmlErrorInfo, reading, type NvmlErrorInfo } from "./errors.ts";
-import { openNvml, type NvmlLibrary } from "./library.ts";
+import type { NvmlLibrary } from "./library.ts";
+import { openNvml } from "./open.ts";
 import type { ChecksConfig, EventsConfig, MainToWorker, StartWorker, WorkerToMain } from "./protocol.ts";
 import type { DeviceSnapshot, EventRegistration, EventSetHandle, NvmlDevice, NvmlEvent } from "./types.ts";
 import { SharedCallTracker } from "./watchdog.ts";
@@ -394,5 +395,3 @@ addEventListener("message", (ev: MessageEvent) => {
       break;
   }
 });
-
-export {};

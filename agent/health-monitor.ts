@@ -1,8 +1,8 @@
 // The agent's health monitor on the main thread: the NVML worker's findings (its GPU checks run
 // there, tier by tier) and events, the kernel log, the NVML watchdog, and the node checks that
 // read sysfs (InfiniBand ports, the driver's kernel module), turned into incidents
-// (agent/checks/incidents.ts) and handed to the reporter the moment they open. It is also the
-// agent's GpuSource: inventory and readings for registration and heartbeats come from the
+// (agent/checks/incident-tracker.ts) and handed to the reporter the moment they open. It is also
+// the agent's GpuSource: inventory and readings for registration and heartbeats come from the
 // worker's latest full pass, so a heartbeat never waits on the driver.
 import { isSticky } from "../schema/checks.ts";
 import { findingKey, timerMs, type AgentHealth, type GpuIdentity, type GpuInfo, type GpuSnapshot, type NvmlStatus, type Severity } from "../schema/wire.ts";
@@ -10,10 +10,12 @@ import { type XidCatalog, XID_CATALOG } from "../schema/xid-catalog.ts";
 import type { GpuSource } from "./agent.ts";
 import { driverVersions, readKernelModuleVersion } from "./checks/driver.ts";
 import type { Finding } from "./checks/finding.ts";
-import { InfinibandCheck, readInfinibandPorts } from "./checks/infiniband.ts";
-import { IncidentTracker, type FindingSource } from "./checks/incidents.ts";
-import { followKmsg, kmsgFindingToEvent, kmsgXidOccurrence, type KmsgFinding, type KmsgFollower } from "./checks/kmsg.ts";
+import { DEFAULT_INFINIBAND_DIR, InfinibandCheck, readInfinibandPorts } from "./checks/infiniband.ts";
+import { IncidentTracker, type FindingSource } from "./checks/incident-tracker.ts";
 import { xidFinding, type XidFinding } from "./checks/xid.ts";
+import { kmsgFindingToEvent, kmsgXidOccurrence } from "./kmsg/event.ts";
+import { DEFAULT_KMSG_PATH, followKmsg, type KmsgFollower } from "./kmsg/follow.ts";
+import type { KmsgFinding } from "./kmsg/match.ts";
 import { startReloadingNvmlMonitor, toWireGpus, type NvmlEvent, type NvmlInventory, type NvmlMonitor } from "./nvml/index.ts";
 import type { CheckedMessage } from "./nvml/protocol.ts";
 import { memoryReport } from "./memory-report.ts";
@@ -201,14 +203,14 @@ export class HealthMonitor implements GpuSource {
     const at = this.now();
     const findings: Finding[] = [];
     if (this.opts.infinibandDir !== null)
-      findings.push(...this.infiniband.evaluate(readInfinibandPorts(this.opts.infinibandDir ?? "/sys/class/infiniband"), at));
+      findings.push(...this.infiniband.evaluate(readInfinibandPorts(this.opts.infinibandDir ?? DEFAULT_INFINIBAND_DIR), at));
     findings.push(...driverVersions(this.driver, readKernelModuleVersion(this.opts.sysfsRoot)));
     this.report(this.tracker.poll(findings, at, isSticky, "node"));
     this.report(this.tracker.due(at));
   }
 
   private startKmsg(): void {
-    const path = this.opts.kmsgPath === undefined ? "/dev/kmsg" : this.opts.kmsgPath;
+    const path = this.opts.kmsgPath === undefined ? DEFAULT_KMSG_PATH : this.opts.kmsgPath;
     if (path === null) return;
     try {
       // Every 2 s: NVML's events bring the same Xids at once and the fast tier finds a lost GPU
