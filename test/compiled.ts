@@ -4,7 +4,7 @@
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { LocalProvider } from "../reconciler/providers/local.ts";
+import { LocalProvider } from "../reconciler/providers/local/provider.ts";
 import { ensureBinaries } from "./prerequisites.ts";
 import { REPO_ROOT, freePort, tempDir, waitFor } from "./support.ts";
 

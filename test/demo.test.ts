@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { FAKE_NVML_COMMANDS } from "../reconciler/providers/local.ts";
+import { FAKE_NVML_COMMANDS } from "../reconciler/providers/local/fake-nvml.ts";
 import { CompiledFleet, type Proc } from "./compiled.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
 import { REPO_ROOT, freePort, waitFor } from "./support.ts";

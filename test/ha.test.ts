@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { LocalProvider } from "../reconciler/providers/local.ts";
+import { LocalProvider } from "../reconciler/providers/local/provider.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { Database } from "bun:sqlite";
 import { eq } from "drizzle-orm";

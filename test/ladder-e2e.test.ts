@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { LocalProvider } from "../reconciler/providers/local.ts";
+import { LocalProvider } from "../reconciler/providers/local/provider.ts";
 import { CompiledFleet, type Proc } from "./compiled.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
 import { waitFor } from "./support.ts";

@@ -9,7 +9,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { getNodeDetail } from "../reconciler/nodes/agent-reports.ts";
-import { LocalNodesDir, LocalProvider, resolveAgentCommand, type LocalProviderOptions } from "../reconciler/providers/local.ts";
+import { resolveAgentCommand } from "../reconciler/providers/local/agent-process.ts";
+import { LocalNodesDir } from "../reconciler/providers/local/nodes-dir.ts";
+import { LocalProvider, type LocalProviderOptions } from "../reconciler/providers/local/provider.ts";
 import { ProviderError, TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL, type LaunchRequest } from "../reconciler/providers/provider.ts";
 import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { FAKE_NVML, buildFakeNvml } from "./fake-nvml/control.ts";
@@ -217,7 +219,7 @@ describe("local provider", () => {
     const launcher = Bun.spawn([BUN, "-e", script], {
       env: {
         ...process.env,
-        LP_MODULE: join(import.meta.dir, "../reconciler/providers/local.ts"),
+        LP_MODULE: join(import.meta.dir, "../reconciler/providers/local/provider.ts"),
         LP_OPTIONS: JSON.stringify(options()),
         LP_REQUEST: JSON.stringify(request("lp-orphan", "local-2gpu")),
       },

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { copyFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { LocalProvider } from "../reconciler/providers/local.ts";
+import { LocalProvider } from "../reconciler/providers/local/provider.ts";
 import { openStore } from "../reconciler/store/store.ts";
 import { auditLog, operations } from "../schema/db.ts";
 import { CompiledFleet, type Proc } from "./compiled.ts";

@@ -7,7 +7,7 @@ import { breakers, incidents, nodes, pools } from "../../schema/db.ts";
 import { issuePaths, type ErrorBody } from "../../schema/wire.ts";
 import { Operator, OperatorError } from "../nodes/operator-actions.ts";
 import { jsonBodyOr400 } from "./body.ts";
-import { FAKE_NVML_COMMANDS, FAKE_NVML_LINE } from "../providers/local.ts";
+import { FAKE_NVML_COMMANDS, FAKE_NVML_LINE } from "../providers/local/fake-nvml.ts";
 import type { Provider } from "../providers/provider.ts";
 import type { Store } from "../store/store.ts";
 

@@ -15,7 +15,7 @@ import * as views from "./views.ts";
 import * as tokens from "./tokens.ts";
 import { TokenRequest } from "./install.ts";
 import { ScaleBody } from "./admin.ts";
-import { FAKE_NVML_LINE } from "../providers/local.ts";
+import { FAKE_NVML_LINE } from "../providers/local/fake-nvml.ts";
 
 export const OPENAPI_PATH = "/openapi.json";
 

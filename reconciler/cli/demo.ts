@@ -13,7 +13,7 @@ import { CliError } from "./client.ts";
 import { durationFlag } from "./durations.ts";
 import { nodesTable } from "./nodes.ts";
 import { listNodes } from "../nodes/agent-reports.ts";
-import { LocalProvider } from "../providers/local.ts";
+import { LocalProvider } from "../providers/local/provider.ts";
 import { startReconciler } from "../app/serve.ts";
 import { isStartProblem, loadHealthPolicy, loadServeConfig, serveSettings } from "./serve.ts";
 import { logLine } from "../../schema/text.ts";

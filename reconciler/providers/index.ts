@@ -5,7 +5,7 @@ import { AwsProvider } from "./aws.ts";
 import { CoreWeaveProvider } from "./coreweave.ts";
 import { GcpProvider } from "./gcp.ts";
 import { LambdaProvider } from "./lambda.ts";
-import { LocalProvider, localProviderOptions } from "./local.ts";
+import { LocalProvider, localProviderOptions } from "./local/provider.ts";
 import type { Provider } from "./provider.ts";
 
 export interface ProviderContext {

@@ -4,7 +4,7 @@
 // to its exit. What the reconciler printed is kept for the checks and for failure messages.
 import { join } from "node:path";
 import type { DependencyStatus, ReconcilerStatus } from "../../schema/admin.ts";
-import { LocalProvider } from "../../reconciler/providers/local.ts";
+import { LocalProvider } from "../../reconciler/providers/local/provider.ts";
 import { CompiledFleet, type Proc } from "../compiled.ts";
 import { FAKE_NVML, buildFakeNvml } from "../fake-nvml/control.ts";
 import { waitFor } from "../support.ts";

@@ -4,11 +4,11 @@
 // behind `navarch demo` and behind end-to-end tests of the reconciler.
 //
 // Its state lives on disk, like a cloud's: one directory per instance under
-// nodes_dir (see LocalNodesDir, the one place that knows the layout). Agents run
-// detached (Bun.spawn `detached`: setsid, so each is the leader of its own session
-// and process group) and survive the reconciler's death, kill -9 included; a new
-// LocalProvider over the same directory finds them again by pid + process start
-// time (/proc/PID/stat field 22, which guards against pid reuse).
+// nodes_dir (nodes-dir.ts, the one place that knows the layout; the record in it:
+// instance-record.ts). Agents run detached and survive the reconciler's death, kill -9
+// included (agent-process.ts); a new LocalProvider over the same directory finds them
+// again by pid + process start time. Faults reach a machine through its fake GPUs'
+// control FIFO (fake-nvml.ts) or its kernel log (kernel-log.ts).
 //
 // Lifecycle of an instance directory:
 //   launch: a staging directory (instance.json "pending", fake-NVML state, empty
@@ -24,28 +24,10 @@
 //
 // Linux only (reads /proc). One reconciler process per nodes_dir: launches and
 // terminates are serialised within a process, not across processes.
-import {
-  appendFileSync,
-  closeSync,
-  constants as fsConstants,
-  existsSync,
-  fstatSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  readSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-  writeSync,
-} from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import * as v from "valibot";
-import type { LocalProviderConfig } from "../../schema/config.ts";
-import { procStat, processAlive } from "../system/processes.ts";
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { LocalProviderConfig } from "../../../schema/config.ts";
+import { procStat, processAlive } from "../../system/processes.ts";
 import {
   ProviderError,
   type InjectedFault,
@@ -56,331 +38,17 @@ import {
   type InstanceTypeInfo,
   type LaunchRequest,
   type Provider,
-} from "./provider.ts";
-
-/**
- * How to start navarch-node: an explicit binary, else the one installed beside
- * this executable (dist/navarch → dist/navarch-node), else the source tree's.
- */
-/**
- * The commands the fake libnvidia-ml reads from its control FIFO (test/fake-nvml/fake_nvml.c,
- * run_command; a test checks the two lists agree). A line it does not know is dropped there
- * without a word, so fault injection refuses it here.
- */
-export const FAKE_NVML_COMMANDS = [
-  "reset",
-  "count",
-  "driver",
-  "nvmlversion",
-  "cuda",
-  "init",
-  "fabricversion",
-  "name",
-  "uuid",
-  "serial",
-  "pci",
-  "memory",
-  "temp",
-  "margin",
-  "threshold",
-  "power",
-  "util",
-  "eccmode",
-  "persistence",
-  "procs",
-  "ecc",
-  "remap",
-  "retired",
-  "clocks",
-  "events",
-  "nvlinks",
-  "nvlink",
-  "nvlinkerr",
-  "pcie",
-  "replay",
-  "fabric",
-  "recovery",
-  "field",
-  "fieldret",
-  "lost",
-  "resetrequired",
-  "ret",
-  "hang",
-  "xid",
-  "event",
-  "eventret",
-] as const;
-
-/** One control line: a command the fake library knows, then its arguments. */
-export const FAKE_NVML_LINE = new RegExp(`^(${FAKE_NVML_COMMANDS.join("|")})( [^\\n\\r]*)?$`);
-
-export function resolveAgentCommand(explicit?: string): string[] {
-  if (explicit) {
-    if (!existsSync(explicit)) throw new Error(`providers.local.agent_binary: ${explicit} does not exist`);
-    return [resolve(explicit)];
-  }
-  const sibling = join(dirname(process.execPath), "navarch-node");
-  if (existsSync(sibling)) return [sibling];
-  const source = resolve(import.meta.dir, "../../agent/main.ts");
-  if (existsSync(source)) return [process.execPath, source];
-  throw new Error(`no navarch-node found beside ${process.execPath}; build it (bun run build) or set providers.local.agent_binary`);
-}
-
-// ───────────────────────────── instance types ─────────────────────────────
-
-/** The types instanceTypes() lists; launch accepts any `local-<N>gpu` with N from 1 to 16. */
-export const LOCAL_INSTANCE_TYPES = ["local-1gpu", "local-2gpu", "local-4gpu", "local-8gpu"] as const;
-const MAX_GPUS = 16; // the fake libnvidia-ml's limit
-/** The fake library's default GPU model (fake_nvml.c). */
-const FAKE_GPU_MODEL = "NVIDIA H100 80GB HBM3";
-const FAKE_DRIVER = "570.86.15";
-
-/** GPUs of a `local-<N>gpu` type, or undefined for anything else. */
-export function localGpuCount(instanceType: string): number | undefined {
-  const m = /^local-([1-9]\d?)gpu$/.exec(instanceType);
-  const n = m ? Number(m[1]) : NaN;
-  return Number.isInteger(n) && n >= 1 && n <= MAX_GPUS ? n : undefined;
-}
-
-// ───────────────────────────── on-disk layout ─────────────────────────────
-
-/** Instance names double as directory names and node ids: 1–63 of [A-Za-z0-9._-], alphanumeric at both ends. */
-const NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
-const STAGING_PREFIX = ".staging-";
+} from "../provider.ts";
+import { agentInvocation, commandLineOf, resolveAgentCommand, signalGroup, spawnAgent, waitDead } from "./agent-process.ts";
+import { errnoOf, errorText } from "./errors.ts";
+import { FAKE_GPU_MODEL, fakeNvmlState, writeFakeNvmlControl } from "./fake-nvml.ts";
+import type { LocalInstanceRecord } from "./instance-record.ts";
+import { LOCAL_INSTANCE_TYPES, MAX_LOCAL_GPUS, localGpuCount } from "./instance-types.ts";
+import { appendKernelLogRecord } from "./kernel-log.ts";
+import { LocalNodesDir, type LocalNodeFiles } from "./nodes-dir.ts";
 
 /** How long a machine whose interrupted reboot it finished shows as booting (pending). */
 const FINISHED_BOOT_PENDING_MS = 15_000;
-
-const StoredState = v.picklist(["pending", "running", "terminated"]);
-const InstanceRecord = v.object({
-  version: v.literal(1),
-  id: v.string(),
-  name: v.string(),
-  idempotencyKey: v.string(),
-  pool: v.string(),
-  tags: v.record(v.string(), v.string()),
-  instanceType: v.string(),
-  region: v.string(),
-  zone: v.optional(v.string()),
-  gpus: v.pipe(v.number(), v.integer(), v.minValue(1)),
-  createdAt: v.string(),
-  /** pending: not spawned yet; running: spawned (alive or not: see observe); terminated: gone. */
-  state: StoredState,
-  pid: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
-  /** /proc/PID/stat field 22 (clock ticks after boot) of the agent process. */
-  startTime: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
-  /** Reboots so far: each restart of the agent is a new boot, with its own boot id. */
-  boots: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
-  /**
-   * While a reboot runs: the process running it (a reconciler). Found gone before it started the
-   * new agent (killed mid-reboot), the machine finishes its boot on its own, as a real one would.
-   */
-  /** A boot finished that way shows as pending (booting) until then (ms since the epoch), as a real machine's does. */
-  bootingUntil: v.optional(v.number()),
-  rebootingBy: v.optional(
-    v.object({ pid: v.pipe(v.number(), v.integer(), v.minValue(1)), startTime: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))) }),
-  ),
-  terminatedAt: v.optional(v.string()),
-  /** "terminated" (terminate()), "process exited" (found dead), "spawn failed: …". */
-  terminationReason: v.optional(v.string()),
-});
-export type LocalInstanceRecord = v.InferOutput<typeof InstanceRecord>;
-
-/** The files of one instance directory. */
-export interface LocalNodeFiles {
-  dir: string;
-  /** instance.json: the record (LocalInstanceRecord), replaced atomically. */
-  record: string;
-  /** agent.pid: written by the spawning shell before it execs the agent. */
-  pidFile: string;
-  /** The fake libnvidia-ml's state file (FAKE_NVML_STATE). */
-  nvmlState: string;
-  /** The fake libnvidia-ml's control FIFO (FAKE_NVML_CONTROL; the library creates it). */
-  nvmlControl: string;
-  /** Kernel log in /dev/kmsg record format (--kmsg-path). */
-  kmsg: string;
-  /** The agent's --state-dir (its spool). */
-  stateDir: string;
-  /** stdout + stderr of the agent. */
-  agentLog: string;
-}
-
-/** The one place that knows the layout of nodes_dir. */
-export class LocalNodesDir {
-  constructor(readonly root: string) {}
-
-  static validName(name: string): boolean {
-    return NAME.test(name);
-  }
-
-  /** The files of the instance `name` (its directory need not exist). */
-  files(name: string): LocalNodeFiles {
-    return LocalNodesDir.filesIn(join(this.root, name));
-  }
-
-  static filesIn(dir: string): LocalNodeFiles {
-    return {
-      dir,
-      record: join(dir, "instance.json"),
-      pidFile: join(dir, "agent.pid"),
-      nvmlState: join(dir, "nvml-state"),
-      nvmlControl: join(dir, "nvml-control"),
-      kmsg: join(dir, "kmsg"),
-      stateDir: join(dir, "agent-state"),
-      agentLog: join(dir, "agent.log"),
-    };
-  }
-
-  /** Names of every instance directory (staging directories excluded). */
-  names(): string[] {
-    let entries;
-    try {
-      entries = readdirSync(this.root, { withFileTypes: true });
-    } catch (err) {
-      if (errnoOf(err) === "ENOENT") return [];
-      throw err;
-    }
-    return entries
-      .filter((e) => e.isDirectory() && LocalNodesDir.validName(e.name))
-      .map((e) => e.name)
-      .sort();
-  }
-
-  /** A fresh staging directory; renamed into place by claim(). */
-  stage(name: string): LocalNodeFiles {
-    mkdirSync(this.root, { recursive: true });
-    return LocalNodesDir.filesIn(mkdtempSync(join(this.root, `${STAGING_PREFIX}${name}-`)));
-  }
-
-  /** Moves a staging directory into place; false when the name is already taken. */
-  claim(staged: LocalNodeFiles, name: string): boolean {
-    try {
-      renameSync(staged.dir, join(this.root, name));
-      return true;
-    } catch (err) {
-      const code = errnoOf(err);
-      if (code === "ENOTEMPTY" || code === "EEXIST") {
-        rmSync(staged.dir, { recursive: true, force: true });
-        return false;
-      }
-      throw err;
-    }
-  }
-
-  /** Staging directories left by a crash, older than the cutoff (ms since the epoch). */
-  staleStaging(cutoffMs: number): string[] {
-    let entries: string[];
-    try {
-      entries = readdirSync(this.root);
-    } catch {
-      return [];
-    }
-    return entries
-      .filter((e) => e.startsWith(STAGING_PREFIX))
-      .map((e) => join(this.root, e))
-      .filter((p) => {
-        try {
-          return statSync(p).mtimeMs < cutoffMs;
-        } catch {
-          return false;
-        }
-      });
-  }
-
-  /** The record, or undefined when missing or unreadable (the reason goes to `log`). */
-  read(name: string, log: (line: string) => void): LocalInstanceRecord | undefined {
-    const path = this.files(name).record;
-    let text: string;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch (err) {
-      if (errnoOf(err) !== "ENOENT") log(`local: cannot read ${path}: ${errorText(err)}`);
-      return undefined;
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (err) {
-      log(`local: ${path} is not JSON: ${errorText(err)}`);
-      return undefined;
-    }
-    const parsed = v.safeParse(InstanceRecord, json);
-    if (!parsed.success) {
-      log(`local: ${path}: ${parsed.issues.map((i) => `${v.getDotPath(i) ?? "(root)"}: ${i.message}`).join("; ")}`);
-      return undefined;
-    }
-    return parsed.output;
-  }
-
-  /** Writes the record atomically (temp file + rename) into `files.dir`. */
-  static write(files: LocalNodeFiles, record: LocalInstanceRecord): void {
-    const tmp = `${files.record}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`);
-    renameSync(tmp, files.record);
-  }
-
-  /** The pid the spawning shell wrote, if any. */
-  readPidFile(name: string): number | undefined {
-    try {
-      const n = Number(readFileSync(this.files(name).pidFile, "utf8").trim());
-      return Number.isInteger(n) && n > 0 ? n : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  remove(name: string): void {
-    rmSync(join(this.root, name), { recursive: true, force: true });
-  }
-}
-
-// ───────────────────────────── processes ─────────────────────────────
-
-function commandLineOf(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-  } catch {
-    return [];
-  }
-}
-
-/** Signals the process group the agent leads; the process alone if it has no group (yet). */
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  for (const target of [-pid, pid]) {
-    try {
-      process.kill(target, signal);
-      return;
-    } catch (err) {
-      if (errnoOf(err) !== "ESRCH") throw err;
-    }
-  }
-}
-
-function errnoOf(err: unknown): string | undefined {
-  if (typeof err === "object" && err !== null && "code" in err && typeof err.code === "string") return err.code;
-  return undefined;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** /dev/kmsg escaping: '\' and non-printable bytes as \xHH. */
-function kmsgEscape(message: string): string {
-  return message.replace(/[\x00-\x1f\x7f\\]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-}
-
-function uptimeUsec(): number {
-  try {
-    const secs = Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
-    if (Number.isFinite(secs)) return Math.round(secs * 1_000_000);
-  } catch {
-    // fall through
-  }
-  return Math.round(performance.now() * 1000);
-}
-
-// ───────────────────────────── the provider ─────────────────────────────
 
 export interface LocalProviderOptions {
   /** Where instance directories live (config: providers.local.nodes_dir, default <data_dir>/local-nodes). */
@@ -459,7 +127,7 @@ export class LocalProvider implements Provider {
       throw new ProviderError(
         this.name,
         "invalid",
-        `unknown instance type ${JSON.stringify(req.instanceType)}: expected local-<N>gpu with N from 1 to ${MAX_GPUS} (${LOCAL_INSTANCE_TYPES.join(", ")})`,
+        `unknown instance type ${JSON.stringify(req.instanceType)}: expected local-<N>gpu with N from 1 to ${MAX_LOCAL_GPUS} (${LOCAL_INSTANCE_TYPES.join(", ")})`,
       );
     }
     const operation = req.tags[TAG_OPERATION] ?? req.idempotencyKey;
@@ -586,38 +254,7 @@ export class LocalProvider implements Provider {
     if (this.opts.nvmlLibrary === undefined) {
       throw new ProviderError(this.name, "invalid", `instance ${id} has no fake NVML (providers.local.nvml_library is not set)`);
     }
-    const fifo = this.dir.files(o.record.name).nvmlControl;
-    const line = Buffer.from(`${command}\n`);
-    // ENXIO: no reader yet. The library's thread opens the FIFO (and keeps it open) only once
-    // the agent has loaded NVML: retry briefly.
-    const deadline = Date.now() + waitMs;
-    for (;;) {
-      let fd: number;
-      try {
-        fd = openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
-      } catch (err) {
-        const code = errnoOf(err);
-        if ((code === "ENXIO" || code === "ENOENT") && Date.now() < deadline) {
-          await Bun.sleep(20);
-          continue;
-        }
-        if (code === "ENXIO" || code === "ENOENT") {
-          throw new ProviderError(this.name, "not_found", `instance ${id} is not running (nothing reads its NVML control FIFO)`);
-        }
-        throw err;
-      }
-      try {
-        if (!fstatSync(fd).isFIFO()) throw new ProviderError(this.name, "invalid", `${fifo} is not a FIFO`);
-        // Below PIPE_BUF: one atomic write, never partial.
-        writeSync(fd, line);
-        return;
-      } catch (err) {
-        if (errnoOf(err) === "EAGAIN") throw new ProviderError(this.name, "transient", `instance ${id}: NVML control FIFO is full`);
-        throw err;
-      } finally {
-        closeSync(fd);
-      }
-    }
+    await writeFakeNvmlControl(id, this.dir.files(o.record.name).nvmlControl, command, waitMs);
   }
 
   /**
@@ -626,15 +263,7 @@ export class LocalProvider implements Provider {
    */
   async injectKmsg(id: string, message: string, level = 3): Promise<void> {
     const o = this.requireRunning(id);
-    const path = this.dir.files(o.record.name).kmsg;
-    let seq = 0;
-    try {
-      const text = readFileSync(path, "utf8");
-      for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) seq++;
-    } catch (err) {
-      if (errnoOf(err) !== "ENOENT") throw err;
-    }
-    appendFileSync(path, `${level & 7},${seq},${uptimeUsec()},-;${kmsgEscape(message)}\n`);
+    appendKernelLogRecord(this.dir.files(o.record.name).kmsg, message, level);
   }
 
   /** The last `maxBytes` of the instance's agent.log (from the first whole line). */
@@ -742,7 +371,7 @@ export class LocalProvider implements Provider {
       state: "pending",
     };
     try {
-      writeFileSync(staged.nvmlState, `# fake libnvidia-ml state for ${req.name} (${req.instanceType})\ncount ${gpus}\ndriver ${FAKE_DRIVER}\n`);
+      writeFileSync(staged.nvmlState, fakeNvmlState(req.name, req.instanceType, gpus));
       writeFileSync(staged.kmsg, "");
       writeFileSync(staged.agentLog, "");
       mkdirSync(staged.stateDir, { recursive: true });
@@ -757,40 +386,7 @@ export class LocalProvider implements Provider {
   /** Starts the agent of a claimed, pending instance and records its pid; returns it observed. */
   private spawn(record: LocalInstanceRecord): Observed {
     const files = this.dir.files(record.name);
-    const args = [
-      "--server",
-      this.opts.serverUrl,
-      "--node-id",
-      record.name,
-      "--pool",
-      record.pool,
-      "--provider",
-      "local",
-      "--instance-type",
-      record.instanceType,
-      "--state-dir",
-      files.stateDir,
-      "--kmsg-path",
-      files.kmsg,
-      // Never the host's real driver: the configured fake, or a path that says why there is none.
-      "--nvml-library",
-      this.opts.nvmlLibrary ?? join(files.dir, "no-nvml-library-configured", "libnvidia-ml.so.1"),
-      ...(this.opts.nvmlLibrary !== undefined ? ["--expected-gpus", String(record.gpus)] : []),
-      ...(this.opts.pollIntervalSeconds !== undefined ? ["--poll-interval", String(this.opts.pollIntervalSeconds)] : []),
-      ...(this.opts.nvmlDeadlineSeconds !== undefined ? ["--nvml-deadline", String(this.opts.nvmlDeadlineSeconds)] : []),
-    ];
-    const env: Record<string, string | undefined> = { ...process.env, NAVARCH_AUTH_TOKEN: this.opts.authToken };
-    // Every local machine shares this kernel: a rebooted one gets a boot id of its own.
-    if (record.boots !== undefined) env.NAVARCH_BOOT_ID = `${record.id}-boot-${record.boots}`;
-    else delete env.NAVARCH_BOOT_ID;
-    if (this.opts.nvmlLibrary !== undefined) {
-      env.FAKE_NVML_STATE = files.nvmlState;
-      env.FAKE_NVML_CONTROL = files.nvmlControl;
-    } else {
-      delete env.FAKE_NVML_STATE;
-      delete env.FAKE_NVML_CONTROL;
-    }
-    const command = [...this.agentCommand, ...args];
+    const { command, env } = agentInvocation(record, files, { ...this.opts, agentCommand: this.agentCommand });
     const logFd = openSync(files.agentLog, "a");
     let pid: number;
     try {
@@ -799,19 +395,7 @@ export class LocalProvider implements Provider {
           ? " (no providers.local.nvml_library configured: this agent runs without NVML)"
           : ` (fake NVML: ${record.gpus} GPUs)`;
       writeSync(logFd, `${new Date().toISOString()} local provider: starting ${record.name}${note}: ${command.join(" ")}\n`);
-      // setsid (detached): the agent leads its own session and process group, outlives us, and
-      // terminate() signals the whole group. The shell writes its pid (= the agent's, after exec)
-      // before the agent starts, so a crash right after this call cannot leave an agent nobody knows.
-      const proc = Bun.spawn(["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', files.pidFile, ...command], {
-        cwd: files.dir,
-        env,
-        detached: true,
-        stdin: "ignore",
-        stdout: logFd,
-        stderr: logFd,
-      });
-      proc.unref();
-      pid = proc.pid;
+      pid = spawnAgent(command, env, files, logFd);
     } catch (err) {
       const failed = this.markTerminated(record, `spawn failed: ${errorText(err)}`);
       this.log(`local: cannot start the agent of ${record.name}: ${errorText(err)}`);
@@ -919,13 +503,4 @@ export class LocalProvider implements Provider {
       createdAt: r.createdAt,
     };
   }
-}
-
-async function waitDead(pid: number, startTime: number | undefined, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (processAlive(pid, startTime)) {
-    if (Date.now() >= deadline) return false;
-    await Bun.sleep(25);
-  }
-  return true;
 }
