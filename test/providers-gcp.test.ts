@@ -3,7 +3,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { generateKeyPairSync } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { GcpProvider, labelKey, labelValue, mapGoogleError, requestIdFor, type GcpProviderOptions } from "../reconciler/providers/gcp.ts";
+import { mapGoogleError } from "../reconciler/providers/gcp/errors.ts";
+import { labelKey, labelValue } from "../reconciler/providers/gcp/labels.ts";
+import { GcpProvider, type GcpProviderOptions } from "../reconciler/providers/gcp/provider.ts";
+import { requestIdFor } from "../reconciler/providers/gcp/request-id.ts";
 import { TAG_MANAGED_BY, TAG_OPERATION, TAG_POOL } from "../reconciler/providers/provider.ts";
 import { startGcpFake, type GcpFake } from "./fake-clouds/gcp.ts";
 import { expectProviderError, fakeEnv, launchRequest } from "./fake-clouds/support.ts";

@@ -3,7 +3,7 @@
 import type { NavarchConfig, ProviderType } from "../../schema/config.ts";
 import { AwsProvider } from "./aws.ts";
 import { CoreWeaveProvider } from "./coreweave.ts";
-import { GcpProvider } from "./gcp.ts";
+import { GcpProvider } from "./gcp/provider.ts";
 import { LambdaProvider } from "./lambda.ts";
 import { LocalProvider, localProviderOptions } from "./local/provider.ts";
 import type { Provider } from "./provider.ts";
