@@ -4,7 +4,7 @@ import { parseConfig } from "../reconciler/config/load.ts";
 import { configToYaml } from "../reconciler/config/print.ts";
 import { Slots, TokenBucket } from "../reconciler/clients/kube/client.ts";
 import { kubeSource } from "../reconciler/schedulers/kubernetes/index.ts";
-import { providerIdMatches } from "../reconciler/schedulers/kubernetes/mirror.ts";
+import { providerIdMatches } from "../reconciler/schedulers/kubernetes/node-mapping.ts";
 
 const parse = (kube: string) => parseConfig(`kubernetes:\n${kube}`, "test.yaml");
 

@@ -19,7 +19,7 @@ import { SimulatedAgents } from "../reconciler/sim/agents.ts";
 import { testConfig } from "./fleet-harness.ts";
 import { KubeApiError, KubeClient } from "../reconciler/clients/kube/client.ts";
 import { Informer } from "../reconciler/clients/kube/informer.ts";
-import { ANNOTATIONS } from "../reconciler/schedulers/kubernetes/mirror.ts";
+import { ANNOTATIONS } from "../reconciler/schedulers/kubernetes/node-marks.ts";
 import { GPUPOOL_API } from "../reconciler/schedulers/kubernetes/pools.ts";
 import { KubeNode, Pod } from "../reconciler/clients/kube/types.ts";
 import { CoreWeaveProvider, NODEPOOL_NODE_LABEL, NODEPOOL_PATH, NodePoolObject } from "../reconciler/providers/coreweave.ts";

@@ -8,7 +8,7 @@
 // retry once it answers, a signal stops serve within 5 s, and the lease never flaps. The same
 // when the API server is paused (SIGSTOP) or killed in the middle of a drain.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ANNOTATIONS } from "../reconciler/schedulers/kubernetes/mirror.ts";
+import { ANNOTATIONS } from "../reconciler/schedulers/kubernetes/node-marks.ts";
 import { FaultyLink } from "./faults/link.ts";
 import { ServedFleet } from "./faults/served.ts";
 import { ensureKubeBinaries, getNode, gpuNode, gpuPod, namespace, startKubeHarness, type KubeHarness } from "./kube/harness.ts";

@@ -1,9 +1,9 @@
 // The Kubernetes side of a Navarch cordon and drain (SchedulerMirror).
 //
-// Cordon: one JSON patch, conditional on the Node's resourceVersion (merge patch would
-// replace the whole taint list), sets spec.unschedulable, adds our NoSchedule taint and
-// annotations naming the reason, the incident, the time and exactly which of the two we
-// changed; a second write puts the GPU health verdict in a node condition through the
+// Cordon: one JSON patch (node-marks.ts), conditional on the Node's resourceVersion (merge
+// patch would replace the whole taint list), sets spec.unschedulable, adds our NoSchedule
+// taint and annotations naming the reason, the incident, the time and exactly which of the
+// two we changed; a second write puts the GPU health verdict in a node condition through the
 // status subresource. The writes go out in the background on the cordon lane (per Node in
 // order, retried until they land or a newer cordon/uncordon supersedes them): a pass that
 // cordons many nodes is not held up by the API server, and Kubernetes being down never
@@ -11,10 +11,11 @@
 // on a Node whose annotations say we cordoned it. A human's `kubectl uncordon` of our
 // cordon (seen on the Node watch, and checked again at every drain step) cancels our
 // incident through the host's external-uncordon callback (Operator.uncordon, as an uncordon in
-// Navarch's own API would). The mirror sees Navarch's nodes only as read-only views.
+// Navarch's own API would). The mirror sees Navarch's nodes only as read-only views, and finds
+// each one's Node under kubernetes.node_mapping (node-mapping.ts).
 //
-// Drain: a background worker per node evicts pods through the Eviction API (PDBs
-// respected: 429 is retried with backoff), leaves DaemonSet and mirror pods alone,
+// Drain: a background worker per node (drain-worker.ts) evicts pods through the Eviction
+// API (PDBs respected: 429 is retried with backoff), leaves DaemonSet and mirror pods alone,
 // evicts emptyDir pods only when configured, and at the pool's drain deadline deletes
 // what is left (or holds the node). A Node that is not Ready while its agent is silent
 // takes the dead-kubelet fast path: pods are deleted with a 1 s grace period and a pod
@@ -28,34 +29,20 @@
 // returned to service meanwhile is not cordoned, a Node deleted meanwhile is skipped). Writes
 // that fail are retried with backoff, and all of them try again the moment the API answers.
 import type { KubernetesConfig } from "../../../schema/config.ts";
-import type { Clock } from "../../../schema/time.ts";
 import { isIn } from "../../../schema/lifecycle.ts";
-import type { Dependency } from "../../dependencies/status.ts";
-import type { DrainProgress, PoolMarks, SchedulerHost, SchedulerMirror, SchedulerNode, SchedulerNodeView } from "../scheduler.ts";
+import { textPrefix } from "../../../schema/text.ts";
+import type { Clock } from "../../../schema/time.ts";
 import { KubeApiError, PATCH_JSON, PATCH_STRATEGIC, type KubeClient } from "../../clients/kube/client.ts";
 import { Informer } from "../../clients/kube/informer.ts";
+import { KubeNode, type Condition } from "../../clients/kube/types.ts";
+import type { Dependency } from "../../dependencies/status.ts";
 import { NodeWrites } from "../node-writes.ts";
 import { QueuedAsks, type AskAction } from "../queued-asks.ts";
+import type { DrainProgress, PoolMarks, SchedulerHost, SchedulerMirror, SchedulerNode, SchedulerNodeView } from "../scheduler.ts";
+import { DrainWorker } from "./drain-worker.ts";
+import { ANNOTATIONS, POOL_MARKS_ANNOTATION, cordonPatch, humanUncordoned, poolMarksPatch, uncordonPatch } from "./node-marks.ts";
+import { kubeNodeFor, kubeNodeIndex, type MappedFields } from "./node-mapping.ts";
 import { POOL_LABEL } from "./queue.ts";
-import { KubeNode, Pod, pointer, type Condition } from "../../clients/kube/types.ts";
-import { textPrefix } from "../../../schema/text.ts";
-
-/** Annotations we put on a Node we cordon. */
-export const ANNOTATIONS = {
-  cordonedBy: "navarch.dev/cordoned-by",
-  reason: "navarch.dev/cordon-reason",
-  incident: "navarch.dev/incident-id",
-  at: "navarch.dev/cordoned-at",
-  node: "navarch.dev/node-id",
-  /** What the cordon changed: `unschedulable`, `taint` (comma-separated); uncordon undoes only these. */
-  owned: "navarch.dev/cordon-owned",
-  drain: "navarch.dev/drain-status",
-} as const;
-const OUR_ANNOTATIONS: readonly string[] = Object.values(ANNOTATIONS);
-
-const MIRROR_ANNOTATION = "kubernetes.io/config.mirror";
-/** The pool whose labels and taints a Node was given, once (a Node created again gets them again). */
-export const POOL_MARKS_ANNOTATION = "navarch.dev/pool-marks";
 
 /** Navarch states in which a node is in service: a cordon of ours on its Node is stale. */
 const IN_SERVICE: ReadonlySet<string> = new Set(["validating", "ready", "suspect"]);
@@ -70,11 +57,6 @@ export interface KubeMirrorOptions {
   /** Real-time pause between drain rounds while work is pending. */
   drainRoundMs?: number;
 }
-
-type JsonPatchOp = { op: "add" | "replace" | "test"; path: string; value: unknown } | { op: "remove"; path: string };
-
-/** What mapping looks at. */
-type MappedFields = Pick<SchedulerNodeView, "id" | "hostname" | "instanceId">;
 
 export class KubeMirror implements SchedulerMirror {
   readonly name = "kubernetes";
@@ -123,7 +105,7 @@ export class KubeMirror implements SchedulerMirror {
       log: this.log,
       resyncMs: 5 * 60_000,
       onEvent: (event, node) => {
-        if (event !== "deleted" && this.humanUncordoned(node)) this.writes.track(this.onHumanUncordon(node));
+        if (event !== "deleted" && humanUncordoned(node, this.actor)) this.writes.track(this.onHumanUncordon(node));
         // A Node that joins (or leaves) is mapped within a second, not at the next 15 s sweep.
         if (event !== "modified" && this.nodeCache.synced) this.soonSyncMapping();
       },
@@ -173,21 +155,7 @@ export class KubeMirror implements SchedulerMirror {
 
   /** The Kubernetes Node a Navarch node maps to under kubernetes.node_mapping, from the cache. */
   mapNode(row: MappedFields): string | undefined {
-    switch (this.config.node_mapping) {
-      case "node_name":
-        return this.nodeCache.get(row.id) ? row.id : undefined;
-      case "hostname_label":
-        return row.hostname === null
-          ? undefined
-          : this.nodeCache.list().find((n) => n.metadata.labels?.["kubernetes.io/hostname"] === row.hostname)?.metadata.name;
-      case "provider_id": {
-        const id = row.instanceId;
-        if (id === null) return undefined;
-        return this.nodeCache.list().find((n) => providerIdMatches(n.spec.providerID ?? undefined, id))?.metadata.name;
-      }
-      case "label":
-        return this.nodeCache.list().find((n) => n.metadata.labels?.[this.config.node_label] === row.id)?.metadata.name;
-    }
+    return kubeNodeFor(this.config, this.nodeCache, row);
   }
 
   private soonSyncMapping(): void {
@@ -205,7 +173,7 @@ export class KubeMirror implements SchedulerMirror {
   async syncMapping(): Promise<void> {
     if (!this.nodeCache.synced) return;
     const rows = await this.host.nodes();
-    const index = this.mappingIndex();
+    const index = kubeNodeIndex(this.config, this.nodeCache);
     const marks = new Map<string, Promise<PoolMarks | undefined>>();
     for (const row of rows) {
       const name = index(row);
@@ -262,22 +230,12 @@ export class KubeMirror implements SchedulerMirror {
     void this.writes.enqueue(name, async () => {
       await this.writes.retrying(name, intent, "pool labels and taints", async () => {
         const current = await this.getNode(name);
-        if (current.metadata.annotations?.[POOL_MARKS_ANNOTATION] !== undefined) return;
-        const labels = current.metadata.labels ?? {};
-        const taints = current.spec.taints ?? [];
-        const addLabels = Object.entries(marks.labels).filter(([k]) => labels[k] === undefined);
-        const addTaints = marks.taints.filter((t) => !taints.some((x) => x.key === t.key && x.effect === t.effect));
-        const ops: JsonPatchOp[] = [{ op: "test", path: "/metadata/resourceVersion", value: current.metadata.resourceVersion }];
-        if (current.metadata.labels === undefined) ops.push({ op: "add", path: "/metadata/labels", value: Object.fromEntries(addLabels) });
-        else for (const [k, val] of addLabels) ops.push({ op: "add", path: `/metadata/labels/${pointer(k)}`, value: val });
-        if (current.spec.taints === undefined || current.spec.taints === null) ops.push({ op: "add", path: "/spec/taints", value: addTaints });
-        else for (const t of addTaints) ops.push({ op: "add", path: "/spec/taints/-", value: t });
-        if (current.metadata.annotations === undefined) ops.push({ op: "add", path: "/metadata/annotations", value: { [POOL_MARKS_ANNOTATION]: pool } });
-        else ops.push({ op: "add", path: `/metadata/annotations/${pointer(POOL_MARKS_ANNOTATION)}`, value: pool });
+        const patch = poolMarksPatch(current, pool, marks);
+        if (patch === undefined) return;
+        const { ops, added } = patch;
         const updated = await this.client.request("PATCH", `/api/v1/nodes/${encodeURIComponent(name)}`, { body: ops, contentType: PATCH_JSON }, KubeNode);
         this.nodeCache.observe(updated);
-        const what = [...addLabels.map(([k, val]) => `${k}=${val}`), ...addTaints.map((t) => `taint ${t.key}${t.value ? `=${t.value}` : ""}:${t.effect}`)];
-        this.log(`kubernetes: Node ${name} (${nodeId}) has pool ${pool}'s ${what.length === 0 ? "labels and taints already" : what.join(", ")}`);
+        this.log(`kubernetes: Node ${name} (${nodeId}) has pool ${pool}'s ${added.length === 0 ? "labels and taints already" : added.join(", ")}`);
       });
     });
   }
@@ -293,29 +251,6 @@ export class KubeMirror implements SchedulerMirror {
     if (annotations[ANNOTATIONS.cordonedBy] === this.actor && annotations[ANNOTATIONS.node] === row.id) return;
     this.log(`kubernetes: ${row.id} is ${row.state} in Navarch but Node ${name} has no cordon of ours: cordoning it`);
     await this.cordon({ ...row, readings: async () => [] }, row.stateReason ?? `${row.state} in Navarch`, row.incidentId ?? 0);
-  }
-
-  /** mapNode over a one-time index of the cache (for many nodes at once). */
-  private mappingIndex(): (row: MappedFields) => string | undefined {
-    const all = this.nodeCache.list();
-    switch (this.config.node_mapping) {
-      case "node_name":
-        return (row) => this.mapNode(row);
-      case "hostname_label": {
-        const byHost = new Map(
-          all.flatMap((n) => (n.metadata.labels?.["kubernetes.io/hostname"] ? [[n.metadata.labels["kubernetes.io/hostname"], n.metadata.name] as const] : [])),
-        );
-        return (row) => (row.hostname === null ? undefined : byHost.get(row.hostname));
-      }
-      case "label": {
-        const byLabel = new Map(
-          all.flatMap((n) => (n.metadata.labels?.[this.config.node_label] ? [[n.metadata.labels[this.config.node_label]!, n.metadata.name] as const] : [])),
-        );
-        return (row) => byLabel.get(row.id);
-      }
-      case "provider_id":
-        return (row) => this.mapNode(row);
-    }
   }
 
   /** The Node of a Navarch node, from the cache (never a request: the caller is the loop). Only once the Nodes were listed. */
@@ -371,36 +306,8 @@ export class KubeMirror implements SchedulerMirror {
           return false;
         }
       }
-      const annotations = current.metadata.annotations ?? {};
-      const ours = annotations[ANNOTATIONS.cordonedBy] === this.actor;
-      const owned = ours ? parseOwned(annotations[ANNOTATIONS.owned]) : new Set<string>();
-      const taints = current.spec.taints ?? [];
-      const hasTaint = taints.some((t) => t.key === this.config.taint_key && t.effect === "NoSchedule");
-      const unschedulable = current.spec.unschedulable === true;
-      if (ours && hasTaint && unschedulable && annotations[ANNOTATIONS.incident] === String(incidentId)) return true; // already done
-      const ops: JsonPatchOp[] = [{ op: "test", path: "/metadata/resourceVersion", value: current.metadata.resourceVersion }];
-      if (!unschedulable) {
-        ops.push({ op: "add", path: "/spec/unschedulable", value: true });
-        owned.add("unschedulable");
-      }
-      if (!hasTaint) {
-        const taint = { key: this.config.taint_key, value: incidentId > 0 ? "unhealthy" : "scale-down", effect: "NoSchedule" };
-        ops.push(current.spec.taints ? { op: "add", path: "/spec/taints/-", value: taint } : { op: "add", path: "/spec/taints", value: [taint] });
-        owned.add("taint");
-      }
-      const values: Record<string, string> = {
-        [ANNOTATIONS.cordonedBy]: this.actor,
-        [ANNOTATIONS.reason]: textPrefix(reason, 1000),
-        [ANNOTATIONS.incident]: String(incidentId),
-        [ANNOTATIONS.at]: new Date(at).toISOString(),
-        [ANNOTATIONS.node]: nodeId,
-        [ANNOTATIONS.owned]: [...owned].sort().join(","),
-      };
-      if (current.metadata.annotations) {
-        for (const [k, val] of Object.entries(values)) ops.push({ op: "add", path: `/metadata/annotations/${pointer(k)}`, value: val });
-      } else {
-        ops.push({ op: "add", path: "/metadata/annotations", value: values });
-      }
+      const ops = cordonPatch(current, { actor: this.actor, taintKey: this.config.taint_key, reason, incidentId, at, nodeId });
+      if (ops === undefined) return true; // already done
       try {
         const updated = await this.client.request(
           "PATCH",
@@ -490,16 +397,8 @@ export class KubeMirror implements SchedulerMirror {
         if (err instanceof KubeApiError && err.status === 404) return false;
         throw err;
       }
-      const annotations = current.metadata.annotations ?? {};
-      if (annotations[ANNOTATIONS.cordonedBy] !== this.actor) return false;
-      const owned = parseOwned(annotations[ANNOTATIONS.owned]);
-      const ops: JsonPatchOp[] = [{ op: "test", path: "/metadata/resourceVersion", value: current.metadata.resourceVersion }];
-      if (owned.has("unschedulable") && current.spec.unschedulable === true) ops.push({ op: "replace", path: "/spec/unschedulable", value: false });
-      if (owned.has("taint")) {
-        const index = (current.spec.taints ?? []).findIndex((t) => t.key === this.config.taint_key && t.effect === "NoSchedule");
-        if (index >= 0) ops.push({ op: "remove", path: `/spec/taints/${index}` });
-      }
-      for (const key of OUR_ANNOTATIONS) if (key in annotations) ops.push({ op: "remove", path: `/metadata/annotations/${pointer(key)}` });
+      const ops = uncordonPatch(current, this.actor, this.config.taint_key);
+      if (ops === undefined) return false;
       try {
         const updated = await this.client.request(
           "PATCH",
@@ -518,12 +417,6 @@ export class KubeMirror implements SchedulerMirror {
   }
 
   // ───────────────────────────── a human's uncordon ─────────────────────────────
-
-  /** Our annotations are on the Node but it is schedulable again: someone uncordoned it. */
-  private humanUncordoned(node: KubeNode): boolean {
-    const annotations = node.metadata.annotations ?? {};
-    return annotations[ANNOTATIONS.cordonedBy] === this.actor && node.spec.unschedulable !== true && annotations[ANNOTATIONS.node] !== undefined;
-  }
 
   private async onHumanUncordon(node: KubeNode): Promise<void> {
     const name = node.metadata.name;
@@ -567,7 +460,7 @@ export class KubeMirror implements SchedulerMirror {
       return { done: true, detail: `no Kubernetes Node for ${node.id} (node_mapping ${this.config.node_mapping}): nothing to drain there` };
     // Read at every step too, not only from the watch: a human's uncordon wins over our drain.
     const k8sNode = this.nodeCache.get(name);
-    if (k8sNode !== undefined && this.humanUncordoned(k8sNode)) {
+    if (k8sNode !== undefined && humanUncordoned(k8sNode, this.actor)) {
       await this.onHumanUncordon(k8sNode);
       return { done: false, detail: "uncordoned in Kubernetes by a human: the incident is cancelled", again: true };
     }
@@ -671,240 +564,6 @@ export class KubeMirror implements SchedulerMirror {
   private getNode(name: string): Promise<KubeNode> {
     return this.client.request("GET", `/api/v1/nodes/${encodeURIComponent(name)}`, { lane: "cordon" }, KubeNode);
   }
-}
-
-// ───────────────────────────── the drain worker ─────────────────────────────
-
-type DrainMode = "evict" | "delete" | "force";
-
-interface PodRetry {
-  at: number;
-  attempts: number;
-  why: string;
-}
-
-/** Drains one Node in the background, round after round, until stopped. */
-class DrainWorker {
-  progress: DrainProgress = { done: false, detail: "starting the drain" };
-  mode: DrainMode = "evict";
-  polledAt = Date.now();
-  /** When (real time) the drain step first saw the deadline passed (on_deadline: hold). */
-  deadlineSeen: number | undefined;
-  /** When (real time) the last round that completed had started. */
-  private lastRoundStartedAt = 0;
-  private modeNote = "";
-  private stopped = false;
-  /** Whether its rounds run (they end once nobody asked for a while). */
-  private looping = false;
-  private wakeUp: (() => void) | undefined;
-  private running: Promise<void> | undefined;
-  private readonly retries = new Map<string, PodRetry>();
-  private evicted = 0;
-  private deleted = 0;
-  private lastDetail = "";
-
-  constructor(
-    private readonly client: KubeClient,
-    readonly name: string,
-    private readonly config: KubernetesConfig,
-    private readonly log: (line: string) => void,
-    private readonly roundMs: number,
-    private readonly report: (detail: string) => void,
-  ) {}
-
-  start(): void {
-    void this.loop();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.wakeUp?.();
-  }
-
-  /** A round starts now (not after the pause between rounds); the caller never waits for it. */
-  wake(): void {
-    if (this.looping) this.wakeUp?.();
-    else if (!this.stopped) this.start();
-  }
-
-  /** Whether a round that started at or after `at` (real time) has completed. */
-  roundSince(at: number): boolean {
-    return this.lastRoundStartedAt >= at;
-  }
-
-  setMode(mode: DrainMode, note: string): void {
-    this.mode = mode;
-    this.modeNote = note;
-    this.retries.clear();
-    this.log(`kubernetes: drain of ${this.name}: ${note}`);
-  }
-
-  /** One round now (rounds never overlap). */
-  round(): Promise<void> {
-    this.running ??= this.doRound().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
-  }
-
-  private async loop(): Promise<void> {
-    this.looping = true;
-    try {
-      await this.rounds();
-    } finally {
-      this.looping = false;
-    }
-  }
-
-  private async rounds(): Promise<void> {
-    while (!this.stopped) {
-      try {
-        await this.round();
-      } catch (err) {
-        this.progress = { done: false, detail: `cannot read the Node's pods: ${errText(err)}` };
-      }
-      // Done and no longer asked about: the reconciler has moved on.
-      if (this.progress.done && Date.now() - this.polledAt > 60_000) return;
-      if (Date.now() - this.polledAt > 10 * 60_000) return;
-      await new Promise<void>((resolve) => {
-        this.wakeUp = resolve;
-        setTimeout(resolve, this.progress.done ? this.roundMs * 4 : this.roundMs);
-      });
-    }
-  }
-
-  private async doRound(): Promise<void> {
-    if (this.stopped) return;
-    const startedAt = Date.now();
-    await this.listAndAct();
-    this.lastRoundStartedAt = startedAt;
-  }
-
-  private async listAndAct(): Promise<void> {
-    const { items } = await this.client.list(`/api/v1/pods`, Pod, { lane: "default", query: { fieldSelector: `spec.nodeName=${this.name}` } });
-    const now = Date.now();
-    let daemonSet = 0;
-    let mirror = 0;
-    let terminating = 0;
-    const blocked: string[] = [];
-    const emptyDir: string[] = [];
-    let pending = 0;
-    for (const pod of items) {
-      const meta = pod.metadata;
-      if (meta.annotations?.[MIRROR_ANNOTATION] !== undefined) {
-        mirror++;
-        continue;
-      }
-      if ((meta.ownerReferences ?? []).some((o) => o.controller === true && o.kind === "DaemonSet")) {
-        daemonSet++;
-        continue;
-      }
-      const podName = `${meta.namespace ?? "default"}/${meta.name}`;
-      if (meta.deletionTimestamp) {
-        if (this.mode === "force") {
-          const due = Date.parse(meta.deletionTimestamp);
-          // A dead kubelet never confirms a deletion: past its grace period, it counts as gone.
-          if (due + 1000 < now) continue;
-          // Evicted earlier with a long grace period: shorten it to 1 s (once).
-          if (due > now + 2000 && !this.retries.has(`force:${meta.uid ?? podName}`)) {
-            this.retries.set(`force:${meta.uid ?? podName}`, { at: Number.POSITIVE_INFINITY, attempts: 1, why: "force" });
-            await this.act(pod);
-          }
-        }
-        terminating++;
-        continue;
-      }
-      const retry = this.retries.get(meta.uid ?? podName);
-      const usesEmptyDir = (pod.spec.volumes ?? []).some((vol) => vol.emptyDir !== undefined && vol.emptyDir !== null);
-      if (this.mode === "evict" && usesEmptyDir && !this.config.drain.delete_emptydir_data) {
-        emptyDir.push(podName);
-        continue;
-      }
-      if (retry !== undefined && retry.at > now) {
-        if (retry.why === "pdb") blocked.push(podName);
-        else pending++;
-        continue;
-      }
-      const outcome = await this.act(pod);
-      if (outcome === "gone") continue;
-      if (outcome === "started") {
-        terminating++;
-        this.retries.delete(meta.uid ?? podName);
-        continue;
-      }
-      const attempts = (retry?.attempts ?? 0) + 1;
-      const backoff = Math.min(this.config.drain.max_backoff, 1000 * 2 ** Math.min(attempts - 1, 10));
-      this.retries.set(meta.uid ?? podName, { at: now + backoff, attempts, why: outcome });
-      if (outcome === "pdb") blocked.push(podName);
-      else pending++;
-    }
-    const left = terminating + blocked.length + emptyDir.length + pending;
-    const parts: string[] = [];
-    if (terminating > 0) parts.push(`${terminating} terminating`);
-    if (blocked.length > 0)
-      parts.push(`${blocked.length} blocked by a PodDisruptionBudget (${blocked.slice(0, 3).join(", ")}${blocked.length > 3 ? ", …" : ""})`);
-    if (emptyDir.length > 0)
-      parts.push(`${emptyDir.length} using emptyDir, not evicted without kubernetes.drain.delete_emptydir_data (${emptyDir.slice(0, 3).join(", ")})`);
-    if (pending > 0) parts.push(`${pending} waiting to retry`);
-    const alone = [daemonSet > 0 ? `${daemonSet} DaemonSet pod(s)` : "", mirror > 0 ? `${mirror} mirror pod(s)` : ""].filter(Boolean).join(" and ");
-    const done = left === 0;
-    const how = this.mode === "evict" ? `${this.evicted} evicted` : `${this.evicted} evicted, ${this.deleted} deleted`;
-    const detail = done
-      ? `no pods left on ${this.name} (${how}${alone ? `; ${alone} left alone` : ""})${this.modeNote ? ` [${this.modeNote}]` : ""}`
-      : `${left} pod(s) left on ${this.name}: ${parts.join(", ")}${alone ? `; ${alone} left alone` : ""}${this.modeNote ? ` [${this.modeNote}]` : ""}`;
-    this.progress = { done, detail };
-    if (detail !== this.lastDetail) {
-      this.lastDetail = detail;
-      this.report(detail);
-    }
-  }
-
-  /** Evicts or deletes one pod: started, gone, blocked by a PDB, or failed (retry later). */
-  private async act(pod: Pod): Promise<"started" | "gone" | "pdb" | "error"> {
-    const ns = pod.metadata.namespace ?? "default";
-    const path = `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(pod.metadata.name)}`;
-    const grace = this.mode === "force" ? 1 : this.config.drain.grace_period !== undefined ? Math.round(this.config.drain.grace_period / 1000) : undefined;
-    const deleteOptions = grace !== undefined ? { gracePeriodSeconds: grace } : undefined;
-    try {
-      if (this.mode === "evict") {
-        await this.client.request("POST", `${path}/eviction`, {
-          lane: "eviction",
-          body: {
-            apiVersion: "policy/v1",
-            kind: "Eviction",
-            metadata: { name: pod.metadata.name, namespace: ns },
-            ...(deleteOptions ? { deleteOptions } : {}),
-          },
-        });
-        this.evicted++;
-      } else {
-        await this.client.request("DELETE", path, {
-          lane: "eviction",
-          ...(deleteOptions ? { body: { apiVersion: "v1", kind: "DeleteOptions", ...deleteOptions } } : {}),
-        });
-        this.deleted++;
-      }
-      return "started";
-    } catch (err) {
-      if (err instanceof KubeApiError && err.status === 404) return "gone";
-      // 429: a PodDisruptionBudget says not now. 500 with several PDBs: also not now (kubectl retries too).
-      if (err instanceof KubeApiError && (err.status === 429 || (err.status === 500 && /disruption budget/i.test(err.message)))) return "pdb";
-      this.log(`kubernetes: drain of ${this.name}: ${pod.metadata.name}: ${errText(err)}`);
-      return "error";
-    }
-  }
-}
-
-// ───────────────────────────── helpers ─────────────────────────────
-
-function parseOwned(text: string | undefined): Set<string> {
-  return new Set((text ?? "").split(",").filter((x) => x === "unschedulable" || x === "taint"));
-}
-
-/** spec.providerID (`aws:///us-east-1a/i-0abc`, `gce://p/z/name`, `coreweave://…`) names instance `id`. */
-export function providerIdMatches(providerId: string | undefined, id: string): boolean {
-  if (!providerId) return false;
-  return providerId === id || providerId.endsWith(`/${id}`);
 }
 
 function isConflict(err: unknown): boolean {
