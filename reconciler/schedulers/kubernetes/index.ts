@@ -9,9 +9,6 @@ import { KubeMirror } from "./mirror.ts";
 import { GpuPoolController } from "./pools.ts";
 import { kubeQueueMetrics } from "./queue.ts";
 
-export { KubeApiError, KubeClient } from "../../clients/kube/client.ts";
-export { KubeMirror } from "./mirror.ts";
-
 /** Where the connection comes from, per the config (secrets read from the env var it names). */
 export function kubeSource(
   config: Pick<KubernetesConfig, "kubeconfig" | "context" | "in_cluster" | "server" | "token_env" | "ca_file">,
