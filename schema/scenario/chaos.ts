@@ -1,6 +1,6 @@
 // The `chaos:` section of a scenario file: random Xid faults over the in-service nodes (a
 // rate per 1,000 node-hours, weights by Xid code), optionally correlated within a rack or a
-// zone, limited to some pools and to a window of the run. reconciler/sim/engine.ts plays it.
+// zone, limited to some pools and to a window of the run. reconciler/sim/chaos.ts plays it.
 import * as v from "valibot";
 import type { Millis } from "../config.ts";
 import { isRecord, oneOf, show, strict } from "../shapes.ts";

@@ -1,7 +1,7 @@
 // Checks: what an `assert:` event measures and how it compares. A check is one metric
 // (nodes by state, incidents, faults, breakers, scaling, launches, the queue, jobs, service
 // hours, …) with its filters, one of equals / at_least / at_most, and an optional why.
-// reconciler/sim/engine.ts measures each metric; a new metric starts here.
+// reconciler/sim/measurements.ts measures each metric; a new metric starts here.
 import * as v from "valibot";
 import { NODE_STATES, STATES, type NodeState } from "../lifecycle.ts";
 import { isRecord, oneOf, show, strict, suggest } from "../shapes.ts";

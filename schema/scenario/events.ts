@@ -1,7 +1,7 @@
 // Scripted events: the `events:` list of a scenario file. Each is a time since the start
 // (or `end`), an optional note, and exactly one action: a fault, a recovery, a silent or
 // vanished agent, jobs, a provider outage, a reconciler restart, a human's breaker reset
-// or pool resume, or an assert (checks.ts). reconciler/sim/engine.ts plays them.
+// or pool resume, or an assert (checks.ts). reconciler/sim/scripted-events.ts plays them.
 import * as v from "valibot";
 import { parseDuration, type Millis } from "../config.ts";
 import { isRecord, oneOf, show, strict, suggest } from "../shapes.ts";

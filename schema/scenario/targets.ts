@@ -1,6 +1,6 @@
 // Targets: which nodes a scripted event acts on. `{ node: training-3 }` names one (the
 // simulator's name: pool + creation order); otherwise filters (`pool`, `rack`, `zone`) plus
-// one pick of `index: N`, `random: K` or `all: true`. reconciler/sim/engine.ts resolves them.
+// one pick of `index: N`, `random: K` or `all: true`. reconciler/sim/sim-nodes.ts resolves them.
 import * as v from "valibot";
 import { isRecord, issuePathAt, strict, type PathKey } from "../shapes.ts";
 import { Name, Text, True, int } from "./fields.ts";
