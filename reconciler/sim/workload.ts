@@ -136,10 +136,6 @@ export class SimWorkload implements SchedulerMirror {
     this.place();
   }
 
-  hasNode(id: string): boolean {
-    return this.nodes.has(id);
-  }
-
   // ───────────────────────────── SchedulerMirror ─────────────────────────────
 
   async cordon(node: SchedulerNode): Promise<void> {
