@@ -4,7 +4,10 @@
 // message and value, exactly like reconciler/config/load.ts.
 import * as v from "valibot";
 import { formatDuration } from "../../schema/config.ts";
-import { DEFAULT_CLOUD, ScenarioSchema, type Check, type Scenario, type Target } from "../../schema/scenario.ts";
+import { ScenarioSchema, type Scenario } from "../../schema/scenario.ts";
+import type { Check } from "../../schema/scenario/checks.ts";
+import { DEFAULT_CLOUD } from "../../schema/scenario/clouds.ts";
+import type { Target } from "../../schema/scenario/targets.ts";
 import { closestMatch } from "../../schema/shapes.ts";
 import { formatIssuePath } from "../../schema/wire.ts";
 import { YamlSource, readTextFile, sortProblems, type PathKey, type Problem } from "../config/yaml-source.ts";

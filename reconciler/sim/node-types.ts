@@ -1,7 +1,7 @@
 // Machine types the simulator knows: Knavigator's three DGX types (the names users of
 // KWOK-based simulators expect), the instance types of the clouds Navarch provisions on,
 // and the local provider's. A scenario adds its own under `node_types:`.
-import type { NodeTypeSpec } from "../../schema/scenario.ts";
+import type { NodeTypeSpec } from "../../schema/scenario/node-types.ts";
 
 export const BUILTIN_NODE_TYPES: Readonly<Record<string, NodeTypeSpec>> = Object.freeze({
   "dgxa100.40g": { gpus: 8, gpu_name: "NVIDIA A100-SXM4-40GB" },

@@ -3,7 +3,7 @@
 // the summary table and the HTML report. Wall-clock numbers (how fast it ran) are kept
 // apart in SimStats and never enter the report.
 import { formatDuration } from "../../schema/config.ts";
-import type { Check, Metric } from "../../schema/scenario.ts";
+import type { Check, Metric } from "../../schema/scenario/checks.ts";
 
 export interface Timing {
   count: number;

@@ -8,7 +8,7 @@
 // reactive autoscaler reads. The queue (pending + running) feeds the loop's queue
 // autoscaler (ReconcilerOptions.queueMetrics) and the report.
 import type { Millis } from "../../schema/config.ts";
-import type { PoolWorkloadSpec } from "../../schema/scenario.ts";
+import type { PoolWorkloadSpec } from "../../schema/scenario/workload.ts";
 import type { DrainProgress, SchedulerMirror, SchedulerNode } from "../schedulers/scheduler.ts";
 import type { Random } from "./random.ts";
 
@@ -134,10 +134,6 @@ export class SimWorkload implements SchedulerMirror {
     node.blocked = false;
     this.refreshFree(node);
     this.place();
-  }
-
-  hasNode(id: string): boolean {
-    return this.nodes.has(id);
   }
 
   // ───────────────────────────── SchedulerMirror ─────────────────────────────
