@@ -430,8 +430,6 @@ export interface IdleAutoscalerConfig {
   idle_decay: Millis;
 }
 
-// ───────────────────────────── messages ─────────────────────────────
-
 // ───────────────────────────── durations ─────────────────────────────
 
 const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
@@ -1284,4 +1282,3 @@ function withImplicitProviders(providers: ProvidersConfig, pools: readonly PoolC
  * whose every string must be text the store can hold, as a config file's (reconciler/config/yaml-source.ts).
  */
 export const PoolSchema = v.pipe(WellFormedStrings, Pool);
-export const AutoscalerSchema = Autoscaler;
