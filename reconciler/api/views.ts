@@ -21,7 +21,6 @@ import { validatedQuery } from "./query.ts";
 
 // ───────────────────────────── shapes ─────────────────────────────
 
-const Nullable = <T extends v.GenericSchema>(s: T) => v.nullable(s);
 export const Ms = v.pipe(v.number(), v.description("milliseconds since the epoch (UTC)"));
 const Verdict = v.picklist(["healthy", "degraded", "unhealthy"]);
 const StateCounts = v.pipe(v.record(v.string(), v.number()), v.description("node count by lifecycle state"));
@@ -37,37 +36,37 @@ export const TILE_LIMIT = 500;
 export const NodeTile = v.object({
   id: v.string(),
   origin: v.picklist(NODE_ORIGINS),
-  pool: Nullable(v.string()),
+  pool: v.nullable(v.string()),
   state: v.picklist(NODE_STATES),
-  verdict: Nullable(Verdict),
-  stateReason: Nullable(v.string()),
+  verdict: v.nullable(Verdict),
+  stateReason: v.nullable(v.string()),
   stateChangedAt: Ms,
-  incidentId: Nullable(v.number()),
-  cordonedBy: Nullable(v.string()),
-  lastHeartbeatAt: Nullable(Ms),
-  replacementOf: Nullable(v.string()),
+  incidentId: v.nullable(v.number()),
+  cordonedBy: v.nullable(v.string()),
+  lastHeartbeatAt: v.nullable(Ms),
+  replacementOf: v.nullable(v.string()),
 });
 export type NodeTile = v.InferOutput<typeof NodeTile>;
 
 export const IncidentRow = v.object({
   id: v.number(),
   nodeId: v.string(),
-  pool: Nullable(v.string()),
+  pool: v.nullable(v.string()),
   reason: v.string(),
   faultAt: Ms,
   openedAt: Ms,
-  cordonedAt: Nullable(Ms),
-  drainedAt: Nullable(Ms),
-  terminatedAt: Nullable(Ms),
-  replacementNodeId: Nullable(v.string()),
-  replacementReadyAt: Nullable(Ms),
-  remedy: Nullable(v.pipe(v.picklist(["reboot", "replace"]), v.description("the remediation's rung: reboot first, or replace"))),
-  rebootedAt: Nullable(Ms),
-  rebootFromBoot: Nullable(v.string()),
-  backAt: Nullable(v.pipe(Ms, v.description("when the rebooted node came back with a new boot"))),
+  cordonedAt: v.nullable(Ms),
+  drainedAt: v.nullable(Ms),
+  terminatedAt: v.nullable(Ms),
+  replacementNodeId: v.nullable(v.string()),
+  replacementReadyAt: v.nullable(Ms),
+  remedy: v.nullable(v.pipe(v.picklist(["reboot", "replace"]), v.description("the remediation's rung: reboot first, or replace"))),
+  rebootedAt: v.nullable(Ms),
+  rebootFromBoot: v.nullable(v.string()),
+  backAt: v.nullable(v.pipe(Ms, v.description("when the rebooted node came back with a new boot"))),
   status: v.pipe(v.string(), v.description("what the reconciler is doing about it, or which rail blocks it")),
-  closedAt: Nullable(Ms),
-  outcome: Nullable(v.picklist(["replaced", "recovered", "rebooted", "cancelled", "held", "terminated"])),
+  closedAt: v.nullable(Ms),
+  outcome: v.nullable(v.picklist(["replaced", "recovered", "rebooted", "cancelled", "held", "terminated"])),
 });
 export type IncidentRow = v.InferOutput<typeof IncidentRow>;
 
@@ -75,8 +74,8 @@ export const BreakerRow = v.object({
   scope: v.pipe(v.string(), v.description('"fleet" or "pool:<name>"')),
   trippedAt: Ms,
   reason: v.string(),
-  resetAt: Nullable(Ms),
-  resetBy: Nullable(v.string()),
+  resetAt: v.nullable(Ms),
+  resetBy: v.nullable(v.string()),
 });
 
 export const AuditRow = v.object({
@@ -94,22 +93,22 @@ export const PoolRow = v.object({
   source: v.picklist(["config", "crd"]),
   spec: v.pipe(v.unknown(), v.description("the normalised pool spec from the config, as validated")),
   paused: v.boolean(),
-  pausedReason: Nullable(v.string()),
-  lastScaleAt: Nullable(Ms),
-  lastScaleDirection: Nullable(v.picklist(["up", "down"])),
+  pausedReason: v.nullable(v.string()),
+  lastScaleAt: v.nullable(Ms),
+  lastScaleDirection: v.nullable(v.picklist(["up", "down"])),
   launchFailures: v.pipe(v.number(), v.description("launches that failed in a row (0 once one succeeds)")),
-  launchRetryAt: Nullable(Ms),
-  launchError: Nullable(v.string()),
-  launchErrorKind: Nullable(v.picklist(["permanent", "transient"])),
-  launchFailingSince: Nullable(Ms),
+  launchRetryAt: v.nullable(Ms),
+  launchError: v.nullable(v.string()),
+  launchErrorKind: v.nullable(v.picklist(["permanent", "transient"])),
+  launchFailingSince: v.nullable(Ms),
   registrationFailures: v.pipe(v.number(), v.description("machines in a row whose agent did not register (0 once one registers)")),
-  registrationFailedAt: Nullable(Ms),
-  registrationHold: Nullable(
+  registrationFailedAt: v.nullable(Ms),
+  registrationHold: v.nullable(
     v.pipe(v.string(), v.description("while the pool launches nothing because its machines did not register: the pattern, and what to change")),
   ),
-  registrationHeldAt: Nullable(Ms),
-  requestedNodes: Nullable(v.pipe(v.number(), v.description("the size an operator set with navarch pools scale (held while the pool has no autoscaler)"))),
-  requestedBy: Nullable(v.string()),
+  registrationHeldAt: v.nullable(Ms),
+  requestedNodes: v.nullable(v.pipe(v.number(), v.description("the size an operator set with navarch pools scale (held while the pool has no autoscaler)"))),
+  requestedBy: v.nullable(v.string()),
   createdAt: Ms,
   updatedAt: Ms,
 });
@@ -124,29 +123,29 @@ export const AuditList = v.object({ audit: v.array(AuditRow) });
 export const PoolSummary = v.object({
   name: v.string(),
   paused: v.boolean(),
-  pausedReason: Nullable(v.string()),
-  minNodes: Nullable(v.number()),
-  maxNodes: Nullable(v.number()),
-  autoscaler: Nullable(v.pipe(v.string(), v.description("the autoscaler type, or null for none"))),
-  requestedNodes: Nullable(v.pipe(v.number(), v.description("the size an operator set with navarch pools scale"))),
-  requestedBy: Nullable(v.string()),
+  pausedReason: v.nullable(v.string()),
+  minNodes: v.nullable(v.number()),
+  maxNodes: v.nullable(v.number()),
+  autoscaler: v.nullable(v.pipe(v.string(), v.description("the autoscaler type, or null for none"))),
+  requestedNodes: v.nullable(v.pipe(v.number(), v.description("the size an operator set with navarch pools scale"))),
+  requestedBy: v.nullable(v.string()),
   providers: v.array(v.string()),
-  instanceType: Nullable(v.string()),
+  instanceType: v.nullable(v.string()),
   size: v.pipe(v.number(), v.description("nodes Navarch launched that count toward the pool's size (live, not terminating); monitored nodes never do")),
   monitored: v.pipe(v.number(), v.description("live nodes that registered on their own (a DaemonSet's): watched and quarantined, never counted in size")),
   healthy: v.number(),
   unhealthy: v.number(),
   byState: StateCounts,
-  lastScaleAt: Nullable(Ms),
-  lastScaleDirection: Nullable(v.picklist(["up", "down"])),
-  breaker: Nullable(v.pipe(v.string(), v.description("why the pool's circuit breaker is tripped, when it is"))),
-  launches: Nullable(
+  lastScaleAt: v.nullable(Ms),
+  lastScaleDirection: v.nullable(v.picklist(["up", "down"])),
+  breaker: v.nullable(v.pipe(v.string(), v.description("why the pool's circuit breaker is tripped, when it is"))),
+  launches: v.nullable(
     v.pipe(
-      v.object({ failures: v.number(), kind: v.picklist(["permanent", "transient"]), error: v.string(), since: Ms, retryAt: Nullable(Ms) }),
+      v.object({ failures: v.number(), kind: v.picklist(["permanent", "transient"]), error: v.string(), since: Ms, retryAt: v.nullable(Ms) }),
       v.description("set while the pool's launches keep failing: the pool backs off and says why"),
     ),
   ),
-  held: Nullable(
+  held: v.nullable(
     v.pipe(
       v.object({ reason: v.string(), since: Ms, failures: v.number() }),
       v.description("set while the pool launches nothing because its last machines did not register (`navarch pools resume` lifts it)"),
@@ -195,23 +194,23 @@ export const GpuView = v.object({
   uuid: v.string(),
   pciBusId: v.string(),
   name: v.string(),
-  memoryTotalBytes: Nullable(v.number()),
-  lastSnapshot: Nullable(v.pipe(v.record(v.string(), v.unknown()), v.description("the latest heartbeat's readings (GpuSnapshot)"))),
+  memoryTotalBytes: v.nullable(v.number()),
+  lastSnapshot: v.nullable(v.pipe(v.record(v.string(), v.unknown()), v.description("the latest heartbeat's readings (GpuSnapshot)"))),
   updatedAt: Ms,
 });
 
 export const EventView = v.object({
   id: v.number(),
   nodeId: v.string(),
-  pool: Nullable(v.string()),
+  pool: v.nullable(v.string()),
   seq: v.number(),
   time: Ms,
   receivedAt: Ms,
   check: v.string(),
-  code: Nullable(v.string()),
+  code: v.nullable(v.string()),
   severity: v.picklist(SEVERITIES),
   action: v.string(),
-  gpuIndex: Nullable(v.number()),
+  gpuIndex: v.nullable(v.number()),
   message: v.string(),
   count: v.number(),
 });
@@ -221,18 +220,18 @@ export const IncidentStep = v.object({
   step: v.picklist(["fault", "opened", "cordoned", "drained", "rebooted", "back", "terminated", "replacement_ready", "closed"]),
   at: Ms,
   /** Milliseconds since the previous step. */
-  sincePreviousMs: Nullable(v.number()),
+  sincePreviousMs: v.nullable(v.number()),
 });
 
 export const IncidentTimeline = v.object({
   ...IncidentRow.entries,
   steps: v.array(IncidentStep),
   durations: v.object({
-    faultToCordonMs: Nullable(v.number()),
-    cordonToDrainedMs: Nullable(v.number()),
-    drainedToTerminatedMs: Nullable(v.number()),
-    rebootToBackMs: Nullable(v.pipe(v.number(), v.description("how long the reboot took, to the new boot"))),
-    faultToReplacementReadyMs: Nullable(v.number()),
+    faultToCordonMs: v.nullable(v.number()),
+    cordonToDrainedMs: v.nullable(v.number()),
+    drainedToTerminatedMs: v.nullable(v.number()),
+    rebootToBackMs: v.nullable(v.pipe(v.number(), v.description("how long the reboot took, to the new boot"))),
+    faultToReplacementReadyMs: v.nullable(v.number()),
   }),
 });
 export type IncidentTimeline = v.InferOutput<typeof IncidentTimeline>;
@@ -242,7 +241,7 @@ export const OperationView = v.object({
   kind: v.string(),
   state: v.string(),
   attempts: v.number(),
-  error: Nullable(v.string()),
+  error: v.nullable(v.string()),
   createdAt: Ms,
   updatedAt: Ms,
 });
@@ -252,9 +251,9 @@ export const NodeTimeline = v.object({
   // The admin API's node row (schema/admin.ts), plus what only this view shows.
   node: v.object({
     ...NodeRow.entries,
-    instanceName: Nullable(v.string()),
-    requestedAt: Nullable(Ms),
-    removal: Nullable(v.picklist(["replace", "scale_down"])),
+    instanceName: v.nullable(v.string()),
+    requestedAt: v.nullable(Ms),
+    removal: v.nullable(v.picklist(["replace", "scale_down"])),
     attempts: v.number(),
     findings: v.pipe(v.unknown(), v.description("open findings of the health policy")),
   }),
