@@ -28,7 +28,7 @@ import type { Provider } from "../providers/provider.ts";
 import { registerAdminRoutes } from "./admin.ts";
 import { registerDashboardRoutes } from "./dashboard.ts";
 import { registerReportRoutes } from "./report.ts";
-import { registerViewRoutes } from "./views.ts";
+import { registerViewRoutes } from "./views/routes.ts";
 import { authenticate, credentialForRegistration, principalOf } from "./auth.ts";
 import { validatedQuery } from "./query.ts";
 import { jsonBodyOr400 } from "./body.ts";
