@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { BrowserContext, Page } from "playwright-core";
 import { launchBrowser, screenshot } from "./browser/chromium.ts";
 import { nodes } from "../schema/db.ts";
-import { TILE_LIMIT } from "../reconciler/api/views.ts";
+import { TILE_LIMIT } from "../reconciler/api/views/node-tiles.ts";
 import { seed } from "../bench/reconciler.ts";
 import { POOLS_YAML, simFleet, type SimFleet } from "./browser/harness.ts";
 import { waitFor } from "./support.ts";

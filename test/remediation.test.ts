@@ -5,7 +5,7 @@
 // window, when the provider cannot reboot, or when the pool replaces.
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
-import { incidentTimeline } from "../reconciler/api/views.ts";
+import { incidentTimeline } from "../reconciler/api/views/incident-timeline.ts";
 import { auditLog, incidents, operations } from "../schema/db.ts";
 import { FAST_SERVER, closeFleets, fleet as makeFleet, pool } from "./fleet-harness.ts";
 

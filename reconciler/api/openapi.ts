@@ -1,7 +1,7 @@
 // The reconciler's HTTP API as an OpenAPI 3.1 document, served at GET /openapi.json.
 // Every body schema is generated (@valibot/to-json-schema, JSON Schema 2020-12) from
 // the valibot schemas the server validates with and the clients read with:
-// schema/wire.ts (the agent API), schema/admin.ts (nodes) and api/views.ts (the
+// schema/wire.ts (the agent API), schema/admin.ts (nodes) and api/views/ (the
 // dashboard's and the CLI's views). Only the paths, parameters and prose are written
 // here by hand.
 import { toJsonSchemaDefs } from "@valibot/to-json-schema";
@@ -11,7 +11,14 @@ import { NODE_STATES } from "../../schema/lifecycle.ts";
 import { NAVARCH_VERSION } from "../../schema/version.ts";
 import * as wire from "../../schema/wire.ts";
 import * as report from "./report.ts";
-import * as views from "./views.ts";
+import { EventList, EventView } from "./views/events.ts";
+import { IncidentTimeline } from "./views/incident-timeline.ts";
+import { NodeTile } from "./views/node-tiles.ts";
+import { NodeTimeline } from "./views/node-timeline.ts";
+import { Overview } from "./views/overview.ts";
+import { PoolSummary } from "./views/pool-summary.ts";
+import { PoolView } from "./views/pool-view.ts";
+import { AuditList, AuditRow, BreakerList, BreakerRow, IncidentList, IncidentRow, PoolList, PoolRow } from "./views/table-rows.ts";
 import * as tokens from "./tokens.ts";
 import { TokenRequest } from "./install.ts";
 import { ScaleBody } from "./admin.ts";
@@ -64,23 +71,23 @@ const SCHEMAS = {
   FaultBody,
   ScaleBody,
   BootstrapTokenRequest: TokenRequest,
-  PoolRow: views.PoolRow,
-  PoolList: views.PoolList,
-  IncidentRow: views.IncidentRow,
-  IncidentList: views.IncidentList,
-  BreakerRow: views.BreakerRow,
-  BreakerList: views.BreakerList,
-  AuditRow: views.AuditRow,
-  AuditList: views.AuditList,
+  PoolRow,
+  PoolList,
+  IncidentRow,
+  IncidentList,
+  BreakerRow,
+  BreakerList,
+  AuditRow,
+  AuditList,
   Report: report.Report,
-  NodeTile: views.NodeTile,
-  PoolSummary: views.PoolSummary,
-  Overview: views.Overview,
-  PoolView: views.PoolView,
-  IncidentTimeline: views.IncidentTimeline,
-  NodeTimeline: views.NodeTimeline,
-  EventView: views.EventView,
-  EventList: views.EventList,
+  NodeTile,
+  PoolSummary,
+  Overview,
+  PoolView,
+  IncidentTimeline,
+  NodeTimeline,
+  EventView,
+  EventList,
   TokenCreate: tokens.TokenCreate,
   TokenInfo: tokens.TokenInfo,
   TokenCreated: tokens.TokenCreated,

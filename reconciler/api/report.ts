@@ -9,7 +9,7 @@ import type { ErrorBody } from "../../schema/wire.ts";
 import { neverServed } from "../pools/never-served.ts";
 import type { Store } from "../store/store.ts";
 import { validatedQuery } from "./query.ts";
-import { Ms, parseTime } from "./views.ts";
+import { Ms, parseTime } from "./views/time.ts";
 
 /** The default window: the last seven days. */
 export const REPORT_WINDOW_MS = 7 * 24 * 3_600_000;

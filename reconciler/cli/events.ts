@@ -3,7 +3,7 @@
 // so none is missed or shown twice).
 import { parseArgs } from "node:util";
 import { SEVERITIES } from "../../schema/wire.ts";
-import { EventList, type EventView } from "../api/views.ts";
+import { EventList, type EventView } from "../api/views/events.ts";
 import { CliError, apiGet, resolveTarget } from "./client.ts";
 import type { CommandOptions } from "./actions.ts";
 import { parseIsoTime } from "../../schema/time.ts";

@@ -4,7 +4,9 @@
 import { parseArgs } from "node:util";
 import { NODE_STATES } from "../../schema/lifecycle.ts";
 import { NodeDetail, NodeList, type NodeRow } from "../../schema/admin.ts";
-import { IncidentList, NodeTimeline, type IncidentRow, type IncidentTimeline } from "../api/views.ts";
+import type { IncidentTimeline } from "../api/views/incident-timeline.ts";
+import { NodeTimeline } from "../api/views/node-timeline.ts";
+import { IncidentList, type IncidentRow } from "../api/views/table-rows.ts";
 import * as v from "valibot";
 import { CliError, apiGet, apiGetOptional, resolveTarget } from "./client.ts";
 import { age, duration, parseAnswer, parseFormat, render, shown, table } from "./output.ts";

@@ -1,7 +1,8 @@
 // Builds the scheduler integration the config names, as providers/index.ts builds providers:
 // one entry per config section. A new scheduler is one folder implementing the contract in
 // scheduler.ts (a factory returning a SchedulerIntegration), its config section in
-// schema/config.ts, and one line here. At most one section may be set (schema/config.ts).
+// schema/config/ (assembled in schema/config.ts), and one line here. At most one section may be
+// set (schema/config.ts).
 import type { NavarchConfig } from "../../schema/config.ts";
 import { kubernetesScheduler } from "./kubernetes/index.ts";
 import { slurmScheduler } from "./slurm/index.ts";

@@ -1,5 +1,5 @@
 // The GpuPool CustomResourceDefinition (deploy/crds/gpupool.yaml), generated from the config
-// file's own pool schema (schema/config.ts PoolSchema): every key a config pool has, with the
+// file's own pool schema (schema/config/pool.ts PoolSchema): every key a config pool has, with the
 // type, bounds, enum or pattern its valibot leaf declares (schema/shapes.ts JsonShape), so a
 // key added to a pool is a key of the CRD (the API server prunes fields its schema lacks: a
 // key missing here would be accepted by kubectl and silently dropped). Cross-field rules the
@@ -7,7 +7,7 @@
 // again with the config file's rules before applying it.
 //   bun run scripts/crds.ts     (writes deploy/crds/gpupool.yaml; test/crd.test.ts fails when it is stale)
 import YAML from "yaml";
-import { PoolSchema } from "../../../schema/config.ts";
+import { PoolSchema } from "../../../schema/config/pool.ts";
 import { isSchemaNode, jsonShapeOf, type CelRule, type JsonShape } from "../../../schema/shapes.ts";
 import { GPUPOOL_GROUP, GPUPOOL_VERSION } from "./pools.ts";
 
@@ -58,7 +58,7 @@ export function structuralSchema(schema: unknown, path = "spec"): JsonShape {
   }
 }
 
-/** What the structural schema cannot say, as the config file's rules say it (schema/config.ts). */
+/** What the structural schema cannot say, as the config file's rules say it (schema/config/pool.ts, pool-scaling.ts). */
 const SPEC_RULES: CelRule[] = [
   { rule: "has(self.provider) != has(self.providers)", message: "set provider, or providers (a failover list), exactly one of them" },
   {
