@@ -1,19 +1,17 @@
 import { describe, expect, test } from "bun:test";
+import { DEFAULT_POLICY } from "../reconciler/health/default-policy.ts";
+import { eventFromRow, PreparedHistory, type PolicyHistoryRow } from "../reconciler/health/history.ts";
 import {
   closeFindings,
   compilePolicy,
-  DEFAULT_POLICY,
   defaultHealthPolicy,
-  eventFromRow,
   loadPolicyFile,
   nodeVerdict,
   parsePolicy,
-  PreparedHistory,
   trackFinding,
   type HealthPolicy,
   type OpenFinding,
   type PolicyEvaluation,
-  type PolicyHistoryRow,
   type PolicyNode,
 } from "../reconciler/health/policy.ts";
 import { validateHealthPolicy } from "../schema/health-policy.ts";

@@ -24,7 +24,9 @@ import type { HealthPolicyDocument } from "../../schema/health-policy.ts";
 import { formatIssuePath } from "../../schema/wire.ts";
 import { UpstreamPolicySchema, type UpstreamPolicyFile } from "../../schema/upstream.ts";
 import type { XidCatalog } from "../../schema/xid-catalog.ts";
-import { CHECK_XID_EQUIVALENTS, compilePolicy, compileWhen, formatCelProblem, type CelProblem, type HealthPolicy, type PolicyCompileIssue } from "./policy.ts";
+import { compileWhen, formatCelProblem, type CelProblem } from "./compile-when.ts";
+import { CHECK_XID_EQUIVALENTS } from "./default-policy.ts";
+import { compilePolicy, type HealthPolicy, type PolicyCompileIssue } from "./policy.ts";
 
 /** How one kind of finding looks to upstream's rules. */
 export interface UpstreamEventView {
