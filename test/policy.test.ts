@@ -1,16 +1,14 @@
 import { describe, expect, test } from "bun:test";
 import { DEFAULT_POLICY } from "../reconciler/health/default-policy.ts";
 import { eventFromRow, PreparedHistory, type PolicyHistoryRow } from "../reconciler/health/history.ts";
+import { closeFindings, trackFinding, type OpenFinding } from "../reconciler/health/findings.ts";
+import { nodeVerdict } from "../reconciler/health/node-verdict.ts";
 import {
-  closeFindings,
   compilePolicy,
   defaultHealthPolicy,
   loadPolicyFile,
-  nodeVerdict,
   parsePolicy,
-  trackFinding,
   type HealthPolicy,
-  type OpenFinding,
   type PolicyEvaluation,
   type PolicyNode,
 } from "../reconciler/health/policy.ts";

@@ -4,16 +4,14 @@
 //   per event:  evaluate(event, history, now) → { result, action, persistence, rule, reason }
 //               user rules (CEL, first match wins) → the catalog's repeat rules → the event as the
 //               agent classified it, with the catalog's persistence (the DEFAULT policy)
-//   per node:   trackFinding folds evaluations into open findings (plain data the caller stores);
-//               nodeVerdict closes what recovered and combines the rest with unhealthy_threshold.
 //
 // The CEL environment is cel-environment.ts, its type checker cel-checker.ts, the history the
-// count functions count over history.ts, the default policy default-policy.ts.
+// count functions count over history.ts, the default policy default-policy.ts; findings.ts and
+// node-verdict.ts judge the node from the evaluations.
 import { celMap, isCelError, type CelInput, type CelMap } from "@bufbuild/cel";
 import { isScalar } from "yaml";
-import { EDGE_CHECKS } from "../../schema/checks.ts";
 import { validateHealthPolicy, type HealthPolicyDocument, type PolicyIssue, type PolicyRule } from "../../schema/health-policy.ts";
-import { findingKey, type GpuIdentity, type HealthEvent, type RecommendedAction, type Severity } from "../../schema/wire.ts";
+import type { HealthEvent, RecommendedAction, Severity } from "../../schema/wire.ts";
 import { lookupXid, XID_CATALOG, type XidCatalog, type XidCatalogEntry, type XidPersistence } from "../../schema/xid-catalog.ts";
 import { isUpstreamPolicy } from "../../schema/upstream.ts";
 import { YamlSource, readTextFile, sortProblems, type Problem } from "../config/yaml-source.ts";
@@ -22,7 +20,6 @@ import { compileWhen, formatCelProblem, type CelProblem } from "./compile-when.t
 import { CHECK_XID_EQUIVALENTS, defaultPolicyFor, type DefaultPolicy } from "./default-policy.ts";
 import { PreparedHistory, preparedFor, type PolicyHistoryRow } from "./history.ts";
 import { normalize, type NormalizedEvent } from "./normalized-event.ts";
-import { SEVERITY_RANK, worsePersistence } from "./severity-order.ts";
 import { compileUpstreamPolicy } from "./upstream-policy.ts";
 
 // ───────────────────────────── public types ─────────────────────────────
@@ -266,219 +263,6 @@ export function defaultHealthPolicy(): HealthPolicy {
     defaultCompiled = compiled.policy;
   }
   return defaultCompiled;
-}
-
-// ───────────────────────────── findings and the node verdict ─────────────────────────────
-
-/**
- * Checks whose findings are one-off occurrences (a kernel-log line, an NVML event): nothing ever
- * reports them cleared, so a transient one closes after `healthyDelayMs` without a repeat. Every
- * other check is a level condition, which the agent reports cleared with a `healthy` event; a
- * transient one closes `healthyDelayMs` after that. From the check catalog (schema/checks.ts).
- */
-export { EDGE_CHECKS };
-
-/** How long a transient finding must stay healthy (or quiet) before it closes. */
-export const DEFAULT_HEALTHY_DELAY_MS = 10 * 60_000;
-
-/** One open finding (incident) of a node: plain data the caller stores (e.g. as JSON). */
-export interface OpenFinding {
-  /** findingKey: which GPU, check and code. One open finding per key. */
-  key: string;
-  check: string;
-  code?: string;
-  gpu?: GpuIdentity;
-  result: Exclude<Severity, "healthy">;
-  action: RecommendedAction;
-  persistence: XidPersistence;
-  rule: string;
-  reason: string;
-  /** Boot of the latest failing event. */
-  bootId: string;
-  openedAt: number;
-  /** Time of the latest failing event. */
-  lastFailedAt: number;
-  /** Time of a healthy event for this key after the latest failing one, if any. */
-  recoveredAt?: number;
-  /** See EDGE_CHECKS. */
-  edge: boolean;
-}
-
-export type CloseReason = "new_boot" | "recovered" | "quiet";
-
-export interface ClosedFinding {
-  finding: OpenFinding;
-  why: CloseReason;
-  /** For the log: `Xid 13 on GPU 00000000:3B:00.0: recovered 10 min ago`. */
-  message: string;
-}
-
-/**
- * Folds one evaluated event into the node's open findings (returns a new list; the input is not
- * changed). A failing result opens the finding or updates it (worst result and persistence win;
- * a recovery is forgotten); a healthy result marks an open finding of the same key recovered.
- */
-export function trackFinding(open: readonly OpenFinding[], event: HealthEvent, evaluation: PolicyEvaluation): OpenFinding[] {
-  const key = findingKey(event);
-  const time = Date.parse(event.time);
-  const index = open.findIndex((f) => f.key === key);
-  const existing = index >= 0 ? open[index] : undefined;
-  const out = [...open];
-  if (evaluation.result === "healthy") {
-    if (existing && time >= existing.lastFailedAt) out[index] = { ...existing, recoveredAt: time };
-    return out;
-  }
-  if (existing) {
-    const worse = SEVERITY_RANK[evaluation.result] >= SEVERITY_RANK[existing.result];
-    const { recoveredAt: _recovered, ...rest } = existing;
-    out[index] = {
-      ...rest,
-      result: worse ? evaluation.result : existing.result,
-      action: worse ? evaluation.action : existing.action,
-      rule: worse ? evaluation.rule : existing.rule,
-      reason: worse ? evaluation.reason : existing.reason,
-      persistence: worsePersistence(existing.persistence, evaluation.persistence),
-      bootId: event.bootId,
-      lastFailedAt: Math.max(existing.lastFailedAt, time),
-    };
-    return out;
-  }
-  const finding: OpenFinding = {
-    key,
-    check: event.check,
-    result: evaluation.result,
-    action: evaluation.action,
-    persistence: evaluation.persistence,
-    rule: evaluation.rule,
-    reason: evaluation.reason,
-    bootId: event.bootId,
-    openedAt: time,
-    lastFailedAt: time,
-    edge: EDGE_CHECKS.has(event.check),
-  };
-  if (event.code !== undefined) finding.code = event.code;
-  if (event.gpu) finding.gpu = event.gpu;
-  out.push(finding);
-  return out;
-}
-
-export interface CloseOptions {
-  /** The node's current boot id. */
-  bootId: string;
-  now: number;
-  healthyDelayMs?: number;
-}
-
-/**
- * Which open findings are closed now:
- * - fatal: never by itself (a human, or replacing the node, closes it);
- * - reboot: when the node's boot id is not the one the finding was last seen in;
- * - transient: on a new boot too (the new agent re-reports what still holds), or `healthyDelayMs`
- *   after a healthy event for it (level conditions) or after its last occurrence (EDGE_CHECKS).
- */
-export function closeFindings(open: readonly OpenFinding[], options: CloseOptions): { open: OpenFinding[]; closed: ClosedFinding[] } {
-  const delay = options.healthyDelayMs ?? DEFAULT_HEALTHY_DELAY_MS;
-  const still: OpenFinding[] = [];
-  const closed: ClosedFinding[] = [];
-  for (const f of open) {
-    const why = closeReason(f, options.bootId, options.now, delay);
-    if (why === undefined) still.push(f);
-    else closed.push({ finding: f, why, message: `${describeFinding(f)}: ${CLOSE_TEXT[why]}` });
-  }
-  return { open: still, closed };
-}
-
-const CLOSE_TEXT: Readonly<Record<CloseReason, string>> = {
-  new_boot: "cleared by a new boot",
-  recovered: "healthy for the healthy delay",
-  quiet: "no repeat within the healthy delay",
-};
-
-function closeReason(f: OpenFinding, bootId: string, now: number, delay: number): CloseReason | undefined {
-  // A fault whose own remedy is a reset or a reboot is judged again in the new boot: if it is
-  // still there the agent finds it again. Other fatal faults never clear by themselves.
-  if (f.bootId !== bootId && (f.persistence !== "fatal" || f.action === "reboot" || f.action === "reset_gpu")) return "new_boot";
-  if (f.persistence === "fatal") return undefined;
-  if (f.persistence === "reboot") return undefined;
-  if (f.recoveredAt !== undefined && now - f.recoveredAt >= delay) return "recovered";
-  if (f.edge && now - f.lastFailedAt >= delay) return "quiet";
-  return undefined;
-}
-
-function describeFinding(f: OpenFinding): string {
-  const what = f.check === "xid" ? `Xid ${f.code ?? "?"}` : f.code ? `${f.check} ${f.code}` : f.check;
-  return f.gpu ? `${what} on GPU ${f.gpu.index} (${f.gpu.pciBusId || f.gpu.uuid})` : what;
-}
-
-/** What nodeVerdict needs carried from one evaluation to the next (the caller stores it). */
-export interface NodeHealthState {
-  /** Consecutive failed evaluations (an open finding with result unhealthy) up to and including the last one. */
-  consecutiveFailures: number;
-}
-
-export interface NodeVerdictOptions extends CloseOptions, Partial<NodeHealthState> {
-  /** The pool's `health.unhealthy_threshold` (≥ 1; the config default is 2). */
-  unhealthyThreshold: number;
-  /**
-   * Whether this call is one of the periodic health evaluations (default true): only those move
-   * the counter. Pass false for an extra look between them (say, right after an event arrived):
-   * the verdict is computed with the stored count and the state comes back unchanged.
-   */
-  tick?: boolean;
-}
-
-export interface NodeVerdict {
-  verdict: Severity;
-  reason: string;
-  /** An open finding is unhealthy and fatal: the node was declared unhealthy without the count. */
-  fatal: boolean;
-  /** The finding that decided (the worst one), if any. */
-  decidedBy?: OpenFinding;
-  open: OpenFinding[];
-  closed: ClosedFinding[];
-  state: NodeHealthState;
-}
-
-/**
- * The node's verdict from its open findings. First the findings that recovered are closed
- * (closeFindings); then, over what is left:
- * - an unhealthy finding with persistence fatal → unhealthy now;
- * - an unhealthy finding → a failed evaluation: the counter goes up by one, and the node is
- *   unhealthy once it reaches `unhealthyThreshold` (degraded before that: with the default 2,
- *   the first failed evaluation makes it degraded, the second in a row unhealthy);
- * - else a degraded finding → degraded (and the counter restarts at 0);
- * - else healthy (counter 0).
- * One call with `tick` (the default) is one evaluation: the reconcile loop makes one per node per
- * `server.health_check_interval`.
- */
-export function nodeVerdict(openFindings: readonly OpenFinding[], options: NodeVerdictOptions): NodeVerdict {
-  const threshold = options.unhealthyThreshold;
-  if (!Number.isInteger(threshold) || threshold < 1) throw new RangeError(`unhealthyThreshold must be a whole number ≥ 1, got ${threshold}`);
-  const { open, closed } = closeFindings(openFindings, options);
-  const previous = Math.max(0, options.consecutiveFailures ?? 0);
-  const tick = options.tick ?? true;
-  const worst = [...open].sort(
-    (a, b) => Number(isFatal(b)) - Number(isFatal(a)) || SEVERITY_RANK[b.result] - SEVERITY_RANK[a.result] || b.lastFailedAt - a.lastFailedAt,
-  )[0];
-  const failed = worst?.result === "unhealthy";
-  const failures = tick ? (failed ? previous + 1 : 0) : previous;
-  const state: NodeHealthState = { consecutiveFailures: failures };
-  const base = { open, closed, state };
-  if (!worst) return { ...base, verdict: "healthy", reason: "no open findings", fatal: false };
-  const what = `${describeFinding(worst)}: ${worst.reason}`;
-  // A fatal fault is unhealthy at once: the threshold exists to ride out flaky signals, and a
-  // fatal one (Xid 79, a failed row remap) does not flap. NVSentinel does the same: "a fatal
-  // event that matches a CEL ruleset cordons immediately" (its fault-quarantine docs).
-  if (isFatal(worst)) return { ...base, verdict: "unhealthy", reason: `fatal: ${what}`, fatal: true, decidedBy: worst };
-  if (failed) {
-    const verdict = failures >= threshold ? "unhealthy" : "degraded";
-    return { ...base, verdict, reason: `${failures} of ${threshold} consecutive failed evaluations: ${what}`, fatal: false, decidedBy: worst };
-  }
-  return { ...base, verdict: "degraded", reason: what, fatal: false, decidedBy: worst };
-}
-
-function isFatal(f: OpenFinding): boolean {
-  return f.result === "unhealthy" && f.persistence === "fatal";
 }
 
 // ───────────────────────────── policy files ─────────────────────────────
