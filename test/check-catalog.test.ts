@@ -6,7 +6,7 @@ import { CHECKS, CHECK_NAMES, CHECK_XID_TWINS, EDGE_CHECKS, isSticky } from "../
 import { HealthEvent } from "../schema/wire.ts";
 import { CHECK_XID_EQUIVALENTS } from "../reconciler/health/default-policy.ts";
 import { EDGE_CHECKS as POLICY_EDGE_CHECKS } from "../reconciler/health/findings.ts";
-import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { defaultHealthPolicy } from "../reconciler/health/compile-policy.ts";
 import { lookupXid } from "../schema/xid-catalog.ts";
 import * as v from "valibot";
 

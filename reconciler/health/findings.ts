@@ -4,7 +4,7 @@
 import { EDGE_CHECKS } from "../../schema/checks.ts";
 import { findingKey, type GpuIdentity, type HealthEvent, type RecommendedAction, type Severity } from "../../schema/wire.ts";
 import type { XidPersistence } from "../../schema/xid-catalog.ts";
-import type { PolicyEvaluation } from "./policy.ts";
+import type { PolicyEvaluation } from "./policy-evaluation.ts";
 import { SEVERITY_RANK, worsePersistence } from "./severity-order.ts";
 
 /**

@@ -8,7 +8,7 @@ import { healthEvents, nodes } from "../../schema/db.ts";
 import { eventFromRow } from "../health/history.ts";
 import { trackFinding, type OpenFinding } from "../health/findings.ts";
 import { nodeVerdict } from "../health/node-verdict.ts";
-import type { HealthPolicy } from "../health/policy.ts";
+import type { HealthPolicy } from "../health/policy-evaluation.ts";
 import type { RecommendedAction } from "../../schema/wire.ts";
 import type { Db } from "../store/store.ts";
 import type { Fence, NodeRow } from "../nodes/writer.ts";

@@ -1,28 +1,20 @@
-// The health policy: what one health event means for its GPU and node, and what the open
-// findings mean for the node as a whole.
+// A compiled health policy (HealthPolicy) and what it says about one health event:
 //
-//   per event:  evaluate(event, history, now) → { result, action, persistence, rule, reason }
-//               user rules (CEL, first match wins) → the catalog's repeat rules → the event as the
-//               agent classified it, with the catalog's persistence (the DEFAULT policy)
+//   evaluate(event, history, now) → { result, action, persistence, rule, reason }
+//   the policy file's rules (CEL, first match wins) → the catalog's repeat rules → the event as
+//   the agent classified it, with the catalog's persistence (default-policy.ts)
 //
-// The CEL environment is cel-environment.ts, its type checker cel-checker.ts, the history the
-// count functions count over history.ts, the default policy default-policy.ts; findings.ts and
-// node-verdict.ts judge the node from the evaluations.
+// The rules run in cel-environment.ts's environment, counting over history.ts's history;
+// compile-policy.ts builds a HealthPolicy, findings.ts and node-verdict.ts judge the node from
+// the evaluations.
 import { celMap, isCelError, type CelInput, type CelMap } from "@bufbuild/cel";
-import { isScalar } from "yaml";
-import { validateHealthPolicy, type HealthPolicyDocument, type PolicyIssue, type PolicyRule } from "../../schema/health-policy.ts";
+import type { PolicyRule } from "../../schema/health-policy.ts";
 import type { HealthEvent, RecommendedAction, Severity } from "../../schema/wire.ts";
-import { lookupXid, XID_CATALOG, type XidCatalog, type XidCatalogEntry, type XidPersistence } from "../../schema/xid-catalog.ts";
-import { isUpstreamPolicy } from "../../schema/upstream.ts";
-import { YamlSource, readTextFile, sortProblems, type Problem } from "../config/yaml-source.ts";
+import { lookupXid, type XidCatalog, type XidCatalogEntry, type XidPersistence } from "../../schema/xid-catalog.ts";
 import { durationOf, timestampOf, whileEvaluating, type Bindings, type Program } from "./cel-environment.ts";
-import { compileWhen, formatCelProblem, type CelProblem } from "./compile-when.ts";
-import { CHECK_XID_EQUIVALENTS, defaultPolicyFor, type DefaultPolicy } from "./default-policy.ts";
+import { CHECK_XID_EQUIVALENTS, type DefaultPolicy } from "./default-policy.ts";
 import { PreparedHistory, preparedFor, type PolicyHistoryRow } from "./history.ts";
 import { normalize, type NormalizedEvent } from "./normalized-event.ts";
-import { compileUpstreamPolicy } from "./upstream-policy.ts";
-
-// ───────────────────────────── public types ─────────────────────────────
 
 /** The node an event came from, as the policy sees it. */
 export interface PolicyNode {
@@ -43,6 +35,7 @@ export interface RuleError {
   message: string;
 }
 
+/** What `evaluate` says about one event. */
 export interface PolicyEvaluation {
   result: Severity;
   action: RecommendedAction;
@@ -54,8 +47,6 @@ export interface PolicyEvaluation {
   errors: RuleError[];
 }
 
-// ───────────────────────────── compiling ─────────────────────────────
-
 /** One rule, ready to run. */
 export interface CompiledRule extends PolicyRule {
   readonly source: "policy" | "default";
@@ -63,44 +54,6 @@ export interface CompiledRule extends PolicyRule {
   readonly onlyXid?: string;
   readonly program: Program;
 }
-
-/** A policy issue; a CEL one also carries its position inside the expression. */
-export interface PolicyCompileIssue extends PolicyIssue {
-  cel?: CelProblem;
-}
-
-export type CompileResult = { ok: true; policy: HealthPolicy } | { ok: false; issues: PolicyCompileIssue[] };
-
-/**
- * Compiles a validated policy document: every `when` of the file's rules and of the default
- * repeat rules (derived from the document's catalog, so overrides of `escalate` apply). All or
- * nothing: one bad expression and no policy is returned.
- */
-export function compilePolicy(doc: HealthPolicyDocument, source = "(policy)"): CompileResult {
-  const issues: PolicyCompileIssue[] = [];
-  const rules: CompiledRule[] = [];
-  doc.rules.forEach((rule, index) => {
-    const compiled = compileWhen(rule.when);
-    if (compiled.ok) rules.push({ ...rule, source: "policy", program: compiled.program });
-    else issues.push(celIssue(index, rule.when, compiled.problem));
-  });
-  const defaults = defaultPolicyFor(doc.catalog);
-  const defaultRules: CompiledRule[] = [];
-  for (const rule of defaults.rules) {
-    const compiled = compileWhen(rule.when);
-    // The default rules are generated from the catalog: one that does not compile is our bug.
-    if (!compiled.ok) throw new Error(`default rule ${rule.name} does not compile: ${formatCelProblem(compiled.problem, rule.when)}`);
-    defaultRules.push({ ...rule, source: "default", onlyXid: rule.xid, program: compiled.program });
-  }
-  if (issues.length > 0) return { ok: false, issues };
-  return { ok: true, policy: new HealthPolicy(rules, defaultRules, defaults, doc.catalog, source) };
-}
-
-function celIssue(index: number, when: string, problem: CelProblem): PolicyCompileIssue {
-  return { path: `rules[${index}].when`, message: formatCelProblem(problem, when), keys: ["rules", index, "when"], cel: problem };
-}
-
-// ───────────────────────────── evaluating ─────────────────────────────
 
 /** The catalog entry an event is about: its Xid, or the Xid its check is the twin of. */
 function catalogEntryFor(event: NormalizedEvent, catalog: XidCatalog): XidCatalogEntry | undefined {
@@ -251,74 +204,4 @@ export class HealthPolicy {
     const action = (event.check === "xid" ? entry?.override?.action : undefined) ?? (result === "healthy" ? "none" : event.action);
     return { result, action, persistence: entry?.persistence ?? "transient", rule, reason: event.message, source: "default" };
   }
-}
-
-let defaultCompiled: HealthPolicy | undefined;
-
-/** The policy used when `server.health_policy_path` is not set: the default policy alone. */
-export function defaultHealthPolicy(): HealthPolicy {
-  if (!defaultCompiled) {
-    const compiled = compilePolicy({ rules: [], catalog: XID_CATALOG }, "(default policy)");
-    if (!compiled.ok) throw new Error("the default policy does not compile");
-    defaultCompiled = compiled.policy;
-  }
-  return defaultCompiled;
-}
-
-// ───────────────────────────── policy files ─────────────────────────────
-
-export type PolicyLoadResult = { ok: true; policy: HealthPolicy; warnings: string[] } | { ok: false; problems: Problem[] };
-
-/**
- * Parses, validates and compiles policy text; `source` names it (usually the file path). Every
- * problem is reported with its key path and line; a policy with any problem is rejected whole.
- * A file in upstream Navarch's format (`version`, rules with `condition`) is mapped onto ours
- * (reconciler/health/upstream-policy.ts), with one warning saying so.
- */
-export function parsePolicy(text: string, source: string, options: { catalog?: XidCatalog } = {}): PolicyLoadResult {
-  // An empty file is the default policy only.
-  const parsed = YamlSource.parse(text, {});
-  if (!parsed.ok) return parsed;
-  const yaml = parsed.source;
-  const raw = yaml.raw;
-  if (isUpstreamPolicy(raw)) {
-    // Upstream Navarch's format (version, metadata, rules with `condition`), mapped onto ours.
-    const upstream = compileUpstreamPolicy(raw, source, options.catalog ?? XID_CATALOG);
-    if (!upstream.ok) return { ok: false, problems: sortProblems(upstream.issues.map((issue) => toProblem(issue, yaml))) };
-    return { ok: true, policy: upstream.policy, warnings: [...yaml.warnings(source), upstream.warning] };
-  }
-  const validated = validateHealthPolicy(raw, options.catalog);
-  const issues: PolicyCompileIssue[] = validated.ok ? [] : validated.issues;
-  if (validated.ok) {
-    const compiled = compilePolicy(validated.policy, source);
-    if (compiled.ok) return { ok: true, policy: compiled.policy, warnings: yaml.warnings(source) };
-    issues.push(...compiled.issues);
-  } else {
-    // Report bad CEL alongside the shape problems (one run shows everything).
-    const rules = typeof raw === "object" && raw !== null && "rules" in raw && Array.isArray(raw.rules) ? (raw.rules as unknown[]) : [];
-    rules.forEach((rule, index) => {
-      const when = typeof rule === "object" && rule !== null && "when" in rule ? rule.when : undefined;
-      if (typeof when !== "string" || when.trim() === "" || issues.some((i) => i.path === `rules[${index}].when`)) return;
-      const compiled = compileWhen(when);
-      if (!compiled.ok) issues.push(celIssue(index, when, compiled.problem));
-    });
-  }
-  return { ok: false, problems: sortProblems(issues.map((issue) => toProblem(issue, yaml))) };
-}
-
-/** Reads `path` and parses it; an unreadable file is a problem naming the OS reason. */
-export async function loadPolicyFile(path: string, options: { catalog?: XidCatalog } = {}): Promise<PolicyLoadResult> {
-  const read = await readTextFile(path);
-  return read.ok ? parsePolicy(read.text, path, options) : read;
-}
-
-function toProblem(issue: PolicyCompileIssue, yaml: YamlSource): Problem {
-  const keys = issue.keys ?? [];
-  const problem = yaml.problemAt(issue.path, keys, issue.message);
-  // A one-line plain scalar is the expression verbatim: point at the CEL error itself.
-  const { node } = yaml.nodeAt(keys);
-  if (issue.cel && problem.column !== undefined && isScalar(node) && node.type === "PLAIN" && typeof node.value === "string" && !node.value.includes("\n")) {
-    problem.column += issue.cel.column - 1;
-  }
-  return problem;
 }
