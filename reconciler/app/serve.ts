@@ -19,7 +19,8 @@ import {
   type PlainListener,
   type ResolveHost,
 } from "../config/exposure.ts";
-import { defaultHealthPolicy, type HealthPolicy } from "../health/policy.ts";
+import { defaultHealthPolicy } from "../health/compile-policy.ts";
+import type { HealthPolicy } from "../health/policy-evaluation.ts";
 import type { BesideCalls } from "../dependencies/beside.ts";
 import { Reconciler as ReconcileLoop, providerCalls } from "../lifecycle/loop.ts";
 import type { Clock } from "../../schema/time.ts";

@@ -5,7 +5,10 @@
 import { and, asc, eq, gt, gte } from "drizzle-orm";
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import { healthEvents, nodes } from "../../schema/db.ts";
-import { eventFromRow, nodeVerdict, trackFinding, type HealthPolicy, type OpenFinding } from "../health/policy.ts";
+import { eventFromRow } from "../health/history.ts";
+import { trackFinding, type OpenFinding } from "../health/findings.ts";
+import { nodeVerdict } from "../health/node-verdict.ts";
+import type { HealthPolicy } from "../health/policy-evaluation.ts";
 import type { RecommendedAction } from "../../schema/wire.ts";
 import type { Db } from "../store/store.ts";
 import type { Fence, NodeRow } from "../nodes/writer.ts";
