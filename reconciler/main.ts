@@ -5,12 +5,13 @@ import { CliError } from "./cli/client.ts";
 import { configCheckCommand } from "./cli/config-check.ts";
 import { configMigrateCommand } from "./cli/config-migrate.ts";
 import { demoCommand } from "./cli/demo.ts";
-import { ACTIONS_USAGE, actionCommand } from "./cli/actions.ts";
-import { NODES_USAGE, nodesCommand } from "./cli/nodes.ts";
-import { EVENTS_USAGE, eventsCommand } from "./cli/events.ts";
+import { actionCommand } from "./cli/actions.ts";
+import { nodesCommand } from "./cli/nodes.ts";
+import { eventsCommand } from "./cli/events.ts";
 import { serveCommand } from "./cli/serve.ts";
-import { REPORT_USAGE, reportCommand } from "./cli/report.ts";
-import { TOKENS_USAGE, tokensCommand } from "./cli/tokens.ts";
+import { reportCommand } from "./cli/report.ts";
+import { tokensCommand } from "./cli/tokens.ts";
+import { ACTIONS_USAGE, EVENTS_USAGE, NODES_USAGE, REPORT_USAGE, TOKENS_USAGE } from "./cli/usage.ts";
 import { printable } from "../schema/text.ts";
 import { simCommand } from "./cli/sim.ts";
 
