@@ -1,6 +1,6 @@
 // `npm run bench`: runs the project's benchmarks and prints one table: each figure, its goal
 // (met or not) and its ratio to the figure recorded before it (bench/figures.json).
-//   bun run bench/run.ts [agent|reconciler|ingest|metrics|sim|dashboard|kube] [--quick] [--soak] [--record]
+//   bun run bench/run.ts [agent|reconciler|ingest|metrics|sim|cli|dashboard|kube] [--quick] [--soak] [--record]
 // `--record` writes this run's figures into bench/figures.json.
 import { cpus, totalmem } from "node:os";
 import { benchAgent } from "./agent.ts";
@@ -179,6 +179,21 @@ if (want("sim")) {
       value: s.wallMs / 1000,
       unit: "s",
       notes: `${(24 / (s.wallMs / 1000)).toFixed(2)} virtual h/s; CPU ${f1(s.cpuMs / 1000)} s; ${s.passes} passes (${f1(s.passWallMs / 1000)} s); ${r.faults} faults`,
+    });
+  }
+}
+
+if (want("cli")) {
+  // The compiled navarch's start: a command's module is loaded only when it runs (reconciler/main.ts).
+  const { benchCliStart } = await import("./cli.ts");
+  const keys: Record<string, string> = { "navarch --help": "cli.help", "navarch nodes --help": "cli.nodes_help", "navarch nodes list": "cli.nodes_list" };
+  for (const r of await benchCliStart(quick ? 10 : 20, log)) {
+    const median = quantile(r.wallMs, 0.5);
+    figures.push({
+      ...about(keys[r.command]!, median <= 150),
+      value: median,
+      unit: "ms",
+      notes: `p90 ${f1(quantile(r.wallMs, 0.9))} ms, min ${f1(r.wallMs[0]!)} ms over ${r.wallMs.length} runs; CPU (user + system) median ${f1(quantile(r.cpuMs, 0.5))} ms`,
     });
   }
 }

@@ -16,15 +16,6 @@ import { durationFlag } from "./durations.ts";
 import { age, duration, parseAnswer, parseFormat, render, shown, table, type Format } from "./output.ts";
 import { printable, textPrefix } from "../../schema/text.ts";
 
-export const ACTIONS_USAGE = `  navarch cordon|uncordon|reboot|replace NODE [--reason TEXT]
-  navarch drain NODE [--reason TEXT] [--deadline 30m] [--no-wait]   (waits, printing progress, until drained)
-  navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL
-  navarch pools scale POOL --nodes N [--reason TEXT]   (a pool without an autoscaler: held at N)
-  navarch breaker reset SCOPE                 (fleet or pool:NAME)
-  navarch incidents [--open] [--node NODE] [--pool POOL]
-  navarch fault inject NODE --xid N [--gpu I] | --nvml COMMAND | --kmsg LINE   (local nodes only)
-  (every command takes -o table|json|yaml and -s SERVER)`;
-
 const ActionAnswer = v.object({ ok: v.literal(true), result: v.optional(v.unknown()) });
 
 /**

@@ -6,7 +6,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { redactUrl } from "../../schema/url.ts";
 import { ClientTlsError, clientFetch, clientTlsFromEnv } from "../../schema/client-tls.ts";
-import { authTokenFile } from "../app/serve.ts";
+import { authTokenFile } from "../app/auth-token-file.ts";
 
 export const DEFAULT_SERVER = "http://127.0.0.1:50051";
 export const DEFAULT_DATA_DIR = "data";

@@ -10,10 +10,7 @@ import { IncidentList, type IncidentRow } from "../api/views/table-rows.ts";
 import * as v from "valibot";
 import { CliError, apiGet, apiGetOptional, resolveTarget } from "./client.ts";
 import { age, duration, parseAnswer, parseFormat, render, shown, table } from "./output.ts";
-
-export const NODES_USAGE = `Usage:
-  navarch nodes list [--pool POOL] [--state STATE] [--unhealthy] [-o table|json|yaml] [-s SERVER]
-  navarch nodes get NODE_ID [--events N] [-o table|json|yaml] [-s SERVER]`;
+import { NODES_USAGE } from "./usage.ts";
 
 export async function nodesCommand(args: string[], write: (s: string) => void): Promise<number> {
   const { values, positionals } = parseArgs({
