@@ -3,15 +3,14 @@
 // resume pools; reset a breaker; list incidents with the time each step took;
 // inject a fault into a local (simulated) node. Errors are one line.
 import { parseArgs } from "node:util";
-import { hostname, userInfo } from "node:os";
 import * as v from "valibot";
 import { NodeDetail } from "../../schema/admin.ts";
 import { IncidentList, PoolList, PoolView, incidentTimeline, type PoolSummary } from "../api/views.ts";
-import { CliError, apiGet, apiPost, resolveTarget, type ApiTarget } from "./client.ts";
+import { CliError, actor, apiGet, apiPost, resolveTarget, type ApiTarget } from "./client.ts";
 import { auditDetails, incidentText } from "./nodes.ts";
 import { durationFlag } from "./durations.ts";
 import { age, duration, parseAnswer, parseFormat, render, shown, table, type Format } from "./output.ts";
-import { printable, textPrefix } from "../../schema/text.ts";
+import { printable } from "../../schema/text.ts";
 
 export const ACTIONS_USAGE = `  navarch cordon|uncordon|reboot|replace NODE [--reason TEXT]
   navarch drain NODE [--reason TEXT] [--deadline 30m] [--no-wait]   (waits, printing progress, until drained)
@@ -23,24 +22,6 @@ export const ACTIONS_USAGE = `  navarch cordon|uncordon|reboot|replace NODE [--r
   (every command takes -o table|json|yaml and -s SERVER)`;
 
 const ActionAnswer = v.object({ ok: v.literal(true), result: v.optional(v.unknown()) });
-
-/**
- * Who runs the command, for the audit log: NAVARCH_ACTOR, else the login name and host.
- * Bun's userInfo() says "unknown" where the environment has no USER, so that is not a name.
- */
-export function actor(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.NAVARCH_ACTOR) return textPrefix(env.NAVARCH_ACTOR, 128);
-  let user = env.USER || env.LOGNAME;
-  if (!user) {
-    try {
-      const name = userInfo().username;
-      if (name && name !== "unknown") user = name;
-    } catch {
-      // no passwd entry for this uid
-    }
-  }
-  return textPrefix(`${user ?? `uid ${process.getuid?.() ?? "?"}`}@${hostname()}`, 128);
-}
 
 export interface CommandOptions {
   /** Stops a waiting command (drain); tests use it. */
