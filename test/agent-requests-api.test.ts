@@ -11,7 +11,7 @@ import { startReconciler, type Reconciler } from "../reconciler/app/serve.ts";
 import { MAX_OPEN_REQUESTS_PER_NODE, RequestDetail, RequestList } from "../schema/agent-requests.ts";
 import { nodes } from "../schema/db.ts";
 import { HeartbeatResponse, type RegisterRequest } from "../schema/wire.ts";
-import { tempDir } from "./support.ts";
+import { BUN, REPO_ROOT, tempDir, waitFor } from "./support.ts";
 
 const ADMIN = "requests-test-admin-token-0123456789";
 let clock = Date.now();
@@ -238,4 +238,63 @@ describe("requests to agents through the API", () => {
     expect(await bad({ state: "failed", command: "x" })).toEqual(["command"]);
     expect(await bad({ state: "failed", output: "a\udfffb" })).toEqual(["output"]);
   });
+
+  test("navarch nodes run-check: asks, follows, prints the end of the output escaped; exit 0 on success, 1 otherwise", async () => {
+    const cli = (...args: string[]) => {
+      const proc = Bun.spawn([BUN, join(REPO_ROOT, "reconciler/main.ts"), "nodes", "run-check", ...args, "-s", rec.url], {
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", NAVARCH_AUTH_TOKEN: operator, NAVARCH_ACTOR: "bob@desk" },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      return Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]).then(([code, stdout, stderr]) => ({
+        code,
+        stdout,
+        stderr,
+      }));
+    };
+    const newest = async (node: string) =>
+      waitFor(`a new request of ${node}`, async () => {
+        const list = v.parse(RequestList, await (await call(viewer, "GET", `/v1/nodes/${node}/requests`)).json());
+        const r = list.requests[0];
+        return r !== undefined && r.state === "pending" && r.requestedBy === "bob@desk" ? r : undefined;
+      });
+
+    const passing = cli("n-2", "nccl-all-reduce", "--wait", "--deadline", "10m", "--reason", "acceptance");
+    const one = await newest("n-2");
+    expect(one).toMatchObject({ args: { check: "nccl-all-reduce" }, reason: "acceptance", deadlineAt: clock + 600_000 });
+    await heartbeat("n-2");
+    await answer("n-2", one.id, { state: "running" });
+    await answer("n-2", one.id, {
+      state: "succeeded",
+      exitCode: 0,
+      output: "bus bandwidth 180 GB/s\n\u001b[31mred\n",
+      outputBytes: 100_000,
+      outputCut: true,
+      durationMs: 61_000,
+    });
+    const ok = await passing;
+    expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(ok.stdout).toContain(`request ${one.id}: node n-2 asked to run check nccl-all-reduce`);
+    expect(ok.stdout).toContain("succeeded (exit 0, ran 61s)\n--- output: the last 64 KiB of 100000 bytes ---\nbus bandwidth 180 GB/s\n\\x1b[31mred\n");
+
+    const refusedRun = cli("n-2", "nope", "--wait", "-o", "json");
+    const two = await newest("n-2");
+    await answer("n-2", two.id, {
+      state: "refused",
+      reason: "check nope is not defined in this machine's configuration (/etc/navarch/agent.yaml defines dcgm-diag)",
+    });
+    const refused = await refusedRun;
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.stdout)).toMatchObject({
+      id: two.id,
+      state: "refused",
+      detail: expect.stringContaining("is not defined in this machine's configuration"),
+    });
+
+    const asked = await cli("n-2", "dcgm-diag");
+    expect(asked.code).toBe(0);
+    expect(asked.stdout).toContain("asked to run check dcgm-diag; it goes out with the node's next heartbeat and expires in 60m 0s without an answer");
+    expect((await cli("n-2", "Bad Name")).stderr).toContain('navarch: CHECK "Bad Name": must be a check name');
+    expect((await cli("n-2", "a", "--deadline", "2d")).stderr).toContain("navarch: --deadline: expected a duration from 1s to 1d");
+  }, 30_000);
 });

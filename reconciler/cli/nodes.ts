@@ -1,6 +1,6 @@
 // `navarch nodes list|get`: what the reconciler knows about each node, why it is in
 // the state it is in, and (get) its GPUs, events, incidents with the time each step
-// took, and what the reconciler and humans did to it.
+// took, and what the reconciler and humans did to it. `nodes run-check` is in run-check.ts.
 import { parseArgs } from "node:util";
 import { NODE_STATES } from "../../schema/lifecycle.ts";
 import { NodeDetail, NodeList, type NodeRow } from "../../schema/admin.ts";
@@ -11,9 +11,12 @@ import { age, duration, parseAnswer, parseFormat, render, shown, table } from ".
 
 export const NODES_USAGE = `Usage:
   navarch nodes list [--pool POOL] [--state STATE] [--unhealthy] [-o table|json|yaml] [-s SERVER]
-  navarch nodes get NODE_ID [--events N] [-o table|json|yaml] [-s SERVER]`;
+  navarch nodes get NODE_ID [--events N] [-o table|json|yaml] [-s SERVER]
+  navarch nodes run-check NODE CHECK [--wait] [--deadline 1h] [--reason TEXT]   (a check the node's agent configuration defines)`;
 
 export async function nodesCommand(args: string[], write: (s: string) => void): Promise<number> {
+  // Loaded only for itself: the other nodes commands need none of it.
+  if (args[0] === "run-check") return (await import("./run-check.ts")).runCheckCommand(args.slice(1), write);
   const { values, positionals } = parseArgs({
     args,
     options: {
