@@ -4,6 +4,7 @@
 // a duration …, got "2d" (line 4)`); a file with any problem stops the agent at start, so a
 // machine never runs with half of what its owner wrote.
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import * as v from "valibot";
 import { LineCounter, isMap, isScalar, parseDocument } from "yaml";
 import { AGENT_CONFIG_PATH, AgentConfigSchema, EMPTY_AGENT_CONFIG, type AgentConfig } from "../schema/agent-config.ts";
@@ -79,5 +80,7 @@ export function loadAgentConfig(explicit: string | undefined, defaultPath = AGEN
   }
   const decoded = decodeUtf8(bytes);
   if (!decoded.ok) return { ok: false, problems: [printable(`${path}: ${decoded.message}`, true)] };
-  return parseAgentConfig(decoded.text, path);
+  const parsed = parseAgentConfig(decoded.text, path);
+  // Refusals name the file wherever the agent was started from.
+  return parsed.ok ? { ...parsed, source: resolve(path) } : parsed;
 }
