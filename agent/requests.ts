@@ -5,10 +5,10 @@
 // (a check the file does not define, a kind this agent does not serve, arguments it does not
 // take, a deadline already past), and nothing is spawned for it.
 //
-// Requests run one at a time, in the order they came. Each is answered with POST
-// /v1/nodes/{id}/requests/{request_id}: `running` when it starts, then how it ended; answers are
-// resent until the reconciler acknowledges them. The journal (request-journal.ts) makes every
-// request run at most once, also across a restart of the agent.
+// Requests run one at a time, in the order they came (at most 16 wait; more are refused). Each
+// is answered with POST /v1/nodes/{id}/requests/{request_id}: `running` when it starts, then how
+// it ended; answers are resent until the reconciler acknowledges them. The journal
+// (request-journal.ts) makes every request run at most once, also across a restart of the agent.
 import * as v from "valibot";
 import { AGENT_CONFIG_PATH, type AgentCheck, type AgentConfig } from "../schema/agent-config.ts";
 import { textSuffix } from "../schema/text.ts";
@@ -35,6 +35,9 @@ export interface RequestHandlerOptions {
   retryMinMs?: number;
   retryMaxMs?: number;
 }
+
+/** Requests waiting behind the one that runs; more are refused (the reconciler holds at most 16 open per node). */
+export const MAX_WAITING_REQUESTS = 16;
 
 /** An answer whose output a proxy refused as too large goes again with this much of it. */
 const LAST_RESORT_OUTPUT = 4096;
@@ -126,6 +129,10 @@ export class RequestHandler {
       const judged = this.judge(item);
       if ("refused" in judged) {
         this.refuse(id, head.output.kind ?? "unknown", judged.refused, judged.check);
+        continue;
+      }
+      if (this.queue.length >= MAX_WAITING_REQUESTS) {
+        this.refuse(id, judged.kind, `${this.queue.length} requests already wait here (at most ${MAX_WAITING_REQUESTS}); ask again later`, judged.name);
         continue;
       }
       this.inHand.add(id);

@@ -400,6 +400,20 @@ describe("requests: judged against the machine's configuration, run at most once
     await waitFor("acknowledged", () => (readFileSync(join(dir, "requests.json"), "utf8").includes('"sent":true') ? true : undefined));
   });
 
+  test("at most 16 wait behind the one that runs; more are refused", async () => {
+    const spawned: string[][] = [];
+    const { h, client } = handler(tempDir(), { spawned });
+    h.start();
+    cleanups.push(() => h.stop());
+    h.offer([req("req_10000000", { check: "hang" })]);
+    await waitFor("running", () => client.answers.find((a) => a.answer.state === "running"));
+    h.offer(Array.from({ length: 17 }, (_, i) => req(`req_2000${String(i).padStart(4, "0")}`, { check: "ok" })));
+    const refused = await waitFor("the 17th refused", () => client.final("req_20000016"));
+    expect(refused).toEqual({ state: "refused", reason: "16 requests already wait here (at most 16); ask again later" });
+    expect(client.answers.filter((a) => a.answer.state === "refused")).toHaveLength(1);
+    expect(spawned).toHaveLength(1);
+  });
+
   test("a state directory that cannot be written: the request is refused, not run", async () => {
     const dir = join(tempDir(), "file-not-dir");
     writeFileSync(dir, "");
