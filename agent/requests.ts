@@ -11,7 +11,7 @@
 // (request-journal.ts) makes every request run at most once, also across a restart of the agent.
 import * as v from "valibot";
 import { AGENT_CONFIG_PATH, type AgentCheck, type AgentConfig } from "../schema/agent-config.ts";
-import { textSuffix } from "../schema/text.ts";
+import { textPrefix, textSuffix } from "../schema/text.ts";
 import { NAVARCH_VERSION } from "../schema/version.ts";
 import { AgentRequest, RequestId, RunCheckArgs, formatIssuePath, type RequestAnswer } from "../schema/wire.ts";
 import { Backoff } from "./backoff.ts";
@@ -119,7 +119,7 @@ export class RequestHandler {
   /** The requests of a heartbeat answer: each one not seen before is judged, then queued or refused. */
   offer(items: readonly unknown[]): void {
     for (const item of items) {
-      const head = v.safeParse(v.object({ id: RequestId, kind: v.optional(v.string()) }), item);
+      const head = v.safeParse(v.object({ id: RequestId, kind: v.optional(v.unknown()) }), item);
       if (!head.success) {
         this.opts.log(`requests: ignored a request without a valid id (${formatIssuePath(head.issues[0]?.path)}: ${head.issues[0]?.message})`);
         continue;
@@ -128,7 +128,8 @@ export class RequestHandler {
       if (this.inHand.has(id) || this.journal.has(id) || this.outbox.has(id)) continue;
       const judged = this.judge(item);
       if ("refused" in judged) {
-        this.refuse(id, head.output.kind ?? "unknown", judged.refused, judged.check);
+        const kind = head.output.kind;
+        this.refuse(id, typeof kind === "string" ? textPrefix(kind, 64) : "unknown", judged.refused, judged.check);
         continue;
       }
       if (this.queue.length >= MAX_WAITING_REQUESTS) {
@@ -160,7 +161,7 @@ export class RequestHandler {
       const issue = parsed.issues[0];
       const kind = typeof item === "object" && item !== null && "kind" in item ? item.kind : undefined;
       if (issue?.path?.[0]?.key === "kind" && typeof kind === "string")
-        return { refused: `this agent (navarch-node ${NAVARCH_VERSION}) does not know ${kind} requests` };
+        return { refused: `this agent (navarch-node ${NAVARCH_VERSION}) does not know ${JSON.stringify(textPrefix(kind, 64)).slice(1, -1)} requests` };
       return { refused: `the request cannot be read: ${formatIssuePath(issue?.path) || "(request)"}: ${issue?.message ?? "invalid"}` };
     }
     const req = parsed.output;
