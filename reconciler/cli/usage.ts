@@ -7,7 +7,8 @@ import { parseArgs } from "node:util";
 
 export const NODES_USAGE = `Usage:
   navarch nodes list [--pool POOL] [--state STATE] [--unhealthy] [-o table|json|yaml] [-s SERVER]
-  navarch nodes get NODE_ID [--events N] [-o table|json|yaml] [-s SERVER]`;
+  navarch nodes get NODE_ID [--events N] [-o table|json|yaml] [-s SERVER]
+  navarch nodes run-check NODE CHECK [--wait] [--deadline 1h] [--reason TEXT]   (a check the node's agent configuration defines)`;
 
 export const EVENTS_USAGE = `  navarch events [--node NODE] [--pool POOL] [--severity healthy|degraded|unhealthy] [--check CHECK]
                  [--since 10m|2h|3d|ISO-TIME] [--limit N] [--follow] [-o table|json|yaml]`;
