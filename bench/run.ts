@@ -56,7 +56,7 @@ if (want("agent")) {
       ...about("agent.kmsg_p99", r.kmsgLatencyMs.p99 <= 50),
       value: r.kmsgLatencyMs.p99,
       unit: "ms p99",
-      notes: `p50 ${f1(r.kmsgLatencyMs.p50)} ms, max ${f1(r.kmsgLatencyMs.max)} ms, ${r.kmsgLatencyMs.count} records; agent CPU ${r.agent.cpuPercentOfOneCore.toFixed(3)} % of a core while idle`,
+      notes: `p50 ${f1(r.kmsgLatencyMs.p50)} ms, p90 ${f1(r.kmsgLatencyMs.p90)} ms, max ${f1(r.kmsgLatencyMs.max)} ms, ${r.kmsgLatencyMs.count} records; agent CPU ${r.agent.cpuPercentOfOneCore.toFixed(3)} % of a core while idle`,
     },
     {
       ...about("agent.xid_p99", r.latencyMs.p99 < 100),
