@@ -8,9 +8,10 @@
 // exactly one record; EPIPE means records were overwritten before we read them (the next read
 // returns the oldest one still there); with O_NONBLOCK, EAGAIN means there is nothing new; poll(2)
 // says when a record exists. JavaScript has no poll(2) that leaves the event loop free, but Bun's
-// file streams are one: a stream over a device or FIFO is read by Bun's own event loop (epoll),
-// a chunk the moment one is written, at no cost while nothing is (measured: no thread, no timer,
-// no CPU while idle; a record 0.1 ms after it is written). So:
+// file streams are one: Bun opens the path (or duplicates the descriptor) non-blocking and waits
+// on it in its own event loop (epoll), a chunk the moment one is written, at no cost while
+// nothing is (measured: no thread, no timer, no CPU while idle; a record 0.1 ms after it is
+// written; the stream's descriptor closed off the main thread a moment after it is cancelled). So:
 //   - the device: the records are read here, one read(2) each (EPIPE counted, each record
 //     whole), and a second reader of the device, a Bun stream whose bytes are discarded, is the
 //     doorbell: each chunk it delivers means a new record exists;
@@ -235,7 +236,7 @@ export function followKmsg(path: string = DEFAULT_KMSG_PATH, onFinding: (finding
   /**
    * The device: a second reader of it, whose bytes only say that a record exists. A FIFO: its
    * reader. When it ends or fails the follower looks every `pollIntervalMs` and starts it again
-   * at the next look; the first failure is logged.
+   * at the next look; the first time is logged.
    */
   const startStream = () => {
     if (stream !== undefined || streamResting || stopping || !io.stream || (kind !== "char" && kind !== "fifo")) return;
@@ -266,8 +267,12 @@ export function followKmsg(path: string = DEFAULT_KMSG_PATH, onFinding: (finding
     stream = undefined;
     if (stopping) return;
     streamResting = true;
-    if (err !== undefined && !streamFailed) log(`waiting on ${path} failed (${asError(err).message}): looking every ${pollMs} ms until it works again`);
-    if (err !== undefined) streamFailed = true;
+    // Said once: a FIFO opened read-only (not ours to write) ends each time its last writer leaves.
+    if (!streamFailed) {
+      const why = err === undefined ? "its stream ended" : `waiting on it failed (${asError(err).message})`;
+      log(`${path}: ${why}: looking every ${pollMs} ms until it works again`);
+    }
+    streamFailed = true;
     ring(); // a FIFO's stream ends with its last chunk; the device's doorbell may have missed one
   };
 
