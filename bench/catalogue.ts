@@ -17,6 +17,11 @@ export const CATALOGUE: Readonly<Record<string, FigureInfo>> = {
     goal: { text: "p99 < 100 ms", met: (v) => v < 100 },
     how: "compiled agent and reconciler on loopback, 200 injections (`npm run bench agent`)",
   },
+  "agent.kmsg_p99": {
+    label: "Xid written to the kernel log → event stored by the reconciler",
+    goal: { text: "p99 ≤ 50 ms", met: (v) => v <= 50 },
+    how: "compiled agent reading a FIFO as its kernel log (it blocks like `/dev/kmsg`), 50 records 0–400 ms apart; from the finding on, the path of the row above (the spool's fsync, the POST, the reconciler's commit)",
+  },
   "agent.slowdown_p50": {
     label: "GPU at its slowdown threshold → reconciler has it",
     goal: { text: "< 2 s (the slowest of 10 trials)" },
