@@ -96,6 +96,8 @@ export interface ScenarioVariant {
   automation: Automation;
   /** With automation none: how long after an incident opens the human acts on it. */
   human_delay: Millis;
+  /** What it overrides, as written: `pools.training.health.remediation: replace`. */
+  changes: string[];
   config: NavarchConfig;
   workload: WorkloadSpec;
 }
@@ -195,6 +197,7 @@ export const ScenarioSchema: v.GenericSchema<unknown, Scenario> = v.pipe(
         description: overrides.description.trim(),
         automation: overrides.automation,
         human_delay: overrides.human_delay,
+        changes: describeOverrides(overrides),
         config: parsed.output.config,
         workload: parsed.output.workload,
       });
@@ -234,6 +237,18 @@ function mergeVariant(
   if (o.server !== undefined) fleet.server = mergeRaw(fleet.server ?? {}, o.server);
   const out: Record<string, unknown> = { ...raw, fleet };
   if (o.workload !== undefined) out.workload = mergeRaw(raw.workload ?? {}, o.workload);
+  return out;
+}
+
+/** A variant's overrides as `key.path: value` lines. */
+function describeOverrides(o: VariantOverrides): string[] {
+  const out: string[] = [];
+  const walk = (prefix: string, value: unknown): void => {
+    if (isRecord(value) && Object.keys(value).length > 0) for (const [k, v] of Object.entries(value)) walk(`${prefix}.${k}`, v);
+    else out.push(`${prefix}: ${typeof value === "string" ? value : JSON.stringify(value)}`);
+  };
+  for (const [pool, keys] of Object.entries(o.pools)) walk(`pools.${pool}`, keys);
+  for (const key of ["safety", "server", "workload"] as const) if (o[key] !== undefined) walk(key, o[key]);
   return out;
 }
 
