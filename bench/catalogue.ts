@@ -104,6 +104,11 @@ export const CATALOGUE: Readonly<Record<string, FigureInfo>> = {
     goal: { text: "≤ 10 min", met: (v) => v <= 600 },
     how: "a scratch libSQL file (never synced)",
   },
+  "sim.llama3.54d": {
+    label: "goodput: Llama 3's 54 days, 2,048 nodes, one gang job (navarch's defaults)",
+    goal: { text: "≤ 60 s", met: (v) => v <= 60 },
+    how: "scenarios/llama3-54d.yaml with its 466 interruptions; notes: ETTR per compare: variant (`npm run bench sim`)",
+  },
   "dashboard.100k.kb": {
     label: "dashboard overview at 100,000 nodes",
     goal: { text: "< 200 KB", met: (v) => v < 200 },

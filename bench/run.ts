@@ -211,6 +211,12 @@ if (want("cli")) {
   }
 }
 
+if (want("sim") && !quick) {
+  // Goodput at full length: Llama 3's 54 days under each variant (bench/goodput.ts).
+  const { benchGoodput } = await import("./goodput.ts");
+  figures.push(...(await benchGoodput(log)));
+}
+
 if (want("dashboard")) {
   // The browser test's own measurement (Debian's chromium against a running reconciler).
   log("dashboard: the overview at 100,000 nodes in chromium…");

@@ -1,10 +1,14 @@
 // `navarch sim run SCENARIO.yaml [--seed N] [-o table|json|html] [--out FILE]` runs the real
-// reconcile loop on virtual time against a scenario (reconciler/sim/engine.ts);
-// `navarch sim validate FILE` checks a scenario and lists every problem by key path.
+// reconcile loop on virtual time against a scenario (reconciler/sim/engine.ts), once per
+// `compare:` variant where it lists some (reconciler/sim/compare.ts: the same fault trace,
+// goodput side by side); `navarch sim validate FILE` checks a scenario and lists every
+// problem by key path.
 // Exit status: 0 ok (run: every check passed), 1 a check failed, 2 invalid scenario or usage.
 import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
+import { parseScenarioDuration } from "../../schema/scenario/fields.ts";
 import { formatProblems } from "../config/yaml-source.ts";
+import { comparisonTable, runComparison } from "../sim/compare.ts";
 import { runScenario } from "../sim/engine.ts";
 import { reportHtml } from "../sim/html.ts";
 import { loadScenarioFile } from "../sim/load.ts";
@@ -56,6 +60,7 @@ async function run(args: string[], out: CommandOutput): Promise<number> {
       allowPositionals: true,
       options: {
         seed: { type: "string" },
+        duration: { type: "string" },
         output: { type: "string", short: "o", default: "table" },
         out: { type: "string" },
         memory: { type: "boolean", default: false },
@@ -85,19 +90,50 @@ async function run(args: string[], out: CommandOutput): Promise<number> {
       return 2;
     }
   }
-  const loaded = await loadScenarioFile(file);
+  let duration: number | undefined;
+  if (values.duration !== undefined) {
+    duration = parseScenarioDuration(values.duration);
+    if (duration === undefined || duration <= 0) {
+      out.stderr(`navarch sim: --duration must be a duration like 90m, 6h or 3d, got ${JSON.stringify(values.duration)}\n`);
+      return 2;
+    }
+  }
+  const loaded = await loadScenarioFile(file, duration !== undefined ? { duration } : {});
   if (!loaded.ok) {
     for (const line of formatProblems(loaded.problems, file)) out.stderr(`${line}\n`);
     out.stderr(`${file}: ${loaded.problems.length} problem(s); nothing was run\n`);
     return 2;
   }
   for (const w of loaded.warnings) out.stderr(`warning: ${w}\n`);
-  const { report, stats } = await runScenario(loaded.scenario, {
+  const options = {
     ...(seed !== undefined ? { seed } : {}),
     ...(values.memory ? { database: "memory" as const } : {}),
-    progress: (line) => out.stderr(`${line}\n`),
+    progress: (line: string) => out.stderr(`${line}\n`),
     ...(values.verbose ? { reconcilerLog: (line: string) => out.stderr(`${line}\n`) } : {}),
-  });
+  };
+  if (loaded.scenario.compare.length > 0) {
+    const { comparison, stats } = await runComparison(loaded.scenario, {
+      ...options,
+      variantProgress: (name, i, n) => out.stderr(`variant ${name} (${i + 1} of ${n})\n`),
+    });
+    const base = comparison.variants[0]!.report;
+    const text =
+      format === "json"
+        ? `${JSON.stringify(comparison, null, 2)}\n`
+        : format === "html"
+          ? reportHtml(base, comparison)
+          : `${reportTable(base)}\n${comparisonTable(comparison)}`;
+    if (values.out !== undefined) {
+      await writeFile(values.out, text);
+      out.stderr(`wrote ${values.out}\n`);
+    } else out.stdout(text);
+    const wall = stats.reduce((a, x) => a + x.wallMs, 0);
+    out.stderr(`simulated ${stats.length} variants of ${base.scenario.duration} in ${(wall / 1000).toFixed(1)} s wall\n`);
+    const failed = comparison.variants.filter((v) => !v.report.result.ok);
+    for (const v of failed) out.stderr(`variant ${v.name}: ${v.report.result.asserts_failed} check(s) failed\n`);
+    return failed.length === 0 ? 0 : 1;
+  }
+  const { report, stats } = await runScenario(loaded.scenario, options);
   const text = format === "json" ? `${JSON.stringify(report, null, 2)}\n` : format === "html" ? reportHtml(report) : reportTable(report);
   if (values.out !== undefined) {
     await writeFile(values.out, text);

@@ -85,7 +85,7 @@ export function configMigrateHelp(args: string[]): string | undefined {
   }
 }
 
-export const SIM_USAGE = `usage: navarch sim run SCENARIO.yaml [--seed N] [-o table|json|html] [--out FILE] [--memory] [--verbose]
+export const SIM_USAGE = `usage: navarch sim run SCENARIO.yaml [--seed N] [--duration D] [-o table|json|html] [--out FILE] [--memory] [--verbose]
        navarch sim validate SCENARIO.yaml`;
 
 const SIM_HELP = `${SIM_USAGE}
@@ -95,6 +95,8 @@ run       simulates the scenario: the real reconcile loop with simulated agents,
 validate  checks the scenario file; every problem is listed with its key path (exit 2)
 
   --seed N       the random seed (default: the scenario's seed:, else 1); same seed, same report
+  --duration D   run this long instead of the scenario's duration (e.g. 3d: the first three days;
+                 its at: end moves there, later events are left out)
   -o, --output   table (default), json, or html (a self-contained page with timelines)
   --out FILE     write the report to FILE instead of standard output
   --memory       keep the database in memory instead of a temp file

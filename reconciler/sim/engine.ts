@@ -25,8 +25,10 @@ import { SimulatedCloud } from "../providers/simulated.ts";
 import { openStore, type Store } from "../store/store.ts";
 import { SimulatedAgents } from "./agents.ts";
 import { Chaos } from "./chaos.ts";
+import { FaultTrace } from "./fault-trace.ts";
 import { Faults } from "./faults.ts";
 import { seedRunningFleet } from "./fleet.ts";
+import { SimulatedHuman } from "./human.ts";
 import { Measurements } from "./measurements.ts";
 import { knownNodeTypes, nodeType } from "./node-types.ts";
 import { PassSchedule } from "./pass-schedule.ts";
@@ -90,7 +92,9 @@ class Simulation {
   private silences!: Silences;
   private schedule!: PassSchedule;
   private faults!: Faults;
-  private chaos!: Chaos;
+  private chaos!: Chaos | FaultTrace;
+  /** No automation (a compare: variant's): the human who acts instead. */
+  private human: SimulatedHuman | undefined;
   private scripted!: ScriptedEvents;
   private measurements!: Measurements;
   private samples!: Samples;
@@ -167,6 +171,8 @@ class Simulation {
         nodesAtStart: this.nodesAtStart,
         passes: this.passes,
         restarts: this.restarts,
+        ...(this.chaos instanceof FaultTrace ? { trace: this.chaos.trace } : {}),
+        ...(this.human ? { human: this.human } : {}),
       }),
     );
     const cpu = process.cpuUsage(cpuStart);
@@ -239,7 +245,21 @@ class Simulation {
     this.silences = new Silences(agents);
     this.schedule = new PassSchedule({ scenario: s, now: this.now, store, clouds, agents, workload, silences: this.silences });
     this.faults = new Faults({ start: this.start, eventLatency: s.sim.event_latency, agents, workload, log });
-    this.chaos = new Chaos({ scenario: s, seed: this.seed, nodes, faults: this.faults, schedule: this.schedule });
+    this.chaos = s.chaos?.trace
+      ? new FaultTrace({
+          scenario: s,
+          seed: this.seed,
+          now: this.now,
+          store,
+          nodes,
+          faults: this.faults,
+          workload,
+          silences: this.silences,
+          schedule: this.schedule,
+          log,
+        })
+      : new Chaos({ scenario: s, seed: this.seed, nodes, faults: this.faults, schedule: this.schedule });
+    if (s.human) this.human = new SimulatedHuman({ scenario: s, delay: s.human.delay, now: this.now, store, nodes, log });
     this.measurements = new Measurements({ start: this.start, now: this.now, store, clouds, workload, service: this.service, faults: this.faults, log });
     this.samples = new Samples(s, store, workload);
     this.scripted = new ScriptedEvents({
@@ -310,6 +330,7 @@ class Simulation {
     consider(this.scripted.nextAt());
     consider(this.faults.nextDeliveryAt());
     consider(this.chaos.nextAt);
+    consider(this.human?.nextAt());
     consider(this.workload.nextEventAt());
     for (const c of this.clouds.values()) consider(c.nextStartAt());
     consider(this.silences.nextEndAt());
@@ -331,8 +352,9 @@ class Simulation {
 
     // Scripted events at t (asserts wait until after the pass), chaos, agents' events arriving.
     const asserts = await this.scripted.playDue(t);
-    this.chaos.injectDue(t);
+    await this.chaos.injectDue(t);
     if (await this.faults.deliverDue(t)) this.schedule.wake();
+    if (this.human && (await this.human.actDue(t))) this.schedule.wake();
 
     if (this.schedule.due(t)) await this.pass(t);
 
@@ -388,6 +410,7 @@ class Simulation {
       }
     }
     for (const b of report.blocked) this.log.blocked(b.node, b.rail);
+    await this.human?.afterPass(report, t);
     await this.schedule.planAfter(report, t);
   }
 }

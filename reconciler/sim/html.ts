@@ -1,7 +1,12 @@
 // The HTML report: one self-contained page (inline CSS and SVG, no scripts, no external
 // assets) with the summary, the checks, timelines of nodes by state, of faults,
 // cordons, replacements and scaling, of each pool's size and queue depth, and the event
-// log. Deterministic like the JSON report: the same report renders to the same bytes.
+// log; with gang jobs, their goodput (capacity against what they need, gangs running,
+// GPU-hours lost by cause over time, the comparison with a published run); with compare:
+// variants, their goodput side by side. Deterministic like the JSON report: the same report
+// renders to the same bytes.
+import { describeVariant, type ComparisonRow, type SimComparison } from "./compare.ts";
+import { goodputRows, referenceLines } from "./goodput.ts";
 import { formatAt, type SimReport, type Timing } from "./report.ts";
 
 const STATE_COLORS: Record<string, string> = {
@@ -35,8 +40,15 @@ const W = 960;
 const H = 220;
 const PAD = { left: 104, right: 16, top: 12, bottom: 28 };
 
-export function reportHtml(r: SimReport): string {
-  const title = `navarch sim: ${r.scenario.name} (seed ${r.scenario.seed})`;
+const LOST_COLORS: Record<string, string> = {
+  recompute: "#c62828",
+  restart: "#ef6c00",
+  waiting_for_nodes: "#6a1b9a",
+  drain: "#1565c0",
+};
+
+export function reportHtml(r: SimReport, comparison?: SimComparison): string {
+  const title = `navarch sim: ${r.scenario.name} (seed ${r.scenario.seed})${r.scenario.variant !== undefined ? `, variant ${r.scenario.variant}` : ""}`;
   const duration = r.timeline.t.at(-1) ?? 0;
   const parts: string[] = [];
   parts.push(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head><body>`);
@@ -46,6 +58,8 @@ export function reportHtml(r: SimReport): string {
     `<p class="${r.result.ok ? "ok" : "fail"}">${r.result.ok ? `All ${r.result.asserts_passed} checks passed` : `${r.result.asserts_failed} of ${r.result.asserts_passed + r.result.asserts_failed} checks FAILED`} · ${esc(r.scenario.duration)} of virtual time from ${esc(r.scenario.start)}</p>`,
   );
   parts.push(summaryTable(r));
+  if (comparison !== undefined) parts.push(comparisonSection(comparison));
+  if (r.summary.goodput !== undefined) parts.push(goodputSection(r, duration));
 
   parts.push(`<h2>Nodes by state</h2>`);
   parts.push(stackedChart(r, duration, (s) => s !== "terminated" && s !== "failed", "nodes"));
@@ -63,8 +77,9 @@ export function reportHtml(r: SimReport): string {
   }
 
   parts.push(`<h2>Faults, cordons, replacements, scaling</h2>`);
-  parts.push(markChart(r, duration));
-  parts.push(legend(Object.entries(MARK_COLORS).map(([k, c]) => [k === "replacement_ready" ? "replacement ready" : k, c])));
+  const marks: Record<string, string> = r.summary.goodput !== undefined ? { ...MARK_COLORS, interruption: "#4e342e" } : MARK_COLORS;
+  parts.push(markChart(r, duration, marks));
+  parts.push(legend(Object.entries(marks).map(([k, c]) => [k === "replacement_ready" ? "replacement ready" : k, c])));
 
   for (const [pool, series] of Object.entries(r.timeline.pools)) {
     parts.push(`<h2>Pool ${esc(pool)}</h2>`);
@@ -130,6 +145,56 @@ function summaryTable(r: SimReport): string {
     ["leaked instances", String(s.leaked_instances)],
   ];
   return `<table class="summary">${rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join("")}</table>`;
+}
+
+/** Gang jobs: their goodput in figures, then capacity, gangs running and GPU-hours lost over time. */
+function goodputSection(r: SimReport, duration: number): string {
+  const g = r.summary.goodput!;
+  const parts = [
+    `<h2>Goodput</h2>`,
+    `<table class="summary">${goodputRows(g)
+      .map(([k, v]) => `<tr><th>${esc(k.trim())}</th><td>${esc(v)}</td></tr>`)
+      .join("")}</table>`,
+  ];
+  if (g.reference !== undefined) parts.push(`<pre>${esc(referenceLines(g.reference).join("\n"))}</pre>`);
+  const series = r.timeline.goodput;
+  if (series !== undefined) {
+    const t = r.timeline.t;
+    const capacity: Line[] = [
+      { name: "schedulable nodes", color: "#2e7d32", values: series.capacity },
+      { name: "nodes the gang jobs need", color: "#c62828", values: series.needed, dashed: true },
+    ];
+    parts.push(`<h3>Capacity: schedulable nodes of the gang jobs' pools against what they need</h3>`, lineChart(t, capacity, duration, "nodes"));
+    parts.push(legend(capacity.map((l) => [l.name, l.color])));
+    parts.push(
+      `<h3>Gang jobs running (doing useful work)</h3>`,
+      lineChart(t, [{ name: "running", color: "#1565c0", values: series.running }], duration, "jobs"),
+    );
+    const lost: Line[] = Object.entries(series.lost_gpu_hours).map(([cause, values]) => ({
+      name: cause.replace(/_/g, " "),
+      color: LOST_COLORS[cause] ?? "#999",
+      values,
+    }));
+    parts.push(`<h3>GPU-hours lost so far, by cause</h3>`, lineChart(t, lost, duration, "GPU-h"));
+    parts.push(legend(lost.map((l) => [l.name, l.color])));
+  }
+  return parts.join("\n");
+}
+
+/** compare: variants, one column each, ratios to the first. */
+function comparisonSection(c: SimComparison): string {
+  const fmt = (row: ComparisonRow, v: number | null) =>
+    v === null ? "–" : row.figure === "ETTR" ? `${(v * 100).toFixed(1)} %` : v.toLocaleString("en-US", { maximumFractionDigits: 1 });
+  const head = `<tr><th></th>${c.variants.map((v) => `<th>${esc(v.name)}</th>`).join("")}</tr>`;
+  const rows = c.rows.map(
+    (row) =>
+      `<tr><th>${esc(row.figure.trim())}${row.unit ? ` (${esc(row.unit)})` : ""}</th>${row.values
+        .map((v, i) => `<td>${esc(fmt(row, v))}${i > 0 && row.ratios[i] !== null ? ` <small>×${row.ratios[i]!.toFixed(2)}</small>` : ""}</td>`)
+        .join("")}</tr>`,
+  );
+  const trace = c.trace === null ? "" : `, one fault trace of ${c.trace.drawn} faults (fingerprint ${esc(c.trace.digest)})`;
+  const about = c.variants.map((v) => `<li><b>${esc(v.name)}</b>: ${esc(describeVariant(v))}</li>`).join("");
+  return `<h2>Variants</h2><p>Ratios to ${esc(c.baseline)}${trace}. The rest of this page is ${esc(c.baseline)}'s run.</p><ul>${about}</ul><table class="summary">${head}${rows.join("")}</table>`;
 }
 
 const x = (t: number, duration: number) => PAD.left + (duration <= 0 ? 0 : (t / duration) * (W - PAD.left - PAD.right));
@@ -221,8 +286,8 @@ function lineChart(t: number[], lines: Line[], duration: number, unit: string): 
   return svg(`${axes(duration, max, unit)}${paths.join("")}`);
 }
 
-function markChart(r: SimReport, duration: number): string {
-  const rows = Object.keys(MARK_COLORS);
+function markChart(r: SimReport, duration: number, colors: Record<string, string>): string {
+  const rows = Object.keys(colors);
   const y0 = H - PAD.bottom;
   const rowH = (y0 - PAD.top) / rows.length;
   const out: string[] = [axes(duration, 0, "")];
@@ -235,7 +300,7 @@ function markChart(r: SimReport, duration: number): string {
     for (const e of evs) {
       const px = x(e.at, duration);
       out.push(
-        `<line x1="${n2(px)}" y1="${n2(cy - rowH * 0.35)}" x2="${n2(px)}" y2="${n2(cy + rowH * 0.35)}" stroke="${MARK_COLORS[kind]}" stroke-width="2"><title>${esc(`${formatAt(e.at)} ${e.text}`)}</title></line>`,
+        `<line x1="${n2(px)}" y1="${n2(cy - rowH * 0.35)}" x2="${n2(px)}" y2="${n2(cy + rowH * 0.35)}" stroke="${colors[kind]}" stroke-width="2"><title>${esc(`${formatAt(e.at)} ${e.text}`)}</title></line>`,
       );
     }
   });

@@ -1,42 +1,57 @@
 // Reading a scenario file: YAML → schema/scenario.ts → the checks that span sections
 // (a target's pool exists, an outage's provider is used by a pool, an event falls inside
-// the run, …) → either the normalised scenario or every problem, each with its key path,
-// message and value, exactly like reconciler/config/load.ts.
+// the run, a gang job fits its pool, …, for the file and for each `compare:` variant) →
+// either the normalised scenario or every problem, each with its key path, message and
+// value, exactly like reconciler/config/load.ts. A run may be cut short (`duration`): the
+// scenario is read as if it said that duration, and the events after it are left out.
 import * as v from "valibot";
-import { formatDuration } from "../../schema/config.ts";
+import { formatDuration, type Millis } from "../../schema/config.ts";
 import { ScenarioSchema, type Scenario } from "../../schema/scenario.ts";
 import type { Check } from "../../schema/scenario/checks.ts";
 import { DEFAULT_CLOUD } from "../../schema/scenario/clouds.ts";
 import type { Target } from "../../schema/scenario/targets.ts";
-import { closestMatch } from "../../schema/shapes.ts";
+import { closestMatch, isRecord } from "../../schema/shapes.ts";
 import { formatIssuePath } from "../../schema/wire.ts";
 import { YamlSource, readTextFile, sortProblems, type PathKey, type Problem } from "../config/yaml-source.ts";
 import { knownNodeTypes, nodeType } from "./node-types.ts";
 
 export type ScenarioLoadResult = { ok: true; scenario: Scenario; warnings: string[] } | { ok: false; problems: Problem[] };
 
-export function parseScenario(text: string, source: string): ScenarioLoadResult {
+export interface ParseOptions {
+  /** Runs the scenario this long instead (its `at: end` moves there; later events are left out). */
+  duration?: Millis;
+}
+
+export function parseScenario(text: string, source: string, options: ParseOptions = {}): ScenarioLoadResult {
   const parsed = YamlSource.parse(text);
   if (!parsed.ok) return parsed;
   const yaml = parsed.source;
   if (yaml.raw === null)
     return { ok: false, problems: [{ path: "", message: "the file is empty (expected a scenario with name, duration, fleet and events)", value: null }] };
-  const result = v.safeParse(ScenarioSchema, yaml.raw);
+  const raw = options.duration !== undefined && isRecord(yaml.raw) ? { ...yaml.raw, duration: formatDuration(options.duration) } : yaml.raw;
+  const result = v.safeParse(ScenarioSchema, raw);
   if (!result.success) {
     const keys = (issue: v.BaseIssue<unknown>) => (issue.path ?? []).map((item) => item.key as PathKey);
     return { ok: false, problems: sortProblems(dedupe(result.issues.map((issue) => yaml.problemAt(formatIssuePath(issue.path), keys(issue), issue.message)))) };
   }
   const scenario = result.output;
-  const problems = crossChecks(scenario).map(({ keys, message }) => yaml.problemAt(pathText(keys), keys, message));
+  const warnings: string[] = [];
+  if (options.duration !== undefined) {
+    const kept = scenario.events.filter((e) => e.at <= scenario.duration);
+    if (kept.length < scenario.events.length)
+      warnings.push(`${source}: ${scenario.events.length - kept.length} event(s) after the shortened end (${formatDuration(scenario.duration)}) left out`);
+    scenario.events = kept;
+  }
+  const problems = allCrossChecks(scenario).map(({ keys, message }) => yaml.problemAt(pathText(keys), keys, message));
   if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
   // Every provider a pool uses gets a cloud, described or not.
   for (const provider of new Set(scenario.config.pools.flatMap((p) => p.providers))) scenario.clouds[provider] ??= { ...DEFAULT_CLOUD };
-  return { ok: true, scenario, warnings: yaml.warnings(source) };
+  return { ok: true, scenario, warnings: [...yaml.warnings(source), ...warnings] };
 }
 
-export async function loadScenarioFile(path: string): Promise<ScenarioLoadResult> {
+export async function loadScenarioFile(path: string, options: ParseOptions = {}): Promise<ScenarioLoadResult> {
   const read = await readTextFile(path);
-  return read.ok ? parseScenario(read.text, path) : read;
+  return read.ok ? parseScenario(read.text, path, options) : read;
 }
 
 function dedupe(problems: Problem[]): Problem[] {
@@ -63,6 +78,18 @@ interface Finding {
   message: string;
 }
 
+/** The file's checks, and each variant's that the file does not have (at the variant, naming the key). */
+function allCrossChecks(s: Scenario): Finding[] {
+  const out = crossChecks(s);
+  const known = new Set(out.map((f) => `${pathText(f.keys)}\n${f.message}`));
+  s.compare.forEach((variant, i) => {
+    for (const f of crossChecks({ ...s, config: variant.config, workload: variant.workload })) {
+      if (!known.has(`${pathText(f.keys)}\n${f.message}`)) out.push({ keys: ["compare", i], message: `${pathText(f.keys)}: ${f.message}` });
+    }
+  });
+  return out;
+}
+
 /** The rules that need more than one section of the file. */
 function crossChecks(s: Scenario): Finding[] {
   const out: Finding[] = [];
@@ -71,6 +98,7 @@ function crossChecks(s: Scenario): Finding[] {
   const poolNames = [...pools.keys()];
   const providers: string[] = [...new Set(s.config.pools.flatMap((p) => p.providers))];
   const types = knownNodeTypes(s.node_types);
+  const jobNames = new Map<string, string>();
   const unknownPool = (name: string) => `unknown pool "${name}" (the fleet has ${poolNames.join(", ")})${hint(name, poolNames)}`;
 
   s.config.pools.forEach((pool, i) => {
@@ -99,6 +127,16 @@ function crossChecks(s: Scenario): Finding[] {
     const gpus = nodeType(pool.instance_type, s.node_types)?.gpus;
     if (gpus !== undefined && w.gpus_per_job > gpus)
       report(["workload", "pools", name, "gpus_per_job"], `must be ≤ the ${gpus} GPUs of a ${pool.instance_type} node, got ${w.gpus_per_job}`);
+    w.jobs.forEach((job, i) => {
+      const at: PathKey[] = ["workload", "pools", name, "jobs", i];
+      const first = jobNames.get(job.name);
+      if (first !== undefined) report([...at, "name"], `the job name ${job.name} is taken by ${first}`);
+      else jobNames.set(job.name, pathText(at));
+      if (job.nodes > pool.scaling.max_nodes)
+        report([...at, "nodes"], `a gang of ${job.nodes} nodes never fits in pool ${name} (scaling.max_nodes ${pool.scaling.max_nodes}), got ${job.nodes}`);
+      if (job.checkpoint_interval !== undefined && job.checkpoint_interval > job.work)
+        report([...at, "checkpoint_interval"], `is longer than the job's work (${formatDuration(job.work)}): it would never checkpoint`);
+    });
   }
   if (s.chaos) {
     s.chaos.pools.forEach((name, i) => {
@@ -106,6 +144,11 @@ function crossChecks(s: Scenario): Finding[] {
     });
     if (s.chaos.until !== undefined && s.chaos.until <= s.chaos.from) report(["chaos", "until"], `must be later than from (${formatDuration(s.chaos.from)})`);
     if (s.chaos.from >= s.duration) report(["chaos", "from"], `must be before the end of the run (duration ${formatDuration(s.duration)})`);
+    if (s.compare.length > 0 && s.chaos.failure_rate > 0 && s.chaos.trace === undefined)
+      report(
+        ["chaos", "trace"],
+        "compare: variants replay one fault trace, drawn whatever the reconciler does: set trace: { nodes: N } (the node count the rate applies to)",
+      );
   }
 
   for (const e of s.events) {

@@ -1,13 +1,17 @@
 // The report at the end of a run, assembled from what the run recorded (the faults, the
 // timeline's events, rail blocks, asserts and warnings, the samples) and from the
 // reconciler's database (incidents, breakers tripped, pools held, scaling decisions, nodes
-// by state). report.ts says what each field means; a new summary field is filled in here.
+// by state), and with gang jobs their goodput (goodput.ts) and interruptions. report.ts says
+// what each field means; a new summary field is filled in here.
 import { sql } from "drizzle-orm";
 import { auditLog, incidents } from "../../schema/db.ts";
 import type { Scenario } from "../../schema/scenario.ts";
 import type { SimulatedCloud } from "../providers/simulated.ts";
 import type { Store } from "../store/store.ts";
+import { traceCauses, traceDigest, type TraceFault } from "./fault-trace.ts";
 import type { Faults } from "./faults.ts";
+import { computeGoodput } from "./goodput.ts";
+import type { SimulatedHuman } from "./human.ts";
 import type { Measurements } from "./measurements.ts";
 import { formatAt, timing, type SimReport, type TimelineEvent } from "./report.ts";
 import type { RunLog } from "./run-log.ts";
@@ -29,6 +33,10 @@ export interface RunRecord {
   nodesAtStart: Record<string, number>;
   passes: number;
   restarts: number;
+  /** The fault trace, where the chaos was drawn as one. */
+  trace?: readonly TraceFault[];
+  /** The human who acted instead of Navarch (no automation). */
+  human?: SimulatedHuman;
 }
 
 /** Timeline events at the same time, in cause-and-effect order. */
@@ -37,6 +45,7 @@ const KIND_ORDER: TimelineEvent["kind"][] = [
   "restart",
   "jobs",
   "fault",
+  "interruption",
   "silence",
   "vanish",
   "recover",
@@ -97,7 +106,22 @@ export async function buildReport(run: RunRecord): Promise<SimReport> {
 
   const faults = run.faults.records;
   const byXid: Record<string, number> = {};
-  for (const f of faults) byXid[String(f.xid)] = (byXid[String(f.xid)] ?? 0) + 1;
+  for (const f of faults) if (f.xid !== undefined) byXid[String(f.xid)] = (byXid[String(f.xid)] ?? 0) + 1;
+  const byCause: Record<string, number> = {};
+  for (const f of faults) if (f.cause !== undefined) byCause[f.cause] = (byCause[f.cause] ?? 0) + 1;
+  const gangs = run.workload.gangs();
+  for (const g of gangs) {
+    for (const i of g.interruptions) {
+      const node = i.node === undefined ? undefined : nodes.nameOf(i.node);
+      log.event({
+        at: i.at - start,
+        kind: "interruption",
+        text: `job ${g.name} interrupted by ${i.cause}${node !== undefined ? ` on ${node}` : ""}: ${i.lost > 0 ? `${formatAt(i.lost)} of work lost` : "no work lost"}`,
+        pool: g.pool,
+        ...(node !== undefined ? { node } : {}),
+      });
+    }
+  }
   const byRail: Record<string, number> = {};
   for (const rail of log.blocks.values()) byRail[rail] = (byRail[rail] ?? 0) + 1;
   const clouds: SimReport["summary"]["clouds"] = {};
@@ -122,6 +146,8 @@ export async function buildReport(run: RunRecord): Promise<SimReport> {
         chaos: faults.filter((f) => f.source === "chaos").length,
         correlated: faults.filter((f) => f.correlated).length,
         by_xid: byXid,
+        ...(Object.keys(byCause).length > 0 ? { by_cause: byCause } : {}),
+        ...(run.trace !== undefined ? { trace: { drawn: run.trace.length, by_cause: traceCauses(run.trace), digest: traceDigest(run.trace) } } : {}),
       },
       incidents: { total: incidentRows.length, open: incidentsOpen, by_outcome: byOutcome },
       replacements: { requested: incidentRows.filter((i) => i.replacementNodeId !== null).length, ready: toReady.length },
@@ -140,6 +166,16 @@ export async function buildReport(run: RunRecord): Promise<SimReport> {
       workload: { ...run.workload.counts },
       reconciler: { passes: run.passes, restarts: run.restarts },
       leaked_instances: await measurements.leakedInstances(),
+      ...(gangs.length > 0
+        ? {
+            goodput: computeGoodput({
+              scenario: s,
+              gangs,
+              incidents: incidentRows,
+              ...(run.human ? { humanWaitHours: run.human.waitingHours(start + s.duration) } : {}),
+            }),
+          }
+        : {}),
     },
     asserts: log.asserts,
     warnings: log.warnings,

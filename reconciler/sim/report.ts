@@ -4,6 +4,8 @@
 // apart in SimStats and never enter the report.
 import { formatDuration } from "../../schema/config.ts";
 import type { Check, Metric } from "../../schema/scenario/checks.ts";
+import type { LostCause } from "./gangs.ts";
+import { goodputRows, referenceLines, type GoodputSummary } from "./goodput.ts";
 
 export interface Timing {
   count: number;
@@ -44,7 +46,9 @@ export interface TimelineEvent {
     | "pool_held"
     | "pool_resume"
     | "assert"
-    | "note";
+    | "note"
+    /** A gang job's run ended by a fault, a failure, a drain or a planned stop. */
+    | "interruption";
   text: string;
   pool?: string;
   node?: string;
@@ -61,12 +65,23 @@ export interface PoolSeries {
 }
 
 export interface SimReport {
-  scenario: { name: string; description: string; seed: number; start: string; duration: string };
+  /** `variant`: the compare: variant this run is (compare.ts). */
+  scenario: { name: string; description: string; seed: number; start: string; duration: string; variant?: string };
   result: { ok: boolean; asserts_passed: number; asserts_failed: number };
   summary: {
     nodes_at_start: Record<string, number>;
     nodes_at_end: Record<string, number>;
-    faults: { total: number; scripted: number; chaos: number; correlated: number; by_xid: Record<string, number> };
+    faults: {
+      total: number;
+      scripted: number;
+      chaos: number;
+      correlated: number;
+      by_xid: Record<string, number>;
+      /** Faults by cause of interruption (a fault trace's), when any has one. */
+      by_cause?: Record<string, number>;
+      /** A fault trace (chaos `trace:`): what it drew, by cause, and its fingerprint (the same under every compare: variant). */
+      trace?: { drawn: number; by_cause: Record<string, number>; digest: string };
+    };
     incidents: { total: number; open: number; by_outcome: Record<string, number> };
     replacements: { requested: number; ready: number };
     fault_to_cordon: Timing | null;
@@ -78,10 +93,19 @@ export interface SimReport {
     workload: { submitted: number; completed: number; evicted: number; killed: number };
     reconciler: { passes: number; restarts: number };
     leaked_instances: number;
+    /** With gang jobs: what share of the GPU time became progress that survived (goodput.ts). */
+    goodput?: GoodputSummary;
   };
   asserts: AssertResult[];
   warnings: string[];
-  timeline: { every_ms: number; t: number[]; states: Record<string, number[]>; pools: Record<string, PoolSeries> };
+  timeline: {
+    every_ms: number;
+    t: number[];
+    states: Record<string, number[]>;
+    pools: Record<string, PoolSeries>;
+    /** With gang jobs: their pools' schedulable nodes, the nodes they need, those running, GPU-hours lost so far by cause. */
+    goodput?: { capacity: number[]; needed: number[]; running: number[]; lost_gpu_hours: Record<LostCause, number[]> };
+  };
   events: TimelineEvent[];
 }
 
@@ -178,7 +202,12 @@ export function reportTable(r: SimReport): string {
     ],
     ["reconciler", `${s.reconciler.passes} passes, ${s.reconciler.restarts} restarts`],
     ["leaked instances", String(s.leaked_instances)],
+    ...(s.faults.trace
+      ? [["fault trace", `${s.faults.trace.drawn} drawn (fingerprint ${s.faults.trace.digest}): ${counts(s.faults.trace.by_cause)}`] as [string, string]]
+      : []),
+    ...(s.goodput ? goodputRows(s.goodput) : []),
   ]);
+  if (s.goodput?.reference) lines.push("", ...referenceLines(s.goodput.reference));
   lines.push("", "nodes by state over time:");
   const states = Object.keys(r.timeline.states).filter((k) => r.timeline.states[k]!.some((n) => n > 0));
   const rows = r.timeline.t.length;

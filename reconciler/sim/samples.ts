@@ -1,12 +1,15 @@
 // The report's timeline: every `sample_every` of virtual time, the nodes by state and, per
 // pool, its size, its nodes in service, its queue of jobs and what a queue autoscaler would
-// want (computed here for the report; the loop's own decisions are in the audit log). A new
-// series per sample starts here.
+// want (computed here for the report; the loop's own decisions are in the audit log); with
+// gang jobs, their pools' schedulable nodes, the nodes they need, how many run and the
+// GPU-hours they lost so far (goodput.ts). A new series per sample starts here.
 import type { AutoscalerConfig, QueueAutoscalerConfig } from "../../schema/config.ts";
 import { NODE_STATES, isIn, type NodeState } from "../../schema/lifecycle.ts";
 import type { Scenario } from "../../schema/scenario.ts";
 import { evaluate } from "../pools/autoscaler.ts";
 import type { Store } from "../store/store.ts";
+import { LOST_CAUSES } from "./gangs.ts";
+import { goodputSample, type GoodputSample } from "./goodput.ts";
 import type { PoolSeries, SimReport } from "./report.ts";
 import type { SimWorkload } from "./workload.ts";
 
@@ -22,6 +25,7 @@ interface Sample {
   t: number;
   states: Map<string, number>;
   pools: Map<string, PoolSample>;
+  goodput?: GoodputSample;
 }
 
 export class Samples {
@@ -72,7 +76,9 @@ export class Samples {
         }
       }
     }
-    this.samples.push({ t: at - this.scenario.start, states, pools });
+    const gangs = this.workload.gangs();
+    const goodput = gangs.length > 0 ? goodputSample(gangs, at, (pool) => this.workload.schedulable(pool)) : undefined;
+    this.samples.push({ t: at - this.scenario.start, states, pools, ...(goodput ? { goodput } : {}) });
   }
 
   /** The report's timeline: the states that ever had a node, and every pool's series. */
@@ -91,7 +97,21 @@ export class Samples {
       if (samples.some((x) => x.pools.get(p.name)?.desired !== undefined)) series.queue_desired = samples.map((x) => x.pools.get(p.name)?.desired ?? 0);
       poolSeries[p.name] = series;
     }
-    return { every_ms: this.scenario.sim.sample_every, t: samples.map((x) => x.t), states: timelineStates, pools: poolSeries };
+    const out: SimReport["timeline"] = { every_ms: this.scenario.sim.sample_every, t: samples.map((x) => x.t), states: timelineStates, pools: poolSeries };
+    if (samples.some((x) => x.goodput !== undefined)) {
+      const g = (x: Sample) =>
+        x.goodput ?? { capacity: 0, needed: 0, running: 0, lost_gpu_hours: { recompute: 0, restart: 0, waiting_for_nodes: 0, drain: 0 } };
+      out.goodput = {
+        capacity: samples.map((x) => g(x).capacity),
+        needed: samples.map((x) => g(x).needed),
+        running: samples.map((x) => g(x).running),
+        lost_gpu_hours: Object.fromEntries(LOST_CAUSES.map((c) => [c, samples.map((x) => g(x).lost_gpu_hours[c])])) as Record<
+          (typeof LOST_CAUSES)[number],
+          number[]
+        >,
+      };
+    }
+    return out;
   }
 }
 

@@ -7,9 +7,18 @@
 // busy, and the busy GPUs are what the node's agent reports as utilisation, which the
 // reactive autoscaler reads. The queue (pending + running) feeds the loop's queue
 // autoscaler (ReconcilerOptions.queueMetrics) and the report.
+//
+// Gang jobs (a pool's `jobs:`) span whole nodes, all of them or none (gangs.ts keeps their
+// states and goodput ledger), and are placed before the single-node jobs. A gang restarts on
+// the nodes it held that may still take it, and on the first free ones for the rest. The
+// scheduler sees what a device plugin and a cordon tell it: a node whose GPU the driver
+// reported unhealthy (blocked) or that is cordoned takes no gang. A node with a fault the
+// scheduler cannot see (a NIC, a thermal sensor: broken) still takes one, and the gang cannot
+// start there (stalled) until something takes that node out: Navarch's cordon, or a human.
 import type { Millis } from "../../schema/config.ts";
 import type { PoolWorkloadSpec } from "../../schema/scenario/workload.ts";
 import type { DrainProgress, SchedulerMirror, SchedulerNode } from "../schedulers/scheduler.ts";
+import { Gang, type InterruptionKind } from "./gangs.ts";
 import type { Random } from "./random.ts";
 
 interface Job {
@@ -43,6 +52,12 @@ interface WorkNode {
   blocked: boolean;
   /** Set by the first drain call: when the evicted jobs have stopped. */
   evictAt?: number;
+  /** The gang job holding the whole node. */
+  gang?: Gang;
+  /** A fault the scheduler does not see keeps any gang placed here from starting (see the header). */
+  broken: boolean;
+  /** Why it is being drained, where the simulator knows (host maintenance): a gang's interruption cause. */
+  drainCause?: string;
 }
 
 interface PoolQueue {
@@ -72,12 +87,20 @@ export class SimWorkload implements SchedulerMirror {
   private nextId = 1;
   /** Jobs finished, evicted and killed, for the report. */
   readonly counts = { submitted: 0, completed: 0, evicted: 0, killed: 0 };
+  /** Gang jobs, in the order the scenario lists them. */
+  private readonly gangList: Gang[] = [];
+  /** Stalled gangs one of whose nodes changed: they are placed again. */
+  private readonly restall = new Set<Gang>();
 
   constructor(private readonly opts: WorkloadOptions) {
     const at = opts.now();
     for (const [pool, spec] of Object.entries(opts.pools)) {
       const queue = this.queue(pool);
       queue.spec = spec;
+      for (const job of spec.jobs ?? []) {
+        this.gangList.push(new Gang(this.nextId++, pool, job, at));
+        this.counts.submitted++;
+      }
       if (spec.arrivals_per_hour > 0) queue.nextArrivalAt = at + Math.round(opts.random.exponential(3_600_000 / spec.arrivals_per_hour));
       if (spec.initial_jobs > 0) this.submit(pool, spec.initial_jobs, spec.job_duration, spec.gpus_per_job, true);
     }
@@ -91,11 +114,13 @@ export class SimWorkload implements SchedulerMirror {
     if (existing !== undefined) {
       existing.cordoned = false;
       existing.blocked = false;
+      existing.broken = false;
+      this.restallOf(existing);
       this.refreshFree(existing);
       this.place();
       return;
     }
-    const node: WorkNode = { id, pool, gpus, used: 0, jobs: new Set(), cordoned: false, blocked: false };
+    const node: WorkNode = { id, pool, gpus, used: 0, jobs: new Set(), cordoned: false, blocked: false, broken: false };
     this.nodes.set(id, node);
     this.refreshFree(node);
     this.place();
@@ -105,17 +130,30 @@ export class SimWorkload implements SchedulerMirror {
   removeNode(id: string): void {
     const node = this.nodes.get(id);
     if (node === undefined) return;
+    if (node.gang !== undefined) this.stopGang(node.gang, "node_lost", "fault", false, id);
     this.requeueAll(node, "killed");
     this.nodes.delete(id);
     this.free.get(node.pool)?.delete(id);
     this.place();
   }
 
-  /** A fault on the node killed its jobs. */
-  kill(id: string): void {
+  /** A fault on the node (or its job's own failure: `cause`) killed its jobs. */
+  kill(id: string, cause = "fault"): void {
     const node = this.nodes.get(id);
-    if (node === undefined || node.jobs.size === 0) return;
-    this.requeueAll(node, "killed");
+    if (node === undefined) return;
+    const gang = node.gang;
+    const jobs = node.jobs.size > 0;
+    if (gang === undefined && !jobs) return;
+    if (gang !== undefined) this.stopGang(gang, cause, "fault", false, id);
+    if (jobs) this.requeueAll(node, "killed");
+    this.place();
+  }
+
+  /** An operator stops the gang job on the node with a checkpoint and restarts it (a planned interruption). */
+  restartGangOn(id: string, cause: string): void {
+    const gang = this.nodes.get(id)?.gang;
+    if (gang === undefined) return;
+    this.stopGang(gang, cause, "planned", true, id);
     this.place();
   }
 
@@ -125,6 +163,7 @@ export class SimWorkload implements SchedulerMirror {
     if (node === undefined) return;
     node.blocked = true;
     this.refreshFree(node);
+    if (this.restallOf(node)) this.place();
   }
 
   /** A recovered node takes work again (unless it is cordoned). */
@@ -132,8 +171,39 @@ export class SimWorkload implements SchedulerMirror {
     const node = this.nodes.get(id);
     if (node === undefined) return;
     node.blocked = false;
+    node.broken = false;
+    this.restallOf(node);
     this.refreshFree(node);
     this.place();
+  }
+
+  /** The node has a fault that keeps a gang job from starting on it, seen by the scheduler or not (see the header). */
+  markBroken(id: string): void {
+    const node = this.nodes.get(id);
+    if (node !== undefined) node.broken = true;
+  }
+
+  /** Why the node is about to be drained (a gang job it evicts is interrupted by that cause). */
+  noteDrainCause(id: string, cause: string): void {
+    const node = this.nodes.get(id);
+    if (node !== undefined) node.drainCause = cause;
+  }
+
+  /** Whether a gang job holds the node. */
+  runsGang(id: string): boolean {
+    return this.nodes.get(id)?.gang !== undefined;
+  }
+
+  /** The gang jobs, in the scenario's order. */
+  gangs(): readonly Gang[] {
+    return this.gangList;
+  }
+
+  /** Nodes of a pool that may take a gang job's share now (known to the scheduler, not cordoned, not blocked). */
+  schedulable(pool: string): number {
+    let n = 0;
+    for (const node of this.nodes.values()) if (node.pool === pool && !node.cordoned && !node.blocked) n++;
+    return n;
   }
 
   // ───────────────────────────── SchedulerMirror ─────────────────────────────
@@ -143,6 +213,7 @@ export class SimWorkload implements SchedulerMirror {
     if (n === undefined) return;
     n.cordoned = true;
     this.refreshFree(n);
+    if (this.restallOf(n)) this.place();
   }
 
   async uncordon(node: SchedulerNode): Promise<void> {
@@ -157,6 +228,7 @@ export class SimWorkload implements SchedulerMirror {
 
   async drain(node: SchedulerNode, _deadlineAt: number, now: number): Promise<DrainProgress> {
     const n = this.nodes.get(node.id);
+    if (n?.gang !== undefined) return this.drainGang(n, n.gang, now);
     if (n === undefined || n.jobs.size === 0) return { done: true, detail: "no jobs on the node" };
     n.cordoned = true;
     this.refreshFree(n);
@@ -173,8 +245,28 @@ export class SimWorkload implements SchedulerMirror {
   /** When a draining node's jobs will have stopped (a pass then finds it drained). */
   drainDoneAt(id: string): number | undefined {
     const n = this.nodes.get(id);
+    if (n?.gang !== undefined) return n.evictAt;
     if (n === undefined || n.jobs.size === 0) return undefined;
     return n.evictAt;
+  }
+
+  /** A gang job on a draining node: one that has not started moves at once; a running one stops after the grace. */
+  private drainGang(n: WorkNode, gang: Gang, now: number): DrainProgress {
+    n.cordoned = true;
+    this.refreshFree(n);
+    if (!gang.active) {
+      this.stopGang(gang, "drain", "drain", false, n.id);
+      this.place();
+      return { done: true, detail: `gang job ${gang.name} had not started; placed elsewhere` };
+    }
+    n.evictAt ??= now + this.opts.drainGrace;
+    if (now < n.evictAt) return { done: false, detail: `gang job ${gang.name} stopping (grace until ${new Date(n.evictAt).toISOString()})` };
+    const checkpoint = this.queues.get(gang.pool)?.spec?.checkpoint_on_drain ?? false;
+    const cause = n.drainCause ?? "drain";
+    n.drainCause = undefined;
+    this.stopGang(gang, cause, "drain", checkpoint, n.id);
+    this.place();
+    return { done: true, detail: `gang job ${gang.name} evicted${checkpoint ? " with a checkpoint" : ": its work since the last checkpoint is lost"}` };
   }
 
   // ───────────────────────────── jobs ─────────────────────────────
@@ -189,12 +281,16 @@ export class SimWorkload implements SchedulerMirror {
     this.place();
   }
 
-  /** The next time something happens in the workload by itself (a job ends, a job arrives). */
+  /** The next time something happens in the workload by itself (a job ends, a job arrives, a gang job starts working). */
   nextEventAt(): number | undefined {
     this.dropStale();
     let next: number | undefined = this.heap[0]?.endsAt;
     for (const q of this.queues.values()) {
       if (q.nextArrivalAt !== undefined && (next === undefined || q.nextArrivalAt < next)) next = q.nextArrivalAt;
+    }
+    for (const g of this.gangList) {
+      const at = g.nextEventAt();
+      if (at !== undefined && (next === undefined || at < next)) next = at;
     }
     return next;
   }
@@ -215,6 +311,13 @@ export class SimWorkload implements SchedulerMirror {
       top.endsAt = undefined;
       top.gen++;
     }
+    for (const g of this.gangList) {
+      const held = g.nodes;
+      if (g.advance(now)) {
+        this.releaseNodes(held);
+        this.counts.completed++;
+      }
+    }
     for (const [pool, q] of this.queues) {
       const spec = q.spec;
       if (spec === undefined || spec.arrivals_per_hour <= 0) continue;
@@ -228,7 +331,14 @@ export class SimWorkload implements SchedulerMirror {
 
   metrics(pool: string): { pending: number; running: number } {
     const q = this.queues.get(pool);
-    return { pending: q?.pending.length ?? 0, running: q?.running ?? 0 };
+    let pending = q?.pending.length ?? 0;
+    let running = q?.running ?? 0;
+    for (const g of this.gangList) {
+      if (g.pool !== pool) continue;
+      if (g.placed) running++;
+      else if (g.state !== "done") pending++;
+    }
+    return { pending, running };
   }
 
   pools(): string[] {
@@ -256,9 +366,10 @@ export class SimWorkload implements SchedulerMirror {
     else set.delete(node.id);
   }
 
-  /** First fit, in queue order; a job that fits nowhere waits (and so do the ones behind it). */
+  /** Gang jobs first (see placeGangs); then first fit, in queue order; a job that fits nowhere waits (and so do the ones behind it). */
   private place(): void {
     const now = this.opts.now();
+    if (this.gangList.length > 0) this.placeGangs(now);
     for (const [pool, q] of this.queues) {
       const free = this.free.get(pool);
       while (q.pending.length > 0 && free !== undefined && free.size > 0) {
@@ -285,6 +396,87 @@ export class SimWorkload implements SchedulerMirror {
         heapPush(this.heap, { job, endsAt: job.endsAt, gen: job.gen });
       }
     }
+  }
+
+  /**
+   * Places every gang job that waits, in the scenario's order, and again the stalled ones one of
+   * whose nodes changed: on the nodes it held that may still take it, then on the first free
+   * ones (in the order they came into service). It waits while fewer are free than it needs.
+   */
+  private placeGangs(now: number): void {
+    for (const g of this.gangList) {
+      if (g.state === "stalled" && this.restall.has(g)) this.stopGang(g, "restall", "fault", false);
+      if (g.state !== "queued" && g.state !== "waiting") continue;
+      const free = this.free.get(g.pool);
+      const need = g.spec.nodes;
+      if (free === undefined || free.size < need) continue;
+      const chosen: WorkNode[] = [];
+      const taken = new Set<string>();
+      const fits = (n: WorkNode | undefined): n is WorkNode => n !== undefined && n.gang === undefined && n.used === 0 && !n.cordoned && !n.blocked;
+      for (const id of g.lastNodes) {
+        if (chosen.length >= need) break;
+        const n = this.nodes.get(id);
+        if (fits(n) && n.pool === g.pool && !taken.has(id)) {
+          chosen.push(n);
+          taken.add(id);
+        }
+      }
+      for (const id of free) {
+        if (chosen.length >= need) break;
+        const n = this.nodes.get(id);
+        if (!taken.has(id) && fits(n)) {
+          chosen.push(n);
+          taken.add(id);
+        }
+      }
+      if (chosen.length < need) continue;
+      let gpus = 0;
+      let broken = false;
+      for (const n of chosen) {
+        n.gang = g;
+        n.used = n.gpus;
+        gpus += n.gpus;
+        broken ||= n.broken;
+        this.refreshFree(n);
+        this.opts.onBusy(n.id, n.used);
+      }
+      g.place(
+        now,
+        chosen.map((n) => n.id),
+        gpus,
+        broken,
+      );
+    }
+    this.restall.clear();
+  }
+
+  /** Ends a gang job's run (see Gang.interrupt) and frees its nodes. */
+  private stopGang(gang: Gang, cause: string, kind: InterruptionKind, checkpoint: boolean, node?: string): void {
+    const held = gang.nodes;
+    if (gang.interrupt(this.opts.now(), cause, kind, checkpoint, node)) {
+      if (kind === "fault") this.counts.killed++;
+      else if (kind === "drain") this.counts.evicted++;
+    }
+    this.releaseNodes(held);
+  }
+
+  private releaseNodes(ids: readonly string[]): void {
+    for (const id of ids) {
+      const n = this.nodes.get(id);
+      if (n === undefined) continue;
+      n.gang = undefined;
+      n.used = 0;
+      n.evictAt = undefined;
+      this.refreshFree(n);
+      this.opts.onBusy(n.id, 0);
+    }
+  }
+
+  /** A stalled gang on this node is placed again at the next placement; whether there is one. */
+  private restallOf(node: WorkNode): boolean {
+    if (node.gang?.state !== "stalled") return false;
+    this.restall.add(node.gang);
+    return true;
   }
 
   private release(node: WorkNode, job: Job): void {

@@ -3,10 +3,10 @@
 // vanished agent, jobs, a provider outage, a reconciler restart, a human's breaker reset
 // or pool resume, or an assert (checks.ts). reconciler/sim/scripted-events.ts plays them.
 import * as v from "valibot";
-import { parseDuration, type Millis } from "../config.ts";
+import type { Millis } from "../config.ts";
 import { isRecord, oneOf, show, strict, suggest } from "../shapes.ts";
 import { CheckSchema, type Check } from "./checks.ts";
-import { Name, PositiveDuration, Text, int } from "./fields.ts";
+import { Name, PositiveDuration, Text, int, parseScenarioDuration } from "./fields.ts";
 import { TargetSchema, type Target } from "./targets.ts";
 
 export const PROVIDER_CALLS = ["launch", "terminate", "get", "list"] as const;
@@ -44,10 +44,10 @@ export const EVENT_KINDS = [
 /** `at:` a duration since the start, or `end`; `end` becomes -1 until the loader knows the duration. */
 const At = v.pipe(
   v.custom<string>(
-    (x) => typeof x === "string" && (x === "end" || parseDuration(x) !== undefined),
+    (x) => typeof x === "string" && (x === "end" || parseScenarioDuration(x) !== undefined),
     (issue) => `expected a time since the start like 90s, 2h30m, or end, got ${show(issue.input)}`,
   ),
-  v.transform((text) => (text === "end" ? -1 : parseDuration(text)!)),
+  v.transform((text) => (text === "end" ? -1 : parseScenarioDuration(text)!)),
 );
 
 const Fault = strict({
