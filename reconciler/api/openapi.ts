@@ -280,7 +280,7 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     "/v1/report": {
       get: get(
         "getReport",
-        "What the fleet cost over a window: machines launched and terminated without ever serving, and their GPU-hours",
+        "What the fleet cost over a window: machines launched and terminated without ever serving, and their GPU-hours; the GPU-hours lost while nodes were out of service, by cause, rung (with the mean time to repair on each) and node, and over time",
         "Report",
         ["views"],
         {
