@@ -13,7 +13,9 @@ import { XID_CATEGORIES, lookupXid } from "./xid-catalog.ts";
 export const LIFECYCLE_CAUSES = ["maintenance", "scale_down", "no_heartbeat", "agent_unhealthy", "other"] as const;
 
 /** Every cause, each once: the Xid categories, the other checks' names, the lifecycle's causes. */
-export const FAULT_CAUSES: readonly string[] = Object.freeze([...new Set<string>([...XID_CATEGORIES, ...CHECK_NAMES.filter((c) => c !== "xid"), ...LIFECYCLE_CAUSES])]);
+export const FAULT_CAUSES: readonly string[] = Object.freeze([
+  ...new Set<string>([...XID_CATEGORIES, ...CHECK_NAMES.filter((c) => c !== "xid"), ...LIFECYCLE_CAUSES]),
+]);
 
 const CAUSES: ReadonlySet<string> = new Set(FAULT_CAUSES);
 

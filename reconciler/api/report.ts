@@ -47,7 +47,10 @@ export const RungTime = v.object({
   stays: v.pipe(v.number(), v.description("stays on this rung that ended in the window")),
   meanStaySeconds: v.pipe(v.nullable(Seconds), v.description("their mean length; null when none ended")),
   ended: v.pipe(v.number(), v.description("outages that ended in the window with this rung as their last")),
-  mttrSeconds: v.pipe(v.nullable(Seconds), v.description("their mean time from out of service to back in service (or gone): the mean time to repair on this rung")),
+  mttrSeconds: v.pipe(
+    v.nullable(Seconds),
+    v.description("their mean time from out of service to back in service (or gone): the mean time to repair on this rung"),
+  ),
 });
 
 export const NodeLoss = v.object({
@@ -92,7 +95,10 @@ export const Report = v.object({
     }),
     v.description("machines launched and terminated without ever serving, per pool and provider"),
   ),
-  goodput: v.pipe(Goodput, v.description("GPU time lost while nodes that had served were out of service (cordoned, draining, rebooting, replaced, held, lost)")),
+  goodput: v.pipe(
+    Goodput,
+    v.description("GPU time lost while nodes that had served were out of service (cordoned, draining, rebooting, replaced, held, lost)"),
+  ),
 });
 export type Report = v.InferOutput<typeof Report>;
 

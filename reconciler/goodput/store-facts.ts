@@ -64,8 +64,7 @@ export class BatchFacts implements Facts {
       const found = await inChunks(
         db,
         wanted,
-        (list) =>
-          sql`SELECT id, pool, provider, gpu_count AS gpus, instance_type AS type, replacement_of AS "replacementOf" FROM nodes WHERE id IN ${list}`,
+        (list) => sql`SELECT id, pool, provider, gpu_count AS gpus, instance_type AS type, replacement_of AS "replacementOf" FROM nodes WHERE id IN ${list}`,
         (r) => {
           const row = v.parse(v.object({ ...NodeRow.entries, type: v.nullable(v.string()) }), r);
           return { ...row, gpus: row.gpus ?? typeGpus.get(`${row.provider}/${row.type}`) ?? null };
@@ -75,7 +74,12 @@ export class BatchFacts implements Facts {
       wanted = [...new Set(found.flatMap((r) => (r.replacementOf !== null && !facts.nodes.has(r.replacementOf) ? [r.replacementOf] : [])))];
     }
     const all = [...facts.nodes.keys()];
-    const successors = await inChunks(db, all, (list) => sql`SELECT DISTINCT replacement_of AS id FROM nodes WHERE replacement_of IN ${list}`, (r) => v.parse(IdRow, r));
+    const successors = await inChunks(
+      db,
+      all,
+      (list) => sql`SELECT DISTINCT replacement_of AS id FROM nodes WHERE replacement_of IN ${list}`,
+      (r) => v.parse(IdRow, r),
+    );
     for (const s of successors) {
       const n = facts.nodes.get(s.id);
       if (n !== undefined) n.hasSuccessor = true;
@@ -121,17 +125,15 @@ async function inChunks<T>(db: Db, ids: readonly string[], query: (list: SQL) =>
  * Folds every transition after `afterId` (and at or before `upTo`) through `apply`, a batch at a
  * time with that batch's facts; returns the id of the last one folded.
  */
-export async function foldLog(
-  db: Db,
-  afterId: number,
-  apply: (t: Transition, facts: BatchFacts) => void,
-  upTo = Number.MAX_SAFE_INTEGER,
-): Promise<number> {
+export async function foldLog(db: Db, afterId: number, apply: (t: Transition, facts: BatchFacts) => void, upTo = Number.MAX_SAFE_INTEGER): Promise<number> {
   let cursor = afterId;
   for (;;) {
     const batch = await transitionsAfter(db, cursor, upTo);
     if (batch.length === 0) return cursor;
-    const facts = await BatchFacts.load(db, batch.map((t) => t.node));
+    const facts = await BatchFacts.load(
+      db,
+      batch.map((t) => t.node),
+    );
     for (const t of batch) apply(t, facts);
     cursor = batch.at(-1)!.id;
     if (batch.length < BATCH) return cursor;

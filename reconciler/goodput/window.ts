@@ -80,7 +80,7 @@ export async function goodputWindow(db: Db, from: number, to: number): Promise<G
   );
   await foldLog(db, 0, (t, facts) => fold.apply(t, facts), to);
   for (const open of fold.openAt(to)) {
-    w.stay(open.outage, open.rung, open.start, open.end);
+    w.stay(open.outage, open.rung, open.start, open.end, false);
     w.episode(open.outage, true);
   }
   for (const { node, since } of fold.inService.values()) w.served(node, since, to);
@@ -105,10 +105,10 @@ class WindowSums {
     for (let at = Math.floor(from / this.step) * this.step; at < to; at += this.step) this.starts.push(at);
   }
 
-  /** A stay on a rung: its part in the window counts; a stay ending in it, whole, for the mean. */
-  stay(o: Outage, rung: Rung, start: number, end: number): void {
+  /** A stay on a rung: its part in the window counts; a stay that ended in it, whole, for the mean. */
+  stay(o: Outage, rung: Rung, start: number, end: number, ended = true): void {
     const r = this.rung(rung);
-    if (end > this.from && end <= this.to && end > start) {
+    if (ended && end > this.from && end <= this.to && end > start) {
       r.stays += 1;
       r.stayMs += end - start;
     }

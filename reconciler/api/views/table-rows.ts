@@ -12,7 +12,9 @@ export const IncidentRow = v.object({
   cause: v.nullable(
     v.pipe(
       v.string(),
-      v.description("what goodput counts the episode under: the deciding finding's fault class (memory, pcie, …), maintenance, no_heartbeat; null before it was recorded"),
+      v.description(
+        "what goodput counts the episode under: the deciding finding's fault class (memory, pcie, …), maintenance, no_heartbeat; null before it was recorded",
+      ),
     ),
   ),
   faultAt: Ms,
