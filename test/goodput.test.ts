@@ -11,6 +11,7 @@ import { reportText } from "../reconciler/cli/report.ts";
 import { GoodputLedger } from "../reconciler/goodput/ledger.ts";
 import { OutageFold, type Facts, type IncidentFacts, type NodeFacts, type Outage, type Rung, type Transition } from "../reconciler/goodput/outages.ts";
 import { goodputWindow, seriesStep } from "../reconciler/goodput/window.ts";
+import { parseSince } from "../reconciler/api/views/time.ts";
 import { Incidents } from "../reconciler/lifecycle/incidents.ts";
 import { createMetrics } from "../reconciler/metrics/metrics.ts";
 import { NodeWriter, type NodeRow } from "../reconciler/nodes/writer.ts";
@@ -228,6 +229,20 @@ describe("outages, by hand", () => {
     expect(seriesStep(24 * HOUR)).toBe(HOUR);
     expect(seriesStep(7 * 24 * HOUR)).toBe(6 * HOUR);
     expect(seriesStep(30 * 24 * HOUR)).toBe(24 * HOUR);
+    expect(seriesStep(90 * 24 * HOUR)).toBe(7 * 24 * HOUR);
+    // Since 1970: a few hundred points, not thousands.
+    expect(T / seriesStep(T)).toBeLessThanOrEqual(400);
+  });
+
+  test("a report's window starts at a time, or a span before the server's now (the dashboard's clock is not the server's)", () => {
+    expect(parseSince("24h", T)).toBe(T - 24 * HOUR);
+    expect(parseSince("7d", T)).toBe(T - 7 * 24 * HOUR);
+    expect(parseSince("2w", T)).toBe(T - 14 * 24 * HOUR);
+    expect(parseSince("30m", T)).toBe(T - 30 * MIN);
+    expect(parseSince(String(T - HOUR), T)).toBe(T - HOUR);
+    expect(parseSince("2026-11-20T00:00:00Z", T)).toBe(T - 24 * HOUR);
+    expect(parseSince("7 days", T)).toBeNull();
+    expect(parseSince("99999d", T)).toBeNull();
   });
 });
 

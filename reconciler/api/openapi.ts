@@ -285,13 +285,18 @@ function buildPaths(): Record<string, Record<string, Operation>> {
         ["views"],
         {
           parameters: [
-            queryParam("since", "the window's start: epoch milliseconds, or an ISO-8601 date or time of a real day (default: seven days ago)", {
-              anyOf: [
-                { type: "string", pattern: "^[0-9]{1,15}$" },
-                { type: "string", format: "date-time" },
-                { type: "string", format: "date" },
-              ],
-            }),
+            queryParam(
+              "since",
+              "the window's start: epoch milliseconds, an ISO-8601 date or time of a real day, or a span before now (30m, 24h, 7d, 2w; default: seven days ago)",
+              {
+                anyOf: [
+                  { type: "string", pattern: "^[0-9]{1,15}$" },
+                  { type: "string", pattern: "^[0-9]{1,4}[mhdw]$" },
+                  { type: "string", format: "date-time" },
+                  { type: "string", format: "date" },
+                ],
+              },
+            ),
           ],
           responses: errors(400),
         },

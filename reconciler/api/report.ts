@@ -13,7 +13,7 @@ import { goodputWindow, WORST_NODES } from "../goodput/window.ts";
 import { neverServed } from "../pools/never-served.ts";
 import type { Store } from "../store/store.ts";
 import { validatedQuery } from "./query.ts";
-import { Ms, parseTime } from "./views/time.ts";
+import { Ms, parseSince } from "./views/time.ts";
 
 /** The default window: the last seven days. */
 export const REPORT_WINDOW_MS = 7 * 24 * 3_600_000;
@@ -104,7 +104,9 @@ export type Report = v.InferOutput<typeof Report>;
 
 /** GET /v1/report query. */
 export const ReportQuery = v.object({
-  since: v.optional(v.pipe(v.string(), v.description("epoch milliseconds or an ISO-8601 time (default: seven days ago)"))),
+  since: v.optional(
+    v.pipe(v.string(), v.description("epoch milliseconds, an ISO-8601 time, or a span before now: 30m, 24h, 7d, 2w (default: seven days ago)")),
+  ),
 });
 
 export async function buildReport(store: Store, from: number, to: number): Promise<Report> {
@@ -123,8 +125,9 @@ export function registerReportRoutes(v1: Hono, opts: { store: Store; now: () => 
     const q = validatedQuery(c, ReportQuery);
     if (q instanceof Response) return q;
     const to = opts.now();
-    const from = q.since === undefined ? to - REPORT_WINDOW_MS : parseTime(q.since);
-    if (from === null) return c.json<ErrorBody>({ error: `since: expected epoch milliseconds or an ISO-8601 time, got ${JSON.stringify(q.since)}` }, 400);
+    const from = q.since === undefined ? to - REPORT_WINDOW_MS : parseSince(q.since, to);
+    if (from === null)
+      return c.json<ErrorBody>({ error: `since: expected epoch milliseconds, an ISO-8601 time or a span like 24h or 7d, got ${JSON.stringify(q.since)}` }, 400);
     return c.json<Report>(await buildReport(opts.store, from, to));
   });
 }

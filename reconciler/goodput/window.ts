@@ -60,12 +60,15 @@ export interface GoodputWindow {
   series: { stepMs: number; starts: number[]; causes: { cause: string; gpuHours: number[] }[] };
 }
 
-/** The step of the series: a few dozen points whatever the window. */
+/** Most points in the series, whatever the window (a report since 1970 has weeks of years). */
+const MAX_POINTS = 400;
+
+/** The step of the series: a few dozen points for the usual windows, never more than MAX_POINTS. */
 export function seriesStep(windowMs: number): number {
   if (windowMs <= 2 * DAY_MS) return HOUR_MS;
   if (windowMs <= 14 * DAY_MS) return 6 * HOUR_MS;
   if (windowMs <= 62 * DAY_MS) return DAY_MS;
-  return 7 * DAY_MS;
+  return Math.max(7, Math.ceil(windowMs / MAX_POINTS / DAY_MS)) * DAY_MS;
 }
 
 export async function goodputWindow(db: Db, from: number, to: number): Promise<GoodputWindow> {
