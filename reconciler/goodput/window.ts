@@ -81,7 +81,7 @@ export async function goodputWindow(db: Db, from: number, to: number): Promise<G
     },
     true,
   );
-  await foldLog(db, 0, (t, facts) => fold.apply(t, facts), to);
+  await foldLog(db, 0, (t, facts) => fold.apply(t, facts), { upTo: to, allNodes: true });
   for (const open of fold.openAt(to)) {
     w.stay(open.outage, open.rung, open.start, open.end, false);
     w.episode(open.outage, true);
