@@ -64,6 +64,15 @@ export interface AgentOptions {
    * after a restart, sends it instead.
    */
   credentialFile?: string;
+  /** Takes the reconciler's requests from heartbeat answers (requests.ts); without it they are ignored. */
+  requests?: RequestReceiver;
+}
+
+/** What the agent hands the requests of each heartbeat answer to. */
+export interface RequestReceiver {
+  start(): void;
+  offer(items: readonly unknown[]): void;
+  stop(): Promise<void>;
 }
 
 /** A message that fits any proxy: what an event is cut to when even one event alone is refused as too large. */
@@ -170,6 +179,7 @@ export class Agent {
   start(): void {
     // A spool that could not be opened is reported before anything else.
     this.watchSpool();
+    this.opts.requests?.start();
     this.loops = [this.heartbeatLoop(), this.eventLoop()];
   }
 
@@ -190,6 +200,7 @@ export class Agent {
     this.beats.interrupt();
     this.sends.interrupt();
     await Promise.all(this.loops);
+    await this.opts.requests?.stop();
     // Best effort on the way out; whatever is not acknowledged stays spooled.
     if (this.registered) await this.flushEvents().catch(() => undefined);
   }
@@ -285,6 +296,7 @@ export class Agent {
       gpus: this.opts.gpus.snapshot(),
     });
     this.heartbeatIntervalMs = heartbeatIntervalMs(res.heartbeatIntervalSeconds);
+    if (res.requests !== undefined && res.requests.length > 0) this.opts.requests?.offer(res.requests);
     if (res.lastEventSeq !== undefined && res.lastEventSeq < this.reconcilerSeq) {
       // It held more before: it lost what it stored (its database restored from an older copy).
       this.opts.log(

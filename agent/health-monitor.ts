@@ -46,6 +46,7 @@ export interface HealthMonitorOptions {
 const RANK: Record<Severity, number> = { healthy: 0, degraded: 1, unhealthy: 2 };
 /** The fast tier's cadence: a GPU crossing its slowdown threshold is known within about a second. */
 const FAST_INTERVAL_MS = 1000;
+/** The kernel log's records arrive as they are written; a regular file standing in for it (tests) is looked at this often. */
 const KMSG_POLL_MS = 2000;
 
 export class HealthMonitor implements GpuSource {
@@ -213,8 +214,10 @@ export class HealthMonitor implements GpuSource {
     const path = this.opts.kmsgPath === undefined ? DEFAULT_KMSG_PATH : this.opts.kmsgPath;
     if (path === null) return;
     try {
-      // Every 2 s: NVML's events bring the same Xids at once and the fast tier finds a lost GPU
-      // within a second; the kernel log is the backstop, and each look costs a wake-up.
+      // Each record the moment it is written (agent/kmsg/follow.ts), at no cost while none is: an
+      // Xid the driver only logs (NVML's events stopped, the library gone) is as prompt as one
+      // NVML reports. A regular file gives no notice, and is looked at every 2 s; so is the
+      // device while the follower cannot wait on it.
       this.kmsg = followKmsg(path, (f) => this.onKmsg(f), { pollIntervalMs: KMSG_POLL_MS, log: (m) => this.opts.log(`kmsg: ${m}`) });
     } catch (err) {
       // Containers without /dev/kmsg still get NVML's events; say so once.

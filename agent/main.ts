@@ -8,6 +8,8 @@ import * as v from "valibot";
 import { NAVARCH_VERSION } from "../schema/version.ts";
 import { MAX_GPUS, NodeId } from "../schema/wire.ts";
 import { Agent } from "./agent.ts";
+import { loadAgentConfig } from "./config.ts";
+import { RequestHandler } from "./requests.ts";
 import { runCheckOnce } from "./check.ts";
 import { HealthMonitor } from "./health-monitor.ts";
 import { redactUrl } from "../schema/url.ts";
@@ -32,6 +34,10 @@ Options:
   --pool NAME            pool this node belongs to (set by the reconciler's bootstrap)
   --provider NAME        provider that created this machine
   --instance-type TYPE   provider instance type
+  --config FILE          what this machine does when the reconciler asks: the checks it may be
+                         asked to run, by name (default: /etc/navarch/agent.yaml when it exists;
+                         without one every request is refused). A file with a problem stops the
+                         agent at start, naming the key and line
   --nvml-library PATH    libnvidia-ml.so.1 to load (default: $NAVARCH_NVML_LIBRARY, then the driver's usual paths)
   --state-dir DIR        where unsent events are spooled (default: /var/lib/navarch-node, or
                          ~/.local/state/navarch-node when not root); when it cannot be written,
@@ -62,7 +68,8 @@ Environment:
 Signals: SIGTERM and SIGINT stop the agent (after one last attempt to send what is spooled);
 SIGUSR1 logs where its memory is (resident set, and each JavaScript heap).
 
-Exit status: 64 for a usage error (a bad flag or value), 2 when the agent cannot start (no token).
+Exit status: 64 for a usage error (a bad flag or value), 2 when the agent cannot start (no token,
+or an agent configuration with a problem).
 `;
 
 /**
@@ -167,6 +174,7 @@ async function main(argv: string[]): Promise<void> {
         pool: { type: "string" },
         provider: { type: "string" },
         "instance-type": { type: "string" },
+        config: { type: "string" },
         "nvml-library": { type: "string" },
         "state-dir": { type: "string" },
         "kmsg-path": { type: "string" },
@@ -216,6 +224,14 @@ async function main(argv: string[]): Promise<void> {
   const libraryProblem = flags["nvml-library"] === undefined ? undefined : explicitLibraryProblem(flags["nvml-library"]);
   if (libraryProblem !== undefined) usage(`--nvml-library: ${libraryProblem}`);
   const send = reconcilerFetch(flags, serverUrl);
+  // What this machine will do on request: its owner's file, checked before anything starts.
+  const agentConfig = loadAgentConfig(flags.config);
+  if (!agentConfig.ok) {
+    process.stderr.write(
+      `navarch-node: the agent configuration has ${agentConfig.problems.length === 1 ? "a problem" : `${agentConfig.problems.length} problems`}:\n${agentConfig.problems.map((p) => `  ${p}\n`).join("")}`,
+    );
+    process.exit(2);
+  }
   // Every line on one line: kernel-log text and NVML errors may hold newlines and escapes.
   const log = (line: string) => process.stderr.write(logLine("navarch-node", line));
   const stateDir = flags["state-dir"] ?? defaultStateDir();
@@ -250,6 +266,15 @@ async function main(argv: string[]): Promise<void> {
     log,
   });
 
+  const client = new ReconcilerClient(serverUrl, token, undefined, send);
+  const requests = new RequestHandler({
+    nodeId,
+    client,
+    config: agentConfig.config,
+    configSource: agentConfig.source,
+    stateDir,
+    log,
+  });
   agent = new Agent({
     identity: {
       nodeId,
@@ -259,13 +284,20 @@ async function main(argv: string[]): Promise<void> {
       ...(flags.provider ? { provider: flags.provider } : {}),
       ...(flags["instance-type"] ? { instanceType: flags["instance-type"] } : {}),
     },
-    client: new ReconcilerClient(serverUrl, token, undefined, send),
+    client,
     spool,
     gpus,
     log,
     credentialFile,
+    requests,
   });
   log(`starting ${NAVARCH_VERSION}: node ${nodeId}, reconciler ${redactUrl(serverUrl)}, state ${stateDir}`);
+  const checkNames = Object.keys(agentConfig.config.checks);
+  log(
+    agentConfig.source === undefined
+      ? "no agent configuration (no /etc/navarch/agent.yaml): every request of the reconciler is refused"
+      : `configuration ${agentConfig.source}: ${checkNames.length === 0 ? "no checks" : `checks ${checkNames.join(", ")}`} may be run on request`,
+  );
   // Report from the start: findings of the first check are spooled until registration.
   await gpus.start();
   agent.start();

@@ -11,10 +11,12 @@ import {
   EventBatchResponse,
   HeartbeatResponse,
   RegisterResponse,
+  RequestAnswerResponse,
   formatIssuePath,
   type EventBatch,
   type Heartbeat,
   type RegisterRequest,
+  type RequestAnswer,
 } from "../schema/wire.ts";
 
 /** Why a call failed, as the agent's retry logic needs to know it. */
@@ -112,6 +114,11 @@ export class ReconcilerClient {
 
   sendEvents(batch: EventBatch): Promise<EventBatchResponse> {
     return this.post("/v1/events", batch, EventBatchResponse);
+  }
+
+  /** Answers a request of the reconciler: it started, or how it ended. */
+  answerRequest(nodeId: string, requestId: string, answer: RequestAnswer): Promise<RequestAnswerResponse> {
+    return this.post(`/v1/nodes/${encodeURIComponent(nodeId)}/requests/${encodeURIComponent(requestId)}`, answer, RequestAnswerResponse);
   }
 
   private async post<S extends v.GenericSchema>(path: string, body: unknown, schema: S): Promise<v.InferOutput<S>> {

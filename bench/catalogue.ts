@@ -17,6 +17,11 @@ export const CATALOGUE: Readonly<Record<string, FigureInfo>> = {
     goal: { text: "p99 < 100 ms", met: (v) => v < 100 },
     how: "compiled agent and reconciler on loopback, 200 injections (`npm run bench agent`)",
   },
+  "agent.kmsg_p99": {
+    label: "Xid written to the kernel log → event stored by the reconciler",
+    goal: { text: "p99 ≤ 50 ms", met: (v) => v <= 50 },
+    how: "compiled agent reading a FIFO as its kernel log (it blocks like `/dev/kmsg`), 50 records 0–400 ms apart; from the finding on, the path of the row above (the spool's fsync, the POST, the reconciler's commit)",
+  },
   "agent.slowdown_p50": {
     label: "GPU at its slowdown threshold → reconciler has it",
     goal: { text: "< 2 s (the slowest of 10 trials)" },
@@ -105,6 +110,17 @@ export const CATALOGUE: Readonly<Record<string, FigureInfo>> = {
     how: "at most 500 tiles, those needing attention first (`test/dashboard.test.ts`)",
   },
   "dashboard.100k.render": { label: "  … rendered in chromium", goal: { text: "< 1 s", met: (v) => v < 1000 }, how: "" },
+  "cli.help": {
+    label: "`navarch --help`: the compiled binary's start to exit",
+    goal: { text: "≤ 150 ms", met: (v) => v <= 150 },
+    how: "median of 20 runs from a directory with no node_modules (`npm run bench cli`)",
+  },
+  "cli.nodes_help": { label: "  … `navarch nodes --help`", goal: { text: "≤ 150 ms", met: (v) => v <= 150 }, how: "" },
+  "cli.nodes_list": {
+    label: "  … `navarch nodes list`",
+    goal: { text: "≤ 150 ms", met: (v) => v <= 150 },
+    how: "against `navarch serve` (the same binary) on loopback",
+  },
   "kube.5k.fault_p99": {
     label: "Kubernetes: GPU fault → Node cordoned and tainted, 5,000 KWOK nodes",
     goal: { text: "p99 ≤ 150 ms from the fault", met: (v) => v <= 150 },

@@ -4,7 +4,7 @@
 //   - heartbeat ingest over HTTP for N registered nodes (goal: 2,000/s, p99 < 50 ms);
 //   - resident memory per node.
 import { parseConfig } from "../reconciler/config/load.ts";
-import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { defaultHealthPolicy } from "../reconciler/health/compile-policy.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { startReconciler } from "../reconciler/app/serve.ts";

@@ -1,6 +1,6 @@
 // `npm run bench`: runs the project's benchmarks and prints one table: each figure, its goal
 // (met or not) and its ratio to the figure recorded before it (bench/figures.json).
-//   bun run bench/run.ts [agent|reconciler|ingest|metrics|sim|dashboard|kube] [--quick] [--soak] [--record]
+//   bun run bench/run.ts [agent|reconciler|ingest|metrics|sim|cli|dashboard|kube] [--quick] [--soak] [--record]
 // `--record` writes this run's figures into bench/figures.json.
 import { cpus, totalmem } from "node:os";
 import { benchAgent } from "./agent.ts";
@@ -23,7 +23,14 @@ const machine = `${cpus().length} cores (${cpus()[0]?.model.trim() ?? "unknown"}
 if (want("agent")) {
   // `--soak`: a 10-minute window, to see whether the agent's memory keeps growing.
   const soak = args.includes("--soak");
-  const r = await benchAgent({ windowSeconds: soak ? 600 : quick ? 20 : 60, injections: 200, slowdownTrials: quick ? 3 : 10, skipOutage: quick, log });
+  const r = await benchAgent({
+    windowSeconds: soak ? 600 : quick ? 20 : 60,
+    injections: 200,
+    kmsgRecords: 50,
+    slowdownTrials: quick ? 3 : 10,
+    skipOutage: quick,
+    log,
+  });
   const slowdown = quantile(r.slowdownMs, 0.5);
   figures.push(
     {
@@ -44,6 +51,12 @@ if (want("agent")) {
       value: slowdown,
       unit: "ms p50",
       notes: `max ${Math.round(r.slowdownMs.at(-1) ?? NaN)} ms over ${r.slowdownMs.length} trials at random points of the second`,
+    },
+    {
+      ...about("agent.kmsg_p99", r.kmsgLatencyMs.p99 <= 50),
+      value: r.kmsgLatencyMs.p99,
+      unit: "ms p99",
+      notes: `p50 ${f1(r.kmsgLatencyMs.p50)} ms, p90 ${f1(r.kmsgLatencyMs.p90)} ms, max ${f1(r.kmsgLatencyMs.max)} ms, ${r.kmsgLatencyMs.count} records; agent CPU ${r.agent.cpuPercentOfOneCore.toFixed(3)} % of a core while idle`,
     },
     {
       ...about("agent.xid_p99", r.latencyMs.p99 < 100),
@@ -179,6 +192,21 @@ if (want("sim")) {
       value: s.wallMs / 1000,
       unit: "s",
       notes: `${(24 / (s.wallMs / 1000)).toFixed(2)} virtual h/s; CPU ${f1(s.cpuMs / 1000)} s; ${s.passes} passes (${f1(s.passWallMs / 1000)} s); ${r.faults} faults`,
+    });
+  }
+}
+
+if (want("cli")) {
+  // The compiled navarch's start: a command's module is loaded only when it runs (reconciler/main.ts).
+  const { benchCliStart } = await import("./cli.ts");
+  const keys: Record<string, string> = { "navarch --help": "cli.help", "navarch nodes --help": "cli.nodes_help", "navarch nodes list": "cli.nodes_list" };
+  for (const r of await benchCliStart(quick ? 10 : 20, log)) {
+    const median = quantile(r.wallMs, 0.5);
+    figures.push({
+      ...about(keys[r.command]!, median <= 150),
+      value: median,
+      unit: "ms",
+      notes: `p90 ${f1(quantile(r.wallMs, 0.9))} ms, min ${f1(r.wallMs[0]!)} ms over ${r.wallMs.length} runs; CPU (user + system) median ${f1(quantile(r.cpuMs, 0.5))} ms`,
     });
   }
 }

@@ -1,18 +1,12 @@
 // navarch: the reconciler (serve), its operator CLI and the local demo, in one binary.
+// A command's module is imported when that command runs, never before: the modules bring the
+// reconciler with them (the store, the API, every provider, the Kubernetes client), and
+// `navarch nodes list` or `navarch COMMAND --help` should start without loading any of it.
+// What this file imports itself stays light: the help texts are in cli/usage.ts.
 import { NAVARCH_VERSION } from "../schema/version.ts";
-import { backupCommand } from "./cli/backup.ts";
-import { CliError } from "./cli/client.ts";
-import { configCheckCommand } from "./cli/config-check.ts";
-import { configMigrateCommand } from "./cli/config-migrate.ts";
-import { demoCommand } from "./cli/demo.ts";
-import { ACTIONS_USAGE, actionCommand } from "./cli/actions.ts";
-import { NODES_USAGE, nodesCommand } from "./cli/nodes.ts";
-import { EVENTS_USAGE, eventsCommand } from "./cli/events.ts";
-import { serveCommand } from "./cli/serve.ts";
-import { REPORT_USAGE, reportCommand } from "./cli/report.ts";
-import { TOKENS_USAGE, tokensCommand } from "./cli/tokens.ts";
 import { printable } from "../schema/text.ts";
-import { simCommand } from "./cli/sim.ts";
+import { CliError } from "./cli/client.ts";
+import { ACTIONS_USAGE, EVENTS_USAGE, NODES_USAGE, REPORT_USAGE, TOKENS_USAGE, backupHelp, configCheckHelp, configMigrateHelp, simHelp } from "./cli/usage.ts";
 
 const USAGE = `navarch ${NAVARCH_VERSION}: GPU fleet reconciler
 
@@ -93,61 +87,76 @@ function usageOf(command: string): string | undefined {
   return lines.length === 0 ? undefined : `Usage:\n${lines.join("\n")}\n`;
 }
 
-/** Commands that print their own, longer help. */
-const OWN_HELP = new Set(["sim", "backup"]);
+function asksForHelp(args: string[]): boolean {
+  return args.includes("--help") || args.includes("-h");
+}
+
+interface Command {
+  /** Imports the command's module and runs it. */
+  run: (args: string[]) => Promise<number>;
+  /**
+   * A command that answers --help itself (with more than its lines of USAGE): its help when `args`
+   * ask for it, else undefined, decided without importing its module. Without one, -h or --help
+   * anywhere prints the command's lines of USAGE.
+   */
+  help?: (args: string[]) => string | undefined;
+}
+
+/** An API command of cli/actions.ts. */
+function action(name: string): Command {
+  return { run: async (args) => (await import("./cli/actions.ts")).actionCommand(name, args, out.stdout) };
+}
+
+const COMMANDS = new Map<string, Command>([
+  ["serve", { run: async (args) => (await import("./cli/serve.ts")).serveCommand(args, out) }],
+  ["demo", { run: async (args) => (await import("./cli/demo.ts")).demoCommand(args, out) }],
+  [
+    "config",
+    {
+      help: (args) => {
+        if (args[0] === "check") return configCheckHelp(args.slice(1));
+        if (args[0] === "migrate") return configMigrateHelp(args.slice(1));
+        return asksForHelp(args) ? usageOf("config") : undefined;
+      },
+      run: async ([verb, ...args]) => {
+        if (verb === "check") return (await import("./cli/config-check.ts")).configCheckCommand(args, out);
+        if (verb === "migrate") return (await import("./cli/config-migrate.ts")).configMigrateCommand(args, out);
+        throw new CliError("usage: navarch config check FILE | navarch config migrate FILE [-o OUT [--force]]", 2);
+      },
+    },
+  ],
+  ["backup", { help: backupHelp, run: async (args) => (await import("./cli/backup.ts")).backupCommand(args, out) }],
+  ["sim", { help: simHelp, run: async (args) => (await import("./cli/sim.ts")).simCommand(args, out) }],
+  ["nodes", { run: async (args) => (await import("./cli/nodes.ts")).nodesCommand(args, out.stdout) }],
+  ["events", { run: async (args) => (await import("./cli/events.ts")).eventsCommand(args, out.stdout) }],
+  ["tokens", { run: async (args) => (await import("./cli/tokens.ts")).tokensCommand(args, out.stdout) }],
+  ["report", { run: async (args) => (await import("./cli/report.ts")).reportCommand(args, out.stdout) }],
+  ...["cordon", "uncordon", "drain", "reboot", "replace", "pools", "breaker", "incidents", "fault"].map((name) => [name, action(name)] as const),
+]);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = hoistLeadingOptions(argv);
-  const wantsHelp = rest.includes("--help") || rest.includes("-h");
-  const selfHelped = OWN_HELP.has(command ?? "") || (command === "config" && (rest[0] === "check" || rest[0] === "migrate"));
-  if (command !== undefined && wantsHelp && !selfHelped) {
-    const usage = usageOf(command);
-    if (usage !== undefined) {
-      out.stdout(usage);
-      return 0;
-    }
+  if (command === undefined) {
+    out.stdout(USAGE);
+    return 2;
   }
+  const known = COMMANDS.get(command);
+  const help = known?.help !== undefined ? known.help(rest) : asksForHelp(rest) ? usageOf(command) : undefined;
+  if (help !== undefined) {
+    out.stdout(help);
+    return 0;
+  }
+  if (known !== undefined) return known.run(rest);
   switch (command) {
-    case "serve":
-      return serveCommand(rest, out);
-    case "demo":
-      return demoCommand(rest, out);
-    case "backup":
-      return backupCommand(rest, out);
-    case "config":
-      if (rest[0] === "check") return configCheckCommand(rest.slice(1), out);
-      if (rest[0] === "migrate") return configMigrateCommand(rest.slice(1), out);
-      throw new CliError("usage: navarch config check FILE | navarch config migrate FILE [-o OUT [--force]]", 2);
-    case "nodes":
-      return nodesCommand(rest, out.stdout);
-    case "events":
-      return eventsCommand(rest, out.stdout);
-    case "tokens":
-      return tokensCommand(rest, out.stdout);
-    case "report":
-      return reportCommand(rest, out.stdout);
-    case "cordon":
-    case "uncordon":
-    case "drain":
-    case "reboot":
-    case "replace":
-    case "pools":
-    case "breaker":
-    case "incidents":
-    case "fault":
-      return actionCommand(command, rest, out.stdout);
-    case "sim":
-      return simCommand(rest, out);
     case "version":
     case "--version":
       out.stdout(`${NAVARCH_VERSION}\n`);
       return 0;
-    case undefined:
     case "help":
     case "-h":
     case "--help":
       out.stdout(USAGE);
-      return command === undefined ? 2 : 0;
+      return 0;
     default:
       throw new CliError(`unknown command ${JSON.stringify(command)}; run navarch --help`, 2);
   }

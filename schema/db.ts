@@ -6,6 +6,7 @@
 // deadlines (`next_action_at`) are plain integer arithmetic in SQL.
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import { NODE_STATES } from "./lifecycle.ts";
+import { REQUEST_KINDS, REQUEST_STATES } from "./wire.ts";
 
 export const pools = sqliteTable("pools", {
   name: text("name").primaryKey(),
@@ -364,6 +365,45 @@ export const auditLog = sqliteTable(
     details: text("details", { mode: "json" }),
   },
   (t) => [index("audit_log_at").on(t.at)],
+);
+
+/**
+ * What the reconciler asked of a node's agent (schema/wire.ts, AgentRequest): delivered in
+ * heartbeat answers until the agent answers, then its answer. One not answered with a final
+ * state by `deadline_at` is `expired`.
+ */
+export const agentRequests = sqliteTable(
+  "agent_requests",
+  {
+    /** `req_` and 24 random lowercase hex digits. */
+    id: text("id").primaryKey(),
+    nodeId: text("node_id").notNull(),
+    kind: text("kind", { enum: REQUEST_KINDS }).notNull(),
+    /** The kind's arguments as validated (RunCheckArgs for run_check). */
+    args: text("args", { mode: "json" }).notNull(),
+    state: text("state", { enum: REQUEST_STATES }).notNull(),
+    /** Who asked, as the caller said (NAVARCH_ACTOR), and the token it asked with. */
+    requestedBy: text("requested_by").notNull(),
+    token: text("token").notNull(),
+    reason: text("reason").notNull(),
+    createdAt: integer("created_at").notNull(),
+    deadlineAt: integer("deadline_at").notNull(),
+    /** First sent in a heartbeat answer; the agent said it started; it ended (or expired). */
+    deliveredAt: integer("delivered_at"),
+    startedAt: integer("started_at"),
+    finishedAt: integer("finished_at"),
+    exitCode: integer("exit_code"),
+    signal: text("signal"),
+    /** The last 64 KiB of what it printed, how many bytes it printed in all, and whether output is only their end. */
+    output: text("output"),
+    outputBytes: integer("output_bytes"),
+    outputCut: integer("output_cut", { mode: "boolean" }),
+    /** How long it ran, by the agent's clock. */
+    durationMs: integer("duration_ms"),
+    /** Why it ended so: the agent's reason (a refusal), or why it expired. */
+    detail: text("detail"),
+  },
+  (t) => [index("agent_requests_node").on(t.nodeId, t.createdAt), index("agent_requests_state").on(t.state)],
 );
 
 // ───────────────────────────── SSH bootstrap and node credentials ─────────────────────────────

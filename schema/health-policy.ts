@@ -1,8 +1,9 @@
 // The health policy file (`server.health_policy_path`): ordered rules whose conditions are
 // CEL expressions over a health event and the node's recent history, plus per-Xid overrides
 // of the catalog. This file is the format only (valibot, like schema/config.ts); the CEL
-// environment, the compiler and the evaluator live in reconciler/health/policy.ts, which also
-// reports every problem with its key path (`rules[3].when`, `xid_overrides["79"].severity`).
+// environment (reconciler/health/cel-environment.ts), the compiler (compile-policy.ts) and the
+// evaluator (policy-evaluation.ts) live in reconciler/health/, whose policy-file.ts loads a file
+// and reports every problem with its key path (`rules[3].when`, `xid_overrides["79"].severity`).
 //
 //   rules:                       # optional; evaluated in order, the first match decides
 //     - name: repeated-xid-13    # unique; letters, digits, '.', '_' or '-'
@@ -17,14 +18,14 @@
 //
 // An event no rule matches falls through to the default policy (the catalog's repeat rules,
 // then the event as the agent classified it with the catalog's persistence): see
-// DEFAULT_POLICY in reconciler/health/policy.ts.
+// DEFAULT_POLICY in reconciler/health/default-policy.ts.
 //
 // `unhealthy_threshold` is NOT a policy key: it is per pool (`pools[].health.unhealthy_threshold`,
 // default 2) and applies to the node verdict, not to single events. It is the number of
 // consecutive failed health evaluations (an evaluation that finds at least one open finding
 // whose result is `unhealthy`) before the node is declared unhealthy; until then the node is
 // degraded (Suspect). A finding that is both `unhealthy` and `fatal` skips the count. See
-// `nodeVerdict` in reconciler/health/policy.ts.
+// `nodeVerdict` in reconciler/health/node-verdict.ts.
 import * as v from "valibot";
 import { isRecord, oneOf, show, reportDuplicateRuleNames, strict } from "./shapes.ts";
 import { ACTIONS, SEVERITIES, formatIssuePath, type RecommendedAction, type Severity } from "./wire.ts";
@@ -41,7 +42,7 @@ export const POLICY_KEYS = ["rules", "xid_overrides"] as const;
 /** One rule as written (normalised: absent optionals stay absent; defaults are applied per event). */
 export interface PolicyRule {
   name: string;
-  /** A CEL expression of type bool (compiled and type-checked by reconciler/health/policy.ts). */
+  /** A CEL expression of type bool (compiled and type-checked by reconciler/health/compile-when.ts). */
   when: string;
   result: Severity;
   action?: RecommendedAction;
@@ -144,7 +145,7 @@ export type PolicyValidation = { ok: true; policy: HealthPolicyDocument } | { ok
 /**
  * Validates a parsed policy document: the shape (every problem, each with its key path) and the
  * Xid overrides, applied to `base` with the catalog's own `applyXidOverrides` (so the paths and
- * messages are the catalog's). CEL is not looked at here (reconciler/health/policy.ts compiles it).
+ * messages are the catalog's). CEL is not looked at here (reconciler/health/compile-policy.ts compiles it).
  */
 export function validateHealthPolicy(raw: unknown, base: XidCatalog = XID_CATALOG): PolicyValidation {
   if (raw === null || raw === undefined) raw = {};

@@ -13,9 +13,9 @@ export type TokenRole = (typeof TOKEN_ROLES)[number];
 
 /**
  * read: every GET of the fleet, the dashboard's views, the change stream, /metrics.
- * operate: cordon, uncordon, drain, replace, reboot, pause and resume pools.
+ * operate: cordon, uncordon, drain, replace, reboot, pause and resume pools, ask agents to run checks.
  * admin: tokens, bootstrap tokens, breaker resets, fault injection, anything unlisted.
- * agent: register, heartbeat, events (a node credential for its own node only; an enroll
+ * agent: register, heartbeat, events, answers to requests (a node credential for its own node only; an enroll
  * token registers into its pool only; a bootstrap token registers its node once).
  */
 export const PERMISSIONS = ["read", "operate", "admin", "agent"] as const;
@@ -44,11 +44,14 @@ export const ROUTE_PERMISSIONS: readonly RoutePermission[] = [
   route("POST", "/v1/register", "agent"),
   route("POST", "/v1/heartbeat", "agent"),
   route("POST", "/v1/events", "agent"),
+  route("POST", "/v1/nodes/{id}/requests/{rid}", "agent"),
   route("GET", "/v1/events", "read"),
   route("GET", "/v1/nodes", "read"),
   route("GET", "/v1/nodes/{id}", "read"),
   route("GET", "/v1/nodes/{id}/timeline", "read"),
   route("GET", "/v1/nodes/{id}/bootstrap", "read"),
+  route("GET", "/v1/nodes/{id}/requests", "read"),
+  route("GET", "/v1/nodes/{id}/requests/{rid}", "read"),
   route("GET", "/v1/overview", "read"),
   route("GET", "/v1/pools", "read"),
   route("GET", "/v1/pools/{name}", "read"),
@@ -64,6 +67,7 @@ export const ROUTE_PERMISSIONS: readonly RoutePermission[] = [
   route("POST", "/v1/nodes/{id}/drain", "operate"),
   route("POST", "/v1/nodes/{id}/replace", "operate"),
   route("POST", "/v1/nodes/{id}/reboot", "operate"),
+  route("POST", "/v1/nodes/{id}/requests", "operate"),
   route("POST", "/v1/pools/{name}/pause", "operate"),
   route("POST", "/v1/pools/{name}/resume", "operate"),
   route("POST", "/v1/pools/{name}/scale", "operate"),

@@ -192,6 +192,81 @@ export const Heartbeat = v.strictObject({
 });
 export type Heartbeat = v.InferOutput<typeof Heartbeat>;
 
+// ───────────────────────────── requests to the agent ─────────────────────────────
+// The one way the reconciler asks an agent for something: delivered in heartbeat answers,
+// answered with POST /v1/nodes/{id}/requests/{request_id}. The request names what to do; the
+// agent does only what its own machine's configuration defines (schema/agent-config.ts), never
+// a command from the request.
+
+/** Most requests one heartbeat answer may carry (the reconciler holds fewer open per node). */
+export const MAX_REQUESTS_PER_HEARTBEAT = 64;
+/** Longest output a request's answer carries, in UTF-16 units: the last 64 KiB of what it printed. */
+export const MAX_REQUEST_OUTPUT = 64 * 1024;
+
+/** What a request asks: run a check the machine defines; later an evidence bundle, a GPU reset, a self-update. */
+export const REQUEST_KINDS = ["run_check", "bundle", "reset_gpu", "update"] as const;
+export const RequestKind = v.picklist(REQUEST_KINDS);
+export type RequestKind = v.InferOutput<typeof RequestKind>;
+
+/** A request's life on the reconciler: asked, in a heartbeat answer, started, and how it ended. */
+export const REQUEST_STATES = ["pending", "delivered", "running", "succeeded", "failed", "refused", "timed_out", "expired"] as const;
+export type RequestState = (typeof REQUEST_STATES)[number];
+/** The states a request ends in: nothing changes it after. */
+export const FINAL_REQUEST_STATES = ["succeeded", "failed", "refused", "timed_out", "expired"] as const satisfies readonly RequestState[];
+/** What an agent answers: it started, or how it ended (`expired` is the reconciler's alone). */
+export const ANSWER_STATES = ["running", "succeeded", "failed", "refused", "timed_out"] as const satisfies readonly RequestState[];
+export type AnswerState = (typeof ANSWER_STATES)[number];
+
+/** The reconciler's id for a request: safe in a URL and as a file name on the agent. */
+export const RequestId = v.pipe(v.string(), v.regex(/^req_[a-z0-9]{8,60}$/, "must be a request id: req_ and 8 to 60 lowercase letters or digits"));
+
+/** The name of a check a machine's configuration defines (`dcgm-diag`). */
+export const CHECK_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,62}$/;
+export const CheckName = v.pipe(
+  v.string(),
+  v.regex(CHECK_NAME_PATTERN, "must be a check name: 1 to 63 lowercase letters, digits, '-' or '_', starting with a letter"),
+);
+
+/**
+ * `run_check`: the name of a check, and nothing else. The command, its arguments and its
+ * timeout are the machine's own (schema/agent-config.ts); a request that carries more is refused.
+ */
+export const RunCheckArgs = v.strictObject({ check: CheckName });
+export type RunCheckArgs = v.InferOutput<typeof RunCheckArgs>;
+
+/** One request as a heartbeat answer carries it. */
+export const AgentRequest = v.object({
+  id: RequestId,
+  kind: RequestKind,
+  /** The kind's arguments (RunCheckArgs for run_check), judged by the agent per kind. */
+  args: v.record(v.string(), v.unknown()),
+  /** When the reconciler stops waiting for its answer (it is then `expired`); the agent does not start it later. */
+  deadline: IsoTime,
+});
+export type AgentRequest = v.InferOutput<typeof AgentRequest>;
+
+/** `POST /v1/nodes/{id}/requests/{request_id}`: the agent's answer, `running` first, then how it ended. */
+export const RequestAnswer = v.strictObject({
+  state: v.picklist(ANSWER_STATES),
+  /** Why it was refused, or failed without an exit code (could not start, the agent stopped). */
+  reason: v.optional(v.pipe(v.string(), wellFormed, v.maxLength(1024))),
+  exitCode: v.optional(whole(0, 255)),
+  /** The signal that ended the check's process (a timeout's SIGTERM or SIGKILL). */
+  signal: v.optional(v.pipe(v.string(), v.regex(/^SIG[A-Z0-9]{1,12}$/, "must be a signal name like SIGKILL"))),
+  /** The last MAX_REQUEST_OUTPUT characters of what it wrote to stdout and stderr, in the order written. */
+  output: v.optional(v.pipe(v.string(), wellFormed, v.maxLength(MAX_REQUEST_OUTPUT))),
+  /** How many bytes it wrote in all; `outputCut` says whether `output` is only their end. */
+  outputBytes: v.optional(Count),
+  outputCut: v.optional(v.boolean()),
+  /** How long it ran, by the agent's clock. */
+  durationMs: v.optional(Count),
+});
+export type RequestAnswer = v.InferOutput<typeof RequestAnswer>;
+
+/** The reconciler's reply to an answer: the state it holds now (a final one: the agent stops sending). */
+export const RequestAnswerResponse = v.object({ state: v.picklist(REQUEST_STATES) });
+export type RequestAnswerResponse = v.InferOutput<typeof RequestAnswerResponse>;
+
 export const HeartbeatResponse = v.object({
   /** When the agent should send the next heartbeat. */
   heartbeatIntervalSeconds: HeartbeatIntervalSeconds,
@@ -201,6 +276,15 @@ export const HeartbeatResponse = v.object({
    * registers again, re-sending its open findings.
    */
   lastEventSeq: v.optional(Count),
+  /**
+   * What the reconciler asks of this node's agent (each an `AgentRequest`), sent with every
+   * answer until the agent answers it. Each is judged on its own by the agent (so one it cannot
+   * read, or a kind newer than it, is refused alone and never costs a heartbeat); an older agent
+   * ignores the field, an older reconciler leaves it out.
+   */
+  requests: v.optional(
+    v.pipe(v.array(v.unknown()), v.maxLength(MAX_REQUESTS_PER_HEARTBEAT), v.description("AgentRequest objects, judged one by one by the agent")),
+  ),
 });
 export type HeartbeatResponse = v.InferOutput<typeof HeartbeatResponse>;
 

@@ -1,12 +1,16 @@
 // The layers of docs/architecture.md's table hold in the code: every source file is in a listed
 // folder, imports point only down the list (or into schema/), the two programs never import
-// each other, and no two files import each other through any chain.
+// each other, no two files import each other through any chain, and no file grows past one concept's size.
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { REPO_ROOT } from "./support.ts";
 
 const SOURCE_ROOTS = ["agent", "reconciler", "schema", "bootstrap"];
+
+/** A file longer than this holds more than one concept; data tables are the exception. */
+const MAX_LINES = 700;
+const DATA_TABLES = new Set(["schema/xid-catalog.ts"]);
 
 /** The table's folders (or files), top to bottom. */
 function layers(): string[] {
@@ -98,5 +102,14 @@ describe("layers", () => {
     };
     for (const file of graph.keys()) if (!state.has(file)) visit(file);
     expect(cycles).toEqual([]);
+  });
+
+  test(`no source file over ${MAX_LINES} lines, except data tables`, () => {
+    const long = files
+      .filter((f) => !DATA_TABLES.has(f))
+      .map((f) => ({ f, lines: readFileSync(join(REPO_ROOT, f), "utf8").split("\n").length }))
+      .filter(({ lines }) => lines > MAX_LINES)
+      .map(({ f, lines }) => `${f}: ${lines} lines`);
+    expect(long).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
 import { parseConfig } from "../reconciler/config/load.ts";
-import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { defaultHealthPolicy } from "../reconciler/health/compile-policy.ts";
 import { recordHeartbeat } from "../reconciler/nodes/agent-reports.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import { createMetrics } from "../reconciler/metrics/metrics.ts";

@@ -4,7 +4,9 @@
 import { describe, expect, test } from "bun:test";
 import { CHECKS, CHECK_NAMES, CHECK_XID_TWINS, EDGE_CHECKS, isSticky } from "../schema/checks.ts";
 import { HealthEvent } from "../schema/wire.ts";
-import { CHECK_XID_EQUIVALENTS, EDGE_CHECKS as POLICY_EDGE_CHECKS, defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { CHECK_XID_EQUIVALENTS } from "../reconciler/health/default-policy.ts";
+import { EDGE_CHECKS as POLICY_EDGE_CHECKS } from "../reconciler/health/findings.ts";
+import { defaultHealthPolicy } from "../reconciler/health/compile-policy.ts";
 import { lookupXid } from "../schema/xid-catalog.ts";
 import * as v from "valibot";
 

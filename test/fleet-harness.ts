@@ -5,7 +5,7 @@ import { eq } from "drizzle-orm";
 import { copyFileSync, rmSync } from "node:fs";
 import { parseConfig } from "../reconciler/config/load.ts";
 import { Operator } from "../reconciler/nodes/operator-actions.ts";
-import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { defaultHealthPolicy } from "../reconciler/health/compile-policy.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { SimulatedAgents } from "../reconciler/sim/agents.ts";

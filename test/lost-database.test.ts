@@ -7,7 +7,7 @@
 // Once observed: the three were terminated about a minute after the restart.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
-import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { defaultHealthPolicy } from "../reconciler/health/compile-policy.ts";
 import { recordHeartbeat, registerNode } from "../reconciler/nodes/agent-reports.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import { createProviders } from "../reconciler/providers/index.ts";

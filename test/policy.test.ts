@@ -1,21 +1,11 @@
 import { describe, expect, test } from "bun:test";
-import {
-  closeFindings,
-  compilePolicy,
-  DEFAULT_POLICY,
-  defaultHealthPolicy,
-  eventFromRow,
-  loadPolicyFile,
-  nodeVerdict,
-  parsePolicy,
-  PreparedHistory,
-  trackFinding,
-  type HealthPolicy,
-  type OpenFinding,
-  type PolicyEvaluation,
-  type PolicyHistoryRow,
-  type PolicyNode,
-} from "../reconciler/health/policy.ts";
+import { DEFAULT_POLICY } from "../reconciler/health/default-policy.ts";
+import { eventFromRow, PreparedHistory, type PolicyHistoryRow } from "../reconciler/health/history.ts";
+import { closeFindings, trackFinding, type OpenFinding } from "../reconciler/health/findings.ts";
+import { nodeVerdict } from "../reconciler/health/node-verdict.ts";
+import { compilePolicy, defaultHealthPolicy } from "../reconciler/health/compile-policy.ts";
+import type { HealthPolicy, PolicyEvaluation, PolicyNode } from "../reconciler/health/policy-evaluation.ts";
+import { loadPolicyFile, parsePolicy } from "../reconciler/health/policy-file.ts";
 import { validateHealthPolicy } from "../schema/health-policy.ts";
 import type { HealthEvent } from "../schema/wire.ts";
 import { lookupXid, XID_CATALOG } from "../schema/xid-catalog.ts";

@@ -4,7 +4,7 @@
 // does), so that a test decides when, or whether, a machine's agent comes up.
 import { afterEach, describe, expect, test } from "bun:test";
 import { eq } from "drizzle-orm";
-import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { defaultHealthPolicy } from "../reconciler/health/compile-policy.ts";
 import { recordHeartbeat, registerNode } from "../reconciler/nodes/agent-reports.ts";
 import { buildReport } from "../reconciler/api/report.ts";
 import { reportText } from "../reconciler/cli/report.ts";

@@ -88,11 +88,14 @@ const ALLOWED: Record<string, Role[]> = {
   "POST /v1/register": ["admin", "enroll", "node"],
   "POST /v1/heartbeat": ["admin", "node"],
   "POST /v1/events": ["admin", "node"],
+  "POST /v1/nodes/{id}/requests/{rid}": ["admin", "node"],
   "GET /v1/events": ["admin", "operator", "viewer"],
   "GET /v1/nodes": ["admin", "operator", "viewer"],
   "GET /v1/nodes/{id}": ["admin", "operator", "viewer"],
   "GET /v1/nodes/{id}/timeline": ["admin", "operator", "viewer"],
   "GET /v1/nodes/{id}/bootstrap": ["admin", "operator", "viewer"],
+  "GET /v1/nodes/{id}/requests": ["admin", "operator", "viewer"],
+  "GET /v1/nodes/{id}/requests/{rid}": ["admin", "operator", "viewer"],
   "GET /v1/overview": ["admin", "operator", "viewer"],
   "GET /v1/pools": ["admin", "operator", "viewer"],
   "GET /v1/pools/{name}": ["admin", "operator", "viewer"],
@@ -108,6 +111,7 @@ const ALLOWED: Record<string, Role[]> = {
   "POST /v1/nodes/{id}/drain": ["admin", "operator"],
   "POST /v1/nodes/{id}/replace": ["admin", "operator"],
   "POST /v1/nodes/{id}/reboot": ["admin", "operator"],
+  "POST /v1/nodes/{id}/requests": ["admin", "operator"],
   "POST /v1/pools/{name}/pause": ["admin", "operator"],
   "POST /v1/pools/{name}/resume": ["admin", "operator"],
   "POST /v1/pools/{name}/scale": ["admin", "operator"],
@@ -125,6 +129,7 @@ function request(route: string, role: Role): { method: string; path: string; bod
   const [method, template] = route.split(" ") as [string, string];
   const path = template
     .replace("{id}", route.includes("tokens") ? (ids.get("doomed") ?? "") : "t-node")
+    .replace("{rid}", "req_000000000000")
     .replace("{name}", "train")
     .replace("{scope}", "fleet");
   const own = role === "node" ? "t-node" : role === "enroll" ? `t-enrolled-${crypto.randomUUID().slice(0, 8)}` : "t-node";
@@ -150,6 +155,8 @@ function request(route: string, role: Role): { method: string; path: string; bod
     "POST /v1/bootstrap-tokens": { nodeId: "t-new" },
     "POST /v1/tokens": { role: "viewer" },
     "POST /v1/pools/{name}/scale": { nodes: 0 },
+    "POST /v1/nodes/{id}/requests": { kind: "run_check", args: { check: "dcgm-diag" } },
+    "POST /v1/nodes/{id}/requests/{rid}": { state: "running" },
   };
   return { method, path, ...(route in bodies ? { body: bodies[route] } : method === "POST" ? { body: {} } : {}) };
 }

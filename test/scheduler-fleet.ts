@@ -3,7 +3,7 @@
 import { eq } from "drizzle-orm";
 import type { NavarchConfig } from "../schema/config.ts";
 import { incidents, nodes } from "../schema/db.ts";
-import { defaultHealthPolicy } from "../reconciler/health/policy.ts";
+import { defaultHealthPolicy } from "../reconciler/health/compile-policy.ts";
 import type { SchedulerIntegration } from "../reconciler/schedulers/scheduler.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import type { SimulatedCloud } from "../reconciler/providers/simulated.ts";

@@ -27,6 +27,8 @@ export type Principal =
 
 /** The calls an agent makes: the only ones node credentials, enroll and bootstrap tokens may make. */
 const AGENT_CALLS = new Set(["/v1/register", "/v1/heartbeat", "/v1/events"]);
+/** An agent's answer to a request: its node is the path's. */
+const REQUEST_ANSWER = /^\/v1\/nodes\/([^/]+)\/requests\/[^/]+\/?$/;
 
 const principals = new WeakMap<Request, Principal>();
 
@@ -84,7 +86,7 @@ async function identify(token: string, opts: AuthOptions): Promise<Principal | {
 
 function refusal(who: Principal, method: string, path: string, need: Permission | "any"): string {
   if (who.kind === "node" || who.kind === "bootstrap") {
-    return `a node's credential may only register, heartbeat and send events for node ${who.nodeId}, not ${method} ${path}`;
+    return `a node's credential may only register, heartbeat, send events and answer requests for node ${who.nodeId}, not ${method} ${path}`;
   }
   if (who.kind === "enroll") return `an enroll token only registers nodes into pool ${who.pool}, not ${method} ${path}`;
   const roles = (Object.keys(ROLE_PERMISSIONS) as Role[]).filter((r) => r !== "node" && r !== "enroll" && roleMay(r, need)).reverse();
@@ -94,6 +96,12 @@ function refusal(who: Principal, method: string, path: string, need: Permission 
 /** The rules an agent's credential adds: its own node, one registration, one pool. */
 async function checkAgentCall(c: Context, who: Extract<Principal, { kind: "node" | "bootstrap" | "enroll" }>, db: Db): Promise<string | undefined> {
   const path = c.req.path;
+  const answering = c.req.method === "POST" ? REQUEST_ANSWER.exec(path) : null;
+  if (answering !== null) {
+    if (who.kind !== "node") return "only a node's own credential answers its requests";
+    const nodeId = decodeURIComponent(answering[1]!);
+    return nodeId === who.nodeId ? undefined : `this credential belongs to node ${who.nodeId}; it cannot answer requests of node ${nodeId}`;
+  }
   if (c.req.method !== "POST" || !AGENT_CALLS.has(path)) return `${c.req.method} ${path} is not an agent call`;
   if (who.kind !== "node" && path !== "/v1/register") {
     return who.kind === "bootstrap"

@@ -7,6 +7,7 @@
 import { toJsonSchemaDefs } from "@valibot/to-json-schema";
 import * as v from "valibot";
 import * as admin from "../../schema/admin.ts";
+import * as requests from "../../schema/agent-requests.ts";
 import { NODE_STATES } from "../../schema/lifecycle.ts";
 import { NAVARCH_VERSION } from "../../schema/version.ts";
 import * as wire from "../../schema/wire.ts";
@@ -61,6 +62,13 @@ const SCHEMAS = {
   GpuInfo: wire.GpuInfo,
   GpuSnapshot: wire.GpuSnapshot,
   NvmlStatus: wire.NvmlStatus,
+  AgentRequest: wire.AgentRequest,
+  RequestAnswer: wire.RequestAnswer,
+  RequestAnswerResponse: wire.RequestAnswerResponse,
+  RequestCreate: requests.RequestCreate,
+  RequestSummary: requests.RequestSummary,
+  RequestDetail: requests.RequestDetail,
+  RequestList: requests.RequestList,
   NodeRow: admin.NodeRow,
   GpuRow: admin.GpuRow,
   EventRow: admin.EventRow,
@@ -244,6 +252,56 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     "/v1/nodes/{id}/replace": { post: admin_action("replace", "Take a node out and replace it", "node") },
     "/v1/nodes/{id}/reboot": {
       post: admin_action("reboot", "Take a node out, reboot it through its provider, and return it to service when its health check passes", "node"),
+    },
+    "/v1/nodes/{id}/requests": {
+      post: {
+        summary: "Ask the node's agent to run a check its machine's configuration defines",
+        operationId: "createNodeRequest",
+        tags: ["admin"],
+        description:
+          "The request goes out in the node's next heartbeat answer (as an AgentRequest). The agent runs only a check its own configuration file defines, with that file's command and timeout; any other is answered `refused` with the reason. A request not answered with a final state by its deadline becomes `expired`. Audited (`agent_request`).",
+        parameters: [pathParam("id", "node id")],
+        requestBody: { required: true, content: { "application/json": { schema: ref("RequestCreate") } } },
+        responses: {
+          "200": {
+            ...json("RequestDetail", "the request, pending"),
+            links: { getNodeRequest: { operationId: "getNodeRequest", parameters: { id: "$response.body#/nodeId", rid: "$response.body#/id" } } },
+          },
+          ...errors(400, 401, 403, 404, 409),
+        },
+      },
+      get: get(
+        "listNodeRequests",
+        `The node's requests to its agent, newest first (${requests.REQUEST_LIST_MAX} at most; without output)`,
+        "RequestList",
+        ["admin"],
+        {
+          parameters: [pathParam("id", "node id")],
+          responses: errors(404),
+        },
+      ),
+    },
+    "/v1/nodes/{id}/requests/{rid}": {
+      get: get(
+        "getNodeRequest",
+        "One request to the node's agent: its state and the agent's answer, with the last 64 KiB of output",
+        "RequestDetail",
+        ["admin"],
+        {
+          parameters: [pathParam("id", "node id"), pathParam("rid", "request id (req_…)")],
+          responses: errors(404),
+        },
+      ),
+      post: {
+        ...post(
+          "answerNodeRequest",
+          "An agent answers a request: running, then succeeded, failed, refused or timed_out",
+          "RequestAnswer",
+          "RequestAnswerResponse",
+          "Only the node's own credential (or the admin token). Answered with the state the reconciler holds after it: a final one (expired included) tells the agent to stop sending. 404 with `code: unknown_node` when the node is not registered.",
+        ),
+        parameters: [pathParam("id", "node id"), pathParam("rid", "request id (req_…)")],
+      },
     },
     "/v1/nodes/{id}/fault": { post: admin_action("injectFault", "Inject a fault into a local (simulated) node", "node", "FaultBody") },
     "/v1/pools": { get: get("listPools", "Pools as stored (spec from the config)", "PoolList", ["admin"]) },
@@ -473,7 +531,19 @@ const LINKS: { path: string; method: string; from: string; to: string[]; paramet
     method: "get",
     from: "$response.body#/nodes/0/id",
     parameter: "id",
-    to: ["getNode", "getNodeTimeline", "getNodeBootstrap", "cordonNode", "uncordonNode", "drainNode", "rebootNode", "replaceNode", "injectFaultNode"],
+    to: [
+      "getNode",
+      "getNodeTimeline",
+      "getNodeBootstrap",
+      "cordonNode",
+      "uncordonNode",
+      "drainNode",
+      "rebootNode",
+      "replaceNode",
+      "injectFaultNode",
+      "listNodeRequests",
+      "createNodeRequest",
+    ],
   },
   { path: "/v1/bootstrap-tokens", method: "post", from: "$response.body#/nodeId", parameter: "id", to: ["getNodeBootstrap", "getNode"] },
   { path: "/v1/pools", method: "get", from: "$response.body#/pools/0/name", parameter: "name", to: ["getPool", "pausePool", "resumePool", "scalePool"] },
@@ -531,7 +601,7 @@ export function openApiDocument(): Record<string, unknown> {
       title: "Navarch reconciler API",
       version: NAVARCH_VERSION,
       description:
-        "The agent API (register, heartbeat, events), the admin API (nodes, pools, incidents, breakers, audit, actions) and the views the dashboard and CLI read. Every /v1 call needs `Authorization: Bearer <token>`: the admin token (NAVARCH_AUTH_TOKEN), an API token of a role (admin: everything; operator: reads, cordon, uncordon, drain, replace, reboot, pause, resume and scale pools; viewer: reads, the change stream and /metrics; enroll: registers nodes into its one pool), a node's own credential (register, heartbeat and events for that node), or a one-time bootstrap token (one registration). A call the role may not make is answered 403.",
+        "The agent API (register, heartbeat, events), the admin API (nodes, pools, incidents, breakers, audit, actions) and the views the dashboard and CLI read. Every /v1 call needs `Authorization: Bearer <token>`: the admin token (NAVARCH_AUTH_TOKEN), an API token of a role (admin: everything; operator: reads, cordon, uncordon, drain, replace, reboot, ask agents to run checks, pause, resume and scale pools; viewer: reads, the change stream and /metrics; enroll: registers nodes into its one pool), a node's own credential (register, heartbeat, events and answers to requests for that node), or a one-time bootstrap token (one registration). A call the role may not make is answered 403.",
     },
     jsonSchemaDialect: "https://json-schema.org/draft/2020-12/schema",
     servers: [{ url: "/" }],

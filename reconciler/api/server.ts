@@ -34,6 +34,8 @@ import { authenticate, credentialForRegistration, principalOf } from "./auth.ts"
 import { validatedQuery } from "./query.ts";
 import { jsonBodyOr400 } from "./body.ts";
 import { registerTokenRoutes } from "./tokens.ts";
+import { registerRequestRoutes } from "./requests.ts";
+import { AgentRequests } from "../nodes/agent-requests.ts";
 import type { MetricsAuth } from "../../schema/config.ts";
 import { registerInstallRoutes } from "./install.ts";
 import type { ServedRelease } from "../release/agent-release.ts";
@@ -146,6 +148,8 @@ export function createApi(opts: ApiOptions): Hono {
   const { store, metrics, now } = opts;
   const ingest = opts.ingest ?? new Ingest(clientWriter(store.db.$client), { now });
   const nodeCredentials = new NodeCredentialCache();
+  // What operators ask of agents: sent in heartbeat answers, answered by the agents.
+  const agentRequests = new AgentRequests(store.db, now, opts.log);
   const app = new Hono();
 
   app.onError((err, c) => {
@@ -230,7 +234,14 @@ export function createApi(opts: ApiOptions): Hono {
       return c.json<ErrorBody>({ error: `node ${body.nodeId} is not registered; register first`, code: ERROR_CODES.unknownNode }, 404);
     }
     metrics.heartbeats.inc();
-    return c.json<HeartbeatResponse>({ heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds, lastEventSeq: recorded.lastEventSeq });
+    // Nearly every heartbeat: nothing waits for this node, answered without a query.
+    const waiting = agentRequests.forHeartbeat(body.nodeId);
+    const requests = waiting === undefined ? [] : await waiting;
+    return c.json<HeartbeatResponse>({
+      heartbeatIntervalSeconds: opts.heartbeatIntervalSeconds,
+      lastEventSeq: recorded.lastEventSeq,
+      ...(requests.length > 0 ? { requests } : {}),
+    });
   });
 
   v1.post("/events", async (c) => {
@@ -295,6 +306,7 @@ export function createApi(opts: ApiOptions): Hono {
   registerViewRoutes(v1, { store, now });
   registerReportRoutes(v1, { store, now });
   registerTokenRoutes(v1, { store, now });
+  registerRequestRoutes(v1, agentRequests);
   registerDashboardRoutes(app, opts.plainHttpBanner);
   app.route("/v1", v1);
   return app;

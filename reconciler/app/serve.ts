@@ -4,12 +4,13 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { hostname } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { type MetricsAuth, type MetricsPerGpu, type NavarchConfig, type ServerTlsConfig } from "../../schema/config.ts";
 import { createApi, createMetricsApp } from "../api/server.ts";
 import { Ingest } from "../ingest/group-commit.ts";
 import { WorkerWriter, clientWriter, type GroupWriter } from "../ingest/writer.ts";
 import { ListenError, Listener } from "./listener.ts";
+import { authTokenFile } from "./auth-token-file.ts";
 import {
   exposedListeners,
   plainHttpBanner,
@@ -19,7 +20,8 @@ import {
   type PlainListener,
   type ResolveHost,
 } from "../config/exposure.ts";
-import { defaultHealthPolicy, type HealthPolicy } from "../health/policy.ts";
+import { defaultHealthPolicy } from "../health/compile-policy.ts";
+import type { HealthPolicy } from "../health/policy-evaluation.ts";
 import type { BesideCalls } from "../dependencies/beside.ts";
 import { Reconciler as ReconcileLoop, providerCalls } from "../lifecycle/loop.ts";
 import type { Clock } from "../../schema/time.ts";
@@ -436,10 +438,6 @@ function errorText(err: unknown): string {
 export function derivePublicUrl(host: string, port: number, tls = false): string {
   const name = host === "0.0.0.0" || host === "::" || host === "[::]" || host === "" ? hostname() : host;
   return `${tls ? "https" : "http"}://${name.includes(":") ? `[${name}]` : name}:${port}`;
-}
-
-export function authTokenFile(dataDir: string): string {
-  return join(dataDir, "auth-token");
 }
 
 /** A database file's groups are written in a worker thread (ingest/writer.ts); other databases' on this one. */

@@ -3,47 +3,19 @@
 // resume pools; reset a breaker; list incidents with the time each step took;
 // inject a fault into a local (simulated) node. Errors are one line.
 import { parseArgs } from "node:util";
-import { hostname, userInfo } from "node:os";
 import * as v from "valibot";
 import { NodeDetail } from "../../schema/admin.ts";
 import { incidentTimeline } from "../api/views/incident-timeline.ts";
 import type { PoolSummary } from "../api/views/pool-summary.ts";
 import { PoolView } from "../api/views/pool-view.ts";
 import { IncidentList, PoolList } from "../api/views/table-rows.ts";
-import { CliError, apiGet, apiPost, resolveTarget, type ApiTarget } from "./client.ts";
+import { CliError, actor, apiGet, apiPost, resolveTarget, type ApiTarget } from "./client.ts";
 import { auditDetails, incidentText } from "./nodes.ts";
 import { durationFlag } from "./durations.ts";
 import { age, duration, parseAnswer, parseFormat, render, shown, table, type Format } from "./output.ts";
-import { printable, textPrefix } from "../../schema/text.ts";
-
-export const ACTIONS_USAGE = `  navarch cordon|uncordon|reboot|replace NODE [--reason TEXT]
-  navarch drain NODE [--reason TEXT] [--deadline 30m] [--no-wait]   (waits, printing progress, until drained)
-  navarch pools list | get POOL | pause POOL [--reason TEXT] | resume POOL
-  navarch pools scale POOL --nodes N [--reason TEXT]   (a pool without an autoscaler: held at N)
-  navarch breaker reset SCOPE                 (fleet or pool:NAME)
-  navarch incidents [--open] [--node NODE] [--pool POOL]
-  navarch fault inject NODE --xid N [--gpu I] | --nvml COMMAND | --kmsg LINE   (local nodes only)
-  (every command takes -o table|json|yaml and -s SERVER)`;
+import { printable } from "../../schema/text.ts";
 
 const ActionAnswer = v.object({ ok: v.literal(true), result: v.optional(v.unknown()) });
-
-/**
- * Who runs the command, for the audit log: NAVARCH_ACTOR, else the login name and host.
- * Bun's userInfo() says "unknown" where the environment has no USER, so that is not a name.
- */
-export function actor(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.NAVARCH_ACTOR) return textPrefix(env.NAVARCH_ACTOR, 128);
-  let user = env.USER || env.LOGNAME;
-  if (!user) {
-    try {
-      const name = userInfo().username;
-      if (name && name !== "unknown") user = name;
-    } catch {
-      // no passwd entry for this uid
-    }
-  }
-  return textPrefix(`${user ?? `uid ${process.getuid?.() ?? "?"}`}@${hostname()}`, 128);
-}
 
 export interface CommandOptions {
   /** Stops a waiting command (drain); tests use it. */

@@ -5,8 +5,7 @@ import { backupDatabase } from "../store/backup.ts";
 import { StoreError } from "../store/store.ts";
 import { CliError } from "./client.ts";
 import { loadServeConfig, serveSettings } from "./serve.ts";
-
-export const BACKUP_USAGE = "usage: navarch backup FILE [--data-dir DIR | --config FILE] [--force]";
+import { BACKUP_HELP, BACKUP_OPTIONS, BACKUP_USAGE } from "./usage.ts";
 
 interface Out {
   stdout: (s: string) => void;
@@ -14,21 +13,9 @@ interface Out {
 }
 
 export async function backupCommand(args: string[], out: Out): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    options: {
-      config: { type: "string", short: "c" },
-      "data-dir": { type: "string" },
-      force: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-    allowPositionals: true,
-    strict: true,
-  });
+  const { values, positionals } = parseArgs({ args, options: BACKUP_OPTIONS, allowPositionals: true, strict: true });
   if (values.help) {
-    out.stdout(
-      `${BACKUP_USAGE}\nCopies the database (the one serve uses with the same flags) to FILE while serve runs;\nrefuses an existing FILE unless --force. Restore: stop serve, put FILE at the database path.\n`,
-    );
+    out.stdout(BACKUP_HELP);
     return 0;
   }
   const file = positionals[0];

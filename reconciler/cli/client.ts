@@ -1,12 +1,15 @@
 // How CLI commands reach a running reconciler: server from -s/NAVARCH_SERVER,
 // token from NAVARCH_AUTH_TOKEN (or, on the reconciler's own machine, the token
 // file it generated in its data directory), HTTPS trust from NAVARCH_CA_FILE and
-// friends (schema/client-tls.ts). Every failure is one clear line, and never shows
-// credentials written into the server URL.
+// friends (schema/client-tls.ts), and who the audit log names for their actions
+// (NAVARCH_ACTOR). Every failure is one clear line, and never shows credentials
+// written into the server URL.
 import { readFileSync, statSync } from "node:fs";
+import { hostname, userInfo } from "node:os";
+import { textPrefix } from "../../schema/text.ts";
 import { redactUrl } from "../../schema/url.ts";
 import { ClientTlsError, clientFetch, clientTlsFromEnv } from "../../schema/client-tls.ts";
-import { authTokenFile } from "../app/serve.ts";
+import { authTokenFile } from "../app/auth-token-file.ts";
 
 export const DEFAULT_SERVER = "http://127.0.0.1:50051";
 export const DEFAULT_DATA_DIR = "data";
@@ -109,4 +112,22 @@ async function apiCall(target: ApiTarget, method: "GET" | "POST" | "DELETE", pat
     throw new CliError([msg, ...issues.map((i: { path?: string; message?: string }) => `${i.path}: ${i.message}`)].join("; "));
   }
   return json;
+}
+
+/**
+ * Who runs the command, for the audit log: NAVARCH_ACTOR, else the login name and host.
+ * Bun's userInfo() says "unknown" where the environment has no USER, so that is not a name.
+ */
+export function actor(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.NAVARCH_ACTOR) return textPrefix(env.NAVARCH_ACTOR, 128);
+  let user = env.USER || env.LOGNAME;
+  if (!user) {
+    try {
+      const name = userInfo().username;
+      if (name && name !== "unknown") user = name;
+    } catch {
+      // no passwd entry for this uid
+    }
+  }
+  return textPrefix(`${user ?? `uid ${process.getuid?.() ?? "?"}`}@${hostname()}`, 128);
 }

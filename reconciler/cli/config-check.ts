@@ -6,8 +6,7 @@
 import { configToYaml } from "../config/print.ts";
 import { plainHttpWarning } from "../config/exposure.ts";
 import { prepareServeConfig, type PrepareOptions } from "../app/preflight.ts";
-
-export const CONFIG_CHECK_USAGE = "usage: navarch config check FILE";
+import { CONFIG_CHECK_USAGE, configCheckHelp } from "./usage.ts";
 
 /** Output sinks; every call gets text that ends in a newline (pass `(s) => process.stdout.write(s)`). */
 export interface CommandOutput {
@@ -17,11 +16,9 @@ export interface CommandOutput {
 
 /** `args` are the words after `config check`. */
 export async function configCheckCommand(args: string[], out: CommandOutput, options: PrepareOptions = {}): Promise<number> {
-  if (args.length === 1 && (args[0] === "-h" || args[0] === "--help")) {
-    out.stdout(
-      `${CONFIG_CHECK_USAGE}\nValidates FILE and what navarch serve needs from it (the health policy and SSH keys it names, ` +
-        "environment variables, metrics sources, the Kubernetes connection); prints it normalised (defaults filled in), or lists every problem.\n",
-    );
+  const help = configCheckHelp(args);
+  if (help !== undefined) {
+    out.stdout(help);
     return 0;
   }
   const file = args[0];

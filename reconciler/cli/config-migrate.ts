@@ -12,29 +12,20 @@ import { parseConfig } from "../config/load.ts";
 import { migrateUpstreamConfig, upstreamConfigEvidence } from "../config/upstream.ts";
 import { YamlSource, formatProblems, readTextFile } from "../config/yaml-source.ts";
 import type { CommandOutput } from "./config-check.ts";
-
-export const CONFIG_MIGRATE_USAGE = "usage: navarch config migrate FILE [-o OUT [--force]]";
+import { CONFIG_MIGRATE_HELP, CONFIG_MIGRATE_OPTIONS, CONFIG_MIGRATE_USAGE } from "./usage.ts";
 
 /** `args` are the words after `config migrate`. */
 export async function configMigrateCommand(args: string[], out: CommandOutput): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args,
-      options: { output: { type: "string", short: "o" }, force: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-      allowPositionals: true,
-      strict: true,
-    });
+    parsed = parseArgs({ args, options: CONFIG_MIGRATE_OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
     out.stderr(`navarch: ${err instanceof Error ? err.message : String(err)}\n${CONFIG_MIGRATE_USAGE}\n`);
     return 2;
   }
   const { values, positionals } = parsed;
   if (values.help) {
-    out.stdout(
-      `${CONFIG_MIGRATE_USAGE}\nTurns a config file in upstream Navarch's format (pools as a mapping, defaults:, autoscaling:) into this one; ` +
-        "prints it, or writes OUT (an existing OUT only with --force). What could not be carried over is listed on stderr and at the top of the result.\n",
-    );
+    out.stdout(CONFIG_MIGRATE_HELP);
     return 0;
   }
   const file = positionals[0];

@@ -9,9 +9,7 @@ import type { CommandOptions } from "./actions.ts";
 import { parseIsoTime } from "../../schema/time.ts";
 import { age, parseAnswer, parseFormat, yamlText } from "./output.ts";
 import { jsonText, printable, textPrefix } from "../../schema/text.ts";
-
-export const EVENTS_USAGE = `  navarch events [--node NODE] [--pool POOL] [--severity healthy|degraded|unhealthy] [--check CHECK]
-                 [--since 10m|2h|3d|ISO-TIME] [--limit N] [--follow] [-o table|json|yaml]`;
+import { EVENTS_USAGE } from "./usage.ts";
 
 export async function eventsCommand(args: string[], write: (s: string) => void, opts: CommandOptions = {}): Promise<number> {
   const { values, positionals } = parseArgs({

@@ -1,6 +1,6 @@
 // `navarch nodes list|get`: what the reconciler knows about each node, why it is in
 // the state it is in, and (get) its GPUs, events, incidents with the time each step
-// took, and what the reconciler and humans did to it.
+// took, and what the reconciler and humans did to it. `nodes run-check` is in run-check.ts.
 import { parseArgs } from "node:util";
 import { NODE_STATES } from "../../schema/lifecycle.ts";
 import { NodeDetail, NodeList, type NodeRow } from "../../schema/admin.ts";
@@ -10,12 +10,11 @@ import { IncidentList, type IncidentRow } from "../api/views/table-rows.ts";
 import * as v from "valibot";
 import { CliError, apiGet, apiGetOptional, resolveTarget } from "./client.ts";
 import { age, duration, parseAnswer, parseFormat, render, shown, table } from "./output.ts";
-
-export const NODES_USAGE = `Usage:
-  navarch nodes list [--pool POOL] [--state STATE] [--unhealthy] [-o table|json|yaml] [-s SERVER]
-  navarch nodes get NODE_ID [--events N] [-o table|json|yaml] [-s SERVER]`;
+import { NODES_USAGE } from "./usage.ts";
 
 export async function nodesCommand(args: string[], write: (s: string) => void): Promise<number> {
+  // Loaded only for itself: the other nodes commands need none of it.
+  if (args[0] === "run-check") return (await import("./run-check.ts")).runCheckCommand(args.slice(1), write);
   const { values, positionals } = parseArgs({
     args,
     options: {

@@ -6,13 +6,7 @@ import { Report, type Goodput, type NeverServedRow } from "../api/report.ts";
 import { CliError, apiGet, resolveTarget } from "./client.ts";
 import { parseSince } from "./events.ts";
 import { duration, parseAnswer, parseFormat, render, table } from "./output.ts";
-
-export const REPORT_USAGE = `  navarch report [--since 7d|ISO-TIME] [-o table|json|yaml]
-                                         what the fleet cost: machines launched and terminated
-                                         without ever serving, per pool and provider, and their
-                                         GPU-hours; goodput: GPU-hours lost while nodes were out
-                                         of service, by cause, the mean time to repair per rung
-                                         and the ten worst nodes (default: the last 7 days)`;
+import { REPORT_USAGE } from "./usage.ts";
 
 export async function reportCommand(args: string[], write: (s: string) => void): Promise<number> {
   const { values, positionals } = parseArgs({

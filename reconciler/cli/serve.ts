@@ -6,7 +6,7 @@ import { EMBEDDED_DEFAULTS_SOURCE, EMBEDDED_DEFAULTS_YAML } from "../config/defa
 import { loadConfigFile, parseConfig } from "../config/load.ts";
 import { formatProblems } from "../config/yaml-source.ts";
 import { loadNamedPolicy, prepareServeConfig } from "../app/preflight.ts";
-import type { HealthPolicy } from "../health/policy.ts";
+import type { HealthPolicy } from "../health/policy-evaluation.ts";
 import { ListenError, StartError, startReconciler, type ServeSettings } from "../app/serve.ts";
 import { TlsError } from "../app/tls.ts";
 import { StoreError, defaultDatabaseUrl } from "../store/store.ts";

@@ -10,29 +10,15 @@ import { reportHtml } from "../sim/html.ts";
 import { loadScenarioFile } from "../sim/load.ts";
 import { reportTable } from "../sim/report.ts";
 import type { CommandOutput } from "./config-check.ts";
-
-export const SIM_USAGE = `usage: navarch sim run SCENARIO.yaml [--seed N] [-o table|json|html] [--out FILE] [--memory] [--verbose]
-       navarch sim validate SCENARIO.yaml`;
-
-const HELP = `${SIM_USAGE}
-
-run       simulates the scenario: the real reconcile loop with simulated agents, clouds and
-          scheduler on virtual time; prints the report and exits 1 if a check failed
-validate  checks the scenario file; every problem is listed with its key path (exit 2)
-
-  --seed N       the random seed (default: the scenario's seed:, else 1); same seed, same report
-  -o, --output   table (default), json, or html (a self-contained page with timelines)
-  --out FILE     write the report to FILE instead of standard output
-  --memory       keep the database in memory instead of a temp file
-  --verbose      print the reconciler's log lines (virtual time) to standard error
-`;
+import { SIM_USAGE, simHelp } from "./usage.ts";
 
 export async function simCommand(args: string[], out: CommandOutput): Promise<number> {
-  const [verb, ...rest] = args;
-  if (verb === "-h" || verb === "--help" || verb === "help" || rest.includes("--help") || rest.includes("-h")) {
-    out.stdout(HELP);
+  const help = simHelp(args);
+  if (help !== undefined) {
+    out.stdout(help);
     return 0;
   }
+  const [verb, ...rest] = args;
   if (verb === "validate") return validate(rest, out);
   if (verb === "run") return run(rest, out);
   out.stderr(`${SIM_USAGE}\n`);

@@ -7,11 +7,7 @@ import { MAX_TOKEN_TTL_SECONDS, TokenCreated, TokenList, TokenRevoked, type Toke
 import { CliError, apiDelete, apiGet, apiPost, resolveTarget } from "./client.ts";
 import { durationFlag } from "./durations.ts";
 import { parseAnswer, parseFormat, render, shown, table } from "./output.ts";
-
-export const TOKENS_USAGE = `  navarch tokens create --role admin|operator|viewer|enroll [--pool POOL] [--ttl 30d] [--name NAME]
-                                         mint an API token (enroll: registers nodes into POOL); printed once
-  navarch tokens list                    every token: id, role, pool, expiry, revoked
-  navarch tokens revoke ID               refuse a token from now on`;
+import { TOKENS_USAGE } from "./usage.ts";
 
 export async function tokensCommand(args: string[], write: (s: string) => void): Promise<number> {
   const { values, positionals } = parseArgs({

@@ -12,7 +12,7 @@
 // rule, as it did upstream. Recovery events (severity healthy) never reach upstream's rules:
 // upstream's agent sent none, and a `degraded` rule matching one would keep a finding open.
 //
-// Which findings have an upstream view (upstreamEventViews): Xid events, and the findings
+// Which findings have an upstream view (UPSTREAM_EVENT_VIEWS): Xid events, and the findings
 // that mean an Xid (GPU lost = 79, row-remap failure = 64, row remap pending = 63, as in
 // CHECK_XID_EQUIVALENTS), ECC double-bit errors, NVLink and PCIe. Everything else the agent
 // finds (thermal by the GPU's own thresholds, SBE rates, fabric, the NVML watchdog, …) carries
@@ -24,10 +24,13 @@ import type { HealthPolicyDocument } from "../../schema/health-policy.ts";
 import { formatIssuePath } from "../../schema/wire.ts";
 import { UpstreamPolicySchema, type UpstreamPolicyFile } from "../../schema/upstream.ts";
 import type { XidCatalog } from "../../schema/xid-catalog.ts";
-import { CHECK_XID_EQUIVALENTS, compilePolicy, compileWhen, formatCelProblem, type CelProblem, type HealthPolicy, type PolicyCompileIssue } from "./policy.ts";
+import { compilePolicy, type PolicyCompileIssue } from "./compile-policy.ts";
+import { compileWhen, formatCelProblem, type CelProblem } from "./compile-when.ts";
+import { CHECK_XID_EQUIVALENTS } from "./default-policy.ts";
+import type { HealthPolicy } from "./policy-evaluation.ts";
 
 /** How one kind of finding looks to upstream's rules. */
-export interface UpstreamEventView {
+interface UpstreamEventView {
   /** Our check, and its code when only one code maps (absent: any code). */
   readonly check: string;
   readonly code?: string;
@@ -37,29 +40,23 @@ export interface UpstreamEventView {
   readonly xid?: number | "own";
 }
 
-// Built on first use: policy.ts imports this module, so its exports are not ready at load time.
-let views: readonly UpstreamEventView[] | undefined;
-
 /** The findings upstream's rules judge, and how each looks to them. */
-export function upstreamEventViews(): readonly UpstreamEventView[] {
-  views ??= Object.freeze([
-    { check: "xid", eventType: "xid", system: "DCGM_HEALTH_WATCH_DRIVER", xid: "own" },
-    ...CHECK_XID_EQUIVALENTS.filter((e) => e.check !== "ecc").map(
-      (e): UpstreamEventView => ({
-        check: e.check,
-        ...(e.code !== undefined ? { code: e.code } : {}),
-        eventType: "xid",
-        system: "DCGM_HEALTH_WATCH_DRIVER",
-        xid: e.xid,
-      }),
-    ),
-    // The agent's uncorrectable-ECC finding; upstream reported these as their own event type.
-    { check: "ecc", code: "dbe", eventType: "ecc_dbe", system: "DCGM_HEALTH_WATCH_MEM" },
-    { check: "nvlink", eventType: "nvlink", system: "DCGM_HEALTH_WATCH_NVLINK" },
-    { check: "pcie", eventType: "pcie", system: "DCGM_HEALTH_WATCH_PCIE" },
-  ]);
-  return views;
-}
+const UPSTREAM_EVENT_VIEWS: readonly UpstreamEventView[] = Object.freeze([
+  { check: "xid", eventType: "xid", system: "DCGM_HEALTH_WATCH_DRIVER", xid: "own" },
+  ...CHECK_XID_EQUIVALENTS.filter((e) => e.check !== "ecc").map(
+    (e): UpstreamEventView => ({
+      check: e.check,
+      ...(e.code !== undefined ? { code: e.code } : {}),
+      eventType: "xid",
+      system: "DCGM_HEALTH_WATCH_DRIVER",
+      xid: e.xid,
+    }),
+  ),
+  // The agent's uncorrectable-ECC finding; upstream reported these as their own event type.
+  { check: "ecc", code: "dbe", eventType: "ecc_dbe", system: "DCGM_HEALTH_WATCH_MEM" },
+  { check: "nvlink", eventType: "nvlink", system: "DCGM_HEALTH_WATCH_NVLINK" },
+  { check: "pcie", eventType: "pcie", system: "DCGM_HEALTH_WATCH_PCIE" },
+]);
 
 const quote = (s: string) => JSON.stringify(s);
 
@@ -74,15 +71,12 @@ function chain(list: readonly UpstreamEventView[], value: (view: UpstreamEventVi
   return list.reduceRight((rest, view) => `${matches(view)} ? ${value(view)} : ${rest}`, otherwise);
 }
 
-let prefix: string | undefined;
-
 /**
  * What comes before the condition: the findings upstream's rules judge, then upstream's
  * `event` map built from ours (only evaluated where the first part holds).
  */
 function upstreamPrefix(): string {
-  if (prefix !== undefined) return prefix;
-  const all = upstreamEventViews();
+  const all = UPSTREAM_EVENT_VIEWS;
   const xids = all.filter((view) => view.xid !== undefined);
   const xidCode = chain(xids, (view) => (view.xid === "own" ? "int(event.code)" : String(view.xid)), "0");
   const applies = `event.severity != "healthy" && (${all.map(matches).join(" || ")})`;
@@ -95,13 +89,14 @@ function upstreamPrefix(): string {
     `"timestamp": string(event.time)`,
     `"metrics": (${xids.map(matches).join(" || ")}) ? {"xid_code": ${xidCode}} : {}`,
   ].join(", ");
-  prefix = `${applies} && [{${event}}].all(event, (`;
-  return prefix;
+  return `${applies} && [{${event}}].all(event, (`;
 }
+
+const PREFIX = upstreamPrefix();
 
 /** Our `when` for one upstream condition; the condition starts on its second line. */
 export function whenForCondition(condition: string): string {
-  return `${upstreamPrefix()}\n${condition}\n))`;
+  return `${PREFIX}\n${condition}\n))`;
 }
 
 /** A problem found in the generated `when`, placed back into the condition the operator wrote. */

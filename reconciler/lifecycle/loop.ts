@@ -15,7 +15,7 @@ import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import { breakers, gpuReadings, nodes, pools } from "../../schema/db.ts";
 import type { GpuSnapshot, RecommendedAction } from "../../schema/wire.ts";
 import { Bootstrapper } from "./ssh-bootstrap.ts";
-import type { HealthPolicy } from "../health/policy.ts";
+import type { HealthPolicy } from "../health/policy-evaluation.ts";
 import type { Clock } from "../../schema/time.ts";
 import { NO_SCHEDULER, type SchedulerMirror } from "../schedulers/scheduler.ts";
 import { layeredSources, queueSource, type MetricsSource, type SourcedMetrics } from "../pools/metrics-source.ts";

@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isIn, type NodeState } from "../../schema/lifecycle.ts";
 import type { Scenario } from "../../schema/scenario.ts";
-import { defaultHealthPolicy } from "../health/policy.ts";
+import { defaultHealthPolicy } from "../health/compile-policy.ts";
 import type { PassReport } from "../lifecycle/context.ts";
 import { Reconciler, type ReconcilerOptions } from "../lifecycle/loop.ts";
 import { SimulatedCloud } from "../providers/simulated.ts";

@@ -16,7 +16,7 @@
 //   - and at least every `idle_pass_interval` (`pass_every` forces a fixed cadence).
 import type { Scenario } from "../../schema/scenario.ts";
 import { classifyXid, lookupXid } from "../../schema/xid-catalog.ts";
-import { DEFAULT_HEALTHY_DELAY_MS, type OpenFinding } from "../health/policy.ts";
+import { DEFAULT_HEALTHY_DELAY_MS, type OpenFinding } from "../health/findings.ts";
 import type { PassReport } from "../lifecycle/context.ts";
 import { LightView } from "../lifecycle/live-nodes.ts";
 import type { SimulatedCloud } from "../providers/simulated.ts";

@@ -4,7 +4,7 @@
 // look at. step() advances the clock, lets the agents heartbeat and runs one pass.
 import { eq } from "drizzle-orm";
 import { join } from "node:path";
-import { defaultHealthPolicy } from "../../reconciler/health/policy.ts";
+import { defaultHealthPolicy } from "../../reconciler/health/compile-policy.ts";
 import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../../reconciler/providers/simulated.ts";
 import { startReconciler, type Reconciler as Running } from "../../reconciler/app/serve.ts";

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../../reconciler/config/load.ts";
-import { defaultHealthPolicy } from "../../reconciler/health/policy.ts";
+import { defaultHealthPolicy } from "../../reconciler/health/compile-policy.ts";
 import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
 import { NO_SCHEDULER, type SchedulerMirror } from "../../reconciler/schedulers/scheduler.ts";
 import type { Provider } from "../../reconciler/providers/provider.ts";

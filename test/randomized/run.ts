@@ -13,7 +13,7 @@ import { copyFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { parseConfig } from "../../reconciler/config/load.ts";
 import { Operator } from "../../reconciler/nodes/operator-actions.ts";
-import { defaultHealthPolicy } from "../../reconciler/health/policy.ts";
+import { defaultHealthPolicy } from "../../reconciler/health/compile-policy.ts";
 import { NO_SCHEDULER, type SchedulerMirror } from "../../reconciler/schedulers/scheduler.ts";
 import { registerNode } from "../../reconciler/nodes/agent-reports.ts";
 import { Reconciler } from "../../reconciler/lifecycle/loop.ts";
