@@ -117,6 +117,10 @@ describe("the Goodput page", () => {
       expect(Number(line?.split(" ")[1])).toBeCloseTo(c.gpuHours, 9);
     }
     await screenshot(page, "09-goodput");
+    // Opened directly (goodput.js loads before app.js starts the page), it draws the same.
+    await page.reload();
+    await page.waitForSelector("#chart-causes canvas");
+    expect(await page.locator("#chart-nodes").getAttribute("data-values")).toBe(g.worstNodes.map((n) => h(n.gpuHours)).join(","));
     expect(consoleErrors).toEqual([]);
   }, 60_000);
 });

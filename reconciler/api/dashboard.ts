@@ -8,6 +8,7 @@
 import type { Context, Hono } from "hono";
 import appCss from "../ui/app.css" with { type: "text" };
 import appJs from "../ui/app.js" with { type: "text" };
+import goodputJs from "../ui/goodput.js" with { type: "text" };
 import indexHtml from "../ui/index.html" with { type: "text" };
 import uplotLicense from "uplot/LICENSE" with { type: "text" };
 import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
@@ -41,6 +42,7 @@ const licensed = (body: string) => `/*! uPlot, from the npm package uplot. ${UPL
 const ASSETS: Record<string, Asset> = {
   "/ui/app.js": asset(text(appJs, "app.js"), "text/javascript; charset=utf-8"),
   "/ui/app.css": asset(text(appCss, "app.css"), "text/css; charset=utf-8"),
+  "/ui/goodput.js": asset(text(goodputJs, "goodput.js"), "text/javascript; charset=utf-8"),
   "/ui/vendor/uPlot.iife.min.js": asset(licensed(text(uplotJs, "uPlot.iife.min.js")), "text/javascript; charset=utf-8"),
   "/ui/vendor/uPlot.min.css": asset(licensed(text(uplotCss, "uPlot.min.css")), "text/css; charset=utf-8"),
   "/ui/vendor/uPlot.LICENSE": asset(UPLOT_LICENSE, "text/plain; charset=utf-8"),

@@ -9,6 +9,10 @@ declare module "*/ui/app.css" {
   const text: string;
   export default text;
 }
+declare module "*/ui/goodput.js" {
+  const text: string;
+  export default text;
+}
 declare module "uplot/dist/uPlot.iife.min.js" {
   const text: string;
   export default text;
