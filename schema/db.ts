@@ -173,6 +173,12 @@ export const incidents = sqliteTable(
     nodeId: text("node_id").notNull(),
     pool: text("pool"),
     reason: text("reason").notNull(),
+    /**
+     * What the episode is counted under in goodput's lost GPU-hours (schema/fault-causes.ts): the
+     * deciding finding's class (`memory`, `pcie`, `infiniband`, …), or `maintenance`, `no_heartbeat`,
+     * `agent_unhealthy`. Null on incidents recorded before it was (counted as `other`).
+     */
+    cause: text("cause"),
     /** When the first unhealthy finding of this episode happened on the node. */
     faultAt: integer("fault_at").notNull(),
     openedAt: integer("opened_at").notNull(),

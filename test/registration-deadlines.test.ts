@@ -269,6 +269,10 @@ describe("a pool that stops paying", () => {
       "POOL   PROVIDER  MACHINES  MACHINE-HOURS  GPU-HOURS",
       "p      local     3         0.5            4.2",
       "total            3         0.5            4.2",
+      "",
+      // They never served: no GPU time was lost to an outage.
+      "Goodput (GPU time lost while nodes that had served were out of service):",
+      "  none lost; 0.0 GPU-hours in service",
     ]);
     // A window that starts after they ended counts none of them.
     expect((await buildReport(f.store, f.now(), f.now())).neverServed.total.machines).toBe(0);

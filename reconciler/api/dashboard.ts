@@ -1,13 +1,18 @@
 // The dashboard's assets at /ui/ and the API description at /openapi.json.
 // The assets are imported as text so `bun build --compile` embeds them in the
-// binary; they hold no data. Everything the dashboard shows comes from /v1 with
+// binary; they hold no data. The charts' library, uPlot (MIT), comes from its npm
+// package the same way, under /ui/vendor/ with its licence (also at the head of its script). Everything the dashboard shows comes from /v1 with
 // the bearer token the operator signs in with (see ui/app.js), so nothing here
 // needs the token, and a strict Content-Security-Policy keeps the page to its own
 // script and style.
 import type { Context, Hono } from "hono";
 import appCss from "../ui/app.css" with { type: "text" };
 import appJs from "../ui/app.js" with { type: "text" };
+import goodputJs from "../ui/goodput.js" with { type: "text" };
 import indexHtml from "../ui/index.html" with { type: "text" };
+import uplotLicense from "uplot/LICENSE" with { type: "text" };
+import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
+import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
 import { OPENAPI_PATH, openApiJson } from "./openapi.ts";
 
 export const DASHBOARD_PATH = "/ui/";
@@ -30,9 +35,17 @@ const INDEX_HTML = text(indexHtml, "index.html");
 const PLAIN_HTTP_BANNER = '<p id="plain-http" class="banner" role="alert" hidden></p>';
 if (!INDEX_HTML.includes(PLAIN_HTTP_BANNER)) throw new Error("index.html lacks the plain-HTTP banner element");
 
+const UPLOT_LICENSE = text(uplotLicense, "uplot/LICENSE");
+/** The licence as a comment at the head of the library's files: it travels with every copy. */
+const licensed = (body: string) => `/*! uPlot, from the npm package uplot. ${UPLOT_LICENSE.replaceAll("*/", "* /").trim()} */\n${body}`;
+
 const ASSETS: Record<string, Asset> = {
   "/ui/app.js": asset(text(appJs, "app.js"), "text/javascript; charset=utf-8"),
   "/ui/app.css": asset(text(appCss, "app.css"), "text/css; charset=utf-8"),
+  "/ui/goodput.js": asset(text(goodputJs, "goodput.js"), "text/javascript; charset=utf-8"),
+  "/ui/vendor/uPlot.iife.min.js": asset(licensed(text(uplotJs, "uPlot.iife.min.js")), "text/javascript; charset=utf-8"),
+  "/ui/vendor/uPlot.min.css": asset(licensed(text(uplotCss, "uPlot.min.css")), "text/css; charset=utf-8"),
+  "/ui/vendor/uPlot.LICENSE": asset(UPLOT_LICENSE, "text/plain; charset=utf-8"),
 };
 
 /** The page, with the plain-HTTP banner shown (filled here: it is there before anyone pastes a token). */

@@ -338,18 +338,23 @@ function buildPaths(): Record<string, Record<string, Operation>> {
     "/v1/report": {
       get: get(
         "getReport",
-        "What the fleet cost over a window: machines launched and terminated without ever serving, and their GPU-hours",
+        "What the fleet cost over a window: machines launched and terminated without ever serving, and their GPU-hours; the GPU-hours lost while nodes were out of service, by cause, rung (with the mean time to repair on each) and node, and over time",
         "Report",
         ["views"],
         {
           parameters: [
-            queryParam("since", "the window's start: epoch milliseconds, or an ISO-8601 date or time of a real day (default: seven days ago)", {
-              anyOf: [
-                { type: "string", pattern: "^[0-9]{1,15}$" },
-                { type: "string", format: "date-time" },
-                { type: "string", format: "date" },
-              ],
-            }),
+            queryParam(
+              "since",
+              "the window's start: epoch milliseconds, an ISO-8601 date or time of a real day, or a span before now (30m, 24h, 7d, 2w; default: seven days ago)",
+              {
+                anyOf: [
+                  { type: "string", pattern: "^[0-9]{1,15}$" },
+                  { type: "string", pattern: "^[0-9]{1,4}[mhdw]$" },
+                  { type: "string", format: "date-time" },
+                  { type: "string", format: "date" },
+                ],
+              },
+            ),
           ],
           responses: errors(400),
         },

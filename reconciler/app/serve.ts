@@ -131,6 +131,7 @@ export async function startReconciler(settings: ServeSettings, log: (line: strin
     perGpu: settings.metricsPerGpu ?? "auto",
     plainHttp: plainHttp.length > 0,
     dependencies: () => dependencies.list(),
+    now,
   });
   // Heartbeats and events are committed in groups; what is queued is written before the store closes.
   const writer = await ingestWriter(store, settings.databaseUrl, metrics, log);

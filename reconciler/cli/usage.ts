@@ -25,7 +25,9 @@ export const ACTIONS_USAGE = `  navarch cordon|uncordon|reboot|replace NODE [--r
 export const REPORT_USAGE = `  navarch report [--since 7d|ISO-TIME] [-o table|json|yaml]
                                          what the fleet cost: machines launched and terminated
                                          without ever serving, per pool and provider, and their
-                                         GPU-hours (default: the last 7 days)`;
+                                         GPU-hours; goodput: GPU-hours lost while nodes were out
+                                         of service, by cause, the mean time to repair per rung
+                                         and the ten worst nodes (default: the last 7 days)`;
 
 export const TOKENS_USAGE = `  navarch tokens create --role admin|operator|viewer|enroll [--pool POOL] [--ttl 30d] [--name NAME]
                                          mint an API token (enroll: registers nodes into POOL); printed once

@@ -71,6 +71,8 @@ export interface Services {
   verdictReason(node: NodeRow): string;
   /** When the deciding finding of a node's verdict opened. */
   faultAt(node: NodeRow, fallback: number): number;
+  /** The deciding finding's fault class (schema/fault-causes.ts), what goodput counts its incident under. */
+  faultCause(node: NodeRow): string;
   /** What the deciding finding of a node's verdict recommends. */
   recommendedAction(node: NodeRow): RecommendedAction | undefined;
   /** A node's latest GPU readings. */

@@ -17,16 +17,17 @@ export class Incidents {
 
   /**
    * Opens the node's incident unless it has one; the node is marked for removal (a
-   * replacement, or the scale-down it was already on). False when the node changed since
-   * it was read (nothing is written then).
+   * replacement, or the scale-down it was already on). `cause` is what goodput counts the
+   * episode under (schema/fault-causes.ts). False when the node changed since it was read
+   * (nothing is written then).
    */
-  async open(node: NodeRow, at: number, reason: string, faultAt: number, remedy: Remedy, status = "opened"): Promise<boolean> {
+  async open(node: NodeRow, at: number, reason: string, faultAt: number, remedy: Remedy, cause: string, status = "opened"): Promise<boolean> {
     if (node.incidentId !== null) return true;
     return this.writer
       .atomically(async (tx) => {
         const [row] = await tx
           .insert(incidents)
-          .values({ nodeId: node.id, pool: node.pool, reason, faultAt, openedAt: at, status, remedy })
+          .values({ nodeId: node.id, pool: node.pool, reason, cause, faultAt, openedAt: at, status, remedy })
           .returning({ id: incidents.id });
         const ok = await this.writer.patch(
           node,

@@ -258,6 +258,10 @@ export class Reconciler implements Services {
     return this.judge.faultAt(node, fallback);
   }
 
+  faultCause(node: NodeRow): string {
+    return this.judge.cause(node);
+  }
+
   recommendedAction(node: NodeRow): RecommendedAction | undefined {
     return this.judge.action(node);
   }

@@ -5,6 +5,7 @@
 import { and, asc, eq, gt, gte } from "drizzle-orm";
 import type { NavarchConfig, PoolConfig } from "../../schema/config.ts";
 import { healthEvents, nodes } from "../../schema/db.ts";
+import { faultCause } from "../../schema/fault-causes.ts";
 import { eventFromRow } from "../health/history.ts";
 import { trackFinding, type OpenFinding } from "../health/findings.ts";
 import { nodeVerdict } from "../health/node-verdict.ts";
@@ -33,8 +34,8 @@ export class HealthJudge {
   private quietTickAt = Number.NEGATIVE_INFINITY;
   /** Health events up to this id have been judged (in memory; the per-node cursors are durable). */
   private judgedThrough: number | undefined;
-  /** This pass's verdict explanation per node, when its deciding finding opened, and what that finding recommends. */
-  private readonly reasons = new Map<string, { reason: string; faultAt: number; action: RecommendedAction | undefined }>();
+  /** This pass's verdict explanation per node, when its deciding finding opened, what that finding recommends, and its fault class. */
+  private readonly reasons = new Map<string, { reason: string; faultAt: number; action: RecommendedAction | undefined; cause: string | undefined }>();
 
   constructor(
     private readonly db: Db,
@@ -114,7 +115,13 @@ export class HealthJudge {
       const blind = !node.nvmlAvailable && verdict.verdict === "healthy";
       const judged = blind ? null : verdict.verdict;
       const reason = blind ? `unknown: NVML is unavailable on the node (${node.nvmlError ?? "no reason given"}), so no GPU was checked` : verdict.reason;
-      this.reasons.set(node.id, { reason, faultAt: verdict.decidedBy?.openedAt ?? at, action: verdict.decidedBy?.action });
+      const decidedBy = verdict.decidedBy;
+      this.reasons.set(node.id, {
+        reason,
+        faultAt: decidedBy?.openedAt ?? at,
+        action: decidedBy?.action,
+        cause: decidedBy === undefined ? undefined : faultCause(decidedBy.check, decidedBy.code),
+      });
       // Most ticks of a healthy node change nothing: write only what changed.
       const unchanged =
         events.length === 0 &&
@@ -141,6 +148,12 @@ export class HealthJudge {
 
   faultAt(node: NodeRow, fallback: number): number {
     return this.reasons.get(node.id)?.faultAt ?? fallback;
+  }
+
+  /** The fault class of the finding that decided the node's verdict (schema/fault-causes.ts); `other` when none did. */
+  cause(node: NodeRow): string {
+    const unhealthy = (node.findings as OpenFinding[]).find((f) => f.result === "unhealthy");
+    return this.reasons.get(node.id)?.cause ?? (unhealthy === undefined ? "other" : faultCause(unhealthy.check, unhealthy.code));
   }
 
   /** What the finding that decided the node's verdict recommends (reset, reboot, replace…). */

@@ -5,7 +5,8 @@
 // Almost everything is read from the store at scrape time (scrape-snapshot.ts), so a number is
 // never a stale in-memory copy, and a restart (or a standby taking over) exposes the same
 // values. Counters derived from append-only tables (health_events, audit_log) keep
-// an id cursor and add only the rows since the last scrape (history-counters.ts); the incident
+// an id cursor and add only the rows since the last scrape (history-counters.ts; goodput's
+// lost GPU-hours fold the audit log's transitions the same way, reconciler/goodput/); the incident
 // histograms are computed from the incidents table as a whole (incident-spans.ts: each completed
 // step counted exactly once, however often it is scraped, across restarts). Only the loop's
 // pass durations, the heartbeat/event counters and the dependencies' gauges (each
@@ -27,9 +28,11 @@
 import { Registry, collectDefaultMetrics } from "prom-client";
 import type { DependencyStatus } from "../../schema/admin.ts";
 import type { MetricsPerGpu } from "../../schema/config.ts";
+import { GoodputLedger } from "../goodput/ledger.ts";
 import type { Db } from "../store/store.ts";
 import { snapshotCollectors } from "./collectors.ts";
 import { registerFaultCounters } from "./fault-counters.ts";
+import { registerGoodputMetrics } from "./goodput-metrics.ts";
 import { registerGpuGauges } from "./gpu-gauges.ts";
 import { HistoryCounters } from "./history-counters.ts";
 import { registerIncidentMetrics } from "./incident-metrics.ts";
@@ -56,6 +59,8 @@ export interface MetricsOptions {
   plainHttp?: boolean;
   /** The reconciler's dependencies as they are now (reconciler/dependencies/status.ts): navarch_dependency_*. */
   dependencies?: () => readonly DependencyStatus[];
+  /** The reconciler's clock: outages still open count up to it (navarch_gpu_hours_lost_total). Date.now by default. */
+  now?: () => number;
 }
 
 export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
@@ -66,13 +71,15 @@ export function createMetrics(db: Db, opts: MetricsOptions = {}): Metrics {
 
   const query = rowQuery(db);
   const history = new HistoryCounters(query);
-  const collectors = snapshotCollectors(registry, snapshotReader(db, query, opts.perGpu ?? "auto", history));
+  const goodput = { ledger: new GoodputLedger(db), now: opts.now ?? Date.now };
+  const collectors = snapshotCollectors(registry, snapshotReader(db, query, opts.perGpu ?? "auto", history, goodput));
   registerNodeGauges(collectors);
   registerGpuGauges(collectors);
   registerPoolGauges(collectors);
   registerSafetyMetrics(collectors, history);
   registerIncidentMetrics(collectors);
   registerFaultCounters(collectors, history);
+  registerGoodputMetrics(collectors);
 
   const observePass = registerLoopMetrics(registry, opts.dependencies);
   return {

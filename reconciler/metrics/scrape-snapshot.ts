@@ -1,11 +1,12 @@
 // What one scrape reads from the store, all at once: nodes by pool and state, pools, GPU
 // readings (per pool always, per GPU when server.metrics_per_gpu lets them), heartbeats,
 // breakers, incidents, remediations, idle nodes, provider errors, registrations, bootstrap runs,
-// machines that never served, and the incident step histograms. Every collector of one scrape
+// machines that never served, the incident step histograms and goodput's lost GPU-hours. Every collector of one scrape
 // shares one snapshot (prom-client collects metrics in parallel), so a number is never a stale
 // in-memory copy and a restart (or a standby taking over) exposes the same values.
 import type { MetricsPerGpu } from "../../schema/config.ts";
 import { STATES } from "../../schema/lifecycle.ts";
+import type { GoodputLedger, GoodputTotals } from "../goodput/ledger.ts";
 import { neverServed, type NeverServed } from "../pools/never-served.ts";
 import type { Db } from "../store/store.ts";
 import type { HistoryCounters } from "./history-counters.ts";
@@ -34,6 +35,8 @@ export interface Snapshot {
   bootstrapRuns: Map<string, number>;
   neverServed: NeverServed[];
   histograms: Map<string, Row[]>;
+  /** Goodput's totals up to the scrape's time: GPU-hours lost, seconds out of service. */
+  goodput: GoodputTotals;
 }
 
 /** Operation kinds that are provider API calls. */
@@ -47,9 +50,17 @@ const WATCHED_STATES = sqlList(STATES.watched);
  * The snapshot of the scrape under way, or a new one: every collect() of one scrape shares one
  * computation. History counters advance first, so their collectors see the same rows.
  */
-export function snapshotReader(db: Db, query: RowQuery, perGpuSetting: MetricsPerGpu, counters: HistoryCounters): () => Promise<Snapshot> {
+export function snapshotReader(
+  db: Db,
+  query: RowQuery,
+  perGpuSetting: MetricsPerGpu,
+  counters: HistoryCounters,
+  goodput: { ledger: GoodputLedger; now: () => number },
+): () => Promise<Snapshot> {
   async function compute(): Promise<Snapshot> {
     await counters.advance();
+    await goodput.ledger.advance();
+    const goodputTotals = goodput.ledger.totals(goodput.now());
     const histograms = await incidentSpanRows(query);
     const [byState, poolRows, gpuPools, heartbeatRows, breakerRows, openIncidents, remediations, idle, providerErrors, registered, bootstrapRuns, wasted] =
       await Promise.all([
@@ -132,6 +143,7 @@ export function snapshotReader(db: Db, query: RowQuery, perGpuSetting: MetricsPe
       bootstrapRuns: new Map(bootstrapRuns.map((r) => [str(r.state), num(r.n)])),
       neverServed: wasted,
       histograms,
+      goodput: goodputTotals,
     };
   }
 

@@ -90,6 +90,7 @@ export class Operator {
           nodeId,
           pool: node.pool,
           reason: `${remedy === "reboot" ? "reboot" : "replacement"} requested by ${actor}: ${reason}`,
+          cause: "maintenance",
           faultAt: at,
           openedAt: at,
           cordonedAt: at,

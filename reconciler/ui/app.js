@@ -5,7 +5,7 @@
 // every `change` re-renders the current page. Routes live in the URL hash:
 //   #/              the fleet            #/pool/NAME   one pool
 //   #/node/ID       one node             #/incidents   incidents
-//   #/events        health events
+//   #/events        health events        #/goodput[/24h|7d|30d]  what outages cost (goodput.js)
 "use strict";
 
 const TOKEN_KEY = "navarch.token";
@@ -22,6 +22,8 @@ let who = null;
 const may = (permission) => who === null || who.permissions.includes(permission);
 /** Set by the events page: its filters survive re-renders. */
 let eventFilters = { node: "", pool: "", severity: "" };
+/** Set by a page that draws into its HTML once it is in place (the Goodput page's charts). */
+let afterRender = null;
 
 // ───────────────────────────── helpers ─────────────────────────────
 
@@ -551,6 +553,8 @@ function route() {
   if (parts[0] === "node" && parts[1]) return { nav: "fleet", render: () => pageNode(parts[1]), poll: 5000 };
   if (parts[0] === "incidents") return { nav: "incidents", render: pageIncidents, poll: 0 };
   if (parts[0] === "events") return { nav: "events", render: pageEvents, poll: 0 };
+  // Goodput is a window's sums, costly to compute: looked at again every minute, not on every change.
+  if (parts[0] === "goodput") return { nav: "goodput", render: () => pageGoodput(parts[1]), poll: 60_000, live: false };
   // Dependencies change without a change to the fleet's rows: the fleet page looks again every 10 s.
   return { nav: "fleet", render: pageFleet, poll: 10_000 };
 }
@@ -563,6 +567,7 @@ async function render() {
   }
   rendering = true;
   const r = route();
+  afterRender = null;
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === r.nav);
   try {
     const html = await r.render();
@@ -574,6 +579,9 @@ async function render() {
     const flash = document.getElementById("flash");
     const flashHtml = flash ? flash.innerHTML : "";
     main.innerHTML = html;
+    const after = afterRender;
+    afterRender = null;
+    if (after) after();
     main.dataset.loaded = String(Date.now());
     const again = focusedId ? document.getElementById(focusedId) : null;
     if (again && keptValue !== null && "value" in again) {
@@ -633,7 +641,7 @@ async function watch() {
           const chunk = buffer.slice(0, cut);
           buffer = buffer.slice(cut + 2);
           const event = /^event: ?(.*)$/m.exec(chunk)?.[1];
-          if (event === "change") scheduleRender();
+          if (event === "change" && route().live !== false) scheduleRender();
         }
       }
     } catch {
@@ -737,6 +745,10 @@ async function start() {
 }
 
 document.getElementById("logout").addEventListener("click", () => signOut());
+// Charts are drawn to their container's width.
+window.addEventListener("resize", () => {
+  if (token && route().nav === "goodput") scheduleRender();
+});
 window.addEventListener("hashchange", () => {
   window.scrollTo(0, 0);
   render();

@@ -9,6 +9,14 @@ export const IncidentRow = v.object({
   nodeId: v.string(),
   pool: v.nullable(v.string()),
   reason: v.string(),
+  cause: v.nullable(
+    v.pipe(
+      v.string(),
+      v.description(
+        "what goodput counts the episode under: the deciding finding's fault class (memory, pcie, …), maintenance, no_heartbeat; null before it was recorded",
+      ),
+    ),
+  ),
   faultAt: Ms,
   openedAt: Ms,
   cordonedAt: v.nullable(Ms),

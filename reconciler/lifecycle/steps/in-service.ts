@@ -31,7 +31,8 @@ export const inService: Step = async (node, ctx) => {
 /** Opens the node's incident and cordons it, storm protection permitting. */
 export async function quarantine(node: NodeRow, ctx: StepContext, reason: string): Promise<Look> {
   const { svc, at } = ctx;
-  if (!(await svc.incidents.open(node, at, reason, svc.faultAt(node, at), firstRemedy(svc.recommendedAction(node), svc.pool(node.pool))))) return at;
+  const remedy = firstRemedy(svc.recommendedAction(node), svc.pool(node.pool));
+  if (!(await svc.incidents.open(node, at, reason, svc.faultAt(node, at), remedy, svc.faultCause(node)))) return at;
   return cordon(node, ctx, reason);
 }
 

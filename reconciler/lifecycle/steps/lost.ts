@@ -56,7 +56,7 @@ export const lost: Step = async (node, ctx) => {
     const may = ctx.rails.mayRemediate(node.pool);
     if (!may.allowed) return blocked(node, may, ctx, "lost");
     const reason = "lost: no heartbeat";
-    if (!(await svc.incidents.open(node, at, reason, node.lastHeartbeatAt ?? at, "replace", "fencing"))) return at;
+    if (!(await svc.incidents.open(node, at, reason, node.lastHeartbeatAt ?? at, "replace", "no_heartbeat", "fencing"))) return at;
   }
   // Fencing: replace only once the provider confirms the instance is stopped or gone.
   const answer = await instanceOf(node, ctx);

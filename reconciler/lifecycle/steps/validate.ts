@@ -14,7 +14,7 @@ export const validate: Step = async (node, ctx) => {
   const { svc, at } = ctx;
   if (node.verdict === "unhealthy") {
     const reason = svc.verdictReason(node);
-    if (!(await svc.incidents.open(node, at, reason, svc.faultAt(node, at), "replace"))) return at;
+    if (!(await svc.incidents.open(node, at, reason, svc.faultAt(node, at), "replace", svc.faultCause(node)))) return at;
     // Not in service: nothing to cordon or drain (a rebooted node was drained before its reboot).
     return replaceOrHold(node, ctx, `failed validation${node.cordonedBy !== null ? " after its reboot" : ""}: ${reason}`);
   }
@@ -26,7 +26,7 @@ export const validate: Step = async (node, ctx) => {
       return giveUpAt;
     }
     const reason = `the agent has reported unhealthy for ${Math.round(timeout / 60_000)} min without sending a finding`;
-    if (!(await svc.incidents.open(node, at, reason, node.stateChangedAt, "replace"))) return at;
+    if (!(await svc.incidents.open(node, at, reason, node.stateChangedAt, "replace", "agent_unhealthy"))) return at;
     return replaceOrHold(node, ctx, `failed validation: ${reason}`);
   }
   if (!node.nvmlAvailable || node.agentHealth === null || node.verdict === null) return undefined; // waits for the first full check

@@ -13,6 +13,7 @@ import m10 from "./0010_node_changes.sql" with { type: "text" };
 import m11 from "./0011_registration_deadlines.sql" with { type: "text" };
 import m12 from "./0012_pool_requested_size.sql" with { type: "text" };
 import m13 from "./0013_agent_requests.sql" with { type: "text" };
+import m14 from "./0014_incident_cause.sql" with { type: "text" };
 
 /** Every migration in order; the store applies the ones a database lacks. */
 export const MIGRATIONS: readonly { tag: string; sql: string }[] = [
@@ -30,4 +31,5 @@ export const MIGRATIONS: readonly { tag: string; sql: string }[] = [
   { tag: "0011_registration_deadlines", sql: m11 },
   { tag: "0012_pool_requested_size", sql: m12 },
   { tag: "0013_agent_requests", sql: m13 },
+  { tag: "0014_incident_cause", sql: m14 },
 ];
