@@ -30,7 +30,8 @@ process of a benchmark (the load tool, kube-apiserver and the reconciler alike),
 ${dates.length === 1 ? dates[0] : `${dates[0]} to ${dates.at(-1)}`}. \`npm run bench\` prints each figure beside its goal, whether that
 run met it, and its ratio to the figure recorded here; \`npm run bench -- --record\` records
 a run's figures (and renders this page again); \`npm run bench -- ingest\` runs one section:
-\`agent\`, \`reconciler\`, \`ingest\`, \`metrics\`, \`sim\`, \`cli\`, \`dashboard\`, \`kube\`.
+\`agent\`, \`reconciler\`, \`writer\`, \`ingest\`, \`metrics\`, \`sim\`, \`cli\`, \`dashboard\`,
+\`kube\`.
 
 | benchmark | last recorded | goal | how |
 |---|---|---|---|

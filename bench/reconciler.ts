@@ -2,15 +2,20 @@
 //   - one reconcile pass over N ready nodes (goal at 10,000: < 200 ms), and the same
 //     pass over 100 nodes as the baseline in the same process;
 //   - heartbeat ingest over HTTP for N registered nodes (goal: 2,000/s, p99 < 50 ms);
-//   - resident memory per node.
+//   - resident memory per node;
+//   - the event loop's longest gap while the ingest worker writes groups back to back beside the
+//     store's own writes (goal: < 45 ms; test/ingest-writer.test.ts checks the same path lands
+//     every write, untimed).
+import { eq } from "drizzle-orm";
 import { parseConfig } from "../reconciler/config/load.ts";
 import { defaultHealthPolicy } from "../reconciler/health/compile-policy.ts";
+import { WorkerWriter, clientWriter } from "../reconciler/ingest/writer.ts";
 import { Reconciler } from "../reconciler/lifecycle/loop.ts";
 import { SimulatedCloud } from "../reconciler/providers/simulated.ts";
 import { startReconciler } from "../reconciler/app/serve.ts";
 import { pools } from "../schema/db.ts";
 import type { Heartbeat } from "../schema/wire.ts";
-import type { Store } from "../reconciler/store/store.ts";
+import { openStore, type Store } from "../reconciler/store/store.ts";
 import { tempDir } from "../test/support.ts";
 
 const GPUS = 8;
@@ -156,4 +161,82 @@ export async function benchIngest(size: number, total: number, concurrency = 32)
   } finally {
     await rec.stop();
   }
+}
+
+export interface LoopGapResult {
+  /** The longest gap between two ticks of a 2 ms timer in each trial, in ms. */
+  worstMs: number[];
+  /** Groups the worker wrote during each trial's store writes. */
+  groups: number[];
+}
+
+/**
+ * The event loop's longest stall while the ingest worker writes groups of `nodes` heartbeats back
+ * to back and the store writes beside them (`writes` updates, 1 ms apart), over `trials` runs
+ * on a real libSQL file. Before the write lock the store shares with the worker, a store write
+ * that met a group's commit waited in SQLite's busy handler, asleep on the event loop's thread:
+ * 61 ms gaps were measured.
+ */
+export async function benchLoopGap(nodes = 3000, writes = 30, trials = 5): Promise<LoopGapResult> {
+  const result: LoopGapResult = { worstMs: [], groups: [] };
+  for (let trial = 0; trial < trials; trial++) {
+    const url = `file:${tempDir("navarch-bench-")}/ingest.db`;
+    const store = await openStore({ url, healthProbeIntervalMs: 0 });
+    const ids = await seed(store, nodes, Date.now(), { origin: "registered" });
+    const writer = await WorkerWriter.start(url, {
+      observe: (err) => store.observe(err),
+      exclusive: (write) => store.exclusive(write),
+      fallback: clientWriter(store.db.$client),
+      log: () => undefined,
+    });
+    if (writer === undefined) throw new Error("no ingest worker");
+    try {
+      let stop = false;
+      let n = 0;
+      let groups = 0;
+      const heartbeats = () =>
+        ids.map(
+          (nodeId): Heartbeat => ({
+            nodeId,
+            bootId: "boot",
+            sentAt: new Date().toISOString(),
+            nvml: { available: true },
+            health: { checked: true, worst: "healthy", openIncidents: 0 },
+            gpus: [
+              { index: 0, temperatureC: 40 + (n % 40), utilizationPct: 10 },
+              { index: 1, temperatureC: 41 + (n++ % 40), utilizationPct: 20 },
+            ],
+          }),
+        );
+      const writing = (async () => {
+        while (!stop) {
+          await writer.write({ heartbeats: heartbeats(), batches: [] }, Date.now());
+          groups++;
+        }
+      })();
+      let last = performance.now();
+      let worst = 0;
+      const timer = setInterval(() => {
+        const t = performance.now();
+        worst = Math.max(worst, t - last);
+        last = t;
+      }, 2);
+      try {
+        for (let i = 0; i < writes; i++) {
+          await store.db.update(pools).set({ updatedAt: i }).where(eq(pools.name, "bench"));
+          await Bun.sleep(1);
+        }
+      } finally {
+        stop = true;
+        clearInterval(timer);
+        await writing;
+      }
+      result.worstMs.push(worst);
+      result.groups.push(groups);
+    } finally {
+      await writer.close();
+      store.close();
+    }
+  }
+  return result;
 }
