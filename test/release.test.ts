@@ -128,8 +128,12 @@ describe("npm run release", () => {
       expect(c.hashes).toEqual([{ alg: "SHA-512", content: Buffer.from(p!.integrity.slice(7), "base64").toString("hex") }]);
     }
     const deps = new Map((sbom.dependencies as { ref: string; dependsOn: string[] }[]).map((d) => [d.ref, d.dependsOn]));
-    // The agent bundles valibot and nothing else from npm; the reconciler the native libsql module it embeds, and no other platform's.
-    expect(deps.get("binary:navarch-node")).toEqual([`pkg:generic/bun@${Bun.version}`, expect.stringMatching(/^pkg:npm\/valibot@/)]);
+    // The agent bundles valibot and yaml (its own configuration file) and nothing else from npm; the reconciler the native libsql module it embeds, and no other platform's.
+    expect(deps.get("binary:navarch-node")).toEqual([
+      `pkg:generic/bun@${Bun.version}`,
+      expect.stringMatching(/^pkg:npm\/valibot@/),
+      expect.stringMatching(/^pkg:npm\/yaml@/),
+    ]);
     const navarch = deps.get("binary:navarch")!;
     expect(navarch).toEqual(expect.arrayContaining([expect.stringMatching(/^pkg:npm\/%40libsql\/linux-x64-gnu@/), expect.stringMatching(/^pkg:npm\/hono@/)]));
     expect(navarch.filter((r) => /darwin|win32|musl|arm/.test(r))).toEqual([]);
